@@ -1,0 +1,54 @@
+//! Memory cgroups: this module owns everything memspike does with the kernel's cgroup
+//! filesystems, on cgroup v1 (memory controller in its own hierarchy, swap capped with
+//! `memory.memsw.*`) and on cgroup v2 (`memory.max`, `memory.swap.max`, `memory.events`).
+//!
+//! - [`discover`]: where the memory controller is mounted, where this process sits in it, and
+//!   whether the preconditions hold ([`Hierarchy`], [`PreflightError`]).
+//! - [`group`]: the experiment's group: create, limit, join, kill, remove ([`Group`],
+//!   [`CgroupError`]).
+//! - [`counters`]: a pure reader of a group's counters into a model where every field is
+//!   optional ([`Counters`], [`read_counters`]).
+//! - [`stale`]: removal of groups left behind by supervisors that died ([`remove_stale`]).
+//!
+//! Real creation and limit writes go through `cgroups-rs`' memory controller; the reader and
+//! the discovery are our own, because `cgroups-rs` hard-codes `/sys/fs/cgroup`, creates groups
+//! in every v1 hierarchy, and has no `memory.events`, `memory.peak` or v1 `oom_kill`.
+//! Everything takes a filesystem root so that tests can drive fake trees in temporary
+//! directories.
+
+pub mod counters;
+pub mod discover;
+pub mod group;
+pub mod stale;
+
+pub use counters::{Counters, read_counters};
+pub use discover::{Hierarchy, PreflightError, check_root};
+pub use group::{CgroupError, Group};
+pub use stale::remove_stale;
+
+use serde::Serialize;
+
+/// Which cgroup interface the memory controller is reached through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Version {
+    /// Legacy hierarchy: `memory.limit_in_bytes`, `memory.memsw.*`, `memory.oom_control`.
+    V1,
+    /// Unified hierarchy: `memory.max`, `memory.swap.max`, `memory.events`.
+    V2,
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Version::V1 => f.write_str("cgroup v1"),
+            Version::V2 => f.write_str("cgroup v2"),
+        }
+    }
+}
+
+/// Prefix of every group memspike creates; the next dash-separated field is the creator's pid.
+pub(crate) const NAME_PREFIX: &str = "memspike-";
+
+/// The kernel options the seed asks for, and how to set them on a GRUB system.
+pub(crate) const V1_KERNEL_FIX: &str = "append `cgroup_enable=memory swapaccount=1` to \
+     GRUB_CMDLINE_LINUX in /etc/default/grub, run `sudo update-grub`, then reboot";

@@ -1,0 +1,126 @@
+//! Leftovers: groups named `memspike-<pid>-*` (memory groups, their v2 twins and v2 supervisor
+//! leaves) whose creator `<pid>` is no longer alive are killed and removed at every start. A
+//! group whose pid was reused by an unrelated live process is kept (and found on a later run).
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use super::group::empty_and_rmdir;
+use super::{Hierarchy, NAME_PREFIX, Version};
+
+/// Removes groups named memspike-<pid>-* under own_dir() (and the v2 twin parent) whose <pid>
+/// is not a live process; returns what was removed. Failures are logged, not returned.
+pub fn remove_stale(h: &Hierarchy) -> Vec<PathBuf> {
+    let mut parents = vec![(h.own_dir(), h.version())];
+    if let Some(p) = h.v2_twin_parent() {
+        parents.push((p.to_path_buf(), Version::V2));
+    }
+    let mut removed = Vec::new();
+    for (parent, version) in parents {
+        let entries = match fs::read_dir(&parent) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(dir = %parent.display(), error = %e, "cannot list cgroups");
+                continue;
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(creator_pid) else {
+                continue;
+            };
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) || pid_alive(pid) {
+                continue;
+            }
+            let dir = entry.path();
+            match empty_and_rmdir(&dir, version) {
+                Ok(()) => {
+                    tracing::info!(dir = %dir.display(), pid, "removed a stale cgroup");
+                    removed.push(dir);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot remove a stale cgroup"),
+            }
+        }
+    }
+    removed
+}
+
+/// The creator's pid in `memspike-<pid>-<suffix>`.
+pub(crate) fn creator_pid(name: &str) -> Option<u32> {
+    let (pid, suffix) = name.strip_prefix(NAME_PREFIX)?.split_once('-')?;
+    if suffix.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok().filter(|p| *p > 0)
+}
+
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 sends nothing; it only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime shared:13 - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime shared:19 - cgroup2 cgroup2 rw
+";
+
+    /// A pid that belonged to a process that has exited and been reaped.
+    pub(crate) fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(creator_pid("memspike-123-0-abc"), Some(123));
+        assert_eq!(creator_pid("memspike-123-supervisor"), Some(123));
+        assert_eq!(creator_pid("memspike-123"), None);
+        assert_eq!(creator_pid("memspike-12a-x"), None);
+        assert_eq!(creator_pid("memspike-0-x"), None);
+        assert_eq!(creator_pid("other-123-x"), None);
+        assert_eq!(creator_pid("memspike--x"), None);
+    }
+
+    #[test]
+    fn dead_pid_groups_are_removed_live_ones_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let own = root.join("sys/fs/cgroup/memory/grp");
+        let twin_parent = root.join("sys/fs/cgroup/unified/grp");
+        fs::create_dir_all(&own).unwrap();
+        fs::create_dir_all(&twin_parent).unwrap();
+        fs::write(own.join("memory.memsw.limit_in_bytes"), "1\n").unwrap();
+        let h = Hierarchy::from_parts(MOUNTINFO, "4:memory:/grp\n0::/grp\n", root).unwrap();
+
+        let dead = format!("memspike-{}-0-1", dead_pid());
+        let live = format!("memspike-{}-0-1", std::process::id());
+        let other = "someone-else".to_owned();
+        for parent in [&own, &twin_parent] {
+            for name in [&dead, &live, &other] {
+                fs::create_dir(parent.join(name)).unwrap();
+            }
+        }
+        let mut removed = remove_stale(&h);
+        removed.sort();
+        let mut want = vec![own.join(&dead), twin_parent.join(&dead)];
+        want.sort();
+        assert_eq!(removed, want);
+        for parent in [&own, &twin_parent] {
+            assert!(!parent.join(&dead).exists());
+            assert!(parent.join(&live).is_dir());
+            assert!(parent.join(&other).is_dir());
+        }
+        assert!(remove_stale(&h).is_empty());
+    }
+}

@@ -1,0 +1,163 @@
+//! The `memspike` command: argument parsing, logging and exit codes. Everything else lives in
+//! the library.
+
+use std::{io::Write, path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use memspike::{
+    pacer::Gogc,
+    report::{Outcome, Report},
+    size,
+    supervisor::{self, SupervisorError},
+    worker::{self, WorkerConfig},
+};
+
+#[derive(Parser)]
+#[command(
+    name = "memspike",
+    version,
+    about = "Reproduce and explain a garbage-collected heap OOM-killed by a cgroup limit while most of it is garbage"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the experiment in a fresh memory cgroup and report what happened (needs root).
+    Run(RunArgs),
+    /// The process inside the cgroup (started by `run`).
+    #[command(hide = true)]
+    Worker(ExperimentArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct ExperimentArgs {
+    /// The cgroup's memory limit: 33554432, 32MiB, 32M, 1.5GiB (M = MiB).
+    #[arg(long, default_value = "32MiB", value_parser = parse_limit)]
+    limit: u64,
+    /// The fraction of the limit the spike fills (the seed's 90 %).
+    #[arg(long, default_value_t = 0.9, value_parser = parse_spike)]
+    spike: f64,
+    /// GOGC for the simulated runtime: a percentage, or `off`.
+    #[arg(long, default_value = "100")]
+    gogc: Gogc,
+    /// Run a collection right after releasing the slab (the seed's -gc): it then survives.
+    #[arg(long)]
+    gc: bool,
+}
+
+impl ExperimentArgs {
+    fn config(&self) -> WorkerConfig {
+        WorkerConfig {
+            limit: self.limit,
+            spike: self.spike,
+            gogc: self.gogc,
+            gc_after_release: self.gc,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    experiment: ExperimentArgs,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Also write the report as DIR/report.json.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// Exit with status 3 unless this is the outcome.
+    #[arg(long)]
+    expect: Option<Expect>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Expect {
+    Oom,
+    Survive,
+}
+
+fn parse_limit(s: &str) -> Result<u64, String> {
+    let bytes = size::parse(s).map_err(|e| e.to_string())?;
+    if bytes < supervisor::MIN_LIMIT {
+        return Err(format!(
+            "{} is below what the worker itself needs; use at least {}",
+            size::human(bytes),
+            size::human(supervisor::MIN_LIMIT)
+        ));
+    }
+    Ok(bytes)
+}
+
+fn parse_spike(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
+        _ => Err(format!("{s:?} is not a fraction between 0 and 1 (the seed's is 0.9)")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MEMSPIKE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Command::Worker(args) => match worker::run(args.config()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("memspike worker: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(args) => match run(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                let code = e
+                    .downcast_ref::<SupervisorError>()
+                    .map_or(1, SupervisorError::exit_code);
+                eprintln!("memspike: error: {e:#}");
+                ExitCode::from(code)
+            }
+        },
+    }
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let facts = supervisor::run(args.experiment.config())?;
+    let report = Report::build(facts);
+    let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{json}")?;
+    } else {
+        write!(out, "{}", report.text())?;
+    }
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = supervisor::report_path(dir);
+        std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!("report written to {}", path.display());
+    }
+    let expected = match args.expect {
+        None => None,
+        Some(Expect::Oom) => Some(Outcome::OomKilled),
+        Some(Expect::Survive) => Some(Outcome::Survived),
+    };
+    Ok(match (report.outcome, expected) {
+        (Outcome::Error, _) => ExitCode::from(1),
+        (got, Some(want)) if got != want => {
+            eprintln!("memspike: expected {want:?}, observed {got:?}");
+            ExitCode::from(3)
+        }
+        _ => ExitCode::SUCCESS,
+    })
+}

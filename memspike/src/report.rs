@@ -1,0 +1,548 @@
+//! The post-run report: joins the worker's timeline (telemetry) with the cgroup's counters,
+//! decides what happened and says why, as text for people and as JSON for scripts.
+//!
+//! The chain is model -> view: [`Report::build`] derives every figure from the facts of a
+//! run ([`RunFacts`]); [`Report::text`] and serde's JSON only present them.
+
+use std::{fmt::Write as _, time::Duration};
+
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use memspike_common::Phase;
+use serde::Serialize;
+
+use crate::{
+    cgroup::Counters,
+    heap::HeapStats,
+    pacer::Gogc,
+    size::human,
+    telemetry::{Action, Event, Kind},
+};
+
+/// How the worker process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Everything a run left behind, as the supervisor collected it.
+#[derive(Clone, Debug)]
+pub struct RunFacts {
+    pub limit: u64,
+    pub spike: f64,
+    pub gogc: Gogc,
+    pub gc_after_release: bool,
+    pub cgroup_version: &'static str,
+    pub group: String,
+    pub events: Vec<Event>,
+    pub exit: Exit,
+    pub counters: Counters,
+    /// The supervisor stopped the run on SIGINT/SIGTERM.
+    pub interrupted: bool,
+    /// The end of what the worker wrote on stderr.
+    pub stderr_tail: String,
+    pub duration: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    OomKilled,
+    Survived,
+    Error,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct HeapAtEnd {
+    pub live_bytes: u64,
+    pub garbage_bytes: u64,
+    pub free_bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct FailedAllocation {
+    pub phase: &'static str,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CgroupSection {
+    pub version: &'static str,
+    pub name: String,
+    #[serde(flatten)]
+    pub counters: Counters,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WorkerSection {
+    pub pid: Option<u32>,
+    pub exit: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Settings {
+    pub spike: f64,
+    pub gogc: String,
+    pub gc_after_release: bool,
+}
+
+/// One line of the timeline: the event, milliseconds after the worker was ready.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TimelineEvent {
+    pub t_ms: f64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// The report. Field names are the JSON keys documented in the README.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub limit_bytes: u64,
+    pub died_in: Option<&'static str>,
+    pub gc_cycles: u32,
+    pub next_gc_after_spike_bytes: Option<u64>,
+    pub garbage_at_end_bytes: u64,
+    pub needed_bytes: Option<u64>,
+    pub garbage_ratio: Option<f64>,
+    pub heap_at_end: HeapAtEnd,
+    pub failed_allocation: Option<FailedAllocation>,
+    pub cgroup: CgroupSection,
+    pub worker: WorkerSection,
+    pub settings: Settings,
+    pub duration_ms: f64,
+    pub error: Option<String>,
+    pub verdict: String,
+    pub events: Vec<TimelineEvent>,
+}
+
+/// The step that began and never ended (the one the kernel interrupted), if any.
+fn unfinished_step(events: &[Event]) -> Option<(Phase, Action, u64)> {
+    let mut open = None;
+    for e in events {
+        match e.kind {
+            Kind::Begin { phase, action, bytes } => open = Some((phase, action, bytes)),
+            Kind::End { .. } => open = None,
+            _ => {}
+        }
+    }
+    open
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGKILL => "SIGKILL".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGSEGV => "SIGSEGV".into(),
+        libc::SIGABRT => "SIGABRT".into(),
+        other => format!("signal {other}"),
+    }
+}
+
+impl Report {
+    pub fn build(f: RunFacts) -> Report {
+        let last_heap: HeapStats = f.events.last().map(|e| e.heap).unwrap_or_default();
+        let finished = f.events.iter().any(|e| matches!(e.kind, Kind::Done));
+        let ready = f.events.iter().any(|e| matches!(e.kind, Kind::Ready { .. }));
+        let pid = f.events.iter().find_map(|e| match e.kind {
+            Kind::Ready { pid } => Some(pid),
+            _ => None,
+        });
+        let unfinished = unfinished_step(&f.events);
+        let oom_kills = f.counters.oom_kills;
+
+        let (outcome, error) = match f.exit {
+            _ if f.interrupted => (Outcome::Error, Some("interrupted before the experiment finished".to_owned())),
+            Exit::Signal(libc::SIGKILL) if oom_kills.unwrap_or(0) > 0 => (Outcome::OomKilled, None),
+            Exit::Signal(libc::SIGKILL) => (
+                Outcome::Error,
+                Some("the worker was killed by SIGKILL, but the cgroup recorded no OOM kill".to_owned()),
+            ),
+            Exit::Code(0) if finished => (Outcome::Survived, None),
+            Exit::Code(code) => (
+                Outcome::Error,
+                Some(format!(
+                    "the worker exited with status {code}{}{}",
+                    if f.stderr_tail.is_empty() { "" } else { ": " },
+                    f.stderr_tail.trim()
+                )),
+            ),
+            Exit::Signal(sig) => (Outcome::Error, Some(format!("the worker died of {}", signal_name(sig)))),
+        };
+
+        let died_in = match outcome {
+            Outcome::OomKilled => Some(unfinished.map_or(
+                if ready { Phase::Done } else { Phase::Startup },
+                |(phase, _, _)| phase,
+            )),
+            _ => None,
+        };
+        let failed_allocation = match (outcome, unfinished) {
+            (Outcome::OomKilled, Some((phase, Action::Alloc, bytes))) => Some(FailedAllocation {
+                phase: phase.name(),
+                bytes,
+            }),
+            _ => None,
+        };
+        // What the experiment needed at the end: the allocation that failed, or else the
+        // last one it made (the remainder).
+        let needed_bytes = failed_allocation.map(|a| a.bytes).or_else(|| {
+            f.events.iter().rev().find_map(|e| match e.kind {
+                Kind::End {
+                    action: Action::Alloc,
+                    bytes,
+                    ..
+                } => Some(bytes),
+                _ => None,
+            })
+        });
+        let garbage = last_heap.garbage;
+        let garbage_ratio = needed_bytes.filter(|&n| n > 0).map(|n| garbage as f64 / n as f64);
+        let next_gc_after_spike_bytes = f.events.iter().find_map(|e| match e.kind {
+            Kind::End {
+                phase: Phase::Spike,
+                ..
+            } => Some(e.heap.next_gc),
+            _ => None,
+        });
+        let t0 = f.events.first().map_or(0, |e| e.t_ns);
+        let events = f
+            .events
+            .iter()
+            .map(|e| TimelineEvent {
+                t_ms: e.t_ns.saturating_sub(t0) as f64 / 1e6,
+                event: e.clone(),
+            })
+            .collect();
+        let exit = match f.exit {
+            Exit::Code(c) => format!("exited with status {c}"),
+            Exit::Signal(s) => format!("killed by {}", signal_name(s)),
+        };
+
+        let mut report = Report {
+            outcome,
+            limit_bytes: f.limit,
+            died_in: died_in.map(Phase::name),
+            gc_cycles: last_heap.num_gc,
+            next_gc_after_spike_bytes,
+            garbage_at_end_bytes: garbage,
+            needed_bytes,
+            garbage_ratio,
+            heap_at_end: HeapAtEnd {
+                live_bytes: last_heap.live,
+                garbage_bytes: garbage,
+                free_bytes: last_heap.free,
+            },
+            failed_allocation,
+            cgroup: CgroupSection {
+                version: f.cgroup_version,
+                name: f.group,
+                counters: f.counters,
+            },
+            worker: WorkerSection { pid, exit },
+            settings: Settings {
+                spike: f.spike,
+                gogc: f.gogc.to_string(),
+                gc_after_release: f.gc_after_release,
+            },
+            duration_ms: f.duration.as_secs_f64() * 1e3,
+            error,
+            verdict: String::new(),
+            events,
+        };
+        report.verdict = report.verdict_sentence(&f.events, last_heap);
+        report
+    }
+
+    fn verdict_sentence(&self, events: &[Event], last: HeapStats) -> String {
+        let limit = human(self.limit_bytes);
+        match self.outcome {
+            Outcome::OomKilled => {
+                let what = self
+                    .failed_allocation
+                    .map_or("".to_owned(), |a| format!(" while allocating {}", human(a.bytes)));
+                let goal = last.next_gc;
+                let side = if goal > self.limit_bytes { "above" } else { "below" };
+                if last.garbage == 0 {
+                    format!(
+                        "killed{what} in the {} phase with no garbage to reuse: the live heap ({}) and the process's own memory do not fit the {limit} limit",
+                        self.died_in.unwrap_or("?"),
+                        human(last.live)
+                    )
+                } else {
+                    format!(
+                        "killed{what} with {} ({:.1}x) of garbage waiting for a collection planned at {}, {side} the {limit} limit",
+                        human(last.garbage),
+                        self.garbage_ratio.unwrap_or(0.0),
+                        human(goal)
+                    )
+                }
+            }
+            Outcome::Survived => {
+                let peak = self
+                    .cgroup
+                    .counters
+                    .peak_bytes
+                    .map_or("unknown".to_owned(), |p| human(p).to_string());
+                let last_alloc = events.iter().rev().find_map(|e| match e.kind {
+                    Kind::End {
+                        action: Action::Alloc,
+                        bytes,
+                        reused,
+                        grown,
+                        ..
+                    } => Some((bytes, reused, grown)),
+                    _ => None,
+                });
+                match last_alloc {
+                    Some((bytes, reused, _)) if reused >= bytes => format!(
+                        "survived: the {} remainder reused garbage swept by collection {} instead of growing the heap; cgroup peak {peak} of the {limit} limit",
+                        human(bytes),
+                        last.num_gc
+                    ),
+                    Some((bytes, _, grown)) => format!(
+                        "survived: the heap grew by {} for the {} remainder and still fit; cgroup peak {peak} of the {limit} limit",
+                        human(grown),
+                        human(bytes)
+                    ),
+                    None => format!("survived; cgroup peak {peak} of the {limit} limit"),
+                }
+            }
+            Outcome::Error => format!(
+                "the experiment did not complete: {}",
+                self.error.as_deref().unwrap_or("unknown error")
+            ),
+        }
+    }
+
+    /// The report for a terminal.
+    pub fn text(&self) -> String {
+        let opt = |v: Option<u64>| v.map_or("-".to_owned(), |b| human(b).to_string());
+        let count = |v: Option<u64>| v.map_or("-".to_owned(), |n| n.to_string());
+        let mut out = String::new();
+        let headline = match self.outcome {
+            Outcome::OomKilled => "OOM-KILLED",
+            Outcome::Survived => "SURVIVED",
+            Outcome::Error => "ERROR",
+        };
+        let _ = writeln!(
+            out,
+            "memspike: {headline} (cgroup {}, limit {}, GOGC={}, spike {:.0} %{})",
+            self.cgroup.version,
+            human(self.limit_bytes),
+            self.settings.gogc,
+            self.settings.spike * 100.0,
+            if self.settings.gc_after_release { ", GC after release" } else { "" }
+        );
+
+        let mut t = Table::new();
+        t.load_preset(UTF8_BORDERS_ONLY);
+        let mut row = |k: &str, v: String| {
+            t.add_row(vec![k.to_owned(), v]);
+        };
+        row("died in", self.died_in.unwrap_or("-").to_owned());
+        if let Some(a) = self.failed_allocation {
+            row("allocation that failed", format!("{} ({} bytes)", human(a.bytes), a.bytes));
+        }
+        row("GC cycles", self.gc_cycles.to_string());
+        row("next GC after the spike", opt(self.next_gc_after_spike_bytes));
+        row(
+            "heap at the end",
+            format!(
+                "live {}, garbage {}, free {}",
+                human(self.heap_at_end.live_bytes),
+                human(self.heap_at_end.garbage_bytes),
+                human(self.heap_at_end.free_bytes)
+            ),
+        );
+        row(
+            "garbage / needed",
+            self.garbage_ratio.map_or("-".to_owned(), |r| format!("{r:.1}x")),
+        );
+        let c = &self.cgroup.counters;
+        row("cgroup peak", opt(c.peak_bytes));
+        row("cgroup failcnt", count(c.failcnt));
+        row("cgroup OOM kills", count(c.oom_kills));
+        row(
+            "charged at the end",
+            format!(
+                "anon {} (huge {}), page cache {}, kernel {}",
+                opt(c.anon_bytes),
+                opt(c.anon_huge_bytes),
+                opt(c.page_cache_bytes),
+                opt(c.kernel_bytes)
+            ),
+        );
+        row(
+            "worker",
+            format!(
+                "pid {}, {}",
+                self.worker.pid.map_or("-".to_owned(), |p| p.to_string()),
+                self.worker.exit
+            ),
+        );
+        row("wall time", format!("{:.0} ms", self.duration_ms));
+        let _ = writeln!(out, "{t}");
+
+        let mut tl = Table::new();
+        tl.load_preset(UTF8_BORDERS_ONLY);
+        tl.set_header(vec!["t (ms)", "event", "heap alloc", "garbage", "free", "next GC"]);
+        for e in &self.events {
+            let h = e.event.heap;
+            tl.add_row(vec![
+                format!("{:.1}", e.t_ms),
+                describe(&e.event.kind),
+                human(h.heap_alloc()).to_string(),
+                human(h.garbage).to_string(),
+                human(h.free).to_string(),
+                if h.next_gc == u64::MAX { "off".to_owned() } else { human(h.next_gc).to_string() },
+            ]);
+        }
+        let _ = writeln!(out, "timeline\n{tl}");
+        if let Some(e) = &self.error {
+            let _ = writeln!(out, "error: {e}");
+        }
+        let _ = writeln!(out, "verdict: {}", self.verdict);
+        out
+    }
+}
+
+/// One event in words, like the runtime's gctrace for cycles.
+fn describe(kind: &Kind) -> String {
+    match kind {
+        Kind::Ready { pid } => format!("worker {pid} ready"),
+        Kind::Begin { phase, action, bytes } => match action {
+            Action::Alloc => format!("{}: allocating {}", phase.name(), human(*bytes)),
+            Action::Release => format!("{}: dropping {}", phase.name(), human(*bytes)),
+            Action::Collect => format!("{}: runtime.GC()", phase.name()),
+        },
+        Kind::End {
+            phase,
+            action,
+            reused,
+            grown,
+            ..
+        } => match action {
+            Action::Alloc => format!(
+                "{}: allocated (reused {}, grew {})",
+                phase.name(),
+                human(*reused),
+                human(*grown)
+            ),
+            Action::Release => format!("{}: dropped, now garbage", phase.name()),
+            Action::Collect => format!("{}: collected", phase.name()),
+        },
+        Kind::Gc { cycle, .. } => format!(
+            "gc {} ({:?}): {} -> {} live, swept {}, goal {}",
+            cycle.n,
+            cycle.reason,
+            human(cycle.heap_before),
+            human(cycle.heap_after),
+            human(cycle.swept),
+            if cycle.goal == u64::MAX { "off".to_owned() } else { human(cycle.goal).to_string() }
+        )
+        .to_lowercase(),
+        Kind::Done => "script finished".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        heap::Heap,
+        pacer::PacerConfig,
+        scenario::{Driver, SelfDirected},
+    };
+
+    const LIMIT: u64 = 32 << 20;
+
+    /// The real script's events, cut where the kernel would have killed it.
+    fn events(gc: bool, cut_after: Option<usize>) -> Vec<Event> {
+        let mut heap = Heap::new(1 << 30, PacerConfig::default()).unwrap();
+        let mut events = Vec::new();
+        SelfDirected {
+            limit: LIMIT,
+            spike: 0.9,
+            gc_after_release: gc,
+        }
+        .run(&mut Driver::new(&mut heap, &mut events))
+        .unwrap();
+        if let Some(n) = cut_after {
+            events.truncate(n);
+        }
+        events
+    }
+
+    fn facts(events: Vec<Event>, exit: Exit, oom_kills: u64) -> RunFacts {
+        RunFacts {
+            limit: LIMIT,
+            spike: 0.9,
+            gogc: Gogc::Percent(100),
+            gc_after_release: false,
+            cgroup_version: "v1",
+            group: "memspike-1-test".into(),
+            events,
+            exit,
+            counters: Counters {
+                oom_kills: Some(oom_kills),
+                peak_bytes: Some(LIMIT),
+                ..Counters::default()
+            },
+            interrupted: false,
+            stderr_tail: String::new(),
+            duration: Duration::from_millis(50),
+        }
+    }
+
+    #[test]
+    fn a_kill_in_the_remainder_is_explained() {
+        // Killed after "begin remainder alloc" (the 7th event).
+        let r = Report::build(facts(events(false, Some(7)), Exit::Signal(libc::SIGKILL), 1));
+        assert_eq!(r.outcome, Outcome::OomKilled);
+        assert_eq!(r.died_in, Some("remainder"));
+        assert_eq!(r.failed_allocation.map(|a| a.bytes), Some(3_355_443));
+        assert_eq!(r.gc_cycles, 1);
+        let ratio = r.garbage_ratio.unwrap();
+        assert!((8.0..10.0).contains(&ratio), "{ratio}");
+        let next = r.next_gc_after_spike_bytes.unwrap();
+        assert!((55_000_000..66_000_000).contains(&next), "{next}");
+        assert!(r.verdict.starts_with("killed while allocating 3.2 MiB with 28.8 MiB"), "{}", r.verdict);
+        assert!(r.verdict.ends_with("above the 32.0 MiB limit"), "{}", r.verdict);
+        let json = serde_json::to_value(&r).unwrap();
+        for key in [
+            "outcome", "limit_bytes", "died_in", "gc_cycles", "next_gc_after_spike_bytes",
+            "garbage_at_end_bytes", "needed_bytes", "garbage_ratio", "events",
+        ] {
+            assert!(json.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(json["outcome"], "oom_killed");
+        assert_eq!(json["cgroup"]["oom_kills"], 1);
+        assert!(json["cgroup"].get("peak_bytes").is_some() && json["cgroup"].get("failcnt").is_some());
+        assert!(r.text().contains("OOM-KILLED"));
+    }
+
+    #[test]
+    fn a_clean_exit_after_gc_survives() {
+        let r = Report::build(facts(events(true, None), Exit::Code(0), 0));
+        assert_eq!(r.outcome, Outcome::Survived);
+        assert_eq!(r.died_in, None);
+        assert_eq!(r.gc_cycles, 2);
+        assert!(r.verdict.contains("reused garbage swept by collection 2"), "{}", r.verdict);
+    }
+
+    #[test]
+    fn sigkill_without_an_oom_record_is_not_blamed_on_the_limit() {
+        let r = Report::build(facts(events(false, Some(7)), Exit::Signal(libc::SIGKILL), 0));
+        assert_eq!(r.outcome, Outcome::Error);
+        assert!(r.verdict.contains("no OOM kill"), "{}", r.verdict);
+    }
+
+    #[test]
+    fn a_kill_before_ready_died_in_startup() {
+        let r = Report::build(facts(Vec::new(), Exit::Signal(libc::SIGKILL), 1));
+        assert_eq!(r.died_in, Some("startup"));
+        assert!(r.verdict.contains("no garbage"), "{}", r.verdict);
+    }
+}

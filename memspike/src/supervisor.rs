@@ -1,0 +1,277 @@
+//! The supervisor: stays outside the experiment's cgroup, creates and limits the group, starts
+//! the worker already inside it, collects its telemetry, waits for it to finish or be killed,
+//! reads the group's counters and removes the group, whatever happened.
+
+use std::{
+    collections::BTreeSet,
+    fs::File,
+    io::{self, BufRead, BufReader, Read},
+    os::unix::process::{CommandExt, ExitStatusExt},
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicI32, Ordering},
+    },
+    thread,
+    time::Instant,
+};
+
+use signal_hook::{
+    consts::{SIGHUP, SIGINT, SIGTERM},
+    iterator::Signals,
+};
+
+use crate::{
+    cgroup::{self, CgroupError, Group, Hierarchy, PreflightError},
+    report::{Exit, RunFacts},
+    size::human,
+    telemetry::{self, Kind},
+    worker::WorkerConfig,
+};
+
+/// Below this the worker process alone (about 1-2 MiB before its first allocation) leaves no
+/// room for an experiment.
+pub const MIN_LIMIT: u64 = 4 << 20;
+
+/// How much of the worker's stderr the report keeps.
+const STDERR_TAIL: usize = 2048;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// The user asked for something that cannot run (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The machine lacks what the experiment needs (exit 2).
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("could not start the worker: {0}")]
+    Spawn(io::Error),
+    #[error("lost the worker's telemetry: {0}")]
+    Telemetry(io::Error),
+    #[error("interrupted by signal {0} before the worker started")]
+    Interrupted(i32),
+}
+
+impl SupervisorError {
+    /// The process exit code for this error: 2 for what the user or the machine must fix.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SupervisorError::Usage(_) | SupervisorError::Preflight(_) => 2,
+            SupervisorError::Interrupted(_) => 130,
+            _ => 1,
+        }
+    }
+}
+
+/// Checks the experiment's settings before anything is created.
+pub fn validate(config: &WorkerConfig) -> Result<(), SupervisorError> {
+    if config.limit < MIN_LIMIT {
+        return Err(SupervisorError::Usage(format!(
+            "--limit {} is below what the worker itself needs: the process alone is charged \
+             1-2 MiB before its first allocation; use at least {}",
+            human(config.limit),
+            human(MIN_LIMIT)
+        )));
+    }
+    if !(config.spike > 0.0 && config.spike < 1.0) {
+        return Err(SupervisorError::Usage(format!(
+            "--spike {} must be a fraction between 0 and 1 (the seed's is 0.9)",
+            config.spike
+        )));
+    }
+    Ok(())
+}
+
+/// Reads every file this process has mapped (its own binary, which the worker runs too, and
+/// its shared libraries), so that their pages are cached and charged here, outside the
+/// experiment, rather than to the worker's group when it starts. Best effort.
+fn warm_page_cache() {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let files: BTreeSet<&str> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.starts_with('/'))
+        .collect();
+    let mut buf = vec![0u8; 1 << 16];
+    for path in files {
+        if let Ok(mut f) = File::open(path) {
+            while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    }
+}
+
+/// Forwards the worker's stderr to our log and keeps its tail for the report.
+fn collect_stderr(stderr: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut tail = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            tracing::debug!(target: "memspike::worker", "{line}");
+            tail.push_str(&line);
+            tail.push('\n');
+            if tail.len() > STDERR_TAIL {
+                let cut = tail.len() - STDERR_TAIL;
+                let cut = (cut..tail.len()).find(|&i| tail.is_char_boundary(i)).unwrap_or(0);
+                tail.drain(..cut);
+            }
+        }
+        tail
+    })
+}
+
+/// Runs one self-directed experiment in a fresh group and returns what happened.
+pub fn run(config: WorkerConfig) -> Result<RunFacts, SupervisorError> {
+    validate(&config)?;
+    let start = Instant::now();
+    let hierarchy = Hierarchy::discover()?;
+    for dir in cgroup::remove_stale(&hierarchy) {
+        tracing::info!("removed a group left by an earlier run: {}", dir.display());
+    }
+
+    // SIGINT/SIGTERM/SIGHUP: kill the worker; the rest of the run (reading what it said,
+    // removing the group, reporting) goes on as after any other death.
+    let child_pid = Arc::new(AtomicI32::new(0));
+    let interrupted = Arc::new(AtomicI32::new(0));
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(SupervisorError::Spawn)?;
+    let handle = signals.handle();
+    let watcher = {
+        let (child_pid, interrupted) = (child_pid.clone(), interrupted.clone());
+        thread::spawn(move || {
+            for sig in signals.forever() {
+                interrupted.store(sig, Ordering::SeqCst);
+                kill(child_pid.load(Ordering::SeqCst));
+            }
+        })
+    };
+    let result = run_in_group(&hierarchy, config, &child_pid, &interrupted, start);
+    handle.close();
+    let _ = watcher.join();
+    result
+}
+
+fn kill(pid: i32) {
+    if pid > 0 {
+        // SAFETY: sending a signal has no memory-safety preconditions; pid is our child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+fn run_in_group(
+    hierarchy: &Hierarchy,
+    config: WorkerConfig,
+    child_pid: &AtomicI32,
+    interrupted: &AtomicI32,
+    start: Instant,
+) -> Result<RunFacts, SupervisorError> {
+    // The group is removed when `group` drops, on every path out of this function.
+    let mut group = Group::create(hierarchy, config.limit)?;
+    tracing::info!(
+        "created {} {} with a {} limit and no swap",
+        hierarchy.version(),
+        group.dir().display(),
+        human(config.limit)
+    );
+    let joiner = group.joiner()?;
+    let exe = std::env::current_exe().map_err(SupervisorError::Spawn)?;
+    warm_page_cache();
+
+    let mut cmd = Command::new(&exe);
+    cmd.arg("worker")
+        .arg("--limit")
+        .arg(config.limit.to_string())
+        .arg("--spike")
+        .arg(config.spike.to_string())
+        .arg("--gogc")
+        .arg(config.gogc.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if config.gc_after_release {
+        cmd.arg("--gc");
+    }
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe calls: prctl, and open/write/close inside Joiner::join_current (its
+    // paths were prepared before the fork). No allocation, no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Die with the supervisor: no stray worker if it is killed.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            joiner.join_current().map_err(io::Error::from_raw_os_error)
+        });
+    }
+    if interrupted.load(Ordering::SeqCst) != 0 {
+        return Err(SupervisorError::Interrupted(interrupted.load(Ordering::SeqCst)));
+    }
+    let mut child = cmd.spawn().map_err(SupervisorError::Spawn)?;
+    child_pid.store(child.id() as i32, Ordering::SeqCst);
+    if interrupted.load(Ordering::SeqCst) != 0 {
+        kill(child.id() as i32);
+    }
+    tracing::info!("worker {} started inside the group", child.id());
+
+    let stderr = child.stderr.take().map(collect_stderr);
+    let events = child
+        .stdout
+        .take()
+        .map(|out| telemetry::read_events(BufReader::new(out)))
+        .transpose();
+    // Whatever the telemetry said, the worker must be reaped before the group goes.
+    let events = match events {
+        Ok(events) => events.unwrap_or_default(),
+        Err(e) => {
+            kill(child.id() as i32);
+            let _ = child.wait();
+            return Err(SupervisorError::Telemetry(e));
+        }
+    };
+    let status = child.wait().map_err(SupervisorError::Spawn)?;
+    child_pid.store(0, Ordering::SeqCst);
+    let stderr_tail = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+    let exit = match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(sig)) => Exit::Signal(sig),
+        (None, None) => Exit::Code(-1),
+    };
+    let counters = group.counters();
+    let name = group.name().to_owned();
+    group.remove()?;
+    tracing::info!("removed {name}");
+
+    let ready = events.iter().any(|e| matches!(e.kind, Kind::Ready { .. }));
+    if !ready && exit == Exit::Signal(libc::SIGKILL) && counters.oom_kills.unwrap_or(0) > 0 {
+        return Err(SupervisorError::Usage(format!(
+            "--limit {} is below what the worker itself needs: it was OOM-killed while \
+             starting, before its first allocation (peak {}); raise the limit",
+            human(config.limit),
+            counters.peak_bytes.map_or("unknown".into(), |p| human(p).to_string())
+        )));
+    }
+    Ok(RunFacts {
+        limit: config.limit,
+        spike: config.spike,
+        gogc: config.gogc,
+        gc_after_release: config.gc_after_release,
+        cgroup_version: match hierarchy.version() {
+            cgroup::Version::V1 => "v1",
+            cgroup::Version::V2 => "v2",
+        },
+        group: name,
+        events,
+        exit,
+        counters,
+        interrupted: interrupted.load(Ordering::SeqCst) != 0,
+        stderr_tail,
+        duration: start.elapsed(),
+    })
+}
+
+/// Where `--report DIR` puts the JSON report.
+pub fn report_path(dir: &std::path::Path) -> PathBuf {
+    dir.join("report.json")
+}

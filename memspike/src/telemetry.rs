@@ -1,0 +1,187 @@
+//! The worker's telemetry: one JSON line per event on a pipe to the supervisor.
+//!
+//! The worker sends an event before and after every step of the experiment, each written
+//! with a single `write(2)` before the worker touches new memory. When the kernel kills the
+//! worker mid-step, the last line the supervisor holds is the state just before the kill.
+//! Times are `CLOCK_MONOTONIC` nanoseconds, the clock BPF programs read, so kernel events can
+//! be placed on the same timeline.
+
+use std::io::{self, BufRead, Write};
+
+use memspike_common::Phase;
+use serde::{Deserialize, Serialize};
+
+use crate::heap::{Cycle, HeapStats};
+
+/// What the worker is doing in a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Allocating and writing a slab.
+    Alloc,
+    /// Dropping slabs (they become garbage).
+    Release,
+    /// A collection the program asked for.
+    Collect,
+}
+
+/// One thing that happened in the worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Kind {
+    /// The worker is running inside the group and has allocated nothing yet.
+    Ready { pid: u32 },
+    /// A step starts; for `alloc`, `bytes` is about to be allocated and written.
+    Begin {
+        #[serde(with = "phase_name")]
+        phase: Phase,
+        action: Action,
+        bytes: u64,
+    },
+    /// The step finished; for `alloc`, how much came from swept garbage and how much from
+    /// new memory.
+    End {
+        #[serde(with = "phase_name")]
+        phase: Phase,
+        action: Action,
+        bytes: u64,
+        reused: u64,
+        grown: u64,
+    },
+    /// A collection ran (its cause is in the cycle).
+    Gc {
+        #[serde(with = "phase_name")]
+        phase: Phase,
+        cycle: Cycle,
+    },
+    /// The experiment's script finished: the worker survived it.
+    Done,
+}
+
+/// A timestamped event with the heap's state right after it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// CLOCK_MONOTONIC, nanoseconds.
+    pub t_ns: u64,
+    #[serde(flatten)]
+    pub kind: Kind,
+    pub heap: HeapStats,
+}
+
+/// Now on CLOCK_MONOTONIC (the clock of `bpf_ktime_get_ns`), in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Where a worker sends its events.
+pub trait Sink {
+    fn send(&mut self, event: &Event) -> io::Result<()>;
+}
+
+/// Events as JSON lines on a writer, one `write` per line, nothing buffered.
+pub struct LineSink<W: Write>(pub W);
+
+impl<W: Write> Sink for LineSink<W> {
+    fn send(&mut self, event: &Event) -> io::Result<()> {
+        let mut line = serde_json::to_vec(event)?;
+        line.push(b'\n');
+        // Lines are far shorter than PIPE_BUF, so a pipe receives each one whole.
+        self.0.write_all(&line)?;
+        self.0.flush()
+    }
+}
+
+/// Events kept in memory (tests and in-process runs).
+impl Sink for Vec<Event> {
+    fn send(&mut self, event: &Event) -> io::Result<()> {
+        self.push(event.clone());
+        Ok(())
+    }
+}
+
+/// Reads events until the writer closes the pipe. A line that does not parse (the worker
+/// was killed in the middle of nothing: lines are written whole, so this means a bug) is an
+/// error rather than silently dropped.
+pub fn read_events(reader: impl BufRead) -> io::Result<Vec<Event>> {
+    let mut events = Vec::new();
+    for line in reader.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = serde_json::from_str(&line).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("bad telemetry line {line:?}: {e}"))
+        })?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// Phases travel by name, so the JSON reads well and does not depend on discriminants.
+pub mod phase_name {
+    use memspike_common::Phase;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(p: &Phase, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Phase, D::Error> {
+        let name = <&str>::deserialize(d)?;
+        Phase::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| D::Error::custom(format!("unknown phase {name:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_lines() {
+        let events = vec![
+            Event {
+                t_ns: 1,
+                kind: Kind::Ready { pid: 42 },
+                heap: HeapStats::default(),
+            },
+            Event {
+                t_ns: 2,
+                kind: Kind::Begin {
+                    phase: Phase::Spike,
+                    action: Action::Alloc,
+                    bytes: 30_198_988,
+                },
+                heap: HeapStats::default(),
+            },
+        ];
+        let mut sink = LineSink(Vec::new());
+        for e in &events {
+            sink.send(e).unwrap();
+        }
+        let text = String::from_utf8(sink.0).unwrap();
+        assert!(text.contains(r#""event":"begin","phase":"spike","action":"alloc""#), "{text}");
+        assert_eq!(read_events(text.as_bytes()).unwrap(), events);
+    }
+
+    #[test]
+    fn a_torn_line_is_an_error() {
+        let e = read_events(&b"{\"t_ns\":1,\"ev"[..]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn the_clock_moves_forward() {
+        let a = monotonic_ns();
+        let b = monotonic_ns();
+        assert!(a > 0 && b >= a);
+    }
+}

@@ -1,0 +1,51 @@
+//! The worker: the process that lives inside the limited cgroup, owns the simulated heap and
+//! runs the experiment, reporting every step on stdout (a pipe to the supervisor). It is the
+//! same binary as the supervisor, started through a hidden subcommand.
+
+use std::{fs::File, io, os::fd::AsFd};
+
+use crate::{
+    heap::Heap,
+    pacer::{Gogc, PacerConfig},
+    scenario::{Driver, SelfDirected, StepError},
+    telemetry::LineSink,
+};
+
+/// What the supervisor tells a worker to do.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WorkerConfig {
+    pub limit: u64,
+    pub spike: f64,
+    pub gogc: Gogc,
+    pub gc_after_release: bool,
+}
+
+/// The physical memory of the machine: the most address space the heap may reserve.
+pub fn physical_memory() -> u64 {
+    // SAFETY: sysconf has no preconditions and only reads system configuration.
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    if pages > 0 && page > 0 {
+        pages as u64 * page as u64
+    } else {
+        // Unknown: 64 GiB of address space costs nothing to reserve.
+        64 << 30
+    }
+}
+
+/// Runs the self-directed experiment, reporting on stdout. Returns when the script is done;
+/// the kernel may kill the process long before that, which is the point.
+pub fn run(config: WorkerConfig) -> Result<(), StepError> {
+    let pacer = PacerConfig {
+        gogc: config.gogc,
+        ..PacerConfig::default()
+    };
+    let mut heap = Heap::new(physical_memory(), pacer)?;
+    let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+    let mut sink = LineSink(stdout);
+    let plan = SelfDirected {
+        limit: config.limit,
+        spike: config.spike,
+        gc_after_release: config.gc_after_release,
+    };
+    plan.run(&mut Driver::new(&mut heap, &mut sink))
+}
