@@ -1,10 +1,15 @@
 //! The `memspike` command: argument parsing, logging and exit codes. Everything else lives in
 //! the library.
 
-use std::{io::Write, path::PathBuf, process::ExitCode};
+use std::{
+    io::{IsTerminal, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use memspike_common::Phase;
 use memspike::{
     pacer::Gogc,
     report::{Outcome, Report},
@@ -47,6 +52,29 @@ struct ExperimentArgs {
     /// Run a collection right after releasing the slab (the seed's -gc): it then survives.
     #[arg(long)]
     gc: bool,
+    /// Stop the worker (SIGSTOP) before this phase, to inspect its cgroup; `kill -CONT` goes on.
+    #[arg(long, value_name = "PHASE")]
+    pause_at: Option<PausePhase>,
+}
+
+/// The phases a run can pause before.
+#[derive(Clone, Copy, ValueEnum)]
+enum PausePhase {
+    Spike,
+    Release,
+    Gc,
+    Remainder,
+}
+
+impl From<PausePhase> for Phase {
+    fn from(p: PausePhase) -> Phase {
+        match p {
+            PausePhase::Spike => Phase::Spike,
+            PausePhase::Release => Phase::Release,
+            PausePhase::Gc => Phase::Gc,
+            PausePhase::Remainder => Phase::Remainder,
+        }
+    }
 }
 
 impl ExperimentArgs {
@@ -56,6 +84,7 @@ impl ExperimentArgs {
             spike: self.spike,
             gogc: self.gogc,
             gc_after_release: self.gc,
+            pause_at: self.pause_at.map(Phase::from),
         }
     }
 }
@@ -104,6 +133,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MEMSPIKE_LOG")
@@ -133,6 +163,7 @@ fn main() -> ExitCode {
 
 fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let facts = supervisor::run(args.experiment.config())?;
+    let interrupted = facts.interrupted;
     let report = Report::build(facts);
     let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
     let mut out = std::io::stdout().lock();
@@ -153,6 +184,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Some(Expect::Survive) => Some(Outcome::Survived),
     };
     Ok(match (report.outcome, expected) {
+        _ if interrupted => ExitCode::from(130),
         (Outcome::Error, _) => ExitCode::from(1),
         (got, Some(want)) if got != want => {
             eprintln!("memspike: expected {want:?}, observed {got:?}");

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::{
     cgroup::Counters,
-    heap::HeapStats,
+    heap::{GcReason, HeapStats},
     pacer::Gogc,
     size::human,
     telemetry::{Action, Event, Kind},
@@ -25,6 +25,13 @@ pub enum Exit {
     Signal(i32),
 }
 
+/// A telemetry event and the group's memory usage when the supervisor received it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    pub event: Event,
+    pub cgroup_usage: Option<u64>,
+}
+
 /// Everything a run left behind, as the supervisor collected it.
 #[derive(Clone, Debug)]
 pub struct RunFacts {
@@ -34,7 +41,7 @@ pub struct RunFacts {
     pub gc_after_release: bool,
     pub cgroup_version: &'static str,
     pub group: String,
-    pub events: Vec<Event>,
+    pub events: Vec<Observed>,
     pub exit: Exit,
     pub counters: Counters,
     /// The supervisor stopped the run on SIGINT/SIGTERM.
@@ -77,6 +84,9 @@ pub struct CgroupSection {
 pub struct WorkerSection {
     pub pid: Option<u32>,
     pub exit: String,
+    /// What the group was charged when the worker was ready, before its first allocation:
+    /// the process itself (code, stacks, page tables), not the simulated heap.
+    pub baseline_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -86,10 +96,12 @@ pub struct Settings {
     pub gc_after_release: bool,
 }
 
-/// One line of the timeline: the event, milliseconds after the worker was ready.
+/// One line of the timeline: the event, milliseconds after the worker was ready, and the
+/// group's usage when the supervisor received it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TimelineEvent {
     pub t_ms: f64,
+    pub cgroup_usage_bytes: Option<u64>,
     #[serde(flatten)]
     pub event: Event,
 }
@@ -142,14 +154,24 @@ fn signal_name(sig: i32) -> String {
 
 impl Report {
     pub fn build(f: RunFacts) -> Report {
-        let last_heap: HeapStats = f.events.last().map(|e| e.heap).unwrap_or_default();
-        let finished = f.events.iter().any(|e| matches!(e.kind, Kind::Done));
-        let ready = f.events.iter().any(|e| matches!(e.kind, Kind::Ready { .. }));
-        let pid = f.events.iter().find_map(|e| match e.kind {
+        let observed = f.events;
+        let f = RunFacts {
+            events: Vec::new(),
+            ..f
+        };
+        let events: Vec<Event> = observed.iter().map(|o| o.event.clone()).collect();
+        let baseline_bytes = observed
+            .iter()
+            .find(|o| matches!(o.event.kind, Kind::Ready { .. }))
+            .and_then(|o| o.cgroup_usage);
+        let last_heap: HeapStats = events.last().map(|e| e.heap).unwrap_or_default();
+        let finished = events.iter().any(|e| matches!(e.kind, Kind::Done));
+        let ready = events.iter().any(|e| matches!(e.kind, Kind::Ready { .. }));
+        let pid = events.iter().find_map(|e| match e.kind {
             Kind::Ready { pid } => Some(pid),
             _ => None,
         });
-        let unfinished = unfinished_step(&f.events);
+        let unfinished = unfinished_step(&events);
         let oom_kills = f.counters.oom_kills;
 
         let (outcome, error) = match f.exit {
@@ -188,7 +210,7 @@ impl Report {
         // What the experiment needed at the end: the allocation that failed, or else the
         // last one it made (the remainder).
         let needed_bytes = failed_allocation.map(|a| a.bytes).or_else(|| {
-            f.events.iter().rev().find_map(|e| match e.kind {
+            events.iter().rev().find_map(|e| match e.kind {
                 Kind::End {
                     action: Action::Alloc,
                     bytes,
@@ -199,20 +221,20 @@ impl Report {
         });
         let garbage = last_heap.garbage;
         let garbage_ratio = needed_bytes.filter(|&n| n > 0).map(|n| garbage as f64 / n as f64);
-        let next_gc_after_spike_bytes = f.events.iter().find_map(|e| match e.kind {
+        let next_gc_after_spike_bytes = events.iter().find_map(|e| match e.kind {
             Kind::End {
                 phase: Phase::Spike,
                 ..
             } => Some(e.heap.next_gc),
             _ => None,
         });
-        let t0 = f.events.first().map_or(0, |e| e.t_ns);
-        let events = f
-            .events
-            .iter()
-            .map(|e| TimelineEvent {
-                t_ms: e.t_ns.saturating_sub(t0) as f64 / 1e6,
-                event: e.clone(),
+        let t0 = events.first().map_or(0, |e| e.t_ns);
+        let timeline = observed
+            .into_iter()
+            .map(|o| TimelineEvent {
+                t_ms: o.event.t_ns.saturating_sub(t0) as f64 / 1e6,
+                cgroup_usage_bytes: o.cgroup_usage,
+                event: o.event,
             })
             .collect();
         let exit = match f.exit {
@@ -240,7 +262,11 @@ impl Report {
                 name: f.group,
                 counters: f.counters,
             },
-            worker: WorkerSection { pid, exit },
+            worker: WorkerSection {
+                pid,
+                exit,
+                baseline_bytes,
+            },
             settings: Settings {
                 spike: f.spike,
                 gogc: f.gogc.to_string(),
@@ -249,9 +275,9 @@ impl Report {
             duration_ms: f.duration.as_secs_f64() * 1e3,
             error,
             verdict: String::new(),
-            events,
+            events: timeline,
         };
-        report.verdict = report.verdict_sentence(&f.events, last_heap);
+        report.verdict = report.verdict_sentence(&events, last_heap);
         report
     }
 
@@ -377,9 +403,10 @@ impl Report {
         row(
             "worker",
             format!(
-                "pid {}, {}",
+                "pid {}, {}, charged {} before its first allocation",
                 self.worker.pid.map_or("-".to_owned(), |p| p.to_string()),
-                self.worker.exit
+                self.worker.exit,
+                opt(self.worker.baseline_bytes)
             ),
         );
         row("wall time", format!("{:.0} ms", self.duration_ms));
@@ -387,7 +414,7 @@ impl Report {
 
         let mut tl = Table::new();
         tl.load_preset(UTF8_BORDERS_ONLY);
-        tl.set_header(vec!["t (ms)", "event", "heap alloc", "garbage", "free", "next GC"]);
+        tl.set_header(vec!["t (ms)", "event", "heap alloc", "garbage", "free", "next GC", "cgroup"]);
         for e in &self.events {
             let h = e.event.heap;
             tl.add_row(vec![
@@ -397,6 +424,7 @@ impl Report {
                 human(h.garbage).to_string(),
                 human(h.free).to_string(),
                 if h.next_gc == u64::MAX { "off".to_owned() } else { human(h.next_gc).to_string() },
+                opt(e.cgroup_usage_bytes),
             ]);
         }
         let _ = writeln!(out, "timeline\n{tl}");
@@ -434,15 +462,19 @@ fn describe(kind: &Kind) -> String {
             Action::Collect => format!("{}: collected", phase.name()),
         },
         Kind::Gc { cycle, .. } => format!(
-            "gc {} ({:?}): {} -> {} live, swept {}, goal {}",
+            "gc {} ({}): {} -> {} live, swept {}, goal {}",
             cycle.n,
-            cycle.reason,
+            match cycle.reason {
+                GcReason::Trigger => "heap reached the trigger",
+                GcReason::Forced => "runtime.GC",
+                GcReason::Periodic => "periodic",
+            },
             human(cycle.heap_before),
             human(cycle.heap_after),
             human(cycle.swept),
             if cycle.goal == u64::MAX { "off".to_owned() } else { human(cycle.goal).to_string() }
-        )
-        .to_lowercase(),
+        ),
+        Kind::Paused { phase } => format!("paused before {}", phase.name()),
         Kind::Done => "script finished".to_owned(),
     }
 }
@@ -483,7 +515,13 @@ mod tests {
             gc_after_release: false,
             cgroup_version: "v1",
             group: "memspike-1-test".into(),
-            events,
+            events: events
+                .into_iter()
+                .map(|event| Observed {
+                    event,
+                    cgroup_usage: Some(1 << 20),
+                })
+                .collect(),
             exit,
             counters: Counters {
                 oom_kills: Some(oom_kills),

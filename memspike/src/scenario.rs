@@ -24,11 +24,35 @@ pub enum StepError {
 pub struct Driver<'a, S: Sink> {
     heap: &'a mut Heap,
     sink: &'a mut S,
+    pause_at: Option<Phase>,
 }
 
 impl<'a, S: Sink> Driver<'a, S> {
     pub fn new(heap: &'a mut Heap, sink: &'a mut S) -> Self {
-        Driver { heap, sink }
+        Driver {
+            heap,
+            sink,
+            pause_at: None,
+        }
+    }
+
+    /// Makes the worker stop itself (SIGSTOP) before the first step of `phase`, so that a
+    /// person or a test can look at the group mid-experiment; SIGCONT resumes it.
+    pub fn pause_at(mut self, phase: Option<Phase>) -> Self {
+        self.pause_at = phase;
+        self
+    }
+
+    /// Announces a step, after pausing first if this is the phase to pause at.
+    fn begin(&mut self, phase: Phase, action: Action, bytes: u64) -> std::io::Result<()> {
+        if self.pause_at == Some(phase) {
+            self.pause_at = None;
+            self.send(Kind::Paused { phase })?;
+            // SAFETY: raise has no memory-safety preconditions; SIGSTOP stops this process
+            // until SIGCONT (or SIGKILL) arrives.
+            unsafe { libc::raise(libc::SIGSTOP) };
+        }
+        self.send(Kind::Begin { phase, action, bytes })
     }
 
     pub fn heap(&self) -> &Heap {
@@ -54,7 +78,7 @@ impl<'a, S: Sink> Driver<'a, S> {
     /// Allocates and writes a slab; reports the collection it triggered, if any.
     pub fn alloc(&mut self, phase: Phase, bytes: u64) -> Result<SlabId, StepError> {
         let action = Action::Alloc;
-        self.send(Kind::Begin { phase, action, bytes })?;
+        self.begin(phase, action, bytes)?;
         let a = self.heap.alloc(bytes)?;
         if let Some(cycle) = a.cycle {
             self.send(Kind::Gc { phase, cycle })?;
@@ -76,7 +100,7 @@ impl<'a, S: Sink> Driver<'a, S> {
             .iter()
             .filter_map(|id| self.heap.slabs().find(|(s, _)| s == id).map(|(_, b)| b))
             .sum();
-        self.send(Kind::Begin { phase, action, bytes })?;
+        self.begin(phase, action, bytes)?;
         for id in ids {
             self.heap.release(*id);
         }
@@ -93,7 +117,7 @@ impl<'a, S: Sink> Driver<'a, S> {
     /// Runs a collection the program asked for (`runtime.GC()`).
     pub fn collect(&mut self, phase: Phase) -> Result<(), StepError> {
         let action = Action::Collect;
-        self.send(Kind::Begin { phase, action, bytes: 0 })?;
+        self.begin(phase, action, 0)?;
         let cycle = self.heap.collect(GcReason::Forced);
         self.send(Kind::Gc { phase, cycle })?;
         self.send(Kind::End {
@@ -183,6 +207,7 @@ mod tests {
                 Kind::Begin { phase, action, .. } => format!("begin {} {action:?}", phase.name()),
                 Kind::End { phase, action, .. } => format!("end {} {action:?}", phase.name()),
                 Kind::Gc { cycle, .. } => format!("gc {}", cycle.n),
+                Kind::Paused { .. } => "paused".into(),
                 Kind::Done => "done".into(),
             })
             .collect()

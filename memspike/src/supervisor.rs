@@ -24,7 +24,7 @@ use signal_hook::{
 
 use crate::{
     cgroup::{self, CgroupError, Group, Hierarchy, PreflightError},
-    report::{Exit, RunFacts},
+    report::{Exit, Observed, RunFacts},
     size::human,
     telemetry::{self, Kind},
     worker::WorkerConfig,
@@ -193,6 +193,9 @@ fn run_in_group(
     if config.gc_after_release {
         cmd.arg("--gc");
     }
+    if let Some(phase) = config.pause_at {
+        cmd.arg("--pause-at").arg(phase.name());
+    }
     // SAFETY: the closure runs in the forked child before exec and makes only
     // async-signal-safe calls: prctl, and open/write/close inside Joiner::join_current (its
     // paths were prepared before the fork). No allocation, no locks.
@@ -216,20 +219,32 @@ fn run_in_group(
     tracing::info!("worker {} started inside the group", child.id());
 
     let stderr = child.stderr.take().map(collect_stderr);
-    let events = child
-        .stdout
-        .take()
-        .map(|out| telemetry::read_events(BufReader::new(out)))
-        .transpose();
-    // Whatever the telemetry said, the worker must be reaped before the group goes.
-    let events = match events {
-        Ok(events) => events.unwrap_or_default(),
-        Err(e) => {
-            kill(child.id() as i32);
-            let _ = child.wait();
-            return Err(SupervisorError::Telemetry(e));
+    let mut events = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        for event in telemetry::events(BufReader::new(out)) {
+            match event {
+                Ok(event) => {
+                    if let Kind::Paused { phase } = event.kind {
+                        tracing::info!(
+                            "worker {} paused before {}: inspect {}, then `kill -CONT {}`",
+                            child.id(),
+                            phase.name(),
+                            group.dir().display(),
+                            child.id()
+                        );
+                    }
+                    let cgroup_usage = group.usage_bytes();
+                    events.push(Observed { event, cgroup_usage });
+                }
+                Err(e) => {
+                    // The worker must be reaped before its group can go.
+                    kill(child.id() as i32);
+                    let _ = child.wait();
+                    return Err(SupervisorError::Telemetry(e));
+                }
+            }
         }
-    };
+    }
     let status = child.wait().map_err(SupervisorError::Spawn)?;
     child_pid.store(0, Ordering::SeqCst);
     let stderr_tail = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
@@ -243,7 +258,7 @@ fn run_in_group(
     group.remove()?;
     tracing::info!("removed {name}");
 
-    let ready = events.iter().any(|e| matches!(e.kind, Kind::Ready { .. }));
+    let ready = events.iter().any(|o| matches!(o.event.kind, Kind::Ready { .. }));
     if !ready && exit == Exit::Signal(libc::SIGKILL) && counters.oom_kills.unwrap_or(0) > 0 {
         return Err(SupervisorError::Usage(format!(
             "--limit {} is below what the worker itself needs: it was OOM-killed while \

@@ -54,6 +54,12 @@ pub enum Kind {
         phase: Phase,
         cycle: Cycle,
     },
+    /// The worker stopped itself (SIGSTOP) before this phase, as `--pause-at` asked; it
+    /// goes on after SIGCONT.
+    Paused {
+        #[serde(with = "phase_name")]
+        phase: Phase,
+    },
     /// The experiment's script finished: the worker survived it.
     Done,
 }
@@ -105,22 +111,18 @@ impl Sink for Vec<Event> {
     }
 }
 
-/// Reads events until the writer closes the pipe. A line that does not parse (the worker
-/// was killed in the middle of nothing: lines are written whole, so this means a bug) is an
-/// error rather than silently dropped.
-pub fn read_events(reader: impl BufRead) -> io::Result<Vec<Event>> {
-    let mut events = Vec::new();
-    for line in reader.lines() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event = serde_json::from_str(&line).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("bad telemetry line {line:?}: {e}"))
-        })?;
-        events.push(event);
-    }
-    Ok(events)
+/// Events as they arrive, until the writer closes the pipe. A line that does not parse is an
+/// error rather than silently dropped: lines are written whole, so it means a bug.
+pub fn events(reader: impl BufRead) -> impl Iterator<Item = io::Result<Event>> {
+    reader
+        .lines()
+        .filter(|line| !matches!(line, Ok(l) if l.trim().is_empty()))
+        .map(|line| {
+            let line = line?;
+            serde_json::from_str(&line).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("bad telemetry line {line:?}: {e}"))
+            })
+        })
 }
 
 /// Phases travel by name, so the JSON reads well and does not depend on discriminants.
@@ -169,12 +171,12 @@ mod tests {
         }
         let text = String::from_utf8(sink.0).unwrap();
         assert!(text.contains(r#""event":"begin","phase":"spike","action":"alloc""#), "{text}");
-        assert_eq!(read_events(text.as_bytes()).unwrap(), events);
+        assert_eq!(super::events(text.as_bytes()).collect::<io::Result<Vec<_>>>().unwrap(), events);
     }
 
     #[test]
     fn a_torn_line_is_an_error() {
-        let e = read_events(&b"{\"t_ns\":1,\"ev"[..]).unwrap_err();
+        let e = events(&b"{\"t_ns\":1,\"ev"[..]).collect::<io::Result<Vec<_>>>().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 

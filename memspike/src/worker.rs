@@ -4,6 +4,8 @@
 
 use std::{fs::File, io, os::fd::AsFd};
 
+use memspike_common::Phase;
+
 use crate::{
     heap::Heap,
     pacer::{Gogc, PacerConfig},
@@ -18,6 +20,8 @@ pub struct WorkerConfig {
     pub spike: f64,
     pub gogc: Gogc,
     pub gc_after_release: bool,
+    /// Stop the worker (SIGSTOP) before this phase.
+    pub pause_at: Option<Phase>,
 }
 
 /// The physical memory of the machine: the most address space the heap may reserve.
@@ -47,5 +51,5 @@ pub fn run(config: WorkerConfig) -> Result<(), StepError> {
         spike: config.spike,
         gc_after_release: config.gc_after_release,
     };
-    plan.run(&mut Driver::new(&mut heap, &mut sink))
+    plan.run(&mut Driver::new(&mut heap, &mut sink).pause_at(config.pause_at))
 }

@@ -150,7 +150,7 @@ impl Group {
             }
             return Err(e);
         }
-        tracing::info!(dir = %group.dir.display(), twin = ?group.v2_twin, limit,
+        tracing::debug!(dir = %group.dir.display(), twin = ?group.v2_twin, limit,
             "created memory cgroup");
         Ok(group)
     }

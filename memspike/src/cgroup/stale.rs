@@ -36,7 +36,7 @@ pub fn remove_stale(h: &Hierarchy) -> Vec<PathBuf> {
             let dir = entry.path();
             match empty_and_rmdir(&dir, version) {
                 Ok(()) => {
-                    tracing::info!(dir = %dir.display(), pid, "removed a stale cgroup");
+                    tracing::debug!(dir = %dir.display(), pid, "removed a stale cgroup");
                     removed.push(dir);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot remove a stale cgroup"),

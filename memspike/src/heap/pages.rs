@@ -44,6 +44,7 @@ impl PageAlloc {
     }
 
     /// The free runs in address order.
+    #[cfg(test)]
     pub fn free_runs(&self) -> impl Iterator<Item = Run> + '_ {
         self.free.iter().map(|(&start, &len)| Run { start, len })
     }
