@@ -1,0 +1,193 @@
+//! The real experiment, end to end, as a user runs it (needs root): the memspike binary in a
+//! real memory cgroup, killed by the real OOM killer, or surviving with `--gc`; and nothing
+//! left behind afterwards, whatever happened.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+};
+
+use memspike::cgroup::Hierarchy;
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+const LIMIT: u64 = 32 * MIB;
+
+fn memspike() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_memspike"))
+}
+
+/// Directories of groups a supervisor with this pid created, in both hierarchies.
+fn groups_of(pid: u32) -> Vec<PathBuf> {
+    let h = Hierarchy::discover().expect("preflight passes on the test machine");
+    let prefix = format!("memspike-{pid}-");
+    let mut dirs = vec![h.own_dir()];
+    dirs.extend(h.v2_twin_parent().map(PathBuf::from));
+    dirs.iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Runs `memspike run --json ARGS`, checks it cleaned up, and returns the exit code and report.
+fn run_json(args: &[&str]) -> (i32, Value) {
+    let child = memspike()
+        .arg("run")
+        .arg("--json")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start memspike");
+    let pid = child.id();
+    let Output { status, stdout, stderr } = child.wait_with_output().expect("memspike runs");
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert_eq!(groups_of(pid), Vec::<PathBuf>::new(), "groups left behind; stderr: {stderr}");
+    let report = serde_json::from_slice(&stdout)
+        .unwrap_or_else(|e| panic!("not a JSON report ({e}); stderr: {stderr}"));
+    (status.code().expect("exit code"), report)
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn the_default_run_is_oom_killed_in_the_remainder() {
+    if !common::require_root("the default 32 MiB experiment") {
+        return;
+    }
+    let (code, r) = run_json(&["--limit", "32MiB", "--expect", "oom"]);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["outcome"], "oom_killed", "{r:#}");
+    assert_eq!(r["limit_bytes"], LIMIT);
+    assert_eq!(r["died_in"], "remainder");
+    assert_eq!(r["gc_cycles"], 1);
+    let next_gc = u(&r["next_gc_after_spike_bytes"]);
+    assert!((55 * MIB..=66 * MIB).contains(&next_gc), "next GC {next_gc}");
+    let ratio = r["garbage_ratio"].as_f64().expect("ratio");
+    assert!((7.0..=11.0).contains(&ratio), "ratio {ratio}");
+    assert_eq!(r["needed_bytes"], LIMIT / 10);
+    assert!(u(&r["cgroup"]["oom_kills"]) >= 1);
+    assert!(u(&r["cgroup"]["peak_bytes"]) >= LIMIT - MIB);
+    assert!(r["verdict"].as_str().unwrap().starts_with("killed while allocating 3.2 MiB"));
+
+    // The heap is real: after the spike, the group is charged at least the heap's resident
+    // pages, plus the worker's own memory (well under 2 MiB after start-up transients).
+    let end_of_spike = r["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "end" && e["phase"] == "spike")
+        .expect("the spike ended");
+    let heap = &end_of_spike["heap"];
+    let resident = u(&heap["live"]) + u(&heap["garbage"]) + u(&heap["free"]);
+    let charged = u(&end_of_spike["cgroup_usage_bytes"]);
+    assert!(charged >= resident && charged <= resident + 2 * MIB, "charged {charged}, heap {resident}");
+}
+
+#[test]
+fn with_gc_after_release_it_survives_below_the_limit() {
+    if !common::require_root("the --gc experiment") {
+        return;
+    }
+    let (code, r) = run_json(&["--limit", "32MiB", "--gc", "--expect", "survive"]);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["outcome"], "survived", "{r:#}");
+    assert_eq!(r["died_in"], Value::Null);
+    assert_eq!(r["gc_cycles"], 2);
+    assert!(u(&r["cgroup"]["peak_bytes"]) < LIMIT, "{r:#}");
+    assert_eq!(r["cgroup"]["oom_kills"], 0);
+}
+
+#[test]
+fn an_unexpected_outcome_exits_3_and_report_dir_gets_the_json() {
+    if !common::require_root("--expect and --report") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, r) = run_json(&["--gc", "--expect", "oom", "--report", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 3);
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(written["outcome"], r["outcome"]);
+    assert_eq!(written["events"], r["events"]);
+}
+
+#[test]
+fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
+    // Parsing happens before anything is created, so this needs no root.
+    for (args, says) in [
+        (&["--limit", "abc"][..], "invalid size"),
+        (&["--limit", "0"], "below what the worker itself needs"),
+        (&["--limit", "1MiB"], "below what the worker itself needs"),
+        (&["--spike", "1.5"], "between 0 and 1"),
+        (&["--gogc", "lots"], "GOGC"),
+        (&["--pause-at", "never"], "invalid value"),
+    ] {
+        let child = memspike()
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty());
+        // Where groups can be listed (as root), none was created.
+        if Hierarchy::discover().is_ok() {
+            assert!(groups_of(pid).is_empty());
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_mid_run_kills_the_worker_and_removes_the_group() {
+    if !common::require_root("interrupting a run") {
+        return;
+    }
+    let mut child = memspike()
+        .args(["run", "--json", "--pause-at", "remainder"])
+        .env("MEMSPIKE_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Wait (by reading, not sleeping) until the worker has stopped itself before the
+    // remainder: the spike's 28.8 MiB are resident inside the group.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let worker: i32 = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "memspike ended before pausing");
+        if line.contains("paused before remainder") {
+            let after = line.split("worker ").nth(1).expect("the line names the worker");
+            break after.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    let twin = Hierarchy::discover().unwrap().v2_twin_parent().is_some();
+    assert_eq!(groups_of(pid).len(), if twin { 2 } else { 1 }, "the group exists mid-run");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["outcome"], "error");
+    assert!(r["error"].as_str().unwrap().contains("interrupted"));
+    assert!(groups_of(pid).is_empty(), "group left behind");
+    // SAFETY: signal 0 only checks whether the process exists.
+    let alive = unsafe { libc::kill(worker, 0) } == 0;
+    assert!(!alive, "worker {worker} still alive");
+}

@@ -1,0 +1,151 @@
+//! Running child processes: streamed output, SIGINT left to the child, exit codes passed on.
+
+use std::process::{Command, ExitCode, ExitStatus};
+
+use anyhow::{Context, Result, bail};
+
+/// Ignores SIGINT in this process while alive; restores the previous disposition on drop.
+///
+/// The child shares our process group, so a terminal Ctrl-C reaches it directly; we must outlive
+/// it to report its exit status instead of dying first.
+struct IgnoreSigint {
+    previous: libc::sighandler_t,
+}
+
+impl IgnoreSigint {
+    fn new() -> Self {
+        // SAFETY: installing SIG_IGN is async-signal-safe and touches no Rust state.
+        let previous = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+        IgnoreSigint { previous }
+    }
+}
+
+impl Drop for IgnoreSigint {
+    fn drop(&mut self) {
+        if self.previous != libc::SIG_ERR {
+            // SAFETY: restores the disposition returned by signal() above.
+            unsafe { libc::signal(libc::SIGINT, self.previous) };
+        }
+    }
+}
+
+/// Spawns `cmd` (stdio inherited), waits with SIGINT ignored here, and returns its status.
+///
+/// SIGINT is ignored only after the spawn: an ignored disposition would survive `exec` and the
+/// child could then not be interrupted.
+pub fn wait_for(cmd: &mut Command) -> Result<ExitStatus> {
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("could not start {}", describe(cmd)))?;
+    let _guard = IgnoreSigint::new();
+    child
+        .wait()
+        .with_context(|| format!("could not wait for {}", describe(cmd)))
+}
+
+/// Runs `cmd` and fails unless it exits 0.
+pub fn run_ok(cmd: &mut Command) -> Result<()> {
+    let status = wait_for(cmd)?;
+    if !status.success() {
+        bail!("{} failed ({})", describe(cmd), status_text(status));
+    }
+    Ok(())
+}
+
+/// Runs `cmd` quietly and reports whether it exited 0 (false if it could not start).
+pub fn succeeds_quietly(cmd: &mut Command) -> bool {
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Our exit code for a child's status: its own code, or 128+N if signal N killed it.
+pub fn exit_code(status: ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)),
+        (None, Some(sig)) => ExitCode::from(u8::try_from(128 + sig).unwrap_or(255)),
+        (None, None) => ExitCode::FAILURE,
+    }
+}
+
+pub fn status_text(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        (None, None) => status.to_string(),
+    }
+}
+
+/// The command line, for messages.
+pub fn describe(cmd: &Command) -> String {
+    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Mutex, MutexGuard};
+
+    /// SIGINT's disposition is process-wide: tests that wait on children take turns.
+    static SIGNALS: Mutex<()> = Mutex::new(());
+
+    fn one_at_a_time() -> MutexGuard<'static, ()> {
+        SIGNALS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    #[test]
+    fn exit_codes_pass_through() -> Result<()> {
+        let _turn = one_at_a_time();
+        for code in [0u8, 1, 2, 3] {
+            let status = wait_for(&mut sh(&format!("exit {code}")))?;
+            assert_eq!(exit_code(status), ExitCode::from(code));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn death_by_signal_becomes_128_plus_signal() -> Result<()> {
+        let _turn = one_at_a_time();
+        let status = wait_for(&mut sh("kill -TERM $$"))?;
+        assert_eq!(exit_code(status), ExitCode::from(128 + libc::SIGTERM as u8));
+        assert_eq!(status_text(status), "killed by signal 15");
+        Ok(())
+    }
+
+    #[test]
+    fn sigint_while_waiting_does_not_kill_us() -> Result<()> {
+        let _turn = one_at_a_time();
+        let interrupter = std::thread::spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            // SAFETY: sends SIGINT to this process only (not to the group).
+            unsafe { libc::kill(libc::getpid(), libc::SIGINT) };
+        });
+        let status = wait_for(&mut sh("sleep 1; exit 3"))?;
+        let _ = interrupter.join();
+        assert_eq!(exit_code(status), ExitCode::from(3));
+        Ok(())
+    }
+
+    #[test]
+    fn the_child_itself_can_still_be_interrupted() -> Result<()> {
+        let _turn = one_at_a_time();
+        let status = wait_for(&mut sh("kill -INT $$; sleep 5"))?;
+        assert_eq!(exit_code(status), ExitCode::from(128 + libc::SIGINT as u8));
+        Ok(())
+    }
+}

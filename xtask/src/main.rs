@@ -1,0 +1,113 @@
+//! `cargo xtask`: the project's run and test commands and the eBPF toolchain around them.
+//!
+//! Everything a fresh Debian 12 machine needs is set up by `cargo xtask run` and
+//! `cargo xtask test` themselves; `setup-ebpf` and `build-ebpf` are the same steps on their own.
+
+mod build_ebpf;
+mod child;
+mod privilege;
+mod progress;
+mod run_cmd;
+mod setup_ebpf;
+mod test_cmd;
+mod workspace;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "memspike's project automation",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build memspike (release) and the eBPF observer, then run `memspike run ARGS...` as root.
+    ///
+    /// Example: `cargo xtask run --limit 32MiB`. memspike's exit code is passed through
+    /// (0 report written, 1 internal failure, 2 usage/preflight, 3 --expect mismatch;
+    /// 128+N if it died by signal N).
+    Run {
+        /// Arguments for `memspike run` (see `cargo xtask run -- --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The project's test command: set up the eBPF toolchain, build the eBPF object, then run
+    /// `cargo test --workspace` as root. Arguments after `--` go to `cargo test`.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. `-- -- --nocapture`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Install the eBPF toolchain (Debian's rustc-web with a precompiled core for
+    /// bpfel-unknown-none, LLVM 22, bpf-linker). Idempotent; needs root on Debian 12.
+    SetupEbpf,
+    /// Build the memspike-ebpf crate into a BPF object with Debian's compiler; prints its path.
+    BuildEbpf,
+}
+
+fn main() -> ExitCode {
+    // `cargo xtask run --help` must show the *xtask* help; `cargo xtask run -- --help` is
+    // memspike's. clap handles the former because `args` only starts at the first positional.
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { args } => run_cmd::run(&args),
+        Command::Test { args } => test_cmd::test(&args),
+        Command::SetupEbpf => setup_ebpf::setup().map(|()| ExitCode::SUCCESS),
+        Command::BuildEbpf => build_ebpf::build().map(|object| {
+            println!("{}", object.display());
+            ExitCode::SUCCESS
+        }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("[xtask] error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Command {
+        let argv = std::iter::once("xtask").chain(args.iter().copied());
+        match Cli::try_parse_from(argv) {
+            Ok(cli) => cli.command,
+            Err(err) => panic!("{args:?} did not parse: {err}"),
+        }
+    }
+
+    #[test]
+    fn run_forwards_memspike_flags_untouched() {
+        match parse(&["run", "--limit", "32MiB", "--expect", "oom-kill"]) {
+            Command::Run { args } => assert_eq!(args, ["--limit", "32MiB", "--expect", "oom-kill"]),
+            _ => panic!("not the run command"),
+        }
+    }
+
+    #[test]
+    fn test_takes_cargo_test_args_after_double_dash() {
+        match parse(&["test", "--", "-p", "memspike", "--", "--nocapture"]) {
+            Command::Test { args } => assert_eq!(args, ["-p", "memspike", "--", "--nocapture"]),
+            _ => panic!("not the test command"),
+        }
+    }
+
+    #[test]
+    fn run_help_is_xtask_help() {
+        let argv = ["xtask", "run", "--help"];
+        let err = Cli::try_parse_from(argv).err().map(|e| e.kind());
+        assert_eq!(err, Some(clap::error::ErrorKind::DisplayHelp));
+    }
+}
