@@ -54,9 +54,11 @@ fn write_1gib(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(GIB as u64));
     g.bench_function("raw_mmap", |b| b.iter(|| raw_mmap_write(GIB)));
     for slab in [1u64 << 20, 32 << 20] {
-        g.bench_with_input(BenchmarkId::new("heap", format!("{}MiB_slabs", slab >> 20)), &slab, |b, &slab| {
-            b.iter(|| heap_write(GIB, slab))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("heap", format!("{}MiB_slabs", slab >> 20)),
+            &slab,
+            |b, &slab| b.iter(|| heap_write(GIB, slab)),
+        );
     }
     g.finish();
 }

@@ -9,7 +9,6 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use memspike_common::Phase;
 use memspike::{
     pacer::Gogc,
     report::{Outcome, Report},
@@ -17,6 +16,7 @@ use memspike::{
     supervisor::{self, SupervisorError},
     worker::{self, WorkerConfig},
 };
+use memspike_common::Phase;
 
 #[derive(Parser)]
 #[command(
@@ -125,7 +125,9 @@ fn parse_limit(s: &str) -> Result<u64, String> {
 fn parse_spike(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
-        _ => Err(format!("{s:?} is not a fraction between 0 and 1 (the seed's is 0.9)")),
+        _ => Err(format!(
+            "{s:?} is not a fraction between 0 and 1 (the seed's is 0.9)"
+        )),
     }
 }
 

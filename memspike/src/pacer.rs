@@ -150,7 +150,9 @@ impl Pacer {
             return u64::MAX;
         };
         let roots = self.heap_marked + self.config.stack_scan + self.config.globals_scan;
-        let goal = self.heap_marked.saturating_add(roots.saturating_mul(u64::from(p)) / 100);
+        let goal = self
+            .heap_marked
+            .saturating_add(roots.saturating_mul(u64::from(p)) / 100);
         goal.max(self.heap_minimum())
     }
 
@@ -230,7 +232,12 @@ mod tests {
             p.end_cycle(c.marked, c.scan);
             let pace = p.pace();
             assert_eq!(pace.goal, c.goal, "{name}: goal after cycle {}", i + 1);
-            assert_eq!(pace.trigger, c.trigger, "{name}: trigger after cycle {}", i + 1);
+            assert_eq!(
+                pace.trigger,
+                c.trigger,
+                "{name}: trigger after cycle {}",
+                i + 1
+            );
             assert!(pace.trigger <= pace.goal, "{name}: trigger above goal");
             assert!(p.should_trigger(pace.trigger) && !p.should_trigger(pace.trigger - 1));
         }

@@ -25,13 +25,6 @@ pub enum Exit {
     Signal(i32),
 }
 
-/// A telemetry event and the group's memory usage when the supervisor received it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Observed {
-    pub event: Event,
-    pub cgroup_usage: Option<u64>,
-}
-
 /// Everything a run left behind, as the supervisor collected it.
 #[derive(Clone, Debug)]
 pub struct RunFacts {
@@ -41,7 +34,7 @@ pub struct RunFacts {
     pub gc_after_release: bool,
     pub cgroup_version: &'static str,
     pub group: String,
-    pub events: Vec<Observed>,
+    pub events: Vec<Event>,
     pub exit: Exit,
     pub counters: Counters,
     /// The supervisor stopped the run on SIGINT/SIGTERM.
@@ -96,12 +89,10 @@ pub struct Settings {
     pub gc_after_release: bool,
 }
 
-/// One line of the timeline: the event, milliseconds after the worker was ready, and the
-/// group's usage when the supervisor received it.
+/// One line of the timeline: the event, milliseconds after the worker was ready.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TimelineEvent {
     pub t_ms: f64,
-    pub cgroup_usage_bytes: Option<u64>,
     #[serde(flatten)]
     pub event: Event,
 }
@@ -133,7 +124,11 @@ fn unfinished_step(events: &[Event]) -> Option<(Phase, Action, u64)> {
     let mut open = None;
     for e in events {
         match e.kind {
-            Kind::Begin { phase, action, bytes } => open = Some((phase, action, bytes)),
+            Kind::Begin {
+                phase,
+                action,
+                bytes,
+            } => open = Some((phase, action, bytes)),
             Kind::End { .. } => open = None,
             _ => {}
         }
@@ -154,16 +149,11 @@ fn signal_name(sig: i32) -> String {
 
 impl Report {
     pub fn build(f: RunFacts) -> Report {
-        let observed = f.events;
-        let f = RunFacts {
-            events: Vec::new(),
-            ..f
-        };
-        let events: Vec<Event> = observed.iter().map(|o| o.event.clone()).collect();
-        let baseline_bytes = observed
+        let events = f.events;
+        let baseline_bytes = events
             .iter()
-            .find(|o| matches!(o.event.kind, Kind::Ready { .. }))
-            .and_then(|o| o.cgroup_usage);
+            .find(|e| matches!(e.kind, Kind::Ready { .. }))
+            .and_then(|e| e.cgroup_usage_bytes);
         let last_heap: HeapStats = events.last().map(|e| e.heap).unwrap_or_default();
         let finished = events.iter().any(|e| matches!(e.kind, Kind::Done));
         let ready = events.iter().any(|e| matches!(e.kind, Kind::Ready { .. }));
@@ -175,11 +165,17 @@ impl Report {
         let oom_kills = f.counters.oom_kills;
 
         let (outcome, error) = match f.exit {
-            _ if f.interrupted => (Outcome::Error, Some("interrupted before the experiment finished".to_owned())),
+            _ if f.interrupted => (
+                Outcome::Error,
+                Some("interrupted before the experiment finished".to_owned()),
+            ),
             Exit::Signal(libc::SIGKILL) if oom_kills.unwrap_or(0) > 0 => (Outcome::OomKilled, None),
             Exit::Signal(libc::SIGKILL) => (
                 Outcome::Error,
-                Some("the worker was killed by SIGKILL, but the cgroup recorded no OOM kill".to_owned()),
+                Some(
+                    "the worker was killed by SIGKILL, but the cgroup recorded no OOM kill"
+                        .to_owned(),
+                ),
             ),
             Exit::Code(0) if finished => (Outcome::Survived, None),
             Exit::Code(code) => (
@@ -190,7 +186,10 @@ impl Report {
                     f.stderr_tail.trim()
                 )),
             ),
-            Exit::Signal(sig) => (Outcome::Error, Some(format!("the worker died of {}", signal_name(sig)))),
+            Exit::Signal(sig) => (
+                Outcome::Error,
+                Some(format!("the worker died of {}", signal_name(sig))),
+            ),
         };
 
         let died_in = match outcome {
@@ -220,7 +219,9 @@ impl Report {
             })
         });
         let garbage = last_heap.garbage;
-        let garbage_ratio = needed_bytes.filter(|&n| n > 0).map(|n| garbage as f64 / n as f64);
+        let garbage_ratio = needed_bytes
+            .filter(|&n| n > 0)
+            .map(|n| garbage as f64 / n as f64);
         let next_gc_after_spike_bytes = events.iter().find_map(|e| match e.kind {
             Kind::End {
                 phase: Phase::Spike,
@@ -229,12 +230,11 @@ impl Report {
             _ => None,
         });
         let t0 = events.first().map_or(0, |e| e.t_ns);
-        let timeline = observed
-            .into_iter()
-            .map(|o| TimelineEvent {
-                t_ms: o.event.t_ns.saturating_sub(t0) as f64 / 1e6,
-                cgroup_usage_bytes: o.cgroup_usage,
-                event: o.event,
+        let timeline = events
+            .iter()
+            .map(|e| TimelineEvent {
+                t_ms: e.t_ns.saturating_sub(t0) as f64 / 1e6,
+                event: e.clone(),
             })
             .collect();
         let exit = match f.exit {
@@ -285,11 +285,15 @@ impl Report {
         let limit = human(self.limit_bytes);
         match self.outcome {
             Outcome::OomKilled => {
-                let what = self
-                    .failed_allocation
-                    .map_or("".to_owned(), |a| format!(" while allocating {}", human(a.bytes)));
+                let what = self.failed_allocation.map_or("".to_owned(), |a| {
+                    format!(" while allocating {}", human(a.bytes))
+                });
                 let goal = last.next_gc;
-                let side = if goal > self.limit_bytes { "above" } else { "below" };
+                let side = if goal > self.limit_bytes {
+                    "above"
+                } else {
+                    "below"
+                };
                 if last.garbage == 0 {
                     format!(
                         "killed{what} in the {} phase with no garbage to reuse: the live heap ({}) and the process's own memory do not fit the {limit} limit",
@@ -359,7 +363,11 @@ impl Report {
             human(self.limit_bytes),
             self.settings.gogc,
             self.settings.spike * 100.0,
-            if self.settings.gc_after_release { ", GC after release" } else { "" }
+            if self.settings.gc_after_release {
+                ", GC after release"
+            } else {
+                ""
+            }
         );
 
         let mut t = Table::new();
@@ -369,10 +377,16 @@ impl Report {
         };
         row("died in", self.died_in.unwrap_or("-").to_owned());
         if let Some(a) = self.failed_allocation {
-            row("allocation that failed", format!("{} ({} bytes)", human(a.bytes), a.bytes));
+            row(
+                "allocation that failed",
+                format!("{} ({} bytes)", human(a.bytes), a.bytes),
+            );
         }
         row("GC cycles", self.gc_cycles.to_string());
-        row("next GC after the spike", opt(self.next_gc_after_spike_bytes));
+        row(
+            "next GC after the spike",
+            opt(self.next_gc_after_spike_bytes),
+        );
         row(
             "heap at the end",
             format!(
@@ -384,7 +398,8 @@ impl Report {
         );
         row(
             "garbage / needed",
-            self.garbage_ratio.map_or("-".to_owned(), |r| format!("{r:.1}x")),
+            self.garbage_ratio
+                .map_or("-".to_owned(), |r| format!("{r:.1}x")),
         );
         let c = &self.cgroup.counters;
         row("cgroup peak", opt(c.peak_bytes));
@@ -414,7 +429,15 @@ impl Report {
 
         let mut tl = Table::new();
         tl.load_preset(UTF8_BORDERS_ONLY);
-        tl.set_header(vec!["t (ms)", "event", "heap alloc", "garbage", "free", "next GC", "cgroup"]);
+        tl.set_header(vec![
+            "t (ms)",
+            "event",
+            "heap alloc",
+            "garbage",
+            "free",
+            "next GC",
+            "cgroup",
+        ]);
         for e in &self.events {
             let h = e.event.heap;
             tl.add_row(vec![
@@ -423,8 +446,12 @@ impl Report {
                 human(h.heap_alloc()).to_string(),
                 human(h.garbage).to_string(),
                 human(h.free).to_string(),
-                if h.next_gc == u64::MAX { "off".to_owned() } else { human(h.next_gc).to_string() },
-                opt(e.cgroup_usage_bytes),
+                if h.next_gc == u64::MAX {
+                    "off".to_owned()
+                } else {
+                    human(h.next_gc).to_string()
+                },
+                opt(e.event.cgroup_usage_bytes),
             ]);
         }
         let _ = writeln!(out, "timeline\n{tl}");
@@ -440,7 +467,11 @@ impl Report {
 fn describe(kind: &Kind) -> String {
     match kind {
         Kind::Ready { pid } => format!("worker {pid} ready"),
-        Kind::Begin { phase, action, bytes } => match action {
+        Kind::Begin {
+            phase,
+            action,
+            bytes,
+        } => match action {
             Action::Alloc => format!("{}: allocating {}", phase.name(), human(*bytes)),
             Action::Release => format!("{}: dropping {}", phase.name(), human(*bytes)),
             Action::Collect => format!("{}: runtime.GC()", phase.name()),
@@ -472,7 +503,11 @@ fn describe(kind: &Kind) -> String {
             human(cycle.heap_before),
             human(cycle.heap_after),
             human(cycle.swept),
-            if cycle.goal == u64::MAX { "off".to_owned() } else { human(cycle.goal).to_string() }
+            if cycle.goal == u64::MAX {
+                "off".to_owned()
+            } else {
+                human(cycle.goal).to_string()
+            }
         ),
         Kind::Paused { phase } => format!("paused before {}", phase.name()),
         Kind::Done => "script finished".to_owned(),
@@ -515,13 +550,7 @@ mod tests {
             gc_after_release: false,
             cgroup_version: "v1",
             group: "memspike-1-test".into(),
-            events: events
-                .into_iter()
-                .map(|event| Observed {
-                    event,
-                    cgroup_usage: Some(1 << 20),
-                })
-                .collect(),
+            events,
             exit,
             counters: Counters {
                 oom_kills: Some(oom_kills),
@@ -537,7 +566,11 @@ mod tests {
     #[test]
     fn a_kill_in_the_remainder_is_explained() {
         // Killed after "begin remainder alloc" (the 7th event).
-        let r = Report::build(facts(events(false, Some(7)), Exit::Signal(libc::SIGKILL), 1));
+        let r = Report::build(facts(
+            events(false, Some(7)),
+            Exit::Signal(libc::SIGKILL),
+            1,
+        ));
         assert_eq!(r.outcome, Outcome::OomKilled);
         assert_eq!(r.died_in, Some("remainder"));
         assert_eq!(r.failed_allocation.map(|a| a.bytes), Some(3_355_443));
@@ -546,18 +579,36 @@ mod tests {
         assert!((8.0..10.0).contains(&ratio), "{ratio}");
         let next = r.next_gc_after_spike_bytes.unwrap();
         assert!((55_000_000..66_000_000).contains(&next), "{next}");
-        assert!(r.verdict.starts_with("killed while allocating 3.2 MiB with 28.8 MiB"), "{}", r.verdict);
-        assert!(r.verdict.ends_with("above the 32.0 MiB limit"), "{}", r.verdict);
+        assert!(
+            r.verdict
+                .starts_with("killed while allocating 3.2 MiB with 28.8 MiB"),
+            "{}",
+            r.verdict
+        );
+        assert!(
+            r.verdict.ends_with("above the 32.0 MiB limit"),
+            "{}",
+            r.verdict
+        );
         let json = serde_json::to_value(&r).unwrap();
         for key in [
-            "outcome", "limit_bytes", "died_in", "gc_cycles", "next_gc_after_spike_bytes",
-            "garbage_at_end_bytes", "needed_bytes", "garbage_ratio", "events",
+            "outcome",
+            "limit_bytes",
+            "died_in",
+            "gc_cycles",
+            "next_gc_after_spike_bytes",
+            "garbage_at_end_bytes",
+            "needed_bytes",
+            "garbage_ratio",
+            "events",
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert_eq!(json["outcome"], "oom_killed");
         assert_eq!(json["cgroup"]["oom_kills"], 1);
-        assert!(json["cgroup"].get("peak_bytes").is_some() && json["cgroup"].get("failcnt").is_some());
+        assert!(
+            json["cgroup"].get("peak_bytes").is_some() && json["cgroup"].get("failcnt").is_some()
+        );
         assert!(r.text().contains("OOM-KILLED"));
     }
 
@@ -567,12 +618,20 @@ mod tests {
         assert_eq!(r.outcome, Outcome::Survived);
         assert_eq!(r.died_in, None);
         assert_eq!(r.gc_cycles, 2);
-        assert!(r.verdict.contains("reused garbage swept by collection 2"), "{}", r.verdict);
+        assert!(
+            r.verdict.contains("reused garbage swept by collection 2"),
+            "{}",
+            r.verdict
+        );
     }
 
     #[test]
     fn sigkill_without_an_oom_record_is_not_blamed_on_the_limit() {
-        let r = Report::build(facts(events(false, Some(7)), Exit::Signal(libc::SIGKILL), 0));
+        let r = Report::build(facts(
+            events(false, Some(7)),
+            Exit::Signal(libc::SIGKILL),
+            0,
+        ));
         assert_eq!(r.outcome, Outcome::Error);
         assert!(r.verdict.contains("no OOM kill"), "{}", r.verdict);
     }

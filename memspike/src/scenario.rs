@@ -6,7 +6,7 @@ use memspike_common::Phase;
 
 use crate::{
     heap::{GcReason, Heap, HeapError, SlabId},
-    telemetry::{Action, Event, Kind, Sink, monotonic_ns},
+    telemetry::{Action, Event, Kind, Sink, UsageProbe, monotonic_ns},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,7 @@ pub struct Driver<'a, S: Sink> {
     heap: &'a mut Heap,
     sink: &'a mut S,
     pause_at: Option<Phase>,
+    usage: Option<UsageProbe>,
 }
 
 impl<'a, S: Sink> Driver<'a, S> {
@@ -33,7 +34,14 @@ impl<'a, S: Sink> Driver<'a, S> {
             heap,
             sink,
             pause_at: None,
+            usage: None,
         }
+    }
+
+    /// Stamps every event with the group's usage read from this probe.
+    pub fn with_usage(mut self, usage: Option<UsageProbe>) -> Self {
+        self.usage = usage;
+        self
     }
 
     /// Makes the worker stop itself (SIGSTOP) before the first step of `phase`, so that a
@@ -52,7 +60,11 @@ impl<'a, S: Sink> Driver<'a, S> {
             // until SIGCONT (or SIGKILL) arrives.
             unsafe { libc::raise(libc::SIGSTOP) };
         }
-        self.send(Kind::Begin { phase, action, bytes })
+        self.send(Kind::Begin {
+            phase,
+            action,
+            bytes,
+        })
     }
 
     pub fn heap(&self) -> &Heap {
@@ -62,6 +74,7 @@ impl<'a, S: Sink> Driver<'a, S> {
     fn send(&mut self, kind: Kind) -> std::io::Result<()> {
         let event = Event {
             t_ns: monotonic_ns(),
+            cgroup_usage_bytes: self.usage.as_ref().and_then(UsageProbe::read),
             kind,
             heap: self.heap.stats(),
         };
@@ -252,13 +265,19 @@ mod tests {
         assert!(grown >= 3_355_443);
         // Next GC after the spike: about twice the live heap.
         let next_gc = events[3].heap.next_gc;
-        assert!(next_gc > 2 * 30_000_000 && next_gc < 2 * 31_000_000, "{next_gc}");
+        assert!(
+            next_gc > 2 * 30_000_000 && next_gc < 2 * 31_000_000,
+            "{next_gc}"
+        );
     }
 
     #[test]
     fn with_gc_the_remainder_reuses_swept_garbage() {
         let events = run(true);
-        assert_eq!(kinds(&events)[6..9], ["begin gc Collect", "gc 2", "end gc Collect"]);
+        assert_eq!(
+            kinds(&events)[6..9],
+            ["begin gc Collect", "gc 2", "end gc Collect"]
+        );
         let last_end = events
             .iter()
             .rev()

@@ -24,10 +24,10 @@ use signal_hook::{
 
 use crate::{
     cgroup::{self, CgroupError, Group, Hierarchy, PreflightError},
-    report::{Exit, Observed, RunFacts},
+    report::{Exit, RunFacts},
     size::human,
     telemetry::{self, Kind},
-    worker::WorkerConfig,
+    worker::{self, WorkerConfig},
 };
 
 /// Below this the worker process alone (about 1-2 MiB before its first allocation) leaves no
@@ -115,7 +115,9 @@ fn collect_stderr(stderr: impl Read + Send + 'static) -> thread::JoinHandle<Stri
             tail.push('\n');
             if tail.len() > STDERR_TAIL {
                 let cut = tail.len() - STDERR_TAIL;
-                let cut = (cut..tail.len()).find(|&i| tail.is_char_boundary(i)).unwrap_or(0);
+                let cut = (cut..tail.len())
+                    .find(|&i| tail.is_char_boundary(i))
+                    .unwrap_or(0);
                 tail.drain(..cut);
             }
         }
@@ -187,6 +189,7 @@ fn run_in_group(
         .arg(config.spike.to_string())
         .arg("--gogc")
         .arg(config.gogc.to_string())
+        .env(worker::USAGE_FILE_ENV, group.usage_file())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -209,7 +212,9 @@ fn run_in_group(
         });
     }
     if interrupted.load(Ordering::SeqCst) != 0 {
-        return Err(SupervisorError::Interrupted(interrupted.load(Ordering::SeqCst)));
+        return Err(SupervisorError::Interrupted(
+            interrupted.load(Ordering::SeqCst),
+        ));
     }
     let mut child = cmd.spawn().map_err(SupervisorError::Spawn)?;
     child_pid.store(child.id() as i32, Ordering::SeqCst);
@@ -233,8 +238,7 @@ fn run_in_group(
                             child.id()
                         );
                     }
-                    let cgroup_usage = group.usage_bytes();
-                    events.push(Observed { event, cgroup_usage });
+                    events.push(event);
                 }
                 Err(e) => {
                     // The worker must be reaped before its group can go.
@@ -258,13 +262,15 @@ fn run_in_group(
     group.remove()?;
     tracing::info!("removed {name}");
 
-    let ready = events.iter().any(|o| matches!(o.event.kind, Kind::Ready { .. }));
+    let ready = events.iter().any(|e| matches!(e.kind, Kind::Ready { .. }));
     if !ready && exit == Exit::Signal(libc::SIGKILL) && counters.oom_kills.unwrap_or(0) > 0 {
         return Err(SupervisorError::Usage(format!(
             "--limit {} is below what the worker itself needs: it was OOM-killed while \
              starting, before its first allocation (peak {}); raise the limit",
             human(config.limit),
-            counters.peak_bytes.map_or("unknown".into(), |p| human(p).to_string())
+            counters
+                .peak_bytes
+                .map_or("unknown".into(), |p| human(p).to_string())
         )));
     }
     Ok(RunFacts {

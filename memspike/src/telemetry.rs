@@ -69,9 +69,31 @@ pub enum Kind {
 pub struct Event {
     /// CLOCK_MONOTONIC, nanoseconds.
     pub t_ns: u64,
+    /// The worker's cgroup's memory usage, read by the worker as it sent the event.
+    pub cgroup_usage_bytes: Option<u64>,
     #[serde(flatten)]
     pub kind: Kind,
     pub heap: HeapStats,
+}
+
+/// Reads the group's usage file (`memory.usage_in_bytes` or `memory.current`) from inside the
+/// worker, so each event carries the usage at the moment it happened, not when the supervisor
+/// got round to reading it.
+#[derive(Debug)]
+pub struct UsageProbe(std::fs::File);
+
+impl UsageProbe {
+    pub fn open(path: &std::path::Path) -> io::Result<UsageProbe> {
+        std::fs::File::open(path).map(UsageProbe)
+    }
+
+    /// The current value; `None` if the file cannot be read or parsed.
+    pub fn read(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 32];
+        let n = self.0.read_at(&mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+    }
 }
 
 /// Now on CLOCK_MONOTONIC (the clock of `bpf_ktime_get_ns`), in nanoseconds.
@@ -120,7 +142,10 @@ pub fn events(reader: impl BufRead) -> impl Iterator<Item = io::Result<Event>> {
         .map(|line| {
             let line = line?;
             serde_json::from_str(&line).map_err(|e| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("bad telemetry line {line:?}: {e}"))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad telemetry line {line:?}: {e}"),
+                )
             })
         })
 }
@@ -152,11 +177,13 @@ mod tests {
         let events = vec![
             Event {
                 t_ns: 1,
+                cgroup_usage_bytes: None,
                 kind: Kind::Ready { pid: 42 },
                 heap: HeapStats::default(),
             },
             Event {
                 t_ns: 2,
+                cgroup_usage_bytes: Some(4096),
                 kind: Kind::Begin {
                     phase: Phase::Spike,
                     action: Action::Alloc,
@@ -170,14 +197,37 @@ mod tests {
             sink.send(e).unwrap();
         }
         let text = String::from_utf8(sink.0).unwrap();
-        assert!(text.contains(r#""event":"begin","phase":"spike","action":"alloc""#), "{text}");
-        assert_eq!(super::events(text.as_bytes()).collect::<io::Result<Vec<_>>>().unwrap(), events);
+        assert!(
+            text.contains(r#""event":"begin","phase":"spike","action":"alloc""#),
+            "{text}"
+        );
+        assert_eq!(
+            super::events(text.as_bytes())
+                .collect::<io::Result<Vec<_>>>()
+                .unwrap(),
+            events
+        );
     }
 
     #[test]
     fn a_torn_line_is_an_error() {
-        let e = events(&b"{\"t_ns\":1,\"ev"[..]).collect::<io::Result<Vec<_>>>().unwrap_err();
+        let e = events(&b"{\"t_ns\":1,\"ev"[..])
+            .collect::<io::Result<Vec<_>>>()
+            .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn the_usage_probe_rereads_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memory.current");
+        std::fs::write(&path, "524288\n").unwrap();
+        let probe = UsageProbe::open(&path).unwrap();
+        assert_eq!(probe.read(), Some(524_288));
+        std::fs::write(&path, "1048576\n").unwrap();
+        assert_eq!(probe.read(), Some(1_048_576));
+        std::fs::write(&path, "max\n").unwrap();
+        assert_eq!(probe.read(), None);
     }
 
     #[test]

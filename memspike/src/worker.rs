@@ -10,7 +10,7 @@ use crate::{
     heap::Heap,
     pacer::{Gogc, PacerConfig},
     scenario::{Driver, SelfDirected, StepError},
-    telemetry::LineSink,
+    telemetry::{LineSink, UsageProbe},
 };
 
 /// What the supervisor tells a worker to do.
@@ -24,10 +24,18 @@ pub struct WorkerConfig {
     pub pause_at: Option<Phase>,
 }
 
+/// Where the worker reads its group's usage from; set by the supervisor.
+pub const USAGE_FILE_ENV: &str = "MEMSPIKE_USAGE_FILE";
+
 /// The physical memory of the machine: the most address space the heap may reserve.
 pub fn physical_memory() -> u64 {
     // SAFETY: sysconf has no preconditions and only reads system configuration.
-    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
     if pages > 0 && page > 0 {
         pages as u64 * page as u64
     } else {
@@ -51,5 +59,9 @@ pub fn run(config: WorkerConfig) -> Result<(), StepError> {
         spike: config.spike,
         gc_after_release: config.gc_after_release,
     };
-    plan.run(&mut Driver::new(&mut heap, &mut sink).pause_at(config.pause_at))
+    let usage = std::env::var_os(USAGE_FILE_ENV).and_then(|p| UsageProbe::open(p.as_ref()).ok());
+    let mut driver = Driver::new(&mut heap, &mut sink)
+        .pause_at(config.pause_at)
+        .with_usage(usage);
+    plan.run(&mut driver)
 }

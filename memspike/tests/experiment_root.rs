@@ -46,9 +46,17 @@ fn run_json(args: &[&str]) -> (i32, Value) {
         .spawn()
         .expect("start memspike");
     let pid = child.id();
-    let Output { status, stdout, stderr } = child.wait_with_output().expect("memspike runs");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("memspike runs");
     let stderr = String::from_utf8_lossy(&stderr);
-    assert_eq!(groups_of(pid), Vec::<PathBuf>::new(), "groups left behind; stderr: {stderr}");
+    assert_eq!(
+        groups_of(pid),
+        Vec::<PathBuf>::new(),
+        "groups left behind; stderr: {stderr}"
+    );
     let report = serde_json::from_slice(&stdout)
         .unwrap_or_else(|e| panic!("not a JSON report ({e}); stderr: {stderr}"));
     (status.code().expect("exit code"), report)
@@ -70,13 +78,21 @@ fn the_default_run_is_oom_killed_in_the_remainder() {
     assert_eq!(r["died_in"], "remainder");
     assert_eq!(r["gc_cycles"], 1);
     let next_gc = u(&r["next_gc_after_spike_bytes"]);
-    assert!((55 * MIB..=66 * MIB).contains(&next_gc), "next GC {next_gc}");
+    assert!(
+        (55 * MIB..=66 * MIB).contains(&next_gc),
+        "next GC {next_gc}"
+    );
     let ratio = r["garbage_ratio"].as_f64().expect("ratio");
     assert!((7.0..=11.0).contains(&ratio), "ratio {ratio}");
     assert_eq!(r["needed_bytes"], LIMIT / 10);
     assert!(u(&r["cgroup"]["oom_kills"]) >= 1);
     assert!(u(&r["cgroup"]["peak_bytes"]) >= LIMIT - MIB);
-    assert!(r["verdict"].as_str().unwrap().starts_with("killed while allocating 3.2 MiB"));
+    assert!(
+        r["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("killed while allocating 3.2 MiB")
+    );
 
     // The heap is real: after the spike, the group is charged at least the heap's resident
     // pages, plus the worker's own memory (well under 2 MiB after start-up transients).
@@ -89,7 +105,10 @@ fn the_default_run_is_oom_killed_in_the_remainder() {
     let heap = &end_of_spike["heap"];
     let resident = u(&heap["live"]) + u(&heap["garbage"]) + u(&heap["free"]);
     let charged = u(&end_of_spike["cgroup_usage_bytes"]);
-    assert!(charged >= resident && charged <= resident + 2 * MIB, "charged {charged}, heap {resident}");
+    assert!(
+        charged >= resident && charged <= resident + 2 * MIB,
+        "charged {charged}, heap {resident}"
+    );
 }
 
 #[test]
@@ -112,7 +131,13 @@ fn an_unexpected_outcome_exits_3_and_report_dir_gets_the_json() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (code, r) = run_json(&["--gc", "--expect", "oom", "--report", dir.path().to_str().unwrap()]);
+    let (code, r) = run_json(&[
+        "--gc",
+        "--expect",
+        "oom",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(code, 3);
     let written: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
@@ -171,14 +196,24 @@ fn ctrl_c_mid_run_kills_the_worker_and_removes_the_group() {
     let mut line = String::new();
     let worker: i32 = loop {
         line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "memspike ended before pausing");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "memspike ended before pausing"
+        );
         if line.contains("paused before remainder") {
-            let after = line.split("worker ").nth(1).expect("the line names the worker");
+            let after = line
+                .split("worker ")
+                .nth(1)
+                .expect("the line names the worker");
             break after.split_whitespace().next().unwrap().parse().unwrap();
         }
     };
     let twin = Hierarchy::discover().unwrap().v2_twin_parent().is_some();
-    assert_eq!(groups_of(pid).len(), if twin { 2 } else { 1 }, "the group exists mid-run");
+    assert_eq!(
+        groups_of(pid).len(),
+        if twin { 2 } else { 1 },
+        "the group exists mid-run"
+    );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -54,7 +54,7 @@ pub fn read_counters(dir: &Path, v: Version) -> Counters {
 fn read_v1(dir: &Path) -> Counters {
     let stat = read_keyed(&dir.join("memory.stat"));
     let oom = read_keyed(&dir.join("memory.oom_control"));
-    let usage = read_value(&dir.join("memory.usage_in_bytes"));
+    let usage = read_usage(dir, Version::V1);
     let memsw = read_value(&dir.join("memory.memsw.usage_in_bytes"));
     let stat_key = |local: &str, total: &str| {
         stat.as_ref()
@@ -85,7 +85,7 @@ fn read_v2(dir: &Path) -> Counters {
     let stat_key = |k: &str| stat.as_ref().and_then(|s| s.get(k).copied());
     let event = |k: &str| events.as_ref().and_then(|e| e.get(k).copied());
     Counters {
-        usage_bytes: read_value(&dir.join("memory.current")),
+        usage_bytes: read_usage(dir, Version::V2),
         peak_bytes: read_value(&dir.join("memory.peak")),
         limit_bytes: read_value(&dir.join("memory.max")),
         failcnt: event("max"),
@@ -99,12 +99,17 @@ fn read_v2(dir: &Path) -> Counters {
     }
 }
 
+/// The file holding a group's current usage: v1 `memory.usage_in_bytes`, v2 `memory.current`.
+pub fn usage_file(dir: &Path, v: Version) -> PathBuf {
+    dir.join(match v {
+        Version::V1 => "memory.usage_in_bytes",
+        Version::V2 => "memory.current",
+    })
+}
+
 /// The usage counter alone (cheap enough to poll).
 pub(crate) fn read_usage(dir: &Path, v: Version) -> Option<u64> {
-    match v {
-        Version::V1 => read_value(&dir.join("memory.usage_in_bytes")),
-        Version::V2 => read_value(&dir.join("memory.current")),
-    }
+    read_value(&usage_file(dir, v))
 }
 
 /// A single-value file; `None` when missing, unparsable or `max`.

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cgroups_rs::fs::memory::MemController;
 use thiserror::Error;
 
-use super::counters::{read_usage, read_value};
+use super::counters::{self, read_usage, read_value};
 use super::{Counters, Hierarchy, NAME_PREFIX, Version, read_counters};
 
 /// rmdir attempts before [`Group::remove`] gives up (backoff 2 ms doubling to 100 ms: ~3.5 s).
@@ -249,6 +249,11 @@ impl Group {
 
     pub fn usage_bytes(&self) -> Option<u64> {
         read_usage(&self.dir, self.version)
+    }
+
+    /// The file holding the group's current usage (for a member to read as it goes).
+    pub fn usage_file(&self) -> PathBuf {
+        counters::usage_file(&self.dir, self.version)
     }
 
     /// Pids in the memory group's cgroup.procs now.

@@ -41,7 +41,8 @@ impl Arena {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let base = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        let base =
+            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
         let arena = Arena { base, len };
         // SAFETY: advice on the mapping we just created; it changes no contents.
         // A kernel without THP rejects it with EINVAL, which is harmless.
@@ -61,7 +62,10 @@ impl Arena {
     ///
     /// Panics if the range is outside the arena; callers hand out only ranges inside it.
     pub fn write(&mut self, offset: usize, len: usize, byte: u8) {
-        assert!(offset.checked_add(len).is_some_and(|end| end <= self.len), "range outside arena");
+        assert!(
+            offset.checked_add(len).is_some_and(|end| end <= self.len),
+            "range outside arena"
+        );
         // SAFETY: the range was checked to lie inside our mapping, which is readable and
         // writable, and &mut self guarantees nobody else accesses it.
         unsafe { std::ptr::write_bytes(self.base.as_ptr().add(offset), byte, len) };
@@ -77,13 +81,24 @@ impl Arena {
     /// Returns `[offset, offset + len)` to the OS (`MADV_DONTNEED`): the pages stop being
     /// resident and read back as zero, as the Go scavenger's returned pages do.
     pub fn release(&mut self, offset: usize, len: usize) -> io::Result<()> {
-        assert!(offset.checked_add(len).is_some_and(|end| end <= self.len), "range outside arena");
+        assert!(
+            offset.checked_add(len).is_some_and(|end| end <= self.len),
+            "range outside arena"
+        );
         // SAFETY: the range is inside our private anonymous mapping; DONTNEED only drops
         // its contents, which the heap no longer uses.
         let rc = unsafe {
-            libc::madvise(self.base.as_ptr().add(offset).cast(), len, libc::MADV_DONTNEED)
+            libc::madvise(
+                self.base.as_ptr().add(offset).cast(),
+                len,
+                libc::MADV_DONTNEED,
+            )
         };
-        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     /// Bytes of `[0, len)` that are resident right now, as the kernel reports (mincore).

@@ -202,13 +202,13 @@ impl Heap {
             return Err(HeapError::Empty);
         }
         let n = pages_for(bytes);
-        let placement = self
-            .pages
-            .alloc(n, self.capacity_pages())
-            .ok_or(HeapError::AddressSpace {
-                requested: bytes,
-                capacity: self.arena.len() as u64,
-            })?;
+        let placement =
+            self.pages
+                .alloc(n, self.capacity_pages())
+                .ok_or(HeapError::AddressSpace {
+                    requested: bytes,
+                    capacity: self.arena.len() as u64,
+                })?;
         let run = placement.run;
         // Offsets fit in usize: the run lies inside the arena, whose length is a usize.
         self.arena.write(
@@ -356,11 +356,17 @@ mod tests {
         assert_eq!((b.reused, b.grown), (0, MIB));
         // After a cycle the garbage is free, and the next slab reuses it.
         let c = h.collect(GcReason::Forced);
-        assert_eq!((c.heap_before, c.heap_after, c.swept), (3 * MIB, MIB, 2 * MIB));
+        assert_eq!(
+            (c.heap_before, c.heap_after, c.swept),
+            (3 * MIB, MIB, 2 * MIB)
+        );
         let d = h.alloc(MIB).unwrap();
         assert_eq!((d.reused, d.grown), (MIB, 0));
         let s = h.stats();
-        assert_eq!((s.live, s.garbage, s.free, s.heap_sys()), (2 * MIB, 0, MIB, 3 * MIB));
+        assert_eq!(
+            (s.live, s.garbage, s.free, s.heap_sys()),
+            (2 * MIB, 0, MIB, 3 * MIB)
+        );
         assert_eq!((s.mallocs, s.frees, s.num_gc), (3, 1, 1));
     }
 
@@ -373,7 +379,10 @@ mod tests {
         // The slab was still referenced when the cycle marked: it is live, and the goal
         // doubles it.
         let rounded = pages_for(slab) * PAGE_SIZE;
-        assert_eq!((c.n, c.reason, c.heap_after, c.swept), (1, GcReason::Trigger, rounded, 0));
+        assert_eq!(
+            (c.n, c.reason, c.heap_after, c.swept),
+            (1, GcReason::Trigger, rounded, 0)
+        );
         assert_eq!(c.goal, 2 * rounded);
         // The seed's remainder: dropping the slab frees nothing until the next cycle, which
         // the pacer plans far away, so the heap grows.
@@ -403,7 +412,10 @@ mod tests {
     #[test]
     fn address_space_is_bounded() {
         let mut h = Heap::new(4 * MIB, PacerConfig::default()).unwrap();
-        assert!(matches!(h.alloc(5 * MIB), Err(HeapError::AddressSpace { .. })));
+        assert!(matches!(
+            h.alloc(5 * MIB),
+            Err(HeapError::AddressSpace { .. })
+        ));
         assert!(matches!(h.alloc(0), Err(HeapError::Empty)));
         assert!(h.alloc(4 * MIB).is_ok());
     }

@@ -56,9 +56,15 @@ impl PageAlloc {
         assert!(n > 0, "zero-page allocation");
         if let Some((&start, &len)) = self.free.iter().find(|&(_, &len)| len >= n) {
             self.take(start, len, n);
-            return Some(Placement { run: Run { start, len: n }, grown: 0 });
+            return Some(Placement {
+                run: Run { start, len: n },
+                grown: 0,
+            });
         }
-        let tail = self.free.last_key_value().filter(|&(&s, &l)| s + l == self.end);
+        let tail = self
+            .free
+            .last_key_value()
+            .filter(|&(&s, &l)| s + l == self.end);
         let (start, have) = tail.map_or((self.end, 0), |(&s, &l)| (s, l));
         let grown = n - have;
         if self.end.checked_add(grown).is_none_or(|e| e > limit) {
@@ -68,7 +74,10 @@ impl PageAlloc {
             self.take(start, have, have);
         }
         self.end += grown;
-        Some(Placement { run: Run { start, len: n }, grown })
+        Some(Placement {
+            run: Run { start, len: n },
+            grown,
+        })
     }
 
     fn take(&mut self, start: u64, len: u64, n: u64) {
@@ -81,7 +90,10 @@ impl PageAlloc {
 
     /// Returns a run to the free set, merging it with its neighbours.
     pub fn free(&mut self, run: Run) {
-        debug_assert!(run.start + run.len <= self.end, "freeing past the heap's end");
+        debug_assert!(
+            run.start + run.len <= self.end,
+            "freeing past the heap's end"
+        );
         let (mut start, mut len) = (run.start, run.len);
         if let Some((&ps, &pl)) = self.free.range(..start).next_back() {
             debug_assert!(ps + pl <= start, "double free");
