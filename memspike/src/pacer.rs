@@ -266,6 +266,49 @@ mod tests {
     }
 
     #[test]
+    fn a_heap_that_grows_holds_and_shrinks() {
+        // Cycle by cycle, as the runtime's own pacer tests run: the goal follows what each
+        // cycle marked, the runway what it scanned, and a shrinking heap falls back to the
+        // 4 MiB minimum with the trigger at its 61/64 ceiling.
+        let k = |n: u64| n << 10;
+        run(
+            "grow, hold, shrink",
+            cfg(Gogc::Percent(100), 0, 0),
+            Pace {
+                trigger: 4 * MIB / 64 * 61,
+                goal: 4 * MIB,
+            },
+            &[
+                Cycle {
+                    marked: 8 * MIB,
+                    scan: 0,
+                    goal: 16 * MIB,
+                    trigger: 8 * MIB + 61 * k(128),
+                },
+                Cycle {
+                    marked: 16 * MIB,
+                    scan: 0,
+                    goal: 32 * MIB,
+                    trigger: 16 * MIB + 61 * k(256),
+                },
+                // 1 MiB of pointers: runway 3 MiB, inside the clamps.
+                Cycle {
+                    marked: 16 * MIB,
+                    scan: MIB,
+                    goal: 32 * MIB,
+                    trigger: 29 * MIB,
+                },
+                Cycle {
+                    marked: 2 * MIB,
+                    scan: 0,
+                    goal: 4 * MIB,
+                    trigger: 2 * MIB + 61 * k(32),
+                },
+            ],
+        );
+    }
+
+    #[test]
     fn stacks_and_globals_count_towards_the_goal() {
         // goal = marked + (marked + stack + globals) * GOGC/100 (Go 1.18+).
         let c = cfg(Gogc::Percent(100), 64 << 10, 192 << 10);

@@ -3,17 +3,15 @@
 
 mod common;
 
-use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
-use memspike::cgroup::{CgroupError, Group, Hierarchy, Version, remove_stale};
+use memspike::cgroup::{CgroupError, Group, Hierarchy, Version, group::Joiner, remove_stale};
 
 const MIB: u64 = 1 << 20;
 
@@ -24,33 +22,16 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Spawns `program` so that it joins every file in `procs_files` between fork and exec.
+/// Spawns `program` so that it joins every file in `procs_files` between fork and exec, the
+/// way the supervisor starts its worker.
 fn spawn_in(procs_files: &[PathBuf], program: &str, args: &[&str]) -> Child {
-    let paths: Vec<CString> = procs_files
-        .iter()
-        .map(|p| CString::new(p.as_os_str().as_bytes()).expect("path without NUL"))
-        .collect();
+    let joiner = Joiner::new(procs_files).expect("paths without NUL");
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null());
-    // SAFETY: the closure runs in the forked child and only calls open/write/close, which are
-    // async-signal-safe, on C strings prepared before the fork; it allocates nothing
-    // (io::Error::last_os_error holds the errno inline).
+    // SAFETY: Joiner::join_current only makes async-signal-safe calls (open, write, close)
+    // on strings prepared before the fork.
     unsafe {
-        cmd.pre_exec(move || {
-            for p in &paths {
-                let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                let n = libc::write(fd, b"0".as_ptr().cast(), 1);
-                let err = io::Error::last_os_error();
-                libc::close(fd);
-                if n != 1 {
-                    return Err(err);
-                }
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || joiner.join_current().map_err(io::Error::from_raw_os_error));
     }
     cmd.spawn().expect("spawn a child inside the group")
 }
