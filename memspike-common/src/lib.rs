@@ -2,6 +2,15 @@
 //!
 //! Everything here is `no_std`, `#[repr(C)]` (or `#[repr(u32)]`) and free of pointers, so the
 //! same bytes mean the same thing on both sides of a BPF map or ring buffer.
+//!
+//! - [`Phase`]: the experiment's step, the index of the per-phase page-fault counters.
+//! - [`ReclaimStats`], [`OomVictim`]: what the kernel programs record (per-CPU map values and
+//!   ring-buffer events).
+//! - [`OomFieldOffsets`]: where the `oom/mark_victim` fields sit in the tracepoint record on the
+//!   running kernel, read by user space from tracefs and handed to the program as a global.
+//! - The names of the maps, globals and programs in the eBPF object ([`names`]).
+//!
+//! With the `user` feature (user space only) the map and event types implement `aya::Pod`.
 #![no_std]
 
 /// The step of the experiment the worker is in. The supervisor publishes the current phase
@@ -62,6 +71,146 @@ impl Phase {
     }
 }
 
+/// Names shared by the eBPF object and its loader: maps, globals and programs.
+pub mod names {
+    /// `Array<u32>`, one element: the current [`crate::Phase`] as `u32`, written by user space.
+    pub const MAP_CURRENT_PHASE: &str = "CURRENT_PHASE";
+    /// `PerCpuArray<u64>`, [`crate::Phase::COUNT`] elements: user page faults per phase.
+    pub const MAP_PAGE_FAULTS: &str = "PAGE_FAULTS";
+    /// `HashMap<u32, u64>`: thread id -> `bpf_ktime_get_ns` at the start of a memcg reclaim.
+    pub const MAP_RECLAIM_START: &str = "RECLAIM_START";
+    /// `PerCpuArray<ReclaimStats>`, one element: finished reclaim stalls in the group.
+    pub const MAP_RECLAIM_STATS: &str = "RECLAIM_STATS";
+    /// `RingBuf` of [`crate::OomVictim`] events.
+    pub const MAP_OOM_EVENTS: &str = "OOM_EVENTS";
+
+    /// `u64` global: the cgroup id (v2 inode) whose tasks are observed; 0 observes nothing.
+    pub const GLOBAL_TARGET_CGROUP_ID: &str = "TARGET_CGROUP_ID";
+    /// [`crate::OomFieldOffsets`] global: the `oom/mark_victim` record layout.
+    pub const GLOBAL_OOM_FIELDS: &str = "OOM_FIELDS";
+
+    /// `tp_btf/page_fault_user`: counts user page faults per phase (the attach type kept).
+    pub const PROG_PAGE_FAULT_BTF: &str = "page_fault_user_btf";
+    /// `raw_tp/page_fault_user`: the same counter through a raw tracepoint (kept to measure).
+    pub const PROG_PAGE_FAULT_RAW: &str = "page_fault_user_raw";
+    /// `tp_btf/page_fault_user` doing nothing: the bench's floor, never attached by a run.
+    pub const PROG_PAGE_FAULT_NOP: &str = "page_fault_user_nop";
+    /// `tp_btf/mm_vmscan_memcg_reclaim_begin`.
+    pub const PROG_RECLAIM_BEGIN: &str = "memcg_reclaim_begin";
+    /// `tp_btf/mm_vmscan_memcg_reclaim_end`.
+    pub const PROG_RECLAIM_END: &str = "memcg_reclaim_end";
+    /// `tracepoint/oom/mark_victim` (classic: needs tracefs to attach).
+    pub const PROG_OOM_MARK_VICTIM: &str = "oom_mark_victim";
+
+    /// Kernel tracepoint names the programs attach to.
+    pub const TP_PAGE_FAULT_USER: &str = "page_fault_user";
+    pub const TP_RECLAIM_BEGIN: &str = "mm_vmscan_memcg_reclaim_begin";
+    pub const TP_RECLAIM_END: &str = "mm_vmscan_memcg_reclaim_end";
+    pub const TP_OOM_CATEGORY: &str = "oom";
+    pub const TP_OOM_NAME: &str = "mark_victim";
+}
+
+/// Memory-cgroup reclaim stalls of the observed tasks (one per-CPU slot; user space sums).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReclaimStats {
+    /// Finished `mm_vmscan_memcg_reclaim_begin` .. `_end` pairs.
+    pub stalls: u64,
+    /// Their total duration in nanoseconds.
+    pub total_ns: u64,
+}
+
+/// Length of a task's command name in the kernel (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+
+/// One `oom/mark_victim` event of an observed task, sent through [`names::MAP_OOM_EVENTS`].
+/// Sizes are in kB, as the tracepoint reports them. No implicit padding: every byte is a field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OomVictim {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the victim was marked.
+    pub t_ns: u64,
+    pub total_vm_kb: u64,
+    pub anon_rss_kb: u64,
+    pub file_rss_kb: u64,
+    pub shmem_rss_kb: u64,
+    pub pgtables_kb: u64,
+    pub pid: u32,
+    pub uid: u32,
+    /// NUL-padded command name.
+    pub comm: [u8; COMM_LEN],
+    pub oom_score_adj: i16,
+    pub _pad: [u8; 6],
+}
+
+impl OomVictim {
+    /// All zero.
+    pub const ZERO: OomVictim = OomVictim {
+        t_ns: 0,
+        total_vm_kb: 0,
+        anon_rss_kb: 0,
+        file_rss_kb: 0,
+        shmem_rss_kb: 0,
+        pgtables_kb: 0,
+        pid: 0,
+        uid: 0,
+        comm: [0; COMM_LEN],
+        oom_score_adj: 0,
+        _pad: [0; 6],
+    };
+}
+
+/// Byte offsets of the `oom/mark_victim` fields inside the tracepoint's record, as listed in
+/// tracefs' `events/oom/mark_victim/format` on the running kernel. A field the kernel does not
+/// have is [`OomFieldOffsets::ABSENT`]; the program then reports 0 for it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OomFieldOffsets {
+    /// `int pid`.
+    pub pid: u32,
+    /// `__data_loc char[] comm`: a u32 (length << 16 | offset of the string in the record).
+    pub comm: u32,
+    /// `unsigned long total_vm` (kB), and so on for the RSS counters and page tables.
+    pub total_vm: u32,
+    pub anon_rss: u32,
+    pub file_rss: u32,
+    pub shmem_rss: u32,
+    /// `uid_t uid` (u32).
+    pub uid: u32,
+    pub pgtables: u32,
+    /// `short oom_score_adj`.
+    pub oom_score_adj: u32,
+}
+
+impl OomFieldOffsets {
+    /// The offset of a field this kernel does not have.
+    pub const ABSENT: u32 = u32::MAX;
+    /// Every field absent: the value compiled into the object before the loader sets it.
+    pub const NONE: OomFieldOffsets = OomFieldOffsets {
+        pid: Self::ABSENT,
+        comm: Self::ABSENT,
+        total_vm: Self::ABSENT,
+        anon_rss: Self::ABSENT,
+        file_rss: Self::ABSENT,
+        shmem_rss: Self::ABSENT,
+        uid: Self::ABSENT,
+        pgtables: Self::ABSENT,
+        oom_score_adj: Self::ABSENT,
+    };
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY (all three): #[repr(C)], Copy, made of integers and integer arrays only, with no
+    // implicit padding (OomVictim's tail padding is the explicit `_pad` field), so every bit
+    // pattern is a valid value and every byte is initialised.
+    unsafe impl aya::Pod for super::ReclaimStats {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::OomVictim {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::OomFieldOffsets {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +222,14 @@ mod tests {
             assert_eq!(Phase::from_u32(i as u32), Some(*p));
         }
         assert_eq!(Phase::from_u32(Phase::COUNT as u32), None);
+    }
+
+    #[test]
+    fn shared_layouts_have_no_implicit_padding() {
+        use core::mem::{align_of, size_of};
+        assert_eq!(size_of::<ReclaimStats>(), 16);
+        assert_eq!(size_of::<OomVictim>(), 6 * 8 + 2 * 4 + COMM_LEN + 2 + 6);
+        assert_eq!(align_of::<OomVictim>(), 8);
+        assert_eq!(size_of::<OomFieldOffsets>(), 9 * 4);
     }
 }

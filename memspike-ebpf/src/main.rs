@@ -1,54 +1,237 @@
-//! memspike's kernel-side observer.
+//! memspike's kernel-side observer: what the kernel saw happen to the experiment's tasks.
 //!
-//! For now one program proves the chain (Debian's rustc → bpf-linker → BTF-carrying object →
-//! aya loader): `oom_mark_victim`, a BTF-typed tracepoint (`tp_btf`) on `oom/mark_victim`, counts
-//! OOM kills per experiment phase into a per-CPU array. User space writes the current phase into
-//! `CURRENT_PHASE[0]` and sums `OOM_KILLS[phase]` over the CPUs (per-CPU maps because bpfel has
-//! no atomic fetch_add).
+//! Every program first compares `bpf_get_current_cgroup_id()` (the current task's cgroup v2
+//! id) with `TARGET_CGROUP_ID`, a read-only global the loader fills before loading, so the
+//! value is fixed before any program is attached. On a v1 memory hierarchy the target is the
+//! inode of the experiment's same-named twin under the cgroup2 mount; on v2 the group's own id.
 //!
+//! - `page_fault_user_btf` (`tp_btf/page_fault_user`, the one user space attaches) and
+//!   `page_fault_user_raw` (`raw_tp/page_fault_user`, the same counter, kept so the bench can
+//!   compare the two attach types): one increment of this CPU's slot of
+//!   `PAGE_FAULTS[CURRENT_PHASE[0]]`. Nothing else runs per fault.
+//! - `memcg_reclaim_begin` / `memcg_reclaim_end` (`tp_btf/mm_vmscan_memcg_reclaim_*`): the
+//!   start time per thread in `RECLAIM_START`, then one stall and its duration in
+//!   `RECLAIM_STATS`.
+//! - `oom_mark_victim` (classic `tracepoint/oom/mark_victim`; rare, so cost does not matter):
+//!   reads the record's fields at the offsets in the `OOM_FIELDS` global (taken from tracefs'
+//!   format file by the loader, never hard-coded) and sends an `OomVictim` through `OOM_EVENTS`.
+//!   The OOM killer runs in the charging task, a member of the group, so the same cgroup filter
+//!   keeps only the experiment's kills.
+//!
+//! Per-CPU maps because bpfel has no atomic fetch_add. Nothing is allocated per event.
 //! Build with `cargo xtask build-ebpf`; a plain `cargo build` here uses the wrong compiler.
 #![no_std]
 #![no_main]
 
+use core::ptr::read_volatile;
+
 use aya_ebpf::{
-    macros::{btf_tracepoint, map},
-    maps::{Array, PerCpuArray},
-    programs::BtfTracePointContext,
+    EbpfContext,
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_probe_read_kernel_str_bytes,
+    },
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use aya_log_ebpf::debug;
-use memspike_common::Phase;
+use memspike_common::{COMM_LEN, OomFieldOffsets, OomVictim, Phase, ReclaimStats};
+
+/// The observed cgroup (v2 id). Set by the loader (`EbpfLoader::override_global`); 0 observes
+/// nothing. Read with `read_volatile` so the compiler cannot fold the placeholder value in.
+#[unsafe(no_mangle)]
+static TARGET_CGROUP_ID: u64 = 0;
+
+/// Where the `oom/mark_victim` fields are in the record on this kernel; set by the loader.
+#[unsafe(no_mangle)]
+static OOM_FIELDS: OomFieldOffsets = OomFieldOffsets::NONE;
 
 /// The experiment's current phase (`Phase as u32`), written by user space; index 0 only.
 #[map]
 static CURRENT_PHASE: Array<u32> = Array::with_max_entries(1, 0);
 
-/// OOM kills seen, per phase (index = `Phase as u32`), per CPU.
+/// User page faults of the observed tasks, per phase (index = `Phase as u32`), per CPU.
 #[map]
-static OOM_KILLS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Phase::COUNT as u32, 0);
+static PAGE_FAULTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Phase::COUNT as u32, 0);
 
-/// `tp_btf/mark_victim`: fires once for every task the OOM killer picks, machine-wide.
-#[btf_tracepoint(function = "mark_victim")]
-pub fn oom_mark_victim(ctx: BtfTracePointContext) -> i32 {
-    match try_oom_mark_victim(&ctx) {
+/// Thread id -> start of its memcg reclaim (ns). Bounded: a full map only loses stalls.
+#[map]
+static RECLAIM_START: HashMap<u32, u64> = HashMap::with_max_entries(1024, 0);
+
+/// Finished memcg reclaim stalls of the observed tasks, per CPU; index 0 only.
+#[map]
+static RECLAIM_STATS: PerCpuArray<ReclaimStats> = PerCpuArray::with_max_entries(1, 0);
+
+/// `OomVictim` events (80 bytes each; 16 KiB holds ~200, far more than one run produces).
+#[map]
+static OOM_EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024, 0);
+
+/// True when the current task is in the observed cgroup.
+#[inline(always)]
+fn in_target() -> bool {
+    // SAFETY: a plain read of a static that is only ever written by the loader, before load.
+    let target = unsafe { read_volatile(&raw const TARGET_CGROUP_ID) };
+    // SAFETY: bpf_get_current_cgroup_id takes no arguments and has no preconditions.
+    let current = unsafe { bpf_get_current_cgroup_id() };
+    current == target
+}
+
+/// Turns a `try_…` result into the program's return value (ignored by the kernel for
+/// tracepoints; non-zero marks an unexpected path when reading `bpftool prog` stats).
+#[inline(always)]
+fn code(r: Result<(), i32>) -> i32 {
+    match r {
         Ok(()) => 0,
-        Err(code) => code,
+        Err(e) => e,
     }
 }
 
-fn try_oom_mark_victim(ctx: &BtfTracePointContext) -> Result<(), i32> {
-    let phase = CURRENT_PHASE
-        .get(0)
-        .copied()
-        .unwrap_or(Phase::Startup as u32);
-    // An out-of-range phase would make the verifier-checked lookup fail: clamp to a valid one.
-    let phase = match Phase::from_u32(phase) {
-        Some(p) => p,
-        None => Phase::Done,
+// ---------------------------------------------------------------------------------------------
+// Page faults
+
+#[btf_tracepoint(function = "page_fault_user")]
+pub fn page_fault_user_btf(_ctx: BtfTracePointContext) -> i32 {
+    code(try_count_fault())
+}
+
+#[raw_tracepoint(tracepoint = "page_fault_user")]
+pub fn page_fault_user_raw(_ctx: RawTracePointContext) -> i32 {
+    code(try_count_fault())
+}
+
+/// An empty program on the same tracepoint: the bench's floor (the cost of having any BPF
+/// program on `page_fault_user` at all). Never attached by `Probe::start`.
+#[btf_tracepoint(function = "page_fault_user")]
+pub fn page_fault_user_nop(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
+#[inline(always)]
+fn try_count_fault() -> Result<(), i32> {
+    if !in_target() {
+        return Ok(());
+    }
+    let phase = CURRENT_PHASE.get(0).copied().unwrap_or(Phase::Startup as u32);
+    // Out-of-range phases fail the map's own bounds check.
+    let slot = PAGE_FAULTS.get_ptr_mut(phase).ok_or(1)?;
+    // SAFETY: this CPU's slot of a per-CPU array; the program runs with preemption/migration
+    // disabled, so nothing else writes the slot meanwhile.
+    unsafe { *slot += 1 };
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory-cgroup reclaim stalls
+
+#[btf_tracepoint(function = "mm_vmscan_memcg_reclaim_begin")]
+pub fn memcg_reclaim_begin(_ctx: BtfTracePointContext) -> i32 {
+    code(try_reclaim_begin())
+}
+
+#[btf_tracepoint(function = "mm_vmscan_memcg_reclaim_end")]
+pub fn memcg_reclaim_end(_ctx: BtfTracePointContext) -> i32 {
+    code(try_reclaim_end())
+}
+
+#[inline(always)]
+fn current_tid() -> u32 {
+    // The low half of pid_tgid is the thread id (truncation intended).
+    bpf_get_current_pid_tgid() as u32
+}
+
+fn try_reclaim_begin() -> Result<(), i32> {
+    if !in_target() {
+        return Ok(());
+    }
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    RECLAIM_START.insert(current_tid(), now, 0)
+}
+
+fn try_reclaim_end() -> Result<(), i32> {
+    if !in_target() {
+        return Ok(());
+    }
+    let tid = current_tid();
+    // A reclaim that began before the programs were attached has no start: not counted.
+    let Some(start) = RECLAIM_START.get_ptr(tid) else {
+        return Ok(());
     };
-    let counter = OOM_KILLS.get_ptr_mut(phase as u32).ok_or(1)?;
-    // SAFETY: the pointer is this CPU's slot of a per-CPU array; nothing else writes it now.
-    unsafe { *counter += 1 };
-    debug!(ctx, "oom/mark_victim during phase {}", phase as u32);
+    // SAFETY: the pointer came from a successful lookup; only this thread writes its own key
+    // (begin/end of one thread cannot run concurrently), so the value is stable.
+    let start = unsafe { *start };
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    RECLAIM_START.remove(tid)?;
+    let stats = RECLAIM_STATS.get_ptr_mut(0).ok_or(1)?;
+    // SAFETY: this CPU's slot of a per-CPU array; no concurrent writer on this CPU.
+    unsafe {
+        (*stats).stalls += 1;
+        (*stats).total_ns += now.saturating_sub(start);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// OOM victims
+
+#[tracepoint(category = "oom", name = "mark_victim")]
+pub fn oom_mark_victim(ctx: TracePointContext) -> u32 {
+    match try_oom_mark_victim(&ctx) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// Reads a `T` at byte `offset` of the tracepoint record; 0 (default) for an absent field or a
+/// failed read.
+#[inline(always)]
+fn field<T: Default>(ctx: &TracePointContext, offset: u32) -> T {
+    if offset == OomFieldOffsets::ABSENT {
+        return T::default();
+    }
+    // SAFETY: read_at goes through bpf_probe_read_kernel, which checks the address and returns
+    // an error instead of faulting; offsets come from the kernel's own format file.
+    unsafe { ctx.read_at::<T>(offset as usize) }.unwrap_or_default()
+}
+
+fn try_oom_mark_victim(ctx: &TracePointContext) -> Result<(), i32> {
+    if !in_target() {
+        return Ok(());
+    }
+    // SAFETY: a plain read of a static only written by the loader before load.
+    let f = unsafe { read_volatile(&raw const OOM_FIELDS) };
+    let mut v = OomVictim::ZERO;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    v.t_ns = unsafe { bpf_ktime_get_ns() };
+    v.pid = field::<i32>(ctx, f.pid) as u32;
+    v.total_vm_kb = field::<u64>(ctx, f.total_vm);
+    v.anon_rss_kb = field::<u64>(ctx, f.anon_rss);
+    v.file_rss_kb = field::<u64>(ctx, f.file_rss);
+    v.shmem_rss_kb = field::<u64>(ctx, f.shmem_rss);
+    v.uid = field::<u32>(ctx, f.uid);
+    v.pgtables_kb = field::<u64>(ctx, f.pgtables);
+    v.oom_score_adj = field::<i16>(ctx, f.oom_score_adj);
+    if f.comm != OomFieldOffsets::ABSENT {
+        // __data_loc: the low 16 bits are the string's offset in the record.
+        let loc = field::<u32>(ctx, f.comm);
+        let start = (loc & 0xffff) as usize;
+        let src = ctx.as_ptr().cast::<u8>().wrapping_add(start).cast_const();
+        let mut comm = [0u8; COMM_LEN];
+        // SAFETY: bpf_probe_read_kernel_str_bytes checks the address and never writes past
+        // `comm`; on error the name stays empty.
+        if unsafe { bpf_probe_read_kernel_str_bytes(src, &mut comm) }.is_ok() {
+            v.comm = comm;
+        }
+    }
+    let pid = v.pid;
+    let anon_kb = v.anon_rss_kb;
+    OOM_EVENTS.output::<OomVictim>(&v, 0)?;
+    debug!(
+        ctx,
+        "oom/mark_victim: pid {} in the observed cgroup, anon_rss {} kB", pid, anon_kb
+    );
     Ok(())
 }
 

@@ -12,6 +12,7 @@
 pub mod cgroup;
 pub mod heap;
 pub mod pacer;
+pub mod probe;
 pub mod report;
 pub mod scenario;
 pub mod size;

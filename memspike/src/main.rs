@@ -13,7 +13,7 @@ use memspike::{
     pacer::Gogc,
     report::{Outcome, Report},
     size,
-    supervisor::{self, SupervisorError},
+    supervisor::{self, RunOptions, SupervisorError},
     worker::{self, WorkerConfig},
 };
 use memspike_common::Phase;
@@ -102,6 +102,9 @@ struct RunArgs {
     /// Exit with status 3 unless this is the outcome.
     #[arg(long)]
     expect: Option<Expect>,
+    /// Do not attach the eBPF observer (the report says tracing is off).
+    #[arg(long)]
+    no_trace: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -164,7 +167,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let facts = supervisor::run(args.experiment.config())?;
+    let options = RunOptions {
+        trace: !args.no_trace,
+    };
+    let facts = supervisor::run(args.experiment.config(), options)?;
     let interrupted = facts.interrupted;
     let report = Report::build(facts);
     let json = serde_json::to_string_pretty(&report).context("serialising the report")?;

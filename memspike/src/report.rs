@@ -14,6 +14,7 @@ use crate::{
     cgroup::Counters,
     heap::{GcReason, HeapStats},
     pacer::Gogc,
+    probe::{KernelEvidence, OomVictimReport, PageFaults, Reclaim},
     size::human,
     telemetry::{Action, Event, Kind},
 };
@@ -37,6 +38,8 @@ pub struct RunFacts {
     pub events: Vec<Event>,
     pub exit: Exit,
     pub counters: Counters,
+    /// What the eBPF observer saw, or why it did not run.
+    pub kernel: Result<KernelEvidence, String>,
     /// The supervisor stopped the run on SIGINT/SIGTERM.
     pub interrupted: bool,
     /// The end of what the worker wrote on stderr.
@@ -89,6 +92,40 @@ pub struct Settings {
     pub gc_after_release: bool,
 }
 
+/// What the kernel saw inside the group, from the eBPF observer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KernelSection {
+    /// `ebpf`, or `unavailable: <reason>`.
+    pub tracing: String,
+    pub page_faults: Option<PageFaults>,
+    pub reclaim: Option<Reclaim>,
+    /// The OOM killer's victim inside the group, if there was one.
+    pub oom_victim: Option<OomVictimReport>,
+    /// Anything the observer could only partly do.
+    pub notes: Vec<String>,
+}
+
+impl KernelSection {
+    fn new(kernel: Result<KernelEvidence, String>) -> KernelSection {
+        match kernel {
+            Ok(k) => KernelSection {
+                tracing: "ebpf".to_owned(),
+                page_faults: Some(k.page_faults),
+                reclaim: Some(k.reclaim),
+                oom_victim: k.oom_victims.into_iter().next(),
+                notes: k.notes,
+            },
+            Err(reason) => KernelSection {
+                tracing: format!("unavailable: {reason}"),
+                page_faults: None,
+                reclaim: None,
+                oom_victim: None,
+                notes: Vec::new(),
+            },
+        }
+    }
+}
+
 /// One line of the timeline: the event, milliseconds after the worker was ready.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TimelineEvent {
@@ -111,6 +148,7 @@ pub struct Report {
     pub heap_at_end: HeapAtEnd,
     pub failed_allocation: Option<FailedAllocation>,
     pub cgroup: CgroupSection,
+    pub kernel: KernelSection,
     pub worker: WorkerSection,
     pub settings: Settings,
     pub duration_ms: f64,
@@ -262,6 +300,7 @@ impl Report {
                 name: f.group,
                 counters: f.counters,
             },
+            kernel: KernelSection::new(f.kernel),
             worker: WorkerSection {
                 pid,
                 exit,
@@ -278,6 +317,10 @@ impl Report {
             events: timeline,
         };
         report.verdict = report.verdict_sentence(&events, last_heap);
+        if let Some(evidence) = report.kernel_evidence() {
+            report.verdict.push_str("; ");
+            report.verdict.push_str(&evidence);
+        }
         report
     }
 
@@ -343,6 +386,47 @@ impl Report {
                 "the experiment did not complete: {}",
                 self.error.as_deref().unwrap_or("unknown error")
             ),
+        }
+    }
+
+    /// What the kernel's own records add to the verdict: who the OOM killer chose, with how
+    /// much anonymous memory, and the faults of the phase it died in.
+    fn kernel_evidence(&self) -> Option<String> {
+        let k = &self.kernel;
+        let faults = |phase: &str| {
+            k.page_faults
+                .as_ref()
+                .and_then(|f| f.per_phase.get(phase).copied())
+        };
+        match (self.outcome, &k.oom_victim) {
+            (Outcome::OomKilled, Some(v)) => {
+                let who = if Some(v.pid) == self.worker.pid {
+                    "the worker".to_owned()
+                } else {
+                    format!(
+                        "not the worker ({})",
+                        self.worker.pid.map_or("-".into(), |p| p.to_string())
+                    )
+                };
+                let mut s = format!(
+                    "the kernel's OOM killer chose pid {} ({who}) holding {} of anonymous memory against the {} limit",
+                    v.pid,
+                    human(v.anon_rss_bytes),
+                    human(self.limit_bytes)
+                );
+                if let Some(n) = self.died_in.and_then(faults) {
+                    let _ = write!(
+                        s,
+                        ", after {n} page faults in the {} phase",
+                        self.died_in.unwrap_or("?")
+                    );
+                }
+                Some(s)
+            }
+            (Outcome::OomKilled, None) if k.tracing == "ebpf" => {
+                Some("the eBPF observer saw no OOM victim in the group".to_owned())
+            }
+            _ => None,
         }
     }
 
@@ -424,6 +508,42 @@ impl Report {
                 opt(self.worker.baseline_bytes)
             ),
         );
+        row("kernel tracing", self.kernel.tracing.clone());
+        if let Some(f) = &self.kernel.page_faults {
+            let phases: Vec<String> = Phase::ALL
+                .iter()
+                .filter_map(|p| f.per_phase.get(p.name()).map(|n| (p.name(), n)))
+                .filter(|(_, n)| **n > 0)
+                .map(|(p, n)| format!("{p} {n}"))
+                .collect();
+            row(
+                "page faults",
+                format!("{} ({})", f.total, phases.join(", ")),
+            );
+        }
+        if let Some(r) = &self.kernel.reclaim {
+            row(
+                "reclaim stalls",
+                format!("{} ({:.2} ms in all)", r.stalls, r.total_ns as f64 / 1e6),
+            );
+        }
+        if let Some(v) = &self.kernel.oom_victim {
+            row(
+                "OOM victim",
+                format!(
+                    "pid {} ({}), anon {}, file {}, shmem {}, page tables {}",
+                    v.pid,
+                    v.comm,
+                    human(v.anon_rss_bytes),
+                    human(v.file_rss_bytes),
+                    human(v.shmem_rss_bytes),
+                    human(v.pgtables_bytes)
+                ),
+            );
+        }
+        for note in &self.kernel.notes {
+            row("kernel note", note.clone());
+        }
         row("wall time", format!("{:.0} ms", self.duration_ms));
         let _ = writeln!(out, "{t}");
 
@@ -557,6 +677,7 @@ mod tests {
                 peak_bytes: Some(LIMIT),
                 ..Counters::default()
             },
+            kernel: Err("--no-trace".to_owned()),
             interrupted: false,
             stderr_tail: String::new(),
             duration: Duration::from_millis(50),

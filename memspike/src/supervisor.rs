@@ -5,7 +5,7 @@
 use std::{
     collections::BTreeSet,
     fs::File,
-    io::{self, BufRead, BufReader, Read},
+    io::{self, BufRead, BufReader, Read, Write},
     os::unix::process::{CommandExt, ExitStatusExt},
     path::PathBuf,
     process::{Command, Stdio},
@@ -24,6 +24,7 @@ use signal_hook::{
 
 use crate::{
     cgroup::{self, CgroupError, Group, Hierarchy, PreflightError},
+    probe::{self, Probe},
     report::{Exit, RunFacts},
     size::human,
     telemetry::{self, Kind},
@@ -125,8 +126,15 @@ fn collect_stderr(stderr: impl Read + Send + 'static) -> thread::JoinHandle<Stri
     })
 }
 
+/// How the supervisor runs the experiment (as opposed to what the worker does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Attach the eBPF observer (`--no-trace` turns it off).
+    pub trace: bool,
+}
+
 /// Runs one self-directed experiment in a fresh group and returns what happened.
-pub fn run(config: WorkerConfig) -> Result<RunFacts, SupervisorError> {
+pub fn run(config: WorkerConfig, options: RunOptions) -> Result<RunFacts, SupervisorError> {
     validate(&config)?;
     let start = Instant::now();
     let hierarchy = Hierarchy::discover()?;
@@ -149,7 +157,7 @@ pub fn run(config: WorkerConfig) -> Result<RunFacts, SupervisorError> {
             }
         })
     };
-    let result = run_in_group(&hierarchy, config, &child_pid, &interrupted, start);
+    let result = run_in_group(&hierarchy, config, options, &child_pid, &interrupted, start);
     handle.close();
     let _ = watcher.join();
     result
@@ -162,14 +170,31 @@ fn kill(pid: i32) {
     }
 }
 
+/// Starts the kernel observer on the group, or says why it is off. It is started before the
+/// worker exists, so that its filter is set and its programs attached before the first fault.
+fn start_probe(trace: bool, group: &Group) -> Result<Probe, String> {
+    if !trace {
+        return Err("--no-trace".to_owned());
+    }
+    if let Some(reason) = probe::unavailable_reason() {
+        return Err(reason);
+    }
+    let id = group
+        .bpf_cgroup_id()
+        .ok_or("the group has no cgroup2 id to filter on (no cgroup2 mount)")?;
+    Probe::start(id).map_err(|e| e.to_string())
+}
+
 fn run_in_group(
     hierarchy: &Hierarchy,
     config: WorkerConfig,
+    options: RunOptions,
     child_pid: &AtomicI32,
     interrupted: &AtomicI32,
     start: Instant,
 ) -> Result<RunFacts, SupervisorError> {
-    // The group is removed when `group` drops, on every path out of this function.
+    // The group is removed when `group` drops, on every path out of this function; the
+    // probe's programs are unloaded when `probe` drops (declared later, dropped first).
     let mut group = Group::create(hierarchy, config.limit)?;
     tracing::info!(
         "created {} {} with a {} limit and no swap",
@@ -177,6 +202,11 @@ fn run_in_group(
         group.dir().display(),
         human(config.limit)
     );
+    let mut probe = start_probe(options.trace, &group);
+    match &probe {
+        Ok(_) => tracing::info!("kernel observer attached (eBPF)"),
+        Err(reason) => tracing::info!("kernel tracing off: {reason}"),
+    }
     let joiner = group.joiner()?;
     let exe = std::env::current_exe().map_err(SupervisorError::Spawn)?;
     warm_page_cache();
@@ -190,7 +220,7 @@ fn run_in_group(
         .arg("--gogc")
         .arg(config.gogc.to_string())
         .env(worker::USAGE_FILE_ENV, group.usage_file())
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if config.gc_after_release {
@@ -224,31 +254,47 @@ fn run_in_group(
     tracing::info!("worker {} started inside the group", child.id());
 
     let stderr = child.stderr.take().map(collect_stderr);
+    let mut acks = child.stdin.take();
     let mut events = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        for event in telemetry::events(BufReader::new(out)) {
-            match event {
-                Ok(event) => {
-                    if let Kind::Paused { phase } = event.kind {
-                        tracing::info!(
-                            "worker {} paused before {}: inspect {}, then `kill -CONT {}`",
-                            child.id(),
-                            phase.name(),
-                            group.dir().display(),
-                            child.id()
-                        );
+    let stdout = child.stdout.take();
+    for event in stdout
+        .into_iter()
+        .flat_map(|out| telemetry::events(BufReader::new(out)))
+    {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                // The worker must be reaped before its group can go.
+                kill(child.id() as i32);
+                let _ = child.wait();
+                return Err(SupervisorError::Telemetry(e));
+            }
+        };
+        match event.kind {
+            Kind::Begin { phase, .. } => {
+                // Faults from here on belong to this phase; then let the worker go on.
+                if let Ok(p) = &mut probe {
+                    if let Err(e) = p.set_phase(phase) {
+                        tracing::warn!("could not set the observer's phase: {e}");
                     }
-                    events.push(event);
                 }
-                Err(e) => {
-                    // The worker must be reaped before its group can go.
-                    kill(child.id() as i32);
-                    let _ = child.wait();
-                    return Err(SupervisorError::Telemetry(e));
+                // A worker that is already dead cannot read it: nothing to do then.
+                if let Some(a) = &mut acks {
+                    let _ = a.write_all(&[telemetry::ACK]);
                 }
             }
+            Kind::Paused { phase } => tracing::info!(
+                "worker {} paused before {}: inspect {}, then `kill -CONT {}`",
+                child.id(),
+                phase.name(),
+                group.dir().display(),
+                child.id()
+            ),
+            _ => {}
         }
+        events.push(event);
     }
+    drop(acks.take());
     let status = child.wait().map_err(SupervisorError::Spawn)?;
     child_pid.store(0, Ordering::SeqCst);
     let stderr_tail = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
@@ -256,6 +302,10 @@ fn run_in_group(
         (Some(code), _) => Exit::Code(code),
         (None, Some(sig)) => Exit::Signal(sig),
         (None, None) => Exit::Code(-1),
+    };
+    let kernel = match probe {
+        Ok(p) => p.finish().map_err(|e| e.to_string()),
+        Err(reason) => Err(reason),
     };
     let counters = group.counters();
     let name = group.name().to_owned();
@@ -286,6 +336,7 @@ fn run_in_group(
         events,
         exit,
         counters,
+        kernel,
         interrupted: interrupted.load(Ordering::SeqCst) != 0,
         stderr_tail,
         duration: start.elapsed(),

@@ -6,7 +6,7 @@
 //! Times are `CLOCK_MONOTONIC` nanoseconds, the clock BPF programs read, so kernel events can
 //! be placed on the same timeline.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use memspike_common::Phase;
 use serde::{Deserialize, Serialize};
@@ -113,17 +113,51 @@ pub trait Sink {
 }
 
 /// Events as JSON lines on a writer, one `write` per line, nothing buffered.
-pub struct LineSink<W: Write>(pub W);
+///
+/// With an acknowledgement channel, every `begin` waits for one byte back before the step
+/// runs: the supervisor has then seen the step (and told the kernel-side observer which phase
+/// the coming page faults belong to) before the worker touches any memory for it.
+pub struct LineSink<W: Write, A: Read = io::Empty> {
+    out: W,
+    ack: Option<A>,
+}
 
-impl<W: Write> Sink for LineSink<W> {
+impl<W: Write> LineSink<W> {
+    pub fn new(out: W) -> Self {
+        LineSink { out, ack: None }
+    }
+}
+
+impl<W: Write, A: Read> LineSink<W, A> {
+    pub fn with_ack(out: W, ack: A) -> Self {
+        LineSink {
+            out,
+            ack: Some(ack),
+        }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+impl<W: Write, A: Read> Sink for LineSink<W, A> {
     fn send(&mut self, event: &Event) -> io::Result<()> {
         let mut line = serde_json::to_vec(event)?;
         line.push(b'\n');
         // Lines are far shorter than PIPE_BUF, so a pipe receives each one whole.
-        self.0.write_all(&line)?;
-        self.0.flush()
+        self.out.write_all(&line)?;
+        self.out.flush()?;
+        if let (Some(ack), Kind::Begin { .. }) = (&mut self.ack, &event.kind) {
+            let mut byte = [0u8; 1];
+            ack.read_exact(&mut byte)?;
+        }
+        Ok(())
     }
 }
+
+/// The byte the supervisor sends back for every `begin`.
+pub const ACK: u8 = b'k';
 
 /// Events kept in memory (tests and in-process runs).
 impl Sink for Vec<Event> {
@@ -192,11 +226,11 @@ mod tests {
                 heap: HeapStats::default(),
             },
         ];
-        let mut sink = LineSink(Vec::new());
+        let mut sink = LineSink::new(Vec::new());
         for e in &events {
             sink.send(e).unwrap();
         }
-        let text = String::from_utf8(sink.0).unwrap();
+        let text = String::from_utf8(sink.into_inner()).unwrap();
         assert!(
             text.contains(r#""event":"begin","phase":"spike","action":"alloc""#),
             "{text}"
@@ -207,6 +241,32 @@ mod tests {
                 .unwrap(),
             events
         );
+    }
+
+    #[test]
+    fn begin_waits_for_an_ack() {
+        let begin = Event {
+            t_ns: 1,
+            cgroup_usage_bytes: None,
+            kind: Kind::Begin {
+                phase: Phase::Spike,
+                action: Action::Alloc,
+                bytes: 1,
+            },
+            heap: HeapStats::default(),
+        };
+        let ready = Event {
+            kind: Kind::Ready { pid: 1 },
+            ..begin.clone()
+        };
+        // One ack available: ready needs none, the first begin takes it, the second finds
+        // the channel closed and fails instead of running unobserved.
+        let mut sink = LineSink::with_ack(Vec::new(), &[ACK][..]);
+        sink.send(&ready).unwrap();
+        sink.send(&begin).unwrap();
+        let err = sink.send(&begin).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(sink.into_inner().iter().filter(|b| **b == b'\n').count(), 3);
     }
 
     #[test]

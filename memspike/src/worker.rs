@@ -53,7 +53,9 @@ pub fn run(config: WorkerConfig) -> Result<(), StepError> {
     };
     let mut heap = Heap::new(physical_memory(), pacer)?;
     let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
-    let mut sink = LineSink(stdout);
+    // stdin is the supervisor's acknowledgement channel: each step waits for its ack.
+    let stdin = File::from(io::stdin().as_fd().try_clone_to_owned()?);
+    let mut sink = LineSink::with_ack(stdout, stdin);
     let plan = SelfDirected {
         limit: config.limit,
         spike: config.spike,

@@ -37,6 +37,7 @@ fn groups_of(pid: u32) -> Vec<PathBuf> {
 
 /// Runs `memspike run --json ARGS`, checks it cleaned up, and returns the exit code and report.
 fn run_json(args: &[&str]) -> (i32, Value) {
+    let _serial = serial();
     let child = memspike()
         .arg("run")
         .arg("--json")
@@ -123,6 +124,107 @@ fn with_gc_after_release_it_survives_below_the_limit() {
     assert_eq!(r["gc_cycles"], 2);
     assert!(u(&r["cgroup"]["peak_bytes"]) < LIMIT, "{r:#}");
     assert_eq!(r["cgroup"]["oom_kills"], 0);
+    assert_eq!(r["kernel"]["oom_victim"], Value::Null);
+}
+
+#[test]
+fn no_trace_says_so_and_still_reports() {
+    if !common::require_root("--no-trace") {
+        return;
+    }
+    let (code, r) = run_json(&["--no-trace", "--expect", "oom"]);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["kernel"]["tracing"], "unavailable: --no-trace");
+    assert_eq!(r["kernel"]["page_faults"], Value::Null);
+    assert_eq!(r["died_in"], "remainder");
+}
+
+/// Tests that count the kernel's loaded programs run one at a time, and every run holds this
+/// lock too, so no other run of this binary loads or unloads programs meanwhile.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Programs loaded in the kernel now (all of them, not only ours).
+fn loaded_programs() -> usize {
+    aya::programs::loaded_programs()
+        .filter(Result::is_ok)
+        .count()
+}
+
+#[test]
+fn a_foreign_process_faulting_meanwhile_is_not_counted_and_programs_are_unloaded() {
+    if !common::require_root("filtering by cgroup") {
+        return;
+    }
+    let _serial = serial();
+    let before = loaded_programs();
+    let mut child = memspike()
+        .args(["run", "--json", "--pause-at", "spike"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let worker = wait_for_pause(&mut child, "spike");
+    assert!(
+        loaded_programs() > before,
+        "the observer is attached during the run"
+    );
+    // While the worker waits, another process (outside the group) faults in 64 Ki pages.
+    let foreign_pages = 65_536;
+    let status = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            &format!(
+                "b = bytearray({foreign_pages} * 4096)\nfor i in range(0, len(b), 4096): b[i] = 1"
+            ),
+        ])
+        .status()
+        .expect("run /usr/bin/python3");
+    assert!(status.success());
+    // SAFETY: resuming our own grandchild.
+    unsafe { libc::kill(worker, libc::SIGCONT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total = u(&r["kernel"]["page_faults"]["total"]);
+    assert!(
+        total < foreign_pages / 4,
+        "{total} faults counted: the foreign ones leaked in"
+    );
+    assert!(
+        total > 7_000,
+        "{total} faults: the worker's were not counted"
+    );
+    assert_eq!(
+        loaded_programs(),
+        before,
+        "programs left loaded after the run"
+    );
+}
+
+/// Reads memspike's log until the worker says it paused before `phase`; returns its pid.
+fn wait_for_pause(child: &mut std::process::Child, phase: &str) -> i32 {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "memspike ended before pausing"
+        );
+        if line.contains(&format!("paused before {phase}")) {
+            let after = line
+                .split("worker ")
+                .nth(1)
+                .expect("the line names the worker");
+            // Keep draining stderr so memspike never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+            return after.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    }
 }
 
 #[test]
@@ -182,6 +284,8 @@ fn ctrl_c_mid_run_kills_the_worker_and_removes_the_group() {
     if !common::require_root("interrupting a run") {
         return;
     }
+    let _serial = serial();
+    let programs = loaded_programs();
     let mut child = memspike()
         .args(["run", "--json", "--pause-at", "remainder"])
         .env("MEMSPIKE_LOG", "info")
@@ -225,4 +329,9 @@ fn ctrl_c_mid_run_kills_the_worker_and_removes_the_group() {
     // SAFETY: signal 0 only checks whether the process exists.
     let alive = unsafe { libc::kill(worker, 0) } == 0;
     assert!(!alive, "worker {worker} still alive");
+    assert_eq!(
+        loaded_programs(),
+        programs,
+        "the observer's programs are still loaded"
+    );
 }
