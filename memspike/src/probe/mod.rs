@@ -97,7 +97,7 @@ pub enum ProbeError {
     Load {
         detail: String,
         #[source]
-        source: aya::EbpfError,
+        source: Box<aya::EbpfError>,
     },
 
     #[error("the eBPF object has no {what} named {name} (object and loader out of sync)")]
@@ -112,7 +112,7 @@ pub enum ProbeError {
         name: &'static str,
         detail: String,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
 
     #[error("eBPF map {name}: {source}")]
@@ -339,7 +339,7 @@ impl Probe {
             .load(object)
             .map_err(|source| ProbeError::Load {
                 detail: error_chain(&source),
-                source,
+                source: Box::new(source),
             })?;
         // Before attaching: the logger takes the AYA_LOGS ring buffer.
         let logger = EbpfLogger::init(&mut ebpf).map_err(ProbeError::Logger)?;
@@ -544,7 +544,7 @@ fn program_error(
         action,
         name,
         detail: error_chain(&source),
-        source,
+        source: Box::new(source),
     }
 }
 
