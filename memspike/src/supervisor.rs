@@ -273,10 +273,10 @@ fn run_in_group(
         match event.kind {
             Kind::Begin { phase, .. } => {
                 // Faults from here on belong to this phase; then let the worker go on.
-                if let Ok(p) = &mut probe {
-                    if let Err(e) = p.set_phase(phase) {
-                        tracing::warn!("could not set the observer's phase: {e}");
-                    }
+                if let Ok(p) = &mut probe
+                    && let Err(e) = p.set_phase(phase)
+                {
+                    tracing::warn!("could not set the observer's phase: {e}");
                 }
                 // A worker that is already dead cannot read it: nothing to do then.
                 if let Some(a) = &mut acks {
