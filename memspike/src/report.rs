@@ -637,6 +637,8 @@ fn describe(kind: &Kind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
     use crate::{
         heap::Heap,
         pacer::PacerConfig,
@@ -731,6 +733,86 @@ mod tests {
             json["cgroup"].get("peak_bytes").is_some() && json["cgroup"].get("failcnt").is_some()
         );
         assert!(r.text().contains("OOM-KILLED"));
+    }
+
+    #[test]
+    fn the_verdict_cites_the_kernels_evidence() {
+        let events = events(false, Some(7));
+        let worker = events
+            .iter()
+            .find_map(|e| match e.kind {
+                Kind::Ready { pid } => Some(pid),
+                _ => None,
+            })
+            .unwrap();
+        let per_phase = Phase::ALL
+            .iter()
+            .map(|p| {
+                (
+                    p.name().to_owned(),
+                    if *p == Phase::Remainder { 712 } else { 0 },
+                )
+            })
+            .collect();
+        let victim = |pid| OomVictimReport {
+            pid,
+            comm: "memspike".into(),
+            total_vm_bytes: 1 << 34,
+            anon_rss_bytes: 31 << 20,
+            file_rss_bytes: 3 << 20,
+            shmem_rss_bytes: 0,
+            pgtables_bytes: 116 << 10,
+            uid: 0,
+            oom_score_adj: 0,
+            t_ns: 1,
+        };
+        let evidence = |pid| KernelEvidence {
+            page_faults: PageFaults {
+                total: 712,
+                per_phase: BTreeMap::clone(&per_phase),
+            },
+            reclaim: Reclaim {
+                stalls: 35,
+                total_ns: 1_500_000,
+            },
+            oom_victims: vec![victim(pid)],
+            notes: Vec::new(),
+        };
+        let mut f = facts(events.clone(), Exit::Signal(libc::SIGKILL), 1);
+        f.kernel = Ok(evidence(worker));
+        let r = Report::build(f);
+        assert_eq!(r.kernel.tracing, "ebpf");
+        assert!(
+            r.verdict.ends_with(&format!(
+                "the kernel's OOM killer chose pid {worker} (the worker) holding 31.0 MiB of anonymous memory against the 32.0 MiB limit, after 712 page faults in the remainder phase"
+            )),
+            "{}",
+            r.verdict
+        );
+        assert!(
+            r.text()
+                .contains("page faults               712 (remainder 712)"),
+            "{}",
+            r.text()
+        );
+
+        // A victim that is not the worker is named as such, never silently taken for it.
+        let mut f = facts(events, Exit::Signal(libc::SIGKILL), 1);
+        f.kernel = Ok(evidence(worker + 1));
+        assert!(Report::build(f).verdict.contains("(not the worker"));
+    }
+
+    #[test]
+    fn tracing_off_says_why() {
+        let r = Report::build(facts(
+            events(false, Some(7)),
+            Exit::Signal(libc::SIGKILL),
+            1,
+        ));
+        assert_eq!(r.kernel.tracing, "unavailable: --no-trace");
+        assert_eq!(r.kernel.page_faults, None);
+        assert!(r.text().contains("unavailable: --no-trace"));
+        assert!(!r.verdict.contains("OOM killer chose"));
     }
 
     #[test]
