@@ -649,15 +649,16 @@ mod tests {
 
     /// The real script's events, cut where the kernel would have killed it.
     fn events(gc: bool, cut_after: Option<usize>) -> Vec<Event> {
-        let mut heap = Heap::new(1 << 30, PacerConfig::default()).unwrap();
-        let mut events = Vec::new();
+        let heap = Heap::new(1 << 30, PacerConfig::default()).unwrap();
+        let mut d = Driver::new(heap, Vec::new());
         SelfDirected {
             limit: LIMIT,
             spike: 0.9,
             gc_after_release: gc,
         }
-        .run(&mut Driver::new(&mut heap, &mut events))
+        .run(&mut d)
         .unwrap();
+        let mut events = d.sink().clone();
         if let Some(n) = cut_after {
             events.truncate(n);
         }

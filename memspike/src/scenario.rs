@@ -21,15 +21,15 @@ pub enum StepError {
 
 /// Runs steps on a heap and reports each one. Every `Begin` is sent (one write, no buffer)
 /// before the step touches memory, so a kill mid-step leaves its `Begin` as the last word.
-pub struct Driver<'a, S: Sink> {
-    heap: &'a mut Heap,
-    sink: &'a mut S,
+pub struct Driver<S: Sink> {
+    heap: Heap,
+    sink: S,
     pause_at: Option<Phase>,
     usage: Option<UsageProbe>,
 }
 
-impl<'a, S: Sink> Driver<'a, S> {
-    pub fn new(heap: &'a mut Heap, sink: &'a mut S) -> Self {
+impl<S: Sink> Driver<S> {
+    pub fn new(heap: Heap, sink: S) -> Self {
         Driver {
             heap,
             sink,
@@ -68,7 +68,12 @@ impl<'a, S: Sink> Driver<'a, S> {
     }
 
     pub fn heap(&self) -> &Heap {
-        self.heap
+        &self.heap
+    }
+
+    /// Where the events went (tests read them back).
+    pub fn sink(&self) -> &S {
+        &self.sink
     }
 
     fn send(&mut self, kind: Kind) -> std::io::Result<()> {
@@ -104,6 +109,49 @@ impl<'a, S: Sink> Driver<'a, S> {
             grown: a.grown,
         })?;
         Ok(a.id)
+    }
+
+    /// Releases `bytes` of live slabs, oldest first, as the seed's `/rel` does. A slab that
+    /// is only partly released is replaced by a smaller copy, allocated and written for real,
+    /// before the original is dropped. Returns what was released and what was not (there
+    /// were not that many live bytes).
+    pub fn release_bytes(&mut self, phase: Phase, bytes: u64) -> Result<Released, StepError> {
+        let mut left = bytes;
+        let mut drop = Vec::new();
+        let mut keep = None;
+        for (id, size) in self.heap.slabs() {
+            if left == 0 {
+                break;
+            }
+            drop.push(id);
+            if size > left {
+                keep = Some(size - left);
+                left = 0;
+            } else {
+                left -= size;
+            }
+        }
+        // The copy comes first: like the seed's `append([]byte{}, s[n:]...)`, it is a new
+        // allocation made while the original is still referenced.
+        if let Some(rest) = keep {
+            self.alloc(phase, rest)?;
+        }
+        if !drop.is_empty() {
+            self.release(phase, &drop)?;
+        }
+        Ok(Released {
+            released: bytes - left,
+            not_released: left,
+        })
+    }
+
+    /// Drops every slab, then collects (the seed's `/reset`).
+    pub fn reset(&mut self, phase: Phase) -> Result<(), StepError> {
+        let all: Vec<SlabId> = self.heap.slabs().map(|(id, _)| id).collect();
+        if !all.is_empty() {
+            self.release(phase, &all)?;
+        }
+        self.collect(phase)
     }
 
     /// Drops the program's references to these slabs; returns the bytes released.
@@ -149,6 +197,14 @@ impl<'a, S: Sink> Driver<'a, S> {
     }
 }
 
+/// What `release_bytes` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Released {
+    pub released: u64,
+    /// Asked for but not held by any live slab.
+    pub not_released: u64,
+}
+
 /// The seed's experiment: fill the limit but a reserve, drop the fill, allocate the reserve.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SelfDirected {
@@ -166,7 +222,7 @@ impl SelfDirected {
     }
 
     /// Runs the script: ready, spike, release, (gc), remainder, done.
-    pub fn run<S: Sink>(&self, d: &mut Driver<'_, S>) -> Result<(), StepError> {
+    pub fn run<S: Sink>(&self, d: &mut Driver<S>) -> Result<(), StepError> {
         d.ready()?;
         let reserved = self.reserved();
         let fill = self
@@ -201,15 +257,15 @@ mod tests {
 
     fn run(gc: bool) -> Vec<Event> {
         // The heap is not limited here: this checks the script and its telemetry only.
-        let mut heap = Heap::new(1 << 30, PacerConfig::default()).unwrap();
-        let mut events = Vec::new();
+        let heap = Heap::new(1 << 30, PacerConfig::default()).unwrap();
+        let mut d = Driver::new(heap, Vec::new());
         let plan = SelfDirected {
             limit: LIMIT,
             spike: 0.9,
             gc_after_release: gc,
         };
-        plan.run(&mut Driver::new(&mut heap, &mut events)).unwrap();
-        events
+        plan.run(&mut d).unwrap();
+        d.sink().clone()
     }
 
     fn kinds(events: &[Event]) -> Vec<String> {
@@ -292,13 +348,57 @@ mod tests {
 
     #[test]
     fn a_spike_that_leaves_nothing_to_fill_is_refused() {
-        let mut heap = Heap::new(1 << 30, PacerConfig::default()).unwrap();
+        let heap = Heap::new(1 << 30, PacerConfig::default()).unwrap();
         let plan = SelfDirected {
             limit: LIMIT,
             spike: 0.0,
             gc_after_release: false,
         };
-        let err = plan.run(&mut Driver::new(&mut heap, &mut Vec::new()));
+        let err = plan.run(&mut Driver::new(heap, Vec::new()));
         assert!(matches!(err, Err(StepError::Plan(_))));
+    }
+
+    #[test]
+    fn release_bytes_goes_oldest_first_and_copies_a_partial_slab() {
+        const MIB: u64 = 1 << 20;
+        let heap = Heap::new(1 << 30, PacerConfig::default()).unwrap();
+        let mut d = Driver::new(heap, Vec::new());
+        let p = Phase::Interactive;
+        let a = d.alloc(p, MIB).unwrap();
+        let b = d.alloc(p, 2 * MIB).unwrap();
+        // 1 MiB + half of the second: the first goes, the second becomes a 1 MiB copy.
+        let r = d.release_bytes(p, 2 * MIB).unwrap();
+        assert_eq!(
+            r,
+            Released {
+                released: 2 * MIB,
+                not_released: 0
+            }
+        );
+        let live: Vec<_> = d.heap().slabs().collect();
+        assert_eq!(live.len(), 1);
+        assert!(
+            live[0].0 != a && live[0].0 != b,
+            "the survivor is a new copy"
+        );
+        assert_eq!(live[0].1, MIB);
+        let s = d.heap().stats();
+        assert_eq!((s.live, s.garbage), (MIB, 3 * MIB));
+        // More than is held: what was there goes, the rest is reported as not released.
+        let r = d.release_bytes(p, 5 * MIB).unwrap();
+        assert_eq!(
+            r,
+            Released {
+                released: MIB,
+                not_released: 4 * MIB
+            }
+        );
+        assert_eq!(d.heap().stats().live, 0);
+        // Reset collects: all garbage becomes free pages.
+        d.alloc(p, MIB).unwrap();
+        d.reset(p).unwrap();
+        let s = d.heap().stats();
+        assert_eq!((s.live, s.garbage), (0, 0));
+        assert!(s.free >= 4 * MIB);
     }
 }

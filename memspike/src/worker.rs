@@ -51,18 +51,18 @@ pub fn run(config: WorkerConfig) -> Result<(), StepError> {
         gogc: config.gogc,
         ..PacerConfig::default()
     };
-    let mut heap = Heap::new(physical_memory(), pacer)?;
+    let heap = Heap::new(physical_memory(), pacer)?;
     let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
     // stdin is the supervisor's acknowledgement channel: each step waits for its ack.
     let stdin = File::from(io::stdin().as_fd().try_clone_to_owned()?);
-    let mut sink = LineSink::with_ack(stdout, stdin);
+    let sink = LineSink::with_ack(stdout, stdin);
     let plan = SelfDirected {
         limit: config.limit,
         spike: config.spike,
         gc_after_release: config.gc_after_release,
     };
     let usage = std::env::var_os(USAGE_FILE_ENV).and_then(|p| UsageProbe::open(p.as_ref()).ok());
-    let mut driver = Driver::new(&mut heap, &mut sink)
+    let mut driver = Driver::new(heap, sink)
         .pause_at(config.pause_at)
         .with_usage(usage);
     plan.run(&mut driver)
