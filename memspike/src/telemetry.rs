@@ -96,6 +96,42 @@ impl UsageProbe {
     }
 }
 
+/// What the supervisor sends the worker, one JSON line each, on the worker's stdin.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Control {
+    /// Go ahead with the step just announced (the answer to every `begin`).
+    Ack,
+    /// What only the supervisor knows, for the worker to show (interactive mode).
+    Feed(Feed),
+}
+
+/// Facts the supervisor holds and the worker shows: restarts, the last OOM kill, and the
+/// kernel observer's running counters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Feed {
+    /// Workers started after an OOM kill, in this session.
+    pub restarts: u32,
+    pub last_oom: Option<OomSummary>,
+    /// `ebpf`, or `unavailable: <reason>`.
+    pub tracing: String,
+    /// User page faults in the group so far (all workers), when traced.
+    pub page_faults: Option<u64>,
+    /// Memory-cgroup reclaim stalls in the group so far and their total time, when traced.
+    pub reclaim_stalls: Option<u64>,
+    pub reclaim_ns: Option<u64>,
+}
+
+/// The last OOM kill, in brief.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OomSummary {
+    pub worker_pid: Option<u32>,
+    pub died_in: Option<String>,
+    pub needed_bytes: Option<u64>,
+    pub garbage_bytes: u64,
+    pub verdict: String,
+}
+
 /// Now on CLOCK_MONOTONIC (the clock of `bpf_ktime_get_ns`), in nanoseconds.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
