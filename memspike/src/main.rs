@@ -13,7 +13,7 @@ use memspike::{
     pacer::Gogc,
     report::{Outcome, Report},
     size,
-    supervisor::{self, RunOptions, SupervisorError},
+    supervisor::{self, Interactive, RunOptions, SupervisorError},
     worker::{self, WorkerConfig},
 };
 use memspike_common::Phase;
@@ -35,7 +35,16 @@ enum Command {
     Run(RunArgs),
     /// The process inside the cgroup (started by `run`).
     #[command(hide = true)]
-    Worker(ExperimentArgs),
+    Worker(WorkerArgs),
+}
+
+#[derive(clap::Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    experiment: ExperimentArgs,
+    /// Serve HTTP on the inherited socket, as this user.
+    #[arg(long, value_name = "USER")]
+    serve_as: Option<String>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -55,6 +64,24 @@ struct ExperimentArgs {
     /// Stop the worker (SIGSTOP) before this phase, to inspect its cgroup; `kill -CONT` goes on.
     #[arg(long, value_name = "PHASE")]
     pause_at: Option<PausePhase>,
+}
+
+/// Interactive mode: the seed's HTTP server on port 1112.
+#[derive(clap::Args, Clone)]
+struct InteractiveArgs {
+    /// Keep a worker alive in the cgroup and drive its heap over HTTP (/add, /rel, /gc,
+    /// /stats, /reset, /metrics, and a live page at /).
+    #[arg(long, conflicts_with_all = ["spike", "gc", "pause_at", "expect", "report", "json"])]
+    interactive: bool,
+    /// Where to listen in interactive mode.
+    #[arg(long, default_value = "0.0.0.0:1112", requires = "interactive")]
+    listen: std::net::SocketAddr,
+    /// The unprivileged user the HTTP server runs as.
+    #[arg(long, default_value = "nobody", requires = "interactive")]
+    user: String,
+    /// After an OOM kill, stop instead of starting a fresh worker.
+    #[arg(long, requires = "interactive")]
+    no_restart: bool,
 }
 
 /// The phases a run can pause before.
@@ -85,6 +112,7 @@ impl ExperimentArgs {
             gogc: self.gogc,
             gc_after_release: self.gc,
             pause_at: self.pause_at.map(Phase::from),
+            interactive_user: None,
         }
     }
 }
@@ -105,6 +133,8 @@ struct RunArgs {
     /// Do not attach the eBPF observer (the report says tracing is off).
     #[arg(long)]
     no_trace: bool,
+    #[command(flatten)]
+    interactive: InteractiveArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -146,7 +176,10 @@ fn main() -> ExitCode {
         )
         .init();
     match cli.command {
-        Command::Worker(args) => match worker::run(args.config()) {
+        Command::Worker(args) => match worker::run(WorkerConfig {
+            interactive_user: args.serve_as,
+            ..args.experiment.config()
+        }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("memspike worker: {e}");
@@ -167,9 +200,27 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let i = &args.interactive;
     let options = RunOptions {
         trace: !args.no_trace,
+        interactive: i.interactive.then_some(Interactive {
+            listen: i.listen,
+            restart: !i.no_restart,
+        }),
     };
+    if i.interactive {
+        let config = WorkerConfig {
+            interactive_user: Some(i.user.clone()),
+            ..args.experiment.config()
+        };
+        let restarts = supervisor::run_interactive(config, options, |facts| {
+            let report = Report::build(facts);
+            print!("{}", report.text());
+            let _ = std::io::stdout().flush();
+        })?;
+        tracing::info!("stopped after {restarts} restart(s)");
+        return Ok(ExitCode::SUCCESS);
+    }
     let facts = supervisor::run(args.experiment.config(), options)?;
     let interrupted = facts.interrupted;
     let report = Report::build(facts);

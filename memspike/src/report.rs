@@ -33,6 +33,8 @@ pub struct RunFacts {
     pub spike: f64,
     pub gogc: Gogc,
     pub gc_after_release: bool,
+    /// The worker served HTTP instead of running the script.
+    pub interactive: bool,
     pub cgroup_version: &'static str,
     pub group: String,
     pub events: Vec<Event>,
@@ -87,6 +89,8 @@ pub struct WorkerSection {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Settings {
+    /// `self-directed` or `interactive`.
+    pub mode: &'static str,
     pub spike: f64,
     pub gogc: String,
     pub gc_after_release: bool,
@@ -307,6 +311,11 @@ impl Report {
                 baseline_bytes,
             },
             settings: Settings {
+                mode: if f.interactive {
+                    "interactive"
+                } else {
+                    "self-directed"
+                },
                 spike: f.spike,
                 gogc: f.gogc.to_string(),
                 gc_after_release: f.gc_after_release,
@@ -440,18 +449,25 @@ impl Report {
             Outcome::Survived => "SURVIVED",
             Outcome::Error => "ERROR",
         };
+        let script = if self.settings.mode == "interactive" {
+            "interactive".to_owned()
+        } else {
+            format!(
+                "spike {:.0} %{}",
+                self.settings.spike * 100.0,
+                if self.settings.gc_after_release {
+                    ", GC after release"
+                } else {
+                    ""
+                }
+            )
+        };
         let _ = writeln!(
             out,
-            "memspike: {headline} (cgroup {}, limit {}, GOGC={}, spike {:.0} %{})",
+            "memspike: {headline} (cgroup {}, limit {}, GOGC={}, {script})",
             self.cgroup.version,
             human(self.limit_bytes),
             self.settings.gogc,
-            self.settings.spike * 100.0,
-            if self.settings.gc_after_release {
-                ", GC after release"
-            } else {
-                ""
-            }
         );
 
         let mut t = Table::new();
@@ -671,6 +687,7 @@ mod tests {
             spike: 0.9,
             gogc: Gogc::Percent(100),
             gc_after_release: false,
+            interactive: false,
             cgroup_version: "v1",
             group: "memspike-1-test".into(),
             events,

@@ -5,16 +5,20 @@
 use std::{
     collections::BTreeSet,
     fs::File,
-    io::{self, BufRead, BufReader, Read, Write},
-    os::unix::process::{CommandExt, ExitStatusExt},
+    io::{self, BufRead, BufReader, Read},
+    os::{
+        fd::AsRawFd,
+        unix::process::{CommandExt, ExitStatusExt},
+    },
     path::PathBuf,
-    process::{Command, Stdio},
+    process::{ChildStdin, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicI32, Ordering},
+        mpsc,
     },
     thread,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use signal_hook::{
@@ -24,10 +28,10 @@ use signal_hook::{
 
 use crate::{
     cgroup::{self, CgroupError, Group, Hierarchy, PreflightError},
-    probe::{self, Probe},
+    probe::{self, KernelEvidence, Probe},
     report::{Exit, RunFacts},
     size::human,
-    telemetry::{self, Kind},
+    telemetry::{self, Control, Feed, Kind, OomSummary},
     worker::{self, WorkerConfig},
 };
 
@@ -54,6 +58,8 @@ pub enum SupervisorError {
     Telemetry(io::Error),
     #[error("interrupted by signal {0} before the worker started")]
     Interrupted(i32),
+    #[error("{0}")]
+    Worker(String),
 }
 
 impl SupervisorError {
@@ -127,41 +133,383 @@ fn collect_stderr(stderr: impl Read + Send + 'static) -> thread::JoinHandle<Stri
 }
 
 /// How the supervisor runs the experiment (as opposed to what the worker does).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunOptions {
     /// Attach the eBPF observer (`--no-trace` turns it off).
     pub trace: bool,
+    /// Interactive mode: where to listen, and whether to start a new worker after an OOM.
+    pub interactive: Option<Interactive>,
 }
 
-/// Runs one self-directed experiment in a fresh group and returns what happened.
-pub fn run(config: WorkerConfig, options: RunOptions) -> Result<RunFacts, SupervisorError> {
-    validate(&config)?;
-    let start = Instant::now();
-    let hierarchy = Hierarchy::discover()?;
-    for dir in cgroup::remove_stale(&hierarchy) {
-        tracing::info!("removed a group left by an earlier run: {}", dir.display());
-    }
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interactive {
+    pub listen: std::net::SocketAddr,
+    pub restart: bool,
+}
 
-    // SIGINT/SIGTERM/SIGHUP: kill the worker; the rest of the run (reading what it said,
-    // removing the group, reporting) goes on as after any other death.
-    let child_pid = Arc::new(AtomicI32::new(0));
-    let interrupted = Arc::new(AtomicI32::new(0));
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(SupervisorError::Spawn)?;
-    let handle = signals.handle();
-    let watcher = {
-        let (child_pid, interrupted) = (child_pid.clone(), interrupted.clone());
-        thread::spawn(move || {
-            for sig in signals.forever() {
-                interrupted.store(sig, Ordering::SeqCst);
-                kill(child_pid.load(Ordering::SeqCst));
-            }
-        })
+/// Runs the self-directed experiment in a fresh group and returns what happened.
+pub fn run(config: WorkerConfig, options: RunOptions) -> Result<RunFacts, SupervisorError> {
+    let mut session = Session::open(&config, options.trace)?;
+    let incarnation = session.run_worker(&config, None, None);
+    let kernel = session.close();
+    let mut facts = incarnation?;
+    facts.kernel = kernel;
+    facts.duration = session.start.elapsed();
+    Ok(facts)
+}
+
+/// Serves the heap over HTTP from a worker in the group until SIGINT/SIGTERM; after an OOM
+/// kill, prints that worker's report through `on_oom` and starts a new one (unless
+/// `restart` is off). Returns the number of restarts.
+pub fn run_interactive(
+    config: WorkerConfig,
+    options: RunOptions,
+    mut on_oom: impl FnMut(RunFacts),
+) -> Result<u32, SupervisorError> {
+    let Some(interactive) = options.interactive.clone() else {
+        return Err(SupervisorError::Usage("not an interactive run".into()));
     };
-    let result = run_in_group(&hierarchy, config, options, &child_pid, &interrupted, start);
-    handle.close();
-    let _ = watcher.join();
+    // Bound by root before any worker exists, so the address survives restarts.
+    let listener = std::net::TcpListener::bind(interactive.listen).map_err(|e| {
+        SupervisorError::Usage(format!("cannot listen on {}: {e}", interactive.listen))
+    })?;
+    let addr = listener.local_addr().map_err(SupervisorError::Spawn)?;
+    let mut session = Session::open(&config, options.trace)?;
+    let mut feed = Feed {
+        tracing: match &session.probe {
+            Ok(_) => "ebpf".to_owned(),
+            Err(reason) => format!("unavailable: {reason}"),
+        },
+        ..Feed::default()
+    };
+    tracing::info!("serving the heap on http://{addr}/ (Ctrl-C stops)");
+    let result = loop {
+        let facts = match session.run_worker(&config, Some(&listener), Some(&mut feed)) {
+            Ok(facts) => facts,
+            Err(e) => break Err(e),
+        };
+        if session.interrupted() {
+            break Ok(feed.restarts);
+        }
+        let killed = matches!(facts.exit, Exit::Signal(libc::SIGKILL))
+            && facts.counters.oom_kills.unwrap_or(0) > 0;
+        if !killed {
+            break Err(SupervisorError::Worker(format!(
+                "the worker stopped ({:?}): {}",
+                facts.exit,
+                facts.stderr_tail.trim()
+            )));
+        }
+        let mut facts = facts;
+        facts.kernel = session.snapshot();
+        let report = crate::report::Report::build(facts.clone());
+        feed.last_oom = Some(OomSummary {
+            worker_pid: report.worker.pid,
+            died_in: report.died_in.map(str::to_owned),
+            needed_bytes: report.needed_bytes,
+            garbage_bytes: report.garbage_at_end_bytes,
+            verdict: report.verdict.clone(),
+        });
+        on_oom(facts);
+        if !interactive.restart {
+            break Ok(feed.restarts);
+        }
+        feed.restarts += 1;
+        tracing::info!("starting worker #{} in the same group", feed.restarts + 1);
+    };
+    // The group's counters carry over between workers; the probe and group go now.
+    let _ = session.close();
     result
 }
+
+/// The group, the observer and the signal watcher of one supervisor run.
+struct Session {
+    hierarchy: Hierarchy,
+    group: Group,
+    probe: Result<Probe, String>,
+    child_pid: Arc<AtomicI32>,
+    interrupted: Arc<AtomicI32>,
+    signals: signal_hook::iterator::Handle,
+    watcher: Option<thread::JoinHandle<()>>,
+    start: Instant,
+}
+
+impl Session {
+    fn open(config: &WorkerConfig, trace: bool) -> Result<Session, SupervisorError> {
+        validate(config)?;
+        let start = Instant::now();
+        let hierarchy = Hierarchy::discover()?;
+        for dir in cgroup::remove_stale(&hierarchy) {
+            tracing::info!("removed a group left by an earlier run: {}", dir.display());
+        }
+        // SIGINT/SIGTERM/SIGHUP: kill the worker; the rest of the run (reading what it said,
+        // removing the group, reporting) goes on as after any other death.
+        let child_pid = Arc::new(AtomicI32::new(0));
+        let interrupted = Arc::new(AtomicI32::new(0));
+        let mut signals =
+            Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(SupervisorError::Spawn)?;
+        let handle = signals.handle();
+        let watcher = {
+            let (child_pid, interrupted) = (child_pid.clone(), interrupted.clone());
+            thread::spawn(move || {
+                for sig in signals.forever() {
+                    interrupted.store(sig, Ordering::SeqCst);
+                    kill(child_pid.load(Ordering::SeqCst));
+                }
+            })
+        };
+        // From here the group is removed when the session drops, on every path.
+        let group = Group::create(&hierarchy, config.limit)?;
+        tracing::info!(
+            "created {} {} with a {} limit and no swap",
+            hierarchy.version(),
+            group.dir().display(),
+            human(config.limit)
+        );
+        let probe = start_probe(trace, &group);
+        match &probe {
+            Ok(_) => tracing::info!("kernel observer attached (eBPF)"),
+            Err(reason) => tracing::info!("kernel tracing off: {reason}"),
+        }
+        Ok(Session {
+            hierarchy,
+            group,
+            probe,
+            child_pid,
+            interrupted,
+            signals: handle,
+            watcher: Some(watcher),
+            start,
+        })
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst) != 0
+    }
+
+    /// The observer's figures so far, or why there are none.
+    fn snapshot(&mut self) -> Result<KernelEvidence, String> {
+        match &mut self.probe {
+            Ok(p) => p.snapshot().map_err(|e| e.to_string()),
+            Err(reason) => Err(reason.clone()),
+        }
+    }
+
+    /// Unloads the observer (returning what it saw) and removes the group.
+    fn close(&mut self) -> Result<KernelEvidence, String> {
+        let probe = std::mem::replace(&mut self.probe, Err("closed".into()));
+        let kernel = match probe {
+            Ok(p) => p.finish().map_err(|e| e.to_string()),
+            Err(reason) => Err(reason),
+        };
+        let name = self.group.name().to_owned();
+        match self.group.remove() {
+            Ok(()) => tracing::info!("removed {name}"),
+            Err(e) => tracing::error!("{e}"),
+        }
+        kernel
+    }
+
+    /// Starts a worker in the group, answers its steps (phase, ack) and, in interactive
+    /// mode, keeps it fed; returns when it has exited or been killed.
+    fn run_worker(
+        &mut self,
+        config: &WorkerConfig,
+        listener: Option<&std::net::TcpListener>,
+        mut feed: Option<&mut Feed>,
+    ) -> Result<RunFacts, SupervisorError> {
+        let joiner = self.group.joiner()?;
+        let exe = std::env::current_exe().map_err(SupervisorError::Spawn)?;
+        warm_page_cache();
+        let mut cmd = Command::new(&exe);
+        cmd.arg("worker")
+            .arg("--limit")
+            .arg(config.limit.to_string())
+            .arg("--spike")
+            .arg(config.spike.to_string())
+            .arg("--gogc")
+            .arg(config.gogc.to_string())
+            .env(
+                worker::CGROUP_ENV,
+                worker::cgroup_env(self.group.dir(), self.group.version()),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if config.gc_after_release {
+            cmd.arg("--gc");
+        }
+        if let Some(phase) = config.pause_at {
+            cmd.arg("--pause-at").arg(phase.name());
+        }
+        if let Some(user) = &config.interactive_user {
+            cmd.arg("--serve-as").arg(user);
+        }
+        let listen_fd = listener.map(|l| l.as_raw_fd());
+        if let Some(fd) = listen_fd {
+            cmd.env(worker::LISTEN_FD_ENV, fd.to_string());
+        }
+        // SAFETY: the closure runs in the forked child before exec and makes only
+        // async-signal-safe calls: prctl, fcntl, and open/write/close inside
+        // Joiner::join_current (its paths were prepared before the fork). No allocation.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Die with the supervisor: no stray worker if it is killed.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // Keep the listening socket open across exec (std opens it close-on-exec).
+                if let Some(fd) = listen_fd
+                    && libc::fcntl(fd, libc::F_SETFD, 0) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                joiner.join_current().map_err(io::Error::from_raw_os_error)
+            });
+        }
+        if self.interrupted() {
+            return Err(SupervisorError::Interrupted(
+                self.interrupted.load(Ordering::SeqCst),
+            ));
+        }
+        let mut child = cmd.spawn().map_err(SupervisorError::Spawn)?;
+        let pid = child.id();
+        self.child_pid.store(pid as i32, Ordering::SeqCst);
+        if self.interrupted() {
+            kill(pid as i32);
+        }
+        tracing::info!("worker {pid} started inside the group");
+
+        let stderr = child.stderr.take().map(collect_stderr);
+        let mut control = child.stdin.take();
+        let (tx, rx) = mpsc::channel();
+        if let Some(out) = child.stdout.take() {
+            thread::spawn(move || {
+                for event in telemetry::events(BufReader::new(out)) {
+                    if tx.send(event).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut events = Vec::new();
+        let mut failure = None;
+        loop {
+            let event = match rx.recv_timeout(FEED_PERIOD) {
+                Ok(Ok(event)) => event,
+                Ok(Err(e)) => {
+                    failure = Some(e);
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(feed) = feed.as_deref_mut() {
+                        self.send_feed(feed, &mut control);
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            match event.kind {
+                Kind::Begin { phase, .. } => {
+                    // Faults from here on belong to this phase; then let the worker go on.
+                    if let Ok(p) = &mut self.probe
+                        && let Err(e) = p.set_phase(phase)
+                    {
+                        tracing::warn!("could not set the observer's phase: {e}");
+                    }
+                    // A worker that is already dead cannot read it: nothing to do then.
+                    if let Some(c) = &mut control {
+                        let _ = telemetry::send_control(c, &Control::Ack);
+                    }
+                }
+                Kind::Ready { .. } => {
+                    if let Some(feed) = feed.as_deref_mut() {
+                        self.send_feed(feed, &mut control);
+                    }
+                }
+                Kind::Paused { phase } => tracing::info!(
+                    "worker {pid} paused before {}: inspect {}, then `kill -CONT {pid}`",
+                    phase.name(),
+                    self.group.dir().display(),
+                ),
+                _ => {}
+            }
+            events.push(event);
+        }
+        if failure.is_some() {
+            // The worker must be reaped before its group can go.
+            kill(pid as i32);
+        }
+        drop(control);
+        let status = child.wait().map_err(SupervisorError::Spawn)?;
+        self.child_pid.store(0, Ordering::SeqCst);
+        if let Some(e) = failure {
+            return Err(SupervisorError::Telemetry(e));
+        }
+        let stderr_tail = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+        let exit = match (status.code(), status.signal()) {
+            (Some(code), _) => Exit::Code(code),
+            (None, Some(sig)) => Exit::Signal(sig),
+            (None, None) => Exit::Code(-1),
+        };
+        let counters = self.group.counters();
+        let ready = events.iter().any(|e| matches!(e.kind, Kind::Ready { .. }));
+        if !ready && exit == Exit::Signal(libc::SIGKILL) && counters.oom_kills.unwrap_or(0) > 0 {
+            return Err(SupervisorError::Usage(format!(
+                "--limit {} is below what the worker itself needs: it was OOM-killed while \
+                 starting, before its first allocation (peak {}); raise the limit",
+                human(config.limit),
+                counters
+                    .peak_bytes
+                    .map_or("unknown".into(), |p| human(p).to_string())
+            )));
+        }
+        Ok(RunFacts {
+            limit: config.limit,
+            spike: config.spike,
+            gogc: config.gogc,
+            gc_after_release: config.gc_after_release,
+            interactive: config.interactive_user.is_some(),
+            cgroup_version: match self.hierarchy.version() {
+                cgroup::Version::V1 => "v1",
+                cgroup::Version::V2 => "v2",
+            },
+            group: self.group.name().to_owned(),
+            events,
+            exit,
+            counters,
+            kernel: Err("not collected yet".into()),
+            interrupted: self.interrupted(),
+            stderr_tail,
+            duration: self.start.elapsed(),
+        })
+    }
+
+    /// Sends the worker what only the supervisor knows (restarts, last OOM, kernel counters).
+    fn send_feed(&mut self, feed: &mut Feed, control: &mut Option<ChildStdin>) {
+        if let Ok(k) = self.snapshot() {
+            feed.page_faults = Some(k.page_faults.total);
+            feed.reclaim_stalls = Some(k.reclaim.stalls);
+            feed.reclaim_ns = Some(k.reclaim.total_ns);
+        }
+        if let Some(c) = control {
+            let _ = telemetry::send_control(c, &Control::Feed(feed.clone()));
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.signals.close();
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+        // `group` and `probe` drop after this: the programs unload and the group goes.
+    }
+}
+
+/// How often an interactive worker hears the kernel's counters.
+const FEED_PERIOD: Duration = Duration::from_millis(500);
 
 fn kill(pid: i32) {
     if pid > 0 {
@@ -183,164 +531,6 @@ fn start_probe(trace: bool, group: &Group) -> Result<Probe, String> {
         .bpf_cgroup_id()
         .ok_or("the group has no cgroup2 id to filter on (no cgroup2 mount)")?;
     Probe::start(id).map_err(|e| e.to_string())
-}
-
-fn run_in_group(
-    hierarchy: &Hierarchy,
-    config: WorkerConfig,
-    options: RunOptions,
-    child_pid: &AtomicI32,
-    interrupted: &AtomicI32,
-    start: Instant,
-) -> Result<RunFacts, SupervisorError> {
-    // The group is removed when `group` drops, on every path out of this function; the
-    // probe's programs are unloaded when `probe` drops (declared later, dropped first).
-    let mut group = Group::create(hierarchy, config.limit)?;
-    tracing::info!(
-        "created {} {} with a {} limit and no swap",
-        hierarchy.version(),
-        group.dir().display(),
-        human(config.limit)
-    );
-    let mut probe = start_probe(options.trace, &group);
-    match &probe {
-        Ok(_) => tracing::info!("kernel observer attached (eBPF)"),
-        Err(reason) => tracing::info!("kernel tracing off: {reason}"),
-    }
-    let joiner = group.joiner()?;
-    let exe = std::env::current_exe().map_err(SupervisorError::Spawn)?;
-    warm_page_cache();
-
-    let mut cmd = Command::new(&exe);
-    cmd.arg("worker")
-        .arg("--limit")
-        .arg(config.limit.to_string())
-        .arg("--spike")
-        .arg(config.spike.to_string())
-        .arg("--gogc")
-        .arg(config.gogc.to_string())
-        .env(worker::USAGE_FILE_ENV, group.usage_file())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if config.gc_after_release {
-        cmd.arg("--gc");
-    }
-    if let Some(phase) = config.pause_at {
-        cmd.arg("--pause-at").arg(phase.name());
-    }
-    // SAFETY: the closure runs in the forked child before exec and makes only
-    // async-signal-safe calls: prctl, and open/write/close inside Joiner::join_current (its
-    // paths were prepared before the fork). No allocation, no locks.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Die with the supervisor: no stray worker if it is killed.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            joiner.join_current().map_err(io::Error::from_raw_os_error)
-        });
-    }
-    if interrupted.load(Ordering::SeqCst) != 0 {
-        return Err(SupervisorError::Interrupted(
-            interrupted.load(Ordering::SeqCst),
-        ));
-    }
-    let mut child = cmd.spawn().map_err(SupervisorError::Spawn)?;
-    child_pid.store(child.id() as i32, Ordering::SeqCst);
-    if interrupted.load(Ordering::SeqCst) != 0 {
-        kill(child.id() as i32);
-    }
-    tracing::info!("worker {} started inside the group", child.id());
-
-    let stderr = child.stderr.take().map(collect_stderr);
-    let mut acks = child.stdin.take();
-    let mut events = Vec::new();
-    let stdout = child.stdout.take();
-    for event in stdout
-        .into_iter()
-        .flat_map(|out| telemetry::events(BufReader::new(out)))
-    {
-        let event = match event {
-            Ok(event) => event,
-            Err(e) => {
-                // The worker must be reaped before its group can go.
-                kill(child.id() as i32);
-                let _ = child.wait();
-                return Err(SupervisorError::Telemetry(e));
-            }
-        };
-        match event.kind {
-            Kind::Begin { phase, .. } => {
-                // Faults from here on belong to this phase; then let the worker go on.
-                if let Ok(p) = &mut probe
-                    && let Err(e) = p.set_phase(phase)
-                {
-                    tracing::warn!("could not set the observer's phase: {e}");
-                }
-                // A worker that is already dead cannot read it: nothing to do then.
-                if let Some(a) = &mut acks {
-                    let _ = a.write_all(&[telemetry::ACK]);
-                }
-            }
-            Kind::Paused { phase } => tracing::info!(
-                "worker {} paused before {}: inspect {}, then `kill -CONT {}`",
-                child.id(),
-                phase.name(),
-                group.dir().display(),
-                child.id()
-            ),
-            _ => {}
-        }
-        events.push(event);
-    }
-    drop(acks.take());
-    let status = child.wait().map_err(SupervisorError::Spawn)?;
-    child_pid.store(0, Ordering::SeqCst);
-    let stderr_tail = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
-    let exit = match (status.code(), status.signal()) {
-        (Some(code), _) => Exit::Code(code),
-        (None, Some(sig)) => Exit::Signal(sig),
-        (None, None) => Exit::Code(-1),
-    };
-    let kernel = match probe {
-        Ok(p) => p.finish().map_err(|e| e.to_string()),
-        Err(reason) => Err(reason),
-    };
-    let counters = group.counters();
-    let name = group.name().to_owned();
-    group.remove()?;
-    tracing::info!("removed {name}");
-
-    let ready = events.iter().any(|e| matches!(e.kind, Kind::Ready { .. }));
-    if !ready && exit == Exit::Signal(libc::SIGKILL) && counters.oom_kills.unwrap_or(0) > 0 {
-        return Err(SupervisorError::Usage(format!(
-            "--limit {} is below what the worker itself needs: it was OOM-killed while \
-             starting, before its first allocation (peak {}); raise the limit",
-            human(config.limit),
-            counters
-                .peak_bytes
-                .map_or("unknown".into(), |p| human(p).to_string())
-        )));
-    }
-    Ok(RunFacts {
-        limit: config.limit,
-        spike: config.spike,
-        gogc: config.gogc,
-        gc_after_release: config.gc_after_release,
-        cgroup_version: match hierarchy.version() {
-            cgroup::Version::V1 => "v1",
-            cgroup::Version::V2 => "v2",
-        },
-        group: name,
-        events,
-        exit,
-        counters,
-        kernel,
-        interrupted: interrupted.load(Ordering::SeqCst) != 0,
-        stderr_tail,
-        duration: start.elapsed(),
-    })
 }
 
 /// Where `--report DIR` puts the JSON report.

@@ -6,7 +6,13 @@
 //! Times are `CLOCK_MONOTONIC` nanoseconds, the clock BPF programs read, so kernel events can
 //! be placed on the same timeline.
 
-use std::io::{self, BufRead, Read, Write};
+use std::{
+    io::{self, BufRead, Read, Write},
+    sync::{
+        Arc, Mutex,
+        mpsc::{self, Receiver},
+    },
+};
 
 use memspike_common::Phase;
 use serde::{Deserialize, Serialize};
@@ -150,25 +156,24 @@ pub trait Sink {
 
 /// Events as JSON lines on a writer, one `write` per line, nothing buffered.
 ///
-/// With an acknowledgement channel, every `begin` waits for one byte back before the step
-/// runs: the supervisor has then seen the step (and told the kernel-side observer which phase
-/// the coming page faults belong to) before the worker touches any memory for it.
-pub struct LineSink<W: Write, A: Read = io::Empty> {
+/// With an acknowledgement channel, every `begin` waits for the supervisor's `ack` before the
+/// step runs: the supervisor has then seen the step (and told the kernel-side observer which
+/// phase the coming page faults belong to) before the worker touches any memory for it.
+pub struct LineSink<W: Write> {
     out: W,
-    ack: Option<A>,
+    acks: Option<Receiver<()>>,
 }
 
 impl<W: Write> LineSink<W> {
     pub fn new(out: W) -> Self {
-        LineSink { out, ack: None }
+        LineSink { out, acks: None }
     }
-}
 
-impl<W: Write, A: Read> LineSink<W, A> {
-    pub fn with_ack(out: W, ack: A) -> Self {
+    /// Waits for an acknowledgement on `acks` after every `begin`; see [`read_control`].
+    pub fn with_acks(out: W, acks: Receiver<()>) -> Self {
         LineSink {
             out,
-            ack: Some(ack),
+            acks: Some(acks),
         }
     }
 
@@ -177,23 +182,62 @@ impl<W: Write, A: Read> LineSink<W, A> {
     }
 }
 
-impl<W: Write, A: Read> Sink for LineSink<W, A> {
+impl<W: Write> Sink for LineSink<W> {
     fn send(&mut self, event: &Event) -> io::Result<()> {
         let mut line = serde_json::to_vec(event)?;
         line.push(b'\n');
         // Lines are far shorter than PIPE_BUF, so a pipe receives each one whole.
         self.out.write_all(&line)?;
         self.out.flush()?;
-        if let (Some(ack), Kind::Begin { .. }) = (&mut self.ack, &event.kind) {
-            let mut byte = [0u8; 1];
-            ack.read_exact(&mut byte)?;
+        if let (Some(acks), Kind::Begin { .. }) = (&self.acks, &event.kind) {
+            acks.recv().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the supervisor closed the control channel",
+                )
+            })?;
         }
         Ok(())
     }
 }
 
-/// The byte the supervisor sends back for every `begin`.
-pub const ACK: u8 = b'k';
+/// Reads the supervisor's control lines (the worker's stdin) on a thread of its own: every
+/// `ack` goes to the returned receiver, every `feed` replaces `feed`. The receiver reports
+/// disconnection when the supervisor closes the channel (or sends a line that does not
+/// parse), so a worker waiting for an ack never waits on a dead supervisor.
+pub fn read_control(input: impl Read + Send + 'static, feed: Arc<Mutex<Feed>>) -> Receiver<()> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in io::BufReader::new(input).lines() {
+            let Ok(line) = line else { break };
+            match serde_json::from_str::<Control>(&line) {
+                Ok(Control::Ack) => {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+                Ok(Control::Feed(f)) => {
+                    if let Ok(mut slot) = feed.lock() {
+                        *slot = f;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("memspike worker: bad control line {line:?}: {e}");
+                    break;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Writes one control line.
+pub fn send_control(out: &mut impl Write, msg: &Control) -> io::Result<()> {
+    let mut line = serde_json::to_vec(msg)?;
+    line.push(b'\n');
+    out.write_all(&line)?;
+    out.flush()
+}
 
 /// Events kept in memory (tests and in-process runs).
 impl Sink for Vec<Event> {
@@ -295,14 +339,26 @@ mod tests {
             kind: Kind::Ready { pid: 1 },
             ..begin.clone()
         };
-        // One ack available: ready needs none, the first begin takes it, the second finds
-        // the channel closed and fails instead of running unobserved.
-        let mut sink = LineSink::with_ack(Vec::new(), &[ACK][..]);
+        // One ack, then the supervisor goes: ready needs none, the first begin takes the
+        // ack, the second finds the channel closed and fails instead of running unobserved.
+        let mut control = Vec::new();
+        send_control(&mut control, &Control::Ack).unwrap();
+        let feed = Feed {
+            restarts: 2,
+            tracing: "ebpf".into(),
+            ..Feed::default()
+        };
+        send_control(&mut control, &Control::Feed(feed.clone())).unwrap();
+        let shared = Arc::new(Mutex::new(Feed::default()));
+        let acks = read_control(io::Cursor::new(control), shared.clone());
+        let mut sink = LineSink::with_acks(Vec::new(), acks);
         sink.send(&ready).unwrap();
         sink.send(&begin).unwrap();
         let err = sink.send(&begin).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert_eq!(sink.into_inner().iter().filter(|b| **b == b'\n').count(), 3);
+        // The reader thread ended at EOF, after storing the feed.
+        assert_eq!(*shared.lock().unwrap(), feed);
     }
 
     #[test]

@@ -249,6 +249,8 @@ impl KernelIds {
 /// The loaded and attached observer. Dropping it detaches and unloads everything.
 pub struct Probe {
     loaded: Option<Loaded>,
+    /// OOM victims already drained from the ring buffer by [`Probe::snapshot`].
+    victims: Vec<OomVictimReport>,
 }
 
 /// Everything that holds kernel objects. Fields drop top to bottom: the programs and links
@@ -397,6 +399,7 @@ impl Probe {
             "eBPF observer attached"
         );
         Ok(Probe {
+            victims: Vec::new(),
             loaded: Some(Loaded {
                 ebpf,
                 logger,
@@ -440,11 +443,33 @@ impl Probe {
         if let Some(note) = unload(loaded) {
             notes.push(note);
         }
-        let (page_faults, reclaim, oom_victims) = collected?;
+        let (page_faults, reclaim, new_victims) = collected?;
+        let mut oom_victims = std::mem::take(&mut self.victims);
+        oom_victims.extend(new_victims);
         Ok(KernelEvidence {
             page_faults,
             reclaim,
             oom_victims,
+            notes,
+        })
+    }
+
+    /// What the programs recorded so far, while they stay attached (interactive mode reads
+    /// this as it goes). Victims are kept, so later snapshots and `finish` still list them.
+    pub fn snapshot(&mut self) -> Result<KernelEvidence, ProbeError> {
+        let Some(loaded) = self.loaded.as_mut() else {
+            return Err(ProbeError::Missing {
+                what: "loaded state",
+                name: "Probe",
+            });
+        };
+        let (page_faults, reclaim, new_victims) = collect(loaded)?;
+        let notes = loaded.notes.clone();
+        self.victims.extend(new_victims);
+        Ok(KernelEvidence {
+            page_faults,
+            reclaim,
+            oom_victims: self.victims.clone(),
             notes,
         })
     }
