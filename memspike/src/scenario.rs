@@ -191,6 +191,20 @@ impl<S: Sink> Driver<S> {
         Ok(())
     }
 
+    /// Runs the runtime's periodic collection if it is due (call it now and then while the
+    /// program idles, as the runtime's sysmon does). Returns whether it ran.
+    pub fn tick(&mut self, phase: Phase) -> Result<bool, StepError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        if !self.heap.periodic_gc_due(now) {
+            return Ok(false);
+        }
+        let cycle = self.heap.collect(GcReason::Periodic);
+        self.send(Kind::Gc { phase, cycle })?;
+        Ok(true)
+    }
+
     /// Announces that the script finished.
     pub fn done(&mut self) -> Result<(), StepError> {
         Ok(self.send(Kind::Done)?)

@@ -17,7 +17,7 @@ pub use arena::Arena;
 use pages::{PageAlloc, Run};
 use serde::{Deserialize, Serialize};
 
-use crate::pacer::{Pace, Pacer, PacerConfig};
+use crate::pacer::{FORCE_GC_PERIOD, Gogc, Pace, Pacer, PacerConfig};
 
 /// The Go runtime's page size (`_PageSize`): spans are whole runs of these.
 pub const PAGE_SIZE: u64 = 8192;
@@ -274,6 +274,14 @@ impl Heap {
         }
     }
 
+    /// Whether the runtime's periodic collection is due at `now_unix_ns`: a cycle has run
+    /// before, none ran for [`FORCE_GC_PERIOD`], and GOGC is not off (`gcTriggerTime`).
+    pub fn periodic_gc_due(&self, now_unix_ns: u64) -> bool {
+        self.pacer.config().gogc != Gogc::Off
+            && self.last_gc_unix_ns != 0
+            && now_unix_ns.saturating_sub(self.last_gc_unix_ns) > FORCE_GC_PERIOD.as_nanos() as u64
+    }
+
     fn live_bytes(&self) -> u64 {
         self.live.values().map(|s| s.run.len * PAGE_SIZE).sum()
     }
@@ -315,7 +323,6 @@ impl Heap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pacer::Gogc;
 
     const MIB: u64 = 1 << 20;
 
@@ -407,6 +414,20 @@ mod tests {
         // Every page the heap grew to was written: the kernel agrees to the byte.
         assert_eq!(kernel, s.resident());
         assert_eq!(h.arena.read(0), FILL);
+    }
+
+    #[test]
+    fn the_periodic_collection_waits_two_minutes_after_the_last_one() {
+        let mut h = heap();
+        assert!(!h.periodic_gc_due(u64::MAX), "never before a first cycle");
+        let c = h.collect(GcReason::Forced);
+        assert_eq!(c.n, 1);
+        let last = h.stats().last_gc_unix_ns;
+        let period = FORCE_GC_PERIOD.as_nanos() as u64;
+        assert!(!h.periodic_gc_due(last + period));
+        assert!(h.periodic_gc_due(last + period + 1));
+        h.pacer_mut().set_gogc(Gogc::Off);
+        assert!(!h.periodic_gc_due(last + 2 * period), "not with GOGC=off");
     }
 
     #[test]
