@@ -15,6 +15,7 @@ pub mod pacer;
 pub mod probe;
 pub mod report;
 pub mod scenario;
+pub mod serve;
 pub mod size;
 pub mod supervisor;
 pub mod telemetry;

@@ -19,7 +19,7 @@ use crate::{
     heap::Heap,
     pacer::{Gogc, PacerConfig},
     scenario::{Driver, SelfDirected, StepError},
-    // TEMP until serve lands: serve::{self, ServeContext},
+    serve::{self, ServeContext},
     telemetry::{Feed, LineSink, UsageProbe, read_control},
 };
 
@@ -124,11 +124,13 @@ pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     // In the group and bound: nothing left that needs root.
     drop_privileges(user)?;
     driver.ready()?;
-    /*SERVE*/
-    let _ = (listener, driver, feed);
-    Err(WorkerError::Serve(io::Error::other(
-        "the HTTP server is not part of this build yet",
-    )))
+    let ctx = ServeContext {
+        limit: config.limit,
+        cgroup: cgroup_from_env(),
+        feed,
+        max_bytes: physical_memory(),
+    };
+    serve::serve(listener, driver, ctx).map_err(WorkerError::Serve)
 }
 
 #[derive(Debug, thiserror::Error)]

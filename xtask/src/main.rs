@@ -8,6 +8,7 @@ mod child;
 mod privilege;
 mod progress;
 mod run_cmd;
+mod setup_browser;
 mod setup_ebpf;
 mod test_cmd;
 mod workspace;
@@ -50,6 +51,9 @@ enum Command {
     /// Install the eBPF toolchain (Debian's rustc-web with a precompiled core for
     /// bpfel-unknown-none, LLVM 22, bpf-linker). Idempotent; needs root on Debian 12.
     SetupEbpf,
+    /// Install Debian's chromium and chromium-driver for the page test (headless, driven over
+    /// WebDriver). Idempotent; needs root on Debian.
+    SetupBrowser,
     /// Build the memspike-ebpf crate into a BPF object with Debian's compiler; prints its path.
     BuildEbpf,
 }
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         Command::Run { args } => run_cmd::run(&args),
         Command::Test { args } => test_cmd::test(&args),
         Command::SetupEbpf => setup_ebpf::setup().map(|()| ExitCode::SUCCESS),
+        Command::SetupBrowser => setup_browser::setup().map(|()| ExitCode::SUCCESS),
         Command::BuildEbpf => build_ebpf::build().map(|object| {
             println!("{}", object.display());
             ExitCode::SUCCESS

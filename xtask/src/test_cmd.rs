@@ -9,15 +9,17 @@ use crate::build_ebpf;
 use crate::child;
 use crate::privilege;
 use crate::progress::{self, Step};
+use crate::setup_browser;
 use crate::setup_ebpf;
 use crate::workspace;
 
 pub fn test(args: &[String]) -> Result<ExitCode> {
     let ci = workspace::under_ci();
     let ebpf_object = prepare_ebpf(ci)?;
+    prepare_browser(ci)?;
 
     progress::say(
-        "step 3/3: cargo test --workspace (as root: the tests create cgroups and load eBPF)",
+        "step 4/4: cargo test --workspace (as root: the tests create cgroups and load eBPF)",
     );
     let mut env: Vec<(&str, String)> = Vec::new();
     match &ebpf_object {
@@ -96,7 +98,7 @@ fn as_root_via(
 /// Steps 1 and 2: the toolchain and the object. Outside CI a failure is a loud warning; under
 /// CI it is an error, since the eBPF tests would otherwise be skipped silently.
 fn prepare_ebpf(ci: bool) -> Result<Option<PathBuf>> {
-    let step = Step::start("step 1/3: eBPF toolchain set-up (skipped where already done)");
+    let step = Step::start("step 1/4: eBPF toolchain set-up (skipped where already done)");
     if let Err(err) = setup_ebpf::setup() {
         if ci {
             return Err(
@@ -109,7 +111,7 @@ fn prepare_ebpf(ci: bool) -> Result<Option<PathBuf>> {
     }
     step.done();
 
-    let step = Step::start("step 2/3: building the eBPF object");
+    let step = Step::start("step 2/4: building the eBPF object");
     match build_ebpf::build() {
         Ok(object) => {
             step.done();
@@ -121,5 +123,29 @@ fn prepare_ebpf(ci: bool) -> Result<Option<PathBuf>> {
             Ok(None)
         }
         Err(err) => Err(err.context("CI=true: the eBPF object must build")),
+    }
+}
+
+/// Step 3: Debian's chromium and chromium-driver for the page test. Outside CI a failure is a
+/// warning (the test then prints SKIPPED); under CI it is an error, since the test would fail.
+fn prepare_browser(ci: bool) -> Result<()> {
+    let step = Step::start(
+        "step 3/4: headless Chromium for the page test (skipped where already installed)",
+    );
+    match setup_browser::setup() {
+        Ok(()) => {
+            step.done();
+            Ok(())
+        }
+        Err(err) if !ci => {
+            progress::warn(format!(
+                "headless Chromium set-up is impossible here: {err:#}"
+            ));
+            progress::warn("the page test will be skipped; continuing because CI is not set");
+            Ok(())
+        }
+        Err(err) => Err(err.context(
+            "CI=true: chromium and chromium-driver must be installable (Debian 12, root)",
+        )),
     }
 }

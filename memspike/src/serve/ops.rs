@@ -106,7 +106,10 @@ impl<S: Sink> HeapState<S> {
         let phase = Phase::Interactive;
         let before = self.driver.heap().stats();
         let outcome = match op {
-            Op::Add(bytes) => self.driver.alloc(phase, bytes).map(|_| Outcome::Added(bytes)),
+            Op::Add(bytes) => self
+                .driver
+                .alloc(phase, bytes)
+                .map(|_| Outcome::Added(bytes)),
             Op::Rel(bytes) => self
                 .driver
                 .release_bytes(phase, bytes)

@@ -1,0 +1,144 @@
+//! Interactive mode's HTTP server, run by the worker inside the limited cgroup: it owns the
+//! routes (`/add`, `/rel`, `/gc`, `/stats`, `/reset`, `/metrics`, `/` the page), their answers
+//! (Go's `runtime.MemStats` names, JSON or the seed's text), the Prometheus scrape, and the
+//! limits that keep bad or slow clients from hurting the worker.
+//!
+//! Two threads:
+//! - the caller's thread owns the [`Driver`] and applies heap operations one at a time, in
+//!   arrival order (`ops`); each step is reported to the supervisor as telemetry, with phase
+//!   `interactive`;
+//! - an HTTP thread runs a tokio current-thread runtime with hyper's HTTP/1 server
+//!   (`server`, `routes`). It never touches the heap: it queues operations for the heap
+//!   thread and reads the snapshot published after each one, so `/stats` and `/metrics`
+//!   answer at once even while a large `/add` writes its pages.
+//!
+//! If the telemetry pipe closes (the supervisor is gone), the request that found out is
+//! answered 500, the server stops, and [`serve`] returns an error: the caller exits.
+
+mod errors;
+mod metrics;
+mod ops;
+mod routes;
+mod server;
+mod stats;
+
+use std::{
+    io,
+    net::TcpListener,
+    path::PathBuf,
+    sync::{Arc, Mutex, mpsc},
+    time::Duration,
+};
+
+use tokio::sync::watch;
+
+pub use errors::ApiError;
+
+use crate::{
+    cgroup::Version,
+    scenario::Driver,
+    telemetry::{Feed, Sink},
+};
+
+/// What the server shows besides the heap.
+pub struct ServeContext {
+    /// The cgroup's memory limit.
+    pub limit: u64,
+    /// The group's directory, to read its counters from; `None` in tests.
+    pub cgroup: Option<(PathBuf, Version)>,
+    /// Restarts, the last OOM kill and the kernel counters; updated by another thread.
+    pub feed: Arc<Mutex<Feed>>,
+    /// The largest acceptable `?bytes=` (the machine's physical memory). Larger sizes than
+    /// the cgroup limit are legitimate: they end in an OOM kill and a restart.
+    pub max_bytes: u64,
+}
+
+/// Bounds on what one client can make the server hold or wait for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Time to send a whole request head; also how long an idle keep-alive connection stays.
+    pub header_read_timeout: Duration,
+    /// Time to send a request body once the head has arrived.
+    pub body_read_timeout: Duration,
+    /// hyper's read buffer: a request line and headers larger than this get 431.
+    pub max_buf_size: usize,
+    /// Headers per request; more get 431.
+    pub max_headers: usize,
+    /// Request bodies are read and ignored; a larger one gets 413.
+    pub max_body: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long shutting down waits for connections to finish their answers.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            max_buf_size: 16 * 1024,
+            max_headers: 64,
+            max_body: 64 * 1024,
+            max_connections: 256,
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What both threads share.
+struct Shared {
+    ctx: ServeContext,
+    limits: Limits,
+    /// The heap after the latest operation.
+    published: Arc<Mutex<ops::Snapshot>>,
+    jobs: mpsc::Sender<ops::Job>,
+}
+
+/// Serves until the listener fails or the process is killed, with the default [`Limits`].
+/// Runs a tokio current-thread runtime itself (the caller is synchronous).
+pub fn serve<S: Sink + 'static>(
+    listener: TcpListener,
+    driver: Driver<S>,
+    ctx: ServeContext,
+) -> io::Result<()> {
+    serve_with(listener, driver, ctx, Limits::default())
+}
+
+/// [`serve`] with chosen limits (tests shorten the timeouts).
+pub fn serve_with<S: Sink + 'static>(
+    listener: TcpListener,
+    driver: Driver<S>,
+    ctx: ServeContext,
+    limits: Limits,
+) -> io::Result<()> {
+    let mut state = ops::HeapState::new(driver);
+    let published = Arc::new(Mutex::new(state.snapshot()));
+    let (jobs_tx, jobs) = mpsc::channel();
+    let shared = Arc::new(Shared {
+        ctx,
+        limits,
+        published: published.clone(),
+        jobs: jobs_tx,
+    });
+    let (stop, stopped) = watch::channel(false);
+    let http = std::thread::Builder::new()
+        .name("memspike-http".into())
+        .spawn(move || server::run(listener, shared, stopped))?;
+    // The heap stays on this thread: it ends when the HTTP side has gone (its end of the
+    // queue dropped) or when the supervisor has.
+    let fatal = ops::run(&mut state, &jobs, &published);
+    // Requests still queued learn at once that no answer is coming.
+    drop(jobs);
+    let _ = stop.send(true);
+    let served = http
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the HTTP thread panicked")));
+    match fatal {
+        Some(why) => Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            format!("the supervisor is gone (telemetry: {why})"),
+        )),
+        None => served,
+    }
+}

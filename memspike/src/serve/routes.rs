@@ -1,0 +1,292 @@
+//! One request, from its path to its answer: routing (404), methods (405 with `Allow`), the
+//! bounded request body, the query string (`bytes`, `format`), the heap operation through the
+//! heap thread, and the answer in JSON or the seed's text layout.
+
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::{Bytes, Incoming},
+    header::{self, HeaderMap, HeaderValue},
+};
+use tokio::sync::oneshot;
+
+use super::{
+    Limits, Shared,
+    errors::ApiError,
+    metrics,
+    ops::{self, Done, Job, Op},
+    stats::{self, World},
+};
+use crate::{cgroup::read_counters, size};
+
+/// The page, written by the page's owner and embedded in the binary.
+const PAGE: &str = include_str!("page.html");
+
+type Answer = Response<Full<Bytes>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Page,
+    Add,
+    Rel,
+    Gc,
+    Stats,
+    Reset,
+    Metrics,
+}
+
+impl Route {
+    fn from_path(path: &str) -> Option<Route> {
+        Some(match path {
+            "/" => Route::Page,
+            "/add" => Route::Add,
+            "/rel" => Route::Rel,
+            "/gc" => Route::Gc,
+            "/stats" => Route::Stats,
+            "/reset" => Route::Reset,
+            "/metrics" => Route::Metrics,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Json,
+    Text,
+}
+
+/// Answers one request; never fails (errors become JSON answers).
+pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
+    match respond(&shared, req).await {
+        Ok(answer) => answer,
+        Err(e) => error_answer(&e),
+    }
+}
+
+async fn respond(shared: &Shared, req: Request<Incoming>) -> Result<Answer, ApiError> {
+    let route = Route::from_path(req.uri().path())
+        .ok_or_else(|| ApiError::NotFound(req.uri().path().to_owned()))?;
+    if !matches!(*req.method(), Method::GET | Method::POST) {
+        return Err(ApiError::MethodNotAllowed(req.method().to_string()));
+    }
+    let (parts, body) = req.into_parts();
+    read_body(body, &shared.limits).await?;
+    let query = Query::parse(parts.uri.query())?;
+    let format = query.format(&parts.headers)?;
+    let max = shared.ctx.max_bytes;
+    let op = match route {
+        Route::Page => return Ok(page()),
+        Route::Metrics => return metrics_answer(shared),
+        Route::Stats => return Ok(stats_answer(shared, None, format)),
+        Route::Add => Op::Add(query.bytes(max)?),
+        Route::Rel => Op::Rel(query.bytes(max)?),
+        Route::Gc => Op::Gc,
+        Route::Reset => Op::Reset,
+    };
+    let done = run_op(shared, op).await?;
+    Ok(stats_answer(shared, Some(&done), format))
+}
+
+/// Queues the operation for the heap thread and waits for its result.
+async fn run_op(shared: &Shared, op: Op) -> Result<Done, ApiError> {
+    let (reply, result) = oneshot::channel();
+    shared
+        .jobs
+        .send(Job { op, reply })
+        .map_err(|_| ApiError::ShuttingDown)?;
+    result.await.map_err(|_| ApiError::ShuttingDown)?
+}
+
+/// Reads and discards the body, refusing one that is too large or too slow.
+async fn read_body(body: Incoming, limits: &Limits) -> Result<(), ApiError> {
+    let limited = Limited::new(body, limits.max_body);
+    match tokio::time::timeout(limits.body_read_timeout, limited.collect()).await {
+        Err(_) => Err(ApiError::BodyTimeout),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::BodyTooLarge(limits.max_body))
+        }
+        Ok(Err(e)) => Err(ApiError::Body(e.to_string())),
+    }
+}
+
+/// The query parameters the routes read; others are ignored.
+#[derive(Debug, Default)]
+struct Query {
+    bytes: Option<String>,
+    format: Option<String>,
+}
+
+impl Query {
+    /// Percent-decodes the query; a parameter given twice is an error.
+    fn parse(query: Option<&str>) -> Result<Query, ApiError> {
+        let mut q = Query::default();
+        for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let slot = match name.as_ref() {
+                "bytes" => &mut q.bytes,
+                "format" => &mut q.format,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(ApiError::BadRequest(format!(
+                    "`{name}` is given more than once"
+                )));
+            }
+            *slot = Some(value.into_owned());
+        }
+        Ok(q)
+    }
+
+    /// `?format=` wins; else `Accept: text/plain` (before any `application/json`) asks for
+    /// text; else JSON.
+    fn format(&self, headers: &HeaderMap) -> Result<Format, ApiError> {
+        match self.format.as_deref() {
+            Some("json") => return Ok(Format::Json),
+            Some("text") => return Ok(Format::Text),
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "`format` must be `json` or `text`, not {other:?}"
+                )));
+            }
+            None => {}
+        }
+        let accept = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|item| item.split(';').next().unwrap_or("").trim());
+        for media in accept {
+            match media {
+                "text/plain" => return Ok(Format::Text),
+                "application/json" => return Ok(Format::Json),
+                _ => {}
+            }
+        }
+        Ok(Format::Json)
+    }
+
+    /// The `bytes` parameter: a size with an optional unit, from 1 to `max`.
+    fn bytes(&self, max: u64) -> Result<u64, ApiError> {
+        let bad = |m: String| ApiError::BadRequest(m);
+        let raw = self
+            .bytes
+            .as_deref()
+            .ok_or_else(|| bad("`bytes` is missing: give a size, e.g. ?bytes=1MiB".into()))?;
+        if raw.trim().is_empty() {
+            return Err(bad("`bytes` is empty: give a size, e.g. ?bytes=1MiB".into()));
+        }
+        let n = size::parse(raw).map_err(|e| bad(format!("`bytes`: {e}")))?;
+        if n == 0 {
+            return Err(bad("`bytes` must be at least 1".into()));
+        }
+        if n > max {
+            return Err(bad(format!(
+                "`bytes` = {n} is more than this machine's memory ({max} bytes, {})",
+                size::human(max)
+            )));
+        }
+        Ok(n)
+    }
+}
+
+/// The worker's surroundings now: the group's counters and the supervisor's feed.
+fn world(shared: &Shared) -> World {
+    let ctx = &shared.ctx;
+    World {
+        limit: ctx.limit,
+        counters: ctx.cgroup.as_ref().map(|(dir, v)| read_counters(dir, *v)),
+        feed: ops::lock(&ctx.feed).clone(),
+    }
+}
+
+fn stats_answer(shared: &Shared, done: Option<&Done>, format: Format) -> Answer {
+    let snapshot = match done {
+        Some(d) => d.snapshot,
+        None => *ops::lock(&shared.published),
+    };
+    let fields = stats::answer(done, &snapshot, &world(shared));
+    match format {
+        Format::Json => answer(StatusCode::OK, "application/json", fields.json()),
+        Format::Text => answer(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            fields.text().into_bytes(),
+        ),
+    }
+}
+
+fn metrics_answer(shared: &Shared) -> Result<Answer, ApiError> {
+    let snapshot = *ops::lock(&shared.published);
+    let text = metrics::render(&snapshot, &world(shared))
+        .map_err(|e| ApiError::Heap(format!("the metrics could not be encoded: {e}")))?;
+    Ok(answer(
+        StatusCode::OK,
+        metrics::CONTENT_TYPE,
+        text.into_bytes(),
+    ))
+}
+
+fn page() -> Answer {
+    let mut a = answer(StatusCode::OK, "text/html; charset=utf-8", PAGE.into());
+    a.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    a
+}
+
+fn answer(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Answer {
+    let mut a = Response::new(Full::new(Bytes::from(body)));
+    *a.status_mut() = status;
+    let h = a.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    a
+}
+
+fn error_answer(e: &ApiError) -> Answer {
+    let mut a = answer(e.status(), "application/json", e.body());
+    let h = a.headers_mut();
+    if matches!(e, ApiError::MethodNotAllowed(_)) {
+        h.insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+    }
+    if e.closes_connection() {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decodes_and_refuses_duplicates() {
+        let q = Query::parse(Some("bytes=1%20MiB&x=1")).unwrap();
+        assert_eq!(q.bytes(1 << 30).unwrap(), 1 << 20);
+        assert!(Query::parse(Some("bytes=1&bytes=2")).is_err());
+        let q = Query::parse(None).unwrap();
+        assert!(q.bytes(1).unwrap_err().to_string().contains("missing"));
+    }
+
+    #[test]
+    fn accept_picks_the_first_known_type() {
+        let q = Query::default();
+        let mut h = HeaderMap::new();
+        assert_eq!(q.format(&h).unwrap(), Format::Json);
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/plain;q=0.9, */*"),
+        );
+        assert_eq!(q.format(&h).unwrap(), Format::Text);
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/plain"),
+        );
+        assert_eq!(q.format(&h).unwrap(), Format::Json);
+    }
+}

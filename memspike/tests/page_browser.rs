@@ -1,0 +1,718 @@
+//! The page at `/`, in a real headless Chromium driven over the W3C WebDriver protocol.
+//!
+//! The test serves the real HTTP server in-process on 127.0.0.1 (no cgroup, no root needed),
+//! starts Debian's `chromedriver` on a free loopback port and speaks WebDriver to it over plain
+//! HTTP/1.1 (the few commands it needs, on `std::net`, with `serde_json`). It checks that the
+//! page loads without script errors and requests nothing but its own routes, that the chart is
+//! drawn after a poll of `/stats`, that "add" with 8MiB raises the heap shown in `#heap-alloc`,
+//! that release, GC, reset and a bad size answer as they should, and it saves a screenshot to
+//! `target/tmp/page_browser.png`.
+//!
+//! Needs `chromium` and `chromium-driver` (Debian's packages; `cargo xtask test` installs them).
+//! Without them it prints `SKIPPED` outside CI and fails under CI. `MEMSPIKE_CHROMIUM` and
+//! `MEMSPIKE_CHROMEDRIVER` name other binaries; `MEMSPIKE_PAGE_URL` (e.g.
+//! `http://127.0.0.1:1112/`) drives an already running `memspike run --interactive` instead of
+//! the in-process server.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// How long one wait for the page may take (the page polls every 500 ms).
+const WAIT: Duration = Duration::from_secs(15);
+const MIB: u64 = 1 << 20;
+/// The W3C name of an element reference in WebDriver answers.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+#[test]
+fn page_loads_draws_and_add_changes_the_heap() {
+    let Some((chromium, chromedriver)) = browser() else {
+        return;
+    };
+    let started = Instant::now();
+    let page = match std::env::var("MEMSPIKE_PAGE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => format!("http://{}/", start_server()),
+    };
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let profile = tempfile::tempdir().expect("a temporary Chromium profile directory");
+    let driver = ChromeDriver::start(&chromedriver, out_dir).expect("chromedriver starts");
+    let session = driver.new_session(&chromium, profile.path());
+
+    session.navigate(&page);
+    session.wait_for("the page to finish loading", |s| {
+        s.script("return document.readyState;", json!([])) == "complete"
+    });
+    let title = session.get("title");
+    assert!(
+        title.as_str().is_some_and(|t| t.contains("memspike")),
+        "page title is {title}, expected one naming memspike"
+    );
+    assert_no_script_errors(&session, "after loading");
+
+    // The chart: at least two polls of /stats drawn as a heap line, a limit line and a legend.
+    session.wait_for("the chart to be drawn from two polls of /stats", |s| {
+        let drawn = s.script(
+            "var c = document.getElementById('chart');
+             var heap = c && c.querySelector('path.s-heap');
+             return !!heap && Number(c.dataset.samples) >= 2
+                 && /^M[\\d.]+ [\\d.]+H[\\d.]+V/.test(heap.getAttribute('d'))
+                 && !!c.querySelector('.s-limit');",
+            json!([]),
+        );
+        drawn == true
+    });
+    let legend = session.text(&session.find("#legend"));
+    for series in ["HeapAlloc", "NextGC", "cgroup usage", "limit"] {
+        assert!(legend.contains(series), "legend {legend:?} lacks {series}");
+    }
+
+    // "add" with 8MiB: the heap shown changes, by at least 8 MiB.
+    let before = heap_shown(&session);
+    let input = session.find("#bytes");
+    assert_eq!(
+        session.property(&input, "value"),
+        "4MiB",
+        "the size input starts at 4MiB"
+    );
+    session.clear(&input);
+    session.type_text(&input, "8MiB");
+    let status = press(&session, "#add");
+    assert!(
+        status.contains("Added 8.0 MiB"),
+        "status after add: {status:?}"
+    );
+    let after = session.wait_for_value("#heap-alloc to change after add", |s| {
+        let now = heap_shown(s);
+        (now.text != before.text).then_some(now)
+    });
+    assert!(
+        after.bytes >= before.bytes + 8 * MIB,
+        "add 8MiB: #heap-alloc went from {before:?} to {after:?}"
+    );
+
+    // release moves the slab to garbage (HeapAlloc unchanged), GC sweeps it.
+    let status = press(&session, "#release");
+    assert!(
+        status.contains("Released 8.0 MiB"),
+        "status after release: {status:?}"
+    );
+    let status = press(&session, "#gc");
+    assert!(status.contains("Collection"), "status after GC: {status:?}");
+    let swept = session.wait_for_value("#heap-alloc to drop after release and GC", |s| {
+        let now = heap_shown(s);
+        (now.bytes + 8 * MIB <= after.bytes).then_some(now)
+    });
+    eprintln!(
+        "heap shown: {} before, {} after add 8MiB, {} after release and GC",
+        before.text, after.text, swept.text
+    );
+
+    // A size the server refuses: its JSON error is shown, marked as an error.
+    session.clear(&input);
+    session.type_text(&input, "lots");
+    let error = press(&session, "#add");
+    assert!(
+        session.attribute(&session.find("#status"), "data-state") == "error"
+            && error.contains("400"),
+        "a bad size should show the server's 400 error, #status says {error:?}"
+    );
+
+    // Back to a real size and a heap with something in it, for the screenshot.
+    session.clear(&input);
+    session.type_text(&input, "12MiB");
+    press(&session, "#add");
+    session.wait_for("the chart to show the latest poll", |s| {
+        s.script(
+            "return Number(document.getElementById('chart').dataset.samples) >= 6;",
+            json!([]),
+        ) == true
+    });
+    let shot = out_dir.join("page_browser.png");
+    session.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
+
+    // reset empties the heap.
+    press(&session, "#reset");
+    session.wait_for_value("#heap-alloc to be 0 after reset", |s| {
+        let now = heap_shown(s);
+        (now.bytes == 0).then_some(now)
+    });
+
+    assert_no_script_errors(&session, "at the end");
+    // The check above can fail: an error thrown by the page later is recorded.
+    session.script(
+        "setTimeout(function () { null.memspikeTestError(); }, 0);",
+        json!([]),
+    );
+    session.wait_for("window.__errors to record a thrown error", |s| {
+        s.script("return window.__errors.length;", json!([])) == 1
+    });
+    assert_only_own_requests(&session, &page);
+    drop(session);
+    drop(driver);
+    eprintln!(
+        "page_browser: done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Chromium and chromedriver, or None after printing why the test is skipped (outside CI).
+fn browser() -> Option<(PathBuf, PathBuf)> {
+    let pick = |var: &str, default: &str| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(default))
+    };
+    let chromium = pick("MEMSPIKE_CHROMIUM", CHROMIUM);
+    let chromedriver = pick("MEMSPIKE_CHROMEDRIVER", CHROMEDRIVER);
+    let missing: Vec<String> = [&chromium, &chromedriver]
+        .into_iter()
+        .filter(|p| !is_executable(p))
+        .map(|p| p.display().to_string())
+        .collect();
+    if missing.is_empty() {
+        return Some((chromium, chromedriver));
+    }
+    let what = format!(
+        "page_browser: needs chromium and chromium-driver (cargo xtask test installs them); missing {}",
+        missing.join(", ")
+    );
+    if under_ci() {
+        panic!("{what}. CI must run the browser test, not skip it");
+    }
+    eprintln!("SKIPPED {what}");
+    None
+}
+
+/// CI=true, or any non-empty value but "false"/"0" (as xtask reads it).
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The real HTTP server, in a thread of this process, on a free loopback port.
+fn start_server() -> SocketAddr {
+    use memspike::heap::Heap;
+    use memspike::pacer::PacerConfig;
+    use memspike::scenario::Driver;
+    use memspike::serve::{ServeContext, serve};
+    use memspike::telemetry::{Event, Feed};
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    let heap = Heap::new(1 << 30, PacerConfig::default()).expect("a 1 GiB heap reservation");
+    let driver = Driver::new(heap, Vec::<Event>::new());
+    let ctx = ServeContext {
+        limit: 32 * MIB,
+        cgroup: None,
+        feed: Arc::new(Mutex::new(Feed::default())),
+        max_bytes: 1 << 30,
+    };
+    std::thread::spawn(move || {
+        if let Err(err) = serve(listener, driver, ctx) {
+            eprintln!("page_browser: the server stopped: {err}");
+        }
+    });
+    addr
+}
+
+/// What `#heap-alloc` shows: its text, and the bytes it stands for (`data-bytes`).
+#[derive(Debug, Clone)]
+struct HeapShown {
+    text: String,
+    bytes: u64,
+}
+
+fn heap_shown(s: &Session) -> HeapShown {
+    let v = s.script(
+        "var e = document.getElementById('heap-alloc');
+         return [e.textContent, e.dataset.bytes || ''];",
+        json!([]),
+    );
+    let text = v[0].as_str().unwrap_or_default().to_string();
+    let bytes = v[1].as_str().and_then(|b| b.parse().ok()).unwrap_or(0);
+    HeapShown { text, bytes }
+}
+
+/// Clicks a button and waits for its own answer in `#status` (ok or error); returns its text.
+fn press(s: &Session, button: &str) -> String {
+    let answers = |s: &Session| {
+        let v = s.script(
+            "var e = document.getElementById('status');
+             return [Number(e.dataset.answers), e.textContent];",
+            json!([]),
+        );
+        (
+            v[0].as_u64().unwrap_or(0),
+            v[1].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let (before, _) = answers(s);
+    s.click(&s.find(button));
+    s.wait_for_value(&format!("the answer to {button} in #status"), |s| {
+        let (now, text) = answers(s);
+        (now > before).then_some(text)
+    })
+}
+
+fn assert_no_script_errors(s: &Session, when: &str) {
+    let errors = s.script("return window.__errors;", json!([]));
+    assert_eq!(
+        errors,
+        json!([]),
+        "script errors on the page {when} (window.__errors)"
+    );
+    // Chromium's console, where chromedriver can read it: nothing at SEVERE.
+    if let Some(log) = s.browser_log() {
+        let severe: Vec<&Value> = log
+            .iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .filter(|e| {
+                // The page's own 400 for "lots" is an expected failed request.
+                !e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("/add?bytes=lots"))
+            })
+            .collect();
+        assert!(severe.is_empty(), "console errors {when}: {severe:?}");
+    }
+}
+
+/// Every resource the page loaded came from the page's own origin (no CDN, works offline).
+fn assert_only_own_requests(s: &Session, page: &str) {
+    let origin = s.script("return location.origin;", json!([]));
+    let origin = origin.as_str().expect("location.origin");
+    let urls = s.script(
+        "return performance.getEntriesByType('resource').map(function (e) { return e.name; });",
+        json!([]),
+    );
+    let urls = urls.as_array().expect("a list of resource URLs");
+    assert!(
+        !urls.is_empty(),
+        "the page made no request at all (no /stats poll?)"
+    );
+    for url in urls {
+        let url = url.as_str().unwrap_or_default();
+        assert!(
+            url.starts_with(origin),
+            "the page at {page} loaded {url}, outside its origin {origin}"
+        );
+    }
+}
+
+// ---- chromedriver --------------------------------------------------------------------------
+
+/// A running chromedriver; killed (and its log shown if the test failed) when dropped.
+struct ChromeDriver {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl ChromeDriver {
+    /// Starts chromedriver on a free loopback port and waits until `/status` says it is ready.
+    fn start(binary: &Path, out_dir: &Path) -> io::Result<ChromeDriver> {
+        let log = out_dir.join("page_browser.chromedriver.log");
+        let mut last_error = None;
+        // The port is free when we look; another process could take it before chromedriver
+        // binds it, so a start that fails is tried again on another port.
+        for _ in 0..3 {
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let child = Command::new(binary)
+                .arg(format!("--port={port}"))
+                .arg(format!("--log-path={}", log.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", binary.display())))?;
+            let mut driver = ChromeDriver {
+                child,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                log: log.clone(),
+            };
+            match driver.wait_ready(Duration::from_secs(20)) {
+                Ok(()) => return Ok(driver),
+                Err(err) => last_error = Some(err), // dropping `driver` kills it
+            }
+        }
+        Err(last_error.unwrap_or_else(|| io::Error::other("chromedriver did not start")))
+    }
+
+    /// Polls `/status` until `value.ready` is true, chromedriver exits, or `timeout` passes.
+    fn wait_ready(&mut self, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "chromedriver exited with {status} before it was ready (log: {})",
+                    self.log.display()
+                )));
+            }
+            if let Ok((200, body)) = http(self.addr, "GET", "/status", None)
+                && body["value"]["ready"] == true
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("chromedriver not ready after {timeout:?}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A headless Chromium session with a fresh profile, at 1024 px width.
+    fn new_session(&self, chromium: &Path, profile: &Path) -> Session {
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1024,1100",
+            &format!("--user-data-dir={}", profile.display()),
+        ];
+        let caps = json!({
+            "capabilities": {
+                "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": { "binary": chromium, "args": args },
+                    "goog:loggingPrefs": { "browser": "ALL" },
+                    "timeouts": { "script": 10_000, "pageLoad": 20_000 }
+                }
+            }
+        });
+        let value = command(self.addr, "POST", "/session", Some(&caps));
+        let id = value["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no sessionId in the new session's answer {value}"))
+            .to_string();
+        eprintln!(
+            "page_browser: {} {} via chromedriver on {}",
+            value["capabilities"]["browserName"].as_str().unwrap_or("?"),
+            value["capabilities"]["browserVersion"]
+                .as_str()
+                .unwrap_or("?"),
+            self.addr
+        );
+        Session {
+            addr: self.addr,
+            id,
+        }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking()
+            && let Ok(log) = std::fs::read_to_string(&self.log)
+        {
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("---- last lines of {} ----", self.log.display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// A WebDriver session; deleting it (on drop) closes Chromium.
+struct Session {
+    addr: SocketAddr,
+    id: String,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = http(self.addr, "DELETE", &format!("/session/{}", self.id), None);
+    }
+}
+
+impl Session {
+    fn cmd(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        command(
+            self.addr,
+            method,
+            &format!("/session/{}{path}", self.id),
+            body,
+        )
+    }
+
+    fn get(&self, path: &str) -> Value {
+        self.cmd("GET", &format!("/{path}"), None)
+    }
+
+    fn navigate(&self, url: &str) {
+        self.cmd("POST", "/url", Some(&json!({ "url": url })));
+    }
+
+    fn script(&self, script: &str, args: Value) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(&json!({ "script": script, "args": args })),
+        )
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.cmd(
+            "POST",
+            "/element",
+            Some(&json!({ "using": "css selector", "value": css })),
+        );
+        v[ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element for {css}: {v}"))
+            .to_string()
+    }
+
+    fn text(&self, element: &str) -> String {
+        let v = self.cmd("GET", &format!("/element/{element}/text"), None);
+        v.as_str().unwrap_or_default().to_string()
+    }
+
+    fn property(&self, element: &str, name: &str) -> String {
+        let v = self.cmd("GET", &format!("/element/{element}/property/{name}"), None);
+        v.as_str().unwrap_or_default().to_string()
+    }
+
+    fn attribute(&self, element: &str, name: &str) -> String {
+        let v = self.cmd("GET", &format!("/element/{element}/attribute/{name}"), None);
+        v.as_str().unwrap_or_default().to_string()
+    }
+
+    fn clear(&self, element: &str) {
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/clear"),
+            Some(&json!({})),
+        );
+    }
+
+    fn type_text(&self, element: &str, text: &str) {
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(&json!({ "text": text })),
+        );
+    }
+
+    fn click(&self, element: &str) {
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(&json!({})),
+        );
+    }
+
+    fn screenshot(&self, path: &Path) {
+        let v = self.get("screenshot");
+        let png = base64_decode(v.as_str().expect("a base64 screenshot"))
+            .expect("the screenshot is valid base64");
+        assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+
+    /// Chromium's console messages since the last call, where chromedriver offers them
+    /// (its `goog:loggingPrefs` extension); None elsewhere.
+    fn browser_log(&self) -> Option<Vec<Value>> {
+        let path = format!("/session/{}/se/log", self.id);
+        match http(
+            self.addr,
+            "POST",
+            &path,
+            Some(&json!({ "type": "browser" })),
+        ) {
+            Ok((200, body)) => body["value"].as_array().cloned(),
+            _ => None,
+        }
+    }
+
+    /// Polls `check` every 100 ms until it holds, for at most [`WAIT`].
+    fn wait_for(&self, what: &str, mut check: impl FnMut(&Session) -> bool) {
+        self.wait_for_value(what, |s| check(s).then_some(()))
+    }
+
+    fn wait_for_value<T>(&self, what: &str, mut check: impl FnMut(&Session) -> Option<T>) -> T {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(value) = check(self) {
+                return value;
+            }
+            if Instant::now() >= deadline {
+                let errors = self.script("return window.__errors;", json!([]));
+                let page = self.script(
+                    "var t = function (id) { var e = document.getElementById(id); return e && e.textContent; };
+                     return { status: t('status'), connection: t('connection'), heap: t('heap-alloc'),
+                              samples: document.getElementById('chart').dataset.samples };",
+                    json!([]),
+                );
+                panic!(
+                    "timed out after {WAIT:?} waiting for {what} (window.__errors {errors}, page {page})"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+// ---- WebDriver over HTTP/1.1 ---------------------------------------------------------------
+
+/// One WebDriver command: its `value`, or a panic with the W3C error and message.
+fn command(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Value {
+    match http(addr, method, path, body) {
+        Ok((200, body)) => body["value"].clone(),
+        Ok((status, body)) => panic!(
+            "WebDriver {method} {path}: HTTP {status}: {} {}",
+            body["value"]["error"].as_str().unwrap_or("?"),
+            body["value"]["message"]
+                .as_str()
+                .unwrap_or(&body.to_string())
+        ),
+        Err(err) => panic!("WebDriver {method} {path}: {err}"),
+    }
+}
+
+/// A minimal HTTP/1.1 exchange (one connection per request), JSON in and out.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> io::Result<(u16, Value)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    // Creating a session starts Chromium; nothing else takes more than a few seconds.
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n"
+    );
+    if body.is_some() {
+        request += "Content-Type: application/json; charset=utf-8\r\n";
+    }
+    request += &format!("Content-Length: {}\r\n\r\n", payload.len());
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(payload.as_bytes())?;
+
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
+    let mut length = None;
+    let mut chunked = false;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse::<usize>().ok();
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.eq_ignore_ascii_case("chunked");
+            }
+        }
+    }
+    let mut bytes = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            reader.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| io::Error::other(format!("bad chunk size {line:?}")))?;
+            if size == 0 {
+                break;
+            }
+            let start = bytes.len();
+            bytes.resize(start + size, 0);
+            reader.read_exact(&mut bytes[start..])?;
+            line.clear();
+            reader.read_line(&mut line)?; // the CRLF after the chunk
+        }
+    } else if let Some(length) = length {
+        bytes.resize(length, 0);
+        reader.read_exact(&mut bytes)?;
+    } else {
+        reader.read_to_end(&mut bytes)?;
+    }
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            io::Error::other(format!(
+                "{method} {path}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            ))
+        })?
+    };
+    Ok((status, value))
+}
+
+/// Standard base64 (RFC 4648, with padding), as WebDriver sends screenshots.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' | b'\r' | b'\n' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[test]
+fn base64_decodes_rfc4648_vectors() {
+    for (encoded, decoded) in [
+        ("", ""),
+        ("Zg==", "f"),
+        ("Zm8=", "fo"),
+        ("Zm9v", "foo"),
+        ("Zm9vYg==", "foob"),
+        ("Zm9vYmE=", "fooba"),
+        ("Zm9vYmFy", "foobar"),
+    ] {
+        assert_eq!(base64_decode(encoded).as_deref(), Some(decoded.as_bytes()));
+    }
+    assert_eq!(base64_decode("Zm9v!"), None);
+}
