@@ -5,7 +5,7 @@
 use memspike_common::Phase;
 
 use crate::{
-    heap::{GcReason, Heap, HeapError, SlabId},
+    heap::{Cycle, GcReason, Heap, HeapError, SlabId},
     telemetry::{Action, Event, Kind, Sink, UsageProbe, monotonic_ns},
 };
 
@@ -146,7 +146,7 @@ impl<S: Sink> Driver<S> {
     }
 
     /// Drops every slab, then collects (the seed's `/reset`).
-    pub fn reset(&mut self, phase: Phase) -> Result<(), StepError> {
+    pub fn reset(&mut self, phase: Phase) -> Result<Cycle, StepError> {
         let all: Vec<SlabId> = self.heap.slabs().map(|(id, _)| id).collect();
         if !all.is_empty() {
             self.release(phase, &all)?;
@@ -176,7 +176,7 @@ impl<S: Sink> Driver<S> {
     }
 
     /// Runs a collection the program asked for (`runtime.GC()`).
-    pub fn collect(&mut self, phase: Phase) -> Result<(), StepError> {
+    pub fn collect(&mut self, phase: Phase) -> Result<Cycle, StepError> {
         let action = Action::Collect;
         self.begin(phase, action, 0)?;
         let cycle = self.heap.collect(GcReason::Forced);
@@ -188,7 +188,7 @@ impl<S: Sink> Driver<S> {
             reused: 0,
             grown: 0,
         })?;
-        Ok(())
+        Ok(cycle)
     }
 
     /// Runs the runtime's periodic collection if it is due (call it now and then while the

@@ -102,6 +102,8 @@ pub struct HeapStats {
     pub released: u64,
     /// Slabs allocated and not yet swept (`HeapObjects`).
     pub objects: u64,
+    /// Bytes allocated so far, page-rounded, freed or not (`TotalAlloc`).
+    pub total_alloc: u64,
     /// Allocations and sweeps so far (`Mallocs`, `Frees`).
     pub mallocs: u64,
     pub frees: u64,
@@ -147,6 +149,7 @@ pub struct Heap {
     /// Dropped slabs, not yet swept.
     garbage: Vec<Slab>,
     next_id: u64,
+    total_alloc: u64,
     mallocs: u64,
     frees: u64,
     num_gc: u32,
@@ -172,6 +175,7 @@ impl Heap {
             live: Default::default(),
             garbage: Vec::new(),
             next_id: 1,
+            total_alloc: 0,
             mallocs: 0,
             frees: 0,
             num_gc: 0,
@@ -219,6 +223,7 @@ impl Heap {
         let id = SlabId(self.next_id);
         self.next_id += 1;
         self.mallocs += 1;
+        self.total_alloc += run.len * PAGE_SIZE;
         self.live.insert(id, Slab { id, bytes, run });
         let cycle = self
             .pacer
@@ -303,6 +308,7 @@ impl Heap {
             free: self.pages.free_pages() * PAGE_SIZE,
             released: 0,
             objects: (self.live.len() + self.garbage.len()) as u64,
+            total_alloc: self.total_alloc,
             mallocs: self.mallocs,
             frees: self.frees,
             num_gc: self.num_gc,
@@ -375,6 +381,7 @@ mod tests {
             (2 * MIB, 0, MIB, 3 * MIB)
         );
         assert_eq!((s.mallocs, s.frees, s.num_gc), (3, 1, 1));
+        assert_eq!(s.total_alloc, 4 * MIB, "every allocation, freed or not");
     }
 
     #[test]

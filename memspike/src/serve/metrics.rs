@@ -64,7 +64,7 @@ fn heap_metrics(r: &mut Registry, snap: &Snapshot) {
         "heap_allocated",
         "Bytes allocated since serving began, page-rounded (TotalAlloc)",
         Unit::Bytes,
-        ConstCounter::new(snap.total_alloc),
+        ConstCounter::new(snap.stats.total_alloc),
     );
 }
 

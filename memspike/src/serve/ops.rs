@@ -3,14 +3,20 @@
 //! [`Phase::Interactive`] (so every step is reported to the supervisor), and publishes a
 //! [`Snapshot`] of the heap after each one for the HTTP side to read without waiting.
 
-use std::sync::{Mutex, mpsc::Receiver};
+use std::{
+    sync::{
+        Mutex,
+        mpsc::{Receiver, RecvTimeoutError},
+    },
+    time::Duration,
+};
 
 use memspike_common::Phase;
 use tokio::sync::oneshot;
 
 use super::errors::ApiError;
 use crate::{
-    heap::{HeapError, HeapStats},
+    heap::{Cycle, HeapError, HeapStats},
     scenario::{Driver, StepError},
     telemetry::Sink,
 };
@@ -35,20 +41,6 @@ pub struct Snapshot {
     /// Live slabs and the bytes they were asked for (before page rounding).
     pub slabs: u64,
     pub slab_bytes: u64,
-    /// Bytes allocated since serving began, page-rounded (`TotalAlloc`): the heap at the
-    /// start plus every slab since, including the copies a partial release makes.
-    pub total_alloc: u64,
-}
-
-/// The figures of a collection a request ran, as `GODEBUG=gctrace=1` would print them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CycleFigures {
-    pub n: u32,
-    pub heap_before: u64,
-    pub heap_after: u64,
-    pub swept: u64,
-    pub goal: u64,
-    pub trigger: u64,
 }
 
 /// What an operation did.
@@ -56,7 +48,7 @@ pub struct CycleFigures {
 pub enum Outcome {
     Added(u64),
     Released { released: u64, not_released: u64 },
-    Collected(CycleFigures),
+    Collected(Cycle),
     Reset,
 }
 
@@ -73,19 +65,14 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Done, ApiError>>,
 }
 
-/// The driver and what the server counts on top of it.
+/// The driver, owned by the heap thread.
 pub struct HeapState<S: Sink> {
     driver: Driver<S>,
-    total_alloc: u64,
 }
 
 impl<S: Sink> HeapState<S> {
     pub fn new(driver: Driver<S>) -> Self {
-        let total_alloc = driver.heap().heap_alloc();
-        HeapState {
-            driver,
-            total_alloc,
-        }
+        HeapState { driver }
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -97,66 +84,33 @@ impl<S: Sink> HeapState<S> {
             stats: heap.stats(),
             slabs,
             slab_bytes,
-            total_alloc: self.total_alloc,
         }
     }
 
     /// Applies one operation. `Err(ApiError::Fatal)` means the supervisor is gone.
     pub fn apply(&mut self, op: Op) -> Result<Done, ApiError> {
         let phase = Phase::Interactive;
-        let before = self.driver.heap().stats();
+        let d = &mut self.driver;
         let outcome = match op {
-            Op::Add(bytes) => self
-                .driver
-                .alloc(phase, bytes)
-                .map(|_| Outcome::Added(bytes)),
-            Op::Rel(bytes) => self
-                .driver
-                .release_bytes(phase, bytes)
-                .map(|r| Outcome::Released {
-                    released: r.released,
-                    not_released: r.not_released,
-                }),
-            Op::Gc => self
-                .driver
-                .collect(phase)
-                .map(|()| Outcome::Collected(cycle(&before, &self.driver.heap().stats()))),
-            Op::Reset => self.driver.reset(phase).map(|()| Outcome::Reset),
+            Op::Add(bytes) => d.alloc(phase, bytes).map(|_| Outcome::Added(bytes)),
+            Op::Rel(bytes) => d.release_bytes(phase, bytes).map(|r| Outcome::Released {
+                released: r.released,
+                not_released: r.not_released,
+            }),
+            Op::Gc => d.collect(phase).map(Outcome::Collected),
+            Op::Reset => d.reset(phase).map(|_| Outcome::Reset),
         }
         .map_err(step_error)?;
-        let after = self.driver.heap().stats();
-        if matches!(op, Op::Add(_) | Op::Rel(_)) {
-            self.total_alloc += allocated(&before, &after);
-        }
         Ok(Done {
             outcome,
             snapshot: self.snapshot(),
         })
     }
-}
 
-/// Bytes an allocating operation allocated, from the heap before and after it: what the heap
-/// grew by plus what a collection it triggered swept. An `add` or `rel` triggers at most one
-/// cycle, from its allocation, and that cycle sweeps exactly the garbage present before
-/// (a `rel` drops its slabs only after the copy is made).
-fn allocated(before: &HeapStats, after: &HeapStats) -> u64 {
-    let swept = if after.num_gc > before.num_gc {
-        before.garbage
-    } else {
-        0
-    };
-    (after.heap_alloc() + swept).saturating_sub(before.heap_alloc())
-}
-
-/// A forced collection's figures: it marks what is live and sweeps all the garbage.
-fn cycle(before: &HeapStats, after: &HeapStats) -> CycleFigures {
-    CycleFigures {
-        n: after.num_gc,
-        heap_before: before.heap_alloc(),
-        heap_after: after.live,
-        swept: before.garbage,
-        goal: after.next_gc,
-        trigger: after.trigger,
+    /// Runs the runtime's periodic collection when it is due; `Err` means the supervisor is
+    /// gone.
+    fn tick(&mut self) -> Result<bool, ApiError> {
+        self.driver.tick(Phase::Interactive).map_err(step_error)
     }
 }
 
@@ -179,7 +133,21 @@ pub fn run<S: Sink>(
     jobs: &Receiver<Job>,
     published: &Mutex<Snapshot>,
 ) -> Option<String> {
-    while let Ok(job) = jobs.recv() {
+    loop {
+        let job = match jobs.recv_timeout(TICK) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                // Idle: the runtime's sysmon would force a cycle two minutes after the last.
+                match state.tick() {
+                    Ok(true) => *lock(published) = state.snapshot(),
+                    Ok(false) => {}
+                    Err(ApiError::Fatal(why)) => return Some(why),
+                    Err(_) => {}
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return None,
+        };
         let result = state.apply(job.op);
         *lock(published) = state.snapshot();
         let fatal = match &result {
@@ -192,8 +160,10 @@ pub fn run<S: Sink>(
             return fatal;
         }
     }
-    None
 }
+
+/// How often the idle heap thread checks whether the periodic collection is due.
+const TICK: Duration = Duration::from_secs(1);
 
 /// Locks a mutex whose holder may have panicked: the data (plain figures) stays usable.
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -89,7 +89,7 @@ pub fn outcome_fields(done: &Done, f: &mut Fields) {
 pub fn stats_fields(snap: &Snapshot, world: &World, f: &mut Fields) {
     let s = &snap.stats;
     f.push("Alloc", s.heap_alloc());
-    f.push("TotalAlloc", snap.total_alloc);
+    f.push("TotalAlloc", snap.stats.total_alloc);
     f.push("Mallocs", s.mallocs);
     f.push("Frees", s.frees);
     f.push("HeapAlloc", s.heap_alloc());
