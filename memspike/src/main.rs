@@ -145,13 +145,7 @@ enum Expect {
 
 fn parse_limit(s: &str) -> Result<u64, String> {
     let bytes = size::parse(s).map_err(|e| e.to_string())?;
-    if bytes < supervisor::MIN_LIMIT {
-        return Err(format!(
-            "{} is below what the worker itself needs; use at least {}",
-            size::human(bytes),
-            size::human(supervisor::MIN_LIMIT)
-        ));
-    }
+    supervisor::check_limit(bytes)?;
     Ok(bytes)
 }
 

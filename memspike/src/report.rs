@@ -13,10 +13,10 @@ use serde::Serialize;
 use crate::{
     cgroup::Counters,
     heap::{GcReason, HeapStats},
-    pacer::Gogc,
     probe::{KernelEvidence, OomVictimReport, PageFaults, Reclaim},
     size::human,
     telemetry::{Action, Event, Kind},
+    worker::WorkerConfig,
 };
 
 /// How the worker process ended.
@@ -29,12 +29,8 @@ pub enum Exit {
 /// Everything a run left behind, as the supervisor collected it.
 #[derive(Clone, Debug)]
 pub struct RunFacts {
-    pub limit: u64,
-    pub spike: f64,
-    pub gogc: Gogc,
-    pub gc_after_release: bool,
-    /// The worker served HTTP instead of running the script.
-    pub interactive: bool,
+    /// What the worker was asked to do.
+    pub config: WorkerConfig,
     pub cgroup_version: &'static str,
     pub group: String,
     pub events: Vec<Event>,
@@ -286,7 +282,7 @@ impl Report {
 
         let mut report = Report {
             outcome,
-            limit_bytes: f.limit,
+            limit_bytes: f.config.limit,
             died_in: died_in.map(Phase::name),
             gc_cycles: last_heap.num_gc,
             next_gc_after_spike_bytes,
@@ -311,14 +307,14 @@ impl Report {
                 baseline_bytes,
             },
             settings: Settings {
-                mode: if f.interactive {
+                mode: if f.config.interactive_user.is_some() {
                     "interactive"
                 } else {
                     "self-directed"
                 },
-                spike: f.spike,
-                gogc: f.gogc.to_string(),
-                gc_after_release: f.gc_after_release,
+                spike: f.config.spike,
+                gogc: f.config.gogc.to_string(),
+                gc_after_release: f.config.gc_after_release,
             },
             duration_ms: f.duration.as_secs_f64() * 1e3,
             error,
@@ -655,6 +651,8 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    use crate::pacer::Gogc;
+
     use crate::{
         heap::Heap,
         pacer::PacerConfig,
@@ -683,11 +681,14 @@ mod tests {
 
     fn facts(events: Vec<Event>, exit: Exit, oom_kills: u64) -> RunFacts {
         RunFacts {
-            limit: LIMIT,
-            spike: 0.9,
-            gogc: Gogc::Percent(100),
-            gc_after_release: false,
-            interactive: false,
+            config: WorkerConfig {
+                limit: LIMIT,
+                spike: 0.9,
+                gogc: Gogc::Percent(100),
+                gc_after_release: false,
+                pause_at: None,
+                interactive_user: None,
+            },
             cgroup_version: "v1",
             group: "memspike-1-test".into(),
             events,

@@ -73,16 +73,22 @@ impl SupervisorError {
     }
 }
 
+/// Checks a limit: below [`MIN_LIMIT`] the worker alone leaves no room for an experiment.
+pub fn check_limit(limit: u64) -> Result<(), String> {
+    if limit < MIN_LIMIT {
+        return Err(format!(
+            "{} is below what the worker itself needs: the process alone is charged 1-2 MiB \
+             before its first allocation; use at least {}",
+            human(limit),
+            human(MIN_LIMIT)
+        ));
+    }
+    Ok(())
+}
+
 /// Checks the experiment's settings before anything is created.
 pub fn validate(config: &WorkerConfig) -> Result<(), SupervisorError> {
-    if config.limit < MIN_LIMIT {
-        return Err(SupervisorError::Usage(format!(
-            "--limit {} is below what the worker itself needs: the process alone is charged \
-             1-2 MiB before its first allocation; use at least {}",
-            human(config.limit),
-            human(MIN_LIMIT)
-        )));
-    }
+    check_limit(config.limit).map_err(|e| SupervisorError::Usage(format!("--limit {e}")))?;
     if !(config.spike > 0.0 && config.spike < 1.0) {
         return Err(SupervisorError::Usage(format!(
             "--spike {} must be a fraction between 0 and 1 (the seed's is 0.9)",
@@ -465,11 +471,7 @@ impl Session {
             )));
         }
         Ok(RunFacts {
-            limit: config.limit,
-            spike: config.spike,
-            gogc: config.gogc,
-            gc_after_release: config.gc_after_release,
-            interactive: config.interactive_user.is_some(),
+            config: config.clone(),
             cgroup_version: match self.hierarchy.version() {
                 cgroup::Version::V1 => "v1",
                 cgroup::Version::V2 => "v2",
