@@ -3,6 +3,7 @@
 //! Everything a fresh Debian 12 machine needs is set up by `cargo xtask run` and
 //! `cargo xtask test` themselves; `setup-ebpf` and `build-ebpf` are the same steps on their own.
 
+mod apt;
 mod build_ebpf;
 mod child;
 mod privilege;

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::child;
+use crate::apt::{self, Package};
 use crate::privilege;
 use crate::progress::{self, Step};
 
@@ -16,7 +16,7 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// The Debian packages, each with the reason it is needed.
-const PACKAGES: [(&str, &str); 2] = [
+const PACKAGES: [Package; 2] = [
     (
         "chromium",
         "the browser that memspike/tests/page_browser.rs runs headless to test the page at `/`",
@@ -29,15 +29,11 @@ const PACKAGES: [(&str, &str); 2] = [
 
 /// Installs whatever is missing, or fails saying why and what to run by hand.
 pub fn setup() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .map(|(name, _)| *name)
-        .filter(|name| !is_installed(name))
-        .collect();
+    let missing = apt::missing(&PACKAGES);
     if missing.is_empty() {
         progress::say(format!(
             "Debian packages present: {}",
-            installed_versions().join(", ")
+            apt::installed_versions(&PACKAGES).join(", ")
         ));
     } else {
         install(&missing)?;
@@ -51,34 +47,8 @@ pub fn setup() -> Result<()> {
     Ok(())
 }
 
-fn is_installed(package: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", package])
-        .output()
-        .map(|o| {
-            o.status.success()
-                && String::from_utf8_lossy(&o.stdout).contains("install ok installed")
-        })
-        .unwrap_or(false)
-}
-
-fn installed_versions() -> Vec<String> {
-    PACKAGES
-        .iter()
-        .map(|(name, _)| {
-            Command::new("dpkg-query")
-                .args(["-W", "-f=${Package} ${Version}", name])
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_else(|| format!("{name} (not installed)"))
-        })
-        .collect()
-}
-
 fn install(missing: &[&str]) -> Result<()> {
-    if !Path::new("/etc/debian_version").exists() || privilege::find_in_path("apt-get").is_none() {
+    if !apt::is_debian() {
         print_manual_commands(missing);
         bail!(
             "this is not a Debian system (no /etc/debian_version or apt-get): install Chromium and chromedriver by hand \
@@ -91,32 +61,23 @@ fn install(missing: &[&str]) -> Result<()> {
             "installing Debian packages needs root: run the commands above, or `cargo xtask test` from a root shell"
         );
     }
-    for (name, why) in PACKAGES.iter().filter(|(name, _)| missing.contains(name)) {
-        progress::say(format!("will install {name}: {why}"));
-    }
+    apt::announce(&PACKAGES, missing);
 
     // The package lists are refreshed only when they do not offer the packages (a fresh
     // machine), or when installing from them fails (stale lists): once at most, and not at all
     // right after the eBPF set-up has refreshed them.
     let mut updated = false;
     if !all_have_candidates(missing) {
-        apt_update()?;
+        apt::update()?;
         updated = true;
     }
-    let install = |missing: &[&str]| {
-        child::run_ok(
-            apt()
-                .args(["install", "-y", "--no-install-recommends"])
-                .args(missing),
-        )
-    };
     let size = if missing.contains(&"chromium") {
         " (about 130 MB to download, 440 MB on disk)"
     } else {
         ""
     };
     let step = Step::start(format!("apt-get install {}{size}", missing.join(" ")));
-    if let Err(err) = install(missing) {
+    if let Err(err) = apt::install(missing) {
         if updated {
             return Err(err.context(
                 "apt-get install failed; chromium comes from Debian's main and security suites",
@@ -125,13 +86,16 @@ fn install(missing: &[&str]) -> Result<()> {
         progress::warn(format!(
             "apt-get install failed ({err:#}); refreshing the package lists and trying again"
         ));
-        apt_update()?;
-        install(missing).context(
+        apt::update()?;
+        apt::install(missing).context(
             "apt-get install failed; chromium comes from Debian's main and security suites",
         )?;
     }
     step.done();
-    progress::say(format!("installed: {}", installed_versions().join(", ")));
+    progress::say(format!(
+        "installed: {}",
+        apt::installed_versions(&PACKAGES).join(", ")
+    ));
     Ok(())
 }
 
@@ -151,20 +115,6 @@ fn all_have_candidates(packages: &[&str]) -> bool {
         .filter(|c| c.trim() != "(none)")
         .count();
     out.status.success() && candidates == packages.len()
-}
-
-fn apt_update() -> Result<()> {
-    let step = Step::start("apt-get update (refreshing Debian's package lists)");
-    child::run_ok(apt().arg("update"))
-        .context("apt-get update failed; check the network and /etc/apt/sources.list(.d)")?;
-    step.done();
-    Ok(())
-}
-
-fn apt() -> Command {
-    let mut cmd = Command::new("apt-get");
-    cmd.env("DEBIAN_FRONTEND", "noninteractive");
-    cmd
 }
 
 fn print_manual_commands(missing: &[&str]) {

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::apt::{self, Package};
 use crate::child;
 use crate::privilege;
 use crate::progress::{self, Step};
@@ -23,7 +24,7 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// The Debian packages, each with the reason it is needed.
-const PACKAGES: [(&str, &str); 4] = [
+const PACKAGES: [Package; 4] = [
     (
         "rustc-web",
         "Debian's Rust 1.96 compiler (LLVM 22), installed as /usr/bin/rustc beside rustup's",
@@ -45,11 +46,11 @@ const APT_HINT: &str = "rustc-web 1.96, libstd-rust-web-dev-bpf and llvm-22-dev 
 
 /// Installs whatever is missing, or fails saying why and what to run by hand.
 pub fn setup() -> Result<()> {
-    let missing = missing_packages();
+    let missing = apt::missing(&PACKAGES);
     if missing.is_empty() {
         progress::say(format!(
             "Debian packages present: {}",
-            installed_versions().join(", ")
+            apt::installed_versions(&PACKAGES).join(", ")
         ));
     } else {
         install_packages(&missing)?;
@@ -84,41 +85,6 @@ fn linker_version(linker: &Path) -> String {
         .unwrap_or_else(|| linker.display().to_string())
 }
 
-fn missing_packages() -> Vec<&'static str> {
-    PACKAGES
-        .iter()
-        .map(|(name, _)| *name)
-        .filter(|name| !is_installed(name))
-        .collect()
-}
-
-fn is_installed(package: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", package])
-        .output()
-        .map(|o| {
-            o.status.success()
-                && String::from_utf8_lossy(&o.stdout).contains("install ok installed")
-        })
-        .unwrap_or(false)
-}
-
-/// "name version" for each package, for the record.
-pub fn installed_versions() -> Vec<String> {
-    PACKAGES
-        .iter()
-        .map(|(name, _)| {
-            Command::new("dpkg-query")
-                .args(["-W", "-f=${Package} ${Version}", name])
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_else(|| format!("{name} (not installed)"))
-        })
-        .collect()
-}
-
 fn check_bpf_core() -> Result<()> {
     let has_core = std::fs::read_dir(BPF_CORE_DIR)
         .map(|entries| {
@@ -136,7 +102,7 @@ fn check_bpf_core() -> Result<()> {
 }
 
 fn install_packages(missing: &[&str]) -> Result<()> {
-    if !Path::new("/etc/debian_version").exists() || privilege::find_in_path("apt-get").is_none() {
+    if !apt::is_debian() {
         print_manual_commands(missing);
         bail!(
             "this is not a Debian system (no /etc/debian_version or apt-get): install the packages above by hand"
@@ -153,34 +119,21 @@ fn install_packages(missing: &[&str]) -> Result<()> {
             "this is Debian '{codename}', not 12 (bookworm): the package names below may not exist here"
         ));
     }
-    for (name, why) in PACKAGES.iter().filter(|(name, _)| missing.contains(name)) {
-        progress::say(format!("will install {name}: {why}"));
-    }
+    apt::announce(&PACKAGES, missing);
 
-    let step = Step::start("apt-get update (refreshing Debian's package lists)");
-    child::run_ok(apt().arg("update"))
-        .context("apt-get update failed; check the network and /etc/apt/sources.list(.d)")?;
-    step.done();
+    apt::update()?;
 
     let step = Step::start(format!(
         "apt-get install {} (about 250 MB)",
         missing.join(" ")
     ));
-    child::run_ok(
-        apt()
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(missing),
-    )
-    .with_context(|| format!("apt-get install failed. {APT_HINT}"))?;
+    apt::install(missing).with_context(|| format!("apt-get install failed. {APT_HINT}"))?;
     step.done();
-    progress::say(format!("installed: {}", installed_versions().join(", ")));
+    progress::say(format!(
+        "installed: {}",
+        apt::installed_versions(&PACKAGES).join(", ")
+    ));
     Ok(())
-}
-
-fn apt() -> Command {
-    let mut cmd = Command::new("apt-get");
-    cmd.env("DEBIAN_FRONTEND", "noninteractive");
-    cmd
 }
 
 fn install_bpf_linker() -> Result<()> {
