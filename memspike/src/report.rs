@@ -502,7 +502,7 @@ impl Report {
         row("cgroup failcnt", count(c.failcnt));
         row("cgroup OOM kills", count(c.oom_kills));
         row(
-            "charged at the end",
+            "left charged after exit",
             format!(
                 "anon {} (huge {}), page cache {}, kernel {}",
                 opt(c.anon_bytes),
