@@ -335,3 +335,49 @@ fn ctrl_c_mid_run_kills_the_worker_and_removes_the_group() {
         "the observer's programs are still loaded"
     );
 }
+
+#[test]
+fn a_killed_supervisor_takes_its_worker_along_and_the_next_run_removes_its_group() {
+    if !common::require_root("SIGKILL of the supervisor") {
+        return;
+    }
+    let _serial = serial();
+    let programs = loaded_programs();
+    let mut child = memspike()
+        .args(["run", "--json", "--pause-at", "remainder"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let worker = wait_for_pause(&mut child, "remainder");
+    // SAFETY: signalling our own child; SIGKILL leaves it no chance to clean up.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    // The worker dies with it (PR_SET_PDEATHSIG) and the kernel unloads the programs with
+    // the last file descriptor; only the group directories stay behind.
+    // SAFETY: signal 0 only checks whether the process exists.
+    let gone = |pid: i32| unsafe { libc::kill(pid, 0) } != 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !gone(worker) || loaded_programs() != programs {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker or programs outlived the supervisor"
+        );
+        std::thread::yield_now();
+    }
+    assert!(
+        !groups_of(pid).is_empty(),
+        "a SIGKILLed supervisor cannot remove its group"
+    );
+    // The next run, whatever it does, sweeps the stale group first.
+    let out = memspike()
+        .args(["run", "--json", "--no-trace"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        groups_of(pid).is_empty(),
+        "the stale group survived the next run"
+    );
+}
