@@ -207,8 +207,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             interactive_user: Some(i.user.clone()),
             ..args.experiment.config()
         };
-        let restarts = supervisor::run_interactive(config, options, |facts| {
-            let report = Report::build(facts);
+        let restarts = supervisor::run_interactive(config, options, |report| {
             print!("{}", report.text());
             let _ = std::io::stdout().flush();
         })?;

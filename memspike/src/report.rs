@@ -36,6 +36,9 @@ pub struct RunFacts {
     pub events: Vec<Event>,
     pub exit: Exit,
     pub counters: Counters,
+    /// OOM kills the group had counted before this worker started (earlier workers of an
+    /// interactive session): only kills above this are this worker's.
+    pub oom_kills_before: u64,
     /// What the eBPF observer saw, or why it did not run.
     pub kernel: Result<KernelEvidence, String>,
     /// The supervisor stopped the run on SIGINT/SIGTERM.
@@ -200,14 +203,14 @@ impl Report {
             _ => None,
         });
         let unfinished = unfinished_step(&events);
-        let oom_kills = f.counters.oom_kills;
+        let killed_by_oom = f.counters.oom_kills.unwrap_or(0) > f.oom_kills_before;
 
         let (outcome, error) = match f.exit {
             _ if f.interrupted => (
                 Outcome::Error,
                 Some("interrupted before the experiment finished".to_owned()),
             ),
-            Exit::Signal(libc::SIGKILL) if oom_kills.unwrap_or(0) > 0 => (Outcome::OomKilled, None),
+            Exit::Signal(libc::SIGKILL) if killed_by_oom => (Outcome::OomKilled, None),
             Exit::Signal(libc::SIGKILL) => (
                 Outcome::Error,
                 Some(
@@ -698,6 +701,7 @@ mod tests {
                 peak_bytes: Some(LIMIT),
                 ..Counters::default()
             },
+            oom_kills_before: 0,
             kernel: Err("--no-trace".to_owned()),
             interrupted: false,
             stderr_tail: String::new(),
@@ -856,6 +860,15 @@ mod tests {
         ));
         assert_eq!(r.outcome, Outcome::Error);
         assert!(r.verdict.contains("no OOM kill"), "{}", r.verdict);
+    }
+
+    #[test]
+    fn an_earlier_workers_oom_is_not_this_ones() {
+        // The group counted one OOM kill (an earlier worker's); this one was SIGKILLed by
+        // someone else.
+        let mut f = facts(events(false, Some(7)), Exit::Signal(libc::SIGKILL), 1);
+        f.oom_kills_before = 1;
+        assert_eq!(Report::build(f).outcome, Outcome::Error);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use signal_hook::{
 use crate::{
     cgroup::{self, CgroupError, Group, Hierarchy, PreflightError},
     probe::{self, KernelEvidence, Probe},
-    report::{Exit, RunFacts},
+    report::{Exit, Outcome, Report, RunFacts},
     size::human,
     telemetry::{self, Control, Feed, Kind, OomSummary},
     worker::{self, WorkerConfig},
@@ -170,7 +170,7 @@ pub fn run(config: WorkerConfig, options: RunOptions) -> Result<RunFacts, Superv
 pub fn run_interactive(
     config: WorkerConfig,
     options: RunOptions,
-    mut on_oom: impl FnMut(RunFacts),
+    mut on_oom: impl FnMut(Report),
 ) -> Result<u32, SupervisorError> {
     let Some(interactive) = options.interactive.clone() else {
         return Err(SupervisorError::Usage("not an interactive run".into()));
@@ -197,18 +197,17 @@ pub fn run_interactive(
         if session.interrupted() {
             break Ok(feed.restarts);
         }
-        let killed = matches!(facts.exit, Exit::Signal(libc::SIGKILL))
-            && facts.counters.oom_kills.unwrap_or(0) > 0;
-        if !killed {
-            break Err(SupervisorError::Worker(format!(
-                "the worker stopped ({:?}): {}",
-                facts.exit,
-                facts.stderr_tail.trim()
-            )));
-        }
         let mut facts = facts;
         facts.kernel = session.snapshot();
-        let report = crate::report::Report::build(facts.clone());
+        let exit = facts.exit;
+        let stderr = facts.stderr_tail.clone();
+        let report = Report::build(facts);
+        if report.outcome != Outcome::OomKilled {
+            break Err(SupervisorError::Worker(format!(
+                "the worker stopped ({exit:?}): {}",
+                stderr.trim()
+            )));
+        }
         feed.last_oom = Some(OomSummary {
             worker_pid: report.worker.pid,
             died_in: report.died_in.map(str::to_owned),
@@ -216,7 +215,7 @@ pub fn run_interactive(
             garbage_bytes: report.garbage_at_end_bytes,
             verdict: report.verdict.clone(),
         });
-        on_oom(facts);
+        on_oom(report);
         if !interactive.restart {
             break Ok(feed.restarts);
         }
@@ -238,6 +237,8 @@ struct Session {
     signals: signal_hook::iterator::Handle,
     watcher: Option<thread::JoinHandle<()>>,
     start: Instant,
+    /// The group's OOM kill count after the last worker ended.
+    oom_kills: u64,
 }
 
 impl Session {
@@ -286,6 +287,7 @@ impl Session {
             signals: handle,
             watcher: Some(watcher),
             start,
+            oom_kills: 0,
         })
     }
 
@@ -458,9 +460,11 @@ impl Session {
             (None, Some(sig)) => Exit::Signal(sig),
             (None, None) => Exit::Code(-1),
         };
+        let oom_kills_before = self.oom_kills;
         let counters = self.group.counters();
+        self.oom_kills = counters.oom_kills.unwrap_or(oom_kills_before);
         let ready = events.iter().any(|e| matches!(e.kind, Kind::Ready { .. }));
-        if !ready && exit == Exit::Signal(libc::SIGKILL) && counters.oom_kills.unwrap_or(0) > 0 {
+        if !ready && exit == Exit::Signal(libc::SIGKILL) && self.oom_kills > oom_kills_before {
             return Err(SupervisorError::Usage(format!(
                 "--limit {} is below what the worker itself needs: it was OOM-killed while \
                  starting, before its first allocation (peak {}); raise the limit",
@@ -480,6 +484,7 @@ impl Session {
             events,
             exit,
             counters,
+            oom_kills_before,
             kernel: Err("not collected yet".into()),
             interrupted: self.interrupted(),
             stderr_tail,
