@@ -343,6 +343,7 @@ fn a_killed_supervisor_takes_its_worker_along_and_the_next_run_removes_its_group
     }
     let _serial = serial();
     let programs = loaded_programs();
+    let tracefs_before = std::path::Path::new("/sys/kernel/tracing/events").exists();
     let mut child = memspike()
         .args(["run", "--json", "--pause-at", "remainder"])
         .stdout(Stdio::piped())
@@ -370,6 +371,10 @@ fn a_killed_supervisor_takes_its_worker_along_and_the_next_run_removes_its_group
         !groups_of(pid).is_empty(),
         "a SIGKILLed supervisor cannot remove its group"
     );
+    // Nor unmount the tracefs it mounted for the OOM tracepoint: leave the machine as found.
+    if !tracefs_before {
+        let _ = Command::new("umount").arg("/sys/kernel/tracing").status();
+    }
     // The next run, whatever it does, sweeps the stale group first.
     let out = memspike()
         .args(["run", "--json", "--no-trace"])
