@@ -110,16 +110,17 @@ pub struct KernelSection {
 
 impl KernelSection {
     fn new(kernel: Result<KernelEvidence, String>) -> KernelSection {
+        let tracing = crate::probe::tracing_label(&kernel);
         match kernel {
             Ok(k) => KernelSection {
-                tracing: "ebpf".to_owned(),
+                tracing,
                 page_faults: Some(k.page_faults),
                 reclaim: Some(k.reclaim),
                 oom_victim: k.oom_victims.into_iter().next(),
                 notes: k.notes,
             },
-            Err(reason) => KernelSection {
-                tracing: format!("unavailable: {reason}"),
+            Err(_) => KernelSection {
+                tracing,
                 page_faults: None,
                 reclaim: None,
                 oom_victim: None,

@@ -182,10 +182,7 @@ pub fn run_interactive(
     let addr = listener.local_addr().map_err(SupervisorError::Spawn)?;
     let mut session = Session::open(&config, options.trace)?;
     let mut feed = Feed {
-        tracing: match &session.probe {
-            Ok(_) => "ebpf".to_owned(),
-            Err(reason) => format!("unavailable: {reason}"),
-        },
+        tracing: probe::tracing_label(&session.probe),
         ..Feed::default()
     };
     tracing::info!("serving the heap on http://{addr}/ (Ctrl-C stops)");

@@ -15,8 +15,21 @@ use crate::progress::{self, Step};
 /// A Debian package and the reason it is needed (printed before installing it).
 pub type Package = (&'static str, &'static str);
 
+/// Says the packages are present, or hands the missing ones to `install`.
+pub fn ensure(packages: &[Package], install: impl FnOnce(&[&str]) -> Result<()>) -> Result<()> {
+    let missing = missing(packages);
+    if !missing.is_empty() {
+        return install(&missing);
+    }
+    progress::say(format!(
+        "Debian packages present: {}",
+        installed_versions(packages).join(", ")
+    ));
+    Ok(())
+}
+
 /// The packages of the list that are not installed, in its order.
-pub fn missing(packages: &[Package]) -> Vec<&'static str> {
+fn missing(packages: &[Package]) -> Vec<&'static str> {
     packages
         .iter()
         .map(|(name, _)| *name)

@@ -29,15 +29,7 @@ const PACKAGES: [Package; 2] = [
 
 /// Installs whatever is missing, or fails saying why and what to run by hand.
 pub fn setup() -> Result<()> {
-    let missing = apt::missing(&PACKAGES);
-    if missing.is_empty() {
-        progress::say(format!(
-            "Debian packages present: {}",
-            apt::installed_versions(&PACKAGES).join(", ")
-        ));
-    } else {
-        install(&missing)?;
-    }
+    apt::ensure(&PACKAGES, install)?;
     for binary in [CHROMIUM, CHROMEDRIVER] {
         if !privilege::is_executable(Path::new(binary)) {
             bail!("{binary} is missing although its package is installed; reinstall it");

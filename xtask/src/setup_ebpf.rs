@@ -46,15 +46,7 @@ const APT_HINT: &str = "rustc-web 1.96, libstd-rust-web-dev-bpf and llvm-22-dev 
 
 /// Installs whatever is missing, or fails saying why and what to run by hand.
 pub fn setup() -> Result<()> {
-    let missing = apt::missing(&PACKAGES);
-    if missing.is_empty() {
-        progress::say(format!(
-            "Debian packages present: {}",
-            apt::installed_versions(&PACKAGES).join(", ")
-        ));
-    } else {
-        install_packages(&missing)?;
-    }
+    apt::ensure(&PACKAGES, install_packages)?;
     check_bpf_core()?;
 
     match bpf_linker() {

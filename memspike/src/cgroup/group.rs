@@ -212,11 +212,6 @@ impl Group {
         self.version
     }
 
-    /// The v2 twin's directory (v1 hosts with a cgroup2 mount only).
-    pub fn v2_twin_dir(&self) -> Option<&Path> {
-        self.v2_twin.as_deref()
-    }
-
     /// Files a child process writes "0" into (after fork, before exec) to join the group(s):
     /// the memory group's cgroup.procs and, where present, the v2 twin's.
     pub fn procs_files(&self) -> Vec<PathBuf> {

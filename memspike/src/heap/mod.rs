@@ -17,7 +17,7 @@ pub use arena::Arena;
 use pages::{PageAlloc, Run};
 use serde::{Deserialize, Serialize};
 
-use crate::pacer::{FORCE_GC_PERIOD, Gogc, Pace, Pacer, PacerConfig};
+use crate::pacer::{FORCE_GC_PERIOD, Gogc, Pacer, PacerConfig};
 
 /// The Go runtime's page size (`_PageSize`): spans are whole runs of these.
 pub const PAGE_SIZE: u64 = 8192;
@@ -183,16 +183,8 @@ impl Heap {
         })
     }
 
-    pub fn pacer(&self) -> &Pacer {
-        &self.pacer
-    }
-
     pub fn pacer_mut(&mut self) -> &mut Pacer {
         &mut self.pacer
-    }
-
-    pub fn pace(&self) -> Pace {
-        self.pacer.pace()
     }
 
     fn capacity_pages(&self) -> u64 {

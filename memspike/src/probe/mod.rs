@@ -126,6 +126,14 @@ pub enum ProbeError {
     Logger(#[source] aya_log::Error),
 }
 
+/// How a report names the observer's state: `ebpf`, or `unavailable: <why>`.
+pub fn tracing_label<T>(probe: &Result<T, String>) -> String {
+    match probe {
+        Ok(_) => "ebpf".to_owned(),
+        Err(reason) => format!("unavailable: {reason}"),
+    }
+}
+
 /// Quick checks before [`Probe::start`]: `Some(reason)` when it cannot work here.
 pub fn unavailable_reason() -> Option<String> {
     precheck().err().map(|e| e.to_string())
