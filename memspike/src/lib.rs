@@ -7,16 +7,24 @@
 //! - [`scenario`]: the seed's self-directed experiment, step by step, over a [`heap::Heap`].
 //! - [`telemetry`]: the events the worker sends the supervisor over a pipe.
 //! - [`cgroup`]: discovering, creating, limiting, reading and removing memory cgroups.
+//! - [`preflight`]: checks what the user asked for before anything is created.
+//! - [`privilege`]: the credentials the worker drops to (a private uid by default).
+//! - [`signals`]: the supervisor's stop signals, waited for without handlers.
 //! - [`supervisor`]: runs the worker inside the limited group and collects what happened.
+//! - [`timeline`]: the bounded history of a worker's events.
 //! - [`report`]: joins the heap's timeline with the cgroup's counters and says why it died.
 pub mod cgroup;
 pub mod heap;
 pub mod pacer;
+pub mod preflight;
+pub mod privilege;
 pub mod probe;
 pub mod report;
 pub mod scenario;
 pub mod serve;
+pub mod signals;
 pub mod size;
 pub mod supervisor;
 pub mod telemetry;
+pub mod timeline;
 pub mod worker;

@@ -1,5 +1,14 @@
 //! The `memspike` command: argument parsing, logging and exit codes. Everything else lives in
 //! the library.
+//!
+//! Exit codes, one rule each (README, "Exit codes"):
+//! - 2: the command line or the machine cannot run the experiment; nothing was created;
+//! - 130: a stop signal (SIGINT, SIGTERM, SIGHUP) arrived before memspike exited, in a
+//!   self-directed run; the report still says what was observed (interactive mode ends this
+//!   way normally, with 0);
+//! - 1: an internal failure, or the worker failed for another reason than the limit;
+//! - 3: `--expect` named another outcome;
+//! - 0: otherwise.
 
 use std::{
     io::{IsTerminal, Write},
@@ -11,7 +20,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use memspike::{
     pacer::Gogc,
+    preflight,
+    privilege::RunAs,
     report::{Outcome, Report},
+    signals::{self, Interrupts},
     size,
     supervisor::{self, Interactive, RunOptions, SupervisorError},
     worker::{self, WorkerConfig},
@@ -26,7 +38,7 @@ use memspike_common::Phase;
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -42,21 +54,24 @@ enum Command {
 struct WorkerArgs {
     #[command(flatten)]
     experiment: ExperimentArgs,
-    /// Serve HTTP on the inherited socket, as this user.
-    #[arg(long, value_name = "USER")]
-    serve_as: Option<String>,
+    /// Serve HTTP on the inherited socket.
+    #[arg(long)]
+    interactive: bool,
+    /// The credentials to take right after start, as UID:GID.
+    #[arg(long, value_name = "UID:GID", value_parser = RunAs::from_arg)]
+    run_as: RunAs,
 }
 
 #[derive(clap::Args, Clone)]
 struct ExperimentArgs {
     /// The cgroup's memory limit: 33554432, 32MiB, 32M, 1.5GiB (M = MiB).
-    #[arg(long, default_value = "32MiB", value_parser = parse_limit)]
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     limit: u64,
     /// The fraction of the limit the spike fills (the seed's 90 %).
-    #[arg(long, default_value_t = 0.9, value_parser = parse_spike)]
+    #[arg(long, default_value_t = 0.9, value_parser = parse_spike, allow_negative_numbers = true)]
     spike: f64,
     /// GOGC for the simulated runtime: a percentage, or `off`.
-    #[arg(long, default_value = "100")]
+    #[arg(long, default_value = "100", allow_negative_numbers = true)]
     gogc: Gogc,
     /// Run a collection right after releasing the slab (the seed's -gc): it then survives.
     #[arg(long)]
@@ -76,10 +91,7 @@ struct InteractiveArgs {
     /// Where to listen in interactive mode.
     #[arg(long, default_value = "0.0.0.0:1112", requires = "interactive")]
     listen: std::net::SocketAddr,
-    /// The unprivileged user the HTTP server runs as.
-    #[arg(long, default_value = "nobody", requires = "interactive")]
-    user: String,
-    /// After an OOM kill, stop instead of starting a fresh worker.
+    /// After a worker dies, stop instead of starting a fresh one.
     #[arg(long, requires = "interactive")]
     no_restart: bool,
 }
@@ -105,14 +117,15 @@ impl From<PausePhase> for Phase {
 }
 
 impl ExperimentArgs {
-    fn config(&self) -> WorkerConfig {
+    fn config(&self, interactive: bool, run_as: RunAs) -> WorkerConfig {
         WorkerConfig {
             limit: self.limit,
             spike: self.spike,
             gogc: self.gogc,
             gc_after_release: self.gc,
             pause_at: self.pause_at.map(Phase::from),
-            interactive_user: None,
+            interactive,
+            run_as,
         }
     }
 }
@@ -133,6 +146,10 @@ struct RunArgs {
     /// Do not attach the eBPF observer (the report says tracing is off).
     #[arg(long)]
     no_trace: bool,
+    /// The account the worker runs as (never root). Default: a private uid and gid that no
+    /// account and no other process uses.
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
     #[command(flatten)]
     interactive: InteractiveArgs,
 }
@@ -143,23 +160,51 @@ enum Expect {
     Survive,
 }
 
-fn parse_limit(s: &str) -> Result<u64, String> {
-    let bytes = size::parse(s).map_err(|e| e.to_string())?;
-    supervisor::check_limit(bytes)?;
-    Ok(bytes)
+fn parse_size(s: &str) -> Result<u64, String> {
+    size::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_spike(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
-        _ => Err(format!(
-            "{s:?} is not a fraction between 0 and 1 (the seed's is 0.9)"
-        )),
+    s.parse::<f64>().map_err(|_| {
+        format!("{s:?} is not a number: give a fraction between 0 and 1 (the seed's is 0.9)")
+    })
+}
+
+/// Parses the command line. A mistake is one line on stderr and exit 2 (clap's own layout,
+/// with its usage and hints, is kept for `--help` and `--version`).
+fn parse_cli() -> Result<Command, ExitCode> {
+    match Cli::try_parse() {
+        Ok(Cli {
+            command: Some(command),
+        }) => Ok(command),
+        Ok(Cli { command: None }) => {
+            eprintln!(
+                "memspike: error: no command given; run `memspike run` (e.g. `memspike run --limit 32MiB`), or see `memspike --help`"
+            );
+            Err(ExitCode::from(2))
+        }
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let line = text
+                .lines()
+                .next()
+                .unwrap_or("invalid command line")
+                .trim_start_matches("error: ");
+            eprintln!("memspike: error: {line} (see `memspike run --help`)");
+            Err(ExitCode::from(2))
+        }
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = match parse_cli() {
+        Ok(command) => command,
+        Err(code) => return code,
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -169,53 +214,69 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match cli.command {
-        Command::Worker(args) => match worker::run(WorkerConfig {
-            interactive_user: args.serve_as,
-            ..args.experiment.config()
-        }) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("memspike worker: {e}");
-                ExitCode::FAILURE
+    match command {
+        Command::Worker(args) => {
+            let config = args.experiment.config(args.interactive, args.run_as);
+            match worker::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("memspike worker: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
-        Command::Run(args) => match run(&args) {
-            Ok(code) => code,
-            Err(e) => {
-                let code = e
-                    .downcast_ref::<SupervisorError>()
-                    .map_or(1, SupervisorError::exit_code);
-                eprintln!("memspike: error: {e:#}");
-                ExitCode::from(code)
+        }
+        Command::Run(args) => {
+            // Before any other thread exists, so that every thread inherits the blocked
+            // signals.
+            let interrupts = match Interrupts::install() {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("memspike: error: cannot watch for stop signals: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let code = match run(&args, &interrupts) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("memspike: error: {e:#}");
+                    e.downcast_ref::<SupervisorError>()
+                        .map_or(ExitCode::FAILURE, |e| ExitCode::from(e.exit_code()))
+                }
+            };
+            // One rule, checked last: a stop signal that arrived at any time before this point
+            // makes a self-directed run exit 130.
+            match interrupts.received() {
+                Some(_) if !args.interactive.interactive => {
+                    ExitCode::from(signals::INTERRUPTED_EXIT)
+                }
+                _ => code,
             }
-        },
+        }
     }
 }
 
-fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     let i = &args.interactive;
+    let run_as = preflight::resolve_user(args.user.as_deref()).map_err(SupervisorError::from)?;
+    let config = args.experiment.config(i.interactive, run_as);
     let options = RunOptions {
         trace: !args.no_trace,
         interactive: i.interactive.then_some(Interactive {
             listen: i.listen,
             restart: !i.no_restart,
         }),
+        report_dir: args.report.clone(),
     };
+    tracing::info!("the worker runs as {}", config.run_as);
     if i.interactive {
-        let config = WorkerConfig {
-            interactive_user: Some(i.user.clone()),
-            ..args.experiment.config()
-        };
-        let restarts = supervisor::run_interactive(config, options, |report| {
+        let restarts = supervisor::run_interactive(&config, &options, interrupts, |report| {
             print!("{}", report.text());
             let _ = std::io::stdout().flush();
         })?;
         tracing::info!("stopped after {restarts} restart(s)");
         return Ok(ExitCode::SUCCESS);
     }
-    let facts = supervisor::run(args.experiment.config(), options)?;
-    let interrupted = facts.interrupted;
+    let facts = supervisor::run(&config, &options, interrupts)?;
     let report = Report::build(facts);
     let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
     let mut out = std::io::stdout().lock();
@@ -225,7 +286,6 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         write!(out, "{}", report.text())?;
     }
     if let Some(dir) = &args.report {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = supervisor::report_path(dir);
         std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
         tracing::info!("report written to {}", path.display());
@@ -236,7 +296,6 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Some(Expect::Survive) => Some(Outcome::Survived),
     };
     Ok(match (report.outcome, expected) {
-        _ if interrupted => ExitCode::from(130),
         (Outcome::Error, _) => ExitCode::from(1),
         (got, Some(want)) if got != want => {
             eprintln!("memspike: expected {want:?}, observed {got:?}");

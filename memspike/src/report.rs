@@ -14,8 +14,10 @@ use crate::{
     cgroup::Counters,
     heap::{GcReason, HeapStats},
     probe::{KernelEvidence, OomVictimReport, PageFaults, Reclaim},
+    signals::signal_name,
     size::human,
     telemetry::{Action, Event, Kind},
+    timeline::History,
     worker::WorkerConfig,
 };
 
@@ -33,7 +35,8 @@ pub struct RunFacts {
     pub config: WorkerConfig,
     pub cgroup_version: &'static str,
     pub group: String,
-    pub events: Vec<Event>,
+    /// The worker's events, bounded: the first and last few and a count of the rest.
+    pub events: History<Event>,
     pub exit: Exit,
     pub counters: Counters,
     /// OOM kills the group had counted before this worker started (earlier workers of an
@@ -41,8 +44,9 @@ pub struct RunFacts {
     pub oom_kills_before: u64,
     /// What the eBPF observer saw, or why it did not run.
     pub kernel: Result<KernelEvidence, String>,
-    /// The supervisor stopped the run on SIGINT/SIGTERM.
-    pub interrupted: bool,
+    /// The stop signal (SIGINT, SIGTERM, SIGHUP) the supervisor had received when the worker
+    /// ended, if any: the supervisor then killed the worker itself.
+    pub stop_signal: Option<i32>,
     /// The end of what the worker wrote on stderr.
     pub stderr_tail: String,
     pub duration: Duration,
@@ -53,6 +57,8 @@ pub struct RunFacts {
 pub enum Outcome {
     OomKilled,
     Survived,
+    /// A stop signal ended the run before the worker finished or was OOM-killed.
+    Interrupted,
     Error,
 }
 
@@ -158,11 +164,19 @@ pub struct Report {
     pub duration_ms: f64,
     pub error: Option<String>,
     pub verdict: String,
+    /// The timeline, bounded: the worker's first and last events (see [`crate::timeline`]).
     pub events: Vec<TimelineEvent>,
+    /// Events the worker sent in all, and how many of them `events` leaves out (between its
+    /// first and last ones).
+    pub events_total: u64,
+    pub events_omitted: u64,
+    /// Where in `events` the omitted ones were (the length of the kept head).
+    #[serde(skip)]
+    omitted_at: usize,
 }
 
 /// The step that began and never ended (the one the kernel interrupted), if any.
-fn unfinished_step(events: &[Event]) -> Option<(Phase, Action, u64)> {
+fn unfinished_step<'a>(events: impl Iterator<Item = &'a Event>) -> Option<(Phase, Action, u64)> {
     let mut open = None;
     for e in events {
         match e.kind {
@@ -178,49 +192,44 @@ fn unfinished_step(events: &[Event]) -> Option<(Phase, Action, u64)> {
     open
 }
 
-fn signal_name(sig: i32) -> String {
-    match sig {
-        libc::SIGKILL => "SIGKILL".into(),
-        libc::SIGTERM => "SIGTERM".into(),
-        libc::SIGINT => "SIGINT".into(),
-        libc::SIGSEGV => "SIGSEGV".into(),
-        libc::SIGABRT => "SIGABRT".into(),
-        other => format!("signal {other}"),
-    }
-}
-
 impl Report {
     pub fn build(f: RunFacts) -> Report {
         let events = f.events;
-        let baseline_bytes = events
+        let ready_event = events
+            .head()
             .iter()
-            .find(|e| matches!(e.kind, Kind::Ready { .. }))
-            .and_then(|e| e.cgroup_usage_bytes);
-        let last_heap: HeapStats = events.last().map(|e| e.heap).unwrap_or_default();
-        let finished = events.iter().any(|e| matches!(e.kind, Kind::Done));
-        let ready = events.iter().any(|e| matches!(e.kind, Kind::Ready { .. }));
-        let pid = events.iter().find_map(|e| match e.kind {
+            .find(|e| matches!(e.kind, Kind::Ready { .. }));
+        let baseline_bytes = ready_event.and_then(|e| e.cgroup_usage_bytes);
+        let pid = ready_event.and_then(|e| match e.kind {
             Kind::Ready { pid } => Some(pid),
             _ => None,
         });
-        let unfinished = unfinished_step(&events);
+        let ready = ready_event.is_some();
+        let last_heap: HeapStats = events.last().map(|e| e.heap).unwrap_or_default();
+        let finished = events.iter().any(|e| matches!(e.kind, Kind::Done));
+        let unfinished = unfinished_step(events.iter());
         let killed_by_oom = f.counters.oom_kills.unwrap_or(0) > f.oom_kills_before;
 
-        let (outcome, error) = match f.exit {
-            _ if f.interrupted => (
-                Outcome::Error,
-                Some("interrupted before the experiment finished".to_owned()),
+        // What was observed wins: a kill the kernel counted, or a script that finished, is
+        // reported as such even when a stop signal arrived too.
+        let (outcome, error) = match (f.exit, f.stop_signal) {
+            (Exit::Signal(libc::SIGKILL), _) if killed_by_oom => (Outcome::OomKilled, None),
+            (Exit::Code(0), _) if finished => (Outcome::Survived, None),
+            (_, Some(sig)) => (
+                Outcome::Interrupted,
+                Some(format!(
+                    "interrupted by {} before the experiment finished",
+                    signal_name(sig)
+                )),
             ),
-            Exit::Signal(libc::SIGKILL) if killed_by_oom => (Outcome::OomKilled, None),
-            Exit::Signal(libc::SIGKILL) => (
+            (Exit::Signal(libc::SIGKILL), None) => (
                 Outcome::Error,
                 Some(
                     "the worker was killed by SIGKILL, but the cgroup recorded no OOM kill"
                         .to_owned(),
                 ),
             ),
-            Exit::Code(0) if finished => (Outcome::Survived, None),
-            Exit::Code(code) => (
+            (Exit::Code(code), None) => (
                 Outcome::Error,
                 Some(format!(
                     "the worker exited with status {code}{}{}",
@@ -228,7 +237,7 @@ impl Report {
                     f.stderr_tail.trim()
                 )),
             ),
-            Exit::Signal(sig) => (
+            (Exit::Signal(sig), None) => (
                 Outcome::Error,
                 Some(format!("the worker died of {}", signal_name(sig))),
             ),
@@ -264,14 +273,18 @@ impl Report {
         let garbage_ratio = needed_bytes
             .filter(|&n| n > 0)
             .map(|n| garbage as f64 / n as f64);
-        let next_gc_after_spike_bytes = events.iter().find_map(|e| match e.kind {
-            Kind::End {
-                phase: Phase::Spike,
-                ..
-            } => Some(e.heap.next_gc),
-            _ => None,
-        });
-        let t0 = events.first().map_or(0, |e| e.t_ns);
+        let next_gc_after_spike_bytes = events
+            .iter()
+            .find_map(|e| match e.kind {
+                Kind::End {
+                    phase: Phase::Spike,
+                    ..
+                } => Some(e.heap.next_gc),
+                _ => None,
+            })
+            // GOGC=off plans no collection at all.
+            .filter(|&goal| goal != u64::MAX);
+        let t0 = events.head().first().map_or(0, |e| e.t_ns);
         let timeline = events
             .iter()
             .map(|e| TimelineEvent {
@@ -311,7 +324,7 @@ impl Report {
                 baseline_bytes,
             },
             settings: Settings {
-                mode: if f.config.interactive_user.is_some() {
+                mode: if f.config.interactive {
                     "interactive"
                 } else {
                     "self-directed"
@@ -324,6 +337,9 @@ impl Report {
             error,
             verdict: String::new(),
             events: timeline,
+            events_total: events.total(),
+            events_omitted: events.omitted(),
+            omitted_at: events.head().len(),
         };
         report.verdict = report.verdict_sentence(&events, last_heap);
         if let Some(evidence) = report.kernel_evidence() {
@@ -333,7 +349,7 @@ impl Report {
         report
     }
 
-    fn verdict_sentence(&self, events: &[Event], last: HeapStats) -> String {
+    fn verdict_sentence(&self, events: &History<Event>, last: HeapStats) -> String {
         let limit = human(self.limit_bytes);
         match self.outcome {
             Outcome::OomKilled => {
@@ -351,6 +367,12 @@ impl Report {
                         "killed{what} in the {} phase with no garbage to reuse: the live heap ({}) and the process's own memory do not fit the {limit} limit",
                         self.died_in.unwrap_or("?"),
                         human(last.live)
+                    )
+                } else if goal == u64::MAX {
+                    format!(
+                        "killed{what} with {} ({:.1}x) of garbage that no collection would ever reclaim: with GOGC=off the runtime plans none, so the heap grew past the {limit} limit",
+                        human(last.garbage),
+                        self.garbage_ratio.unwrap_or(0.0),
                     )
                 } else {
                     format!(
@@ -391,7 +413,7 @@ impl Report {
                     None => format!("survived; cgroup peak {peak} of the {limit} limit"),
                 }
             }
-            Outcome::Error => format!(
+            Outcome::Interrupted | Outcome::Error => format!(
                 "the experiment did not complete: {}",
                 self.error.as_deref().unwrap_or("unknown error")
             ),
@@ -447,6 +469,7 @@ impl Report {
         let headline = match self.outcome {
             Outcome::OomKilled => "OOM-KILLED",
             Outcome::Survived => "SURVIVED",
+            Outcome::Interrupted => "INTERRUPTED",
             Outcome::Error => "ERROR",
         };
         let script = if self.settings.mode == "interactive" {
@@ -574,7 +597,17 @@ impl Report {
             "next GC",
             "cgroup",
         ]);
-        for e in &self.events {
+        let gap_at = (self.events_omitted > 0).then_some(self.omitted_at);
+        for (i, e) in self.events.iter().enumerate() {
+            if Some(i) == gap_at {
+                tl.add_row(vec![
+                    "…".to_owned(),
+                    format!(
+                        "{} events omitted ({} in all)",
+                        self.events_omitted, self.events_total
+                    ),
+                ]);
+            }
             let h = e.event.heap;
             tl.add_row(vec![
                 format!("{:.1}", e.t_ms),
@@ -655,7 +688,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    use crate::pacer::Gogc;
+    use crate::{pacer::Gogc, privilege::RunAs};
 
     use crate::{
         heap::Heap,
@@ -691,11 +724,16 @@ mod tests {
                 gogc: Gogc::Percent(100),
                 gc_after_release: false,
                 pause_at: None,
-                interactive_user: None,
+                interactive: false,
+                run_as: RunAs {
+                    uid: 61184,
+                    gid: 61184,
+                    name: None,
+                },
             },
             cgroup_version: "v1",
             group: "memspike-1-test".into(),
-            events,
+            events: events.into_iter().collect(),
             exit,
             counters: Counters {
                 oom_kills: Some(oom_kills),
@@ -704,7 +742,7 @@ mod tests {
             },
             oom_kills_before: 0,
             kernel: Err("--no-trace".to_owned()),
-            interrupted: false,
+            stop_signal: None,
             stderr_tail: String::new(),
             duration: Duration::from_millis(50),
         }
@@ -877,5 +915,146 @@ mod tests {
         let r = Report::build(facts(Vec::new(), Exit::Signal(libc::SIGKILL), 1));
         assert_eq!(r.died_in, Some("startup"));
         assert!(r.verdict.contains("no garbage"), "{}", r.verdict);
+    }
+
+    #[test]
+    fn an_oom_kill_stays_an_oom_kill_when_a_stop_signal_follows() {
+        // Ctrl-C just after the kernel killed the worker: the kill was observed first.
+        let mut f = facts(events(false, Some(7)), Exit::Signal(libc::SIGKILL), 1);
+        f.stop_signal = Some(libc::SIGINT);
+        let r = Report::build(f);
+        assert_eq!(r.outcome, Outcome::OomKilled);
+        assert_eq!(r.error, None);
+        assert!(
+            r.verdict.starts_with("killed while allocating"),
+            "{}",
+            r.verdict
+        );
+    }
+
+    #[test]
+    fn a_worker_the_supervisor_killed_on_a_stop_signal_was_interrupted() {
+        let mut f = facts(events(false, Some(7)), Exit::Signal(libc::SIGKILL), 0);
+        f.stop_signal = Some(libc::SIGTERM);
+        let r = Report::build(f);
+        assert_eq!(r.outcome, Outcome::Interrupted);
+        assert_eq!(
+            r.error.as_deref(),
+            Some("interrupted by SIGTERM before the experiment finished")
+        );
+        assert_eq!(serde_json::to_value(&r).unwrap()["outcome"], "interrupted");
+        assert!(
+            r.text().starts_with("memspike: INTERRUPTED"),
+            "{}",
+            r.text()
+        );
+        // A script that had finished is reported as finished, signal or not.
+        let mut f = facts(events(true, None), Exit::Code(0), 0);
+        f.stop_signal = Some(libc::SIGINT);
+        assert_eq!(Report::build(f).outcome, Outcome::Survived);
+    }
+
+    #[test]
+    fn gogc_off_plans_no_collection_and_says_so() {
+        let heap = Heap::new(
+            1 << 30,
+            PacerConfig {
+                gogc: Gogc::Off,
+                ..PacerConfig::default()
+            },
+        )
+        .unwrap();
+        let mut d = Driver::new(heap, Vec::new());
+        SelfDirected {
+            limit: LIMIT,
+            spike: 0.9,
+            gc_after_release: false,
+        }
+        .run(&mut d)
+        .unwrap();
+        // Cut after "begin remainder": there is no gc event with GOGC=off.
+        let mut events = d.sink().clone();
+        let cut = events
+            .iter()
+            .position(|e| {
+                matches!(
+                    e.kind,
+                    Kind::Begin {
+                        phase: Phase::Remainder,
+                        ..
+                    }
+                )
+            })
+            .unwrap();
+        events.truncate(cut + 1);
+        let mut f = facts(events, Exit::Signal(libc::SIGKILL), 1);
+        f.config.gogc = Gogc::Off;
+        let r = Report::build(f);
+        assert_eq!(r.outcome, Outcome::OomKilled);
+        assert_eq!(r.gc_cycles, 0);
+        assert_eq!(r.next_gc_after_spike_bytes, None, "no goal, not u64::MAX");
+        assert!(r.verdict.contains("GOGC=off"), "{}", r.verdict);
+        assert!(!r.verdict.contains("EiB"), "{}", r.verdict);
+    }
+
+    #[test]
+    fn a_long_timeline_keeps_its_ends_and_counts_the_rest() {
+        let script = events(false, Some(7));
+        // A worker that served a long time: its first events, a million more, its last ones.
+        let mut all = script[..2].to_vec();
+        all.extend(std::iter::repeat_n(script[3].clone(), 1_000_000));
+        all.extend_from_slice(&script[2..]);
+        let r = Report::build(facts(all, Exit::Signal(libc::SIGKILL), 1));
+        assert_eq!(r.events_total, 1_000_007);
+        assert_eq!(
+            r.events.len(),
+            crate::timeline::HEAD + crate::timeline::TAIL
+        );
+        assert_eq!(r.events_omitted, 1_000_007 - r.events.len() as u64);
+        // The ends still tell the story: who was ready, what was being allocated.
+        assert_eq!(r.died_in, Some("remainder"));
+        assert!(r.worker.pid.is_some());
+        let text = r.text();
+        assert!(text.contains(&format!(
+            "{} events omitted (1000007 in all)",
+            r.events_omitted
+        )));
+        assert!(text.lines().count() < 120, "{} lines", text.lines().count());
+    }
+
+    /// The default run's report, made deterministic: fixed times, pid, usage and wall time.
+    fn golden_report() -> Report {
+        let mut events = events(false, Some(7));
+        let mut usage = 512 << 10;
+        for (i, e) in events.iter_mut().enumerate() {
+            e.t_ns = 1_000_000_000 + i as u64 * 1_500_000;
+            e.heap.last_gc_unix_ns = 0;
+            if let Kind::Ready { pid } = &mut e.kind {
+                *pid = 4242;
+            }
+            usage = usage.max(e.heap.resident() + (512 << 10));
+            e.cgroup_usage_bytes = Some(usage);
+        }
+        let mut f = facts(events, Exit::Signal(libc::SIGKILL), 1);
+        f.counters.failcnt = Some(0);
+        Report::build(f)
+    }
+
+    /// The text report is what people read and paste into issues: it changes only on purpose.
+    /// `MEMSPIKE_BLESS=1 cargo test -p memspike --lib golden` rewrites the file after a
+    /// deliberate change; review its diff.
+    #[test]
+    fn golden_text_report_of_the_default_run() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/report-default-oom.txt"
+        );
+        let text = golden_report().text();
+        if std::env::var_os("MEMSPIKE_BLESS").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let want = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (MEMSPIKE_BLESS=1 writes it)"));
+        assert_eq!(text, want, "the text report changed; see {path}");
     }
 }

@@ -12,32 +12,24 @@ use std::{
     },
     path::PathBuf,
     process::{ChildStdin, Command, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicI32, Ordering},
-        mpsc,
-    },
+    sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
 
-use signal_hook::{
-    consts::{SIGHUP, SIGINT, SIGTERM},
-    iterator::Signals,
-};
+use memspike_common::Phase;
 
 use crate::{
     cgroup::{self, CgroupError, Group, Hierarchy, PreflightError},
+    preflight::{self, UsageError},
     probe::{self, KernelEvidence, Probe},
     report::{Exit, Outcome, Report, RunFacts},
+    signals::{self, Interrupts, signal_name},
     size::human,
     telemetry::{self, Control, Feed, Kind, OomSummary},
+    timeline::History,
     worker::{self, WorkerConfig},
 };
-
-/// Below this the worker process alone (about 1-2 MiB before its first allocation) leaves no
-/// room for an experiment.
-pub const MIN_LIMIT: u64 = 4 << 20;
 
 /// How much of the worker's stderr the report keeps.
 const STDERR_TAIL: usize = 2048;
@@ -47,6 +39,9 @@ pub enum SupervisorError {
     /// The user asked for something that cannot run (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// A setting that cannot run here (exit 2).
+    #[error(transparent)]
+    Settings(#[from] UsageError),
     /// The machine lacks what the experiment needs (exit 2).
     #[error(transparent)]
     Preflight(#[from] PreflightError),
@@ -56,7 +51,7 @@ pub enum SupervisorError {
     Spawn(io::Error),
     #[error("lost the worker's telemetry: {0}")]
     Telemetry(io::Error),
-    #[error("interrupted by signal {0} before the worker started")]
+    #[error("interrupted by {} before the worker started", signal_name(*.0))]
     Interrupted(i32),
     #[error("{0}")]
     Worker(String),
@@ -66,34 +61,24 @@ impl SupervisorError {
     /// The process exit code for this error: 2 for what the user or the machine must fix.
     pub fn exit_code(&self) -> u8 {
         match self {
-            SupervisorError::Usage(_) | SupervisorError::Preflight(_) => 2,
-            SupervisorError::Interrupted(_) => 130,
+            SupervisorError::Usage(_)
+            | SupervisorError::Settings(_)
+            | SupervisorError::Preflight(_) => 2,
+            SupervisorError::Interrupted(_) => signals::INTERRUPTED_EXIT,
             _ => 1,
         }
     }
 }
 
-/// Checks a limit: below [`MIN_LIMIT`] the worker alone leaves no room for an experiment.
-pub fn check_limit(limit: u64) -> Result<(), String> {
-    if limit < MIN_LIMIT {
-        return Err(format!(
-            "{} is below what the worker itself needs: the process alone is charged 1-2 MiB \
-             before its first allocation; use at least {}",
-            human(limit),
-            human(MIN_LIMIT)
-        ));
+/// Checks the experiment's settings before anything is created: the limit against the worker
+/// and this machine, the spike against the limit, and the report's directory.
+pub fn validate(config: &WorkerConfig, options: &RunOptions) -> Result<(), UsageError> {
+    preflight::check_limit(config.limit, preflight::Memory::read())?;
+    if !config.interactive {
+        preflight::check_spike(config.spike, config.limit)?;
     }
-    Ok(())
-}
-
-/// Checks the experiment's settings before anything is created.
-pub fn validate(config: &WorkerConfig) -> Result<(), SupervisorError> {
-    check_limit(config.limit).map_err(|e| SupervisorError::Usage(format!("--limit {e}")))?;
-    if !(config.spike > 0.0 && config.spike < 1.0) {
-        return Err(SupervisorError::Usage(format!(
-            "--spike {} must be a fraction between 0 and 1 (the seed's is 0.9)",
-            config.spike
-        )));
+    if let Some(dir) = &options.report_dir {
+        preflight::check_report_dir(dir)?;
     }
     Ok(())
 }
@@ -139,12 +124,14 @@ fn collect_stderr(stderr: impl Read + Send + 'static) -> thread::JoinHandle<Stri
 }
 
 /// How the supervisor runs the experiment (as opposed to what the worker does).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunOptions {
     /// Attach the eBPF observer (`--no-trace` turns it off).
     pub trace: bool,
-    /// Interactive mode: where to listen, and whether to start a new worker after an OOM.
+    /// Interactive mode: where to listen, and whether to start a new worker after a death.
     pub interactive: Option<Interactive>,
+    /// Where the caller will write the report (`--report DIR`): checked before the run.
+    pub report_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,10 +140,21 @@ pub struct Interactive {
     pub restart: bool,
 }
 
-/// Runs the self-directed experiment in a fresh group and returns what happened.
-pub fn run(config: WorkerConfig, options: RunOptions) -> Result<RunFacts, SupervisorError> {
-    let mut session = Session::open(&config, options.trace)?;
-    let incarnation = session.run_worker(&config, None, None);
+/// A test hook: with this variable set, each worker stops itself (SIGSTOP) between fork and
+/// exec, so that a test can send it a signal in that window (issue: such a signal was lost).
+pub const TEST_STOP_BEFORE_EXEC_ENV: &str = "MEMSPIKE_TEST_STOP_BEFORE_EXEC";
+
+/// Runs the self-directed experiment in a fresh group and returns what happened. A stop
+/// signal received through `interrupts` kills the worker; the run is then reported as it
+/// ended.
+pub fn run(
+    config: &WorkerConfig,
+    options: &RunOptions,
+    interrupts: &Interrupts,
+) -> Result<RunFacts, SupervisorError> {
+    validate(config, options)?;
+    let mut session = Session::open(config, options.trace, interrupts)?;
+    let incarnation = session.run_worker(config, None, None);
     let kernel = session.close();
     let mut facts = incarnation?;
     facts.kernel = kernel;
@@ -164,55 +162,68 @@ pub fn run(config: WorkerConfig, options: RunOptions) -> Result<RunFacts, Superv
     Ok(facts)
 }
 
-/// Serves the heap over HTTP from a worker in the group until SIGINT/SIGTERM; after an OOM
-/// kill, prints that worker's report through `on_oom` and starts a new one (unless
-/// `restart` is off). Returns the number of restarts.
+/// Serves the heap over HTTP from a worker in the group until a stop signal. When a worker dies
+/// (an OOM kill, or anything else once it has served), reports it through `on_oom` (OOM kills)
+/// or the log, and starts a new one unless `restart` is off. Returns the number of restarts.
 pub fn run_interactive(
-    config: WorkerConfig,
-    options: RunOptions,
+    config: &WorkerConfig,
+    options: &RunOptions,
+    interrupts: &Interrupts,
     mut on_oom: impl FnMut(Report),
 ) -> Result<u32, SupervisorError> {
     let Some(interactive) = options.interactive.clone() else {
         return Err(SupervisorError::Usage("not an interactive run".into()));
     };
+    validate(config, options)?;
     // Bound by root before any worker exists, so the address survives restarts.
     let listener = std::net::TcpListener::bind(interactive.listen).map_err(|e| {
         SupervisorError::Usage(format!("cannot listen on {}: {e}", interactive.listen))
     })?;
     let addr = listener.local_addr().map_err(SupervisorError::Spawn)?;
-    let mut session = Session::open(&config, options.trace)?;
+    let mut session = Session::open(config, options.trace, interrupts)?;
     let mut feed = Feed {
         tracing: probe::tracing_label(&session.probe),
         ..Feed::default()
     };
     tracing::info!("serving the heap on http://{addr}/ (Ctrl-C stops)");
     let result = loop {
-        let facts = match session.run_worker(&config, Some(&listener), Some(&mut feed)) {
+        let mut facts = match session.run_worker(config, Some(&listener), Some(&mut feed)) {
             Ok(facts) => facts,
             Err(e) => break Err(e),
         };
-        if session.interrupted() {
+        if interrupts.received().is_some() {
             break Ok(feed.restarts);
         }
-        let mut facts = facts;
         facts.kernel = session.snapshot();
-        let exit = facts.exit;
-        let stderr = facts.stderr_tail.clone();
         let report = Report::build(facts);
-        if report.outcome != Outcome::OomKilled {
-            break Err(SupervisorError::Worker(format!(
-                "the worker stopped ({exit:?}): {}",
-                stderr.trim()
-            )));
+        match report.outcome {
+            Outcome::OomKilled => {
+                feed.last_oom = Some(OomSummary {
+                    worker_pid: report.worker.pid,
+                    died_in: report.died_in.map(str::to_owned),
+                    needed_bytes: report.needed_bytes,
+                    garbage_bytes: report.garbage_at_end_bytes,
+                    verdict: report.verdict.clone(),
+                });
+                on_oom(report);
+            }
+            // A worker that never served fails the same way again: stop rather than loop.
+            _ if report.worker.pid.is_none() => {
+                break Err(SupervisorError::Worker(format!(
+                    "the worker failed before it could serve: {}",
+                    report.verdict
+                )));
+            }
+            _ => tracing::warn!(
+                "worker {} {} (not an OOM kill){}",
+                report.worker.pid.map_or("-".into(), |p| p.to_string()),
+                report.worker.exit,
+                report
+                    .error
+                    .as_deref()
+                    .map_or(String::new(), |e| format!(": {e}"))
+            ),
         }
-        feed.last_oom = Some(OomSummary {
-            worker_pid: report.worker.pid,
-            died_in: report.died_in.map(str::to_owned),
-            needed_bytes: report.needed_bytes,
-            garbage_bytes: report.garbage_at_end_bytes,
-            verdict: report.verdict.clone(),
-        });
-        on_oom(report);
         if !interactive.restart {
             break Ok(feed.restarts);
         }
@@ -224,44 +235,31 @@ pub fn run_interactive(
     result
 }
 
-/// The group, the observer and the signal watcher of one supervisor run.
+/// The group and the observer of one supervisor run.
 struct Session {
     hierarchy: Hierarchy,
     group: Group,
     probe: Result<Probe, String>,
-    child_pid: Arc<AtomicI32>,
-    interrupted: Arc<AtomicI32>,
-    signals: signal_hook::iterator::Handle,
-    watcher: Option<thread::JoinHandle<()>>,
+    interrupts: Interrupts,
     start: Instant,
     /// The group's OOM kill count after the last worker ended.
     oom_kills: u64,
 }
 
 impl Session {
-    fn open(config: &WorkerConfig, trace: bool) -> Result<Session, SupervisorError> {
-        validate(config)?;
+    fn open(
+        config: &WorkerConfig,
+        trace: bool,
+        interrupts: &Interrupts,
+    ) -> Result<Session, SupervisorError> {
         let start = Instant::now();
         let hierarchy = Hierarchy::discover()?;
         for dir in cgroup::remove_stale(&hierarchy) {
             tracing::info!("removed a group left by an earlier run: {}", dir.display());
         }
-        // SIGINT/SIGTERM/SIGHUP: kill the worker; the rest of the run (reading what it said,
-        // removing the group, reporting) goes on as after any other death.
-        let child_pid = Arc::new(AtomicI32::new(0));
-        let interrupted = Arc::new(AtomicI32::new(0));
-        let mut signals =
-            Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(SupervisorError::Spawn)?;
-        let handle = signals.handle();
-        let watcher = {
-            let (child_pid, interrupted) = (child_pid.clone(), interrupted.clone());
-            thread::spawn(move || {
-                for sig in signals.forever() {
-                    interrupted.store(sig, Ordering::SeqCst);
-                    kill(child_pid.load(Ordering::SeqCst));
-                }
-            })
-        };
+        if let Some(sig) = interrupts.received() {
+            return Err(SupervisorError::Interrupted(sig));
+        }
         // From here the group is removed when the session drops, on every path.
         let group = Group::create(&hierarchy, config.limit)?;
         tracing::info!(
@@ -279,17 +277,10 @@ impl Session {
             hierarchy,
             group,
             probe,
-            child_pid,
-            interrupted,
-            signals: handle,
-            watcher: Some(watcher),
+            interrupts: interrupts.clone(),
             start,
             oom_kills: 0,
         })
-    }
-
-    fn interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::SeqCst) != 0
     }
 
     /// The observer's figures so far, or why there are none.
@@ -297,6 +288,15 @@ impl Session {
         match &mut self.probe {
             Ok(p) => p.snapshot().map_err(|e| e.to_string()),
             Err(reason) => Err(reason.clone()),
+        }
+    }
+
+    /// Tells the observer which phase the worker's coming page faults belong to.
+    fn set_phase(&mut self, phase: Phase) {
+        if let Ok(p) = &mut self.probe
+            && let Err(e) = p.set_phase(phase)
+        {
+            tracing::warn!("could not set the observer's phase: {e}");
         }
     }
 
@@ -315,17 +315,15 @@ impl Session {
         kernel
     }
 
-    /// Starts a worker in the group, answers its steps (phase, ack) and, in interactive
-    /// mode, keeps it fed; returns when it has exited or been killed.
-    fn run_worker(
-        &mut self,
+    /// The worker's command: the same binary, the hidden `worker` subcommand, joined to the
+    /// group between fork and exec.
+    fn worker_command(
+        &self,
         config: &WorkerConfig,
         listener: Option<&std::net::TcpListener>,
-        mut feed: Option<&mut Feed>,
-    ) -> Result<RunFacts, SupervisorError> {
+    ) -> Result<Command, SupervisorError> {
         let joiner = self.group.joiner()?;
         let exe = std::env::current_exe().map_err(SupervisorError::Spawn)?;
-        warm_page_cache();
         let mut cmd = Command::new(&exe);
         cmd.arg("worker")
             .arg("--limit")
@@ -334,6 +332,8 @@ impl Session {
             .arg(config.spike.to_string())
             .arg("--gogc")
             .arg(config.gogc.to_string())
+            .arg("--run-as")
+            .arg(config.run_as.to_arg())
             .env(
                 worker::CGROUP_ENV,
                 worker::cgroup_env(self.group.dir(), self.group.version()),
@@ -347,21 +347,33 @@ impl Session {
         if let Some(phase) = config.pause_at {
             cmd.arg("--pause-at").arg(phase.name());
         }
-        if let Some(user) = &config.interactive_user {
-            cmd.arg("--serve-as").arg(user);
+        if config.interactive {
+            cmd.arg("--interactive");
         }
         let listen_fd = listener.map(|l| l.as_raw_fd());
         if let Some(fd) = listen_fd {
             cmd.env(worker::LISTEN_FD_ENV, fd.to_string());
         }
+        // The worker's parent-death signal fires when the *thread* that forked it ends: this
+        // runs on the supervisor's main thread, which lives as long as the process.
+        let supervisor = std::process::id() as libc::pid_t;
+        let stop_before_exec = std::env::var_os(TEST_STOP_BEFORE_EXEC_ENV).is_some();
         // SAFETY: the closure runs in the forked child before exec and makes only
-        // async-signal-safe calls: prctl, fcntl, and open/write/close inside
-        // Joiner::join_current (its paths were prepared before the fork). No allocation.
+        // async-signal-safe calls: raise, prctl, getppid, fcntl, open/write/close inside
+        // Joiner::join_current (its paths were prepared before the fork) and
+        // pthread_sigmask. No allocation.
         unsafe {
             cmd.pre_exec(move || {
-                // Die with the supervisor: no stray worker if it is killed.
+                if stop_before_exec {
+                    libc::raise(libc::SIGSTOP);
+                }
+                // Die with the supervisor: no stray worker if it is killed...
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(io::Error::last_os_error());
+                }
+                // ...including when it died before the line above.
+                if libc::getppid() != supervisor {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
                 }
                 // Keep the listening socket open across exec (std opens it close-on-exec).
                 if let Some(fd) = listen_fd
@@ -369,20 +381,35 @@ impl Session {
                 {
                     return Err(io::Error::last_os_error());
                 }
-                joiner.join_current().map_err(io::Error::from_raw_os_error)
+                joiner
+                    .join_current()
+                    .map_err(io::Error::from_raw_os_error)?;
+                // Last: a stop signal sent to this pid since the fork is delivered now, with
+                // its default action, inside the group.
+                signals::unblock_in_child().map_err(io::Error::from_raw_os_error)
             });
         }
-        if self.interrupted() {
-            return Err(SupervisorError::Interrupted(
-                self.interrupted.load(Ordering::SeqCst),
-            ));
+        Ok(cmd)
+    }
+
+    /// Starts a worker in the group, answers its steps (phase, ack) and, in interactive
+    /// mode, keeps it fed; returns when it has exited or been killed.
+    fn run_worker(
+        &mut self,
+        config: &WorkerConfig,
+        listener: Option<&std::net::TcpListener>,
+        mut feed: Option<&mut Feed>,
+    ) -> Result<RunFacts, SupervisorError> {
+        let mut cmd = self.worker_command(config, listener)?;
+        warm_page_cache();
+        // A new worker's start-up faults are its own, whatever phase the last one ended in.
+        self.set_phase(Phase::Startup);
+        if let Some(sig) = self.interrupts.received() {
+            return Err(SupervisorError::Interrupted(sig));
         }
         let mut child = cmd.spawn().map_err(SupervisorError::Spawn)?;
         let pid = child.id();
-        self.child_pid.store(pid as i32, Ordering::SeqCst);
-        if self.interrupted() {
-            kill(pid as i32);
-        }
+        self.interrupts.set_worker(pid as i32);
         tracing::info!("worker {pid} started inside the group");
 
         let stderr = child.stderr.take().map(collect_stderr);
@@ -397,7 +424,7 @@ impl Session {
                 }
             });
         }
-        let mut events = Vec::new();
+        let mut events = History::default();
         let mut failure = None;
         loop {
             let event = match rx.recv_timeout(FEED_PERIOD) {
@@ -414,15 +441,13 @@ impl Session {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
+            if let Some(phase) = observed_phase(&event.kind) {
+                self.set_phase(phase);
+            }
             match event.kind {
-                Kind::Begin { phase, .. } => {
-                    // Faults from here on belong to this phase; then let the worker go on.
-                    if let Ok(p) = &mut self.probe
-                        && let Err(e) = p.set_phase(phase)
-                    {
-                        tracing::warn!("could not set the observer's phase: {e}");
-                    }
-                    // A worker that is already dead cannot read it: nothing to do then.
+                Kind::Begin { .. } => {
+                    // The phase is set: let the worker go on. One that is already dead
+                    // cannot read it: nothing to do then.
                     if let Some(c) = &mut control {
                         let _ = telemetry::send_control(c, &Control::Ack);
                     }
@@ -443,11 +468,11 @@ impl Session {
         }
         if failure.is_some() {
             // The worker must be reaped before its group can go.
-            kill(pid as i32);
+            signals::kill(pid as i32);
         }
         drop(control);
         let status = child.wait().map_err(SupervisorError::Spawn)?;
-        self.child_pid.store(0, Ordering::SeqCst);
+        self.interrupts.set_worker(0);
         if let Some(e) = failure {
             return Err(SupervisorError::Telemetry(e));
         }
@@ -460,7 +485,10 @@ impl Session {
         let oom_kills_before = self.oom_kills;
         let counters = self.group.counters();
         self.oom_kills = counters.oom_kills.unwrap_or(oom_kills_before);
-        let ready = events.iter().any(|e| matches!(e.kind, Kind::Ready { .. }));
+        let ready = events
+            .head()
+            .iter()
+            .any(|e| matches!(e.kind, Kind::Ready { .. }));
         if !ready && exit == Exit::Signal(libc::SIGKILL) && self.oom_kills > oom_kills_before {
             return Err(SupervisorError::Usage(format!(
                 "--limit {} is below what the worker itself needs: it was OOM-killed while \
@@ -483,7 +511,7 @@ impl Session {
             counters,
             oom_kills_before,
             kernel: Err("not collected yet".into()),
-            interrupted: self.interrupted(),
+            stop_signal: self.interrupts.received(),
             stderr_tail,
             duration: self.start.elapsed(),
         })
@@ -502,25 +530,19 @@ impl Session {
     }
 }
 
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.signals.close();
-        if let Some(w) = self.watcher.take() {
-            let _ = w.join();
-        }
-        // `group` and `probe` drop after this: the programs unload and the group goes.
+/// The phase the kernel observer should count the worker's coming faults under after this
+/// event: the step's phase on `begin` (the worker waits for the ack before touching memory),
+/// `done` once the script has finished.
+fn observed_phase(kind: &Kind) -> Option<Phase> {
+    match kind {
+        Kind::Begin { phase, .. } => Some(*phase),
+        Kind::Done => Some(Phase::Done),
+        _ => None,
     }
 }
 
 /// How often an interactive worker hears the kernel's counters.
 const FEED_PERIOD: Duration = Duration::from_millis(500);
-
-fn kill(pid: i32) {
-    if pid > 0 {
-        // SAFETY: sending a signal has no memory-safety preconditions; pid is our child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-}
 
 /// Starts the kernel observer on the group, or says why it is off. It is started before the
 /// worker exists, so that its filter is set and its programs attached before the first fault.
@@ -540,4 +562,22 @@ fn start_probe(trace: bool, group: &Group) -> Result<Probe, String> {
 /// Where `--report DIR` puts the JSON report.
 pub fn report_path(dir: &std::path::Path) -> PathBuf {
     dir.join("report.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::Action;
+
+    #[test]
+    fn faults_follow_each_step_and_go_to_done_after_the_script() {
+        let begin = |phase| Kind::Begin {
+            phase,
+            action: Action::Alloc,
+            bytes: 1,
+        };
+        assert_eq!(observed_phase(&begin(Phase::Spike)), Some(Phase::Spike));
+        assert_eq!(observed_phase(&Kind::Done), Some(Phase::Done));
+        assert_eq!(observed_phase(&Kind::Ready { pid: 1 }), None);
+    }
 }

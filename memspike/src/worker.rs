@@ -3,7 +3,6 @@
 //! same binary as the supervisor, started through a hidden subcommand.
 
 use std::{
-    ffi::CString,
     fs::File,
     io,
     net::TcpListener,
@@ -18,6 +17,7 @@ use crate::{
     cgroup::{Version, counters::usage_file},
     heap::Heap,
     pacer::{Gogc, PacerConfig},
+    privilege::{PrivilegeError, RunAs},
     scenario::{Driver, SelfDirected, StepError},
     serve::{self, ServeContext},
     telemetry::{Feed, LineSink, UsageProbe, read_control},
@@ -32,8 +32,10 @@ pub struct WorkerConfig {
     pub gc_after_release: bool,
     /// Stop the worker (SIGSTOP) before this phase.
     pub pause_at: Option<Phase>,
-    /// Serve HTTP instead of running the script, as this user (never root).
-    pub interactive_user: Option<String>,
+    /// Serve HTTP on the inherited socket instead of running the script.
+    pub interactive: bool,
+    /// The credentials the worker takes as soon as it starts (never root).
+    pub run_as: RunAs,
 }
 
 /// The worker's group, as `v1:<dir>` or `v2:<dir>`; set by the supervisor.
@@ -104,9 +106,27 @@ fn driver(
 /// Runs the worker: the self-directed experiment, or the HTTP server. Returns when the
 /// script is done; the kernel may kill the process long before that, which is the point.
 pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
+    // The supervisor started us (and is still alive, or its death signal would have killed
+    // us): it must stay our parent once we have dropped root.
+    // SAFETY: getppid cannot fail.
+    let supervisor = unsafe { libc::getppid() } as u32;
     let feed = Arc::new(Mutex::new(Feed::default()));
+    // Everything that needs root is opened first: the group's files, the inherited socket.
     let mut driver = driver(&config, feed.clone())?;
-    let Some(user) = &config.interactive_user else {
+    let listener = if config.interactive {
+        let fd: RawFd = std::env::var(LISTEN_FD_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or(WorkerError::NoListener)?;
+        // SAFETY: the supervisor passed this descriptor, a bound and listening TCP socket,
+        // for this process alone; nothing else in the process owns it.
+        Some(unsafe { TcpListener::from_raw_fd(fd) })
+    } else {
+        None
+    };
+    // In the group and holding what it needs: nothing left that needs root.
+    config.run_as.enter(supervisor)?;
+    let Some(listener) = listener else {
         let plan = SelfDirected {
             limit: config.limit,
             spike: config.spike,
@@ -114,15 +134,6 @@ pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         };
         return Ok(plan.run(&mut driver)?);
     };
-    let fd: RawFd = std::env::var(LISTEN_FD_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .ok_or(WorkerError::NoListener)?;
-    // SAFETY: the supervisor passed this descriptor, a bound and listening TCP socket, for
-    // this process alone; nothing else in the process owns it.
-    let listener = unsafe { TcpListener::from_raw_fd(fd) };
-    // In the group and bound: nothing left that needs root.
-    drop_privileges(user)?;
     driver.ready()?;
     let ctx = ServeContext {
         limit: config.limit,
@@ -139,8 +150,8 @@ pub enum WorkerError {
     Step(#[from] StepError),
     #[error("no listening socket was passed ({LISTEN_FD_ENV} is not set)")]
     NoListener,
-    #[error("cannot drop privileges to {user:?}: {reason}")]
-    Privileges { user: String, reason: String },
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
     #[error("the HTTP server stopped: {0}")]
     Serve(io::Error),
 }
@@ -149,53 +160,4 @@ impl From<io::Error> for WorkerError {
     fn from(e: io::Error) -> Self {
         WorkerError::Step(StepError::Telemetry(e))
     }
-}
-
-/// Becomes `user` for good: supplementary groups cleared, then group, then user. Refuses to
-/// go on as root.
-pub fn drop_privileges(user: &str) -> Result<(), WorkerError> {
-    let fail = |reason: String| WorkerError::Privileges {
-        user: user.to_owned(),
-        reason,
-    };
-    let name = CString::new(user).map_err(|_| fail("the name contains a NUL byte".into()))?;
-    // SAFETY: zeroed passwd is a valid out-parameter; getpwnam_r fills it with pointers into
-    // `buf`, which lives until we have copied uid and gid out.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: all pointers are valid for the call and `buf.len()` is its real length.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            &mut pw,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() {
-        return Err(fail("no such user (give another with --user)".into()));
-    }
-    let (uid, gid) = (pw.pw_uid, pw.pw_gid);
-    if uid == 0 {
-        return Err(fail(
-            "it is root; the HTTP server must not run as root".into(),
-        ));
-    }
-    // SAFETY: plain system calls on this process's credentials, no memory is passed but a
-    // null list of length 0.
-    let ok = unsafe {
-        libc::setgroups(0, std::ptr::null()) == 0
-            && libc::setgid(gid) == 0
-            && libc::setuid(uid) == 0
-    };
-    if !ok {
-        return Err(fail(io::Error::last_os_error().to_string()));
-    }
-    // SAFETY: getuid/geteuid cannot fail.
-    if unsafe { libc::getuid() == 0 || libc::geteuid() == 0 } {
-        return Err(fail("still root after setuid".into()));
-    }
-    Ok(())
 }

@@ -323,8 +323,11 @@ fn ctrl_c_mid_run_kills_the_worker_and_removes_the_group() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["outcome"], "error");
-    assert!(r["error"].as_str().unwrap().contains("interrupted"));
+    assert_eq!(r["outcome"], "interrupted");
+    assert_eq!(
+        r["error"],
+        "interrupted by SIGINT before the experiment finished"
+    );
     assert!(groups_of(pid).is_empty(), "group left behind");
     // SAFETY: signal 0 only checks whether the process exists.
     let alive = unsafe { libc::kill(worker, 0) } == 0;

@@ -1,0 +1,341 @@
+//! Who the worker runs as, and how it gets there.
+//!
+//! The supervisor needs root (cgroups, eBPF); the worker does not once it is in its group. So
+//! the supervisor decides the worker's credentials in preflight ([`RunAs::resolve`]) and the
+//! worker takes them for good right after it starts ([`RunAs::enter`]):
+//! - by default a **private uid and gid** that no account and no running process uses (from the
+//!   range systemd leaves to dynamic users), so no other unprivileged process can signal or
+//!   trace the worker; `--user NAME` picks an account instead (never root);
+//! - the capability bounding set is emptied and ambient capabilities cleared (while still root),
+//!   then supplementary groups, gid and uid are set, then `no_new_privs`: nothing the worker
+//!   runs afterwards can regain a privilege;
+//! - the uid change clears the parent-death signal, so it is armed again, and the parent is
+//!   checked to still be the supervisor, so a worker never outlives a supervisor killed in
+//!   between.
+
+use std::{ffi::CString, fmt, io};
+
+/// The range systemd allocates dynamic users from (`DynamicUser=`); free uids there are what
+/// such tools use for a process that must not share a uid with anything else.
+const PRIVATE_UIDS: std::ops::RangeInclusive<u32> = 61184..=65519;
+
+/// Credentials for the worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+    /// The account's name, or `None` for a private uid.
+    pub name: Option<String>,
+}
+
+impl fmt::Display for RunAs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "{name} (uid {}, gid {})", self.uid, self.gid),
+            None => write!(f, "private uid {} (gid {})", self.uid, self.gid),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error(
+        "--user {0:?}: no such user; give an existing account, or leave --user out for a private uid"
+    )]
+    NoSuchUser(String),
+    #[error(
+        "--user {0:?}: the worker must not run as root; give an unprivileged account, or leave --user out"
+    )]
+    Root(String),
+    #[error("--user is empty; give an account name, or leave --user out for a private uid")]
+    Empty,
+    #[error("no free private uid in {first}..={last} (every one has an account or a process)", first = PRIVATE_UIDS.start(), last = PRIVATE_UIDS.end())]
+    NoFreeUid,
+    #[error("the worker could not drop its privileges ({step}): {source}")]
+    Drop {
+        step: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the worker still holds privileges after dropping them: {0}")]
+    StillPrivileged(String),
+    #[error("the supervisor (pid {expected}) is gone; the worker stops")]
+    Orphaned { expected: u32 },
+}
+
+impl RunAs {
+    /// The worker's credentials for `--user`: that account (not root), or a private uid.
+    pub fn resolve(user: Option<&str>) -> Result<RunAs, PrivilegeError> {
+        match user {
+            None => private(std::process::id()),
+            Some("") => Err(PrivilegeError::Empty),
+            Some(name) => {
+                let (uid, gid) =
+                    lookup(name).ok_or_else(|| PrivilegeError::NoSuchUser(name.to_owned()))?;
+                if uid == 0 {
+                    return Err(PrivilegeError::Root(name.to_owned()));
+                }
+                Ok(RunAs {
+                    uid,
+                    gid,
+                    name: Some(name.to_owned()),
+                })
+            }
+        }
+    }
+
+    /// `UID:GID`, as the supervisor passes it to the worker.
+    pub fn to_arg(&self) -> String {
+        format!("{}:{}", self.uid, self.gid)
+    }
+
+    /// Parses [`RunAs::to_arg`].
+    pub fn from_arg(s: &str) -> Result<RunAs, String> {
+        let (uid, gid) = s
+            .split_once(':')
+            .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+            .ok_or_else(|| format!("{s:?} is not UID:GID"))?;
+        if uid == 0 || gid == 0 {
+            return Err(format!("{s:?}: the worker must not run as root"));
+        }
+        Ok(RunAs {
+            uid,
+            gid,
+            name: None,
+        })
+    }
+
+    /// Becomes this uid and gid for good (see the module documentation), then makes sure the
+    /// supervisor, pid `supervisor`, is still the parent. Call it while single-threaded or
+    /// before any thread that must keep root exists: credentials change for every thread.
+    pub fn enter(&self, supervisor: u32) -> Result<(), PrivilegeError> {
+        let fail = |step| move |source| PrivilegeError::Drop { step, source };
+        drop_bounding_set().map_err(fail("emptying the capability bounding set"))?;
+        // SAFETY: prctl with integer arguments only; clears this process's ambient set.
+        check(unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                0,
+                0,
+                0,
+            )
+        })
+        .map_err(fail("clearing ambient capabilities"))?;
+        // SAFETY: a null list of length 0 clears the supplementary groups.
+        check(unsafe { libc::setgroups(0, std::ptr::null()) })
+            .map_err(fail("clearing supplementary groups"))?;
+        // SAFETY: plain system calls on this process's credentials.
+        check(unsafe { libc::setresgid(self.gid, self.gid, self.gid) })
+            .map_err(fail("setting the gid"))?;
+        // SAFETY: as above; from root to a non-zero uid this also clears every capability.
+        check(unsafe { libc::setresuid(self.uid, self.uid, self.uid) })
+            .map_err(fail("setting the uid"))?;
+        // SAFETY: prctl with integer arguments only.
+        check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+            .map_err(fail("setting no_new_privs"))?;
+        // The uid change cleared the parent-death signal: arm it again, then make sure the
+        // parent did not die before it was armed (we would have been reparented).
+        // SAFETY: prctl with integer arguments only.
+        check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })
+            .map_err(fail("arming the parent-death signal"))?;
+        // SAFETY: getppid cannot fail.
+        if unsafe { libc::getppid() } as u32 != supervisor {
+            return Err(PrivilegeError::Orphaned {
+                expected: supervisor,
+            });
+        }
+        verify_unprivileged()
+    }
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Drops every capability from the bounding set (needs CAP_SETPCAP, so before the uid change).
+fn drop_bounding_set() -> io::Result<()> {
+    let last: libc::c_ulong = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(63);
+    for cap in 0..=last {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            let e = io::Error::last_os_error();
+            // EINVAL: past the kernel's last capability (cap_last_cap unreadable).
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                break;
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Reads back what the kernel says: no uid 0, no capability in any set, no_new_privs on.
+fn verify_unprivileged() -> Result<(), PrivilegeError> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| PrivilegeError::StillPrivileged(format!("/proc/self/status: {e}")))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or("")
+    };
+    let zero_caps = |v: &str| v.chars().all(|c| c == '0') && !v.is_empty();
+    let mut wrong = Vec::new();
+    if field("Uid:").split_whitespace().any(|u| u == "0") {
+        wrong.push(format!("Uid {}", field("Uid:")));
+    }
+    for caps in ["CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        if !zero_caps(field(caps)) {
+            wrong.push(format!("{caps} {}", field(caps)));
+        }
+    }
+    if field("NoNewPrivs:") != "1" {
+        wrong.push(format!("NoNewPrivs {}", field("NoNewPrivs:")));
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(PrivilegeError::StillPrivileged(wrong.join(", ")))
+    }
+}
+
+/// An account's uid and gid.
+fn lookup(name: &str) -> Option<(u32, u32)> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: zeroed passwd is a valid out-parameter; getpwnam_r fills it with pointers into
+    // `buf`, which outlives the call; only the integers are copied out.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: all pointers are valid for the call and `buf.len()` is its real length.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            name.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    (rc == 0 && !found.is_null()).then_some((pw.pw_uid, pw.pw_gid))
+}
+
+/// Whether an account (or a group) uses this id.
+fn id_has_account(id: u32) -> bool {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: as in `lookup`: valid out-parameters and a buffer of the length given.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let user = libc::getpwuid_r(id, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) == 0
+            && !found.is_null();
+        let mut gr: libc::group = std::mem::zeroed();
+        let mut gfound: *mut libc::group = std::ptr::null_mut();
+        let group = libc::getgrgid_r(id, &mut gr, buf.as_mut_ptr(), buf.len(), &mut gfound) == 0
+            && !gfound.is_null();
+        user || group
+    }
+}
+
+/// Uids of every running process (real, effective, saved, filesystem).
+fn uids_in_use() -> std::collections::BTreeSet<u32> {
+    let mut uids = std::collections::BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return uids;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        if let Some(line) = status.lines().find_map(|l| l.strip_prefix("Uid:")) {
+            uids.extend(
+                line.split_whitespace()
+                    .filter_map(|u| u.parse::<u32>().ok()),
+            );
+        }
+    }
+    uids
+}
+
+/// A uid (and the same gid) from [`PRIVATE_UIDS`] that no account and no process uses,
+/// starting from a place that depends on `seed` (the supervisor's pid), so that supervisors
+/// running at once pick different ones.
+fn private(seed: u32) -> Result<RunAs, PrivilegeError> {
+    let first = *PRIVATE_UIDS.start();
+    let span = PRIVATE_UIDS.end() - first + 1;
+    let busy = uids_in_use();
+    (0..span)
+        .map(|i| first + (seed.wrapping_add(i) % span))
+        .find(|id| !busy.contains(id) && !id_has_account(*id))
+        .map(|id| RunAs {
+            uid: id,
+            gid: id,
+            name: None,
+        })
+        .ok_or(PrivilegeError::NoFreeUid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_resolve_and_root_or_nothing_is_refused() {
+        assert!(matches!(
+            RunAs::resolve(Some("root")),
+            Err(PrivilegeError::Root(_))
+        ));
+        assert!(matches!(
+            RunAs::resolve(Some("")),
+            Err(PrivilegeError::Empty)
+        ));
+        assert!(matches!(
+            RunAs::resolve(Some("no-such-user-memspike")),
+            Err(PrivilegeError::NoSuchUser(_))
+        ));
+        let nobody = RunAs::resolve(Some("nobody")).expect("Debian has nobody");
+        assert_ne!(nobody.uid, 0);
+        assert_eq!(
+            RunAs::from_arg(&nobody.to_arg()).map(|r| r.uid),
+            Ok(nobody.uid)
+        );
+    }
+
+    #[test]
+    fn a_private_uid_is_used_by_no_account_and_no_process() {
+        let r = RunAs::resolve(None).unwrap();
+        assert!(PRIVATE_UIDS.contains(&r.uid), "{r}");
+        assert_eq!(r.uid, r.gid);
+        assert!(!id_has_account(r.uid));
+        assert!(!uids_in_use().contains(&r.uid));
+        // Another seed starts elsewhere in the range.
+        assert_ne!(private(1).unwrap().uid, private(2).unwrap().uid);
+    }
+
+    #[test]
+    fn uid_gid_arguments_refuse_root() {
+        assert!(RunAs::from_arg("0:5").is_err());
+        assert!(RunAs::from_arg("5:0").is_err());
+        assert!(RunAs::from_arg("5").is_err());
+        assert_eq!(
+            RunAs::from_arg("61200:61200").map(|r| (r.uid, r.gid)),
+            Ok((61200, 61200))
+        );
+    }
+}
