@@ -267,7 +267,6 @@ fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
         }),
         report_dir: args.report.clone(),
     };
-    tracing::info!("the worker runs as {}", config.run_as);
     if i.interactive {
         let restarts = supervisor::run_interactive(&config, &options, interrupts, |report| {
             print!("{}", report.text());

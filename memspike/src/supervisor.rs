@@ -263,10 +263,11 @@ impl Session {
         // From here the group is removed when the session drops, on every path.
         let group = Group::create(&hierarchy, config.limit)?;
         tracing::info!(
-            "created {} {} with a {} limit and no swap",
+            "created {} {} with a {} limit and no swap; the worker runs as {}",
             hierarchy.version(),
             group.dir().display(),
-            human(config.limit)
+            human(config.limit),
+            config.run_as
         );
         let probe = start_probe(trace, &group);
         match &probe {

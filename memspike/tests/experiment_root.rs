@@ -222,7 +222,11 @@ fn wait_for_pause(child: &mut std::process::Child, phase: &str) -> i32 {
                 .expect("the line names the worker");
             // Keep draining stderr so memspike never blocks on a full pipe.
             std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-            return after.split_whitespace().next().unwrap().parse().unwrap();
+            let worker: i32 = after.split_whitespace().next().unwrap().parse().unwrap();
+            // The worker says it pauses, then stops itself: a SIGCONT sent in between would
+            // be lost and the stop would last for ever. Wait until it is stopped.
+            wait_until("the worker to stop", || process_state(worker) == Some('T'));
+            return worker;
         }
     }
 }
@@ -247,20 +251,73 @@ fn an_unexpected_outcome_exits_3_and_report_dir_gets_the_json() {
     assert_eq!(written["events"], r["events"]);
 }
 
+/// This machine's memory, for a limit that cannot fit it.
+fn mem_total() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
 #[test]
 fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
-    // Parsing happens before anything is created, so this needs no root.
-    for (args, says) in [
-        (&["--limit", "abc"][..], "invalid size"),
-        (&["--limit", "0"], "below what the worker itself needs"),
-        (&["--limit", "1MiB"], "below what the worker itself needs"),
-        (&["--spike", "1.5"], "between 0 and 1"),
-        (&["--gogc", "lots"], "GOGC"),
-        (&["--pause-at", "never"], "invalid value"),
-    ] {
+    // Everything here is refused before anything is created (and before the root check).
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let file = file.to_str().unwrap();
+    let too_big = format!("{}", 2 * mem_total());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", "--limit", "abc"], "invalid size"),
+        (
+            vec!["run", "--limit", "0"],
+            "below what the worker itself needs",
+        ),
+        (
+            vec!["run", "--limit", "1MiB"],
+            "below what the worker itself needs",
+        ),
+        (vec!["run", "--limit", "5EiB"], "does not fit this machine"),
+        (vec!["run", "--limit", "1PiB"], "does not fit this machine"),
+        (
+            vec!["run", "--limit", &too_big],
+            "does not fit this machine",
+        ),
+        (
+            vec!["run", "--interactive", "--limit", &too_big],
+            "does not fit this machine",
+        ),
+        (vec!["run", "--spike", "1.5"], "between 0 and 1"),
+        (
+            vec!["run", "--spike", "1e-300"],
+            "leaves a spike of 0 bytes",
+        ),
+        (vec!["run", "--spike", "-0.1"], "between 0 and 1"),
+        (vec!["run", "--spike", "abc"], "not a number"),
+        (vec!["run", "--gogc", "lots"], "GOGC"),
+        (
+            vec!["run", "--gogc", "-1"],
+            "GOGC must be a whole non-negative",
+        ),
+        (vec!["run", "--pause-at", "never"], "invalid value"),
+        (vec!["run", "--user", "no-such-user-x"], "no such user"),
+        (vec!["run", "--user", "root"], "must not run as root"),
+        (vec!["run", "--user", ""], "--user is empty"),
+        (
+            vec!["run", "--report", file],
+            "it is a file, not a directory",
+        ),
+        (vec!["run", "--report", "/proc/x"], "cannot create it"),
+        (vec!["run", "--report", "/sys/x"], "cannot create it"),
+        (vec![], "no command given"),
+    ];
+    for (args, says) in cases {
         let child = memspike()
-            .arg("run")
-            .args(args)
+            .args(&args)
+            .env_remove("MEMSPIKE_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -270,13 +327,20 @@ fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line, got {stderr}");
+        assert!(
+            lines[0].starts_with("memspike: error: "),
+            "{args:?}: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-        assert!(out.stdout.is_empty());
+        assert!(out.stdout.is_empty(), "{args:?}");
         // Where groups can be listed (as root), none was created.
         if Hierarchy::discover().is_ok() {
-            assert!(groups_of(pid).is_empty());
+            assert!(groups_of(pid).is_empty(), "{args:?}");
         }
     }
+    assert!(!std::path::Path::new("/proc/x").exists() && !std::path::Path::new("/sys/x").exists());
 }
 
 #[test]
@@ -296,22 +360,7 @@ fn ctrl_c_mid_run_kills_the_worker_and_removes_the_group() {
     let pid = child.id();
     // Wait (by reading, not sleeping) until the worker has stopped itself before the
     // remainder: the spike's 28.8 MiB are resident inside the group.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let worker: i32 = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "memspike ended before pausing"
-        );
-        if line.contains("paused before remainder") {
-            let after = line
-                .split("worker ")
-                .nth(1)
-                .expect("the line names the worker");
-            break after.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
+    let worker = wait_for_pause(&mut child, "remainder");
     let twin = Hierarchy::discover().unwrap().v2_twin_parent().is_some();
     assert_eq!(
         groups_of(pid).len(),
@@ -388,4 +437,218 @@ fn a_killed_supervisor_takes_its_worker_along_and_the_next_run_removes_its_group
         groups_of(pid).is_empty(),
         "the stale group survived the next run"
     );
+}
+
+/// A process's state letter from /proc/PID/stat (`R`, `S`, `T`, ...).
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// The children of `parent` whose state (from /proc/PID/stat) is `state`.
+fn children_in_state(parent: u32, state: char) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // "pid (comm) S ppid ...": comm may hold anything, so split after its last ')'.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let mut fields = rest.split_whitespace().skip(1);
+            process_state(*pid) == Some(state)
+                && fields.next().and_then(|p| p.parse::<u32>().ok()) == Some(parent)
+        })
+        .collect()
+}
+
+/// Polls `cond` until it holds (bounded: a condition that never holds fails the test).
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_signal_sent_to_the_worker_between_fork_and_exec_is_not_lost() {
+    if !common::require_root("a signal in the worker's fork-exec window") {
+        return;
+    }
+    let _serial = serial();
+    // The hook stops the forked worker before it execs; the signal is sent then.
+    let child = memspike()
+        .args(["run", "--json", "--no-trace"])
+        .env("MEMSPIKE_TEST_STOP_BEFORE_EXEC", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stopped = Vec::new();
+    wait_until("the forked worker to stop", || {
+        stopped = children_in_state(pid, 'T');
+        !stopped.is_empty()
+    });
+    let worker = stopped[0];
+    // SAFETY: signalling the supervisor's stopped child, which this test started.
+    unsafe {
+        libc::kill(worker, libc::SIGTERM);
+        libc::kill(worker, libc::SIGCONT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The signal was the worker's: it died of it. The supervisor was not interrupted.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["outcome"], "error", "{r:#}");
+    assert_eq!(r["worker"]["exit"], "killed by SIGTERM", "{r:#}");
+    assert!(groups_of(pid).is_empty());
+}
+
+#[test]
+fn a_stop_signal_while_the_report_is_written_still_exits_130_and_keeps_the_outcome() {
+    if !common::require_root("a late stop signal") {
+        return;
+    }
+    let _serial = serial();
+    // memspike's stdout is a one-page pipe nobody reads yet: it blocks writing the report,
+    // after the worker has been OOM-killed and the outcome decided.
+    let (read_end, write_end) = small_pipe();
+    let mut child = memspike()
+        .args(["run", "--json", "--no-trace"])
+        .stdout(Stdio::from(write_end))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_until("the report to fill the pipe", || pipe_is_full(&read_end));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(read_end), &mut json).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "a late signal is not ignored");
+    let r: Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(r["outcome"], "oom_killed", "what was observed is kept");
+    assert!(groups_of(pid).is_empty());
+}
+
+/// A pipe with the smallest capacity the kernel allows (one page).
+fn small_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`, which we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: F_SETPIPE_SZ on the pipe we just made.
+    assert!(unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096) } > 0);
+    // SAFETY: both descriptors are open and owned by nobody else.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+fn pipe_is_full(read_end: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int, the bytes waiting in the pipe.
+    unsafe { libc::ioctl(read_end.as_raw_fd(), libc::FIONREAD, &mut queued) };
+    // SAFETY: F_GETPIPE_SZ reads the pipe's capacity.
+    let capacity = unsafe { libc::fcntl(read_end.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    queued >= capacity
+}
+
+#[test]
+fn gogc_off_collects_nothing_and_is_killed() {
+    if !common::require_root("--gogc off") {
+        return;
+    }
+    let (code, r) = run_json(&["--gogc", "off", "--no-trace", "--expect", "oom"]);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["outcome"], "oom_killed");
+    assert_eq!(r["settings"]["gogc"], "off");
+    assert_eq!(r["gc_cycles"], 0);
+    assert_eq!(r["died_in"], "remainder");
+    assert_eq!(
+        r["next_gc_after_spike_bytes"],
+        Value::Null,
+        "no goal with GOGC=off"
+    );
+    let verdict = r["verdict"].as_str().unwrap();
+    assert!(verdict.contains("GOGC=off"), "{verdict}");
+    // Every event's heap says so too: no goal and no trigger.
+    for e in r["events"].as_array().unwrap() {
+        assert_eq!(e["heap"]["num_gc"], 0, "{e}");
+    }
+}
+
+/// `/proc/PID/status` fields.
+fn status_field(pid: i32, name: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn the_worker_runs_unprivileged_with_no_way_back() {
+    if !common::require_root("the worker's credentials") {
+        return;
+    }
+    let _serial = serial();
+    let mut child = memspike()
+        .args(["run", "--json", "--no-trace", "--pause-at", "spike"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let worker = wait_for_pause(&mut child, "spike");
+    let uids = status_field(worker, "Uid:");
+    let inspected = (
+        uids.clone(),
+        status_field(worker, "Gid:"),
+        status_field(worker, "CapEff:"),
+        status_field(worker, "CapPrm:"),
+        status_field(worker, "CapBnd:"),
+        status_field(worker, "NoNewPrivs:"),
+    );
+    // SAFETY: resuming our own grandchild.
+    unsafe { libc::kill(worker, libc::SIGCONT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let (uids, gids, eff, prm, bnd, nnp) = inspected;
+    let uid = uids.split_whitespace().next().unwrap().to_owned();
+    assert!(
+        uids.split_whitespace().all(|u| u == uid && u != "0"),
+        "Uid: {uids}"
+    );
+    assert!(gids.split_whitespace().all(|g| g != "0"), "Gid: {gids}");
+    assert_ne!(
+        uid, "65534",
+        "not nobody: a private uid nothing else runs as"
+    );
+    for (name, caps) in [("CapEff", eff), ("CapPrm", prm), ("CapBnd", bnd)] {
+        assert!(caps.chars().all(|c| c == '0'), "{name}: {caps}");
+    }
+    assert_eq!(nnp, "1");
+    // The OOM victim the kernel saw runs as that uid too.
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["outcome"], "oom_killed");
 }
