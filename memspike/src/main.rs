@@ -86,7 +86,7 @@ struct ExperimentArgs {
 struct InteractiveArgs {
     /// Keep a worker alive in the cgroup and drive its heap over HTTP (/add, /rel, /gc,
     /// /stats, /reset, /metrics, and a live page at /).
-    #[arg(long, conflicts_with_all = ["spike", "gc", "pause_at", "expect", "report", "json"])]
+    #[arg(long, conflicts_with_all = ["spike", "gc", "pause_at", "expect", "report"])]
     interactive: bool,
     /// Where to listen in interactive mode.
     #[arg(long, default_value = "0.0.0.0:1112", requires = "interactive")]
@@ -134,7 +134,8 @@ impl ExperimentArgs {
 struct RunArgs {
     #[command(flatten)]
     experiment: ExperimentArgs,
-    /// Print the report as JSON instead of text.
+    /// Print the report as JSON instead of text (in interactive mode: each OOM kill's report,
+    /// one JSON object per line).
     #[arg(long)]
     json: bool,
     /// Also write the report as DIR/report.json.
@@ -268,9 +269,14 @@ fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
         report_dir: args.report.clone(),
     };
     if i.interactive {
+        let json = args.json;
         let restarts = supervisor::run_interactive(&config, &options, interrupts, |report| {
-            print!("{}", report.text());
-            let _ = std::io::stdout().flush();
+            let mut out = std::io::stdout().lock();
+            let _ = match serde_json::to_string(&report) {
+                Ok(line) if json => writeln!(out, "{line}"),
+                _ => write!(out, "{}", report.text()),
+            };
+            let _ = out.flush();
         })?;
         tracing::info!("stopped after {restarts} restart(s)");
         return Ok(ExitCode::SUCCESS);

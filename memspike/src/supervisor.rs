@@ -189,6 +189,8 @@ pub fn run_interactive(
     let result = loop {
         let mut facts = match session.run_worker(config, Some(&listener), Some(&mut feed)) {
             Ok(facts) => facts,
+            // A stop signal before the next worker started: the normal end of a session.
+            Err(SupervisorError::Interrupted(_)) => break Ok(feed.restarts),
             Err(e) => break Err(e),
         };
         if interrupts.received().is_some() {

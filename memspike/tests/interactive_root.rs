@@ -17,14 +17,49 @@ use serde_json::Value;
 const MIB: u64 = 1 << 20;
 
 /// A running `memspike run --interactive`, its log lines arriving on a channel.
+/// Supervisors of this binary's tests run side by side, and each one's start sweeps the groups
+/// of dead supervisors (killing what is left inside). The test that kills a supervisor on
+/// purpose must see its worker die by itself, so it runs alone: it takes this lock for writing,
+/// every other server for reading.
+static ALONE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 struct Server {
+    /// Held for the server's life (see [`ALONE`]); `None` for the test that runs alone.
+    _turn: Option<std::sync::RwLockReadGuard<'static, ()>>,
     child: Child,
     log: mpsc::Receiver<String>,
+    /// memspike's stdout, line by line (the OOM reports), drained as it comes so that it
+    /// never blocks on a full pipe.
+    out: mpsc::Receiver<String>,
     addr: SocketAddr,
+}
+
+/// Forwards a pipe's lines to a channel from a thread of its own.
+fn lines_of(pipe: impl Read + Send + 'static, echo: &'static str) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if !echo.is_empty() {
+                eprintln!("{echo}{line}");
+            }
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        let turn = ALONE.read().unwrap_or_else(|e| e.into_inner());
+        Server::start_with_turn(extra, Some(turn))
+    }
+
+    fn start_with_turn(
+        extra: &[&str],
+        turn: Option<std::sync::RwLockReadGuard<'static, ()>>,
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_memspike"))
             .args(["run", "--interactive", "--listen", "127.0.0.1:0"])
             .args(extra)
@@ -32,19 +67,13 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start memspike");
-        let (tx, log) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("memspike: {line}");
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let log = lines_of(child.stderr.take().unwrap(), "memspike: ");
+        let out = lines_of(child.stdout.take().unwrap(), "");
         let mut server = Server {
+            _turn: turn,
             child,
             log,
+            out,
             addr: "127.0.0.1:1".parse().unwrap(),
         };
         let line = server.wait_for_log("serving the heap on http://");
@@ -74,7 +103,8 @@ impl Server {
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
         )?;
         let mut raw = String::new();
         s.read_to_string(&mut raw)?;
@@ -109,18 +139,61 @@ impl Server {
         }
     }
 
+    /// The pid of the next worker the supervisor starts (from its log).
+    fn next_worker(&mut self) -> i32 {
+        let line = self.wait_for_log("started inside the group");
+        line.split("worker ")
+            .nth(1)
+            .and_then(|w| w.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no worker pid in {line:?}"))
+    }
+
+    /// The next OOM report printed with `--json` (bounded wait).
+    fn next_report(&mut self) -> Value {
+        let line = self
+            .out
+            .recv_timeout(Duration::from_secs(30))
+            .expect("an OOM report on stdout");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON report ({e}): {line}"))
+    }
+
     fn stop(mut self) -> (i32, String) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let mut out = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
         let status = self.child.wait().unwrap();
-        (status.code().unwrap_or(-1), out)
+        let out: Vec<String> = self.out.iter().collect();
+        (status.code().unwrap_or(-1), out.join("\n"))
+    }
+}
+
+/// Groups a supervisor with this pid created, in both hierarchies.
+fn groups_of(pid: u32) -> Vec<std::path::PathBuf> {
+    let h = memspike::cgroup::Hierarchy::discover().expect("preflight passes here");
+    let prefix = format!("memspike-{pid}-");
+    let mut dirs = vec![h.own_dir()];
+    dirs.extend(h.v2_twin_parent().map(std::path::PathBuf::from));
+    dirs.iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Whether a process exists (signal 0).
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Polls `cond` until it holds (bounded: a condition that never holds fails the test).
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
     }
 }
 
@@ -131,21 +204,12 @@ fn uid_of(pid: u32) -> u32 {
 }
 
 #[test]
-fn serves_as_nobody_restarts_after_an_oom_and_stops_cleanly() {
+fn serves_unprivileged_restarts_after_an_oom_and_stops_cleanly() {
     if !common::require_root("interactive mode") {
         return;
     }
     let mut server = Server::start(&["--limit", "32MiB"]);
-    let started = server.wait_for_log("started inside the group");
-    let worker: u32 = started
-        .split("worker ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let worker = server.next_worker() as u32;
     let sup = server.child.id();
 
     let (status, stats) = server.get("/stats").unwrap();
@@ -177,17 +241,7 @@ fn serves_as_nobody_restarts_after_an_oom_and_stops_cleanly() {
         out.contains("OOM-KILLED"),
         "the OOM's report was printed: {out}"
     );
-    let groups: Vec<_> =
-        std::fs::read_dir(memspike::cgroup::Hierarchy::discover().unwrap().own_dir())
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("memspike-{sup}-"))
-            })
-            .collect();
-    assert!(groups.is_empty(), "group left behind");
+    assert!(groups_of(sup).is_empty(), "group left behind");
 }
 
 #[test]
@@ -203,4 +257,203 @@ fn a_busy_port_is_a_usage_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"));
+}
+
+#[test]
+fn a_second_oom_blames_the_second_worker_and_counts_its_start_up() {
+    if !common::require_root("two OOM kills in interactive mode") {
+        return;
+    }
+    let mut server = Server::start(&["--limit", "32MiB", "--json"]);
+    let mut workers = Vec::new();
+    let mut reports = Vec::new();
+    for _ in 0..2 {
+        workers.push(server.next_worker());
+        // The first request makes the new worker serve; the second gets it killed.
+        let _ = server.get("/stats");
+        let _ = server.get("/add?bytes=64MiB");
+        reports.push(server.next_report());
+    }
+    let stats = server.poll("/stats", |v| v["Restarts"] == 2);
+    for (worker, r) in workers.iter().zip(&reports) {
+        assert_eq!(r["outcome"], "oom_killed", "{r:#}");
+        assert_eq!(r["worker"]["pid"], *worker, "{r:#}");
+        let verdict = r["verdict"].as_str().unwrap();
+        if r["kernel"]["tracing"] == "ebpf" {
+            assert_eq!(r["kernel"]["oom_victim"]["pid"], *worker, "{r:#}");
+            assert!(
+                verdict.contains(&format!("pid {worker} (the worker)")),
+                "{verdict}"
+            );
+            // Each worker's start-up is counted as start-up, not as the last one's phase.
+            let startup = &r["kernel"]["page_faults"]["per_phase"]["startup"];
+            assert!(startup.as_u64().unwrap() > 0, "{r:#}");
+        }
+    }
+    assert_eq!(stats["LastOOM"]["worker_pid"], workers[1]);
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_killed_interactive_supervisor_takes_its_worker_along() {
+    if !common::require_root("SIGKILL of an interactive supervisor") {
+        return;
+    }
+    let _alone = ALONE.write().unwrap_or_else(|e| e.into_inner());
+    let mut server = Server::start_with_turn(&["--limit", "32MiB", "--no-trace"], None);
+    let worker = server.next_worker();
+    let (status, _) = server.get("/stats").unwrap();
+    assert_eq!(status, 200);
+    let sup = server.child.id();
+    // SAFETY: signalling our own child; SIGKILL leaves it no chance to clean up.
+    unsafe { libc::kill(sup as i32, libc::SIGKILL) };
+    server.child.wait().unwrap();
+    wait_until("the worker to die with its supervisor", || !alive(worker));
+    assert!(
+        TcpStream::connect(server.addr).is_err(),
+        "nothing serves on the port any more"
+    );
+    // The next run sweeps the group the killed supervisor left.
+    assert!(!groups_of(sup).is_empty());
+    let out = Command::new(env!("CARGO_BIN_EXE_memspike"))
+        .args(["run", "--no-trace"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        groups_of(sup).is_empty(),
+        "the stale group survived the next run"
+    );
+}
+
+#[test]
+fn a_worker_killed_otherwise_is_restarted_and_other_users_cannot_signal_it() {
+    if !common::require_root("a worker killed by a signal") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let mut server = Server::start(&["--limit", "32MiB", "--no-trace"]);
+    let worker = server.next_worker();
+    let (status, _) = server.get("/stats").unwrap();
+    assert_eq!(status, 200);
+    // An ordinary unprivileged process (nobody) cannot touch it.
+    let nobody = Command::new("/bin/kill")
+        .args(["-TERM", &worker.to_string()])
+        .uid(65534)
+        .gid(65534)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!nobody.success(), "nobody could signal the worker");
+    assert!(alive(worker));
+    // Root can; the worker is replaced, as after an OOM kill, and the service goes on.
+    // SAFETY: signalling the supervisor's child as root.
+    unsafe { libc::kill(worker, libc::SIGTERM) };
+    let line = server.wait_for_log("not an OOM kill");
+    assert!(
+        line.contains(&format!("worker {worker} killed by SIGTERM")),
+        "{line}"
+    );
+    let replacement = server.next_worker();
+    assert_ne!(replacement, worker);
+    let stats = server.poll("/stats", |v| v["Restarts"] == 1);
+    assert_eq!(stats["HeapAlloc"], 0);
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
+
+/// A process's resident memory (VmRSS) in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// A keep-alive HTTP/1.1 client, for many small requests.
+struct KeepAlive {
+    stream: BufReader<TcpStream>,
+    host: SocketAddr,
+}
+
+impl KeepAlive {
+    fn connect(addr: SocketAddr) -> KeepAlive {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        KeepAlive {
+            stream: BufReader::new(stream),
+            host: addr,
+        }
+    }
+
+    /// Sends a GET and returns the status (the body is read and dropped).
+    fn get(&mut self, path: &str) -> u16 {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
+        self.stream.get_mut().write_all(req.as_bytes()).unwrap();
+        let mut line = String::new();
+        self.stream.read_line(&mut line).unwrap();
+        let status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body).unwrap();
+        status
+    }
+}
+
+#[test]
+fn the_supervisor_stays_small_under_load_and_the_oom_report_is_bounded() {
+    if !common::require_root("memory under load") {
+        return;
+    }
+    let mut server = Server::start(&["--limit", "32MiB", "--no-trace", "--json"]);
+    server.next_worker();
+    let sup = server.child.id();
+    let mut client = KeepAlive::connect(server.addr);
+    let mut round = |n: usize| {
+        for _ in 0..n {
+            assert_eq!(client.get("/add?bytes=1"), 200);
+            assert_eq!(client.get("/rel?bytes=1"), 200);
+        }
+    };
+    round(2_000);
+    let before = rss(sup);
+    // 30,000 more requests: 60,000 more events for the supervisor.
+    round(15_000);
+    let after = rss(sup);
+    eprintln!("supervisor VmRSS: {before} bytes after 4,000 requests, {after} after 34,000");
+    assert!(
+        after < before + (4 << 20),
+        "the supervisor grew from {before} to {after} bytes"
+    );
+    let _ = server.get("/add?bytes=64MiB");
+    let r = server.next_report();
+    let total = r["events_total"].as_u64().unwrap();
+    let kept = r["events"].as_array().unwrap().len() as u64;
+    assert!(total > 60_000, "{total}");
+    assert!(kept <= 64, "{kept} events in one report");
+    assert_eq!(r["events_omitted"], total - kept);
+    // Its last event is the allocation that was killed.
+    let last = r["events"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["event"], "begin", "{last}");
+    assert_eq!(last["bytes"], 64 << 20);
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
 }
