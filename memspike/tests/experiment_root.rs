@@ -172,18 +172,10 @@ fn a_foreign_process_faulting_meanwhile_is_not_counted_and_programs_are_unloaded
         loaded_programs() > before,
         "the observer is attached during the run"
     );
-    // While the worker waits, another process (outside the group) faults in 64 Ki pages.
+    // While the worker waits, another process (this test, outside the group) takes 64 Ki
+    // user-mode page faults.
     let foreign_pages = 65_536;
-    let status = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            &format!(
-                "b = bytearray({foreign_pages} * 4096)\nfor i in range(0, len(b), 4096): b[i] = 1"
-            ),
-        ])
-        .status()
-        .expect("run /usr/bin/python3");
-    assert!(status.success());
+    fault_pages(foreign_pages);
     // SAFETY: resuming our own grandchild.
     unsafe { libc::kill(worker, libc::SIGCONT) };
     let out = child.wait_with_output().unwrap();
@@ -203,6 +195,30 @@ fn a_foreign_process_faulting_meanwhile_is_not_counted_and_programs_are_unloaded
         before,
         "programs left loaded after the run"
     );
+}
+
+/// Maps `pages` fresh 4 KiB pages (no THP) and writes one byte in each: one user-mode page
+/// fault per page, in this process.
+fn fault_pages(pages: u64) {
+    let len = (pages * 4096) as usize;
+    // SAFETY: a fresh private anonymous mapping of our own, written inside its bounds and
+    // unmapped before returning; nothing else refers to it.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        libc::madvise(p, len, libc::MADV_NOHUGEPAGE);
+        for i in (0..len).step_by(4096) {
+            std::ptr::write_volatile(p.cast::<u8>().add(i), 1);
+        }
+        libc::munmap(p, len);
+    }
 }
 
 /// Reads memspike's log until the worker says it paused before `phase`; returns its pid.

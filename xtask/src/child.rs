@@ -127,16 +127,36 @@ mod tests {
         Ok(())
     }
 
+    /// SIGINT's default disposition for this process while alive, whatever it inherited (a
+    /// command started in the background by a shell inherits SIGINT ignored); restores it.
+    struct DefaultSigint(libc::sighandler_t);
+
+    impl DefaultSigint {
+        fn new() -> Self {
+            // SAFETY: installing SIG_DFL touches no Rust state.
+            DefaultSigint(unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) })
+        }
+    }
+
+    impl Drop for DefaultSigint {
+        fn drop(&mut self) {
+            // SAFETY: restores the disposition signal() returned.
+            unsafe { libc::signal(libc::SIGINT, self.0) };
+        }
+    }
+
     #[test]
     fn sigint_while_waiting_does_not_kill_us() -> Result<()> {
         let _turn = one_at_a_time();
-        let interrupter = std::thread::spawn(|| {
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            // SAFETY: sends SIGINT to this process only (not to the group).
-            unsafe { libc::kill(libc::getpid(), libc::SIGINT) };
-        });
-        let status = wait_for(&mut sh("sleep 1; exit 3"))?;
-        let _ = interrupter.join();
+        let _default = DefaultSigint::new();
+        // The child waits until we ignore SIGINT (bit 2 of SigIgn: we are waiting for it;
+        // bounded, so that a parent that never ignores it is killed and the test fails), then
+        // sends us one, then exits 3: we must be alive to report that 3.
+        let status = wait_for(&mut sh(
+            "n=0; until [ $(( 0x$(awk '/^SigIgn/ {print $2}' /proc/$PPID/status) & 2 )) -ne 0 ] \
+               || [ $n -ge 10000 ]; do n=$((n + 1)); done; \
+             kill -INT $PPID; exit 3",
+        ))?;
         assert_eq!(exit_code(status), ExitCode::from(3));
         Ok(())
     }
@@ -144,6 +164,7 @@ mod tests {
     #[test]
     fn the_child_itself_can_still_be_interrupted() -> Result<()> {
         let _turn = one_at_a_time();
+        let _default = DefaultSigint::new();
         let status = wait_for(&mut sh("kill -INT $$; sleep 5"))?;
         assert_eq!(exit_code(status), ExitCode::from(128 + libc::SIGINT as u8));
         Ok(())
