@@ -11,6 +11,7 @@ mod progress;
 mod run_cmd;
 mod setup_browser;
 mod setup_ebpf;
+mod soak;
 mod test_cmd;
 mod workspace;
 
@@ -57,6 +58,11 @@ enum Command {
     SetupBrowser,
     /// Build the memspike-ebpf crate into a BPF object with Debian's compiler; prints its path.
     BuildEbpf,
+    /// A bounded soak of the real binary (as root): hundreds of runs, 8 at once, with SIGKILL,
+    /// SIGINT and SIGTERM injected at random times into the supervisor or the worker, OOM
+    /// kills, interactive sessions and bad command lines; then checks that no cgroup, BPF
+    /// program, tracefs mount or process is left, and prints the counts.
+    Soak(soak::Options),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +74,7 @@ fn main() -> ExitCode {
         Command::Test { args } => test_cmd::test(&args),
         Command::SetupEbpf => setup_ebpf::setup().map(|()| ExitCode::SUCCESS),
         Command::SetupBrowser => setup_browser::setup().map(|()| ExitCode::SUCCESS),
+        Command::Soak(options) => soak::soak(&options),
         Command::BuildEbpf => build_ebpf::build().map(|object| {
             println!("{}", object.display());
             ExitCode::SUCCESS

@@ -15,22 +15,26 @@ use crate::workspace;
 /// Exit code for "cannot run: usage/preflight", the same as memspike's own.
 const EXIT_PREFLIGHT: u8 = 2;
 
-pub fn run(args: &[String]) -> Result<ExitCode> {
+/// Sets up and builds the eBPF object, then builds memspike in release (which embeds the
+/// object when there is one); returns the binary.
+pub fn build_release() -> Result<PathBuf> {
     let ebpf_object = prepare_ebpf();
-
     let step = Step::start("building memspike (cargo build --release -p memspike)");
     let mut build = Command::new(workspace::cargo());
     build
         .current_dir(workspace::root())
         .args(["build", "--release", "-p", "memspike"]);
+    if let Some(object) = &ebpf_object {
+        build.env("MEMSPIKE_EBPF_OBJECT", object);
+    }
     child::run_ok(&mut build).context("building memspike failed; see cargo's output above")?;
     step.done();
-    let binary = workspace::target_dir()?.join("release").join("memspike");
+    Ok(workspace::target_dir()?.join("release").join("memspike"))
+}
 
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let binary = build_release()?;
     let mut env: Vec<(&str, String)> = Vec::new();
-    if let Some(object) = &ebpf_object {
-        env.push(("MEMSPIKE_EBPF_OBJECT", object.display().to_string()));
-    }
     for var in ["RUST_LOG", "RUST_BACKTRACE", "NO_COLOR"] {
         if let Ok(value) = std::env::var(var) {
             env.push((var, value));

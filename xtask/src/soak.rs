@@ -1,0 +1,657 @@
+//! `cargo xtask soak`: a bounded soak of the real binary with faults injected at random times.
+//!
+//! It builds memspike as `cargo xtask run` does, then runs experiments `--jobs` at a time until
+//! `--runs` are done or `--minutes` have passed: self-directed runs (OOM-killed, or surviving
+//! with `--gc`), traced and untraced, interactive sessions driven over HTTP into an OOM kill,
+//! and bad command lines. Into most of them it injects SIGKILL, SIGINT or SIGTERM, to the
+//! supervisor or to its worker, after a random delay. Every run's exit must be one its fault
+//! allows, and no run may panic or hang. At the end it checks that nothing is left: no
+//! `memspike-*` cgroup, no BPF program of ours, no tracefs mount beyond those there before, no
+//! memspike process; it prints those counts and a summary, and fails if anything was wrong.
+//!
+//! Delays here are the point (faults at random times), not synchronisation: this is a soak,
+//! not a test.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use memspike_common::names;
+
+use crate::apt::{self, Package};
+use crate::privilege;
+use crate::progress::{self, Step};
+use crate::run_cmd;
+
+/// How long one run may take before it counts as hung (and is killed).
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a worker may outlive its SIGKILLed supervisor.
+const ORPHAN_GRACE: Duration = Duration::from_secs(5);
+/// memspike's BPF programs. The kernel keeps the first 15 bytes of a name.
+const OUR_PROGRAMS: [&str; 6] = [
+    names::PROG_PAGE_FAULT_BTF,
+    names::PROG_PAGE_FAULT_RAW,
+    names::PROG_PAGE_FAULT_NOP,
+    names::PROG_RECLAIM_BEGIN,
+    names::PROG_RECLAIM_END,
+    names::PROG_OOM_MARK_VICTIM,
+];
+/// `BPF_OBJ_NAME_LEN` less its NUL.
+const KERNEL_NAME_LEN: usize = 15;
+
+const PACKAGES: [Package; 1] = [(
+    "bpftool",
+    "lists the kernel's BPF programs, to check that no program of memspike's is left",
+)];
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// Experiments to run.
+    #[arg(long, default_value_t = 320)]
+    runs: usize,
+    /// Experiments at once.
+    #[arg(long, default_value_t = 8)]
+    jobs: usize,
+    /// Seed for the random choices (printed, so a soak can be replayed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop starting new runs after this many minutes.
+    #[arg(long, default_value_t = 14)]
+    minutes: u64,
+}
+
+/// What one run does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// The default experiment (`--expect oom`), traced.
+    Oom,
+    /// The same, untraced.
+    OomNoTrace,
+    /// `--gc --expect survive`.
+    Survive,
+    /// Interactive: a few requests, one of them over the limit, then SIGINT.
+    Interactive,
+    /// A command line that must be refused with exit 2.
+    BadFlags,
+}
+
+/// The fault injected into a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    None,
+    Supervisor(i32),
+    Worker(i32),
+}
+
+const BAD_FLAGS: [&[&str]; 8] = [
+    &["run", "--limit", "5EiB"],
+    &["run", "--limit", "abc"],
+    &["run", "--spike", "1e-300"],
+    &["run", "--spike", "-0.1"],
+    &["run", "--gogc", "-1"],
+    &["run", "--user", "no-such-user-soak"],
+    &["run", "--report", "/proc/x"],
+    &[],
+];
+
+/// A small deterministic generator (xorshift64*), seeded once per soak.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One run's plan.
+#[derive(Clone, Debug)]
+struct Plan {
+    index: usize,
+    kind: Kind,
+    fault: Fault,
+    delay: Duration,
+    bad_flags: usize,
+}
+
+fn plan(index: usize, rng: &mut Rng) -> Plan {
+    let kind = match rng.below(20) {
+        0..=6 => Kind::Oom,
+        7..=9 => Kind::OomNoTrace,
+        10..=12 => Kind::Survive,
+        13..=16 => Kind::Interactive,
+        _ => Kind::BadFlags,
+    };
+    let sig = [libc::SIGKILL, libc::SIGINT, libc::SIGTERM][rng.below(3) as usize];
+    let fault = match (kind, rng.below(10)) {
+        (Kind::BadFlags, _) | (_, 0..=2) => Fault::None,
+        (_, 3..=6) => Fault::Supervisor(sig),
+        _ => Fault::Worker(sig),
+    };
+    Plan {
+        index,
+        kind,
+        fault,
+        delay: Duration::from_millis(rng.below(400)),
+        bad_flags: rng.below(BAD_FLAGS.len() as u64) as usize,
+    }
+}
+
+/// What happened to one run.
+#[derive(Debug)]
+struct Outcome {
+    plan: Plan,
+    /// The fault was delivered to a live process.
+    landed: bool,
+    status: Option<ExitStatus>,
+    problems: Vec<String>,
+}
+
+pub fn soak(opts: &Options) -> Result<ExitCode> {
+    if !privilege::is_root() {
+        bail!("the soak creates cgroups and loads eBPF: run `cargo xtask soak` as root");
+    }
+    apt::ensure(&PACKAGES, |missing| {
+        apt::announce(&PACKAGES, missing);
+        apt::install(missing)
+    })
+    .context("installing bpftool")?;
+    let binary = run_cmd::build_release()?;
+    let seed = opts.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1
+    });
+    let logs = binary
+        .parent()
+        .map_or_else(|| PathBuf::from("soak"), |d| d.join("soak"));
+    let _ = fs::remove_dir_all(&logs);
+    fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let tracefs_before = tracefs_mounts();
+    progress::say(format!(
+        "soak: {} runs, {} at once, seed {seed}, at most {} minutes; logs of failed runs in {}",
+        opts.runs,
+        opts.jobs,
+        opts.minutes,
+        logs.display()
+    ));
+
+    let mut rng = Rng(seed);
+    let plans: Vec<Plan> = (0..opts.runs).map(|i| plan(i, &mut rng)).collect();
+    let next = AtomicUsize::new(0);
+    let outcomes = Mutex::new(Vec::new());
+    let started = Instant::now();
+    let budget = Duration::from_secs(opts.minutes * 60);
+    let step = Step::start("soak runs");
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= plans.len() || started.elapsed() > budget {
+                        break;
+                    }
+                    let outcome = run_one(&binary, &plans[i], &logs);
+                    let mut all = outcomes.lock().unwrap_or_else(|e| e.into_inner());
+                    all.push(outcome);
+                    if all.len() % 40 == 0 {
+                        progress::say(format!("soak: {} runs done", all.len()));
+                    }
+                }
+            });
+        }
+    });
+    step.done();
+    let outcomes = outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
+
+    // A last, clean run sweeps what SIGKILLed supervisors could not remove themselves.
+    let sweep = Command::new(&binary)
+        .args(["run", "--no-trace"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("the final sweeping run")?;
+    let leftovers = Leftovers::wait_for_zero(&binary, &tracefs_before);
+    let ok = summarise(&outcomes, &leftovers, sweep, seed, started.elapsed());
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Starts a run with its output in files (so that no pipe can fill and block it).
+fn spawn(binary: &Path, plan: &Plan, logs: &Path) -> Result<Child> {
+    let args: Vec<&str> = match plan.kind {
+        Kind::Oom => vec!["run", "--json", "--expect", "oom"],
+        Kind::OomNoTrace => vec!["run", "--json", "--no-trace", "--expect", "oom"],
+        Kind::Survive => vec!["run", "--json", "--gc", "--expect", "survive"],
+        Kind::Interactive => vec!["run", "--interactive", "--listen", "127.0.0.1:0", "--json"],
+        Kind::BadFlags => BAD_FLAGS[plan.bad_flags].to_vec(),
+    };
+    let out = fs::File::create(logs.join(format!("{}.out", plan.index)))?;
+    let err = fs::File::create(logs.join(format!("{}.err", plan.index)))?;
+    Ok(Command::new(binary)
+        .args(&args)
+        .env_remove("MEMSPIKE_LOG")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()?)
+}
+
+fn run_one(binary: &Path, plan: &Plan, logs: &Path) -> Outcome {
+    let mut outcome = Outcome {
+        plan: plan.clone(),
+        landed: false,
+        status: None,
+        problems: Vec::new(),
+    };
+    let mut child = match spawn(binary, plan, logs) {
+        Ok(c) => c,
+        Err(e) => {
+            outcome.problems.push(format!("could not start: {e}"));
+            return outcome;
+        }
+    };
+    let sup = child.id() as i32;
+    let started = Instant::now();
+    if plan.kind == Kind::Interactive {
+        drive_interactive(&mut outcome, plan, logs, sup);
+    }
+    let mut orphan = None;
+    if plan.fault != Fault::None {
+        std::thread::sleep(plan.delay);
+        let (target, sig) = match plan.fault {
+            Fault::Supervisor(sig) => (Some(sup), sig),
+            Fault::Worker(sig) => (children(sup as u32).first().copied(), sig),
+            Fault::None => (None, 0),
+        };
+        if let Some(pid) = target {
+            if sig == libc::SIGKILL && pid == sup {
+                orphan = children(sup as u32).first().copied();
+            }
+            // SAFETY: signalling a process of this soak (the run or its worker).
+            outcome.landed = unsafe { libc::kill(pid, sig) } == 0;
+        }
+    }
+    if plan.kind == Kind::Interactive && !matches!(plan.fault, Fault::Supervisor(_)) {
+        // SAFETY: signalling our own child: the normal end of an interactive session.
+        unsafe { libc::kill(sup, libc::SIGINT) };
+    }
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() < RUN_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                outcome
+                    .problems
+                    .push(format!("hung: still running after {RUN_TIMEOUT:?}"));
+                break None;
+            }
+        }
+    };
+    outcome.status = status;
+    if let Some(worker) = orphan {
+        let deadline = Instant::now() + ORPHAN_GRACE;
+        while alive(worker) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if alive(worker) {
+            outcome
+                .problems
+                .push(format!("worker {worker} outlived its SIGKILLed supervisor"));
+        }
+    }
+    check(&mut outcome, logs);
+    if outcome.problems.is_empty() {
+        let _ = fs::remove_file(logs.join(format!("{}.out", plan.index)));
+        let _ = fs::remove_file(logs.join(format!("{}.err", plan.index)));
+    }
+    outcome
+}
+
+/// Interactive: wait until it serves, then add 8 MiB, then 64 MiB (an OOM kill and a
+/// restart), then read the statistics.
+fn drive_interactive(outcome: &mut Outcome, plan: &Plan, logs: &Path, sup: i32) {
+    let err = logs.join(format!("{}.err", plan.index));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr = loop {
+        let text = fs::read_to_string(&err).unwrap_or_default();
+        if let Some(addr) = text
+            .split("serving the heap on http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+        {
+            break addr;
+        }
+        if Instant::now() > deadline || !alive(sup) {
+            outcome
+                .problems
+                .push("the interactive server never said where it serves".into());
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    for path in ["/add?bytes=8MiB", "/add?bytes=64MiB", "/stats"] {
+        // A request may meet the worker's OOM kill, or an injected fault: only a hang matters.
+        let _ = get(addr, path);
+    }
+}
+
+/// One GET over a fresh connection; the status, or why there is none.
+fn get(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status line"))
+}
+
+/// The exit codes (or the death by signal) a run's fault allows, and the log's health.
+fn check(outcome: &mut Outcome, logs: &Path) {
+    let plan = &outcome.plan;
+    let err = fs::read_to_string(logs.join(format!("{}.err", plan.index))).unwrap_or_default();
+    if err.contains("panicked") {
+        outcome.problems.push("panicked".into());
+    }
+    let Some(status) = outcome.status else { return };
+    let code = status.code();
+    let allowed: &[i32] = match (plan.kind, plan.fault) {
+        (Kind::BadFlags, _) => &[2],
+        (Kind::Interactive, Fault::Supervisor(libc::SIGKILL)) => &[],
+        (Kind::Interactive, _) => &[0],
+        (_, Fault::None) => &[0],
+        (_, Fault::Supervisor(libc::SIGKILL)) => &[0],
+        // The signal arrived before it exited (130), or it had finished (0).
+        (_, Fault::Supervisor(_)) => &[0, 130],
+        // The worker died of the signal (1), or had been OOM-killed or finished first (0).
+        (_, Fault::Worker(_)) => &[0, 1],
+    };
+    let killed = status.signal() == Some(libc::SIGKILL)
+        && plan.fault == Fault::Supervisor(libc::SIGKILL)
+        && outcome.landed;
+    let fine = killed || code.is_some_and(|c| allowed.contains(&c));
+    if !fine {
+        outcome.problems.push(format!(
+            "exit {status} is not what {:?} with {:?} allows",
+            plan.kind, plan.fault
+        ));
+    }
+    if plan.kind == Kind::BadFlags {
+        let lines = err.lines().filter(|l| !l.trim().is_empty()).count();
+        if lines != 1 {
+            outcome
+                .problems
+                .push(format!("a bad command line printed {lines} lines"));
+        }
+    }
+}
+
+/// What a soak must not leave behind.
+#[derive(Debug, Default)]
+struct Leftovers {
+    groups: Vec<PathBuf>,
+    programs: Vec<String>,
+    tracefs_mounts: Vec<String>,
+    processes: Vec<String>,
+}
+
+impl Leftovers {
+    fn now(binary: &Path, tracefs_before: &[String]) -> Leftovers {
+        Leftovers {
+            groups: groups(),
+            programs: our_programs(),
+            tracefs_mounts: tracefs_mounts()
+                .into_iter()
+                .filter(|m| !tracefs_before.contains(m))
+                .collect(),
+            processes: processes_of(binary),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+            && self.programs.is_empty()
+            && self.tracefs_mounts.is_empty()
+            && self.processes.is_empty()
+    }
+
+    /// The leftovers once the kernel has caught up (it frees programs and reaps processes a
+    /// little after their owners end); bounded.
+    fn wait_for_zero(binary: &Path, tracefs_before: &[String]) -> Leftovers {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = Leftovers::now(binary, tracefs_before);
+            if now.is_empty() || Instant::now() > deadline {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// `memspike-*` directories under every cgroup mount.
+fn groups() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mounts.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        if !right.starts_with("cgroup") {
+            continue;
+        }
+        if let Some(mount) = left.split_whitespace().nth(4) {
+            walk(Path::new(mount), 0, &mut found);
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with("memspike-") {
+            found.push(path);
+        } else if depth < 6 {
+            walk(&path, depth + 1, found);
+        }
+    }
+}
+
+/// Our programs among those the kernel has loaded (bpftool).
+fn our_programs() -> Vec<String> {
+    let Ok(out) = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+    else {
+        return vec!["(bpftool could not run)".into()];
+    };
+    let Ok(list) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return vec!["(bpftool printed no JSON)".into()];
+    };
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("name").and_then(|n| n.as_str()))
+        .filter(|name| {
+            OUR_PROGRAMS
+                .iter()
+                .any(|ours| *name == &ours[..ours.len().min(KERNEL_NAME_LEN)])
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+fn tracefs_mounts() -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            l.split_once(" - ")
+                .is_some_and(|(_, r)| r.starts_with("tracefs "))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Processes running `binary` (supervisors or workers), as "pid cmdline".
+fn processes_of(binary: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let exe = fs::read_link(e.path().join("exe")).ok()?;
+            (exe == binary).then(|| {
+                let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
+                format!("{pid} {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+            })
+        })
+        .collect()
+}
+
+/// The children of `parent` (from /proc/PID/stat).
+fn children(parent: u32) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s.rsplit_once(')')?.1.to_owned();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 sends nothing; it checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Prints the summary; true when every run was fine and nothing is left.
+fn summarise(
+    outcomes: &[Outcome],
+    left: &Leftovers,
+    sweep: ExitStatus,
+    seed: u64,
+    took: Duration,
+) -> bool {
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_fault: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for o in outcomes {
+        *by_kind.entry(format!("{:?}", o.plan.kind)).or_default() += 1;
+        let fault = match o.plan.fault {
+            Fault::None => "none".to_owned(),
+            Fault::Supervisor(s) => format!("{} to the supervisor", signal_name(s)),
+            Fault::Worker(s) => format!("{} to the worker", signal_name(s)),
+        };
+        let entry = by_fault.entry(fault).or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(o.landed);
+    }
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.problems.is_empty()).collect();
+    println!("soak summary (seed {seed}, {:.0} s)", took.as_secs_f64());
+    println!("  runs: {}", outcomes.len());
+    for (kind, n) in &by_kind {
+        println!("    {kind}: {n}");
+    }
+    println!("  faults injected (landed on a live process):");
+    for (fault, (n, landed)) in &by_fault {
+        println!("    {fault}: {n} ({landed})");
+    }
+    println!("  runs with a problem: {}", failed.len());
+    for o in failed.iter().take(20) {
+        println!(
+            "    run {} ({:?}, {:?} after {} ms): {}",
+            o.plan.index,
+            o.plan.kind,
+            o.plan.fault,
+            o.plan.delay.as_millis(),
+            o.problems.join("; ")
+        );
+    }
+    println!(
+        "  final sweeping run: {}",
+        sweep
+            .code()
+            .map_or_else(|| sweep.to_string(), |c| format!("exit {c}"))
+    );
+    println!("  left behind:");
+    println!(
+        "    memspike-* cgroups: {} {:?}",
+        left.groups.len(),
+        left.groups
+    );
+    println!(
+        "    BPF programs of ours: {} {:?}",
+        left.programs.len(),
+        left.programs
+    );
+    println!(
+        "    tracefs mounts of ours: {} {:?}",
+        left.tracefs_mounts.len(),
+        left.tracefs_mounts
+    );
+    println!(
+        "    memspike processes: {} {:?}",
+        left.processes.len(),
+        left.processes
+    );
+    failed.is_empty() && left.is_empty() && sweep.success()
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "signal",
+    }
+}
