@@ -235,6 +235,14 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> Result<(), i32> {
     Ok(())
 }
 
+/// The licence the kernel reads (the ELF section `license`) to let these programs call GPL-only
+/// helpers (`bpf_probe_read_kernel_str`, `bpf_ktime_get_ns` ... in `oom_mark_victim`). Without it
+/// aya would declare "GPL" on the object's behalf. "Dual MIT/GPL" is one of the strings the
+/// kernel's `license_is_gpl_compatible` accepts; the crate is MIT OR GPL-2.0 (see Cargo.toml).
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

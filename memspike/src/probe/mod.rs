@@ -699,6 +699,31 @@ mod tests {
         assert_eq!(r.oom_score_adj, -17);
     }
 
+    /// The kernel reads the object's `license` section to decide whether its programs may call
+    /// GPL-only helpers; without one, aya declares "GPL" on the object's behalf.
+    #[test]
+    fn the_embedded_object_declares_dual_mit_gpl() {
+        use object::{Object, ObjectSection};
+        let Some(bytes) = object() else {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "CI=true but the eBPF object is not embedded: {}",
+                missing_object_detail()
+            );
+            eprintln!(
+                "SKIPPED the_embedded_object_declares_dual_mit_gpl: {}",
+                missing_object_detail()
+            );
+            return;
+        };
+        let elf = object::File::parse(bytes).expect("the embedded object is an ELF file");
+        let license = elf
+            .section_by_name("license")
+            .expect("the object has a license section");
+        assert_eq!(license.data().expect("readable"), b"Dual MIT/GPL\0");
+    }
+
     #[test]
     fn error_chain_is_one_bounded_line() {
         let inner = std::io::Error::other("line one\nline two");
