@@ -28,7 +28,7 @@ use signal_hook::{
 
 use crate::{
     cgroup::{self, CgroupError, Group, Hierarchy, PreflightError},
-    probe::{self, KernelEvidence, Probe},
+    probe::{self, KernelEvidence, Observer},
     report::{Exit, Outcome, Report, RunFacts},
     size::human,
     telemetry::{self, Control, Feed, Kind, OomSummary},
@@ -182,7 +182,10 @@ pub fn run_interactive(
     let addr = listener.local_addr().map_err(SupervisorError::Spawn)?;
     let mut session = Session::open(&config, options.trace)?;
     let mut feed = Feed {
-        tracing: probe::tracing_label(&session.probe),
+        tracing: session
+            .observer
+            .as_ref()
+            .map_or_else(String::new, Observer::tracing_label),
         ..Feed::default()
     };
     tracing::info!("serving the heap on http://{addr}/ (Ctrl-C stops)");
@@ -228,7 +231,8 @@ pub fn run_interactive(
 struct Session {
     hierarchy: Hierarchy,
     group: Group,
-    probe: Result<Probe, String>,
+    /// The kernel observer; `None` once closed.
+    observer: Option<Observer>,
     child_pid: Arc<AtomicI32>,
     interrupted: Arc<AtomicI32>,
     signals: signal_hook::iterator::Handle,
@@ -270,15 +274,12 @@ impl Session {
             group.dir().display(),
             human(config.limit)
         );
-        let probe = start_probe(trace, &group);
-        match &probe {
-            Ok(_) => tracing::info!("kernel observer attached (eBPF)"),
-            Err(reason) => tracing::info!("kernel tracing off: {reason}"),
-        }
+        let observer = probe::start(trace, &hierarchy, &group);
+        tracing::info!("kernel observer: {}", observer.tracing_label());
         Ok(Session {
             hierarchy,
             group,
-            probe,
+            observer: Some(observer),
             child_pid,
             interrupted,
             signals: handle,
@@ -294,18 +295,17 @@ impl Session {
 
     /// The observer's figures so far, or why there are none.
     fn snapshot(&mut self) -> Result<KernelEvidence, String> {
-        match &mut self.probe {
-            Ok(p) => p.snapshot().map_err(|e| e.to_string()),
-            Err(reason) => Err(reason.clone()),
+        match &mut self.observer {
+            Some(o) => Ok(o.snapshot()),
+            None => Err("the observer was closed".to_owned()),
         }
     }
 
     /// Unloads the observer (returning what it saw) and removes the group.
     fn close(&mut self) -> Result<KernelEvidence, String> {
-        let probe = std::mem::replace(&mut self.probe, Err("closed".into()));
-        let kernel = match probe {
-            Ok(p) => p.finish().map_err(|e| e.to_string()),
-            Err(reason) => Err(reason),
+        let kernel = match self.observer.take() {
+            Some(o) => Ok(o.finish()),
+            None => Err("the observer was closed".to_owned()),
         };
         let name = self.group.name().to_owned();
         match self.group.remove() {
@@ -417,10 +417,8 @@ impl Session {
             match event.kind {
                 Kind::Begin { phase, .. } => {
                     // Faults from here on belong to this phase; then let the worker go on.
-                    if let Ok(p) = &mut self.probe
-                        && let Err(e) = p.set_phase(phase)
-                    {
-                        tracing::warn!("could not set the observer's phase: {e}");
+                    if let Some(o) = &mut self.observer {
+                        o.set_phase(phase);
                     }
                     // A worker that is already dead cannot read it: nothing to do then.
                     if let Some(c) = &mut control {
@@ -492,9 +490,9 @@ impl Session {
     /// Sends the worker what only the supervisor knows (restarts, last OOM, kernel counters).
     fn send_feed(&mut self, feed: &mut Feed, control: &mut Option<ChildStdin>) {
         if let Ok(k) = self.snapshot() {
-            feed.page_faults = Some(k.page_faults.total);
-            feed.reclaim_stalls = Some(k.reclaim.stalls);
-            feed.reclaim_ns = Some(k.reclaim.total_ns);
+            feed.page_faults = k.page_faults.map(|f| f.total);
+            feed.reclaim_stalls = k.reclaim.as_ref().map(|r| r.stalls);
+            feed.reclaim_ns = k.reclaim.map(|r| r.total_ns);
         }
         if let Some(c) = control {
             let _ = telemetry::send_control(c, &Control::Feed(feed.clone()));
@@ -508,7 +506,7 @@ impl Drop for Session {
         if let Some(w) = self.watcher.take() {
             let _ = w.join();
         }
-        // `group` and `probe` drop after this: the programs unload and the group goes.
+        // `group` and `observer` drop after this: the programs unload and the group goes.
     }
 }
 
@@ -520,21 +518,6 @@ fn kill(pid: i32) {
         // SAFETY: sending a signal has no memory-safety preconditions; pid is our child.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
-}
-
-/// Starts the kernel observer on the group, or says why it is off. It is started before the
-/// worker exists, so that its filter is set and its programs attached before the first fault.
-fn start_probe(trace: bool, group: &Group) -> Result<Probe, String> {
-    if !trace {
-        return Err("--no-trace".to_owned());
-    }
-    if let Some(reason) = probe::unavailable_reason() {
-        return Err(reason);
-    }
-    let id = group
-        .bpf_cgroup_id()
-        .ok_or("the group has no cgroup2 id to filter on (no cgroup2 mount)")?;
-    Probe::start(id).map_err(|e| e.to_string())
 }
 
 /// Where `--report DIR` puts the JSON report.
