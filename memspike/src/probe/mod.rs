@@ -157,10 +157,7 @@ impl Observer {
 
     /// `ebpf` when at least one eBPF program is attached, else `unavailable: <why>`.
     pub fn tracing_label(&self) -> String {
-        match &self.ebpf {
-            Ok(_) => "ebpf".to_owned(),
-            Err(reason) => unavailable_label(reason),
-        }
+        label(&self.ebpf)
     }
 
     /// The phase the group's next faults belong to. The supervisor calls this while the worker
@@ -180,57 +177,37 @@ impl Observer {
 
     /// Everything seen so far; the programs stay attached.
     pub fn snapshot(&mut self) -> KernelEvidence {
-        let counts = self.ebpf.as_mut().ok().map(EbpfProbe::collect);
-        self.evidence(counts, Vec::new())
+        let tracing = label(&self.ebpf);
+        let (counts, sources) = match &mut self.ebpf {
+            Ok(probe) => (Some(probe.collect()), Some(sources_of(probe))),
+            Err(_) => (None, None),
+        };
+        self.evidence(tracing, counts, sources, None)
     }
 
     /// Everything seen, then unloads the eBPF programs (when this returns the kernel no longer
     /// lists them, or a note says it still did).
     pub fn finish(mut self) -> KernelEvidence {
-        let ebpf = std::mem::replace(&mut self.ebpf, Err("finished".to_owned()));
-        let tracing = self.tracing_label_of(&ebpf);
-        let (counts, notes, sources) = match ebpf {
+        let ebpf = std::mem::replace(&mut self.ebpf, Err(String::new()));
+        let tracing = label(&ebpf);
+        let (counts, sources, note) = match ebpf {
             Ok(probe) => {
-                let sources = Figure::ALL.map(|f| probe.source(f));
+                let sources = sources_of(&probe);
                 let (counts, note) = probe.finish();
-                (Some(counts), note.into_iter().collect(), Some(sources))
+                (Some(counts), Some(sources), note)
             }
-            Err(_) => (None, Vec::new(), None),
+            Err(_) => (None, None, None),
         };
-        let mut evidence = self.evidence_with(counts, notes, sources);
-        evidence.tracing = tracing;
-        evidence
+        self.evidence(tracing, counts, sources, note)
     }
 
-    fn tracing_label_of(&self, ebpf: &Result<EbpfProbe, String>) -> String {
-        match ebpf {
-            Ok(_) => "ebpf".to_owned(),
-            Err(reason) => unavailable_label(reason),
-        }
-    }
-
+    /// Joins the eBPF counts (if any) with the other sources; per figure the best source wins.
     fn evidence(
         &mut self,
+        tracing: String,
         counts: Option<Result<ebpf::Counts, ProbeError>>,
-        notes: Vec<String>,
-    ) -> KernelEvidence {
-        let sources = self
-            .ebpf
-            .as_ref()
-            .ok()
-            .map(|p| Figure::ALL.map(|f| p.source(f)));
-        let mut evidence = self.evidence_with(counts, notes, sources);
-        evidence.tracing = self.tracing_label();
-        evidence
-    }
-
-    /// Joins the eBPF counts (if any) with the other sources; the best source of each figure
-    /// wins.
-    fn evidence_with(
-        &mut self,
-        counts: Option<Result<ebpf::Counts, ProbeError>>,
-        extra_notes: Vec<String>,
         sources: Option<[Option<&'static str>; 3]>,
+        unload_note: Option<String>,
     ) -> KernelEvidence {
         let mut notes = self.notes.clone();
         let source = |f: Figure| {
@@ -257,17 +234,13 @@ impl Observer {
             None => self.poll_kmsg(&mut notes),
         };
 
-        let stat = self
-            .faults
-            .as_mut()
-            .map_err(|e| e.clone())
-            .and_then(|f| f.read());
-        if let Err(e) = &stat
-            && self.faults.is_ok()
-        {
-            notes.push(format!("page faults from memory.stat: {e}"));
-        }
-        let stat = stat.ok();
+        let stat = match &mut self.faults {
+            Ok(f) => f
+                .read()
+                .map_err(|e| notes.push(format!("page faults from memory.stat: {e}")))
+                .ok(),
+            Err(_) => None,
+        };
         let page_faults = match (counts.as_ref(), source(Figure::PageFaults)) {
             (Some(c), Some(s)) => Some(PageFaults::from_counts(&c.faults, s)),
             _ => stat.map(|(all, _)| PageFaults::from_counts(&all, "memory.stat pgfault")),
@@ -282,16 +255,16 @@ impl Observer {
             }),
             _ => None,
         };
-        let pressure = match self.pressure.as_ref().map(pressure::PressureWatch::read) {
-            Ok(Ok(t)) => Some(Pressure {
-                some_ns: t.some_us.saturating_mul(1000),
-                full_ns: t.full_us.saturating_mul(1000),
-                source: "memory.pressure".to_owned(),
-            }),
-            Ok(Err(e)) => {
-                notes.push(format!("memory.pressure: {e}"));
-                None
-            }
+        let pressure = match &self.pressure {
+            Ok(watch) => watch
+                .read()
+                .map(|t| Pressure {
+                    some_ns: t.some_us.saturating_mul(1000),
+                    full_ns: t.full_us.saturating_mul(1000),
+                    source: "memory.pressure".to_owned(),
+                })
+                .map_err(|e| notes.push(format!("memory.pressure: {e}")))
+                .ok(),
             Err(_) => None,
         };
         if self.victims_dropped > 0 {
@@ -300,9 +273,9 @@ impl Observer {
                 self.victims_dropped
             ));
         }
-        notes.extend(extra_notes);
+        notes.extend(unload_note);
         KernelEvidence {
-            tracing: String::new(),
+            tracing,
             page_faults,
             major_faults,
             reclaim,
@@ -368,7 +341,162 @@ impl Observer {
     }
 }
 
+fn label(ebpf: &Result<EbpfProbe, String>) -> String {
+    match ebpf {
+        Ok(_) => "ebpf".to_owned(),
+        Err(reason) => unavailable_label(reason),
+    }
+}
+
+fn sources_of(probe: &EbpfProbe) -> [Option<&'static str>; 3] {
+    Figure::ALL.map(|f| probe.source(f))
+}
+
 /// Starts the observer for the supervisor's group (`trace: false` for `--no-trace`).
 pub fn start(trace: bool, hierarchy: &Hierarchy, group: &Group) -> Observer {
     Observer::start(Target::of(hierarchy, group), trace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &std::path::Path, file: &str, text: &str) {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+
+    /// A v1 group and its v2 twin as files: the observer without eBPF splits faults by phase
+    /// from memory.stat and takes stall time from memory.pressure, each named as the source.
+    #[test]
+    fn without_ebpf_the_figures_come_from_the_groups_files() {
+        let group = tempfile::tempdir().unwrap();
+        let twin = tempfile::tempdir().unwrap();
+        let stat = |all: u64, major: u64| format!("cache 0\npgfault {all}\npgmajfault {major}\n");
+        let psi = |some: u64, full: u64| {
+            format!(
+                "some avg10=0.00 avg60=0.00 avg300=0.00 total={some}\n\
+                 full avg10=0.00 avg60=0.00 avg300=0.00 total={full}\n"
+            )
+        };
+        write(group.path(), "memory.stat", &stat(0, 0));
+        write(
+            group.path(),
+            "memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+        );
+        write(twin.path(), "memory.pressure", &psi(10, 5));
+        let target = Target {
+            name: "memspike-1-0-test".into(),
+            dir: group.path().to_owned(),
+            version: Version::V1,
+            bpf_cgroup_id: Some(1),
+            v2_dir: Some(twin.path().to_owned()),
+        };
+        let mut o = Observer::start(target, false);
+        assert_eq!(o.tracing_label(), "unavailable: --no-trace");
+        write(group.path(), "memory.stat", &stat(120, 0));
+        o.set_phase(Phase::Spike);
+        write(group.path(), "memory.stat", &stat(7_500, 1));
+        o.set_phase(Phase::Remainder);
+        write(group.path(), "memory.stat", &stat(8_200, 1));
+        write(twin.path(), "memory.pressure", &psi(1_010, 505));
+
+        let snap = o.snapshot();
+        let ev = o.finish();
+        assert_eq!(snap.page_faults, ev.page_faults, "no faults between them");
+        assert_eq!(ev.tracing, "unavailable: --no-trace");
+        let f = ev.page_faults.expect("faults from memory.stat");
+        assert_eq!(f.source, "memory.stat pgfault");
+        assert_eq!(
+            (
+                f.per_phase["startup"],
+                f.per_phase["spike"],
+                f.per_phase["remainder"]
+            ),
+            (120, 7_380, 700)
+        );
+        let major = ev.major_faults.expect("major faults");
+        assert_eq!((major.total, major.per_phase["spike"]), (1, 1));
+        assert_eq!(ev.reclaim, None, "only eBPF sees reclaim stalls");
+        assert_eq!(
+            ev.pressure,
+            Some(Pressure {
+                some_ns: 1_000_000,
+                full_ns: 500_000,
+                source: "memory.pressure".into()
+            })
+        );
+        // The kernel log is readable as root only.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(
+                ev.oom_source.as_deref(),
+                Some("/dev/kmsg"),
+                "{:?}",
+                ev.notes
+            );
+            assert!(ev.notes.is_empty(), "{:?}", ev.notes);
+        } else {
+            assert_eq!(ev.oom_source, None);
+            assert!(
+                ev.notes.iter().any(|n| n.contains("/dev/kmsg")),
+                "{:?}",
+                ev.notes
+            );
+        }
+        assert!(ev.oom_victims.is_empty());
+    }
+
+    #[test]
+    fn a_group_without_its_files_says_what_is_missing() {
+        let empty = tempfile::tempdir().unwrap();
+        let target = Target {
+            name: "memspike-1-0-test".into(),
+            dir: empty.path().to_owned(),
+            version: Version::V2,
+            bpf_cgroup_id: None,
+            v2_dir: None,
+        };
+        let ev = Observer::start(target, true).finish();
+        assert_eq!(
+            ev.tracing,
+            "unavailable: the group has no cgroup2 id to filter on (no cgroup2 mount)"
+        );
+        assert_eq!(
+            (ev.page_faults, ev.major_faults, ev.pressure),
+            (None, None, None)
+        );
+        let notes = ev.notes.join("\n");
+        assert!(notes.contains("no page faults from memory.stat"), "{notes}");
+        assert!(notes.contains("no memory.pressure"), "{notes}");
+    }
+
+    #[test]
+    fn victims_are_bounded_and_the_rest_counted() {
+        let empty = tempfile::tempdir().unwrap();
+        let target = Target {
+            name: "g".into(),
+            dir: empty.path().to_owned(),
+            version: Version::V2,
+            bpf_cgroup_id: None,
+            v2_dir: None,
+        };
+        let mut o = Observer::start(target, false);
+        o.kmsg = None;
+        for pid in 0..(MAX_VICTIMS as u32 + 3) {
+            let mut v = kmsg::parse_killed("Killed process 1 (w) total-vm:1kB").unwrap();
+            v.pid = pid;
+            o.keep_victim(v);
+        }
+        let ev = o.finish();
+        assert_eq!(ev.oom_victims.len(), MAX_VICTIMS);
+        assert_eq!(ev.oom_victims[0].pid, 3, "the oldest went first");
+        assert!(
+            ev.notes
+                .iter()
+                .any(|n| n.starts_with("3 earlier OOM victims")),
+            "{:?}",
+            ev.notes
+        );
+    }
 }
