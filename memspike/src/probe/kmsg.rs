@@ -2,12 +2,16 @@
 //! `oom/mark_victim`.
 //!
 //! The log is opened when the observer starts and read from its end, so only what the kernel
-//! logs afterwards is seen. Each OOM kill logs (among its dump) two lines:
+//! logs afterwards is seen. Each OOM kill logs two lines:
 //! - `oom-kill:constraint=…,oom_memcg=<path>,task_memcg=<path>,task=<comm>,pid=<pid>,uid=<uid>`,
 //!   which names the memory cgroups: a kill is ours when either path has the group's name
 //!   (`memspike-<pid>-<n>-<random>`, unique) as a component;
 //! - `… Killed process <pid> (<comm>) total-vm:<kB>kB, anon-rss:<kB>kB, file-rss:<kB>kB,
 //!   shmem-rss:<kB>kB, UID:<uid> pgtables:<kB>kB oom_score_adj:<n>`, the victim's figures.
+//!
+//! The first belongs to the OOM dump, which the kernel rate-limits (10 per 5 s, `oom_rs`);
+//! the second is always logged. So a `Killed process` line is also ours when its pid is one
+//! the observer saw in the group while it lived (the caller passes those pids).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -52,7 +56,8 @@ impl KernelLog {
     }
 
     /// Reads every record logged since the last call; returns the group's new victims.
-    pub fn poll(&mut self) -> Result<Vec<OomVictimReport>, String> {
+    /// `members` are pids seen in the group.
+    pub fn poll(&mut self, members: &[u32]) -> Result<Vec<OomVictimReport>, String> {
         let mut victims = Vec::new();
         loop {
             match self.file.read(&mut self.buf) {
@@ -60,7 +65,7 @@ impl KernelLog {
                 Ok(n) => {
                     if let Some(v) = std::str::from_utf8(&self.buf[..n])
                         .ok()
-                        .and_then(|record| self.matcher.record(record))
+                        .and_then(|record| self.matcher.record(record, members))
                     {
                         victims.push(v);
                     }
@@ -98,8 +103,8 @@ impl OomMatcher {
     }
 
     /// One `/dev/kmsg` record (`prio,seq,usec,flags;message` then ` KEY=value` lines); the
-    /// victim when it completes a kill in the group.
-    pub fn record(&mut self, record: &str) -> Option<OomVictimReport> {
+    /// victim when it completes a kill in the group, or kills one of its `members`.
+    pub fn record(&mut self, record: &str, members: &[u32]) -> Option<OomVictimReport> {
         let (header, rest) = record.split_once(';')?;
         let usec: u64 = header.split(',').nth(2)?.parse().ok()?;
         let message = rest.lines().next()?;
@@ -119,8 +124,13 @@ impl OomMatcher {
             return None;
         }
         let killed = parse_killed(message)?;
-        let at = self.pending.iter().position(|&p| p == killed.pid)?;
-        self.pending.swap_remove(at);
+        match self.pending.iter().position(|&p| p == killed.pid) {
+            Some(at) => {
+                self.pending.swap_remove(at);
+            }
+            None if members.contains(&killed.pid) => {}
+            None => return None,
+        }
         Some(OomVictimReport {
             t_ns: usec.saturating_mul(1000),
             ..killed
@@ -176,7 +186,7 @@ mod tests {
 
     fn victims(group: &str) -> Vec<OomVictimReport> {
         let mut m = OomMatcher::new(group);
-        FIXTURE.lines().filter_map(|r| m.record(r)).collect()
+        FIXTURE.lines().filter_map(|r| m.record(r, &[])).collect()
     }
 
     #[test]
@@ -213,14 +223,27 @@ mod tests {
         let killed = "3,816,346000815,-;Memory cgroup out of memory: Killed process 9763 \
                       (memspike) total-vm:1kB, anon-rss:2kB, file-rss:0kB, shmem-rss:0kB, \
                       UID:0 pgtables:4kB oom_score_adj:0";
-        assert_eq!(m.record(killed), None);
+        assert_eq!(m.record(killed, &[]), None);
         let oom = "6,815,346000784,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),\
                    cpuset=/,mems_allowed=0,oom_memcg=/a/g,task_memcg=/a/g,task=memspike,\
                    pid=9763,uid=0";
-        assert_eq!(m.record(oom), None);
-        let v = m.record(killed).expect("paired");
+        assert_eq!(m.record(oom, &[]), None);
+        let v = m.record(killed, &[]).expect("paired");
         assert_eq!((v.pid, v.anon_rss_bytes), (9763, 2048));
-        assert_eq!(m.record(killed), None, "each kill is reported once");
+        assert_eq!(m.record(killed, &[]), None, "each kill is reported once");
+    }
+
+    /// When the OOM dump was rate-limited away, the `Killed process` line alone names a pid
+    /// the group had (real records of this machine: the kernel logged 60 kills in 10 s).
+    #[test]
+    fn a_killed_line_of_a_known_member_is_ours_without_the_dump() {
+        const RATE_LIMITED: &str = "3,9666,2179773378,-;Memory cgroup out of memory: Killed \
+            process 1149 (memspike) total-vm:24759200kB, anon-rss:32512kB, file-rss:3904kB, \
+            shmem-rss:0kB, UID:0 pgtables:124kB oom_score_adj:0";
+        let mut m = OomMatcher::new("memspike-1139-0-3865c4c0");
+        assert_eq!(m.record(RATE_LIMITED, &[1150]), None);
+        let v = m.record(RATE_LIMITED, &[1149]).expect("a member");
+        assert_eq!((v.pid, v.anon_rss_bytes), (1149, 32_512 * 1024));
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub use tracefs::TRACEFS_DIR;
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// OOM victims kept (an interactive session restarts its worker after each kill).
 pub const MAX_VICTIMS: usize = 32;
+/// Member pids remembered for the kernel log (a worker and what it runs).
+const MAX_MEMBERS: usize = 64;
 /// How long a snapshot waits for the kernel log to show a kill the group has counted.
 const KMSG_WAIT: Duration = Duration::from_secs(1);
 
@@ -94,6 +96,8 @@ pub struct Observer {
     oom_kills_at_start: u64,
     /// Victims seen but no longer kept (beyond [`MAX_VICTIMS`]).
     victims_dropped: u64,
+    /// Pids seen in the group (the most recent [`MAX_MEMBERS`]), for the kernel log.
+    members: VecDeque<u32>,
     notes: Vec<String>,
 }
 
@@ -151,6 +155,7 @@ impl Observer {
             victims: VecDeque::new(),
             oom_kills_at_start,
             victims_dropped: 0,
+            members: VecDeque::new(),
             notes,
         }
     }
@@ -163,6 +168,7 @@ impl Observer {
     /// The phase the group's next faults belong to. The supervisor calls this while the worker
     /// waits for its acknowledgement, so every source splits at the same point.
     pub fn set_phase(&mut self, phase: Phase) {
+        self.note_members();
         if let Ok(probe) = &mut self.ebpf
             && let Err(e) = probe.set_phase(phase)
         {
@@ -177,6 +183,7 @@ impl Observer {
 
     /// Everything seen so far; the programs stay attached.
     pub fn snapshot(&mut self) -> KernelEvidence {
+        self.note_members();
         let tracing = label(&self.ebpf);
         let (counts, sources) = match &mut self.ebpf {
             Ok(probe) => (Some(probe.collect()), Some(sources_of(probe))),
@@ -286,6 +293,25 @@ impl Observer {
         }
     }
 
+    /// Remembers the group's pids now, for the kernel-log source only (the OOM dump that names
+    /// the group may be rate-limited away; see [`kmsg`]).
+    fn note_members(&mut self) {
+        if !matches!(self.kmsg, Some(Ok(_))) {
+            return;
+        }
+        let Ok(procs) = std::fs::read_to_string(self.target.dir.join("cgroup.procs")) else {
+            return;
+        };
+        for pid in procs.lines().filter_map(|l| l.trim().parse().ok()) {
+            if !self.members.contains(&pid) {
+                if self.members.len() == MAX_MEMBERS {
+                    self.members.pop_front();
+                }
+                self.members.push_back(pid);
+            }
+        }
+    }
+
     fn keep_victim(&mut self, v: OomVictimReport) {
         if self.victims.len() == MAX_VICTIMS {
             self.victims.pop_front();
@@ -307,8 +333,9 @@ impl Observer {
             .saturating_sub(self.oom_kills_at_start);
         let deadline = Instant::now() + KMSG_WAIT;
         let mut found = Vec::new();
+        let members: Vec<u32> = self.members.iter().copied().collect();
         loop {
-            match log.poll() {
+            match log.poll(&members) {
                 Ok(mut v) => found.append(&mut v),
                 Err(e) => {
                     notes.push(e);
