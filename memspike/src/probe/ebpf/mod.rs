@@ -238,10 +238,18 @@ impl EbpfProbe {
         if target == 0 {
             return Err(fail(ProbeError::NoTarget));
         }
+        let started = Instant::now();
         let features = Features::probe(switches).map_err(|e| fail(ProbeError::Unsupported(e)))?;
-        tracefs::with_tracefs(|dir| {
+        let probed = started.elapsed();
+        let result = tracefs::with_tracefs(|dir| {
             load_and_attach(object, target, page_fault, switches, &features, dir)
-        })
+        });
+        tracing::debug!(
+            features_ms = probed.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "eBPF observer start"
+        );
+        result
     }
 
     /// The source of `figure` (e.g. `ebpf tp_btf/page_fault_user`), if a way attached.
