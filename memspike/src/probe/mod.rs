@@ -38,9 +38,7 @@ use memspike_common::Phase;
 use crate::cgroup::{self, Group, Hierarchy, Version};
 use ebpf::{EbpfProbe, hooks::Figure};
 pub use ebpf::{PageFaultAttach, ProbeError, unavailable_reason};
-pub use evidence::{
-    KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim, unavailable_label,
-};
+pub use evidence::{KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim};
 pub use tracefs::TRACEFS_DIR;
 
 /// Where the kernel publishes its BTF (needed by `tp_btf` programs).
@@ -383,7 +381,7 @@ impl Observer {
 fn label(ebpf: &Result<EbpfProbe, String>) -> String {
     match ebpf {
         Ok(_) => "ebpf".to_owned(),
-        Err(reason) => unavailable_label(reason),
+        Err(reason) => evidence::unavailable_label(reason),
     }
 }
 
