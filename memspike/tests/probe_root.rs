@@ -666,15 +666,18 @@ fn tracefs_mounts_of(pid: u32) -> Vec<String> {
 }
 
 /// A process that holds a mount namespace of its own (a private copy of ours, with no tracefs
-/// mounted), so that a memspike run started in it can be watched without other processes on
-/// the machine mounting or unmounting tracefs in the same view. Killed on drop.
+/// mounted, or with one mounted at /sys/kernel/tracing), so that a memspike run started in it
+/// can be watched without other processes on the machine mounting or unmounting tracefs in the
+/// same view. Killed on drop.
 struct MountNamespace {
     holder: Child,
 }
 
 impl MountNamespace {
-    fn new() -> MountNamespace {
+    fn new(with_tracefs: bool) -> MountNamespace {
         let root = std::ffi::CString::new("/").expect("no NUL");
+        let tracefs = std::ffi::CString::new("tracefs").expect("no NUL");
+        let tracefs_dir = std::ffi::CString::new(probe::TRACEFS_DIR).expect("no NUL");
         let targets = [probe::TRACEFS_DIR, "/sys/kernel/debug/tracing"]
             .map(|p| std::ffi::CString::new(p).expect("no NUL"));
         let mut cmd = Command::new("/bin/sleep");
@@ -699,6 +702,17 @@ impl MountNamespace {
                 }
                 for t in &targets {
                     while libc::umount2(t.as_ptr(), libc::MNT_DETACH) == 0 {}
+                }
+                if with_tracefs
+                    && libc::mount(
+                        tracefs.as_ptr(),
+                        tracefs_dir.as_ptr(),
+                        tracefs.as_ptr(),
+                        0,
+                        std::ptr::null(),
+                    ) != 0
+                {
+                    return Err(io::Error::last_os_error());
                 }
                 Ok(())
             });
@@ -765,6 +779,10 @@ fn wait_for_pause(child: &mut Child, phase: &str) -> i32 {
     }
 }
 
+/// What the observer logs (debug) when it mounts tracefs for itself.
+const PRIVATE_MOUNT_LOG: &str =
+    "mounted tracefs at /sys/kernel/tracing in a private mount namespace";
+
 #[test]
 fn a_run_never_mounts_tracefs_where_others_see_it_even_when_sigkilled() {
     const WHAT: &str =
@@ -773,7 +791,7 @@ fn a_run_never_mounts_tracefs_where_others_see_it_even_when_sigkilled() {
         return;
     }
     let _serial = serial();
-    let ns = MountNamespace::new();
+    let ns = MountNamespace::new(false);
     assert_eq!(
         ns.tracefs_mounts(),
         Vec::<String>::new(),
@@ -810,21 +828,53 @@ fn a_run_never_mounts_tracefs_where_others_see_it_even_when_sigkilled() {
     );
     memspike::cgroup::remove_stale(&Hierarchy::discover().expect("preflight"));
 
-    // A whole run in the same namespace still gets the OOM victim from the classic tracepoint.
+    // A whole run in the same namespace still gets the OOM victim from the classic tracepoint,
+    // through tracefs mounted in its own thread's namespace.
     let out = ns
         .memspike(&["run", "--json", "--expect", "oom"])
+        .env("MEMSPIKE_LOG", "memspike=debug")
         .output()
         .expect("run memspike");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(PRIVATE_MOUNT_LOG), "{stderr}");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(
         r["kernel"]["oom_victim"]["pid"], r["worker"]["pid"],
         "{r:#}"
     );
     assert_eq!(ns.tracefs_mounts(), Vec::<String>::new());
+}
+
+#[test]
+fn an_existing_tracefs_mount_is_used_and_left_as_it_is() {
+    const WHAT: &str = "probe_root::an_existing_tracefs_mount_is_used_and_left_as_it_is";
+    if !require_probe(WHAT) {
+        return;
+    }
+    let _serial = serial();
+    let ns = MountNamespace::new(true);
+    let before = ns.tracefs_mounts();
+    assert_eq!(before, vec![probe::TRACEFS_DIR.to_owned()]);
+    let out = ns
+        .memspike(&["run", "--json", "--expect", "oom"])
+        .env("MEMSPIKE_LOG", "memspike=debug")
+        .output()
+        .expect("run memspike");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains(PRIVATE_MOUNT_LOG),
+        "mounted its own although one was there: {stderr}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(
+        r["kernel"]["oom_victim"]["source"],
+        "ebpf tracepoint/oom/mark_victim"
+    );
+    assert_eq!(
+        r["kernel"]["oom_victim"]["pid"], r["worker"]["pid"],
+        "{r:#}"
+    );
+    assert_eq!(ns.tracefs_mounts(), before, "the mount is left as it was");
 }
