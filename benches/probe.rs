@@ -2,7 +2,7 @@
 //! private anonymous memory, no THP, write one byte per 4 KiB page so that every page faults
 //! once, unmap) untraced, then traced with each page-fault attach type, side by side in one run.
 //!
-//! "Traced" means a [`Probe`] started on this process's own cgroup v2 id, so that the counting
+//! "Traced" means an [`EbpfProbe`] started on this process's own cgroup v2 id, so that the counting
 //! path runs for every fault (not only the cgroup filter's early exit).
 //!
 //! Run as root after `cargo xtask build-ebpf`:
@@ -21,7 +21,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group};
-use memspike::probe::{self, PageFaultAttach, Probe};
+use memspike::probe::{
+    self, PageFaultAttach,
+    ebpf::{EbpfProbe, KernelIds},
+};
 use memspike_common::Phase;
 
 const GIB: usize = 1 << 30;
@@ -97,10 +100,10 @@ fn faults(c: &mut Criterion) {
         ("traced_tp_btf", PageFaultAttach::TpBtf),
         ("traced_raw_tp", PageFaultAttach::RawTp),
     ] {
-        let mut probe = match Probe::start_with(target, attach) {
+        let mut probe = match EbpfProbe::start(target, Some(attach)) {
             Ok(p) => p,
-            Err(e) => {
-                eprintln!("probe bench: {name} skipped: {e}");
+            Err(u) => {
+                eprintln!("probe bench: {name} skipped: {}", u.error);
                 continue;
             }
         };
@@ -110,11 +113,12 @@ fn faults(c: &mut Criterion) {
         g.bench_function(name, |b| b.iter(|| touch_fresh_pages(GIB)));
         match probe.finish() {
             // Every process of the cgroup counts, so this is at least the bench's own faults.
-            Ok(ev) => eprintln!(
+            (Ok(counts), _) => eprintln!(
                 "{name}: {} page faults counted in cgroup {target} ({} in spike)",
-                ev.page_faults.total, ev.page_faults.per_phase["spike"]
+                counts.faults.iter().sum::<u64>(),
+                counts.faults[Phase::Spike as usize]
             ),
-            Err(e) => eprintln!("probe bench: {name}: finish: {e}"),
+            (Err(e), _) => eprintln!("probe bench: {name}: finish: {e}"),
         }
     }
     g.bench_function("untraced_again", |b| b.iter(|| touch_fresh_pages(GIB)));
@@ -131,13 +135,15 @@ fn thread_cpu_ns() -> u128 {
     ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
 }
 
-/// Average run time of the loaded page-fault programs per run (needs kernel.bpf_stats_enabled).
-fn program_ns_per_run() -> Option<f64> {
+/// Average run time per run of the probe's page-fault program (needs
+/// kernel.bpf_stats_enabled).
+fn program_ns_per_run(ids: &KernelIds) -> Option<f64> {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .filter(|p| {
-            p.name_as_str()
-                .is_some_and(|n| n.starts_with("page_fault_use"))
+            ids.programs.contains(&p.id())
+                && p.name_as_str()
+                    .is_some_and(|n| n.starts_with("page_fault_use"))
         })
         .find_map(|p| {
             let runs = p.run_count();
@@ -153,16 +159,16 @@ fn timed_pass(
 ) -> Result<(f64, f64, Option<f64>), String> {
     let probe = match attach {
         None => None,
-        Some(a) => Some(Probe::start_with(target, a).map_err(|e| e.to_string())?),
+        Some(a) => Some(EbpfProbe::start(target, Some(a)).map_err(|u| u.error.to_string())?),
     };
     let cpu = thread_cpu_ns();
     let start = std::time::Instant::now();
     touch_fresh_pages(GIB);
     let wall = start.elapsed().as_nanos() as f64 / FAULTS as f64;
     let cpu = (thread_cpu_ns() - cpu) as f64 / FAULTS as f64;
-    let prog = probe.as_ref().and_then(|_| program_ns_per_run());
+    let prog = probe.as_ref().and_then(|p| program_ns_per_run(&p.ids()));
     if let Some(p) = probe {
-        p.finish().map_err(|e| e.to_string())?;
+        p.finish().0.map_err(|e| e.to_string())?;
     }
     Ok((wall, cpu, prog))
 }

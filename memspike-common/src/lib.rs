@@ -91,7 +91,8 @@ pub mod names {
 
     /// `tp_btf/page_fault_user`: counts user page faults per phase (the attach type kept).
     pub const PROG_PAGE_FAULT_BTF: &str = "page_fault_user_btf";
-    /// `raw_tp/page_fault_user`: the same counter through a raw tracepoint (kept to measure).
+    /// `raw_tp/page_fault_user`: the same counter through a raw tracepoint (the fallback without
+    /// BTF, and the bench's comparison).
     pub const PROG_PAGE_FAULT_RAW: &str = "page_fault_user_raw";
     /// `tp_btf/page_fault_user` doing nothing: the bench's floor, never attached by a run.
     pub const PROG_PAGE_FAULT_NOP: &str = "page_fault_user_nop";
@@ -99,6 +100,10 @@ pub mod names {
     pub const PROG_RECLAIM_BEGIN: &str = "memcg_reclaim_begin";
     /// `tp_btf/mm_vmscan_memcg_reclaim_end`.
     pub const PROG_RECLAIM_END: &str = "memcg_reclaim_end";
+    /// `tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin` (classic: the fallback without BTF).
+    pub const PROG_RECLAIM_BEGIN_TP: &str = "memcg_reclaim_begin_tp";
+    /// `tracepoint/vmscan/mm_vmscan_memcg_reclaim_end` (classic: the fallback without BTF).
+    pub const PROG_RECLAIM_END_TP: &str = "memcg_reclaim_end_tp";
     /// `tracepoint/oom/mark_victim` (classic: needs tracefs to attach).
     pub const PROG_OOM_MARK_VICTIM: &str = "oom_mark_victim";
 
@@ -106,6 +111,7 @@ pub mod names {
     pub const TP_PAGE_FAULT_USER: &str = "page_fault_user";
     pub const TP_RECLAIM_BEGIN: &str = "mm_vmscan_memcg_reclaim_begin";
     pub const TP_RECLAIM_END: &str = "mm_vmscan_memcg_reclaim_end";
+    pub const TP_VMSCAN_CATEGORY: &str = "vmscan";
     pub const TP_OOM_CATEGORY: &str = "oom";
     pub const TP_OOM_NAME: &str = "mark_victim";
 }

@@ -5,13 +5,14 @@
 //! value is fixed before any program is attached. On a v1 memory hierarchy the target is the
 //! inode of the experiment's same-named twin under the cgroup2 mount; on v2 the group's own id.
 //!
-//! - `page_fault_user_btf` (`tp_btf/page_fault_user`, the one user space attaches) and
-//!   `page_fault_user_raw` (`raw_tp/page_fault_user`, the same counter, kept so the bench can
-//!   compare the two attach types): one increment of this CPU's slot of
+//! - `page_fault_user_btf` (`tp_btf/page_fault_user`, the one user space attaches first) and
+//!   `page_fault_user_raw` (`raw_tp/page_fault_user`, the same counter: the fallback without
+//!   BTF, and the bench's comparison): one increment of this CPU's slot of
 //!   `PAGE_FAULTS[CURRENT_PHASE[0]]`. Nothing else runs per fault.
-//! - `memcg_reclaim_begin` / `memcg_reclaim_end` (`tp_btf/mm_vmscan_memcg_reclaim_*`): the
-//!   start time per thread in `RECLAIM_START`, then one stall and its duration in
-//!   `RECLAIM_STATS`.
+//! - `memcg_reclaim_begin` / `memcg_reclaim_end` (`tp_btf/mm_vmscan_memcg_reclaim_*`), and the
+//!   same through the classic tracepoints (`memcg_reclaim_begin_tp` / `_end_tp`, for kernels
+//!   without BTF): the start time per thread in `RECLAIM_START`, then one stall and its
+//!   duration in `RECLAIM_STATS`.
 //! - `oom_mark_victim` (classic `tracepoint/oom/mark_victim`; rare, so cost does not matter):
 //!   reads the record's fields at the offsets in the `OOM_FIELDS` global (taken from tracefs'
 //!   format file by the loader, never hard-coded) and sends an `OomVictim` through `OOM_EVENTS`.
@@ -101,7 +102,7 @@ pub fn page_fault_user_raw(_ctx: RawTracePointContext) -> i32 {
 }
 
 /// An empty program on the same tracepoint: the bench's floor (the cost of having any BPF
-/// program on `page_fault_user` at all). Never attached by `Probe::start`.
+/// program on `page_fault_user` at all). Never attached by a run.
 #[btf_tracepoint(function = "page_fault_user")]
 pub fn page_fault_user_nop(_ctx: BtfTracePointContext) -> i32 {
     0
@@ -132,6 +133,18 @@ pub fn memcg_reclaim_begin(_ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "mm_vmscan_memcg_reclaim_end")]
 pub fn memcg_reclaim_end(_ctx: BtfTracePointContext) -> i32 {
     code(try_reclaim_end())
+}
+
+/// The same pair through the classic tracepoints (no BTF needed; the loader's fallback). They
+/// read no field of the record.
+#[tracepoint(category = "vmscan", name = "mm_vmscan_memcg_reclaim_begin")]
+pub fn memcg_reclaim_begin_tp(_ctx: TracePointContext) -> u32 {
+    code(try_reclaim_begin()) as u32
+}
+
+#[tracepoint(category = "vmscan", name = "mm_vmscan_memcg_reclaim_end")]
+pub fn memcg_reclaim_end_tp(_ctx: TracePointContext) -> u32 {
+    code(try_reclaim_end()) as u32
 }
 
 #[inline(always)]
@@ -234,6 +247,14 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> Result<(), i32> {
     );
     Ok(())
 }
+
+/// The licence the kernel reads (the ELF section `license`) to let these programs call GPL-only
+/// helpers (`bpf_probe_read_kernel_str`, `bpf_ktime_get_ns` ... in `oom_mark_victim`). Without it
+/// aya would declare "GPL" on the object's behalf. "Dual MIT/GPL" is one of the strings the
+/// kernel's `license_is_gpl_compatible` accepts; the crate is MIT OR GPL-2.0 (see Cargo.toml).
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
 
 #[cfg(not(test))]
 #[panic_handler]

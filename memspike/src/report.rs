@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::{
     cgroup::Counters,
     heap::{GcReason, HeapStats},
-    probe::{KernelEvidence, OomVictimReport, PageFaults, Reclaim},
+    probe::{KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim},
     signals::signal_name,
     size::human,
     telemetry::{Action, Event, Kind},
@@ -101,37 +101,37 @@ pub struct Settings {
     pub gc_after_release: bool,
 }
 
-/// What the kernel saw inside the group, from the eBPF observer.
+/// What the kernel saw inside the group; each figure names its source.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct KernelSection {
     /// `ebpf`, or `unavailable: <reason>`.
     pub tracing: String,
     pub page_faults: Option<PageFaults>,
+    pub major_faults: Option<PageFaults>,
     pub reclaim: Option<Reclaim>,
-    /// The OOM killer's victim inside the group, if there was one.
+    pub pressure: Option<Pressure>,
+    /// The OOM killer's victim: this worker if the kernel chose it, else the first victim
+    /// recorded in the group.
     pub oom_victim: Option<OomVictimReport>,
+    /// Where OOM victims were looked for (not serialized: `oom_victim.source` says it).
+    #[serde(skip)]
+    pub oom_source: Option<String>,
     /// Anything the observer could only partly do.
     pub notes: Vec<String>,
 }
 
 impl KernelSection {
-    fn new(kernel: Result<KernelEvidence, String>) -> KernelSection {
-        let tracing = crate::probe::tracing_label(&kernel);
-        match kernel {
-            Ok(k) => KernelSection {
-                tracing,
-                page_faults: Some(k.page_faults),
-                reclaim: Some(k.reclaim),
-                oom_victim: k.oom_victims.into_iter().next(),
-                notes: k.notes,
-            },
-            Err(_) => KernelSection {
-                tracing,
-                page_faults: None,
-                reclaim: None,
-                oom_victim: None,
-                notes: Vec::new(),
-            },
+    fn new(kernel: Result<KernelEvidence, String>, worker: Option<u32>) -> KernelSection {
+        let k = kernel.unwrap_or_else(|reason| KernelEvidence::unavailable(&reason));
+        KernelSection {
+            oom_victim: k.victim_of(worker).cloned(),
+            tracing: k.tracing,
+            page_faults: k.page_faults,
+            major_faults: k.major_faults,
+            reclaim: k.reclaim,
+            pressure: k.pressure,
+            oom_source: k.oom_source,
+            notes: k.notes,
         }
     }
 }
@@ -317,7 +317,7 @@ impl Report {
                 name: f.group,
                 counters: f.counters,
             },
-            kernel: KernelSection::new(f.kernel),
+            kernel: KernelSection::new(f.kernel, pid),
             worker: WorkerSection {
                 pid,
                 exit,
@@ -454,9 +454,10 @@ impl Report {
                 }
                 Some(s)
             }
-            (Outcome::OomKilled, None) if k.tracing == "ebpf" => {
-                Some("the eBPF observer saw no OOM victim in the group".to_owned())
-            }
+            (Outcome::OomKilled, None) => k
+                .oom_source
+                .as_ref()
+                .map(|s| format!("{s} showed no OOM victim in the group")),
             _ => None,
         }
     }
@@ -560,10 +561,23 @@ impl Report {
                 format!("{} ({})", f.total, phases.join(", ")),
             );
         }
+        if let Some(f) = &self.kernel.major_faults {
+            row("major faults", f.total.to_string());
+        }
         if let Some(r) = &self.kernel.reclaim {
             row(
                 "reclaim stalls",
                 format!("{} ({:.2} ms in all)", r.stalls, r.total_ns as f64 / 1e6),
+            );
+        }
+        if let Some(p) = &self.kernel.pressure {
+            row(
+                "memory stall (PSI)",
+                format!(
+                    "some {:.2} ms, full {:.2} ms",
+                    p.some_ns as f64 / 1e6,
+                    p.full_ns as f64 / 1e6
+                ),
             );
         }
         if let Some(v) = &self.kernel.oom_victim {
@@ -579,6 +593,32 @@ impl Report {
                     human(v.pgtables_bytes)
                 ),
             );
+        }
+        let sources: Vec<String> = [
+            (
+                "page faults",
+                self.kernel.page_faults.as_ref().map(|f| &f.source),
+            ),
+            (
+                "major faults",
+                self.kernel.major_faults.as_ref().map(|f| &f.source),
+            ),
+            ("reclaim", self.kernel.reclaim.as_ref().map(|r| &r.source)),
+            ("PSI", self.kernel.pressure.as_ref().map(|p| &p.source)),
+            (
+                "OOM victim",
+                self.kernel
+                    .oom_victim
+                    .as_ref()
+                    .map(|v| &v.source)
+                    .or(self.kernel.oom_source.as_ref()),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(what, source)| source.map(|s| format!("{what}: {s}")))
+        .collect();
+        if !sources.is_empty() {
+            row("kernel sources", sources.join("\n"));
         }
         for note in &self.kernel.notes {
             row("kernel note", note.clone());
@@ -686,7 +726,6 @@ fn describe(kind: &Kind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     use crate::{pacer::Gogc, privilege::RunAs};
 
@@ -797,26 +836,18 @@ mod tests {
         assert!(r.text().contains("OOM-KILLED"));
     }
 
-    #[test]
-    fn the_verdict_cites_the_kernels_evidence() {
-        let events = events(false, Some(7));
-        let worker = events
+    fn worker_pid(events: &[Event]) -> u32 {
+        events
             .iter()
             .find_map(|e| match e.kind {
                 Kind::Ready { pid } => Some(pid),
                 _ => None,
             })
-            .unwrap();
-        let per_phase = Phase::ALL
-            .iter()
-            .map(|p| {
-                (
-                    p.name().to_owned(),
-                    if *p == Phase::Remainder { 712 } else { 0 },
-                )
-            })
-            .collect();
-        let victim = |pid| OomVictimReport {
+            .unwrap()
+    }
+
+    fn victim(pid: u32) -> OomVictimReport {
+        OomVictimReport {
             pid,
             comm: "memspike".into(),
             total_vm_bytes: 1 << 34,
@@ -827,21 +858,39 @@ mod tests {
             uid: 0,
             oom_score_adj: 0,
             t_ns: 1,
-        };
-        let evidence = |pid| KernelEvidence {
-            page_faults: PageFaults {
-                total: 712,
-                per_phase: BTreeMap::clone(&per_phase),
-            },
-            reclaim: Reclaim {
+            source: "ebpf tracepoint/oom/mark_victim".into(),
+        }
+    }
+
+    /// eBPF evidence: 712 faults in the remainder, 35 reclaim stalls, these victims.
+    fn evidence(victims: Vec<OomVictimReport>) -> KernelEvidence {
+        let mut faults = [0; Phase::COUNT];
+        faults[Phase::Remainder as usize] = 712;
+        KernelEvidence {
+            tracing: "ebpf".into(),
+            page_faults: Some(PageFaults::from_counts(
+                &faults,
+                "ebpf tp_btf/page_fault_user",
+            )),
+            major_faults: None,
+            reclaim: Some(Reclaim {
                 stalls: 35,
                 total_ns: 1_500_000,
-            },
-            oom_victims: vec![victim(pid)],
+                source: "ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end".into(),
+            }),
+            pressure: None,
+            oom_source: Some("ebpf tracepoint/oom/mark_victim".into()),
+            oom_victims: victims,
             notes: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn the_verdict_cites_the_kernels_evidence() {
+        let events = events(false, Some(7));
+        let worker = worker_pid(&events);
         let mut f = facts(events.clone(), Exit::Signal(libc::SIGKILL), 1);
-        f.kernel = Ok(evidence(worker));
+        f.kernel = Ok(evidence(vec![victim(worker)]));
         let r = Report::build(f);
         assert_eq!(r.kernel.tracing, "ebpf");
         assert!(
@@ -857,11 +906,80 @@ mod tests {
             "{}",
             r.text()
         );
+        assert!(
+            r.text()
+                .contains("OOM victim: ebpf tracepoint/oom/mark_victim"),
+            "{}",
+            r.text()
+        );
+
+        assert!(
+            r.text()
+                .contains("kernel sources            page faults: ebpf tp_btf/page_fault_user"),
+            "{}",
+            r.text()
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json["kernel"]["page_faults"]["source"],
+            "ebpf tp_btf/page_fault_user"
+        );
+        assert_eq!(
+            json["kernel"]["oom_victim"]["source"],
+            "ebpf tracepoint/oom/mark_victim"
+        );
 
         // A victim that is not the worker is named as such, never silently taken for it.
         let mut f = facts(events, Exit::Signal(libc::SIGKILL), 1);
-        f.kernel = Ok(evidence(worker + 1));
+        f.kernel = Ok(evidence(vec![victim(worker + 1)]));
         assert!(Report::build(f).verdict.contains("(not the worker"));
+    }
+
+    /// Interactive mode: the observer's evidence lists every victim since the session began,
+    /// the first worker's first. The second worker's report names the second worker.
+    #[test]
+    fn a_later_workers_report_names_its_own_victim() {
+        let events = events(false, Some(7));
+        let worker = worker_pid(&events);
+        let mut f = facts(events, Exit::Signal(libc::SIGKILL), 2);
+        f.oom_kills_before = 1;
+        f.kernel = Ok(evidence(vec![victim(worker - 7), victim(worker)]));
+        let r = Report::build(f);
+        assert_eq!(r.kernel.oom_victim.as_ref().map(|v| v.pid), Some(worker));
+        assert!(
+            r.verdict
+                .contains(&format!("chose pid {worker} (the worker)")),
+            "{}",
+            r.verdict
+        );
+    }
+
+    /// Without eBPF, the figures come from the cgroup's files and the kernel log, and a kill
+    /// the log did not show is said to be missing from that source.
+    #[test]
+    fn figures_without_ebpf_name_their_sources() {
+        let events = events(false, Some(7));
+        let mut faults = [0; Phase::COUNT];
+        faults[Phase::Remainder as usize] = 700;
+        let mut k = KernelEvidence::unavailable("--no-trace");
+        k.page_faults = Some(PageFaults::from_counts(&faults, "memory.stat pgfault"));
+        k.oom_source = Some("/dev/kmsg".into());
+        let mut f = facts(events, Exit::Signal(libc::SIGKILL), 1);
+        f.kernel = Ok(k);
+        let r = Report::build(f);
+        assert_eq!(r.kernel.tracing, "unavailable: --no-trace");
+        assert!(
+            r.verdict
+                .ends_with("; /dev/kmsg showed no OOM victim in the group"),
+            "{}",
+            r.verdict
+        );
+        assert!(
+            r.text().contains("page faults: memory.stat pgfault")
+                && r.text().contains("OOM victim: /dev/kmsg"),
+            "{}",
+            r.text()
+        );
     }
 
     #[test]
@@ -1037,6 +1155,16 @@ mod tests {
         }
         let mut f = facts(events, Exit::Signal(libc::SIGKILL), 1);
         f.counters.failcnt = Some(0);
+        let mut kernel = evidence(vec![victim(4242)]);
+        if let Some(faults) = &mut kernel.page_faults {
+            *faults = PageFaults::from_counts(&[153, 7_377, 0, 0, 693, 0, 0], &faults.source);
+        }
+        kernel.pressure = Some(Pressure {
+            some_ns: 1_400_000,
+            full_ns: 1_300_000,
+            source: "memory.pressure".into(),
+        });
+        f.kernel = Ok(kernel);
         Report::build(f)
     }
 

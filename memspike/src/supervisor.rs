@@ -22,7 +22,7 @@ use memspike_common::Phase;
 use crate::{
     cgroup::{self, CgroupError, Group, Hierarchy, PreflightError},
     preflight::{self, UsageError},
-    probe::{self, KernelEvidence, Probe},
+    probe::{self, KernelEvidence, Observer},
     report::{Exit, Outcome, Report, RunFacts},
     signals::{self, Interrupts, signal_name},
     size::human,
@@ -182,11 +182,16 @@ pub fn run_interactive(
     let addr = listener.local_addr().map_err(SupervisorError::Spawn)?;
     let mut session = Session::open(config, options.trace, interrupts)?;
     let mut feed = Feed {
-        tracing: probe::tracing_label(&session.probe),
+        tracing: session
+            .observer
+            .as_ref()
+            .map_or_else(String::new, Observer::tracing_label),
         ..Feed::default()
     };
     tracing::info!("serving the heap on http://{addr}/ (Ctrl-C stops)");
     let result = loop {
+        // The observer outlives the workers: each report holds its own worker's share.
+        let before = session.snapshot();
         let mut facts = match session.run_worker(config, Some(&listener), Some(&mut feed)) {
             Ok(facts) => facts,
             // A stop signal before the next worker started: the normal end of a session.
@@ -196,7 +201,10 @@ pub fn run_interactive(
         if interrupts.received().is_some() {
             break Ok(feed.restarts);
         }
-        facts.kernel = session.snapshot();
+        facts.kernel = match (session.snapshot(), before) {
+            (Ok(now), Ok(before)) => Ok(now.since(&before)),
+            (now, _) => now,
+        };
         let report = Report::build(facts);
         match report.outcome {
             Outcome::OomKilled => {
@@ -241,7 +249,8 @@ pub fn run_interactive(
 struct Session {
     hierarchy: Hierarchy,
     group: Group,
-    probe: Result<Probe, String>,
+    /// The kernel observer; `None` once closed.
+    observer: Option<Observer>,
     interrupts: Interrupts,
     start: Instant,
     /// The group's OOM kill count after the last worker ended.
@@ -271,15 +280,12 @@ impl Session {
             human(config.limit),
             config.run_as
         );
-        let probe = start_probe(trace, &group);
-        match &probe {
-            Ok(_) => tracing::info!("kernel observer attached (eBPF)"),
-            Err(reason) => tracing::info!("kernel tracing off: {reason}"),
-        }
+        let observer = probe::start(trace, &hierarchy, &group);
+        tracing::info!("kernel observer: {}", observer.tracing_label());
         Ok(Session {
             hierarchy,
             group,
-            probe,
+            observer: Some(observer),
             interrupts: interrupts.clone(),
             start,
             oom_kills: 0,
@@ -288,27 +294,24 @@ impl Session {
 
     /// The observer's figures so far, or why there are none.
     fn snapshot(&mut self) -> Result<KernelEvidence, String> {
-        match &mut self.probe {
-            Ok(p) => p.snapshot().map_err(|e| e.to_string()),
-            Err(reason) => Err(reason.clone()),
+        match &mut self.observer {
+            Some(o) => Ok(o.snapshot()),
+            None => Err("the observer was closed".to_owned()),
         }
     }
 
     /// Tells the observer which phase the worker's coming page faults belong to.
     fn set_phase(&mut self, phase: Phase) {
-        if let Ok(p) = &mut self.probe
-            && let Err(e) = p.set_phase(phase)
-        {
-            tracing::warn!("could not set the observer's phase: {e}");
+        if let Some(o) = &mut self.observer {
+            o.set_phase(phase);
         }
     }
 
     /// Unloads the observer (returning what it saw) and removes the group.
     fn close(&mut self) -> Result<KernelEvidence, String> {
-        let probe = std::mem::replace(&mut self.probe, Err("closed".into()));
-        let kernel = match probe {
-            Ok(p) => p.finish().map_err(|e| e.to_string()),
-            Err(reason) => Err(reason),
+        let kernel = match self.observer.take() {
+            Some(o) => Ok(o.finish()),
+            None => Err("the observer was closed".to_owned()),
         };
         let name = self.group.name().to_owned();
         match self.group.remove() {
@@ -523,9 +526,9 @@ impl Session {
     /// Sends the worker what only the supervisor knows (restarts, last OOM, kernel counters).
     fn send_feed(&mut self, feed: &mut Feed, control: &mut Option<ChildStdin>) {
         if let Ok(k) = self.snapshot() {
-            feed.page_faults = Some(k.page_faults.total);
-            feed.reclaim_stalls = Some(k.reclaim.stalls);
-            feed.reclaim_ns = Some(k.reclaim.total_ns);
+            feed.page_faults = k.page_faults.map(|f| f.total);
+            feed.reclaim_stalls = k.reclaim.as_ref().map(|r| r.stalls);
+            feed.reclaim_ns = k.reclaim.map(|r| r.total_ns);
         }
         if let Some(c) = control {
             let _ = telemetry::send_control(c, &Control::Feed(feed.clone()));
@@ -546,21 +549,6 @@ fn observed_phase(kind: &Kind) -> Option<Phase> {
 
 /// How often an interactive worker hears the kernel's counters.
 const FEED_PERIOD: Duration = Duration::from_millis(500);
-
-/// Starts the kernel observer on the group, or says why it is off. It is started before the
-/// worker exists, so that its filter is set and its programs attached before the first fault.
-fn start_probe(trace: bool, group: &Group) -> Result<Probe, String> {
-    if !trace {
-        return Err("--no-trace".to_owned());
-    }
-    if let Some(reason) = probe::unavailable_reason() {
-        return Err(reason);
-    }
-    let id = group
-        .bpf_cgroup_id()
-        .ok_or("the group has no cgroup2 id to filter on (no cgroup2 mount)")?;
-    Probe::start(id).map_err(|e| e.to_string())
-}
 
 /// Where `--report DIR` puts the JSON report.
 pub fn report_path(dir: &std::path::Path) -> PathBuf {

@@ -1,12 +1,18 @@
-//! Real-kernel tests of `memspike::probe` (need root, kernel BTF and the embedded eBPF object):
-//! page faults are counted only for the observed cgroup and split by phase, an OOM kill in the
-//! group is captured (and a foreign one is not), kernel-side aya-log messages reach the `log`
-//! crate, and nothing stays loaded after finish, drop or SIGKILL of the loading process.
+//! Real-kernel tests of `memspike::probe` (need root, the embedded eBPF object, and a cgroup2
+//! mount for the filter): page faults are counted only for the observed cgroup and split by
+//! phase; an OOM kill in the group is captured by eBPF and by the kernel-log reader (and a
+//! foreign one is not); kernel-side aya-log messages reach the `log` crate; each figure
+//! degrades on its own (hidden BTF, a failing program, no eBPF at all), end to end through
+//! the `memspike` binary; nothing stays loaded after finish, drop, a failed start or SIGKILL;
+//! and tracefs is never mounted where other processes see it.
 //!
+//! Programs are counted by the ids the probe recorded or the process holds open
+//! (/proc/PID/fdinfo), never machine-wide: other BPF users may load theirs meanwhile.
 //! Outside CI a missing capability prints `SKIPPED …`; under CI=true it fails.
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -15,12 +21,17 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use memspike::cgroup::{Group, Hierarchy, group::Joiner};
-use memspike::probe::{self, Probe};
+use memspike::probe::{
+    self,
+    ebpf::{EbpfProbe, features::Switches, hooks::Figure},
+    kmsg::KernelLog,
+};
 use memspike_common::Phase;
+use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
 
-/// The tests count the kernel's programs and share tracefs: one at a time.
+/// The tests share tracefs, the kernel log and the CPU-heavy runs: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
@@ -31,7 +42,7 @@ fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
-/// Root, BTF and the embedded object; fails under CI=true, skips loudly elsewhere.
+/// Root and the embedded object; fails under CI=true, skips loudly elsewhere.
 fn require_probe(what: &str) -> bool {
     if !common::require_root(what) {
         return false;
@@ -58,6 +69,11 @@ fn target_id(g: &Group, what: &str) -> Option<u64> {
             None
         }
     }
+}
+
+fn start(target: u64) -> EbpfProbe {
+    EbpfProbe::start_with(target, None, &Switches::default())
+        .unwrap_or_else(|u| panic!("start the probe: {} ({:?})", u.error, u.notes))
 }
 
 /// A python3 that maps `pages` fresh private anonymous 4 KiB pages without THP and writes one
@@ -105,101 +121,11 @@ fn wait_faults(child: Child) -> (i32, u64) {
     (status, faults)
 }
 
-/// Names (as the kernel keeps them: 15 bytes at most) of memspike's programs and maps.
-const OUR_PROGRAMS: [&str; 5] = [
-    "page_fault_user", // page_fault_user_btf and page_fault_user_raw, truncated
-    "memcg_reclaim_b",
-    "memcg_reclaim_e",
-    "oom_mark_victim",
-    "page_fault_user",
-];
-const OUR_MAPS: [&str; 7] = [
-    "CURRENT_PHASE",
-    "PAGE_FAULTS",
-    "RECLAIM_START",
-    "RECLAIM_STATS",
-    "OOM_EVENTS",
-    "AYA_LOGS",
-    ".rodata",
-];
-
-/// (id, name) of every program loaded in the kernel now.
-fn programs() -> Vec<(u32, String)> {
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .map(|p| (p.id(), p.name_as_str().unwrap_or("").to_owned()))
-        .collect()
-}
-
-fn program_ids() -> Vec<u32> {
-    programs().into_iter().map(|(id, _)| id).collect()
-}
-
-/// (id, name) of every map loaded in the kernel now.
-fn maps() -> Vec<(u32, String)> {
-    aya::maps::loaded_maps()
-        .filter_map(Result::ok)
-        .map(|m| (m.id(), m.name_as_str().unwrap_or("").to_owned()))
-        .collect()
-}
-
-/// Loaded (programs, maps) in the whole kernel, and those named like memspike's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Counts {
-    programs: usize,
-    maps: usize,
-    our_programs: usize,
-    our_maps: usize,
-}
-
-fn counts() -> Counts {
-    let (p, m) = (programs(), maps());
-    Counts {
-        programs: p.len(),
-        maps: m.len(),
-        our_programs: p
-            .iter()
-            .filter(|(_, n)| OUR_PROGRAMS.contains(&n.as_str()))
-            .count(),
-        our_maps: m
-            .iter()
-            .filter(|(_, n)| OUR_MAPS.contains(&n.as_str()))
-            .count(),
-    }
-}
-
 fn tracefs_mounted() -> bool {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
         .any(|l| l.contains(" - tracefs "))
-}
-
-/// Waits (up to 3 s) until the loaded programs and maps are back to `before`. Other processes
-/// on the machine may load or unload BPF objects meanwhile: the counts of programs and maps
-/// named like memspike's must match exactly; a difference in the machine-wide totals with
-/// matching memspike counts is only reported.
-fn assert_counts_back(before: Counts, when: &str) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let now = counts();
-        if now == before {
-            return;
-        }
-        if Instant::now() >= deadline {
-            assert_eq!(
-                (now.our_programs, now.our_maps),
-                (before.our_programs, before.our_maps),
-                "{when}: memspike programs/maps left loaded: now {now:?}, before start {before:?}"
-            );
-            eprintln!(
-                "{when}: machine-wide BPF totals changed by other processes ({before:?} -> \
-                 {now:?}); memspike's own are back to where they were"
-            );
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -214,7 +140,12 @@ fn faults_are_counted_only_in_the_group_and_split_by_phase() {
     let Some(target) = target_id(&g, WHAT) else {
         return;
     };
-    let mut probe = Probe::start(target).expect("start the probe");
+    let mut probe = start(target);
+    assert_eq!(
+        probe.source(Figure::PageFaults),
+        Some("ebpf tp_btf/page_fault_user"),
+        "{probe:?}"
+    );
 
     // Step 1 (spike): 2,000 pages inside while a foreign process touches 50,000 outside.
     const N1: u64 = 2_000;
@@ -234,17 +165,14 @@ fn faults_are_counted_only_in_the_group_and_split_by_phase() {
     assert_eq!(status, 0, "foreign toucher failed");
     probe.set_phase(Phase::Done).expect("set phase");
 
-    let ev = probe.finish().expect("finish");
+    let (counts, note) = probe.finish();
+    let counts = counts.expect("finish");
+    assert_eq!(note, None);
     eprintln!(
-        "{ev:#?}\nrusage faults: inside {inside1_faults} + {inside2_faults}, foreign {foreign_faults}"
+        "{counts:?}\nrusage faults: inside {inside1_faults} + {inside2_faults}, foreign {foreign_faults}"
     );
-    let spike = ev.page_faults.per_phase["spike"];
-    let remainder = ev.page_faults.per_phase["remainder"];
-    assert_eq!(ev.page_faults.per_phase.len(), Phase::COUNT);
-    assert_eq!(
-        ev.page_faults.total,
-        ev.page_faults.per_phase.values().sum::<u64>()
-    );
+    let spike = counts.faults[Phase::Spike as usize];
+    let remainder = counts.faults[Phase::Remainder as usize];
     // Each step counts at least its pages, and at most the child's own faults (user-mode
     // faults after joining are a subset of its rusage count), far from the foreign 50,000.
     assert!(spike >= N1, "spike {spike} < {N1}");
@@ -259,11 +187,11 @@ fn faults_are_counted_only_in_the_group_and_split_by_phase() {
     );
     assert!(foreign_faults >= FOREIGN);
     assert!(
-        ev.page_faults.total < N1 + N2 + FOREIGN / 2,
-        "the foreign process was counted: {ev:?}"
+        counts.faults.iter().sum::<u64>() < N1 + N2 + FOREIGN / 2,
+        "the foreign process was counted: {counts:?}"
     );
-    assert_eq!(ev.page_faults.per_phase["startup"], 0);
-    assert!(ev.oom_victims.is_empty(), "{ev:?}");
+    assert_eq!(counts.faults[Phase::Startup as usize], 0);
+    assert!(counts.victims.is_empty(), "{counts:?}");
 }
 
 /// Collects kernel-side aya-log records (target memspike_ebpf) that reach the `log` crate.
@@ -310,7 +238,9 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
         return;
     };
     let tracefs_before = tracefs_mounted();
-    let probe = Probe::start(target).expect("start the probe");
+    let mut probe = start(target);
+    // The kernel-log reader watches the same kills, without eBPF.
+    let mut kmsg = KernelLog::open(observed.name()).expect("open /dev/kmsg");
 
     // Writes 64 MiB into a 32 MiB group: the kernel kills it.
     let hog = || {
@@ -331,29 +261,43 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
     assert_eq!(observed.counters().oom_kills, Some(1));
     assert_eq!(foreign.counters().oom_kills, Some(1));
 
-    let ev = probe.finish().expect("finish");
-    eprintln!("{ev:#?}");
     assert!(
-        ev.notes.iter().all(|n| !n.contains("not traced")),
+        probe.notes().iter().all(|n| !n.contains("oom_victim")),
         "oom/mark_victim was not traced: {:?}",
-        ev.notes
+        probe.notes()
     );
-    assert_eq!(ev.oom_victims.len(), 1, "{ev:#?}");
-    let v = &ev.oom_victims[0];
-    assert_eq!(v.pid, victim_pid, "foreign pid was {other_pid}: {v:?}");
-    assert_ne!(v.pid, other_pid);
-    assert_eq!(v.comm, "python3");
-    // Anonymous RSS at the kill is most of the limit (the rest: page tables, kernel memory,
-    // python's own file pages if it first read them).
-    assert!(
-        v.anon_rss_bytes > LIMIT * 3 / 4 && v.anon_rss_bytes <= LIMIT,
-        "anon_rss {} vs limit {LIMIT}",
-        v.anon_rss_bytes
+    let counts = probe.collect().expect("collect");
+    assert_eq!(counts.victims.len(), 1, "{counts:#?}");
+    // The victim is named as a member: the OOM dump that names the group is rate-limited
+    // when the machine has had 10 kills in 5 s (other tests), the `Killed process` line never.
+    let logged = kmsg.poll(&[victim_pid]).expect("read /dev/kmsg");
+    eprintln!("{counts:#?}\n{logged:#?}");
+    assert_eq!(logged.len(), 1, "{logged:#?}");
+    for v in [&counts.victims[0], &logged[0]] {
+        assert_eq!(v.pid, victim_pid, "foreign pid was {other_pid}: {v:?}");
+        assert_eq!(v.comm, "python3");
+        // Anonymous RSS at the kill is most of the limit (the rest: page tables, kernel
+        // memory, python's own file pages if it first read them).
+        assert!(
+            v.anon_rss_bytes > LIMIT * 3 / 4 && v.anon_rss_bytes <= LIMIT,
+            "anon_rss {} vs limit {LIMIT}",
+            v.anon_rss_bytes
+        );
+        assert!(v.total_vm_bytes >= v.anon_rss_bytes);
+        assert!(v.pgtables_bytes > 0 && v.t_ns > 0, "{v:?}");
+        // SAFETY: getuid has no preconditions.
+        assert_eq!(v.uid, unsafe { libc::getuid() });
+    }
+    // The two sources agree on the figures the kernel logs in kB.
+    let (e, k) = (&counts.victims[0], &logged[0]);
+    assert_eq!(
+        (e.anon_rss_bytes, e.file_rss_bytes, e.pgtables_bytes),
+        (k.anon_rss_bytes, k.file_rss_bytes, k.pgtables_bytes)
     );
-    assert!(v.total_vm_bytes >= v.anon_rss_bytes);
-    assert!(v.pgtables_bytes > 0 && v.t_ns > 0, "{v:?}");
-    // SAFETY: getuid has no preconditions.
-    assert_eq!(v.uid, unsafe { libc::getuid() });
+    assert_eq!(
+        (e.source.as_str(), k.source.as_str()),
+        ("ebpf tracepoint/oom/mark_victim", "/dev/kmsg")
+    );
     // The kernel-side debug! reached the log crate (and so tracing, through tracing-log).
     let lines = logs.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
     assert!(
@@ -362,6 +306,7 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
             .any(|l| l.starts_with("DEBUG") && l.contains(&format!("pid {victim_pid} "))),
         "no aya-log record for the victim: {lines:?}"
     );
+    drop(probe);
     assert_eq!(
         tracefs_mounted(),
         tracefs_before,
@@ -382,55 +327,68 @@ fn nothing_stays_loaded_after_finish_drop_or_a_failed_start() {
         return;
     };
     let tracefs_before = tracefs_mounted();
-    let before = counts();
+    let me = std::process::id();
+    let held_before = common::programs_of(me);
 
-    let probe = Probe::start(target).expect("start");
-    let during = counts();
-    assert!(
-        during.our_programs >= before.our_programs + 4 && during.programs >= before.programs + 4,
-        "4 programs attached: {during:?} vs {before:?}"
+    let probe = start(target);
+    let ids: BTreeSet<u32> = probe.ids().programs.into_iter().collect();
+    assert_eq!(
+        ids.len(),
+        4,
+        "page faults, reclaim begin/end, OOM: {probe:?}"
     );
-    let ev = probe.finish().expect("finish");
-    assert!(
-        ev.notes.iter().all(|n| !n.contains("still loaded")),
-        "{ev:?}"
-    );
-    assert_counts_back(before, "after finish");
+    assert_eq!(common::still_loaded(&ids).len(), 4);
+    assert!(common::programs_of(me).is_superset(&ids));
+    let (counts, note) = probe.finish();
+    counts.expect("finish");
+    assert_eq!(note, None, "finish waits until the kernel unloaded them");
+    assert_eq!(common::still_loaded(&ids), Vec::<u32>::new());
     assert_eq!(tracefs_mounted(), tracefs_before);
 
-    let probe = Probe::start(target).expect("start again");
-    assert!(counts().our_programs >= before.our_programs + 4);
+    let probe = start(target);
+    let ids: BTreeSet<u32> = probe.ids().programs.into_iter().collect();
     drop(probe);
-    assert_counts_back(before, "after drop without finish");
+    assert_eq!(common::still_loaded(&ids), Vec::<u32>::new(), "after drop");
     assert_eq!(tracefs_mounted(), tracefs_before);
 
-    let err = Probe::start(0).expect_err("0 observes nothing");
-    assert!(err.to_string().contains("target cgroup id is 0"), "{err}");
-    assert_counts_back(before, "after a failed start");
+    // Every figure's programs fail: the start fails, says why per figure, and the programs it
+    // loaded on the way are gone.
+    let all_fail = Switches::parse(None, Some("page_faults,reclaim,oom_victim"));
+    let err = EbpfProbe::start_with(target, None, &all_fail).expect_err("nothing attaches");
+    assert!(
+        err.error
+            .to_string()
+            .starts_with("no eBPF program could be attached"),
+        "{}",
+        err.error
+    );
+    for figure in Figure::ALL {
+        assert!(
+            err.notes.iter().any(|n| n
+                .starts_with(&format!("{}: no eBPF program attached", figure.name()))
+                && n.contains("forced by MEMSPIKE_PROBE_FAIL")),
+            "{figure:?}: {:?}",
+            err.notes
+        );
+    }
+    assert_eq!(
+        common::programs_of(me),
+        held_before,
+        "the failed start holds nothing"
+    );
+    assert_eq!(tracefs_mounted(), tracefs_before);
+
+    let err = EbpfProbe::start_with(0, None, &Switches::default()).expect_err("0 observes nothing");
+    assert!(
+        err.error.to_string().contains("target cgroup id is 0"),
+        "{}",
+        err.error
+    );
 }
 
-/// Env var that turns [`helper_hold_a_probe`] into the process that gets SIGKILLed.
-const HELPER_ENV: &str = "MEMSPIKE_PROBE_HELPER_TARGET";
-
-/// Not a test by itself: started by `sigkill_of_the_loader_leaves_nothing` in a child process.
 #[test]
-#[ignore = "helper process for sigkill_of_the_loader_leaves_nothing"]
-fn helper_hold_a_probe() {
-    let Some(target) = std::env::var(HELPER_ENV)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    else {
-        return;
-    };
-    let probe = Probe::start(target).expect("helper: start");
-    println!("probe ready");
-    std::thread::sleep(Duration::from_secs(60));
-    drop(probe);
-}
-
-#[test]
-fn sigkill_of_the_loader_leaves_nothing() {
-    const WHAT: &str = "probe_root::sigkill_of_the_loader_leaves_nothing";
+fn each_figure_attaches_on_its_own() {
+    const WHAT: &str = "probe_root::each_figure_attaches_on_its_own";
     if !require_probe(WHAT) {
         return;
     }
@@ -440,58 +398,483 @@ fn sigkill_of_the_loader_leaves_nothing() {
     let Some(target) = target_id(&g, WHAT) else {
         return;
     };
-    let tracefs_before = tracefs_mounted();
-    let before_programs = program_ids();
-    let before = counts();
-    let mut helper = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "helper_hold_a_probe",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(HELPER_ENV, target.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+    let cases = [
+        // (hide BTF, fail, page faults, reclaim, OOM victim)
+        (
+            None,
+            Some("page_faults"),
+            None,
+            Some("ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end"),
+            Some("ebpf tracepoint/oom/mark_victim"),
+        ),
+        (
+            None,
+            Some("page_faults/tp_btf,oom_victim"),
+            Some("ebpf raw_tp/page_fault_user"),
+            Some("ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end"),
+            None,
+        ),
+        (
+            Some("1"),
+            None,
+            Some("ebpf raw_tp/page_fault_user"),
+            Some("ebpf tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin|end"),
+            Some("ebpf tracepoint/oom/mark_victim"),
+        ),
+    ];
+    for (hide, fail, faults, reclaim, oom) in cases {
+        let switches = Switches::parse(hide, fail);
+        let mut probe = EbpfProbe::start_with(target, None, &switches)
+            .unwrap_or_else(|u| panic!("{hide:?} {fail:?}: {} {:?}", u.error, u.notes));
+        let case = format!("hide {hide:?}, fail {fail:?}: {probe:?}");
+        assert_eq!(probe.source(Figure::PageFaults), faults, "{case}");
+        assert_eq!(probe.source(Figure::Reclaim), reclaim, "{case}");
+        assert_eq!(probe.source(Figure::OomVictim), oom, "{case}");
+        // A figure that fell back or has no program says why in a note.
+        for (figure, source, best) in [
+            (Figure::PageFaults, faults, "ebpf tp_btf/page_fault_user"),
+            (Figure::OomVictim, oom, "ebpf tracepoint/oom/mark_victim"),
+        ] {
+            if source != Some(best) {
+                assert!(
+                    probe.notes().iter().any(|n| n.starts_with(figure.name())),
+                    "{case}"
+                );
+            }
+        }
+        // The attached page-fault program counts (its phase map works whichever way it is).
+        probe.set_phase(Phase::Spike).expect("set phase");
+        let (status, _) = wait_faults(spawn_in(&g.procs_files(), toucher(1_000)));
+        assert_eq!(status, 0);
+        let (counts, note) = probe.finish();
+        let counts = counts.expect("collect");
+        assert_eq!(note, None);
+        if faults.is_some() {
+            assert!(
+                counts.faults[Phase::Spike as usize] >= 1_000,
+                "{case}: {counts:?}"
+            );
+        }
+    }
+}
+
+/// `memspike run --json ARGS` with `env`; the exit code and the report.
+fn run_json(args: &[&str], env: &[(&str, &str)]) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_memspike"))
+        .arg("run")
+        .arg("--json")
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run memspike");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not a JSON report ({e}); stderr: {stderr}"));
+    (out.status.code().expect("exit code"), report)
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// The 4 KiB pages the spike wrote: its `end` event's growth.
+fn spike_pages(r: &Value) -> u64 {
+    let end = r["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["event"] == "end" && e["phase"] == "spike")
+        .expect("the spike ended");
+    u(&end["grown"]).div_ceil(4096)
+}
+
+/// The default run was OOM-killed in the remainder, the spike's faults are its pages (each
+/// faults once; at most 2 % more for the kernel's own faults on the group's memory), and the
+/// kernel's victim is the worker.
+fn assert_default_run(r: &Value, faults_source: &str, oom_source: &str) {
+    assert_eq!(r["outcome"], "oom_killed", "{r:#}");
+    assert_eq!(r["died_in"], "remainder");
+    let k = &r["kernel"];
+    assert_eq!(k["page_faults"]["source"], faults_source, "{k:#}");
+    let pages = spike_pages(r);
+    let spike = u(&k["page_faults"]["per_phase"]["spike"]);
+    assert!(
+        (pages..=pages + pages / 50).contains(&spike),
+        "spike: {spike} faults for {pages} pages ({faults_source})"
+    );
+    assert!(u(&k["page_faults"]["per_phase"]["remainder"]) > 0, "{k:#}");
+    let v = &k["oom_victim"];
+    assert_eq!(v["source"], oom_source, "{k:#}");
+    assert_eq!(v["pid"], r["worker"]["pid"], "{k:#}");
+    assert_eq!(v["comm"], "memspike");
+    let limit = u(&r["limit_bytes"]);
+    assert!(
+        u(&v["anon_rss_bytes"]) > limit * 3 / 4 && u(&v["anon_rss_bytes"]) <= limit,
+        "{v:#}"
+    );
+    let verdict = r["verdict"].as_str().expect("verdict");
+    assert!(verdict.contains("(the worker)"), "{verdict}");
+}
+
+#[test]
+fn without_btf_a_run_uses_raw_and_classic_tracepoints() {
+    const WHAT: &str = "probe_root::without_btf_a_run_uses_raw_and_classic_tracepoints";
+    if !require_probe(WHAT) {
+        return;
+    }
+    let _serial = serial();
+    let (code, r) = run_json(&["--expect", "oom"], &[("MEMSPIKE_PROBE_HIDE_BTF", "1")]);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["kernel"]["tracing"], "ebpf");
+    assert_default_run(
+        &r,
+        "ebpf raw_tp/page_fault_user",
+        "ebpf tracepoint/oom/mark_victim",
+    );
+    assert_eq!(
+        r["kernel"]["reclaim"]["source"],
+        "ebpf tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin|end"
+    );
+    assert!(
+        u(&r["kernel"]["reclaim"]["stalls"]) > 0,
+        "{:#}",
+        r["kernel"]
+    );
+    let notes = r["kernel"]["notes"].to_string();
+    assert!(notes.contains("MEMSPIKE_PROBE_HIDE_BTF"), "{notes}");
+}
+
+#[test]
+fn without_bpf_a_run_takes_its_figures_from_the_cgroup_and_the_kernel_log() {
+    const WHAT: &str =
+        "probe_root::without_bpf_a_run_takes_its_figures_from_the_cgroup_and_the_kernel_log";
+    if !common::require_root(WHAT) {
+        return;
+    }
+    let _serial = serial();
+    for (args, env, tracing) in [
+        (&["--no-trace"][..], &[][..], "unavailable: --no-trace"),
+        (
+            &[][..],
+            &[("MEMSPIKE_PROBE_FAIL", "page_faults,reclaim,oom_victim")][..],
+            "unavailable: no eBPF program could be attached",
+        ),
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--expect", "oom"]);
+        let (code, r) = run_json(&args, env);
+        assert_eq!(code, 0, "{r:#}");
+        let k = &r["kernel"];
+        assert!(
+            k["tracing"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(tracing)),
+            "{k:#}"
+        );
+        assert_default_run(&r, "memory.stat pgfault", "/dev/kmsg");
+        assert_eq!(k["major_faults"]["source"], "memory.stat pgmajfault");
+        assert_eq!(k["reclaim"], Value::Null, "no eBPF, no reclaim stalls");
+        // PSI: the group's v2 (or v2 twin) directory has memory.pressure whatever its
+        // controllers; the kill came after the kernel reclaimed in vain, which is a stall.
+        assert_eq!(k["pressure"]["source"], "memory.pressure", "{k:#}");
+        assert!(
+            u(&k["pressure"]["some_ns"]) >= u(&k["pressure"]["full_ns"]),
+            "{k:#}"
+        );
+    }
+}
+
+#[test]
+fn a_failing_page_fault_program_costs_only_its_figure() {
+    const WHAT: &str = "probe_root::a_failing_page_fault_program_costs_only_its_figure";
+    if !require_probe(WHAT) {
+        return;
+    }
+    let _serial = serial();
+    let (code, r) = run_json(
+        &["--expect", "oom"],
+        &[("MEMSPIKE_PROBE_FAIL", "page_faults")],
+    );
+    assert_eq!(code, 0, "{r:#}");
+    let k = &r["kernel"];
+    assert_eq!(k["tracing"], "ebpf");
+    assert_default_run(&r, "memory.stat pgfault", "ebpf tracepoint/oom/mark_victim");
+    assert_eq!(
+        k["reclaim"]["source"],
+        "ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end"
+    );
+    let notes = k["notes"].to_string();
+    assert!(
+        notes.contains("page_faults: no eBPF program attached")
+            && notes.contains("forced by MEMSPIKE_PROBE_FAIL"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn sigkill_of_the_supervisor_unloads_its_programs() {
+    const WHAT: &str = "probe_root::sigkill_of_the_supervisor_unloads_its_programs";
+    if !require_probe(WHAT) {
+        return;
+    }
+    let _serial = serial();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_memspike"))
+        .args(["run", "--json", "--pause-at", "spike"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn the helper");
-    let stdout = helper.stdout.take().expect("piped");
-    let ready = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        // libtest may print "test helper_hold_a_probe ... " on the same line first.
-        .any(|l| l.contains("probe ready"));
-    assert!(ready, "the helper did not start its probe");
-    let new: Vec<u32> = program_ids()
-        .into_iter()
-        .filter(|id| !before_programs.contains(id))
-        .collect();
-    assert!(new.len() >= 4, "the helper's programs are loaded: {new:?}");
-    helper.kill().expect("SIGKILL the helper");
-    let status = helper.wait().expect("reap the helper");
+        .expect("start memspike");
+    let worker = wait_for_pause(&mut run, "spike");
+    let ids = common::programs_of(run.id());
+    assert_eq!(ids.len(), 4, "the supervisor holds its 4 programs: {ids:?}");
+    run.kill().expect("SIGKILL the supervisor");
+    let status = run.wait().expect("reap the supervisor");
     assert_eq!(status.signal(), Some(libc::SIGKILL));
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while program_ids().iter().any(|id| new.contains(id)) {
+    common::assert_unloaded(&ids, "after SIGKILL of the supervisor");
+    // SAFETY: signal 0 only checks whether the process exists.
+    let gone = || unsafe { libc::kill(worker, 0) } != 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gone() {
         assert!(
             Instant::now() < deadline,
-            "programs {new:?} outlived SIGKILL"
+            "worker {worker} outlived SIGKILL"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::yield_now();
     }
-    assert_counts_back(before, "after SIGKILL of the loader");
-    // A tracefs the killed helper mounted stays mounted (it had no chance to unmount it): it is
-    // not a BPF leftover, but put the machine back as it was.
-    if !tracefs_before && tracefs_mounted() {
-        let dir = std::ffi::CString::new(probe::TRACEFS_DIR).expect("no NUL");
-        // SAFETY: a valid NUL-terminated path alive for the call.
-        let rc = unsafe { libc::umount2(dir.as_ptr(), 0) };
-        assert_eq!(
-            rc,
-            0,
-            "umount {}: {}",
-            probe::TRACEFS_DIR,
-            io::Error::last_os_error()
+    // The group a SIGKILLed supervisor leaves is what the next run sweeps; sweep it now.
+    memspike::cgroup::remove_stale(&Hierarchy::discover().expect("preflight"));
+}
+
+/// Tracefs mount points in a mountinfo text.
+fn tracefs_mounts_in(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (right.split_whitespace().next()? == "tracefs")
+                .then(|| left.split_whitespace().nth(4).map(str::to_owned))?
+        })
+        .collect()
+}
+
+fn tracefs_mounts_of(pid: u32) -> Vec<String> {
+    tracefs_mounts_in(
+        &std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("read mountinfo"),
+    )
+}
+
+/// A process that holds a mount namespace of its own (a private copy of ours, with no tracefs
+/// mounted, or with one mounted at /sys/kernel/tracing), so that a memspike run started in it
+/// can be watched without other processes on the machine mounting or unmounting tracefs in the
+/// same view. Killed on drop.
+struct MountNamespace {
+    holder: Child,
+}
+
+impl MountNamespace {
+    fn new(with_tracefs: bool) -> MountNamespace {
+        let root = std::ffi::CString::new("/").expect("no NUL");
+        let tracefs = std::ffi::CString::new("tracefs").expect("no NUL");
+        let tracefs_dir = std::ffi::CString::new(probe::TRACEFS_DIR).expect("no NUL");
+        let targets = [probe::TRACEFS_DIR, "/sys/kernel/debug/tracing"]
+            .map(|p| std::ffi::CString::new(p).expect("no NUL"));
+        let mut cmd = Command::new("/bin/sleep");
+        cmd.arg("3600").stdin(Stdio::null());
+        // SAFETY: the closure only makes raw syscalls (unshare, mount, umount2) on strings
+        // prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // Private: nothing propagates in from the host's namespace, nor out of it.
+                if libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                for t in &targets {
+                    while libc::umount2(t.as_ptr(), libc::MNT_DETACH) == 0 {}
+                }
+                if with_tracefs
+                    && libc::mount(
+                        tracefs.as_ptr(),
+                        tracefs_dir.as_ptr(),
+                        tracefs.as_ptr(),
+                        0,
+                        std::ptr::null(),
+                    ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let holder = cmd.spawn().expect("spawn the namespace holder");
+        MountNamespace { holder }
+    }
+
+    fn tracefs_mounts(&self) -> Vec<String> {
+        tracefs_mounts_of(self.holder.id())
+    }
+
+    /// `memspike ARGS` started inside this namespace.
+    fn memspike(&self, args: &[&str]) -> Command {
+        let ns = std::fs::File::open(format!("/proc/{}/ns/mnt", self.holder.id()))
+            .expect("open the holder's mount namespace");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_memspike"));
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: setns is a raw syscall on a descriptor opened before the fork; the forked
+        // child is single-threaded and shares no fs_struct, as setns(CLONE_NEWNS) requires.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNS) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+}
+
+impl Drop for MountNamespace {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// Reads `child`'s stderr until the worker pauses before `phase`; returns the worker's pid and
+/// keeps draining stderr so that the supervisor never blocks on it.
+fn wait_for_pause(child: &mut Child, phase: &str) -> i32 {
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).expect("read stderr") > 0,
+            "memspike ended before pausing"
         );
+        if line.contains(&format!("paused before {phase}")) {
+            let worker = line
+                .split("worker ")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse().ok())
+                .expect("the line names the worker");
+            std::thread::spawn(move || io::copy(&mut stderr, &mut io::sink()));
+            return worker;
+        }
     }
+}
+
+/// What the observer logs (debug) when it mounts tracefs for itself.
+const PRIVATE_MOUNT_LOG: &str =
+    "mounted tracefs at /sys/kernel/tracing in a private mount namespace";
+
+#[test]
+fn a_run_never_mounts_tracefs_where_others_see_it_even_when_sigkilled() {
+    const WHAT: &str =
+        "probe_root::a_run_never_mounts_tracefs_where_others_see_it_even_when_sigkilled";
+    if !require_probe(WHAT) {
+        return;
+    }
+    let _serial = serial();
+    let ns = MountNamespace::new(false);
+    assert_eq!(
+        ns.tracefs_mounts(),
+        Vec::<String>::new(),
+        "no tracefs to start"
+    );
+
+    // A run paused before its spike: the observer is attached, oom/mark_victim included.
+    let mut run = ns
+        .memspike(&["run", "--json", "--pause-at", "spike"])
+        .spawn()
+        .expect("start memspike");
+    let worker = wait_for_pause(&mut run, "spike");
+    assert_eq!(
+        ns.tracefs_mounts(),
+        Vec::<String>::new(),
+        "a tracefs mount appeared in the supervisor's namespace during the run"
+    );
+    run.kill().expect("SIGKILL the supervisor");
+    run.wait().expect("reap the supervisor");
+    // SAFETY: signal 0 only checks whether the process exists.
+    let gone = || unsafe { libc::kill(worker, 0) } != 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gone() {
+        assert!(
+            Instant::now() < deadline,
+            "worker {worker} outlived SIGKILL"
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(
+        ns.tracefs_mounts(),
+        Vec::<String>::new(),
+        "the SIGKILLed supervisor left tracefs mounted"
+    );
+    memspike::cgroup::remove_stale(&Hierarchy::discover().expect("preflight"));
+
+    // A whole run in the same namespace still gets the OOM victim from the classic tracepoint,
+    // through tracefs mounted in its own thread's namespace.
+    let out = ns
+        .memspike(&["run", "--json", "--expect", "oom"])
+        .env("MEMSPIKE_LOG", "memspike=debug")
+        .output()
+        .expect("run memspike");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(PRIVATE_MOUNT_LOG), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(
+        r["kernel"]["oom_victim"]["pid"], r["worker"]["pid"],
+        "{r:#}"
+    );
+    assert_eq!(ns.tracefs_mounts(), Vec::<String>::new());
+}
+
+#[test]
+fn an_existing_tracefs_mount_is_used_and_left_as_it_is() {
+    const WHAT: &str = "probe_root::an_existing_tracefs_mount_is_used_and_left_as_it_is";
+    if !require_probe(WHAT) {
+        return;
+    }
+    let _serial = serial();
+    let ns = MountNamespace::new(true);
+    let before = ns.tracefs_mounts();
+    assert_eq!(before, vec![probe::TRACEFS_DIR.to_owned()]);
+    let out = ns
+        .memspike(&["run", "--json", "--expect", "oom"])
+        .env("MEMSPIKE_LOG", "memspike=debug")
+        .output()
+        .expect("run memspike");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains(PRIVATE_MOUNT_LOG),
+        "mounted its own although one was there: {stderr}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(
+        r["kernel"]["oom_victim"]["source"],
+        "ebpf tracepoint/oom/mark_victim"
+    );
+    assert_eq!(
+        r["kernel"]["oom_victim"]["pid"], r["worker"]["pid"],
+        "{r:#}"
+    );
+    assert_eq!(ns.tracefs_mounts(), before, "the mount is left as it was");
 }

@@ -1,752 +1,574 @@
-//! The kernel observer's user side: loads the eBPF programs of `memspike-ebpf` (embedded in
-//! this binary at build time, see `build.rs`), points them at the experiment's cgroup, and
-//! collects what they saw into [`KernelEvidence`].
+//! The kernel observer: what the kernel saw happen to the experiment's group, from the best
+//! source available for each figure.
 //!
-//! - [`unavailable_reason`]: cheap checks before trying (object embedded, kernel BTF, root).
-//! - [`Probe::start`]: loads the object with the target cgroup id (and the `oom/mark_victim`
-//!   record layout read from tracefs) set as read-only globals, so the filter is in place before
-//!   any program is attached; then attaches:
-//!   - `tp_btf/page_fault_user`: per-CPU page-fault counts per [`Phase`] (the cheapest attach
-//!     type measured, see `benches/probe.rs`; `raw_tp` is kept in the object for the bench);
-//!   - `tp_btf/mm_vmscan_memcg_reclaim_begin|end`: reclaim stalls and their total duration;
-//!   - `tracepoint/oom/mark_victim` (classic, so tracefs must be mounted: [`Probe`] mounts it
-//!     if needed and unmounts it at the end; if it cannot, this program is skipped and the
-//!     evidence's `notes` say why).
-//! - [`Probe::set_phase`]: one array-map update; new faults count under that phase.
-//! - [`Probe::finish`]: drains the OOM ring buffer and aya-log, sums the per-CPU maps, then
-//!   detaches and unloads everything and waits until the kernel no longer lists the programs.
+//! [`Observer`] is the one thing the supervisor holds. It starts with the group ([`Target`])
+//! before the worker exists, and owns:
+//! - the eBPF probe ([`ebpf`]), possibly partial: each figure's programs attach on their own;
+//! - the readers that need no BPF: [`memstat`] (faults per phase from `memory.stat`),
+//!   [`pressure`] (stall time from `memory.pressure`, PSI) and [`kmsg`] (OOM victims from the
+//!   kernel log).
 //!
-//! Nothing is pinned: every program, link and map lives only as long as this process holds
-//! its file descriptors, so dropping a [`Probe`] (or the process dying, even by SIGKILL)
-//! removes everything.
+//! `set_phase`, `snapshot` and `finish` fan out to all of them, and per figure the best source
+//! wins:
 //!
-//! Kernel-side `debug!` messages (aya-log) go to the `log` crate, which `tracing-subscriber`'s
-//! default `tracing-log` bridge forwards to `tracing` (target `memspike_ebpf`, level debug).
+//! | figure | sources, best first |
+//! |---|---|
+//! | `page_faults` | `ebpf tp_btf/page_fault_user`, `ebpf raw_tp/page_fault_user`, `memory.stat pgfault` |
+//! | `major_faults` | `memory.stat pgmajfault` |
+//! | `reclaim` | `ebpf tp_btf/…memcg_reclaim_begin\|end`, `ebpf tracepoint/vmscan/…` |
+//! | `pressure` | `memory.pressure` |
+//! | `oom_victim` | `ebpf tracepoint/oom/mark_victim`, `/dev/kmsg` |
+//!
+//! The eBPF ways are listed in [`ebpf::hooks`]; the non-BPF sources are chosen here.
+//! `--no-trace` turns eBPF off only: the other sources still report.
 
-mod tracefs;
+pub mod ebpf;
+pub mod evidence;
+pub mod kmsg;
+pub mod memstat;
+pub mod pressure;
+pub mod tracefs;
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aya::{
-    Btf, Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint, loaded_programs},
-};
-use aya_log::EbpfLogger;
-use memspike_common::{OomVictim, Phase, ReclaimStats, names};
-use serde::Serialize;
-use thiserror::Error;
+use memspike_common::Phase;
 
+use crate::cgroup::{self, Group, Hierarchy, Version};
+use ebpf::{EbpfProbe, hooks::Figure};
+pub use ebpf::{PageFaultAttach, ProbeError, unavailable_reason};
+pub use evidence::{KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim};
 pub use tracefs::TRACEFS_DIR;
 
-/// Where the kernel publishes its BTF (needed by `tp_btf` programs and by aya's relocations).
+/// Where the kernel publishes its BTF (needed by `tp_btf` programs).
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+/// OOM victims kept (an interactive session restarts its worker after each kill).
+pub const MAX_VICTIMS: usize = 32;
+/// Member pids remembered for the kernel log (a worker and what it runs).
+const MAX_MEMBERS: usize = 64;
+/// How long a snapshot waits for the kernel log to show a kill the group has counted.
+const KMSG_WAIT: Duration = Duration::from_secs(1);
 
-/// How long [`Probe::finish`] (and drop) waits for the kernel to free the programs.
-const UNLOAD_WAIT: Duration = Duration::from_secs(2);
-
-/// The embedded eBPF object, if the build found one.
-fn object() -> Option<&'static [u8]> {
-    #[cfg(memspike_ebpf_object)]
-    {
-        Some(aya::include_bytes_aligned!(concat!(
-            env!("OUT_DIR"),
-            "/memspike-ebpf.o"
-        )))
-    }
-    #[cfg(not(memspike_ebpf_object))]
-    {
-        None
-    }
+/// What the observer watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The group's name (unique; the kernel log names OOM kills by cgroup path).
+    pub name: String,
+    /// The memory group's directory (`memory.stat`, OOM counters).
+    pub dir: PathBuf,
+    pub version: Version,
+    /// The cgroup v2 id `bpf_get_current_cgroup_id()` reports for members, if any.
+    pub bpf_cgroup_id: Option<u64>,
+    /// The cgroup v2 directory with the group's `memory.pressure`: the group itself on v2,
+    /// its v2 twin on v1.
+    pub v2_dir: Option<PathBuf>,
 }
 
-/// Why the object is missing, as the build script saw it.
-fn missing_object_detail() -> &'static str {
-    option_env!("MEMSPIKE_EBPF_MISSING").unwrap_or("no eBPF object was found at build time")
-}
-
-/// Why the probe cannot start; each message reads well after `unavailable: `.
-#[derive(Debug, Error)]
-pub enum ProbeError {
-    #[error(
-        "this binary was built without the eBPF object (build with cargo xtask run/test, which \
-         build it)"
-    )]
-    NotEmbedded {
-        /// What the build script saw (kept out of the message, which reports use verbatim).
-        detail: &'static str,
-    },
-
-    #[error(
-        "the kernel publishes no BTF at {KERNEL_BTF} (it needs CONFIG_DEBUG_INFO_BTF=y, kernel \
-         5.5 or later)"
-    )]
-    NoBtf,
-
-    #[error("loading eBPF programs needs root (effective uid {euid})")]
-    NotRoot { euid: u32 },
-
-    #[error("no cgroup to observe: the target cgroup id is 0")]
-    NoTarget,
-
-    #[error("reading the kernel's BTF from {KERNEL_BTF}: {0}")]
-    Btf(#[source] aya::BtfError),
-
-    #[error("loading the eBPF object: {detail}")]
-    Load {
-        detail: String,
-        #[source]
-        source: Box<aya::EbpfError>,
-    },
-
-    #[error("the eBPF object has no {what} named {name} (object and loader out of sync)")]
-    Missing {
-        what: &'static str,
-        name: &'static str,
-    },
-
-    #[error("{action} eBPF program {name}: {detail}")]
-    Program {
-        action: &'static str,
-        name: &'static str,
-        detail: String,
-        #[source]
-        source: Box<ProgramError>,
-    },
-
-    #[error("eBPF map {name}: {source}")]
-    Map {
-        name: &'static str,
-        #[source]
-        source: aya::maps::MapError,
-    },
-
-    #[error("setting up aya-log (kernel-side log messages): {0}")]
-    Logger(#[source] aya_log::Error),
-}
-
-/// How a report names the observer's state: `ebpf`, or `unavailable: <why>`.
-pub fn tracing_label<T>(probe: &Result<T, String>) -> String {
-    match probe {
-        Ok(_) => "ebpf".to_owned(),
-        Err(reason) => format!("unavailable: {reason}"),
-    }
-}
-
-/// Quick checks before [`Probe::start`]: `Some(reason)` when it cannot work here.
-pub fn unavailable_reason() -> Option<String> {
-    precheck().err().map(|e| e.to_string())
-}
-
-fn precheck() -> Result<&'static [u8], ProbeError> {
-    let object = object().ok_or(ProbeError::NotEmbedded {
-        detail: missing_object_detail(),
-    })?;
-    if !std::path::Path::new(KERNEL_BTF).exists() {
-        return Err(ProbeError::NoBtf);
-    }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
-        return Err(ProbeError::NotRoot { euid });
-    }
-    Ok(object)
-}
-
-/// How the page-fault counter is attached. Both avoid tracefs; `tp_btf` measured cheaper.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PageFaultAttach {
-    /// `tp_btf/page_fault_user` (BPF_PROG_TYPE_TRACING, BTF-typed raw tracepoint).
-    TpBtf,
-    /// `raw_tp/page_fault_user` (BPF_PROG_TYPE_RAW_TRACEPOINT).
-    RawTp,
-    /// An empty `tp_btf/page_fault_user` program that counts nothing: the bench's floor.
-    EmptyTpBtf,
-}
-
-impl PageFaultAttach {
-    /// The attach type [`Probe::start`] uses: the cheaper one in `benches/probe.rs`.
-    pub const DEFAULT: PageFaultAttach = PageFaultAttach::TpBtf;
-}
-
-/// What the kernel saw in the observed cgroup while the probe ran.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct KernelEvidence {
-    pub page_faults: PageFaults,
-    pub reclaim: Reclaim,
-    /// Tasks of the group the OOM killer chose, in the order it chose them.
-    pub oom_victims: Vec<OomVictimReport>,
-    /// Anything degraded or worth knowing about how the evidence was collected.
-    pub notes: Vec<String>,
-}
-
-/// User page faults (`exceptions/page_fault_user`) of the group's tasks.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PageFaults {
-    pub total: u64,
-    /// Keyed by [`Phase::name`]; every phase is present.
-    pub per_phase: BTreeMap<String, u64>,
-}
-
-/// Memory-cgroup reclaim stalls (`mm_vmscan_memcg_reclaim_begin` .. `_end`) of the group's tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Reclaim {
-    pub stalls: u64,
-    pub total_ns: u64,
-}
-
-/// One `oom/mark_victim` event in the group, sizes converted from kB to bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OomVictimReport {
-    pub pid: u32,
-    pub comm: String,
-    pub total_vm_bytes: u64,
-    pub anon_rss_bytes: u64,
-    pub file_rss_bytes: u64,
-    pub shmem_rss_bytes: u64,
-    pub pgtables_bytes: u64,
-    pub uid: u32,
-    pub oom_score_adj: i16,
-    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC, as the timeline's `t_ns`.
-    pub t_ns: u64,
-}
-
-impl From<&OomVictim> for OomVictimReport {
-    fn from(v: &OomVictim) -> OomVictimReport {
-        let kb = |n: u64| n.saturating_mul(1024);
-        let len = v.comm.iter().position(|&b| b == 0).unwrap_or(v.comm.len());
-        OomVictimReport {
-            pid: v.pid,
-            comm: String::from_utf8_lossy(&v.comm[..len]).into_owned(),
-            total_vm_bytes: kb(v.total_vm_kb),
-            anon_rss_bytes: kb(v.anon_rss_kb),
-            file_rss_bytes: kb(v.file_rss_kb),
-            shmem_rss_bytes: kb(v.shmem_rss_kb),
-            pgtables_bytes: kb(v.pgtables_kb),
-            uid: v.uid,
-            oom_score_adj: v.oom_score_adj,
-            t_ns: v.t_ns,
+impl Target {
+    pub fn of(hierarchy: &Hierarchy, group: &Group) -> Target {
+        Target {
+            name: group.name().to_owned(),
+            dir: group.dir().to_owned(),
+            version: group.version(),
+            bpf_cgroup_id: group.bpf_cgroup_id(),
+            v2_dir: match group.version() {
+                Version::V2 => Some(group.dir().to_owned()),
+                Version::V1 => hierarchy.v2_twin_parent().map(|p| p.join(group.name())),
+            },
         }
     }
 }
 
-/// Kernel ids of what a probe loaded, to check that it is gone after unloading.
-#[derive(Debug, Clone, Default)]
-struct KernelIds {
-    programs: Vec<u32>,
-    /// Maps the programs use. The kernel frees these after an RCU grace period once the
-    /// programs are gone, so they outlive the program ids by a little.
-    maps: Vec<u32>,
+/// The observer of one group; see the module's documentation.
+#[derive(Debug)]
+pub struct Observer {
+    target: Target,
+    ebpf: Result<EbpfProbe, String>,
+    faults: Result<memstat::FaultSplit, String>,
+    pressure: Result<pressure::PressureWatch, String>,
+    /// Only when no eBPF program watches `oom/mark_victim`.
+    kmsg: Option<Result<kmsg::KernelLog, String>>,
+    victims: VecDeque<OomVictimReport>,
+    /// OOM kills the group had counted when the observer started.
+    oom_kills_at_start: u64,
+    /// Victims seen but no longer kept (beyond [`MAX_VICTIMS`]).
+    victims_dropped: u64,
+    /// Pids seen in the group (the most recent [`MAX_MEMBERS`]), for the kernel log.
+    members: VecDeque<u32>,
+    /// OOM kills the group counted that the kernel log did not show within [`KMSG_WAIT`]:
+    /// not waited for again.
+    kills_unseen: u64,
+    notes: Vec<String>,
 }
 
-impl KernelIds {
-    fn record(&mut self, info: aya::programs::ProgramInfo) {
-        self.programs.push(info.id());
-        if let Ok(Some(maps)) = info.map_ids() {
-            for id in maps {
-                if !self.maps.contains(&id) {
-                    self.maps.push(id);
+impl Observer {
+    /// Starts every source that works here; `ebpf: false` (`--no-trace`) leaves eBPF out. Never
+    /// fails: what does not work is a note, and its figures come from the next source.
+    pub fn start(target: Target, ebpf: bool) -> Observer {
+        let mut notes = Vec::new();
+        let ebpf = if !ebpf {
+            Err("--no-trace".to_owned())
+        } else {
+            match target.bpf_cgroup_id {
+                None => {
+                    Err("the group has no cgroup2 id to filter on (no cgroup2 mount)".to_owned())
                 }
+                Some(id) => EbpfProbe::start(id, None).map_err(|u| {
+                    notes.extend(u.notes);
+                    u.error.to_string()
+                }),
+            }
+        };
+        if let Ok(probe) = &ebpf {
+            notes.extend(probe.notes().iter().cloned());
+        }
+        let watches_oom = ebpf
+            .as_ref()
+            .is_ok_and(|p| p.source(Figure::OomVictim).is_some());
+        let kmsg = (!watches_oom).then(|| kmsg::KernelLog::open(&target.name));
+        let faults = memstat::FaultSplit::start(&target.dir);
+        let pressure = match &target.v2_dir {
+            Some(dir) => pressure::PressureWatch::start(dir),
+            None => Err("no cgroup2 directory for the group, so no memory.pressure".to_owned()),
+        };
+        for (what, r) in [
+            ("page faults from memory.stat", faults.as_ref().err()),
+            ("memory.pressure", pressure.as_ref().err()),
+            (
+                "OOM victims from the kernel log",
+                kmsg.as_ref().and_then(|k| k.as_ref().err()),
+            ),
+        ] {
+            if let Some(e) = r {
+                notes.push(format!("no {what}: {e}"));
             }
         }
-    }
-}
-
-/// The loaded and attached observer. Dropping it detaches and unloads everything.
-pub struct Probe {
-    loaded: Option<Loaded>,
-    /// OOM victims already drained from the ring buffer by [`Probe::snapshot`].
-    victims: Vec<OomVictimReport>,
-}
-
-/// Everything that holds kernel objects. Fields drop top to bottom: the programs and links
-/// (in `ebpf`) first, then the maps, then the tracefs use (which may unmount tracefs).
-struct Loaded {
-    /// Owns the programs and their links: held only to be dropped.
-    #[expect(
-        dead_code,
-        reason = "held for its programs and links; dropping it detaches them"
-    )]
-    ebpf: Ebpf,
-    logger: EbpfLogger<&'static dyn log::Log>,
-    phase: Array<MapData, u32>,
-    faults: PerCpuArray<MapData, u64>,
-    reclaim: PerCpuArray<MapData, ReclaimStats>,
-    oom_events: RingBuf<MapData>,
-    /// Kernel ids of the loaded programs and their maps.
-    ids: KernelIds,
-    notes: Vec<String>,
-    tracefs: Option<tracefs::TracefsUse>,
-}
-
-impl std::fmt::Debug for Probe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Probe")
-            .field("loaded", &self.loaded.is_some())
-            .field("ids", &self.loaded.as_ref().map(|l| l.ids.clone()))
-            .field(
-                "mounted_tracefs",
-                &self
-                    .loaded
-                    .as_ref()
-                    .and_then(|l| l.tracefs.as_ref())
-                    .is_some_and(|t| t.mounted()),
-            )
-            .finish()
-    }
-}
-
-impl Probe {
-    /// Loads the object with `TARGET_CGROUP_ID` = `target_cgroup_id` (and the
-    /// `oom/mark_victim` offsets) set, and attaches every program. On error nothing stays
-    /// loaded (and tracefs is unmounted again if this call mounted it).
-    pub fn start(target_cgroup_id: u64) -> Result<Probe, ProbeError> {
-        Self::start_with(target_cgroup_id, PageFaultAttach::DEFAULT)
-    }
-
-    /// [`Probe::start`] with a chosen page-fault attach type (for the overhead bench).
-    #[doc(hidden)]
-    pub fn start_with(
-        target_cgroup_id: u64,
-        page_fault: PageFaultAttach,
-    ) -> Result<Probe, ProbeError> {
-        let object = precheck()?;
-        if target_cgroup_id == 0 {
-            return Err(ProbeError::NoTarget);
+        let oom_kills_at_start = cgroup::read_counters(&target.dir, target.version)
+            .oom_kills
+            .unwrap_or(0);
+        Observer {
+            target,
+            ebpf,
+            faults,
+            pressure,
+            kmsg,
+            victims: VecDeque::new(),
+            oom_kills_at_start,
+            victims_dropped: 0,
+            members: VecDeque::new(),
+            kills_unseen: 0,
+            notes,
         }
-        let mut notes = Vec::new();
+    }
 
-        // The classic tracepoint needs tracefs, both for its record layout and to attach.
-        let tracefs = match tracefs::TracefsUse::acquire() {
-            Ok(t) => Some(t),
-            Err(reason) => {
-                notes.push(format!("oom/mark_victim not traced: {reason}"));
+    /// `ebpf` when at least one eBPF program is attached, else `unavailable: <why>`.
+    pub fn tracing_label(&self) -> String {
+        label(&self.ebpf)
+    }
+
+    /// The phase the group's next faults belong to. The supervisor calls this while the worker
+    /// waits for its acknowledgement, so every source splits at the same point.
+    pub fn set_phase(&mut self, phase: Phase) {
+        self.note_members();
+        if let Ok(probe) = &mut self.ebpf
+            && let Err(e) = probe.set_phase(phase)
+        {
+            tracing::warn!("could not set the eBPF observer's phase: {e}");
+        }
+        if let Ok(faults) = &mut self.faults
+            && let Err(e) = faults.set_phase(phase)
+        {
+            tracing::warn!("could not read the group's faults: {e}");
+        }
+    }
+
+    /// Everything seen so far; the programs stay attached.
+    pub fn snapshot(&mut self) -> KernelEvidence {
+        self.note_members();
+        let tracing = label(&self.ebpf);
+        let (counts, sources) = match &mut self.ebpf {
+            Ok(probe) => (Some(probe.collect()), Some(sources_of(probe))),
+            Err(_) => (None, None),
+        };
+        self.evidence(tracing, counts, sources, None)
+    }
+
+    /// Everything seen, then unloads the eBPF programs (when this returns the kernel no longer
+    /// lists them, or a note says it still did).
+    pub fn finish(mut self) -> KernelEvidence {
+        let ebpf = std::mem::replace(&mut self.ebpf, Err(String::new()));
+        let tracing = label(&ebpf);
+        let (counts, sources, note) = match ebpf {
+            Ok(probe) => {
+                let sources = sources_of(&probe);
+                let (counts, note) = probe.finish();
+                (Some(counts), Some(sources), note)
+            }
+            Err(_) => (None, None, None),
+        };
+        self.evidence(tracing, counts, sources, note)
+    }
+
+    /// Joins the eBPF counts (if any) with the other sources; per figure the best source wins.
+    fn evidence(
+        &mut self,
+        tracing: String,
+        counts: Option<Result<ebpf::Counts, ProbeError>>,
+        sources: Option<[Option<&'static str>; 3]>,
+        unload_note: Option<String>,
+    ) -> KernelEvidence {
+        let mut notes = self.notes.clone();
+        let source = |f: Figure| {
+            let i = Figure::ALL.iter().position(|x| *x == f)?;
+            sources.and_then(|s| s[i])
+        };
+        let counts = match counts {
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                notes.push(format!("reading the eBPF maps: {e}"));
                 None
             }
-        };
-        let oom_fields = match &tracefs {
             None => None,
-            Some(t) => match tracefs::read_oom_format(t.dir()) {
-                Ok((offsets, mut field_notes)) => {
-                    notes.append(&mut field_notes);
-                    Some(offsets)
-                }
-                Err(reason) => {
-                    notes.push(format!("oom/mark_victim not traced: {reason}"));
-                    None
-                }
-            },
         };
-
-        let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
-        let offsets = oom_fields.unwrap_or(memspike_common::OomFieldOffsets::NONE);
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .override_global(names::GLOBAL_TARGET_CGROUP_ID, &target_cgroup_id, true)
-            .override_global(names::GLOBAL_OOM_FIELDS, &offsets, true)
-            .load(object)
-            .map_err(|source| ProbeError::Load {
-                detail: error_chain(&source),
-                source: Box::new(source),
-            })?;
-        // Before attaching: the logger takes the AYA_LOGS ring buffer.
-        let logger = EbpfLogger::init(&mut ebpf).map_err(ProbeError::Logger)?;
-
-        let mut ids = KernelIds::default();
-        match page_fault {
-            PageFaultAttach::TpBtf => attach_btf(
-                &mut ebpf,
-                &btf,
-                names::PROG_PAGE_FAULT_BTF,
-                names::TP_PAGE_FAULT_USER,
-                &mut ids,
-            )?,
-            PageFaultAttach::EmptyTpBtf => attach_btf(
-                &mut ebpf,
-                &btf,
-                names::PROG_PAGE_FAULT_NOP,
-                names::TP_PAGE_FAULT_USER,
-                &mut ids,
-            )?,
-            PageFaultAttach::RawTp => attach_raw(
-                &mut ebpf,
-                names::PROG_PAGE_FAULT_RAW,
-                names::TP_PAGE_FAULT_USER,
-                &mut ids,
-            )?,
-        }
-        attach_btf(
-            &mut ebpf,
-            &btf,
-            names::PROG_RECLAIM_BEGIN,
-            names::TP_RECLAIM_BEGIN,
-            &mut ids,
-        )?;
-        attach_btf(
-            &mut ebpf,
-            &btf,
-            names::PROG_RECLAIM_END,
-            names::TP_RECLAIM_END,
-            &mut ids,
-        )?;
-        if oom_fields.is_some() {
-            attach_oom(&mut ebpf, &mut ids)?;
-        }
-
-        let phase = take_map(&mut ebpf, names::MAP_CURRENT_PHASE)?;
-        let faults = take_map(&mut ebpf, names::MAP_PAGE_FAULTS)?;
-        let reclaim = take_map(&mut ebpf, names::MAP_RECLAIM_STATS)?;
-        let oom_events = take_map(&mut ebpf, names::MAP_OOM_EVENTS)?;
-        tracing::debug!(
-            target_cgroup_id,
-            ?page_fault,
-            ?ids,
-            mounted_tracefs = tracefs.as_ref().is_some_and(|t| t.mounted()),
-            "eBPF observer attached"
-        );
-        Ok(Probe {
-            victims: Vec::new(),
-            loaded: Some(Loaded {
-                ebpf,
-                logger,
-                phase,
-                faults,
-                reclaim,
-                oom_events,
-                ids,
-                notes,
-                tracefs,
-            }),
-        })
-    }
-
-    /// Sets the phase new faults are counted under (one array-map update).
-    pub fn set_phase(&mut self, phase: Phase) -> Result<(), ProbeError> {
-        let Some(loaded) = self.loaded.as_mut() else {
-            return Ok(());
-        };
-        loaded
-            .phase
-            .set(0, phase as u32, 0)
-            .map_err(|source| ProbeError::Map {
-                name: names::MAP_CURRENT_PHASE,
-                source,
-            })
-    }
-
-    /// Drains the ring buffer and aya-log, sums the per-CPU maps, detaches and unloads
-    /// everything (when this returns the programs are gone from the kernel, or a note says
-    /// they were still listed), and unmounts tracefs if this probe mounted it.
-    pub fn finish(mut self) -> Result<KernelEvidence, ProbeError> {
-        let Some(mut loaded) = self.loaded.take() else {
-            return Err(ProbeError::Missing {
-                what: "loaded state",
-                name: "Probe",
-            });
-        };
-        let collected = collect(&mut loaded);
-        let mut notes = std::mem::take(&mut loaded.notes);
-        if let Some(note) = unload(loaded) {
-            notes.push(note);
-        }
-        let (page_faults, reclaim, new_victims) = collected?;
-        let mut oom_victims = std::mem::take(&mut self.victims);
-        oom_victims.extend(new_victims);
-        Ok(KernelEvidence {
-            page_faults,
-            reclaim,
-            oom_victims,
-            notes,
-        })
-    }
-
-    /// What the programs recorded so far, while they stay attached (interactive mode reads
-    /// this as it goes). Victims are kept, so later snapshots and `finish` still list them.
-    pub fn snapshot(&mut self) -> Result<KernelEvidence, ProbeError> {
-        let Some(loaded) = self.loaded.as_mut() else {
-            return Err(ProbeError::Missing {
-                what: "loaded state",
-                name: "Probe",
-            });
-        };
-        let (page_faults, reclaim, new_victims) = collect(loaded)?;
-        let notes = loaded.notes.clone();
-        self.victims.extend(new_victims);
-        Ok(KernelEvidence {
-            page_faults,
-            reclaim,
-            oom_victims: self.victims.clone(),
-            notes,
-        })
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        if let Some(loaded) = self.loaded.take()
-            && let Some(note) = unload(loaded)
+        for v in counts
+            .as_ref()
+            .map(|c| c.victims.clone())
+            .unwrap_or_default()
         {
-            tracing::warn!("{note}");
+            self.keep_victim(v);
         }
-    }
-}
+        let oom_source = match source(Figure::OomVictim) {
+            Some(s) => Some(s.to_owned()),
+            None => self.poll_kmsg(&mut notes),
+        };
 
-/// Reads everything the programs recorded (the programs are still attached).
-fn collect(loaded: &mut Loaded) -> Result<(PageFaults, Reclaim, Vec<OomVictimReport>), ProbeError> {
-    let mut oom_victims = Vec::new();
-    while let Some(item) = loaded.oom_events.next() {
-        if item.len() < size_of::<OomVictim>() {
-            tracing::warn!(len = item.len(), "short OOM event from the kernel; ignored");
-            continue;
-        }
-        // SAFETY: the buffer holds at least size_of::<OomVictim>() bytes written by the
-        // program as an OomVictim; every bit pattern is valid (integers only); read_unaligned
-        // makes no alignment assumption.
-        let v = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<OomVictim>()) };
-        oom_victims.push(OomVictimReport::from(&v));
-    }
-    loaded.logger.flush();
-
-    let map_err = |name| move |source| ProbeError::Map { name, source };
-    let mut per_phase = BTreeMap::new();
-    let mut total = 0u64;
-    for phase in Phase::ALL {
-        let values = loaded
-            .faults
-            .get(&(phase as u32), 0)
-            .map_err(map_err(names::MAP_PAGE_FAULTS))?;
-        let n = values.iter().fold(0u64, |a, b| a.saturating_add(*b));
-        total = total.saturating_add(n);
-        per_phase.insert(phase.name().to_owned(), n);
-    }
-    let stats = loaded
-        .reclaim
-        .get(&0, 0)
-        .map_err(map_err(names::MAP_RECLAIM_STATS))?;
-    let reclaim = stats.iter().fold(
-        Reclaim {
-            stalls: 0,
-            total_ns: 0,
-        },
-        |a, s| Reclaim {
-            stalls: a.stalls.saturating_add(s.stalls),
-            total_ns: a.total_ns.saturating_add(s.total_ns),
-        },
-    );
-    Ok((PageFaults { total, per_phase }, reclaim, oom_victims))
-}
-
-/// Detaches and unloads (by dropping), then waits until the kernel no longer lists the
-/// programs and their maps. Returns a note if some are still listed after [`UNLOAD_WAIT`].
-fn unload(loaded: Loaded) -> Option<String> {
-    let ids = loaded.ids.clone();
-    drop(loaded);
-    let deadline = Instant::now() + UNLOAD_WAIT;
-    loop {
-        let programs: Vec<u32> = loaded_programs()
-            .filter_map(Result::ok)
-            .map(|p| p.id())
-            .filter(|id| ids.programs.contains(id))
-            .collect();
-        let maps: Vec<u32> = aya::maps::loaded_maps()
-            .filter_map(Result::ok)
-            .map(|m| m.id())
-            .filter(|id| ids.maps.contains(id))
-            .collect();
-        if programs.is_empty() && maps.is_empty() {
-            return None;
-        }
-        if Instant::now() >= deadline {
-            return Some(format!(
-                "eBPF programs {programs:?} and maps {maps:?} were still loaded {} ms after \
-                 detaching",
-                UNLOAD_WAIT.as_millis()
+        let stat = match &mut self.faults {
+            Ok(f) => f
+                .read()
+                .map_err(|e| notes.push(format!("page faults from memory.stat: {e}")))
+                .ok(),
+            Err(_) => None,
+        };
+        let page_faults = match (counts.as_ref(), source(Figure::PageFaults)) {
+            (Some(c), Some(s)) => Some(PageFaults::from_counts(&c.faults, s)),
+            _ => stat.map(|(all, _)| PageFaults::from_counts(&all, "memory.stat pgfault")),
+        };
+        let major_faults =
+            stat.map(|(_, major)| PageFaults::from_counts(&major, "memory.stat pgmajfault"));
+        let reclaim = match (counts.as_ref(), source(Figure::Reclaim)) {
+            (Some(c), Some(s)) => Some(Reclaim {
+                stalls: c.reclaim.stalls,
+                total_ns: c.reclaim.total_ns,
+                source: s.to_owned(),
+            }),
+            _ => None,
+        };
+        let pressure = match &self.pressure {
+            Ok(watch) => watch
+                .read()
+                .map(|t| Pressure {
+                    some_ns: t.some_us.saturating_mul(1000),
+                    full_ns: t.full_us.saturating_mul(1000),
+                    source: "memory.pressure".to_owned(),
+                })
+                .map_err(|e| notes.push(format!("memory.pressure: {e}")))
+                .ok(),
+            Err(_) => None,
+        };
+        if self.victims_dropped > 0 {
+            notes.push(format!(
+                "{} earlier OOM victims are not listed (only the last {MAX_VICTIMS} are kept)",
+                self.victims_dropped
             ));
         }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn program_error(
-    action: &'static str,
-    name: &'static str,
-) -> impl FnOnce(ProgramError) -> ProbeError {
-    move |source| ProbeError::Program {
-        action,
-        name,
-        detail: error_chain(&source),
-        source: Box::new(source),
-    }
-}
-
-fn attach_btf(
-    ebpf: &mut Ebpf,
-    btf: &Btf,
-    name: &'static str,
-    tracepoint: &str,
-    ids: &mut KernelIds,
-) -> Result<(), ProbeError> {
-    let program: &mut BtfTracePoint = ebpf
-        .program_mut(name)
-        .ok_or(ProbeError::Missing {
-            what: "program",
-            name,
-        })?
-        .try_into()
-        .map_err(program_error("loading", name))?;
-    program
-        .load(tracepoint, btf)
-        .map_err(program_error("loading", name))?;
-    ids.record(program.info().map_err(program_error("inspecting", name))?);
-    program.attach().map_err(program_error("attaching", name))?;
-    Ok(())
-}
-
-fn attach_raw(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-    tracepoint: &str,
-    ids: &mut KernelIds,
-) -> Result<(), ProbeError> {
-    let program: &mut RawTracePoint = ebpf
-        .program_mut(name)
-        .ok_or(ProbeError::Missing {
-            what: "program",
-            name,
-        })?
-        .try_into()
-        .map_err(program_error("loading", name))?;
-    program.load().map_err(program_error("loading", name))?;
-    ids.record(program.info().map_err(program_error("inspecting", name))?);
-    program
-        .attach(tracepoint)
-        .map_err(program_error("attaching", name))?;
-    Ok(())
-}
-
-fn attach_oom(ebpf: &mut Ebpf, ids: &mut KernelIds) -> Result<(), ProbeError> {
-    let name = names::PROG_OOM_MARK_VICTIM;
-    let program: &mut TracePoint = ebpf
-        .program_mut(name)
-        .ok_or(ProbeError::Missing {
-            what: "program",
-            name,
-        })?
-        .try_into()
-        .map_err(program_error("loading", name))?;
-    program.load().map_err(program_error("loading", name))?;
-    ids.record(program.info().map_err(program_error("inspecting", name))?);
-    program
-        .attach(names::TP_OOM_CATEGORY, names::TP_OOM_NAME)
-        .map_err(program_error("attaching", name))?;
-    Ok(())
-}
-
-fn take_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, ProbeError>
-where
-    M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
-{
-    let map = ebpf
-        .take_map(name)
-        .ok_or(ProbeError::Missing { what: "map", name })?;
-    M::try_from(map).map_err(|source| ProbeError::Map { name, source })
-}
-
-/// An error and its sources on one line, cut to a readable length (a verifier log can run to
-/// thousands of lines; the full text stays in the error's source chain).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    const MAX: usize = 600;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
+        notes.extend(unload_note);
+        KernelEvidence {
+            tracing,
+            page_faults,
+            major_faults,
+            reclaim,
+            pressure,
+            oom_source,
+            oom_victims: self.victims.iter().cloned().collect(),
+            notes,
         }
-        source = s.source();
     }
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if text.len() <= MAX {
-        return text;
+
+    /// Remembers the group's pids now, for the kernel-log source only (the OOM dump that names
+    /// the group may be rate-limited away; see [`kmsg`]).
+    fn note_members(&mut self) {
+        if !matches!(self.kmsg, Some(Ok(_))) {
+            return;
+        }
+        let Ok(procs) = std::fs::read_to_string(self.target.dir.join("cgroup.procs")) else {
+            return;
+        };
+        for pid in procs.lines().filter_map(|l| l.trim().parse().ok()) {
+            if !self.members.contains(&pid) {
+                if self.members.len() == MAX_MEMBERS {
+                    self.members.pop_front();
+                }
+                self.members.push_back(pid);
+            }
+        }
     }
-    let mut cut = MAX;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
+
+    fn keep_victim(&mut self, v: OomVictimReport) {
+        if self.victims.len() == MAX_VICTIMS {
+            self.victims.pop_front();
+            self.victims_dropped += 1;
+        }
+        self.victims.push_back(v);
     }
-    format!("{} …", &text[..cut])
+
+    /// Reads the kernel log for new victims. The kernel logs a kill before its victim can
+    /// exit, but another task of the group may do the killing: when the group has counted more
+    /// kills than the log has shown, it keeps reading for up to [`KMSG_WAIT`], once per kill
+    /// (an interactive session snapshots every half second).
+    fn poll_kmsg(&mut self, notes: &mut Vec<String>) -> Option<String> {
+        let Some(Ok(log)) = self.kmsg.as_mut() else {
+            return None;
+        };
+        let kills = cgroup::read_counters(&self.target.dir, self.target.version)
+            .oom_kills
+            .unwrap_or(0)
+            .saturating_sub(self.oom_kills_at_start);
+        let deadline = Instant::now() + KMSG_WAIT;
+        let mut found = Vec::new();
+        let members: Vec<u32> = self.members.iter().copied().collect();
+        loop {
+            match log.poll(&members) {
+                Ok(mut v) => found.append(&mut v),
+                Err(e) => {
+                    notes.push(e);
+                    break;
+                }
+            }
+            let seen = self.victims.len() as u64
+                + self.victims_dropped
+                + found.len() as u64
+                + self.kills_unseen;
+            if seen >= kills {
+                break;
+            }
+            if Instant::now() >= deadline {
+                self.kills_unseen += kills - seen;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if self.kills_unseen > 0 {
+            notes.push(format!(
+                "{} of the group's OOM kills did not show in {} within {KMSG_WAIT:?}",
+                self.kills_unseen,
+                kmsg::KMSG
+            ));
+        }
+        if log.lost() > 0 {
+            notes.push(format!(
+                "{} kernel log records were overwritten before they were read",
+                log.lost()
+            ));
+        }
+        for v in found {
+            self.keep_victim(v);
+        }
+        Some(kmsg::SOURCE.to_owned())
+    }
+}
+
+fn label(ebpf: &Result<EbpfProbe, String>) -> String {
+    match ebpf {
+        Ok(_) => "ebpf".to_owned(),
+        Err(reason) => evidence::unavailable_label(reason),
+    }
+}
+
+fn sources_of(probe: &EbpfProbe) -> [Option<&'static str>; 3] {
+    Figure::ALL.map(|f| probe.source(f))
+}
+
+/// Starts the observer for the supervisor's group (`trace: false` for `--no-trace`).
+pub fn start(trace: bool, hierarchy: &Hierarchy, group: &Group) -> Observer {
+    Observer::start(Target::of(hierarchy, group), trace)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn oom_victim_conversion_turns_kb_into_bytes_and_trims_comm() {
-        let mut v = OomVictim::ZERO;
-        v.pid = 42;
-        v.comm[..8].copy_from_slice(b"memspike");
-        v.anon_rss_kb = 32 * 1024;
-        v.total_vm_kb = 1;
-        v.oom_score_adj = -17;
-        let r = OomVictimReport::from(&v);
-        assert_eq!(r.pid, 42);
-        assert_eq!(r.comm, "memspike");
-        assert_eq!(r.anon_rss_bytes, 32 << 20);
-        assert_eq!(r.total_vm_bytes, 1024);
-        assert_eq!(r.oom_score_adj, -17);
+    fn write(dir: &std::path::Path, file: &str, text: &str) {
+        std::fs::write(dir.join(file), text).unwrap();
     }
 
+    /// A v1 group and its v2 twin as files: the observer without eBPF splits faults by phase
+    /// from memory.stat and takes stall time from memory.pressure, each named as the source.
     #[test]
-    fn error_chain_is_one_bounded_line() {
-        let inner = std::io::Error::other("line one\nline two");
-        let long = std::io::Error::other(format!("{} {}", "x".repeat(1000), inner));
-        assert_eq!(error_chain(&inner), "line one line two");
-        let text = error_chain(&long);
-        assert!(text.len() < 700 && text.ends_with('…'), "{text}");
-    }
-
-    #[test]
-    fn unavailable_reasons_read_as_sentences() {
-        let e = ProbeError::NotEmbedded {
-            detail: "no eBPF object at /x",
+    fn without_ebpf_the_figures_come_from_the_groups_files() {
+        let group = tempfile::tempdir().unwrap();
+        let twin = tempfile::tempdir().unwrap();
+        let stat = |all: u64, major: u64| format!("cache 0\npgfault {all}\npgmajfault {major}\n");
+        let psi = |some: u64, full: u64| {
+            format!(
+                "some avg10=0.00 avg60=0.00 avg300=0.00 total={some}\n\
+                 full avg10=0.00 avg60=0.00 avg300=0.00 total={full}\n"
+            )
         };
-        assert_eq!(
-            e.to_string(),
-            "this binary was built without the eBPF object (build with cargo xtask run/test, \
-             which build it)"
+        write(group.path(), "memory.stat", &stat(0, 0));
+        write(
+            group.path(),
+            "memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
         );
+        write(twin.path(), "memory.pressure", &psi(10, 5));
+        let target = Target {
+            name: "memspike-1-0-test".into(),
+            dir: group.path().to_owned(),
+            version: Version::V1,
+            bpf_cgroup_id: Some(1),
+            v2_dir: Some(twin.path().to_owned()),
+        };
+        let mut o = Observer::start(target, false);
+        assert_eq!(o.tracing_label(), "unavailable: --no-trace");
+        write(group.path(), "memory.stat", &stat(120, 0));
+        o.set_phase(Phase::Spike);
+        write(group.path(), "memory.stat", &stat(7_500, 1));
+        o.set_phase(Phase::Remainder);
+        write(group.path(), "memory.stat", &stat(8_200, 1));
+        write(twin.path(), "memory.pressure", &psi(1_010, 505));
+
+        let snap = o.snapshot();
+        let ev = o.finish();
+        assert_eq!(snap.page_faults, ev.page_faults, "no faults between them");
+        assert_eq!(ev.tracing, "unavailable: --no-trace");
+        let f = ev.page_faults.expect("faults from memory.stat");
+        assert_eq!(f.source, "memory.stat pgfault");
         assert_eq!(
-            ProbeError::NotRoot { euid: 1000 }.to_string(),
-            "loading eBPF programs needs root (effective uid 1000)"
+            (
+                f.per_phase["startup"],
+                f.per_phase["spike"],
+                f.per_phase["remainder"]
+            ),
+            (120, 7_380, 700)
         );
+        let major = ev.major_faults.expect("major faults");
+        assert_eq!((major.total, major.per_phase["spike"]), (1, 1));
+        assert_eq!(ev.reclaim, None, "only eBPF sees reclaim stalls");
+        assert_eq!(
+            ev.pressure,
+            Some(Pressure {
+                some_ns: 1_000_000,
+                full_ns: 500_000,
+                source: "memory.pressure".into()
+            })
+        );
+        // The kernel log is readable as root only.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(
+                ev.oom_source.as_deref(),
+                Some("/dev/kmsg"),
+                "{:?}",
+                ev.notes
+            );
+            assert!(ev.notes.is_empty(), "{:?}", ev.notes);
+        } else {
+            assert_eq!(ev.oom_source, None);
+            assert!(
+                ev.notes.iter().any(|n| n.contains("/dev/kmsg")),
+                "{:?}",
+                ev.notes
+            );
+        }
+        assert!(ev.oom_victims.is_empty());
     }
 
     #[test]
-    fn evidence_serializes_with_every_phase() {
-        let ev = KernelEvidence {
-            page_faults: PageFaults {
-                total: 3,
-                per_phase: Phase::ALL
-                    .iter()
-                    .map(|p| (p.name().to_owned(), u64::from(*p == Phase::Spike) * 3))
-                    .collect(),
-            },
-            reclaim: Reclaim {
-                stalls: 1,
-                total_ns: 5,
-            },
-            oom_victims: vec![],
-            notes: vec!["n".into()],
+    fn a_group_without_its_files_says_what_is_missing() {
+        let empty = tempfile::tempdir().unwrap();
+        let target = Target {
+            name: "memspike-1-0-test".into(),
+            dir: empty.path().to_owned(),
+            version: Version::V2,
+            bpf_cgroup_id: None,
+            v2_dir: None,
         };
-        let json = serde_json::to_value(&ev).unwrap();
-        assert_eq!(json["page_faults"]["per_phase"]["spike"], 3);
+        let ev = Observer::start(target, true).finish();
         assert_eq!(
-            json["page_faults"]["per_phase"].as_object().unwrap().len(),
-            Phase::COUNT
+            ev.tracing,
+            "unavailable: the group has no cgroup2 id to filter on (no cgroup2 mount)"
         );
-        assert_eq!(json["reclaim"]["total_ns"], 5);
+        assert_eq!(
+            (ev.page_faults, ev.major_faults, ev.pressure),
+            (None, None, None)
+        );
+        let notes = ev.notes.join("\n");
+        assert!(notes.contains("no page faults from memory.stat"), "{notes}");
+        assert!(notes.contains("no memory.pressure"), "{notes}");
+    }
+
+    /// A kill the kernel log never shows is waited for once (up to KMSG_WAIT), then counted
+    /// as unseen: an interactive session's snapshots every half second do not wait again.
+    #[test]
+    fn a_kill_missing_from_the_log_is_waited_for_once() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "CI runs as root"
+            );
+            eprintln!("SKIPPED a_kill_missing_from_the_log_is_waited_for_once: needs root");
+            return;
+        }
+        let group = tempfile::tempdir().unwrap();
+        let oom = |n: u64| format!("oom_kill_disable 0\nunder_oom 0\noom_kill {n}\n");
+        write(group.path(), "memory.oom_control", &oom(0));
+        let target = Target {
+            name: "memspike-0-0-never-logged".into(),
+            dir: group.path().to_owned(),
+            version: Version::V1,
+            bpf_cgroup_id: None,
+            v2_dir: None,
+        };
+        let mut o = Observer::start(target, false);
+        write(group.path(), "memory.oom_control", &oom(1));
+        let unseen = "1 of the group's OOM kills did not show in /dev/kmsg within 1s";
+        for _ in 0..2 {
+            let ev = o.snapshot();
+            assert_eq!(ev.oom_source.as_deref(), Some("/dev/kmsg"));
+            assert!(ev.notes.iter().any(|n| n == unseen), "{:?}", ev.notes);
+            assert_eq!(o.kills_unseen, 1);
+        }
+    }
+
+    #[test]
+    fn victims_are_bounded_and_the_rest_counted() {
+        let empty = tempfile::tempdir().unwrap();
+        let target = Target {
+            name: "g".into(),
+            dir: empty.path().to_owned(),
+            version: Version::V2,
+            bpf_cgroup_id: None,
+            v2_dir: None,
+        };
+        let mut o = Observer::start(target, false);
+        o.kmsg = None;
+        for pid in 0..(MAX_VICTIMS as u32 + 3) {
+            let mut v = kmsg::parse_killed("Killed process 1 (w) total-vm:1kB").unwrap();
+            v.pid = pid;
+            o.keep_victim(v);
+        }
+        let ev = o.finish();
+        assert_eq!(ev.oom_victims.len(), MAX_VICTIMS);
+        assert_eq!(ev.oom_victims[0].pid, 3, "the oldest went first");
+        assert!(
+            ev.notes
+                .iter()
+                .any(|n| n.starts_with("3 earlier OOM victims")),
+            "{:?}",
+            ev.notes
+        );
     }
 }

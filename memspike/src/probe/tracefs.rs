@@ -1,91 +1,55 @@
-//! tracefs for the one classic tracepoint (`oom/mark_victim`): making sure it is mounted while a
-//! probe needs it, and reading the tracepoint's record layout from its `format` file.
+//! tracefs for the classic tracepoints (`oom/mark_victim`, and the `vmscan` reclaim pair
+//! without BTF): their record layout (`format`) and their id (which aya reads to attach).
 //!
-//! The mount is shared by every [`Probe`](super::Probe) of the process: the first user mounts
-//! tracefs at `/sys/kernel/tracing` if no tracefs is mounted, the last one to leave unmounts it
-//! only if this process mounted it. An existing mount is never touched.
+//! An existing tracefs mount is used as it is. Otherwise tracefs is mounted where nobody else
+//! sees it: a short-lived thread moves into a mount namespace of its own
+//! (`unshare(CLONE_NEWNS)`; mount namespaces are per task, so only that thread moves), makes its
+//! copy of the mounts `MS_REC | MS_SLAVE` (nothing propagates back to the host), mounts tracefs
+//! at [`TRACEFS_DIR`] there, and runs the caller's closure, which reads the files and attaches.
+//! When the thread ends, the namespace and the mount go with it, even if the process is then
+//! SIGKILLed; the perf events that attach the programs do not depend on the mount and stay.
+//!
+//! aya caches the tracefs directory it finds first in a process; it is [`TRACEFS_DIR`] in every
+//! such namespace, so the cache stays right for later probes of the same process.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use memspike_common::OomFieldOffsets;
 
-/// Where tracefs is mounted when this process mounts it (also the first place aya looks).
+/// Where tracefs is mounted when memspike mounts it (also the first place aya looks).
 pub const TRACEFS_DIR: &str = "/sys/kernel/tracing";
 /// Where older systems reach it (debugfs' automount).
 const DEBUG_TRACEFS_DIR: &str = "/sys/kernel/debug/tracing";
 
-#[derive(Debug)]
-struct State {
-    users: usize,
-    mounted_by_us: bool,
-}
-
-static STATE: Mutex<State> = Mutex::new(State {
-    users: 0,
-    mounted_by_us: false,
-});
-
-/// One probe's use of tracefs; releasing it (drop) may unmount tracefs.
-#[derive(Debug)]
-pub struct TracefsUse {
-    dir: PathBuf,
-    mounted: bool,
-}
-
-impl TracefsUse {
-    /// Makes sure tracefs is mounted, mounting it at [`TRACEFS_DIR`] if needed. The error is a
-    /// readable reason.
-    pub fn acquire() -> Result<TracefsUse, String> {
-        let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(dir) = mounted_dir() {
-            state.users += 1;
-            return Ok(TracefsUse {
-                dir,
-                mounted: false,
-            });
-        }
-        // Not mounted (anymore): whatever this process did earlier, it mounts it now.
-        mount().map_err(|e| format!("tracefs could not be mounted at {TRACEFS_DIR}: {e}"))?;
-        tracing::debug!("mounted tracefs at {TRACEFS_DIR} for oom/mark_victim");
-        state.mounted_by_us = true;
-        state.users += 1;
-        Ok(TracefsUse {
-            dir: PathBuf::from(TRACEFS_DIR),
-            mounted: true,
-        })
+/// Runs `f` where tracefs is mounted, with its directory, or with why it cannot be. `f` runs on
+/// this thread when tracefs is already mounted, else on a scoped thread whose private mount
+/// namespace (and tracefs mount) ends when `f` returns. A panic in `f` is resumed here.
+pub fn with_tracefs<R: Send>(f: impl FnOnce(Result<&Path, String>) -> R + Send) -> R {
+    if let Some(dir) = mounted_dir() {
+        return f(Ok(&dir));
     }
-
-    /// The mounted tracefs directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Whether this acquisition mounted tracefs (it is unmounted when the last user leaves).
-    pub fn mounted(&self) -> bool {
-        self.mounted
-    }
-}
-
-impl Drop for TracefsUse {
-    fn drop(&mut self) {
-        let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
-        state.users = state.users.saturating_sub(1);
-        if state.users == 0 && state.mounted_by_us {
-            state.mounted_by_us = false;
-            match umount() {
-                Ok(()) => tracing::debug!("unmounted the tracefs memspike mounted"),
-                Err(e) => tracing::warn!("could not unmount tracefs at {TRACEFS_DIR}: {e}"),
+    std::thread::scope(|scope| {
+        let thread = scope.spawn(|| match mount_privately() {
+            Ok(()) => {
+                tracing::debug!("mounted tracefs at {TRACEFS_DIR} in a private mount namespace");
+                f(Ok(Path::new(TRACEFS_DIR)))
             }
-        }
-    }
+            Err(e) => f(Err(format!(
+                "tracefs is not mounted and could not be mounted in a private mount namespace: {e}"
+            ))),
+        });
+        thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
-/// The directory of a mounted tracefs, if any (from /proc/self/mountinfo).
+/// The directory of a tracefs mounted in the calling thread's mount namespace, if any.
 fn mounted_dir() -> Option<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // thread-self: /proc/self shows the main thread's namespace, not necessarily this one's.
+    let info = fs::read_to_string("/proc/thread-self/mountinfo").ok()?;
     let mounts = tracefs_mounts(&info);
     [TRACEFS_DIR, DEBUG_TRACEFS_DIR]
         .into_iter()
@@ -106,9 +70,30 @@ fn tracefs_mounts(mountinfo: &str) -> Vec<String> {
         .collect()
 }
 
-fn mount() -> io::Result<()> {
+/// Moves the calling thread into a mount namespace of its own, whose mounts receive from the
+/// host's but never send back, and mounts tracefs at [`TRACEFS_DIR`] there.
+fn mount_privately() -> io::Result<()> {
     let c = |s: &str| std::ffi::CString::new(s).map_err(io::Error::other);
-    let (source, target, fstype) = (c("tracefs")?, c(TRACEFS_DIR)?, c("tracefs")?);
+    let (root, source, target, fstype) = (c("/")?, c("tracefs")?, c(TRACEFS_DIR)?, c("tracefs")?);
+    // SAFETY: unshare takes flags only; CLONE_NEWNS (which implies CLONE_FS) affects only the
+    // calling thread.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: valid NUL-terminated strings alive for the call; null source/type/data are
+    // allowed for a propagation change.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: every pointer is a valid NUL-terminated string alive for the call; data is null.
     let rc = unsafe {
         libc::mount(
@@ -119,30 +104,10 @@ fn mount() -> io::Result<()> {
             std::ptr::null(),
         )
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
     }
-}
-
-fn umount() -> io::Result<()> {
-    let target = std::ffi::CString::new(TRACEFS_DIR).map_err(io::Error::other)?;
-    // SAFETY: a valid NUL-terminated path alive for the call.
-    if unsafe { libc::umount2(target.as_ptr(), 0) } == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() != Some(libc::EBUSY) {
-        return Err(err);
-    }
-    // Someone holds a file open in it: detach now, the kernel frees it when they close.
-    // SAFETY: as above.
-    if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    Ok(())
 }
 
 /// Reads `events/oom/mark_victim/format` under `tracefs`.
@@ -305,6 +270,41 @@ print fmt: \"pid=%d comm=%s\", REC->pid, __get_str(comm)
     fn no_pid_is_an_error() {
         let err = parse_oom_format("format:\n").unwrap_err();
         assert!(err.contains("no usable pid"), "{err}");
+    }
+
+    #[test]
+    fn a_mount_made_for_the_closure_is_not_seen_outside_it() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "CI runs as root"
+            );
+            eprintln!("SKIPPED a_mount_made_for_the_closure_is_not_seen_outside_it: needs root");
+            return;
+        }
+        if let Some(existing) = mounted_dir() {
+            // Someone has tracefs mounted: it is used as it is, on this thread.
+            let here = std::thread::current().id();
+            let (dir, thread) =
+                with_tracefs(|dir| (dir.map(Path::to_owned), std::thread::current().id()));
+            assert_eq!((dir, thread), (Ok(existing), here));
+            return;
+        }
+        let seen = with_tracefs(|dir| {
+            let dir = dir.expect("mounted privately");
+            (
+                mounted_dir(),
+                dir.join("events/oom/mark_victim/format").exists(),
+            )
+        });
+        assert_eq!(seen, (Some(PathBuf::from(TRACEFS_DIR)), true));
+        assert_eq!(
+            mounted_dir(),
+            None,
+            "the mount stayed in the namespace of the thread"
+        );
     }
 
     #[test]

@@ -29,3 +29,49 @@ pub fn require_root(what: &str) -> bool {
     skip(what, "needs root");
     false
 }
+
+/// Ids of the BPF programs process `pid` holds open (its program and link descriptors'
+/// `prog_id` in /proc/PID/fdinfo): ours, whatever other BPF users load meanwhile.
+#[allow(dead_code)] // each test binary compiles its own copy and may not use every helper
+pub fn programs_of(pid: u32) -> std::collections::BTreeSet<u32> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Default::default();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .flat_map(|info| {
+            info.lines()
+                .filter_map(|l| l.strip_prefix("prog_id:")?.trim().parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Which of `ids` the kernel still lists as loaded programs.
+#[allow(dead_code)]
+pub fn still_loaded(ids: &std::collections::BTreeSet<u32>) -> Vec<u32> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|p| p.id())
+        .filter(|id| ids.contains(id))
+        .collect()
+}
+
+/// Waits (polling, up to 10 s) until the kernel lists none of `ids`; panics naming `when` if
+/// some stay.
+#[allow(dead_code)]
+pub fn assert_unloaded(ids: &std::collections::BTreeSet<u32>, when: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = still_loaded(ids);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{when}: programs {left:?} are still loaded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

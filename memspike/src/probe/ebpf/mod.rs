@@ -1,0 +1,730 @@
+//! The eBPF half of the observer: loads the programs of `memspike-ebpf` (embedded in this
+//! binary at build time, see `build.rs`), points them at the experiment's cgroup and attaches
+//! each figure's programs on its own, so that one that cannot attach costs only its figure.
+//!
+//! - [`features`]: what the kernel supports (aya's feature probes) and the test switches.
+//! - [`hooks`]: which programs give which figure, best first (the one place to change).
+//! - [`EbpfProbe::start`]: loads the object with the target cgroup id (and the
+//!   `oom/mark_victim` record layout read from tracefs) set as read-only globals, so the filter
+//!   is in place before any program is attached; then, per figure, tries its ways in order.
+//!   Everything runs inside [`tracefs::with_tracefs`](super::tracefs::with_tracefs), so the
+//!   classic tracepoints find tracefs without this process mounting it anywhere visible.
+//! - [`EbpfProbe::set_phase`]: one array-map update; new faults count under that phase.
+//! - [`EbpfProbe::finish`]: drains the OOM ring buffer and aya-log, sums the per-CPU maps,
+//!   then detaches and unloads everything and waits until the kernel no longer lists it.
+//!
+//! Nothing is pinned: every program, link and map lives only as long as this process holds its
+//! file descriptors, so dropping an [`EbpfProbe`] (or the process dying, even by SIGKILL)
+//! removes everything.
+//!
+//! Kernel-side `debug!` messages (aya-log) go to the `log` crate, which `tracing-subscriber`'s
+//! default `tracing-log` bridge forwards to `tracing` (target `memspike_ebpf`, level debug).
+
+pub mod features;
+pub mod hooks;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint, loaded_programs},
+};
+use aya_log::EbpfLogger;
+use memspike_common::{OomFieldOffsets, OomVictim, Phase, ReclaimStats, names};
+use thiserror::Error;
+
+use super::evidence::OomVictimReport;
+use super::tracefs;
+use features::{Features, NO_SUCH_TRACEPOINT, Switches};
+use hooks::{Attach, Figure, Hook, PAGE_FAULT_NOP_WAY, PAGE_FAULT_WAYS, Way};
+
+/// How long [`EbpfProbe::finish`] (and drop) waits for the kernel to free the programs.
+const UNLOAD_WAIT: Duration = Duration::from_secs(2);
+
+/// The embedded eBPF object, if the build found one.
+pub(crate) fn object() -> Option<&'static [u8]> {
+    #[cfg(memspike_ebpf_object)]
+    {
+        Some(aya::include_bytes_aligned!(concat!(
+            env!("OUT_DIR"),
+            "/memspike-ebpf.o"
+        )))
+    }
+    #[cfg(not(memspike_ebpf_object))]
+    {
+        None
+    }
+}
+
+/// Why the object is missing, as the build script saw it.
+pub(crate) fn missing_object_detail() -> &'static str {
+    option_env!("MEMSPIKE_EBPF_MISSING").unwrap_or("no eBPF object was found at build time")
+}
+
+/// What went wrong with the eBPF side; each message reads well after `unavailable: ` or in a
+/// note.
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    #[error(
+        "this binary was built without the eBPF object (build with cargo xtask run/test, which \
+         build it)"
+    )]
+    NotEmbedded {
+        /// What the build script saw (kept out of the message, which reports use verbatim).
+        detail: &'static str,
+    },
+
+    #[error("loading eBPF programs needs root (effective uid {euid})")]
+    NotRoot { euid: u32 },
+
+    #[error("no cgroup to observe: the target cgroup id is 0")]
+    NoTarget,
+
+    #[error("{0}")]
+    Unsupported(String),
+
+    #[error("loading the eBPF object: {detail}")]
+    Load {
+        detail: String,
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
+
+    #[error("the eBPF object has no {what} named {name} (object and loader out of sync)")]
+    Missing {
+        what: &'static str,
+        name: &'static str,
+    },
+
+    #[error("eBPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+
+    #[error("no eBPF program could be attached ({0})")]
+    NothingAttached(String),
+}
+
+/// Quick checks before [`EbpfProbe::start`]: `Some(reason)` when it cannot work here.
+pub fn unavailable_reason() -> Option<String> {
+    precheck().err().map(|e| e.to_string())
+}
+
+fn precheck() -> Result<&'static [u8], ProbeError> {
+    let object = object().ok_or(ProbeError::NotEmbedded {
+        detail: missing_object_detail(),
+    })?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return Err(ProbeError::NotRoot { euid });
+    }
+    Ok(object)
+}
+
+/// The page-fault program the overhead bench wants instead of the usual preference order.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageFaultAttach {
+    /// `tp_btf/page_fault_user` only.
+    TpBtf,
+    /// `raw_tp/page_fault_user` only.
+    RawTp,
+    /// An empty `tp_btf/page_fault_user` program that counts nothing: the bench's floor.
+    EmptyTpBtf,
+}
+
+/// Kernel ids of what a probe loaded, to check that it is gone after unloading.
+#[derive(Debug, Clone, Default)]
+pub struct KernelIds {
+    pub programs: Vec<u32>,
+    /// Maps the programs use. The kernel frees these after an RCU grace period once the
+    /// programs are gone, so they outlive the program ids by a little.
+    pub maps: Vec<u32>,
+}
+
+impl KernelIds {
+    fn record(&mut self, info: aya::programs::ProgramInfo) {
+        self.programs.push(info.id());
+        if let Ok(Some(maps)) = info.map_ids() {
+            for id in maps {
+                if !self.maps.contains(&id) {
+                    self.maps.push(id);
+                }
+            }
+        }
+    }
+}
+
+/// The start failed: why, and what was learnt on the way.
+#[derive(Debug)]
+pub struct Unavailable {
+    pub error: ProbeError,
+    pub notes: Vec<String>,
+}
+
+/// What the programs counted so far.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub faults: [u64; Phase::COUNT],
+    pub reclaim: ReclaimStats,
+    /// OOM victims drained from the ring buffer since the last call.
+    pub victims: Vec<OomVictimReport>,
+}
+
+/// The loaded and attached programs (some figures may have none). Dropping it detaches and
+/// unloads everything.
+pub struct EbpfProbe {
+    loaded: Option<Loaded>,
+    /// Per [`Figure`] (in [`Figure::ALL`] order): the way that attached.
+    sources: [Option<&'static str>; 3],
+    notes: Vec<String>,
+}
+
+/// Everything that holds kernel objects. Fields drop top to bottom: the programs and links
+/// (in `ebpf`) first, then the maps.
+struct Loaded {
+    /// Owns the programs and their links: held only to be dropped.
+    #[expect(
+        dead_code,
+        reason = "held for its programs and links; dropping it detaches them"
+    )]
+    ebpf: Ebpf,
+    logger: Option<EbpfLogger<&'static dyn log::Log>>,
+    phase: Array<MapData, u32>,
+    faults: PerCpuArray<MapData, u64>,
+    reclaim: PerCpuArray<MapData, ReclaimStats>,
+    oom_events: RingBuf<MapData>,
+    ids: KernelIds,
+}
+
+impl std::fmt::Debug for EbpfProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EbpfProbe")
+            .field("ids", &self.loaded.as_ref().map(|l| l.ids.clone()))
+            .field("sources", &self.sources)
+            .field("notes", &self.notes)
+            .finish()
+    }
+}
+
+impl EbpfProbe {
+    /// Loads the object for the cgroup `target` and attaches, per figure, the first way that
+    /// works; the bench may pin the page-fault program. Fails only when nothing at all can be
+    /// attached, and then nothing stays loaded.
+    pub fn start(
+        target: u64,
+        page_fault: Option<PageFaultAttach>,
+    ) -> Result<EbpfProbe, Unavailable> {
+        Self::start_with(target, page_fault, &Switches::from_env())
+    }
+
+    /// [`EbpfProbe::start`] with the test switches given rather than read from the environment.
+    #[doc(hidden)]
+    pub fn start_with(
+        target: u64,
+        page_fault: Option<PageFaultAttach>,
+        switches: &Switches,
+    ) -> Result<EbpfProbe, Unavailable> {
+        let fail = |error| Unavailable {
+            error,
+            notes: Vec::new(),
+        };
+        let object = precheck().map_err(fail)?;
+        if target == 0 {
+            return Err(fail(ProbeError::NoTarget));
+        }
+        let started = Instant::now();
+        let features = Features::probe(switches).map_err(|e| fail(ProbeError::Unsupported(e)))?;
+        let probed = started.elapsed();
+        let result = tracefs::with_tracefs(|dir| {
+            load_and_attach(object, target, page_fault, switches, &features, dir)
+        });
+        tracing::debug!(
+            features_ms = probed.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "eBPF observer start"
+        );
+        result
+    }
+
+    /// The source of `figure` (e.g. `ebpf tp_btf/page_fault_user`), if a way attached.
+    pub fn source(&self, figure: Figure) -> Option<&'static str> {
+        let i = Figure::ALL.iter().position(|f| *f == figure)?;
+        self.sources[i]
+    }
+
+    /// What the start had to say (ways that failed, fields this kernel lacks).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Kernel ids of the loaded programs and their maps.
+    pub fn ids(&self) -> KernelIds {
+        self.loaded
+            .as_ref()
+            .map(|l| l.ids.clone())
+            .unwrap_or_default()
+    }
+
+    /// Sets the phase new faults are counted under (one array-map update).
+    pub fn set_phase(&mut self, phase: Phase) -> Result<(), ProbeError> {
+        let Some(loaded) = self.loaded.as_mut() else {
+            return Ok(());
+        };
+        loaded
+            .phase
+            .set(0, phase as u32, 0)
+            .map_err(|source| ProbeError::Map {
+                name: names::MAP_CURRENT_PHASE,
+                source,
+            })
+    }
+
+    /// What the programs recorded so far, while they stay attached; victims are returned once.
+    pub fn collect(&mut self) -> Result<Counts, ProbeError> {
+        match self.loaded.as_mut() {
+            Some(loaded) => collect(loaded),
+            None => Err(ProbeError::Missing {
+                what: "loaded state",
+                name: "EbpfProbe",
+            }),
+        }
+    }
+
+    /// Collects one last time, then detaches and unloads everything. The note says what the
+    /// kernel still listed [`UNLOAD_WAIT`] later, if anything.
+    pub fn finish(mut self) -> (Result<Counts, ProbeError>, Option<String>) {
+        let counts = self.collect();
+        let note = self.loaded.take().and_then(unload);
+        (counts, note)
+    }
+}
+
+impl Drop for EbpfProbe {
+    fn drop(&mut self) {
+        if let Some(loaded) = self.loaded.take()
+            && let Some(note) = unload(loaded)
+        {
+            tracing::warn!("{note}");
+        }
+    }
+}
+
+fn load_and_attach(
+    object: &[u8],
+    target: u64,
+    page_fault: Option<PageFaultAttach>,
+    switches: &Switches,
+    features: &Features,
+    tracefs: Result<&Path, String>,
+) -> Result<EbpfProbe, Unavailable> {
+    let mut notes = switches.notes.clone();
+    // The classic tracepoint's record layout, read before loading (it is a global).
+    let oom_fields = tracefs
+        .as_ref()
+        .map_err(String::clone)
+        .and_then(|dir| tracefs::read_oom_format(dir))
+        .map(|(offsets, mut field_notes)| {
+            notes.append(&mut field_notes);
+            offsets
+        });
+    let offsets = oom_fields.as_ref().map_or(OomFieldOffsets::NONE, |o| *o);
+    let btf = features.btf.as_ref().ok();
+    let mut ebpf = match EbpfLoader::new()
+        .btf(btf)
+        .override_global(names::GLOBAL_TARGET_CGROUP_ID, &target, true)
+        .override_global(names::GLOBAL_OOM_FIELDS, &offsets, true)
+        .load(object)
+    {
+        Ok(ebpf) => ebpf,
+        Err(source) => {
+            return Err(Unavailable {
+                error: ProbeError::Load {
+                    detail: error_chain(&source),
+                    source: Box::new(source),
+                },
+                notes,
+            });
+        }
+    };
+    // Before attaching: the logger takes the AYA_LOGS ring buffer.
+    let logger = match EbpfLogger::init(&mut ebpf) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            notes.push(format!("kernel-side log messages are lost: {e}"));
+            None
+        }
+    };
+
+    let mut ids = KernelIds::default();
+    let mut sources = [None; 3];
+    for (slot, figure) in sources.iter_mut().zip(Figure::ALL) {
+        let ways: &[Way] = match (figure, page_fault) {
+            (Figure::PageFaults, Some(PageFaultAttach::TpBtf)) => &PAGE_FAULT_WAYS[..1],
+            (Figure::PageFaults, Some(PageFaultAttach::RawTp)) => &PAGE_FAULT_WAYS[1..],
+            (Figure::PageFaults, Some(PageFaultAttach::EmptyTpBtf)) => &[PAGE_FAULT_NOP_WAY],
+            _ => figure.ways(),
+        };
+        let mut failed = Vec::new();
+        for way in ways {
+            let ready = features
+                .usable(way.attach)
+                .map_err(str::to_owned)
+                .and_then(|()| match way.attach {
+                    Attach::Classic => tracefs.as_ref().map(|_| ()).map_err(String::clone),
+                    _ => Ok(()),
+                })
+                .and_then(|()| match figure {
+                    Figure::OomVictim => oom_fields.as_ref().map(|_| ()).map_err(String::clone),
+                    _ => Ok(()),
+                });
+            let forced = switches.fails(figure, way.attach);
+            let attached = ready.and_then(|()| {
+                attach_way(&mut ebpf, way, btf, forced, &mut ids).map_err(|e| {
+                    if forced {
+                        format!("{e} (forced by {})", features::FAIL_ENV)
+                    } else {
+                        e
+                    }
+                })
+            });
+            match attached {
+                Ok(()) => {
+                    *slot = Some(way.source);
+                    break;
+                }
+                Err(e) => failed.push(format!("{}: {e}", way.source)),
+            }
+        }
+        match *slot {
+            None => notes.push(format!(
+                "{}: no eBPF program attached: {}",
+                figure.name(),
+                failed.join("; ")
+            )),
+            Some(source) if !failed.is_empty() => notes.push(format!(
+                "{}: {source} used instead: {}",
+                figure.name(),
+                failed.join("; ")
+            )),
+            Some(_) => {}
+        }
+    }
+    if sources.iter().all(Option::is_none) {
+        return Err(Unavailable {
+            error: ProbeError::NothingAttached(
+                "every figure's programs failed; see the notes".to_owned(),
+            ),
+            notes,
+        });
+    }
+
+    let maps = (|| {
+        Ok::<_, ProbeError>((
+            take_map(&mut ebpf, names::MAP_CURRENT_PHASE)?,
+            take_map(&mut ebpf, names::MAP_PAGE_FAULTS)?,
+            take_map(&mut ebpf, names::MAP_RECLAIM_STATS)?,
+            take_map(&mut ebpf, names::MAP_OOM_EVENTS)?,
+        ))
+    })();
+    let (phase, faults, reclaim, oom_events) = match maps {
+        Ok(m) => m,
+        Err(error) => return Err(Unavailable { error, notes }),
+    };
+    tracing::debug!(target, ?sources, ?ids, "eBPF observer attached");
+    Ok(EbpfProbe {
+        loaded: Some(Loaded {
+            ebpf,
+            logger,
+            phase,
+            faults,
+            reclaim,
+            oom_events,
+            ids,
+        }),
+        sources,
+        notes,
+    })
+}
+
+/// Attaches every program of `way`, or none: a program that attached is unloaded again when a
+/// later one fails. `forced` points them at a tracepoint that does not exist.
+fn attach_way(
+    ebpf: &mut Ebpf,
+    way: &Way,
+    btf: Option<&Btf>,
+    forced: bool,
+    ids: &mut KernelIds,
+) -> Result<(), String> {
+    for (i, hook) in way.hooks.iter().enumerate() {
+        let tracepoint = if forced {
+            NO_SUCH_TRACEPOINT
+        } else {
+            hook.tracepoint
+        };
+        if let Err(e) = attach_hook(ebpf, hook, tracepoint, btf, ids) {
+            for done in &way.hooks[..=i] {
+                unload_hook(ebpf, done);
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn attach_hook(
+    ebpf: &mut Ebpf,
+    hook: &Hook,
+    tracepoint: &str,
+    btf: Option<&Btf>,
+    ids: &mut KernelIds,
+) -> Result<(), String> {
+    let name = hook.program;
+    let program = ebpf.program_mut(name).ok_or_else(|| {
+        ProbeError::Missing {
+            what: "program",
+            name,
+        }
+        .to_string()
+    })?;
+    let step = |action: &'static str| {
+        move |e: ProgramError| format!("{action} {name}: {}", error_chain(&e))
+    };
+    match hook.attach {
+        Attach::TpBtf => {
+            let btf = btf.ok_or("no kernel BTF")?;
+            let p: &mut BtfTracePoint = program.try_into().map_err(step("loading"))?;
+            p.load(tracepoint, btf).map_err(step("loading"))?;
+            ids.record(p.info().map_err(step("inspecting"))?);
+            p.attach().map_err(step("attaching"))?;
+        }
+        Attach::RawTp => {
+            let p: &mut RawTracePoint = program.try_into().map_err(step("loading"))?;
+            p.load().map_err(step("loading"))?;
+            ids.record(p.info().map_err(step("inspecting"))?);
+            p.attach(tracepoint).map_err(step("attaching"))?;
+        }
+        Attach::Classic => {
+            let p: &mut TracePoint = program.try_into().map_err(step("loading"))?;
+            p.load().map_err(step("loading"))?;
+            ids.record(p.info().map_err(step("inspecting"))?);
+            p.attach(hook.category, tracepoint)
+                .map_err(step("attaching"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Detaches and unloads one program (if it was loaded at all).
+fn unload_hook(ebpf: &mut Ebpf, hook: &Hook) {
+    let Some(program) = ebpf.program_mut(hook.program) else {
+        return;
+    };
+    let result = match hook.attach {
+        Attach::TpBtf => <&mut BtfTracePoint>::try_from(program).and_then(|p| p.unload()),
+        Attach::RawTp => <&mut RawTracePoint>::try_from(program).and_then(|p| p.unload()),
+        Attach::Classic => <&mut TracePoint>::try_from(program).and_then(|p| p.unload()),
+    };
+    if let Err(e) = result {
+        tracing::debug!(
+            program = hook.program,
+            "unloading after a failed attach: {e}"
+        );
+    }
+}
+
+/// Reads everything the programs recorded (the programs are still attached).
+fn collect(loaded: &mut Loaded) -> Result<Counts, ProbeError> {
+    let mut victims = Vec::new();
+    while let Some(item) = loaded.oom_events.next() {
+        if item.len() < size_of::<OomVictim>() {
+            tracing::warn!(len = item.len(), "short OOM event from the kernel; ignored");
+            continue;
+        }
+        // SAFETY: the buffer holds at least size_of::<OomVictim>() bytes written by the
+        // program as an OomVictim; every bit pattern is valid (integers only); read_unaligned
+        // makes no alignment assumption.
+        let v = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<OomVictim>()) };
+        victims.push(OomVictimReport::from_event(
+            &v,
+            hooks::Figure::OomVictim.ways()[0].source,
+        ));
+    }
+    if let Some(logger) = loaded.logger.as_mut() {
+        logger.flush();
+    }
+
+    let map_err = |name| move |source| ProbeError::Map { name, source };
+    let mut faults = [0u64; Phase::COUNT];
+    for phase in Phase::ALL {
+        let values = loaded
+            .faults
+            .get(&(phase as u32), 0)
+            .map_err(map_err(names::MAP_PAGE_FAULTS))?;
+        faults[phase as usize] = values.iter().fold(0u64, |a, b| a.saturating_add(*b));
+    }
+    let stats = loaded
+        .reclaim
+        .get(&0, 0)
+        .map_err(map_err(names::MAP_RECLAIM_STATS))?;
+    let reclaim = stats
+        .iter()
+        .fold(ReclaimStats::default(), |a, s| ReclaimStats {
+            stalls: a.stalls.saturating_add(s.stalls),
+            total_ns: a.total_ns.saturating_add(s.total_ns),
+        });
+    Ok(Counts {
+        faults,
+        reclaim,
+        victims,
+    })
+}
+
+/// Detaches and unloads (by dropping), then waits until the kernel no longer lists the
+/// programs and their maps. Returns a note if some are still listed after [`UNLOAD_WAIT`].
+fn unload(loaded: Loaded) -> Option<String> {
+    let ids = loaded.ids.clone();
+    drop(loaded);
+    let deadline = Instant::now() + UNLOAD_WAIT;
+    loop {
+        let programs: Vec<u32> = loaded_programs()
+            .filter_map(Result::ok)
+            .map(|p| p.id())
+            .filter(|id| ids.programs.contains(id))
+            .collect();
+        let maps: Vec<u32> = aya::maps::loaded_maps()
+            .filter_map(Result::ok)
+            .map(|m| m.id())
+            .filter(|id| ids.maps.contains(id))
+            .collect();
+        if programs.is_empty() && maps.is_empty() {
+            return None;
+        }
+        if Instant::now() >= deadline {
+            return Some(format!(
+                "eBPF programs {programs:?} and maps {maps:?} were still loaded {} ms after \
+                 detaching",
+                UNLOAD_WAIT.as_millis()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn take_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, ProbeError>
+where
+    M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or(ProbeError::Missing { what: "map", name })?;
+    M::try_from(map).map_err(|source| ProbeError::Map { name, source })
+}
+
+/// An error and its sources on one line, cut to a readable length (a verifier log can run to
+/// thousands of lines; the full text stays in the error's source chain).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    const MAX: usize = 600;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.len() <= MAX {
+        return text;
+    }
+    let mut cut = MAX;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{} …", &text[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel reads the object's `license` section to decide whether its programs may call
+    /// GPL-only helpers; without one, aya declares "GPL" on the object's behalf.
+    #[test]
+    fn the_embedded_object_declares_dual_mit_gpl() {
+        use object::{Object, ObjectSection};
+        let Some(bytes) = object() else {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "CI=true but the eBPF object is not embedded: {}",
+                missing_object_detail()
+            );
+            eprintln!(
+                "SKIPPED the_embedded_object_declares_dual_mit_gpl: {}",
+                missing_object_detail()
+            );
+            return;
+        };
+        let elf = object::File::parse(bytes).expect("the embedded object is an ELF file");
+        let license = elf
+            .section_by_name("license")
+            .expect("the object has a license section");
+        assert_eq!(license.data().expect("readable"), b"Dual MIT/GPL\0");
+    }
+
+    /// Every program the hook table names is in the object, with the section (attach type)
+    /// the table expects: a renamed program would otherwise only show up as a missing figure.
+    #[test]
+    fn the_object_has_every_program_the_hooks_name() {
+        use object::{Object, ObjectSymbol};
+        let Some(bytes) = object() else {
+            eprintln!("SKIPPED the_object_has_every_program_the_hooks_name: no object");
+            return;
+        };
+        let elf = object::File::parse(bytes).expect("ELF");
+        let ways = Figure::ALL
+            .iter()
+            .flat_map(|f| f.ways())
+            .chain([&PAGE_FAULT_NOP_WAY]);
+        for way in ways {
+            for hook in way.hooks {
+                let symbol = elf
+                    .symbols()
+                    .find(|s| s.name() == Ok(hook.program))
+                    .unwrap_or_else(|| panic!("no program {} in the object", hook.program));
+                let section = elf
+                    .section_by_index(symbol.section_index().expect("in a section"))
+                    .and_then(|s| object::ObjectSection::name(&s).map(str::to_owned))
+                    .expect("section name");
+                let prefix = match hook.attach {
+                    Attach::TpBtf => "tp_btf/",
+                    Attach::RawTp => "raw_tp/",
+                    Attach::Classic => "tracepoint/",
+                };
+                assert!(
+                    section.starts_with(prefix) && section.ends_with(hook.tracepoint),
+                    "{}: section {section}, expected {prefix}…{}",
+                    hook.program,
+                    hook.tracepoint
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn error_chain_is_one_bounded_line() {
+        let inner = std::io::Error::other("line one\nline two");
+        let long = std::io::Error::other(format!("{} {}", "x".repeat(1000), inner));
+        assert_eq!(error_chain(&inner), "line one line two");
+        let text = error_chain(&long);
+        assert!(text.len() < 700 && text.ends_with('…'), "{text}");
+    }
+}

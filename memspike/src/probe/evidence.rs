@@ -1,0 +1,314 @@
+//! What the kernel saw in the observed group, figure by figure, each with the source it came
+//! from (an eBPF program, a cgroup file or the kernel log). The [`Observer`](super::Observer)
+//! fills it; the report presents it.
+
+use std::collections::BTreeMap;
+
+use memspike_common::{OomVictim, Phase};
+use serde::Serialize;
+
+/// Everything the observer collected. A figure is `None` when no source could provide it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KernelEvidence {
+    /// `ebpf` when at least one eBPF program was attached, else `unavailable: <why>`.
+    pub tracing: String,
+    /// User page faults of the group's tasks, per phase.
+    pub page_faults: Option<PageFaults>,
+    /// Major page faults (the ones that waited for I/O), per phase; only `memory.stat` has them.
+    pub major_faults: Option<PageFaults>,
+    /// Memory-cgroup reclaim stalls of the group's tasks.
+    pub reclaim: Option<Reclaim>,
+    /// Time the group's tasks stalled on memory (PSI).
+    pub pressure: Option<Pressure>,
+    /// Where OOM victims were looked for; `None` when nowhere could be watched.
+    pub oom_source: Option<String>,
+    /// Tasks of the group the OOM killer chose, oldest first (the most recent
+    /// [`MAX_VICTIMS`](super::MAX_VICTIMS) of them).
+    pub oom_victims: Vec<OomVictimReport>,
+    /// Anything degraded or worth knowing about how the evidence was collected.
+    pub notes: Vec<String>,
+}
+
+impl KernelEvidence {
+    /// No figure at all, for this reason.
+    pub fn unavailable(reason: &str) -> KernelEvidence {
+        KernelEvidence {
+            tracing: unavailable_label(reason),
+            page_faults: None,
+            major_faults: None,
+            reclaim: None,
+            pressure: None,
+            oom_source: None,
+            oom_victims: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// What happened since `earlier`, a snapshot of the same observer: counts are the
+    /// difference, victims are the new ones. An interactive session's observer outlives its
+    /// workers; this is one worker's share.
+    pub fn since(&self, earlier: &KernelEvidence) -> KernelEvidence {
+        fn minus(now: &Option<PageFaults>, then: &Option<PageFaults>) -> Option<PageFaults> {
+            let now = now.as_ref()?;
+            let Some(then) = then.as_ref().filter(|t| t.source == now.source) else {
+                return Some(now.clone());
+            };
+            let per_phase: BTreeMap<String, u64> = now
+                .per_phase
+                .iter()
+                .map(|(phase, n)| {
+                    let before = then.per_phase.get(phase).copied().unwrap_or(0);
+                    (phase.clone(), n.saturating_sub(before))
+                })
+                .collect();
+            Some(PageFaults {
+                total: per_phase.values().fold(0u64, |a, b| a.saturating_add(*b)),
+                per_phase,
+                source: now.source.clone(),
+            })
+        }
+        let seen = |v: &OomVictimReport| {
+            earlier
+                .oom_victims
+                .iter()
+                .any(|e| e.pid == v.pid && e.t_ns == v.t_ns)
+        };
+        KernelEvidence {
+            tracing: self.tracing.clone(),
+            page_faults: minus(&self.page_faults, &earlier.page_faults),
+            major_faults: minus(&self.major_faults, &earlier.major_faults),
+            reclaim: self.reclaim.as_ref().map(|now| match &earlier.reclaim {
+                Some(then) if then.source == now.source => Reclaim {
+                    stalls: now.stalls.saturating_sub(then.stalls),
+                    total_ns: now.total_ns.saturating_sub(then.total_ns),
+                    source: now.source.clone(),
+                },
+                _ => now.clone(),
+            }),
+            pressure: self.pressure.as_ref().map(|now| match &earlier.pressure {
+                Some(then) if then.source == now.source => Pressure {
+                    some_ns: now.some_ns.saturating_sub(then.some_ns),
+                    full_ns: now.full_ns.saturating_sub(then.full_ns),
+                    source: now.source.clone(),
+                },
+                _ => now.clone(),
+            }),
+            oom_source: self.oom_source.clone(),
+            oom_victims: self
+                .oom_victims
+                .iter()
+                .filter(|v| !seen(v))
+                .cloned()
+                .collect(),
+            notes: self.notes.clone(),
+        }
+    }
+
+    /// The victim whose pid is `worker`, else the first one (a report names it as not the
+    /// worker): an interactive session's evidence holds the victims of every earlier worker.
+    pub fn victim_of(&self, worker: Option<u32>) -> Option<&OomVictimReport> {
+        self.oom_victims
+            .iter()
+            .find(|v| Some(v.pid) == worker)
+            .or(self.oom_victims.first())
+    }
+}
+
+/// How a report names an observer without eBPF.
+pub fn unavailable_label(reason: &str) -> String {
+    format!("unavailable: {reason}")
+}
+
+/// Page-fault counts of the group's tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PageFaults {
+    pub total: u64,
+    /// Keyed by [`Phase::name`]; every phase is present.
+    pub per_phase: BTreeMap<String, u64>,
+    /// Where the counts come from, e.g. `ebpf tp_btf/page_fault_user` or `memory.stat pgfault`.
+    pub source: String,
+}
+
+impl PageFaults {
+    /// From counts indexed by `Phase as usize`.
+    pub fn from_counts(counts: &[u64; Phase::COUNT], source: &str) -> PageFaults {
+        PageFaults {
+            total: counts.iter().fold(0u64, |a, b| a.saturating_add(*b)),
+            per_phase: Phase::ALL
+                .iter()
+                .map(|p| (p.name().to_owned(), counts[*p as usize]))
+                .collect(),
+            source: source.to_owned(),
+        }
+    }
+}
+
+/// Memory-cgroup reclaim stalls (`mm_vmscan_memcg_reclaim_begin` .. `_end`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reclaim {
+    pub stalls: u64,
+    pub total_ns: u64,
+    pub source: String,
+}
+
+/// PSI stall time of the group over the observation: `some` is time when at least one task
+/// stalled on memory, `full` time when all non-idle tasks did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pressure {
+    pub some_ns: u64,
+    pub full_ns: u64,
+    pub source: String,
+}
+
+/// One OOM kill of a task in the group, sizes in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OomVictimReport {
+    pub pid: u32,
+    pub comm: String,
+    pub total_vm_bytes: u64,
+    pub anon_rss_bytes: u64,
+    pub file_rss_bytes: u64,
+    pub shmem_rss_bytes: u64,
+    pub pgtables_bytes: u64,
+    pub uid: u32,
+    pub oom_score_adj: i16,
+    /// When the kill was recorded: `bpf_ktime_get_ns()` (CLOCK_MONOTONIC, as the timeline's
+    /// `t_ns`) from eBPF; the kernel log's own timestamp (printk's clock since boot, within a
+    /// few µs of CLOCK_MONOTONIC) from `/dev/kmsg`.
+    pub t_ns: u64,
+    /// `ebpf tracepoint/oom/mark_victim` or `/dev/kmsg`.
+    pub source: String,
+}
+
+impl OomVictimReport {
+    /// From the eBPF program's event (sizes in kB).
+    pub fn from_event(v: &OomVictim, source: &str) -> OomVictimReport {
+        let kb = |n: u64| n.saturating_mul(1024);
+        let len = v.comm.iter().position(|&b| b == 0).unwrap_or(v.comm.len());
+        OomVictimReport {
+            pid: v.pid,
+            comm: String::from_utf8_lossy(&v.comm[..len]).into_owned(),
+            total_vm_bytes: kb(v.total_vm_kb),
+            anon_rss_bytes: kb(v.anon_rss_kb),
+            file_rss_bytes: kb(v.file_rss_kb),
+            shmem_rss_bytes: kb(v.shmem_rss_kb),
+            pgtables_bytes: kb(v.pgtables_kb),
+            uid: v.uid,
+            oom_score_adj: v.oom_score_adj,
+            t_ns: v.t_ns,
+            source: source.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oom_victim_conversion_turns_kb_into_bytes_and_trims_comm() {
+        let mut v = OomVictim::ZERO;
+        v.pid = 42;
+        v.comm[..8].copy_from_slice(b"memspike");
+        v.anon_rss_kb = 32 * 1024;
+        v.total_vm_kb = 1;
+        v.oom_score_adj = -17;
+        let r = OomVictimReport::from_event(&v, "src");
+        assert_eq!(r.pid, 42);
+        assert_eq!(r.comm, "memspike");
+        assert_eq!(r.anon_rss_bytes, 32 << 20);
+        assert_eq!(r.total_vm_bytes, 1024);
+        assert_eq!(r.oom_score_adj, -17);
+        assert_eq!(r.source, "src");
+    }
+
+    #[test]
+    fn counts_become_named_phases_and_a_saturating_total() {
+        let mut counts = [0u64; Phase::COUNT];
+        counts[Phase::Spike as usize] = 7;
+        counts[Phase::Done as usize] = u64::MAX;
+        let f = PageFaults::from_counts(&counts, "memory.stat pgfault");
+        assert_eq!(f.per_phase.len(), Phase::COUNT);
+        assert_eq!(f.per_phase["spike"], 7);
+        assert_eq!(f.per_phase["startup"], 0);
+        assert_eq!(f.total, u64::MAX);
+    }
+
+    #[test]
+    fn the_victim_is_this_workers_else_the_first() {
+        let victim = |pid| OomVictimReport {
+            pid,
+            comm: "memspike".into(),
+            total_vm_bytes: 0,
+            anon_rss_bytes: 0,
+            file_rss_bytes: 0,
+            shmem_rss_bytes: 0,
+            pgtables_bytes: 0,
+            uid: 0,
+            oom_score_adj: 0,
+            t_ns: 0,
+            source: "/dev/kmsg".into(),
+        };
+        let mut ev = KernelEvidence::unavailable("test");
+        assert_eq!(ev.victim_of(Some(1)), None);
+        ev.oom_victims = vec![victim(10), victim(20), victim(30)];
+        assert_eq!(ev.victim_of(Some(20)).map(|v| v.pid), Some(20));
+        assert_eq!(ev.victim_of(Some(99)).map(|v| v.pid), Some(10));
+        assert_eq!(ev.victim_of(None).map(|v| v.pid), Some(10));
+    }
+
+    #[test]
+    fn since_an_earlier_snapshot_leaves_one_workers_share() {
+        let faults = |startup, interactive| {
+            let mut counts = [0u64; Phase::COUNT];
+            counts[Phase::Startup as usize] = startup;
+            counts[Phase::Interactive as usize] = interactive;
+            Some(PageFaults::from_counts(
+                &counts,
+                "ebpf tp_btf/page_fault_user",
+            ))
+        };
+        let victim = |pid, t_ns| OomVictimReport {
+            pid,
+            comm: "memspike".into(),
+            total_vm_bytes: 0,
+            anon_rss_bytes: 0,
+            file_rss_bytes: 0,
+            shmem_rss_bytes: 0,
+            pgtables_bytes: 0,
+            uid: 0,
+            oom_score_adj: 0,
+            t_ns,
+            source: "ebpf tracepoint/oom/mark_victim".into(),
+        };
+        let mut first = KernelEvidence::unavailable("test");
+        first.page_faults = faults(150, 8_000);
+        first.reclaim = Some(Reclaim {
+            stalls: 30,
+            total_ns: 5_000,
+            source: "r".into(),
+        });
+        first.oom_victims = vec![victim(10, 1)];
+        let mut now = first.clone();
+        now.page_faults = faults(310, 16_000);
+        now.reclaim = Some(Reclaim {
+            stalls: 45,
+            total_ns: 9_000,
+            source: "r".into(),
+        });
+        now.oom_victims.push(victim(20, 2));
+        let second = now.since(&first);
+        let f = second.page_faults.unwrap();
+        assert_eq!(
+            (f.per_phase["startup"], f.per_phase["interactive"]),
+            (160, 8_000)
+        );
+        assert_eq!(f.total, 8_160);
+        let r = second.reclaim.unwrap();
+        assert_eq!((r.stalls, r.total_ns), (15, 4_000));
+        assert_eq!(second.oom_victims, vec![victim(20, 2)]);
+        // From a snapshot with nothing in it, everything counts.
+        let all = now.since(&KernelEvidence::unavailable("before"));
+        assert_eq!(all.page_faults, now.page_faults);
+    }
+}
