@@ -106,6 +106,17 @@ pub mod names {
     pub const PROG_RECLAIM_END_TP: &str = "memcg_reclaim_end_tp";
     /// `tracepoint/oom/mark_victim` (classic: needs tracefs to attach).
     pub const PROG_OOM_MARK_VICTIM: &str = "oom_mark_victim";
+    /// Every program in the object (to find what is loaded, e.g. after a soak).
+    pub const PROGRAMS: [&str; 8] = [
+        PROG_PAGE_FAULT_BTF,
+        PROG_PAGE_FAULT_RAW,
+        PROG_PAGE_FAULT_NOP,
+        PROG_RECLAIM_BEGIN,
+        PROG_RECLAIM_END,
+        PROG_RECLAIM_BEGIN_TP,
+        PROG_RECLAIM_END_TP,
+        PROG_OOM_MARK_VICTIM,
+    ];
 
     /// Kernel tracepoint names the programs attach to.
     pub const TP_PAGE_FAULT_USER: &str = "page_fault_user";

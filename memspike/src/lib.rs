@@ -26,5 +26,7 @@ pub mod signals;
 pub mod size;
 pub mod supervisor;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod timeline;
 pub mod worker;

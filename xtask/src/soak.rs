@@ -35,15 +35,6 @@ use crate::run_cmd;
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a worker may outlive its SIGKILLed supervisor.
 const ORPHAN_GRACE: Duration = Duration::from_secs(5);
-/// memspike's BPF programs. The kernel keeps the first 15 bytes of a name.
-const OUR_PROGRAMS: [&str; 6] = [
-    names::PROG_PAGE_FAULT_BTF,
-    names::PROG_PAGE_FAULT_RAW,
-    names::PROG_PAGE_FAULT_NOP,
-    names::PROG_RECLAIM_BEGIN,
-    names::PROG_RECLAIM_END,
-    names::PROG_OOM_MARK_VICTIM,
-];
 /// `BPF_OBJ_NAME_LEN` less its NUL.
 const KERNEL_NAME_LEN: usize = 15;
 
@@ -512,7 +503,7 @@ fn our_programs() -> Vec<String> {
         .flatten()
         .filter_map(|p| p.get("name").and_then(|n| n.as_str()))
         .filter(|name| {
-            OUR_PROGRAMS
+            names::PROGRAMS
                 .iter()
                 .any(|ours| *name == &ours[..ours.len().min(KERNEL_NAME_LEN)])
         })

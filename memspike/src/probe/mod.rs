@@ -512,14 +512,7 @@ mod tests {
     /// as unseen: an interactive session's snapshots every half second do not wait again.
     #[test]
     fn a_kill_missing_from_the_log_is_waited_for_once() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "CI runs as root"
-            );
-            eprintln!("SKIPPED a_kill_missing_from_the_log_is_waited_for_once: needs root");
+        if !crate::test_support::require_root("a_kill_missing_from_the_log_is_waited_for_once") {
             return;
         }
         let group = tempfile::tempdir().unwrap();

@@ -274,14 +274,8 @@ print fmt: \"pid=%d comm=%s\", REC->pid, __get_str(comm)
 
     #[test]
     fn a_mount_made_for_the_closure_is_not_seen_outside_it() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "CI runs as root"
-            );
-            eprintln!("SKIPPED a_mount_made_for_the_closure_is_not_seen_outside_it: needs root");
+        if !crate::test_support::require_root("a_mount_made_for_the_closure_is_not_seen_outside_it")
+        {
             return;
         }
         if let Some(existing) = mounted_dir() {

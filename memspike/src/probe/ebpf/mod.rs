@@ -661,15 +661,9 @@ mod tests {
     fn the_embedded_object_declares_dual_mit_gpl() {
         use object::{Object, ObjectSection};
         let Some(bytes) = object() else {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "CI=true but the eBPF object is not embedded: {}",
-                missing_object_detail()
-            );
-            eprintln!(
-                "SKIPPED the_embedded_object_declares_dual_mit_gpl: {}",
-                missing_object_detail()
+            crate::test_support::skip(
+                "the_embedded_object_declares_dual_mit_gpl",
+                missing_object_detail(),
             );
             return;
         };
@@ -686,7 +680,10 @@ mod tests {
     fn the_object_has_every_program_the_hooks_name() {
         use object::{Object, ObjectSymbol};
         let Some(bytes) = object() else {
-            eprintln!("SKIPPED the_object_has_every_program_the_hooks_name: no object");
+            crate::test_support::skip(
+                "the_object_has_every_program_the_hooks_name",
+                missing_object_detail(),
+            );
             return;
         };
         let elf = object::File::parse(bytes).expect("ELF");
