@@ -202,6 +202,12 @@ fn parse_cli() -> Result<Command, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: a stop signal that arrives while memspike starts up waits for the
+    // supervisor's watcher (or, in a worker, is delivered once unblocked below).
+    if let Err(e) = signals::block() {
+        eprintln!("memspike: error: cannot block stop signals: {e}");
+        return ExitCode::FAILURE;
+    }
     let command = match parse_cli() {
         Ok(command) => command,
         Err(code) => return code,
@@ -217,6 +223,14 @@ fn main() -> ExitCode {
         .init();
     match command {
         Command::Worker(args) => {
+            // The supervisor unblocked them before exec; a worker takes them as any process.
+            if let Err(errno) = signals::unblock() {
+                eprintln!(
+                    "memspike worker: cannot unblock stop signals: {}",
+                    std::io::Error::from_raw_os_error(errno)
+                );
+                return ExitCode::FAILURE;
+            }
             let config = args.experiment.config(args.interactive, args.run_as);
             match worker::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -228,7 +242,7 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => {
             // Before any other thread exists, so that every thread inherits the blocked
-            // signals.
+            // signals (blocked since the start of main).
             let interrupts = match Interrupts::install() {
                 Ok(i) => i,
                 Err(e) => {

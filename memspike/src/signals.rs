@@ -1,12 +1,13 @@
 //! The supervisor's stop signals (SIGINT, SIGTERM, SIGHUP), received without signal handlers.
 //!
-//! [`Interrupts::install`] blocks the three signals for the whole process and waits for them in
-//! a thread of its own (`sigwait`). No handler is ever installed, which matters twice:
+//! The binary [`block`]s the three signals first thing, so one that arrives while it starts up
+//! waits; [`Interrupts::install`] then waits for them in a thread of its own (`sigwait`). No
+//! handler is ever installed, which matters twice:
 //! - a worker forked by the supervisor inherits the default dispositions and the blocked mask,
 //!   so a signal sent to the worker's pid between fork and exec stays pending until the worker
-//!   unblocks it ([`unblock_in_child`], the last step before exec) and then acts as it would on
-//!   the worker itself. With a handler, the child would run the supervisor's handler instead and
-//!   the signal would be lost (or, worse, taken for the supervisor's own);
+//!   [`unblock`]s it (the last step before exec) and then acts as it would on the worker
+//!   itself. With a handler, the child would run the supervisor's handler instead and the
+//!   signal would be lost (or, worse, taken for the supervisor's own);
 //! - the watcher lives until the process exits, so a signal that arrives late (while the report
 //!   is written) is still seen and still decides the exit code, never silently ignored.
 //!
@@ -49,17 +50,38 @@ fn stop_set() -> libc::sigset_t {
     }
 }
 
+/// Blocks the stop signals in the calling thread (and the threads it creates afterwards).
+/// The binary does this first thing, before it knows what it will do, so that a signal that
+/// arrives while it starts up waits for [`Interrupts::install`] instead of killing it.
+pub fn block() -> std::io::Result<()> {
+    let set = stop_set();
+    // SAFETY: sets this thread's mask from a valid sigset_t; the old mask is not needed.
+    match unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } {
+        0 => Ok(()),
+        rc => Err(std::io::Error::from_raw_os_error(rc)),
+    }
+}
+
+/// Unblocks the stop signals in the calling thread: a process that is not a supervisor (the
+/// worker) takes them with their default action, and one already pending acts now.
+/// Async-signal-safe (one `pthread_sigmask`), so a forked child can call it before exec.
+/// Returns the errno on failure.
+pub fn unblock() -> Result<(), i32> {
+    let set = stop_set();
+    // SAFETY: changes the calling thread's mask from a valid sigset_t.
+    match unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) } {
+        0 => Ok(()),
+        errno => Err(errno),
+    }
+}
+
 impl Interrupts {
-    /// Blocks the stop signals and starts the watcher. Call it once, from the main thread,
-    /// before any other thread exists: threads inherit the mask they are created with, and a
-    /// thread that does not block the signals would take them with their default action.
+    /// Blocks the stop signals and starts the watcher. Call it from the main thread before any
+    /// other thread exists: threads inherit the mask they are created with, and a thread that
+    /// does not block the signals would take them with their default action.
     pub fn install() -> std::io::Result<Interrupts> {
+        block()?;
         let set = stop_set();
-        // SAFETY: sets this thread's mask from a valid sigset_t; the old mask is not needed.
-        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
         let shared = Arc::new(Shared::default());
         let watcher = shared.clone();
         std::thread::Builder::new()
@@ -105,18 +127,6 @@ pub fn kill(pid: i32) {
         // SAFETY: sending a signal has no memory-safety preconditions; pid is our unreaped
         // child (the supervisor clears it before reaping), so it cannot have been reused.
         unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-}
-
-/// Unblocks the stop signals in a forked child just before it execs, so that the worker can be
-/// stopped like any process, and a stop signal sent to it since the fork is delivered now.
-/// Async-signal-safe (one `pthread_sigmask`), for `pre_exec`. Returns the errno on failure.
-pub fn unblock_in_child() -> Result<(), i32> {
-    let set = stop_set();
-    // SAFETY: changes the calling thread's mask from a valid sigset_t.
-    match unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) } {
-        0 => Ok(()),
-        errno => Err(errno),
     }
 }
 

@@ -392,7 +392,7 @@ impl Session {
                     .map_err(io::Error::from_raw_os_error)?;
                 // Last: a stop signal sent to this pid since the fork is delivered now, with
                 // its default action, inside the group.
-                signals::unblock_in_child().map_err(io::Error::from_raw_os_error)
+                signals::unblock().map_err(io::Error::from_raw_os_error)
             });
         }
         Ok(cmd)

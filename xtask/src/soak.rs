@@ -267,10 +267,18 @@ fn run_one(binary: &Path, plan: &Plan, logs: &Path) -> Outcome {
     }
     let mut orphan = None;
     if plan.fault != Fault::None {
-        std::thread::sleep(plan.delay);
         let (target, sig) = match plan.fault {
-            Fault::Supervisor(sig) => (Some(sup), sig),
-            Fault::Worker(sig) => (children(sup as u32).first().copied(), sig),
+            Fault::Supervisor(sig) => {
+                std::thread::sleep(plan.delay);
+                (Some(sup), sig)
+            }
+            // A worker lives a few hundred milliseconds: find it first, then strike within
+            // its life.
+            Fault::Worker(sig) => {
+                let worker = first_child(sup as u32);
+                std::thread::sleep(plan.delay / 4);
+                (worker, sig)
+            }
             Fault::None => (None, 0),
         };
         if let Some(pid) = target {
@@ -539,6 +547,18 @@ fn processes_of(binary: &Path) -> Vec<String> {
             })
         })
         .collect()
+}
+
+/// The first child `parent` starts, waited for (bounded; `None` if it starts none, or ends).
+fn first_child(parent: u32) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && alive(parent as i32) {
+        if let Some(&pid) = children(parent).first() {
+            return Some(pid);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
 }
 
 /// The children of `parent` (from /proc/PID/stat).
