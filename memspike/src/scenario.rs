@@ -147,24 +147,36 @@ impl<S: Sink> Driver<S> {
 
     /// Drops every slab, then collects (the seed's `/reset`).
     pub fn reset(&mut self, phase: Phase) -> Result<Cycle, StepError> {
-        let all: Vec<SlabId> = self.heap.slabs().map(|(id, _)| id).collect();
-        if !all.is_empty() {
-            self.release(phase, &all)?;
+        if self.heap.slab_count() > 0 {
+            let bytes = self.heap.slab_bytes();
+            self.dropping(phase, bytes, |heap| {
+                heap.release_all();
+            })?;
         }
         self.collect(phase)
     }
 
-    /// Drops the program's references to these slabs; returns the bytes released.
+    /// Drops the program's references to these (distinct) slabs; returns the bytes released.
+    /// Each slab is found by id: the cost grows with `ids`, not with the slabs held.
     pub fn release(&mut self, phase: Phase, ids: &[SlabId]) -> Result<u64, StepError> {
+        let bytes = ids.iter().filter_map(|id| self.heap.slab(*id)).sum();
+        self.dropping(phase, bytes, |heap| {
+            for id in ids {
+                heap.release(*id);
+            }
+        })
+    }
+
+    /// A release step: announces `bytes`, drops them with `apply`, reports the end.
+    fn dropping(
+        &mut self,
+        phase: Phase,
+        bytes: u64,
+        apply: impl FnOnce(&mut Heap),
+    ) -> Result<u64, StepError> {
         let action = Action::Release;
-        let bytes = ids
-            .iter()
-            .filter_map(|id| self.heap.slabs().find(|(s, _)| s == id).map(|(_, b)| b))
-            .sum();
         self.begin(phase, action, bytes)?;
-        for id in ids {
-            self.heap.release(*id);
-        }
+        apply(&mut self.heap);
         self.send(Kind::End {
             phase,
             action,

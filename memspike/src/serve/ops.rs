@@ -77,13 +77,10 @@ impl<S: Sink> HeapState<S> {
 
     pub fn snapshot(&self) -> Snapshot {
         let heap = self.driver.heap();
-        let (slabs, slab_bytes) = heap
-            .slabs()
-            .fold((0, 0), |(n, b), (_, bytes)| (n + 1, b + bytes));
         Snapshot {
             stats: heap.stats(),
-            slabs,
-            slab_bytes,
+            slabs: heap.slab_count(),
+            slab_bytes: heap.slab_bytes(),
         }
     }
 
