@@ -129,6 +129,7 @@ pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         cgroup: cgroup_from_env(),
         feed,
         max_bytes: physical_memory(),
+        allowed_hosts: Vec::new(),
     };
     serve::serve(listener, driver, ctx).map_err(WorkerError::Serve)
 }

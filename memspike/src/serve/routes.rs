@@ -1,19 +1,23 @@
-//! One request, from its path to its answer: routing (404), methods (405 with `Allow`), the
-//! bounded request body, the query string (`bytes`, `format`), the heap operation through the
-//! heap thread, and the answer in JSON or the seed's text layout.
+//! One request, from its path to its answer: the head's size limits (431), routing (404),
+//! methods (405 with `Allow`), who may ask (`origin`: 400, 403), the bounded request body
+//! (413 at once from `Content-Length`, before hyper would send `100 Continue`), the query
+//! string (`bytes`, `format`), the heap operation through the heap thread, and the answer in
+//! JSON or the seed's text layout.
 
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::{
     Method, Request, Response, StatusCode,
-    body::{Bytes, Incoming},
+    body::{Body, Bytes, Incoming},
     header::{self, HeaderMap, HeaderValue},
+    http::request::Parts,
 };
 use tokio::sync::oneshot;
 
 use super::{
     Limits, Shared,
+    conns::Conn,
     errors::ApiError,
     metrics,
     ops::{self, Done, Job, Op},
@@ -50,6 +54,11 @@ impl Route {
             _ => return None,
         })
     }
+
+    /// The routes that change the heap (GET included, as in the seed).
+    fn changes_state(self) -> bool {
+        matches!(self, Route::Add | Route::Rel | Route::Gc | Route::Reset)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,22 +67,30 @@ enum Format {
     Text,
 }
 
-/// Answers one request; never fails (errors become JSON answers).
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
-    match respond(&shared, req).await {
+/// Answers one request on `conn`; never fails (errors become JSON answers).
+pub async fn handle(shared: &Arc<Shared>, req: Request<Incoming>, conn: &Conn) -> Answer {
+    match respond(shared, req, conn).await {
         Ok(answer) => answer,
         Err(e) => error_answer(&e),
     }
 }
 
-async fn respond(shared: &Shared, req: Request<Incoming>) -> Result<Answer, ApiError> {
-    let route = Route::from_path(req.uri().path())
-        .ok_or_else(|| ApiError::NotFound(req.uri().path().to_owned()))?;
-    if !matches!(*req.method(), Method::GET | Method::POST) {
-        return Err(ApiError::MethodNotAllowed(req.method().to_string()));
-    }
+async fn respond(shared: &Shared, req: Request<Incoming>, conn: &Conn) -> Result<Answer, ApiError> {
     let (parts, body) = req.into_parts();
+    check_head(&parts, &shared.limits)?;
+    let route = Route::from_path(parts.uri.path())
+        .ok_or_else(|| ApiError::NotFound(parts.uri.path().to_owned()))?;
+    if !matches!(parts.method, Method::GET | Method::POST) {
+        return Err(ApiError::MethodNotAllowed(parts.method.to_string()));
+    }
+    shared.gate.check(
+        parts.version,
+        &parts.uri,
+        &parts.headers,
+        route.changes_state(),
+    )?;
     read_body(body, &shared.limits).await?;
+    conn.answering();
     let query = Query::parse(parts.uri.query())?;
     let format = query.format(&parts.headers)?;
     let max = shared.ctx.max_bytes;
@@ -100,8 +117,49 @@ async fn run_op(shared: &Shared, op: Op) -> Result<Done, ApiError> {
     result.await.map_err(|_| ApiError::ShuttingDown)?
 }
 
-/// Reads and discards the body, refusing one that is too large or too slow.
+/// Refuses a head over the routes' limits: more than `max_headers` headers, or more than
+/// `max_head` bytes counting the request line and each header line as sent (`Name: value`
+/// and CRLF).
+fn check_head(parts: &Parts, limits: &Limits) -> Result<(), ApiError> {
+    let count = parts.headers.len();
+    if count > limits.max_headers {
+        return Err(ApiError::HeadTooLarge(format!(
+            "the request has {count} headers: send at most {}",
+            limits.max_headers
+        )));
+    }
+    let uri = &parts.uri;
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let line = parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let headers: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    let size = line + headers + 2;
+    if size > limits.max_head {
+        return Err(ApiError::HeadTooLarge(format!(
+            "the request head is {size} bytes: send at most {} (request line and headers)",
+            limits.max_head
+        )));
+    }
+    Ok(())
+}
+
+/// Reads and discards the body, refusing one that is too large or too slow. A body declared
+/// too large by `Content-Length` is refused before it is read: with `Expect: 100-continue`
+/// the client then gets the 413 instead of `100 Continue` (hyper sends that only when the
+/// body is first read).
 async fn read_body(body: Incoming, limits: &Limits) -> Result<(), ApiError> {
+    if body
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n > limits.max_body as u64)
+    {
+        return Err(ApiError::BodyTooLarge(limits.max_body));
+    }
     let limited = Limited::new(body, limits.max_body);
     match tokio::time::timeout(limits.body_read_timeout, limited.collect()).await {
         Err(_) => Err(ApiError::BodyTimeout),
@@ -230,11 +288,19 @@ fn metrics_answer(shared: &Shared) -> Result<Answer, ApiError> {
     ))
 }
 
+/// The page, which no other site may frame (its buttons change the heap; framing would let
+/// another site trick a click).
 fn page() -> Answer {
     let mut a = answer(StatusCode::OK, "text/html; charset=utf-8", PAGE.into());
-    a.headers_mut().insert(
+    let h = a.headers_mut();
+    h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
     );
     a
 }
