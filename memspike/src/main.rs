@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use memspike::{
     pacer::Gogc,
     report::{Outcome, Report},
+    serve::AllowedHost,
     size,
     supervisor::{self, Interactive, RunOptions, SupervisorError},
     worker::{self, WorkerConfig},
@@ -45,6 +46,9 @@ struct WorkerArgs {
     /// Serve HTTP on the inherited socket, as this user.
     #[arg(long, value_name = "USER")]
     serve_as: Option<String>,
+    /// Names the HTTP server accepts in Host besides its address.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allow_host: Vec<String>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -82,6 +86,11 @@ struct InteractiveArgs {
     /// After an OOM kill, stop instead of starting a fresh worker.
     #[arg(long, requires = "interactive")]
     no_restart: bool,
+    /// Also accept requests that name the server NAME (any port) or NAME:PORT in Host, e.g.
+    /// a DNS name of this machine; repeatable. By default only its address (and localhost).
+    #[arg(long = "allow-host", value_name = "NAME[:PORT]", requires = "interactive",
+          value_parser = parse_allowed_host)]
+    allow_host: Vec<String>,
 }
 
 /// The phases a run can pause before.
@@ -113,6 +122,7 @@ impl ExperimentArgs {
             gc_after_release: self.gc,
             pause_at: self.pause_at.map(Phase::from),
             interactive_user: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -149,6 +159,11 @@ fn parse_limit(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+fn parse_allowed_host(s: &str) -> Result<String, String> {
+    AllowedHost::parse(s)?;
+    Ok(s.to_owned())
+}
+
 fn parse_spike(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
@@ -172,6 +187,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Worker(args) => match worker::run(WorkerConfig {
             interactive_user: args.serve_as,
+            allowed_hosts: args.allow_host,
             ..args.experiment.config()
         }) {
             Ok(()) => ExitCode::SUCCESS,
@@ -205,6 +221,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if i.interactive {
         let config = WorkerConfig {
             interactive_user: Some(i.user.clone()),
+            allowed_hosts: i.allow_host.clone(),
             ..args.experiment.config()
         };
         let restarts = supervisor::run_interactive(config, options, |report| {

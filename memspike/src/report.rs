@@ -692,6 +692,7 @@ mod tests {
                 gc_after_release: false,
                 pause_at: None,
                 interactive_user: None,
+                allowed_hosts: Vec::new(),
             },
             cgroup_version: "v1",
             group: "memspike-1-test".into(),

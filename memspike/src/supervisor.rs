@@ -350,6 +350,9 @@ impl Session {
         if let Some(user) = &config.interactive_user {
             cmd.arg("--serve-as").arg(user);
         }
+        for host in &config.allowed_hosts {
+            cmd.arg("--allow-host").arg(host);
+        }
         let listen_fd = listener.map(|l| l.as_raw_fd());
         if let Some(fd) = listen_fd {
             cmd.env(worker::LISTEN_FD_ENV, fd.to_string());

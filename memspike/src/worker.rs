@@ -34,6 +34,8 @@ pub struct WorkerConfig {
     pub pause_at: Option<Phase>,
     /// Serve HTTP instead of running the script, as this user (never root).
     pub interactive_user: Option<String>,
+    /// Names the HTTP server accepts in `Host` besides its bound address (`--allow-host`).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// The worker's group, as `v1:<dir>` or `v2:<dir>`; set by the supervisor.
@@ -129,7 +131,7 @@ pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         cgroup: cgroup_from_env(),
         feed,
         max_bytes: physical_memory(),
-        allowed_hosts: Vec::new(),
+        allowed_hosts: config.allowed_hosts.clone(),
     };
     serve::serve(listener, driver, ctx).map_err(WorkerError::Serve)
 }
