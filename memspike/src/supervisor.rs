@@ -31,7 +31,7 @@ use crate::{
     probe::{self, KernelEvidence, Probe},
     report::{Exit, Outcome, Report, RunFacts},
     size::human,
-    telemetry::{self, Control, Feed, Kind, OomSummary},
+    telemetry::{self, Control, Feed, Kind, OomSummary, PhaseGate},
     worker::{self, WorkerConfig},
 };
 
@@ -402,6 +402,7 @@ impl Session {
         }
         let mut events = Vec::new();
         let mut failure = None;
+        let mut gate = PhaseGate::default();
         loop {
             let event = match rx.recv_timeout(FEED_PERIOD) {
                 Ok(Ok(event)) => event,
@@ -418,7 +419,8 @@ impl Session {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             match event.kind {
-                Kind::Begin { phase, .. } => {
+                // Only a begin that opens a phase is acknowledged (the worker's rule too).
+                Kind::Begin { phase, .. } if gate.begin(phase) => {
                     // Faults from here on belong to this phase; then let the worker go on.
                     if let Ok(p) = &mut self.probe
                         && let Err(e) = p.set_phase(phase)
