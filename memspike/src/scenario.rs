@@ -26,6 +26,8 @@ pub struct Driver<S: Sink> {
     sink: S,
     pause_at: Option<Phase>,
     usage: Option<UsageProbe>,
+    /// The group's usage as read for the last event.
+    last_usage: Option<u64>,
 }
 
 impl<S: Sink> Driver<S> {
@@ -35,6 +37,7 @@ impl<S: Sink> Driver<S> {
             sink,
             pause_at: None,
             usage: None,
+            last_usage: None,
         }
     }
 
@@ -76,10 +79,16 @@ impl<S: Sink> Driver<S> {
         &self.sink
     }
 
+    /// The group's usage as read for the last event sent (`None` without a usage probe).
+    pub fn last_usage(&self) -> Option<u64> {
+        self.last_usage
+    }
+
     fn send(&mut self, kind: Kind) -> std::io::Result<()> {
+        self.last_usage = self.usage.as_ref().and_then(UsageProbe::read);
         let event = Event {
             t_ns: monotonic_ns(),
-            cgroup_usage_bytes: self.usage.as_ref().and_then(UsageProbe::read),
+            cgroup_usage_bytes: self.last_usage,
             kind,
             heap: self.heap.stats(),
         };

@@ -21,12 +21,12 @@ use std::{
 };
 
 use memspike::{
-    cgroup::Version,
+    cgroup::{Version, counters::usage_file},
     heap::{Heap, PAGE_SIZE},
     pacer::PacerConfig,
     scenario::Driver,
     serve::{Limits, ServeContext, serve_with},
-    telemetry::{Event, Feed, OomSummary, Sink},
+    telemetry::{Event, Feed, OomSummary, Sink, UsageProbe},
 };
 use serde_json::Value;
 
@@ -62,6 +62,11 @@ fn start_with<S: Sink + Send + 'static>(o: Options<S>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     let feed = Arc::new(Mutex::new(Feed::default()));
+    // As the worker does: each event carries the group's usage, read as it is sent.
+    let usage = o
+        .cgroup
+        .as_ref()
+        .map(|(dir, v)| UsageProbe::open(&usage_file(dir, *v)).expect("open the usage file"));
     let ctx = ServeContext {
         limit: LIMIT,
         cgroup: o.cgroup,
@@ -72,7 +77,7 @@ fn start_with<S: Sink + Send + 'static>(o: Options<S>) -> Server {
     let (tx, done) = mpsc::channel();
     thread::spawn(move || {
         let heap = Heap::new(CAPACITY, PacerConfig::default()).expect("reserve the heap");
-        let driver = Driver::new(heap, o.sink);
+        let driver = Driver::new(heap, o.sink).with_usage(usage);
         let _ = tx.send(serve_with(listener, driver, ctx, o.limits));
     });
     Server {
@@ -546,6 +551,45 @@ fn the_feed_and_the_group_show_in_every_answer() {
             u(&v, "ReclaimNs")
         ),
         (1234, 5, 2_500_000)
+    );
+}
+
+/// `/stats` answers from the group's counters as read at most 100 ms before (reading about
+/// eight files per answer was most of its cost); an operation's answer shows the usage read
+/// as it ended.
+#[test]
+fn the_groups_counters_stay_fresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fake_cgroup(dir.path());
+    let s = start_with(Options {
+        sink: Vec::<Event>::new(),
+        limits: Limits::default(),
+        cgroup: Some((dir.path().to_owned(), Version::V2)),
+    });
+    let usage = |mib: u64| {
+        std::fs::write(
+            dir.path().join("memory.current"),
+            format!("{}\n", mib * MIB),
+        )
+        .expect("write memory.current")
+    };
+    assert_eq!(u(&s.ok("/stats"), "CgroupUsage"), 5 * MIB);
+    usage(7);
+    assert_eq!(u(&s.ok("/add?bytes=8KiB"), "CgroupUsage"), 7 * MIB);
+    usage(9);
+    // Within the cache's age, bounded here by a generous 10 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while u(&s.ok("/stats"), "CgroupUsage") != 9 * MIB {
+        assert!(
+            Instant::now() < deadline,
+            "/stats never showed the new usage"
+        );
+    }
+    let (m, text) = scrape(&s);
+    assert_eq!(
+        sample(&m, "memspike_cgroup_usage_bytes"),
+        Some((9 * MIB) as f64),
+        "{text}"
     );
 }
 

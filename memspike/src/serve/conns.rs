@@ -37,9 +37,11 @@ enum Stage {
 #[derive(Debug)]
 pub struct Conn {
     stage: AtomicU8,
-    /// When a request last started or ended on it (or it was accepted), in milliseconds since
+    /// When a request last started or ended on it (or it was accepted), in nanoseconds since
     /// the table's start.
     last_active: AtomicU64,
+    /// Accept order: breaks ties between connections active in the same instant.
+    id: u64,
     /// Set once the table has asked the connection to close.
     evicting: AtomicBool,
     /// Wakes the connection's task when it is asked to close.
@@ -58,7 +60,7 @@ impl Conn {
 
     fn touch(&self) {
         self.last_active
-            .store(self.table.now_ms(), Ordering::Release);
+            .store(self.table.now_ns(), Ordering::Release);
     }
 
     /// The request's body has been read: from now on the server is answering it.
@@ -107,7 +109,6 @@ struct Open {
 
 /// Keeps a connection in the table while it lives.
 pub struct Registered {
-    id: u64,
     pub conn: Arc<Conn>,
 }
 
@@ -115,7 +116,8 @@ impl Drop for Registered {
     fn drop(&mut self) {
         let table = &self.conn.table;
         let mut open = lock(&table.open);
-        if open.conns.remove(&self.id).is_some() && self.conn.evicting.load(Ordering::Acquire) {
+        if open.conns.remove(&self.conn.id).is_some() && self.conn.evicting.load(Ordering::Acquire)
+        {
             open.evicting -= 1;
         }
         drop(open);
@@ -138,8 +140,8 @@ impl Table {
         })
     }
 
-    fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+    fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
     }
 
     /// Connections open now, including those asked to close.
@@ -181,7 +183,7 @@ impl Table {
             .conns
             .values()
             .filter(|c| !c.evicting.load(Ordering::Acquire) && c.stage() != Stage::Working)
-            .min_by_key(|c| c.last_active.load(Ordering::Acquire))
+            .min_by_key(|c| (c.last_active.load(Ordering::Acquire), c.id))
             .cloned();
         let Some(victim) = victim else {
             return false;
@@ -194,18 +196,19 @@ impl Table {
 
     /// Adds a connection just accepted.
     pub fn register(self: &Arc<Table>) -> Registered {
+        let mut open = lock(&self.open);
+        let id = open.next;
+        open.next += 1;
         let conn = Arc::new(Conn {
             stage: AtomicU8::new(Stage::Idle as u8),
-            last_active: AtomicU64::new(self.now_ms()),
+            last_active: AtomicU64::new(self.now_ns()),
+            id,
             evicting: AtomicBool::new(false),
             evict: Notify::new(),
             table: self.clone(),
         });
-        let mut open = lock(&self.open);
-        let id = open.next;
-        open.next += 1;
         open.conns.insert(id, conn.clone());
-        Registered { id, conn }
+        Registered { conn }
     }
 }
 

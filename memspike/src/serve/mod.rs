@@ -110,8 +110,8 @@ struct Shared {
     gate: origin::Gate,
     /// The bodies of hyper's own error answers.
     bare: Arc<bare::Bodies>,
-    /// The heap after the latest operation.
-    published: Arc<Mutex<ops::Snapshot>>,
+    /// The heap after the latest operation, and the group's counters.
+    latest: Arc<Mutex<ops::Latest>>,
     jobs: mpsc::Sender<ops::Job>,
 }
 
@@ -140,14 +140,14 @@ pub fn serve_with<S: Sink + 'static>(
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let gate = origin::Gate::new(listener.local_addr()?, allowed);
     let mut state = ops::HeapState::new(driver);
-    let published = Arc::new(Mutex::new(state.snapshot()));
+    let latest = Arc::new(Mutex::new(ops::Latest::new(state.snapshot())));
     let (jobs_tx, jobs) = mpsc::channel();
     let shared = Arc::new(Shared {
         ctx,
         gate,
         bare: Arc::new(bare::Bodies::new(&limits)),
         limits,
-        published: published.clone(),
+        latest: latest.clone(),
         jobs: jobs_tx,
     });
     let (stop, stopped) = watch::channel(false);
@@ -156,7 +156,7 @@ pub fn serve_with<S: Sink + 'static>(
         .spawn(move || server::run(listener, shared, stopped))?;
     // The heap stays on this thread: it ends when the HTTP side has gone (its end of the
     // queue dropped) or when the supervisor has.
-    let fatal = ops::run(&mut state, &jobs, &published);
+    let fatal = ops::run(&mut state, &jobs, &latest);
     // Requests still queued learn at once that no answer is coming.
     drop(jobs);
     let _ = stop.send(true);

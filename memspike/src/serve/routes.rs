@@ -23,7 +23,7 @@ use super::{
     ops::{self, Done, Job, Op},
     stats::{self, World},
 };
-use crate::{cgroup::read_counters, size};
+use crate::{cgroup::Counters, size};
 
 /// The page, written by the page's owner and embedded in the binary.
 const PAGE: &str = include_str!("page.html");
@@ -251,22 +251,24 @@ impl Query {
     }
 }
 
-/// The worker's surroundings now: the group's counters and the supervisor's feed.
-fn world(shared: &Shared) -> World {
-    let ctx = &shared.ctx;
-    World {
-        limit: ctx.limit,
-        counters: ctx.cgroup.as_ref().map(|(dir, v)| read_counters(dir, *v)),
-        feed: ops::lock(&ctx.feed).clone(),
-    }
-}
-
+/// An answer with the statistics: after an operation, the heap and the usage it left;
+/// otherwise the latest snapshot. The other counters come from `ops::Latest`'s copy.
 fn stats_answer(shared: &Shared, done: Option<&Done>, format: Format) -> Answer {
-    let snapshot = match done {
-        Some(d) => d.snapshot,
-        None => *ops::lock(&shared.published),
+    let (mut snapshot, mut counters) = latest(shared);
+    if let Some(d) = done {
+        snapshot = d.snapshot;
+        if let (Some(c), Some(usage)) = (&mut counters, d.usage) {
+            c.usage_bytes = Some(usage);
+        }
+    }
+    let feed = ops::lock(&shared.ctx.feed);
+    let world = World {
+        limit: shared.ctx.limit,
+        counters,
+        feed: &feed,
     };
-    let fields = stats::answer(done, &snapshot, &world(shared));
+    let fields = stats::answer(done, &snapshot, &world);
+    drop(feed);
     match format {
         Format::Json => answer(StatusCode::OK, "application/json", fields.json()),
         Format::Text => answer(
@@ -277,10 +279,24 @@ fn stats_answer(shared: &Shared, done: Option<&Done>, format: Format) -> Answer 
     }
 }
 
+/// The latest snapshot and the group's counters, at most `ops::COUNTERS_MAX_AGE` old.
+fn latest(shared: &Shared) -> (ops::Snapshot, Option<Counters>) {
+    let mut latest = ops::lock(&shared.latest);
+    let counters = latest.counters(shared.ctx.cgroup.as_ref());
+    (latest.snapshot, counters)
+}
+
 fn metrics_answer(shared: &Shared) -> Result<Answer, ApiError> {
-    let snapshot = *ops::lock(&shared.published);
-    let text = metrics::render(&snapshot, &world(shared))
+    let (snapshot, counters) = latest(shared);
+    let feed = ops::lock(&shared.ctx.feed);
+    let world = World {
+        limit: shared.ctx.limit,
+        counters,
+        feed: &feed,
+    };
+    let text = metrics::render(&snapshot, &world)
         .map_err(|e| ApiError::Heap(format!("the metrics could not be encoded: {e}")))?;
+    drop(feed);
     Ok(answer(
         StatusCode::OK,
         metrics::CONTENT_TYPE,
