@@ -3,11 +3,11 @@
 //! (Go's `runtime.MemStats` names, JSON or the seed's text), the Prometheus scrape, and the
 //! limits that keep bad or slow clients from hurting the worker.
 //!
-//! Two threads:
+//! Two sides:
 //! - the caller's thread owns the [`Driver`] and applies heap operations one at a time, in
 //!   arrival order (`ops`); each step is reported to the supervisor as telemetry, with phase
 //!   `interactive`;
-//! - an HTTP thread runs a tokio current-thread runtime with hyper's HTTP/1 server
+//! - an HTTP thread runs a small multi-threaded tokio runtime with hyper's HTTP/1 server
 //!   (`server`, `routes`). It never touches the heap: it queues operations for the heap
 //!   thread and reads the snapshot published after each one, so `/stats` and `/metrics`
 //!   answer at once even while a large `/add` writes its pages.
@@ -116,7 +116,7 @@ struct Shared {
 }
 
 /// Serves until the listener fails or the process is killed, with the default [`Limits`].
-/// Runs a tokio current-thread runtime itself (the caller is synchronous).
+/// Runs its own tokio runtime (the caller is synchronous).
 pub fn serve<S: Sink + 'static>(
     listener: TcpListener,
     driver: Driver<S>,
