@@ -24,6 +24,7 @@ mod errors;
 mod metrics;
 mod ops;
 mod origin;
+pub mod query;
 mod routes;
 mod server;
 mod stats;

@@ -1,7 +1,7 @@
 //! One request, from its path to its answer: the head's size limits (431), routing (404),
 //! methods (405 with `Allow`), who may ask (`origin`: 400, 403), the bounded request body
 //! (413 at once from `Content-Length`, before hyper would send `100 Continue`), the query
-//! string (`bytes`, `format`), the heap operation through the heap thread, and the answer in
+//! string (`query`), the heap operation through the heap thread, and the answer in
 //! JSON or the seed's text layout.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::{
     Method, Request, Response, StatusCode,
     body::{Body, Bytes, Incoming},
-    header::{self, HeaderMap, HeaderValue},
+    header::{self, HeaderValue},
     http::request::Parts,
 };
 use tokio::sync::oneshot;
@@ -21,9 +21,10 @@ use super::{
     errors::ApiError,
     metrics,
     ops::{self, Done, Job, Op},
+    query::{Format, Query},
     stats::{self, World},
 };
-use crate::{cgroup::Counters, size};
+use crate::cgroup::Counters;
 
 /// The page, written by the page's owner and embedded in the binary.
 const PAGE: &str = include_str!("page.html");
@@ -59,12 +60,6 @@ impl Route {
     fn changes_state(self) -> bool {
         matches!(self, Route::Add | Route::Rel | Route::Gc | Route::Reset)
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
-    Json,
-    Text,
 }
 
 /// Answers one request on `conn`; never fails (errors become JSON answers).
@@ -171,86 +166,6 @@ async fn read_body(body: Incoming, limits: &Limits) -> Result<(), ApiError> {
     }
 }
 
-/// The query parameters the routes read; others are ignored.
-#[derive(Debug, Default)]
-struct Query {
-    bytes: Option<String>,
-    format: Option<String>,
-}
-
-impl Query {
-    /// Percent-decodes the query; a parameter given twice is an error.
-    fn parse(query: Option<&str>) -> Result<Query, ApiError> {
-        let mut q = Query::default();
-        for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            let slot = match name.as_ref() {
-                "bytes" => &mut q.bytes,
-                "format" => &mut q.format,
-                _ => continue,
-            };
-            if slot.is_some() {
-                return Err(ApiError::BadRequest(format!(
-                    "`{name}` is given more than once"
-                )));
-            }
-            *slot = Some(value.into_owned());
-        }
-        Ok(q)
-    }
-
-    /// `?format=` wins; else `Accept: text/plain` (before any `application/json`) asks for
-    /// text; else JSON.
-    fn format(&self, headers: &HeaderMap) -> Result<Format, ApiError> {
-        match self.format.as_deref() {
-            Some("json") => return Ok(Format::Json),
-            Some("text") => return Ok(Format::Text),
-            Some(other) => {
-                return Err(ApiError::BadRequest(format!(
-                    "`format` must be `json` or `text`, not {other:?}"
-                )));
-            }
-            None => {}
-        }
-        let accept = headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|item| item.split(';').next().unwrap_or("").trim());
-        for media in accept {
-            match media {
-                "text/plain" => return Ok(Format::Text),
-                "application/json" => return Ok(Format::Json),
-                _ => {}
-            }
-        }
-        Ok(Format::Json)
-    }
-
-    /// The `bytes` parameter: a size with an optional unit, from 1 to `max`.
-    fn bytes(&self, max: u64) -> Result<u64, ApiError> {
-        let bad = |m: String| ApiError::BadRequest(m);
-        let raw = self
-            .bytes
-            .as_deref()
-            .ok_or_else(|| bad("`bytes` is missing: give a size, e.g. ?bytes=1MiB".into()))?;
-        if raw.trim().is_empty() {
-            return Err(bad("`bytes` is empty: give a size, e.g. ?bytes=1MiB".into()));
-        }
-        let n = size::parse(raw).map_err(|e| bad(format!("`bytes`: {e}")))?;
-        if n == 0 {
-            return Err(bad("`bytes` must be at least 1".into()));
-        }
-        if n > max {
-            return Err(bad(format!(
-                "`bytes` = {n} is more than this machine's memory ({max} bytes, {})",
-                size::human(max)
-            )));
-        }
-        Ok(n)
-    }
-}
-
 /// An answer with the statistics: after an operation, the heap and the usage it left;
 /// otherwise the latest snapshot. The other counters come from `ops::Latest`'s copy.
 fn stats_answer(shared: &Shared, done: Option<&Done>, format: Format) -> Answer {
@@ -340,35 +255,4 @@ fn error_answer(e: &ApiError) -> Answer {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     a
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_decodes_and_refuses_duplicates() {
-        let q = Query::parse(Some("bytes=1%20MiB&x=1")).unwrap();
-        assert_eq!(q.bytes(1 << 30).unwrap(), 1 << 20);
-        assert!(Query::parse(Some("bytes=1&bytes=2")).is_err());
-        let q = Query::parse(None).unwrap();
-        assert!(q.bytes(1).unwrap_err().to_string().contains("missing"));
-    }
-
-    #[test]
-    fn accept_picks_the_first_known_type() {
-        let q = Query::default();
-        let mut h = HeaderMap::new();
-        assert_eq!(q.format(&h).unwrap(), Format::Json);
-        h.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("text/plain;q=0.9, */*"),
-        );
-        assert_eq!(q.format(&h).unwrap(), Format::Text);
-        h.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/json, text/plain"),
-        );
-        assert_eq!(q.format(&h).unwrap(), Format::Json);
-    }
 }

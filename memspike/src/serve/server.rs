@@ -130,6 +130,8 @@ fn builder(limits: &Limits) -> http1::Builder {
         // Above the routes' own limits (hyper's buffer is at least 8 KiB).
         .max_buf_size((2 * limits.max_head).max(8192))
         .max_headers(2 * limits.max_headers)
+        // A client that shuts its sending side after its request still gets the answer.
+        .half_close(true)
         .keep_alive(true);
     b
 }
