@@ -135,7 +135,8 @@ fn serves_as_nobody_restarts_after_an_oom_and_stops_cleanly() {
     if !common::require_root("interactive mode") {
         return;
     }
-    let mut server = Server::start(&["--limit", "32MiB"]);
+    // Requests say `Host: test`: --allow-host must reach every worker, restarted ones too.
+    let mut server = Server::start(&["--limit", "32MiB", "--allow-host", "test"]);
     let started = server.wait_for_log("started inside the group");
     let worker: u32 = started
         .split("worker ")
