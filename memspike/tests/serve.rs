@@ -925,7 +925,7 @@ fn idle_connections(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
 /// head timeout; with 1,000 a real client got no answer in 30 s.
 #[test]
 fn a_thousand_idle_connections_do_not_keep_a_client_waiting() {
-    allow_descriptors(4096);
+    allow_descriptors(2600);
     let s = start();
     let idle = idle_connections(s.addr, 1000);
     // A real client, with a 30 s bound that only a hang would reach.

@@ -4,8 +4,8 @@
 //! [`Snapshot`] of the heap after each one for the HTTP side to read without waiting.
 //!
 //! [`Latest`] also holds the group's counters for the answers: reading them costs about eight
-//! files (about 100 µs on cgroup v1), which was most of what an answer cost, so they are
-//! re-read only when older than [`COUNTERS_MAX_AGE`]. An operation's answer shows the usage
+//! files, which was most of what an answer cost, so they are re-read only when older than
+//! [`COUNTERS_MAX_AGE`]. An operation's answer shows the usage
 //! the driver read as the operation ended (with its last event).
 
 use std::{
