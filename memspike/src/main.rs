@@ -23,6 +23,7 @@ use memspike::{
     preflight,
     privilege::RunAs,
     report::{Outcome, Report},
+    serve::AllowedHost,
     signals::{self, Interrupts},
     size,
     supervisor::{self, Interactive, RunOptions, SupervisorError},
@@ -60,6 +61,9 @@ struct WorkerArgs {
     /// The credentials to take right after start, as UID:GID.
     #[arg(long, value_name = "UID:GID", value_parser = RunAs::from_arg)]
     run_as: RunAs,
+    /// Names the HTTP server accepts in Host besides its address.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allow_host: Vec<String>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -94,6 +98,11 @@ struct InteractiveArgs {
     /// After a worker dies, stop instead of starting a fresh one.
     #[arg(long, requires = "interactive")]
     no_restart: bool,
+    /// Also accept requests that name the server NAME (any port) or NAME:PORT in Host, e.g.
+    /// a DNS name of this machine; repeatable. By default only its address (and localhost).
+    #[arg(long = "allow-host", value_name = "NAME[:PORT]", requires = "interactive",
+          value_parser = parse_allowed_host)]
+    allow_host: Vec<String>,
 }
 
 /// The phases a run can pause before.
@@ -117,7 +126,7 @@ impl From<PausePhase> for Phase {
 }
 
 impl ExperimentArgs {
-    fn config(&self, interactive: bool, run_as: RunAs) -> WorkerConfig {
+    fn config(&self, interactive: bool, run_as: RunAs, allowed_hosts: Vec<String>) -> WorkerConfig {
         WorkerConfig {
             limit: self.limit,
             spike: self.spike,
@@ -126,6 +135,7 @@ impl ExperimentArgs {
             pause_at: self.pause_at.map(Phase::from),
             interactive,
             run_as,
+            allowed_hosts,
         }
     }
 }
@@ -163,6 +173,11 @@ enum Expect {
 
 fn parse_size(s: &str) -> Result<u64, String> {
     size::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_allowed_host(s: &str) -> Result<String, String> {
+    AllowedHost::parse(s)?;
+    Ok(s.to_owned())
 }
 
 fn parse_spike(s: &str) -> Result<f64, String> {
@@ -231,7 +246,9 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             }
-            let config = args.experiment.config(args.interactive, args.run_as);
+            let config = args
+                .experiment
+                .config(args.interactive, args.run_as, args.allow_host);
             match worker::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -273,7 +290,9 @@ fn main() -> ExitCode {
 fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     let i = &args.interactive;
     let run_as = preflight::resolve_user(args.user.as_deref()).map_err(SupervisorError::from)?;
-    let config = args.experiment.config(i.interactive, run_as);
+    let config = args
+        .experiment
+        .config(i.interactive, run_as, i.allow_host.clone());
     let options = RunOptions {
         trace: !args.no_trace,
         interactive: i.interactive.then_some(Interactive {

@@ -769,6 +769,7 @@ mod tests {
                     gid: 61184,
                     name: None,
                 },
+                allowed_hosts: Vec::new(),
             },
             cgroup_version: "v1",
             group: "memspike-1-test".into(),

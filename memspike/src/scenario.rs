@@ -26,6 +26,8 @@ pub struct Driver<S: Sink> {
     sink: S,
     pause_at: Option<Phase>,
     usage: Option<UsageProbe>,
+    /// The group's usage as read for the last event.
+    last_usage: Option<u64>,
 }
 
 impl<S: Sink> Driver<S> {
@@ -35,6 +37,7 @@ impl<S: Sink> Driver<S> {
             sink,
             pause_at: None,
             usage: None,
+            last_usage: None,
         }
     }
 
@@ -76,10 +79,16 @@ impl<S: Sink> Driver<S> {
         &self.sink
     }
 
+    /// The group's usage as read for the last event sent (`None` without a usage probe).
+    pub fn last_usage(&self) -> Option<u64> {
+        self.last_usage
+    }
+
     fn send(&mut self, kind: Kind) -> std::io::Result<()> {
+        self.last_usage = self.usage.as_ref().and_then(UsageProbe::read);
         let event = Event {
             t_ns: monotonic_ns(),
-            cgroup_usage_bytes: self.usage.as_ref().and_then(UsageProbe::read),
+            cgroup_usage_bytes: self.last_usage,
             kind,
             heap: self.heap.stats(),
         };
@@ -147,24 +156,36 @@ impl<S: Sink> Driver<S> {
 
     /// Drops every slab, then collects (the seed's `/reset`).
     pub fn reset(&mut self, phase: Phase) -> Result<Cycle, StepError> {
-        let all: Vec<SlabId> = self.heap.slabs().map(|(id, _)| id).collect();
-        if !all.is_empty() {
-            self.release(phase, &all)?;
+        if self.heap.slab_count() > 0 {
+            let bytes = self.heap.slab_bytes();
+            self.dropping(phase, bytes, |heap| {
+                heap.release_all();
+            })?;
         }
         self.collect(phase)
     }
 
-    /// Drops the program's references to these slabs; returns the bytes released.
+    /// Drops the program's references to these (distinct) slabs; returns the bytes released.
+    /// Each slab is found by id: the cost grows with `ids`, not with the slabs held.
     pub fn release(&mut self, phase: Phase, ids: &[SlabId]) -> Result<u64, StepError> {
+        let bytes = ids.iter().filter_map(|id| self.heap.slab(*id)).sum();
+        self.dropping(phase, bytes, |heap| {
+            for id in ids {
+                heap.release(*id);
+            }
+        })
+    }
+
+    /// A release step: announces `bytes`, drops them with `apply`, reports the end.
+    fn dropping(
+        &mut self,
+        phase: Phase,
+        bytes: u64,
+        apply: impl FnOnce(&mut Heap),
+    ) -> Result<u64, StepError> {
         let action = Action::Release;
-        let bytes = ids
-            .iter()
-            .filter_map(|id| self.heap.slabs().find(|(s, _)| s == id).map(|(_, b)| b))
-            .sum();
         self.begin(phase, action, bytes)?;
-        for id in ids {
-            self.heap.release(*id);
-        }
+        apply(&mut self.heap);
         self.send(Kind::End {
             phase,
             action,

@@ -1,9 +1,16 @@
 //! Byte sizes as people write them (`33554432`, `32MiB`, `32M`, `1.5GiB`) and as reports print
-//! them. Parsing is delegated to `parse-size`; this module fixes the conventions.
+//! them. The CLI's `--limit` and the server's `?bytes=` share this one grammar.
 //!
-//! Prefixes are binary whatever their spelling (`32M` = `32MB` = `32MiB` = 33554432), as for
-//! `docker run --memory` and Go's `GOMEMLIMIT`: a memory limit is counted in pages, and nobody
-//! who types `32M` for a cgroup means 32,000,000.
+//! - Prefixes are binary whatever their spelling (`32M` = `32MB` = `32MiB` = 33554432), as for
+//!   `docker run --memory` and Go's `GOMEMLIMIT`: a memory limit is counted in pages, and
+//!   nobody who types `32M` for a cgroup means 32,000,000.
+//! - A size is a whole number of bytes. A fraction of a unit is fine when it comes to whole
+//!   bytes (`1.5GiB`, `0.5K`); one that does not (`1.5`, `1.5B`, `1.3KiB` = 1331.2 bytes) is
+//!   refused rather than rounded. Exponents (`1e3`) and digit separators (`1_000`) are refused
+//!   too: nobody writes a memory size that way on purpose.
+//!
+//! The grammar is small and strict, so it is parsed here with exact integer arithmetic: the
+//! general-purpose crates round fractional bytes and accept exponents and `_` by design.
 
 use std::fmt;
 
@@ -12,34 +19,102 @@ use std::fmt;
 #[error("invalid size {input:?}: {reason} (examples: 33554432, 32MiB, 32M, 1.5GiB)")]
 pub struct SizeError {
     input: String,
-    reason: &'static str,
+    reason: String,
 }
 
-/// Parses a size in bytes: a whole number of bytes, or a number (fractions allowed) with a
-/// binary unit `K`, `M`, `G`, `T` (optionally followed by `i` and/or `B`).
+/// Digits after the point beyond this (trailing zeros aside) are refused: no whole-byte size
+/// needs them, and it keeps the arithmetic inside `u128`.
+const MAX_FRACTION_DIGITS: usize = 18;
+
+/// Parses a size in bytes: digits, optionally `.` and more digits, then optionally spaces and a
+/// unit: `B`, or a binary prefix `K`, `M`, `G`, `T`, `P`, `E` followed by an optional `i` and an
+/// optional `B` (any case). See the module documentation for what is refused.
 pub fn parse(input: &str) -> Result<u64, SizeError> {
-    let err = |reason| SizeError {
+    let err = |reason: String| SizeError {
         input: input.to_owned(),
         reason,
     };
     let s = input.trim();
+    if s.is_empty() {
+        return Err(err("it is empty".into()));
+    }
     if s.starts_with('-') {
-        return Err(err("sizes cannot be negative"));
+        return Err(err("sizes cannot be negative".into()));
     }
-    // A bare number is a count of bytes, and a fraction of a byte means nothing.
-    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') && s.contains('.') {
-        return Err(err("a number of bytes must be whole"));
+    if s.contains('_') {
+        return Err(err("digit separators (`_`) are not accepted".into()));
     }
-    parse_size::Config::new()
-        .with_binary()
-        .parse_size(s)
-        .map_err(|e| {
-            err(match e {
-                parse_size::Error::Empty => "it is empty",
-                parse_size::Error::PosOverflow => "it does not fit in 64 bits",
-                _ => "not a number with an optional unit",
-            })
+    let number_len = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = (&s[..number_len], s[number_len..].trim_start());
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    let is_digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !is_digits(int) || (number.contains('.') && !is_digits(frac)) {
+        return Err(err("not a number with an optional unit".into()));
+    }
+    let shift = unit_shift(unit).ok_or_else(|| {
+        err(if is_exponent(unit) {
+            "exponents are not accepted".into()
+        } else {
+            "not a number with an optional unit".into()
         })
+    })?;
+    let frac = frac.trim_end_matches('0');
+    if frac.len() > MAX_FRACTION_DIGITS {
+        return Err(err(format!(
+            "more than {MAX_FRACTION_DIGITS} digits after the point"
+        )));
+    }
+    let too_big = || err("it does not fit in 64 bits".into());
+    let int: u64 = int.parse().map_err(|_| too_big())?;
+    // Both parts in units of 10^-len(frac) bytes: int * 2^shift fits (< 2^124), and so does
+    // frac * 2^shift (< 10^18 * 2^60).
+    let scale = 10u128.pow(frac.len() as u32);
+    let frac_units = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u128>().map_err(|_| too_big())? << shift
+    };
+    let whole = (u128::from(int) << shift) + frac_units / scale;
+    let rest = frac_units % scale;
+    if rest != 0 {
+        let digits = format!("{rest:0width$}", width = frac.len());
+        return Err(err(format!(
+            "it is {whole}.{} bytes, and a size must be a whole number of bytes",
+            digits.trim_end_matches('0')
+        )));
+    }
+    u64::try_from(whole).map_err(|_| too_big())
+}
+
+/// The power of two a unit stands for: `""` and `B` are bytes, `K` to `E` (with an optional
+/// `i` and `B`, any case) are 2^10 to 2^60.
+fn unit_shift(unit: &str) -> Option<u32> {
+    let lower = unit.to_ascii_lowercase();
+    let mut chars = lower.chars();
+    let shift = match chars.next() {
+        None => return Some(0),
+        Some('b') => return chars.as_str().is_empty().then_some(0),
+        Some('k') => 10,
+        Some('m') => 20,
+        Some('g') => 30,
+        Some('t') => 40,
+        Some('p') => 50,
+        Some('e') => 60,
+        Some(_) => return None,
+    };
+    matches!(chars.as_str(), "" | "i" | "b" | "ib").then_some(shift)
+}
+
+/// `e3`, `E-1`, `e+2`: scientific notation after the number.
+fn is_exponent(unit: &str) -> bool {
+    let mut chars = unit.chars();
+    matches!(chars.next(), Some('e' | 'E'))
+        && chars
+            .as_str()
+            .trim_start_matches(['+', '-'])
+            .starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// Formats bytes for people: `3.2 MiB`, `512 KiB`, `100 B`.
@@ -85,6 +160,10 @@ mod tests {
             ("32 MiB", 32 << 20),
             ("1.5GiB", 3 << 29),
             ("64k", 64 << 10),
+            ("2ki", 2048),
+            ("1EiB", 1 << 60),
+            ("15.5EiB", 31 << 59),
+            ("100 b", 100),
             ("0", 0),
         ];
         for (input, want) in cases {
@@ -101,9 +180,62 @@ mod tests {
             ("1.5", "whole"),
             ("99999999999999999999", "64 bits"),
             ("32XiB", "not a number"),
+            (
+                "1.3KiB",
+                "it is 1331.2 bytes, and a size must be a whole number of bytes",
+            ),
+            ("1.5B", "it is 1.5 bytes"),
+            ("1e3", "exponents"),
+            ("2.5E+1", "exponents"),
+            ("1_000", "separators"),
+            ("16EiB", "64 bits"),
+            ("1.0000000000000000001KiB", "digits after the point"),
         ] {
             let e = parse(input).expect_err(input).to_string();
             assert!(e.contains(reason), "{input}: {e}");
+        }
+    }
+
+    /// Issue 7, item 7: `1.5B`, `1.5e0` and `1_.5` were accepted (2 bytes) while `1.5` was
+    /// refused.
+    #[test]
+    fn fractions_of_a_byte_exponents_and_underscores_are_refused() {
+        for input in [
+            "1.5",
+            "1.5B",
+            "1.5 B",
+            "1.5b",
+            "1.5e0",
+            "1.5E0",
+            "15e-1",
+            "1_.5",
+            "1e3",
+            "1_000",
+            "1_000KiB",
+            "1.3KiB",
+            "0.1KiB",
+            "0.0000001GiB",
+            "1.KiB",
+            ".5KiB",
+            "+1",
+            "1.5.5",
+        ] {
+            assert!(
+                parse(input).is_err(),
+                "{input:?} should be refused, got {:?}",
+                parse(input)
+            );
+        }
+        // A fraction of a unit that is a whole number of bytes is fine.
+        for (input, want) in [
+            ("1.5GiB", 3 << 29),
+            ("1.5KiB", 1536),
+            ("0.5K", 512),
+            ("0.25MiB", 1 << 18),
+            ("1.0B", 1),
+            ("2.000KiB", 2048),
+        ] {
+            assert_eq!(parse(input), Ok(want), "{input}");
         }
     }
 

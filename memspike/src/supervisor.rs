@@ -26,7 +26,7 @@ use crate::{
     report::{Exit, Outcome, Report, RunFacts},
     signals::{self, Interrupts, signal_name},
     size::human,
-    telemetry::{self, Control, Feed, Kind, OomSummary},
+    telemetry::{self, Control, Feed, Kind, OomSummary, PhaseGate},
     timeline::History,
     worker::{self, WorkerConfig},
 };
@@ -356,6 +356,9 @@ impl Session {
         if config.interactive {
             cmd.arg("--interactive");
         }
+        for host in &config.allowed_hosts {
+            cmd.arg("--allow-host").arg(host);
+        }
         let listen_fd = listener.map(|l| l.as_raw_fd());
         if let Some(fd) = listen_fd {
             cmd.env(worker::LISTEN_FD_ENV, fd.to_string());
@@ -432,6 +435,7 @@ impl Session {
         }
         let mut events = History::default();
         let mut failure = None;
+        let mut gate = PhaseGate::default();
         loop {
             let event = match rx.recv_timeout(FEED_PERIOD) {
                 Ok(Ok(event)) => event,
@@ -447,17 +451,14 @@ impl Session {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
-            if let Some(phase) = observed_phase(&event.kind) {
+            if let Some((phase, ack)) = phase_change(&mut gate, &event.kind) {
                 self.set_phase(phase);
+                // A worker that is already dead cannot read the ack: nothing to do then.
+                if let (true, Some(c)) = (ack, &mut control) {
+                    let _ = telemetry::send_control(c, &Control::Ack);
+                }
             }
             match event.kind {
-                Kind::Begin { .. } => {
-                    // The phase is set: let the worker go on. One that is already dead
-                    // cannot read it: nothing to do then.
-                    if let Some(c) = &mut control {
-                        let _ = telemetry::send_control(c, &Control::Ack);
-                    }
-                }
                 Kind::Ready { .. } => {
                     if let Some(feed) = feed.as_deref_mut() {
                         self.send_feed(feed, &mut control);
@@ -536,13 +537,14 @@ impl Session {
     }
 }
 
-/// The phase the kernel observer should count the worker's coming faults under after this
-/// event: the step's phase on `begin` (the worker waits for the ack before touching memory),
-/// `done` once the script has finished.
-fn observed_phase(kind: &Kind) -> Option<Phase> {
+/// The phase the observer counts the worker's coming faults under after this event, and
+/// whether the worker waits for an acknowledgement: a `begin` that opens a phase (the
+/// [`PhaseGate`] rule, which the worker follows too) is set, then acknowledged; once the script
+/// is `done`, what the process does until it exits is `done`'s.
+fn phase_change(gate: &mut PhaseGate, kind: &Kind) -> Option<(Phase, bool)> {
     match kind {
-        Kind::Begin { phase, .. } => Some(*phase),
-        Kind::Done => Some(Phase::Done),
+        Kind::Begin { phase, .. } if gate.begin(*phase) => Some((*phase, true)),
+        Kind::Done => Some((Phase::Done, false)),
         _ => None,
     }
 }
@@ -561,14 +563,26 @@ mod tests {
     use crate::telemetry::Action;
 
     #[test]
-    fn faults_follow_each_step_and_go_to_done_after_the_script() {
+    fn a_phase_is_set_when_it_opens_and_done_after_the_script() {
         let begin = |phase| Kind::Begin {
             phase,
             action: Action::Alloc,
             bytes: 1,
         };
-        assert_eq!(observed_phase(&begin(Phase::Spike)), Some(Phase::Spike));
-        assert_eq!(observed_phase(&Kind::Done), Some(Phase::Done));
-        assert_eq!(observed_phase(&Kind::Ready { pid: 1 }), None);
+        let mut gate = PhaseGate::default();
+        assert_eq!(
+            phase_change(&mut gate, &begin(Phase::Spike)),
+            Some((Phase::Spike, true))
+        );
+        assert_eq!(phase_change(&mut gate, &begin(Phase::Spike)), None);
+        assert_eq!(
+            phase_change(&mut gate, &begin(Phase::Remainder)),
+            Some((Phase::Remainder, true))
+        );
+        assert_eq!(
+            phase_change(&mut gate, &Kind::Done),
+            Some((Phase::Done, false))
+        );
+        assert_eq!(phase_change(&mut gate, &Kind::Ready { pid: 1 }), None);
     }
 }

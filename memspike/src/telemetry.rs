@@ -106,7 +106,8 @@ impl UsageProbe {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Control {
-    /// Go ahead with the step just announced (the answer to every `begin`).
+    /// Go ahead with the step just announced (the answer to a `begin` that opens a phase;
+    /// see [`PhaseGate`]).
     Ack,
     /// What only the supervisor knows, for the worker to show (interactive mode).
     Feed(Feed),
@@ -154,14 +155,36 @@ pub trait Sink {
     fn send(&mut self, event: &Event) -> io::Result<()>;
 }
 
+/// The acknowledgement rule, one place for both ends: a `begin` waits for the supervisor's
+/// `ack` only when its phase differs from the previous `begin`'s. The ack exists so that the
+/// supervisor has told the kernel-side observer which phase the coming page faults belong to
+/// before the worker touches memory for it; within one phase there is nothing new to tell.
+/// The self-directed script changes phase at every step, so every step is acknowledged; an
+/// interactive worker stays in `interactive` and waits once.
+///
+/// The worker's [`LineSink`] and the supervisor each keep one gate per worker and feed it
+/// every `begin` in order, so they agree on which ones are acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PhaseGate {
+    last: Option<Phase>,
+}
+
+impl PhaseGate {
+    /// Records a `begin` in `phase`; true when it needs an acknowledgement.
+    pub fn begin(&mut self, phase: Phase) -> bool {
+        let changed = self.last != Some(phase);
+        self.last = Some(phase);
+        changed
+    }
+}
+
 /// Events as JSON lines on a writer, one `write` per line, nothing buffered.
 ///
-/// With an acknowledgement channel, every `begin` waits for the supervisor's `ack` before the
-/// step runs: the supervisor has then seen the step (and told the kernel-side observer which
-/// phase the coming page faults belong to) before the worker touches any memory for it.
+/// With an acknowledgement channel, a `begin` that opens a new phase waits for the
+/// supervisor's `ack` before the step runs (see [`PhaseGate`]).
 pub struct LineSink<W: Write> {
     out: W,
-    acks: Option<Receiver<()>>,
+    acks: Option<(Receiver<()>, PhaseGate)>,
 }
 
 impl<W: Write> LineSink<W> {
@@ -169,11 +192,12 @@ impl<W: Write> LineSink<W> {
         LineSink { out, acks: None }
     }
 
-    /// Waits for an acknowledgement on `acks` after every `begin`; see [`read_control`].
+    /// Waits for an acknowledgement on `acks` after a `begin` that opens a phase; see
+    /// [`PhaseGate`] and [`read_control`].
     pub fn with_acks(out: W, acks: Receiver<()>) -> Self {
         LineSink {
             out,
-            acks: Some(acks),
+            acks: Some((acks, PhaseGate::default())),
         }
     }
 
@@ -189,7 +213,9 @@ impl<W: Write> Sink for LineSink<W> {
         // Lines are far shorter than PIPE_BUF, so a pipe receives each one whole.
         self.out.write_all(&line)?;
         self.out.flush()?;
-        if let (Some(acks), Kind::Begin { .. }) = (&self.acks, &event.kind) {
+        if let (Some((acks, gate)), Kind::Begin { phase, .. }) = (&mut self.acks, &event.kind)
+            && gate.begin(*phase)
+        {
             acks.recv().map_err(|_| {
                 io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -323,24 +349,39 @@ mod tests {
         );
     }
 
-    #[test]
-    fn begin_waits_for_an_ack() {
-        let begin = Event {
+    fn begin(phase: Phase) -> Event {
+        Event {
             t_ns: 1,
             cgroup_usage_bytes: None,
             kind: Kind::Begin {
-                phase: Phase::Spike,
+                phase,
                 action: Action::Alloc,
                 bytes: 1,
             },
             heap: HeapStats::default(),
-        };
+        }
+    }
+
+    /// A sink whose supervisor sends `acks` acknowledgements, then goes.
+    fn acked(acks: usize) -> LineSink<Vec<u8>> {
+        let mut control = Vec::new();
+        for _ in 0..acks {
+            send_control(&mut control, &Control::Ack).unwrap();
+        }
+        let acks = read_control(io::Cursor::new(control), Arc::default());
+        LineSink::with_acks(Vec::new(), acks)
+    }
+
+    #[test]
+    fn begin_waits_for_an_ack() {
+        let begin = begin(Phase::Spike);
         let ready = Event {
             kind: Kind::Ready { pid: 1 },
             ..begin.clone()
         };
         // One ack, then the supervisor goes: ready needs none, the first begin takes the
-        // ack, the second finds the channel closed and fails instead of running unobserved.
+        // ack, a begin in the next phase finds the channel closed and fails instead of
+        // running unobserved.
         let mut control = Vec::new();
         send_control(&mut control, &Control::Ack).unwrap();
         let feed = Feed {
@@ -354,11 +395,44 @@ mod tests {
         let mut sink = LineSink::with_acks(Vec::new(), acks);
         sink.send(&ready).unwrap();
         sink.send(&begin).unwrap();
-        let err = sink.send(&begin).unwrap_err();
+        let err = sink.send(&self::begin(Phase::Release)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert_eq!(sink.into_inner().iter().filter(|b| **b == b'\n').count(), 3);
         // The reader thread ended at EOF, after storing the feed.
         assert_eq!(*shared.lock().unwrap(), feed);
+    }
+
+    /// Issue 7 (load): every interactive operation waited for a round trip to the supervisor,
+    /// although its phase never changes.
+    #[test]
+    fn a_run_of_begins_in_one_phase_needs_one_ack() {
+        let mut sink = acked(1);
+        for _ in 0..100 {
+            sink.send(&begin(Phase::Interactive)).unwrap();
+        }
+        // A new phase needs a new ack, and none is left.
+        let err = sink.send(&begin(Phase::Spike)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        // The self-directed script's phases are each acknowledged once, as the supervisor's
+        // gate (the same type) decides.
+        let script = [
+            Phase::Spike,
+            Phase::Release,
+            Phase::Gc,
+            Phase::Remainder,
+            Phase::Remainder,
+        ];
+        let mut gate = PhaseGate::default();
+        let acks = script.iter().filter(|p| gate.begin(**p)).count();
+        assert_eq!(acks, 4);
+        let mut sink = acked(acks);
+        for p in script {
+            sink.send(&begin(p)).unwrap();
+        }
+        assert_eq!(
+            sink.send(&begin(Phase::Interactive)).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct WorkerConfig {
     pub interactive: bool,
     /// The credentials the worker takes as soon as it starts (never root).
     pub run_as: RunAs,
+    /// Names the HTTP server accepts in `Host` besides its bound address (`--allow-host`).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// The worker's group, as `v1:<dir>` or `v2:<dir>`; set by the supervisor.
@@ -140,6 +142,7 @@ pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         cgroup: cgroup_from_env(),
         feed,
         max_bytes: physical_memory(),
+        allowed_hosts: config.allowed_hosts.clone(),
     };
     serve::serve(listener, driver, ctx).map_err(WorkerError::Serve)
 }

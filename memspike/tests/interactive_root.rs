@@ -225,7 +225,8 @@ fn serves_unprivileged_restarts_after_an_oom_and_stops_cleanly() {
     if !common::require_root("interactive mode") {
         return;
     }
-    let mut server = Server::start(&["--limit", "32MiB"]);
+    // Requests say `Host: test`: --allow-host must reach every worker, restarted ones too.
+    let mut server = Server::start(&["--limit", "32MiB", "--allow-host", "test"]);
     let worker = server.next_worker() as u32;
     let sup = server.child.id();
 

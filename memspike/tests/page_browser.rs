@@ -216,6 +216,7 @@ fn start_server() -> SocketAddr {
         cgroup: None,
         feed: Arc::new(Mutex::new(Feed::default())),
         max_bytes: 1 << 30,
+        allowed_hosts: Vec::new(),
     };
     std::thread::spawn(move || {
         if let Err(err) = serve(listener, driver, ctx) {

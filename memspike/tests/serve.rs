@@ -21,12 +21,12 @@ use std::{
 };
 
 use memspike::{
-    cgroup::Version,
+    cgroup::{Version, counters::usage_file},
     heap::{Heap, PAGE_SIZE},
     pacer::PacerConfig,
     scenario::Driver,
     serve::{Limits, ServeContext, serve_with},
-    telemetry::{Event, Feed, OomSummary, Sink},
+    telemetry::{Event, Feed, OomSummary, Sink, UsageProbe},
 };
 use serde_json::Value;
 
@@ -62,16 +62,22 @@ fn start_with<S: Sink + Send + 'static>(o: Options<S>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     let feed = Arc::new(Mutex::new(Feed::default()));
+    // As the worker does: each event carries the group's usage, read as it is sent.
+    let usage = o
+        .cgroup
+        .as_ref()
+        .map(|(dir, v)| UsageProbe::open(&usage_file(dir, *v)).expect("open the usage file"));
     let ctx = ServeContext {
         limit: LIMIT,
         cgroup: o.cgroup,
         feed: feed.clone(),
         max_bytes: MAX_BYTES,
+        allowed_hosts: Vec::new(),
     };
     let (tx, done) = mpsc::channel();
     thread::spawn(move || {
         let heap = Heap::new(CAPACITY, PacerConfig::default()).expect("reserve the heap");
-        let driver = Driver::new(heap, o.sink);
+        let driver = Driver::new(heap, o.sink).with_usage(usage);
         let _ = tx.send(serve_with(listener, driver, ctx, o.limits));
     });
     Server {
@@ -328,6 +334,10 @@ fn bad_input_gets_a_json_400_and_the_server_stays_up() {
         ("/add?bytes=-1", "negative"),
         ("/add?bytes=-1MiB", "negative"),
         ("/add?bytes=1.5", "whole"),
+        ("/add?bytes=1.5B", "whole"),
+        ("/add?bytes=1.3KiB", "1331.2 bytes"),
+        ("/add?bytes=1.5e0", "exponents"),
+        ("/add?bytes=1_.5", "separators"),
         ("/add?bytes=18446744073709551616", "64 bits"),
         ("/add?bytes=99999999999999999999999", "64 bits"),
         ("/add?bytes=2GiB", "more than this machine's memory"),
@@ -403,14 +413,92 @@ fn unknown_paths_are_404_and_other_methods_405() {
     );
 }
 
+/// The quoted absolute paths in `text` (`"/stats"`), each once.
+fn quoted_paths(text: &str) -> std::collections::BTreeSet<&str> {
+    text.match_indices("\"/")
+        .filter_map(|(i, _)| {
+            let rest = &text[i + 1..];
+            let path = &rest[..rest.find('"')?];
+            path[1..]
+                .bytes()
+                .all(|b| b.is_ascii_lowercase())
+                .then_some(path)
+        })
+        .collect()
+}
+
+/// The ids the page's script looks up with a literal `$("id")`.
+fn looked_up_ids(page: &str) -> std::collections::BTreeSet<&str> {
+    page.match_indices("$(\"")
+        .filter_map(|(i, m)| {
+            let rest = &page[i + m.len()..];
+            let end = rest.find('"')?;
+            rest[end + 1..].starts_with(')').then(|| &rest[..end])
+        })
+        .collect()
+}
+
+/// The page's contract with the server and with the browser test: every route it calls
+/// exists, it loads nothing from elsewhere, no other site can frame it, and the elements the
+/// browser test and its own script use are there.
 #[test]
-fn the_page_is_served_at_the_root() {
+fn the_page_calls_only_this_servers_routes_and_has_what_it_uses() {
     let s = start();
     let r = s.request(&agent(), "GET", "/", "text/html");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), "text/html; charset=utf-8");
-    assert!(r.body.to_ascii_lowercase().contains("<html"), "{}", r.body);
-    assert_eq!(r.body, include_str!("../src/serve/page.html"));
+    assert_eq!(r.header("x-content-type-options"), "nosniff");
+    assert_eq!(r.header("x-frame-options"), "DENY");
+    assert_eq!(
+        r.header("content-security-policy"),
+        "frame-ancestors 'none'"
+    );
+    let page = &r.body;
+    let calls = quoted_paths(page);
+    for route in ["/stats", "/add", "/rel", "/gc", "/reset"] {
+        assert!(
+            calls.contains(route),
+            "the page never calls {route}: {calls:?}"
+        );
+    }
+    for path in &calls {
+        let r = s.post(path);
+        assert_ne!(r.status, 404, "the page calls {path}, which is no route");
+        assert!(r.status < 500, "{path}: {}", r.body);
+    }
+    // Everything it needs is inline: no script, style, image or fetch from another server.
+    for attr in ["src=", "href=", "url(", "fetch(\"http", "import "] {
+        for (i, _) in page.match_indices(attr) {
+            let value = &page[i + attr.len()..(i + attr.len() + 40).min(page.len())];
+            assert!(
+                !value.trim_start_matches(['"', '\'']).starts_with("http")
+                    && !value.trim_start_matches(['"', '\'']).starts_with("//"),
+                "the page loads {attr}{value}…"
+            );
+        }
+    }
+    let ids = looked_up_ids(page);
+    let browser_test = [
+        "bytes",
+        "add",
+        "release",
+        "gc",
+        "reset",
+        "status",
+        "chart",
+        "legend",
+        "heap-alloc",
+    ];
+    for id in ids.iter().copied().chain(browser_test) {
+        assert!(
+            page.contains(&format!("id=\"{id}\"")),
+            "the page has no element with id {id:?}"
+        );
+    }
+    assert!(
+        ids.len() >= 10,
+        "the script's lookups were not found: {ids:?}"
+    );
 }
 
 /// A v2 group directory with the files the server reads.
@@ -463,6 +551,45 @@ fn the_feed_and_the_group_show_in_every_answer() {
             u(&v, "ReclaimNs")
         ),
         (1234, 5, 2_500_000)
+    );
+}
+
+/// `/stats` answers from the group's counters as read at most 100 ms before (reading about
+/// eight files per answer was most of its cost); an operation's answer shows the usage read
+/// as it ended.
+#[test]
+fn the_groups_counters_stay_fresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fake_cgroup(dir.path());
+    let s = start_with(Options {
+        sink: Vec::<Event>::new(),
+        limits: Limits::default(),
+        cgroup: Some((dir.path().to_owned(), Version::V2)),
+    });
+    let usage = |mib: u64| {
+        std::fs::write(
+            dir.path().join("memory.current"),
+            format!("{}\n", mib * MIB),
+        )
+        .expect("write memory.current")
+    };
+    assert_eq!(u(&s.ok("/stats"), "CgroupUsage"), 5 * MIB);
+    usage(7);
+    assert_eq!(u(&s.ok("/add?bytes=8KiB"), "CgroupUsage"), 7 * MIB);
+    usage(9);
+    // Within the cache's age, bounded here by a generous 10 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while u(&s.ok("/stats"), "CgroupUsage") != 9 * MIB {
+        assert!(
+            Instant::now() < deadline,
+            "/stats never showed the new usage"
+        );
+    }
+    let (m, text) = scrape(&s);
+    assert_eq!(
+        sample(&m, "memspike_cgroup_usage_bytes"),
+        Some((9 * MIB) as f64),
+        "{text}"
     );
 }
 
@@ -591,53 +718,8 @@ fn read_until_closed(stream: &mut TcpStream, bound: Duration) -> (Vec<u8>, Durat
 }
 
 #[test]
-fn an_oversized_head_is_refused_and_the_server_goes_on() {
+fn a_large_body_is_refused_and_a_small_one_ignored() {
     let s = start();
-    let mut stream = TcpStream::connect(s.addr).expect("connect");
-    let big = "a".repeat(64 * 1024);
-    let head = format!("GET /stats HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
-    // The server may close before it has read everything: a failed write is fine.
-    let _ = stream.write_all(head.as_bytes());
-    let (got, _) = read_until_closed(&mut stream, Duration::from_secs(10));
-    let text = String::from_utf8_lossy(&got);
-    eprintln!("oversized header: {:?}", text.lines().next());
-    assert!(
-        got.is_empty() || text.starts_with("HTTP/1.1 431"),
-        "expected 431 or a closed connection, got {text:?}"
-    );
-    // A huge URI too.
-    let mut stream = TcpStream::connect(s.addr).expect("connect");
-    let uri = format!("/add?bytes=1&pad={}", "b".repeat(64 * 1024));
-    let _ = stream.write_all(format!("GET {uri} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
-    let (got, _) = read_until_closed(&mut stream, Duration::from_secs(10));
-    let text = String::from_utf8_lossy(&got);
-    eprintln!("oversized URI: {:?}", text.lines().next());
-    assert!(
-        got.is_empty() || text.starts_with("HTTP/1.1 431") || text.starts_with("HTTP/1.1 414"),
-        "{text:?}"
-    );
-    let stats = s.ok("/stats");
-    assert_eq!(u(&stats, "Mallocs"), 0);
-}
-
-#[test]
-fn too_many_headers_and_a_large_body_are_refused() {
-    let s = start();
-    let mut stream = TcpStream::connect(s.addr).expect("connect");
-    let mut head = String::from("GET /stats HTTP/1.1\r\nHost: x\r\n");
-    for i in 0..200 {
-        head.push_str(&format!("X-H{i}: v\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = stream.write_all(head.as_bytes());
-    let (got, _) = read_until_closed(&mut stream, Duration::from_secs(10));
-    let text = String::from_utf8_lossy(&got);
-    eprintln!("too many headers: {:?}", text.lines().next());
-    assert!(
-        got.is_empty() || text.starts_with("HTTP/1.1 431"),
-        "{text:?}"
-    );
-
     // A body over the limit: 413, and nothing was allocated.
     let body = vec![b'x'; 200 * 1024];
     let r = agent()
@@ -676,11 +758,11 @@ fn a_slow_client_is_cut_off_and_others_are_served_meanwhile() {
     });
     // Slowloris: a head that never ends, one header line at a time.
     let mut slow = TcpStream::connect(s.addr).expect("connect");
-    slow.write_all(b"GET /stats HTTP/1.1\r\nHost: x\r\n")
+    slow.write_all(format!("GET /stats HTTP/1.1\r\nHost: {}\r\n", s.addr).as_bytes())
         .expect("write");
     // An idle keep-alive connection: one answer, then nothing.
     let mut idle = TcpStream::connect(s.addr).expect("connect");
-    idle.write_all(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+    idle.write_all(&head("GET", "/stats", &s.addr.to_string(), &[]))
         .expect("write");
     // Others are served while both are open.
     for _ in 0..5 {
@@ -702,6 +784,481 @@ fn a_slow_client_is_cut_off_and_others_are_served_meanwhile() {
         "one answer, then closed: {text:?}"
     );
     s.ok("/stats");
+}
+
+/// One answer read off a raw connection.
+#[derive(Debug)]
+struct Raw {
+    status: u16,
+    /// Lower-case names.
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Raw {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// The `error` of a JSON error answer, or a panic that says what came instead.
+    fn json_error(&self, what: &str) -> String {
+        assert_eq!(
+            self.header("content-type"),
+            "application/json",
+            "{what}: answer {} without a JSON body: {self:?}",
+            self.status
+        );
+        let v: Value = serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {self:?}"));
+        let error = v["error"].as_str().unwrap_or_default().to_owned();
+        assert!(!error.is_empty(), "{what}: no `error` in {self:?}");
+        error
+    }
+}
+
+/// Reads one answer from `stream` (head, then a Content-Length body); `None` if the server
+/// closed the connection without answering. Panics after `bound`.
+fn read_answer(stream: &mut TcpStream, bound: Duration) -> Option<Raw> {
+    let deadline = Instant::now() + bound;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(head_len) = resp.parse(&got).expect("an HTTP answer") {
+            let status = resp.code.expect("a status");
+            let headers: HashMap<String, String> = resp
+                .headers
+                .iter()
+                .map(|h| {
+                    let value = String::from_utf8_lossy(h.value).into_owned();
+                    (h.name.to_ascii_lowercase(), value)
+                })
+                .collect();
+            let len: usize = headers
+                .get("content-length")
+                .map_or(0, |v| v.parse().expect("a Content-Length"));
+            while got.len() < head_len + len {
+                let n = read_some(stream, &mut buf, deadline);
+                assert!(n > 0, "the server closed in the middle of a body");
+                got.extend_from_slice(&buf[..n]);
+            }
+            let body = String::from_utf8_lossy(&got[head_len..head_len + len]).into_owned();
+            return Some(Raw {
+                status,
+                headers,
+                body,
+            });
+        }
+        let n = read_some(stream, &mut buf, deadline);
+        if n == 0 {
+            assert!(got.is_empty(), "the server closed mid-answer: {got:?}");
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// One read before `deadline`; 0 when the server closed (or reset) the connection.
+fn read_some(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> usize {
+    let left = deadline.saturating_duration_since(Instant::now());
+    assert!(!left.is_zero(), "no answer in time");
+    stream.set_read_timeout(Some(left)).expect("read timeout");
+    match stream.read(buf) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => 0,
+        Err(e) => panic!("no answer in time: {e}"),
+    }
+}
+
+/// Sends `request` on a new connection and reads the answer.
+fn exchange(addr: SocketAddr, request: &[u8]) -> Option<Raw> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    // The server may answer and close before it has read everything: a failed write is fine.
+    let _ = stream.write_all(request);
+    read_answer(&mut stream, Duration::from_secs(20))
+}
+
+/// A request head for `path` with these extra header lines, Host first.
+fn head(method: &str, target: &str, host: &str, extra: &[&str]) -> Vec<u8> {
+    let mut h = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\n");
+    for line in extra {
+        h.push_str(line);
+        h.push_str("\r\n");
+    }
+    h.push_str("\r\n");
+    h.into_bytes()
+}
+
+/// Lets this process hold `n` descriptors (the test holds both ends of its connections).
+fn allow_descriptors(n: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the one struct passed.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < n {
+            lim.rlim_cur = n.min(lim.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+    }
+    assert!(
+        lim.rlim_cur >= n,
+        "this test needs {n} descriptors: {lim:?}"
+    );
+}
+
+/// Opens `n` connections that send nothing. A connection the server does not accept within
+/// a few seconds fails the test at once: it is already refusing service.
+fn idle_connections(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("idle connection {i} of {n} was not accepted: {e}"))
+        })
+        .collect()
+}
+
+/// Issue 7, item 5: ~256 sockets that send nothing held every connection slot for the 10 s
+/// head timeout; with 1,000 a real client got no answer in 30 s.
+#[test]
+fn a_thousand_idle_connections_do_not_keep_a_client_waiting() {
+    allow_descriptors(2600);
+    let s = start();
+    let idle = idle_connections(s.addr, 1000);
+    // A real client, with a 30 s bound that only a hang would reach.
+    let mut client =
+        TcpStream::connect_timeout(&s.addr, Duration::from_secs(30)).expect("the client connects");
+    let host = s.addr.to_string();
+    client
+        .write_all(&head("GET", "/stats", &host, &[]))
+        .expect("send");
+    let r = read_answer(&mut client, Duration::from_secs(30)).expect("an answer");
+    assert_eq!(r.status, 200, "{r:?}");
+    drop(idle);
+    s.ok("/stats");
+}
+
+/// When every slot is taken, the connections that have no request in progress go first, the
+/// longest idle first, so that new clients are served.
+#[test]
+fn idle_connections_make_room_for_new_clients() {
+    let limits = Limits {
+        max_connections: 8,
+        ..Limits::default()
+    };
+    let s = start_with(Options {
+        sink: Vec::<Event>::new(),
+        limits,
+        cgroup: None,
+    });
+    let mut idle = idle_connections(s.addr, 64);
+    let host = s.addr.to_string();
+    for _ in 0..10 {
+        let r = exchange(s.addr, &head("GET", "/stats", &host, &[])).expect("an answer");
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    // The oldest idle connection was closed to make room.
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        read_some(
+            &mut idle[0],
+            &mut buf,
+            Instant::now() + Duration::from_secs(10)
+        ),
+        0,
+        "the oldest idle connection is still open"
+    );
+}
+
+/// Issue 7, item 12: a declared 1 MiB body with `Expect: 100-continue` got `100 Continue`,
+/// then a 413.
+#[test]
+fn a_declared_large_body_gets_413_before_100_continue() {
+    let s = start();
+    let host = s.addr.to_string();
+    let request = head(
+        "POST",
+        "/add?bytes=8KiB",
+        &host,
+        &["Content-Length: 1048576", "Expect: 100-continue"],
+    );
+    let r = exchange(s.addr, &request).expect("an answer");
+    assert_eq!(r.status, 413, "{r:?}");
+    assert!(r.json_error("413").contains("larger than"), "{r:?}");
+    assert_eq!(r.header("connection"), "close");
+    // Without Expect too: refused from the header, without reading the body.
+    let request = head(
+        "POST",
+        "/add?bytes=8KiB",
+        &host,
+        &["Content-Length: 1048576"],
+    );
+    let r = exchange(s.addr, &request).expect("an answer");
+    assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(u(&s.ok("/stats"), "Mallocs"), 0);
+}
+
+/// Issue 7, item 13: hyper's own 400s and 431 had an empty body.
+#[test]
+fn every_error_answer_is_json() {
+    let s = start();
+    let host = s.addr.to_string();
+    // `n` header lines after Host.
+    let many = |n: usize| {
+        let lines: Vec<String> = (0..n).map(|i| format!("X-H{i}: v")).collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        head("GET", "/stats", &host, &lines)
+    };
+    let big_header = |n: usize| format!("X-Big: {}", "a".repeat(n));
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "a bad method",
+            b"G@T /stats HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "a bad header line",
+            format!("GET /stats HTTP/1.1\r\nHost: {host}\r\nBad Header\r\n\r\n").into_bytes(),
+            400,
+        ),
+        (
+            "a space in the target",
+            format!("GET /a b HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes(),
+            400,
+        ),
+        (
+            "a bad version",
+            format!("GET /stats HTTP/7.1\r\nHost: {host}\r\n\r\n").into_bytes(),
+            400,
+        ),
+        (
+            "a bad Content-Length",
+            head("POST", "/gc", &host, &["Content-Length: abc"]),
+            400,
+        ),
+        (
+            "two Content-Lengths",
+            head(
+                "POST",
+                "/gc",
+                &host,
+                &["Content-Length: 1", "Content-Length: 2"],
+            ),
+            400,
+        ),
+        (
+            "an unknown Transfer-Encoding",
+            head("POST", "/gc", &host, &["Transfer-Encoding: gzip"]),
+            400,
+        ),
+        ("65 headers", many(64), 431),
+        ("500 headers", many(500), 431),
+        (
+            "a 20 KiB header",
+            head("GET", "/stats", &host, &[&big_header(20 << 10)]),
+            431,
+        ),
+        (
+            "a 200 KiB header",
+            head("GET", "/stats", &host, &[&big_header(200 << 10)]),
+            431,
+        ),
+        (
+            "a 20 KiB target",
+            head(
+                "GET",
+                &format!("/stats?pad={}", "b".repeat(20 << 10)),
+                &host,
+                &[],
+            ),
+            431,
+        ),
+        (
+            "a 100 KiB target",
+            head(
+                "GET",
+                &format!("/stats?pad={}", "b".repeat(100 << 10)),
+                &host,
+                &[],
+            ),
+            431,
+        ),
+        (
+            "a bad chunk",
+            [
+                head("POST", "/gc", &host, &["Transfer-Encoding: chunked"]),
+                b"zz\r\n".to_vec(),
+            ]
+            .concat(),
+            400,
+        ),
+    ];
+    for (what, request, status) in cases {
+        let r = exchange(s.addr, &request).unwrap_or_else(|| panic!("{what}: no answer"));
+        assert_eq!(r.status, status, "{what}: {r:?}");
+        let error = r.json_error(what);
+        eprintln!("{what}: {status} {error:?}");
+        s.ok("/stats");
+    }
+}
+
+/// Issue 7, item 14: any Host, any absolute-form target and any cross-origin page could drive
+/// the state-changing routes (DNS rebinding, CSRF).
+#[test]
+fn foreign_hosts_and_cross_origin_requests_are_refused() {
+    let s = start();
+    let port = s.addr.port();
+    let ours = s.addr.to_string();
+    let allowed: Vec<(String, Vec<u8>)> = vec![
+        (
+            "the bound address".into(),
+            head("GET", "/add?bytes=8KiB", &ours, &[]),
+        ),
+        (
+            "localhost".into(),
+            head("GET", "/add?bytes=8KiB", &format!("localhost:{port}"), &[]),
+        ),
+        (
+            "LocalHost.".into(),
+            head("GET", "/add?bytes=8KiB", &format!("LocalHost.:{port}"), &[]),
+        ),
+        (
+            "an absolute-form target naming us".into(),
+            head("GET", &format!("http://{ours}/add?bytes=8KiB"), &ours, &[]),
+        ),
+        (
+            "the page's own requests".into(),
+            head(
+                "POST",
+                "/add?bytes=8KiB",
+                &ours,
+                &[
+                    &format!("Origin: http://{ours}"),
+                    "Sec-Fetch-Site: same-origin",
+                    "Content-Length: 0",
+                ],
+            ),
+        ),
+        (
+            "a typed URL".into(),
+            head("GET", "/add?bytes=8KiB", &ours, &["Sec-Fetch-Site: none"]),
+        ),
+    ];
+    for (what, request) in &allowed {
+        let r = exchange(s.addr, request).unwrap_or_else(|| panic!("{what}: no answer"));
+        assert_eq!(r.status, 200, "{what}: {r:?}");
+    }
+    let added = allowed.len() as u64;
+    let refused: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "another name",
+            head(
+                "GET",
+                "/add?bytes=8KiB",
+                &format!("evil.example:{port}"),
+                &[],
+            ),
+        ),
+        (
+            "another name, no port",
+            head("GET", "/reset", "evil.example", &[]),
+        ),
+        (
+            "another address",
+            head("GET", "/add?bytes=8KiB", &format!("10.1.2.3:{port}"), &[]),
+        ),
+        (
+            "another port",
+            head(
+                "GET",
+                "/add?bytes=8KiB",
+                &format!("127.0.0.1:{}", port ^ 1),
+                &[],
+            ),
+        ),
+        (
+            "an absolute-form target naming another host",
+            head(
+                "GET",
+                &format!("http://evil.example:{port}/add?bytes=8KiB"),
+                &ours,
+                &[],
+            ),
+        ),
+        (
+            "a foreign Origin",
+            head(
+                "POST",
+                "/add?bytes=8KiB",
+                &ours,
+                &["Origin: http://evil.example"],
+            ),
+        ),
+        (
+            "a null Origin",
+            head("POST", "/add?bytes=8KiB", &ours, &["Origin: null"]),
+        ),
+        (
+            "an https Origin",
+            head(
+                "POST",
+                "/add?bytes=8KiB",
+                &ours,
+                &[&format!("Origin: https://{ours}")],
+            ),
+        ),
+        (
+            "a cross-site page",
+            head(
+                "GET",
+                "/add?bytes=8KiB",
+                &ours,
+                &["Sec-Fetch-Site: cross-site"],
+            ),
+        ),
+        (
+            "a same-site page",
+            head("GET", "/reset", &ours, &["Sec-Fetch-Site: same-site"]),
+        ),
+        (
+            "a rebound name reading the statistics",
+            head("GET", "/stats", &format!("evil.example:{port}"), &[]),
+        ),
+    ];
+    for (what, request) in &refused {
+        let r = exchange(s.addr, request).unwrap_or_else(|| panic!("{what}: no answer"));
+        assert_eq!(r.status, 403, "{what}: {r:?}");
+        r.json_error(what);
+    }
+    // HTTP/1.1 requires Host; HTTP/1.0 did not have it.
+    let r = exchange(s.addr, b"GET /stats HTTP/1.1\r\n\r\n").expect("an answer");
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.json_error("no Host").contains("Host"), "{r:?}");
+    let r = exchange(s.addr, b"GET /stats HTTP/1.0\r\n\r\n").expect("an answer");
+    assert_eq!(r.status, 200, "{r:?}");
+    // Reading is harmless from anywhere that names us: another site's link to the page or to
+    // the statistics opens them.
+    for path in ["/", "/stats", "/metrics"] {
+        let r = exchange(
+            s.addr,
+            &head(
+                "GET",
+                path,
+                &ours,
+                &["Sec-Fetch-Site: cross-site", "Sec-Fetch-Mode: navigate"],
+            ),
+        )
+        .expect("an answer");
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+    }
+    assert_eq!(
+        u(&s.ok("/stats"), "Mallocs"),
+        added,
+        "only the allowed requests added"
+    );
 }
 
 /// A telemetry pipe that breaks on demand, as when the supervisor dies.

@@ -7,6 +7,10 @@
 //! [`Pacer`]'s decision, exactly as in Go: after an allocation pushes the heap past the
 //! trigger, or when the program asks for one. An allocation takes free pages first and only
 //! grows the heap (new memory the cgroup is charged for) when no free run fits.
+//!
+//! Every figure an event or an answer shows is a running total kept with each change, so
+//! reading the statistics costs the same with one slab or a hundred thousand; slabs are found
+//! by id.
 
 mod arena;
 mod pages;
@@ -148,12 +152,24 @@ pub struct Heap {
     live: std::collections::BTreeMap<SlabId, Slab>,
     /// Dropped slabs, not yet swept.
     garbage: Vec<Slab>,
+    totals: Totals,
     next_id: u64,
     total_alloc: u64,
     mallocs: u64,
     frees: u64,
     num_gc: u32,
     last_gc_unix_ns: u64,
+}
+
+/// Running totals over the slabs, kept with every change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Totals {
+    /// Page-rounded bytes of the live slabs (`live` in [`HeapStats`]).
+    live: u64,
+    /// Page-rounded bytes of the garbage slabs.
+    garbage: u64,
+    /// Bytes the live slabs were asked for.
+    requested: u64,
 }
 
 fn pages_for(bytes: u64) -> u64 {
@@ -174,6 +190,7 @@ impl Heap {
             pacer: Pacer::new(pacer),
             live: Default::default(),
             garbage: Vec::new(),
+            totals: Totals::default(),
             next_id: 1,
             total_alloc: 0,
             mallocs: 0,
@@ -217,6 +234,8 @@ impl Heap {
         self.mallocs += 1;
         self.total_alloc += run.len * PAGE_SIZE;
         self.live.insert(id, Slab { id, bytes, run });
+        self.totals.live += run.len * PAGE_SIZE;
+        self.totals.requested += bytes;
         let cycle = self
             .pacer
             .should_trigger(self.heap_alloc())
@@ -233,8 +252,25 @@ impl Heap {
     /// Returns its size, or `None` if no live slab has that id.
     pub fn release(&mut self, id: SlabId) -> Option<u64> {
         let slab = self.live.remove(&id)?;
-        self.garbage.push(slab);
+        self.drop_slab(slab);
         Some(slab.bytes)
+    }
+
+    /// Drops every live slab (they all become garbage); returns the bytes they were asked for.
+    pub fn release_all(&mut self) -> u64 {
+        let requested = self.totals.requested;
+        for slab in std::mem::take(&mut self.live).into_values() {
+            self.drop_slab(slab);
+        }
+        requested
+    }
+
+    fn drop_slab(&mut self, slab: Slab) {
+        let bytes = slab.run.len * PAGE_SIZE;
+        self.totals.live -= bytes;
+        self.totals.garbage += bytes;
+        self.totals.requested -= slab.bytes;
+        self.garbage.push(slab);
     }
 
     /// The live slabs, oldest first: (id, requested bytes).
@@ -242,17 +278,32 @@ impl Heap {
         self.live.values().map(|s| (s.id, s.bytes))
     }
 
+    /// The bytes a live slab was asked for, or `None` if no live slab has that id.
+    pub fn slab(&self, id: SlabId) -> Option<u64> {
+        self.live.get(&id).map(|s| s.bytes)
+    }
+
+    /// How many slabs are live.
+    pub fn slab_count(&self) -> u64 {
+        self.live.len() as u64
+    }
+
+    /// The bytes the live slabs were asked for (before page rounding).
+    pub fn slab_bytes(&self) -> u64 {
+        self.totals.requested
+    }
+
     /// Runs a full cycle now: marks every referenced slab, sweeps the garbage into the free
     /// page set, and lets the pacer plan the next cycle from what was marked.
     pub fn collect(&mut self, reason: GcReason) -> Cycle {
         let heap_before = self.heap_alloc();
-        let marked = self.live_bytes();
-        let mut swept = 0;
+        let marked = self.totals.live;
+        let swept = self.totals.garbage;
         for slab in self.garbage.drain(..) {
             self.pages.free(slab.run);
-            swept += slab.run.len * PAGE_SIZE;
             self.frees += 1;
         }
+        self.totals.garbage = 0;
         // Slabs are byte slices: the collector has no pointers to scan in them.
         self.pacer.end_cycle(marked, 0);
         self.num_gc += 1;
@@ -279,24 +330,16 @@ impl Heap {
             && now_unix_ns.saturating_sub(self.last_gc_unix_ns) > FORCE_GC_PERIOD.as_nanos() as u64
     }
 
-    fn live_bytes(&self) -> u64 {
-        self.live.values().map(|s| s.run.len * PAGE_SIZE).sum()
-    }
-
-    fn garbage_bytes(&self) -> u64 {
-        self.garbage.iter().map(|s| s.run.len * PAGE_SIZE).sum()
-    }
-
     /// `HeapAlloc`: live plus garbage, page-rounded.
     pub fn heap_alloc(&self) -> u64 {
-        self.live_bytes() + self.garbage_bytes()
+        self.totals.live + self.totals.garbage
     }
 
     pub fn stats(&self) -> HeapStats {
         let pace = self.pacer.pace();
         HeapStats {
-            live: self.live_bytes(),
-            garbage: self.garbage_bytes(),
+            live: self.totals.live,
+            garbage: self.totals.garbage,
             free: self.pages.free_pages() * PAGE_SIZE,
             released: 0,
             objects: (self.live.len() + self.garbage.len()) as u64,
@@ -427,6 +470,75 @@ mod tests {
         assert!(h.periodic_gc_due(last + period + 1));
         h.pacer_mut().set_gogc(Gogc::Off);
         assert!(!h.periodic_gc_due(last + 2 * period), "not with GOGC=off");
+    }
+
+    /// What the running totals must equal: a fold over every slab.
+    fn recount(h: &Heap) -> Totals {
+        Totals {
+            live: h.live.values().map(|s| s.run.len * PAGE_SIZE).sum(),
+            garbage: h.garbage.iter().map(|s| s.run.len * PAGE_SIZE).sum(),
+            requested: h.live.values().map(|s| s.bytes).sum(),
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Alloc(u64),
+        /// The n-th live slab (modulo their number), oldest first.
+        Release(usize),
+        ReleaseAll,
+        Collect,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (1u64..=40_000).prop_map(Op::Alloc),
+            3 => any::<usize>().prop_map(Op::Release),
+            1 => Just(Op::ReleaseAll),
+            1 => Just(Op::Collect),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Issue 7, item 11: the totals every event reads are kept, not recounted; after any
+        /// sequence of operations they equal a recount over the slabs.
+        #[test]
+        fn running_totals_match_a_recount(ops in proptest::collection::vec(op(), 1..120)) {
+            let mut h = heap();
+            for op in ops {
+                match op {
+                    Op::Alloc(bytes) => {
+                        h.alloc(bytes).unwrap();
+                    }
+                    Op::Release(n) => {
+                        let nth = h.slabs().nth(n % h.live.len().max(1));
+                        if let Some((id, bytes)) = nth {
+                            proptest::prop_assert_eq!(h.slab(id), Some(bytes));
+                            proptest::prop_assert_eq!(h.release(id), Some(bytes));
+                            proptest::prop_assert_eq!(h.slab(id), None);
+                        }
+                    }
+                    Op::ReleaseAll => {
+                        let requested = recount(&h).requested;
+                        proptest::prop_assert_eq!(h.release_all(), requested);
+                        proptest::prop_assert_eq!(h.slab_count(), 0);
+                    }
+                    Op::Collect => {
+                        let garbage = recount(&h).garbage;
+                        proptest::prop_assert_eq!(h.collect(GcReason::Forced).swept, garbage);
+                    }
+                }
+                let want = recount(&h);
+                proptest::prop_assert_eq!(h.totals, want);
+                let s = h.stats();
+                proptest::prop_assert_eq!((s.live, s.garbage), (want.live, want.garbage));
+                proptest::prop_assert_eq!(h.slab_bytes(), want.requested);
+                proptest::prop_assert_eq!(h.slab_count(), h.live.len() as u64);
+                proptest::prop_assert_eq!(s.objects, (h.live.len() + h.garbage.len()) as u64);
+                proptest::prop_assert_eq!(s.heap_sys(), h.pages.end() * PAGE_SIZE);
+            }
+        }
     }
 
     #[test]

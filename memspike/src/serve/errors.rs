@@ -13,6 +13,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("method {0} is not allowed: use GET or POST")]
     MethodNotAllowed(String),
+    /// The request does not name this server, or a browser sent it for another site.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request head is over the server's limits.
+    #[error("{0}")]
+    HeadTooLarge(String),
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(usize),
     #[error("the request body did not arrive in time")]
@@ -39,6 +45,8 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::Body(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
@@ -52,7 +60,9 @@ impl ApiError {
     pub fn closes_connection(&self) -> bool {
         matches!(
             self,
-            ApiError::BodyTooLarge(_)
+            ApiError::Forbidden(_)
+                | ApiError::HeadTooLarge(_)
+                | ApiError::BodyTooLarge(_)
                 | ApiError::BodyTimeout
                 | ApiError::Body(_)
                 | ApiError::Fatal(_)

@@ -124,7 +124,7 @@ mod tests {
                 oom_kills: Some(1),
                 ..Counters::default()
             }),
-            feed: Feed {
+            feed: &Feed {
                 restarts: 2,
                 reclaim_ns: Some(1_500_000_000),
                 ..Feed::default()

@@ -3,21 +3,28 @@
 //! (Go's `runtime.MemStats` names, JSON or the seed's text), the Prometheus scrape, and the
 //! limits that keep bad or slow clients from hurting the worker.
 //!
-//! Two threads:
+//! Two sides:
 //! - the caller's thread owns the [`Driver`] and applies heap operations one at a time, in
 //!   arrival order (`ops`); each step is reported to the supervisor as telemetry, with phase
 //!   `interactive`;
-//! - an HTTP thread runs a tokio current-thread runtime with hyper's HTTP/1 server
+//! - an HTTP thread runs a small multi-threaded tokio runtime with hyper's HTTP/1 server
 //!   (`server`, `routes`). It never touches the heap: it queues operations for the heap
 //!   thread and reads the snapshot published after each one, so `/stats` and `/metrics`
 //!   answer at once even while a large `/add` writes its pages.
 //!
+//! Who may drive the server is `origin`'s business; how many connections are served and
+//! which give way is `conns`'s; `bare` gives hyper's own error answers a JSON body.
+//!
 //! If the telemetry pipe closes (the supervisor is gone), the request that found out is
 //! answered 500, the server stops, and [`serve`] returns an error: the caller exits.
 
+mod bare;
+mod conns;
 mod errors;
 mod metrics;
 mod ops;
+mod origin;
+pub mod query;
 mod routes;
 mod server;
 mod stats;
@@ -33,6 +40,7 @@ use std::{
 use tokio::sync::watch;
 
 pub use errors::ApiError;
+pub use origin::AllowedHost;
 
 use crate::{
     cgroup::Version,
@@ -51,6 +59,9 @@ pub struct ServeContext {
     /// The largest acceptable `?bytes=` (the machine's physical memory). Larger sizes than
     /// the cgroup limit are legitimate: they end in an OOM kill and a restart.
     pub max_bytes: u64,
+    /// Names accepted in `Host` besides the bound address (`--allow-host`), each `NAME` or
+    /// `NAME:PORT`.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Bounds on what one client can make the server hold or wait for.
@@ -60,14 +71,20 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time to send a request body once the head has arrived.
     pub body_read_timeout: Duration,
-    /// hyper's read buffer: a request line and headers larger than this get 431.
-    pub max_buf_size: usize,
+    /// The request line and headers together, in bytes; a larger head gets 431. hyper's own
+    /// limits are twice this and `max_headers`, so that a head a little over gets this
+    /// server's answer; one far over gets hyper's 431, with the same JSON body.
+    pub max_head: usize,
     /// Headers per request; more get 431.
     pub max_headers: usize,
-    /// Request bodies are read and ignored; a larger one gets 413.
+    /// Request bodies are read and ignored; a larger one gets 413 (at once when it is
+    /// declared by `Content-Length`).
     pub max_body: usize,
-    /// Connections served at once; more wait in the listen backlog.
+    /// Connections served at once (fewer if `RLIMIT_NOFILE` is low). At the cap the quietest
+    /// connection that is not being answered is closed to make room (see `conns`).
     pub max_connections: usize,
+    /// How long a connection asked to make room may take to finish an answer it is writing.
+    pub evict_grace: Duration,
     /// How long shutting down waits for connections to finish their answers.
     pub shutdown_grace: Duration,
 }
@@ -77,10 +94,11 @@ impl Default for Limits {
         Limits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
-            max_buf_size: 16 * 1024,
+            max_head: 16 * 1024,
             max_headers: 64,
             max_body: 64 * 1024,
             max_connections: 256,
+            evict_grace: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(2),
         }
     }
@@ -90,13 +108,16 @@ impl Default for Limits {
 struct Shared {
     ctx: ServeContext,
     limits: Limits,
-    /// The heap after the latest operation.
-    published: Arc<Mutex<ops::Snapshot>>,
+    gate: origin::Gate,
+    /// The bodies of hyper's own error answers.
+    bare: Arc<bare::Bodies>,
+    /// The heap after the latest operation, and the group's counters.
+    latest: Arc<Mutex<ops::Latest>>,
     jobs: mpsc::Sender<ops::Job>,
 }
 
 /// Serves until the listener fails or the process is killed, with the default [`Limits`].
-/// Runs a tokio current-thread runtime itself (the caller is synchronous).
+/// Runs its own tokio runtime (the caller is synchronous).
 pub fn serve<S: Sink + 'static>(
     listener: TcpListener,
     driver: Driver<S>,
@@ -112,13 +133,22 @@ pub fn serve_with<S: Sink + 'static>(
     ctx: ServeContext,
     limits: Limits,
 ) -> io::Result<()> {
+    let allowed = ctx
+        .allowed_hosts
+        .iter()
+        .map(|h| AllowedHost::parse(h))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let gate = origin::Gate::new(listener.local_addr()?, allowed);
     let mut state = ops::HeapState::new(driver);
-    let published = Arc::new(Mutex::new(state.snapshot()));
+    let latest = Arc::new(Mutex::new(ops::Latest::new(state.snapshot())));
     let (jobs_tx, jobs) = mpsc::channel();
     let shared = Arc::new(Shared {
         ctx,
+        gate,
+        bare: Arc::new(bare::Bodies::new(&limits)),
         limits,
-        published: published.clone(),
+        latest: latest.clone(),
         jobs: jobs_tx,
     });
     let (stop, stopped) = watch::channel(false);
@@ -127,7 +157,7 @@ pub fn serve_with<S: Sink + 'static>(
         .spawn(move || server::run(listener, shared, stopped))?;
     // The heap stays on this thread: it ends when the HTTP side has gone (its end of the
     // queue dropped) or when the supervisor has.
-    let fatal = ops::run(&mut state, &jobs, &published);
+    let fatal = ops::run(&mut state, &jobs, &latest);
     // Requests still queued learn at once that no answer is coming.
     drop(jobs);
     let _ = stop.send(true);

@@ -2,13 +2,19 @@
 //! operations in the order they arrive, each through the driver with phase
 //! [`Phase::Interactive`] (so every step is reported to the supervisor), and publishes a
 //! [`Snapshot`] of the heap after each one for the HTTP side to read without waiting.
+//!
+//! [`Latest`] also holds the group's counters for the answers: reading them costs about eight
+//! files, which was most of what an answer cost, so they are re-read only when older than
+//! [`COUNTERS_MAX_AGE`]. An operation's answer shows the usage
+//! the driver read as the operation ended (with its last event).
 
 use std::{
+    path::PathBuf,
     sync::{
         Mutex,
         mpsc::{Receiver, RecvTimeoutError},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use memspike_common::Phase;
@@ -16,6 +22,7 @@ use tokio::sync::oneshot;
 
 use super::errors::ApiError;
 use crate::{
+    cgroup::{Counters, Version, read_counters},
     heap::{Cycle, HeapError, HeapStats},
     scenario::{Driver, StepError},
     telemetry::Sink,
@@ -52,11 +59,49 @@ pub enum Outcome {
     Reset,
 }
 
-/// An operation's result and the heap right after it.
+/// An operation's result, and the heap and the group's usage right after it.
 #[derive(Clone, Copy, Debug)]
 pub struct Done {
     pub outcome: Outcome,
     pub snapshot: Snapshot,
+    /// As read with the operation's last event; `None` without a usage probe (tests).
+    pub usage: Option<u64>,
+}
+
+/// The group's counters the answers show are at most this old (an operation's usage aside).
+pub const COUNTERS_MAX_AGE: Duration = Duration::from_millis(100);
+
+/// The worker's group: its directory and cgroup version.
+pub type Group = (PathBuf, Version);
+
+/// What the HTTP side answers from: the heap after the latest operation, and the group's
+/// counters as last read.
+#[derive(Debug)]
+pub struct Latest {
+    pub snapshot: Snapshot,
+    counters: Option<(Counters, Instant)>,
+}
+
+impl Latest {
+    pub fn new(snapshot: Snapshot) -> Latest {
+        Latest {
+            snapshot,
+            counters: None,
+        }
+    }
+
+    /// The group's counters, re-read first if they are older than [`COUNTERS_MAX_AGE`].
+    pub fn counters(&mut self, group: Option<&Group>) -> Option<Counters> {
+        let (dir, v) = group?;
+        match &self.counters {
+            Some((c, at)) if at.elapsed() < COUNTERS_MAX_AGE => Some(c.clone()),
+            _ => {
+                let c = read_counters(dir, *v);
+                self.counters = Some((c.clone(), Instant::now()));
+                Some(c)
+            }
+        }
+    }
 }
 
 /// One queued request for the heap thread.
@@ -77,13 +122,10 @@ impl<S: Sink> HeapState<S> {
 
     pub fn snapshot(&self) -> Snapshot {
         let heap = self.driver.heap();
-        let (slabs, slab_bytes) = heap
-            .slabs()
-            .fold((0, 0), |(n, b), (_, bytes)| (n + 1, b + bytes));
         Snapshot {
             stats: heap.stats(),
-            slabs,
-            slab_bytes,
+            slabs: heap.slab_count(),
+            slab_bytes: heap.slab_bytes(),
         }
     }
 
@@ -104,6 +146,7 @@ impl<S: Sink> HeapState<S> {
         Ok(Done {
             outcome,
             snapshot: self.snapshot(),
+            usage: self.driver.last_usage(),
         })
     }
 
@@ -127,11 +170,11 @@ fn step_error(e: StepError) -> ApiError {
 }
 
 /// Serves jobs until the HTTP side hangs up (`None`) or the supervisor is gone (`Some`, with
-/// the reason). Every job's snapshot is published to `published` before it is answered.
+/// the reason). Every job's snapshot is published to `latest` before it is answered.
 pub fn run<S: Sink>(
     state: &mut HeapState<S>,
     jobs: &Receiver<Job>,
-    published: &Mutex<Snapshot>,
+    latest: &Mutex<Latest>,
 ) -> Option<String> {
     loop {
         let job = match jobs.recv_timeout(TICK) {
@@ -139,7 +182,7 @@ pub fn run<S: Sink>(
             Err(RecvTimeoutError::Timeout) => {
                 // Idle: the runtime's sysmon would force a cycle two minutes after the last.
                 match state.tick() {
-                    Ok(true) => *lock(published) = state.snapshot(),
+                    Ok(true) => lock(latest).snapshot = state.snapshot(),
                     Ok(false) => {}
                     Err(ApiError::Fatal(why)) => return Some(why),
                     Err(_) => {}
@@ -149,7 +192,7 @@ pub fn run<S: Sink>(
             Err(RecvTimeoutError::Disconnected) => return None,
         };
         let result = state.apply(job.op);
-        *lock(published) = state.snapshot();
+        lock(latest).snapshot = state.snapshot();
         let fatal = match &result {
             Err(ApiError::Fatal(why)) => Some(why.clone()),
             _ => None,

@@ -1,25 +1,30 @@
-//! One request, from its path to its answer: routing (404), methods (405 with `Allow`), the
-//! bounded request body, the query string (`bytes`, `format`), the heap operation through the
-//! heap thread, and the answer in JSON or the seed's text layout.
+//! One request, from its path to its answer: the head's size limits (431), routing (404),
+//! methods (405 with `Allow`), who may ask (`origin`: 400, 403), the bounded request body
+//! (413 at once from `Content-Length`, before hyper would send `100 Continue`), the query
+//! string (`query`), the heap operation through the heap thread, and the answer in
+//! JSON or the seed's text layout.
 
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::{
     Method, Request, Response, StatusCode,
-    body::{Bytes, Incoming},
-    header::{self, HeaderMap, HeaderValue},
+    body::{Body, Bytes, Incoming},
+    header::{self, HeaderValue},
+    http::request::Parts,
 };
 use tokio::sync::oneshot;
 
 use super::{
     Limits, Shared,
+    conns::Conn,
     errors::ApiError,
     metrics,
     ops::{self, Done, Job, Op},
+    query::{Format, Query},
     stats::{self, World},
 };
-use crate::{cgroup::read_counters, size};
+use crate::cgroup::Counters;
 
 /// The page, written by the page's owner and embedded in the binary.
 const PAGE: &str = include_str!("page.html");
@@ -50,30 +55,37 @@ impl Route {
             _ => return None,
         })
     }
+
+    /// The routes that change the heap (GET included, as in the seed).
+    fn changes_state(self) -> bool {
+        matches!(self, Route::Add | Route::Rel | Route::Gc | Route::Reset)
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
-    Json,
-    Text,
-}
-
-/// Answers one request; never fails (errors become JSON answers).
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
-    match respond(&shared, req).await {
+/// Answers one request on `conn`; never fails (errors become JSON answers).
+pub async fn handle(shared: &Arc<Shared>, req: Request<Incoming>, conn: &Conn) -> Answer {
+    match respond(shared, req, conn).await {
         Ok(answer) => answer,
         Err(e) => error_answer(&e),
     }
 }
 
-async fn respond(shared: &Shared, req: Request<Incoming>) -> Result<Answer, ApiError> {
-    let route = Route::from_path(req.uri().path())
-        .ok_or_else(|| ApiError::NotFound(req.uri().path().to_owned()))?;
-    if !matches!(*req.method(), Method::GET | Method::POST) {
-        return Err(ApiError::MethodNotAllowed(req.method().to_string()));
-    }
+async fn respond(shared: &Shared, req: Request<Incoming>, conn: &Conn) -> Result<Answer, ApiError> {
     let (parts, body) = req.into_parts();
+    check_head(&parts, &shared.limits)?;
+    let route = Route::from_path(parts.uri.path())
+        .ok_or_else(|| ApiError::NotFound(parts.uri.path().to_owned()))?;
+    if !matches!(parts.method, Method::GET | Method::POST) {
+        return Err(ApiError::MethodNotAllowed(parts.method.to_string()));
+    }
+    shared.gate.check(
+        parts.version,
+        &parts.uri,
+        &parts.headers,
+        route.changes_state(),
+    )?;
     read_body(body, &shared.limits).await?;
+    conn.answering();
     let query = Query::parse(parts.uri.query())?;
     let format = query.format(&parts.headers)?;
     let max = shared.ctx.max_bytes;
@@ -100,8 +112,49 @@ async fn run_op(shared: &Shared, op: Op) -> Result<Done, ApiError> {
     result.await.map_err(|_| ApiError::ShuttingDown)?
 }
 
-/// Reads and discards the body, refusing one that is too large or too slow.
+/// Refuses a head over the routes' limits: more than `max_headers` headers, or more than
+/// `max_head` bytes counting the request line and each header line as sent (`Name: value`
+/// and CRLF).
+fn check_head(parts: &Parts, limits: &Limits) -> Result<(), ApiError> {
+    let count = parts.headers.len();
+    if count > limits.max_headers {
+        return Err(ApiError::HeadTooLarge(format!(
+            "the request has {count} headers: send at most {}",
+            limits.max_headers
+        )));
+    }
+    let uri = &parts.uri;
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let line = parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let headers: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    let size = line + headers + 2;
+    if size > limits.max_head {
+        return Err(ApiError::HeadTooLarge(format!(
+            "the request head is {size} bytes: send at most {} (request line and headers)",
+            limits.max_head
+        )));
+    }
+    Ok(())
+}
+
+/// Reads and discards the body, refusing one that is too large or too slow. A body declared
+/// too large by `Content-Length` is refused before it is read: with `Expect: 100-continue`
+/// the client then gets the 413 instead of `100 Continue` (hyper sends that only when the
+/// body is first read).
 async fn read_body(body: Incoming, limits: &Limits) -> Result<(), ApiError> {
+    if body
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n > limits.max_body as u64)
+    {
+        return Err(ApiError::BodyTooLarge(limits.max_body));
+    }
     let limited = Limited::new(body, limits.max_body);
     match tokio::time::timeout(limits.body_read_timeout, limited.collect()).await {
         Err(_) => Err(ApiError::BodyTimeout),
@@ -113,102 +166,24 @@ async fn read_body(body: Incoming, limits: &Limits) -> Result<(), ApiError> {
     }
 }
 
-/// The query parameters the routes read; others are ignored.
-#[derive(Debug, Default)]
-struct Query {
-    bytes: Option<String>,
-    format: Option<String>,
-}
-
-impl Query {
-    /// Percent-decodes the query; a parameter given twice is an error.
-    fn parse(query: Option<&str>) -> Result<Query, ApiError> {
-        let mut q = Query::default();
-        for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            let slot = match name.as_ref() {
-                "bytes" => &mut q.bytes,
-                "format" => &mut q.format,
-                _ => continue,
-            };
-            if slot.is_some() {
-                return Err(ApiError::BadRequest(format!(
-                    "`{name}` is given more than once"
-                )));
-            }
-            *slot = Some(value.into_owned());
-        }
-        Ok(q)
-    }
-
-    /// `?format=` wins; else `Accept: text/plain` (before any `application/json`) asks for
-    /// text; else JSON.
-    fn format(&self, headers: &HeaderMap) -> Result<Format, ApiError> {
-        match self.format.as_deref() {
-            Some("json") => return Ok(Format::Json),
-            Some("text") => return Ok(Format::Text),
-            Some(other) => {
-                return Err(ApiError::BadRequest(format!(
-                    "`format` must be `json` or `text`, not {other:?}"
-                )));
-            }
-            None => {}
-        }
-        let accept = headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|item| item.split(';').next().unwrap_or("").trim());
-        for media in accept {
-            match media {
-                "text/plain" => return Ok(Format::Text),
-                "application/json" => return Ok(Format::Json),
-                _ => {}
-            }
-        }
-        Ok(Format::Json)
-    }
-
-    /// The `bytes` parameter: a size with an optional unit, from 1 to `max`.
-    fn bytes(&self, max: u64) -> Result<u64, ApiError> {
-        let bad = |m: String| ApiError::BadRequest(m);
-        let raw = self
-            .bytes
-            .as_deref()
-            .ok_or_else(|| bad("`bytes` is missing: give a size, e.g. ?bytes=1MiB".into()))?;
-        if raw.trim().is_empty() {
-            return Err(bad("`bytes` is empty: give a size, e.g. ?bytes=1MiB".into()));
-        }
-        let n = size::parse(raw).map_err(|e| bad(format!("`bytes`: {e}")))?;
-        if n == 0 {
-            return Err(bad("`bytes` must be at least 1".into()));
-        }
-        if n > max {
-            return Err(bad(format!(
-                "`bytes` = {n} is more than this machine's memory ({max} bytes, {})",
-                size::human(max)
-            )));
-        }
-        Ok(n)
-    }
-}
-
-/// The worker's surroundings now: the group's counters and the supervisor's feed.
-fn world(shared: &Shared) -> World {
-    let ctx = &shared.ctx;
-    World {
-        limit: ctx.limit,
-        counters: ctx.cgroup.as_ref().map(|(dir, v)| read_counters(dir, *v)),
-        feed: ops::lock(&ctx.feed).clone(),
-    }
-}
-
+/// An answer with the statistics: after an operation, the heap and the usage it left;
+/// otherwise the latest snapshot. The other counters come from `ops::Latest`'s copy.
 fn stats_answer(shared: &Shared, done: Option<&Done>, format: Format) -> Answer {
-    let snapshot = match done {
-        Some(d) => d.snapshot,
-        None => *ops::lock(&shared.published),
+    let (mut snapshot, mut counters) = latest(shared);
+    if let Some(d) = done {
+        snapshot = d.snapshot;
+        if let (Some(c), Some(usage)) = (&mut counters, d.usage) {
+            c.usage_bytes = Some(usage);
+        }
+    }
+    let feed = ops::lock(&shared.ctx.feed);
+    let world = World {
+        limit: shared.ctx.limit,
+        counters,
+        feed: &feed,
     };
-    let fields = stats::answer(done, &snapshot, &world(shared));
+    let fields = stats::answer(done, &snapshot, &world);
+    drop(feed);
     match format {
         Format::Json => answer(StatusCode::OK, "application/json", fields.json()),
         Format::Text => answer(
@@ -219,10 +194,24 @@ fn stats_answer(shared: &Shared, done: Option<&Done>, format: Format) -> Answer 
     }
 }
 
+/// The latest snapshot and the group's counters, at most `ops::COUNTERS_MAX_AGE` old.
+fn latest(shared: &Shared) -> (ops::Snapshot, Option<Counters>) {
+    let mut latest = ops::lock(&shared.latest);
+    let counters = latest.counters(shared.ctx.cgroup.as_ref());
+    (latest.snapshot, counters)
+}
+
 fn metrics_answer(shared: &Shared) -> Result<Answer, ApiError> {
-    let snapshot = *ops::lock(&shared.published);
-    let text = metrics::render(&snapshot, &world(shared))
+    let (snapshot, counters) = latest(shared);
+    let feed = ops::lock(&shared.ctx.feed);
+    let world = World {
+        limit: shared.ctx.limit,
+        counters,
+        feed: &feed,
+    };
+    let text = metrics::render(&snapshot, &world)
         .map_err(|e| ApiError::Heap(format!("the metrics could not be encoded: {e}")))?;
+    drop(feed);
     Ok(answer(
         StatusCode::OK,
         metrics::CONTENT_TYPE,
@@ -230,11 +219,19 @@ fn metrics_answer(shared: &Shared) -> Result<Answer, ApiError> {
     ))
 }
 
+/// The page, which no other site may frame (its buttons change the heap; framing would let
+/// another site trick a click).
 fn page() -> Answer {
     let mut a = answer(StatusCode::OK, "text/html; charset=utf-8", PAGE.into());
-    a.headers_mut().insert(
+    let h = a.headers_mut();
+    h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
     );
     a
 }
@@ -258,35 +255,4 @@ fn error_answer(e: &ApiError) -> Answer {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     a
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_decodes_and_refuses_duplicates() {
-        let q = Query::parse(Some("bytes=1%20MiB&x=1")).unwrap();
-        assert_eq!(q.bytes(1 << 30).unwrap(), 1 << 20);
-        assert!(Query::parse(Some("bytes=1&bytes=2")).is_err());
-        let q = Query::parse(None).unwrap();
-        assert!(q.bytes(1).unwrap_err().to_string().contains("missing"));
-    }
-
-    #[test]
-    fn accept_picks_the_first_known_type() {
-        let q = Query::default();
-        let mut h = HeaderMap::new();
-        assert_eq!(q.format(&h).unwrap(), Format::Json);
-        h.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("text/plain;q=0.9, */*"),
-        );
-        assert_eq!(q.format(&h).unwrap(), Format::Text);
-        h.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/json, text/plain"),
-        );
-        assert_eq!(q.format(&h).unwrap(), Format::Json);
-    }
 }

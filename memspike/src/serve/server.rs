@@ -1,19 +1,33 @@
-//! The HTTP side: a tokio current-thread runtime on a thread of its own, accepting
-//! connections up to a cap and serving each with hyper's HTTP/1 connection under the
-//! [`Limits`]: header size and count, the time to send a request head (which is also how long
-//! an idle keep-alive connection is kept), the body's size and time. On shutdown it stops
-//! accepting, lets connections finish their current answer, and waits a bounded time for them.
+//! The HTTP side: a tokio runtime of [`HTTP_THREADS`] threads of its own, accepting every
+//! connection it can and serving each with hyper's HTTP/1 connection under the [`Limits`]:
+//! the time to send a request head (which is also how long an idle keep-alive connection is
+//! kept), hyper's own head limits (above the routes' own), the connection cap and who gives
+//! way at it (`conns`). On shutdown it stops accepting, lets connections finish their current
+//! answer, and waits a bounded time for them.
 
-use std::{convert::Infallible, io, sync::Arc};
+use std::{convert::Infallible, io, sync::Arc, time::Duration};
 
 use hyper::{server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    sync::watch,
 };
 
-use super::{Limits, Shared, routes};
+use super::{
+    Limits, Shared,
+    bare::JsonErrors,
+    conns::{Registered, Table},
+    routes,
+};
+
+/// The runtime's threads. Two answer about twice as many `/stats` per second as one on the
+/// 2-CPU machine the load figures come from (README); the heap stays on its own thread.
+const HTTP_THREADS: usize = 2;
+
+/// Descriptors kept for the worker's other needs (pipes, cgroup files, the runtime's own)
+/// when the connection cap is bounded by `RLIMIT_NOFILE`.
+const RESERVED_FDS: u64 = 64;
 
 /// Runs the accept loop until `shutdown` turns true (or its sender goes) or the listener
 /// fails.
@@ -22,7 +36,9 @@ pub fn run(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(HTTP_THREADS)
+        .thread_name("memspike-http")
         .enable_all()
         .build()?;
     let result = rt.block_on(accept_loop(listener, shared, shutdown));
@@ -30,6 +46,20 @@ pub fn run(
     // the job queue, which tells the heap thread to stop.
     drop(rt);
     result
+}
+
+/// The configured cap, lowered to what the process's descriptor limit allows.
+fn connection_cap(configured: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return configured;
+    }
+    let room = lim.rlim_cur.saturating_sub(RESERVED_FDS).max(1);
+    configured.min(usize::try_from(room).unwrap_or(usize::MAX))
 }
 
 async fn accept_loop(
@@ -40,32 +70,39 @@ async fn accept_loop(
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
     let limits = shared.limits.clone();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let table = Table::new(connection_cap(limits.max_connections));
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
+        tokio::select! {
+            _ = table.room() => {}
             _ = stopped(&mut shutdown) => break,
-        };
+        }
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
                 Err(e) if is_transient(&e) => {
                     tracing::warn!(error = %e, "accept failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
                 Err(e) => return Err(e),
             },
             _ = stopped(&mut shutdown) => break,
         };
-        tokio::spawn(connection(stream, shared.clone(), shutdown.clone(), permit));
+        let registered = table.register();
+        tokio::spawn(connection(
+            stream,
+            shared.clone(),
+            shutdown.clone(),
+            registered,
+        ));
     }
     // Wait (boundedly) for the connections to finish their current answers.
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all)).await;
+    let drained = async {
+        while !table.is_empty() {
+            table.changed_or_empty().await;
+        }
+    };
+    let _ = tokio::time::timeout(limits.shutdown_grace, drained).await;
     Ok(())
 }
 
@@ -90,37 +127,47 @@ fn builder(limits: &Limits) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_buf_size)
-        .max_headers(limits.max_headers)
+        // Above the routes' own limits (hyper's buffer is at least 8 KiB).
+        .max_buf_size((2 * limits.max_head).max(8192))
+        .max_headers(2 * limits.max_headers)
+        // A client that shuts its sending side after its request still gets the answer.
+        .half_close(true)
         .keep_alive(true);
     b
 }
 
-/// Serves one connection; holds its slot (`_permit`) until it ends.
+/// Serves one connection; it stays in the table (`registered`) until it ends.
 async fn connection(
     stream: TcpStream,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    registered: Registered,
 ) {
     let _ = stream.set_nodelay(true);
     let limits = shared.limits.clone();
+    let io = TokioIo::new(JsonErrors::new(stream, shared.bare.clone()));
+    let conn = registered.conn.clone();
     let service = service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(routes::handle(shared, req).await) }
-    });
-    let conn = builder(&limits).serve_connection(TokioIo::new(stream), service);
-    let mut conn = std::pin::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stopped(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            match tokio::time::timeout(limits.shutdown_grace, conn.as_mut()).await {
-                Ok(r) => r,
-                Err(_) => Ok(()),
-            }
+        let (shared, conn) = (shared.clone(), conn.clone());
+        async move {
+            let _busy = conn.request();
+            Ok::<_, Infallible>(routes::handle(&shared, req, &conn).await)
         }
+    });
+    let http = builder(&limits).serve_connection(io, service);
+    let mut http = std::pin::pin!(http);
+    // Until it ends by itself, or is asked to close: then an answer being written is
+    // finished, within a bound.
+    let grace = tokio::select! {
+        r = http.as_mut() => return ended(r),
+        _ = stopped(&mut shutdown) => limits.shutdown_grace,
+        _ = registered.conn.evict.notified() => limits.evict_grace,
     };
+    http.as_mut().graceful_shutdown();
+    ended(tokio::time::timeout(grace, http).await.unwrap_or(Ok(())));
+}
+
+fn ended(result: hyper::Result<()>) {
     if let Err(e) = result {
         // Timeouts, oversized heads and clients that hang up end up here: normal traffic.
         tracing::debug!(error = %e, "connection ended");

@@ -53,12 +53,12 @@ impl Serialize for Fields {
 }
 
 /// What the worker knows besides its heap, gathered for one answer.
-#[derive(Debug, Clone, Default)]
-pub struct World {
+#[derive(Debug, Clone)]
+pub struct World<'a> {
     pub limit: u64,
-    /// The group's counters now; `None` without a group (tests).
+    /// The group's counters; `None` without a group (tests).
     pub counters: Option<Counters>,
-    pub feed: Feed,
+    pub feed: &'a Feed,
 }
 
 /// The operation's own figures, first, so a reader sees what the request did.
@@ -114,7 +114,7 @@ pub fn stats_fields(snap: &Snapshot, world: &World, f: &mut Fields) {
     f.push("OomKills", counters.and_then(|c| c.oom_kills));
     f.push("Restarts", world.feed.restarts);
     f.push("LastOOM", json!(world.feed.last_oom));
-    f.push("Tracing", tracing_state(&world.feed));
+    f.push("Tracing", tracing_state(world.feed));
     let kernel = [
         ("PageFaults", world.feed.page_faults),
         ("ReclaimStalls", world.feed.reclaim_stalls),
@@ -128,11 +128,11 @@ pub fn stats_fields(snap: &Snapshot, world: &World, f: &mut Fields) {
 }
 
 /// `ebpf`, `unavailable: …`, or `unknown` before the supervisor has said.
-fn tracing_state(feed: &Feed) -> String {
+fn tracing_state(feed: &Feed) -> &str {
     if feed.tracing.is_empty() {
-        "unknown".to_owned()
+        "unknown"
     } else {
-        feed.tracing.clone()
+        &feed.tracing
     }
 }
 
@@ -163,7 +163,8 @@ mod tests {
         };
         let world = World {
             limit: 32 << 20,
-            ..World::default()
+            counters: None,
+            feed: &Feed::default(),
         };
         let f = answer(None, &snap, &world);
         let text = f.text();
