@@ -173,7 +173,13 @@ pub fn soak(opts: &Options) -> Result<ExitCode> {
         .map_or_else(|| PathBuf::from("soak"), |d| d.join("soak"));
     let _ = fs::remove_dir_all(&logs);
     fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let tracefs_before = tracefs_mounts();
+    // What other sessions left is theirs: the soak answers for what appears while it runs.
+    let before = Leftovers::now(&binary, &Leftovers::default());
+    if !before.is_empty() {
+        progress::warn(format!(
+            "already there before the soak (not counted against it): {before:?}"
+        ));
+    }
     progress::say(format!(
         "soak: {} runs, {} at once, seed {seed}, at most {} minutes; logs of failed runs in {}",
         opts.runs,
@@ -217,7 +223,7 @@ pub fn soak(opts: &Options) -> Result<ExitCode> {
         .stderr(Stdio::null())
         .status()
         .context("the final sweeping run")?;
-    let leftovers = Leftovers::wait_for_zero(&binary, &tracefs_before);
+    let leftovers = Leftovers::wait_for_zero(&binary, &before);
     let ok = summarise(&outcomes, &leftovers, sweep, seed, started.elapsed());
     Ok(if ok {
         ExitCode::SUCCESS
@@ -429,15 +435,16 @@ struct Leftovers {
 }
 
 impl Leftovers {
-    fn now(binary: &Path, tracefs_before: &[String]) -> Leftovers {
+    /// What is there now and was not in `before`.
+    fn now(binary: &Path, before: &Leftovers) -> Leftovers {
+        fn new<T: PartialEq>(now: Vec<T>, before: &[T]) -> Vec<T> {
+            now.into_iter().filter(|x| !before.contains(x)).collect()
+        }
         Leftovers {
-            groups: groups(),
-            programs: our_programs(),
-            tracefs_mounts: tracefs_mounts()
-                .into_iter()
-                .filter(|m| !tracefs_before.contains(m))
-                .collect(),
-            processes: processes_of(binary),
+            groups: new(groups(), &before.groups),
+            programs: new(our_programs(), &before.programs),
+            tracefs_mounts: new(tracefs_mounts(), &before.tracefs_mounts),
+            processes: new(processes_of(binary), &before.processes),
         }
     }
 
@@ -450,10 +457,10 @@ impl Leftovers {
 
     /// The leftovers once the kernel has caught up (it frees programs and reaps processes a
     /// little after their owners end); bounded.
-    fn wait_for_zero(binary: &Path, tracefs_before: &[String]) -> Leftovers {
+    fn wait_for_zero(binary: &Path, before: &Leftovers) -> Leftovers {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let now = Leftovers::now(binary, tracefs_before);
+            let now = Leftovers::now(binary, before);
             if now.is_empty() || Instant::now() > deadline {
                 return now;
             }
@@ -638,7 +645,7 @@ fn summarise(
             .code()
             .map_or_else(|| sweep.to_string(), |c| format!("exit {c}"))
     );
-    println!("  left behind:");
+    println!("  left behind (new since the soak began):");
     println!(
         "    memspike-* cgroups: {} {:?}",
         left.groups.len(),
