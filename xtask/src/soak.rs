@@ -46,7 +46,7 @@ const PACKAGES: [Package; 1] = [(
 #[derive(clap::Args, Debug, Clone)]
 pub struct Options {
     /// Experiments to run.
-    #[arg(long, default_value_t = 320)]
+    #[arg(long, default_value_t = 1000)]
     runs: usize,
     /// Experiments at once.
     #[arg(long, default_value_t = 8)]
