@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::{groups_of, process_state, u, wait_for_pause, wait_until};
+
 use std::{
-    io::{BufRead, BufReader},
     path::PathBuf,
     process::{Command, Output, Stdio},
 };
@@ -18,21 +19,6 @@ const LIMIT: u64 = 32 * MIB;
 
 fn memspike() -> Command {
     Command::new(env!("CARGO_BIN_EXE_memspike"))
-}
-
-/// Directories of groups a supervisor with this pid created, in both hierarchies.
-fn groups_of(pid: u32) -> Vec<PathBuf> {
-    let h = Hierarchy::discover().expect("preflight passes on the test machine");
-    let prefix = format!("memspike-{pid}-");
-    let mut dirs = vec![h.own_dir()];
-    dirs.extend(h.v2_twin_parent().map(PathBuf::from));
-    dirs.iter()
-        .filter_map(|d| std::fs::read_dir(d).ok())
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .map(|e| e.path())
-        .collect()
 }
 
 /// Runs `memspike run --json ARGS`, checks it cleaned up, and returns the exit code and report.
@@ -61,10 +47,6 @@ fn run_json(args: &[&str]) -> (i32, Value) {
     let report = serde_json::from_slice(&stdout)
         .unwrap_or_else(|e| panic!("not a JSON report ({e}); stderr: {stderr}"));
     (status.code().expect("exit code"), report)
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
 #[test]
@@ -206,32 +188,6 @@ fn fault_pages(pages: u64) {
             std::ptr::write_volatile(p.cast::<u8>().add(i), 1);
         }
         libc::munmap(p, len);
-    }
-}
-
-/// Reads memspike's log until the worker says it paused before `phase`; returns its pid.
-fn wait_for_pause(child: &mut std::process::Child, phase: &str) -> i32 {
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "memspike ended before pausing"
-        );
-        if line.contains(&format!("paused before {phase}")) {
-            let after = line
-                .split("worker ")
-                .nth(1)
-                .expect("the line names the worker");
-            // Keep draining stderr so memspike never blocks on a full pipe.
-            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-            let worker: i32 = after.split_whitespace().next().unwrap().parse().unwrap();
-            // The worker says it pauses, then stops itself: a SIGCONT sent in between would
-            // be lost and the stop would last for ever. Wait until it is stopped.
-            wait_until("the worker to stop", || process_state(worker) == Some('T'));
-            return worker;
-        }
     }
 }
 
@@ -449,17 +405,6 @@ fn a_killed_supervisor_takes_its_worker_along_and_the_next_run_removes_its_group
     );
 }
 
-/// A process's state letter from /proc/PID/stat (`R`, `S`, `T`, ...).
-fn process_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .next()?
-        .chars()
-        .next()
-}
-
 /// The children of `parent` whose state (from /proc/PID/stat) is `state`.
 fn children_in_state(parent: u32, state: char) -> Vec<i32> {
     std::fs::read_dir("/proc")
@@ -477,18 +422,6 @@ fn children_in_state(parent: u32, state: char) -> Vec<i32> {
                 && fields.next().and_then(|p| p.parse::<u32>().ok()) == Some(parent)
         })
         .collect()
-}
-
-/// Polls `cond` until it holds (bounded: a condition that never holds fails the test).
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::yield_now();
-    }
 }
 
 #[test]

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{alive, groups_of, wait_until};
+
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
@@ -164,36 +166,6 @@ impl Server {
         let status = self.child.wait().unwrap();
         let out: Vec<String> = self.out.iter().collect();
         (status.code().unwrap_or(-1), out.join("\n"))
-    }
-}
-
-/// Groups a supervisor with this pid created, in both hierarchies.
-fn groups_of(pid: u32) -> Vec<std::path::PathBuf> {
-    let h = memspike::cgroup::Hierarchy::discover().expect("preflight passes here");
-    let prefix = format!("memspike-{pid}-");
-    let mut dirs = vec![h.own_dir()];
-    dirs.extend(h.v2_twin_parent().map(std::path::PathBuf::from));
-    dirs.iter()
-        .filter_map(|d| std::fs::read_dir(d).ok())
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .map(|e| e.path())
-        .collect()
-}
-
-/// Whether a process exists (signal 0).
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
-}
-
-/// Polls `cond` until it holds (bounded: a condition that never holds fails the test).
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::yield_now();
     }
 }
 

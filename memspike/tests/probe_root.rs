@@ -12,8 +12,10 @@
 
 mod common;
 
+use common::{u, wait_for_pause};
+
 use std::collections::BTreeSet;
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -464,10 +466,6 @@ fn run_json(args: &[&str], env: &[(&str, &str)]) -> (i32, Value) {
     (out.status.code().expect("exit code"), report)
 }
 
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
-
 /// The 4 KiB pages the spike wrote: its `end` event's growth.
 fn spike_pages(r: &Value) -> u64 {
     let end = r["events"]
@@ -742,30 +740,6 @@ impl Drop for MountNamespace {
     fn drop(&mut self) {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
-    }
-}
-
-/// Reads `child`'s stderr until the worker pauses before `phase`; returns the worker's pid and
-/// keeps draining stderr so that the supervisor never blocks on it.
-fn wait_for_pause(child: &mut Child, phase: &str) -> i32 {
-    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).expect("read stderr") > 0,
-            "memspike ended before pausing"
-        );
-        if line.contains(&format!("paused before {phase}")) {
-            let worker = line
-                .split("worker ")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-                .and_then(|s| s.parse().ok())
-                .expect("the line names the worker");
-            std::thread::spawn(move || io::copy(&mut stderr, &mut io::sink()));
-            return worker;
-        }
     }
 }
 

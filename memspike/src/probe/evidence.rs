@@ -234,9 +234,9 @@ mod tests {
         assert_eq!(f.total, u64::MAX);
     }
 
-    #[test]
-    fn the_victim_is_this_workers_else_the_first() {
-        let victim = |pid| OomVictimReport {
+    /// A victim with only a pid and a time.
+    fn victim(pid: u32, t_ns: u64) -> OomVictimReport {
+        OomVictimReport {
             pid,
             comm: "memspike".into(),
             total_vm_bytes: 0,
@@ -246,12 +246,16 @@ mod tests {
             pgtables_bytes: 0,
             uid: 0,
             oom_score_adj: 0,
-            t_ns: 0,
+            t_ns,
             source: "/dev/kmsg".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn the_victim_is_this_workers_else_the_first() {
         let mut ev = KernelEvidence::unavailable("test");
         assert_eq!(ev.victim_of(Some(1)), None);
-        ev.oom_victims = vec![victim(10), victim(20), victim(30)];
+        ev.oom_victims = vec![victim(10, 0), victim(20, 0), victim(30, 0)];
         assert_eq!(ev.victim_of(Some(20)).map(|v| v.pid), Some(20));
         assert_eq!(ev.victim_of(Some(99)).map(|v| v.pid), Some(10));
         assert_eq!(ev.victim_of(None).map(|v| v.pid), Some(10));
@@ -267,19 +271,6 @@ mod tests {
                 &counts,
                 "ebpf tp_btf/page_fault_user",
             ))
-        };
-        let victim = |pid, t_ns| OomVictimReport {
-            pid,
-            comm: "memspike".into(),
-            total_vm_bytes: 0,
-            anon_rss_bytes: 0,
-            file_rss_bytes: 0,
-            shmem_rss_bytes: 0,
-            pgtables_bytes: 0,
-            uid: 0,
-            oom_score_adj: 0,
-            t_ns,
-            source: "ebpf tracepoint/oom/mark_victim".into(),
         };
         let mut first = KernelEvidence::unavailable("test");
         first.page_faults = faults(150, 8_000);

@@ -4,35 +4,93 @@
 //! A test may skip only outside CI, and says so; under CI a missing capability is a failure.
 #![allow(dead_code)] // each test binary compiles its own copy and may not use every helper
 
-/// Whether this run is CI's: `CI=true`, as CI sets it (the one definition; xtask uses the
-/// same).
-pub fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
+// CI, skipping and root: the same rule as the library's unit tests, from the same file.
+#[path = "../../src/test_support.rs"]
+mod test_support;
+#[allow(unused_imports)] // each test binary uses some of them
+pub use test_support::{require_root, skip, under_ci};
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// Polls `cond` until it holds (bounded: a condition that never holds fails the test).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+    }
 }
 
-/// Skips a test that cannot run here: prints why outside CI; under CI, fails, because CI must
-/// never pass without running it.
-pub fn skip(what: &str, why: &str) {
-    if under_ci() {
-        panic!("{what}: {why}, and CI=true: CI must run it instead of skipping it");
-    }
-    eprintln!("SKIPPED {what}: {why} (outside CI)");
+/// Whether a process exists (signal 0).
+pub fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
 }
 
-/// True when running as root; otherwise [`skip`]s. Use as
-/// `if !common::require_root("...") { return; }`.
-pub fn require_root(what: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
+/// A process's state letter from /proc/PID/stat (`R`, `S`, `T`, ...).
+pub fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ppid ...": comm may hold anything, so split after its last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// Reads memspike's log until the worker says it paused before `phase`, then waits until it
+/// has really stopped (it says so first, then stops itself: a SIGCONT sent in between would be
+/// lost and the stop would last for ever); returns its pid. stderr is drained from then on, so
+/// memspike never blocks on a full pipe.
+pub fn wait_for_pause(child: &mut Child, phase: &str) -> i32 {
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).expect("read stderr") > 0,
+            "memspike ended before pausing"
+        );
+        if line.contains(&format!("paused before {phase}")) {
+            let worker: i32 = line
+                .split("worker ")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse().ok())
+                .expect("the line names the worker");
+            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+            wait_until("the worker to stop", || process_state(worker) == Some('T'));
+            return worker;
+        }
     }
-    skip(what, "needs root");
-    false
+}
+
+/// Directories of the groups a supervisor with this pid created, in both hierarchies.
+pub fn groups_of(pid: u32) -> Vec<PathBuf> {
+    let h = memspike::cgroup::Hierarchy::discover().expect("preflight passes here");
+    let prefix = format!("memspike-{pid}-");
+    let mut dirs = vec![h.own_dir()];
+    dirs.extend(h.v2_twin_parent().map(PathBuf::from));
+    dirs.iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// A JSON number as u64 (panics naming the value if it is not one).
+pub fn u(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
 /// Ids of the BPF programs process `pid` holds open (its program and link descriptors'
 /// `prog_id` in /proc/PID/fdinfo): ours, whatever other BPF users load meanwhile.
-#[allow(dead_code)] // each test binary compiles its own copy and may not use every helper
 pub fn programs_of(pid: u32) -> std::collections::BTreeSet<u32> {
     let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
         return Default::default();
@@ -49,7 +107,6 @@ pub fn programs_of(pid: u32) -> std::collections::BTreeSet<u32> {
 }
 
 /// Which of `ids` the kernel still lists as loaded programs.
-#[allow(dead_code)]
 pub fn still_loaded(ids: &std::collections::BTreeSet<u32>) -> Vec<u32> {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
@@ -60,7 +117,6 @@ pub fn still_loaded(ids: &std::collections::BTreeSet<u32>) -> Vec<u32> {
 
 /// Waits (polling, up to 10 s) until the kernel lists none of `ids`; panics naming `when` if
 /// some stay.
-#[allow(dead_code)]
 pub fn assert_unloaded(ids: &std::collections::BTreeSet<u32>, when: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
