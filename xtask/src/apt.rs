@@ -1,4 +1,4 @@
-//! Debian packages for the set-up commands (setup_ebpf, setup_browser): which of a list are
+//! Debian packages for the set-up commands (setup_ebpf, setup_test_tools): which of a list are
 //! installed and at what version, whether this is a Debian system apt-get can install on, and
 //! the apt-get update and install runs. What to install, when to refresh the lists, and what to
 //! tell the user to run by hand stay with each set-up.

@@ -9,8 +9,8 @@ mod child;
 mod privilege;
 mod progress;
 mod run_cmd;
-mod setup_browser;
 mod setup_ebpf;
+mod setup_test_tools;
 mod soak;
 mod test_cmd;
 mod workspace;
@@ -53,9 +53,10 @@ enum Command {
     /// Install the eBPF toolchain (Debian's rustc-web with a precompiled core for
     /// bpfel-unknown-none, LLVM 22, bpf-linker). Idempotent; needs root on Debian 12.
     SetupEbpf,
-    /// Install Debian's chromium and chromium-driver for the page test (headless, driven over
-    /// WebDriver). Idempotent; needs root on Debian.
-    SetupBrowser,
+    /// Install what the tests run besides memspike: Debian's chromium and chromium-driver for
+    /// the page test (headless, driven over WebDriver) and python3 for the probe tests.
+    /// Idempotent; needs root on Debian.
+    SetupTestTools,
     /// Build the memspike-ebpf crate into a BPF object with Debian's compiler; prints its path.
     BuildEbpf,
     /// A bounded soak of the real binary (as root): hundreds of runs, 8 at once, with SIGKILL,
@@ -73,7 +74,7 @@ fn main() -> ExitCode {
         Command::Run { args } => run_cmd::run(&args),
         Command::Test { args } => test_cmd::test(&args),
         Command::SetupEbpf => setup_ebpf::setup().map(|()| ExitCode::SUCCESS),
-        Command::SetupBrowser => setup_browser::setup().map(|()| ExitCode::SUCCESS),
+        Command::SetupTestTools => setup_test_tools::setup().map(|()| ExitCode::SUCCESS),
         Command::Soak(options) => soak::soak(&options),
         Command::BuildEbpf => build_ebpf::build().map(|object| {
             println!("{}", object.display());

@@ -9,14 +9,14 @@ use crate::build_ebpf;
 use crate::child;
 use crate::privilege;
 use crate::progress::{self, Step};
-use crate::setup_browser;
 use crate::setup_ebpf;
+use crate::setup_test_tools;
 use crate::workspace;
 
 pub fn test(args: &[String]) -> Result<ExitCode> {
     let ci = workspace::under_ci();
     let ebpf_object = prepare_ebpf(ci)?;
-    prepare_browser(ci)?;
+    prepare_test_tools(ci)?;
 
     progress::say(
         "step 4/4: cargo test --workspace (as root: the tests create cgroups and load eBPF)",
@@ -126,26 +126,27 @@ fn prepare_ebpf(ci: bool) -> Result<Option<PathBuf>> {
     }
 }
 
-/// Step 3: Debian's chromium and chromium-driver for the page test. Outside CI a failure is a
-/// warning (the test then prints SKIPPED); under CI it is an error, since the test would fail.
-fn prepare_browser(ci: bool) -> Result<()> {
+/// Step 3: what the tests run besides memspike (Debian's chromium, chromium-driver, python3).
+/// Outside CI a failure is a warning (those tests then print SKIPPED or fail); under CI it is
+/// an error, since they would fail.
+fn prepare_test_tools(ci: bool) -> Result<()> {
     let step = Step::start(
-        "step 3/4: headless Chromium for the page test (skipped where already installed)",
+        "step 3/4: headless Chromium and python3 for the tests (skipped where already installed)",
     );
-    match setup_browser::setup() {
+    match setup_test_tools::setup() {
         Ok(()) => {
             step.done();
             Ok(())
         }
         Err(err) if !ci => {
-            progress::warn(format!(
-                "headless Chromium set-up is impossible here: {err:#}"
-            ));
-            progress::warn("the page test will be skipped; continuing because CI is not set");
+            progress::warn(format!("the test tools cannot be set up here: {err:#}"));
+            progress::warn(
+                "the page and probe tests will skip or fail; continuing because CI is not set",
+            );
             Ok(())
         }
         Err(err) => Err(err.context(
-            "CI=true: chromium and chromium-driver must be installable (Debian 12, root)",
+            "CI=true: chromium, chromium-driver and python3 must be installable (Debian 12, root)",
         )),
     }
 }

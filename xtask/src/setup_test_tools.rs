@@ -1,6 +1,7 @@
-//! Installs headless Chromium and chromedriver from Debian for the page test
-//! (memspike/tests/page_browser.rs), which drives the interactive mode's page at `/` over the
-//! W3C WebDriver protocol. Skipped when both packages are already installed.
+//! Installs what the tests run besides memspike, from Debian: headless Chromium and
+//! chromedriver for the page test (memspike/tests/page_browser.rs, which drives the interactive
+//! mode's page at `/` over the W3C WebDriver protocol), and python3 for the probe tests' page
+//! toucher (memspike/tests/probe_root.rs). Skipped when every package is already installed.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,9 +15,11 @@ use crate::progress::{self, Step};
 /// Where the test looks for the browser and its driver (Debian's paths).
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The python the probe tests run.
+const PYTHON3: &str = "/usr/bin/python3";
 
 /// The Debian packages, each with the reason it is needed.
-const PACKAGES: [Package; 2] = [
+const PACKAGES: [Package; 3] = [
     (
         "chromium",
         "the browser that memspike/tests/page_browser.rs runs headless to test the page at `/`",
@@ -24,6 +27,11 @@ const PACKAGES: [Package; 2] = [
     (
         "chromium-driver",
         "chromedriver, the W3C WebDriver server the test talks to (same version as chromium)",
+    ),
+    (
+        "python3",
+        "/usr/bin/python3, which memspike/tests/probe_root.rs runs to take a known number of page \
+         faults (and an OOM kill) inside and outside a group",
     ),
 ];
 
@@ -35,7 +43,10 @@ pub fn setup() -> Result<()> {
             bail!("{binary} is missing although its package is installed; reinstall it");
         }
     }
-    progress::say("headless Chromium ready");
+    if !privilege::is_executable(Path::new(PYTHON3)) {
+        bail!("{PYTHON3} is missing although python3 is installed; reinstall it");
+    }
+    progress::say("headless Chromium and python3 ready");
     Ok(())
 }
 
