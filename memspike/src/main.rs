@@ -20,7 +20,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use memspike::{
     pacer::Gogc,
-    preflight,
+    preflight::UsageError,
     privilege::RunAs,
     report::{Outcome, Report},
     serve::AllowedHost,
@@ -289,7 +289,8 @@ fn main() -> ExitCode {
 
 fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     let i = &args.interactive;
-    let run_as = preflight::resolve_user(args.user.as_deref()).map_err(SupervisorError::from)?;
+    let run_as = RunAs::resolve(args.user.as_deref())
+        .map_err(|e| SupervisorError::Settings(UsageError::from(e)))?;
     let config = args
         .experiment
         .config(i.interactive, run_as, i.allow_host.clone());

@@ -6,11 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{
-    heap::PAGE_SIZE,
-    privilege::{PrivilegeError, RunAs},
-    size::human,
-};
+use crate::{heap::PAGE_SIZE, privilege::PrivilegeError, size::human};
 
 /// Below this the worker process alone (about 1-2 MiB before its first allocation) leaves no
 /// room for an experiment.
@@ -151,11 +147,6 @@ pub fn check_report_dir(dir: &Path) -> Result<(), UsageError> {
     std::fs::write(&probe, b"").map_err(|e| fail(format!("cannot write in it ({e})")))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
-}
-
-/// The worker's account (see [`RunAs::resolve`]).
-pub fn resolve_user(user: Option<&str>) -> Result<RunAs, UsageError> {
-    Ok(RunAs::resolve(user)?)
 }
 
 #[cfg(test)]

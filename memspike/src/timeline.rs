@@ -70,11 +70,6 @@ impl<T> History<T> {
         &self.head
     }
 
-    /// The last items kept (after the omitted ones).
-    pub fn tail(&self) -> impl DoubleEndedIterator<Item = &T> + ExactSizeIterator {
-        self.tail.iter()
-    }
-
     /// Every item kept, in order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> {
         self.head.iter().chain(self.tail.iter())
@@ -82,10 +77,6 @@ impl<T> History<T> {
 
     pub fn last(&self) -> Option<&T> {
         self.tail.back().or(self.head.last())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.total == 0
     }
 }
 
@@ -111,7 +102,7 @@ mod tests {
         }
         assert_eq!(h.head(), [0, 1, 2]);
         assert_eq!(
-            h.tail().copied().collect::<Vec<_>>(),
+            h.iter().skip(3).copied().collect::<Vec<_>>(),
             [999_996, 999_997, 999_998, 999_999]
         );
         assert_eq!((h.total(), h.omitted()), (1_000_000, 1_000_000 - 7));

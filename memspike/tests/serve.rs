@@ -501,6 +501,16 @@ fn the_page_calls_only_this_servers_routes_and_has_what_it_uses() {
     );
 }
 
+/// A server whose group is a fake v2 directory (see [`fake_cgroup`]) in `dir`.
+fn start_in_fake_cgroup(dir: &Path) -> Server {
+    fake_cgroup(dir);
+    start_with(Options {
+        sink: Vec::<Event>::new(),
+        limits: Limits::default(),
+        cgroup: Some((dir.to_owned(), Version::V2)),
+    })
+}
+
 /// A v2 group directory with the files the server reads.
 fn fake_cgroup(dir: &Path) {
     let files = [
@@ -518,12 +528,7 @@ fn fake_cgroup(dir: &Path) {
 #[test]
 fn the_feed_and_the_group_show_in_every_answer() {
     let dir = tempfile::tempdir().expect("tempdir");
-    fake_cgroup(dir.path());
-    let s = start_with(Options {
-        sink: Vec::<Event>::new(),
-        limits: Limits::default(),
-        cgroup: Some((dir.path().to_owned(), Version::V2)),
-    });
+    let s = start_in_fake_cgroup(dir.path());
     *s.feed.lock().expect("feed") = Feed {
         restarts: 2,
         last_oom: Some(OomSummary {
@@ -560,12 +565,7 @@ fn the_feed_and_the_group_show_in_every_answer() {
 #[test]
 fn the_groups_counters_stay_fresh() {
     let dir = tempfile::tempdir().expect("tempdir");
-    fake_cgroup(dir.path());
-    let s = start_with(Options {
-        sink: Vec::<Event>::new(),
-        limits: Limits::default(),
-        cgroup: Some((dir.path().to_owned(), Version::V2)),
-    });
+    let s = start_in_fake_cgroup(dir.path());
     let usage = |mib: u64| {
         std::fs::write(
             dir.path().join("memory.current"),
@@ -623,12 +623,7 @@ fn sample(scrape: &prometheus_parse::Scrape, name: &str) -> Option<f64> {
 #[test]
 fn metrics_parse_and_agree_with_stats() {
     let dir = tempfile::tempdir().expect("tempdir");
-    fake_cgroup(dir.path());
-    let s = start_with(Options {
-        sink: Vec::<Event>::new(),
-        limits: Limits::default(),
-        cgroup: Some((dir.path().to_owned(), Version::V2)),
-    });
+    let s = start_in_fake_cgroup(dir.path());
     s.ok("/add?bytes=3MiB");
     s.ok("/add?bytes=1MiB");
     s.ok("/rel?bytes=3MiB");
