@@ -146,9 +146,35 @@ impl fmt::Display for Human {
     }
 }
 
+/// A size exactly as [`parse`] reads it back: with the largest binary unit that divides it
+/// (`32MiB`, `1536KiB`), else in bytes.
+pub fn exact(bytes: u64) -> String {
+    const UNITS: [(&str, u32); 6] = [
+        ("EiB", 60),
+        ("PiB", 50),
+        ("TiB", 40),
+        ("GiB", 30),
+        ("MiB", 20),
+        ("KiB", 10),
+    ];
+    UNITS
+        .iter()
+        .find(|(_, shift)| bytes != 0 && bytes.trailing_zeros() >= *shift)
+        .map_or_else(|| bytes.to_string(), |(u, shift)| format!("{}{u}", bytes >> shift))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_sizes_read_back() {
+        for b in [0, 1, 1023, 1024, 1536 << 10, 32 << 20, 30_198_988, 1 << 40, u64::MAX] {
+            assert_eq!(parse(&exact(b)), Ok(b), "{}", exact(b));
+        }
+        assert_eq!(exact(32 << 20), "32MiB");
+        assert_eq!(exact(1536 << 10), "1536KiB");
+    }
 
     #[test]
     fn accepts_the_documented_spellings() {

@@ -1,13 +1,16 @@
-//! The Go collector's pacing arithmetic (Go 1.18-1.21, `runtime/mgcpacer.go`), as pure
-//! functions of a few numbers: when the next cycle starts (the trigger) and how large the heap
-//! may grow before it must end (the goal). No memory is touched here; [`crate::heap`] feeds
-//! the pacer what it marked and asks it when to collect.
+//! The Go collector's pacing arithmetic (`runtime/mgcpacer.go`), as pure functions of the
+//! heap's totals: when the next cycle starts (the trigger) and how large the heap may grow
+//! before it must end (the goal), under GOGC and the soft memory limit. No memory is touched
+//! here; [`crate::heap`] keeps the totals and asks the pacer when to collect.
 //!
 //! Cycles in the simulation are instantaneous (marked and swept at the moment the trigger is
 //! crossed), so the rules that only matter while a concurrent cycle runs (assists, the goal
 //! floor of "heap at trigger + 64 KiB") never apply and are left out.
 
 use std::{fmt, str::FromStr, time::Duration};
+
+
+use crate::release::Rules;
 
 /// The minimum total heap goal at GOGC=100 (`defaultHeapMinimum`); scaled by GOGC/100.
 pub const DEFAULT_HEAP_MINIMUM: u64 = 4 << 20;
@@ -56,12 +59,16 @@ impl FromStr for Gogc {
     }
 }
 
-/// What the pacer knows about the program besides its heap: the GOGC setting and the
-/// scannable roots that Go 1.18+ adds to the goal. The defaults fit a small Go program like
-/// the seed's (one goroutine stack, a few hundred KiB of globals).
+serde_via_str!(Gogc);
+
+/// What the pacer knows about the program besides its heap: the GOGC setting, the soft memory
+/// limit, and the scannable roots that Go 1.18+ adds to the goal. The defaults fit a small Go
+/// program like the seed's (one goroutine stack, a few hundred KiB of globals).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PacerConfig {
     pub gogc: Gogc,
+    /// The soft memory limit in bytes (`GOMEMLIMIT`); `None` is no limit (`math.MaxInt64`).
+    pub memory_limit: Option<u64>,
     /// Bytes of goroutine stack scanned in a cycle (`lastStackScan`).
     pub stack_scan: u64,
     /// Bytes of global data and BSS scanned in a cycle (`globalsScan`).
@@ -74,6 +81,7 @@ impl Default for PacerConfig {
     fn default() -> Self {
         PacerConfig {
             gogc: Gogc::default(),
+            memory_limit: None,
             stack_scan: 32 << 10,
             globals_scan: 160 << 10,
             cons_mark: 1.0,
@@ -81,16 +89,40 @@ impl Default for PacerConfig {
     }
 }
 
-/// The state the runtime keeps between cycles (`gcControllerState`, the parts that pace).
-#[derive(Clone, Debug, PartialEq)]
+/// The heap's totals, as the runtime keeps them: everything the pacer needs to know about the
+/// heap and the memory around it. All in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Marked live by the last cycle (`heapMarked`).
+    pub marked: u64,
+    /// Of `marked`, bytes holding pointers (`lastHeapScan`).
+    pub marked_scan: u64,
+    /// Allocated and not yet swept, garbage included (`heapLive`, `HeapAlloc`).
+    pub allocated: u64,
+    /// In free spans, still backed by memory (`heapFree`).
+    pub free: u64,
+    /// The heap's address space, released pages included (`HeapSys`).
+    pub mapped: u64,
+    /// Free pages returned to the OS (`HeapReleased`).
+    pub released: u64,
+    /// Mapped and ready memory outside the heap: stacks, metadata, the runtime's own.
+    pub non_heap: u64,
+}
+
+impl Totals {
+    /// Memory the runtime holds ready for use (`mappedReady` = Sys - HeapReleased): what the
+    /// soft memory limit counts.
+    pub fn mapped_ready(&self) -> u64 {
+        (self.mapped - self.released) + self.non_heap
+    }
+}
+
+/// The Go collector's pacer for one program: its settings and its release's rules. It keeps no
+/// state of its own: every answer is a function of the heap's [`Totals`].
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pacer {
     config: PacerConfig,
-    /// Bytes marked live by the last cycle (`heapMarked`).
-    heap_marked: u64,
-    /// Scannable bytes of the heap at the last cycle (`lastHeapScan`).
-    last_heap_scan: u64,
-    /// The heap after the last cycle plus the sweep distance (`sweepDistMinTrigger`).
-    sweep_dist_min_trigger: u64,
+    rules: Rules,
 }
 
 /// The pacer's decision for the coming cycle.
@@ -98,41 +130,29 @@ pub struct Pacer {
 pub struct Pace {
     /// The heap size at which the next cycle starts.
     pub trigger: u64,
-    /// The heap size the cycle aims to finish by (`NextGC`); `u64::MAX` with GOGC=off.
+    /// The heap size the cycle aims to finish by (`NextGC`); `u64::MAX` when nothing bounds it
+    /// (GOGC=off without a memory limit).
     pub goal: u64,
+    /// The memory limit set the goal (it was below the GOGC goal).
+    pub limited: bool,
 }
 
 impl Pacer {
-    /// The pacer of a program that has not collected yet (`gcControllerState.init`).
-    pub fn new(config: PacerConfig) -> Pacer {
-        Pacer {
-            config,
-            heap_marked: 0,
-            last_heap_scan: 0,
-            sweep_dist_min_trigger: 0,
-        }
+    pub fn new(config: PacerConfig, rules: Rules) -> Pacer {
+        Pacer { config, rules }
     }
 
     pub fn config(&self) -> &PacerConfig {
         &self.config
     }
 
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
     /// Changes GOGC (as `debug.SetGCPercent` does); the pace follows at once.
     pub fn set_gogc(&mut self, gogc: Gogc) {
         self.config.gogc = gogc;
-    }
-
-    /// Bytes marked live by the last cycle.
-    pub fn heap_marked(&self) -> u64 {
-        self.heap_marked
-    }
-
-    /// Records the end of a cycle (mark termination): `marked` bytes survived, of which
-    /// `marked_scan` bytes hold pointers, and the heap is `marked` after the sweep.
-    pub fn end_cycle(&mut self, marked: u64, marked_scan: u64) {
-        self.heap_marked = marked;
-        self.last_heap_scan = marked_scan;
-        self.sweep_dist_min_trigger = marked.saturating_add(SWEEP_MIN_HEAP_DISTANCE);
     }
 
     /// The minimum heap goal for this GOGC (`heapMinimum`).
@@ -145,41 +165,72 @@ impl Pacer {
 
     /// The goal implied by GOGC alone (`gcPercentHeapGoal`): marked heap plus GOGC % of
     /// everything the collector scans (heap, stacks, globals), at least the heap minimum.
-    fn gc_percent_goal(&self) -> u64 {
+    fn gc_percent_goal(&self, t: &Totals) -> u64 {
         let Gogc::Percent(p) = self.config.gogc else {
             return u64::MAX;
         };
-        let roots = self.heap_marked + self.config.stack_scan + self.config.globals_scan;
-        let goal = self
-            .heap_marked
+        let roots = t.marked + self.config.stack_scan + self.config.globals_scan;
+        let goal = t
+            .marked
             .saturating_add(roots.saturating_mul(u64::from(p)) / 100);
         goal.max(self.heap_minimum())
     }
 
+    /// The goal implied by the memory limit (`memoryLimitHeapGoal`): what is left of the limit
+    /// after the memory outside the heap and any overage, less the release's headroom, and
+    /// never below the marked heap (then the runtime collects continuously).
+    fn memory_limit_goal(&self, t: &Totals) -> u64 {
+        let Some(limit) = self.config.memory_limit else {
+            return u64::MAX;
+        };
+        let mapped_ready = t.mapped_ready();
+        let non_heap = mapped_ready.saturating_sub(t.free + t.allocated);
+        let overage = mapped_ready.saturating_sub(limit);
+        let outside = non_heap + overage;
+        if outside >= limit {
+            return t.marked;
+        }
+        self.rules
+            .memory_limit_headroom
+            .apply(limit - outside)
+            .max(t.marked)
+    }
+
     /// The distance the runtime expects to allocate while a cycle marks (`runway`).
-    fn runway(&self) -> u64 {
+    fn runway(&self, t: &Totals) -> u64 {
         let u = GC_GOAL_UTILIZATION;
-        let scan = self.last_heap_scan + self.config.stack_scan + self.config.globals_scan;
+        let scan = t.marked_scan + self.config.stack_scan + self.config.globals_scan;
         (self.config.cons_mark * (1.0 - u) / u * scan as f64) as u64
     }
 
-    /// The goal and trigger for the next cycle (`heapGoalInternal` and `trigger`).
-    ///
-    /// The soft memory limit, when it comes, lowers the goal here: the final goal is the
-    /// smaller of the GOGC goal and the limit's goal.
-    pub fn pace(&self) -> Pace {
-        let marked = self.heap_marked;
-        let goal = self.gc_percent_goal().max(self.sweep_dist_min_trigger);
-        // GOGC=off (and, later, no memory limit): an unbounded goal, no trigger.
+    /// The goal and trigger for the next cycle (`heapGoalInternal` and `trigger`). The final
+    /// goal is the smaller of the GOGC goal and the memory limit's; only the GOGC goal is held
+    /// at least a sweep distance above the marked heap.
+    pub fn pace(&self, t: &Totals) -> Pace {
+        let marked = t.marked;
+        let sweep_dist_min_trigger = marked.saturating_add(SWEEP_MIN_HEAP_DISTANCE);
+        let percent_goal = self.gc_percent_goal(t);
+        let limit_goal = self.memory_limit_goal(t);
+        let limited = limit_goal < percent_goal;
+        let (goal, min_trigger) = if limited {
+            (limit_goal, marked)
+        } else {
+            (
+                percent_goal.max(sweep_dist_min_trigger),
+                sweep_dist_min_trigger,
+            )
+        };
+        // Nothing bounds the heap (GOGC=off, no limit), or the limit leaves no room above the
+        // marked heap: the trigger is the goal.
         if marked >= goal || goal == u64::MAX {
             return Pace {
                 trigger: goal,
                 goal,
+                limited,
             };
         }
         let step = (goal - marked) / TRIGGER_RATIO_DEN;
-        let min_trigger = self
-            .sweep_dist_min_trigger
+        let min_trigger = min_trigger
             .max(marked)
             .max(marked + step * MIN_TRIGGER_RATIO_NUM);
         let mut max_trigger = marked + step * MAX_TRIGGER_RATIO_NUM;
@@ -188,16 +239,14 @@ impl Pacer {
         }
         let max_trigger = max_trigger.max(min_trigger);
         let trigger = goal
-            .saturating_sub(self.runway())
+            .saturating_sub(self.runway(t))
             .clamp(min_trigger, max_trigger)
             .min(goal);
-        Pace { trigger, goal }
-    }
-
-    /// Whether a heap of `heap_live` bytes (everything allocated since the last mark,
-    /// garbage included) starts a cycle.
-    pub fn should_trigger(&self, heap_live: u64) -> bool {
-        heap_live >= self.pace().trigger
+        Pace {
+            trigger,
+            goal,
+            limited,
+        }
     }
 }
 
@@ -210,9 +259,25 @@ mod tests {
     fn cfg(gogc: Gogc, stack: u64, globals: u64) -> PacerConfig {
         PacerConfig {
             gogc,
+            memory_limit: None,
             stack_scan: stack,
             globals_scan: globals,
             cons_mark: 1.0,
+        }
+    }
+
+    fn pacer(config: PacerConfig) -> Pacer {
+        Pacer::new(config, Rules::of(crate::release::Release::NEWEST))
+    }
+
+    /// The totals right after a cycle that marked `marked` bytes (`scan` with pointers).
+    fn after(marked: u64, scan: u64) -> Totals {
+        Totals {
+            marked,
+            marked_scan: scan,
+            allocated: marked,
+            mapped: marked,
+            ..Totals::default()
         }
     }
 
@@ -226,11 +291,10 @@ mod tests {
     }
 
     fn run(name: &str, config: PacerConfig, first: Pace, cycles: &[Cycle]) {
-        let mut p = Pacer::new(config);
-        assert_eq!(p.pace(), first, "{name}: before the first cycle");
+        let p = pacer(config);
+        assert_eq!(p.pace(&Totals::default()), first, "{name}: before the first cycle");
         for (i, c) in cycles.iter().enumerate() {
-            p.end_cycle(c.marked, c.scan);
-            let pace = p.pace();
+            let pace = p.pace(&after(c.marked, c.scan));
             assert_eq!(pace.goal, c.goal, "{name}: goal after cycle {}", i + 1);
             assert_eq!(
                 pace.trigger,
@@ -239,7 +303,7 @@ mod tests {
                 i + 1
             );
             assert!(pace.trigger <= pace.goal, "{name}: trigger above goal");
-            assert!(p.should_trigger(pace.trigger) && !p.should_trigger(pace.trigger - 1));
+            assert!(!pace.limited);
         }
     }
 
@@ -255,6 +319,7 @@ mod tests {
             Pace {
                 trigger: 4 * MIB / 64 * 61,
                 goal: 4 * MIB,
+                limited: false,
             },
             &[Cycle {
                 marked: slab,
@@ -277,6 +342,7 @@ mod tests {
             Pace {
                 trigger: 4 * MIB / 64 * 61,
                 goal: 4 * MIB,
+                limited: false,
             },
             &[
                 Cycle {
@@ -322,6 +388,7 @@ mod tests {
             Pace {
                 trigger: 4 * MIB - runway,
                 goal: 4 * MIB,
+                limited: false,
             },
             &[Cycle {
                 marked,
@@ -341,6 +408,7 @@ mod tests {
             Pace {
                 trigger: 2 * MIB / 64 * 61,
                 goal: 2 * MIB,
+                limited: false,
             },
             &[Cycle {
                 marked,
@@ -356,6 +424,7 @@ mod tests {
             Pace {
                 trigger: 16 * MIB / 64 * 61,
                 goal: 16 * MIB,
+                limited: false,
             },
             &[Cycle {
                 marked: MIB,
@@ -377,6 +446,7 @@ mod tests {
             Pace {
                 trigger: 4 * MIB / 64 * 61,
                 goal: 4 * MIB,
+                limited: false,
             },
             &[Cycle {
                 marked,
@@ -393,6 +463,7 @@ mod tests {
             Pace {
                 trigger: 4 * MIB / 64 * 61,
                 goal: 4 * MIB,
+                limited: false,
             },
             &[Cycle {
                 marked,
@@ -413,8 +484,11 @@ mod tests {
             "GOGC=1",
             cfg(Gogc::Percent(1), 0, 0),
             Pace {
-                trigger: DEFAULT_HEAP_MINIMUM / 100 / 64 * 61,
-                goal: DEFAULT_HEAP_MINIMUM / 100,
+                // The sweep distance holds from the start (`commit` at init sets
+                // sweepDistMinTrigger = heapMarked + 1 MiB).
+                trigger: SWEEP_MIN_HEAP_DISTANCE,
+                goal: SWEEP_MIN_HEAP_DISTANCE,
+                limited: false,
             },
             &[Cycle {
                 marked,
@@ -426,15 +500,114 @@ mod tests {
     }
 
     #[test]
-    fn gogc_off_never_triggers() {
-        let mut p = Pacer::new(cfg(Gogc::Off, 0, 0));
-        assert_eq!(p.pace().goal, u64::MAX);
-        assert!(!p.should_trigger(1 << 40));
-        p.end_cycle(100 * MIB, 0);
-        assert_eq!(p.pace().goal, u64::MAX);
-        assert!(!p.should_trigger(u64::MAX - 1));
+    fn gogc_off_without_a_limit_plans_nothing() {
+        let p = pacer(cfg(Gogc::Off, 0, 0));
+        for t in [Totals::default(), after(100 * MIB, 0)] {
+            let pace = p.pace(&t);
+            assert_eq!((pace.goal, pace.trigger), (u64::MAX, u64::MAX));
+        }
+        let mut p = p;
         p.set_gogc(Gogc::Percent(100));
-        assert_eq!(p.pace().goal, 200 * MIB);
+        assert_eq!(p.pace(&after(100 * MIB, 0)).goal, 200 * MIB);
+    }
+
+    /// The memory limit's goal, figures derived by hand from `memoryLimitHeapGoal` (go1.21
+    /// src/runtime/mgcpacer.go; go1.19 for the fixed headroom): goal = limit - (nonHeap +
+    /// overage), less the headroom, at least heapMarked; the final goal is the smaller of it and
+    /// the GOGC goal, and only the GOGC goal keeps the sweep distance.
+    #[test]
+    fn the_memory_limit_lowers_the_goal() {
+        use crate::release::Release;
+        struct Row {
+            what: &'static str,
+            release: u8,
+            gogc: Gogc,
+            limit: u64,
+            totals: Totals,
+            goal: u64,
+            limited: bool,
+        }
+        let limit = 230 * MIB; // 90 % of 256 MiB, rounded to a whole MiB for the arithmetic
+        let t = |marked, allocated, free, released, non_heap| Totals {
+            marked,
+            marked_scan: 0,
+            allocated,
+            free,
+            mapped: allocated + free + released,
+            released,
+            non_heap,
+        };
+        let rows = [
+            Row {
+                what: "the seed's spike at 256 MiB, spike 0.8: the GOGC goal (410 MiB) is above the limit's",
+                release: 21,
+                gogc: Gogc::Percent(100),
+                limit,
+                totals: t(205 * MIB, 205 * MIB, 0, 0, 5 * MIB),
+                // 230 - 5 = 225 MiB, less 3 % (6.75 MiB).
+                goal: 225 * MIB - 225 * MIB / 100 * 3,
+                limited: true,
+            },
+            Row {
+                what: "the same on go1.19: a fixed 1 MiB of headroom",
+                release: 19,
+                gogc: Gogc::Percent(100),
+                limit,
+                totals: t(205 * MIB, 205 * MIB, 0, 0, 5 * MIB),
+                goal: 224 * MIB,
+                limited: true,
+            },
+            Row {
+                what: "free and released pages are not outside the heap; an overage is",
+                release: 21,
+                gogc: Gogc::Off,
+                limit,
+                // mappedReady = 200 + 30 + 20 = 250: 20 MiB over the limit.
+                totals: t(100 * MIB, 200 * MIB, 30 * MIB, 10 * MIB, 20 * MIB),
+                // 230 - (20 + 20) = 190 MiB, less 3 % (5.7 MiB).
+                goal: 190 * MIB - 190 * MIB / 100 * 3,
+                limited: true,
+            },
+            Row {
+                what: "memory outside the heap fills the limit: collect continuously",
+                release: 27,
+                gogc: Gogc::Off,
+                limit: 16 * MIB,
+                totals: t(4 * MIB, 6 * MIB, 0, 0, 16 * MIB),
+                goal: 4 * MIB,
+                limited: true,
+            },
+            Row {
+                what: "the limit's goal never falls below the marked heap",
+                release: 27,
+                gogc: Gogc::Percent(100),
+                limit: 32 * MIB,
+                totals: t(31 * MIB, 31 * MIB, 0, 0, 2 * MIB),
+                goal: 31 * MIB,
+                limited: true,
+            },
+            Row {
+                what: "a small heap under a high limit: GOGC decides",
+                release: 27,
+                gogc: Gogc::Percent(100),
+                limit,
+                totals: t(10 * MIB, 10 * MIB, 0, 0, 5 * MIB),
+                goal: 20 * MIB,
+                limited: false,
+            },
+        ];
+        for r in rows {
+            let p = Pacer::new(
+                PacerConfig {
+                    memory_limit: Some(r.limit),
+                    ..cfg(r.gogc, 0, 0)
+                },
+                Rules::of(Release::go1(r.release).unwrap()),
+            );
+            let pace = p.pace(&r.totals);
+            assert_eq!((pace.goal, pace.limited), (r.goal, r.limited), "{}", r.what);
+            assert!(pace.trigger <= pace.goal && pace.trigger >= r.totals.marked, "{}", r.what);
+        }
     }
 
     #[test]

@@ -1,0 +1,223 @@
+//! One experiment's configuration: the limit, the scenario, the runtime's policy and the Go
+//! release whose rules apply. It is the single description the CLI builds, the supervisor sends
+//! the worker (one JSON line on the control channel), and the report repeats. A new setting is
+//! one field here.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    footprint::Footprint,
+    pacer::Gogc,
+    release::Release,
+    runtime::RuntimeConfig,
+    scenario::{Scenario, round_percent},
+    size,
+    watchdog::Watchdog,
+};
+
+/// How fast the simulated program allocates and writes, bytes per simulated second, unless
+/// told otherwise: what the reference Go program achieves allocating and writing 1 MiB slabs on
+/// the development machine (`reference/go/MEASUREMENTS.md`).
+pub const DEFAULT_ALLOC_RATE: u64 = 2 << 30;
+
+/// The soft memory limit (`GOMEMLIMIT`): bytes, or a percentage of the cgroup's limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MemoryLimit {
+    Bytes(u64),
+    Percent(f64),
+}
+
+impl MemoryLimit {
+    /// In bytes, under a cgroup limit of `limit`.
+    pub fn resolve(self, limit: u64) -> u64 {
+        match self {
+            MemoryLimit::Bytes(b) => b,
+            MemoryLimit::Percent(p) => (limit as f64 * p / 100.0) as u64,
+        }
+    }
+}
+
+impl fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemoryLimit::Bytes(b) => f.write_str(&size::exact(*b)),
+            MemoryLimit::Percent(p) => write!(f, "{}%", round_percent(*p)),
+        }
+    }
+}
+
+impl FromStr for MemoryLimit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let usage = "give a size (240MiB, 251658240), a percentage of the cgroup's limit (90%), or off";
+        if let Some(p) = s.trim().strip_suffix('%') {
+            return p
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| p.is_finite() && *p > 0.0)
+                .map(MemoryLimit::Percent)
+                .ok_or_else(|| format!("invalid memory limit {s:?}: {usage}"));
+        }
+        size::parse(s)
+            .ok()
+            .filter(|b| *b > 0)
+            .map(MemoryLimit::Bytes)
+            .ok_or_else(|| format!("invalid memory limit {s:?}: {usage}"))
+    }
+}
+
+/// Parses `--memory-limit`: `off` is no limit.
+pub fn parse_memory_limit(s: &str) -> Result<Option<MemoryLimit>, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        Ok(None)
+    } else {
+        s.parse().map(Some)
+    }
+}
+
+serde_via_str!(MemoryLimit);
+
+/// The runtime's memory policy: everything a Go program or its operator can set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    pub gogc: Gogc,
+    /// `GOMEMLIMIT`; `None` is off.
+    pub memory_limit: Option<MemoryLimit>,
+    /// A collection right after every release step (the seed's `-gc`).
+    pub gc_after_release: bool,
+    pub watchdog: Option<Watchdog>,
+}
+
+/// The whole experiment. See the module documentation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    /// The cgroup's memory limit, bytes.
+    pub limit: u64,
+    pub scenario: Scenario,
+    /// The seed scenario's spike fraction (the report repeats it), when the seed runs.
+    pub spike: Option<f64>,
+    pub policy: Policy,
+    /// The Go release whose rules apply.
+    pub runtime: Release,
+    /// Bytes per simulated second the program allocates and writes.
+    pub alloc_rate: u64,
+    /// `GOMAXPROCS` (the CPU limiter's capacity scales with it).
+    pub gomaxprocs: u32,
+    /// Stop the worker before the first step with this name.
+    pub pause_at: Option<String>,
+}
+
+/// The slot names before the first step and after the last.
+pub const STARTUP: &str = "startup";
+pub const DONE: &str = "done";
+
+impl Experiment {
+    /// The scenario as it runs: with a collection after every release when the policy says so.
+    pub fn effective_scenario(&self) -> Scenario {
+        if self.policy.gc_after_release {
+            self.scenario.with_gc_after_release()
+        } else {
+            self.scenario.clone()
+        }
+    }
+
+    /// The names page faults are counted under, in order: start-up, every step, done.
+    pub fn step_names(&self) -> Vec<String> {
+        let mut names = vec![STARTUP.to_owned()];
+        for n in self.effective_scenario().step_names() {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        if !names.iter().any(|n| n == DONE) {
+            names.push(DONE.to_owned());
+        }
+        names
+    }
+
+    /// The soft memory limit in bytes.
+    pub fn memory_limit_bytes(&self) -> Option<u64> {
+        self.policy.memory_limit.map(|m| m.resolve(self.limit))
+    }
+
+    /// The runtime's settings. `epoch_unix_ns` is when it starts; `footprint_offset` the
+    /// resident memory the host process already holds for itself.
+    pub fn runtime_config(&self, epoch_unix_ns: u64, footprint_offset: u64) -> RuntimeConfig {
+        RuntimeConfig {
+            release: self.runtime,
+            gogc: self.policy.gogc,
+            memory_limit: self.memory_limit_bytes(),
+            gomaxprocs: self.gomaxprocs,
+            alloc_rate: self.alloc_rate,
+            watchdog: self.policy.watchdog.clone(),
+            watchdog_limit: self.limit,
+            epoch_unix_ns,
+            footprint_offset,
+        }
+    }
+
+    /// The runtime's own memory at start, resident (what it costs before any allocation).
+    pub fn footprint_at_start(&self) -> u64 {
+        Footprint::of(self.runtime).resident(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::builtin;
+
+    fn seed() -> Experiment {
+        Experiment {
+            limit: 32 << 20,
+            scenario: builtin::seed(0.9, None),
+            spike: Some(0.9),
+            policy: Policy::default(),
+            runtime: Release::default(),
+            alloc_rate: DEFAULT_ALLOC_RATE,
+            gomaxprocs: 2,
+            pause_at: None,
+        }
+    }
+
+    #[test]
+    fn the_configuration_round_trips_through_json() {
+        let mut e = seed();
+        e.policy.memory_limit = Some(MemoryLimit::Percent(90.0));
+        e.policy.gogc = Gogc::Off;
+        e.policy.watchdog = Some(Watchdog::new("watermarks:0.5,0.75,0.9".parse().unwrap()));
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains(r#""memory_limit":"90%""#), "{json}");
+        assert!(json.contains(r#""runtime":"go1.27""#), "{json}");
+        assert_eq!(serde_json::from_str::<Experiment>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn the_seeds_steps_are_the_old_phases() {
+        let mut e = seed();
+        assert_eq!(e.step_names(), ["startup", "spike", "release", "remainder", "done"]);
+        e.policy.gc_after_release = true;
+        assert_eq!(
+            e.step_names(),
+            ["startup", "spike", "release", "gc", "remainder", "done"]
+        );
+    }
+
+    #[test]
+    fn memory_limits_parse() {
+        assert_eq!(parse_memory_limit("off"), Ok(None));
+        assert_eq!(parse_memory_limit("90%"), Ok(Some(MemoryLimit::Percent(90.0))));
+        assert_eq!(
+            parse_memory_limit("240MiB"),
+            Ok(Some(MemoryLimit::Bytes(240 << 20)))
+        );
+        assert_eq!(MemoryLimit::Percent(90.0).resolve(256 << 20), 241_591_910);
+        for bad in ["", "-5%", "0", "lots", "0%"] {
+            let e = parse_memory_limit(bad).unwrap_err();
+            assert!(e.contains("or off"), "{bad}: {e}");
+        }
+    }
+}

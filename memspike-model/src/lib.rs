@@ -1,0 +1,47 @@
+//! memspike's model of the Go runtime's memory management: pure arithmetic and bookkeeping, no
+//! root, no kernel, no memory of its own unless given some. The worker runs it over real memory
+//! inside a cgroup; tests and benches run it over [`heap::Accounting`].
+//!
+//! The chain, in the order data flows:
+//! - [`experiment`]: one experiment's configuration (limit, scenario, policy, Go release).
+//! - [`scenario`]: allocation patterns as named steps, from TOML or built in.
+//! - [`program`]: runs a scenario's steps on the runtime and reports each one as [`event`]s.
+//! - [`runtime`]: the simulated Go runtime on a simulated clock, made of
+//!   [`heap`] (slabs over pages over memory), [`pacer`] (goal and trigger),
+//!   [`scavenger`] (returning pages), [`limiter`] (the GC CPU limiter), [`watchdog`]
+//!   (go-watchdog's policies) and [`footprint`] (the runtime's own memory);
+//!   [`release`] says which Go release's rules apply.
+//! - [`size`] and [`duration`]: sizes and durations as people write them.
+
+/// Serde for a type through its `Display` and `FromStr` (a string in JSON and TOML).
+macro_rules! serde_via_str {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <String as serde::Deserialize>::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+pub mod duration;
+pub mod event;
+pub mod experiment;
+pub mod footprint;
+pub mod heap;
+pub mod limiter;
+pub mod pacer;
+pub mod program;
+pub mod release;
+pub mod runtime;
+pub mod scavenger;
+pub mod scenario;
+pub mod size;
+pub mod watchdog;

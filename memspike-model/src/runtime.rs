@@ -1,0 +1,404 @@
+//! The simulated Go runtime: the heap, the pacer, the scavenger, the CPU limiter, a watchdog and
+//! the runtime's own footprint, on one simulated clock.
+//!
+//! A program drives it with the operations a Go program has: allocate, drop references,
+//! `runtime.GC()`, `debug.FreeOSMemory()`, and do nothing for a while. Everything the runtime
+//! does by itself (a collection at the trigger, the periodic collection, background and
+//! allocation-time scavenging, a watchdog's polls) happens inside those operations, in
+//! simulated time, and is queued as a [`Happening`] for the program's driver to report.
+//!
+//! Simulated time passes while the program writes what it allocates ([`RuntimeConfig::alloc_rate`])
+//! and while it waits; collections are instantaneous. The same inputs give the same happenings,
+//! whatever the machine's speed.
+
+use std::time::Duration;
+
+use crate::{
+    event::{Cycle, GcReason, HeapStats, ScavengeReason},
+    footprint::Footprint,
+    heap::{Allocation, Heap, HeapError, Memory, Order, SlabId},
+    limiter::Limiter,
+    pacer::{FORCE_GC_PERIOD, Gogc, Pace, Pacer, PacerConfig, Totals},
+    release::Release,
+    scavenger::{self, Scavenger},
+    watchdog::{self, Driver, Force, Watchdog},
+};
+
+/// The GC CPU time one cycle costs, in nanoseconds: the two stop-the-world pauses and the root
+/// scan of a small program whose heap is pointer-free slabs (marking them reads no memory).
+/// An estimate from `GODEBUG=gctrace=1` on the reference program (`reference/go/`).
+pub const CYCLE_CPU_NS: u64 = 300_000;
+
+/// Everything that sets the runtime's behaviour.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuntimeConfig {
+    pub release: Release,
+    pub gogc: Gogc,
+    /// The soft memory limit in bytes (`GOMEMLIMIT`).
+    pub memory_limit: Option<u64>,
+    pub gomaxprocs: u32,
+    /// Bytes per simulated second the program allocates and writes.
+    pub alloc_rate: u64,
+    pub watchdog: Option<Watchdog>,
+    /// The budget a watchdog's policy divides (the cgroup's limit).
+    pub watchdog_limit: u64,
+    /// Unix time of the simulated start, ns (`LastGC` counts from it).
+    pub epoch_unix_ns: u64,
+    /// Resident memory the host process already holds for itself: the part of the runtime's
+    /// footprint that need not be made resident again.
+    pub footprint_offset: u64,
+}
+
+/// Something the runtime did by itself (or as part of an operation), for the driver to report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Happening {
+    Cycle(Cycle),
+    Scavenged { reason: ScavengeReason, bytes: u64 },
+}
+
+/// The memory use a cgroup-driven watchdog sees.
+pub trait Usage {
+    /// The cgroup's usage now, if it can be read.
+    fn cgroup_usage(&mut self) -> Option<u64>;
+}
+
+/// No cgroup: the usage is the runtime's own resident memory.
+impl Usage for () {
+    fn cgroup_usage(&mut self) -> Option<u64> {
+        None
+    }
+}
+
+#[derive(Clone, Debug)]
+struct WatchdogState {
+    config: Watchdog,
+    /// The cgroup driver's threshold.
+    threshold: u64,
+    next_poll_ns: u64,
+    original_gogc: u32,
+}
+
+/// The simulated runtime. See the module documentation.
+#[derive(Debug)]
+pub struct Runtime<M: Memory> {
+    heap: Heap<M>,
+    /// The runtime's own memory outside the heap, made resident as the footprint grows.
+    meta: M,
+    meta_resident: u64,
+    config: RuntimeConfig,
+    pacer: Pacer,
+    footprint: Footprint,
+    scavenger: Scavenger,
+    limiter: Limiter,
+    watchdog: Option<WatchdogState>,
+    now_ns: u64,
+    num_gc: u32,
+    last_gc_ns: Option<u64>,
+    gc_cpu_ns: u64,
+    happened: Vec<Happening>,
+}
+
+impl<M: Memory> Runtime<M> {
+    /// A runtime whose heap lives in `heap_memory` (up to `capacity` bytes of address space)
+    /// and whose own memory lives in `meta_memory`. The footprint's start-up part is made
+    /// resident at once, as the real runtime's is before `main` runs.
+    pub fn new(heap_memory: M, meta_memory: M, capacity: u64, config: RuntimeConfig) -> Runtime<M> {
+        let rules = config.release.rules();
+        let pacer = Pacer::new(
+            PacerConfig {
+                gogc: config.gogc,
+                memory_limit: config.memory_limit,
+                ..PacerConfig::default()
+            },
+            rules,
+        );
+        let watchdog = config.watchdog.clone().map(|w| WatchdogState {
+            threshold: watchdog::DISARMED,
+            next_poll_ns: w.interval.as_nanos() as u64,
+            original_gogc: match config.gogc {
+                Gogc::Percent(p) => p,
+                Gogc::Off => 100,
+            },
+            config: w,
+        });
+        let mut rt = Runtime {
+            heap: Heap::new(heap_memory, capacity),
+            meta: meta_memory,
+            meta_resident: 0,
+            pacer,
+            footprint: Footprint::of(config.release),
+            scavenger: Scavenger::new(config.memory_limit),
+            limiter: Limiter::new(config.gomaxprocs),
+            watchdog,
+            now_ns: 0,
+            num_gc: 0,
+            last_gc_ns: None,
+            gc_cpu_ns: 0,
+            happened: Vec::new(),
+            config,
+        };
+        rt.grow_footprint();
+        rt
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    pub fn heap(&self) -> &Heap<M> {
+        &self.heap
+    }
+
+    pub fn meta_memory(&self) -> &M {
+        &self.meta
+    }
+
+    /// Simulated nanoseconds since start.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// GC CPU time so far, simulated nanoseconds.
+    pub fn gc_cpu_ns(&self) -> u64 {
+        self.gc_cpu_ns
+    }
+
+    /// What happened since the last call, oldest first.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Happening> {
+        self.happened.drain(..)
+    }
+
+    fn non_heap(&self) -> u64 {
+        self.footprint.mapped(self.heap.mapped())
+    }
+
+    fn totals(&self) -> Totals {
+        self.heap.totals(self.non_heap())
+    }
+
+    fn pace(&self) -> Pace {
+        self.pacer.pace(&self.totals())
+    }
+
+    /// The runtime's state in `runtime.MemStats` terms.
+    pub fn stats(&self) -> HeapStats {
+        let pace = self.pace();
+        let planned = |v: u64| (v != u64::MAX).then_some(v);
+        let (mallocs, frees, total_alloc) = self.heap.counts();
+        HeapStats {
+            live: self.heap.live(),
+            garbage: self.heap.garbage(),
+            free: self.heap.free(),
+            released: self.heap.released(),
+            objects: self.heap.objects(),
+            total_alloc,
+            mallocs,
+            frees,
+            num_gc: self.num_gc,
+            last_gc_unix_ns: self
+                .last_gc_ns
+                .map_or(0, |t| self.config.epoch_unix_ns + t),
+            next_gc: planned(pace.goal),
+            trigger: planned(pace.trigger),
+            non_heap: self.non_heap(),
+        }
+    }
+
+    /// Resident memory as the runtime accounts it: the heap's pages and its own footprint.
+    pub fn resident(&self) -> u64 {
+        self.heap.resident() + self.footprint.resident(self.heap.mapped())
+    }
+
+    /// Makes the footprint resident up to what the heap's size calls for (it never shrinks).
+    fn grow_footprint(&mut self) {
+        let want = self
+            .footprint
+            .resident(self.heap.mapped())
+            .saturating_sub(self.config.footprint_offset);
+        if want > self.meta_resident {
+            let start = self.meta_resident.next_multiple_of(crate::heap::PAGE_SIZE);
+            let end = want.next_multiple_of(crate::heap::PAGE_SIZE);
+            if end > start {
+                self.meta.populate(start, end - start);
+            }
+            self.meta_resident = end;
+        }
+    }
+
+    /// Allocates and writes a slab (`mallocgc` for a large object): takes its pages, scavenges
+    /// what the allocation would put over the memory limit or the retention goal, collects if
+    /// the heap crossed the trigger, and lets the time of writing it pass.
+    pub fn alloc(&mut self, bytes: u64, usage: &mut impl Usage) -> Result<Allocation, HeapError> {
+        let placed = self.heap.place(bytes)?;
+        let limit = self
+            .config
+            .memory_limit
+            .filter(|_| !self.limiter.limiting());
+        let scavenge =
+            self.scavenger
+                .at_allocation(&self.totals(), limit, placed.regained, placed.growth);
+        self.scavenge(scavenge, ScavengeReason::Allocation)?;
+        self.heap.populate(&placed);
+        self.grow_footprint();
+        let pace = self.pace();
+        if self.heap.heap_alloc() >= pace.trigger && !self.limiter.limiting() {
+            self.collect(GcReason::Trigger, usage);
+        }
+        let write_ns = (u128::from(bytes) * 1_000_000_000 / u128::from(self.config.alloc_rate.max(1))) as u64;
+        self.advance(write_ns, usage)?;
+        Ok(placed.allocation)
+    }
+
+    /// Drops the program's reference to a slab; returns its size.
+    pub fn release(&mut self, id: SlabId) -> Option<u64> {
+        self.heap.release(id)
+    }
+
+    /// Drops every slab; returns the bytes they were asked for.
+    pub fn release_all(&mut self) -> u64 {
+        self.heap.release_all()
+    }
+
+    /// The live slabs in `order`.
+    pub fn slabs(&self, order: Order) -> Box<dyn Iterator<Item = (SlabId, u64)> + '_> {
+        self.heap.slabs(order)
+    }
+
+    /// `runtime.GC()`: a full cycle now.
+    pub fn gc(&mut self, usage: &mut impl Usage) -> Cycle {
+        self.collect(GcReason::Forced, usage)
+    }
+
+    /// `debug.FreeOSMemory()`: a full cycle, then every free page back to the OS.
+    pub fn free_os_memory(&mut self, usage: &mut impl Usage) -> Result<Cycle, HeapError> {
+        let cycle = self.collect(GcReason::Forced, usage);
+        self.scavenge(u64::MAX, ScavengeReason::FreeOsMemory)?;
+        Ok(cycle)
+    }
+
+    /// Lets `d` of simulated time pass with no allocation.
+    pub fn wait(&mut self, d: Duration, usage: &mut impl Usage) -> Result<(), HeapError> {
+        self.advance(d.as_nanos() as u64, usage)
+    }
+
+    fn scavenge(&mut self, bytes: u64, reason: ScavengeReason) -> Result<u64, HeapError> {
+        if bytes == 0 {
+            return Ok(0);
+        }
+        let released = self.heap.scavenge(bytes)?;
+        if released > 0 {
+            self.happened
+                .push(Happening::Scavenged { reason, bytes: released });
+        }
+        Ok(released)
+    }
+
+    /// A cycle: mark and sweep, then the pacer, the scavenger's goals and the watchdog look at
+    /// the result.
+    fn collect(&mut self, reason: GcReason, usage: &mut impl Usage) -> Cycle {
+        let swept = self.heap.mark_and_sweep();
+        self.num_gc += 1;
+        self.last_gc_ns = Some(self.now_ns);
+        self.gc_cpu_ns += CYCLE_CPU_NS;
+        self.limiter.accumulate(0, CYCLE_CPU_NS);
+        self.after_cycle(usage);
+        let pace = self.pace();
+        self.scavenger.on_cycle_end(pace.goal, self.heap.in_use());
+        let planned = |v: u64| (v != u64::MAX).then_some(v);
+        let cycle = Cycle {
+            n: self.num_gc,
+            reason,
+            heap_before: swept.heap_before,
+            heap_after: swept.marked,
+            swept: swept.swept,
+            goal: planned(pace.goal),
+            trigger: planned(pace.trigger),
+        };
+        self.happened.push(Happening::Cycle(cycle));
+        cycle
+    }
+
+    /// What a watchdog does after every cycle: the heap driver sets GOGC, the cgroup driver
+    /// renews its threshold.
+    fn after_cycle(&mut self, usage: &mut impl Usage) {
+        let used = self.usage(usage);
+        let limit = self.config.watchdog_limit;
+        let Some(w) = &mut self.watchdog else { return };
+        match w.config.driver {
+            Driver::Heap => {
+                let Gogc::Percent(gogc) = self.pacer.config().gogc else {
+                    return;
+                };
+                let next_gc = self.pacer.pace(&self.heap.totals(self.footprint.mapped(self.heap.mapped()))).goal;
+                let next = w
+                    .config
+                    .heap_gogc(limit, next_gc, gogc, self.heap.heap_alloc(), w.original_gogc);
+                self.pacer.set_gogc(Gogc::Percent(next));
+            }
+            Driver::Cgroup => w.threshold = w.config.policy.evaluate(limit, used),
+        }
+    }
+
+    fn usage(&self, usage: &mut impl Usage) -> u64 {
+        usage.cgroup_usage().unwrap_or_else(|| self.resident())
+    }
+
+    /// Lets `ns` of simulated time pass: the background scavenger works, the limiter drains,
+    /// and the periodic collection and a watchdog's polls happen when they fall due.
+    fn advance(&mut self, ns: u64, usage: &mut impl Usage) -> Result<(), HeapError> {
+        let end = self.now_ns.saturating_add(ns);
+        loop {
+            let periodic = self
+                .last_gc_ns
+                .filter(|_| self.pacer.config().gogc != Gogc::Off)
+                .map(|t| t + FORCE_GC_PERIOD.as_nanos() as u64 + 1);
+            let poll = self
+                .watchdog
+                .as_ref()
+                .filter(|w| w.config.driver == Driver::Cgroup)
+                .map(|w| w.next_poll_ns);
+            let next = [Some(end), periodic, poll].into_iter().flatten().min().unwrap_or(end);
+            let step = next.saturating_sub(self.now_ns);
+            if step > 0 {
+                let budget = (u128::from(scavenger::background_rate()) * u128::from(step)
+                    / 1_000_000_000) as u64;
+                let excess = self.scavenger.excess(&self.totals());
+                self.scavenge(budget.min(excess), ScavengeReason::Background)?;
+                self.limiter
+                    .accumulate(step * u64::from(self.config.gomaxprocs.max(1)), 0);
+                self.now_ns = next;
+            }
+            if periodic == Some(self.now_ns) {
+                self.collect(GcReason::Periodic, usage);
+            }
+            if poll == Some(self.now_ns) {
+                self.poll_watchdog(usage)?;
+            }
+            if self.now_ns >= end {
+                return Ok(());
+            }
+        }
+    }
+
+    /// A cgroup-driven watchdog's poll: force a collection when the usage reached the threshold.
+    fn poll_watchdog(&mut self, usage: &mut impl Usage) -> Result<(), HeapError> {
+        let used = self.usage(usage);
+        let Some(w) = &mut self.watchdog else {
+            return Ok(());
+        };
+        w.next_poll_ns += (w.config.interval.as_nanos() as u64).max(1);
+        if w.threshold == watchdog::DISARMED && self.num_gc == 0 {
+            // Not initialised yet: the first threshold comes from the usage at start.
+            w.threshold = w.config.policy.evaluate(self.config.watchdog_limit, used);
+        }
+        if used < w.threshold {
+            return Ok(());
+        }
+        let force = w.config.force;
+        self.collect(GcReason::Watchdog, usage);
+        if force == Force::FreeOsMemory {
+            self.scavenge(u64::MAX, ScavengeReason::FreeOsMemory)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,514 @@
+//! Scenarios: a program's allocation pattern as a list of named steps, written in TOML, and the
+//! built-in ones ([`builtin`]).
+//!
+//! ```toml
+//! name = "burst"
+//! description = "a live set, then a large buffer allocated and dropped ten times"
+//!
+//! [[step]]
+//! name = "live set"
+//! alloc = "25%"          # of the cgroup's limit; or a size: 64MiB, 1048576
+//!
+//! [[step]]
+//! repeat = 10
+//! [[step.steps]]
+//! name = "buffer"
+//! alloc = "40%"
+//! chunk = "1MiB"         # in pieces (the collector may run between them)
+//! [[step.steps]]
+//! release = "40%"        # or "all"; the oldest slabs first unless order = "newest"
+//! order = "newest"
+//! [[step.steps]]
+//! wait = "100ms"         # simulated time
+//! ```
+//!
+//! A step has exactly one action: `alloc` (with `chunk`, and `fill = true` to count what the
+//! heap already holds towards the size), `release` (with `order`), `gc = true`,
+//! `free_os_memory = true`, `wait`, or `repeat` (with nested `steps`). A step without a name is
+//! named after its action. Errors name the file, the line and the column.
+
+pub mod builtin;
+
+use std::{path::Path, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{heap::Order, size};
+
+/// A size in a scenario: bytes, or a percentage of the cgroup's limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Amount {
+    Bytes(u64),
+    Percent(f64),
+}
+
+impl Amount {
+    /// The size in bytes under a limit of `limit` bytes.
+    pub fn resolve(self, limit: u64) -> u64 {
+        match self {
+            Amount::Bytes(b) => b,
+            Amount::Percent(p) => (limit as f64 * p / 100.0) as u64,
+        }
+    }
+
+    fn parse(s: &str) -> Result<Amount, String> {
+        if let Some(p) = s.trim().strip_suffix('%') {
+            return p
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| p.is_finite() && *p > 0.0)
+                .map(Amount::Percent)
+                .ok_or_else(|| format!("invalid percentage {s:?}: give a positive number, e.g. 90%"));
+        }
+        size::parse(s).map(Amount::Bytes).map_err(|e| e.to_string())
+    }
+
+    fn show(self) -> String {
+        match self {
+            Amount::Bytes(b) => size::exact(b),
+            Amount::Percent(p) => format!("{}%", round_percent(p)),
+        }
+    }
+}
+
+/// Percentages are kept to 9 decimals, so that `--spike 0.9` prints as 90% and 10%.
+pub fn round_percent(p: f64) -> f64 {
+    (p * 1e9).round() / 1e9
+}
+
+/// How much a `release` step drops.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Releasing {
+    All,
+    Amount(Amount),
+}
+
+/// What a step does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Alloc {
+        size: Amount,
+        /// Allocate in pieces of this size (the last one smaller).
+        chunk: Option<Amount>,
+        /// Count what the heap already holds (`HeapAlloc`) towards `size`, as the seed's fill.
+        fill: bool,
+    },
+    Release {
+        what: Releasing,
+        order: Order,
+    },
+    Gc,
+    FreeOsMemory,
+    Wait(Duration),
+    Repeat {
+        count: u32,
+        steps: Vec<Step>,
+    },
+}
+
+impl Action {
+    /// The name of a step that has none.
+    pub fn default_name(&self) -> &'static str {
+        match self {
+            Action::Alloc { .. } => "alloc",
+            Action::Release { .. } => "release",
+            Action::Gc => "gc",
+            Action::FreeOsMemory => "free_os_memory",
+            Action::Wait(_) => "wait",
+            Action::Repeat { .. } => "repeat",
+        }
+    }
+}
+
+/// One step: an action and the name its events and page faults are reported under.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawStep", into = "RawStep")]
+pub struct Step {
+    pub name: String,
+    pub action: Action,
+}
+
+impl Step {
+    pub fn new(name: &str, action: Action) -> Step {
+        Step {
+            name: name.to_owned(),
+            action,
+        }
+    }
+}
+
+/// A scenario: a name, a line saying what it is, and its steps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(rename = "step")]
+    pub steps: Vec<Step>,
+}
+
+/// A scenario that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    /// The message names the file, line and column.
+    #[error("{0}")]
+    Parse(String),
+    #[error(
+        "no built-in scenario is called {0:?} and no such file exists: run `memspike scenarios` for the built-in ones, or give a path to a TOML file"
+    )]
+    Unknown(String),
+}
+
+impl Scenario {
+    /// Parses a scenario from TOML text; `origin` names it in errors (a path).
+    pub fn from_toml(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((1, 1));
+            ScenarioError::Parse(format!(
+                "{origin}:{line}:{column}: {}",
+                e.message().trim_end()
+            ))
+        })?;
+        if scenario.steps.is_empty() {
+            return Err(ScenarioError::Parse(format!(
+                "{origin}: the scenario has no steps: add at least one [[step]] table"
+            )));
+        }
+        Ok(scenario)
+    }
+
+    /// A built-in scenario by name, or else a TOML file at that path.
+    pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
+        if let Some(s) = builtin::by_name(name_or_path) {
+            return Ok(s);
+        }
+        let path = Path::new(name_or_path);
+        if !path.exists() {
+            return Err(ScenarioError::Unknown(name_or_path.to_owned()));
+        }
+        let text = std::fs::read_to_string(path).map_err(|error| ScenarioError::Read {
+            path: name_or_path.to_owned(),
+            error,
+        })?;
+        Scenario::from_toml(&text, name_or_path)
+    }
+
+    /// The scenario as TOML, for a user to start from.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print this scenario: {e}\n"))
+    }
+
+    /// The same scenario with a collection right after every `release` step (the seed's `-gc`),
+    /// each named `gc`.
+    pub fn with_gc_after_release(&self) -> Scenario {
+        fn walk(steps: &[Step]) -> Vec<Step> {
+            let mut out = Vec::with_capacity(steps.len());
+            for s in steps {
+                let action = match &s.action {
+                    Action::Repeat { count, steps } => Action::Repeat {
+                        count: *count,
+                        steps: walk(steps),
+                    },
+                    other => other.clone(),
+                };
+                let is_release = matches!(action, Action::Release { .. });
+                out.push(Step {
+                    name: s.name.clone(),
+                    action,
+                });
+                if is_release {
+                    out.push(Step::new("gc", Action::Gc));
+                }
+            }
+            out
+        }
+        Scenario {
+            steps: walk(&self.steps),
+            ..self.clone()
+        }
+    }
+
+    /// Every step's name, in the order the steps are written (nested ones included), each once.
+    pub fn step_names(&self) -> Vec<String> {
+        fn walk(steps: &[Step], out: &mut Vec<String>) {
+            for s in steps {
+                if !out.contains(&s.name) {
+                    out.push(s.name.clone());
+                }
+                if let Action::Repeat { steps, .. } = &s.action {
+                    walk(steps, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.steps, &mut out);
+        out
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    (line, column)
+}
+
+/// A step as written in TOML: one optional field per action, checked into a [`Step`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alloc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chunk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fill: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    release: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    order: Option<Order>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gc: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    free_os_memory: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    wait: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    repeat: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    steps: Option<Vec<Step>>,
+}
+
+const ACTIONS: &str =
+    "alloc = SIZE, release = SIZE|\"all\", gc = true, free_os_memory = true, wait = DURATION, or repeat = N with steps";
+
+impl TryFrom<RawStep> for Step {
+    type Error = String;
+    fn try_from(r: RawStep) -> Result<Step, String> {
+        let mut actions = Vec::new();
+        if let Some(a) = &r.alloc {
+            let size = Amount::parse(a).map_err(|e| format!("alloc: {e}"))?;
+            let chunk = r
+                .chunk
+                .as_deref()
+                .map(Amount::parse)
+                .transpose()
+                .map_err(|e| format!("chunk: {e}"))?;
+            actions.push(Action::Alloc {
+                size,
+                chunk,
+                fill: r.fill.unwrap_or(false),
+            });
+        }
+        if let Some(rel) = &r.release {
+            let what = if rel.trim() == "all" {
+                Releasing::All
+            } else {
+                Releasing::Amount(Amount::parse(rel).map_err(|e| format!("release: {e} (or \"all\")"))?)
+            };
+            actions.push(Action::Release {
+                what,
+                order: r.order.unwrap_or_default(),
+            });
+        }
+        match r.gc {
+            Some(true) => actions.push(Action::Gc),
+            Some(false) => return Err("gc = false does nothing: write gc = true or leave the step out".into()),
+            None => {}
+        }
+        match r.free_os_memory {
+            Some(true) => actions.push(Action::FreeOsMemory),
+            Some(false) => {
+                return Err("free_os_memory = false does nothing: write free_os_memory = true or leave the step out".into());
+            }
+            None => {}
+        }
+        if let Some(w) = &r.wait {
+            actions.push(Action::Wait(crate::duration::parse(w).map_err(|e| format!("wait: {e}"))?));
+        }
+        if let Some(count) = r.repeat {
+            let steps = r.steps.clone().unwrap_or_default();
+            if steps.is_empty() {
+                return Err("repeat needs steps: add [[step.steps]] tables (or steps = [ ... ])".into());
+            }
+            actions.push(Action::Repeat { count, steps });
+        } else if r.steps.is_some() {
+            return Err("steps belong to a repeat: add repeat = N".into());
+        }
+        if r.chunk.is_some() && r.alloc.is_none() {
+            return Err("chunk belongs to an alloc step".into());
+        }
+        if r.fill.is_some() && r.alloc.is_none() {
+            return Err("fill belongs to an alloc step".into());
+        }
+        if r.order.is_some() && r.release.is_none() {
+            return Err("order belongs to a release step".into());
+        }
+        let action = match actions.len() {
+            1 => actions.pop().ok_or("no action")?,
+            0 => return Err(format!("a step needs an action: {ACTIONS}")),
+            _ => return Err(format!("a step has exactly one action, this one has {}: split it into several steps", actions.len())),
+        };
+        let name = match r.name {
+            Some(n) if n.trim().is_empty() => return Err("a step's name cannot be empty".into()),
+            Some(n) => n,
+            None => action.default_name().to_owned(),
+        };
+        Ok(Step { name, action })
+    }
+}
+
+impl From<Step> for RawStep {
+    fn from(s: Step) -> RawStep {
+        let name = (s.name != s.action.default_name()).then(|| s.name.clone());
+        let mut r = RawStep {
+            name,
+            ..RawStep::default()
+        };
+        match s.action {
+            Action::Alloc { size, chunk, fill } => {
+                r.alloc = Some(size.show());
+                r.chunk = chunk.map(Amount::show);
+                r.fill = fill.then_some(true);
+            }
+            Action::Release { what, order } => {
+                r.release = Some(match what {
+                    Releasing::All => "all".to_owned(),
+                    Releasing::Amount(a) => a.show(),
+                });
+                r.order = (order != Order::default()).then_some(order);
+            }
+            Action::Gc => r.gc = Some(true),
+            Action::FreeOsMemory => r.free_os_memory = Some(true),
+            Action::Wait(d) => r.wait = Some(crate::duration::format(d)),
+            Action::Repeat { count, steps } => {
+                r.repeat = Some(count);
+                r.steps = Some(steps);
+            }
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Scenario::from_toml(text, "my.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_file_with_every_step_parses() {
+        let s = Scenario::from_toml(
+            r#"
+name = "all"
+description = "every step"
+
+[[step]]
+name = "live"
+alloc = "25%"
+
+[[step]]
+repeat = 3
+[[step.steps]]
+name = "buffer"
+alloc = "8MiB"
+chunk = "1MiB"
+[[step.steps]]
+release = "all"
+order = "newest"
+[[step.steps]]
+wait = "100ms"
+
+[[step]]
+gc = true
+
+[[step]]
+free_os_memory = true
+
+[[step]]
+release = "1048576"
+"#,
+            "all.toml",
+        )
+        .unwrap();
+        assert_eq!(s.steps.len(), 5);
+        assert_eq!(
+            s.step_names(),
+            ["live", "repeat", "buffer", "release", "wait", "gc", "free_os_memory"]
+        );
+        let Action::Repeat { count, steps } = &s.steps[1].action else {
+            panic!("{:?}", s.steps[1])
+        };
+        assert_eq!(*count, 3);
+        assert_eq!(
+            steps[0].action,
+            Action::Alloc {
+                size: Amount::Bytes(8 << 20),
+                chunk: Some(Amount::Bytes(1 << 20)),
+                fill: false
+            }
+        );
+        assert_eq!(
+            steps[1].action,
+            Action::Release {
+                what: Releasing::All,
+                order: Order::Newest
+            }
+        );
+        assert_eq!(steps[2].action, Action::Wait(Duration::from_millis(100)));
+        assert_eq!(Amount::Percent(25.0).resolve(32 << 20), 8 << 20);
+        // Printing and parsing again gives the same scenario.
+        assert_eq!(Scenario::from_toml(&s.to_toml(), "again").unwrap(), s);
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_column_and_what_was_expected() {
+        let cases = [
+            ("name = \"x\"\n[[step]]\nalloc = \"lots\"\n", "my.toml:2:1", "alloc: invalid size \"lots\""),
+            ("name = \"x\"\n[[step]]\nalloc = \"1MiB\"\ngc = true\n", "my.toml:2:1", "exactly one action"),
+            ("name = \"x\"\n[[step]]\nname = \"idle\"\n", "my.toml:2:1", "a step needs an action: alloc = SIZE"),
+            ("name = \"x\"\n[[step]]\nalocc = \"1MiB\"\n", "my.toml:3:1", "unknown field `alocc`"),
+            ("name = \"x\"\n[[step]]\nwait = \"soon\"\n", "my.toml:2:1", "wait: invalid duration \"soon\""),
+            ("name = \"x\"\n[[step]]\nrelease = \"-5%\"\n", "my.toml:2:1", "release: invalid percentage"),
+            ("name = \"x\"\n[[step]]\nrepeat = 2\n", "my.toml:2:1", "repeat needs steps"),
+            ("name = \"x\"\n[[step]]\nalloc = \"1MiB\"\norder = \"newest\"\n", "my.toml:2:1", "order belongs to a release step"),
+            ("name = \"x\"\n[[step]]\nrelease = \"all\"\norder = \"middle\"\n", "my.toml:4:9", "unknown variant `middle`"),
+            ("name = \"x\"\n[[step]\n", "my.toml:2:8", "unclosed array table"),
+            ("name = \"x\"\n", "my.toml:1:1", "missing field `step`"),
+            ("name = \"x\"\nstep = []\n", "my.toml", "no steps"),
+        ];
+        for (text, at, says) in cases {
+            let e = err(text);
+            assert!(e.starts_with(at), "{text:?}: {e}");
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn gc_after_release_follows_every_release_step() {
+        let s = builtin::by_name("bursty").unwrap().with_gc_after_release();
+        let Action::Repeat { steps, .. } = &s.steps[1].action else {
+            panic!()
+        };
+        let names: Vec<_> = steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["buffer", "drop", "gc", "idle"]);
+    }
+
+    #[test]
+    fn a_missing_scenario_says_what_exists() {
+        let e = Scenario::load("no-such-scenario").unwrap_err().to_string();
+        assert!(e.contains("memspike scenarios"), "{e}");
+    }
+}
