@@ -10,13 +10,14 @@ use std::hint::black_box;
 
 use criterion::BatchSize;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+// TEMP(issue 8): lead rewrites (the old phases).
+use memspike::phase::Phase;
 use memspike::{
     heap::Heap,
     pacer::{Pacer, PacerConfig},
     scenario::Driver,
     telemetry::{Event, Sink},
 };
-use memspike_common::Phase;
 
 const GIB: usize = 1 << 30;
 

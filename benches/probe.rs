@@ -25,12 +25,13 @@ use memspike::probe::{
     self, PageFaultAttach,
     ebpf::{EbpfProbe, KernelIds},
 };
-use memspike_common::Phase;
 
 const GIB: usize = 1 << 30;
 const PAGE: usize = 4096;
 /// Faults per iteration.
 const FAULTS: u64 = (GIB / PAGE) as u64;
+/// The step slot the traced passes count in (any slot but start-up).
+const STEP: u32 = 1;
 
 /// mmap, one write per page, munmap: exactly one first-touch fault per 4 KiB page.
 fn touch_fresh_pages(len: usize) {
@@ -107,16 +108,16 @@ fn faults(c: &mut Criterion) {
                 continue;
             }
         };
-        if let Err(e) = probe.set_phase(Phase::Spike) {
+        if let Err(e) = probe.set_step(STEP) {
             eprintln!("probe bench: {name}: {e}");
         }
         g.bench_function(name, |b| b.iter(|| touch_fresh_pages(GIB)));
         match probe.finish() {
             // Every process of the cgroup counts, so this is at least the bench's own faults.
             (Ok(counts), _) => eprintln!(
-                "{name}: {} page faults counted in cgroup {target} ({} in spike)",
+                "{name}: {} page faults counted in cgroup {target} ({} in step slot {STEP})",
                 counts.faults.iter().sum::<u64>(),
-                counts.faults[Phase::Spike as usize]
+                counts.faults[STEP as usize]
             ),
             (Err(e), _) => eprintln!("probe bench: {name}: finish: {e}"),
         }

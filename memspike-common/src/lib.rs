@@ -3,7 +3,7 @@
 //! Everything here is `no_std`, `#[repr(C)]` (or `#[repr(u32)]`) and free of pointers, so the
 //! same bytes mean the same thing on both sides of a BPF map or ring buffer.
 //!
-//! - [`Phase`]: the experiment's step, the index of the per-phase page-fault counters.
+//! - [`steps`]: the step slots, the indices of the per-step page-fault counters.
 //! - [`ReclaimStats`], [`OomVictim`]: what the kernel programs record (per-CPU map values and
 //!   ring-buffer events).
 //! - [`OomFieldOffsets`]: where the `oom/mark_victim` fields sit in the tracepoint record on the
@@ -13,69 +13,34 @@
 //! With the `user` feature (user space only) the map and event types implement `aya::Pod`.
 #![no_std]
 
-/// The step of the experiment the worker is in. The supervisor publishes the current phase
-/// (from the worker's telemetry) so that kernel-side counters can be split by phase.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Phase {
-    /// Process start-up, before the first simulated allocation.
-    Startup = 0,
-    /// The spike: allocating and writing the large slab.
-    Spike = 1,
-    /// Dropping the slab (it becomes garbage, not free memory).
-    Release = 2,
-    /// A collection the experiment asked for (`--gc`, `/gc`, `/reset`).
-    Gc = 3,
-    /// Allocating and writing the remainder after the spike.
-    Remainder = 4,
-    /// Interactive mode, between requests or serving one.
-    Interactive = 5,
-    /// The experiment has finished its script.
-    Done = 6,
-}
+/// The per-step page-fault counters. A scenario is a list of named steps; the kernel side
+/// only knows step *slots*, bounded numbers, so a new scenario needs no new eBPF object.
+///
+/// Slot [`STARTUP`](steps::STARTUP) holds what happens before the first step; user space
+/// numbers the rest. Every slot from [`OTHER`](steps::OTHER) on shares that last counter:
+/// user space may publish any `u32`, and [`clamp`](steps::clamp) (used by the eBPF program
+/// and user space alike) folds it there rather than dropping its faults.
+pub mod steps {
+    /// The number of per-step fault counters (the size of `PAGE_FAULTS`).
+    pub const SLOTS: usize = 64;
+    /// The slot before the first step (process start-up).
+    pub const STARTUP: u32 = 0;
+    /// The slot every step beyond the named ones shares (the last counter).
+    pub const OTHER: u32 = SLOTS as u32 - 1;
 
-impl Phase {
-    /// Every phase, in numeric order (index = discriminant).
-    pub const ALL: [Phase; 7] = [
-        Phase::Startup,
-        Phase::Spike,
-        Phase::Release,
-        Phase::Gc,
-        Phase::Remainder,
-        Phase::Interactive,
-        Phase::Done,
-    ];
-    /// Number of phases; the size of per-phase arrays and maps.
-    pub const COUNT: usize = Self::ALL.len();
-
-    /// The phase's stable, lower-case name (used in reports and JSON).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Phase::Startup => "startup",
-            Phase::Spike => "spike",
-            Phase::Release => "release",
-            Phase::Gc => "gc",
-            Phase::Remainder => "remainder",
-            Phase::Interactive => "interactive",
-            Phase::Done => "done",
-        }
-    }
-
-    /// The phase with this discriminant, if any.
-    pub const fn from_u32(v: u32) -> Option<Phase> {
-        if (v as usize) < Self::COUNT {
-            Some(Self::ALL[v as usize])
-        } else {
-            None
-        }
+    /// The counter `slot` is counted in: itself below [`OTHER`], else [`OTHER`].
+    #[inline(always)]
+    pub const fn clamp(slot: u32) -> u32 {
+        if slot < OTHER { slot } else { OTHER }
     }
 }
 
 /// Names shared by the eBPF object and its loader: maps, globals and programs.
 pub mod names {
-    /// `Array<u32>`, one element: the current [`crate::Phase`] as `u32`, written by user space.
-    pub const MAP_CURRENT_PHASE: &str = "CURRENT_PHASE";
-    /// `PerCpuArray<u64>`, [`crate::Phase::COUNT`] elements: user page faults per phase.
+    /// `Array<u32>`, one element: the current step slot, written by user space (any value;
+    /// the program counts it under [`crate::steps::clamp`] of it).
+    pub const MAP_CURRENT_STEP: &str = "CURRENT_STEP";
+    /// `PerCpuArray<u64>`, [`crate::steps::SLOTS`] elements: user page faults per step slot.
     pub const MAP_PAGE_FAULTS: &str = "PAGE_FAULTS";
     /// `HashMap<u32, u64>`: thread id -> `bpf_ktime_get_ns` at the start of a memcg reclaim.
     pub const MAP_RECLAIM_START: &str = "RECLAIM_START";
@@ -89,7 +54,7 @@ pub mod names {
     /// [`crate::OomFieldOffsets`] global: the `oom/mark_victim` record layout.
     pub const GLOBAL_OOM_FIELDS: &str = "OOM_FIELDS";
 
-    /// `tp_btf/page_fault_user`: counts user page faults per phase (the attach type kept).
+    /// `tp_btf/page_fault_user`: counts user page faults per step slot (the attach type kept).
     pub const PROG_PAGE_FAULT_BTF: &str = "page_fault_user_btf";
     /// `raw_tp/page_fault_user`: the same counter through a raw tracepoint (the fallback without
     /// BTF, and the bench's comparison).
@@ -233,12 +198,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn discriminants_index_all() {
-        for (i, p) in Phase::ALL.iter().enumerate() {
-            assert_eq!(*p as usize, i);
-            assert_eq!(Phase::from_u32(i as u32), Some(*p));
+    fn slots_below_other_are_their_own_and_the_rest_share_other() {
+        use steps::*;
+        assert_eq!((STARTUP, OTHER), (0, 63));
+        assert_eq!(OTHER as usize, SLOTS - 1);
+        for slot in 0..OTHER {
+            assert_eq!(clamp(slot), slot);
         }
-        assert_eq!(Phase::from_u32(Phase::COUNT as u32), None);
+        for slot in [OTHER, SLOTS as u32, 1_000, u32::MAX] {
+            assert_eq!(clamp(slot), OTHER, "{slot}");
+        }
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //!
 //! - `page_fault_user_btf` (`tp_btf/page_fault_user`, the one user space attaches first) and
 //!   `page_fault_user_raw` (`raw_tp/page_fault_user`, the same counter: the fallback without
-//!   BTF, and the bench's comparison): one increment of this CPU's slot of
-//!   `PAGE_FAULTS[CURRENT_PHASE[0]]`. Nothing else runs per fault.
+//!   BTF, and the bench's comparison): one increment of this CPU's counter
+//!   `PAGE_FAULTS[clamp(CURRENT_STEP[0])]`, the current step slot; a value at or beyond
+//!   `OTHER` counts under `OTHER` (see `memspike_common::steps`), so no fault is dropped.
+//!   Nothing else runs per fault.
 //! - `memcg_reclaim_begin` / `memcg_reclaim_end` (`tp_btf/mm_vmscan_memcg_reclaim_*`), and the
 //!   same through the classic tracepoints (`memcg_reclaim_begin_tp` / `_end_tp`, for kernels
 //!   without BTF): the start time per thread in `RECLAIM_START`, then one stall and its
@@ -37,7 +39,10 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use aya_log_ebpf::debug;
-use memspike_common::{COMM_LEN, OomFieldOffsets, OomVictim, Phase, ReclaimStats};
+use memspike_common::{
+    COMM_LEN, OomFieldOffsets, OomVictim, ReclaimStats,
+    steps::{self, SLOTS},
+};
 
 /// The observed cgroup (v2 id). Set by the loader (`EbpfLoader::override_global`); 0 observes
 /// nothing. Read with `read_volatile` so the compiler cannot fold the placeholder value in.
@@ -48,13 +53,13 @@ static TARGET_CGROUP_ID: u64 = 0;
 #[unsafe(no_mangle)]
 static OOM_FIELDS: OomFieldOffsets = OomFieldOffsets::NONE;
 
-/// The experiment's current phase (`Phase as u32`), written by user space; index 0 only.
+/// The experiment's current step slot, written by user space; index 0 only.
 #[map]
-static CURRENT_PHASE: Array<u32> = Array::with_max_entries(1, 0);
+static CURRENT_STEP: Array<u32> = Array::with_max_entries(1, 0);
 
-/// User page faults of the observed tasks, per phase (index = `Phase as u32`), per CPU.
+/// User page faults of the observed tasks, per step slot, per CPU.
 #[map]
-static PAGE_FAULTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Phase::COUNT as u32, 0);
+static PAGE_FAULTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SLOTS as u32, 0);
 
 /// Thread id -> start of its memcg reclaim (ns). Bounded: a full map only loses stalls.
 #[map]
@@ -113,12 +118,13 @@ fn try_count_fault() -> Result<(), i32> {
     if !in_target() {
         return Ok(());
     }
-    let phase = CURRENT_PHASE.get(0).copied().unwrap_or(Phase::Startup as u32);
-    // Out-of-range phases fail the map's own bounds check.
-    let slot = PAGE_FAULTS.get_ptr_mut(phase).ok_or(1)?;
-    // SAFETY: this CPU's slot of a per-CPU array; the program runs with preemption/migration
-    // disabled, so nothing else writes the slot meanwhile.
-    unsafe { *slot += 1 };
+    let step = CURRENT_STEP.get(0).copied().unwrap_or(steps::STARTUP);
+    // Clamped, so every value user space may write lands in a counter (OTHER at worst); the
+    // map's own bounds check then never fails.
+    let counter = PAGE_FAULTS.get_ptr_mut(steps::clamp(step)).ok_or(1)?;
+    // SAFETY: this CPU's counter of a per-CPU array; the program runs with preemption/migration
+    // disabled, so nothing else writes it meanwhile.
+    unsafe { *counter += 1 };
     Ok(())
 }
 

@@ -16,6 +16,8 @@
 pub mod cgroup;
 pub mod heap;
 pub mod pacer;
+// TEMP(issue 8): lead rewrites (the old phases, until scenario steps replace them).
+pub mod phase;
 pub mod preflight;
 pub mod privilege;
 pub mod probe;

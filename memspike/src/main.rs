@@ -18,6 +18,8 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+// TEMP(issue 8): lead rewrites (the old phases).
+use memspike::phase::Phase;
 use memspike::{
     pacer::Gogc,
     preflight::UsageError,
@@ -29,7 +31,6 @@ use memspike::{
     supervisor::{self, Interactive, RunOptions, SupervisorError},
     worker::{self, WorkerConfig},
 };
-use memspike_common::Phase;
 
 #[derive(Parser)]
 #[command(

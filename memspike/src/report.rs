@@ -6,8 +6,8 @@
 
 use std::{fmt::Write as _, time::Duration};
 
+use crate::phase::Phase; // TEMP(issue 8): lead rewrites
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
-use memspike_common::Phase;
 use serde::Serialize;
 
 use crate::{
@@ -728,6 +728,7 @@ mod tests {
     use super::*;
 
     use crate::{pacer::Gogc, privilege::RunAs};
+    use memspike_common::steps::SLOTS; // TEMP(issue 8): lead rewrites
 
     use crate::{
         heap::Heap,
@@ -865,12 +866,13 @@ mod tests {
 
     /// eBPF evidence: 712 faults in the remainder, 35 reclaim stalls, these victims.
     fn evidence(victims: Vec<OomVictimReport>) -> KernelEvidence {
-        let mut faults = [0; Phase::COUNT];
+        let mut faults = [0; SLOTS];
         faults[Phase::Remainder as usize] = 712;
         KernelEvidence {
             tracing: "ebpf".into(),
             page_faults: Some(PageFaults::from_counts(
                 &faults,
+                &Phase::slot_names().unwrap(),
                 "ebpf tp_btf/page_fault_user",
             )),
             major_faults: None,
@@ -960,10 +962,14 @@ mod tests {
     #[test]
     fn figures_without_ebpf_name_their_sources() {
         let events = events(false, Some(7));
-        let mut faults = [0; Phase::COUNT];
+        let mut faults = [0; SLOTS];
         faults[Phase::Remainder as usize] = 700;
         let mut k = KernelEvidence::unavailable("--no-trace");
-        k.page_faults = Some(PageFaults::from_counts(&faults, "memory.stat pgfault"));
+        k.page_faults = Some(PageFaults::from_counts(
+            &faults,
+            &Phase::slot_names().unwrap(),
+            "memory.stat pgfault",
+        ));
         k.oom_source = Some("/dev/kmsg".into());
         let mut f = facts(events, Exit::Signal(libc::SIGKILL), 1);
         f.kernel = Ok(k);
@@ -1158,7 +1164,10 @@ mod tests {
         f.counters.failcnt = Some(0);
         let mut kernel = evidence(vec![victim(4242)]);
         if let Some(faults) = &mut kernel.page_faults {
-            *faults = PageFaults::from_counts(&[153, 7_377, 0, 0, 693, 0, 0], &faults.source);
+            let mut counts = [0; SLOTS];
+            counts[..7].copy_from_slice(&[153, 7_377, 0, 0, 693, 0, 0]);
+            *faults =
+                PageFaults::from_counts(&counts, &Phase::slot_names().unwrap(), &faults.source);
         }
         kernel.pressure = Some(Pressure {
             some_ns: 1_400_000,

@@ -2,7 +2,7 @@
 //! [`Sink`] ([`Driver`]), and the seed's self-directed script built from them
 //! ([`SelfDirected`]).
 
-use memspike_common::Phase;
+use crate::phase::Phase; // TEMP(issue 8): lead rewrites
 
 use crate::{
     heap::{Cycle, GcReason, Heap, HeapError, SlabId},

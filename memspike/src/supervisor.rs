@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use memspike_common::Phase;
+use crate::phase::Phase; // TEMP(issue 8): lead rewrites
 
 use crate::{
     cgroup::{self, CgroupError, Group, Hierarchy, PreflightError},
@@ -271,6 +271,8 @@ impl Session {
         if let Some(sig) = interrupts.received() {
             return Err(SupervisorError::Interrupted(sig));
         }
+        // TEMP(issue 8): lead rewrites (the slots are named by the old phases).
+        let slots = Phase::slot_names().map_err(|e| SupervisorError::Worker(e.to_string()))?;
         // From here the group is removed when the session drops, on every path.
         let group = Group::create(&hierarchy, config.limit)?;
         tracing::info!(
@@ -280,7 +282,7 @@ impl Session {
             human(config.limit),
             config.run_as
         );
-        let observer = probe::start(trace, &hierarchy, &group);
+        let observer = probe::start(trace, &hierarchy, &group, slots);
         tracing::info!("kernel observer: {}", observer.tracing_label());
         Ok(Session {
             hierarchy,
@@ -303,7 +305,7 @@ impl Session {
     /// Tells the observer which phase the worker's coming page faults belong to.
     fn set_phase(&mut self, phase: Phase) {
         if let Some(o) = &mut self.observer {
-            o.set_phase(phase);
+            o.set_step(phase.slot()); // TEMP(issue 8): lead rewrites
         }
     }
 

@@ -14,7 +14,7 @@ use std::{
     },
 };
 
-use memspike_common::Phase;
+use crate::phase::Phase; // TEMP(issue 8): lead rewrites
 use serde::{Deserialize, Serialize};
 
 use crate::heap::{Cycle, HeapStats};
@@ -292,7 +292,7 @@ pub fn events(reader: impl BufRead) -> impl Iterator<Item = io::Result<Event>> {
 
 /// Phases travel by name, so the JSON reads well and does not depend on discriminants.
 pub mod phase_name {
-    use memspike_common::Phase;
+    use crate::phase::Phase; // TEMP(issue 8): lead rewrites
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub fn serialize<S: Serializer>(p: &Phase, s: S) -> Result<S::Ok, S::Error> {

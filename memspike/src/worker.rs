@@ -11,7 +11,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use memspike_common::Phase;
+use crate::phase::Phase; // TEMP(issue 8): lead rewrites
 
 use crate::{
     cgroup::{Version, counters::usage_file},

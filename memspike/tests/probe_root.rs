@@ -1,6 +1,6 @@
 //! Real-kernel tests of `memspike::probe` (need root, the embedded eBPF object, and a cgroup2
 //! mount for the filter): page faults are counted only for the observed cgroup and split by
-//! phase; an OOM kill in the group is captured by eBPF and by the kernel-log reader (and a
+//! step slot, a slot beyond the counters landing in the shared `OTHER` one; an OOM kill in the group is captured by eBPF and by the kernel-log reader (and a
 //! foreign one is not); kernel-side aya-log messages reach the `log` crate; each figure
 //! degrades on its own (hidden BTF, a failing program, no eBPF at all), end to end through
 //! the `memspike` binary; nothing stays loaded after finish, drop, a failed start or SIGKILL;
@@ -28,7 +28,7 @@ use memspike::probe::{
     ebpf::{EbpfProbe, features::Switches, hooks::Figure},
     kmsg::KernelLog,
 };
-use memspike_common::Phase;
+use memspike_common::steps::{OTHER, SLOTS, STARTUP};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -121,8 +121,8 @@ fn tracefs_mounted() -> bool {
 }
 
 #[test]
-fn faults_are_counted_only_in_the_group_and_split_by_phase() {
-    const WHAT: &str = "probe_root::faults_are_counted_only_in_the_group_and_split_by_phase";
+fn faults_are_counted_only_in_the_group_and_split_by_step() {
+    const WHAT: &str = "probe_root::faults_are_counted_only_in_the_group_and_split_by_step";
     if !require_probe(WHAT) {
         return;
     }
@@ -139,32 +139,41 @@ fn faults_are_counted_only_in_the_group_and_split_by_phase() {
         "{probe:?}"
     );
 
-    // Step 1 (spike): 2,000 pages inside while a foreign process touches 50,000 outside.
+    // Slot 1: 2,000 pages inside while a foreign process touches 50,000 outside.
     const N1: u64 = 2_000;
     const N2: u64 = 5_000;
+    const N3: u64 = 1_500;
     const FOREIGN: u64 = 50_000;
-    probe.set_phase(Phase::Spike).expect("set phase");
+    probe.set_step(1).expect("set step");
     let foreign = toucher(FOREIGN).spawn().expect("spawn the foreign toucher");
     let inside = spawn_in(&g.procs_files(), toucher(N1));
     let (status, inside1_faults) = wait_faults(inside);
     assert_eq!(status, 0, "in-group toucher failed");
-    // Step 2 (remainder): 5,000 pages inside, the foreign one possibly still running.
-    probe.set_phase(Phase::Remainder).expect("set phase");
+    // Slot 2: 5,000 pages inside, the foreign one possibly still running.
+    probe.set_step(2).expect("set step");
     let inside = spawn_in(&g.procs_files(), toucher(N2));
     let (status, inside2_faults) = wait_faults(inside);
     assert_eq!(status, 0, "in-group toucher failed");
     let (status, foreign_faults) = wait_faults(foreign);
     assert_eq!(status, 0, "foreign toucher failed");
-    probe.set_phase(Phase::Done).expect("set phase");
+    // A slot far beyond the counters, written to the map as it is: the program counts it
+    // under OTHER rather than dropping it.
+    probe.set_step(1_000).expect("set step");
+    let inside = spawn_in(&g.procs_files(), toucher(N3));
+    let (status, inside3_faults) = wait_faults(inside);
+    assert_eq!(status, 0, "in-group toucher failed");
+    probe.set_step(3).expect("set step");
 
     let (counts, note) = probe.finish();
     let counts = counts.expect("finish");
     assert_eq!(note, None);
     eprintln!(
-        "{counts:?}\nrusage faults: inside {inside1_faults} + {inside2_faults}, foreign {foreign_faults}"
+        "{counts:?}\nrusage faults: inside {inside1_faults} + {inside2_faults} + {inside3_faults}, \
+         foreign {foreign_faults}"
     );
-    let spike = counts.faults[Phase::Spike as usize];
-    let remainder = counts.faults[Phase::Remainder as usize];
+    let spike = counts.faults[1];
+    let remainder = counts.faults[2];
+    let other = counts.faults[OTHER as usize];
     // Each step counts at least its pages, and at most the child's own faults (user-mode
     // faults after joining are a subset of its rusage count), far from the foreign 50,000.
     assert!(spike >= N1, "spike {spike} < {N1}");
@@ -177,12 +186,22 @@ fn faults_are_counted_only_in_the_group_and_split_by_phase() {
         remainder <= inside2_faults,
         "remainder {remainder} > rusage {inside2_faults}"
     );
+    assert!(other >= N3, "other {other} < {N3}");
+    assert!(
+        other <= inside3_faults,
+        "other {other} > rusage {inside3_faults}"
+    );
     assert!(foreign_faults >= FOREIGN);
     assert!(
-        counts.faults.iter().sum::<u64>() < N1 + N2 + FOREIGN / 2,
+        counts.faults.iter().sum::<u64>() < N1 + N2 + N3 + FOREIGN / 2,
         "the foreign process was counted: {counts:?}"
     );
-    assert_eq!(counts.faults[Phase::Startup as usize], 0);
+    assert_eq!(counts.faults[STARTUP as usize], 0);
+    assert_eq!(
+        counts.faults[3..SLOTS - 1],
+        [0; SLOTS - 4],
+        "no fault in another slot"
+    );
     assert!(counts.victims.is_empty(), "{counts:?}");
 }
 
@@ -434,18 +453,15 @@ fn each_figure_attaches_on_its_own() {
                 );
             }
         }
-        // The attached page-fault program counts (its phase map works whichever way it is).
-        probe.set_phase(Phase::Spike).expect("set phase");
+        // The attached page-fault program counts (its step map works whichever way it is).
+        probe.set_step(1).expect("set step");
         let (status, _) = wait_faults(spawn_in(&g.procs_files(), toucher(1_000)));
         assert_eq!(status, 0);
         let (counts, note) = probe.finish();
         let counts = counts.expect("collect");
         assert_eq!(note, None);
         if faults.is_some() {
-            assert!(
-                counts.faults[Phase::Spike as usize] >= 1_000,
-                "{case}: {counts:?}"
-            );
+            assert!(counts.faults[1] >= 1_000, "{case}: {counts:?}");
         }
     }
 }

@@ -4,17 +4,20 @@
 
 use std::collections::BTreeMap;
 
-use memspike_common::{OomVictim, Phase};
+use memspike_common::{OomVictim, steps::SLOTS};
 use serde::Serialize;
+
+use super::slots::SlotNames;
 
 /// Everything the observer collected. A figure is `None` when no source could provide it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KernelEvidence {
     /// `ebpf` when at least one eBPF program was attached, else `unavailable: <why>`.
     pub tracing: String,
-    /// User page faults of the group's tasks, per phase.
+    /// User page faults of the group's tasks, per step slot.
     pub page_faults: Option<PageFaults>,
-    /// Major page faults (the ones that waited for I/O), per phase; only `memory.stat` has them.
+    /// Major page faults (the ones that waited for I/O), per step slot; only `memory.stat`
+    /// has them.
     pub major_faults: Option<PageFaults>,
     /// Memory-cgroup reclaim stalls of the group's tasks.
     pub reclaim: Option<Reclaim>,
@@ -123,21 +126,20 @@ pub fn unavailable_label(reason: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PageFaults {
     pub total: u64,
-    /// Keyed by [`Phase::name`]; every phase is present.
+    /// Keyed by slot name ([`SlotNames`]): every named slot is present (0 when it counted
+    /// nothing), and `other` only when it counted something. (The key keeps its historical
+    /// name: the README documents it.)
     pub per_phase: BTreeMap<String, u64>,
     /// Where the counts come from, e.g. `ebpf tp_btf/page_fault_user` or `memory.stat pgfault`.
     pub source: String,
 }
 
 impl PageFaults {
-    /// From counts indexed by `Phase as usize`.
-    pub fn from_counts(counts: &[u64; Phase::COUNT], source: &str) -> PageFaults {
+    /// From counts indexed by step slot, named by `slots`.
+    pub fn from_counts(counts: &[u64; SLOTS], slots: &SlotNames, source: &str) -> PageFaults {
         PageFaults {
             total: counts.iter().fold(0u64, |a, b| a.saturating_add(*b)),
-            per_phase: Phase::ALL
-                .iter()
-                .map(|p| (p.name().to_owned(), counts[*p as usize]))
-                .collect(),
+            per_phase: slots.per_name(counts),
             source: source.to_owned(),
         }
     }
@@ -222,16 +224,32 @@ mod tests {
         assert_eq!(r.source, "src");
     }
 
+    fn slots(names: &[&str]) -> SlotNames {
+        SlotNames::new(names.iter().map(|n| (*n).to_owned()).collect()).unwrap()
+    }
+
     #[test]
-    fn counts_become_named_phases_and_a_saturating_total() {
-        let mut counts = [0u64; Phase::COUNT];
-        counts[Phase::Spike as usize] = 7;
-        counts[Phase::Done as usize] = u64::MAX;
-        let f = PageFaults::from_counts(&counts, "memory.stat pgfault");
-        assert_eq!(f.per_phase.len(), Phase::COUNT);
-        assert_eq!(f.per_phase["spike"], 7);
-        assert_eq!(f.per_phase["startup"], 0);
+    fn counts_become_named_slots_and_a_saturating_total() {
+        let names = slots(&["startup", "spike", "remainder"]);
+        let mut counts = [0u64; SLOTS];
+        counts[1] = 7;
+        counts[2] = u64::MAX;
+        let f = PageFaults::from_counts(&counts, &names, "memory.stat pgfault");
+        assert_eq!(f.per_phase.len(), 3, "{f:?}");
+        assert_eq!(
+            (f.per_phase["startup"], f.per_phase["spike"]),
+            (0, 7),
+            "every named slot is present"
+        );
         assert_eq!(f.total, u64::MAX);
+        assert_eq!(
+            serde_json::to_value(&f).unwrap()["per_phase"]["spike"],
+            7,
+            "the JSON key stays per_phase"
+        );
+        counts[memspike_common::steps::OTHER as usize] = 3;
+        let f = PageFaults::from_counts(&counts, &names, "s");
+        assert_eq!(f.per_phase["other"], 3);
     }
 
     /// A victim with only a pid and a time.
@@ -263,17 +281,20 @@ mod tests {
 
     #[test]
     fn since_an_earlier_snapshot_leaves_one_workers_share() {
-        let faults = |startup, interactive| {
-            let mut counts = [0u64; Phase::COUNT];
-            counts[Phase::Startup as usize] = startup;
-            counts[Phase::Interactive as usize] = interactive;
+        let names = slots(&["startup", "interactive"]);
+        let faults = |startup, interactive, other| {
+            let mut counts = [0u64; SLOTS];
+            counts[0] = startup;
+            counts[1] = interactive;
+            counts[memspike_common::steps::OTHER as usize] = other;
             Some(PageFaults::from_counts(
                 &counts,
+                &names,
                 "ebpf tp_btf/page_fault_user",
             ))
         };
         let mut first = KernelEvidence::unavailable("test");
-        first.page_faults = faults(150, 8_000);
+        first.page_faults = faults(150, 8_000, 0);
         first.reclaim = Some(Reclaim {
             stalls: 30,
             total_ns: 5_000,
@@ -281,7 +302,7 @@ mod tests {
         });
         first.oom_victims = vec![victim(10, 1)];
         let mut now = first.clone();
-        now.page_faults = faults(310, 16_000);
+        now.page_faults = faults(310, 16_000, 40);
         now.reclaim = Some(Reclaim {
             stalls: 45,
             total_ns: 9_000,
@@ -291,10 +312,15 @@ mod tests {
         let second = now.since(&first);
         let f = second.page_faults.unwrap();
         assert_eq!(
-            (f.per_phase["startup"], f.per_phase["interactive"]),
-            (160, 8_000)
+            (
+                f.per_phase["startup"],
+                f.per_phase["interactive"],
+                f.per_phase["other"]
+            ),
+            (160, 8_000, 40),
+            "by name, other included once it appears"
         );
-        assert_eq!(f.total, 8_160);
+        assert_eq!(f.total, 8_200);
         let r = second.reclaim.unwrap();
         assert_eq!((r.stalls, r.total_ns), (15, 4_000));
         assert_eq!(second.oom_victims, vec![victim(20, 2)]);

@@ -1,6 +1,7 @@
-//! Page faults per phase from the group's `memory.stat` (`pgfault`, `pgmajfault`; the same keys
-//! on v1 and v2): no eBPF needed. The supervisor changes the phase while the worker waits for
-//! its acknowledgement, so a reading taken at each change splits the counts exactly by step.
+//! Page faults per step slot from the group's `memory.stat` (`pgfault`, `pgmajfault`; the same
+//! keys on v1 and v2): no eBPF needed. The supervisor changes the step while the worker waits
+//! for its acknowledgement, so a reading taken at each change splits the counts exactly by step.
+//! Slots are clamped as the eBPF program clamps them ([`steps::clamp`]).
 //!
 //! The kernel counts these per memory cgroup for every fault on a memory owned by the group's
 //! tasks, user and kernel mode alike (a `read()` into a fresh buffer faults in kernel mode), so
@@ -8,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use memspike_common::Phase;
+use memspike_common::steps::{self, SLOTS};
 
 use crate::cgroup::counters::parse_keyed;
 
@@ -29,43 +30,46 @@ pub fn parse(text: &str) -> Result<Faults, String> {
     })
 }
 
-/// Splits the group's fault counters by the phase they were counted in.
+/// Splits the group's fault counters by the step slot they were counted in.
 #[derive(Debug)]
 pub struct FaultSplit {
     file: PathBuf,
     last: Faults,
-    current: Phase,
-    all: [u64; Phase::COUNT],
-    major: [u64; Phase::COUNT],
+    /// Always below [`SLOTS`] (clamped).
+    current: u32,
+    all: [u64; SLOTS],
+    major: [u64; SLOTS],
 }
 
 impl FaultSplit {
-    /// Starts counting from the group's counters now, in the start-up phase.
+    /// Starts counting from the group's counters now, in the start-up slot.
     pub fn start(group_dir: &Path) -> Result<FaultSplit, String> {
         let file = group_dir.join("memory.stat");
         let last = read(&file)?;
         Ok(FaultSplit {
             file,
             last,
-            current: Phase::Startup,
-            all: [0; Phase::COUNT],
-            major: [0; Phase::COUNT],
+            current: steps::STARTUP,
+            all: [0; SLOTS],
+            major: [0; SLOTS],
         })
     }
 
-    /// Counts what happened since the last reading under the phase that was current, and
-    /// starts `phase`. No reading when the phase does not change.
-    pub fn set_phase(&mut self, phase: Phase) -> Result<(), String> {
-        if phase == self.current {
+    /// Counts what happened since the last reading under the slot that was current, and
+    /// starts `slot` (clamped: from [`steps::OTHER`] on, that one). No reading when the slot
+    /// does not change.
+    pub fn set_step(&mut self, slot: u32) -> Result<(), String> {
+        let slot = steps::clamp(slot);
+        if slot == self.current {
             return Ok(());
         }
         let result = self.update();
-        self.current = phase;
+        self.current = slot;
         result
     }
 
-    /// Reads the counters now and returns (all faults, major faults) per phase.
-    pub fn read(&mut self) -> Result<([u64; Phase::COUNT], [u64; Phase::COUNT]), String> {
+    /// Reads the counters now and returns (all faults, major faults) per slot.
+    pub fn read(&mut self) -> Result<([u64; SLOTS], [u64; SLOTS]), String> {
         self.update()?;
         Ok((self.all, self.major))
     }
@@ -126,24 +130,43 @@ mod tests {
     }
 
     #[test]
-    fn faults_land_in_the_phase_that_was_current() {
+    fn faults_land_in_the_slot_that_was_current() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), 100, 1);
         let mut split = FaultSplit::start(dir.path()).unwrap();
         write(dir.path(), 250, 1); // 150 at start-up
-        split.set_phase(Phase::Spike).unwrap();
-        write(dir.path(), 7_650, 3); // 7,400 in the spike, 2 major
-        split.set_phase(Phase::Spike).unwrap(); // no change: no reading
+        split.set_step(1).unwrap();
+        write(dir.path(), 7_650, 3); // 7,400 in slot 1, 2 major
+        split.set_step(1).unwrap(); // no change: no reading
         write(dir.path(), 7_700, 3);
-        split.set_phase(Phase::Remainder).unwrap(); // 7,450 in the spike
+        split.set_step(4).unwrap(); // 7,450 in slot 1
         write(dir.path(), 8_400, 3);
         let (all, major) = split.read().unwrap();
-        assert_eq!(all[Phase::Startup as usize], 150);
-        assert_eq!(all[Phase::Spike as usize], 7_450);
-        assert_eq!(all[Phase::Remainder as usize], 700);
+        assert_eq!(all[steps::STARTUP as usize], 150);
+        assert_eq!(all[1], 7_450);
+        assert_eq!(all[4], 700);
         assert_eq!(all.iter().sum::<u64>(), 8_300);
-        assert_eq!(major[Phase::Spike as usize], 2);
+        assert_eq!(major[1], 2);
         assert_eq!(major.iter().sum::<u64>(), 2);
+    }
+
+    /// Slots from OTHER on share OTHER's counts, as in the eBPF program; moving between two
+    /// of them is no change.
+    #[test]
+    fn slots_beyond_the_counters_fall_into_other() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 0, 0);
+        let mut split = FaultSplit::start(dir.path()).unwrap();
+        split.set_step(SLOTS as u32).unwrap();
+        write(dir.path(), 30, 0);
+        split.set_step(u32::MAX).unwrap();
+        write(dir.path(), 50, 0);
+        split.set_step(steps::OTHER - 1).unwrap();
+        write(dir.path(), 55, 0);
+        let (all, _) = split.read().unwrap();
+        assert_eq!(all[steps::OTHER as usize], 50);
+        assert_eq!(all[steps::OTHER as usize - 1], 5);
+        assert_eq!(all.iter().sum::<u64>(), 55);
     }
 
     #[test]

@@ -4,11 +4,15 @@
 //! [`Observer`] is the one thing the supervisor holds. It starts with the group ([`Target`])
 //! before the worker exists, and owns:
 //! - the eBPF probe ([`ebpf`]), possibly partial: each figure's programs attach on their own;
-//! - the readers that need no BPF: [`memstat`] (faults per phase from `memory.stat`),
+//! - the readers that need no BPF: [`memstat`] (faults per step from `memory.stat`),
 //!   [`pressure`] (stall time from `memory.pressure`, PSI) and [`kmsg`] (OOM victims from the
 //!   kernel log).
 //!
-//! `set_phase`, `snapshot` and `finish` fan out to all of them, and per figure the best source
+//! Page faults are counted per step *slot* (a bounded number, see
+//! [`memspike_common::steps`]); the caller names the slots with [`SlotNames`] and says which
+//! one is current with [`Observer::set_step`]; figures come out keyed by those names.
+//!
+//! `set_step`, `snapshot` and `finish` fan out to all of them, and per figure the best source
 //! wins:
 //!
 //! | figure | sources, best first |
@@ -27,18 +31,18 @@ pub mod evidence;
 pub mod kmsg;
 pub mod memstat;
 pub mod pressure;
+pub mod slots;
 pub mod tracefs;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use memspike_common::Phase;
-
 use crate::cgroup::{self, Group, Hierarchy, Version};
 use ebpf::{EbpfProbe, hooks::Figure};
 pub use ebpf::{PageFaultAttach, ProbeError, unavailable_reason};
 pub use evidence::{KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim};
+pub use slots::{OTHER_NAME, SlotNames, SlotNamesError};
 pub use tracefs::TRACEFS_DIR;
 
 /// Where the kernel publishes its BTF (needed by `tp_btf` programs).
@@ -84,6 +88,7 @@ impl Target {
 #[derive(Debug)]
 pub struct Observer {
     target: Target,
+    slots: SlotNames,
     ebpf: Result<EbpfProbe, String>,
     faults: Result<memstat::FaultSplit, String>,
     pressure: Result<pressure::PressureWatch, String>,
@@ -103,9 +108,10 @@ pub struct Observer {
 }
 
 impl Observer {
-    /// Starts every source that works here; `ebpf: false` (`--no-trace`) leaves eBPF out. Never
-    /// fails: what does not work is a note, and its figures come from the next source.
-    pub fn start(target: Target, ebpf: bool) -> Observer {
+    /// Starts every source that works here, counting in the start-up slot; `ebpf: false`
+    /// (`--no-trace`) leaves eBPF out. Page faults come out keyed by `slots`. Never fails:
+    /// what does not work is a note, and its figures come from the next source.
+    pub fn start(target: Target, ebpf: bool, slots: SlotNames) -> Observer {
         let mut notes = Vec::new();
         let ebpf = if !ebpf {
             Err("--no-trace".to_owned())
@@ -149,6 +155,7 @@ impl Observer {
             .unwrap_or(0);
         Observer {
             target,
+            slots,
             ebpf,
             faults,
             pressure,
@@ -167,17 +174,24 @@ impl Observer {
         label(&self.ebpf)
     }
 
-    /// The phase the group's next faults belong to. The supervisor calls this while the worker
-    /// waits for its acknowledgement, so every source splits at the same point.
-    pub fn set_phase(&mut self, phase: Phase) {
+    /// The step slot the group's next faults belong to. A slot without a name in the
+    /// observer's [`SlotNames`] (every one from [`steps::OTHER`] on, any value at or beyond
+    /// [`steps::SLOTS`] included) is counted as [`steps::OTHER`], named [`OTHER_NAME`]. The
+    /// supervisor calls this while the worker waits for its acknowledgement, so every source
+    /// splits at the same point.
+    ///
+    /// [`steps::OTHER`]: memspike_common::steps::OTHER
+    /// [`steps::SLOTS`]: memspike_common::steps::SLOTS
+    pub fn set_step(&mut self, slot: u32) {
+        let slot = self.slots.slot(slot);
         self.note_members();
         if let Ok(probe) = &mut self.ebpf
-            && let Err(e) = probe.set_phase(phase)
+            && let Err(e) = probe.set_step(slot)
         {
-            tracing::warn!("could not set the eBPF observer's phase: {e}");
+            tracing::warn!("could not set the eBPF observer's step: {e}");
         }
         if let Ok(faults) = &mut self.faults
-            && let Err(e) = faults.set_phase(phase)
+            && let Err(e) = faults.set_step(slot)
         {
             tracing::warn!("could not read the group's faults: {e}");
         }
@@ -250,12 +264,13 @@ impl Observer {
                 .ok(),
             Err(_) => None,
         };
+        let slots = &self.slots;
         let page_faults = match (counts.as_ref(), source(Figure::PageFaults)) {
-            (Some(c), Some(s)) => Some(PageFaults::from_counts(&c.faults, s)),
-            _ => stat.map(|(all, _)| PageFaults::from_counts(&all, "memory.stat pgfault")),
+            (Some(c), Some(s)) => Some(PageFaults::from_counts(&c.faults, slots, s)),
+            _ => stat.map(|(all, _)| PageFaults::from_counts(&all, slots, "memory.stat pgfault")),
         };
         let major_faults =
-            stat.map(|(_, major)| PageFaults::from_counts(&major, "memory.stat pgmajfault"));
+            stat.map(|(_, major)| PageFaults::from_counts(&major, slots, "memory.stat pgmajfault"));
         let reclaim = match (counts.as_ref(), source(Figure::Reclaim)) {
             (Some(c), Some(s)) => Some(Reclaim {
                 stalls: c.reclaim.stalls,
@@ -389,9 +404,10 @@ fn sources_of(probe: &EbpfProbe) -> [Option<&'static str>; 3] {
     Figure::ALL.map(|f| probe.source(f))
 }
 
-/// Starts the observer for the supervisor's group (`trace: false` for `--no-trace`).
-pub fn start(trace: bool, hierarchy: &Hierarchy, group: &Group) -> Observer {
-    Observer::start(Target::of(hierarchy, group), trace)
+/// Starts the observer for the supervisor's group (`trace: false` for `--no-trace`), page
+/// faults keyed by `slots`.
+pub fn start(trace: bool, hierarchy: &Hierarchy, group: &Group, slots: SlotNames) -> Observer {
+    Observer::start(Target::of(hierarchy, group), trace, slots)
 }
 
 #[cfg(test)]
@@ -402,13 +418,32 @@ mod tests {
         std::fs::write(dir.join(file), text).unwrap();
     }
 
+    fn slots(names: &[&str]) -> SlotNames {
+        SlotNames::new(names.iter().map(|n| (*n).to_owned()).collect()).unwrap()
+    }
+
+    fn stat(all: u64, major: u64) -> String {
+        format!("cache 0\npgfault {all}\npgmajfault {major}\n")
+    }
+
+    /// A v2 group with only the files the memory.stat source needs.
+    fn stat_only_target(dir: &std::path::Path) -> Target {
+        write(dir, "memory.stat", &stat(0, 0));
+        Target {
+            name: "memspike-1-0-test".into(),
+            dir: dir.to_owned(),
+            version: Version::V2,
+            bpf_cgroup_id: None,
+            v2_dir: None,
+        }
+    }
+
     /// A v1 group and its v2 twin as files: the observer without eBPF splits faults by phase
     /// from memory.stat and takes stall time from memory.pressure, each named as the source.
     #[test]
     fn without_ebpf_the_figures_come_from_the_groups_files() {
         let group = tempfile::tempdir().unwrap();
         let twin = tempfile::tempdir().unwrap();
-        let stat = |all: u64, major: u64| format!("cache 0\npgfault {all}\npgmajfault {major}\n");
         let psi = |some: u64, full: u64| {
             format!(
                 "some avg10=0.00 avg60=0.00 avg300=0.00 total={some}\n\
@@ -429,12 +464,13 @@ mod tests {
             bpf_cgroup_id: Some(1),
             v2_dir: Some(twin.path().to_owned()),
         };
-        let mut o = Observer::start(target, false);
+        let names = slots(&["startup", "spike", "release", "gc", "remainder"]);
+        let mut o = Observer::start(target, false, names);
         assert_eq!(o.tracing_label(), "unavailable: --no-trace");
         write(group.path(), "memory.stat", &stat(120, 0));
-        o.set_phase(Phase::Spike);
+        o.set_step(1);
         write(group.path(), "memory.stat", &stat(7_500, 1));
-        o.set_phase(Phase::Remainder);
+        o.set_step(4);
         write(group.path(), "memory.stat", &stat(8_200, 1));
         write(twin.path(), "memory.pressure", &psi(1_010, 505));
 
@@ -445,12 +481,17 @@ mod tests {
         let f = ev.page_faults.expect("faults from memory.stat");
         assert_eq!(f.source, "memory.stat pgfault");
         assert_eq!(
-            (
-                f.per_phase["startup"],
-                f.per_phase["spike"],
-                f.per_phase["remainder"]
-            ),
-            (120, 7_380, 700)
+            f.per_phase,
+            [
+                ("gc", 0),
+                ("release", 0),
+                ("remainder", 700),
+                ("spike", 7_380),
+                ("startup", 120)
+            ]
+            .map(|(k, v)| (k.to_owned(), v))
+            .into(),
+            "every named slot, no other"
         );
         let major = ev.major_faults.expect("major faults");
         assert_eq!((major.total, major.per_phase["spike"]), (1, 1));
@@ -484,6 +525,46 @@ mod tests {
         assert!(ev.oom_victims.is_empty());
     }
 
+    /// A step the names do not cover, or beyond the counters, counts as `other`; `other`
+    /// appears only then, and the named slots stay apart.
+    #[test]
+    fn steps_without_a_name_are_counted_as_other() {
+        let group = tempfile::tempdir().unwrap();
+        let target = stat_only_target(group.path());
+        let mut o = Observer::start(target, false, slots(&["startup", "spike"]));
+        let faults = |o: &mut Observer| o.snapshot().page_faults.expect("faults").per_phase;
+        write(group.path(), "memory.stat", &stat(10, 0));
+        o.set_step(1);
+        write(group.path(), "memory.stat", &stat(30, 0));
+        assert_eq!(
+            faults(&mut o),
+            [("spike", 20), ("startup", 10)]
+                .map(|(k, v)| (k.to_owned(), v))
+                .into()
+        );
+        o.set_step(2); // named by nobody
+        write(group.path(), "memory.stat", &stat(35, 0));
+        o.set_step(SLOTS_PLUS);
+        write(group.path(), "memory.stat", &stat(42, 0));
+        o.set_step(u32::MAX);
+        write(group.path(), "memory.stat", &stat(50, 0));
+        o.set_step(1);
+        write(group.path(), "memory.stat", &stat(51, 0));
+        let f = o.finish().page_faults.expect("faults");
+        assert_eq!(
+            (
+                f.per_phase["startup"],
+                f.per_phase["spike"],
+                f.per_phase[OTHER_NAME]
+            ),
+            (10, 21, 20)
+        );
+        assert_eq!((f.total, f.per_phase.len()), (51, 3));
+    }
+
+    /// Past the end of the counters.
+    const SLOTS_PLUS: u32 = memspike_common::steps::SLOTS as u32 + 1;
+
     #[test]
     fn a_group_without_its_files_says_what_is_missing() {
         let empty = tempfile::tempdir().unwrap();
@@ -494,7 +575,7 @@ mod tests {
             bpf_cgroup_id: None,
             v2_dir: None,
         };
-        let ev = Observer::start(target, true).finish();
+        let ev = Observer::start(target, true, slots(&["startup"])).finish();
         assert_eq!(
             ev.tracing,
             "unavailable: the group has no cgroup2 id to filter on (no cgroup2 mount)"
@@ -525,7 +606,7 @@ mod tests {
             bpf_cgroup_id: None,
             v2_dir: None,
         };
-        let mut o = Observer::start(target, false);
+        let mut o = Observer::start(target, false, slots(&["startup"]));
         write(group.path(), "memory.oom_control", &oom(1));
         let unseen = "1 of the group's OOM kills did not show in /dev/kmsg within 1s";
         for _ in 0..2 {
@@ -546,7 +627,7 @@ mod tests {
             bpf_cgroup_id: None,
             v2_dir: None,
         };
-        let mut o = Observer::start(target, false);
+        let mut o = Observer::start(target, false, slots(&["startup"]));
         o.kmsg = None;
         for pid in 0..(MAX_VICTIMS as u32 + 3) {
             let mut v = kmsg::parse_killed("Killed process 1 (w) total-vm:1kB").unwrap();

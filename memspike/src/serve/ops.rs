@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use memspike_common::Phase;
+use crate::phase::Phase; // TEMP(issue 8): lead rewrites
 use tokio::sync::oneshot;
 
 use super::errors::ApiError;

@@ -9,7 +9,7 @@
 //!   is in place before any program is attached; then, per figure, tries its ways in order.
 //!   Everything runs inside [`tracefs::with_tracefs`](super::tracefs::with_tracefs), so the
 //!   classic tracepoints find tracefs without this process mounting it anywhere visible.
-//! - [`EbpfProbe::set_phase`]: one array-map update; new faults count under that phase.
+//! - [`EbpfProbe::set_step`]: one array-map update; new faults count under that step slot.
 //! - [`EbpfProbe::finish`]: drains the OOM ring buffer and aya-log, sums the per-CPU maps,
 //!   then detaches and unloads everything and waits until the kernel no longer lists it.
 //!
@@ -32,7 +32,7 @@ use aya::{
     programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint, loaded_programs},
 };
 use aya_log::EbpfLogger;
-use memspike_common::{OomFieldOffsets, OomVictim, Phase, ReclaimStats, names};
+use memspike_common::{OomFieldOffsets, OomVictim, ReclaimStats, names, steps::SLOTS};
 use thiserror::Error;
 
 use super::evidence::OomVictimReport;
@@ -168,9 +168,10 @@ pub struct Unavailable {
 }
 
 /// What the programs counted so far.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Counts {
-    pub faults: [u64; Phase::COUNT],
+    /// Per step slot (the program counts a slot from `OTHER` on under `OTHER`).
+    pub faults: [u64; SLOTS],
     pub reclaim: ReclaimStats,
     /// OOM victims drained from the ring buffer since the last call.
     pub victims: Vec<OomVictimReport>,
@@ -195,7 +196,7 @@ struct Loaded {
     )]
     ebpf: Ebpf,
     logger: Option<EbpfLogger<&'static dyn log::Log>>,
-    phase: Array<MapData, u32>,
+    step: Array<MapData, u32>,
     faults: PerCpuArray<MapData, u64>,
     reclaim: PerCpuArray<MapData, ReclaimStats>,
     oom_events: RingBuf<MapData>,
@@ -271,16 +272,17 @@ impl EbpfProbe {
             .unwrap_or_default()
     }
 
-    /// Sets the phase new faults are counted under (one array-map update).
-    pub fn set_phase(&mut self, phase: Phase) -> Result<(), ProbeError> {
+    /// Sets the step slot new faults are counted under (one array-map update). The value is
+    /// written as given: the program itself counts any slot from `OTHER` on under `OTHER`.
+    pub fn set_step(&mut self, slot: u32) -> Result<(), ProbeError> {
         let Some(loaded) = self.loaded.as_mut() else {
             return Ok(());
         };
         loaded
-            .phase
-            .set(0, phase as u32, 0)
+            .step
+            .set(0, slot, 0)
             .map_err(|source| ProbeError::Map {
-                name: names::MAP_CURRENT_PHASE,
+                name: names::MAP_CURRENT_STEP,
                 source,
             })
     }
@@ -426,13 +428,13 @@ fn load_and_attach(
 
     let maps = (|| {
         Ok::<_, ProbeError>((
-            take_map(&mut ebpf, names::MAP_CURRENT_PHASE)?,
+            take_map(&mut ebpf, names::MAP_CURRENT_STEP)?,
             take_map(&mut ebpf, names::MAP_PAGE_FAULTS)?,
             take_map(&mut ebpf, names::MAP_RECLAIM_STATS)?,
             take_map(&mut ebpf, names::MAP_OOM_EVENTS)?,
         ))
     })();
-    let (phase, faults, reclaim, oom_events) = match maps {
+    let (step, faults, reclaim, oom_events) = match maps {
         Ok(m) => m,
         Err(error) => return Err(Unavailable { error, notes }),
     };
@@ -441,7 +443,7 @@ fn load_and_attach(
         loaded: Some(Loaded {
             ebpf,
             logger,
-            phase,
+            step,
             faults,
             reclaim,
             oom_events,
@@ -560,13 +562,13 @@ fn collect(loaded: &mut Loaded) -> Result<Counts, ProbeError> {
     }
 
     let map_err = |name| move |source| ProbeError::Map { name, source };
-    let mut faults = [0u64; Phase::COUNT];
-    for phase in Phase::ALL {
+    let mut faults = [0u64; SLOTS];
+    for (slot, count) in (0u32..).zip(faults.iter_mut()) {
         let values = loaded
             .faults
-            .get(&(phase as u32), 0)
+            .get(&slot, 0)
             .map_err(map_err(names::MAP_PAGE_FAULTS))?;
-        faults[phase as usize] = values.iter().fold(0u64, |a, b| a.saturating_add(*b));
+        *count = values.iter().fold(0u64, |a, b| a.saturating_add(*b));
     }
     let stats = loaded
         .reclaim
