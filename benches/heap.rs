@@ -1,22 +1,29 @@
 //! How fast the simulated heap turns address space into resident memory, against the floor:
 //! a raw anonymous mapping written byte by byte. Both sides map fresh memory, write 1 GiB
 //! (every page faults in once) and unmap it, so the difference is the heap's own cost.
-//! Also the pacer's arithmetic, which runs after every allocation, and what one interactive
-//! operation costs with many slabs held: it must not grow with their number.
+//! Also the pacer's arithmetic, which runs after every allocation, what one interactive
+//! operation costs with many slabs held (it must not grow with their number), and what
+//! returning memory costs (`MADV_DONTNEED`, the scavenger's one system call: the model's
+//! `scavenger::MADVISE_BYTES_PER_CPU_SECOND`).
 //!
-//! Run: `cargo bench -p memspike --bench heap` (`-- per_op` or `-- reset` for one group)
+//! Run: `cargo bench -p memspike --bench heap` (`-- per_op`, `-- reset` or `-- madvise` for
+//! one group)
 
 use std::hint::black_box;
 
 use criterion::BatchSize;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-// TEMP(issue 8): lead rewrites (the old phases).
-use memspike::phase::Phase;
+use memspike::model::heap::Order;
 use memspike::{
-    heap::Heap,
-    pacer::{Pacer, PacerConfig},
-    scenario::Driver,
+    arena::Arena,
+    model::{
+        experiment::Experiment,
+        heap::Heap,
+        pacer::{Pacer, PacerConfig, Totals},
+        release::Release,
+    },
     telemetry::{Event, Sink},
+    worker::{self, INTERACTIVE, Program, WorkerHost},
 };
 
 const GIB: usize = 1 << 30;
@@ -45,7 +52,8 @@ fn raw_mmap_write(len: usize) {
 
 /// The same gigabyte through the heap, in slabs of `slab` bytes.
 fn heap_write(len: usize, slab: u64) {
-    let mut heap = Heap::new(2 * len as u64, PacerConfig::default()).expect("reserve");
+    let arena = Arena::reserve(2 * len).expect("reserve");
+    let mut heap = Heap::new(arena, 2 * len as u64);
     let mut left = len as u64;
     while left > 0 {
         let n = slab.min(left);
@@ -70,9 +78,25 @@ fn write_1gib(c: &mut Criterion) {
 }
 
 fn pacer(c: &mut Criterion) {
-    let mut p = Pacer::new(PacerConfig::default());
-    p.end_cycle(30 << 20, 1 << 20);
-    c.bench_function("pacer_pace", |b| b.iter(|| black_box(&p).pace()));
+    let p = Pacer::new(
+        PacerConfig {
+            memory_limit: Some(240 << 20),
+            ..PacerConfig::default()
+        },
+        Release::default().rules(),
+    );
+    let t = Totals {
+        marked: 30 << 20,
+        marked_scan: 1 << 20,
+        allocated: 40 << 20,
+        free: 8 << 20,
+        mapped: 56 << 20,
+        released: 8 << 20,
+        non_heap: 4 << 20,
+    };
+    c.bench_function("pacer_pace", |b| {
+        b.iter(|| black_box(&p).pace(black_box(&t)))
+    });
 }
 
 /// Telemetry that goes nowhere: the driver still builds every event, as the worker does.
@@ -90,12 +114,17 @@ const HELD: [u64; 3] = [1_000, 10_000, 80_000];
 /// One heap page: the smallest slab.
 const SLAB: u64 = 8192;
 
-/// A driver holding `n` one-page slabs.
-fn holding(n: u64) -> Driver<Discard> {
-    let heap = Heap::new(4 << 30, PacerConfig::default()).expect("reserve");
-    let mut d = Driver::new(heap, Discard);
+/// A program holding `n` one-page slabs, as an interactive worker's.
+fn holding(n: u64) -> Program<Discard> {
+    let mut d = worker::program(
+        &Experiment::seed(32 << 20),
+        Discard,
+        WorkerHost::new(None),
+        4 << 30,
+    )
+    .expect("reserve");
     for _ in 0..n {
-        d.alloc(Phase::Interactive, SLAB).expect("alloc");
+        d.alloc(INTERACTIVE, SLAB).expect("alloc");
     }
     d
 }
@@ -105,7 +134,7 @@ fn per_op(c: &mut Criterion) {
     let mut g = c.benchmark_group("per_op");
     g.sample_size(20);
     g.throughput(Throughput::Elements(1));
-    let p = Phase::Interactive;
+    let p = INTERACTIVE;
     for n in HELD {
         let mut d = holding(n);
         // /add then /rel of the newest slab then /gc: the page is reused, nothing faults.
@@ -120,7 +149,7 @@ fn per_op(c: &mut Criterion) {
         // the pacer collects the garbage as it would.
         g.bench_with_input(BenchmarkId::new("rel_oldest_add", n), &n, |b, _| {
             b.iter(|| {
-                black_box(d.release_bytes(p, SLAB).expect("release"));
+                black_box(d.release_bytes(p, SLAB, Order::Oldest).expect("release"));
                 black_box(d.alloc(p, SLAB).expect("alloc"));
             })
         });
@@ -137,7 +166,7 @@ fn reset(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
             b.iter_batched(
                 || holding(n),
-                |mut d| black_box(d.reset(Phase::Interactive).expect("reset")),
+                |mut d| black_box(d.reset(INTERACTIVE).expect("reset")),
                 BatchSize::PerIteration,
             )
         });
@@ -145,5 +174,32 @@ fn reset(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, write_1gib, pacer, per_op, reset);
+/// Returning 64 MiB of written memory to the OS in the scavenger's 64 KiB chunks: bytes per
+/// second of `MADV_DONTNEED` (the write is outside the measurement).
+fn madvise(c: &mut Criterion) {
+    const LEN: usize = 64 << 20;
+    const CHUNK: usize = 64 << 10;
+    let mut g = c.benchmark_group("madvise");
+    g.sample_size(20);
+    g.throughput(Throughput::Bytes(LEN as u64));
+    g.bench_function("dontneed_64KiB_chunks", |b| {
+        b.iter_batched(
+            || {
+                let mut a = Arena::reserve(LEN).expect("reserve");
+                a.write(0, LEN, 0x5a);
+                a
+            },
+            |mut a| {
+                for off in (0..LEN).step_by(CHUNK) {
+                    a.release(off, CHUNK).expect("madvise");
+                }
+                a
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, write_1gib, pacer, per_op, reset, madvise);
 criterion_main!(benches);

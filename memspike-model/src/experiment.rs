@@ -51,7 +51,8 @@ impl fmt::Display for MemoryLimit {
 impl FromStr for MemoryLimit {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let usage = "give a size (240MiB, 251658240), a percentage of the cgroup's limit (90%), or off";
+        let usage =
+            "give a size (240MiB, 251658240), a percentage of the cgroup's limit (90%), or off";
         if let Some(p) = s.trim().strip_suffix('%') {
             return p
                 .trim()
@@ -108,6 +109,23 @@ pub struct Experiment {
     pub gomaxprocs: u32,
     /// Stop the worker before the first step with this name.
     pub pause_at: Option<String>,
+}
+
+impl Experiment {
+    /// `memspike run --limit LIMIT` with every other setting at its default: the seed
+    /// scenario, GOGC 100, no memory limit, the newest release, this machine's CPUs.
+    pub fn seed(limit: u64) -> Experiment {
+        Experiment {
+            limit,
+            scenario: crate::scenario::builtin::seed(crate::scenario::builtin::SEED_SPIKE, None),
+            spike: Some(crate::scenario::builtin::SEED_SPIKE),
+            policy: Policy::default(),
+            runtime: Release::default(),
+            alloc_rate: DEFAULT_ALLOC_RATE,
+            gomaxprocs: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            pause_at: None,
+        }
+    }
 }
 
 /// The slot names before the first step and after the last.
@@ -198,7 +216,10 @@ mod tests {
     #[test]
     fn the_seeds_steps_are_the_old_phases() {
         let mut e = seed();
-        assert_eq!(e.step_names(), ["startup", "spike", "release", "remainder", "done"]);
+        assert_eq!(
+            e.step_names(),
+            ["startup", "spike", "release", "remainder", "done"]
+        );
         e.policy.gc_after_release = true;
         assert_eq!(
             e.step_names(),
@@ -209,7 +230,10 @@ mod tests {
     #[test]
     fn memory_limits_parse() {
         assert_eq!(parse_memory_limit("off"), Ok(None));
-        assert_eq!(parse_memory_limit("90%"), Ok(Some(MemoryLimit::Percent(90.0))));
+        assert_eq!(
+            parse_memory_limit("90%"),
+            Ok(Some(MemoryLimit::Percent(90.0)))
+        );
         assert_eq!(
             parse_memory_limit("240MiB"),
             Ok(Some(MemoryLimit::Bytes(240 << 20)))

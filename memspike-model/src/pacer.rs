@@ -9,7 +9,6 @@
 
 use std::{fmt, str::FromStr, time::Duration};
 
-
 use crate::release::Rules;
 
 /// The minimum total heap goal at GOGC=100 (`defaultHeapMinimum`); scaled by GOGC/100.
@@ -292,7 +291,11 @@ mod tests {
 
     fn run(name: &str, config: PacerConfig, first: Pace, cycles: &[Cycle]) {
         let p = pacer(config);
-        assert_eq!(p.pace(&Totals::default()), first, "{name}: before the first cycle");
+        assert_eq!(
+            p.pace(&Totals::default()),
+            first,
+            "{name}: before the first cycle"
+        );
         for (i, c) in cycles.iter().enumerate() {
             let pace = p.pace(&after(c.marked, c.scan));
             assert_eq!(pace.goal, c.goal, "{name}: goal after cycle {}", i + 1);
@@ -606,7 +609,11 @@ mod tests {
             );
             let pace = p.pace(&r.totals);
             assert_eq!((pace.goal, pace.limited), (r.goal, r.limited), "{}", r.what);
-            assert!(pace.trigger <= pace.goal && pace.trigger >= r.totals.marked, "{}", r.what);
+            assert!(
+                pace.trigger <= pace.goal && pace.trigger >= r.totals.marked,
+                "{}",
+                r.what
+            );
         }
     }
 

@@ -162,7 +162,14 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
         })
     }
 
-    fn end(&mut self, phase: &str, action: EventAction, bytes: u64, reused: u64, grown: u64) -> std::io::Result<()> {
+    fn end(
+        &mut self,
+        phase: &str,
+        action: EventAction,
+        bytes: u64,
+        reused: u64,
+        grown: u64,
+    ) -> std::io::Result<()> {
         self.report_happenings(phase)?;
         self.send(Kind::End {
             phase: phase.to_owned(),
@@ -191,7 +198,12 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
     /// Releases `bytes` of live slabs in `order`, as the seed's `/rel` does (oldest first). A
     /// slab that is only partly released is replaced by a smaller copy, allocated and written
     /// for real, before the original is dropped.
-    pub fn release_bytes(&mut self, phase: &str, bytes: u64, order: Order) -> Result<Released, StepError> {
+    pub fn release_bytes(
+        &mut self,
+        phase: &str,
+        bytes: u64,
+        order: Order,
+    ) -> Result<Released, StepError> {
         let mut left = bytes;
         let mut drop = Vec::new();
         let mut keep = None;
@@ -248,7 +260,12 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
         self.collect(phase)
     }
 
-    fn dropping(&mut self, phase: &str, bytes: u64, apply: impl FnOnce(&mut Runtime<M>)) -> Result<u64, StepError> {
+    fn dropping(
+        &mut self,
+        phase: &str,
+        bytes: u64,
+        apply: impl FnOnce(&mut Runtime<M>),
+    ) -> Result<u64, StepError> {
         let action = EventAction::Release;
         self.begin(phase, action, bytes)?;
         apply(&mut self.rt);

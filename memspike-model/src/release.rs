@@ -7,7 +7,6 @@
 
 use std::{fmt, str::FromStr};
 
-
 /// A Go release, by minor version (go1.19 = 19).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Release(u8);
@@ -140,9 +139,21 @@ mod tests {
         for r in Release::all() {
             assert_eq!(r.to_string().parse::<Release>(), Ok(r));
         }
-        assert_eq!("go1.21.13".parse::<Release>(), Release::go1(21).ok_or(ReleaseError(String::new())));
+        assert_eq!(
+            "go1.21.13".parse::<Release>(),
+            Release::go1(21).ok_or(ReleaseError(String::new()))
+        );
         assert_eq!(Release::default(), Release::NEWEST);
-        for bad in ["go1.18", "go1.99", "1.21", "go2.0", "go1.21rc1", "go1.21.", "", "go1.x"] {
+        for bad in [
+            "go1.18",
+            "go1.99",
+            "1.21",
+            "go2.0",
+            "go1.21rc1",
+            "go1.21.",
+            "",
+            "go1.x",
+        ] {
             let e = bad.parse::<Release>().unwrap_err();
             assert!(e.to_string().contains("go1.19 to go1.27"), "{bad}: {e}");
         }
@@ -153,13 +164,27 @@ mod tests {
         // Sources: go1.19/go1.20 src/runtime/mgcpacer.go memoryLimitHeapGoal (fixed 1 MiB);
         // go1.21 the same function (3 %, at least 1 MiB).
         let goal = 200 * MIB;
-        let at = |minor| Rules::of(Release::go1(minor).unwrap()).memory_limit_headroom.apply(goal);
+        let at = |minor| {
+            Rules::of(Release::go1(minor).unwrap())
+                .memory_limit_headroom
+                .apply(goal)
+        };
         assert_eq!(at(19), 199 * MIB);
         assert_eq!(at(20), 199 * MIB);
         assert_eq!(at(21), goal - goal / 100 * 3);
         assert_eq!(at(27), goal - goal / 100 * 3);
         // Small goals keep at least 1 MiB of headroom, and never go below zero.
-        assert_eq!(Rules::of(Release::NEWEST).memory_limit_headroom.apply(10 * MIB), 9 * MIB);
-        assert_eq!(Rules::of(Release::NEWEST).memory_limit_headroom.apply(MIB / 2), 0);
+        assert_eq!(
+            Rules::of(Release::NEWEST)
+                .memory_limit_headroom
+                .apply(10 * MIB),
+            9 * MIB
+        );
+        assert_eq!(
+            Rules::of(Release::NEWEST)
+                .memory_limit_headroom
+                .apply(MIB / 2),
+            0
+        );
     }
 }

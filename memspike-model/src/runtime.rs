@@ -195,9 +195,7 @@ impl<M: Memory> Runtime<M> {
             mallocs,
             frees,
             num_gc: self.num_gc,
-            last_gc_unix_ns: self
-                .last_gc_ns
-                .map_or(0, |t| self.config.epoch_unix_ns + t),
+            last_gc_unix_ns: self.last_gc_ns.map_or(0, |t| self.config.epoch_unix_ns + t),
             next_gc: planned(pace.goal),
             trigger: planned(pace.trigger),
             non_heap: self.non_heap(),
@@ -244,7 +242,8 @@ impl<M: Memory> Runtime<M> {
         if self.heap.heap_alloc() >= pace.trigger && !self.limiter.limiting() {
             self.collect(GcReason::Trigger, usage);
         }
-        let write_ns = (u128::from(bytes) * 1_000_000_000 / u128::from(self.config.alloc_rate.max(1))) as u64;
+        let write_ns =
+            (u128::from(bytes) * 1_000_000_000 / u128::from(self.config.alloc_rate.max(1))) as u64;
         self.advance(write_ns, usage)?;
         Ok(placed.allocation)
     }
@@ -287,8 +286,10 @@ impl<M: Memory> Runtime<M> {
         }
         let released = self.heap.scavenge(bytes)?;
         if released > 0 {
-            self.happened
-                .push(Happening::Scavenged { reason, bytes: released });
+            self.happened.push(Happening::Scavenged {
+                reason,
+                bytes: released,
+            });
         }
         Ok(released)
     }
@@ -329,10 +330,17 @@ impl<M: Memory> Runtime<M> {
                 let Gogc::Percent(gogc) = self.pacer.config().gogc else {
                     return;
                 };
-                let next_gc = self.pacer.pace(&self.heap.totals(self.footprint.mapped(self.heap.mapped()))).goal;
-                let next = w
-                    .config
-                    .heap_gogc(limit, next_gc, gogc, self.heap.heap_alloc(), w.original_gogc);
+                let next_gc = self
+                    .pacer
+                    .pace(&self.heap.totals(self.footprint.mapped(self.heap.mapped())))
+                    .goal;
+                let next = w.config.heap_gogc(
+                    limit,
+                    next_gc,
+                    gogc,
+                    self.heap.heap_alloc(),
+                    w.original_gogc,
+                );
                 self.pacer.set_gogc(Gogc::Percent(next));
             }
             Driver::Cgroup => w.threshold = w.config.policy.evaluate(limit, used),
@@ -357,7 +365,11 @@ impl<M: Memory> Runtime<M> {
                 .as_ref()
                 .filter(|w| w.config.driver == Driver::Cgroup)
                 .map(|w| w.next_poll_ns);
-            let next = [Some(end), periodic, poll].into_iter().flatten().min().unwrap_or(end);
+            let next = [Some(end), periodic, poll]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(end);
             let step = next.saturating_sub(self.now_ns);
             if step > 0 {
                 let budget = (u128::from(scavenger::background_rate()) * u128::from(step)

@@ -45,9 +45,8 @@ impl Scavenger {
     pub fn new(memory_limit: Option<u64>) -> Scavenger {
         Scavenger {
             gc_percent_goal: u64::MAX,
-            memory_limit_goal: memory_limit.map_or(u64::MAX, |l| {
-                l / 100 * (100 - REDUCE_EXTRA_PERCENT)
-            }),
+            memory_limit_goal: memory_limit
+                .map_or(u64::MAX, |l| l / 100 * (100 - REDUCE_EXTRA_PERCENT)),
             last_heap_goal: 0,
         }
     }

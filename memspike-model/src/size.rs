@@ -160,7 +160,10 @@ pub fn exact(bytes: u64) -> String {
     UNITS
         .iter()
         .find(|(_, shift)| bytes != 0 && bytes.trailing_zeros() >= *shift)
-        .map_or_else(|| bytes.to_string(), |(u, shift)| format!("{}{u}", bytes >> shift))
+        .map_or_else(
+            || bytes.to_string(),
+            |(u, shift)| format!("{}{u}", bytes >> shift),
+        )
 }
 
 #[cfg(test)]
@@ -169,7 +172,17 @@ mod tests {
 
     #[test]
     fn exact_sizes_read_back() {
-        for b in [0, 1, 1023, 1024, 1536 << 10, 32 << 20, 30_198_988, 1 << 40, u64::MAX] {
+        for b in [
+            0,
+            1,
+            1023,
+            1024,
+            1536 << 10,
+            32 << 20,
+            30_198_988,
+            1 << 40,
+            u64::MAX,
+        ] {
             assert_eq!(parse(&exact(b)), Ok(b), "{}", exact(b));
         }
         assert_eq!(exact(32 << 20), "32MiB");

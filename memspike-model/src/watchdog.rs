@@ -73,11 +73,16 @@ impl FromStr for Policy {
                 .parse::<f64>()
                 .ok()
                 .filter(|f| *f > 0.0 && *f <= 1.0)
-                .ok_or_else(|| format!("watchdog {s:?}: {a:?} is not a fraction in (0, 1]; {usage}"))
+                .ok_or_else(|| {
+                    format!("watchdog {s:?}: {a:?} is not a fraction in (0, 1]; {usage}")
+                })
         };
         match kind {
             "watermarks" => {
-                let watermarks = args.split(',').map(fraction).collect::<Result<Vec<_>, _>>()?;
+                let watermarks = args
+                    .split(',')
+                    .map(fraction)
+                    .collect::<Result<Vec<_>, _>>()?;
                 if watermarks.windows(2).any(|w| w[0] >= w[1]) {
                     return Err(format!("watchdog {s:?}: watermarks must ascend; {usage}"));
                 }
@@ -140,7 +145,14 @@ impl Watchdog {
 
     /// The heap driver's GOGC after a cycle: the cycle's goal was `next_gc` under `gogc`, the
     /// heap holds `heap_alloc`, and GOGC started as `original`.
-    pub fn heap_gogc(&self, limit: u64, next_gc: u64, gogc: u32, heap_alloc: u64, original: u32) -> u32 {
+    pub fn heap_gogc(
+        &self,
+        limit: u64,
+        next_gc: u64,
+        gogc: u32,
+        heap_alloc: u64,
+        original: u32,
+    ) -> u32 {
         let marked = (next_gc as f64 / (1.0 + f64::from(gogc) / 100.0)) as u64;
         if marked == 0 {
             return gogc;
@@ -179,7 +191,14 @@ mod tests {
 
     #[test]
     fn bad_policies_say_what_to_write() {
-        for bad in ["watermarks", "watermarks:0.9,0.5", "watermarks:1.5", "adaptive:x", "magic:1", "adaptive:0"] {
+        for bad in [
+            "watermarks",
+            "watermarks:0.9,0.5",
+            "watermarks:1.5",
+            "adaptive:x",
+            "magic:1",
+            "adaptive:0",
+        ] {
             let e = bad.parse::<Policy>().unwrap_err();
             assert!(e.contains("watermarks:F,F,..."), "{bad}: {e}");
         }

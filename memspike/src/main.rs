@@ -14,14 +14,19 @@ use std::{
     io::{IsTerminal, Write},
     path::PathBuf,
     process::ExitCode,
+    time::Duration,
 };
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-// TEMP(issue 8): lead rewrites (the old phases).
-use memspike::phase::Phase;
 use memspike::{
-    pacer::Gogc,
+    model::{
+        experiment::{self, DEFAULT_ALLOC_RATE, Experiment, MemoryLimit, Policy},
+        pacer::Gogc,
+        release::Release,
+        scenario::{Scenario, builtin},
+        watchdog::{self, Watchdog},
+    },
     preflight::UsageError,
     privilege::RunAs,
     report::{Outcome, Report},
@@ -45,53 +50,100 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the experiment in a fresh memory cgroup and report what happened (needs root).
-    Run(RunArgs),
-    /// The process inside the cgroup (started by `run`).
+    /// Run a scenario in a fresh memory cgroup and report what happened (needs root).
+    Run(Box<RunArgs>),
+    /// List the built-in scenarios (`run --scenario NAME --print` shows one as TOML).
+    Scenarios,
+    /// The process inside the cgroup (started by `run`; reads what to do on stdin).
     #[command(hide = true)]
-    Worker(WorkerArgs),
+    Worker,
 }
 
-#[derive(clap::Args)]
-struct WorkerArgs {
-    #[command(flatten)]
-    experiment: ExperimentArgs,
-    /// Serve HTTP on the inherited socket.
-    #[arg(long)]
-    interactive: bool,
-    /// The credentials to take right after start, as UID:GID.
-    #[arg(long, value_name = "UID:GID", value_parser = RunAs::from_arg)]
-    run_as: RunAs,
-    /// Names the HTTP server accepts in Host besides its address.
-    #[arg(long = "allow-host", value_name = "NAME")]
-    allow_host: Vec<String>,
-}
-
+/// What the experiment is: the limit, the scenario, and the runtime's policy.
 #[derive(clap::Args, Clone)]
 struct ExperimentArgs {
     /// The cgroup's memory limit: 33554432, 32MiB, 32M, 1.5GiB (M = MiB).
     #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     limit: u64,
-    /// The fraction of the limit the spike fills (the seed's 90 %).
-    #[arg(long, default_value_t = 0.9, value_parser = parse_spike, allow_negative_numbers = true)]
-    spike: f64,
+    /// The allocation pattern: a built-in scenario (`memspike scenarios`) or a TOML file.
+    #[arg(long, default_value = "seed", value_name = "NAME|FILE")]
+    scenario: String,
+    /// Print the scenario as TOML (a file to start from) and exit.
+    #[arg(long)]
+    print: bool,
+    /// The seed scenario: the fraction of the limit the spike fills (the seed's 0.9).
+    #[arg(long, value_parser = parse_spike, allow_negative_numbers = true)]
+    spike: Option<f64>,
+    /// The seed scenario: allocate the remainder in pieces of this size (the seed allocates it
+    /// whole); the collector may then run between them.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    chunk: Option<u64>,
     /// GOGC for the simulated runtime: a percentage, or `off`.
     #[arg(long, default_value = "100", allow_negative_numbers = true)]
     gogc: Gogc,
-    /// Run a collection right after releasing the slab (the seed's -gc): it then survives.
+    /// The soft memory limit (GOMEMLIMIT): a size, a percentage of --limit (90%), or `off`.
+    #[arg(long, default_value = "off", value_name = "SIZE|PCT|off", value_parser = parse_memory_limit)]
+    memory_limit: GoMemLimit,
+    /// Run a collection right after every release step (the seed's -gc): the seed then survives.
     #[arg(long)]
     gc: bool,
-    /// Stop the worker (SIGSTOP) before this phase, to inspect its cgroup; `kill -CONT` goes on.
-    #[arg(long, value_name = "PHASE")]
-    pause_at: Option<PausePhase>,
+    /// Whose rules the runtime follows where Go releases differ: go1.19 to go1.27.
+    #[arg(long, default_value_t = Release::default(), value_name = "goX.Y")]
+    runtime: Release,
+    /// A watchdog beside the program (raulk/go-watchdog): watermarks:0.5,0.75,0.9 or
+    /// adaptive:0.5.
+    #[arg(long, value_name = "POLICY")]
+    watchdog: Option<watchdog::Policy>,
+    /// What drives the watchdog: the heap after each cycle (it adjusts GOGC), or the cgroup's
+    /// usage, polled (it forces collections).
+    #[arg(long, value_enum, default_value = "heap", requires = "watchdog")]
+    watchdog_driver: WatchdogDriver,
+    /// What the watchdog forces: runtime.GC or debug.FreeOSMemory.
+    #[arg(long, value_enum, default_value = "gc", requires = "watchdog")]
+    watchdog_force: WatchdogForce,
+    /// How often the cgroup-driven watchdog polls, in simulated time.
+    #[arg(long, default_value = "1s", value_parser = memspike::model::duration::parse, requires = "watchdog")]
+    watchdog_interval: Duration,
+    /// How fast the program allocates and writes, per simulated second (default: measured on
+    /// the reference Go program).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    alloc_rate: Option<u64>,
+    /// GOMAXPROCS for the simulated runtime (the CPU limiter's size); default: this machine's
+    /// CPUs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    gomaxprocs: Option<u32>,
+    /// Stop the worker (SIGSTOP) before the first step with this name, to inspect its cgroup;
+    /// `kill -CONT` goes on.
+    #[arg(long, value_name = "STEP")]
+    pause_at: Option<String>,
+}
+
+/// `--memory-limit`: a limit, or none (`off`).
+#[derive(Clone, Copy)]
+struct GoMemLimit(Option<MemoryLimit>);
+
+fn parse_memory_limit(s: &str) -> Result<GoMemLimit, String> {
+    experiment::parse_memory_limit(s).map(GoMemLimit)
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WatchdogDriver {
+    Heap,
+    Cgroup,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WatchdogForce {
+    Gc,
+    FreeOsMemory,
 }
 
 /// Interactive mode: the seed's HTTP server on port 1112.
 #[derive(clap::Args, Clone)]
 struct InteractiveArgs {
     /// Keep a worker alive in the cgroup and drive its heap over HTTP (/add, /rel, /gc,
-    /// /stats, /reset, /metrics, and a live page at /).
-    #[arg(long, conflicts_with_all = ["spike", "gc", "pause_at", "expect", "report"])]
+    /// /freeosmemory, /stats, /reset, /metrics, and a live page at /).
+    #[arg(long, conflicts_with_all = ["spike", "chunk", "gc", "pause_at", "expect", "report", "print"])]
     interactive: bool,
     /// Where to listen in interactive mode.
     #[arg(long, default_value = "0.0.0.0:1112", requires = "interactive")]
@@ -106,38 +158,53 @@ struct InteractiveArgs {
     allow_host: Vec<String>,
 }
 
-/// The phases a run can pause before.
-#[derive(Clone, Copy, ValueEnum)]
-enum PausePhase {
-    Spike,
-    Release,
-    Gc,
-    Remainder,
-}
-
-impl From<PausePhase> for Phase {
-    fn from(p: PausePhase) -> Phase {
-        match p {
-            PausePhase::Spike => Phase::Spike,
-            PausePhase::Release => Phase::Release,
-            PausePhase::Gc => Phase::Gc,
-            PausePhase::Remainder => Phase::Remainder,
-        }
-    }
-}
-
 impl ExperimentArgs {
-    fn config(&self, interactive: bool, run_as: RunAs, allowed_hosts: Vec<String>) -> WorkerConfig {
-        WorkerConfig {
+    /// The experiment these flags describe; the scenario is loaded (a name or a file).
+    fn experiment(&self) -> Result<Experiment, UsageError> {
+        let seed = self.scenario == "seed";
+        let scenario = if seed {
+            builtin::seed(self.spike.unwrap_or(builtin::SEED_SPIKE), self.chunk)
+        } else {
+            if self.spike.is_some() || self.chunk.is_some() {
+                return Err(UsageError::Scenario {
+                    name: self.scenario.clone(),
+                    why: "--spike and --chunk shape the seed scenario only; edit the scenario's steps instead (--print shows them)".into(),
+                });
+            }
+            Scenario::load(&self.scenario).map_err(|e| UsageError::Scenario {
+                name: self.scenario.clone(),
+                why: e.to_string(),
+            })?
+        };
+        let watchdog = self.watchdog.clone().map(|policy| Watchdog {
+            driver: match self.watchdog_driver {
+                WatchdogDriver::Heap => watchdog::Driver::Heap,
+                WatchdogDriver::Cgroup => watchdog::Driver::Cgroup,
+            },
+            force: match self.watchdog_force {
+                WatchdogForce::Gc => watchdog::Force::Gc,
+                WatchdogForce::FreeOsMemory => watchdog::Force::FreeOsMemory,
+            },
+            interval: self.watchdog_interval,
+            ..Watchdog::new(policy)
+        });
+        Ok(Experiment {
             limit: self.limit,
-            spike: self.spike,
-            gogc: self.gogc,
-            gc_after_release: self.gc,
-            pause_at: self.pause_at.map(Phase::from),
-            interactive,
-            run_as,
-            allowed_hosts,
-        }
+            scenario,
+            spike: seed.then(|| self.spike.unwrap_or(builtin::SEED_SPIKE)),
+            policy: Policy {
+                gogc: self.gogc,
+                memory_limit: self.memory_limit.0,
+                gc_after_release: self.gc,
+                watchdog,
+            },
+            runtime: self.runtime,
+            alloc_rate: self.alloc_rate.unwrap_or(DEFAULT_ALLOC_RATE),
+            gomaxprocs: self.gomaxprocs.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+            }),
+            pause_at: self.pause_at.clone(),
+        })
     }
 }
 
@@ -238,7 +305,14 @@ fn main() -> ExitCode {
         )
         .init();
     match command {
-        Command::Worker(args) => {
+        Command::Scenarios => {
+            let width = builtin::ALL.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+            for (name, line) in builtin::ALL {
+                println!("{name:width$}  {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Worker => {
             // The supervisor unblocked them before exec; a worker takes them as any process.
             if let Err(errno) = signals::unblock() {
                 eprintln!(
@@ -247,10 +321,7 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             }
-            let config = args
-                .experiment
-                .config(args.interactive, args.run_as, args.allow_host);
-            match worker::run(config) {
+            match worker::run() {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("memspike worker: {e}");
@@ -290,11 +361,22 @@ fn main() -> ExitCode {
 
 fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     let i = &args.interactive;
+    let experiment = args
+        .experiment
+        .experiment()
+        .map_err(SupervisorError::Settings)?;
+    if args.experiment.print {
+        print!("{}", experiment.scenario.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
     let run_as = RunAs::resolve(args.user.as_deref())
         .map_err(|e| SupervisorError::Settings(UsageError::from(e)))?;
-    let config = args
-        .experiment
-        .config(i.interactive, run_as, i.allow_host.clone());
+    let config = WorkerConfig {
+        experiment,
+        interactive: i.interactive,
+        run_as,
+        allowed_hosts: i.allow_host.clone(),
+    };
     let options = RunOptions {
         trace: !args.no_trace,
         interactive: i.interactive.then_some(Interactive {

@@ -1,12 +1,19 @@
 //! Checks on what the user asked for, made before anything is created: the limit against this
-//! machine's memory, the spike against the limit, the account the worker runs as, and where the
-//! report goes. Each failure is one [`UsageError`] sentence that says what to change; the
+//! machine's memory, the spike against the limit, the scenario (run once in the model, over no
+//! memory), the step to pause at, the account the worker runs as, and where the report goes. Each failure is one [`UsageError`] sentence that says what to change; the
 //! binary exits with 2. (The kernel's side, a memory controller with swap accounting, is
 //! [`crate::cgroup::discover`]'s.)
 
 use std::path::{Path, PathBuf};
 
-use crate::{heap::PAGE_SIZE, privilege::PrivilegeError, size::human};
+use memspike_model::{
+    experiment::Experiment,
+    heap::{Accounting, PAGE_SIZE},
+    program::{Detached, Driver},
+    runtime::Runtime,
+};
+
+use crate::{privilege::PrivilegeError, size::human, worker::physical_memory};
 
 /// Below this the worker process alone (about 1-2 MiB before its first allocation) leaves no
 /// room for an experiment.
@@ -50,6 +57,10 @@ pub enum UsageError {
         what: &'static str,
         bytes: u64,
     },
+    #[error("scenario {name}: {why}")]
+    Scenario { name: String, why: String },
+    #[error("--pause-at {step:?}: no step has that name; the steps are {}", .known.join(", "))]
+    PauseAt { step: String, known: Vec<String> },
     #[error(transparent)]
     User(#[from] PrivilegeError),
     #[error("--report {path}: {why}; give a directory memspike can create or write to", path = .path.display())]
@@ -128,6 +139,50 @@ pub fn check_spike(spike: f64, limit: u64) -> Result<(), UsageError> {
             bytes,
         }),
         None => Ok(()),
+    }
+}
+
+/// The scenario runs: every step resolves to something to do under the limit, and the whole
+/// fits this machine's address space. It is run once in the model over memory that is only
+/// counted (no limit, nothing touched), so a mistake is found before any group exists.
+pub fn check_scenario(experiment: &Experiment) -> Result<(), UsageError> {
+    let capacity = physical_memory() / PAGE_SIZE * PAGE_SIZE;
+    let rt = Runtime::new(
+        Accounting::default(),
+        Accounting::default(),
+        capacity,
+        experiment.runtime_config(0, 0),
+    );
+    let mut dry = Driver::new(rt, NoEvents, Detached);
+    dry.run(&experiment.effective_scenario(), experiment.limit)
+        .map_err(|e| UsageError::Scenario {
+            name: experiment.scenario.name.clone(),
+            why: e.to_string(),
+        })
+}
+
+/// Events of a dry run, dropped.
+struct NoEvents;
+
+impl memspike_model::event::Sink for NoEvents {
+    fn send(&mut self, _: &memspike_model::event::Event) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `--pause-at` names one of the scenario's steps.
+pub fn check_pause_at(experiment: &Experiment) -> Result<(), UsageError> {
+    let Some(step) = &experiment.pause_at else {
+        return Ok(());
+    };
+    let known = experiment.effective_scenario().step_names();
+    if known.contains(step) {
+        Ok(())
+    } else {
+        Err(UsageError::PauseAt {
+            step: step.clone(),
+            known,
+        })
     }
 }
 

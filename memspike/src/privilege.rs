@@ -19,13 +19,39 @@ use std::{ffi::CString, fmt, io};
 /// such tools use for a process that must not share a uid with anything else.
 const PRIVATE_UIDS: std::ops::RangeInclusive<u32> = 61184..=65519;
 
-/// Credentials for the worker.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Credentials for the worker. They travel to the worker in its configuration; one that names
+/// root does not deserialize.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "RawRunAs")]
 pub struct RunAs {
     pub uid: u32,
     pub gid: u32,
     /// The account's name, or `None` for a private uid.
     pub name: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawRunAs {
+    uid: u32,
+    gid: u32,
+    name: Option<String>,
+}
+
+impl TryFrom<RawRunAs> for RunAs {
+    type Error = String;
+    fn try_from(r: RawRunAs) -> Result<RunAs, String> {
+        if r.uid == 0 || r.gid == 0 {
+            return Err(format!(
+                "uid {} gid {}: the worker must not run as root",
+                r.uid, r.gid
+            ));
+        }
+        Ok(RunAs {
+            uid: r.uid,
+            gid: r.gid,
+            name: r.name,
+        })
+    }
 }
 
 impl fmt::Display for RunAs {
@@ -82,27 +108,6 @@ impl RunAs {
                 })
             }
         }
-    }
-
-    /// `UID:GID`, as the supervisor passes it to the worker.
-    pub fn to_arg(&self) -> String {
-        format!("{}:{}", self.uid, self.gid)
-    }
-
-    /// Parses [`RunAs::to_arg`].
-    pub fn from_arg(s: &str) -> Result<RunAs, String> {
-        let (uid, gid) = s
-            .split_once(':')
-            .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
-            .ok_or_else(|| format!("{s:?} is not UID:GID"))?;
-        if uid == 0 || gid == 0 {
-            return Err(format!("{s:?}: the worker must not run as root"));
-        }
-        Ok(RunAs {
-            uid,
-            gid,
-            name: None,
-        })
     }
 
     /// Becomes this uid and gid for good (see the module documentation), then makes sure the
@@ -311,10 +316,8 @@ mod tests {
         ));
         let nobody = RunAs::resolve(Some("nobody")).expect("Debian has nobody");
         assert_ne!(nobody.uid, 0);
-        assert_eq!(
-            RunAs::from_arg(&nobody.to_arg()).map(|r| r.uid),
-            Ok(nobody.uid)
-        );
+        let json = serde_json::to_string(&nobody).unwrap();
+        assert_eq!(serde_json::from_str::<RunAs>(&json).unwrap(), nobody);
     }
 
     #[test]
@@ -329,13 +332,14 @@ mod tests {
     }
 
     #[test]
-    fn uid_gid_arguments_refuse_root() {
-        assert!(RunAs::from_arg("0:5").is_err());
-        assert!(RunAs::from_arg("5:0").is_err());
-        assert!(RunAs::from_arg("5").is_err());
+    fn credentials_that_name_root_do_not_deserialize() {
+        let parse = |json: &str| serde_json::from_str::<RunAs>(json).map(|r| (r.uid, r.gid));
+        assert!(parse(r#"{"uid":0,"gid":5,"name":null}"#).is_err());
+        assert!(parse(r#"{"uid":5,"gid":0,"name":null}"#).is_err());
+        assert!(parse(r#"{"uid":5}"#).is_err());
         assert_eq!(
-            RunAs::from_arg("61200:61200").map(|r| (r.uid, r.gid)),
-            Ok((61200, 61200))
+            parse(r#"{"uid":61200,"gid":61200,"name":null}"#).unwrap(),
+            (61200, 61200)
         );
     }
 }

@@ -6,17 +6,19 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use crate::phase::Phase; // TEMP(issue 8): lead rewrites
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde::Serialize;
 
+use memspike_model::{
+    event::{Action, Event, GcReason, HeapStats, Kind, ScavengeReason},
+    experiment::{DONE, Experiment, STARTUP},
+};
+
 use crate::{
     cgroup::Counters,
-    heap::{GcReason, HeapStats},
     probe::{KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim},
     signals::signal_name,
     size::human,
-    telemetry::{Action, Event, Kind},
     timeline::History,
     worker::WorkerConfig,
 };
@@ -67,11 +69,16 @@ pub struct HeapAtEnd {
     pub live_bytes: u64,
     pub garbage_bytes: u64,
     pub free_bytes: u64,
+    /// Free pages returned to the OS (`HeapReleased`).
+    pub released_bytes: u64,
+    /// What the runtime holds outside the heap (`Sys - HeapSys`).
+    pub non_heap_bytes: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FailedAllocation {
-    pub phase: &'static str,
+    /// The step it belonged to.
+    pub phase: String,
     pub bytes: u64,
 }
 
@@ -92,13 +99,23 @@ pub struct WorkerSection {
     pub baseline_bytes: Option<u64>,
 }
 
+/// The settings in brief (the whole configuration is the report's `experiment`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Settings {
     /// `self-directed` or `interactive`.
     pub mode: &'static str,
-    pub spike: f64,
+    /// The scenario's name.
+    pub scenario: String,
+    /// The seed scenario's spike fraction; `null` for other scenarios.
+    pub spike: Option<f64>,
     pub gogc: String,
+    /// The soft memory limit (`GOMEMLIMIT`) in bytes; `null` when off.
+    pub memory_limit_bytes: Option<u64>,
     pub gc_after_release: bool,
+    /// A watchdog's policy (`watermarks:…`, `adaptive:…`) and driver, or `null`.
+    pub watchdog: Option<String>,
+    /// The Go release whose rules the simulation followed.
+    pub runtime: String,
 }
 
 /// What the kernel saw inside the group; each figure names its source.
@@ -149,7 +166,8 @@ pub struct TimelineEvent {
 pub struct Report {
     pub outcome: Outcome,
     pub limit_bytes: u64,
-    pub died_in: Option<&'static str>,
+    /// The step it died in.
+    pub died_in: Option<String>,
     pub gc_cycles: u32,
     pub next_gc_after_spike_bytes: Option<u64>,
     pub garbage_at_end_bytes: u64,
@@ -161,6 +179,8 @@ pub struct Report {
     pub kernel: KernelSection,
     pub worker: WorkerSection,
     pub settings: Settings,
+    /// The experiment's whole configuration, as the worker received it.
+    pub experiment: Experiment,
     pub duration_ms: f64,
     pub error: Option<String>,
     pub verdict: String,
@@ -173,18 +193,47 @@ pub struct Report {
     /// Where in `events` the omitted ones were (the length of the kept head).
     #[serde(skip)]
     omitted_at: usize,
+    /// The step names in the experiment's order (page faults are listed so).
+    #[serde(skip)]
+    steps: Vec<String>,
+}
+
+impl Settings {
+    fn of(config: &WorkerConfig) -> Settings {
+        let e = &config.experiment;
+        Settings {
+            mode: if config.interactive {
+                "interactive"
+            } else {
+                "self-directed"
+            },
+            scenario: e.scenario.name.clone(),
+            spike: e.spike,
+            gogc: e.policy.gogc.to_string(),
+            memory_limit_bytes: e.memory_limit_bytes(),
+            gc_after_release: e.policy.gc_after_release,
+            watchdog: e.policy.watchdog.as_ref().map(|w| {
+                format!(
+                    "{} ({:?}-driven, forcing {:?})",
+                    w.policy, w.driver, w.force
+                )
+                .to_lowercase()
+            }),
+            runtime: e.runtime.to_string(),
+        }
+    }
 }
 
 /// The step that began and never ended (the one the kernel interrupted), if any.
-fn unfinished_step<'a>(events: impl Iterator<Item = &'a Event>) -> Option<(Phase, Action, u64)> {
+fn unfinished_step<'a>(events: impl Iterator<Item = &'a Event>) -> Option<(&'a str, Action, u64)> {
     let mut open = None;
     for e in events {
-        match e.kind {
+        match &e.kind {
             Kind::Begin {
                 phase,
                 action,
                 bytes,
-            } => open = Some((phase, action, bytes)),
+            } => open = Some((phase.as_str(), *action, *bytes)),
             Kind::End { .. } => open = None,
             _ => {}
         }
@@ -244,22 +293,23 @@ impl Report {
         };
 
         let died_in = match outcome {
-            Outcome::OomKilled => Some(unfinished.map_or(
-                if ready { Phase::Done } else { Phase::Startup },
-                |(phase, _, _)| phase,
-            )),
+            Outcome::OomKilled => Some(
+                unfinished
+                    .map_or(if ready { DONE } else { STARTUP }, |(phase, _, _)| phase)
+                    .to_owned(),
+            ),
             _ => None,
         };
         let failed_allocation = match (outcome, unfinished) {
             (Outcome::OomKilled, Some((phase, Action::Alloc, bytes))) => Some(FailedAllocation {
-                phase: phase.name(),
+                phase: phase.to_owned(),
                 bytes,
             }),
             _ => None,
         };
         // What the experiment needed at the end: the allocation that failed, or else the
         // last one it made (the remainder).
-        let needed_bytes = failed_allocation.map(|a| a.bytes).or_else(|| {
+        let needed_bytes = failed_allocation.as_ref().map(|a| a.bytes).or_else(|| {
             events.iter().rev().find_map(|e| match e.kind {
                 Kind::End {
                     action: Action::Alloc,
@@ -273,17 +323,14 @@ impl Report {
         let garbage_ratio = needed_bytes
             .filter(|&n| n > 0)
             .map(|n| garbage as f64 / n as f64);
+        // The goal after the seed's spike; `None` when no collection is planned (GOGC=off).
         let next_gc_after_spike_bytes = events
             .iter()
-            .find_map(|e| match e.kind {
-                Kind::End {
-                    phase: Phase::Spike,
-                    ..
-                } => Some(e.heap.next_gc),
+            .find_map(|e| match &e.kind {
+                Kind::End { phase, .. } if phase == "spike" => Some(e.heap.next_gc),
                 _ => None,
             })
-            // GOGC=off plans no collection at all.
-            .filter(|&goal| goal != u64::MAX);
+            .flatten();
         let t0 = events.head().first().map_or(0, |e| e.t_ns);
         let timeline = events
             .iter()
@@ -299,8 +346,8 @@ impl Report {
 
         let mut report = Report {
             outcome,
-            limit_bytes: f.config.limit,
-            died_in: died_in.map(Phase::name),
+            limit_bytes: f.config.experiment.limit,
+            died_in,
             gc_cycles: last_heap.num_gc,
             next_gc_after_spike_bytes,
             garbage_at_end_bytes: garbage,
@@ -310,6 +357,8 @@ impl Report {
                 live_bytes: last_heap.live,
                 garbage_bytes: garbage,
                 free_bytes: last_heap.free,
+                released_bytes: last_heap.released,
+                non_heap_bytes: last_heap.non_heap,
             },
             failed_allocation,
             cgroup: CgroupSection {
@@ -323,16 +372,8 @@ impl Report {
                 exit,
                 baseline_bytes,
             },
-            settings: Settings {
-                mode: if f.config.interactive {
-                    "interactive"
-                } else {
-                    "self-directed"
-                },
-                spike: f.config.spike,
-                gogc: f.config.gogc.to_string(),
-                gc_after_release: f.config.gc_after_release,
-            },
+            settings: Settings::of(&f.config),
+            experiment: f.config.experiment.clone(),
             duration_ms: f.duration.as_secs_f64() * 1e3,
             error,
             verdict: String::new(),
@@ -340,6 +381,7 @@ impl Report {
             events_total: events.total(),
             events_omitted: events.omitted(),
             omitted_at: events.head().len(),
+            steps: f.config.step_names(),
         };
         report.verdict = report.verdict_sentence(&events, last_heap);
         if let Some(evidence) = report.kernel_evidence() {
@@ -353,33 +395,33 @@ impl Report {
         let limit = human(self.limit_bytes);
         match self.outcome {
             Outcome::OomKilled => {
-                let what = self.failed_allocation.map_or("".to_owned(), |a| {
+                let what = self.failed_allocation.as_ref().map_or("".to_owned(), |a| {
                     format!(" while allocating {}", human(a.bytes))
                 });
-                let goal = last.next_gc;
-                let side = if goal > self.limit_bytes {
-                    "above"
-                } else {
-                    "below"
-                };
                 if last.garbage == 0 {
                     format!(
-                        "killed{what} in the {} phase with no garbage to reuse: the live heap ({}) and the process's own memory do not fit the {limit} limit",
-                        self.died_in.unwrap_or("?"),
-                        human(last.live)
+                        "killed{what} in the {} phase with no garbage to reuse: the live heap ({}) and the runtime's own memory ({} outside the heap) do not fit the {limit} limit",
+                        self.died_in.as_deref().unwrap_or("?"),
+                        human(last.live),
+                        human(last.non_heap)
                     )
-                } else if goal == u64::MAX {
-                    format!(
-                        "killed{what} with {} ({:.1}x) of garbage that no collection would ever reclaim: with GOGC=off the runtime plans none, so the heap grew past the {limit} limit",
-                        human(last.garbage),
-                        self.garbage_ratio.unwrap_or(0.0),
-                    )
-                } else {
+                } else if let Some(goal) = last.next_gc {
+                    let side = if goal > self.limit_bytes {
+                        "above"
+                    } else {
+                        "below"
+                    };
                     format!(
                         "killed{what} with {} ({:.1}x) of garbage waiting for a collection planned at {}, {side} the {limit} limit",
                         human(last.garbage),
                         self.garbage_ratio.unwrap_or(0.0),
                         human(goal)
+                    )
+                } else {
+                    format!(
+                        "killed{what} with {} ({:.1}x) of garbage and no collection planned: with GOGC=off and no memory limit the runtime plans none, so the heap grew past the {limit} limit",
+                        human(last.garbage),
+                        self.garbage_ratio.unwrap_or(0.0),
                     )
                 }
             }
@@ -389,24 +431,24 @@ impl Report {
                     .counters
                     .peak_bytes
                     .map_or("unknown".to_owned(), |p| human(p).to_string());
-                let last_alloc = events.iter().rev().find_map(|e| match e.kind {
+                let last_alloc = events.iter().rev().find_map(|e| match &e.kind {
                     Kind::End {
+                        phase,
                         action: Action::Alloc,
                         bytes,
                         reused,
                         grown,
-                        ..
-                    } => Some((bytes, reused, grown)),
+                    } => Some((phase, *bytes, *reused, *grown)),
                     _ => None,
                 });
                 match last_alloc {
-                    Some((bytes, reused, _)) if reused >= bytes => format!(
-                        "survived: the {} remainder reused garbage swept by collection {} instead of growing the heap; cgroup peak {peak} of the {limit} limit",
+                    Some((step, bytes, reused, _)) if reused >= bytes => format!(
+                        "survived: the last allocation ({} in the {step} step) reused garbage swept by collection {} instead of growing the heap; cgroup peak {peak} of the {limit} limit",
                         human(bytes),
                         last.num_gc
                     ),
-                    Some((bytes, _, grown)) => format!(
-                        "survived: the heap grew by {} for the {} remainder and still fit; cgroup peak {peak} of the {limit} limit",
+                    Some((step, bytes, _, grown)) => format!(
+                        "survived: the heap grew by {} for the last allocation ({} in the {step} step) and still fit; cgroup peak {peak} of the {limit} limit",
                         human(grown),
                         human(bytes)
                     ),
@@ -445,11 +487,11 @@ impl Report {
                     human(v.anon_rss_bytes),
                     human(self.limit_bytes)
                 );
-                if let Some(n) = self.died_in.and_then(faults) {
+                if let Some(n) = self.died_in.as_deref().and_then(faults) {
                     let _ = write!(
                         s,
                         ", after {n} page faults in the {} phase",
-                        self.died_in.unwrap_or("?")
+                        self.died_in.as_deref().unwrap_or("?")
                     );
                 }
                 Some(s)
@@ -473,25 +515,27 @@ impl Report {
             Outcome::Interrupted => "INTERRUPTED",
             Outcome::Error => "ERROR",
         };
-        let script = if self.settings.mode == "interactive" {
-            "interactive".to_owned()
-        } else {
-            format!(
-                "spike {:.0} %{}",
-                self.settings.spike * 100.0,
-                if self.settings.gc_after_release {
-                    ", GC after release"
-                } else {
-                    ""
-                }
-            )
+        let s = &self.settings;
+        let mut script = match (s.mode, s.spike) {
+            ("interactive", _) => "interactive".to_owned(),
+            (_, Some(spike)) => format!("spike {:.0} %", spike * 100.0),
+            (_, None) => format!("scenario {}", s.scenario),
         };
+        if s.gc_after_release {
+            script.push_str(", GC after release");
+        }
+        if let Some(m) = s.memory_limit_bytes {
+            let _ = write!(script, ", GOMEMLIMIT={}", human(m));
+        }
+        if let Some(w) = &s.watchdog {
+            let _ = write!(script, ", watchdog {w}");
+        }
         let _ = writeln!(
             out,
             "memspike: {headline} (cgroup {}, limit {}, GOGC={}, {script})",
             self.cgroup.version,
             human(self.limit_bytes),
-            self.settings.gogc,
+            s.gogc,
         );
 
         let mut t = Table::new();
@@ -499,8 +543,8 @@ impl Report {
         let mut row = |k: &str, v: String| {
             t.add_row(vec![k.to_owned(), v]);
         };
-        row("died in", self.died_in.unwrap_or("-").to_owned());
-        if let Some(a) = self.failed_allocation {
+        row("died in", self.died_in.as_deref().unwrap_or("-").to_owned());
+        if let Some(a) = &self.failed_allocation {
             row(
                 "allocation that failed",
                 format!("{} ({} bytes)", human(a.bytes), a.bytes),
@@ -548,11 +592,24 @@ impl Report {
                 opt(self.worker.baseline_bytes)
             ),
         );
+        row(
+            "runtime",
+            format!(
+                "{} rules; {} outside the heap; released to the OS {}",
+                self.settings.runtime,
+                human(self.heap_at_end.non_heap_bytes),
+                human(self.heap_at_end.released_bytes)
+            ),
+        );
         row("kernel tracing", self.kernel.tracing.clone());
         if let Some(f) = &self.kernel.page_faults {
-            let phases: Vec<String> = Phase::ALL
+            // In the experiment's step order, `other` (steps beyond the counters) last.
+            let phases: Vec<String> = self
+                .steps
                 .iter()
-                .filter_map(|p| f.per_phase.get(p.name()).map(|n| (p.name(), n)))
+                .map(String::as_str)
+                .chain([crate::probe::OTHER_NAME])
+                .filter_map(|p| f.per_phase.get(p).map(|n| (p, n)))
                 .filter(|(_, n)| **n > 0)
                 .map(|(p, n)| format!("{p} {n}"))
                 .collect();
@@ -655,11 +712,7 @@ impl Report {
                 human(h.heap_alloc()).to_string(),
                 human(h.garbage).to_string(),
                 human(h.free).to_string(),
-                if h.next_gc == u64::MAX {
-                    "off".to_owned()
-                } else {
-                    human(h.next_gc).to_string()
-                },
+                h.next_gc.map_or("off".to_owned(), |g| human(g).to_string()),
                 opt(e.event.cgroup_usage_bytes),
             ]);
         }
@@ -674,6 +727,7 @@ impl Report {
 
 /// One event in words, like the runtime's gctrace for cycles.
 fn describe(kind: &Kind) -> String {
+    let goal = |g: Option<u64>| g.map_or("none planned".to_owned(), |g| human(g).to_string());
     match kind {
         Kind::Ready { pid } => format!("worker {pid} ready"),
         Kind::Begin {
@@ -681,25 +735,28 @@ fn describe(kind: &Kind) -> String {
             action,
             bytes,
         } => match action {
-            Action::Alloc => format!("{}: allocating {}", phase.name(), human(*bytes)),
-            Action::Release => format!("{}: dropping {}", phase.name(), human(*bytes)),
-            Action::Collect => format!("{}: runtime.GC()", phase.name()),
+            Action::Alloc => format!("{phase}: allocating {}", human(*bytes)),
+            Action::Release => format!("{phase}: dropping {}", human(*bytes)),
+            Action::Collect => format!("{phase}: runtime.GC()"),
+            Action::FreeOsMemory => format!("{phase}: debug.FreeOSMemory()"),
+            Action::Wait => format!("{phase}: waiting"),
         },
         Kind::End {
             phase,
             action,
+            bytes,
             reused,
             grown,
-            ..
         } => match action {
             Action::Alloc => format!(
-                "{}: allocated (reused {}, grew {})",
-                phase.name(),
+                "{phase}: allocated (reused {}, grew {})",
                 human(*reused),
                 human(*grown)
             ),
-            Action::Release => format!("{}: dropped, now garbage", phase.name()),
-            Action::Collect => format!("{}: collected", phase.name()),
+            Action::Release => format!("{phase}: dropped, now garbage"),
+            Action::Collect => format!("{phase}: collected"),
+            Action::FreeOsMemory => format!("{phase}: returned {} to the OS", human(*bytes)),
+            Action::Wait => format!("{phase}: waited"),
         },
         Kind::Gc { cycle, .. } => format!(
             "gc {} ({}): {} -> {} live, swept {}, goal {}",
@@ -708,17 +765,23 @@ fn describe(kind: &Kind) -> String {
                 GcReason::Trigger => "heap reached the trigger",
                 GcReason::Forced => "runtime.GC",
                 GcReason::Periodic => "periodic",
+                GcReason::Watchdog => "watchdog",
             },
             human(cycle.heap_before),
             human(cycle.heap_after),
             human(cycle.swept),
-            if cycle.goal == u64::MAX {
-                "off".to_owned()
-            } else {
-                human(cycle.goal).to_string()
-            }
+            goal(cycle.goal)
         ),
-        Kind::Paused { phase } => format!("paused before {}", phase.name()),
+        Kind::Scavenge { reason, bytes, .. } => format!(
+            "scavenger ({}): returned {} to the OS",
+            match reason {
+                ScavengeReason::Background => "background",
+                ScavengeReason::Allocation => "at allocation",
+                ScavengeReason::FreeOsMemory => "FreeOSMemory",
+            },
+            human(*bytes)
+        ),
+        Kind::Paused { phase } => format!("paused before {phase}"),
         Kind::Done => "script finished".to_owned(),
     }
 }
@@ -727,51 +790,96 @@ fn describe(kind: &Kind) -> String {
 mod tests {
     use super::*;
 
-    use crate::{pacer::Gogc, privilege::RunAs};
-    use memspike_common::steps::SLOTS; // TEMP(issue 8): lead rewrites
-
-    use crate::{
-        heap::Heap,
-        pacer::PacerConfig,
-        scenario::{Driver, SelfDirected},
+    use memspike_common::steps::SLOTS;
+    use memspike_model::{
+        experiment::{DEFAULT_ALLOC_RATE, Policy},
+        heap::Accounting,
+        pacer::Gogc,
+        program::{Driver, Host},
+        release::Release,
+        runtime::{Runtime, Usage},
+        scenario::builtin,
     };
 
-    const LIMIT: u64 = 32 << 20;
+    use crate::{privilege::RunAs, probe::SlotNames};
 
-    /// The real script's events, cut where the kernel would have killed it.
-    fn events(gc: bool, cut_after: Option<usize>) -> Vec<Event> {
-        let heap = Heap::new(1 << 30, PacerConfig::default()).unwrap();
-        let mut d = Driver::new(heap, Vec::new());
-        SelfDirected {
-            limit: LIMIT,
-            spike: 0.9,
-            gc_after_release: gc,
+    const LIMIT: u64 = 32 << 20;
+    const PID: u32 = 4242;
+
+    /// A worker as the tests see it: a fixed pid, no clock, no cgroup.
+    struct TestHost;
+
+    impl Usage for TestHost {
+        fn cgroup_usage(&mut self) -> Option<u64> {
+            None
         }
-        .run(&mut d)
-        .unwrap();
-        let mut events = d.sink().clone();
+    }
+
+    impl Host for TestHost {
+        fn now_ns(&self) -> u64 {
+            0
+        }
+        fn pid(&self) -> u32 {
+            PID
+        }
+        fn pause(&mut self) {}
+    }
+
+    fn config(gc: bool, gogc: Gogc) -> WorkerConfig {
+        WorkerConfig {
+            experiment: Experiment {
+                limit: LIMIT,
+                scenario: builtin::seed(0.9, None),
+                spike: Some(0.9),
+                policy: Policy {
+                    gogc,
+                    gc_after_release: gc,
+                    ..Policy::default()
+                },
+                runtime: Release::default(),
+                alloc_rate: DEFAULT_ALLOC_RATE,
+                gomaxprocs: 2,
+                pause_at: None,
+            },
+            interactive: false,
+            run_as: RunAs {
+                uid: 61184,
+                gid: 61184,
+                name: None,
+            },
+            allowed_hosts: Vec::new(),
+        }
+    }
+
+    /// The seed scenario's events in the model, cut where the kernel would have killed it.
+    fn run(config: &WorkerConfig, cut_after: Option<usize>) -> Vec<Event> {
+        let e = &config.experiment;
+        let rt = Runtime::new(
+            Accounting::default(),
+            Accounting::default(),
+            1 << 30,
+            e.runtime_config(0, 0),
+        );
+        let mut d = Driver::new(rt, Vec::new(), TestHost);
+        d.run(&e.effective_scenario(), e.limit).unwrap();
+        let mut events = d.into_sink();
         if let Some(n) = cut_after {
             events.truncate(n);
         }
         events
     }
 
+    fn events(gc: bool, cut_after: Option<usize>) -> Vec<Event> {
+        run(&config(gc, Gogc::default()), cut_after)
+    }
+
+    fn slots() -> SlotNames {
+        SlotNames::new(config(false, Gogc::default()).step_names()).unwrap()
+    }
+
     fn facts(events: Vec<Event>, exit: Exit, oom_kills: u64) -> RunFacts {
         RunFacts {
-            config: WorkerConfig {
-                limit: LIMIT,
-                spike: 0.9,
-                gogc: Gogc::Percent(100),
-                gc_after_release: false,
-                pause_at: None,
-                interactive: false,
-                run_as: RunAs {
-                    uid: 61184,
-                    gid: 61184,
-                    name: None,
-                },
-                allowed_hosts: Vec::new(),
-            },
+            config: config(false, Gogc::default()),
             cgroup_version: "v1",
             group: "memspike-1-test".into(),
             events: events.into_iter().collect(),
@@ -798,8 +906,11 @@ mod tests {
             1,
         ));
         assert_eq!(r.outcome, Outcome::OomKilled);
-        assert_eq!(r.died_in, Some("remainder"));
-        assert_eq!(r.failed_allocation.map(|a| a.bytes), Some(3_355_443));
+        assert_eq!(r.died_in.as_deref(), Some("remainder"));
+        assert_eq!(
+            r.failed_allocation.as_ref().map(|a| a.bytes),
+            Some(3_355_443)
+        );
         assert_eq!(r.gc_cycles, 1);
         let ratio = r.garbage_ratio.unwrap();
         assert!((8.0..10.0).contains(&ratio), "{ratio}");
@@ -867,12 +978,12 @@ mod tests {
     /// eBPF evidence: 712 faults in the remainder, 35 reclaim stalls, these victims.
     fn evidence(victims: Vec<OomVictimReport>) -> KernelEvidence {
         let mut faults = [0; SLOTS];
-        faults[Phase::Remainder as usize] = 712;
+        faults[3] = 712; // startup, spike, release, remainder
         KernelEvidence {
             tracing: "ebpf".into(),
             page_faults: Some(PageFaults::from_counts(
                 &faults,
-                &Phase::slot_names().unwrap(),
+                &slots(),
                 "ebpf tp_btf/page_fault_user",
             )),
             major_faults: None,
@@ -963,11 +1074,11 @@ mod tests {
     fn figures_without_ebpf_name_their_sources() {
         let events = events(false, Some(7));
         let mut faults = [0; SLOTS];
-        faults[Phase::Remainder as usize] = 700;
+        faults[3] = 700;
         let mut k = KernelEvidence::unavailable("--no-trace");
         k.page_faults = Some(PageFaults::from_counts(
             &faults,
-            &Phase::slot_names().unwrap(),
+            &slots(),
             "memory.stat pgfault",
         ));
         k.oom_source = Some("/dev/kmsg".into());
@@ -1038,7 +1149,7 @@ mod tests {
     #[test]
     fn a_kill_before_ready_died_in_startup() {
         let r = Report::build(facts(Vec::new(), Exit::Signal(libc::SIGKILL), 1));
-        assert_eq!(r.died_in, Some("startup"));
+        assert_eq!(r.died_in.as_deref(), Some("startup"));
         assert!(r.verdict.contains("no garbage"), "{}", r.verdict);
     }
 
@@ -1081,45 +1192,30 @@ mod tests {
 
     #[test]
     fn gogc_off_plans_no_collection_and_says_so() {
-        let heap = Heap::new(
-            1 << 30,
-            PacerConfig {
-                gogc: Gogc::Off,
-                ..PacerConfig::default()
-            },
-        )
-        .unwrap();
-        let mut d = Driver::new(heap, Vec::new());
-        SelfDirected {
-            limit: LIMIT,
-            spike: 0.9,
-            gc_after_release: false,
-        }
-        .run(&mut d)
-        .unwrap();
+        let off = config(false, Gogc::Off);
+        let mut events = run(&off, None);
         // Cut after "begin remainder": there is no gc event with GOGC=off.
-        let mut events = d.sink().clone();
         let cut = events
             .iter()
-            .position(|e| {
-                matches!(
-                    e.kind,
-                    Kind::Begin {
-                        phase: Phase::Remainder,
-                        ..
-                    }
-                )
-            })
+            .position(|e| matches!(&e.kind, Kind::Begin { phase, .. } if phase == "remainder"))
             .unwrap();
         events.truncate(cut + 1);
         let mut f = facts(events, Exit::Signal(libc::SIGKILL), 1);
-        f.config.gogc = Gogc::Off;
+        f.config = off;
         let r = Report::build(f);
         assert_eq!(r.outcome, Outcome::OomKilled);
         assert_eq!(r.gc_cycles, 0);
         assert_eq!(r.next_gc_after_spike_bytes, None, "no goal, not u64::MAX");
-        assert!(r.verdict.contains("GOGC=off"), "{}", r.verdict);
-        assert!(!r.verdict.contains("EiB"), "{}", r.verdict);
+        assert!(r.verdict.contains("no collection planned"), "{}", r.verdict);
+        assert!(
+            !r.verdict.contains("EiB") && !r.verdict.contains("PiB"),
+            "{}",
+            r.verdict
+        );
+        // The JSON says null where nothing is planned, never 18446744073709551615.
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("18446744073709551615"), "{json}");
+        assert!(json.contains(r#""next_gc":null"#), "{json}");
     }
 
     #[test]
@@ -1137,7 +1233,7 @@ mod tests {
         );
         assert_eq!(r.events_omitted, 1_000_007 - r.events.len() as u64);
         // The ends still tell the story: who was ready, what was being allocated.
-        assert_eq!(r.died_in, Some("remainder"));
+        assert_eq!(r.died_in.as_deref(), Some("remainder"));
         assert!(r.worker.pid.is_some());
         let text = r.text();
         assert!(text.contains(&format!(
@@ -1154,20 +1250,16 @@ mod tests {
         for (i, e) in events.iter_mut().enumerate() {
             e.t_ns = 1_000_000_000 + i as u64 * 1_500_000;
             e.heap.last_gc_unix_ns = 0;
-            if let Kind::Ready { pid } = &mut e.kind {
-                *pid = 4242;
-            }
             usage = usage.max(e.heap.resident() + (512 << 10));
             e.cgroup_usage_bytes = Some(usage);
         }
         let mut f = facts(events, Exit::Signal(libc::SIGKILL), 1);
         f.counters.failcnt = Some(0);
-        let mut kernel = evidence(vec![victim(4242)]);
+        let mut kernel = evidence(vec![victim(PID)]);
         if let Some(faults) = &mut kernel.page_faults {
             let mut counts = [0; SLOTS];
-            counts[..7].copy_from_slice(&[153, 7_377, 0, 0, 693, 0, 0]);
-            *faults =
-                PageFaults::from_counts(&counts, &Phase::slot_names().unwrap(), &faults.source);
+            counts[..5].copy_from_slice(&[153, 7_377, 0, 693, 0]);
+            *faults = PageFaults::from_counts(&counts, &slots(), &faults.source);
         }
         kernel.pressure = Some(Pressure {
             some_ns: 1_400_000,

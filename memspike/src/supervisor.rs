@@ -17,12 +17,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::phase::Phase; // TEMP(issue 8): lead rewrites
+use memspike_model::experiment::{DONE, STARTUP};
 
 use crate::{
     cgroup::{self, CgroupError, Group, Hierarchy, PreflightError},
     preflight::{self, UsageError},
-    probe::{self, KernelEvidence, Observer},
+    probe::{self, KernelEvidence, Observer, SlotNames},
     report::{Exit, Outcome, Report, RunFacts},
     signals::{self, Interrupts, signal_name},
     size::human,
@@ -73,9 +73,14 @@ impl SupervisorError {
 /// Checks the experiment's settings before anything is created: the limit against the worker
 /// and this machine, the spike against the limit, and the report's directory.
 pub fn validate(config: &WorkerConfig, options: &RunOptions) -> Result<(), UsageError> {
-    preflight::check_limit(config.limit, preflight::Memory::read())?;
+    let experiment = &config.experiment;
+    preflight::check_limit(experiment.limit, preflight::Memory::read())?;
     if !config.interactive {
-        preflight::check_spike(config.spike, config.limit)?;
+        if let Some(spike) = experiment.spike {
+            preflight::check_spike(spike, experiment.limit)?;
+        }
+        preflight::check_scenario(experiment)?;
+        preflight::check_pause_at(experiment)?;
     }
     if let Some(dir) = &options.report_dir {
         preflight::check_report_dir(dir)?;
@@ -210,7 +215,7 @@ pub fn run_interactive(
             Outcome::OomKilled => {
                 feed.last_oom = Some(OomSummary {
                     worker_pid: report.worker.pid,
-                    died_in: report.died_in.map(str::to_owned),
+                    died_in: report.died_in.clone(),
                     needed_bytes: report.needed_bytes,
                     garbage_bytes: report.garbage_at_end_bytes,
                     verdict: report.verdict.clone(),
@@ -251,6 +256,8 @@ struct Session {
     group: Group,
     /// The kernel observer; `None` once closed.
     observer: Option<Observer>,
+    /// The experiment's step names: step `steps[i]`'s page faults are counted in slot `i`.
+    steps: Vec<String>,
     interrupts: Interrupts,
     start: Instant,
     /// The group's OOM kill count after the last worker ended.
@@ -271,15 +278,16 @@ impl Session {
         if let Some(sig) = interrupts.received() {
             return Err(SupervisorError::Interrupted(sig));
         }
-        // TEMP(issue 8): lead rewrites (the slots are named by the old phases).
-        let slots = Phase::slot_names().map_err(|e| SupervisorError::Worker(e.to_string()))?;
+        let steps = config.step_names();
+        let slots =
+            SlotNames::new(steps.clone()).map_err(|e| SupervisorError::Worker(e.to_string()))?;
         // From here the group is removed when the session drops, on every path.
-        let group = Group::create(&hierarchy, config.limit)?;
+        let group = Group::create(&hierarchy, config.experiment.limit)?;
         tracing::info!(
             "created {} {} with a {} limit and no swap; the worker runs as {}",
             hierarchy.version(),
             group.dir().display(),
-            human(config.limit),
+            human(config.experiment.limit),
             config.run_as
         );
         let observer = probe::start(trace, &hierarchy, &group, slots);
@@ -288,6 +296,7 @@ impl Session {
             hierarchy,
             group,
             observer: Some(observer),
+            steps,
             interrupts: interrupts.clone(),
             start,
             oom_kills: 0,
@@ -302,10 +311,16 @@ impl Session {
         }
     }
 
-    /// Tells the observer which phase the worker's coming page faults belong to.
-    fn set_phase(&mut self, phase: Phase) {
+    /// Tells the observer which step the worker's coming page faults belong to (its slot is
+    /// its place among the experiment's step names; a name not among them counts as `other`).
+    fn set_step(&mut self, step: &str) {
+        let slot = self
+            .steps
+            .iter()
+            .position(|s| s == step)
+            .map_or(u32::MAX, |i| i as u32);
         if let Some(o) = &mut self.observer {
-            o.set_step(phase.slot()); // TEMP(issue 8): lead rewrites
+            o.set_step(slot);
         }
     }
 
@@ -324,24 +339,15 @@ impl Session {
     }
 
     /// The worker's command: the same binary, the hidden `worker` subcommand, joined to the
-    /// group between fork and exec.
+    /// group between fork and exec. What it runs comes on its stdin (the first control line).
     fn worker_command(
         &self,
-        config: &WorkerConfig,
         listener: Option<&std::net::TcpListener>,
     ) -> Result<Command, SupervisorError> {
         let joiner = self.group.joiner()?;
         let exe = std::env::current_exe().map_err(SupervisorError::Spawn)?;
         let mut cmd = Command::new(&exe);
         cmd.arg("worker")
-            .arg("--limit")
-            .arg(config.limit.to_string())
-            .arg("--spike")
-            .arg(config.spike.to_string())
-            .arg("--gogc")
-            .arg(config.gogc.to_string())
-            .arg("--run-as")
-            .arg(config.run_as.to_arg())
             .env(
                 worker::CGROUP_ENV,
                 worker::cgroup_env(self.group.dir(), self.group.version()),
@@ -349,18 +355,6 @@ impl Session {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if config.gc_after_release {
-            cmd.arg("--gc");
-        }
-        if let Some(phase) = config.pause_at {
-            cmd.arg("--pause-at").arg(phase.name());
-        }
-        if config.interactive {
-            cmd.arg("--interactive");
-        }
-        for host in &config.allowed_hosts {
-            cmd.arg("--allow-host").arg(host);
-        }
         let listen_fd = listener.map(|l| l.as_raw_fd());
         if let Some(fd) = listen_fd {
             cmd.env(worker::LISTEN_FD_ENV, fd.to_string());
@@ -411,10 +405,10 @@ impl Session {
         listener: Option<&std::net::TcpListener>,
         mut feed: Option<&mut Feed>,
     ) -> Result<RunFacts, SupervisorError> {
-        let mut cmd = self.worker_command(config, listener)?;
+        let mut cmd = self.worker_command(listener)?;
         warm_page_cache();
-        // A new worker's start-up faults are its own, whatever phase the last one ended in.
-        self.set_phase(Phase::Startup);
+        // A new worker's start-up faults are its own, whatever step the last one ended in.
+        self.set_step(STARTUP);
         if let Some(sig) = self.interrupts.received() {
             return Err(SupervisorError::Interrupted(sig));
         }
@@ -425,6 +419,14 @@ impl Session {
 
         let stderr = child.stderr.take().map(collect_stderr);
         let mut control = child.stdin.take();
+        // The worker's first line: what to run. A worker that died already cannot read it; its
+        // exit says why.
+        if let Some(c) = &mut control {
+            let start = Control::Start(Box::new(config.clone()));
+            if let Err(e) = telemetry::send_control(c, &start) {
+                tracing::debug!("could not send the worker its configuration: {e}");
+            }
+        }
         let (tx, rx) = mpsc::channel();
         if let Some(out) = child.stdout.take() {
             thread::spawn(move || {
@@ -453,8 +455,8 @@ impl Session {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
-            if let Some((phase, ack)) = phase_change(&mut gate, &event.kind) {
-                self.set_phase(phase);
+            if let Some((step, ack)) = phase_change(&mut gate, &event.kind) {
+                self.set_step(step);
                 // A worker that is already dead cannot read the ack: nothing to do then.
                 if let (true, Some(c)) = (ack, &mut control) {
                     let _ = telemetry::send_control(c, &Control::Ack);
@@ -466,9 +468,8 @@ impl Session {
                         self.send_feed(feed, &mut control);
                     }
                 }
-                Kind::Paused { phase } => tracing::info!(
-                    "worker {pid} paused before {}: inspect {}, then `kill -CONT {pid}`",
-                    phase.name(),
+                Kind::Paused { ref phase } => tracing::info!(
+                    "worker {pid} paused before {phase}: inspect {}, then `kill -CONT {pid}`",
                     self.group.dir().display(),
                 ),
                 _ => {}
@@ -502,7 +503,7 @@ impl Session {
             return Err(SupervisorError::Usage(format!(
                 "--limit {} is below what the worker itself needs: it was OOM-killed while \
                  starting, before its first allocation (peak {}); raise the limit",
-                human(config.limit),
+                human(config.experiment.limit),
                 counters
                     .peak_bytes
                     .map_or("unknown".into(), |p| human(p).to_string())
@@ -539,14 +540,14 @@ impl Session {
     }
 }
 
-/// The phase the observer counts the worker's coming faults under after this event, and
-/// whether the worker waits for an acknowledgement: a `begin` that opens a phase (the
-/// [`PhaseGate`] rule, which the worker follows too) is set, then acknowledged; once the script
-/// is `done`, what the process does until it exits is `done`'s.
-fn phase_change(gate: &mut PhaseGate, kind: &Kind) -> Option<(Phase, bool)> {
+/// The step the observer counts the worker's coming faults under after this event, and
+/// whether the worker waits for an acknowledgement: a `begin` that opens a step (the
+/// [`PhaseGate`] rule, which the worker follows too) is set, then acknowledged; once the
+/// scenario is `done`, what the process does until it exits is `done`'s.
+fn phase_change<'a>(gate: &mut PhaseGate, kind: &'a Kind) -> Option<(&'a str, bool)> {
     match kind {
-        Kind::Begin { phase, .. } if gate.begin(*phase) => Some((*phase, true)),
-        Kind::Done => Some((Phase::Done, false)),
+        Kind::Begin { phase, .. } if gate.begin(phase) => Some((phase, true)),
+        Kind::Done => Some((DONE, false)),
         _ => None,
     }
 }
@@ -562,29 +563,24 @@ pub fn report_path(dir: &std::path::Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::Action;
+    use memspike_model::event::Action;
 
     #[test]
-    fn a_phase_is_set_when_it_opens_and_done_after_the_script() {
-        let begin = |phase| Kind::Begin {
-            phase,
+    fn a_step_is_set_when_it_opens_and_done_after_the_script() {
+        let begin = |phase: &str| Kind::Begin {
+            phase: phase.to_owned(),
             action: Action::Alloc,
             bytes: 1,
         };
         let mut gate = PhaseGate::default();
+        let (spike, remainder) = (begin("spike"), begin("remainder"));
+        assert_eq!(phase_change(&mut gate, &spike), Some(("spike", true)));
+        assert_eq!(phase_change(&mut gate, &spike), None);
         assert_eq!(
-            phase_change(&mut gate, &begin(Phase::Spike)),
-            Some((Phase::Spike, true))
+            phase_change(&mut gate, &remainder),
+            Some(("remainder", true))
         );
-        assert_eq!(phase_change(&mut gate, &begin(Phase::Spike)), None);
-        assert_eq!(
-            phase_change(&mut gate, &begin(Phase::Remainder)),
-            Some((Phase::Remainder, true))
-        );
-        assert_eq!(
-            phase_change(&mut gate, &Kind::Done),
-            Some((Phase::Done, false))
-        );
+        assert_eq!(phase_change(&mut gate, &Kind::Done), Some(("done", false)));
         assert_eq!(phase_change(&mut gate, &Kind::Ready { pid: 1 }), None);
     }
 }

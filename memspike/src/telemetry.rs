@@ -1,4 +1,6 @@
-//! The worker's telemetry: one JSON line per event on a pipe to the supervisor.
+//! The worker's telemetry: one JSON line per event ([`memspike_model::event`]) on a pipe to the
+//! supervisor, and the supervisor's control lines on the worker's stdin: first the experiment's
+//! whole configuration, then acknowledgements and the interactive feed.
 //!
 //! The worker sends an event before and after every step of the experiment, each written
 //! with a single `write(2)` before the worker touches new memory. When the kernel kills the
@@ -7,80 +9,17 @@
 //! be placed on the same timeline.
 
 use std::{
-    io::{self, BufRead, Read, Write},
+    io::{self, BufRead, Write},
     sync::{
         Arc, Mutex,
         mpsc::{self, Receiver},
     },
 };
 
-use crate::phase::Phase; // TEMP(issue 8): lead rewrites
+pub use memspike_model::event::{Event, Kind, Sink};
 use serde::{Deserialize, Serialize};
 
-use crate::heap::{Cycle, HeapStats};
-
-/// What the worker is doing in a step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Allocating and writing a slab.
-    Alloc,
-    /// Dropping slabs (they become garbage).
-    Release,
-    /// A collection the program asked for.
-    Collect,
-}
-
-/// One thing that happened in the worker.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Kind {
-    /// The worker is running inside the group and has allocated nothing yet.
-    Ready { pid: u32 },
-    /// A step starts; for `alloc`, `bytes` is about to be allocated and written.
-    Begin {
-        #[serde(with = "phase_name")]
-        phase: Phase,
-        action: Action,
-        bytes: u64,
-    },
-    /// The step finished; for `alloc`, how much came from swept garbage and how much from
-    /// new memory.
-    End {
-        #[serde(with = "phase_name")]
-        phase: Phase,
-        action: Action,
-        bytes: u64,
-        reused: u64,
-        grown: u64,
-    },
-    /// A collection ran (its cause is in the cycle).
-    Gc {
-        #[serde(with = "phase_name")]
-        phase: Phase,
-        cycle: Cycle,
-    },
-    /// The worker stopped itself (SIGSTOP) before this phase, as `--pause-at` asked; it
-    /// goes on after SIGCONT.
-    Paused {
-        #[serde(with = "phase_name")]
-        phase: Phase,
-    },
-    /// The experiment's script finished: the worker survived it.
-    Done,
-}
-
-/// A timestamped event with the heap's state right after it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    /// CLOCK_MONOTONIC, nanoseconds.
-    pub t_ns: u64,
-    /// The worker's cgroup's memory usage, read by the worker as it sent the event.
-    pub cgroup_usage_bytes: Option<u64>,
-    #[serde(flatten)]
-    pub kind: Kind,
-    pub heap: HeapStats,
-}
+use crate::worker::WorkerConfig;
 
 /// Reads the group's usage file (`memory.usage_in_bytes` or `memory.current`) from inside the
 /// worker, so each event carries the usage at the moment it happened, not when the supervisor
@@ -106,6 +45,8 @@ impl UsageProbe {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Control {
+    /// What to run: the first line a worker reads, and only then.
+    Start(Box<WorkerConfig>),
     /// Go ahead with the step just announced (the answer to a `begin` that opens a phase;
     /// see [`PhaseGate`]).
     Ack,
@@ -150,11 +91,6 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Where a worker sends its events.
-pub trait Sink {
-    fn send(&mut self, event: &Event) -> io::Result<()>;
-}
-
 /// The acknowledgement rule, one place for both ends: a `begin` waits for the supervisor's
 /// `ack` only when its phase differs from the previous `begin`'s. The ack exists so that the
 /// supervisor has told the kernel-side observer which phase the coming page faults belong to
@@ -164,17 +100,19 @@ pub trait Sink {
 ///
 /// The worker's [`LineSink`] and the supervisor each keep one gate per worker and feed it
 /// every `begin` in order, so they agree on which ones are acknowledged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PhaseGate {
-    last: Option<Phase>,
+    last: Option<String>,
 }
 
 impl PhaseGate {
-    /// Records a `begin` in `phase`; true when it needs an acknowledgement.
-    pub fn begin(&mut self, phase: Phase) -> bool {
-        let changed = self.last != Some(phase);
-        self.last = Some(phase);
-        changed
+    /// Records a `begin` in step `phase`; true when it needs an acknowledgement.
+    pub fn begin(&mut self, phase: &str) -> bool {
+        if self.last.as_deref() == Some(phase) {
+            return false;
+        }
+        self.last = Some(phase.to_owned());
+        true
     }
 }
 
@@ -214,7 +152,7 @@ impl<W: Write> Sink for LineSink<W> {
         self.out.write_all(&line)?;
         self.out.flush()?;
         if let (Some((acks, gate)), Kind::Begin { phase, .. }) = (&mut self.acks, &event.kind)
-            && gate.begin(*phase)
+            && gate.begin(phase)
         {
             acks.recv().map_err(|_| {
                 io::Error::new(
@@ -231,10 +169,10 @@ impl<W: Write> Sink for LineSink<W> {
 /// `ack` goes to the returned receiver, every `feed` replaces `feed`. The receiver reports
 /// disconnection when the supervisor closes the channel (or sends a line that does not
 /// parse), so a worker waiting for an ack never waits on a dead supervisor.
-pub fn read_control(input: impl Read + Send + 'static, feed: Arc<Mutex<Feed>>) -> Receiver<()> {
+pub fn read_control(input: impl BufRead + Send + 'static, feed: Arc<Mutex<Feed>>) -> Receiver<()> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in io::BufReader::new(input).lines() {
+        for line in input.lines() {
             let Ok(line) = line else { break };
             match serde_json::from_str::<Control>(&line) {
                 Ok(Control::Ack) => {
@@ -247,6 +185,10 @@ pub fn read_control(input: impl Read + Send + 'static, feed: Arc<Mutex<Feed>>) -
                         *slot = f;
                     }
                 }
+                Ok(Control::Start(_)) => {
+                    eprintln!("memspike worker: a second start line on the control channel");
+                    break;
+                }
                 Err(e) => {
                     eprintln!("memspike worker: bad control line {line:?}: {e}");
                     break;
@@ -257,20 +199,33 @@ pub fn read_control(input: impl Read + Send + 'static, feed: Arc<Mutex<Feed>>) -
     rx
 }
 
+/// Reads the first control line, which says what to run.
+pub fn read_start(input: &mut impl BufRead) -> io::Result<WorkerConfig> {
+    let mut line = String::new();
+    input.read_line(&mut line)?;
+    match serde_json::from_str::<Control>(&line) {
+        Ok(Control::Start(config)) => Ok(*config),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the control channel did not start with the experiment's configuration",
+        )),
+        Err(e) if line.is_empty() => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the supervisor closed the control channel before the configuration: {e}"),
+        )),
+        Err(e) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad configuration line: {e}"),
+        )),
+    }
+}
+
 /// Writes one control line.
 pub fn send_control(out: &mut impl Write, msg: &Control) -> io::Result<()> {
     let mut line = serde_json::to_vec(msg)?;
     line.push(b'\n');
     out.write_all(&line)?;
     out.flush()
-}
-
-/// Events kept in memory (tests and in-process runs).
-impl Sink for Vec<Event> {
-    fn send(&mut self, event: &Event) -> io::Result<()> {
-        self.push(event.clone());
-        Ok(())
-    }
 }
 
 /// Events as they arrive, until the writer closes the pipe. A line that does not parse is an
@@ -290,42 +245,27 @@ pub fn events(reader: impl BufRead) -> impl Iterator<Item = io::Result<Event>> {
         })
 }
 
-/// Phases travel by name, so the JSON reads well and does not depend on discriminants.
-pub mod phase_name {
-    use crate::phase::Phase; // TEMP(issue 8): lead rewrites
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub fn serialize<S: Serializer>(p: &Phase, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(p.name())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Phase, D::Error> {
-        let name = <&str>::deserialize(d)?;
-        Phase::ALL
-            .into_iter()
-            .find(|p| p.name() == name)
-            .ok_or_else(|| D::Error::custom(format!("unknown phase {name:?}")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use memspike_model::event::{Action, HeapStats};
 
     #[test]
     fn events_round_trip_through_lines() {
         let events = vec![
             Event {
                 t_ns: 1,
+                sim_ns: 0,
                 cgroup_usage_bytes: None,
                 kind: Kind::Ready { pid: 42 },
                 heap: HeapStats::default(),
             },
             Event {
                 t_ns: 2,
+                sim_ns: 3,
                 cgroup_usage_bytes: Some(4096),
                 kind: Kind::Begin {
-                    phase: Phase::Spike,
+                    phase: "spike".into(),
                     action: Action::Alloc,
                     bytes: 30_198_988,
                 },
@@ -349,12 +289,13 @@ mod tests {
         );
     }
 
-    fn begin(phase: Phase) -> Event {
+    fn begin(phase: &str) -> Event {
         Event {
             t_ns: 1,
+            sim_ns: 0,
             cgroup_usage_bytes: None,
             kind: Kind::Begin {
-                phase,
+                phase: phase.into(),
                 action: Action::Alloc,
                 bytes: 1,
             },
@@ -374,7 +315,7 @@ mod tests {
 
     #[test]
     fn begin_waits_for_an_ack() {
-        let begin = begin(Phase::Spike);
+        let begin = begin("spike");
         let ready = Event {
             kind: Kind::Ready { pid: 1 },
             ..begin.clone()
@@ -395,7 +336,7 @@ mod tests {
         let mut sink = LineSink::with_acks(Vec::new(), acks);
         sink.send(&ready).unwrap();
         sink.send(&begin).unwrap();
-        let err = sink.send(&self::begin(Phase::Release)).unwrap_err();
+        let err = sink.send(&self::begin("release")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert_eq!(sink.into_inner().iter().filter(|b| **b == b'\n').count(), 3);
         // The reader thread ended at EOF, after storing the feed.
@@ -408,29 +349,23 @@ mod tests {
     fn a_run_of_begins_in_one_phase_needs_one_ack() {
         let mut sink = acked(1);
         for _ in 0..100 {
-            sink.send(&begin(Phase::Interactive)).unwrap();
+            sink.send(&begin("interactive")).unwrap();
         }
         // A new phase needs a new ack, and none is left.
-        let err = sink.send(&begin(Phase::Spike)).unwrap_err();
+        let err = sink.send(&begin("spike")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         // The self-directed script's phases are each acknowledged once, as the supervisor's
         // gate (the same type) decides.
-        let script = [
-            Phase::Spike,
-            Phase::Release,
-            Phase::Gc,
-            Phase::Remainder,
-            Phase::Remainder,
-        ];
+        let script = ["spike", "release", "gc", "remainder", "remainder"];
         let mut gate = PhaseGate::default();
-        let acks = script.iter().filter(|p| gate.begin(**p)).count();
+        let acks = script.iter().filter(|p| gate.begin(p)).count();
         assert_eq!(acks, 4);
         let mut sink = acked(acks);
         for p in script {
             sink.send(&begin(p)).unwrap();
         }
         assert_eq!(
-            sink.send(&begin(Phase::Interactive)).unwrap_err().kind(),
+            sink.send(&begin("interactive")).unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
     }

@@ -19,9 +19,7 @@ use std::{
 };
 
 use memspike::{
-    heap::Heap,
-    pacer::PacerConfig,
-    scenario::Driver,
+    model::experiment::Experiment,
     serve::{
         Limits, ServeContext,
         query::{Format, Query},
@@ -29,6 +27,7 @@ use memspike::{
     },
     size,
     telemetry::{Event, Feed, Sink},
+    worker::{self, WorkerHost},
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -182,6 +181,8 @@ fn server() -> SocketAddr {
         let addr = listener.local_addr().expect("local address");
         let ctx = ServeContext {
             limit: 32 << 20,
+            memory_limit: None,
+            runtime: Default::default(),
             cgroup: None,
             feed: Arc::new(Mutex::new(Feed::default())),
             max_bytes: FUZZ_MAX_BYTES,
@@ -193,8 +194,14 @@ fn server() -> SocketAddr {
             ..Limits::default()
         };
         thread::spawn(move || {
-            let heap = Heap::new(4 << 30, PacerConfig::default()).expect("reserve the heap");
-            let result = serve_with(listener, Driver::new(heap, Discard), ctx, limits);
+            let program = worker::program(
+                &Experiment::seed(32 << 20),
+                Discard,
+                WorkerHost::new(None),
+                4 << 30,
+            )
+            .expect("reserve the heap");
+            let result = serve_with(listener, program, ctx, limits);
             panic!("the fuzzed server stopped: {result:?}");
         });
         addr

@@ -201,18 +201,24 @@ fn is_executable(path: &Path) -> bool {
 
 /// The real HTTP server, in a thread of this process, on a free loopback port.
 fn start_server() -> SocketAddr {
-    use memspike::heap::Heap;
-    use memspike::pacer::PacerConfig;
-    use memspike::scenario::Driver;
+    use memspike::model::experiment::Experiment;
     use memspike::serve::{ServeContext, serve};
     use memspike::telemetry::{Event, Feed};
+    use memspike::worker::{self, WorkerHost};
 
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
-    let heap = Heap::new(1 << 30, PacerConfig::default()).expect("a 1 GiB heap reservation");
-    let driver = Driver::new(heap, Vec::<Event>::new());
+    let driver = worker::program(
+        &Experiment::seed(32 * MIB),
+        Vec::<Event>::new(),
+        WorkerHost::new(None),
+        1 << 30,
+    )
+    .expect("a 1 GiB heap reservation");
     let ctx = ServeContext {
         limit: 32 * MIB,
+        memory_limit: None,
+        runtime: Default::default(),
         cgroup: None,
         feed: Arc::new(Mutex::new(Feed::default())),
         max_bytes: 1 << 30,

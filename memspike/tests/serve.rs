@@ -22,11 +22,10 @@ use std::{
 
 use memspike::{
     cgroup::{Version, counters::usage_file},
-    heap::{Heap, PAGE_SIZE},
-    pacer::PacerConfig,
-    scenario::Driver,
+    model::{experiment::Experiment, heap::PAGE_SIZE},
     serve::{Limits, ServeContext, serve_with},
     telemetry::{Event, Feed, OomSummary, Sink, UsageProbe},
+    worker::{self, WorkerHost},
 };
 use serde_json::Value;
 
@@ -69,6 +68,8 @@ fn start_with<S: Sink + Send + 'static>(o: Options<S>) -> Server {
         .map(|(dir, v)| UsageProbe::open(&usage_file(dir, *v)).expect("open the usage file"));
     let ctx = ServeContext {
         limit: LIMIT,
+        memory_limit: None,
+        runtime: Default::default(),
         cgroup: o.cgroup,
         feed: feed.clone(),
         max_bytes: MAX_BYTES,
@@ -76,8 +77,13 @@ fn start_with<S: Sink + Send + 'static>(o: Options<S>) -> Server {
     };
     let (tx, done) = mpsc::channel();
     thread::spawn(move || {
-        let heap = Heap::new(CAPACITY, PacerConfig::default()).expect("reserve the heap");
-        let driver = Driver::new(heap, o.sink).with_usage(usage);
+        let driver = worker::program(
+            &Experiment::seed(LIMIT),
+            o.sink,
+            WorkerHost::new(usage),
+            CAPACITY,
+        )
+        .expect("reserve the heap");
         let _ = tx.send(serve_with(listener, driver, ctx, o.limits));
     });
     Server {

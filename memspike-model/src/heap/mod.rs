@@ -216,13 +216,13 @@ impl<M: Memory> Heap<M> {
             return Err(HeapError::Empty);
         }
         let n = pages_for(bytes);
-        let placement = self
-            .pages
-            .alloc(n, self.capacity_pages)
-            .ok_or(HeapError::AddressSpace {
-                requested: bytes,
-                capacity: self.capacity_pages * PAGE_SIZE,
-            })?;
+        let placement =
+            self.pages
+                .alloc(n, self.capacity_pages)
+                .ok_or(HeapError::AddressSpace {
+                    requested: bytes,
+                    capacity: self.capacity_pages * PAGE_SIZE,
+                })?;
         let run = placement.run;
         let id = SlabId(self.next_id);
         self.next_id += 1;
@@ -428,10 +428,7 @@ mod tests {
         let b = h.alloc(MIB).unwrap();
         assert_eq!((b.reused, b.grown), (0, MIB));
         let s = h.mark_and_sweep();
-        assert_eq!(
-            (s.heap_before, s.marked, s.swept),
-            (3 * MIB, MIB, 2 * MIB)
-        );
+        assert_eq!((s.heap_before, s.marked, s.swept), (3 * MIB, MIB, 2 * MIB));
         let d = h.alloc(MIB).unwrap();
         assert_eq!((d.reused, d.grown), (MIB, 0));
         assert_eq!(
@@ -449,7 +446,10 @@ mod tests {
         h.release(a.id);
         h.mark_and_sweep();
         assert_eq!(h.scavenge(3 * MIB).unwrap(), 3 * MIB);
-        assert_eq!((h.free(), h.released(), h.mapped()), (MIB, 3 * MIB, 5 * MIB));
+        assert_eq!(
+            (h.free(), h.released(), h.mapped()),
+            (MIB, 3 * MIB, 5 * MIB)
+        );
         assert_eq!(h.memory().resident(), 2 * MIB);
         assert_eq!(h.resident(), 2 * MIB);
         let t = h.totals(7);
@@ -554,7 +554,9 @@ mod tests {
     #[test]
     fn newest_first_walks_backwards() {
         let mut h = heap();
-        let ids: Vec<_> = (1..=3).map(|i| h.alloc(i * PAGE_SIZE).unwrap().id).collect();
+        let ids: Vec<_> = (1..=3)
+            .map(|i| h.alloc(i * PAGE_SIZE).unwrap().id)
+            .collect();
         let newest: Vec<_> = h.slabs(Order::Newest).map(|(id, _)| id).collect();
         assert_eq!(newest, ids.iter().rev().copied().collect::<Vec<_>>());
     }

@@ -275,7 +275,10 @@ mod tests {
         p.free(r[2]);
         // Free: [0,4) and [8,12). Release 6 pages: all of [8,12), then the top of [0,4).
         let out = p.release(6);
-        assert_eq!(out, vec![Run { start: 8, len: 4 }, Run { start: 2, len: 2 }]);
+        assert_eq!(
+            out,
+            vec![Run { start: 8, len: 4 }, Run { start: 2, len: 2 }]
+        );
         assert_eq!((p.released_pages(), p.free_pages()), (6, 8));
         // Asking again skips what is released: 2 pages left to release.
         assert_eq!(p.release(10), vec![Run { start: 0, len: 2 }]);

@@ -104,10 +104,7 @@ fn bursty() -> Scenario {
                     count: 20,
                     steps: vec![
                         Step::new("buffer", alloc(pct(45.0))),
-                        Step::new(
-                            "drop",
-                            release(Releasing::Amount(pct(45.0)), Order::Newest),
-                        ),
+                        Step::new("drop", release(Releasing::Amount(pct(45.0)), Order::Newest)),
                         Step::new("idle", Action::Wait(Duration::from_millis(50))),
                     ],
                 },

@@ -59,7 +59,9 @@ impl Amount {
                 .ok()
                 .filter(|p| p.is_finite() && *p > 0.0)
                 .map(Amount::Percent)
-                .ok_or_else(|| format!("invalid percentage {s:?}: give a positive number, e.g. 90%"));
+                .ok_or_else(|| {
+                    format!("invalid percentage {s:?}: give a positive number, e.g. 90%")
+                });
         }
         size::parse(s).map(Amount::Bytes).map_err(|e| e.to_string())
     }
@@ -257,7 +259,10 @@ impl Scenario {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 
@@ -289,8 +294,7 @@ struct RawStep {
     steps: Option<Vec<Step>>,
 }
 
-const ACTIONS: &str =
-    "alloc = SIZE, release = SIZE|\"all\", gc = true, free_os_memory = true, wait = DURATION, or repeat = N with steps";
+const ACTIONS: &str = "alloc = SIZE, release = SIZE|\"all\", gc = true, free_os_memory = true, wait = DURATION, or repeat = N with steps";
 
 impl TryFrom<RawStep> for Step {
     type Error = String;
@@ -314,7 +318,9 @@ impl TryFrom<RawStep> for Step {
             let what = if rel.trim() == "all" {
                 Releasing::All
             } else {
-                Releasing::Amount(Amount::parse(rel).map_err(|e| format!("release: {e} (or \"all\")"))?)
+                Releasing::Amount(
+                    Amount::parse(rel).map_err(|e| format!("release: {e} (or \"all\")"))?,
+                )
             };
             actions.push(Action::Release {
                 what,
@@ -323,7 +329,9 @@ impl TryFrom<RawStep> for Step {
         }
         match r.gc {
             Some(true) => actions.push(Action::Gc),
-            Some(false) => return Err("gc = false does nothing: write gc = true or leave the step out".into()),
+            Some(false) => {
+                return Err("gc = false does nothing: write gc = true or leave the step out".into());
+            }
             None => {}
         }
         match r.free_os_memory {
@@ -334,12 +342,16 @@ impl TryFrom<RawStep> for Step {
             None => {}
         }
         if let Some(w) = &r.wait {
-            actions.push(Action::Wait(crate::duration::parse(w).map_err(|e| format!("wait: {e}"))?));
+            actions.push(Action::Wait(
+                crate::duration::parse(w).map_err(|e| format!("wait: {e}"))?,
+            ));
         }
         if let Some(count) = r.repeat {
             let steps = r.steps.clone().unwrap_or_default();
             if steps.is_empty() {
-                return Err("repeat needs steps: add [[step.steps]] tables (or steps = [ ... ])".into());
+                return Err(
+                    "repeat needs steps: add [[step.steps]] tables (or steps = [ ... ])".into(),
+                );
             }
             actions.push(Action::Repeat { count, steps });
         } else if r.steps.is_some() {
@@ -357,7 +369,12 @@ impl TryFrom<RawStep> for Step {
         let action = match actions.len() {
             1 => actions.pop().ok_or("no action")?,
             0 => return Err(format!("a step needs an action: {ACTIONS}")),
-            _ => return Err(format!("a step has exactly one action, this one has {}: split it into several steps", actions.len())),
+            _ => {
+                return Err(format!(
+                    "a step has exactly one action, this one has {}: split it into several steps",
+                    actions.len()
+                ));
+            }
         };
         let name = match r.name {
             Some(n) if n.trim().is_empty() => return Err("a step's name cannot be empty".into()),
@@ -405,7 +422,9 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        Scenario::from_toml(text, "my.toml").unwrap_err().to_string()
+        Scenario::from_toml(text, "my.toml")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -446,7 +465,15 @@ release = "1048576"
         assert_eq!(s.steps.len(), 5);
         assert_eq!(
             s.step_names(),
-            ["live", "repeat", "buffer", "release", "wait", "gc", "free_os_memory"]
+            [
+                "live",
+                "repeat",
+                "buffer",
+                "release",
+                "wait",
+                "gc",
+                "free_os_memory"
+            ]
         );
         let Action::Repeat { count, steps } = &s.steps[1].action else {
             panic!("{:?}", s.steps[1])
@@ -476,16 +503,56 @@ release = "1048576"
     #[test]
     fn errors_name_the_file_line_and_column_and_what_was_expected() {
         let cases = [
-            ("name = \"x\"\n[[step]]\nalloc = \"lots\"\n", "my.toml:2:1", "alloc: invalid size \"lots\""),
-            ("name = \"x\"\n[[step]]\nalloc = \"1MiB\"\ngc = true\n", "my.toml:2:1", "exactly one action"),
-            ("name = \"x\"\n[[step]]\nname = \"idle\"\n", "my.toml:2:1", "a step needs an action: alloc = SIZE"),
-            ("name = \"x\"\n[[step]]\nalocc = \"1MiB\"\n", "my.toml:3:1", "unknown field `alocc`"),
-            ("name = \"x\"\n[[step]]\nwait = \"soon\"\n", "my.toml:2:1", "wait: invalid duration \"soon\""),
-            ("name = \"x\"\n[[step]]\nrelease = \"-5%\"\n", "my.toml:2:1", "release: invalid percentage"),
-            ("name = \"x\"\n[[step]]\nrepeat = 2\n", "my.toml:2:1", "repeat needs steps"),
-            ("name = \"x\"\n[[step]]\nalloc = \"1MiB\"\norder = \"newest\"\n", "my.toml:2:1", "order belongs to a release step"),
-            ("name = \"x\"\n[[step]]\nrelease = \"all\"\norder = \"middle\"\n", "my.toml:4:9", "unknown variant `middle`"),
-            ("name = \"x\"\n[[step]\n", "my.toml:2:8", "unclosed array table"),
+            (
+                "name = \"x\"\n[[step]]\nalloc = \"lots\"\n",
+                "my.toml:2:1",
+                "alloc: invalid size \"lots\"",
+            ),
+            (
+                "name = \"x\"\n[[step]]\nalloc = \"1MiB\"\ngc = true\n",
+                "my.toml:2:1",
+                "exactly one action",
+            ),
+            (
+                "name = \"x\"\n[[step]]\nname = \"idle\"\n",
+                "my.toml:2:1",
+                "a step needs an action: alloc = SIZE",
+            ),
+            (
+                "name = \"x\"\n[[step]]\nalocc = \"1MiB\"\n",
+                "my.toml:3:1",
+                "unknown field `alocc`",
+            ),
+            (
+                "name = \"x\"\n[[step]]\nwait = \"soon\"\n",
+                "my.toml:2:1",
+                "wait: invalid duration \"soon\"",
+            ),
+            (
+                "name = \"x\"\n[[step]]\nrelease = \"-5%\"\n",
+                "my.toml:2:1",
+                "release: invalid percentage",
+            ),
+            (
+                "name = \"x\"\n[[step]]\nrepeat = 2\n",
+                "my.toml:2:1",
+                "repeat needs steps",
+            ),
+            (
+                "name = \"x\"\n[[step]]\nalloc = \"1MiB\"\norder = \"newest\"\n",
+                "my.toml:2:1",
+                "order belongs to a release step",
+            ),
+            (
+                "name = \"x\"\n[[step]]\nrelease = \"all\"\norder = \"middle\"\n",
+                "my.toml:4:9",
+                "unknown variant `middle`",
+            ),
+            (
+                "name = \"x\"\n[[step]\n",
+                "my.toml:2:8",
+                "unclosed array table",
+            ),
             ("name = \"x\"\n", "my.toml:1:1", "missing field `step`"),
             ("name = \"x\"\nstep = []\n", "my.toml", "no steps"),
         ];

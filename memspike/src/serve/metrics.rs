@@ -31,6 +31,13 @@ fn bytes_gauge(r: &mut Registry, name: &str, help: &str, value: u64) {
     r.register_with_unit(name, help, Unit::Bytes, ConstGauge::new(value));
 }
 
+/// A gauge only when the value is known (a goal with GOGC=off is none).
+fn maybe_bytes_gauge(r: &mut Registry, name: &str, help: &str, value: Option<u64>) {
+    if let Some(v) = value {
+        bytes_gauge(r, name, help, v);
+    }
+}
+
 fn counter(r: &mut Registry, name: &str, help: &str, value: u64) {
     r.register(name, help, ConstCounter::new(value));
 }
@@ -47,9 +54,13 @@ fn heap_metrics(r: &mut Registry, snap: &Snapshot) {
     let sys = "Bytes of address space the heap has grown to (HeapSys)";
     bytes_gauge(r, "heap_sys", sys, s.heap_sys());
     let goal = "The heap size at which the next collection is due (NextGC)";
-    bytes_gauge(r, "next_gc", goal, s.next_gc);
+    maybe_bytes_gauge(r, "next_gc", goal, s.next_gc);
     let trigger = "The heap size at which the pacer starts the next collection";
-    bytes_gauge(r, "gc_trigger", trigger, s.trigger);
+    maybe_bytes_gauge(r, "gc_trigger", trigger, s.trigger);
+    let released = "Bytes of free heap pages returned to the OS (HeapReleased)";
+    bytes_gauge(r, "heap_released", released, s.released);
+    let non_heap = "Bytes the runtime holds outside the heap (Sys - HeapSys)";
+    bytes_gauge(r, "non_heap", non_heap, s.non_heap);
     let objects = "Slabs allocated and not yet swept (HeapObjects)";
     r.register("heap_objects", objects, ConstGauge::new(s.objects));
     counter(
@@ -71,6 +82,8 @@ fn heap_metrics(r: &mut Registry, snap: &Snapshot) {
 fn cgroup_metrics(r: &mut Registry, world: &World) {
     let limit = "The memory cgroup's limit";
     bytes_gauge(r, "cgroup_limit", limit, world.limit);
+    let memory_limit = "The runtime's soft memory limit (GOMEMLIMIT), when set";
+    maybe_bytes_gauge(r, "memory_limit", memory_limit, world.memory_limit);
     let Some(c) = &world.counters else { return };
     if let Some(v) = c.usage_bytes {
         bytes_gauge(r, "cgroup_usage", "The memory cgroup's usage now", v);
@@ -119,6 +132,8 @@ mod tests {
     fn names_carry_units_and_unknowns_are_left_out() {
         let world = World {
             limit: 1 << 25,
+            memory_limit: None,
+            runtime: memspike_model::release::Release::default(),
             counters: Some(Counters {
                 usage_bytes: Some(4096),
                 oom_kills: Some(1),

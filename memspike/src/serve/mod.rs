@@ -4,7 +4,7 @@
 //! limits that keep bad or slow clients from hurting the worker.
 //!
 //! Two sides:
-//! - the caller's thread owns the [`Driver`] and applies heap operations one at a time, in
+//! - the caller's thread owns the [`Program`] and applies heap operations one at a time, in
 //!   arrival order (`ops`); each step is reported to the supervisor as telemetry, with phase
 //!   `interactive`;
 //! - an HTTP thread runs a small multi-threaded tokio runtime with hyper's HTTP/1 server
@@ -44,14 +44,17 @@ pub use origin::AllowedHost;
 
 use crate::{
     cgroup::Version,
-    scenario::Driver,
     telemetry::{Feed, Sink},
+    worker::Program,
 };
 
 /// What the server shows besides the heap.
 pub struct ServeContext {
     /// The cgroup's memory limit.
     pub limit: u64,
+    /// The runtime's soft memory limit, and the Go release it follows (shown in `/stats`).
+    pub memory_limit: Option<u64>,
+    pub runtime: memspike_model::release::Release,
     /// The group's directory, to read its counters from; `None` in tests.
     pub cgroup: Option<(PathBuf, Version)>,
     /// Restarts, the last OOM kill and the kernel counters; updated by another thread.
@@ -120,7 +123,7 @@ struct Shared {
 /// Runs its own tokio runtime (the caller is synchronous).
 pub fn serve<S: Sink + 'static>(
     listener: TcpListener,
-    driver: Driver<S>,
+    driver: Program<S>,
     ctx: ServeContext,
 ) -> io::Result<()> {
     serve_with(listener, driver, ctx, Limits::default())
@@ -129,7 +132,7 @@ pub fn serve<S: Sink + 'static>(
 /// [`serve`] with chosen limits (tests shorten the timeouts).
 pub fn serve_with<S: Sink + 'static>(
     listener: TcpListener,
-    driver: Driver<S>,
+    driver: Program<S>,
     ctx: ServeContext,
     limits: Limits,
 ) -> io::Result<()> {

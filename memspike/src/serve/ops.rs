@@ -1,6 +1,6 @@
-//! The heap's side of the server: the one thread that owns the [`Driver`] and applies heap
-//! operations in the order they arrive, each through the driver with phase
-//! [`Phase::Interactive`] (so every step is reported to the supervisor), and publishes a
+//! The heap's side of the server: the one thread that owns the [`Program`] and applies heap
+//! operations in the order they arrive, each as a step named [`INTERACTIVE`] (so every step is
+//! reported to the supervisor), and publishes a
 //! [`Snapshot`] of the heap after each one for the HTTP side to read without waiting.
 //!
 //! [`Latest`] also holds the group's counters for the answers: reading them costs about eight
@@ -17,15 +17,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::phase::Phase; // TEMP(issue 8): lead rewrites
+use memspike_model::{
+    event::{Cycle, HeapStats},
+    heap::{HeapError, Order},
+    program::StepError,
+};
 use tokio::sync::oneshot;
 
 use super::errors::ApiError;
 use crate::{
     cgroup::{Counters, Version, read_counters},
-    heap::{Cycle, HeapError, HeapStats},
-    scenario::{Driver, StepError},
     telemetry::Sink,
+    worker::{INTERACTIVE, Program},
 };
 
 /// A heap operation a request asks for.
@@ -37,6 +40,8 @@ pub enum Op {
     Rel(u64),
     /// Run a collection now.
     Gc,
+    /// `debug.FreeOSMemory()`: collect, then return every free page to the OS.
+    FreeOsMemory,
     /// Drop every slab, then collect.
     Reset,
 }
@@ -54,8 +59,13 @@ pub struct Snapshot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Added(u64),
-    Released { released: u64, not_released: u64 },
+    Released {
+        released: u64,
+        not_released: u64,
+    },
     Collected(Cycle),
+    /// Bytes returned to the OS.
+    FreedOsMemory(u64),
     Reset,
 }
 
@@ -110,36 +120,45 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Done, ApiError>>,
 }
 
-/// The driver, owned by the heap thread.
+/// The program, owned by the heap thread.
 pub struct HeapState<S: Sink> {
-    driver: Driver<S>,
+    driver: Program<S>,
+    /// When serving began: the runtime's clock follows the wall clock while it idles.
+    start: Instant,
 }
 
 impl<S: Sink> HeapState<S> {
-    pub fn new(driver: Driver<S>) -> Self {
-        HeapState { driver }
+    pub fn new(driver: Program<S>) -> Self {
+        HeapState {
+            driver,
+            start: Instant::now(),
+        }
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let heap = self.driver.heap();
+        let rt = self.driver.runtime();
         Snapshot {
-            stats: heap.stats(),
-            slabs: heap.slab_count(),
-            slab_bytes: heap.slab_bytes(),
+            stats: rt.stats(),
+            slabs: rt.heap().slab_count(),
+            slab_bytes: rt.heap().slab_bytes(),
         }
     }
 
     /// Applies one operation. `Err(ApiError::Fatal)` means the supervisor is gone.
     pub fn apply(&mut self, op: Op) -> Result<Done, ApiError> {
-        let phase = Phase::Interactive;
+        let phase = INTERACTIVE;
         let d = &mut self.driver;
         let outcome = match op {
             Op::Add(bytes) => d.alloc(phase, bytes).map(|_| Outcome::Added(bytes)),
-            Op::Rel(bytes) => d.release_bytes(phase, bytes).map(|r| Outcome::Released {
-                released: r.released,
-                not_released: r.not_released,
-            }),
+            Op::Rel(bytes) => {
+                d.release_bytes(phase, bytes, Order::Oldest)
+                    .map(|r| Outcome::Released {
+                        released: r.released,
+                        not_released: r.not_released,
+                    })
+            }
             Op::Gc => d.collect(phase).map(Outcome::Collected),
+            Op::FreeOsMemory => d.free_os_memory(phase).map(Outcome::FreedOsMemory),
             Op::Reset => d.reset(phase).map(|_| Outcome::Reset),
         }
         .map_err(step_error)?;
@@ -150,10 +169,15 @@ impl<S: Sink> HeapState<S> {
         })
     }
 
-    /// Runs the runtime's periodic collection when it is due; `Err` means the supervisor is
-    /// gone.
+    /// Lets the runtime's clock catch up with the wall clock, so that what falls due while it
+    /// idles (the periodic collection, the scavenger, a watchdog's polls) happens; returns
+    /// whether the heap changed. `Err` means the supervisor is gone.
     fn tick(&mut self) -> Result<bool, ApiError> {
-        self.driver.tick(Phase::Interactive).map_err(step_error)
+        let before = self.snapshot();
+        self.driver
+            .catch_up(INTERACTIVE, self.start.elapsed())
+            .map_err(step_error)?;
+        Ok(self.snapshot() != before)
     }
 }
 
@@ -180,7 +204,7 @@ pub fn run<S: Sink>(
         let job = match jobs.recv_timeout(TICK) {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
-                // Idle: the runtime's sysmon would force a cycle two minutes after the last.
+                // Idle: time passes for the runtime too.
                 match state.tick() {
                     Ok(true) => lock(latest).snapshot = state.snapshot(),
                     Ok(false) => {}
@@ -205,7 +229,7 @@ pub fn run<S: Sink>(
     }
 }
 
-/// How often the idle heap thread checks whether the periodic collection is due.
+/// How often the idle heap thread lets the runtime's clock catch up.
 const TICK: Duration = Duration::from_secs(1);
 
 /// Locks a mutex whose holder may have panicked: the data (plain figures) stays usable.

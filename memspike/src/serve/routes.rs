@@ -37,6 +37,7 @@ enum Route {
     Add,
     Rel,
     Gc,
+    FreeOsMemory,
     Stats,
     Reset,
     Metrics,
@@ -49,6 +50,7 @@ impl Route {
             "/add" => Route::Add,
             "/rel" => Route::Rel,
             "/gc" => Route::Gc,
+            "/freeosmemory" => Route::FreeOsMemory,
             "/stats" => Route::Stats,
             "/reset" => Route::Reset,
             "/metrics" => Route::Metrics,
@@ -58,7 +60,10 @@ impl Route {
 
     /// The routes that change the heap (GET included, as in the seed).
     fn changes_state(self) -> bool {
-        matches!(self, Route::Add | Route::Rel | Route::Gc | Route::Reset)
+        matches!(
+            self,
+            Route::Add | Route::Rel | Route::Gc | Route::FreeOsMemory | Route::Reset
+        )
     }
 }
 
@@ -96,6 +101,7 @@ async fn respond(shared: &Shared, req: Request<Incoming>, conn: &Conn) -> Result
         Route::Add => Op::Add(query.bytes(max)?),
         Route::Rel => Op::Rel(query.bytes(max)?),
         Route::Gc => Op::Gc,
+        Route::FreeOsMemory => Op::FreeOsMemory,
         Route::Reset => Op::Reset,
     };
     let done = run_op(shared, op).await?;
@@ -177,11 +183,7 @@ fn stats_answer(shared: &Shared, done: Option<&Done>, format: Format) -> Answer 
         }
     }
     let feed = ops::lock(&shared.ctx.feed);
-    let world = World {
-        limit: shared.ctx.limit,
-        counters,
-        feed: &feed,
-    };
+    let world = World::new(&shared.ctx, counters, &feed);
     let fields = stats::answer(done, &snapshot, &world);
     drop(feed);
     match format {
@@ -204,11 +206,7 @@ fn latest(shared: &Shared) -> (ops::Snapshot, Option<Counters>) {
 fn metrics_answer(shared: &Shared) -> Result<Answer, ApiError> {
     let (snapshot, counters) = latest(shared);
     let feed = ops::lock(&shared.ctx.feed);
-    let world = World {
-        limit: shared.ctx.limit,
-        counters,
-        feed: &feed,
-    };
+    let world = World::new(&shared.ctx, counters, &feed);
     let text = metrics::render(&snapshot, &world)
         .map_err(|e| ApiError::Heap(format!("the metrics could not be encoded: {e}")))?;
     drop(feed);

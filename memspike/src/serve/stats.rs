@@ -5,7 +5,12 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value, json};
 
-use super::ops::{Done, Outcome, Snapshot};
+use memspike_model::release::Release;
+
+use super::{
+    ServeContext,
+    ops::{Done, Outcome, Snapshot},
+};
 use crate::{cgroup::Counters, telemetry::Feed};
 
 /// An answer's fields, in the order they are printed.
@@ -56,9 +61,25 @@ impl Serialize for Fields {
 #[derive(Debug, Clone)]
 pub struct World<'a> {
     pub limit: u64,
+    /// The soft memory limit (`GOMEMLIMIT`), when set.
+    pub memory_limit: Option<u64>,
+    /// The Go release whose rules the runtime follows.
+    pub runtime: Release,
     /// The group's counters; `None` without a group (tests).
     pub counters: Option<Counters>,
     pub feed: &'a Feed,
+}
+
+impl<'a> World<'a> {
+    pub fn new(ctx: &ServeContext, counters: Option<Counters>, feed: &'a Feed) -> World<'a> {
+        World {
+            limit: ctx.limit,
+            memory_limit: ctx.memory_limit,
+            runtime: ctx.runtime,
+            counters,
+            feed,
+        }
+    }
 }
 
 /// The operation's own figures, first, so a reader sees what the request did.
@@ -80,6 +101,7 @@ pub fn outcome_fields(done: &Done, f: &mut Fields) {
             f.push("CycleGoal", c.goal);
             f.push("CycleTrigger", c.trigger);
         }
+        Outcome::FreedOsMemory(released) => f.push("ReleasedToOS", released),
         Outcome::Reset => {}
     }
 }
@@ -107,7 +129,10 @@ pub fn stats_fields(snap: &Snapshot, world: &World, f: &mut Fields) {
     f.push("Free", s.free);
     f.push("Slabs", snap.slabs);
     f.push("SlabBytes", snap.slab_bytes);
+    f.push("NonHeap", s.non_heap);
     f.push("Limit", world.limit);
+    f.push("MemoryLimit", world.memory_limit);
+    f.push("Runtime", world.runtime.to_string());
     let counters = world.counters.as_ref();
     f.push("CgroupUsage", counters.and_then(|c| c.usage_bytes));
     f.push("Failcnt", counters.and_then(|c| c.failcnt));
@@ -149,7 +174,7 @@ pub fn answer(done: Option<&Done>, snap: &Snapshot, world: &World) -> Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::heap::HeapStats;
+    use memspike_model::event::HeapStats;
 
     #[test]
     fn text_keeps_the_order_and_json_the_values() {
@@ -157,12 +182,17 @@ mod tests {
             stats: HeapStats {
                 live: 8192,
                 garbage: 16384,
+                released: 4096,
+                // GOGC=off: nothing planned.
+                next_gc: None,
                 ..HeapStats::default()
             },
             ..Snapshot::default()
         };
         let world = World {
             limit: 32 << 20,
+            memory_limit: Some(30 << 20),
+            runtime: Release::go1(19).unwrap(),
             counters: None,
             feed: &Feed::default(),
         };
@@ -178,6 +208,10 @@ mod tests {
         assert!(text.contains("Tracing: unknown\n"), "{text}");
         let v: Value = serde_json::from_slice(&f.json()).unwrap();
         assert_eq!(v["Limit"], 32 << 20);
+        assert_eq!(v["MemoryLimit"], 30 << 20);
+        assert_eq!(v["Runtime"], "go1.19");
+        assert_eq!(v["HeapReleased"], 4096);
+        assert_eq!(v["NextGC"], Value::Null, "GOGC=off plans no collection");
         assert_eq!(v["LastOOM"], Value::Null);
         assert!(
             v.get("PageFaults").is_none(),

@@ -1,8 +1,14 @@
 //! The heap's real memory: one anonymous mapping reserved up front and made resident page by
 //! page as the heap writes into it, like the Go runtime's arenas. This is the only place in
-//! the simulation that touches raw memory.
+//! the simulation that touches raw memory: the model's heap ([`memspike_model::heap`]) decides
+//! which pages to write and which to return, through [`Memory`].
 
 use std::{io, ptr::NonNull};
+
+use memspike_model::heap::Memory;
+
+/// The byte written over every new slab (the seed fills its slice the same way).
+pub const FILL: u8 = 0x5a;
 
 /// The kernel's page size on the machines we care about; mincore() reports in these.
 const OS_PAGE: usize = 4096;
@@ -113,6 +119,18 @@ impl Arena {
             return Err(io::Error::last_os_error());
         }
         Ok(vec.iter().filter(|b| **b & 1 == 1).count() as u64 * OS_PAGE as u64)
+    }
+}
+
+impl Memory for Arena {
+    fn populate(&mut self, offset: u64, len: u64) {
+        // Offsets fit in usize: the heap hands out only ranges inside the arena, whose length
+        // is a usize.
+        self.write(offset as usize, len as usize, FILL);
+    }
+
+    fn release(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        Arena::release(self, offset as usize, len as usize)
     }
 }
 
