@@ -12,8 +12,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -35,6 +37,12 @@ var (
 func main() {
 	// Read the start figures before the program allocates anything of its own.
 	group, v2 = memoryCgroup()
+	if v2 {
+		paths.usage, paths.peak = filepath.Join(group, "memory.current"), filepath.Join(group, "memory.peak")
+	} else {
+		paths.usage, paths.peak = filepath.Join(group, "memory.usage_in_bytes"), filepath.Join(group, "memory.max_usage_in_bytes")
+	}
+	paths.stat = filepath.Join(group, "memory.stat")
 	report("start")
 
 	limitText := flag.String("limit", "32MiB", "the memory limit the experiment fills: bytes or a size with a unit (32MiB, 32M)")
@@ -119,18 +127,117 @@ func allocate(n uint64) []byte {
 }
 
 // report prints one line: the phase, the time since start, the runtime's statistics, and the
-// cgroup's and the process's memory as the kernel counts it.
+// cgroup's and the process's memory as the kernel counts it. It reuses its buffers, so that a
+// line costs the heap a few hundred bytes (os.Open's File), not kilobytes: the experiment's
+// heap should hold the experiment's slabs.
 func report(phase string) {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	fmt.Printf("phase=%s t_ms=%.1f HeapAlloc=%d HeapSys=%d HeapIdle=%d HeapInuse=%d HeapReleased=%d NextGC=%d NumGC=%d"+
-		" Sys=%d StackSys=%d MSpanSys=%d MCacheSys=%d GCSys=%d OtherSys=%d BuckHashSys=%d",
-		phase, float64(time.Since(start).Microseconds())/1000,
-		ms.HeapAlloc, ms.HeapSys, ms.HeapIdle, ms.HeapInuse, ms.HeapReleased, ms.NextGC, ms.NumGC,
-		ms.Sys, ms.StackSys, ms.MSpanSys, ms.MCacheSys, ms.GCSys, ms.OtherSys, ms.BuckHashSys)
-	fmt.Printf(" cg_usage=%d cg_peak=%d cg_rss=%d cg_rss_huge=%d cg_cache=%d RssAnon=%d RssFile=%d\n",
-		cgroupUsage(), cgroupPeak(), cgroupStat("rss", "anon"), cgroupStat("rss_huge", "anon_thp"),
-		cgroupStat("cache", "file"), statusKiB("RssAnon")*1024, statusKiB("RssFile")*1024)
+	runtime.ReadMemStats(&stats)
+	l := append(line[:0], "phase="...)
+	l = append(l, phase...)
+	l = append(l, " t_ms="...)
+	l = strconv.AppendFloat(l, float64(time.Since(start).Microseconds())/1000, 'f', 1, 64)
+	for _, f := range []struct {
+		name  string
+		value uint64
+	}{
+		{"HeapAlloc", stats.HeapAlloc}, {"HeapSys", stats.HeapSys}, {"HeapIdle", stats.HeapIdle},
+		{"HeapInuse", stats.HeapInuse}, {"HeapReleased", stats.HeapReleased}, {"NextGC", stats.NextGC},
+		{"NumGC", uint64(stats.NumGC)}, {"Sys", stats.Sys}, {"StackSys", stats.StackSys},
+		{"MSpanSys", stats.MSpanSys}, {"MCacheSys", stats.MCacheSys}, {"GCSys", stats.GCSys},
+		{"OtherSys", stats.OtherSys}, {"BuckHashSys", stats.BuckHashSys},
+	} {
+		l = appendField(l, f.name, int64(f.value))
+	}
+	usage, peak, rss, huge, cache := int64(-1), int64(-1), int64(-1), int64(-1), int64(-1)
+	if group != "" {
+		usage = firstNumber(readFile(paths.usage))
+		peak = firstNumber(readFile(paths.peak))
+		stat := readFile(paths.stat)
+		if v2 {
+			rss, huge, cache = field(stat, "anon "), field(stat, "anon_thp "), field(stat, "file ")
+		} else {
+			rss, huge, cache = field(stat, "rss "), field(stat, "rss_huge "), field(stat, "cache ")
+		}
+	}
+	status := readFile("/proc/self/status")
+	l = appendField(l, "cg_usage", usage)
+	l = appendField(l, "cg_peak", peak)
+	l = appendField(l, "cg_rss", rss)
+	l = appendField(l, "cg_rss_huge", huge)
+	l = appendField(l, "cg_cache", cache)
+	l = appendField(l, "RssAnon", kib(field(status, "RssAnon:")))
+	l = appendField(l, "RssFile", kib(field(status, "RssFile:")))
+	l = append(l, '\n')
+	os.Stdout.Write(l)
+	line = l
+}
+
+var (
+	stats runtime.MemStats
+	line  = make([]byte, 0, 1024)
+	buf   = make([]byte, 16<<10)
+	// paths are the group's files report reads, joined once.
+	paths struct{ usage, peak, stat string }
+)
+
+func appendField(l []byte, name string, value int64) []byte {
+	l = append(l, ' ')
+	l = append(l, name...)
+	l = append(l, '=')
+	return strconv.AppendInt(l, value, 10)
+}
+
+// readFile reads a small file into the shared buffer; nil if it cannot be read.
+func readFile(path string) []byte {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	n, _ := io.ReadFull(f, buf)
+	return buf[:n]
+}
+
+// field finds the line starting with key and returns the number after it; -1 if absent.
+func field(text []byte, key string) int64 {
+	for len(text) > 0 {
+		end := bytes.IndexByte(text, '\n')
+		if end < 0 {
+			end = len(text)
+		}
+		if bytes.HasPrefix(text[:end], []byte(key)) {
+			return firstNumber(text[len(key):end])
+		}
+		text = text[min(end+1, len(text)):]
+	}
+	return -1
+}
+
+// firstNumber parses the first run of digits in text; -1 if there is none.
+func firstNumber(text []byte) int64 {
+	text = bytes.TrimLeft(text, " \t")
+	n, digits := int64(0), 0
+	for ; digits < len(text) && text[digits] >= '0' && text[digits] <= '9'; digits++ {
+		n = n*10 + int64(text[digits]-'0')
+	}
+	if digits == 0 {
+		return -1
+	}
+	return n
+}
+
+func kib(v int64) int64 {
+	if v < 0 {
+		return v
+	}
+	return v * 1024
+}
+
+func min(a, b int) int {
+	if a < b {
+		return a
+	}
+	return b
 }
 
 // memoryCgroup finds this process's memory cgroup directory from /proc/self/cgroup and
@@ -186,65 +293,6 @@ func memoryCgroup() (dir string, isV2 bool) {
 		}
 	}
 	return "", false
-}
-
-func cgroupUsage() int64 {
-	if v2 {
-		return readInt("memory.current")
-	}
-	return readInt("memory.usage_in_bytes")
-}
-
-func cgroupPeak() int64 {
-	if v2 {
-		return readInt("memory.peak")
-	}
-	return readInt("memory.max_usage_in_bytes")
-}
-
-// cgroupStat reads one key of memory.stat: v1Key on cgroup v1, v2Key on v2; -1 if absent.
-func cgroupStat(v1Key, v2Key string) int64 {
-	key := v1Key
-	if v2 {
-		key = v2Key
-	}
-	value := int64(-1)
-	if group == "" {
-		return value
-	}
-	eachLine(filepath.Join(group, "memory.stat"), func(line string) {
-		if k, v, ok := strings.Cut(line, " "); ok && k == key {
-			value, _ = strconv.ParseInt(v, 10, 64)
-		}
-	})
-	return value
-}
-
-// readInt reads a cgroup file holding one number; -1 if there is no group or no such file.
-func readInt(name string) int64 {
-	if group == "" {
-		return -1
-	}
-	b, err := os.ReadFile(filepath.Join(group, name))
-	if err != nil {
-		return -1
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return -1
-	}
-	return n
-}
-
-// statusKiB reads a "Name: N kB" line of /proc/self/status; -1 if absent.
-func statusKiB(name string) int64 {
-	value := int64(-1)
-	eachLine("/proc/self/status", func(line string) {
-		if k, v, ok := strings.Cut(line, ":"); ok && k == name {
-			value, _ = strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		}
-	})
-	return value
 }
 
 func eachLine(path string, f func(string)) {
