@@ -1,0 +1,3 @@
+module memspike/reference/go
+
+go 1.19
