@@ -8,7 +8,6 @@ use std::{fmt, str::FromStr};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    footprint::Footprint,
     pacer::Gogc,
     release::Release,
     runtime::RuntimeConfig,
@@ -20,7 +19,7 @@ use crate::{
 /// How fast the simulated program allocates and writes, bytes per simulated second, unless
 /// told otherwise: what the reference Go program achieves allocating and writing 1 MiB slabs on
 /// the development machine (`reference/go/MEASUREMENTS.md`).
-pub const DEFAULT_ALLOC_RATE: u64 = 2 << 30;
+pub const DEFAULT_ALLOC_RATE: u64 = 750 << 20;
 
 /// The soft memory limit (`GOMEMLIMIT`): bytes, or a percentage of the cgroup's limit.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -175,11 +174,6 @@ impl Experiment {
             epoch_unix_ns,
             footprint_offset,
         }
-    }
-
-    /// The runtime's own memory at start, resident (what it costs before any allocation).
-    pub fn footprint_at_start(&self) -> u64 {
-        Footprint::of(self.runtime).resident(0)
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::{fmt, str::FromStr, time::Duration};
 
-use crate::release::Rules;
+use crate::release::{ConsMarkRule, Rules};
 
 /// The minimum total heap goal at GOGC=100 (`defaultHeapMinimum`); scaled by GOGC/100.
 pub const DEFAULT_HEAP_MINIMUM: u64 = 4 << 20;
@@ -83,7 +83,10 @@ impl Default for PacerConfig {
             memory_limit: None,
             stack_scan: 32 << 10,
             globals_scan: 160 << 10,
-            cons_mark: 1.0,
+            // The runtime starts with consMark 0, and a heap of pointer-free slabs gives it
+            // nearly nothing to scan: the trigger sits at its ceiling, as gctrace shows
+            // ("4->4 MB, 4 MB goal").
+            cons_mark: 0.0,
         }
     }
 }
@@ -106,6 +109,8 @@ pub struct Totals {
     pub released: u64,
     /// Mapped and ready memory outside the heap: stacks, metadata, the runtime's own.
     pub non_heap: u64,
+    /// Cycles completed (`NumGC`): the sweep distance holds only once one has.
+    pub cycles: u32,
 }
 
 impl Totals {
@@ -152,6 +157,16 @@ impl Pacer {
     /// Changes GOGC (as `debug.SetGCPercent` does); the pace follows at once.
     pub fn set_gogc(&mut self, gogc: Gogc) {
         self.config.gogc = gogc;
+    }
+
+    /// Bytes the collector scans besides the heap's pointers: stacks and globals.
+    pub fn root_scan(&self) -> u64 {
+        self.config.stack_scan + self.config.globals_scan
+    }
+
+    /// Sets the consMark estimate (from [`ConsMark`]) that sizes the runway.
+    pub fn set_cons_mark(&mut self, cons_mark: f64) {
+        self.config.cons_mark = cons_mark;
     }
 
     /// The minimum heap goal for this GOGC (`heapMinimum`).
@@ -207,7 +222,12 @@ impl Pacer {
     /// at least a sweep distance above the marked heap.
     pub fn pace(&self, t: &Totals) -> Pace {
         let marked = t.marked;
-        let sweep_dist_min_trigger = marked.saturating_add(SWEEP_MIN_HEAP_DISTANCE);
+        // `commit` sets sweepDistMinTrigger at mark termination; before the first it is 0.
+        let sweep_dist_min_trigger = if t.cycles > 0 {
+            marked.saturating_add(SWEEP_MIN_HEAP_DISTANCE)
+        } else {
+            0
+        };
         let percent_goal = self.gc_percent_goal(t);
         let limit_goal = self.memory_limit_goal(t);
         let limited = limit_goal < percent_goal;
@@ -249,6 +269,50 @@ impl Pacer {
     }
 }
 
+/// The pacer's consMark estimate, kept across cycles as the release does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConsMark {
+    rule: ConsMarkRule,
+    /// The last five measurements, newest first.
+    history: [f64; 5],
+}
+
+impl ConsMark {
+    pub fn new(rule: ConsMarkRule) -> ConsMark {
+        ConsMark {
+            rule,
+            history: [0.0; 5],
+        }
+    }
+
+    /// Records a cycle that started with the heap at `heap_at_start` when the pacer's trigger
+    /// was `trigger`, having `scan_work` bytes to scan; returns the new estimate.
+    ///
+    /// The measurement is (heapLive at the end - `triggered`) x u / (scanWork x (1 - u)) with
+    /// u = 0.25 and no assists. Cycles here are instantaneous, so nothing is allocated while
+    /// they mark: only go1.19, whose `triggered` is the computed trigger, sees the overshoot of
+    /// an allocation that crossed the trigger; later releases count from the heap at the start.
+    pub fn record(&mut self, heap_at_start: u64, trigger: u64, scan_work: u64) -> f64 {
+        let allocated = match self.rule {
+            ConsMarkRule::Go119 => heap_at_start.saturating_sub(trigger),
+            ConsMarkRule::MeanOfTwo | ConsMarkRule::MaxOfFive => 0,
+        };
+        let u = GC_GOAL_UTILIZATION;
+        let current = allocated as f64 * u / (scan_work.max(1) as f64 * (1.0 - u));
+        self.history.rotate_right(1);
+        self.history[0] = current;
+        self.estimate()
+    }
+
+    pub fn estimate(&self) -> f64 {
+        match self.rule {
+            ConsMarkRule::Go119 => self.history[0],
+            ConsMarkRule::MeanOfTwo => (self.history[0] + self.history[1]) / 2.0,
+            ConsMarkRule::MaxOfFive => self.history.iter().copied().fold(0.0, f64::max),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +340,7 @@ mod tests {
             marked_scan: scan,
             allocated: marked,
             mapped: marked,
+            cycles: 1,
             ..Totals::default()
         }
     }
@@ -487,10 +552,9 @@ mod tests {
             "GOGC=1",
             cfg(Gogc::Percent(1), 0, 0),
             Pace {
-                // The sweep distance holds from the start (`commit` at init sets
-                // sweepDistMinTrigger = heapMarked + 1 MiB).
-                trigger: SWEEP_MIN_HEAP_DISTANCE,
-                goal: SWEEP_MIN_HEAP_DISTANCE,
+                // Before the first cycle there is no sweep distance: the GOGC=1 minimum holds.
+                trigger: DEFAULT_HEAP_MINIMUM / 100 / 64 * 61,
+                goal: DEFAULT_HEAP_MINIMUM / 100,
                 limited: false,
             },
             &[Cycle {
@@ -539,6 +603,7 @@ mod tests {
             mapped: allocated + free + released,
             released,
             non_heap,
+            cycles: 1,
         };
         let rows = [
             Row {
@@ -615,6 +680,62 @@ mod tests {
                 r.what
             );
         }
+    }
+
+    /// The trigger after the seed's spike, release by release, as measured on the real runtime
+    /// (reference/go/MEASUREMENTS.md, "Where the threshold is"): go1.19 starts the next cycle
+    /// at the lower clamp (marked + 45/64 of the way to the goal), go1.21+ at goal - 4 MiB.
+    #[test]
+    fn go1_19_starts_the_cycle_after_a_spike_early() {
+        use crate::release::Release;
+        let slab = 128 * MIB;
+        for (minor, lower_clamp) in [(19, true), (20, false), (21, false), (27, false)] {
+            let rules = Rules::of(Release::go1(minor).unwrap());
+            let mut p = Pacer::new(PacerConfig::default(), rules);
+            let mut cm = ConsMark::new(rules.cons_mark);
+            // The first cycle starts when the spike's allocation crosses the first trigger.
+            let first = p.pace(&Totals::default()).trigger;
+            let estimate = cm.record(slab, first, p.root_scan());
+            p.set_cons_mark(estimate);
+            let pace = p.pace(&after(slab, 0));
+            let step = (pace.goal - slab) / 64;
+            let want = if lower_clamp {
+                slab + 45 * step
+            } else {
+                pace.goal - DEFAULT_HEAP_MINIMUM
+            };
+            assert_eq!(pace.trigger, want, "go1.{minor}");
+        }
+        // The real go1.19 started it at 219 MiB for spike 0.5 (gctrace "219->219->91 MB").
+        let goal =
+            2 * slab + PacerConfig::default().stack_scan + PacerConfig::default().globals_scan;
+        assert_eq!((slab + 45 * ((goal - slab) / 64)) >> 20, 218);
+    }
+
+    #[test]
+    fn cons_mark_estimates_follow_the_release() {
+        let scan = 1 << 20;
+        // Measurements of 3, 1, 0, 0, 0, 0 (the allocation since the trigger over 3 x scan).
+        let mut go119 = ConsMark::new(ConsMarkRule::Go119);
+        assert_eq!(go119.record(9 * MIB, 0, scan), 3.0);
+        assert_eq!(go119.record(3 * MIB, 0, scan), 1.0);
+        // Later releases count from the heap at the start: nothing allocated during an
+        // instantaneous cycle.
+        let mut max5 = ConsMark::new(ConsMarkRule::MaxOfFive);
+        assert_eq!(max5.record(9 * MIB, 0, scan), 0.0);
+        let mut m = ConsMark::new(ConsMarkRule::MeanOfTwo);
+        m.history = [3.0, 0.0, 0.0, 0.0, 0.0];
+        assert_eq!(m.record(0, 0, scan), 1.5);
+        let mut x = ConsMark::new(ConsMarkRule::MaxOfFive);
+        x.history = [3.0, 0.0, 0.0, 0.0, 0.0];
+        for _ in 0..4 {
+            assert_eq!(x.record(0, 0, scan), 3.0);
+        }
+        assert_eq!(
+            x.record(0, 0, scan),
+            0.0,
+            "five cycles later it is forgotten"
+        );
     }
 
     #[test]

@@ -90,22 +90,55 @@ pub enum Headroom {
 }
 
 impl Headroom {
-    /// The goal after the headroom is taken off (never below zero).
+    /// The goal after the headroom is taken off: a goal below twice the headroom becomes the
+    /// headroom itself (`memoryLimitHeapGoal`, every release).
     pub fn apply(self, goal: u64) -> u64 {
         let headroom = match self {
             Headroom::Fixed(b) => b,
             Headroom::Percent { percent, min } => (goal / 100 * percent).max(min),
         };
-        goal.saturating_sub(headroom)
+        if goal < 2 * headroom {
+            headroom
+        } else {
+            goal - headroom
+        }
     }
 }
 
-/// The rules of one release that the simulation follows.
+/// The rules of one release that the simulation follows. `docs/go-runtime-rules.md` cites the
+/// source of each, release by release.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rules {
     pub release: Release,
     /// Taken off the memory limit's heap goal.
     pub memory_limit_headroom: Headroom,
+    /// The background scavenger works towards 95 % of the memory limit. Before go1.22 it
+    /// computed the target as limit x 95 (golang/go#62449), so only allocation-time scavenging
+    /// held the limit.
+    pub scavenger_limit_goal: bool,
+    /// Memory swept out of chunks that were nearly full in the cycle just ended is not
+    /// returned in the background until the next cycle ends (go1.21+, `scavChunkHiOccFrac`).
+    /// Allocation-time scavenging under the memory limit ignores it.
+    pub scavenger_density_hold: bool,
+    /// How consMark (allocation over marking speed) is estimated from each cycle's measurement.
+    pub cons_mark: ConsMarkRule,
+}
+
+/// How the pacer turns each cycle's consMark measurement into the estimate that sizes the
+/// runway (`gcControllerState.endCycle`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsMarkRule {
+    /// go1.19: a PI controller on the measurements, which measure the allocation since the
+    /// *computed* trigger. A spike that crosses the trigger in one allocation is counted as
+    /// allocation during the cycle, so the estimate jumps and the next trigger falls to its
+    /// lower clamp (measured: gcpacertrace shows cons/mark about 293 after the seed's spike).
+    /// The model takes the controller's output as the last measurement.
+    Go119,
+    /// go1.20: the mean of the last two measurements, which count from the heap at the cycle's
+    /// start (golang/go#53738).
+    MeanOfTwo,
+    /// go1.21+: the largest of the last five measurements.
+    MaxOfFive,
 }
 
 const MIB: u64 = 1 << 20;
@@ -126,6 +159,13 @@ impl Rules {
         Rules {
             release,
             memory_limit_headroom,
+            scavenger_limit_goal: release.0 >= 22,
+            scavenger_density_hold: release.0 >= 21,
+            cons_mark: match release.0 {
+                ..=19 => ConsMarkRule::Go119,
+                20 => ConsMarkRule::MeanOfTwo,
+                _ => ConsMarkRule::MaxOfFive,
+            },
         }
     }
 }
@@ -173,18 +213,22 @@ mod tests {
         assert_eq!(at(20), 199 * MIB);
         assert_eq!(at(21), goal - goal / 100 * 3);
         assert_eq!(at(27), goal - goal / 100 * 3);
-        // Small goals keep at least 1 MiB of headroom, and never go below zero.
-        assert_eq!(
-            Rules::of(Release::NEWEST)
-                .memory_limit_headroom
-                .apply(10 * MIB),
-            9 * MIB
-        );
-        assert_eq!(
-            Rules::of(Release::NEWEST)
-                .memory_limit_headroom
-                .apply(MIB / 2),
-            0
-        );
+        // Small goals keep at least 1 MiB of headroom; below twice the headroom the goal is the
+        // headroom itself.
+        let newest = Rules::of(Release::NEWEST).memory_limit_headroom;
+        assert_eq!(newest.apply(10 * MIB), 9 * MIB);
+        assert_eq!(newest.apply(2 * MIB), MIB);
+        assert_eq!(newest.apply(2 * MIB - 1), MIB);
+        assert_eq!(newest.apply(MIB / 2), MIB);
+    }
+
+    #[test]
+    fn the_scavenger_rules_changed_in_go1_21_and_go1_22() {
+        // go1.21 mgcscavenge.go: scavChunkHiOccFrac (the density hold); go1.22: the memory
+        // limit goal as limit * 0.95 (golang/go#62449).
+        let at = |minor| Rules::of(Release::go1(minor).unwrap());
+        assert!(!at(19).scavenger_density_hold && !at(20).scavenger_density_hold);
+        assert!(at(21).scavenger_density_hold && at(27).scavenger_density_hold);
+        assert!(!at(21).scavenger_limit_goal && at(22).scavenger_limit_goal);
     }
 }

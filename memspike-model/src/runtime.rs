@@ -18,10 +18,10 @@ use crate::{
     footprint::Footprint,
     heap::{Allocation, Heap, HeapError, Memory, Order, SlabId},
     limiter::Limiter,
-    pacer::{FORCE_GC_PERIOD, Gogc, Pace, Pacer, PacerConfig, Totals},
+    pacer::{ConsMark, FORCE_GC_PERIOD, Gogc, Pace, Pacer, PacerConfig, Totals},
     release::Release,
     scavenger::{self, Scavenger},
-    watchdog::{self, Driver, Force, Watchdog},
+    watchdog::{Driver, Force, Watchdog},
 };
 
 /// The GC CPU time one cycle costs, in nanoseconds: the two stop-the-world pauses and the root
@@ -72,8 +72,8 @@ impl Usage for () {
 #[derive(Clone, Debug)]
 struct WatchdogState {
     config: Watchdog,
-    /// The cgroup driver's threshold.
-    threshold: u64,
+    /// The cgroup driver's threshold; `None` until first evaluated (at its first poll).
+    threshold: Option<u64>,
     next_poll_ns: u64,
     original_gogc: u32,
 }
@@ -87,6 +87,7 @@ pub struct Runtime<M: Memory> {
     meta_resident: u64,
     config: RuntimeConfig,
     pacer: Pacer,
+    cons_mark: ConsMark,
     footprint: Footprint,
     scavenger: Scavenger,
     limiter: Limiter,
@@ -113,7 +114,7 @@ impl<M: Memory> Runtime<M> {
             rules,
         );
         let watchdog = config.watchdog.clone().map(|w| WatchdogState {
-            threshold: watchdog::DISARMED,
+            threshold: None,
             next_poll_ns: w.interval.as_nanos() as u64,
             original_gogc: match config.gogc {
                 Gogc::Percent(p) => p,
@@ -126,8 +127,9 @@ impl<M: Memory> Runtime<M> {
             meta: meta_memory,
             meta_resident: 0,
             pacer,
+            cons_mark: ConsMark::new(rules.cons_mark),
             footprint: Footprint::of(config.release),
-            scavenger: Scavenger::new(config.memory_limit),
+            scavenger: Scavenger::new(config.memory_limit, &rules),
             limiter: Limiter::new(config.gomaxprocs),
             watchdog,
             now_ns: 0,
@@ -173,7 +175,7 @@ impl<M: Memory> Runtime<M> {
     }
 
     fn totals(&self) -> Totals {
-        self.heap.totals(self.non_heap())
+        self.heap.totals(self.non_heap(), self.num_gc)
     }
 
     fn pace(&self) -> Pace {
@@ -211,7 +213,7 @@ impl<M: Memory> Runtime<M> {
     fn grow_footprint(&mut self) {
         let want = self
             .footprint
-            .resident(self.heap.mapped())
+            .to_populate(self.heap.mapped())
             .saturating_sub(self.config.footprint_offset);
         if want > self.meta_resident {
             let start = self.meta_resident.next_multiple_of(crate::heap::PAGE_SIZE);
@@ -297,14 +299,21 @@ impl<M: Memory> Runtime<M> {
     /// A cycle: mark and sweep, then the pacer, the scavenger's goals and the watchdog look at
     /// the result.
     fn collect(&mut self, reason: GcReason, usage: &mut impl Usage) -> Cycle {
+        let trigger = self.pace().trigger;
         let swept = self.heap.mark_and_sweep();
+        let scan = self.pacer.root_scan();
+        let estimate = self.cons_mark.record(swept.heap_before, trigger, scan);
+        self.pacer.set_cons_mark(estimate);
+        // `lastHeapInUse` is taken at mark termination, before the sweep.
+        let in_use_before = swept.heap_before;
         self.num_gc += 1;
         self.last_gc_ns = Some(self.now_ns);
         self.gc_cpu_ns += CYCLE_CPU_NS;
         self.limiter.accumulate(0, CYCLE_CPU_NS);
         self.after_cycle(usage);
         let pace = self.pace();
-        self.scavenger.on_cycle_end(pace.goal, self.heap.in_use());
+        self.scavenger
+            .on_cycle_end(pace.goal, in_use_before, swept.swept);
         let planned = |v: u64| (v != u64::MAX).then_some(v);
         let cycle = Cycle {
             n: self.num_gc,
@@ -322,28 +331,30 @@ impl<M: Memory> Runtime<M> {
     /// What a watchdog does after every cycle: the heap driver sets GOGC, the cgroup driver
     /// renews its threshold.
     fn after_cycle(&mut self, usage: &mut impl Usage) {
-        let used = self.usage(usage);
+        let Some(driver) = self.watchdog.as_ref().map(|w| w.config.driver) else {
+            return;
+        };
         let limit = self.config.watchdog_limit;
-        let Some(w) = &mut self.watchdog else { return };
-        match w.config.driver {
+        match driver {
             Driver::Heap => {
                 let Gogc::Percent(gogc) = self.pacer.config().gogc else {
                     return;
                 };
-                let next_gc = self
-                    .pacer
-                    .pace(&self.heap.totals(self.footprint.mapped(self.heap.mapped())))
-                    .goal;
-                let next = w.config.heap_gogc(
-                    limit,
-                    next_gc,
-                    gogc,
-                    self.heap.heap_alloc(),
-                    w.original_gogc,
-                );
-                self.pacer.set_gogc(Gogc::Percent(next));
+                let next_gc = self.pace().goal;
+                let heap_alloc = self.heap.heap_alloc();
+                if let Some(w) = &self.watchdog {
+                    let next =
+                        w.config
+                            .heap_gogc(limit, next_gc, gogc, heap_alloc, w.original_gogc);
+                    self.pacer.set_gogc(Gogc::Percent(next));
+                }
             }
-            Driver::Cgroup => w.threshold = w.config.policy.evaluate(limit, used),
+            Driver::Cgroup => {
+                let used = self.usage(usage);
+                if let Some(w) = &mut self.watchdog {
+                    w.threshold = Some(w.config.policy.evaluate(limit, used));
+                }
+            }
         }
     }
 
@@ -372,8 +383,8 @@ impl<M: Memory> Runtime<M> {
                 .unwrap_or(end);
             let step = next.saturating_sub(self.now_ns);
             if step > 0 {
-                let budget = (u128::from(scavenger::background_rate()) * u128::from(step)
-                    / 1_000_000_000) as u64;
+                let rate = scavenger::background_rate(self.config.gomaxprocs);
+                let budget = (u128::from(rate) * u128::from(step) / 1_000_000_000) as u64;
                 let excess = self.scavenger.excess(&self.totals());
                 self.scavenge(budget.min(excess), ScavengeReason::Background)?;
                 self.limiter
@@ -399,11 +410,11 @@ impl<M: Memory> Runtime<M> {
             return Ok(());
         };
         w.next_poll_ns += (w.config.interval.as_nanos() as u64).max(1);
-        if w.threshold == watchdog::DISARMED && self.num_gc == 0 {
-            // Not initialised yet: the first threshold comes from the usage at start.
-            w.threshold = w.config.policy.evaluate(self.config.watchdog_limit, used);
-        }
-        if used < w.threshold {
+        // The first threshold comes from the usage when the watchdog starts.
+        let threshold = *w
+            .threshold
+            .get_or_insert_with(|| w.config.policy.evaluate(self.config.watchdog_limit, used));
+        if used < threshold {
             return Ok(());
         }
         let force = w.config.force;

@@ -171,10 +171,7 @@ impl ExperimentArgs {
                     why: "--spike and --chunk shape the seed scenario only; edit the scenario's steps instead (--print shows them)".into(),
                 });
             }
-            Scenario::load(&self.scenario).map_err(|e| UsageError::Scenario {
-                name: self.scenario.clone(),
-                why: e.to_string(),
-            })?
+            Scenario::load(&self.scenario)?
         };
         let watchdog = self.watchdog.clone().map(|policy| Watchdog {
             driver: match self.watchdog_driver {
@@ -272,12 +269,22 @@ fn parse_cli() -> Result<Command, ExitCode> {
             Err(ExitCode::SUCCESS)
         }
         Err(e) => {
+            // clap's first line, with the indented lines that complete it ("the following
+            // required arguments were not provided:" and the arguments).
             let text = e.to_string();
-            let line = text
-                .lines()
+            let mut lines = text.lines();
+            let mut line = lines
                 .next()
                 .unwrap_or("invalid command line")
-                .trim_start_matches("error: ");
+                .trim_start_matches("error: ")
+                .to_owned();
+            if line.ends_with(':') {
+                let more: Vec<&str> = lines
+                    .take_while(|l| l.starts_with(' '))
+                    .map(str::trim)
+                    .collect();
+                line = format!("{line} {}", more.join(", "));
+            }
             eprintln!("memspike: error: {line} (see `memspike run --help`)");
             Err(ExitCode::from(2))
         }

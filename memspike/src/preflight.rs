@@ -59,6 +59,9 @@ pub enum UsageError {
     },
     #[error("scenario {name}: {why}")]
     Scenario { name: String, why: String },
+    /// A scenario that could not be found or read (the message names the file and place).
+    #[error(transparent)]
+    ScenarioLoad(#[from] memspike_model::scenario::ScenarioError),
     #[error("--pause-at {step:?}: no step has that name; the steps are {}", .known.join(", "))]
     PauseAt { step: String, known: Vec<String> },
     #[error(transparent)]

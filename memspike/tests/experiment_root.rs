@@ -229,6 +229,12 @@ fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
     let file = scratch.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     let file = file.to_str().unwrap();
+    let broken = scratch.path().join("broken.toml");
+    std::fs::write(&broken, "name = \"broken\"\n\n[[step]]\nalloc = \"lots\"\n").unwrap();
+    let broken = broken.to_str().unwrap();
+    let huge = scratch.path().join("huge.toml");
+    std::fs::write(&huge, "name = \"huge\"\n[[step]]\nalloc = \"1EiB\"\n").unwrap();
+    let huge = huge.to_str().unwrap();
     let too_big = format!("{}", 2 * mem_total());
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["run", "--limit", "abc"], "invalid size"),
@@ -262,7 +268,27 @@ fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
             vec!["run", "--gogc", "-1"],
             "GOGC must be a whole non-negative",
         ),
-        (vec!["run", "--pause-at", "never"], "invalid value"),
+        (
+            vec!["run", "--pause-at", "never"],
+            "no step has that name; the steps are spike, release, remainder",
+        ),
+        (vec!["run", "--scenario", "nope"], "memspike scenarios"),
+        (
+            vec!["run", "--scenario", broken],
+            &format!("{broken}:3:1: alloc: invalid size \"lots\""),
+        ),
+        (vec!["run", "--scenario", huge], "do not fit in the heap"),
+        (
+            vec!["run", "--scenario", "churn", "--spike", "0.5"],
+            "shape the seed scenario only",
+        ),
+        (vec!["run", "--memory-limit", "lots"], "or off"),
+        (vec!["run", "--runtime", "go1.18"], "go1.19 to go1.27"),
+        (vec!["run", "--watchdog", "magic:1"], "watermarks:F,F,..."),
+        (
+            vec!["run", "--watchdog-driver", "cgroup"],
+            "--watchdog <POLICY>",
+        ),
         (vec!["run", "--user", "no-such-user-x"], "no such user"),
         (vec!["run", "--user", "root"], "must not run as root"),
         (vec!["run", "--user", ""], "--user is empty"),

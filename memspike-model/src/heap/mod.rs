@@ -369,8 +369,8 @@ impl<M: Memory> Heap<M> {
         self.mapped() - self.released()
     }
 
-    /// The totals the pacer and the scavenger reason about.
-    pub fn totals(&self, non_heap: u64) -> Totals {
+    /// The totals the pacer and the scavenger reason about, after `cycles` collections.
+    pub fn totals(&self, non_heap: u64, cycles: u32) -> Totals {
         Totals {
             marked: self.marked,
             // Slabs are byte slices: the collector has no pointers to scan in them.
@@ -380,6 +380,7 @@ impl<M: Memory> Heap<M> {
             mapped: self.mapped(),
             released: self.released(),
             non_heap,
+            cycles,
         }
     }
 
@@ -452,7 +453,7 @@ mod tests {
         );
         assert_eq!(h.memory().resident(), 2 * MIB);
         assert_eq!(h.resident(), 2 * MIB);
-        let t = h.totals(7);
+        let t = h.totals(7, 0);
         assert_eq!(t.mapped_ready(), 2 * MIB + 7);
         // The lowest free pages are resident, the top ones released: 2 MiB from the bottom
         // reuse 1 MiB and bring 1 MiB back.

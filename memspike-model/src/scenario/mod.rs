@@ -330,7 +330,9 @@ impl TryFrom<RawStep> for Step {
         match r.gc {
             Some(true) => actions.push(Action::Gc),
             Some(false) => {
-                return Err("gc = false does nothing: write gc = true or leave the step out".into());
+                return Err(
+                    "gc = false does nothing: write gc = true or leave the step out".into(),
+                );
             }
             None => {}
         }
