@@ -93,6 +93,7 @@ fn pacer(c: &mut Criterion) {
         mapped: 56 << 20,
         released: 8 << 20,
         non_heap: 4 << 20,
+        cycles: 3,
     };
     c.bench_function("pacer_pace", |b| {
         b.iter(|| black_box(&p).pace(black_box(&t)))

@@ -232,6 +232,7 @@ fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
     let broken = scratch.path().join("broken.toml");
     std::fs::write(&broken, "name = \"broken\"\n\n[[step]]\nalloc = \"lots\"\n").unwrap();
     let broken = broken.to_str().unwrap();
+    let broken_says = format!("{broken}:3:1: alloc: invalid size \"lots\"");
     let huge = scratch.path().join("huge.toml");
     std::fs::write(&huge, "name = \"huge\"\n[[step]]\nalloc = \"1EiB\"\n").unwrap();
     let huge = huge.to_str().unwrap();
@@ -275,7 +276,7 @@ fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
         (vec!["run", "--scenario", "nope"], "memspike scenarios"),
         (
             vec!["run", "--scenario", broken],
-            &format!("{broken}:3:1: alloc: invalid size \"lots\""),
+            &broken_says,
         ),
         (vec!["run", "--scenario", huge], "do not fit in the heap"),
         (
