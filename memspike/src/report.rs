@@ -1270,6 +1270,44 @@ mod tests {
         Report::build(f)
     }
 
+    /// Every key path of a JSON value, arrays collapsed to `[]`: `cgroup.peak_bytes`,
+    /// `events[].heap.next_gc`.
+    fn key_paths(v: &serde_json::Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, child) in m {
+                    let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                    out.insert(path.clone());
+                    key_paths(child, &path, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for child in items {
+                    key_paths(child, &format!("{at}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The JSON report's keys are an interface: they change only on purpose (additions are
+    /// documented in the README). `MEMSPIKE_BLESS=1` rewrites the file, as for the text.
+    #[test]
+    fn golden_json_keys_of_the_default_run() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/report-default-keys.txt"
+        );
+        let mut keys = std::collections::BTreeSet::new();
+        key_paths(&serde_json::to_value(golden_report()).unwrap(), "", &mut keys);
+        let got: String = keys.into_iter().map(|k| k + "\n").collect();
+        if std::env::var_os("MEMSPIKE_BLESS").is_some() {
+            std::fs::write(path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(path).unwrap_or_default();
+        assert_eq!(got, want, "the JSON report's keys changed; see {path}");
+    }
+
     /// The text report is what people read and paste into issues: it changes only on purpose.
     /// `MEMSPIKE_BLESS=1 cargo test -p memspike --lib golden` rewrites the file after a
     /// deliberate change; review its diff.

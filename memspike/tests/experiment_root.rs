@@ -274,10 +274,7 @@ fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
             "no step has that name; the steps are spike, release, remainder",
         ),
         (vec!["run", "--scenario", "nope"], "memspike scenarios"),
-        (
-            vec!["run", "--scenario", broken],
-            &broken_says,
-        ),
+        (vec!["run", "--scenario", broken], &broken_says),
         (vec!["run", "--scenario", huge], "do not fit in the heap"),
         (
             vec!["run", "--scenario", "churn", "--spike", "0.5"],
