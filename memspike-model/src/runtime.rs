@@ -309,7 +309,7 @@ impl<M: Memory> Runtime<M> {
         self.num_gc += 1;
         self.last_gc_ns = Some(self.now_ns);
         self.gc_cpu_ns += CYCLE_CPU_NS;
-        self.limiter.accumulate(0, CYCLE_CPU_NS);
+        self.limiter.accumulate(0, 0, CYCLE_CPU_NS);
         self.after_cycle(usage);
         let pace = self.pace();
         self.scavenger
@@ -387,8 +387,8 @@ impl<M: Memory> Runtime<M> {
                 let budget = (u128::from(rate) * u128::from(step) / 1_000_000_000) as u64;
                 let excess = self.scavenger.excess(&self.totals());
                 self.scavenge(budget.min(excess), ScavengeReason::Background)?;
-                self.limiter
-                    .accumulate(step * u64::from(self.config.gomaxprocs.max(1)), 0);
+                let cpu = step * u64::from(self.config.gomaxprocs.max(1));
+                self.limiter.accumulate(step, cpu, 0);
                 self.now_ns = next;
             }
             if periodic == Some(self.now_ns) {
@@ -423,5 +423,118 @@ impl<M: Memory> Runtime<M> {
             self.scavenge(u64::MAX, ScavengeReason::FreeOsMemory)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{heap::Accounting, watchdog};
+
+    const MIB: u64 = 1 << 20;
+
+    fn runtime(config: RuntimeConfig) -> Runtime<Accounting> {
+        Runtime::new(
+            Accounting::default(),
+            Accounting::default(),
+            1 << 32,
+            config,
+        )
+    }
+
+    fn config() -> RuntimeConfig {
+        RuntimeConfig {
+            release: Release::NEWEST,
+            gogc: Gogc::Percent(100),
+            memory_limit: None,
+            gomaxprocs: 1,
+            alloc_rate: 750 * MIB,
+            watchdog: None,
+            watchdog_limit: 256 * MIB,
+            epoch_unix_ns: 0,
+            footprint_offset: 0,
+        }
+    }
+
+    fn cycles(rt: &mut Runtime<Accounting>) -> usize {
+        rt.drain()
+            .filter(|h| matches!(h, Happening::Cycle(_)))
+            .count()
+    }
+
+    /// A live heap above the memory limit makes every allocation collect (the goal is the
+    /// marked heap). Each cycle's GC time fills the limiter's bucket faster than 8 KiB of
+    /// mutator time drains it, so after about a CPU-second of GC (1 s / (300 µs - 10.4 µs)
+    /// = 3,450 cycles) it is full and most allocations run without a cycle: the heap passes
+    /// the limit instead of collecting forever (mgclimit.go).
+    #[test]
+    fn the_cpu_limiter_stops_a_death_spiral() {
+        let mut rt = runtime(RuntimeConfig {
+            memory_limit: Some(8 * MIB),
+            ..config()
+        });
+        rt.alloc(16 * MIB, &mut ()).unwrap();
+        cycles(&mut rt);
+        let mut early = 0;
+        for _ in 0..3_000 {
+            rt.alloc(8192, &mut ()).unwrap();
+            early += cycles(&mut rt);
+        }
+        assert_eq!(early, 3_000, "every allocation collects at first");
+        assert!(!rt.limiter.limiting());
+        let mut late = 0;
+        let mut over_the_limit = false;
+        for _ in 0..10_000 {
+            rt.alloc(8192, &mut ()).unwrap();
+            late += cycles(&mut rt);
+            over_the_limit |= rt.limiter.limiting();
+        }
+        // Full after ~450 more; from then on the limiter is on for every other 10 ms update
+        // period (it turns off at the first update that drains), and no cycle runs while it is.
+        assert!(over_the_limit);
+        assert!(
+            (2_000..7_000).contains(&late),
+            "{late} cycles in the last 10,000 allocations"
+        );
+        assert!(rt.gc_cpu_ns() > CYCLE_CPU_NS * 3_000);
+    }
+
+    /// The heap driver sets GOGC after each cycle so that the next comes at the policy's
+    /// threshold: at 40 MiB live under a 256 MiB budget with watermarks at 0.2/0.5/0.9, the
+    /// next threshold is 51.2 MiB. go-watchdog infers the marked heap from NextGC (80.2 MiB
+    /// with the roots) as 40.1 MiB, so GOGC = (51.2 / 40.1 - 1) x 100 = 27, and the goal is far
+    /// below GOGC 100's 80 MiB.
+    #[test]
+    fn the_heap_driven_watchdog_lowers_the_goal() {
+        let policy: watchdog::Policy = "watermarks:0.2,0.5,0.9".parse().unwrap();
+        let mut rt = runtime(RuntimeConfig {
+            watchdog: Some(Watchdog::new(policy)),
+            ..config()
+        });
+        rt.alloc(40 * MIB, &mut ()).unwrap();
+        let goal = rt.stats().next_gc.unwrap();
+        assert_eq!(rt.pacer.config().gogc, Gogc::Percent(27));
+        assert!(goal < 52 * MIB && goal > 50 * MIB, "{goal}");
+        let plain = {
+            let mut rt = runtime(config());
+            rt.alloc(40 * MIB, &mut ()).unwrap();
+            rt.stats().next_gc.unwrap()
+        };
+        assert!(plain > 80 * MIB, "{plain}");
+    }
+
+    /// Simulated time: the periodic collection comes 2 minutes after the last one, whatever the
+    /// machine's speed, and not with GOGC=off.
+    #[test]
+    fn the_periodic_collection_runs_on_simulated_time() {
+        for (gogc, want) in [(Gogc::Percent(100), 1), (Gogc::Off, 0)] {
+            let mut rt = runtime(RuntimeConfig { gogc, ..config() });
+            rt.gc(&mut ());
+            cycles(&mut rt);
+            rt.wait(FORCE_GC_PERIOD, &mut ()).unwrap();
+            assert_eq!(cycles(&mut rt), 0, "{gogc}: not at exactly 2 minutes");
+            rt.wait(Duration::from_millis(1), &mut ()).unwrap();
+            assert_eq!(cycles(&mut rt), want, "{gogc}");
+        }
     }
 }

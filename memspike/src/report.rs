@@ -1276,7 +1276,11 @@ mod tests {
         match v {
             serde_json::Value::Object(m) => {
                 for (k, child) in m {
-                    let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                    let path = if at.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{at}.{k}")
+                    };
                     out.insert(path.clone());
                     key_paths(child, &path, out);
                 }
@@ -1299,7 +1303,11 @@ mod tests {
             "/tests/golden/report-default-keys.txt"
         );
         let mut keys = std::collections::BTreeSet::new();
-        key_paths(&serde_json::to_value(golden_report()).unwrap(), "", &mut keys);
+        key_paths(
+            &serde_json::to_value(golden_report()).unwrap(),
+            "",
+            &mut keys,
+        );
         let got: String = keys.into_iter().map(|k| k + "\n").collect();
         if std::env::var_os("MEMSPIKE_BLESS").is_some() {
             std::fs::write(path, &got).unwrap();
