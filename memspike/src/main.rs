@@ -21,7 +21,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use memspike::{
     model::{
-        experiment::{self, DEFAULT_ALLOC_RATE, Experiment, MemoryLimit, Policy},
+        experiment::{self, Experiment, MemoryLimit, Policy},
         pacer::Gogc,
         release::Release,
         scenario::{Scenario, builtin},
@@ -185,8 +185,8 @@ impl ExperimentArgs {
             interval: self.watchdog_interval,
             ..Watchdog::new(policy)
         });
+        let defaults = Experiment::seed(self.limit);
         Ok(Experiment {
-            limit: self.limit,
             scenario,
             spike: seed.then(|| self.spike.unwrap_or(builtin::SEED_SPIKE)),
             policy: Policy {
@@ -196,11 +196,10 @@ impl ExperimentArgs {
                 watchdog,
             },
             runtime: self.runtime,
-            alloc_rate: self.alloc_rate.unwrap_or(DEFAULT_ALLOC_RATE),
-            gomaxprocs: self.gomaxprocs.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
-            }),
+            alloc_rate: self.alloc_rate.unwrap_or(defaults.alloc_rate),
+            gomaxprocs: self.gomaxprocs.unwrap_or(defaults.gomaxprocs),
             pause_at: self.pause_at.clone(),
+            ..defaults
         })
     }
 }
