@@ -3,16 +3,10 @@
 //! the worker (one JSON line on the control channel), and the report repeats. A new setting is
 //! one field here.
 
-use std::{fmt, str::FromStr};
-
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    pacer::Gogc,
-    release::Release,
-    runtime::RuntimeConfig,
-    scenario::{Scenario, round_percent},
-    size,
+    pacer::Gogc, release::Release, runtime::RuntimeConfig, scenario::Scenario, size::Amount,
     watchdog::Watchdog,
 };
 
@@ -21,71 +15,29 @@ use crate::{
 /// the development machine (`reference/go/MEASUREMENTS.md`).
 pub const DEFAULT_ALLOC_RATE: u64 = 750 << 20;
 
-/// The soft memory limit (`GOMEMLIMIT`): bytes, or a percentage of the cgroup's limit.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum MemoryLimit {
-    Bytes(u64),
-    Percent(f64),
-}
-
-impl MemoryLimit {
-    /// In bytes, under a cgroup limit of `limit`.
-    pub fn resolve(self, limit: u64) -> u64 {
-        match self {
-            MemoryLimit::Bytes(b) => b,
-            MemoryLimit::Percent(p) => (limit as f64 * p / 100.0) as u64,
-        }
-    }
-}
-
-impl fmt::Display for MemoryLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MemoryLimit::Bytes(b) => f.write_str(&size::exact(*b)),
-            MemoryLimit::Percent(p) => write!(f, "{}%", round_percent(*p)),
-        }
-    }
-}
-
-impl FromStr for MemoryLimit {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let usage =
-            "give a size (240MiB, 251658240), a percentage of the cgroup's limit (90%), or off";
-        if let Some(p) = s.trim().strip_suffix('%') {
-            return p
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|p| p.is_finite() && *p > 0.0)
-                .map(MemoryLimit::Percent)
-                .ok_or_else(|| format!("invalid memory limit {s:?}: {usage}"));
-        }
-        size::parse(s)
-            .ok()
-            .filter(|b| *b > 0)
-            .map(MemoryLimit::Bytes)
-            .ok_or_else(|| format!("invalid memory limit {s:?}: {usage}"))
-    }
-}
-
-/// Parses `--memory-limit`: `off` is no limit.
-pub fn parse_memory_limit(s: &str) -> Result<Option<MemoryLimit>, String> {
+/// Parses `--memory-limit` (`GOMEMLIMIT`): a size, a percentage of the cgroup's limit, or `off`
+/// (no limit).
+pub fn parse_memory_limit(s: &str) -> Result<Option<Amount>, String> {
     if s.trim().eq_ignore_ascii_case("off") {
-        Ok(None)
-    } else {
-        s.parse().map(Some)
+        return Ok(None);
     }
+    s.parse::<Amount>()
+        .ok()
+        .filter(|a| *a != Amount::Bytes(0))
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "invalid memory limit {s:?}: give a size (240MiB, 251658240), a percentage of the cgroup's limit (90%), or off"
+            )
+        })
 }
-
-serde_via_str!(MemoryLimit);
 
 /// The runtime's memory policy: everything a Go program or its operator can set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
     pub gogc: Gogc,
-    /// `GOMEMLIMIT`; `None` is off.
-    pub memory_limit: Option<MemoryLimit>,
+    /// `GOMEMLIMIT`: a size or a share of the cgroup's limit; `None` is off.
+    pub memory_limit: Option<Amount>,
     /// A collection right after every release step (the seed's `-gc`).
     pub gc_after_release: bool,
     pub watchdog: Option<Watchdog>,
@@ -198,7 +150,7 @@ mod tests {
     #[test]
     fn the_configuration_round_trips_through_json() {
         let mut e = seed();
-        e.policy.memory_limit = Some(MemoryLimit::Percent(90.0));
+        e.policy.memory_limit = Some(Amount::Percent(90.0));
         e.policy.gogc = Gogc::Off;
         e.policy.watchdog = Some(Watchdog::new("watermarks:0.5,0.75,0.9".parse().unwrap()));
         let json = serde_json::to_string(&e).unwrap();
@@ -224,15 +176,12 @@ mod tests {
     #[test]
     fn memory_limits_parse() {
         assert_eq!(parse_memory_limit("off"), Ok(None));
-        assert_eq!(
-            parse_memory_limit("90%"),
-            Ok(Some(MemoryLimit::Percent(90.0)))
-        );
+        assert_eq!(parse_memory_limit("90%"), Ok(Some(Amount::Percent(90.0))));
         assert_eq!(
             parse_memory_limit("240MiB"),
-            Ok(Some(MemoryLimit::Bytes(240 << 20)))
+            Ok(Some(Amount::Bytes(240 << 20)))
         );
-        assert_eq!(MemoryLimit::Percent(90.0).resolve(256 << 20), 241_591_910);
+        assert_eq!(Amount::Percent(90.0).resolve(256 << 20), 241_591_910);
         for bad in ["", "-5%", "0", "lots", "0%"] {
             let e = parse_memory_limit(bad).unwrap_err();
             assert!(e.contains("or off"), "{bad}: {e}");

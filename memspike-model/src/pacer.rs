@@ -114,6 +114,28 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// The totals of a heap with `allocated` bytes in use (all marked by `cycles` cycles), `free`
+    /// and `released` free bytes, and `non_heap` bytes outside it (for tests).
+    #[cfg(test)]
+    pub(crate) fn heap(
+        allocated: u64,
+        free: u64,
+        released: u64,
+        non_heap: u64,
+        cycles: u32,
+    ) -> Totals {
+        Totals {
+            marked: allocated,
+            marked_scan: 0,
+            allocated,
+            free,
+            mapped: allocated + free + released,
+            released,
+            non_heap,
+            cycles,
+        }
+    }
+
     /// Memory the runtime holds ready for use (`mappedReady` = Sys - HeapReleased): what the
     /// soft memory limit counts.
     pub fn mapped_ready(&self) -> u64 {
@@ -597,13 +619,7 @@ mod tests {
         let limit = 230 * MIB; // 90 % of 256 MiB, rounded to a whole MiB for the arithmetic
         let t = |marked, allocated, free, released, non_heap| Totals {
             marked,
-            marked_scan: 0,
-            allocated,
-            free,
-            mapped: allocated + free + released,
-            released,
-            non_heap,
-            cycles: 1,
+            ..Totals::heap(allocated, free, released, non_heap, 1)
         };
         let rows = [
             Row {

@@ -34,10 +34,12 @@ pub trait Host: Usage {
     fn pause(&mut self);
 }
 
-/// A host for model-only runs: no clock, no cgroup, no pausing. Runs are then deterministic to
-/// the byte, events included.
+/// A host for model-only runs: no clock, no cgroup, no pausing, and the pid it is given. Runs
+/// are then deterministic to the byte, events included.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Detached;
+pub struct Detached {
+    pub pid: u32,
+}
 
 impl Usage for Detached {
     fn cgroup_usage(&mut self) -> Option<u64> {
@@ -50,7 +52,7 @@ impl Host for Detached {
         0
     }
     fn pid(&self) -> u32 {
-        0
+        self.pid
     }
     fn pause(&mut self) {}
 }

@@ -129,16 +129,7 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     fn totals(allocated: u64, free: u64, released: u64, non_heap: u64) -> Totals {
-        Totals {
-            marked: allocated,
-            marked_scan: 0,
-            allocated,
-            free,
-            mapped: allocated + free + released,
-            released,
-            non_heap,
-            cycles: 2,
-        }
+        Totals::heap(allocated, free, released, non_heap, 2)
     }
 
     /// Figures derived from `gcPaceScavenger` (go1.21 src/runtime/mgcscavenge.go): the goal is

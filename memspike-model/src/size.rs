@@ -166,6 +166,58 @@ pub fn exact(bytes: u64) -> String {
         )
 }
 
+/// A size, or a share of the cgroup's limit: what scenario steps and `--memory-limit` take.
+/// Written `32MiB` (any size [`parse`] reads) or `90%`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Amount {
+    Bytes(u64),
+    Percent(f64),
+}
+
+impl Amount {
+    /// The size in bytes under a limit of `limit` bytes.
+    pub fn resolve(self, limit: u64) -> u64 {
+        match self {
+            Amount::Bytes(b) => b,
+            Amount::Percent(p) => (limit as f64 * p / 100.0) as u64,
+        }
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Amount::Bytes(b) => f.write_str(&exact(*b)),
+            Amount::Percent(p) => write!(f, "{}%", round_percent(*p)),
+        }
+    }
+}
+
+impl std::str::FromStr for Amount {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Amount, String> {
+        if let Some(p) = s.trim().strip_suffix('%') {
+            return p
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| p.is_finite() && *p > 0.0)
+                .map(|p| Amount::Percent(round_percent(p)))
+                .ok_or_else(|| {
+                    format!("invalid percentage {s:?}: give a positive number, e.g. 90%")
+                });
+        }
+        parse(s).map(Amount::Bytes).map_err(|e| e.to_string())
+    }
+}
+
+serde_via_str!(Amount);
+
+/// Percentages are kept to 9 decimals, so that `--spike 0.9` prints as 90% and 10%.
+pub fn round_percent(p: f64) -> f64 {
+    (p * 1e9).round() / 1e9
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use memspike::{
     model::{
-        experiment::{self, Experiment, MemoryLimit, Policy},
+        experiment::{self, Experiment, Policy},
         pacer::Gogc,
         release::Release,
         scenario::{Scenario, builtin},
@@ -120,7 +120,7 @@ struct ExperimentArgs {
 
 /// `--memory-limit`: a limit, or none (`off`).
 #[derive(Clone, Copy)]
-struct GoMemLimit(Option<MemoryLimit>);
+struct GoMemLimit(Option<memspike::size::Amount>);
 
 fn parse_memory_limit(s: &str) -> Result<GoMemLimit, String> {
     experiment::parse_memory_limit(s).map(GoMemLimit)

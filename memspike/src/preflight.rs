@@ -156,7 +156,7 @@ pub fn check_scenario(experiment: &Experiment) -> Result<(), UsageError> {
         capacity,
         experiment.runtime_config(0, 0),
     );
-    let mut dry = Driver::new(rt, NoEvents, Detached);
+    let mut dry = Driver::new(rt, NoEvents, Detached::default());
     dry.run(&experiment.effective_scenario(), experiment.limit)
         .map_err(|e| UsageError::Scenario {
             name: experiment.scenario.name.clone(),

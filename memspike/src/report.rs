@@ -795,9 +795,9 @@ mod tests {
         experiment::{DEFAULT_ALLOC_RATE, Policy},
         heap::Accounting,
         pacer::Gogc,
-        program::{Driver, Host},
+        program::{Detached, Driver},
         release::Release,
-        runtime::{Runtime, Usage},
+        runtime::Runtime,
         scenario::builtin,
     };
 
@@ -805,25 +805,6 @@ mod tests {
 
     const LIMIT: u64 = 32 << 20;
     const PID: u32 = 4242;
-
-    /// A worker as the tests see it: a fixed pid, no clock, no cgroup.
-    struct TestHost;
-
-    impl Usage for TestHost {
-        fn cgroup_usage(&mut self) -> Option<u64> {
-            None
-        }
-    }
-
-    impl Host for TestHost {
-        fn now_ns(&self) -> u64 {
-            0
-        }
-        fn pid(&self) -> u32 {
-            PID
-        }
-        fn pause(&mut self) {}
-    }
 
     fn config(gc: bool, gogc: Gogc) -> WorkerConfig {
         WorkerConfig {
@@ -860,7 +841,7 @@ mod tests {
             1 << 30,
             e.runtime_config(0, 0),
         );
-        let mut d = Driver::new(rt, Vec::new(), TestHost);
+        let mut d = Driver::new(rt, Vec::new(), Detached { pid: PID });
         d.run(&e.effective_scenario(), e.limit).unwrap();
         let mut events = d.into_sink();
         if let Some(n) = cut_after {

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::{Action, Amount, Releasing, Scenario, Step, round_percent};
+use super::{Action, Releasing, Scenario, Step};
 use crate::heap::Order;
+use crate::size::{Amount, round_percent};
 
 /// The seed's spike fraction.
 pub const SEED_SPIKE: f64 = 0.9;

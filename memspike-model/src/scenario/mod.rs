@@ -33,51 +33,7 @@ use std::{path::Path, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{heap::Order, size};
-
-/// A size in a scenario: bytes, or a percentage of the cgroup's limit.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Amount {
-    Bytes(u64),
-    Percent(f64),
-}
-
-impl Amount {
-    /// The size in bytes under a limit of `limit` bytes.
-    pub fn resolve(self, limit: u64) -> u64 {
-        match self {
-            Amount::Bytes(b) => b,
-            Amount::Percent(p) => (limit as f64 * p / 100.0) as u64,
-        }
-    }
-
-    fn parse(s: &str) -> Result<Amount, String> {
-        if let Some(p) = s.trim().strip_suffix('%') {
-            return p
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|p| p.is_finite() && *p > 0.0)
-                .map(Amount::Percent)
-                .ok_or_else(|| {
-                    format!("invalid percentage {s:?}: give a positive number, e.g. 90%")
-                });
-        }
-        size::parse(s).map(Amount::Bytes).map_err(|e| e.to_string())
-    }
-
-    fn show(self) -> String {
-        match self {
-            Amount::Bytes(b) => size::exact(b),
-            Amount::Percent(p) => format!("{}%", round_percent(p)),
-        }
-    }
-}
-
-/// Percentages are kept to 9 decimals, so that `--spike 0.9` prints as 90% and 10%.
-pub fn round_percent(p: f64) -> f64 {
-    (p * 1e9).round() / 1e9
-}
+use crate::{heap::Order, size::Amount};
 
 /// How much a `release` step drops.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -301,11 +257,11 @@ impl TryFrom<RawStep> for Step {
     fn try_from(r: RawStep) -> Result<Step, String> {
         let mut actions = Vec::new();
         if let Some(a) = &r.alloc {
-            let size = Amount::parse(a).map_err(|e| format!("alloc: {e}"))?;
+            let size = a.parse::<Amount>().map_err(|e| format!("alloc: {e}"))?;
             let chunk = r
                 .chunk
                 .as_deref()
-                .map(Amount::parse)
+                .map(str::parse::<Amount>)
                 .transpose()
                 .map_err(|e| format!("chunk: {e}"))?;
             actions.push(Action::Alloc {
@@ -319,7 +275,8 @@ impl TryFrom<RawStep> for Step {
                 Releasing::All
             } else {
                 Releasing::Amount(
-                    Amount::parse(rel).map_err(|e| format!("release: {e} (or \"all\")"))?,
+                    rel.parse::<Amount>()
+                        .map_err(|e| format!("release: {e} (or \"all\")"))?,
                 )
             };
             actions.push(Action::Release {
@@ -396,14 +353,14 @@ impl From<Step> for RawStep {
         };
         match s.action {
             Action::Alloc { size, chunk, fill } => {
-                r.alloc = Some(size.show());
-                r.chunk = chunk.map(Amount::show);
+                r.alloc = Some(size.to_string());
+                r.chunk = chunk.map(|c| c.to_string());
                 r.fill = fill.then_some(true);
             }
             Action::Release { what, order } => {
                 r.release = Some(match what {
                     Releasing::All => "all".to_owned(),
-                    Releasing::Amount(a) => a.show(),
+                    Releasing::Amount(a) => a.to_string(),
                 });
                 r.order = (order != Order::default()).then_some(order);
             }
