@@ -4,50 +4,15 @@
 
 mod common;
 
-use common::{groups_of, process_state, u, wait_for_pause, wait_until};
+use common::{groups_of, memspike, process_state, run_json, serial, u, wait_for_pause, wait_until};
 
-use std::{
-    path::PathBuf,
-    process::{Command, Output, Stdio},
-};
+use std::process::Stdio;
 
 use memspike::cgroup::Hierarchy;
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
 const LIMIT: u64 = 32 * MIB;
-
-fn memspike() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_memspike"))
-}
-
-/// Runs `memspike run --json ARGS`, checks it cleaned up, and returns the exit code and report.
-fn run_json(args: &[&str]) -> (i32, Value) {
-    let _serial = serial();
-    let child = memspike()
-        .arg("run")
-        .arg("--json")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start memspike");
-    let pid = child.id();
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().expect("memspike runs");
-    let stderr = String::from_utf8_lossy(&stderr);
-    assert_eq!(
-        groups_of(pid),
-        Vec::<PathBuf>::new(),
-        "groups left behind; stderr: {stderr}"
-    );
-    let report = serde_json::from_slice(&stdout)
-        .unwrap_or_else(|e| panic!("not a JSON report ({e}); stderr: {stderr}"));
-    (status.code().expect("exit code"), report)
-}
 
 #[test]
 fn the_default_run_is_oom_killed_in_the_remainder() {
@@ -121,14 +86,6 @@ fn no_trace_says_so_and_still_reports() {
     assert_eq!(r["kernel"]["page_faults"]["source"], "memory.stat pgfault");
     assert_eq!(r["kernel"]["reclaim"], Value::Null);
     assert_eq!(r["died_in"], "remainder");
-}
-
-/// Runs of this binary go one at a time (every run holds this lock): they share the CPU and
-/// the kernel log.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[test]

@@ -285,6 +285,39 @@ fn a_second_oom_blames_the_second_worker_and_counts_its_start_up() {
     assert_eq!(code, 0);
 }
 
+/// `/freeosmemory` returns the swept pages to the kernel: the runtime counts them released and
+/// the group's usage falls.
+#[test]
+fn free_os_memory_returns_swept_pages_to_the_kernel() {
+    if !common::require_root("/freeosmemory in interactive mode") {
+        return;
+    }
+    let server = Server::start(&["--limit", "128MiB", "--no-trace"]);
+    let answer = |path: &str| {
+        let (status, v) = server.get(path).unwrap();
+        assert_eq!(status, 200, "{path}: {v}");
+        v
+    };
+    answer("/add?bytes=64MiB");
+    answer("/rel?bytes=64MiB");
+    let gc = answer("/gc");
+    let freed = answer("/freeosmemory");
+    let figure =
+        |v: &Value, key: &str| v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"));
+    let released = figure(&freed, "HeapReleased") - figure(&gc, "HeapReleased");
+    assert!(
+        (63 * MIB..=65 * MIB).contains(&released),
+        "HeapReleased rose by {released}: {gc} -> {freed}"
+    );
+    let (before, after) = (figure(&gc, "CgroupUsage"), figure(&freed, "CgroupUsage"));
+    assert!(
+        after + 48 * MIB <= before,
+        "CgroupUsage {before} -> {after}"
+    );
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
+
 #[test]
 fn a_killed_interactive_supervisor_takes_its_worker_along() {
     if !common::require_root("SIGKILL of an interactive supervisor") {

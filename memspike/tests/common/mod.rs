@@ -131,3 +131,45 @@ pub fn assert_unloaded(ids: &std::collections::BTreeSet<u32>, when: &str) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// The memspike binary this package built.
+pub fn memspike() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_memspike"))
+}
+
+/// Runs of a test binary go one at a time (every run holds this lock): they share the CPU and
+/// the kernel log.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `memspike run --json ARGS` (one run at a time), checks it cleaned up, and returns the
+/// exit code and report.
+pub fn run_json(args: &[&str]) -> (i32, serde_json::Value) {
+    let _serial = serial();
+    let child = memspike()
+        .arg("run")
+        .arg("--json")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start memspike");
+    let pid = child.id();
+    let std::process::Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("memspike runs");
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert_eq!(
+        groups_of(pid),
+        Vec::<PathBuf>::new(),
+        "groups left behind; stderr: {stderr}"
+    );
+    let report = serde_json::from_slice(&stdout)
+        .unwrap_or_else(|e| panic!("not a JSON report ({e}); stderr: {stderr}"));
+    (status.code().expect("exit code"), report)
+}
