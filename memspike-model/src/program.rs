@@ -8,9 +8,10 @@
 use std::time::Duration;
 
 use crate::{
+    event::HeapStats,
     event::{Action as EventAction, Cycle, Event, Kind, Sink},
     heap::{HeapError, Memory, Order, SlabId},
-    runtime::{Happening, Runtime, Usage},
+    runtime::{Happening, Runtime, Usage, What},
     scenario::{Action, Releasing, Scenario, Step},
 };
 
@@ -114,13 +115,19 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
     }
 
     fn send(&mut self, kind: Kind) -> std::io::Result<()> {
+        let (sim_ns, heap) = (self.rt.now_ns(), self.rt.stats());
+        self.send_at(kind, sim_ns, heap)
+    }
+
+    /// Sends an event that happened at `sim_ns`, with the runtime's state then.
+    fn send_at(&mut self, kind: Kind, sim_ns: u64, heap: HeapStats) -> std::io::Result<()> {
         self.last_usage = self.host.cgroup_usage();
         let event = Event {
             t_ns: self.host.now_ns(),
-            sim_ns: self.rt.now_ns(),
+            sim_ns,
             cgroup_usage_bytes: self.last_usage,
             kind,
-            heap: self.rt.stats(),
+            heap,
         };
         self.sink.send(&event)
     }
@@ -131,18 +138,18 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
         pending.extend(self.rt.drain());
         let mut result = Ok(());
         for h in pending.drain(..) {
-            let kind = match h {
-                Happening::Cycle(cycle) => Kind::Gc {
+            let kind = match h.what {
+                What::Cycle(cycle) => Kind::Gc {
                     phase: phase.to_owned(),
                     cycle,
                 },
-                Happening::Scavenged { reason, bytes } => Kind::Scavenge {
+                What::Scavenged { reason, bytes } => Kind::Scavenge {
                     phase: phase.to_owned(),
                     reason,
                     bytes,
                 },
             };
-            result = result.and_then(|()| self.send(kind));
+            result = result.and_then(|()| self.send_at(kind, h.sim_ns, h.stats));
         }
         self.pending = pending;
         result

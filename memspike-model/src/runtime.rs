@@ -49,9 +49,17 @@ pub struct RuntimeConfig {
     pub footprint_offset: u64,
 }
 
-/// Something the runtime did by itself (or as part of an operation), for the driver to report.
+/// Something the runtime did by itself (or as part of an operation), for the driver to report:
+/// what, when on the simulated clock, and the runtime's state right after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Happening {
+pub struct Happening {
+    pub what: What,
+    pub sim_ns: u64,
+    pub stats: HeapStats,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum What {
     Cycle(Cycle),
     Scavenged { reason: ScavengeReason, bytes: u64 },
 }
@@ -282,13 +290,22 @@ impl<M: Memory> Runtime<M> {
         self.advance(d.as_nanos() as u64, usage)
     }
 
+    fn happened(&mut self, what: What) {
+        let happening = Happening {
+            what,
+            sim_ns: self.now_ns,
+            stats: self.stats(),
+        };
+        self.happened.push(happening);
+    }
+
     fn scavenge(&mut self, bytes: u64, reason: ScavengeReason) -> Result<u64, HeapError> {
         if bytes == 0 {
             return Ok(0);
         }
         let released = self.heap.scavenge(bytes)?;
         if released > 0 {
-            self.happened.push(Happening::Scavenged {
+            self.happened(What::Scavenged {
                 reason,
                 bytes: released,
             });
@@ -324,7 +341,7 @@ impl<M: Memory> Runtime<M> {
             goal: planned(pace.goal),
             trigger: planned(pace.trigger),
         };
-        self.happened.push(Happening::Cycle(cycle));
+        self.happened(What::Cycle(cycle));
         cycle
     }
 
@@ -383,13 +400,14 @@ impl<M: Memory> Runtime<M> {
                 .unwrap_or(end);
             let step = next.saturating_sub(self.now_ns);
             if step > 0 {
+                // The stretch's background work, reported as done by its end.
+                self.now_ns = next;
                 let rate = scavenger::background_rate(self.config.gomaxprocs);
                 let budget = (u128::from(rate) * u128::from(step) / 1_000_000_000) as u64;
                 let excess = self.scavenger.excess(&self.totals());
                 self.scavenge(budget.min(excess), ScavengeReason::Background)?;
                 let cpu = step * u64::from(self.config.gomaxprocs.max(1));
                 self.limiter.accumulate(step, cpu, 0);
-                self.now_ns = next;
             }
             if periodic == Some(self.now_ns) {
                 self.collect(GcReason::Periodic, usage);
@@ -458,7 +476,7 @@ mod tests {
 
     fn cycles(rt: &mut Runtime<Accounting>) -> usize {
         rt.drain()
-            .filter(|h| matches!(h, Happening::Cycle(_)))
+            .filter(|h| matches!(h.what, What::Cycle(_)))
             .count()
     }
 

@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use memspike_model::{
     event::{Event, GcReason, Kind, ScavengeReason},
-    experiment::{Experiment, MemoryLimit, Policy},
+    experiment::{Experiment, Policy},
     heap::{Accounting, PAGE_SIZE},
     pacer::{FORCE_GC_PERIOD, Gogc, PacerConfig},
     program::{Detached, Driver},
     release::Rules,
     runtime::Runtime,
     scavenger,
-    scenario::{Action, Amount, Scenario, Step, builtin},
+    scenario::{Action, Scenario, Step, builtin},
+    size::Amount,
     watchdog::{Driver as WatchdogDriver, Force, Watchdog},
 };
 
@@ -26,7 +27,7 @@ const CAPACITY: u64 = 64 << 30;
 /// The policies of issue 8, by the name the failure messages use.
 fn policies() -> Vec<(&'static str, Policy)> {
     let watermarks = || "watermarks:0.5,0.75,0.9".parse().unwrap();
-    let limit90 = Some(MemoryLimit::Percent(90.0));
+    let limit90 = Some(Amount::Percent(90.0));
     vec![
         ("default", Policy::default()),
         (
@@ -109,7 +110,7 @@ fn run(e: &Experiment) -> Vec<Event> {
         CAPACITY,
         e.runtime_config(0, 0),
     );
-    let mut driver = Driver::new(rt, Vec::new(), Detached);
+    let mut driver = Driver::new(rt, Vec::new(), Detached::default());
     driver.run(&e.effective_scenario(), e.limit).unwrap();
     driver.into_sink()
 }
@@ -203,7 +204,7 @@ fn a_memory_limit_keeps_the_goal_after_the_spike_below_the_limit() {
     assert_eq!(after.next_gc, Some(2 * spike + roots));
     assert!(after.next_gc.unwrap() > limit);
 
-    let memory_limit = MemoryLimit::Percent(90.0);
+    let memory_limit = Amount::Percent(90.0);
     let policy = Policy {
         memory_limit: Some(memory_limit),
         ..Policy::default()
@@ -288,12 +289,23 @@ fn a_periodic_cycle_comes_after_two_minutes_without_one() {
     let all: Vec<(u64, GcReason)> = cycles(&events).map(|(e, r)| (e.sim_ns, r)).collect();
     let periodic = all.iter().filter(|(_, r)| *r == GcReason::Periodic).count();
     assert_eq!(periodic, 2, "{all:?}");
-    // What a step's cycles are reported with is the state at the step's end, so the times
-    // are read from `last_gc` (the epoch is 0 here): the forced cycle's when the `gc` step
-    // ends, the second periodic one's when the wait ends.
+    // Each cycle is reported with its own time and the state right after it (a regression: both
+    // periodic cycles of the wait showed the second one's time and count): one period apart,
+    // numbered in turn, each its own `last_gc` (the epoch is 0 here).
+    let periodic: Vec<&Event> = cycles(&events)
+        .filter(|(_, r)| *r == GcReason::Periodic)
+        .map(|(e, _)| e)
+        .collect();
+    let period = FORCE_GC_PERIOD.as_nanos() as u64;
+    assert_eq!(periodic[1].sim_ns - periodic[0].sim_ns, period + 1);
+    assert_eq!(periodic[1].heap.num_gc, periodic[0].heap.num_gc + 1);
+    for e in &periodic {
+        assert_eq!(e.heap.last_gc_unix_ns, e.sim_ns);
+    }
+    // The forced cycle's time when the `gc` step ends, the second periodic one's when the wait
+    // ends.
     let forced = end_of(&events, "gc").heap.last_gc_unix_ns;
     let last = end_of(&events, "idle").heap.last_gc_unix_ns;
-    let period = FORCE_GC_PERIOD.as_nanos() as u64;
     let gap = last - forced;
     assert!(
         gap > 2 * period && gap < 2 * period + 10_000_000,
