@@ -8,8 +8,8 @@ mod common;
 use common::{memspike, run_json, u};
 
 use memspike::model::{
-    experiment::MemoryLimit,
     scenario::{Scenario, builtin},
+    size::Amount,
 };
 use memspike::timeline::{HEAD, TAIL};
 use serde_json::Value;
@@ -285,7 +285,7 @@ fn the_outcomes_match_the_real_go_runtime() {
         "0.8",
     ]);
     assert_eq!(r["outcome"], "survived", "{}", r["verdict"]);
-    let memory_limit = MemoryLimit::Percent(90.0).resolve(256 * MIB);
+    let memory_limit = Amount::Percent(90.0).resolve(256 * MIB);
     assert_eq!(memory_limit, 241_591_910);
     assert_eq!(r["settings"]["memory_limit_bytes"], memory_limit);
     let next_gc = u(&r["next_gc_after_spike_bytes"]);
