@@ -1,47 +1,17 @@
 //! One experiment's configuration: the limit, the scenario, the runtime's policy and the Go
 //! release whose rules apply. It is the single description the CLI builds, the supervisor sends
 //! the worker (one JSON line on the control channel), and the report repeats. A new setting is
-//! one field here.
+//! one field here (or, for the runtime's memory policy, in [`crate::policy::Policy`]), its flag,
+//! and its use.
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    pacer::Gogc, release::Release, runtime::RuntimeConfig, scenario::Scenario, size::Amount,
-    watchdog::Watchdog,
-};
+use crate::{policy::Policy, release::Release, runtime::RuntimeConfig, scenario::Scenario};
 
 /// How fast the simulated program allocates and writes, bytes per simulated second, unless
 /// told otherwise: what the reference Go program achieves allocating and writing 1 MiB slabs on
 /// the development machine (`reference/go/MEASUREMENTS.md`).
 pub const DEFAULT_ALLOC_RATE: u64 = 750 << 20;
-
-/// Parses `--memory-limit` (`GOMEMLIMIT`): a size, a percentage of the cgroup's limit, or `off`
-/// (no limit).
-pub fn parse_memory_limit(s: &str) -> Result<Option<Amount>, String> {
-    if s.trim().eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    s.parse::<Amount>()
-        .ok()
-        .filter(|a| *a != Amount::Bytes(0))
-        .map(Some)
-        .ok_or_else(|| {
-            format!(
-                "invalid memory limit {s:?}: give a size (240MiB, 251658240), a percentage of the cgroup's limit (90%), or off"
-            )
-        })
-}
-
-/// The runtime's memory policy: everything a Go program or its operator can set.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Policy {
-    pub gogc: Gogc,
-    /// `GOMEMLIMIT`: a size or a share of the cgroup's limit; `None` is off.
-    pub memory_limit: Option<Amount>,
-    /// A collection right after every release step (the seed's `-gc`).
-    pub gc_after_release: bool,
-    pub watchdog: Option<Watchdog>,
-}
 
 /// The whole experiment. See the module documentation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,12 +87,10 @@ impl Experiment {
     pub fn runtime_config(&self, epoch_unix_ns: u64, footprint_offset: u64) -> RuntimeConfig {
         RuntimeConfig {
             release: self.runtime,
-            gogc: self.policy.gogc,
-            memory_limit: self.memory_limit_bytes(),
+            policy: self.policy.clone(),
+            limit: self.limit,
             gomaxprocs: self.gomaxprocs,
             alloc_rate: self.alloc_rate,
-            watchdog: self.policy.watchdog.clone(),
-            watchdog_limit: self.limit,
             epoch_unix_ns,
             footprint_offset,
         }
@@ -132,7 +100,10 @@ impl Experiment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::builtin;
+    use crate::{
+        pacer::Gogc, policy::parse_memory_limit, scenario::builtin, size::Amount,
+        watchdog::Watchdog,
+    };
 
     fn seed() -> Experiment {
         Experiment {

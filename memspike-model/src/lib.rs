@@ -3,7 +3,7 @@
 //! inside a cgroup; tests and benches run it over [`heap::Accounting`].
 //!
 //! The chain, in the order data flows:
-//! - [`experiment`]: one experiment's configuration (limit, scenario, policy, Go release).
+//! - [`experiment`]: one experiment's configuration (limit, scenario, [`policy`], Go release).
 //! - [`scenario`]: allocation patterns as named steps, from TOML or built in.
 //! - [`program`]: runs a scenario's steps on the runtime and reports each one as [`event`]s.
 //! - [`runtime`]: the simulated Go runtime on a simulated clock, made of
@@ -38,6 +38,7 @@ pub mod footprint;
 pub mod heap;
 pub mod limiter;
 pub mod pacer;
+pub mod policy;
 pub mod program;
 pub mod release;
 pub mod runtime;

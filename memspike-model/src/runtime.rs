@@ -19,6 +19,7 @@ use crate::{
     heap::{Allocation, Heap, HeapError, Memory, Order, SlabId},
     limiter::Limiter,
     pacer::{ConsMark, FORCE_GC_PERIOD, Gogc, Pace, Pacer, PacerConfig, Totals},
+    policy::Policy,
     release::Release,
     scavenger::{self, Scavenger},
     watchdog::{Driver, Force, Watchdog},
@@ -33,15 +34,13 @@ pub const CYCLE_CPU_NS: u64 = 300_000;
 #[derive(Clone, Debug, PartialEq)]
 pub struct RuntimeConfig {
     pub release: Release,
-    pub gogc: Gogc,
-    /// The soft memory limit in bytes (`GOMEMLIMIT`).
-    pub memory_limit: Option<u64>,
+    pub policy: Policy,
+    /// The cgroup's limit: what a percentage memory limit is of, and the budget a watchdog's
+    /// policy divides.
+    pub limit: u64,
     pub gomaxprocs: u32,
     /// Bytes per simulated second the program allocates and writes.
     pub alloc_rate: u64,
-    pub watchdog: Option<Watchdog>,
-    /// The budget a watchdog's policy divides (the cgroup's limit).
-    pub watchdog_limit: u64,
     /// Unix time of the simulated start, ns (`LastGC` counts from it).
     pub epoch_unix_ns: u64,
     /// Resident memory the host process already holds for itself: the part of the runtime's
@@ -113,18 +112,20 @@ impl<M: Memory> Runtime<M> {
     /// resident at once, as the real runtime's is before `main` runs.
     pub fn new(heap_memory: M, meta_memory: M, capacity: u64, config: RuntimeConfig) -> Runtime<M> {
         let rules = config.release.rules();
+        let policy = &config.policy;
+        let memory_limit = policy.memory_limit.map(|m| m.resolve(config.limit));
         let pacer = Pacer::new(
             PacerConfig {
-                gogc: config.gogc,
-                memory_limit: config.memory_limit,
+                gogc: policy.gogc,
+                memory_limit,
                 ..PacerConfig::default()
             },
             rules,
         );
-        let watchdog = config.watchdog.clone().map(|w| WatchdogState {
+        let watchdog = policy.watchdog.clone().map(|w| WatchdogState {
             threshold: None,
             next_poll_ns: w.interval.as_nanos() as u64,
-            original_gogc: match config.gogc {
+            original_gogc: match policy.gogc {
                 Gogc::Percent(p) => p,
                 Gogc::Off => 100,
             },
@@ -137,7 +138,7 @@ impl<M: Memory> Runtime<M> {
             pacer,
             cons_mark: ConsMark::new(rules.cons_mark),
             footprint: Footprint::of(config.release),
-            scavenger: Scavenger::new(config.memory_limit, &rules),
+            scavenger: Scavenger::new(memory_limit, &rules),
             limiter: Limiter::new(config.gomaxprocs),
             watchdog,
             now_ns: 0,
@@ -239,7 +240,8 @@ impl<M: Memory> Runtime<M> {
     pub fn alloc(&mut self, bytes: u64, usage: &mut impl Usage) -> Result<Allocation, HeapError> {
         let placed = self.heap.place(bytes)?;
         let limit = self
-            .config
+            .pacer
+            .config()
             .memory_limit
             .filter(|_| !self.limiter.limiting());
         let scavenge =
@@ -351,7 +353,7 @@ impl<M: Memory> Runtime<M> {
         let Some(driver) = self.watchdog.as_ref().map(|w| w.config.driver) else {
             return;
         };
-        let limit = self.config.watchdog_limit;
+        let limit = self.config.limit;
         match driver {
             Driver::Heap => {
                 let Gogc::Percent(gogc) = self.pacer.config().gogc else {
@@ -431,7 +433,7 @@ impl<M: Memory> Runtime<M> {
         // The first threshold comes from the usage when the watchdog starts.
         let threshold = *w
             .threshold
-            .get_or_insert_with(|| w.config.policy.evaluate(self.config.watchdog_limit, used));
+            .get_or_insert_with(|| w.config.policy.evaluate(self.config.limit, used));
         if used < threshold {
             return Ok(());
         }
@@ -447,7 +449,11 @@ impl<M: Memory> Runtime<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{heap::Accounting, watchdog};
+    use crate::{
+        heap::Accounting,
+        size::Amount,
+        watchdog,
+    };
 
     const MIB: u64 = 1 << 20;
 
@@ -460,15 +466,13 @@ mod tests {
         )
     }
 
-    fn config() -> RuntimeConfig {
+    fn config(policy: Policy) -> RuntimeConfig {
         RuntimeConfig {
             release: Release::NEWEST,
-            gogc: Gogc::Percent(100),
-            memory_limit: None,
+            policy,
+            limit: 256 * MIB,
             gomaxprocs: 1,
             alloc_rate: 750 * MIB,
-            watchdog: None,
-            watchdog_limit: 256 * MIB,
             epoch_unix_ns: 0,
             footprint_offset: 0,
         }
@@ -487,10 +491,10 @@ mod tests {
     /// the limit instead of collecting forever (mgclimit.go).
     #[test]
     fn the_cpu_limiter_stops_a_death_spiral() {
-        let mut rt = runtime(RuntimeConfig {
-            memory_limit: Some(8 * MIB),
-            ..config()
-        });
+        let mut rt = runtime(config(Policy {
+            memory_limit: Some(Amount::Bytes(8 * MIB)),
+            ..Policy::default()
+        }));
         rt.alloc(16 * MIB, &mut ()).unwrap();
         cycles(&mut rt);
         let mut early = 0;
@@ -525,16 +529,16 @@ mod tests {
     #[test]
     fn the_heap_driven_watchdog_lowers_the_goal() {
         let policy: watchdog::Policy = "watermarks:0.2,0.5,0.9".parse().unwrap();
-        let mut rt = runtime(RuntimeConfig {
+        let mut rt = runtime(config(Policy {
             watchdog: Some(Watchdog::new(policy)),
-            ..config()
-        });
+            ..Policy::default()
+        }));
         rt.alloc(40 * MIB, &mut ()).unwrap();
         let goal = rt.stats().next_gc.unwrap();
         assert_eq!(rt.pacer.config().gogc, Gogc::Percent(27));
         assert!(goal < 52 * MIB && goal > 50 * MIB, "{goal}");
         let plain = {
-            let mut rt = runtime(config());
+            let mut rt = runtime(config(Policy::default()));
             rt.alloc(40 * MIB, &mut ()).unwrap();
             rt.stats().next_gc.unwrap()
         };
@@ -546,7 +550,10 @@ mod tests {
     #[test]
     fn the_periodic_collection_runs_on_simulated_time() {
         for (gogc, want) in [(Gogc::Percent(100), 1), (Gogc::Off, 0)] {
-            let mut rt = runtime(RuntimeConfig { gogc, ..config() });
+            let mut rt = runtime(config(Policy {
+                gogc,
+                ..Policy::default()
+            }));
             rt.gc(&mut ());
             cycles(&mut rt);
             rt.wait(FORCE_GC_PERIOD, &mut ()).unwrap();

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use memspike_model::{
     event::{Event, GcReason, Kind, ScavengeReason},
-    experiment::{Experiment, Policy},
+    experiment::Experiment,
     heap::{Accounting, PAGE_SIZE},
     pacer::{FORCE_GC_PERIOD, Gogc, PacerConfig},
+    policy::Policy,
     program::{Detached, Driver},
     release::Rules,
     runtime::Runtime,

@@ -21,8 +21,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use memspike::{
     model::{
-        experiment::{self, Experiment, Policy},
+        experiment::Experiment,
         pacer::Gogc,
+        policy::{self, Policy},
         release::Release,
         scenario::{Scenario, builtin},
         watchdog::{self, Watchdog},
@@ -123,7 +124,7 @@ struct ExperimentArgs {
 struct GoMemLimit(Option<memspike::size::Amount>);
 
 fn parse_memory_limit(s: &str) -> Result<GoMemLimit, String> {
-    experiment::parse_memory_limit(s).map(GoMemLimit)
+    policy::parse_memory_limit(s).map(GoMemLimit)
 }
 
 #[derive(Clone, Copy, ValueEnum)]

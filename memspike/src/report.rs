@@ -792,9 +792,10 @@ mod tests {
 
     use memspike_common::steps::SLOTS;
     use memspike_model::{
-        experiment::{DEFAULT_ALLOC_RATE, Policy},
+        experiment::DEFAULT_ALLOC_RATE,
         heap::Accounting,
         pacer::Gogc,
+        policy::Policy,
         program::{Detached, Driver},
         release::Release,
         runtime::Runtime,
