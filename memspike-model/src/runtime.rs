@@ -449,11 +449,7 @@ impl<M: Memory> Runtime<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        heap::Accounting,
-        size::Amount,
-        watchdog,
-    };
+    use crate::{heap::Accounting, size::Amount, watchdog};
 
     const MIB: u64 = 1 << 20;
 

@@ -337,6 +337,12 @@ impl TryFrom<RawStep> for Step {
         };
         let name = match r.name {
             Some(n) if n.trim().is_empty() => return Err("a step's name cannot be empty".into()),
+            Some(n) if crate::experiment::RESERVED.contains(&n.as_str()) => {
+                return Err(format!(
+                    "the step name {n:?} is reserved (page faults before the first step, after the last, and beyond 63 names are counted as {}): choose another",
+                    crate::experiment::RESERVED.join(", ")
+                ));
+            }
             Some(n) => n,
             None => action.default_name().to_owned(),
         };
@@ -514,6 +520,11 @@ release = "1048576"
             ),
             ("name = \"x\"\n", "my.toml:1:1", "missing field `step`"),
             ("name = \"x\"\nstep = []\n", "my.toml", "no steps"),
+            (
+                "name = \"x\"\n[[step]]\nname = \"other\"\ngc = true\n",
+                "my.toml:2:1",
+                "the step name \"other\" is reserved",
+            ),
         ];
         for (text, at, says) in cases {
             let e = err(text);

@@ -13,7 +13,7 @@ use memspike_common::steps::{OTHER, SLOTS, STARTUP};
 use thiserror::Error;
 
 /// The name of the shared slot [`OTHER`].
-pub const OTHER_NAME: &str = "other";
+pub use memspike_model::experiment::OTHER as OTHER_NAME;
 
 /// A list of slot names [`SlotNames::new`] refuses.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
