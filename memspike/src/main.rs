@@ -144,7 +144,7 @@ enum WatchdogForce {
 struct InteractiveArgs {
     /// Keep a worker alive in the cgroup and drive its heap over HTTP (/add, /rel, /gc,
     /// /freeosmemory, /stats, /reset, /metrics, and a live page at /).
-    #[arg(long, conflicts_with_all = ["spike", "chunk", "gc", "pause_at", "expect", "report", "print"])]
+    #[arg(long, conflicts_with_all = ["scenario", "spike", "chunk", "gc", "pause_at", "expect", "report", "print"])]
     interactive: bool,
     /// Where to listen in interactive mode.
     #[arg(long, default_value = "0.0.0.0:1112", requires = "interactive")]

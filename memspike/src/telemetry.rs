@@ -92,11 +92,11 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// The acknowledgement rule, one place for both ends: a `begin` waits for the supervisor's
-/// `ack` only when its phase differs from the previous `begin`'s. The ack exists so that the
-/// supervisor has told the kernel-side observer which phase the coming page faults belong to
-/// before the worker touches memory for it; within one phase there is nothing new to tell.
-/// The self-directed script changes phase at every step, so every step is acknowledged; an
-/// interactive worker stays in `interactive` and waits once.
+/// `ack` only when its step (the event's `phase`) differs from the previous `begin`'s. The ack
+/// exists so that the supervisor has told the kernel-side observer which step the coming page
+/// faults belong to before the worker touches memory for it; within one step there is nothing
+/// new to tell. The seed changes step at every `begin`; a step allocated in chunks waits once
+/// for all its pieces, and an interactive worker stays in `interactive` and waits once.
 ///
 /// The worker's [`LineSink`] and the supervisor each keep one gate per worker and feed it
 /// every `begin` in order, so they agree on which ones are acknowledged.
@@ -354,7 +354,7 @@ mod tests {
         // A new phase needs a new ack, and none is left.
         let err = sink.send(&begin("spike")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        // The self-directed script's phases are each acknowledged once, as the supervisor's
+        // The seed's steps are each acknowledged once, as the supervisor's
         // gate (the same type) decides.
         let script = ["spike", "release", "gc", "remainder", "remainder"];
         let mut gate = PhaseGate::default();

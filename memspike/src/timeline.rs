@@ -4,7 +4,7 @@
 //! built from it, the same size after a minute or after days.
 //!
 //! What a report derives from the timeline lives at its ends: the start (ready, the worker's
-//! pid and baseline, the self-directed script's spike) and the end (the step the kernel
+//! pid and baseline, the seed's spike) and the end (the step the kernel
 //! interrupted, the heap's last state).
 
 use std::collections::VecDeque;
