@@ -2,8 +2,9 @@
 //!
 //! It builds memspike as `cargo xtask run` does, then runs experiments `--jobs` at a time until
 //! `--runs` are done or `--minutes` have passed: self-directed runs (OOM-killed, or surviving
-//! with `--gc`), traced and untraced, interactive sessions driven over HTTP into an OOM kill,
-//! and bad command lines. Into most of them it injects SIGKILL, SIGINT or SIGTERM, to the
+//! with `--gc`), traced and untraced, the built-in scenarios under the other policies (memory
+//! limit, watchdogs, an older Go release), interactive sessions driven over HTTP into an OOM
+//! kill, and bad command lines. Into most of them it injects SIGKILL, SIGINT or SIGTERM, to the
 //! supervisor or to its worker, after a random delay. Every run's exit must be one its fault
 //! allows, and no run may panic or hang. At the end it checks that nothing is left: no
 //! `memspike-*` cgroup, no BPF program of ours, no tracefs mount beyond those there before, no
@@ -68,6 +69,8 @@ enum Kind {
     OomNoTrace,
     /// `--gc --expect survive`.
     Survive,
+    /// A built-in scenario under another policy (either outcome is fine).
+    Scenario,
     /// Interactive: a few requests, one of them over the limit, then SIGINT.
     Interactive,
     /// A command line that must be refused with exit 2.
@@ -82,7 +85,7 @@ enum Fault {
     Worker(i32),
 }
 
-const BAD_FLAGS: [&[&str]; 8] = [
+const BAD_FLAGS: [&[&str]; 11] = [
     &["run", "--limit", "5EiB"],
     &["run", "--limit", "abc"],
     &["run", "--spike", "1e-300"],
@@ -90,7 +93,50 @@ const BAD_FLAGS: [&[&str]; 8] = [
     &["run", "--gogc", "-1"],
     &["run", "--user", "no-such-user-soak"],
     &["run", "--report", "/proc/x"],
+    &["run", "--scenario", "no-such-scenario"],
+    &["run", "--runtime", "go1.18"],
+    &["run", "--memory-limit", "lots"],
     &[],
+];
+
+const SCENARIOS: [&[&str]; 5] = [
+    &["--scenario", "bursty", "--memory-limit", "90%"],
+    &[
+        "--scenario",
+        "churn",
+        "--watchdog",
+        "watermarks:0.5,0.75,0.9",
+        "--watchdog-driver",
+        "cgroup",
+        "--watchdog-force",
+        "free-os-memory",
+    ],
+    &[
+        "--scenario",
+        "leak",
+        "--gogc",
+        "off",
+        "--memory-limit",
+        "90%",
+    ],
+    &[
+        "--scenario",
+        "churn",
+        "--watchdog",
+        "adaptive:0.5",
+        "--runtime",
+        "go1.19",
+    ],
+    &[
+        "--limit",
+        "256MiB",
+        "--spike",
+        "0.5",
+        "--chunk",
+        "1MiB",
+        "--runtime",
+        "go1.21",
+    ],
 ];
 
 /// A small deterministic generator (xorshift64*), seeded once per soak.
@@ -117,13 +163,15 @@ struct Plan {
     fault: Fault,
     delay: Duration,
     bad_flags: usize,
+    scenario: usize,
 }
 
 fn plan(index: usize, rng: &mut Rng) -> Plan {
     let kind = match rng.below(20) {
-        0..=6 => Kind::Oom,
-        7..=9 => Kind::OomNoTrace,
-        10..=12 => Kind::Survive,
+        0..=4 => Kind::Oom,
+        5..=6 => Kind::OomNoTrace,
+        7..=8 => Kind::Survive,
+        9..=12 => Kind::Scenario,
         13..=16 => Kind::Interactive,
         _ => Kind::BadFlags,
     };
@@ -139,6 +187,7 @@ fn plan(index: usize, rng: &mut Rng) -> Plan {
         fault,
         delay: Duration::from_millis(rng.below(400)),
         bad_flags: rng.below(BAD_FLAGS.len() as u64) as usize,
+        scenario: rng.below(SCENARIOS.len() as u64) as usize,
     }
 }
 
@@ -238,6 +287,7 @@ fn spawn(binary: &Path, plan: &Plan, logs: &Path) -> Result<Child> {
         Kind::Oom => vec!["run", "--json", "--expect", "oom"],
         Kind::OomNoTrace => vec!["run", "--json", "--no-trace", "--expect", "oom"],
         Kind::Survive => vec!["run", "--json", "--gc", "--expect", "survive"],
+        Kind::Scenario => [&["run", "--json"][..], SCENARIOS[plan.scenario]].concat(),
         Kind::Interactive => vec!["run", "--interactive", "--listen", "127.0.0.1:0", "--json"],
         Kind::BadFlags => BAD_FLAGS[plan.bad_flags].to_vec(),
     };
