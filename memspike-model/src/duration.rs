@@ -11,6 +11,11 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 100ms, 2s, 2m, 1h 30m)"))
 }
 
+/// Nanoseconds, saturating at `u64::MAX` (584 years).
+pub fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Prints a duration the way [`parse`] reads it.
 pub fn format(d: Duration) -> String {
     humantime::format_duration(d).to_string()

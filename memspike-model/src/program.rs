@@ -316,7 +316,7 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
     /// real time): background work that fell due is done and reported. Sends nothing when
     /// nothing happened.
     pub fn catch_up(&mut self, phase: &str, elapsed: Duration) -> Result<(), StepError> {
-        let behind = (elapsed.as_nanos() as u64).saturating_sub(self.rt.now_ns());
+        let behind = crate::duration::nanos(elapsed).saturating_sub(self.rt.now_ns());
         if behind > 0 {
             self.rt.wait(Duration::from_nanos(behind), &mut self.host)?;
             self.report_happenings(phase)?;

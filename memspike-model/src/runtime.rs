@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use crate::{
+    duration,
     event::{Cycle, GcReason, HeapStats, ScavengeReason},
     footprint::Footprint,
     heap::{Allocation, Heap, HeapError, Memory, Order, SlabId},
@@ -124,7 +125,7 @@ impl<M: Memory> Runtime<M> {
         );
         let watchdog = policy.watchdog.clone().map(|w| WatchdogState {
             threshold: None,
-            next_poll_ns: w.interval.as_nanos() as u64,
+            next_poll_ns: duration::nanos(w.interval),
             original_gogc: match policy.gogc {
                 Gogc::Percent(p) => p,
                 Gogc::Off => 100,
@@ -289,7 +290,7 @@ impl<M: Memory> Runtime<M> {
 
     /// Lets `d` of simulated time pass with no allocation.
     pub fn wait(&mut self, d: Duration, usage: &mut impl Usage) -> Result<(), HeapError> {
-        self.advance(d.as_nanos() as u64, usage)
+        self.advance(duration::nanos(d), usage)
     }
 
     fn happened(&mut self, what: What) {
@@ -389,7 +390,7 @@ impl<M: Memory> Runtime<M> {
             let periodic = self
                 .last_gc_ns
                 .filter(|_| self.pacer.config().gogc != Gogc::Off)
-                .map(|t| t + FORCE_GC_PERIOD.as_nanos() as u64 + 1);
+                .map(|t| t.saturating_add(duration::nanos(FORCE_GC_PERIOD) + 1));
             let poll = self
                 .watchdog
                 .as_ref()
@@ -429,7 +430,9 @@ impl<M: Memory> Runtime<M> {
         let Some(w) = &mut self.watchdog else {
             return Ok(());
         };
-        w.next_poll_ns += (w.config.interval.as_nanos() as u64).max(1);
+        w.next_poll_ns = w
+            .next_poll_ns
+            .saturating_add(duration::nanos(w.config.interval).max(1));
         // The first threshold comes from the usage when the watchdog starts.
         let threshold = *w
             .threshold

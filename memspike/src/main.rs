@@ -103,7 +103,7 @@ struct ExperimentArgs {
     #[arg(long, value_enum, default_value = "gc", requires = "watchdog")]
     watchdog_force: WatchdogForce,
     /// How often the cgroup-driven watchdog polls, in simulated time.
-    #[arg(long, default_value = "1s", value_parser = memspike::model::duration::parse, requires = "watchdog")]
+    #[arg(long, default_value = "1s", value_parser = parse_interval, requires = "watchdog")]
     watchdog_interval: Duration,
     /// How fast the program allocates and writes, per simulated second (default: measured on
     /// the reference Go program).
@@ -243,6 +243,16 @@ fn parse_size(s: &str) -> Result<u64, String> {
 fn parse_allowed_host(s: &str) -> Result<String, String> {
     AllowedHost::parse(s)?;
     Ok(s.to_owned())
+}
+
+/// `--watchdog-interval`: at least 100 ms (go-watchdog polls every few seconds; a shorter one
+/// only makes a long simulation slow).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = memspike::model::duration::parse(s)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("{s:?} is shorter than 100ms: poll less often"));
+    }
+    Ok(d)
 }
 
 fn parse_spike(s: &str) -> Result<f64, String> {

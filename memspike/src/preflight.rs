@@ -15,6 +15,12 @@ use memspike_model::{
 
 use crate::{privilege::PrivilegeError, size::human, worker::physical_memory};
 
+/// A scenario runs at most this many steps (allocation pieces and repetitions counted): beyond
+/// it a run takes too long to be an experiment, and is most likely a typo.
+pub const MAX_STEPS: u64 = 1_000_000;
+/// A scenario waits at most this much simulated time in all.
+pub const MAX_SIMULATED: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Below this the worker process alone (about 1-2 MiB before its first allocation) leaves no
 /// room for an experiment.
 pub const MIN_LIMIT: u64 = 4 << 20;
@@ -149,6 +155,25 @@ pub fn check_spike(spike: f64, limit: u64) -> Result<(), UsageError> {
 /// fits this machine's address space. It is run once in the model over memory that is only
 /// counted (no limit, nothing touched), so a mistake is found before any group exists.
 pub fn check_scenario(experiment: &Experiment) -> Result<(), UsageError> {
+    let scenario = experiment.effective_scenario();
+    let cost = scenario.cost(experiment.limit);
+    let refuse = |why: String| UsageError::Scenario {
+        name: experiment.scenario.name.clone(),
+        why,
+    };
+    if cost.steps > MAX_STEPS {
+        return Err(refuse(format!(
+            "it runs {} steps (allocation pieces and repetitions counted); at most {MAX_STEPS}: use fewer repetitions or larger chunks",
+            cost.steps
+        )));
+    }
+    if cost.waited > MAX_SIMULATED {
+        return Err(refuse(format!(
+            "it waits {} of simulated time in all; at most {}: use shorter waits or fewer repetitions",
+            memspike_model::duration::format(cost.waited),
+            memspike_model::duration::format(MAX_SIMULATED)
+        )));
+    }
     let capacity = physical_memory() / PAGE_SIZE * PAGE_SIZE;
     let rt = Runtime::new(
         Accounting::default(),
@@ -157,11 +182,8 @@ pub fn check_scenario(experiment: &Experiment) -> Result<(), UsageError> {
         experiment.runtime_config(0, 0),
     );
     let mut dry = Driver::new(rt, NoEvents, Detached::default());
-    dry.run(&experiment.effective_scenario(), experiment.limit)
-        .map_err(|e| UsageError::Scenario {
-            name: experiment.scenario.name.clone(),
-            why: e.to_string(),
-        })
+    dry.run(&scenario, experiment.limit)
+        .map_err(|e| refuse(e.to_string()))
 }
 
 /// Events of a dry run, dropped.

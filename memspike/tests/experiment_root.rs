@@ -193,6 +193,16 @@ fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
     let huge = scratch.path().join("huge.toml");
     std::fs::write(&huge, "name = \"huge\"\n[[step]]\nalloc = \"1EiB\"\n").unwrap();
     let huge = huge.to_str().unwrap();
+    let typo = scratch.path().join("typo.toml");
+    std::fs::write(
+        &typo,
+        "name = \"typo\"\n[[step]]\nrepeat = 100000\n[[step.steps]]\nalloc = \"1MiB\"\nchunk = \"1KiB\"\n",
+    )
+    .unwrap();
+    let typo = typo.to_str().unwrap();
+    let long = scratch.path().join("long.toml");
+    std::fs::write(&long, "name = \"long\"\n[[step]]\nwait = \"30days\"\n").unwrap();
+    let long = long.to_str().unwrap();
     let too_big = format!("{}", 2 * mem_total());
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["run", "--limit", "abc"], "invalid size"),
@@ -233,6 +243,18 @@ fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
         (vec!["run", "--scenario", "nope"], "memspike scenarios"),
         (vec!["run", "--scenario", broken], &broken_says),
         (vec!["run", "--scenario", huge], "do not fit in the heap"),
+        (vec!["run", "--scenario", typo], "at most 1000000"),
+        (vec!["run", "--scenario", long], "waits 30days"),
+        (
+            vec![
+                "run",
+                "--watchdog",
+                "adaptive:0.5",
+                "--watchdog-interval",
+                "1ms",
+            ],
+            "shorter than 100ms",
+        ),
         (
             vec!["run", "--scenario", "churn", "--spike", "0.5"],
             "shape the seed scenario only",

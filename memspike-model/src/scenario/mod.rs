@@ -193,6 +193,38 @@ impl Scenario {
         }
     }
 
+    /// What running it under a limit of `limit` bytes takes: the steps executed (each piece of
+    /// a chunked allocation counts) and the simulated time waited, saturating.
+    pub fn cost(&self, limit: u64) -> Cost {
+        fn walk(steps: &[Step], limit: u64) -> Cost {
+            let mut c = Cost::default();
+            for s in steps {
+                let one = match &s.action {
+                    Action::Alloc {
+                        size,
+                        chunk: Some(chunk),
+                        ..
+                    } => Cost {
+                        steps: size.resolve(limit).div_ceil(chunk.resolve(limit).max(1)),
+                        waited: Duration::ZERO,
+                    },
+                    Action::Wait(d) => Cost {
+                        steps: 1,
+                        waited: *d,
+                    },
+                    Action::Repeat { count, steps } => walk(steps, limit).times(*count),
+                    _ => Cost {
+                        steps: 1,
+                        waited: Duration::ZERO,
+                    },
+                };
+                c = c.plus(one);
+            }
+            c
+        }
+        walk(&self.steps, limit)
+    }
+
     /// Every step's name, in the order the steps are written (nested ones included), each once.
     pub fn step_names(&self) -> Vec<String> {
         fn walk(steps: &[Step], out: &mut Vec<String>) {
@@ -208,6 +240,31 @@ impl Scenario {
         let mut out = Vec::new();
         walk(&self.steps, &mut out);
         out
+    }
+}
+
+/// What a scenario takes to run ([`Scenario::cost`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Steps executed (allocation pieces, each repetition).
+    pub steps: u64,
+    /// Simulated time waited.
+    pub waited: Duration,
+}
+
+impl Cost {
+    fn plus(self, o: Cost) -> Cost {
+        Cost {
+            steps: self.steps.saturating_add(o.steps),
+            waited: self.waited.saturating_add(o.waited),
+        }
+    }
+
+    fn times(self, n: u32) -> Cost {
+        Cost {
+            steps: self.steps.saturating_mul(u64::from(n)),
+            waited: self.waited.saturating_mul(n),
+        }
     }
 }
 
@@ -534,6 +591,27 @@ release = "1048576"
     }
 
     #[test]
+    fn the_cost_counts_pieces_repetitions_and_waits() {
+        let churn = builtin::by_name("churn").unwrap();
+        let c = churn.cost(32 << 20);
+        assert_eq!(c.steps, 1 + 500 * 3);
+        assert_eq!(c.waited, Duration::from_millis(10) * 500);
+        let seed = builtin::seed(0.5, Some(1 << 20));
+        // The spike, the release, and 16 pieces of 1 MiB at 32 MiB.
+        assert_eq!(seed.cost(32 << 20).steps, 2 + 16);
+        let huge = Scenario::from_toml(
+            "name = \"h\"\n[[step]]\nrepeat = 4000000000\n[[step.steps]]\nrepeat = 4000000000\n[[step.steps.steps]]\nwait = \"1000000h\"\n",
+            "h",
+        )
+        .unwrap();
+        let c = huge.cost(32 << 20);
+        assert_eq!(
+            (c.steps, c.waited),
+            (16_000_000_000_000_000_000, Duration::MAX)
+        );
+    }
+
+    #[test]
     fn gc_after_release_follows_every_release_step() {
         let s = builtin::by_name("bursty").unwrap().with_gc_after_release();
         let Action::Repeat { steps, .. } = &s.steps[1].action else {
@@ -547,5 +625,28 @@ release = "1048576"
     fn a_missing_scenario_says_what_exists() {
         let e = Scenario::load("no-such-scenario").unwrap_err().to_string();
         assert!(e.contains("memspike scenarios"), "{e}");
+    }
+
+    proptest::proptest! {
+        /// Any text, and any one-character change to a valid scenario, either parses or is
+        /// refused with a message that names the file (and, when the TOML does not parse, the
+        /// line and column); nothing panics.
+        #[test]
+        fn any_text_parses_or_is_refused_with_its_place(
+            text in ".{0,200}",
+            at in 0usize..2000,
+            with in proptest::char::any(),
+        ) {
+            for candidate in [text, {
+                let mut v: Vec<char> = builtin::by_name("bursty").unwrap().to_toml().chars().collect();
+                let i = at % v.len();
+                v[i] = with;
+                v.into_iter().collect()
+            }] {
+                if let Err(e) = Scenario::from_toml(&candidate, "f.toml") {
+                    proptest::prop_assert!(e.to_string().starts_with("f.toml"), "{e}");
+                }
+            }
+        }
     }
 }
