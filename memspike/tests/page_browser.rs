@@ -117,6 +117,20 @@ fn page_loads_draws_and_add_changes_the_heap() {
         before.text, after.text, swept.text
     );
 
+    // "free to OS" (debug.FreeOSMemory): the 8 MiB just swept go back to the OS, and the page
+    // shows them as HeapReleased.
+    let status = press(&session, "#freeosmemory");
+    assert!(
+        status.contains("FreeOSMemory: collected, then returned"),
+        "status after free to OS: {status:?}"
+    );
+    let released = session.wait_for_value("#released to show the returned pages", |s| {
+        let text = s.text(&s.find("#released"));
+        let mib: f64 = text.trim_end_matches(" MiB").parse().ok()?;
+        (mib >= 8.0).then_some(text)
+    });
+    eprintln!("HeapReleased shown after free to OS: {released}");
+
     // A size the server refuses: its JSON error is shown, marked as an error.
     session.clear(&input);
     session.type_text(&input, "lots");
