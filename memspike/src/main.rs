@@ -102,8 +102,8 @@ struct ExperimentArgs {
     /// What the watchdog forces: runtime.GC or debug.FreeOSMemory.
     #[arg(long, value_enum, default_value = "gc", requires = "watchdog")]
     watchdog_force: WatchdogForce,
-    /// How often the cgroup-driven watchdog polls, in simulated time.
-    #[arg(long, default_value = "1s", value_parser = parse_interval, requires = "watchdog")]
+    /// How often the cgroup-driven watchdog polls, in simulated time (at least 100ms).
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_interval, requires = "watchdog")]
     watchdog_interval: Duration,
     /// How fast the program allocates and writes, per simulated second (default: measured on
     /// the reference Go program).
