@@ -255,8 +255,10 @@ impl<M: Memory> Runtime<M> {
         if self.heap.heap_alloc() >= pace.trigger && !self.limiter.limiting() {
             self.collect(GcReason::Trigger, usage);
         }
-        let write_ns =
-            (u128::from(bytes) * 1_000_000_000 / u128::from(self.config.alloc_rate.max(1))) as u64;
+        let write_ns = u64::try_from(
+            u128::from(bytes) * 1_000_000_000 / u128::from(self.config.alloc_rate.max(1)),
+        )
+        .unwrap_or(u64::MAX);
         self.advance(write_ns, usage)?;
         Ok(placed.allocation)
     }

@@ -107,7 +107,7 @@ struct ExperimentArgs {
     watchdog_interval: Duration,
     /// How fast the program allocates and writes, per simulated second (default: measured on
     /// the reference Go program).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_alloc_rate)]
     alloc_rate: Option<u64>,
     /// GOMAXPROCS for the simulated runtime (the CPU limiter's size); default: this machine's
     /// CPUs.
@@ -243,6 +243,18 @@ fn parse_size(s: &str) -> Result<u64, String> {
 fn parse_allowed_host(s: &str) -> Result<String, String> {
     AllowedHost::parse(s)?;
     Ok(s.to_owned())
+}
+
+/// `--alloc-rate`: at least 1 MiB per second (a program slower than that is not what this
+/// studies, and its simulated time would run long).
+fn parse_alloc_rate(s: &str) -> Result<u64, String> {
+    let rate = parse_size(s)?;
+    if rate < 1 << 20 {
+        return Err(format!(
+            "{s:?} per second is below 1MiB: give a faster rate"
+        ));
+    }
+    Ok(rate)
 }
 
 /// `--watchdog-interval`: at least 100 ms (go-watchdog polls every few seconds; a shorter one

@@ -255,6 +255,7 @@ fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
             ],
             "shorter than 100ms",
         ),
+        (vec!["run", "--alloc-rate", "0"], "below 1MiB"),
         (
             vec!["run", "--scenario", "churn", "--spike", "0.5"],
             "shape the seed scenario only",
