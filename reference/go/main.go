@@ -3,7 +3,8 @@
 // Command memspike-ref is the reference for memspike's simulation: the seed's experiment run by
 // the real Go runtime. It fills most of a memory limit with one slab, drops it, then allocates
 // what is left of the limit, and prints the runtime's memory statistics and the cgroup's usage
-// after each phase.
+// after each phase. With -interactive it allocates nothing by itself and serves the seed's HTTP
+// routes instead (interactive.go).
 //
 // It creates no cgroup: it runs inside whatever memory cgroup it is started in (see
 // run-in-cgroup.sh). GOGC and GOMEMLIMIT are read by the runtime from the environment.
@@ -51,7 +52,13 @@ func main() {
 	every := flag.Int("chunk-every", 1, "print a line every N chunks (and after the last)")
 	churn := flag.Bool("churn", false, "drop each chunk once written (measures the allocation rate through recycled memory)")
 	gc := flag.Bool("gc", false, "run runtime.GC() after dropping the spike")
+	interactive := flag.Bool("interactive", false, "allocate nothing by itself: serve /add?bytes=n, /rel?bytes=n, /gc, /stats and /reset over HTTP")
+	listen := flag.String("listen", "0.0.0.0:1112", "the address -interactive serves on")
 	flag.Parse()
+	if *interactive {
+		serveInteractive(*listen)
+		return
+	}
 
 	limit, err := parseSize(*limitText)
 	if err == nil && limit == 0 {
