@@ -11,8 +11,9 @@
 //! - judges the cell ([`compare`]) and prints one progress line.
 //!
 //! Then it prints the agreement table per release and writes `target/fidelity/fidelity.csv`
-//! and `target/fidelity/fidelity.md` ([`table`]). Each run's report.json, stdout and stderr stay
-//! under `target/fidelity/runs/<version>/<cell>/run-N/` (the simulation's in `sim.json`).
+//! and `target/fidelity/fidelity.md` ([`table`]). Each run's command line, report.json, stdout
+//! and stderr stay under `target/fidelity/runs/<version>/<cell>/run-N/` (the simulation's in
+//! `sim/`).
 //! It exits 1 when a stable cell disagrees or a run could not be made or read.
 //!
 //! Real runs are the point here, so it needs root (memspike creates the cgroups), and it builds
@@ -261,7 +262,7 @@ impl Setup<'_> {
             cmd.env_remove(var);
         }
         cmd.envs(cell.program_env());
-        run_logged(&mut cmd, dir, "stdout.txt", "stderr.txt")?;
+        run_logged(&mut cmd, dir, ("stdout.txt", "stderr.txt"), RUN_TIMEOUT)?;
         let read = |name: &str| {
             fs::read_to_string(dir.join(name))
                 .map_err(|e| format!("{}: {e}", dir.join(name).display()))
@@ -275,41 +276,52 @@ impl Setup<'_> {
         let mut cmd = Command::new(self.memspike);
         cmd.args(["run", "--json", "--no-trace"])
             .args(cell.sim_args(self.runtime));
-        run_logged(&mut cmd, dir, "sim.json", "sim.stderr.txt")?;
-        let path = dir.join("sim.json");
+        let dir = dir.join("sim");
+        run_logged(&mut cmd, &dir, ("report.json", "stderr.txt"), RUN_TIMEOUT)?;
+        let path = dir.join("report.json");
         let json = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         SimRun::parse(&json).map_err(|e| format!("{}: {e:#}", path.display()))
     }
 }
 
 /// Runs `cmd` with its output in `dir/out` and `dir/err` (files, so that no pipe can fill and
-/// block it), within [`RUN_TIMEOUT`]; an error says what went wrong, with stderr's last line.
-fn run_logged(cmd: &mut Command, dir: &Path, out: &str, err: &str) -> Result<(), String> {
+/// block it) and its command line in `dir/command.txt`, within `timeout`. An error names
+/// the run by `dir`'s last component and gives memspike's last line on stderr.
+fn run_logged(
+    cmd: &mut Command,
+    dir: &Path,
+    (out, err): (&str, &str),
+    timeout: Duration,
+) -> Result<(), String> {
     let describe = child::describe(cmd);
+    let name = dir
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let file = |name: &str| {
-        fs::create_dir_all(dir)
-            .and_then(|()| fs::File::create(dir.join(name)))
-            .map_err(|e| format!("{}: {e}", dir.join(name).display()))
+        fs::File::create(dir.join(name)).map_err(|e| format!("{}: {e}", dir.join(name).display()))
     };
+    fs::create_dir_all(dir)
+        .and_then(|()| fs::write(dir.join("command.txt"), format!("{describe}\n")))
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     cmd.env_remove("MEMSPIKE_LOG")
         .stdin(Stdio::null())
         .stdout(file(out)?)
         .stderr(file(err)?);
     let mut running = cmd
         .spawn()
-        .map_err(|e| format!("could not start {describe}: {e}"))?;
-    let status = match running.wait_timeout(RUN_TIMEOUT) {
+        .map_err(|e| format!("{name}: could not start {describe}: {e}"))?;
+    let status = match running.wait_timeout(timeout) {
         Ok(Some(status)) => status,
         Ok(None) => {
             stop(&mut running);
             return Err(format!(
-                "{describe}: still running after {} s; stopped",
-                RUN_TIMEOUT.as_secs()
+                "{name}: still running after {} s; stopped",
+                timeout.as_secs_f64()
             ));
         }
-        Err(e) => return Err(format!("waiting for {describe}: {e}")),
+        Err(e) => return Err(format!("{name}: waiting for memspike: {e}")),
     };
-    check_status(status, &describe, &dir.join(err))
+    check_status(status, &name, &dir.join(err))
 }
 
 /// SIGTERM (memspike then kills its worker and removes the group), then SIGKILL if it does not
@@ -325,7 +337,8 @@ fn stop(running: &mut std::process::Child) {
     }
 }
 
-fn check_status(status: ExitStatus, describe: &str, stderr: &Path) -> Result<(), String> {
+/// Ok for exit 0; else `NAME: memspike exit code N (its last line on stderr)`.
+fn check_status(status: ExitStatus, name: &str, stderr: &Path) -> Result<(), String> {
     if status.success() {
         return Ok(());
     }
@@ -336,7 +349,7 @@ fn check_status(status: ExitStatus, describe: &str, stderr: &Path) -> Result<(),
         .find(|l| !l.trim().is_empty())
         .unwrap_or("");
     Err(format!(
-        "{describe}: {} ({last})",
+        "{name}: memspike {} ({last})",
         child::status_text(status)
     ))
 }
@@ -350,4 +363,117 @@ fn progress_line(runtime: &str, n: usize, total: usize, judged: &Judged) -> Stri
         table::sim_ending(judged),
         table::verdict_text(judged)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::path::PathBuf;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: Options,
+    }
+
+    fn parse(args: &[&str]) -> Result<Options, clap::Error> {
+        Cli::try_parse_from(std::iter::once("fidelity").chain(args.iter().copied()))
+            .map(|cli| cli.options)
+    }
+
+    #[test]
+    fn options_default_to_five_releases_five_runs_one_job() -> Result<()> {
+        let opts = parse(&[])?;
+        assert_eq!(opts.go, ["1.19", "1.21.13", "1.23", "1.25", "1.27.3"]);
+        assert_eq!((opts.reps, opts.quick, opts.jobs), (5, false, 1));
+        let opts = parse(&[
+            "--go",
+            "1.19,1.27.3",
+            "--reps",
+            "3",
+            "--quick",
+            "--jobs",
+            "2",
+        ])?;
+        assert_eq!(opts.go, ["1.19", "1.27.3"]);
+        assert_eq!((opts.reps, opts.quick, opts.jobs), (3, true, 2));
+        assert!(parse(&["--reps", "0"]).is_err());
+        assert!(parse(&["--jobs", "0"]).is_err());
+        Ok(())
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("xtask-fidelity-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_run_keeps_its_output_and_command_line_in_files() -> Result<()> {
+        let dir = scratch("ok").join("run-0");
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "echo phase=spike NextGC=1; echo log >&2"]);
+        let result = run_logged(&mut cmd, &dir, ("stdout.txt", "stderr.txt"), RUN_TIMEOUT);
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            fs::read_to_string(dir.join("stdout.txt"))?,
+            "phase=spike NextGC=1\n"
+        );
+        assert_eq!(fs::read_to_string(dir.join("stderr.txt"))?, "log\n");
+        assert!(fs::read_to_string(dir.join("command.txt"))?.starts_with("/bin/sh -c echo"));
+        fs::remove_dir_all(dir.parent().unwrap_or(&dir))?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_run_says_which_with_the_last_line_of_stderr() -> Result<()> {
+        let dir = scratch("fail").join("run-3");
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args([
+            "-c",
+            "echo first >&2; echo 'memspike: error: no such thing' >&2; exit 2",
+        ]);
+        let result = run_logged(&mut cmd, &dir, ("stdout.txt", "stderr.txt"), RUN_TIMEOUT);
+        assert_eq!(
+            result,
+            Err("run-3: memspike exit code 2 (memspike: error: no such thing)".to_owned())
+        );
+        fs::remove_dir_all(dir.parent().unwrap_or(&dir))?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_hung_run_is_stopped_and_reported() -> Result<()> {
+        let dir = scratch("hung").join("sim");
+        let mut cmd = Command::new("/bin/sleep");
+        cmd.arg("600");
+        let result = run_logged(
+            &mut cmd,
+            &dir,
+            ("report.json", "stderr.txt"),
+            Duration::from_millis(50),
+        );
+        assert_eq!(
+            result,
+            Err("sim: still running after 0.05 s; stopped".to_owned())
+        );
+        fs::remove_dir_all(dir.parent().unwrap_or(&dir))?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_program_is_an_error_not_a_panic() {
+        let dir = scratch("missing").join("run-0");
+        let mut cmd = Command::new("/nonexistent/memspike");
+        let result = run_logged(&mut cmd, &dir, ("stdout.txt", "stderr.txt"), RUN_TIMEOUT);
+        assert!(
+            result
+                .as_ref()
+                .is_err_and(|e| e.starts_with("run-0: could not start /nonexistent/memspike")),
+            "{result:?}"
+        );
+        let _ = fs::remove_dir_all(dir.parent().unwrap_or(&dir));
+    }
 }

@@ -115,8 +115,8 @@ fn compare(
         ));
     }
     match (next_gc_median, sim.next_gc_after_spike) {
-        (None, _) | (Some(NextGc::Unplanned), None) => {}
-        (Some(NextGc::Bytes(_)), Some(_)) => {
+        (None, _) | (Some(NextGc::Unplanned), Some(NextGc::Unplanned)) => {}
+        (Some(NextGc::Bytes(_)), Some(NextGc::Bytes(_))) => {
             if let Some(d) = next_gc_difference.filter(|d| *d > NEXT_GC_TOLERANCE) {
                 reasons.push(format!(
                     "next GC after the spike differs by {:.1} % (more than {:.0} %)",
@@ -127,7 +127,7 @@ fn compare(
         }
         (Some(real), sim) => reasons.push(format!(
             "next GC after the spike: real {real}, sim {}",
-            sim.map_or_else(|| "none".to_owned(), |s| s.to_string())
+            sim.map_or_else(|| "-".to_owned(), |s| s.to_string())
         )),
     }
     if reasons.is_empty() {
@@ -148,7 +148,7 @@ pub fn judge(runs: CellRuns) -> Judged {
     let next_gc_median = median_next_gc(&ok);
     let sim = runs.sim.as_ref().ok();
     let next_gc_difference = match (next_gc_median, sim.and_then(|s| s.next_gc_after_spike)) {
-        (Some(NextGc::Bytes(real)), Some(sim)) => relative_difference(sim, real),
+        (Some(NextGc::Bytes(real)), Some(NextGc::Bytes(sim))) => relative_difference(sim, real),
         _ => None,
     };
     let errors: Vec<&String> = runs
@@ -205,6 +205,10 @@ mod tests {
     }
 
     fn sim(outcome: Outcome, died_in: Option<&str>, next_gc: Option<u64>) -> SimRun {
+        sim_planning(outcome, died_in, next_gc.map(NextGc::Bytes))
+    }
+
+    fn sim_planning(outcome: Outcome, died_in: Option<&str>, next_gc: Option<NextGc>) -> SimRun {
         SimRun {
             outcome,
             died_in: died_in.map(str::to_owned),
@@ -289,12 +293,16 @@ mod tests {
     #[test]
     fn no_planned_collection_matches_only_itself() {
         let real = vec![survived(Some(NextGc::Unplanned)); 5];
-        let j = judge_runs(real.clone(), sim(Outcome::Survived, None, None));
+        let unplanned = Some(NextGc::Unplanned);
+        let j = judge_runs(
+            real.clone(),
+            sim_planning(Outcome::Survived, None, unplanned),
+        );
         assert_eq!(j.verdict, Verdict::Agree);
         let j = judge_runs(real, sim(Outcome::Survived, None, Some(8 << 20)));
         assert!(matches!(&j.verdict, Verdict::Disagree(r) if r[0].contains("real none")));
         let real = vec![survived(Some(NextGc::Bytes(8 << 20))); 5];
-        let j = judge_runs(real, sim(Outcome::Survived, None, None));
+        let j = judge_runs(real, sim_planning(Outcome::Survived, None, unplanned));
         assert!(matches!(&j.verdict, Verdict::Disagree(r) if r[0].contains("sim none")));
     }
 

@@ -197,8 +197,9 @@ struct SimJson {
 pub struct SimRun {
     pub outcome: Outcome,
     pub died_in: Option<String>,
-    /// `None` when the report has none: no collection planned, or no spike step finished.
-    pub next_gc_after_spike: Option<u64>,
+    /// `None` when the spike step did not finish; the report's `null` after it means that no
+    /// collection is planned.
+    pub next_gc_after_spike: Option<NextGc>,
     pub gc_cycles: Option<u64>,
     pub peak_bytes: Option<u64>,
 }
@@ -209,10 +210,15 @@ impl SimRun {
         let report: SimJson = serde_json::from_str(json)
             .context("memspike run --json printed something else than its report")?;
         let outcome = Outcome::from_report(&report.outcome, None);
+        let died_in = report.died_in.filter(|_| outcome == Outcome::OomKilled);
+        let spike_done = !matches!(died_in.as_deref(), Some("startup" | "spike"));
         Ok(SimRun {
-            died_in: report.died_in.filter(|_| outcome == Outcome::OomKilled),
+            next_gc_after_spike: match report.next_gc_after_spike_bytes {
+                Some(bytes) => Some(NextGc::Bytes(bytes)),
+                None => spike_done.then_some(NextGc::Unplanned),
+            },
+            died_in,
             outcome,
-            next_gc_after_spike: report.next_gc_after_spike_bytes,
             gc_cycles: report.gc_cycles,
             peak_bytes: report.cgroup.and_then(|c| c.peak_bytes),
         })
@@ -354,15 +360,20 @@ phase=release t_ms=23.2 HeapAlloc=30199000 HeapSys=30900000 NextGC=60612192 NumG
             SimRun {
                 outcome: Outcome::OomKilled,
                 died_in: Some("remainder".to_owned()),
-                next_gc_after_spike: Some(60_604_416),
+                next_gc_after_spike: Some(NextGc::Bytes(60_604_416)),
                 gc_cycles: Some(1),
                 peak_bytes: Some(33_554_432),
             }
         );
+        let killed_in_spike = r#"{"outcome": "oom_killed", "died_in": "spike", "gc_cycles": 0,
+            "next_gc_after_spike_bytes": null, "cgroup": {"peak_bytes": 1}}"#;
+        assert_eq!(SimRun::parse(killed_in_spike)?.next_gc_after_spike, None);
         let survived = r#"{"outcome": "survived", "died_in": null, "gc_cycles": 2,
             "next_gc_after_spike_bytes": null, "cgroup": {"peak_bytes": 1}}"#;
         let sim = SimRun::parse(survived)?;
         assert_eq!((sim.outcome, sim.died_in), (Outcome::Survived, None));
+        // Past the spike, null is GOGC=off's "no collection planned".
+        assert_eq!(sim.next_gc_after_spike, Some(NextGc::Unplanned));
         assert!(SimRun::parse("not json").is_err());
         Ok(())
     }

@@ -130,13 +130,7 @@ fn rows(table: &VersionTable) -> Vec<Vec<String>> {
                 endings_text(j, ", "),
                 sim_ending(j),
                 next_gc_text(j.next_gc_median),
-                sim.map_or_else(
-                    || "-".to_owned(),
-                    |s| match s.next_gc_after_spike {
-                        Some(b) => mib(b),
-                        None => "none".to_owned(),
-                    },
-                ),
+                next_gc_text(sim.and_then(|s| s.next_gc_after_spike)),
                 j.next_gc_difference
                     .map_or_else(|| "-".to_owned(), |d| format!("{:.2} %", d * 100.0)),
                 range(real.iter().filter_map(|r| r.gc_cycles), |n| n.to_string()),
@@ -260,7 +254,7 @@ struct CsvRow<'a> {
     sim_outcome: Option<String>,
     sim_died_in: Option<String>,
     real_next_gc_median_bytes: Option<String>,
-    sim_next_gc_bytes: Option<u64>,
+    sim_next_gc_bytes: Option<String>,
     next_gc_difference: Option<f64>,
     real_gc_cycles_min: Option<u64>,
     real_gc_cycles_max: Option<u64>,
@@ -297,7 +291,9 @@ pub fn csv(tables: &[VersionTable]) -> Result<String> {
                     sim_outcome: sim.map(|s| s.outcome.to_string()),
                     sim_died_in: sim.and_then(|s| s.died_in.clone()),
                     real_next_gc_median_bytes: j.next_gc_median.map(|n| n.to_string()),
-                    sim_next_gc_bytes: sim.and_then(|s| s.next_gc_after_spike),
+                    sim_next_gc_bytes: sim
+                        .and_then(|s| s.next_gc_after_spike)
+                        .map(|n| n.to_string()),
                     next_gc_difference: j.next_gc_difference,
                     real_gc_cycles_min: cycles().min(),
                     real_gc_cycles_max: cycles().max(),
@@ -338,7 +334,7 @@ mod tests {
         SimRun {
             outcome: Outcome::OomKilled,
             died_in: Some("remainder".to_owned()),
-            next_gc_after_spike: Some(60_604_416),
+            next_gc_after_spike: Some(NextGc::Bytes(60_604_416)),
             gc_cycles: Some(1),
             peak_bytes: Some(peak),
         }
