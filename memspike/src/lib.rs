@@ -13,10 +13,13 @@
 //! - [`privilege`]: the credentials the worker drops to (a private uid by default).
 //! - [`signals`]: the supervisor's stop signals, waited for without handlers.
 //! - [`supervisor`]: runs the worker inside the limited group and collects what happened.
+//! - [`exec`]: runs a real program in a limited group instead, samples the group and reads the
+//!   program's runtime trace ([`trace`]).
 //! - [`timeline`]: the bounded history of a worker's events.
 //! - [`report`]: joins the heap's timeline with the cgroup's counters and says why it died.
 pub mod arena;
 pub mod cgroup;
+pub mod exec;
 pub mod preflight;
 pub mod privilege;
 pub mod probe;
