@@ -31,6 +31,7 @@ pub mod telemetry;
 #[cfg(test)]
 mod test_support;
 pub mod timeline;
+pub mod trace;
 pub mod worker;
 
 pub use memspike_model as model;
