@@ -168,6 +168,46 @@ pub struct TracedCycle {
     pub t_ms: f64,
     #[serde(flatten)]
     pub cycle: RuntimeCycle,
+    /// The goal the runtime set for the next cycle: the one the next cycle's line reports, or,
+    /// after the last, GOGC's rule applied to what this cycle left live (`null` with GOGC=off).
+    pub next_goal_bytes: Option<u64>,
+    /// `next_goal_bytes` is GOGC's rule, not a traced figure (a memory limit may lower it).
+    pub next_goal_estimated: bool,
+}
+
+/// Fills in each cycle's next goal: the following cycle's, or GOGC's rule (`gogc` percent,
+/// `None` for off) after the last: live + (live + stacks + globals) x GOGC/100, at least
+/// 4 MiB x GOGC/100.
+fn next_goals(cycles: &mut [TracedCycle], gogc: Option<u64>) {
+    for i in 0..cycles.len() {
+        let next = cycles.get(i + 1).map(|n| n.cycle.goal_bytes);
+        let c = &cycles[i].cycle;
+        let estimate = gogc.map(|p| {
+            let roots =
+                c.heap_live_bytes + c.stacks_bytes.unwrap_or(0) + c.globals_bytes.unwrap_or(0);
+            (c.heap_live_bytes + roots * p / 100).max((4 << 20) * p / 100)
+        });
+        cycles[i].next_goal_estimated = next.is_none() && estimate.is_some();
+        cycles[i].next_goal_bytes = next.or(estimate);
+    }
+}
+
+/// GOGC as the command's environment sets it (the runtime's rule: `off` or a negative number is
+/// off, a number is a percentage, anything else is 100).
+fn gogc(env: &[(OsString, OsString)]) -> Option<u64> {
+    let value = env
+        .iter()
+        .find(|(k, _)| k == "GOGC")
+        .and_then(|(_, v)| v.to_str());
+    match value {
+        Some("off") => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n < 0 => None,
+            Ok(n) => Some(n as u64),
+            Err(_) => Some(100),
+        },
+        None => Some(100),
+    }
 }
 
 /// Everything an `exec` left behind, as the supervisor collected it.
@@ -205,18 +245,19 @@ pub fn resolve(program: &str, path: Option<&std::ffi::OsStr>) -> Result<PathBuf,
     found.ok_or_else(|| UsageError::Command(program.to_owned()))
 }
 
-/// The command's environment.
+/// The command's environment: memspike's (all of it, or [`PASSED_ENV`]), with the runtime's
+/// trace turned on.
 fn environment(config: &ExecConfig, tracer: &dyn RuntimeTrace) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| config.inherit_env || PASSED_ENV.iter().any(|p| k == p))
         .collect();
-    let name = tracer.env_name();
-    let existing = env
-        .iter()
-        .find(|(k, _)| k == name)
-        .and_then(|(_, v)| v.to_str().map(str::to_owned));
-    if let Some(value) = tracer.env_value(existing.as_deref()) {
-        env.retain(|(k, _)| k != name);
+    let lookup = |var: &str| {
+        env.iter()
+            .find(|(k, _)| k == var)
+            .and_then(|(_, v)| v.to_str().map(str::to_owned))
+    };
+    if let Some((name, value)) = tracer.env(&lookup) {
+        env.retain(|(k, _)| *k != *name);
         env.push((name.into(), value.into()));
     }
     env
@@ -265,11 +306,13 @@ fn run_in(
     config: &ExecConfig,
     program: &Path,
 ) -> Result<ExecFacts, SupervisorError> {
-    let tracer = trace::go();
+    let tracer: Box<dyn RuntimeTrace> = Box::new(trace::GoTrace);
+    let env = environment(config, tracer.as_ref());
+    let gogc = gogc(&env);
     let mut cmd = Command::new(program);
     cmd.args(&config.command[1..])
         .env_clear()
-        .envs(environment(config, tracer.as_ref()))
+        .envs(env)
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped());
@@ -319,9 +362,10 @@ fn run_in(
     let status = child.wait().map_err(SupervisorError::Spawn)?;
     interrupts.set_worker(0);
     interrupts.set_forward(false);
-    let (runtime, cycles) = relay
+    let (runtime, mut cycles) = relay
         .and_then(|h| h.join().ok())
         .unwrap_or((None, Vec::new()));
+    next_goals(&mut cycles, gogc);
     let exit = match (status.code(), status.signal()) {
         (Some(code), _) => Exit::Code(code),
         (None, Some(sig)) => Exit::Signal(sig),
@@ -369,7 +413,7 @@ fn delta(t: Duration, before: Option<Totals>, now: Option<Totals>) -> Bucket {
 /// out of it; returns the runtime recognised and its cycles.
 fn relay_stderr(
     stderr: impl Read + Send + 'static,
-    mut tracer: Box<dyn RuntimeTrace + Send>,
+    mut tracer: Box<dyn RuntimeTrace>,
     started: Instant,
 ) -> thread::JoinHandle<(Option<&'static str>, Vec<TracedCycle>)> {
     thread::spawn(move || {
@@ -393,6 +437,8 @@ fn relay_stderr(
                 cycles.push(TracedCycle {
                     t_ms: started.elapsed().as_secs_f64() * 1e3,
                     cycle,
+                    next_goal_bytes: None,
+                    next_goal_estimated: false,
                 });
             }
         }
@@ -459,8 +505,9 @@ pub struct ExecReport {
     /// Cycles the runtime traced; `null` when no runtime was recognised.
     pub gc_cycles: Option<u32>,
     pub runtime_cycles: Option<Vec<TracedCycle>>,
-    /// The goal the last traced cycle set, and what it left live.
-    pub last_goal_bytes: Option<u64>,
+    /// The goal the runtime set after the last traced cycle (see [`TracedCycle`]), and what
+    /// that cycle left live.
+    pub next_goal_bytes: Option<u64>,
     pub last_live_bytes: Option<u64>,
     pub cgroup: CgroupSection,
     pub kernel: KernelSection,
@@ -495,7 +542,7 @@ impl ExecReport {
                 format!("killed by {}", signal_name(s)),
             ),
         };
-        let last = f.cycles.last().map(|c| &c.cycle);
+        let last = f.cycles.last();
         let recognised = f.runtime.is_some();
         let mut report = ExecReport {
             outcome,
@@ -504,8 +551,8 @@ impl ExecReport {
             exit,
             runtime: f.runtime,
             gc_cycles: recognised.then_some(f.cycles.len() as u32),
-            last_goal_bytes: last.map(|c| c.goal_bytes),
-            last_live_bytes: last.map(|c| c.heap_live_bytes),
+            next_goal_bytes: last.and_then(|c| c.next_goal_bytes),
+            last_live_bytes: last.map(|c| c.cycle.heap_live_bytes),
             runtime_cycles: recognised.then_some(f.cycles),
             cgroup: CgroupSection {
                 version: f.cgroup_version,
@@ -537,12 +584,16 @@ impl ExecReport {
             .counters
             .peak_bytes
             .map_or("unknown".to_owned(), |p| human(p).to_string());
-        let runtime = match (self.last_goal_bytes, self.last_live_bytes, self.gc_cycles) {
+        let runtime = match (self.next_goal_bytes, self.last_live_bytes, self.gc_cycles) {
             (Some(goal), Some(live), Some(n)) => format!(
-                "; after its last collection (cycle {n}) {} was live and the Go runtime let the heap grow to a goal of {}, {} the {limit} limit",
+                "; after its last collection (cycle {n}) {} was live and the Go runtime let the heap grow to a next goal of {}, {} the {limit} limit",
                 human(live),
                 human(goal),
-                if goal > self.limit_bytes { "above" } else { "below" }
+                if goal > self.limit_bytes {
+                    "above"
+                } else {
+                    "below"
+                }
             ),
             _ if self.runtime.is_none() => {
                 "; no runtime trace was recognised (the kernel's evidence only)".to_owned()
@@ -553,7 +604,9 @@ impl ExecReport {
             ExecOutcome::OomKilled => format!(
                 "killed by the kernel's OOM killer with the group at its {limit} limit (peak {peak}){runtime}"
             ),
-            ExecOutcome::Survived => format!("exited 0; cgroup peak {peak} of the {limit} limit{runtime}"),
+            ExecOutcome::Survived => {
+                format!("exited 0; cgroup peak {peak} of the {limit} limit{runtime}")
+            }
             ExecOutcome::Exited => format!(
                 "exited with status {}; cgroup peak {peak} of the {limit} limit{runtime}",
                 self.exit.code.unwrap_or(-1)
@@ -607,25 +660,32 @@ impl ExecReport {
         };
         row(
             "command",
-            format!(
-                "pid {}, {}",
-                self.worker.pid.unwrap_or(0),
-                self.worker.exit
-            ),
+            format!("pid {}, {}", self.worker.pid.unwrap_or(0), self.worker.exit),
         );
         row(
             "runtime",
             match (self.runtime, self.gc_cycles) {
+                (Some(r), Some(1)) => format!("{r}, 1 cycle traced"),
                 (Some(r), Some(n)) => format!("{r}, {n} cycles traced"),
                 _ => "not recognised".to_owned(),
             },
         );
-        if let Some(goal) = self.last_goal_bytes {
-            row("last goal", format!("{} ({} live after the last cycle)", human(goal), opt(self.last_live_bytes)));
+        if let Some(goal) = self.next_goal_bytes {
+            row(
+                "next goal",
+                format!(
+                    "{} ({} live after the last cycle)",
+                    human(goal),
+                    opt(self.last_live_bytes)
+                ),
+            );
         }
         let c = &self.cgroup.counters;
         row("cgroup peak", opt(c.peak_bytes));
-        row("cgroup OOM kills", c.oom_kills.map_or("-".into(), |n| n.to_string()));
+        row(
+            "cgroup OOM kills",
+            c.oom_kills.map_or("-".into(), |n| n.to_string()),
+        );
         row("kernel tracing", self.kernel.tracing.clone());
         if let Some(f) = &self.kernel.page_faults {
             row("page faults", f.total.to_string());
@@ -639,7 +699,12 @@ impl ExecReport {
         if let Some(v) = &self.kernel.oom_victim {
             row(
                 "OOM victim",
-                format!("pid {} ({}), anon {}", v.pid, v.comm, human(v.anon_rss_bytes)),
+                format!(
+                    "pid {} ({}), anon {}",
+                    v.pid,
+                    v.comm,
+                    human(v.anon_rss_bytes)
+                ),
             );
         }
         row(
@@ -657,7 +722,13 @@ impl ExecReport {
         if let Some(cycles) = &self.runtime_cycles {
             let mut ct = Table::new();
             ct.load_preset(UTF8_BORDERS_ONLY);
-            ct.set_header(vec!["gc", "t (ms)", "heap start -> end -> live", "goal"]);
+            ct.set_header(vec![
+                "gc",
+                "t (ms)",
+                "heap start -> end -> live",
+                "its goal",
+                "next goal",
+            ]);
             let shown = cycles.len().min(16);
             for c in &cycles[cycles.len() - shown..] {
                 ct.add_row(vec![
@@ -670,6 +741,17 @@ impl ExecReport {
                         human(c.cycle.heap_live_bytes)
                     ),
                     human(c.cycle.goal_bytes).to_string(),
+                    c.next_goal_bytes.map_or("none".to_owned(), |g| {
+                        format!(
+                            "{}{}",
+                            human(g),
+                            if c.next_goal_estimated {
+                                " (GOGC rule)"
+                            } else {
+                                ""
+                            }
+                        )
+                    }),
                 ]);
             }
             let _ = writeln!(out, "runtime cycles (the last {shown})\n{ct}");
@@ -709,13 +791,57 @@ mod tests {
         assert!(t.buckets.iter().all(|b| b.reclaim_ns.is_none()));
     }
 
+    /// The seed's cycle on real Go: "28->28->28 MB, 4 MB goal, 0 MB stacks, 0 MB globals":
+    /// the goal after it is GOGC's rule on the 28 MiB it left live, about 2x.
+    #[test]
+    fn the_next_goal_is_the_next_cycles_or_gogcs_rule() {
+        let cycle = |n, live_mib: u64, goal_mib: u64| TracedCycle {
+            t_ms: 0.0,
+            cycle: RuntimeCycle {
+                n,
+                t_ms: 0.0,
+                heap_start_bytes: live_mib << 20,
+                heap_end_bytes: live_mib << 20,
+                heap_live_bytes: live_mib << 20,
+                goal_bytes: goal_mib << 20,
+                cpu_percent: 0.0,
+                forced: false,
+                stacks_bytes: Some(0),
+                globals_bytes: Some(1 << 20),
+                procs: 2,
+            },
+            next_goal_bytes: None,
+            next_goal_estimated: false,
+        };
+        let mut cycles = vec![cycle(1, 1, 4), cycle(2, 28, 4)];
+        next_goals(&mut cycles, Some(100));
+        assert_eq!(cycles[0].next_goal_bytes, Some(4 << 20));
+        assert!(!cycles[0].next_goal_estimated);
+        assert_eq!(cycles[1].next_goal_bytes, Some((28 + 29) << 20));
+        assert!(cycles[1].next_goal_estimated);
+        next_goals(&mut cycles, None);
+        assert_eq!(cycles[1].next_goal_bytes, None, "GOGC=off plans none");
+        let env = |v: &str| vec![(OsString::from("GOGC"), OsString::from(v))];
+        assert_eq!(gogc(&[]), Some(100));
+        assert_eq!(gogc(&env("50")), Some(50));
+        assert_eq!(gogc(&env("off")), None);
+        assert_eq!(gogc(&env("-1")), None);
+        assert_eq!(gogc(&env("lots")), Some(100));
+    }
+
     #[test]
     fn a_command_is_found_on_path_or_refused() {
         let path = Some(std::ffi::OsStr::new("/nonexistent:/bin:/usr/bin"));
         assert!(resolve("sh", path).is_ok());
         let e = resolve("memspike-no-such-command", path).unwrap_err();
         assert!(e.to_string().contains("memspike-no-such-command"), "{e}");
-        assert!(resolve("/etc/hostname", path).is_err(), "not executable");
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        assert!(
+            resolve(plain.to_str().unwrap(), path).is_err(),
+            "not executable"
+        );
         assert!(resolve("./nope", path).is_err());
     }
 }

@@ -14,7 +14,8 @@
 //! - [`signals`]: the supervisor's stop signals, waited for without handlers.
 //! - [`supervisor`]: runs the worker inside the limited group and collects what happened.
 //! - [`exec`]: runs a real program in a limited group instead, samples the group and reads the
-//!   program's runtime trace ([`trace`]).
+//!   program's runtime trace.
+//! - [`trace`]: reading a runtime's own trace of its collections (Go's gctrace).
 //! - [`timeline`]: the bounded history of a worker's events.
 //! - [`report`]: joins the heap's timeline with the cgroup's counters and says why it died.
 pub mod arena;

@@ -479,7 +479,10 @@ fn exec(args: &ExecArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     Ok(if matches {
         ExitCode::SUCCESS
     } else {
-        eprintln!("memspike: expected another outcome, observed {:?}", report.outcome);
+        eprintln!(
+            "memspike: expected another outcome, observed {:?}",
+            report.outcome
+        );
         ExitCode::from(3)
     })
 }

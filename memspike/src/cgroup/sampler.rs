@@ -42,8 +42,13 @@ impl Sampler {
 
     /// Reads both files now; a figure that cannot be read is `None`.
     pub fn read(&mut self) -> Reading {
-        let usage = read_into(&self.usage, &mut self.buf)
-            .and_then(|n| std::str::from_utf8(&self.buf[..n]).ok()?.trim().parse().ok());
+        let usage = read_into(&self.usage, &mut self.buf).and_then(|n| {
+            std::str::from_utf8(&self.buf[..n])
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        });
         let (anon, file) = match read_into(&self.stat, &mut self.buf) {
             Some(n) => (
                 keyed(&self.buf[..n], self.keys.0),

@@ -55,8 +55,9 @@ impl RuntimeTrace for GoTrace {
 
     /// `GODEBUG` with `gctrace=1` appended to the user's settings; when the user already
     /// sets `gctrace` (to anything, `0` included), their `GODEBUG` is returned as given.
-    fn env(&self, existing: Option<&str>) -> Option<(String, String)> {
-        let value = match existing {
+    fn env(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)> {
+        let existing = lookup(GODEBUG);
+        let value = match existing.as_deref() {
             None | Some("") => GCTRACE_ON.to_owned(),
             Some(settings) if sets_gctrace(settings) => settings.to_owned(),
             Some(settings) if settings.ends_with(',') => format!("{settings}{GCTRACE_ON}"),
@@ -454,7 +455,15 @@ mod tests {
 
     #[test]
     fn env_appends_gctrace_to_the_users_godebug() {
-        let env = |existing: Option<&str>| GoTrace.env(existing).unwrap();
+        let env = |existing: Option<&str>| {
+            GoTrace
+                .env(&|var| {
+                    (var == "GODEBUG")
+                        .then(|| existing.map(str::to_owned))
+                        .flatten()
+                })
+                .unwrap()
+        };
         let set = |value: &str| ("GODEBUG".to_owned(), value.to_owned());
         assert_eq!(GoTrace.name(), "go");
         assert_eq!(env(None), set("gctrace=1"));
@@ -485,7 +494,7 @@ mod tests {
             "gctrace=0,madvdontneed=1",
         ] {
             assert_eq!(
-                GoTrace.env(Some(given)),
+                GoTrace.env(&|_| Some(given.to_owned())),
                 Some(("GODEBUG".to_owned(), given.to_owned()))
             );
         }

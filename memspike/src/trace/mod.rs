@@ -18,11 +18,11 @@ pub trait RuntimeTrace: Send {
     /// The runtime's short name, as reports show it (`"go"`).
     fn name(&self) -> &'static str;
 
-    /// The environment variable to set, and its value, to turn the trace on, given the value
-    /// the user already has for that variable (`None` when unset). The user's other settings
-    /// are kept, and a trace setting the user gave is left as given. `None` when this runtime
-    /// needs no variable.
-    fn env(&self, existing: Option<&str>) -> Option<(String, String)>;
+    /// The environment variable to set, and its value, to turn the trace on; `lookup` gives
+    /// the value a variable has in the program's environment (`None` when unset). The user's
+    /// other settings are kept, and a trace setting the user gave is left as given. `None`
+    /// when this runtime needs no variable.
+    fn env(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)>;
 
     /// The cycle a stderr line reports, or `None` for any other line (the program's own
     /// output, the runtime's other traces, a malformed or truncated trace line). Never
