@@ -13,10 +13,14 @@
 //! - [`privilege`]: the credentials the worker drops to (a private uid by default).
 //! - [`signals`]: the supervisor's stop signals, waited for without handlers.
 //! - [`supervisor`]: runs the worker inside the limited group and collects what happened.
+//! - [`exec`]: runs a real program in a limited group instead, samples the group and reads the
+//!   program's runtime trace.
+//! - [`trace`]: reading a runtime's own trace of its collections (Go's gctrace).
 //! - [`timeline`]: the bounded history of a worker's events.
 //! - [`report`]: joins the heap's timeline with the cgroup's counters and says why it died.
 pub mod arena;
 pub mod cgroup;
+pub mod exec;
 pub mod preflight;
 pub mod privilege;
 pub mod probe;
@@ -28,6 +32,7 @@ pub mod telemetry;
 #[cfg(test)]
 mod test_support;
 pub mod timeline;
+pub mod trace;
 pub mod worker;
 
 pub use memspike_model as model;

@@ -53,6 +53,8 @@ struct Cli {
 enum Command {
     /// Run a scenario in a fresh memory cgroup and report what happened (needs root).
     Run(Box<RunArgs>),
+    /// Run a real program in a fresh memory cgroup and report what happened (needs root).
+    Exec(ExecArgs),
     /// List the built-in scenarios (`run --scenario NAME --print` shows one as TOML).
     Scenarios,
     /// The process inside the cgroup (started by `run`; reads what to do on stdin).
@@ -236,6 +238,40 @@ enum Expect {
     Survive,
 }
 
+/// `memspike exec`: a real program under the same microscope.
+#[derive(clap::Args)]
+struct ExecArgs {
+    /// The cgroup's memory limit: 33554432, 32MiB, 32M, 1.5GiB (M = MiB).
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
+    limit: u64,
+    /// Print the report as JSON (after the command's own output).
+    #[arg(long)]
+    json: bool,
+    /// Also write the report as DIR/report.json.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// Exit with status 3 unless this is the outcome (`exit`: any end but an OOM kill).
+    #[arg(long)]
+    expect: Option<ExecExpect>,
+    /// Do not attach the eBPF observer.
+    #[arg(long)]
+    no_trace: bool,
+    /// Give the command memspike's whole environment (by default: PATH, HOME, LANG, TERM and
+    /// the Go runtime's GOGC, GOMEMLIMIT, GOMAXPROCS, GODEBUG, GOTRACEBACK).
+    #[arg(long)]
+    inherit_env: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExecExpect {
+    Oom,
+    Survive,
+    Exit,
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     size::parse(s).map_err(|e| e.to_string())
 }
@@ -282,7 +318,7 @@ fn parse_cli() -> Result<Command, ExitCode> {
         }) => Ok(command),
         Ok(Cli { command: None }) => {
             eprintln!(
-                "memspike: error: no command given; run `memspike run` (e.g. `memspike run --limit 32MiB`), or see `memspike --help`"
+                "memspike: error: no command given; run `memspike run` (e.g. `memspike run --limit 32MiB`) or `memspike exec -- CMD`, or see `memspike --help`"
             );
             Err(ExitCode::from(2))
         }
@@ -307,7 +343,11 @@ fn parse_cli() -> Result<Command, ExitCode> {
                     .collect();
                 line = format!("{line} {}", more.join(", "));
             }
-            eprintln!("memspike: error: {line} (see `memspike run --help`)");
+            let help = match std::env::args().nth(1).as_deref() {
+                Some(sub @ ("run" | "exec" | "scenarios")) => format!("memspike {sub} --help"),
+                _ => "memspike --help".to_owned(),
+            };
+            eprintln!("memspike: error: {line} (see `{help}`)");
             Err(ExitCode::from(2))
         }
     }
@@ -358,6 +398,27 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Exec(args) => {
+            let interrupts = match Interrupts::install() {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("memspike: error: cannot watch for stop signals: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let code = match exec(&args, &interrupts) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("memspike: error: {e:#}");
+                    e.downcast_ref::<SupervisorError>()
+                        .map_or(ExitCode::FAILURE, |e| ExitCode::from(e.exit_code()))
+                }
+            };
+            match interrupts.received() {
+                Some(_) => ExitCode::from(signals::INTERRUPTED_EXIT),
+                None => code,
+            }
+        }
         Command::Run(args) => {
             // Before any other thread exists, so that every thread inherits the blocked
             // signals (blocked since the start of main).
@@ -386,6 +447,44 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn exec(args: &ExecArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
+    let config = memspike::exec::ExecConfig {
+        limit: args.limit,
+        command: args.command.clone(),
+        inherit_env: args.inherit_env,
+    };
+    let facts = memspike::exec::run(&config, !args.no_trace, args.report.as_deref(), interrupts)?;
+    let report = memspike::exec::ExecReport::build(facts);
+    let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{json}")?;
+    } else {
+        write!(out, "{}", report.text())?;
+    }
+    if let Some(dir) = &args.report {
+        let path = supervisor::report_path(dir);
+        std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!("report written to {}", path.display());
+    }
+    use memspike::exec::ExecOutcome;
+    let matches = match args.expect {
+        None => true,
+        Some(ExecExpect::Oom) => report.outcome == ExecOutcome::OomKilled,
+        Some(ExecExpect::Survive) => report.outcome == ExecOutcome::Survived,
+        Some(ExecExpect::Exit) => report.outcome != ExecOutcome::OomKilled,
+    };
+    Ok(if matches {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "memspike: expected another outcome, observed {:?}",
+            report.outcome
+        );
+        ExitCode::from(3)
+    })
 }
 
 fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {

@@ -68,6 +68,10 @@ pub enum UsageError {
     /// A scenario that could not be found or read (the message names the file and place).
     #[error(transparent)]
     ScenarioLoad(#[from] memspike_model::scenario::ScenarioError),
+    #[error(
+        "cannot run {0:?}: no such executable file; give a path, or a command on PATH (memspike exec -- CMD [ARGS...])"
+    )]
+    Command(String),
     #[error("--pause-at {step:?}: no step has that name; the steps are {}", .known.join(", "))]
     PauseAt { step: String, known: Vec<String> },
     #[error(transparent)]

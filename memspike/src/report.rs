@@ -138,7 +138,8 @@ pub struct KernelSection {
 }
 
 impl KernelSection {
-    fn new(kernel: Result<KernelEvidence, String>, worker: Option<u32>) -> KernelSection {
+    /// The evidence as the report shows it, with `worker`'s victim (or the group's first).
+    pub fn new(kernel: Result<KernelEvidence, String>, worker: Option<u32>) -> KernelSection {
         let k = kernel.unwrap_or_else(|reason| KernelEvidence::unavailable(&reason));
         KernelSection {
             oom_victim: k.victim_of(worker).cloned(),

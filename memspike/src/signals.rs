@@ -12,7 +12,10 @@
 //!   is written) is still seen and still decides the exit code, never silently ignored.
 //!
 //! On a signal the watcher records it and kills the current worker, if any; everything else
-//! (collecting, removing the group, reporting) goes on as after any other death.
+//! (collecting, removing the group, reporting) goes on as after any other death. For `exec`
+//! ([`Interrupts::set_forward`]) it passes each signal on to the command instead, which decides
+//! what to do with it; a signal the terminal sent (Ctrl-C) already reached the command, which
+//! shares memspike's process group, and is not sent twice.
 
 use std::sync::{
     Arc,
@@ -29,6 +32,8 @@ struct Shared {
     signal: AtomicI32,
     /// The worker to kill when one arrives, or 0.
     worker: AtomicI32,
+    /// Pass signals on to the worker instead of killing it.
+    forward: std::sync::atomic::AtomicBool,
 }
 
 /// The process's stop-signal watcher. Clones share it.
@@ -88,16 +93,24 @@ impl Interrupts {
             .name("memspike-signals".into())
             .spawn(move || {
                 loop {
-                    let mut sig: libc::c_int = 0;
-                    // SAFETY: waits for one of the blocked signals in `set`; writes only `sig`.
-                    if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                    // SAFETY: a zeroed siginfo_t is a valid value for sigwaitinfo to fill.
+                    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                    // SAFETY: waits for one of the blocked signals in `set`; writes only `info`.
+                    let sig = unsafe { libc::sigwaitinfo(&set, &mut info) };
+                    if sig <= 0 {
                         continue;
                     }
                     let _ =
                         watcher
                             .signal
                             .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
-                    kill(watcher.worker.load(Ordering::SeqCst));
+                    let worker = watcher.worker.load(Ordering::SeqCst);
+                    if !watcher.forward.load(Ordering::SeqCst) {
+                        kill(worker);
+                    } else if info.si_code != libc::SI_KERNEL && worker > 0 {
+                        // SAFETY: passing a stop signal to our unreaped child.
+                        unsafe { libc::kill(worker, sig) };
+                    }
                 }
             })?;
         Ok(Interrupts { shared })
@@ -112,12 +125,24 @@ impl Interrupts {
     }
 
     /// Makes `pid` the worker a stop signal kills (0: none). If a signal already arrived, the
-    /// worker is killed at once: it must not outlive an interrupted supervisor.
+    /// worker is killed at once: it must not outlive an interrupted supervisor. In forwarding
+    /// mode it gets that signal instead.
     pub fn set_worker(&self, pid: i32) {
         self.shared.worker.store(pid, Ordering::SeqCst);
-        if pid > 0 && self.received().is_some() {
-            kill(pid);
+        match self.received() {
+            Some(sig) if pid > 0 && self.shared.forward.load(Ordering::SeqCst) => {
+                // SAFETY: passing a stop signal to our unreaped child.
+                unsafe { libc::kill(pid, sig) };
+            }
+            Some(_) => kill(pid),
+            None => {}
         }
+    }
+
+    /// Passes stop signals on to the worker (a command run by `exec`, which decides what they
+    /// mean) instead of killing it.
+    pub fn set_forward(&self, forward: bool) {
+        self.shared.forward.store(forward, Ordering::SeqCst);
     }
 }
 

@@ -158,7 +158,13 @@ pub fn run(
     interrupts: &Interrupts,
 ) -> Result<RunFacts, SupervisorError> {
     validate(config, options)?;
-    let mut session = Session::open(config, options.trace, interrupts)?;
+    let mut session = Session::open(
+        config.experiment.limit,
+        config.step_names(),
+        &format!("the worker runs as {}", config.run_as),
+        options.trace,
+        interrupts,
+    )?;
     let incarnation = session.run_worker(config, None, None);
     let kernel = session.close();
     let mut facts = incarnation?;
@@ -185,7 +191,13 @@ pub fn run_interactive(
         SupervisorError::Usage(format!("cannot listen on {}: {e}", interactive.listen))
     })?;
     let addr = listener.local_addr().map_err(SupervisorError::Spawn)?;
-    let mut session = Session::open(config, options.trace, interrupts)?;
+    let mut session = Session::open(
+        config.experiment.limit,
+        config.step_names(),
+        &format!("the worker runs as {}", config.run_as),
+        options.trace,
+        interrupts,
+    )?;
     let mut feed = Feed {
         tracing: session
             .observer
@@ -251,22 +263,26 @@ pub fn run_interactive(
 }
 
 /// The group and the observer of one supervisor run.
-struct Session {
+pub(crate) struct Session {
     hierarchy: Hierarchy,
     group: Group,
     /// The kernel observer; `None` once closed.
     observer: Option<Observer>,
     /// The experiment's step names: step `steps[i]`'s page faults are counted in slot `i`.
     steps: Vec<String>,
-    interrupts: Interrupts,
-    start: Instant,
+    pub(crate) interrupts: Interrupts,
+    pub(crate) start: Instant,
     /// The group's OOM kill count after the last worker ended.
     oom_kills: u64,
 }
 
 impl Session {
-    fn open(
-        config: &WorkerConfig,
+    /// A fresh group limited to `limit` with its observer, whose page faults are counted under
+    /// `steps` (slot by slot); `who` says in the log what will run in it.
+    pub(crate) fn open(
+        limit: u64,
+        steps: Vec<String>,
+        who: &str,
         trace: bool,
         interrupts: &Interrupts,
     ) -> Result<Session, SupervisorError> {
@@ -278,17 +294,15 @@ impl Session {
         if let Some(sig) = interrupts.received() {
             return Err(SupervisorError::Interrupted(sig));
         }
-        let steps = config.step_names();
         let slots =
             SlotNames::new(steps.clone()).map_err(|e| SupervisorError::Worker(e.to_string()))?;
         // From here the group is removed when the session drops, on every path.
-        let group = Group::create(&hierarchy, config.experiment.limit)?;
+        let group = Group::create(&hierarchy, limit)?;
         tracing::info!(
-            "created {} {} with a {} limit and no swap; the worker runs as {}",
+            "created {} {} with a {} limit and no swap; {who}",
             hierarchy.version(),
             group.dir().display(),
-            human(config.experiment.limit),
-            config.run_as
+            human(limit),
         );
         let observer = probe::start(trace, &hierarchy, &group, slots);
         tracing::info!("kernel observer: {}", observer.tracing_label());
@@ -303,8 +317,19 @@ impl Session {
         })
     }
 
+    pub(crate) fn group(&self) -> &Group {
+        &self.group
+    }
+
+    pub(crate) fn version(&self) -> &'static str {
+        match self.hierarchy.version() {
+            cgroup::Version::V1 => "v1",
+            cgroup::Version::V2 => "v2",
+        }
+    }
+
     /// The observer's figures so far, or why there are none.
-    fn snapshot(&mut self) -> Result<KernelEvidence, String> {
+    pub(crate) fn snapshot(&mut self) -> Result<KernelEvidence, String> {
         match &mut self.observer {
             Some(o) => Ok(o.snapshot()),
             None => Err("the observer was closed".to_owned()),
@@ -325,7 +350,7 @@ impl Session {
     }
 
     /// Unloads the observer (returning what it saw) and removes the group.
-    fn close(&mut self) -> Result<KernelEvidence, String> {
+    pub(crate) fn close(&mut self) -> Result<KernelEvidence, String> {
         let kernel = match self.observer.take() {
             Some(o) => Ok(o.finish()),
             None => Err("the observer was closed".to_owned()),
@@ -344,7 +369,6 @@ impl Session {
         &self,
         listener: Option<&std::net::TcpListener>,
     ) -> Result<Command, SupervisorError> {
-        let joiner = self.group.joiner()?;
         let exe = std::env::current_exe().map_err(SupervisorError::Spawn)?;
         let mut cmd = Command::new(&exe);
         cmd.arg("worker")
@@ -359,6 +383,20 @@ impl Session {
         if let Some(fd) = listen_fd {
             cmd.env(worker::LISTEN_FD_ENV, fd.to_string());
         }
+        self.confine(&mut cmd, listen_fd)?;
+        Ok(cmd)
+    }
+
+    /// Makes `cmd` start inside the group: between fork and exec the child arms its
+    /// parent-death signal, checks that the supervisor is still its parent, keeps `keep_fd` open
+    /// across exec, joins the group and unblocks the stop signals.
+    pub(crate) fn confine(
+        &self,
+        cmd: &mut Command,
+        keep_fd: Option<std::os::fd::RawFd>,
+    ) -> Result<(), SupervisorError> {
+        let joiner = self.group.joiner()?;
+        let listen_fd = keep_fd;
         // The worker's parent-death signal fires when the *thread* that forked it ends: this
         // runs on the supervisor's main thread, which lives as long as the process.
         let supervisor = std::process::id() as libc::pid_t;
@@ -394,7 +432,7 @@ impl Session {
                 signals::unblock().map_err(io::Error::from_raw_os_error)
             });
         }
-        Ok(cmd)
+        Ok(())
     }
 
     /// Starts a worker in the group, answers its steps (phase, ack) and, in interactive
@@ -511,10 +549,7 @@ impl Session {
         }
         Ok(RunFacts {
             config: config.clone(),
-            cgroup_version: match self.hierarchy.version() {
-                cgroup::Version::V1 => "v1",
-                cgroup::Version::V2 => "v2",
-            },
+            cgroup_version: self.version(),
             group: self.group.name().to_owned(),
             events,
             exit,

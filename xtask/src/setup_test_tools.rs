@@ -1,7 +1,9 @@
 //! Installs what the tests run besides memspike, from Debian: headless Chromium and
 //! chromedriver for the page test (memspike/tests/page_browser.rs, which drives the interactive
-//! mode's page at `/` over the W3C WebDriver protocol), and python3 for the probe tests' page
-//! toucher (memspike/tests/probe_root.rs). Skipped when every package is already installed.
+//! mode's page at `/` over the W3C WebDriver protocol), python3 for the probe tests' page
+//! toucher (memspike/tests/probe_root.rs), and Go 1.19 for the `exec` tests' real Go program
+//! (reference/go, built by memspike/tests/exec_root.rs). Skipped when every package is already
+//! installed.
 
 use std::path::Path;
 use std::process::Command;
@@ -17,9 +19,11 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The python the probe tests run.
 const PYTHON3: &str = "/usr/bin/python3";
+/// The Go toolchain the exec tests build the reference program with.
+pub const GO: &str = "/usr/bin/go";
 
 /// The Debian packages, each with the reason it is needed.
-const PACKAGES: [Package; 3] = [
+const PACKAGES: [Package; 4] = [
     (
         "chromium",
         "the browser that memspike/tests/page_browser.rs runs headless to test the page at `/`",
@@ -33,6 +37,11 @@ const PACKAGES: [Package; 3] = [
         "/usr/bin/python3, which memspike/tests/probe_root.rs runs to take a known number of page \
          faults (and an OOM kill) inside and outside a group",
     ),
+    (
+        "golang-go",
+        "Go 1.19 (/usr/bin/go), which memspike/tests/exec_root.rs builds the reference program \
+         (reference/go) with, to run a real Go program under `memspike exec`",
+    ),
 ];
 
 /// Installs whatever is missing, or fails saying why and what to run by hand.
@@ -43,10 +52,12 @@ pub fn setup() -> Result<()> {
             bail!("{binary} is missing although its package is installed; reinstall it");
         }
     }
-    if !privilege::is_executable(Path::new(PYTHON3)) {
-        bail!("{PYTHON3} is missing although python3 is installed; reinstall it");
+    for (binary, package) in [(PYTHON3, "python3"), (GO, "golang-go")] {
+        if !privilege::is_executable(Path::new(binary)) {
+            bail!("{binary} is missing although {package} is installed; reinstall it");
+        }
     }
-    progress::say("headless Chromium and python3 ready");
+    progress::say("headless Chromium, python3 and Go ready");
     Ok(())
 }
 

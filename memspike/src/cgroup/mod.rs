@@ -19,6 +19,7 @@
 pub mod counters;
 pub mod discover;
 pub mod group;
+pub mod sampler;
 pub mod stale;
 
 pub use counters::{Counters, read_counters};

@@ -1,0 +1,3 @@
+module gctracegen
+
+go 1.19

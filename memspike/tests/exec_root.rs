@@ -1,0 +1,285 @@
+//! `memspike exec` as root, for real: a real Go program (the reference, built with Debian's Go
+//! 1.19) is OOM-killed and its gctrace cycles are in the report; a program in another language
+//! gets the kernel's evidence only; exit codes and signals are passed on; Ctrl-C cleans up; a
+//! command that does not exist is refused before anything is created.
+
+mod common;
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::OnceLock,
+};
+
+use common::{groups_of, memspike, serial, u, wait_until};
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+
+/// The reference Go program, built once for this test binary (None: no Go here, outside CI).
+fn reference() -> Option<&'static Path> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let go = Path::new("/usr/bin/go");
+            if !go.exists() {
+                assert!(
+                    !common::under_ci(),
+                    "CI needs Go to build reference/go (cargo xtask test installs golang-go)"
+                );
+                common::skip("exec with a real Go program", "no /usr/bin/go");
+                return None;
+            }
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("exec-root");
+            std::fs::create_dir_all(&out).unwrap();
+            let binary = out.join("memspike-ref");
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reference/go");
+            let status = Command::new(go)
+                .args(["build", "-o"])
+                .arg(&binary)
+                .arg(".")
+                .current_dir(&src)
+                .env("GOCACHE", out.join("gocache"))
+                .env("GOPATH", out.join("gopath"))
+                .env("GOTOOLCHAIN", "local")
+                .env("CGO_ENABLED", "0")
+                .status()
+                .expect("go build runs");
+            assert!(status.success(), "go build of reference/go failed");
+            Some(binary)
+        })
+        .as_deref()
+}
+
+/// Runs `memspike exec ARGS`, with `stdin` as the command's input; checks no group is left.
+fn exec(args: &[&str], stdin: &[u8]) -> (i32, Output, Value) {
+    let _serial = serial();
+    let mut child = memspike()
+        .arg("exec")
+        .args(args)
+        .env_remove("MEMSPIKE_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start memspike exec");
+    let pid = child.id();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().expect("memspike exec runs");
+    assert!(groups_of(pid).is_empty(), "groups left behind");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The report is the last thing on stdout, after the command's own output.
+    let report = stdout
+        .find("\n{\n")
+        .map(|i| &stdout[i + 1..])
+        .or_else(|| stdout.starts_with("{\n").then_some(&stdout[..]))
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), out, report)
+}
+
+#[test]
+fn a_real_go_program_is_oom_killed_with_its_gctrace_cycles_in_the_report() {
+    if !common::require_root("exec of the Go reference") {
+        return;
+    }
+    let Some(binary) = reference() else { return };
+    let binary = binary.to_str().unwrap();
+    let (code, out, r) = exec(
+        &[
+            "--json", "--limit", "32MiB", "--", binary, "-limit", "32MiB",
+        ],
+        b"",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(r["outcome"], "oom_killed", "{r:#}");
+    assert_eq!(r["limit_bytes"], 32 * MIB);
+    assert_eq!(r["runtime"], "go");
+    // The program's own output passed through: it reported the spike, never the end.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("phase=spike"), "{stdout}");
+    assert!(!stdout.contains("phase=done"), "{stdout}");
+    // gctrace went on to stderr unchanged, and its cycles are in the report.
+    assert!(stderr.contains("gc 1 @"), "{stderr}");
+    let cycles = r["runtime_cycles"].as_array().expect("cycles");
+    assert_eq!(r["gc_cycles"], cycles.len() as u64);
+    // The cycle that marked the spike: the goal after it is about twice what it left live.
+    let spike = cycles
+        .iter()
+        .find(|c| u(&c["heap_live_bytes"]) >= 20 * MIB)
+        .unwrap_or_else(|| panic!("no cycle marked the spike: {cycles:#?}"));
+    let ratio = u(&spike["next_goal_bytes"]) as f64 / u(&spike["heap_live_bytes"]) as f64;
+    assert!(
+        (1.8..2.2).contains(&ratio),
+        "next goal/live {ratio}: {spike:#}"
+    );
+    assert!(u(&r["next_goal_bytes"]) > 32 * MIB, "{r:#}");
+    // The kernel's victim is the program.
+    assert_eq!(
+        r["kernel"]["oom_victim"]["pid"], r["worker"]["pid"],
+        "{r:#}"
+    );
+    assert!(
+        r["verdict"].as_str().unwrap().contains("(the command)"),
+        "{r:#}"
+    );
+    // The timeline sampled the group as the heap grew to the limit.
+    let samples = r["timeline"]["samples"].as_array().unwrap();
+    assert!(samples.len() >= 2, "{:#}", r["timeline"]);
+    let peak = samples
+        .iter()
+        .filter_map(|s| s["usage_bytes"].as_u64())
+        .max();
+    assert!(peak.unwrap_or(0) > 24 * MIB, "{:#}", r["timeline"]);
+}
+
+#[test]
+fn a_program_in_another_language_gets_the_kernels_evidence_only() {
+    if !common::require_root("exec of python3") {
+        return;
+    }
+    let (code, _, r) = exec(
+        &[
+            "--json",
+            "--limit",
+            "32MiB",
+            "--",
+            "python3",
+            "-c",
+            "b = bytearray(64 << 20)",
+        ],
+        b"",
+    );
+    assert_eq!(code, 0);
+    assert_eq!(r["outcome"], "oom_killed", "{r:#}");
+    assert_eq!(r["runtime"], Value::Null);
+    assert_eq!(r["runtime_cycles"], Value::Null);
+    assert_eq!(r["gc_cycles"], Value::Null);
+    assert_eq!(
+        r["kernel"]["oom_victim"]["pid"], r["worker"]["pid"],
+        "{r:#}"
+    );
+    assert!(u(&r["cgroup"]["peak_bytes"]) >= 30 * MIB, "{r:#}");
+    assert!(
+        r["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("no runtime trace was recognised"),
+        "{r:#}"
+    );
+}
+
+#[test]
+fn exit_codes_signals_stdin_and_stdout_pass_through() {
+    if !common::require_root("exec exit codes") {
+        return;
+    }
+    // stdin reaches the command and its stdout comes out before the report.
+    let (code, out, r) = exec(
+        &[
+            "--json",
+            "--no-trace",
+            "--",
+            "sh",
+            "-c",
+            "read x; echo got $x; exit 7",
+        ],
+        b"hello\n",
+    );
+    assert_eq!(code, 0);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("got hello\n"));
+    assert_eq!(
+        (r["outcome"].clone(), r["exit"]["code"].clone()),
+        ("exited".into(), 7.into())
+    );
+    // --expect: exit means any end but an OOM kill; survive does not match status 7.
+    let (code, _, _) = exec(
+        &["--json", "--no-trace", "--expect", "exit", "--", "false"],
+        b"",
+    );
+    assert_eq!(code, 0);
+    let (code, _, _) = exec(
+        &["--json", "--no-trace", "--expect", "survive", "--", "false"],
+        b"",
+    );
+    assert_eq!(code, 3);
+    let (code, _, r) = exec(&["--json", "--no-trace", "--", "true"], b"");
+    assert_eq!((code, r["outcome"].clone()), (0, "survived".into()));
+    // A signal the command takes is its own end.
+    let (code, _, r) = exec(
+        &["--json", "--no-trace", "--", "sh", "-c", "kill -TERM $$"],
+        b"",
+    );
+    assert_eq!(code, 0);
+    assert_eq!(r["outcome"], "signaled", "{r:#}");
+    assert_eq!(r["exit"]["signal"], "SIGTERM");
+}
+
+/// SIGINT and SIGTERM to memspike are passed on to the command, which ends as it does; memspike
+/// then reports, removes the group and exits 130.
+#[test]
+fn stop_signals_are_passed_on_and_everything_is_cleaned_up() {
+    if !common::require_root("exec and a stop signal") {
+        return;
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let _serial = serial();
+        let child = memspike()
+            .args(["exec", "--json", "--no-trace", "--", "sleep", "60"])
+            .env_remove("MEMSPIKE_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        wait_until("the command to run in the group", || {
+            groups_of(pid).iter().any(|g| {
+                std::fs::read_to_string(g.join("cgroup.procs"))
+                    .is_ok_and(|procs| !procs.trim().is_empty())
+            })
+        });
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, sig) };
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "{sig}");
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["outcome"], "signaled", "{r:#}");
+        let name = if sig == libc::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        assert_eq!(
+            r["exit"]["signal"], name,
+            "the command got the signal itself"
+        );
+        assert!(groups_of(pid).is_empty());
+    }
+}
+
+#[test]
+fn a_command_that_does_not_exist_is_refused_before_anything_is_created() {
+    let _serial = serial();
+    let child = memspike()
+        .args(["exec", "--", "memspike-no-such-command", "x"])
+        .env_remove("MEMSPIKE_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("memspike: error: cannot run \"memspike-no-such-command\""),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    assert!(groups_of(pid).is_empty());
+}
