@@ -34,42 +34,32 @@ pub struct Footprint {
 }
 
 impl Footprint {
-    /// The footprint of `release`. Measured: go1.19, go1.21, go1.27. go1.20 has go1.19's base
-    /// (the scavenge index mapped whole, fixed in 1.21) and go1.21's bitmap (1 bit per word);
-    /// go1.22 to go1.26 have go1.27's, less its 1.4 MB profiling table mapped from the start
-    /// (BuckHashSys; docs/go-runtime-rules.md section 7).
+    /// The footprint of `release`. Resident: measured on go1.19, go1.21 and go1.27
+    /// (`reference/go/MEASUREMENTS.md`, section a); go1.20 takes go1.21's, go1.22+ go1.27's.
+    /// Mapped: fitted to every run of `cargo xtask fidelity` (go1.19.8, 1.21.13, 1.23.9,
+    /// 1.25.5, 1.27.3: `Sys - HeapSys` at start and after the spike, 62 to 148 points each);
+    /// go1.20 has go1.19's base (the scavenge index mapped whole, fixed in 1.21) and go1.21's
+    /// bitmap; go1.24 has go1.23's (measured at start: no profiling table), go1.26 go1.25's (it
+    /// maps the 1.4 MB profiling table from the start, as go1.25 and go1.27 do).
     pub fn of(release: Release) -> Footprint {
-        match release.minor() {
-            ..=19 => Footprint {
-                base_mapped: 8_271 * KIB,
-                per_heap_mib_mapped: 42_600,
-                base_resident: MIB,
-                per_heap_mib_resident: 34_500,
-            },
-            20 => Footprint {
-                base_mapped: 8_271 * KIB,
-                per_heap_mib_mapped: 22_300,
-                base_resident: MIB,
-                per_heap_mib_resident: 19_500,
-            },
-            21 => Footprint {
-                base_mapped: 3_147 * KIB,
-                per_heap_mib_mapped: 22_300,
-                base_resident: MIB,
-                per_heap_mib_resident: 19_500,
-            },
-            22..=26 => Footprint {
-                base_mapped: (3_753 - 1_408) * KIB,
-                per_heap_mib_mapped: 1_200,
-                base_resident: 1_300 * KIB,
-                per_heap_mib_resident: 2_700,
-            },
-            _ => Footprint {
-                base_mapped: 3_753 * KIB,
-                per_heap_mib_mapped: 1_200,
-                base_resident: 1_300 * KIB,
-                per_heap_mib_resident: 2_700,
-            },
+        let (base_mapped, per_heap_mib_mapped) = match release.minor() {
+            ..=19 => (7_692 * KIB, 42_500),
+            20 => (7_692 * KIB, 22_400),
+            21 => (3_012 * KIB, 22_400),
+            22..=24 => (2_522 * KIB, 1_600),
+            25 | 26 => (3_912 * KIB, 1_700),
+            _ => (4_036 * KIB, 1_600),
+        };
+        let (base_resident, per_heap_mib_resident) = match release.minor() {
+            ..=19 => (MIB, 34_500),
+            20 | 21 => (MIB, 19_500),
+            _ => (1_300 * KIB, 2_700),
+        };
+        Footprint {
+            base_mapped,
+            per_heap_mib_mapped,
+            base_resident,
+            per_heap_mib_resident,
         }
     }
 
