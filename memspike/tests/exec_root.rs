@@ -36,7 +36,9 @@ fn reference() -> Option<&'static Path> {
             let binary = out.join("memspike-ref");
             let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reference/go");
             let status = Command::new(go)
-                .args(["build", "-o"])
+                // As the fidelity harness builds it: without the HTTP server, whose packages
+                // change the runtime's footprint.
+                .args(["build", "-tags", "nointeractive", "-o"])
                 .arg(&binary)
                 .arg(".")
                 .current_dir(&src)
