@@ -24,8 +24,11 @@ pub const PAGE_TABLES_PER_HEAP_MIB: u64 = 2 * KIB;
 /// Memory outside the heap, as a function of the heap's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Footprint {
-    /// `Sys - HeapSys` at start, and its growth per MiB of heap (`HeapSys`).
-    pub base_mapped: u64,
+    /// `Sys - HeapSys` measured at these heap sizes (`HeapSys` in MiB, KiB outside the heap),
+    /// ascending, interpolated between them: it grows in steps as the runtime maps metadata
+    /// for each new arena of the heap.
+    pub mapped_points: &'static [(u64, u64)],
+    /// Its growth per MiB of heap beyond the last point, in bytes.
     pub per_heap_mib_mapped: u64,
     /// The cgroup's charge beyond the heap at start (intercept), and its growth per MiB of
     /// heap, page tables included.
@@ -33,22 +36,92 @@ pub struct Footprint {
     pub per_heap_mib_resident: u64,
 }
 
+/// `Sys - HeapSys` of the reference program, median per heap size over every run of `cargo
+/// xtask fidelity` (start and after the spike; 10 to 560 runs per point).
+const MAPPED_GO1_19: &[(u64, u64)] = &[
+    (4, 8_271),
+    (12, 8_847),
+    (64, 8_879),
+    (84, 13_077),
+    (132, 13_077),
+    (140, 15_192),
+    (184, 15_192),
+    (212, 17_307),
+    (248, 17_307),
+];
+/// go1.20: go1.19's base (the scavenge index mapped whole) with go1.21's steps (half the bitmap).
+const MAPPED_GO1_20: &[(u64, u64)] = &[
+    (4, 8_271),
+    (12, 8_879),
+    (64, 8_879),
+    (84, 11_061),
+    (132, 11_061),
+    (140, 12_168),
+    (184, 12_168),
+    (212, 13_275),
+    (248, 13_275),
+];
+const MAPPED_GO1_21: &[(u64, u64)] = &[
+    (4, 3_143),
+    (12, 3_751),
+    (64, 3_751),
+    (84, 5_933),
+    (132, 5_933),
+    (140, 7_040),
+    (184, 7_040),
+    (212, 8_147),
+    (248, 8_147),
+];
+const MAPPED_GO1_23: &[(u64, u64)] = &[
+    (4, 2_391),
+    (12, 2_743),
+    (64, 2_743),
+    (84, 2_877),
+    (132, 2_877),
+    (140, 2_944),
+    (184, 2_944),
+    (212, 3_011),
+    (248, 3_011),
+];
+const MAPPED_GO1_25: &[(u64, u64)] = &[
+    (4, 3_542),
+    (12, 4_150),
+    (64, 4_150),
+    (84, 4_286),
+    (132, 4_286),
+    (140, 4_354),
+    (184, 4_354),
+    (212, 4_422),
+    (248, 4_422),
+];
+const MAPPED_GO1_27: &[(u64, u64)] = &[
+    (4, 3_542),
+    (12, 4_150),
+    (64, 4_218),
+    (84, 4_286),
+    (132, 4_286),
+    (140, 4_354),
+    (184, 4_354),
+    (212, 4_422),
+    (248, 4_422),
+];
+
 impl Footprint {
     /// The footprint of `release`. Resident: measured on go1.19, go1.21 and go1.27
     /// (`reference/go/MEASUREMENTS.md`, section a); go1.20 takes go1.21's, go1.22+ go1.27's.
-    /// Mapped: fitted to every run of `cargo xtask fidelity` (go1.19.8, 1.21.13, 1.23.9,
-    /// 1.25.5, 1.27.3: `Sys - HeapSys` at start and after the spike, 62 to 148 points each);
-    /// go1.20 has go1.19's base (the scavenge index mapped whole, fixed in 1.21) and go1.21's
-    /// bitmap; go1.24 has go1.23's (measured at start: no profiling table), go1.26 go1.25's (it
-    /// maps the 1.4 MB profiling table from the start, as go1.25 and go1.27 do).
+    /// Mapped: measured by `cargo xtask fidelity` on go1.19.8, 1.21.13, 1.23.9, 1.25.5 and
+    /// 1.27.3; go1.20 has go1.19's base and go1.21's steps; go1.22 and go1.24 (measured at
+    /// start: 2.4 MB, no profiling table) take go1.23's, go1.26 (3.6 MB at start, with the 1.4 MB
+    /// profiling table mapped from the start, as in go1.25 and go1.27) go1.25's. Beyond the
+    /// points the growth is a linear fit to them.
     pub fn of(release: Release) -> Footprint {
-        let (base_mapped, per_heap_mib_mapped) = match release.minor() {
-            ..=19 => (7_692 * KIB, 42_500),
-            20 => (7_692 * KIB, 22_400),
-            21 => (3_012 * KIB, 22_400),
-            22..=24 => (2_522 * KIB, 1_600),
-            25 | 26 => (3_912 * KIB, 1_700),
-            _ => (4_036 * KIB, 1_600),
+        let (mapped_points, per_heap_mib_mapped) = match release.minor() {
+            ..=19 => (MAPPED_GO1_19, 42_500),
+            20 => (MAPPED_GO1_20, 22_400),
+            21 => (MAPPED_GO1_21, 22_400),
+            22..=24 => (MAPPED_GO1_23, 1_600),
+            25 | 26 => (MAPPED_GO1_25, 1_700),
+            _ => (MAPPED_GO1_27, 1_600),
         };
         let (base_resident, per_heap_mib_resident) = match release.minor() {
             ..=19 => (MIB, 34_500),
@@ -56,7 +129,7 @@ impl Footprint {
             _ => (1_300 * KIB, 2_700),
         };
         Footprint {
-            base_mapped,
+            mapped_points,
             per_heap_mib_mapped,
             base_resident,
             per_heap_mib_resident,
@@ -65,7 +138,23 @@ impl Footprint {
 
     /// Mapped-and-ready bytes outside a heap of `heap_mapped` bytes.
     pub fn mapped(&self, heap_mapped: u64) -> u64 {
-        self.base_mapped + per_heap(heap_mapped, self.per_heap_mib_mapped)
+        let points = self.mapped_points;
+        let at = |i: usize| (points[i].0 * MIB, points[i].1 * KIB);
+        let (first, last) = (at(0), at(points.len() - 1));
+        if heap_mapped <= first.0 {
+            return first.1;
+        }
+        if heap_mapped >= last.0 {
+            return last.1 + per_heap(heap_mapped - last.0, self.per_heap_mib_mapped);
+        }
+        let i = points.partition_point(|p| p.0 * MIB <= heap_mapped);
+        let ((x0, y0), (x1, y1)) = (at(i - 1), at(i));
+        let share = u128::from(heap_mapped - x0);
+        if y1 >= y0 {
+            y0 + (u128::from(y1 - y0) * share / u128::from(x1 - x0)) as u64
+        } else {
+            y0 - (u128::from(y0 - y1) * share / u128::from(x1 - x0)) as u64
+        }
     }
 
     /// Resident bytes outside a heap of `heap_mapped` bytes, as charged to the cgroup.
@@ -118,6 +207,13 @@ mod tests {
                 );
             }
         }
+        // Mapped: the measured points, interpolated, and the fitted slope beyond them.
+        let f19 = Footprint::of(Release::go1(19).unwrap());
+        assert_eq!(f19.mapped(0), 8_271 * KIB);
+        assert_eq!(f19.mapped(64 * MIB), 8_879 * KIB);
+        assert_eq!(f19.mapped(74 * MIB), (8_879 + 13_077) / 2 * KIB);
+        assert_eq!(f19.mapped(100 * MIB), 13_077 * KIB);
+        assert_eq!(f19.mapped(348 * MIB), 17_307 * KIB + 100 * 42_500);
         // The heap's page tables are the worker's own, not populated again.
         let f = Footprint::of(Release::NEWEST);
         assert_eq!(
