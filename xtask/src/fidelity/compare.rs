@@ -8,6 +8,9 @@
 //!   [`NEXT_GC_TOLERANCE`] of the median of the real runs' `NextGC` on their `phase=spike`
 //!   line. The next GC is compared only when the real program finished the spike; "no
 //!   collection planned" matches only itself.
+//! - Every real OOM kill must have been the program's: the kernel's victim is its pid.
+//! - On the seed's cell (32 MiB, spike 0.9, GOGC 100) the runtime's own trace must show the
+//!   goal after the spike's cycle at about twice what it left live ([`SEED_GOAL_RATIO`]).
 
 use std::collections::BTreeMap;
 
@@ -16,6 +19,8 @@ use super::observe::{NextGc, Outcome, RealRun, SimRun};
 
 /// The largest relative difference of the next GC after the spike that still agrees.
 pub const NEXT_GC_TOLERANCE: f64 = 0.03;
+/// The seed's goal after the spike over what the spike's cycle left live, in gctrace.
+pub const SEED_GOAL_RATIO: std::ops::Range<f64> = 1.8..2.2;
 
 /// A cell's runs: the real program's (each a run or why it failed) and the simulation's.
 #[derive(Debug)]
@@ -137,6 +142,41 @@ fn compare(
     }
 }
 
+/// What the real runs' own evidence must show, whatever the simulation says: every OOM kill's
+/// victim is the program, and on the seed's cell the goal after the spike is about twice live.
+fn own_evidence(cell: &Cell, runs: &[RealRun]) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let not_the_program = runs
+        .iter()
+        .filter(|r| r.outcome == Outcome::OomKilled && r.victim_is_program == Some(false))
+        .count();
+    if not_the_program > 0 {
+        reasons.push(format!(
+            "the OOM killer's victim was not the program in {not_the_program} run(s)"
+        ));
+    }
+    if *cell == Cell::base() {
+        let off: Vec<String> = runs
+            .iter()
+            .filter(|r| {
+                !r.spike_goal_ratio
+                    .is_some_and(|q| SEED_GOAL_RATIO.contains(&q))
+            })
+            .map(|r| {
+                r.spike_goal_ratio
+                    .map_or("none".into(), |q| format!("{q:.2}"))
+            })
+            .collect();
+        if !off.is_empty() {
+            reasons.push(format!(
+                "gctrace's goal after the spike over live is not about 2: {}",
+                off.join(", ")
+            ));
+        }
+    }
+    reasons
+}
+
 /// Applies the rules to a cell's runs.
 pub fn judge(runs: CellRuns) -> Judged {
     let ok: Vec<RealRun> = runs
@@ -166,7 +206,17 @@ pub fn judge(runs: CellRuns) -> Judged {
         (None, Err(err)) => Verdict::Error(err.clone()),
         (None, Ok(sim)) => match endings.iter().next() {
             Some(((outcome, died_in), _)) if endings.len() == 1 => {
-                compare(outcome, *died_in, next_gc_median, next_gc_difference, sim)
+                match (
+                    compare(outcome, *died_in, next_gc_median, next_gc_difference, sim),
+                    own_evidence(&runs.cell, &ok),
+                ) {
+                    (Verdict::Agree, reasons) if reasons.is_empty() => Verdict::Agree,
+                    (Verdict::Disagree(mut r), reasons) => {
+                        r.extend(reasons);
+                        Verdict::Disagree(r)
+                    }
+                    (_, reasons) => Verdict::Disagree(reasons),
+                }
             }
             _ => Verdict::TimingDependent,
         },
@@ -191,6 +241,8 @@ mod tests {
             next_gc_after_spike: Some(NextGc::Bytes(next_gc)),
             gc_cycles: Some(1),
             peak_bytes: Some(32 << 20),
+            victim_is_program: Some(true),
+            spike_goal_ratio: Some(2.0),
         }
     }
 
@@ -201,6 +253,8 @@ mod tests {
             next_gc_after_spike: next_gc,
             gc_cycles: Some(2),
             peak_bytes: Some(30 << 20),
+            victim_is_program: Some(true),
+            spike_goal_ratio: Some(2.0),
         }
     }
 
@@ -242,6 +296,35 @@ mod tests {
         assert_eq!(j.next_gc_median, Some(NextGc::Bytes(60_613_000)));
         let d = j.next_gc_difference.unwrap_or(1.0);
         assert!(d < 0.001, "{d}");
+    }
+
+    /// Issue 9: the seed's cell under exec: the kernel's victim is the program, and gctrace's
+    /// goal after the spike is about twice what it left live.
+    #[test]
+    fn the_programs_own_evidence_is_judged_too() {
+        let agree = sim(Outcome::OomKilled, Some("remainder"), Some(60_604_416));
+        let mut stray = killed("remainder", 60_612_192);
+        stray.victim_is_program = Some(false);
+        let j = judge_runs(vec![killed("remainder", 60_612_192), stray], agree.clone());
+        assert!(
+            matches!(&j.verdict, Verdict::Disagree(r) if r[0].contains("victim was not the program")),
+            "{:?}",
+            j.verdict
+        );
+        let mut far = killed("remainder", 60_612_192);
+        far.spike_goal_ratio = Some(4.0);
+        let j = judge_runs(vec![far.clone()], agree.clone());
+        assert!(matches!(&j.verdict, Verdict::Disagree(r) if r[0].contains("4.00")));
+        // Only the seed's cell is held to the ratio.
+        let other = judge(CellRuns {
+            cell: Cell {
+                limit: 64 << 20,
+                ..Cell::base()
+            },
+            real: vec![Ok(far)],
+            sim: Ok(agree),
+        });
+        assert_eq!(other.verdict, Verdict::Agree);
     }
 
     #[test]

@@ -144,11 +144,30 @@ struct ExitJson {
 }
 
 #[derive(Deserialize)]
+struct PidJson {
+    pid: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct KernelJson {
+    oom_victim: Option<PidJson>,
+}
+
+#[derive(Deserialize)]
+struct CycleJson {
+    heap_live_bytes: u64,
+    next_goal_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
 struct ExecJson {
     outcome: String,
     gc_cycles: Option<u64>,
     cgroup: Option<CgroupJson>,
     exit: Option<ExitJson>,
+    kernel: Option<KernelJson>,
+    worker: Option<PidJson>,
+    runtime_cycles: Option<Vec<CycleJson>>,
 }
 
 /// One real run: `memspike exec`'s report and the program's own lines.
@@ -161,6 +180,11 @@ pub struct RealRun {
     /// The report's parsed gctrace cycles, else the last phase line's NumGC.
     pub gc_cycles: Option<u64>,
     pub peak_bytes: Option<u64>,
+    /// Whether the OOM killer's victim was the program (`None` when no victim was recorded).
+    pub victim_is_program: Option<bool>,
+    /// The gctrace cycle that left the most live (the spike): its next goal over what it left
+    /// live.
+    pub spike_goal_ratio: Option<f64>,
 }
 
 impl RealRun {
@@ -179,6 +203,18 @@ impl RealRun {
                 .gc_cycles
                 .or_else(|| lines.last().and_then(|l| l.num_gc)),
             peak_bytes: report.cgroup.and_then(|c| c.peak_bytes),
+            victim_is_program: report
+                .kernel
+                .and_then(|k| k.oom_victim)
+                .and_then(|v| v.pid)
+                .map(|pid| Some(pid) == report.worker.and_then(|w| w.pid)),
+            spike_goal_ratio: report
+                .runtime_cycles
+                .unwrap_or_default()
+                .iter()
+                .filter(|c| c.heap_live_bytes > 0)
+                .max_by_key(|c| c.heap_live_bytes)
+                .and_then(|c| Some(c.next_goal_bytes? as f64 / c.heap_live_bytes as f64)),
         })
     }
 }
@@ -297,7 +333,8 @@ phase=release t_ms=23.2 HeapAlloc=30199000 HeapSys=30900000 NextGC=60612192 NumG
         "command": ["/x/memspike-ref-go1.19.8", "-limit", "32MiB", "-spike", "0.9"],
         "exit": {"signal": "SIGKILL"},
         "runtime_cycles": [{"n": 1, "t_ms": 2.0, "heap_start_bytes": 30000000,
-            "heap_end_bytes": 30000000, "heap_live_bytes": 30000000, "goal_bytes": 60000000}],
+            "heap_end_bytes": 30000000, "heap_live_bytes": 30000000, "goal_bytes": 4000000,
+            "next_goal_bytes": 60000000}],
         "timeline": [], "verdict": "killed"
     }"#;
 
@@ -312,6 +349,8 @@ phase=release t_ms=23.2 HeapAlloc=30199000 HeapSys=30900000 NextGC=60612192 NumG
                 next_gc_after_spike: Some(NextGc::Bytes(60_612_192)),
                 gc_cycles: Some(1),
                 peak_bytes: Some(33_554_432),
+                victim_is_program: Some(true),
+                spike_goal_ratio: Some(2.0),
             }
         );
         Ok(())

@@ -327,6 +327,8 @@ mod tests {
             next_gc_after_spike: Some(NextGc::Bytes(60_612_192)),
             gc_cycles: Some(1),
             peak_bytes: Some(peak),
+            victim_is_program: Some(true),
+            spike_goal_ratio: Some(2.0),
         }
     }
 
