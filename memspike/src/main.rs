@@ -398,54 +398,41 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Exec(args) => {
-            let interrupts = match Interrupts::install() {
-                Ok(i) => i,
-                Err(e) => {
-                    eprintln!("memspike: error: cannot watch for stop signals: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let code = match exec(&args, &interrupts) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("memspike: error: {e:#}");
-                    e.downcast_ref::<SupervisorError>()
-                        .map_or(ExitCode::FAILURE, |e| ExitCode::from(e.exit_code()))
-                }
-            };
-            match interrupts.received() {
-                Some(_) => ExitCode::from(signals::INTERRUPTED_EXIT),
-                None => code,
-            }
-        }
+        Command::Exec(args) => supervised(true, |interrupts| exec(&args, interrupts)),
+        // One rule, checked last: a stop signal that arrived at any time before the end makes a
+        // self-directed run exit 130 (an interactive session ends that way normally).
         Command::Run(args) => {
-            // Before any other thread exists, so that every thread inherits the blocked
-            // signals (blocked since the start of main).
-            let interrupts = match Interrupts::install() {
-                Ok(i) => i,
-                Err(e) => {
-                    eprintln!("memspike: error: cannot watch for stop signals: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let code = match run(&args, &interrupts) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("memspike: error: {e:#}");
-                    e.downcast_ref::<SupervisorError>()
-                        .map_or(ExitCode::FAILURE, |e| ExitCode::from(e.exit_code()))
-                }
-            };
-            // One rule, checked last: a stop signal that arrived at any time before this point
-            // makes a self-directed run exit 130.
-            match interrupts.received() {
-                Some(_) if !args.interactive.interactive => {
-                    ExitCode::from(signals::INTERRUPTED_EXIT)
-                }
-                _ => code,
-            }
+            let self_directed = !args.interactive.interactive;
+            supervised(self_directed, |interrupts| run(&args, interrupts))
         }
+    }
+}
+
+/// Runs a supervising command: installs the stop-signal watcher (before any other thread
+/// exists, so that every thread inherits the signals blocked since the start of `main`), maps
+/// an error to its exit code, and exits 130 after a stop signal when `interrupted_exit`.
+fn supervised(
+    interrupted_exit: bool,
+    body: impl FnOnce(&Interrupts) -> anyhow::Result<ExitCode>,
+) -> ExitCode {
+    let interrupts = match Interrupts::install() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("memspike: error: cannot watch for stop signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match body(&interrupts) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("memspike: error: {e:#}");
+            e.downcast_ref::<SupervisorError>()
+                .map_or(ExitCode::FAILURE, |e| ExitCode::from(e.exit_code()))
+        }
+    };
+    match interrupts.received() {
+        Some(_) if interrupted_exit => ExitCode::from(signals::INTERRUPTED_EXIT),
+        _ => code,
     }
 }
 

@@ -158,13 +158,7 @@ pub fn run(
     interrupts: &Interrupts,
 ) -> Result<RunFacts, SupervisorError> {
     validate(config, options)?;
-    let mut session = Session::open(
-        config.experiment.limit,
-        config.step_names(),
-        &format!("the worker runs as {}", config.run_as),
-        options.trace,
-        interrupts,
-    )?;
+    let mut session = Session::for_worker(config, options, interrupts)?;
     let incarnation = session.run_worker(config, None, None);
     let kernel = session.close();
     let mut facts = incarnation?;
@@ -191,13 +185,7 @@ pub fn run_interactive(
         SupervisorError::Usage(format!("cannot listen on {}: {e}", interactive.listen))
     })?;
     let addr = listener.local_addr().map_err(SupervisorError::Spawn)?;
-    let mut session = Session::open(
-        config.experiment.limit,
-        config.step_names(),
-        &format!("the worker runs as {}", config.run_as),
-        options.trace,
-        interrupts,
-    )?;
+    let mut session = Session::for_worker(config, options, interrupts)?;
     let mut feed = Feed {
         tracing: session
             .observer
@@ -277,6 +265,21 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// The session a worker runs in: the experiment's limit, its steps, its credentials.
+    fn for_worker(
+        config: &WorkerConfig,
+        options: &RunOptions,
+        interrupts: &Interrupts,
+    ) -> Result<Session, SupervisorError> {
+        Session::open(
+            config.experiment.limit,
+            config.step_names(),
+            &format!("the worker runs as {}", config.run_as),
+            options.trace,
+            interrupts,
+        )
+    }
+
     /// A fresh group limited to `limit` with its observer, whose page faults are counted under
     /// `steps` (slot by slot); `who` says in the log what will run in it.
     pub(crate) fn open(
