@@ -359,9 +359,11 @@ fn run_in(
             break;
         }
     }
-    let status = child.wait().map_err(SupervisorError::Spawn)?;
+    // The command has exited (the loop ends only then): no signal may go to its pid once it is
+    // reaped and could be reused.
     interrupts.set_worker(0);
     interrupts.set_forward(false);
+    let status = child.wait().map_err(SupervisorError::Spawn)?;
     let (runtime, mut cycles) = relay
         .and_then(|h| h.join().ok())
         .unwrap_or((None, Vec::new()));
