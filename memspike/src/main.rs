@@ -408,6 +408,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a report (JSON or `text`) on stdout and, with `--report DIR`, writes its JSON there.
+fn print_report(
+    report: &impl serde::Serialize,
+    text: String,
+    json: bool,
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let body = serde_json::to_string_pretty(report).context("serialising the report")?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{body}")?;
+    } else {
+        write!(out, "{text}")?;
+    }
+    if let Some(dir) = dir {
+        let path = supervisor::report_path(dir);
+        std::fs::write(&path, &body).with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!("report written to {}", path.display());
+    }
+    Ok(())
+}
+
 /// Runs a supervising command: installs the stop-signal watcher (before any other thread
 /// exists, so that every thread inherits the signals blocked since the start of `main`), maps
 /// an error to its exit code, and exits 130 after a stop signal when `interrupted_exit`.
@@ -444,18 +466,7 @@ fn exec(args: &ExecArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     };
     let facts = memspike::exec::run(&config, !args.no_trace, args.report.as_deref(), interrupts)?;
     let report = memspike::exec::ExecReport::build(facts);
-    let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{json}")?;
-    } else {
-        write!(out, "{}", report.text())?;
-    }
-    if let Some(dir) = &args.report {
-        let path = supervisor::report_path(dir);
-        std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
-        tracing::info!("report written to {}", path.display());
-    }
+    print_report(&report, report.text(), args.json, args.report.as_deref())?;
     use memspike::exec::ExecOutcome;
     let matches = match args.expect {
         None => true,
@@ -515,18 +526,7 @@ fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     }
     let facts = supervisor::run(&config, &options, interrupts)?;
     let report = Report::build(facts);
-    let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{json}")?;
-    } else {
-        write!(out, "{}", report.text())?;
-    }
-    if let Some(dir) = &args.report {
-        let path = supervisor::report_path(dir);
-        std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
-        tracing::info!("report written to {}", path.display());
-    }
+    print_report(&report, report.text(), args.json, args.report.as_deref())?;
     let expected = match args.expect {
         None => None,
         Some(Expect::Oom) => Some(Outcome::OomKilled),

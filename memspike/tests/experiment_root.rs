@@ -277,6 +277,10 @@ fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
         (vec!["run", "--report", "/proc/x"], "cannot create it"),
         (vec!["run", "--report", "/sys/x"], "cannot create it"),
         (vec![], "no command given"),
+        (
+            vec!["exec", "--", "memspike-no-such-command", "x"],
+            "memspike: error: cannot run \"memspike-no-such-command\"",
+        ),
     ];
     for (args, says) in cases {
         let child = memspike()
