@@ -21,6 +21,7 @@
 pub mod arena;
 pub mod cgroup;
 pub mod exec;
+pub mod figures;
 pub mod preflight;
 pub mod privilege;
 pub mod probe;

@@ -30,7 +30,7 @@ use memspike::{
     },
     preflight::UsageError,
     privilege::RunAs,
-    report::{Outcome, Report},
+    report::{self, Document, Outcome, Report},
     serve::AllowedHost,
     signals::{self, Interrupts},
     size,
@@ -408,24 +408,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints a report (JSON or `text`) on stdout and, with `--report DIR`, writes its JSON there.
+/// Prints a report (JSON, or text) on stdout and, with `--report DIR`, writes every form of it
+/// there (report.json, timeline.svg, report.html).
 fn print_report(
-    report: &impl serde::Serialize,
-    text: String,
+    report: &impl Document,
     json: bool,
     dir: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    let body = serde_json::to_string_pretty(report).context("serialising the report")?;
     let mut out = std::io::stdout().lock();
     if json {
+        let body = serde_json::to_string_pretty(report).context("serialising the report")?;
         writeln!(out, "{body}")?;
     } else {
-        write!(out, "{text}")?;
+        write!(out, "{}", report.text())?;
     }
     if let Some(dir) = dir {
-        let path = supervisor::report_path(dir);
-        std::fs::write(&path, &body).with_context(|| format!("writing {}", path.display()))?;
-        tracing::info!("report written to {}", path.display());
+        let written = report::write_dir(report, dir)
+            .with_context(|| format!("writing the report into {}", dir.display()))?;
+        tracing::info!("report written to {}", dir.display());
+        tracing::debug!("wrote {written:?}");
     }
     Ok(())
 }
@@ -465,9 +466,9 @@ fn exec(args: &ExecArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
         inherit_env: args.inherit_env,
     };
     let facts = memspike::exec::run(&config, !args.no_trace, args.report.as_deref(), interrupts)?;
-    let report = memspike::exec::ExecReport::build(facts);
-    print_report(&report, report.text(), args.json, args.report.as_deref())?;
-    use memspike::exec::ExecOutcome;
+    let report = memspike::report::exec::ExecReport::build(facts);
+    print_report(&report, args.json, args.report.as_deref())?;
+    use memspike::report::exec::ExecOutcome;
     let matches = match args.expect {
         None => true,
         Some(ExecExpect::Oom) => report.outcome == ExecOutcome::OomKilled,
@@ -526,7 +527,7 @@ fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     }
     let facts = supervisor::run(&config, &options, interrupts)?;
     let report = Report::build(facts);
-    print_report(&report, report.text(), args.json, args.report.as_deref())?;
+    print_report(&report, args.json, args.report.as_deref())?;
     let expected = match args.expect {
         None => None,
         Some(Expect::Oom) => Some(Outcome::OomKilled),

@@ -27,7 +27,7 @@ use crate::{
     signals::{self, Interrupts, signal_name},
     size::human,
     telemetry::{self, Control, Feed, Kind, OomSummary, PhaseGate},
-    timeline::History,
+    timeline::{History, Thinned},
     worker::{self, WorkerConfig},
 };
 
@@ -190,7 +190,7 @@ pub fn run_interactive(
         tracing: session
             .observer
             .as_ref()
-            .map_or_else(String::new, Observer::tracing_label),
+            .map_or_else(String::new, |o| o.tracing_label().to_string()),
         ..Feed::default()
     };
     tracing::info!("serving the heap on http://{addr}/ (Ctrl-C stops)");
@@ -479,6 +479,7 @@ impl Session {
             });
         }
         let mut events = History::default();
+        let mut series = Thinned::default();
         let mut failure = None;
         let mut gate = PhaseGate::default();
         loop {
@@ -515,6 +516,7 @@ impl Session {
                 ),
                 _ => {}
             }
+            series.push(event.clone());
             events.push(event);
         }
         if failure.is_some() {
@@ -555,6 +557,7 @@ impl Session {
             cgroup_version: self.version(),
             group: self.group.name().to_owned(),
             events,
+            series: series.into_vec(),
             exit,
             counters,
             oom_kills_before,
@@ -592,11 +595,6 @@ fn phase_change<'a>(gate: &mut PhaseGate, kind: &'a Kind) -> Option<(&'a str, bo
 
 /// How often an interactive worker hears the kernel's counters.
 const FEED_PERIOD: Duration = Duration::from_millis(500);
-
-/// Where `--report DIR` puts the JSON report.
-pub fn report_path(dir: &std::path::Path) -> PathBuf {
-    dir.join("report.json")
-}
 
 #[cfg(test)]
 mod tests {

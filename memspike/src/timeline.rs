@@ -90,9 +90,92 @@ impl<T> FromIterator<T> for History<T> {
     }
 }
 
+/// Points kept for a chart: every one pushed until [`Thinned::cap`] are kept, then every other
+/// is dropped and only every second push after that is kept, and so on, so the points stay
+/// spread evenly over the whole run in bounded memory. The last one pushed is always kept
+/// (a chart must reach the end: the OOM kill).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Thinned<T> {
+    items: Vec<T>,
+    cap: usize,
+    /// Keep one push in `stride`.
+    stride: u64,
+    pushed: u64,
+    /// The last push, when the stride skipped it.
+    last: Option<T>,
+}
+
+/// Points a run's chart keeps.
+pub const CHART_POINTS: usize = 512;
+
+impl<T> Default for Thinned<T> {
+    fn default() -> Self {
+        Thinned::with_cap(CHART_POINTS)
+    }
+}
+
+impl<T> Thinned<T> {
+    pub fn with_cap(cap: usize) -> Self {
+        Thinned {
+            items: Vec::new(),
+            cap: cap.max(2),
+            stride: 1,
+            pushed: 0,
+            last: None,
+        }
+    }
+
+    pub fn push(&mut self, item: T) {
+        let keep = self.pushed % self.stride == 0;
+        self.pushed += 1;
+        if !keep {
+            self.last = Some(item);
+            return;
+        }
+        self.last = None;
+        if self.items.len() == self.cap {
+            let mut i = 0;
+            self.items.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.stride *= 2;
+        }
+        self.items.push(item);
+    }
+
+    /// The points kept, in order, the last one pushed included.
+    pub fn into_vec(mut self) -> Vec<T> {
+        self.items.extend(self.last);
+        self.items
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thinned_points_stay_bounded_spread_and_end_at_the_last() {
+        let mut t = Thinned::with_cap(8);
+        for i in 0..1_000u32 {
+            t.push(i);
+        }
+        let v = t.into_vec();
+        assert!(v.len() <= 9, "{v:?}");
+        assert_eq!((v[0], *v.last().unwrap()), (0, 999));
+        assert!(v.windows(2).all(|w| w[1] > w[0]));
+        // Evenly spread: no gap is more than twice another (the last one excepted).
+        let gaps: Vec<u32> = v.windows(2).map(|w| w[1] - w[0]).collect();
+        let (min, max) = (gaps.iter().min().unwrap(), gaps[..gaps.len() - 1].iter().max().unwrap());
+        assert!(max <= &(min * 2), "{gaps:?}");
+        let short: Vec<u32> = {
+            let mut t = Thinned::with_cap(8);
+            (0..5).for_each(|i| t.push(i));
+            t.into_vec()
+        };
+        assert_eq!(short, [0, 1, 2, 3, 4]);
+    }
 
     #[test]
     fn keeps_the_ends_and_counts_the_middle() {

@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 
-use super::evidence::OomVictimReport;
+use super::OomVictimReport;
 
 /// Where the kernel log is read.
 pub const KMSG: &str = "/dev/kmsg";

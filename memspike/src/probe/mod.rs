@@ -27,7 +27,6 @@
 //! `--no-trace` turns eBPF off only: the other sources still report.
 
 pub mod ebpf;
-pub mod evidence;
 pub mod kmsg;
 pub mod memstat;
 pub mod pressure;
@@ -41,7 +40,9 @@ use std::time::{Duration, Instant};
 use crate::cgroup::{self, Group, Hierarchy, Version};
 use ebpf::{EbpfProbe, hooks::Figure};
 pub use ebpf::{PageFaultAttach, ProbeError, unavailable_reason};
-pub use evidence::{KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim};
+pub use crate::report::evidence::{
+    KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim, Tracing,
+};
 pub use slots::{OTHER_NAME, SlotNames, SlotNamesError};
 pub use tracefs::TRACEFS_DIR;
 
@@ -169,8 +170,8 @@ impl Observer {
         }
     }
 
-    /// `ebpf` when at least one eBPF program is attached, else `unavailable: <why>`.
-    pub fn tracing_label(&self) -> String {
+    /// Whether at least one eBPF program is attached, and if not why.
+    pub fn tracing_label(&self) -> Tracing {
         label(&self.ebpf)
     }
 
@@ -227,7 +228,7 @@ impl Observer {
     /// Joins the eBPF counts (if any) with the other sources; per figure the best source wins.
     fn evidence(
         &mut self,
-        tracing: String,
+        tracing: Tracing,
         counts: Option<Result<ebpf::Counts, ProbeError>>,
         sources: Option<[Option<&'static str>; 3]>,
         unload_note: Option<String>,
@@ -266,11 +267,11 @@ impl Observer {
         };
         let slots = &self.slots;
         let page_faults = match (counts.as_ref(), source(Figure::PageFaults)) {
-            (Some(c), Some(s)) => Some(PageFaults::from_counts(&c.faults, slots, s)),
-            _ => stat.map(|(all, _)| PageFaults::from_counts(&all, slots, "memory.stat pgfault")),
+            (Some(c), Some(s)) => Some(PageFaults::new(slots.per_name(&c.faults), s)),
+            _ => stat.map(|(all, _)| PageFaults::new(slots.per_name(&all), "memory.stat pgfault")),
         };
-        let major_faults =
-            stat.map(|(_, major)| PageFaults::from_counts(&major, slots, "memory.stat pgmajfault"));
+        let major_faults = stat
+            .map(|(_, major)| PageFaults::new(slots.per_name(&major), "memory.stat pgmajfault"));
         let reclaim = match (counts.as_ref(), source(Figure::Reclaim)) {
             (Some(c), Some(s)) => Some(Reclaim {
                 stalls: c.reclaim.stalls,
@@ -393,10 +394,10 @@ impl Observer {
     }
 }
 
-fn label(ebpf: &Result<EbpfProbe, String>) -> String {
+fn label(ebpf: &Result<EbpfProbe, String>) -> Tracing {
     match ebpf {
-        Ok(_) => "ebpf".to_owned(),
-        Err(reason) => evidence::unavailable_label(reason),
+        Ok(_) => Tracing::Ebpf,
+        Err(reason) => Tracing::Unavailable(reason.clone()),
     }
 }
 
@@ -466,7 +467,7 @@ mod tests {
         };
         let names = slots(&["startup", "spike", "release", "gc", "remainder"]);
         let mut o = Observer::start(target, false, names);
-        assert_eq!(o.tracing_label(), "unavailable: --no-trace");
+        assert_eq!(o.tracing_label().to_string(), "unavailable: --no-trace");
         write(group.path(), "memory.stat", &stat(120, 0));
         o.set_step(1);
         write(group.path(), "memory.stat", &stat(7_500, 1));
@@ -477,7 +478,7 @@ mod tests {
         let snap = o.snapshot();
         let ev = o.finish();
         assert_eq!(snap.page_faults, ev.page_faults, "no faults between them");
-        assert_eq!(ev.tracing, "unavailable: --no-trace");
+        assert_eq!(ev.tracing.to_string(), "unavailable: --no-trace");
         let f = ev.page_faults.expect("faults from memory.stat");
         assert_eq!(f.source, "memory.stat pgfault");
         assert_eq!(
@@ -577,7 +578,7 @@ mod tests {
         };
         let ev = Observer::start(target, true, slots(&["startup"])).finish();
         assert_eq!(
-            ev.tracing,
+            ev.tracing.to_string(),
             "unavailable: the group has no cgroup2 id to filter on (no cgroup2 mount)"
         );
         assert_eq!(

@@ -28,6 +28,10 @@ use crate::cgroup::Counters;
 
 /// The page, written by the page's owner and embedded in the binary.
 const PAGE: &str = include_str!("page.html");
+/// The page with the named figures' labels and help filled in.
+static PAGE_WITH_FIGURES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    PAGE.replacen("/*FIGURES*/{}", &crate::figures::page_json(), 1)
+});
 
 type Answer = Response<Full<Bytes>>;
 
@@ -220,7 +224,11 @@ fn metrics_answer(shared: &Shared) -> Result<Answer, ApiError> {
 /// The page, which no other site may frame (its buttons change the heap; framing would let
 /// another site trick a click).
 fn page() -> Answer {
-    let mut a = answer(StatusCode::OK, "text/html; charset=utf-8", PAGE.into());
+    let mut a = answer(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        PAGE_WITH_FIGURES.as_str().into(),
+    );
     let h = a.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

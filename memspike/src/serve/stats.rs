@@ -11,7 +11,11 @@ use super::{
     ServeContext,
     ops::{Done, Outcome, Snapshot},
 };
-use crate::{cgroup::Counters, telemetry::Feed};
+use crate::{
+    cgroup::Counters,
+    figures::{self as fig, Figure},
+    telemetry::Feed,
+};
 
 /// An answer's fields, in the order they are printed.
 #[derive(Debug, Default, Clone)]
@@ -106,49 +110,59 @@ pub fn outcome_fields(done: &Done, f: &mut Fields) {
     }
 }
 
-/// The heap's statistics (Go's names, then the simulation's split), then the cgroup and the
-/// supervisor's facts, then the kernel counters when traced.
-pub fn stats_fields(snap: &Snapshot, world: &World, f: &mut Fields) {
+/// Every figure's reading now, in `/stats` order: the heap (Go's names, then the
+/// simulation's split), the limits, the cgroup and the supervisor's facts, then the kernel
+/// counters when traced. `/stats` shows them all; `/metrics` the ones with a metric name and a
+/// number (a `null` is left out there).
+pub fn readings(snap: &Snapshot, world: &World) -> Vec<(&'static Figure, Value)> {
     let s = &snap.stats;
-    f.push("Alloc", s.heap_alloc());
-    f.push("TotalAlloc", snap.stats.total_alloc);
-    f.push("Mallocs", s.mallocs);
-    f.push("Frees", s.frees);
-    f.push("HeapAlloc", s.heap_alloc());
-    f.push("HeapSys", s.heap_sys());
-    f.push("HeapIdle", s.heap_idle());
-    f.push("HeapInuse", s.heap_inuse());
-    f.push("HeapReleased", s.released);
-    f.push("HeapObjects", s.objects);
-    f.push("NextGC", s.next_gc);
-    f.push("GCTrigger", s.trigger);
-    f.push("NumGC", s.num_gc);
-    f.push("LastGC", s.last_gc_unix_ns);
-    f.push("Live", s.live);
-    f.push("Garbage", s.garbage);
-    f.push("Free", s.free);
-    f.push("Slabs", snap.slabs);
-    f.push("SlabBytes", snap.slab_bytes);
-    f.push("NonHeap", s.non_heap);
-    f.push("Limit", world.limit);
-    f.push("MemoryLimit", world.memory_limit);
-    f.push("Runtime", world.runtime.to_string());
-    let counters = world.counters.as_ref();
-    f.push("CgroupUsage", counters.and_then(|c| c.usage_bytes));
-    f.push("Failcnt", counters.and_then(|c| c.failcnt));
-    f.push("OomKills", counters.and_then(|c| c.oom_kills));
-    f.push("Restarts", world.feed.restarts);
-    f.push("LastOOM", json!(world.feed.last_oom));
-    f.push("Tracing", tracing_state(world.feed));
-    let kernel = [
-        ("PageFaults", world.feed.page_faults),
-        ("ReclaimStalls", world.feed.reclaim_stalls),
-        ("ReclaimNs", world.feed.reclaim_ns),
+    let c = world.counters.as_ref();
+    let feed = world.feed;
+    let mut r: Vec<(&'static Figure, Value)> = vec![
+        (&fig::ALLOC, s.heap_alloc().into()),
+        (&fig::TOTAL_ALLOC, s.total_alloc.into()),
+        (&fig::MALLOCS, s.mallocs.into()),
+        (&fig::FREES, s.frees.into()),
+        (&fig::HEAP_ALLOC, s.heap_alloc().into()),
+        (&fig::HEAP_SYS, s.heap_sys().into()),
+        (&fig::HEAP_IDLE, s.heap_idle().into()),
+        (&fig::HEAP_INUSE, s.heap_inuse().into()),
+        (&fig::HEAP_RELEASED, s.released.into()),
+        (&fig::HEAP_OBJECTS, s.objects.into()),
+        (&fig::NEXT_GC, s.next_gc.into()),
+        (&fig::GC_TRIGGER, s.trigger.into()),
+        (&fig::NUM_GC, s.num_gc.into()),
+        (&fig::LAST_GC, s.last_gc_unix_ns.into()),
+        (&fig::LIVE, s.live.into()),
+        (&fig::GARBAGE, s.garbage.into()),
+        (&fig::FREE, s.free.into()),
+        (&fig::SLABS, snap.slabs.into()),
+        (&fig::SLAB_BYTES, snap.slab_bytes.into()),
+        (&fig::NON_HEAP, s.non_heap.into()),
+        (&fig::LIMIT, world.limit.into()),
+        (&fig::MEMORY_LIMIT, world.memory_limit.into()),
+        (&fig::RUNTIME, world.runtime.to_string().into()),
+        (&fig::CGROUP_USAGE, c.and_then(|c| c.usage_bytes).into()),
+        (&fig::CGROUP_PEAK, c.and_then(|c| c.peak_bytes).into()),
+        (&fig::FAILCNT, c.and_then(|c| c.failcnt).into()),
+        (&fig::OOM_KILLS, c.and_then(|c| c.oom_kills).into()),
+        (&fig::RESTARTS, feed.restarts.into()),
+        (&fig::LAST_OOM, json!(feed.last_oom)),
+        (&fig::TRACING, tracing_state(feed).into()),
     ];
-    for (name, value) in kernel {
+    let kernel = [feed.page_faults, feed.reclaim_stalls, feed.reclaim_ns];
+    for (figure, value) in fig::KERNEL.into_iter().zip(kernel) {
         if let Some(v) = value {
-            f.push(name, v);
+            r.push((figure, v.into()));
         }
+    }
+    r
+}
+
+/// The statistics as `/stats` shows them: every reading under its figure's key.
+pub fn stats_fields(snap: &Snapshot, world: &World, f: &mut Fields) {
+    for (figure, value) in readings(snap, world) {
+        f.push(figure.key, value);
     }
 }
 

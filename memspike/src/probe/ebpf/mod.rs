@@ -35,7 +35,7 @@ use aya_log::EbpfLogger;
 use memspike_common::{OomFieldOffsets, OomVictim, ReclaimStats, names, steps::SLOTS};
 use thiserror::Error;
 
-use super::evidence::OomVictimReport;
+use super::OomVictimReport;
 use super::tracefs;
 use features::{Features, NO_SUCH_TRACEPOINT, Switches};
 use hooks::{Attach, Figure, Hook, PAGE_FAULT_NOP_WAY, PAGE_FAULT_WAYS, Way};

@@ -1,12 +1,11 @@
-//! The post-run report: joins the worker's timeline (telemetry) with the cgroup's counters,
-//! decides what happened and says why, as text for people and as JSON for scripts.
+//! The report of a `run`: joins the worker's timeline (telemetry) with the cgroup's counters
+//! and the kernel's evidence, decides what happened and says why.
 //!
-//! The chain is model -> view: [`Report::build`] derives every figure from the facts of a
-//! run ([`RunFacts`]); [`Report::text`] and serde's JSON only present them.
+//! [`Report::build`] derives every figure and the verdict from the facts of a run
+//! ([`RunFacts`]); its [`Document`] implementation only presents them (a view and a chart).
 
 use std::{fmt::Write as _, time::Duration};
 
-use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde::Serialize;
 
 use memspike_model::{
@@ -14,9 +13,15 @@ use memspike_model::{
     experiment::{DONE, Experiment, STARTUP},
 };
 
+use super::{
+    Document,
+    chart::{Chart, Mark, MarkKind, Role, Series},
+    evidence::{KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim, Tracing},
+    view::{Block, Pairs, Tone, View},
+};
 use crate::{
     cgroup::Counters,
-    probe::{KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim},
+    figures as fig,
     signals::signal_name,
     size::human,
     timeline::History,
@@ -39,6 +44,8 @@ pub struct RunFacts {
     pub group: String,
     /// The worker's events, bounded: the first and last few and a count of the rest.
     pub events: History<Event>,
+    /// Every event, thinned evenly to a bounded number, for the chart.
+    pub series: Vec<Event>,
     pub exit: Exit,
     pub counters: Counters,
     /// OOM kills the group had counted before this worker started (earlier workers of an
@@ -62,6 +69,73 @@ pub enum Outcome {
     /// A stop signal ended the run before the worker finished or was OOM-killed.
     Interrupted,
     Error,
+}
+
+impl Outcome {
+    /// The outcome in capitals, as headlines say it.
+    pub fn headline(self) -> &'static str {
+        match self {
+            Outcome::OomKilled => "OOM-KILLED",
+            Outcome::Survived => "SURVIVED",
+            Outcome::Interrupted => "INTERRUPTED",
+            Outcome::Error => "ERROR",
+        }
+    }
+
+    pub fn tone(self) -> Tone {
+        match self {
+            Outcome::OomKilled | Outcome::Error => Tone::Bad,
+            Outcome::Survived => Tone::Good,
+            Outcome::Interrupted => Tone::Neutral,
+        }
+    }
+}
+
+/// One point of the chart: the heap and the group right after an event, `t_ms` after the
+/// worker was ready, in the step it belongs to.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Point {
+    pub t_ms: f64,
+    pub step: String,
+    pub live: u64,
+    pub garbage: u64,
+    pub free: u64,
+    pub next_gc: Option<u64>,
+    pub trigger: Option<u64>,
+    pub cgroup_usage_bytes: Option<u64>,
+    /// The collection that ended here, if one did.
+    pub gc: Option<u32>,
+}
+
+impl Point {
+    /// The points of `events` (t = 0 at `t0_ns`); an event that names no step is in the
+    /// step before it (`startup` first, `done` after the script).
+    pub fn series(events: &[Event], t0_ns: u64) -> Vec<Point> {
+        let mut step = STARTUP;
+        events
+            .iter()
+            .map(|e| {
+                step = match &e.kind {
+                    Kind::Done => DONE,
+                    k => k.phase().unwrap_or(step),
+                };
+                Point {
+                    t_ms: e.t_ns.saturating_sub(t0_ns) as f64 / 1e6,
+                    step: step.to_owned(),
+                    live: e.heap.live,
+                    garbage: e.heap.garbage,
+                    free: e.heap.free,
+                    next_gc: e.heap.next_gc,
+                    trigger: e.heap.trigger,
+                    cgroup_usage_bytes: e.cgroup_usage_bytes,
+                    gc: match &e.kind {
+                        Kind::Gc { cycle, .. } => Some(cycle.n),
+                        _ => None,
+                    },
+                }
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -121,8 +195,7 @@ pub struct Settings {
 /// What the kernel saw inside the group; each figure names its source.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct KernelSection {
-    /// `ebpf`, or `unavailable: <reason>`.
-    pub tracing: String,
+    pub tracing: Tracing,
     pub page_faults: Option<PageFaults>,
     pub major_faults: Option<PageFaults>,
     pub reclaim: Option<Reclaim>,
@@ -150,6 +223,91 @@ impl KernelSection {
             pressure: k.pressure,
             oom_source: k.oom_source,
             notes: k.notes,
+        }
+    }
+}
+
+impl KernelSection {
+    /// The kernel's figures as rows, each source named; page faults in the order of `steps`
+    /// (`other`, for steps beyond the counters, last).
+    pub fn rows(&self, p: &mut Pairs, steps: &[String]) {
+        p.row(fig::TRACING.label, self.tracing.to_string());
+        if let Some(f) = &self.page_faults {
+            let phases: Vec<String> = steps
+                .iter()
+                .map(String::as_str)
+                .chain([crate::probe::OTHER_NAME])
+                .filter_map(|s| f.per_phase.get(s).map(|n| (s, n)))
+                .filter(|(_, n)| **n > 0)
+                .map(|(s, n)| format!("{s} {n}"))
+                .collect();
+            let split = if phases.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", phases.join(", "))
+            };
+            p.row(fig::PAGE_FAULTS.label, format!("{}{split}", f.total));
+        }
+        if let Some(f) = &self.major_faults {
+            p.row("major faults", f.total.to_string());
+        }
+        if let Some(r) = &self.reclaim {
+            p.row(
+                fig::RECLAIM_STALLS.label,
+                format!("{} ({:.2} ms in all)", r.stalls, r.total_ns as f64 / 1e6),
+            );
+        }
+        if let Some(ps) = &self.pressure {
+            p.row(
+                "memory stall (PSI)",
+                format!(
+                    "some {:.2} ms, full {:.2} ms",
+                    ps.some_ns as f64 / 1e6,
+                    ps.full_ns as f64 / 1e6
+                ),
+            );
+        }
+        if let Some(v) = &self.oom_victim {
+            p.row(
+                "OOM victim",
+                format!(
+                    "pid {} ({}), anon {}, file {}, shmem {}, page tables {}",
+                    v.pid,
+                    v.comm,
+                    human(v.anon_rss_bytes),
+                    human(v.file_rss_bytes),
+                    human(v.shmem_rss_bytes),
+                    human(v.pgtables_bytes)
+                ),
+            );
+        }
+        let sources: Vec<String> = [
+            (
+                "page faults",
+                self.page_faults.as_ref().map(|f| &f.source),
+            ),
+            (
+                "major faults",
+                self.major_faults.as_ref().map(|f| &f.source),
+            ),
+            ("reclaim", self.reclaim.as_ref().map(|r| &r.source)),
+            ("PSI", self.pressure.as_ref().map(|p| &p.source)),
+            (
+                "OOM victim",
+                self.oom_victim
+                    .as_ref()
+                    .map(|v| &v.source)
+                    .or(self.oom_source.as_ref()),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(what, source)| source.map(|s| format!("{what}: {s}")))
+        .collect();
+        if !sources.is_empty() {
+            p.row("kernel sources", sources.join("\n"));
+        }
+        for note in &self.notes {
+            p.row("kernel note", note.clone());
         }
     }
 }
@@ -187,6 +345,8 @@ pub struct Report {
     pub verdict: String,
     /// The timeline, bounded: the worker's first and last events (see [`crate::timeline`]).
     pub events: Vec<TimelineEvent>,
+    /// The heap and the group over the whole run, thinned evenly (the chart's data).
+    pub series: Vec<Point>,
     /// Events the worker sent in all, and how many of them `events` leaves out (between its
     /// first and last ones).
     pub events_total: u64,
@@ -379,6 +539,7 @@ impl Report {
             error,
             verdict: String::new(),
             events: timeline,
+            series: Point::series(&f.series, t0),
             events_total: events.total(),
             events_omitted: events.omitted(),
             omitted_at: events.head().len(),
@@ -505,17 +666,8 @@ impl Report {
         }
     }
 
-    /// The report for a terminal.
-    pub fn text(&self) -> String {
-        let opt = |v: Option<u64>| v.map_or("-".to_owned(), |b| human(b).to_string());
-        let count = |v: Option<u64>| v.map_or("-".to_owned(), |n| n.to_string());
-        let mut out = String::new();
-        let headline = match self.outcome {
-            Outcome::OomKilled => "OOM-KILLED",
-            Outcome::Survived => "SURVIVED",
-            Outcome::Interrupted => "INTERRUPTED",
-            Outcome::Error => "ERROR",
-        };
+    /// The headline: the outcome and the settings in brief.
+    fn headline(&self) -> String {
         let s = &self.settings;
         let mut script = match (s.mode, s.spike) {
             ("interactive", _) => "interactive".to_owned(),
@@ -531,174 +683,93 @@ impl Report {
         if let Some(w) = &s.watchdog {
             let _ = write!(script, ", watchdog {w}");
         }
-        let _ = writeln!(
-            out,
-            "memspike: {headline} (cgroup {}, limit {}, GOGC={}, {script})",
+        format!(
+            "memspike: {} (cgroup {}, limit {}, GOGC={}, {script})",
+            self.outcome.headline(),
             self.cgroup.version,
             human(self.limit_bytes),
             s.gogc,
-        );
+        )
+    }
 
-        let mut t = Table::new();
-        t.load_preset(UTF8_BORDERS_ONLY);
-        let mut row = |k: &str, v: String| {
-            t.add_row(vec![k.to_owned(), v]);
-        };
-        row("died in", self.died_in.as_deref().unwrap_or("-").to_owned());
+    /// The run's figures, as label and value.
+    fn figures(&self) -> Pairs {
+        let mut p = Pairs::default();
+        p.row("died in", self.died_in.as_deref().unwrap_or("-"));
         if let Some(a) = &self.failed_allocation {
-            row(
+            p.row(
                 "allocation that failed",
                 format!("{} ({} bytes)", human(a.bytes), a.bytes),
             );
         }
-        row("GC cycles", self.gc_cycles.to_string());
-        row(
+        p.row(fig::NUM_GC.label, self.gc_cycles.to_string());
+        p.row(
             "next GC after the spike",
-            opt(self.next_gc_after_spike_bytes),
+            opt_bytes(self.next_gc_after_spike_bytes),
         );
-        row(
+        p.row(
             "heap at the end",
             format!(
-                "live {}, garbage {}, free {}",
+                "{} {}, {} {}, {} {}",
+                fig::LIVE.label,
                 human(self.heap_at_end.live_bytes),
+                fig::GARBAGE.label,
                 human(self.heap_at_end.garbage_bytes),
+                fig::FREE.label,
                 human(self.heap_at_end.free_bytes)
             ),
         );
-        row(
+        p.row(
             "garbage / needed",
             self.garbage_ratio
                 .map_or("-".to_owned(), |r| format!("{r:.1}x")),
         );
         let c = &self.cgroup.counters;
-        row("cgroup peak", opt(c.peak_bytes));
-        row("cgroup failcnt", count(c.failcnt));
-        row("cgroup OOM kills", count(c.oom_kills));
-        row(
+        p.row(fig::CGROUP_PEAK.label, opt_bytes(c.peak_bytes));
+        p.row(fig::FAILCNT.label, opt_count(c.failcnt));
+        p.row(fig::OOM_KILLS.label, opt_count(c.oom_kills));
+        p.row(
             "left charged after exit",
             format!(
                 "anon {} (huge {}), page cache {}, kernel {}",
-                opt(c.anon_bytes),
-                opt(c.anon_huge_bytes),
-                opt(c.page_cache_bytes),
-                opt(c.kernel_bytes)
+                opt_bytes(c.anon_bytes),
+                opt_bytes(c.anon_huge_bytes),
+                opt_bytes(c.page_cache_bytes),
+                opt_bytes(c.kernel_bytes)
             ),
         );
-        row(
+        p.row(
             "worker",
             format!(
                 "pid {}, {}, charged {} before its first allocation",
                 self.worker.pid.map_or("-".to_owned(), |p| p.to_string()),
                 self.worker.exit,
-                opt(self.worker.baseline_bytes)
+                opt_bytes(self.worker.baseline_bytes)
             ),
         );
-        row(
-            "runtime",
+        p.row(
+            fig::RUNTIME.label,
             format!(
-                "{} rules; {} outside the heap; released to the OS {}",
+                "{} rules; {} {}; {} {}",
                 self.settings.runtime,
                 human(self.heap_at_end.non_heap_bytes),
+                fig::NON_HEAP.label,
+                fig::HEAP_RELEASED.label,
                 human(self.heap_at_end.released_bytes)
             ),
         );
-        row("kernel tracing", self.kernel.tracing.clone());
-        if let Some(f) = &self.kernel.page_faults {
-            // In the experiment's step order, `other` (steps beyond the counters) last.
-            let phases: Vec<String> = self
-                .steps
-                .iter()
-                .map(String::as_str)
-                .chain([crate::probe::OTHER_NAME])
-                .filter_map(|p| f.per_phase.get(p).map(|n| (p, n)))
-                .filter(|(_, n)| **n > 0)
-                .map(|(p, n)| format!("{p} {n}"))
-                .collect();
-            row(
-                "page faults",
-                format!("{} ({})", f.total, phases.join(", ")),
-            );
-        }
-        if let Some(f) = &self.kernel.major_faults {
-            row("major faults", f.total.to_string());
-        }
-        if let Some(r) = &self.kernel.reclaim {
-            row(
-                "reclaim stalls",
-                format!("{} ({:.2} ms in all)", r.stalls, r.total_ns as f64 / 1e6),
-            );
-        }
-        if let Some(p) = &self.kernel.pressure {
-            row(
-                "memory stall (PSI)",
-                format!(
-                    "some {:.2} ms, full {:.2} ms",
-                    p.some_ns as f64 / 1e6,
-                    p.full_ns as f64 / 1e6
-                ),
-            );
-        }
-        if let Some(v) = &self.kernel.oom_victim {
-            row(
-                "OOM victim",
-                format!(
-                    "pid {} ({}), anon {}, file {}, shmem {}, page tables {}",
-                    v.pid,
-                    v.comm,
-                    human(v.anon_rss_bytes),
-                    human(v.file_rss_bytes),
-                    human(v.shmem_rss_bytes),
-                    human(v.pgtables_bytes)
-                ),
-            );
-        }
-        let sources: Vec<String> = [
-            (
-                "page faults",
-                self.kernel.page_faults.as_ref().map(|f| &f.source),
-            ),
-            (
-                "major faults",
-                self.kernel.major_faults.as_ref().map(|f| &f.source),
-            ),
-            ("reclaim", self.kernel.reclaim.as_ref().map(|r| &r.source)),
-            ("PSI", self.kernel.pressure.as_ref().map(|p| &p.source)),
-            (
-                "OOM victim",
-                self.kernel
-                    .oom_victim
-                    .as_ref()
-                    .map(|v| &v.source)
-                    .or(self.kernel.oom_source.as_ref()),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(what, source)| source.map(|s| format!("{what}: {s}")))
-        .collect();
-        if !sources.is_empty() {
-            row("kernel sources", sources.join("\n"));
-        }
-        for note in &self.kernel.notes {
-            row("kernel note", note.clone());
-        }
-        row("wall time", format!("{:.0} ms", self.duration_ms));
-        let _ = writeln!(out, "{t}");
+        self.kernel.rows(&mut p, &self.steps);
+        p.row("wall time", format!("{:.0} ms", self.duration_ms));
+        p
+    }
 
-        let mut tl = Table::new();
-        tl.load_preset(UTF8_BORDERS_ONLY);
-        tl.set_header(vec![
-            "t (ms)",
-            "event",
-            "heap alloc",
-            "garbage",
-            "free",
-            "next GC",
-            "cgroup",
-        ]);
+    /// The bounded timeline as a table, with a row where events were left out.
+    fn timeline_block(&self) -> Block {
+        let mut rows = Vec::with_capacity(self.events.len() + 1);
         let gap_at = (self.events_omitted > 0).then_some(self.omitted_at);
         for (i, e) in self.events.iter().enumerate() {
             if Some(i) == gap_at {
-                tl.add_row(vec![
+                rows.push(vec![
                     "…".to_owned(),
                     format!(
                         "{} events omitted ({} in all)",
@@ -707,23 +778,135 @@ impl Report {
                 ]);
             }
             let h = e.event.heap;
-            tl.add_row(vec![
+            rows.push(vec![
                 format!("{:.1}", e.t_ms),
                 describe(&e.event.kind),
                 human(h.heap_alloc()).to_string(),
                 human(h.garbage).to_string(),
                 human(h.free).to_string(),
                 h.next_gc.map_or("off".to_owned(), |g| human(g).to_string()),
-                opt(e.event.cgroup_usage_bytes),
+                opt_bytes(e.event.cgroup_usage_bytes),
             ]);
         }
-        let _ = writeln!(out, "timeline\n{tl}");
-        if let Some(e) = &self.error {
-            let _ = writeln!(out, "error: {e}");
+        Block::Grid {
+            caption: "timeline".to_owned(),
+            header: [
+                "t (ms)",
+                "event",
+                "heap alloc",
+                fig::GARBAGE.label,
+                fig::FREE.label,
+                "next GC",
+                "cgroup",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            rows,
         }
-        let _ = writeln!(out, "verdict: {}", self.verdict);
-        out
     }
+
+    /// The heap, its goals and the group over the run: the chart of `timeline.svg`.
+    pub fn chart_of(&self, title: String) -> Chart {
+        let pts = |f: fn(&Point) -> Option<u64>| -> Vec<(f64, f64)> {
+            self.series
+                .iter()
+                .filter_map(|p| f(p).map(|v| (p.t_ms, v as f64)))
+                .collect()
+        };
+        let t_end = self.series.last().map_or(0.0, |p| p.t_ms);
+        let mut marks: Vec<Mark> = self
+            .series
+            .iter()
+            .filter_map(|p| {
+                p.gc.map(|n| Mark {
+                    t_ms: p.t_ms,
+                    kind: MarkKind::Gc,
+                    label: format!("gc {n}"),
+                })
+            })
+            .collect();
+        if self.outcome == Outcome::OomKilled {
+            marks.push(Mark {
+                t_ms: t_end,
+                kind: MarkKind::Oom,
+                label: format!("OOM kill ({})", self.died_in.as_deref().unwrap_or("?")),
+            });
+        }
+        Chart {
+            title,
+            x_label: "ms since the worker was ready".to_owned(),
+            stack: vec![
+                Series::of(Role::Live, pts(|p| Some(p.live))),
+                Series::of(Role::Garbage, pts(|p| Some(p.garbage))),
+                Series::of(Role::Free, pts(|p| Some(p.free))),
+            ],
+            lines: vec![
+                Series::of(Role::NextGc, pts(|p| p.next_gc)),
+                Series::of(Role::Trigger, pts(|p| p.trigger)),
+                Series::of(Role::CgroupUsage, pts(|p| p.cgroup_usage_bytes)),
+                Series::of(
+                    Role::Limit,
+                    vec![(0.0, self.limit_bytes as f64), (t_end, self.limit_bytes as f64)],
+                ),
+            ],
+            marks,
+            rate: self.fault_rate(),
+        }
+    }
+
+    /// Page faults per millisecond, step by step: each step's faults (eBPF) over the time the
+    /// run spent in it. `None` unless eBPF counted them.
+    fn fault_rate(&self) -> Option<Series> {
+        let faults = self.kernel.page_faults.as_ref()?;
+        if !self.kernel.tracing.is_ebpf() || !faults.source.starts_with("ebpf") {
+            return None;
+        }
+        let mut time_in: std::collections::BTreeMap<&str, f64> = Default::default();
+        for w in self.series.windows(2) {
+            *time_in.entry(w[1].step.as_str()).or_default() += w[1].t_ms - w[0].t_ms;
+        }
+        let rate = |step: &str| {
+            let n = faults.per_phase.get(step).copied().unwrap_or(0) as f64;
+            time_in.get(step).filter(|t| **t > 0.0).map_or(0.0, |t| n / t)
+        };
+        let mut points = Vec::new();
+        for w in self.series.windows(2) {
+            let r = rate(&w[1].step);
+            points.push((w[0].t_ms, r));
+            points.push((w[1].t_ms, r));
+        }
+        Some(Series {
+            role: Role::FaultRate,
+            label: format!("{} / ms, per step", fig::PAGE_FAULTS.label),
+            points,
+        })
+    }
+}
+
+impl Document for Report {
+    fn view(&self) -> View {
+        View {
+            headline: self.headline(),
+            tone: self.outcome.tone(),
+            blocks: vec![self.figures().block(), self.timeline_block()],
+            error: self.error.clone(),
+            verdict: self.verdict.clone(),
+        }
+    }
+
+    fn chart(&self) -> Chart {
+        self.chart_of(self.headline())
+    }
+}
+
+/// A size, or `-` when unknown.
+pub(crate) fn opt_bytes(v: Option<u64>) -> String {
+    v.map_or("-".to_owned(), |b| human(b).to_string())
+}
+
+/// A count, or `-` when unknown.
+pub(crate) fn opt_count(v: Option<u64>) -> String {
+    v.map_or("-".to_owned(), |n| n.to_string())
 }
 
 /// One event in words, like the runtime's gctrace for cycles.
@@ -865,6 +1048,7 @@ mod tests {
             config: config(false, Gogc::default()),
             cgroup_version: "v1",
             group: "memspike-1-test".into(),
+            series: events.clone(),
             events: events.into_iter().collect(),
             exit,
             counters: Counters {
@@ -963,10 +1147,9 @@ mod tests {
         let mut faults = [0; SLOTS];
         faults[3] = 712; // startup, spike, release, remainder
         KernelEvidence {
-            tracing: "ebpf".into(),
-            page_faults: Some(PageFaults::from_counts(
-                &faults,
-                &slots(),
+            tracing: Tracing::Ebpf,
+            page_faults: Some(PageFaults::new(
+                slots().per_name(&faults),
                 "ebpf tp_btf/page_fault_user",
             )),
             major_faults: None,
@@ -989,7 +1172,7 @@ mod tests {
         let mut f = facts(events.clone(), Exit::Signal(libc::SIGKILL), 1);
         f.kernel = Ok(evidence(vec![victim(worker)]));
         let r = Report::build(f);
-        assert_eq!(r.kernel.tracing, "ebpf");
+        assert_eq!(r.kernel.tracing, Tracing::Ebpf);
         assert!(
             r.verdict.ends_with(&format!(
                 "the kernel's OOM killer chose pid {worker} (the worker) holding 31.0 MiB of anonymous memory against the 32.0 MiB limit, after 712 page faults in the remainder phase"
@@ -1059,16 +1242,15 @@ mod tests {
         let mut faults = [0; SLOTS];
         faults[3] = 700;
         let mut k = KernelEvidence::unavailable("--no-trace");
-        k.page_faults = Some(PageFaults::from_counts(
-            &faults,
-            &slots(),
+        k.page_faults = Some(PageFaults::new(
+            slots().per_name(&faults),
             "memory.stat pgfault",
         ));
         k.oom_source = Some("/dev/kmsg".into());
         let mut f = facts(events, Exit::Signal(libc::SIGKILL), 1);
         f.kernel = Ok(k);
         let r = Report::build(f);
-        assert_eq!(r.kernel.tracing, "unavailable: --no-trace");
+        assert_eq!(r.kernel.tracing.to_string(), "unavailable: --no-trace");
         assert!(
             r.verdict
                 .ends_with("; /dev/kmsg showed no OOM victim in the group"),
@@ -1090,7 +1272,7 @@ mod tests {
             Exit::Signal(libc::SIGKILL),
             1,
         ));
-        assert_eq!(r.kernel.tracing, "unavailable: --no-trace");
+        assert_eq!(r.kernel.tracing.to_string(), "unavailable: --no-trace");
         assert_eq!(r.kernel.page_faults, None);
         assert!(r.text().contains("unavailable: --no-trace"));
         assert!(!r.verdict.contains("OOM killer chose"));
@@ -1242,7 +1424,7 @@ mod tests {
         if let Some(faults) = &mut kernel.page_faults {
             let mut counts = [0; SLOTS];
             counts[..5].copy_from_slice(&[153, 7_377, 0, 693, 0]);
-            *faults = PageFaults::from_counts(&counts, &slots(), &faults.source);
+            *faults = PageFaults::new(slots().per_name(&counts), &faults.source);
         }
         kernel.pressure = Some(Pressure {
             some_ns: 1_400_000,

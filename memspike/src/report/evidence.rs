@@ -1,19 +1,47 @@
 //! What the kernel saw in the observed group, figure by figure, each with the source it came
-//! from (an eBPF program, a cgroup file or the kernel log). The [`Observer`](super::Observer)
-//! fills it; the report presents it.
+//! from (an eBPF program, a cgroup file or the kernel log): plain data of the report's model.
+//! The [`Observer`](crate::probe::Observer) fills it; the report presents it.
 
 use std::collections::BTreeMap;
 
-use memspike_common::{OomVictim, steps::SLOTS};
-use serde::Serialize;
+use memspike_common::OomVictim;
+use serde::{Serialize, Serializer};
 
-use super::slots::SlotNames;
+/// Whether eBPF programs watched the group. In JSON and text: `ebpf`, or
+/// `unavailable: <why>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tracing {
+    /// At least one eBPF program was attached.
+    Ebpf,
+    /// None was, for this reason (`--no-trace`, not root, no BTF, ...).
+    Unavailable(String),
+}
+
+impl Tracing {
+    pub fn is_ebpf(&self) -> bool {
+        matches!(self, Tracing::Ebpf)
+    }
+}
+
+impl std::fmt::Display for Tracing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tracing::Ebpf => f.write_str("ebpf"),
+            Tracing::Unavailable(why) => write!(f, "unavailable: {why}"),
+        }
+    }
+}
+
+impl Serialize for Tracing {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 /// Everything the observer collected. A figure is `None` when no source could provide it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KernelEvidence {
-    /// `ebpf` when at least one eBPF program was attached, else `unavailable: <why>`.
-    pub tracing: String,
+    pub tracing: Tracing,
     /// User page faults of the group's tasks, per step slot.
     pub page_faults: Option<PageFaults>,
     /// Major page faults (the ones that waited for I/O), per step slot; only `memory.stat`
@@ -36,7 +64,7 @@ impl KernelEvidence {
     /// No figure at all, for this reason.
     pub fn unavailable(reason: &str) -> KernelEvidence {
         KernelEvidence {
-            tracing: unavailable_label(reason),
+            tracing: Tracing::Unavailable(reason.to_owned()),
             page_faults: None,
             major_faults: None,
             reclaim: None,
@@ -64,11 +92,7 @@ impl KernelEvidence {
                     (phase.clone(), n.saturating_sub(before))
                 })
                 .collect();
-            Some(PageFaults {
-                total: per_phase.values().fold(0u64, |a, b| a.saturating_add(*b)),
-                per_phase,
-                source: now.source.clone(),
-            })
+            Some(PageFaults::new(per_phase, &now.source))
         }
         let seen = |v: &OomVictimReport| {
             earlier
@@ -117,16 +141,11 @@ impl KernelEvidence {
     }
 }
 
-/// How a report names an observer without eBPF.
-pub fn unavailable_label(reason: &str) -> String {
-    format!("unavailable: {reason}")
-}
-
 /// Page-fault counts of the group's tasks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PageFaults {
     pub total: u64,
-    /// Keyed by slot name ([`SlotNames`]): every named slot is present (0 when it counted
+    /// Keyed by step slot name ([`SlotNames`](crate::probe::SlotNames)): every named slot is present (0 when it counted
     /// nothing), and `other` only when it counted something. (The key keeps its historical
     /// name: the README documents it.)
     pub per_phase: BTreeMap<String, u64>,
@@ -135,11 +154,11 @@ pub struct PageFaults {
 }
 
 impl PageFaults {
-    /// From counts indexed by step slot, named by `slots`.
-    pub fn from_counts(counts: &[u64; SLOTS], slots: &SlotNames, source: &str) -> PageFaults {
+    /// From counts per step name; the total saturates.
+    pub fn new(per_phase: BTreeMap<String, u64>, source: &str) -> PageFaults {
         PageFaults {
-            total: counts.iter().fold(0u64, |a, b| a.saturating_add(*b)),
-            per_phase: slots.per_name(counts),
+            total: per_phase.values().fold(0u64, |a, b| a.saturating_add(*b)),
+            per_phase,
             source: source.to_owned(),
         }
     }
@@ -206,6 +225,8 @@ impl OomVictimReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::SlotNames;
+    use memspike_common::steps::SLOTS;
 
     #[test]
     fn oom_victim_conversion_turns_kb_into_bytes_and_trims_comm() {
@@ -234,7 +255,7 @@ mod tests {
         let mut counts = [0u64; SLOTS];
         counts[1] = 7;
         counts[2] = u64::MAX;
-        let f = PageFaults::from_counts(&counts, &names, "memory.stat pgfault");
+        let f = PageFaults::new(names.per_name(&counts), "memory.stat pgfault");
         assert_eq!(f.per_phase.len(), 3, "{f:?}");
         assert_eq!(
             (f.per_phase["startup"], f.per_phase["spike"]),
@@ -248,7 +269,7 @@ mod tests {
             "the JSON key stays per_phase"
         );
         counts[memspike_common::steps::OTHER as usize] = 3;
-        let f = PageFaults::from_counts(&counts, &names, "s");
+        let f = PageFaults::new(names.per_name(&counts), "s");
         assert_eq!(f.per_phase["other"], 3);
     }
 
@@ -287,9 +308,8 @@ mod tests {
             counts[0] = startup;
             counts[1] = interactive;
             counts[memspike_common::steps::OTHER as usize] = other;
-            Some(PageFaults::from_counts(
-                &counts,
-                &names,
+            Some(PageFaults::new(
+                names.per_name(&counts),
                 "ebpf tp_btf/page_fault_user",
             ))
         };

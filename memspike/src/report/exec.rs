@@ -1,0 +1,379 @@
+//! The report of an `exec`: a real program's run in the group, as the kernel and the
+//! runtime's own trace saw it. Keys shared with `run`'s report mean the same.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{
+    Document,
+    chart::{Chart, Mark, MarkKind, Role, Series},
+    run::{CgroupSection, Exit, KernelSection, WorkerSection, opt_bytes},
+    view::{Block, Pairs, Tone, View},
+};
+use crate::{
+    exec::{ExecFacts, Timeline, TracedCycle},
+    figures as fig,
+    signals::signal_name,
+    size::human,
+};
+
+/// How the command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecOutcome {
+    /// The kernel's OOM killer killed it (SIGKILL, and the group counted a kill).
+    OomKilled,
+    /// It exited with status 0.
+    Survived,
+    /// It exited with another status.
+    Exited,
+    /// A signal ended it (other than an OOM kill).
+    Signaled,
+}
+
+/// How the process ended, for JSON: `{"code": n}` or `{"signal": "SIGTERM"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<String>,
+}
+
+/// The report of an `exec`. Keys shared with `run`'s report mean the same.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ExecReport {
+    pub outcome: ExecOutcome,
+    pub limit_bytes: u64,
+    pub command: Vec<String>,
+    pub exit: ExitInfo,
+    /// The runtime whose trace was read (`go`), or `null`.
+    pub runtime: Option<&'static str>,
+    /// Cycles the runtime traced; `null` when no runtime was recognised.
+    pub gc_cycles: Option<u32>,
+    pub runtime_cycles: Option<Vec<TracedCycle>>,
+    /// The goal the runtime set after the last traced cycle (see [`TracedCycle`]), and what
+    /// that cycle left live.
+    pub next_goal_bytes: Option<u64>,
+    pub last_live_bytes: Option<u64>,
+    pub cgroup: CgroupSection,
+    pub kernel: KernelSection,
+    pub worker: WorkerSection,
+    pub timeline: Timeline,
+    pub duration_ms: f64,
+    pub verdict: String,
+}
+
+impl ExecReport {
+    pub fn build(f: ExecFacts) -> ExecReport {
+        let killed_by_oom = f.counters.oom_kills.unwrap_or(0) > 0;
+        let outcome = match f.exit {
+            Exit::Signal(libc::SIGKILL) if killed_by_oom => ExecOutcome::OomKilled,
+            Exit::Code(0) => ExecOutcome::Survived,
+            Exit::Code(_) => ExecOutcome::Exited,
+            Exit::Signal(_) => ExecOutcome::Signaled,
+        };
+        let (exit, exit_text) = match f.exit {
+            Exit::Code(c) => (
+                ExitInfo {
+                    code: Some(c),
+                    signal: None,
+                },
+                format!("exited with status {c}"),
+            ),
+            Exit::Signal(s) => (
+                ExitInfo {
+                    code: None,
+                    signal: Some(signal_name(s)),
+                },
+                format!("killed by {}", signal_name(s)),
+            ),
+        };
+        let last = f.cycles.last();
+        let recognised = f.runtime.is_some();
+        let mut report = ExecReport {
+            outcome,
+            limit_bytes: f.config.limit,
+            command: f.config.command.clone(),
+            exit,
+            runtime: f.runtime,
+            gc_cycles: recognised.then_some(f.cycles.len() as u32),
+            next_goal_bytes: last.and_then(|c| c.next_goal_bytes),
+            last_live_bytes: last.map(|c| c.cycle.heap_live_bytes),
+            runtime_cycles: recognised.then_some(f.cycles),
+            cgroup: CgroupSection {
+                version: f.cgroup_version,
+                name: f.group,
+                counters: f.counters,
+            },
+            kernel: KernelSection::new(f.kernel, Some(f.pid)),
+            worker: WorkerSection {
+                pid: Some(f.pid),
+                exit: exit_text,
+                baseline_bytes: f
+                    .timeline
+                    .samples
+                    .first()
+                    .and_then(|s| s.reading.usage_bytes),
+            },
+            timeline: f.timeline,
+            duration_ms: f.duration.as_secs_f64() * 1e3,
+            verdict: String::new(),
+        };
+        report.verdict = report.verdict_sentence(f.stop_signal);
+        report
+    }
+
+    fn verdict_sentence(&self, stop_signal: Option<i32>) -> String {
+        let limit = human(self.limit_bytes);
+        let peak = self
+            .cgroup
+            .counters
+            .peak_bytes
+            .map_or("unknown".to_owned(), |p| human(p).to_string());
+        let runtime = match (self.next_goal_bytes, self.last_live_bytes, self.gc_cycles) {
+            (Some(goal), Some(live), Some(n)) => format!(
+                "; after its last collection (cycle {n}) {} was live and the Go runtime let the heap grow to a next goal of {}, {} the {limit} limit",
+                human(live),
+                human(goal),
+                if goal > self.limit_bytes {
+                    "above"
+                } else {
+                    "below"
+                }
+            ),
+            _ if self.runtime.is_none() => {
+                "; no runtime trace was recognised (the kernel's evidence only)".to_owned()
+            }
+            _ => String::new(),
+        };
+        let mut s = match self.outcome {
+            ExecOutcome::OomKilled => format!(
+                "killed by the kernel's OOM killer with the group at its {limit} limit (peak {peak}){runtime}"
+            ),
+            ExecOutcome::Survived => {
+                format!("exited 0; cgroup peak {peak} of the {limit} limit{runtime}")
+            }
+            ExecOutcome::Exited => format!(
+                "exited with status {}; cgroup peak {peak} of the {limit} limit{runtime}",
+                self.exit.code.unwrap_or(-1)
+            ),
+            ExecOutcome::Signaled => format!(
+                "{}{}; cgroup peak {peak} of the {limit} limit{runtime}",
+                self.worker.exit,
+                stop_signal.map_or(String::new(), |sig| format!(
+                    " (memspike had passed on {})",
+                    signal_name(sig)
+                ))
+            ),
+        };
+        if let (ExecOutcome::OomKilled, Some(v)) = (self.outcome, &self.kernel.oom_victim) {
+            let who = if Some(v.pid) == self.worker.pid {
+                "the command".to_owned()
+            } else {
+                format!("not the command ({})", self.worker.pid.unwrap_or(0))
+            };
+            let _ = write!(
+                s,
+                "; the kernel's OOM killer chose pid {} ({who}) holding {} of anonymous memory",
+                v.pid,
+                human(v.anon_rss_bytes)
+            );
+        }
+        s
+    }
+
+    /// The headline: the outcome and the command.
+    fn headline(&self) -> String {
+        format!(
+            "memspike exec: {} (cgroup {}, limit {}): {}",
+            self.outcome.headline(),
+            self.cgroup.version,
+            human(self.limit_bytes),
+            self.command.join(" ")
+        )
+    }
+
+    fn figures(&self) -> Pairs {
+        let mut p = Pairs::default();
+        p.row(
+            "command",
+            format!("pid {}, {}", self.worker.pid.unwrap_or(0), self.worker.exit),
+        );
+        p.row(
+            fig::RUNTIME.label,
+            match (self.runtime, self.gc_cycles) {
+                (Some(r), Some(1)) => format!("{r}, 1 cycle traced"),
+                (Some(r), Some(n)) => format!("{r}, {n} cycles traced"),
+                _ => "not recognised".to_owned(),
+            },
+        );
+        if let Some(goal) = self.next_goal_bytes {
+            p.row(
+                "next goal",
+                format!(
+                    "{} ({} live after the last cycle)",
+                    human(goal),
+                    opt_bytes(self.last_live_bytes)
+                ),
+            );
+        }
+        let c = &self.cgroup.counters;
+        p.row(fig::CGROUP_PEAK.label, opt_bytes(c.peak_bytes));
+        p.row(
+            fig::OOM_KILLS.label,
+            c.oom_kills.map_or("-".into(), |n| n.to_string()),
+        );
+        self.kernel.rows(&mut p, &[]);
+        p.row(
+            "timeline",
+            format!(
+                "{} samples every {} ms, {} buckets of {} ms",
+                self.timeline.samples.len(),
+                self.timeline.sample_period_ms,
+                self.timeline.buckets.len(),
+                self.timeline.bucket_ms
+            ),
+        );
+        p.row("wall time", format!("{:.0} ms", self.duration_ms));
+        p
+    }
+
+    /// The last traced cycles (at most 16) as a table.
+    fn cycles_block(&self) -> Option<Block> {
+        let cycles = self.runtime_cycles.as_ref()?;
+        let shown = cycles.len().min(16);
+        let rows = cycles[cycles.len() - shown..]
+            .iter()
+            .map(|c| {
+                vec![
+                    c.cycle.n.to_string(),
+                    format!("{:.1}", c.t_ms),
+                    format!(
+                        "{} -> {} -> {}",
+                        human(c.cycle.heap_start_bytes),
+                        human(c.cycle.heap_end_bytes),
+                        human(c.cycle.heap_live_bytes)
+                    ),
+                    human(c.cycle.goal_bytes).to_string(),
+                    c.next_goal_bytes.map_or("none".to_owned(), |g| {
+                        let rule = if c.next_goal_estimated {
+                            " (GOGC rule)"
+                        } else {
+                            ""
+                        };
+                        format!("{}{rule}", human(g))
+                    }),
+                ]
+            })
+            .collect();
+        Some(Block::Grid {
+            caption: format!("runtime cycles (the last {shown})"),
+            header: [
+                "gc",
+                "t (ms)",
+                "heap start -> end -> live",
+                "its goal",
+                "next goal",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            rows,
+        })
+    }
+}
+
+impl ExecOutcome {
+    pub fn headline(self) -> &'static str {
+        match self {
+            ExecOutcome::OomKilled => "OOM-KILLED",
+            ExecOutcome::Survived => "SURVIVED",
+            ExecOutcome::Exited => "EXITED",
+            ExecOutcome::Signaled => "SIGNALED",
+        }
+    }
+}
+
+impl Document for ExecReport {
+    fn view(&self) -> View {
+        let mut blocks = vec![self.figures().block()];
+        blocks.extend(self.cycles_block());
+        View {
+            headline: self.headline(),
+            tone: match self.outcome {
+                ExecOutcome::OomKilled => Tone::Bad,
+                ExecOutcome::Survived => Tone::Good,
+                _ => Tone::Neutral,
+            },
+            blocks,
+            error: None,
+            verdict: self.verdict.clone(),
+        }
+    }
+
+    /// The group's usage as sampled, the goals the runtime traced (each cycle's next goal
+    /// from its end on), cycles and the OOM kill marked, and the page-fault rate per time
+    /// bucket when traced.
+    fn chart(&self) -> Chart {
+        let samples = &self.timeline.samples;
+        let usage = samples
+            .iter()
+            .filter_map(|s| s.reading.usage_bytes.map(|u| (s.t_ms as f64, u as f64)))
+            .collect();
+        let anon = samples
+            .iter()
+            .filter_map(|s| s.reading.anon_bytes.map(|u| (s.t_ms as f64, u as f64)))
+            .collect();
+        let t_end = samples.last().map_or(0.0, |s| s.t_ms as f64);
+        let cycles = self.runtime_cycles.as_deref().unwrap_or_default();
+        let goals = cycles
+            .iter()
+            .filter_map(|c| c.next_goal_bytes.map(|g| (c.t_ms, g as f64)))
+            .collect();
+        let mut marks: Vec<Mark> = cycles
+            .iter()
+            .map(|c| Mark {
+                t_ms: c.t_ms,
+                kind: MarkKind::Gc,
+                label: format!("gc {}", c.cycle.n),
+            })
+            .collect();
+        if self.outcome == ExecOutcome::OomKilled {
+            marks.push(Mark {
+                t_ms: t_end,
+                kind: MarkKind::Oom,
+                label: "OOM kill".to_owned(),
+            });
+        }
+        let traced = self.kernel.tracing.is_ebpf();
+        let width = self.timeline.bucket_ms.max(1) as f64;
+        let rate = traced.then(|| Series {
+            role: Role::FaultRate,
+            label: format!("{} / ms", fig::PAGE_FAULTS.label),
+            points: self
+                .timeline
+                .buckets
+                .iter()
+                .filter_map(|b| b.page_faults.map(|n| (b.t_ms as f64, n as f64 / width)))
+                .flat_map(|(t, r)| [(t, r), (t + width, r)])
+                .collect(),
+        });
+        Chart {
+            title: self.headline(),
+            x_label: "ms since the command started".to_owned(),
+            stack: vec![Series {
+                label: "anonymous memory".to_owned(),
+                ..Series::of(Role::Live, anon)
+            }],
+            lines: vec![
+                Series::of(Role::NextGc, goals),
+                Series::of(Role::CgroupUsage, usage),
+                Series::of(
+                    Role::Limit,
+                    vec![(0.0, self.limit_bytes as f64), (t_end, self.limit_bytes as f64)],
+                ),
+            ],
+            marks,
+            rate,
+        }
+    }
+}
