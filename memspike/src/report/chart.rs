@@ -122,6 +122,22 @@ impl Series {
     }
 }
 
+impl Series {
+    /// The same values held until the next point: a plan (a goal, a trigger) changes at an
+    /// instant, it does not slide between events.
+    pub fn stepped(mut self) -> Series {
+        let mut points = Vec::with_capacity(self.points.len() * 2);
+        for (i, &(t, v)) in self.points.iter().enumerate() {
+            if i > 0 {
+                points.push((t, self.points[i - 1].1));
+            }
+            points.push((t, v));
+        }
+        self.points = points;
+        self
+    }
+}
+
 /// What a vertical mark marks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MarkKind {

@@ -841,8 +841,8 @@ impl Report {
                 Series::of(Role::Free, pts(|p| Some(p.free))),
             ],
             lines: vec![
-                Series::of(Role::NextGc, pts(|p| p.next_gc)),
-                Series::of(Role::Trigger, pts(|p| p.trigger)),
+                Series::of(Role::NextGc, pts(|p| p.next_gc)).stepped(),
+                Series::of(Role::Trigger, pts(|p| p.trigger)).stepped(),
                 Series::of(Role::CgroupUsage, pts(|p| p.cgroup_usage_bytes)),
                 Series::of(
                     Role::Limit,
@@ -855,7 +855,8 @@ impl Report {
     }
 
     /// Page faults per millisecond, step by step: each step's faults (eBPF) over the time the
-    /// run spent in it. `None` unless eBPF counted them.
+    /// run spent in it. `None` unless eBPF counted them. Start-up and the time after the
+    /// script are left out: their faults happen outside the timeline (exec, exit).
     fn fault_rate(&self) -> Option<Series> {
         let faults = self.kernel.page_faults.as_ref()?;
         if !self.kernel.tracing.is_ebpf() || !faults.source.starts_with("ebpf") {
@@ -871,7 +872,12 @@ impl Report {
         };
         let mut points = Vec::new();
         for w in self.series.windows(2) {
-            let r = rate(&w[1].step);
+            let step = w[1].step.as_str();
+            let r = if step == STARTUP || step == DONE {
+                0.0
+            } else {
+                rate(step)
+            };
             points.push((w[0].t_ms, r));
             points.push((w[1].t_ms, r));
         }

@@ -5,7 +5,10 @@
 use plotters::{
     coord::Shift,
     prelude::*,
-    style::{RGBColor, ShapeStyle},
+    style::{
+        RGBColor, ShapeStyle,
+        text_anchor::{HPos, Pos, VPos},
+    },
 };
 
 use super::chart::{Chart, MarkKind, Rgb, Role, Series};
@@ -61,7 +64,8 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
     c.configure_mesh()
         .x_desc(chart.x_label.as_str())
         .y_desc("MiB")
-        .light_line_style(RGBColor(0xe3, 0xe7, 0xec))
+        .light_line_style(RGBColor(0xf0, 0xf2, 0xf5))
+        .max_light_lines(2)
         .label_style(("sans-serif", 13).into_font())
         .draw()?;
     if rate_max.is_some() {
@@ -74,11 +78,11 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
     // The stack, top first, so each lower part paints over the one above it.
     for s in chart.stacked().iter().rev() {
         let col = colour(s.role.colour());
-        c.draw_series(
-            AreaSeries::new(mib(s), 0.0, col.mix(0.55)).border_style(col.stroke_width(1)),
-        )?
-        .label(s.label.as_str())
-        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], col.filled()));
+        // An opaque tint, so that each part hides the one above it where they overlap.
+        let fill = tint(s.role.colour());
+        c.draw_series(AreaSeries::new(mib(s), 0.0, fill).border_style(col.stroke_width(1)))?
+            .label(s.label.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], fill.filled()));
     }
     for s in &chart.lines {
         let style = line_style(s.role);
@@ -114,12 +118,15 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
             style,
         ))?;
         if m.kind == MarkKind::Oom {
+            // Right-aligned, left of the line: the kill is usually the chart's right edge.
+            let font = ("sans-serif", 13)
+                .into_font()
+                .color(&colour(Role::Limit.colour()))
+                .pos(Pos::new(HPos::Right, VPos::Top));
             c.draw_series(std::iter::once(Text::new(
-                m.label.clone(),
-                (m.t_ms, y_max * 0.97),
-                ("sans-serif", 13)
-                    .into_font()
-                    .color(&colour(Role::Limit.colour())),
+                format!("{} ", m.label),
+                (m.t_ms, y_max * 0.99),
+                font,
             )))?;
         }
     }
@@ -130,6 +137,12 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
         .label_font(("sans-serif", 13).into_font())
         .draw()?;
     Ok(())
+}
+
+/// The colour at 55 % over white.
+fn tint(c: Rgb) -> RGBColor {
+    let mix = |v: u8| (f64::from(v) * 0.55 + 255.0 * 0.45).round() as u8;
+    RGBColor(mix(c.0), mix(c.1), mix(c.2))
 }
 
 fn line_style(role: Role) -> ShapeStyle {
