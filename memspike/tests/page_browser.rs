@@ -8,6 +8,9 @@
 //! that release, GC, reset and a bad size answer as they should, and it saves a screenshot to
 //! `target/tmp/page_browser.png`.
 //!
+//! A second test opens the HTML report (`--report DIR`'s report.html) from a file and checks
+//! its chart the same way, saving `target/tmp/report_browser.png`.
+//!
 //! Needs `chromium` and `chromium-driver` (Debian's packages; `cargo xtask test` installs them).
 //! Without them it prints `SKIPPED` outside CI and fails under CI. `MEMSPIKE_CHROMIUM` and
 //! `MEMSPIKE_CHROMEDRIVER` name other binaries; `MEMSPIKE_PAGE_URL` (e.g.
@@ -178,6 +181,142 @@ fn page_loads_draws_and_add_changes_the_heap() {
         "page_browser: done in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The HTML report (`--report DIR`'s report.html), as a person opens it: from a file, offline,
+/// in Chromium. The report is the seed's, built in-process from the model (no root): its SVG
+/// parses, the page loads with no console error and no request at all, shows the chart with
+/// its legend and the verdict, and a screenshot is saved to `target/tmp/report_browser.png`.
+#[test]
+fn the_html_report_opens_offline_with_its_chart() {
+    let Some((chromium, chromedriver)) = browser() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temporary report directory");
+    let report = seed_report();
+    let written = memspike::report::write_dir(&report, dir.path()).expect("the report is written");
+    assert_eq!(
+        written
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str())
+            .collect::<Vec<_>>(),
+        ["report.json", "timeline.svg", "report.html"]
+    );
+    let svg = std::fs::read_to_string(dir.path().join("timeline.svg")).expect("timeline.svg");
+    let doc = roxmltree::Document::parse(&svg).expect("timeline.svg parses as XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .collect();
+    for label in ["live", "garbage", "next GC goal", "cgroup usage", "cgroup limit"] {
+        assert!(texts.contains(&label), "the chart's legend lacks {label:?}: {texts:?}");
+    }
+    assert!(
+        texts.iter().any(|t| t.starts_with("OOM kill (remainder)")),
+        "the kill is marked: {texts:?}"
+    );
+
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let profile = tempfile::tempdir().expect("a temporary Chromium profile directory");
+    let driver = ChromeDriver::start(&chromedriver, out_dir).expect("chromedriver starts");
+    let session = driver.new_session(&chromium, profile.path());
+    let url = format!("file://{}", dir.path().join("report.html").display());
+    session.navigate(&url);
+    session.wait_for("the report to finish loading", |s| {
+        s.script("return document.readyState;", json!([])) == "complete"
+    });
+    let shown = session.script(
+        "var svg = document.querySelector('figure svg');
+         var box = svg ? svg.getBoundingClientRect() : null;
+         return { title: document.title, width: box ? box.width : 0, height: box ? box.height : 0,
+                  verdict: document.querySelector('p.verdict').textContent,
+                  requests: performance.getEntriesByType('resource').length };",
+        json!([]),
+    );
+    assert!(
+        shown["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("memspike: OOM-KILLED")),
+        "{shown}"
+    );
+    assert!(
+        shown["width"].as_f64().unwrap_or(0.0) > 400.0
+            && shown["height"].as_f64().unwrap_or(0.0) > 200.0,
+        "the chart is drawn at a readable size: {shown}"
+    );
+    assert_eq!(shown["verdict"], report.verdict.as_str());
+    assert_eq!(shown["requests"], 0, "the report loads nothing: {shown}");
+    if let Some(log) = session.browser_log() {
+        let severe: Vec<&Value> = log.iter().filter(|e| e["level"] == "SEVERE").collect();
+        assert!(severe.is_empty(), "console errors: {severe:?}");
+    }
+    let shot = out_dir.join("report_browser.png");
+    session.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
+}
+
+/// The seed's report as a killed run would give it: the model's events up to the start of the
+/// remainder, an OOM kill the group counted, no kernel tracing.
+fn seed_report() -> memspike::report::Report {
+    use memspike::model::{
+        experiment::Experiment,
+        heap::Accounting,
+        program::{Detached, Driver},
+        runtime::Runtime,
+    };
+    use memspike::report::{Exit, Report, RunFacts};
+
+    let experiment = Experiment::seed(32 * MIB);
+    let rt = Runtime::new(
+        Accounting::default(),
+        Accounting::default(),
+        1 << 30,
+        experiment.runtime_config(0, 0),
+    );
+    let mut driver = Driver::new(rt, Vec::new(), Detached { pid: 4242 });
+    driver
+        .run(&experiment.effective_scenario(), experiment.limit)
+        .expect("the seed runs in the model");
+    let mut events = driver.into_sink();
+    let remainder = events
+        .iter()
+        .position(|e| e.kind.phase() == Some("remainder"))
+        .expect("a remainder step");
+    events.truncate(remainder + 1);
+    for (i, e) in events.iter_mut().enumerate() {
+        e.t_ns = 1_000_000_000 + i as u64 * 2_000_000;
+        e.cgroup_usage_bytes = Some(e.heap.resident() + MIB);
+    }
+    Report::build(RunFacts {
+        config: memspike::worker::WorkerConfig {
+            experiment,
+            interactive: false,
+            run_as: memspike::privilege::RunAs {
+                uid: 61184,
+                gid: 61184,
+                name: None,
+            },
+            allowed_hosts: Vec::new(),
+        },
+        cgroup_version: "v1",
+        group: "memspike-test".into(),
+        series: events.clone(),
+        events: events.into_iter().collect(),
+        exit: Exit::Signal(libc::SIGKILL),
+        counters: memspike::cgroup::Counters {
+            oom_kills: Some(1),
+            peak_bytes: Some(32 * MIB),
+            ..Default::default()
+        },
+        oom_kills_before: 0,
+        kernel: Err("--no-trace".to_owned()),
+        stop_signal: None,
+        stderr_tail: String::new(),
+        duration: Duration::from_millis(40),
+    })
 }
 
 /// Chromium and chromedriver, or None after printing why the test is skipped (outside CI).
