@@ -39,6 +39,7 @@ pub mod heap;
 pub mod limiter;
 pub mod pacer;
 pub mod policy;
+pub mod policy_set;
 pub mod program;
 pub mod release;
 pub mod runtime;
