@@ -46,4 +46,5 @@ pub mod runtime;
 pub mod scavenger;
 pub mod scenario;
 pub mod size;
+pub mod threshold;
 pub mod watchdog;
