@@ -143,6 +143,9 @@ pub struct HeapStats {
     /// Memory the runtime holds outside the heap (stacks, metadata, its own), mapped and
     /// ready: `Sys - HeapSys`.
     pub non_heap: u64,
+    /// The collector's CPU time so far, simulated nanoseconds (every cycle costs
+    /// [`crate::runtime::CYCLE_CPU_NS`]); see [`HeapStats::gc_cpu_share`].
+    pub gc_cpu_ns: u64,
 }
 
 impl HeapStats {
@@ -169,6 +172,14 @@ impl HeapStats {
     /// Everything the runtime holds mapped (`Sys`).
     pub fn sys(&self) -> u64 {
         self.heap_sys() + self.non_heap
+    }
+    /// The simulated GC CPU share: the collector's CPU time over all the CPU time the program
+    /// had, `gc_cpu_ns / (elapsed_ns x gomaxprocs)`, as Go's `GCCPUFraction`. `elapsed_ns` is
+    /// the simulated clock at this snapshot (an [`Event`]'s `sim_ns`). `None` before any
+    /// simulated time has passed.
+    pub fn gc_cpu_share(&self, elapsed_ns: u64, gomaxprocs: u32) -> Option<f64> {
+        let capacity = elapsed_ns as f64 * f64::from(gomaxprocs.max(1));
+        (capacity > 0.0).then(|| self.gc_cpu_ns as f64 / capacity)
     }
 }
 
@@ -197,5 +208,25 @@ impl Sink for Vec<Event> {
     fn send(&mut self, event: &Event) -> std::io::Result<()> {
         self.push(event.clone());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gc_cpu_share_is_gc_time_over_all_cpu_time() {
+        let stats = HeapStats {
+            gc_cpu_ns: 3_000_000,
+            ..HeapStats::default()
+        };
+        // 3 ms of GC in 100 ms on 2 CPUs: 1.5 %.
+        assert_eq!(stats.gc_cpu_share(100_000_000, 2), Some(0.015));
+        assert_eq!(stats.gc_cpu_share(100_000_000, 1), Some(0.03));
+        // GOMAXPROCS 0 counts as 1 rather than dividing by zero.
+        assert_eq!(stats.gc_cpu_share(100_000_000, 0), Some(0.03));
+        assert_eq!(stats.gc_cpu_share(0, 2), None);
+        assert_eq!(HeapStats::default().gc_cpu_share(1, 1), Some(0.0));
     }
 }

@@ -211,6 +211,7 @@ impl<M: Memory> Runtime<M> {
             next_gc: planned(pace.goal),
             trigger: planned(pace.trigger),
             non_heap: self.non_heap(),
+            gc_cpu_ns: self.gc_cpu_ns,
         }
     }
 
@@ -520,6 +521,19 @@ mod tests {
             "{late} cycles in the last 10,000 allocations"
         );
         assert!(rt.gc_cpu_ns() > CYCLE_CPU_NS * 3_000);
+    }
+
+    /// Every cycle's CPU time reaches the stats, whatever caused it.
+    #[test]
+    fn the_stats_carry_the_gc_cpu_time() {
+        let mut rt = runtime(config(Policy::default()));
+        assert_eq!(rt.stats().gc_cpu_ns, 0);
+        rt.alloc(16 * MIB, &mut ()).unwrap();
+        rt.gc(&mut ());
+        let stats = rt.stats();
+        assert!(stats.num_gc >= 2, "{stats:?}");
+        assert_eq!(stats.gc_cpu_ns, u64::from(stats.num_gc) * CYCLE_CPU_NS);
+        assert_eq!(stats.gc_cpu_ns, rt.gc_cpu_ns());
     }
 
     /// The heap driver sets GOGC after each cycle so that the next comes at the policy's

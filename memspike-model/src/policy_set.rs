@@ -1,0 +1,605 @@
+//! Named policies, and the set `memspike compare` and `memspike threshold` run: the built-in
+//! catalogue ([`CATALOGUE`]), `--policies LIST|FILE` ([`load`]), and each policy's settings as
+//! the compare JSON prints them ([`Settings`]).
+//!
+//! A policies file is TOML, one `[[policy]]` table per policy; every key but `name` is
+//! optional and defaults as the `run` flags do (GOGC 100, no memory limit, no watchdog):
+//!
+//! ```toml
+//! [[policy]]
+//! name = "gogc50-memlimit90"
+//! gogc = "50"                          # or 50, or "off"
+//! memory_limit = "90%"                 # a size, a percentage of --limit, or "off"
+//! gc_after_release = true
+//! watchdog = "watermarks:0.5,0.75,0.9" # or "adaptive:0.5"
+//! watchdog_driver = "heap"             # or "cgroup"
+//! watchdog_force = "gc"                # or "free_os_memory"
+//! watchdog_interval = "1s"             # the cgroup driver's polls, simulated, at least 100ms
+//! ```
+//!
+//! Errors name the file, the line and the column, as scenario errors do.
+
+use std::{path::Path, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    pacer::Gogc,
+    policy::{Policy, parse_memory_limit},
+    scenario::line_column,
+    size::Amount,
+    watchdog::{self, Driver, Force, Watchdog},
+};
+
+/// The built-in policies, in the order `compare` runs them by default: name and what it is.
+pub const CATALOGUE: [(&str, &str); 7] = [
+    ("gogc100", "GOGC 100, no memory limit: Go's default"),
+    ("gogc50", "GOGC 50: collect twice as often"),
+    (
+        "gc-after-release",
+        "GOGC 100 and a collection right after every release (the seed's -gc)",
+    ),
+    (
+        "memlimit90",
+        "GOGC 100 and a memory limit at 90 % of the cgroup's",
+    ),
+    (
+        "gogc-off-memlimit90",
+        "GOGC off and a memory limit at 90 %: collect only near the limit",
+    ),
+    (
+        "watchdog-watermarks",
+        "go-watchdog, heap-driven, watermarks at 50, 75 and 90 % of the limit",
+    ),
+    (
+        "watchdog-adaptive",
+        "go-watchdog, heap-driven, adaptive: the next collection halfway to the limit",
+    ),
+];
+
+/// The cgroup-driven watchdog's shortest polling interval: a shorter one only makes a long
+/// simulation slow (go-watchdog polls every few seconds).
+pub const MIN_WATCHDOG_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A policy and the name `compare` and `threshold` print it under.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedPolicy {
+    pub name: String,
+    pub policy: Policy,
+}
+
+impl NamedPolicy {
+    /// Its settings, as the compare JSON prints them.
+    pub fn settings(&self) -> Settings {
+        Settings::of(&self.policy)
+    }
+}
+
+/// A policy's settings as plain data, with the keys and spellings of a policies file:
+/// `{"gogc": "100", "memory_limit": "90%", "gc_after_release": false, "watchdog":
+/// "watermarks:0.5,0.75,0.9", "watchdog_driver": "heap", ...}`. `memory_limit` is `null` when
+/// off; the `watchdog*` keys are `null` without a watchdog.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Settings {
+    pub gogc: Gogc,
+    pub memory_limit: Option<Amount>,
+    pub gc_after_release: bool,
+    pub watchdog: Option<String>,
+    pub watchdog_driver: Option<Driver>,
+    pub watchdog_force: Option<Force>,
+    pub watchdog_interval: Option<String>,
+}
+
+impl Settings {
+    pub fn of(policy: &Policy) -> Settings {
+        let w = policy.watchdog.as_ref();
+        Settings {
+            gogc: policy.gogc,
+            memory_limit: policy.memory_limit,
+            gc_after_release: policy.gc_after_release,
+            watchdog: w.map(|w| w.policy.to_string()),
+            watchdog_driver: w.map(|w| w.driver),
+            watchdog_force: w.map(|w| w.force),
+            watchdog_interval: w.map(|w| crate::duration::format(w.interval)),
+        }
+    }
+}
+
+/// A policy set that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicySetError {
+    #[error("cannot read policies file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    /// The message names the file, line and column.
+    #[error("{0}")]
+    Parse(String),
+    #[error(
+        "no built-in policy is called {name:?} and no such file exists: give comma-separated names from {known}, or a TOML file of [[policy]] tables"
+    )]
+    Unknown { name: String, known: String },
+    #[error("{0}")]
+    List(String),
+}
+
+/// A built-in policy by name.
+pub fn by_name(name: &str) -> Option<NamedPolicy> {
+    let pct90 = || Some(Amount::Percent(90.0));
+    let watchdog = |p: &str| p.parse::<watchdog::Policy>().ok().map(Watchdog::new);
+    let policy = match name {
+        "gogc100" => Policy::default(),
+        "gogc50" => Policy {
+            gogc: Gogc::Percent(50),
+            ..Policy::default()
+        },
+        "gc-after-release" => Policy {
+            gc_after_release: true,
+            ..Policy::default()
+        },
+        "memlimit90" => Policy {
+            memory_limit: pct90(),
+            ..Policy::default()
+        },
+        "gogc-off-memlimit90" => Policy {
+            gogc: Gogc::Off,
+            memory_limit: pct90(),
+            ..Policy::default()
+        },
+        "watchdog-watermarks" => Policy {
+            watchdog: watchdog("watermarks:0.5,0.75,0.9"),
+            ..Policy::default()
+        },
+        "watchdog-adaptive" => Policy {
+            watchdog: watchdog("adaptive:0.5"),
+            ..Policy::default()
+        },
+        _ => return None,
+    };
+    Some(NamedPolicy {
+        name: name.to_owned(),
+        policy,
+    })
+}
+
+/// The default set: the whole catalogue, in its order.
+pub fn defaults() -> Vec<NamedPolicy> {
+    CATALOGUE
+        .iter()
+        .filter_map(|(name, _)| by_name(name))
+        .collect()
+}
+
+fn known_names() -> String {
+    CATALOGUE
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `--policies LIST|FILE`: a TOML file when `spec` names one that exists, else comma-separated
+/// names from the catalogue. The set is never empty and its names are unique.
+pub fn load(spec: &str) -> Result<Vec<NamedPolicy>, PolicySetError> {
+    let path = Path::new(spec);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path).map_err(|error| PolicySetError::Read {
+            path: spec.to_owned(),
+            error,
+        })?;
+        return from_toml(&text, spec);
+    }
+    from_list(spec)
+}
+
+/// Comma-separated names from the catalogue (spaces around them are ignored).
+pub fn from_list(list: &str) -> Result<Vec<NamedPolicy>, PolicySetError> {
+    let mut set: Vec<NamedPolicy> = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        if name.is_empty() {
+            return Err(PolicySetError::List(format!(
+                "--policies {list:?} has an empty name: give comma-separated names from {}",
+                known_names()
+            )));
+        }
+        let p = by_name(name).ok_or_else(|| PolicySetError::Unknown {
+            name: name.to_owned(),
+            known: known_names(),
+        })?;
+        if set.iter().any(|q| q.name == p.name) {
+            return Err(PolicySetError::List(format!(
+                "--policies {list:?} names {name:?} twice: give each policy once"
+            )));
+        }
+        set.push(p);
+    }
+    Ok(set)
+}
+
+/// Parses a policies file; `origin` names it in errors (a path).
+pub fn from_toml(text: &str, origin: &str) -> Result<Vec<NamedPolicy>, PolicySetError> {
+    let at = |offset: usize| {
+        let (line, column) = line_column(text, offset);
+        format!("{origin}:{line}:{column}")
+    };
+    let file: File = toml::from_str(text).map_err(|e| {
+        let place = e
+            .span()
+            .map_or_else(|| format!("{origin}:1:1"), |s| at(s.start));
+        PolicySetError::Parse(format!("{place}: {}", e.message().trim_end()))
+    })?;
+    if file.policy.is_empty() {
+        return Err(PolicySetError::Parse(format!(
+            "{origin}: the file has no policies: add at least one [[policy]] table with a name"
+        )));
+    }
+    let mut set: Vec<NamedPolicy> = Vec::with_capacity(file.policy.len());
+    for entry in file.policy {
+        let span = entry.span();
+        let Entry(p) = entry.into_inner();
+        if set.iter().any(|q| q.name == p.name) {
+            return Err(PolicySetError::Parse(format!(
+                "{}: the policy name {:?} is used twice: give each policy its own name",
+                at(span.start),
+                p.name
+            )));
+        }
+        set.push(p);
+    }
+    Ok(set)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    policy: Vec<toml::Spanned<Entry>>,
+}
+
+/// A `[[policy]]` table, checked into a [`NamedPolicy`].
+#[derive(Deserialize)]
+#[serde(try_from = "RawEntry")]
+struct Entry(NamedPolicy);
+
+/// GOGC as written: `"50"`, `50` or `"off"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawGogc {
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    name: String,
+    gogc: Option<RawGogc>,
+    memory_limit: Option<String>,
+    gc_after_release: Option<bool>,
+    watchdog: Option<String>,
+    watchdog_driver: Option<Driver>,
+    watchdog_force: Option<Force>,
+    watchdog_interval: Option<String>,
+}
+
+impl TryFrom<RawEntry> for Entry {
+    type Error = String;
+    fn try_from(r: RawEntry) -> Result<Entry, String> {
+        let name = r.name.trim();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "the policy name {:?} must be letters, digits, '-', '_' or '.' (it names the policy in tables and file names)",
+                r.name
+            ));
+        }
+        let gogc = match r.gogc {
+            None => Gogc::default(),
+            Some(RawGogc::Number(n)) => n.to_string().parse::<Gogc>()?,
+            Some(RawGogc::Text(t)) => t.trim().parse::<Gogc>()?,
+        };
+        let memory_limit = r
+            .memory_limit
+            .as_deref()
+            .map(parse_memory_limit)
+            .transpose()?
+            .flatten();
+        let watchdog = match r.watchdog {
+            None => {
+                if r.watchdog_driver.is_some()
+                    || r.watchdog_force.is_some()
+                    || r.watchdog_interval.is_some()
+                {
+                    return Err("watchdog_driver, watchdog_force and watchdog_interval belong to a watchdog: add watchdog = \"watermarks:0.5,0.75,0.9\" (or adaptive:0.5)".into());
+                }
+                None
+            }
+            Some(w) => {
+                let defaults = Watchdog::new(w.parse::<watchdog::Policy>()?);
+                let interval = match r.watchdog_interval.as_deref() {
+                    None => defaults.interval,
+                    Some(i) => {
+                        let d = crate::duration::parse(i)
+                            .map_err(|e| format!("watchdog_interval: {e}"))?;
+                        if d < MIN_WATCHDOG_INTERVAL {
+                            return Err(format!(
+                                "watchdog_interval {i:?} is shorter than 100ms: poll less often"
+                            ));
+                        }
+                        d
+                    }
+                };
+                Some(Watchdog {
+                    driver: r.watchdog_driver.unwrap_or(defaults.driver),
+                    force: r.watchdog_force.unwrap_or(defaults.force),
+                    interval,
+                    ..defaults
+                })
+            }
+        };
+        Ok(Entry(NamedPolicy {
+            name: name.to_owned(),
+            policy: Policy {
+                gogc,
+                memory_limit,
+                gc_after_release: r.gc_after_release.unwrap_or(false),
+                watchdog,
+            },
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(set: &[NamedPolicy]) -> Vec<&str> {
+        set.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    fn err(text: &str) -> String {
+        from_toml(text, "p.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_default_set_is_the_catalogue_with_its_settings() {
+        let set = defaults();
+        assert_eq!(names(&set), CATALOGUE.map(|(n, _)| n));
+        // name, gogc, memory_limit, gc_after_release, watchdog
+        let want = [
+            ("gogc100", "100", None, false, None),
+            ("gogc50", "50", None, false, None),
+            ("gc-after-release", "100", None, true, None),
+            ("memlimit90", "100", Some("90%"), false, None),
+            ("gogc-off-memlimit90", "off", Some("90%"), false, None),
+            (
+                "watchdog-watermarks",
+                "100",
+                None,
+                false,
+                Some("watermarks:0.5,0.75,0.9"),
+            ),
+            (
+                "watchdog-adaptive",
+                "100",
+                None,
+                false,
+                Some("adaptive:0.5"),
+            ),
+        ];
+        for (p, (name, gogc, limit, gc, watchdog)) in set.iter().zip(want) {
+            let s = p.settings();
+            assert_eq!(p.name, name);
+            assert_eq!(s.gogc.to_string(), gogc, "{name}");
+            assert_eq!(s.memory_limit.map(|m| m.to_string()).as_deref(), limit);
+            assert_eq!(s.gc_after_release, gc, "{name}");
+            assert_eq!(s.watchdog.as_deref(), watchdog, "{name}");
+            assert_eq!(
+                s.watchdog_driver,
+                watchdog.map(|_| Driver::Heap),
+                "{name}: heap-driven, as go-watchdog's HeapDriven"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_print_as_a_policies_file_spells_them() {
+        let json = |name: &str| serde_json::to_value(by_name(name).unwrap().settings()).unwrap();
+        assert_eq!(
+            json("gogc-off-memlimit90"),
+            serde_json::json!({
+                "gogc": "off", "memory_limit": "90%", "gc_after_release": false,
+                "watchdog": null, "watchdog_driver": null, "watchdog_force": null,
+                "watchdog_interval": null,
+            })
+        );
+        assert_eq!(
+            json("watchdog-watermarks"),
+            serde_json::json!({
+                "gogc": "100", "memory_limit": null, "gc_after_release": false,
+                "watchdog": "watermarks:0.5,0.75,0.9", "watchdog_driver": "heap",
+                "watchdog_force": "gc", "watchdog_interval": "1s",
+            })
+        );
+    }
+
+    #[test]
+    fn lists_name_catalogue_policies() {
+        let cases: [(&str, &[&str]); 3] = [
+            ("gogc100", &["gogc100"]),
+            (
+                "memlimit90, gc-after-release,gogc50",
+                &["memlimit90", "gc-after-release", "gogc50"],
+            ),
+            ("watchdog-adaptive ", &["watchdog-adaptive"]),
+        ];
+        for (list, want) in cases {
+            assert_eq!(names(&from_list(list).unwrap()), want, "{list}");
+        }
+    }
+
+    #[test]
+    fn bad_lists_say_what_to_write() {
+        let cases = [
+            ("gogc100,gogc75", "no built-in policy is called \"gogc75\""),
+            ("gogc100,gogc75", "gogc100, gogc50, gc-after-release"),
+            ("gogc75", "or a TOML file"),
+            ("", "empty name"),
+            ("gogc100,,gogc50", "empty name"),
+            ("gogc50,gogc100,gogc50", "names \"gogc50\" twice"),
+            ("policies.toml", "no such file exists"),
+        ];
+        for (list, says) in cases {
+            let e = load(list).unwrap_err().to_string();
+            assert!(e.contains(says), "{list:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_file_with_every_key_parses() {
+        let set = from_toml(
+            r#"
+[[policy]]
+name = "low"
+gogc = 50
+
+[[policy]]
+name = "limited"
+gogc = "off"
+memory_limit = "240MiB"
+gc_after_release = true
+
+[[policy]]
+name = "dog"
+memory_limit = "off"
+watchdog = "watermarks:0.5,0.75,0.9"
+watchdog_driver = "cgroup"
+watchdog_force = "free_os_memory"
+watchdog_interval = "500ms"
+"#,
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(names(&set), ["low", "limited", "dog"]);
+        assert_eq!(
+            set[0].policy,
+            Policy {
+                gogc: Gogc::Percent(50),
+                ..Policy::default()
+            }
+        );
+        assert_eq!(
+            set[1].policy,
+            Policy {
+                gogc: Gogc::Off,
+                memory_limit: Some(Amount::Bytes(240 << 20)),
+                gc_after_release: true,
+                watchdog: None,
+            }
+        );
+        assert_eq!(
+            set[2].policy.watchdog,
+            Some(Watchdog {
+                driver: Driver::Cgroup,
+                force: Force::FreeOsMemory,
+                interval: Duration::from_millis(500),
+                ..Watchdog::new("watermarks:0.5,0.75,0.9".parse().unwrap())
+            })
+        );
+        assert_eq!(set[2].policy.memory_limit, None);
+        // A catalogue policy written as a file is the same policy.
+        let same = from_toml(
+            "[[policy]]\nname = \"watchdog-adaptive\"\nwatchdog = \"adaptive:0.5\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(same, [by_name("watchdog-adaptive").unwrap()]);
+    }
+
+    #[test]
+    fn file_errors_name_the_file_line_and_column_and_what_to_write() {
+        let cases = [
+            (
+                "[[policy]]\nname = \"a\"\ngogc = \"lots\"\n",
+                "p.toml:1:1",
+                "GOGC must be",
+            ),
+            (
+                "[[policy]]\nname = \"a\"\ngogc = -5\n",
+                "p.toml:1:1",
+                "GOGC must be",
+            ),
+            (
+                "[[policy]]\nname = \"a\"\nmemory_limit = \"0%\"\n",
+                "p.toml:1:1",
+                "invalid memory limit \"0%\"",
+            ),
+            (
+                "[[policy]]\nname = \"a\"\nwatchdog = \"magic:1\"\n",
+                "p.toml:1:1",
+                "watermarks:F,F,...",
+            ),
+            (
+                "[[policy]]\nname = \"a\"\nwatchdog_driver = \"heap\"\n",
+                "p.toml:1:1",
+                "belong to a watchdog",
+            ),
+            (
+                "[[policy]]\nname = \"a\"\nwatchdog = \"adaptive:0.5\"\nwatchdog_interval = \"10ms\"\n",
+                "p.toml:1:1",
+                "shorter than 100ms",
+            ),
+            (
+                "[[policy]]\nname = \"a\"\nwatchdog = \"adaptive:0.5\"\nwatchdog_driver = \"poll\"\n",
+                "p.toml:4:19",
+                "unknown variant `poll`",
+            ),
+            (
+                "[[policy]]\nname = \"a\"\ngogg = \"50\"\n",
+                "p.toml:3:1",
+                "unknown field `gogg`",
+            ),
+            (
+                "[[policy]]\ngogc = \"50\"\n",
+                "p.toml:1:1",
+                "missing field `name`",
+            ),
+            (
+                "[[policy]]\nname = \"a b\"\n",
+                "p.toml:1:1",
+                "must be letters, digits",
+            ),
+            (
+                "[[policy]]\nname = \"a\"\n\n[[policy]]\nname = \"b\"\n\n[[policy]]\nname = \"a\"\ngogc = 50\n",
+                "p.toml:7:1",
+                "\"a\" is used twice",
+            ),
+            ("[[policy]\n", "p.toml:1:10", "unclosed array table"),
+            ("", "p.toml", "no policies"),
+            ("policies = 1\n", "p.toml:1:1", "unknown field `policies`"),
+        ];
+        for (text, at, says) in cases {
+            let e = err(text);
+            assert!(e.starts_with(at), "{text:?}: {e}");
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn load_reads_a_file_when_one_exists() {
+        let path =
+            std::env::temp_dir().join(format!("memspike-policy-set-{}.toml", std::process::id()));
+        std::fs::write(&path, "[[policy]]\nname = \"gogc100\"\ngogc = 25\n").unwrap();
+        let spec = path.to_string_lossy().into_owned();
+        let loaded = load(&spec);
+        std::fs::write(&path, "[[policy]]\nname = 1\n").unwrap();
+        let bad = load(&spec).unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        // The file wins over the catalogue name it reuses.
+        let set = loaded.unwrap();
+        assert_eq!(names(&set), ["gogc100"]);
+        assert_eq!(set[0].policy.gogc, Gogc::Percent(25));
+        assert!(bad.starts_with(&format!("{spec}:2:8")), "{bad}");
+    }
+}
