@@ -78,11 +78,12 @@ impl Knob {
         }
     }
 
-    /// The range searched when the user names none: `[0, 1]` for spike, `[1, 10000]` for
-    /// GOGC; none for the limit.
+    /// The range searched when the user names none: `[0.01, 0.99]` for spike (a spike of 0
+    /// or of the whole limit is no experiment: the seed needs both a spike and a remainder),
+    /// `[1, 10000]` for GOGC; none for the limit.
     pub fn default_range(self) -> Option<Range> {
         match self {
-            Knob::Spike => Range::new(self, 0.0, 1.0).ok(),
+            Knob::Spike => Range::new(self, 0.01, 0.99).ok(),
             Knob::Gogc => Range::new(self, 1.0, GOGC_MAX).ok(),
             Knob::Limit => None,
         }
@@ -574,8 +575,8 @@ mod tests {
     fn the_edges_say_all_or_none_survive() {
         // Everything survives: the answer is the risky end, and nothing dies.
         let th = search(&spike(), |_| Ok::<_, Infallible>(Survived(true))).unwrap();
-        assert_eq!((th.survives, th.dies, th.flaky), (Some(1.0), None, false));
-        assert_eq!(th.runs.iter().filter(|r| r.value == 1.0).count(), 3);
+        assert_eq!((th.survives, th.dies, th.flaky), (Some(0.99), None, false));
+        assert_eq!(th.runs.iter().filter(|r| r.value == 0.99).count(), 3);
         assert!(
             th.to_string().contains("everything in the range survived"),
             "{th}"
@@ -586,7 +587,7 @@ mod tests {
         assert_eq!((th.survives, th.dies), (Some(8.0 * MIB), None));
         // Nothing survives: no answer; the safe end is the nearest death.
         let th = search(&spike(), |_| Ok::<_, Infallible>(Survived(false))).unwrap();
-        assert_eq!((th.survives, th.dies, th.flaky), (None, Some(0.0), false));
+        assert_eq!((th.survives, th.dies, th.flaky), (None, Some(0.01), false));
         let range = Knob::Gogc.default_range().unwrap();
         let th = search(&range, |_| Ok::<_, Infallible>(Survived(false))).unwrap();
         assert_eq!((th.survives, th.dies), (None, Some(1.0)));

@@ -20,6 +20,7 @@
 //! - [`report`]: joins the heap's timeline with the cgroup's counters and says why it died.
 pub mod arena;
 pub mod cgroup;
+pub mod compare;
 pub mod exec;
 pub mod figures;
 pub mod preflight;

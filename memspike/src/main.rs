@@ -24,8 +24,10 @@ use memspike::{
         experiment::Experiment,
         pacer::Gogc,
         policy::{self, Policy},
+        policy_set::{self, NamedPolicy},
         release::Release,
         scenario::{Scenario, builtin},
+        threshold::{Knob, Range},
         watchdog::{self, Watchdog},
     },
     preflight::UsageError,
@@ -55,6 +57,12 @@ enum Command {
     Run(Box<RunArgs>),
     /// Run a real program in a fresh memory cgroup and report what happened (needs root).
     Exec(ExecArgs),
+    /// Run one scenario under several policies, each in a fresh group, and compare them (needs
+    /// root).
+    Compare(Box<CompareArgs>),
+    /// Find, per policy, the largest spike, the smallest limit or the largest GOGC that
+    /// survives, by bisection over real runs (needs root).
+    Threshold(Box<ThresholdArgs>),
     /// List the built-in scenarios (`run --scenario NAME --print` shows one as TOML).
     Scenarios,
     /// The process inside the cgroup (started by `run`; reads what to do on stdin).
@@ -65,15 +73,28 @@ enum Command {
 /// What the experiment is: the limit, the scenario, and the runtime's policy.
 #[derive(clap::Args, Clone)]
 struct ExperimentArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    /// Print the scenario as TOML (a file to start from) and exit.
+    #[arg(long)]
+    print: bool,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Stop the worker (SIGSTOP) before the first step with this name, to inspect its cgroup;
+    /// `kill -CONT` goes on.
+    #[arg(long, value_name = "STEP")]
+    pause_at: Option<String>,
+}
+
+/// The limit, the allocation pattern and the runtime it runs on (everything but the policy).
+#[derive(clap::Args, Clone)]
+struct ScenarioArgs {
     /// The cgroup's memory limit: 33554432, 32MiB, 32M, 1.5GiB (M = MiB).
     #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     limit: u64,
     /// The allocation pattern: a built-in scenario (`memspike scenarios`) or a TOML file.
     #[arg(long, default_value = "seed", value_name = "NAME|FILE")]
     scenario: String,
-    /// Print the scenario as TOML (a file to start from) and exit.
-    #[arg(long)]
-    print: bool,
     /// The seed scenario: the fraction of the limit the spike fills (the seed's 0.9).
     #[arg(long, value_parser = parse_spike, allow_negative_numbers = true)]
     spike: Option<f64>,
@@ -81,6 +102,23 @@ struct ExperimentArgs {
     /// whole); the collector may then run between them.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     chunk: Option<u64>,
+    /// Whose rules the runtime follows where Go releases differ: go1.19 to go1.27.
+    #[arg(long, default_value_t = Release::default(), value_name = "goX.Y")]
+    runtime: Release,
+    /// How fast the program allocates and writes, per simulated second (default: measured on
+    /// the reference Go program).
+    #[arg(long, value_name = "SIZE", value_parser = parse_alloc_rate)]
+    alloc_rate: Option<u64>,
+    /// GOMAXPROCS for the simulated runtime (the CPU limiter's size); default: this machine's
+    /// CPUs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    gomaxprocs: Option<u32>,
+}
+
+/// The runtime's memory policy: GOGC, the soft memory limit, collections the program forces,
+/// a watchdog.
+#[derive(clap::Args, Clone)]
+struct PolicyArgs {
     /// GOGC for the simulated runtime: a percentage, or `off`.
     #[arg(long, default_value = "100", allow_negative_numbers = true)]
     gogc: Gogc,
@@ -90,9 +128,6 @@ struct ExperimentArgs {
     /// Run a collection right after every release step (the seed's -gc): the seed then survives.
     #[arg(long)]
     gc: bool,
-    /// Whose rules the runtime follows where Go releases differ: go1.19 to go1.27.
-    #[arg(long, default_value_t = Release::default(), value_name = "goX.Y")]
-    runtime: Release,
     /// A watchdog beside the program (raulk/go-watchdog): watermarks:0.5,0.75,0.9 or
     /// adaptive:0.5.
     #[arg(long, value_name = "POLICY")]
@@ -107,18 +142,6 @@ struct ExperimentArgs {
     /// How often the cgroup-driven watchdog polls, in simulated time (at least 100ms).
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_interval, requires = "watchdog")]
     watchdog_interval: Duration,
-    /// How fast the program allocates and writes, per simulated second (default: measured on
-    /// the reference Go program).
-    #[arg(long, value_name = "SIZE", value_parser = parse_alloc_rate)]
-    alloc_rate: Option<u64>,
-    /// GOMAXPROCS for the simulated runtime (the CPU limiter's size); default: this machine's
-    /// CPUs.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
-    gomaxprocs: Option<u32>,
-    /// Stop the worker (SIGSTOP) before the first step with this name, to inspect its cgroup;
-    /// `kill -CONT` goes on.
-    #[arg(long, value_name = "STEP")]
-    pause_at: Option<String>,
 }
 
 /// `--memory-limit`: a limit, or none (`off`).
@@ -161,9 +184,10 @@ struct InteractiveArgs {
     allow_host: Vec<String>,
 }
 
-impl ExperimentArgs {
-    /// The experiment these flags describe; the scenario is loaded (a name or a file).
-    fn experiment(&self) -> Result<Experiment, UsageError> {
+impl ScenarioArgs {
+    /// The experiment these flags describe under `policy`; the scenario is loaded (a name or a
+    /// file).
+    fn experiment(&self, policy: Policy) -> Result<Experiment, UsageError> {
         let seed = self.scenario == "seed";
         let scenario = if seed {
             builtin::seed(self.spike.unwrap_or(builtin::SEED_SPIKE), self.chunk)
@@ -176,6 +200,21 @@ impl ExperimentArgs {
             }
             Scenario::load(&self.scenario)?
         };
+        let defaults = Experiment::seed(self.limit);
+        Ok(Experiment {
+            scenario,
+            spike: seed.then(|| self.spike.unwrap_or(builtin::SEED_SPIKE)),
+            policy,
+            runtime: self.runtime,
+            alloc_rate: self.alloc_rate.unwrap_or(defaults.alloc_rate),
+            gomaxprocs: self.gomaxprocs.unwrap_or(defaults.gomaxprocs),
+            ..defaults
+        })
+    }
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> Policy {
         let watchdog = self.watchdog.clone().map(|policy| Watchdog {
             driver: match self.watchdog_driver {
                 WatchdogDriver::Heap => watchdog::Driver::Heap,
@@ -188,21 +227,20 @@ impl ExperimentArgs {
             interval: self.watchdog_interval,
             ..Watchdog::new(policy)
         });
-        let defaults = Experiment::seed(self.limit);
+        Policy {
+            gogc: self.gogc,
+            memory_limit: self.memory_limit.0,
+            gc_after_release: self.gc,
+            watchdog,
+        }
+    }
+}
+
+impl ExperimentArgs {
+    fn experiment(&self) -> Result<Experiment, UsageError> {
         Ok(Experiment {
-            scenario,
-            spike: seed.then(|| self.spike.unwrap_or(builtin::SEED_SPIKE)),
-            policy: Policy {
-                gogc: self.gogc,
-                memory_limit: self.memory_limit.0,
-                gc_after_release: self.gc,
-                watchdog,
-            },
-            runtime: self.runtime,
-            alloc_rate: self.alloc_rate.unwrap_or(defaults.alloc_rate),
-            gomaxprocs: self.gomaxprocs.unwrap_or(defaults.gomaxprocs),
             pause_at: self.pause_at.clone(),
-            ..defaults
+            ..self.scenario.experiment(self.policy.policy())?
         })
     }
 }
@@ -230,6 +268,57 @@ struct RunArgs {
     user: Option<String>,
     #[command(flatten)]
     interactive: InteractiveArgs,
+}
+
+/// How the supervisor runs many experiments (`compare`, `threshold`).
+#[derive(clap::Args)]
+struct RunsArgs {
+    /// Do not attach the eBPF observer.
+    #[arg(long)]
+    no_trace: bool,
+    /// The account the workers run as (never root); default: a private uid and gid.
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+    /// The policies: comma-separated names from gogc100, gogc50, gc-after-release,
+    /// memlimit90, gogc-off-memlimit90, watchdog-watermarks, watchdog-adaptive (default: all,
+    /// in that order), or a TOML file of [[policy]] tables.
+    #[arg(long, value_name = "LIST|FILE")]
+    policies: Option<String>,
+}
+
+/// `memspike compare`.
+#[derive(clap::Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    #[command(flatten)]
+    runs: RunsArgs,
+    /// Print the comparison as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also write the comparison into DIR: report.json, timeline.svg, report.html.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+}
+
+/// `memspike threshold`.
+#[derive(clap::Args)]
+struct ThresholdArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    #[command(flatten)]
+    runs: RunsArgs,
+    /// What to vary: the seed's spike fraction (the largest that survives), the group's limit
+    /// (the smallest) or GOGC (the largest).
+    #[arg(long, default_value = "spike")]
+    knob: Knob,
+    /// Where to search, LO,HI (spike: fractions, default 0.01,0.99; limit: sizes, default
+    /// half to twice --limit; gogc: 1,10000).
+    #[arg(long, value_name = "LO,HI")]
+    range: Option<String>,
+    /// Print the thresholds as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -344,7 +433,9 @@ fn parse_cli() -> Result<Command, ExitCode> {
                 line = format!("{line} {}", more.join(", "));
             }
             let help = match std::env::args().nth(1).as_deref() {
-                Some(sub @ ("run" | "exec" | "scenarios")) => format!("memspike {sub} --help"),
+                Some(sub @ ("run" | "exec" | "compare" | "threshold" | "scenarios")) => {
+                    format!("memspike {sub} --help")
+                }
                 _ => "memspike --help".to_owned(),
             };
             eprintln!("memspike: error: {line} (see `{help}`)");
@@ -399,6 +490,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Exec(args) => supervised(true, |interrupts| exec(&args, interrupts)),
+        Command::Compare(args) => supervised(true, |interrupts| compare(&args, interrupts)),
+        Command::Threshold(args) => supervised(true, |interrupts| threshold(&args, interrupts)),
         // One rule, checked last: a stop signal that arrived at any time before the end makes a
         // self-directed run exit 130 (an interactive session ends that way normally).
         Command::Run(args) => {
@@ -484,6 +577,100 @@ fn exec(args: &ExecArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
         );
         ExitCode::from(3)
     })
+}
+
+impl RunsArgs {
+    /// The policies asked for (all the built-in ones by default).
+    fn policies(&self) -> Result<Vec<NamedPolicy>, SupervisorError> {
+        match &self.policies {
+            None => Ok(policy_set::defaults()),
+            Some(spec) => policy_set::load(spec)
+                .map_err(|e| SupervisorError::Settings(UsageError::Policies(e))),
+        }
+    }
+
+    /// The worker's configuration for `experiment`, run as `--user`.
+    fn config(&self, experiment: Experiment) -> Result<WorkerConfig, SupervisorError> {
+        let run_as = RunAs::resolve(self.user.as_deref())
+            .map_err(|e| SupervisorError::Settings(UsageError::from(e)))?;
+        Ok(WorkerConfig {
+            experiment,
+            interactive: false,
+            run_as,
+            allowed_hosts: Vec::new(),
+        })
+    }
+
+    fn options(&self, report_dir: Option<PathBuf>) -> RunOptions {
+        RunOptions {
+            trace: !self.no_trace,
+            interactive: None,
+            report_dir,
+        }
+    }
+}
+
+fn compare(args: &CompareArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
+    let policies = args.runs.policies()?;
+    let experiment = args
+        .scenario
+        .experiment(Policy::default())
+        .map_err(SupervisorError::Settings)?;
+    let config = args.runs.config(experiment)?;
+    let options = args.runs.options(args.report.clone());
+    let report = memspike::compare::compare(&config, &policies, &options, interrupts)?;
+    print_report(&report, args.json, args.report.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn threshold(args: &ThresholdArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
+    let policies = args.runs.policies()?;
+    let experiment = args
+        .scenario
+        .experiment(Policy::default())
+        .map_err(SupervisorError::Settings)?;
+    let range = search_range(args.knob, args.range.as_deref(), experiment.limit)
+        .map_err(|e| SupervisorError::Usage(format!("--range: {e}")))?;
+    let base = memspike::compare::Base {
+        config: args.runs.config(experiment)?,
+        seed_chunk: args.scenario.chunk,
+    };
+    let options = args.runs.options(None);
+    let report =
+        memspike::compare::threshold(&base, &policies, args.knob, &range, &options, interrupts)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        write!(out, "{}", report.text())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--range LO,HI` for `knob` (sizes for the limit), or the knob's default range (for the
+/// limit: half to twice `limit`).
+fn search_range(knob: Knob, spec: Option<&str>, limit: u64) -> Result<Range, String> {
+    let Some(spec) = spec else {
+        return match knob.default_range() {
+            Some(r) => Ok(r),
+            None => {
+                Range::new(knob, (limit / 2) as f64, (limit * 2) as f64).map_err(|e| e.to_string())
+            }
+        };
+    };
+    let (lo, hi) = spec
+        .split_once(',')
+        .ok_or_else(|| format!("{spec:?} is not LO,HI"))?;
+    let value = |v: &str| -> Result<f64, String> {
+        let v = v.trim();
+        match knob {
+            Knob::Limit => parse_size(v).map(|b| b as f64),
+            _ => v
+                .parse::<f64>()
+                .map_err(|_| format!("{v:?} is not a number")),
+        }
+    };
+    Range::new(knob, value(lo)?, value(hi)?).map_err(|e| e.to_string())
 }
 
 fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {

@@ -74,6 +74,14 @@ pub enum UsageError {
     Command(String),
     #[error("--pause-at {step:?}: no step has that name; the steps are {}", .known.join(", "))]
     PauseAt { step: String, known: Vec<String> },
+    #[error("--knob {knob}: the range's end {value} cannot run: {why}; give a narrower --range")]
+    Threshold {
+        knob: String,
+        value: String,
+        why: String,
+    },
+    #[error("--policies: {0}")]
+    Policies(#[from] memspike_model::policy_set::PolicySetError),
     #[error(transparent)]
     User(#[from] PrivilegeError),
     #[error("--report {path}: {why}; give a directory memspike can create or write to", path = .path.display())]

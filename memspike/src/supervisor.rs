@@ -158,13 +158,34 @@ pub fn run(
     interrupts: &Interrupts,
 ) -> Result<RunFacts, SupervisorError> {
     validate(config, options)?;
-    let mut session = Session::for_worker(config, options, interrupts)?;
-    let incarnation = session.run_worker(config, None, None);
-    let kernel = session.close();
-    let mut facts = incarnation?;
-    facts.kernel = kernel;
-    facts.duration = session.start.elapsed();
-    Ok(facts)
+    Runner::new(options, interrupts).run(config)
+}
+
+/// Runs self-directed experiments one after another (`compare`, `threshold`), each in a fresh
+/// group of its own, removed before the next is created.
+pub struct Runner<'a> {
+    options: &'a RunOptions,
+    interrupts: &'a Interrupts,
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(options: &'a RunOptions, interrupts: &'a Interrupts) -> Runner<'a> {
+        Runner {
+            options,
+            interrupts,
+        }
+    }
+
+    /// One experiment, already [`validate`]d, in a fresh group.
+    pub fn run(&mut self, config: &WorkerConfig) -> Result<RunFacts, SupervisorError> {
+        let mut session = Session::for_worker(config, self.options, self.interrupts)?;
+        let incarnation = session.run_worker(config, None, None);
+        let kernel = session.close();
+        let mut facts = incarnation?;
+        facts.kernel = kernel;
+        facts.duration = session.start.elapsed();
+        Ok(facts)
+    }
 }
 
 /// Serves the heap over HTTP from a worker in the group until a stop signal. When a worker dies

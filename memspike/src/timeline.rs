@@ -126,7 +126,7 @@ impl<T> Thinned<T> {
     }
 
     pub fn push(&mut self, item: T) {
-        let keep = self.pushed % self.stride == 0;
+        let keep = self.pushed.is_multiple_of(self.stride);
         self.pushed += 1;
         if !keep {
             self.last = Some(item);
@@ -167,7 +167,10 @@ mod tests {
         assert!(v.windows(2).all(|w| w[1] > w[0]));
         // Evenly spread: no gap is more than twice another (the last one excepted).
         let gaps: Vec<u32> = v.windows(2).map(|w| w[1] - w[0]).collect();
-        let (min, max) = (gaps.iter().min().unwrap(), gaps[..gaps.len() - 1].iter().max().unwrap());
+        let (min, max) = (
+            gaps.iter().min().unwrap(),
+            gaps[..gaps.len() - 1].iter().max().unwrap(),
+        );
         assert!(max <= &(min * 2), "{gaps:?}");
         let short: Vec<u32> = {
             let mut t = Thinned::with_cap(8);

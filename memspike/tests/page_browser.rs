@@ -211,8 +211,17 @@ fn the_html_report_opens_offline_with_its_chart() {
         .filter_map(|n| n.text())
         .map(str::trim)
         .collect();
-    for label in ["live", "garbage", "next GC goal", "cgroup usage", "cgroup limit"] {
-        assert!(texts.contains(&label), "the chart's legend lacks {label:?}: {texts:?}");
+    for label in [
+        "live",
+        "garbage",
+        "next GC goal",
+        "cgroup usage",
+        "cgroup limit",
+    ] {
+        assert!(
+            texts.contains(&label),
+            "the chart's legend lacks {label:?}: {texts:?}"
+        );
     }
     assert!(
         texts.iter().any(|t| t.starts_with("OOM kill (remainder)")),

@@ -38,11 +38,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::cgroup::{self, Group, Hierarchy, Version};
-use ebpf::{EbpfProbe, hooks::Figure};
-pub use ebpf::{PageFaultAttach, ProbeError, unavailable_reason};
 pub use crate::report::evidence::{
     KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim, Tracing,
 };
+use ebpf::{EbpfProbe, hooks::Figure};
+pub use ebpf::{PageFaultAttach, ProbeError, unavailable_reason};
 pub use slots::{OTHER_NAME, SlotNames, SlotNamesError};
 pub use tracefs::TRACEFS_DIR;
 

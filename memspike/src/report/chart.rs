@@ -178,9 +178,9 @@ impl Chart {
     /// The highest memory value drawn (the stack's top included).
     pub fn y_max(&self) -> f64 {
         let stacked = self.stacked();
-        let top = stacked.last().map_or(0.0, |s| {
-            s.points.iter().map(|p| p.1).fold(0.0, f64::max)
-        });
+        let top = stacked
+            .last()
+            .map_or(0.0, |s| s.points.iter().map(|p| p.1).fold(0.0, f64::max));
         self.lines
             .iter()
             .flat_map(|s| s.points.iter().map(|p| p.1))

@@ -369,7 +369,10 @@ impl Document for ExecReport {
                 Series::of(Role::CgroupUsage, usage),
                 Series::of(
                     Role::Limit,
-                    vec![(0.0, self.limit_bytes as f64), (t_end, self.limit_bytes as f64)],
+                    vec![
+                        (0.0, self.limit_bytes as f64),
+                        (t_end, self.limit_bytes as f64),
+                    ],
                 ),
             ],
             marks,

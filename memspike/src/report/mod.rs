@@ -13,6 +13,7 @@
 //! its view and chart are. [`write_dir`] writes every form a `--report DIR` holds.
 
 pub mod chart;
+pub mod compare;
 pub mod evidence;
 pub mod exec;
 pub mod html;

@@ -20,11 +20,7 @@ use super::{
     view::{Block, Pairs, Tone, View},
 };
 use crate::{
-    cgroup::Counters,
-    figures as fig,
-    signals::signal_name,
-    size::human,
-    timeline::History,
+    cgroup::Counters, figures as fig, signals::signal_name, size::human, timeline::History,
     worker::WorkerConfig,
 };
 
@@ -282,10 +278,7 @@ impl KernelSection {
             );
         }
         let sources: Vec<String> = [
-            (
-                "page faults",
-                self.page_faults.as_ref().map(|f| &f.source),
-            ),
+            ("page faults", self.page_faults.as_ref().map(|f| &f.source)),
             (
                 "major faults",
                 self.major_faults.as_ref().map(|f| &f.source),
@@ -328,6 +321,9 @@ pub struct Report {
     /// The step it died in.
     pub died_in: Option<String>,
     pub gc_cycles: u32,
+    /// The share of the CPUs the simulated collector used over the simulated run
+    /// ([`HeapStats::gc_cpu_share`]); `null` before any simulated time passed.
+    pub gc_cpu_share: Option<f64>,
     pub next_gc_after_spike_bytes: Option<u64>,
     pub garbage_at_end_bytes: u64,
     pub needed_bytes: Option<u64>,
@@ -510,6 +506,10 @@ impl Report {
             limit_bytes: f.config.experiment.limit,
             died_in,
             gc_cycles: last_heap.num_gc,
+            gc_cpu_share: events.last().and_then(|e| {
+                e.heap
+                    .gc_cpu_share(e.sim_ns, f.config.experiment.gomaxprocs)
+            }),
             next_gc_after_spike_bytes,
             garbage_at_end_bytes: garbage,
             needed_bytes,
@@ -703,6 +703,7 @@ impl Report {
             );
         }
         p.row(fig::NUM_GC.label, self.gc_cycles.to_string());
+        p.row("GC CPU (simulated)", percent(self.gc_cpu_share));
         p.row(
             "next GC after the spike",
             opt_bytes(self.next_gc_after_spike_bytes),
@@ -846,7 +847,10 @@ impl Report {
                 Series::of(Role::CgroupUsage, pts(|p| p.cgroup_usage_bytes)),
                 Series::of(
                     Role::Limit,
-                    vec![(0.0, self.limit_bytes as f64), (t_end, self.limit_bytes as f64)],
+                    vec![
+                        (0.0, self.limit_bytes as f64),
+                        (t_end, self.limit_bytes as f64),
+                    ],
                 ),
             ],
             marks,
@@ -868,7 +872,10 @@ impl Report {
         }
         let rate = |step: &str| {
             let n = faults.per_phase.get(step).copied().unwrap_or(0) as f64;
-            time_in.get(step).filter(|t| **t > 0.0).map_or(0.0, |t| n / t)
+            time_in
+                .get(step)
+                .filter(|t| **t > 0.0)
+                .map_or(0.0, |t| n / t)
         };
         let mut points = Vec::new();
         for w in self.series.windows(2) {
@@ -908,6 +915,11 @@ impl Document for Report {
 /// A size, or `-` when unknown.
 pub(crate) fn opt_bytes(v: Option<u64>) -> String {
     v.map_or("-".to_owned(), |b| human(b).to_string())
+}
+
+/// A share as a percentage, or `-` when unknown.
+pub(crate) fn percent(v: Option<f64>) -> String {
+    v.map_or("-".to_owned(), |s| format!("{:.2} %", s * 100.0))
 }
 
 /// A count, or `-` when unknown.

@@ -39,9 +39,12 @@ fn register(r: &mut Registry, figure: &Figure, value: &Value) {
     };
     let help = figure.help;
     match (figure.kind, figure.unit) {
-        (Kind::Counter, Unit::Nanoseconds) => {
-            r.register_with_unit(name, help, MetricUnit::Seconds, ConstCounter::new(n as f64 / 1e9))
-        }
+        (Kind::Counter, Unit::Nanoseconds) => r.register_with_unit(
+            name,
+            help,
+            MetricUnit::Seconds,
+            ConstCounter::new(n as f64 / 1e9),
+        ),
         (Kind::Counter, Unit::Bytes) => {
             r.register_with_unit(name, help, MetricUnit::Bytes, ConstCounter::new(n))
         }

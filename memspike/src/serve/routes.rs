@@ -29,9 +29,8 @@ use crate::cgroup::Counters;
 /// The page, written by the page's owner and embedded in the binary.
 const PAGE: &str = include_str!("page.html");
 /// The page with the named figures' labels and help filled in.
-static PAGE_WITH_FIGURES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    PAGE.replacen("/*FIGURES*/{}", &crate::figures::page_json(), 1)
-});
+static PAGE_WITH_FIGURES: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| PAGE.replacen("/*FIGURES*/{}", &crate::figures::page_json(), 1));
 
 type Answer = Response<Full<Bytes>>;
 

@@ -1,0 +1,207 @@
+//! Many runs of one scenario: `memspike compare` (a set of policies, each once) and
+//! `memspike threshold` (per policy, a bisection over a knob). Every run is a real one, in a
+//! fresh group of its own, one after another through one [`Runner`]; the search itself is the
+//! model's ([`memspike_model::threshold`]) and the reports are [`crate::report`]'s.
+
+use memspike_model::{
+    experiment::Experiment,
+    pacer::Gogc,
+    policy_set::NamedPolicy,
+    scenario::builtin,
+    threshold::{self, Knob, Range, Survived, Threshold},
+};
+use serde::Serialize;
+
+use crate::{
+    preflight::UsageError,
+    report::{
+        Outcome, Report,
+        compare::{CompareReport, PolicyRow},
+    },
+    signals::{Interrupts, signal_name},
+    supervisor::{self, RunOptions, Runner, SupervisorError},
+    worker::WorkerConfig,
+};
+
+/// `base` with `policy` in place of its own.
+fn with_policy(base: &WorkerConfig, policy: &NamedPolicy) -> WorkerConfig {
+    let mut c = base.clone();
+    c.experiment.policy = policy.policy.clone();
+    c
+}
+
+/// Runs `base`'s scenario under every policy, in order, and compares them. Every run's
+/// settings are checked before the first starts. A stop signal ends the comparison after the
+/// run it interrupted; the report then lists the policies run so far and says so.
+pub fn compare(
+    base: &WorkerConfig,
+    policies: &[NamedPolicy],
+    options: &RunOptions,
+    interrupts: &Interrupts,
+) -> Result<CompareReport, SupervisorError> {
+    let configs: Vec<WorkerConfig> = policies.iter().map(|p| with_policy(base, p)).collect();
+    for c in &configs {
+        supervisor::validate(c, options)?;
+    }
+    let mut runner = Runner::new(options, interrupts);
+    let mut rows = Vec::with_capacity(policies.len());
+    let mut error = None;
+    for (policy, config) in policies.iter().zip(&configs) {
+        if let Some(sig) = interrupts.received() {
+            error = Some(stopped(sig, rows.len(), policies.len()));
+            break;
+        }
+        tracing::info!("policy {}", policy.name);
+        let report = Report::build(runner.run(config)?);
+        rows.push(PolicyRow::of(policy, &report));
+    }
+    let e = &base.experiment;
+    Ok(CompareReport::build(
+        e.limit,
+        &e.scenario.name,
+        &e.runtime.to_string(),
+        rows,
+        error,
+    ))
+}
+
+fn stopped(sig: i32, done: usize, all: usize) -> String {
+    format!(
+        "stopped by {} after {done} of {all} policies",
+        signal_name(sig)
+    )
+}
+
+/// One policy's threshold.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PolicyThreshold {
+    pub name: String,
+    pub settings: memspike_model::policy_set::Settings,
+    #[serde(flatten)]
+    pub threshold: Threshold,
+}
+
+/// What `threshold` found, per policy.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ThresholdReport {
+    pub knob: Knob,
+    pub limit_bytes: u64,
+    pub scenario: String,
+    pub runtime: String,
+    pub policies: Vec<PolicyThreshold>,
+}
+
+/// What a threshold search varies: an experiment, and the seed's chunk (the spike knob
+/// rebuilds the seed scenario with it).
+#[derive(Clone, Debug)]
+pub struct Base {
+    pub config: WorkerConfig,
+    pub seed_chunk: Option<u64>,
+}
+
+/// `base` with the knob at `value`: the seed's spike fraction, the group's limit, or GOGC.
+fn at(base: &Base, knob: Knob, value: f64) -> WorkerConfig {
+    let mut c = base.config.clone();
+    let e: &mut Experiment = &mut c.experiment;
+    match knob {
+        Knob::Spike => {
+            e.scenario = builtin::seed(value, base.seed_chunk);
+            e.spike = Some(value);
+        }
+        Knob::Limit => e.limit = value as u64,
+        Knob::Gogc => e.policy.gogc = Gogc::Percent(value as u32),
+    }
+    c
+}
+
+/// Per policy, the knob's threshold in `range` to 1 %, by bisection over real runs. The
+/// range's ends are checked first; a run that neither survives nor is OOM-killed (an error,
+/// a stop signal) ends the search with its error.
+pub fn threshold(
+    base: &Base,
+    policies: &[NamedPolicy],
+    knob: Knob,
+    range: &Range,
+    options: &RunOptions,
+    interrupts: &Interrupts,
+) -> Result<ThresholdReport, SupervisorError> {
+    if knob == Knob::Spike && base.config.experiment.spike.is_none() {
+        return Err(SupervisorError::Usage(
+            "--knob spike varies the seed scenario's spike: use --scenario seed, or another knob"
+                .into(),
+        ));
+    }
+    for p in policies {
+        let base = Base {
+            config: with_policy(&base.config, p),
+            ..base.clone()
+        };
+        for end in [range.lo, range.hi] {
+            let c = at(&base, knob, knob.quantize(end));
+            supervisor::validate(&c, options).map_err(|e| {
+                SupervisorError::Settings(UsageError::Threshold {
+                    knob: knob.to_string(),
+                    value: knob.format(end),
+                    why: e.to_string(),
+                })
+            })?;
+        }
+    }
+    let mut runner = Runner::new(options, interrupts);
+    let mut found = Vec::with_capacity(policies.len());
+    for p in policies {
+        tracing::info!("policy {}: {}", p.name, knob.goal());
+        let policy_base = Base {
+            config: with_policy(&base.config, p),
+            ..base.clone()
+        };
+        let t = threshold::search(range, |value| {
+            let report = Report::build(runner.run(&at(&policy_base, knob, value))?);
+            match report.outcome {
+                Outcome::Survived => Ok(Survived(true)),
+                Outcome::OomKilled => Ok(Survived(false)),
+                _ => Err(SupervisorError::Worker(format!(
+                    "the run at {knob} {} did not complete: {}",
+                    knob.format(value),
+                    report.verdict
+                ))),
+            }
+        })?;
+        found.push(PolicyThreshold {
+            name: p.name.clone(),
+            settings: p.settings(),
+            threshold: t,
+        });
+    }
+    let e = &base.config.experiment;
+    Ok(ThresholdReport {
+        knob,
+        limit_bytes: e.limit,
+        scenario: e.scenario.name.clone(),
+        runtime: e.runtime.to_string(),
+        policies: found,
+    })
+}
+
+impl ThresholdReport {
+    /// The answers for a terminal, one line per policy.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "memspike threshold: {} (scenario {}, limit {}, {} rules)\n",
+            self.knob.goal(),
+            self.scenario,
+            crate::size::human(self.limit_bytes),
+            self.runtime
+        );
+        let width = self
+            .policies
+            .iter()
+            .map(|p| p.name.len())
+            .max()
+            .unwrap_or(0);
+        for p in &self.policies {
+            out.push_str(&format!("{:width$}  {}\n", p.name, p.threshold));
+        }
+        out
+    }
+}
