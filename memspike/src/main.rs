@@ -585,7 +585,7 @@ impl RunsArgs {
         match &self.policies {
             None => Ok(policy_set::defaults()),
             Some(spec) => policy_set::load(spec)
-                .map_err(|e| SupervisorError::Settings(UsageError::Policies(e))),
+                .map_err(|e| SupervisorError::Settings(UsageError::Policies(e.to_string()))),
         }
     }
 

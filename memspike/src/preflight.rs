@@ -80,8 +80,9 @@ pub enum UsageError {
         value: String,
         why: String,
     },
-    #[error("--policies: {0}")]
-    Policies(#[from] memspike_model::policy_set::PolicySetError),
+    /// A policy set that could not be read (the message says where and why).
+    #[error("{0}")]
+    Policies(String),
     #[error(transparent)]
     User(#[from] PrivilegeError),
     #[error("--report {path}: {why}; give a directory memspike can create or write to", path = .path.display())]

@@ -278,6 +278,32 @@ fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
         (vec!["run", "--report", "/sys/x"], "cannot create it"),
         (vec![], "no command given"),
         (
+            vec!["compare", "--policies", "gogc100,nosuch"],
+            "no built-in policy is called \"nosuch\"",
+        ),
+        (vec!["compare", "--policies", "gogc100,gogc100"], "gogc100"),
+        (
+            vec!["threshold", "--knob", "spike", "--scenario", "churn"],
+            "--knob spike varies the seed scenario's spike",
+        ),
+        (vec!["threshold", "--range", "0.5"], "is not LO,HI"),
+        (
+            vec!["threshold", "--range", "0.9,0.5"],
+            "the low end must be below",
+        ),
+        (
+            vec!["threshold", "--knob", "gogc", "--range", "0,50"],
+            "[1, 10000]",
+        ),
+        (
+            vec!["threshold", "--knob", "limit", "--range", "1MiB,64MiB"],
+            "the range's end 1.0 MiB cannot run",
+        ),
+        (
+            vec!["threshold", "--knob", "heap"],
+            "give spike, limit or gogc",
+        ),
+        (
             vec!["exec", "--", "memspike-no-such-command", "x"],
             "memspike: error: cannot run \"memspike-no-such-command\"",
         ),

@@ -148,9 +148,14 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// Runs `memspike run --json ARGS` (one run at a time), checks it cleaned up, and returns the
 /// exit code and report.
 pub fn run_json(args: &[&str]) -> (i32, serde_json::Value) {
+    command_json("run", args)
+}
+
+/// Runs `memspike COMMAND --json ARGS` as [`run_json`] does.
+pub fn command_json(command: &str, args: &[&str]) -> (i32, serde_json::Value) {
     let _serial = serial();
     let child = memspike()
-        .arg("run")
+        .arg(command)
         .arg("--json")
         .args(args)
         .stdout(std::process::Stdio::piped())
