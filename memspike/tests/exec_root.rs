@@ -88,9 +88,18 @@ fn a_real_go_program_is_oom_killed_with_its_gctrace_cycles_in_the_report() {
     }
     let Some(binary) = reference() else { return };
     let binary = binary.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let (code, out, r) = exec(
         &[
-            "--json", "--limit", "32MiB", "--", binary, "-limit", "32MiB",
+            "--json",
+            "--limit",
+            "32MiB",
+            "--report",
+            dir.path().to_str().unwrap(),
+            "--",
+            binary,
+            "-limit",
+            "32MiB",
         ],
         b"",
     );
@@ -118,6 +127,12 @@ fn a_real_go_program_is_oom_killed_with_its_gctrace_cycles_in_the_report() {
         "next goal/live {ratio}: {spike:#}"
     );
     assert!(u(&r["next_goal_bytes"]) > 32 * MIB, "{r:#}");
+    // The report's other forms: the group's usage, the goals gctrace gave, the kill.
+    common::assert_report_dir(
+        dir.path(),
+        &r,
+        &["cgroup usage", "next GC goal", "cgroup limit", "OOM kill"],
+    );
     // The kernel's victim is the program.
     assert_eq!(
         r["kernel"]["oom_victim"]["pid"], r["worker"]["pid"],

@@ -28,7 +28,7 @@ th { color: var(--muted); font-weight: 600; }
 td.label { color: var(--muted); width: 14em; }
 "#;
 
-/// Text made safe inside HTML elements and attribute values.
+/// Text made safe inside HTML elements and double-quoted attribute values.
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
@@ -37,7 +37,6 @@ fn escape(s: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
             c => out.push(c),
         }
     }

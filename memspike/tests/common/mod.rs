@@ -178,3 +178,38 @@ pub fn command_json(command: &str, args: &[&str]) -> (i32, serde_json::Value) {
         .unwrap_or_else(|e| panic!("not a JSON report ({e}); stderr: {stderr}"));
     (status.code().expect("exit code"), report)
 }
+
+/// Checks a `--report DIR`: report.json is `report`, timeline.svg parses as SVG and shows
+/// `chart_texts` (legend entries, marks), report.html carries the chart and the verdict.
+pub fn assert_report_dir(dir: &std::path::Path, report: &serde_json::Value, chart_texts: &[&str]) {
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap_or_else(|e| panic!("{name} in {}: {e}", dir.display()))
+    };
+    let written: serde_json::Value = serde_json::from_str(&read("report.json")).unwrap();
+    assert_eq!(written["outcome"], report["outcome"]);
+    assert_eq!(written["verdict"], report["verdict"]);
+    let svg = read("timeline.svg");
+    let doc = roxmltree::Document::parse(&svg).expect("timeline.svg parses");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .collect();
+    for want in chart_texts {
+        assert!(
+            texts.iter().any(|t| t.starts_with(want)),
+            "the chart lacks {want:?}: {texts:?}"
+        );
+    }
+    let html = read("report.html");
+    assert!(
+        html.starts_with("<!doctype html>") && html.contains("<svg"),
+        "report.html"
+    );
+    let verdict = report["verdict"].as_str().unwrap_or_default();
+    let first_words: String = verdict.chars().take(30).collect();
+    assert!(html.contains(&first_words), "report.html lacks the verdict");
+}
