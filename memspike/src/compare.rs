@@ -3,24 +3,23 @@
 //! fresh group of its own, one after another through one [`Runner`]; the search itself is the
 //! model's ([`memspike_model::threshold`]) and the reports are [`crate::report`]'s.
 
-use memspike_model::{
-    experiment::Experiment,
-    pacer::Gogc,
-    policy_set::NamedPolicy,
-    scenario::builtin,
-    threshold::{self, Knob, Range, Survived, Threshold},
-};
-use serde::Serialize;
-
 use crate::{
     preflight::UsageError,
     report::{
         Outcome, Report,
         compare::{CompareReport, PolicyRow},
+        threshold::{PolicyThreshold, ThresholdReport},
     },
     signals::{Interrupts, signal_name},
     supervisor::{self, RunOptions, Runner, SupervisorError},
     worker::WorkerConfig,
+};
+use memspike_model::{
+    experiment::Experiment,
+    pacer::Gogc,
+    policy_set::NamedPolicy,
+    scenario::builtin,
+    threshold::{self, Knob, Range, Survived},
 };
 
 /// `base` with `policy` in place of its own.
@@ -70,25 +69,6 @@ fn stopped(sig: i32, done: usize, all: usize) -> String {
         "stopped by {} after {done} of {all} policies",
         signal_name(sig)
     )
-}
-
-/// One policy's threshold.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PolicyThreshold {
-    pub name: String,
-    pub settings: memspike_model::policy_set::Settings,
-    #[serde(flatten)]
-    pub threshold: Threshold,
-}
-
-/// What `threshold` found, per policy.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ThresholdReport {
-    pub knob: Knob,
-    pub limit_bytes: u64,
-    pub scenario: String,
-    pub runtime: String,
-    pub policies: Vec<PolicyThreshold>,
 }
 
 /// What a threshold search varies: an experiment, and the seed's chunk (the spike knob
@@ -181,27 +161,4 @@ pub fn threshold(
         runtime: e.runtime.to_string(),
         policies: found,
     })
-}
-
-impl ThresholdReport {
-    /// The answers for a terminal, one line per policy.
-    pub fn text(&self) -> String {
-        let mut out = format!(
-            "memspike threshold: {} (scenario {}, limit {}, {} rules)\n",
-            self.knob.goal(),
-            self.scenario,
-            crate::size::human(self.limit_bytes),
-            self.runtime
-        );
-        let width = self
-            .policies
-            .iter()
-            .map(|p| p.name.len())
-            .max()
-            .unwrap_or(0);
-        for p in &self.policies {
-            out.push_str(&format!("{:width$}  {}\n", p.name, p.threshold));
-        }
-        out
-    }
 }

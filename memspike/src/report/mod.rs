@@ -20,6 +20,7 @@ pub mod html;
 pub mod run;
 pub mod svg;
 pub mod text;
+pub mod threshold;
 pub mod view;
 
 use std::path::{Path, PathBuf};
