@@ -74,6 +74,19 @@ fn page_loads_draws_and_add_changes_the_heap() {
         );
         drawn == true
     });
+    // Labels and tooltips come from memspike's registry of named figures.
+    let from_registry = session.script(
+        "return [document.querySelector('[data-figure=\"NextGC\"]').title,
+                 document.querySelector('[data-figure-label=\"CgroupUsage\"]').textContent];",
+        json!([]),
+    );
+    assert_eq!(
+        from_registry,
+        json!([
+            memspike::figures::NEXT_GC.help,
+            memspike::figures::CGROUP_USAGE.label
+        ])
+    );
     let legend = session.text(&session.find("#legend"));
     for series in ["HeapAlloc", "NextGC", "cgroup usage", "limit"] {
         assert!(legend.contains(series), "legend {legend:?} lacks {series}");
