@@ -382,12 +382,16 @@ fn parse_alloc_rate(s: &str) -> Result<u64, String> {
     Ok(rate)
 }
 
-/// `--watchdog-interval`: at least 100 ms (go-watchdog polls every few seconds; a shorter one
-/// only makes a long simulation slow).
+/// `--watchdog-interval`: at least [`policy_set::MIN_WATCHDOG_INTERVAL`] (the rule a policies
+/// file follows too).
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = memspike::model::duration::parse(s)?;
-    if d < Duration::from_millis(100) {
-        return Err(format!("{s:?} is shorter than 100ms: poll less often"));
+    let min = policy_set::MIN_WATCHDOG_INTERVAL;
+    if d < min {
+        return Err(format!(
+            "{s:?} is shorter than {}: poll less often",
+            memspike::model::duration::format(min)
+        ));
     }
     Ok(d)
 }
