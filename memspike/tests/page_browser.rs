@@ -215,30 +215,17 @@ fn the_html_report_opens_offline_with_its_chart() {
             .collect::<Vec<_>>(),
         ["report.json", "timeline.svg", "report.html"]
     );
-    let svg = std::fs::read_to_string(dir.path().join("timeline.svg")).expect("timeline.svg");
-    let doc = roxmltree::Document::parse(&svg).expect("timeline.svg parses as XML");
-    assert_eq!(doc.root_element().tag_name().name(), "svg");
-    let texts: Vec<&str> = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("text"))
-        .filter_map(|n| n.text())
-        .map(str::trim)
-        .collect();
-    for label in [
-        "live",
-        "garbage",
-        "next GC goal",
-        "cgroup usage",
-        "cgroup limit",
-    ] {
-        assert!(
-            texts.contains(&label),
-            "the chart's legend lacks {label:?}: {texts:?}"
-        );
-    }
-    assert!(
-        texts.iter().any(|t| t.starts_with("OOM kill (remainder)")),
-        "the kill is marked: {texts:?}"
+    common::assert_report_dir(
+        dir.path(),
+        &serde_json::to_value(&report).expect("the report as JSON"),
+        &[
+            "live",
+            "garbage",
+            "next GC goal",
+            "cgroup usage",
+            "cgroup limit",
+            "OOM kill (remainder)",
+        ],
     );
 
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));

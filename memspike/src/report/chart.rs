@@ -123,6 +123,12 @@ impl Series {
 }
 
 impl Series {
+    /// The group's limit, from t = 0 to `t_end`.
+    pub fn limit(limit_bytes: u64, t_end: f64) -> Series {
+        let v = limit_bytes as f64;
+        Series::of(Role::Limit, vec![(0.0, v), (t_end, v)])
+    }
+
     /// The same values held until the next point: a plan (a goal, a trigger) changes at an
     /// instant, it does not slide between events.
     pub fn stepped(mut self) -> Series {

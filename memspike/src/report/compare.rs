@@ -223,13 +223,7 @@ impl Document for CompareReport {
             .iter()
             .flat_map(|s| s.points.last().map(|p| p.0))
             .fold(0.0, f64::max);
-        lines.push(Series::of(
-            Role::Limit,
-            vec![
-                (0.0, self.limit_bytes as f64),
-                (t_end, self.limit_bytes as f64),
-            ],
-        ));
+        lines.push(Series::limit(self.limit_bytes, t_end));
         let marks = self
             .policies
             .iter()

@@ -367,13 +367,7 @@ impl Document for ExecReport {
             lines: vec![
                 Series::of(Role::NextGc, goals),
                 Series::of(Role::CgroupUsage, usage),
-                Series::of(
-                    Role::Limit,
-                    vec![
-                        (0.0, self.limit_bytes as f64),
-                        (t_end, self.limit_bytes as f64),
-                    ],
-                ),
+                Series::limit(self.limit_bytes, t_end),
             ],
             marks,
             rate,

@@ -845,13 +845,7 @@ impl Report {
                 Series::of(Role::NextGc, pts(|p| p.next_gc)).stepped(),
                 Series::of(Role::Trigger, pts(|p| p.trigger)).stepped(),
                 Series::of(Role::CgroupUsage, pts(|p| p.cgroup_usage_bytes)),
-                Series::of(
-                    Role::Limit,
-                    vec![
-                        (0.0, self.limit_bytes as f64),
-                        (t_end, self.limit_bytes as f64),
-                    ],
-                ),
+                Series::limit(self.limit_bytes, t_end),
             ],
             marks,
             rate: self.fault_rate(),
