@@ -852,14 +852,12 @@ impl Report {
         }
     }
 
-    /// Page faults per millisecond, step by step: each step's faults (eBPF) over the time the
-    /// run spent in it. `None` unless eBPF counted them. Start-up and the time after the
-    /// script are left out: their faults happen outside the timeline (exec, exit).
+    /// Page faults per millisecond, step by step: each step's faults (from eBPF, or from
+    /// `memory.stat` untraced: both split by step) over the time the run spent in it. Start-up
+    /// and the time after the script are left out: their faults happen outside the timeline
+    /// (exec, exit).
     fn fault_rate(&self) -> Option<Series> {
         let faults = self.kernel.page_faults.as_ref()?;
-        if !self.kernel.tracing.is_ebpf() || !faults.source.starts_with("ebpf") {
-            return None;
-        }
         let mut time_in: std::collections::BTreeMap<&str, f64> = Default::default();
         for w in self.series.windows(2) {
             *time_in.entry(w[1].step.as_str()).or_default() += w[1].t_ms - w[0].t_ms;
