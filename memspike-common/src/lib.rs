@@ -7,7 +7,8 @@
 //! - [`ReclaimStats`], [`OomVictim`]: what the kernel programs record (per-CPU map values and
 //!   ring-buffer events).
 //! - [`OomFieldOffsets`]: where the `oom/mark_victim` fields sit in the tracepoint record on the
-//!   running kernel, read by user space from tracefs and handed to the program as a global.
+//!   running kernel, read by user space from tracefs and handed to the program as a global (the
+//!   one global: it is the kernel's, fixed for the process; the observed group is a map entry).
 //! - The names of the maps, globals and programs in the eBPF object ([`names`]).
 //!
 //! With the `user` feature (user space only) the map and event types implement `aya::Pod`.
@@ -37,6 +38,9 @@ pub mod steps {
 
 /// Names shared by the eBPF object and its loader: maps, globals and programs.
 pub mod names {
+    /// `Array<u64>`, one element: the cgroup id (v2 inode) whose tasks are observed, written by
+    /// user space for each new group; 0 (the value at load) observes nothing.
+    pub const MAP_TARGET_CGROUP: &str = "TARGET_CGROUP";
     /// `Array<u32>`, one element: the current step slot, written by user space (any value;
     /// the program counts it under [`crate::steps::clamp`] of it).
     pub const MAP_CURRENT_STEP: &str = "CURRENT_STEP";
@@ -49,8 +53,6 @@ pub mod names {
     /// `RingBuf` of [`crate::OomVictim`] events.
     pub const MAP_OOM_EVENTS: &str = "OOM_EVENTS";
 
-    /// `u64` global: the cgroup id (v2 inode) whose tasks are observed; 0 observes nothing.
-    pub const GLOBAL_TARGET_CGROUP_ID: &str = "TARGET_CGROUP_ID";
     /// [`crate::OomFieldOffsets`] global: the `oom/mark_victim` record layout.
     pub const GLOBAL_OOM_FIELDS: &str = "OOM_FIELDS";
 

@@ -1,9 +1,10 @@
 //! memspike's kernel-side observer: what the kernel saw happen to the experiment's tasks.
 //!
 //! Every program first compares `bpf_get_current_cgroup_id()` (the current task's cgroup v2
-//! id) with `TARGET_CGROUP_ID`, a read-only global the loader fills before loading, so the
-//! value is fixed before any program is attached. On a v1 memory hierarchy the target is the
-//! inode of the experiment's same-named twin under the cgroup2 mount; on v2 the group's own id.
+//! id) with `TARGET_CGROUP[0]`, a one-entry array user space writes: the programs are loaded
+//! once per memspike invocation and pointed at each new group in turn; 0 (the value at load)
+//! observes nothing. On a v1 memory hierarchy the target is the inode of the experiment's
+//! same-named twin under the cgroup2 mount; on v2 the group's own id.
 //!
 //! - `page_fault_user_btf` (`tp_btf/page_fault_user`, the one user space attaches first) and
 //!   `page_fault_user_raw` (`raw_tp/page_fault_user`, the same counter: the fallback without
@@ -44,10 +45,9 @@ use memspike_common::{
     steps::{self, SLOTS},
 };
 
-/// The observed cgroup (v2 id). Set by the loader (`EbpfLoader::override_global`); 0 observes
-/// nothing. Read with `read_volatile` so the compiler cannot fold the placeholder value in.
-#[unsafe(no_mangle)]
-static TARGET_CGROUP_ID: u64 = 0;
+/// The observed cgroup (v2 id), written by user space; index 0 only. 0 observes nothing.
+#[map]
+static TARGET_CGROUP: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Where the `oom/mark_victim` fields are in the record on this kernel; set by the loader.
 #[unsafe(no_mangle)]
@@ -73,11 +73,13 @@ static RECLAIM_STATS: PerCpuArray<ReclaimStats> = PerCpuArray::with_max_entries(
 #[map]
 static OOM_EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024, 0);
 
-/// True when the current task is in the observed cgroup.
+/// True when the current task is in the observed cgroup (never while the target is 0).
 #[inline(always)]
 fn in_target() -> bool {
-    // SAFETY: a plain read of a static that is only ever written by the loader, before load.
-    let target = unsafe { read_volatile(&raw const TARGET_CGROUP_ID) };
+    let target = TARGET_CGROUP.get(0).copied().unwrap_or(0);
+    if target == 0 {
+        return false;
+    }
     // SAFETY: bpf_get_current_cgroup_id takes no arguments and has no preconditions.
     let current = unsafe { bpf_get_current_cgroup_id() };
     current == target

@@ -22,7 +22,7 @@ use memspike_model::experiment::{DONE, STARTUP};
 use crate::{
     cgroup::{self, CgroupError, Group, Hierarchy, PreflightError},
     preflight::{self, UsageError},
-    probe::{self, KernelEvidence, Observer, SlotNames},
+    probe::{Kernel, KernelEvidence, Observer, SlotNames, Target},
     report::{Exit, Outcome, Report, RunFacts},
     signals::{self, Interrupts, signal_name},
     size::human,
@@ -158,7 +158,8 @@ pub fn run(
     interrupts: &Interrupts,
 ) -> Result<RunFacts, SupervisorError> {
     validate(config, options)?;
-    let mut session = Session::for_worker(config, options, interrupts)?;
+    let mut kernel = Kernel::start(options.trace);
+    let mut session = Session::for_worker(config, &mut kernel, interrupts)?;
     let incarnation = session.run_worker(config, None, None);
     let kernel = session.close();
     let mut facts = incarnation?;
@@ -185,7 +186,8 @@ pub fn run_interactive(
         SupervisorError::Usage(format!("cannot listen on {}: {e}", interactive.listen))
     })?;
     let addr = listener.local_addr().map_err(SupervisorError::Spawn)?;
-    let mut session = Session::for_worker(config, options, interrupts)?;
+    let mut kernel = Kernel::start(options.trace);
+    let mut session = Session::for_worker(config, &mut kernel, interrupts)?;
     let mut feed = Feed {
         tracing: session
             .observer
@@ -250,12 +252,13 @@ pub fn run_interactive(
     result
 }
 
-/// The group and the observer of one supervisor run.
-pub(crate) struct Session {
+/// The group and the observer of one supervisor run. The observer borrows the invocation's
+/// [`Kernel`] (its eBPF programs), so several sessions in turn share one load.
+pub(crate) struct Session<'k> {
     hierarchy: Hierarchy,
     group: Group,
     /// The kernel observer; `None` once closed.
-    observer: Option<Observer>,
+    observer: Option<Observer<'k>>,
     /// The experiment's step names: step `steps[i]`'s page faults are counted in slot `i`.
     steps: Vec<String>,
     pub(crate) interrupts: Interrupts,
@@ -264,31 +267,33 @@ pub(crate) struct Session {
     oom_kills: u64,
 }
 
-impl Session {
+impl<'k> Session<'k> {
     /// The session a worker runs in: the experiment's limit, its steps, its credentials.
     fn for_worker(
         config: &WorkerConfig,
-        options: &RunOptions,
+        kernel: &'k mut Kernel,
         interrupts: &Interrupts,
-    ) -> Result<Session, SupervisorError> {
+    ) -> Result<Session<'k>, SupervisorError> {
         Session::open(
             config.experiment.limit,
             config.step_names(),
             &format!("the worker runs as {}", config.run_as),
-            options.trace,
+            kernel,
             interrupts,
         )
     }
 
     /// A fresh group limited to `limit` with its observer, whose page faults are counted under
-    /// `steps` (slot by slot); `who` says in the log what will run in it.
+    /// `steps` (slot by slot); `who` says in the log what will run in it. The observer uses
+    /// `kernel`'s eBPF programs (waiting for them if they are still loading) until the session
+    /// closes; one [`Kernel`] serves any number of sessions in turn.
     pub(crate) fn open(
         limit: u64,
         steps: Vec<String>,
         who: &str,
-        trace: bool,
+        kernel: &'k mut Kernel,
         interrupts: &Interrupts,
-    ) -> Result<Session, SupervisorError> {
+    ) -> Result<Session<'k>, SupervisorError> {
         let start = Instant::now();
         let hierarchy = Hierarchy::discover()?;
         for dir in cgroup::remove_stale(&hierarchy) {
@@ -307,7 +312,7 @@ impl Session {
             group.dir().display(),
             human(limit),
         );
-        let observer = probe::start(trace, &hierarchy, &group, slots);
+        let observer = kernel.observe(Target::of(&hierarchy, &group), slots);
         tracing::info!("kernel observer: {}", observer.tracing_label());
         Ok(Session {
             hierarchy,
@@ -352,7 +357,7 @@ impl Session {
         }
     }
 
-    /// Unloads the observer (returning what it saw) and removes the group.
+    /// Ends the observer (returning what it saw) and removes the group.
     pub(crate) fn close(&mut self) -> Result<KernelEvidence, String> {
         let kernel = match self.observer.take() {
             Some(o) => Ok(o.finish()),

@@ -63,9 +63,16 @@ fn target_id(g: &Group, what: &str) -> Option<u64> {
     id
 }
 
+/// The probe loaded with `switches` and pointed at `target`.
+fn start_with(target: u64, switches: &Switches) -> EbpfProbe {
+    let mut probe = EbpfProbe::load_with(None, switches)
+        .unwrap_or_else(|u| panic!("load the probe: {} ({:?})", u.error, u.notes));
+    probe.observe(target).expect("point the probe at the group");
+    probe
+}
+
 fn start(target: u64) -> EbpfProbe {
-    EbpfProbe::start_with(target, None, &Switches::default())
-        .unwrap_or_else(|u| panic!("start the probe: {} ({:?})", u.error, u.notes))
+    start_with(target, &Switches::default())
 }
 
 /// A python3 that maps `pages` fresh private anonymous 4 KiB pages without THP and writes one
@@ -111,6 +118,15 @@ fn wait_faults(child: Child) -> (i32, u64) {
     std::mem::forget(child); // already reaped
     let faults = u64::try_from(usage.ru_minflt + usage.ru_majflt).unwrap_or(0);
     (status, faults)
+}
+
+/// A python3 that writes 64 MiB: in a 32 MiB group the kernel kills it.
+fn hog() -> Command {
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.args(["-c", "b = b'x' * (64 << 20); print(len(b))"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
 }
 
 fn tracefs_mounted() -> bool {
@@ -253,14 +269,6 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
     // The kernel-log reader watches the same kills, without eBPF.
     let mut kmsg = KernelLog::open(observed.name()).expect("open /dev/kmsg");
 
-    // Writes 64 MiB into a 32 MiB group: the kernel kills it.
-    let hog = || {
-        let mut cmd = Command::new("/usr/bin/python3");
-        cmd.args(["-c", "b = b'x' * (64 << 20); print(len(b))"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        cmd
-    };
     let mut other = spawn_in(&foreign.procs_files(), hog());
     let other_pid = other.id();
     let status = other.wait().expect("wait the foreign hog");
@@ -356,16 +364,17 @@ fn nothing_stays_loaded_after_finish_drop_or_a_failed_start() {
     assert_eq!(common::still_loaded(&ids), Vec::<u32>::new());
     assert_eq!(tracefs_mounted(), tracefs_before);
 
+    // Dropping unloads without waiting: the kernel frees the programs shortly after.
     let probe = start(target);
     let ids: BTreeSet<u32> = probe.ids().programs.into_iter().collect();
     drop(probe);
-    assert_eq!(common::still_loaded(&ids), Vec::<u32>::new(), "after drop");
+    common::assert_unloaded(&ids, "after drop");
     assert_eq!(tracefs_mounted(), tracefs_before);
 
     // Every figure's programs fail: the start fails, says why per figure, and the programs it
     // loaded on the way are gone.
     let all_fail = Switches::parse(None, Some("page_faults,reclaim,oom_victim"));
-    let err = EbpfProbe::start_with(target, None, &all_fail).expect_err("nothing attaches");
+    let err = EbpfProbe::load_with(None, &all_fail).expect_err("nothing attaches");
     assert!(
         err.error
             .to_string()
@@ -389,11 +398,106 @@ fn nothing_stays_loaded_after_finish_drop_or_a_failed_start() {
     );
     assert_eq!(tracefs_mounted(), tracefs_before);
 
-    let err = EbpfProbe::start_with(0, None, &Switches::default()).expect_err("0 observes nothing");
+    let mut probe = start(target);
+    let err = probe.observe(0).expect_err("0 is no group");
+    assert!(err.to_string().contains("target cgroup id is 0"), "{err}");
+}
+
+/// One load serves groups in turn, as `compare` uses it: the second group's faults and victims
+/// are its own, although the first group's observer was dropped without collecting (its
+/// counters and its OOM event still in the maps), and the first group's tasks are no longer
+/// counted once the second is observed.
+#[test]
+fn two_groups_in_turn_with_one_load_count_only_their_own() {
+    const WHAT: &str = "probe_root::two_groups_in_turn_with_one_load_count_only_their_own";
+    if !require_probe(WHAT) {
+        return;
+    }
+    let _serial = serial();
+    let h = Hierarchy::discover().expect("preflight");
+    const LIMIT: u64 = 32 * MIB;
+    let first = Group::create(&h, LIMIT).expect("create the first group");
+    let second = Group::create(&h, LIMIT).expect("create the second group");
+    if target_id(&first, WHAT).is_none() {
+        return;
+    }
+    let slots = || {
+        probe::SlotNames::new(
+            ["startup", "one", "two", "three"]
+                .map(str::to_owned)
+                .to_vec(),
+        )
+        .expect("slot names")
+    };
+    let mut kernel = probe::Kernel::start(true);
+
+    // The first group: faults in slot 1 (16 MiB, within the limit) and an OOM kill, never
+    // collected.
+    const N1: u64 = 4_000;
+    let mut first_observer = kernel.observe(probe::Target::of(&h, &first), slots());
+    assert_eq!(first_observer.tracing_label(), "ebpf");
+    let programs = common::programs_of(std::process::id());
+    assert_eq!(
+        programs.len(),
+        4,
+        "page faults, reclaim begin/end, OOM: {programs:?}"
+    );
+    first_observer.set_step(1);
+    let (status, _) = wait_faults(spawn_in(&first.procs_files(), toucher(N1)));
+    assert_eq!(status, 0, "first toucher failed");
+    let mut first_hog = spawn_in(&first.procs_files(), hog());
+    let first_hog_pid = first_hog.id();
+    let status = first_hog.wait().expect("wait the first hog");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    drop(first_observer);
+
+    // The second group, with the same programs (no new load): faults in slot 2 while the
+    // first group's tasks fault too, then an OOM kill in slot 3.
+    const N2: u64 = 1_000;
+    let mut second_observer = kernel.observe(probe::Target::of(&h, &second), slots());
+    assert_eq!(second_observer.tracing_label(), "ebpf");
+    assert_eq!(
+        common::programs_of(std::process::id()),
+        programs,
+        "the same programs, loaded once"
+    );
+    second_observer.set_step(2);
+    let foreign = spawn_in(&first.procs_files(), toucher(N1));
+    let (status, second_faults) = wait_faults(spawn_in(&second.procs_files(), toucher(N2)));
+    assert_eq!(status, 0, "second toucher failed");
+    let (status, _) = wait_faults(foreign);
+    assert_eq!(status, 0, "the first group's second toucher failed");
+    second_observer.set_step(3);
+    let mut second_hog = spawn_in(&second.procs_files(), hog());
+    let second_hog_pid = second_hog.id();
+    let status = second_hog.wait().expect("wait the second hog");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    let ev = second_observer.finish();
+    eprintln!("{ev:#?}");
+
+    let faults = ev.page_faults.expect("page faults");
+    assert_eq!(faults.source, "ebpf tp_btf/page_fault_user");
+    assert_eq!(faults.per_phase["startup"], 0, "{faults:?}");
+    assert_eq!(
+        faults.per_phase["one"], 0,
+        "the first group's slot: {faults:?}"
+    );
+    let two = faults.per_phase["two"];
     assert!(
-        err.error.to_string().contains("target cgroup id is 0"),
-        "{}",
-        err.error
+        (N2..=second_faults).contains(&two),
+        "slot two: {two} faults for {N2} pages (rusage {second_faults}); the first group's \
+         {N1} pages would show here"
+    );
+    assert!(faults.per_phase["three"] > 0, "the hog faulted: {faults:?}");
+    let pids: Vec<u32> = ev.oom_victims.iter().map(|v| v.pid).collect();
+    assert_eq!(
+        pids,
+        [second_hog_pid],
+        "only the second group's victim (the first's was {first_hog_pid})"
+    );
+    assert_eq!(
+        ev.oom_source.as_deref(),
+        Some("ebpf tracepoint/oom/mark_victim")
     );
 }
 
@@ -435,8 +539,7 @@ fn each_figure_attaches_on_its_own() {
     ];
     for (hide, fail, faults, reclaim, oom) in cases {
         let switches = Switches::parse(hide, fail);
-        let mut probe = EbpfProbe::start_with(target, None, &switches)
-            .unwrap_or_else(|u| panic!("{hide:?} {fail:?}: {} {:?}", u.error, u.notes));
+        let mut probe = start_with(target, &switches);
         let case = format!("hide {hide:?}, fail {fail:?}: {probe:?}");
         assert_eq!(probe.source(Figure::PageFaults), faults, "{case}");
         assert_eq!(probe.source(Figure::Reclaim), reclaim, "{case}");

@@ -1,21 +1,24 @@
 //! The eBPF half of the observer: loads the programs of `memspike-ebpf` (embedded in this
-//! binary at build time, see `build.rs`), points them at the experiment's cgroup and attaches
-//! each figure's programs on its own, so that one that cannot attach costs only its figure.
+//! binary at build time, see `build.rs`) once, attaches each figure's programs on its own (so
+//! that one that cannot attach costs only its figure), then points them at one group after
+//! another.
 //!
 //! - [`features`]: what the kernel supports (aya's feature probes) and the test switches.
 //! - [`hooks`]: which programs give which figure, best first (the one place to change).
-//! - [`EbpfProbe::start`]: loads the object with the target cgroup id (and the
-//!   `oom/mark_victim` record layout read from tracefs) set as read-only globals, so the filter
-//!   is in place before any program is attached; then, per figure, tries its ways in order.
-//!   Everything runs inside [`tracefs::with_tracefs`](super::tracefs::with_tracefs), so the
-//!   classic tracepoints find tracefs without this process mounting it anywhere visible.
+//! - [`EbpfProbe::load`]: loads the object (with the `oom/mark_victim` record layout read from
+//!   tracefs as a read-only global) observing nothing, then, per figure, tries its ways in
+//!   order. Everything runs inside [`tracefs::with_tracefs`](super::tracefs::with_tracefs), so
+//!   the classic tracepoints find tracefs without this process mounting it anywhere visible.
+//! - [`EbpfProbe::observe`]: zeroes the counters, forgets unfinished reclaim stalls and queued
+//!   OOM events, sets the start-up step, then writes the group's id into the target map: from
+//!   then on, and only then, the group's tasks are counted. [`EbpfProbe::stop`] writes 0.
 //! - [`EbpfProbe::set_step`]: one array-map update; new faults count under that step slot.
-//! - [`EbpfProbe::finish`]: drains the OOM ring buffer and aya-log, sums the per-CPU maps,
-//!   then detaches and unloads everything and waits until the kernel no longer lists it.
+//! - [`EbpfProbe::collect`]: drains the OOM ring buffer and aya-log and sums the per-CPU maps.
 //!
 //! Nothing is pinned: every program, link and map lives only as long as this process holds its
 //! file descriptors, so dropping an [`EbpfProbe`] (or the process dying, even by SIGKILL)
-//! removes everything.
+//! removes everything. Dropping does not wait for the kernel to free them (it does so shortly
+//! after, on its own); [`EbpfProbe::finish`] does, for the tests that check it.
 //!
 //! Kernel-side `debug!` messages (aya-log) go to the `log` crate, which `tracing-subscriber`'s
 //! default `tracing-log` bridge forwards to `tracing` (target `memspike_ebpf`, level debug).
@@ -28,11 +31,14 @@ use std::time::{Duration, Instant};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint, loaded_programs},
 };
 use aya_log::EbpfLogger;
-use memspike_common::{OomFieldOffsets, OomVictim, ReclaimStats, names, steps::SLOTS};
+use memspike_common::{
+    OomFieldOffsets, OomVictim, ReclaimStats, names,
+    steps::{SLOTS, STARTUP},
+};
 use thiserror::Error;
 
 use super::evidence::OomVictimReport;
@@ -40,7 +46,7 @@ use super::tracefs;
 use features::{Features, NO_SUCH_TRACEPOINT, Switches};
 use hooks::{Attach, Figure, Hook, PAGE_FAULT_NOP_WAY, PAGE_FAULT_WAYS, Way};
 
-/// How long [`EbpfProbe::finish`] (and drop) waits for the kernel to free the programs.
+/// How long [`EbpfProbe::finish`] waits for the kernel to free the programs.
 const UNLOAD_WAIT: Duration = Duration::from_secs(2);
 
 /// The embedded eBPF object, if the build found one.
@@ -82,6 +88,13 @@ pub enum ProbeError {
     #[error("no cgroup to observe: the target cgroup id is 0")]
     NoTarget,
 
+    #[error("resetting eBPF map {name} for a new group: {source}")]
+    Reset {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("{0}")]
     Unsupported(String),
 
@@ -109,7 +122,7 @@ pub enum ProbeError {
     NothingAttached(String),
 }
 
-/// Quick checks before [`EbpfProbe::start`]: `Some(reason)` when it cannot work here.
+/// Quick checks before [`EbpfProbe::load`]: `Some(reason)` when it cannot work here.
 pub fn unavailable_reason() -> Option<String> {
     precheck().err().map(|e| e.to_string())
 }
@@ -177,8 +190,8 @@ pub struct Counts {
     pub victims: Vec<OomVictimReport>,
 }
 
-/// The loaded and attached programs (some figures may have none). Dropping it detaches and
-/// unloads everything.
+/// The loaded and attached programs (some figures may have none), observing one group at a
+/// time. Dropping it detaches and unloads everything.
 pub struct EbpfProbe {
     loaded: Option<Loaded>,
     /// Per [`Figure`] (in [`Figure::ALL`] order): the way that attached.
@@ -196,9 +209,11 @@ struct Loaded {
     )]
     ebpf: Ebpf,
     logger: Option<EbpfLogger<&'static dyn log::Log>>,
+    target: Array<MapData, u64>,
     step: Array<MapData, u32>,
     faults: PerCpuArray<MapData, u64>,
     reclaim: PerCpuArray<MapData, ReclaimStats>,
+    reclaim_start: HashMap<MapData, u32, u64>,
     oom_events: RingBuf<MapData>,
     ids: KernelIds,
 }
@@ -214,20 +229,16 @@ impl std::fmt::Debug for EbpfProbe {
 }
 
 impl EbpfProbe {
-    /// Loads the object for the cgroup `target` and attaches, per figure, the first way that
-    /// works; the bench may pin the page-fault program. Fails only when nothing at all can be
+    /// Loads the object and attaches, per figure, the first way that works, observing nothing
+    /// yet; the bench may pin the page-fault program. Fails only when nothing at all can be
     /// attached, and then nothing stays loaded.
-    pub fn start(
-        target: u64,
-        page_fault: Option<PageFaultAttach>,
-    ) -> Result<EbpfProbe, Unavailable> {
-        Self::start_with(target, page_fault, &Switches::from_env())
+    pub fn load(page_fault: Option<PageFaultAttach>) -> Result<EbpfProbe, Unavailable> {
+        Self::load_with(page_fault, &Switches::from_env())
     }
 
-    /// [`EbpfProbe::start`] with the test switches given rather than read from the environment.
+    /// [`EbpfProbe::load`] with the test switches given rather than read from the environment.
     #[doc(hidden)]
-    pub fn start_with(
-        target: u64,
+    pub fn load_with(
         page_fault: Option<PageFaultAttach>,
         switches: &Switches,
     ) -> Result<EbpfProbe, Unavailable> {
@@ -236,21 +247,43 @@ impl EbpfProbe {
             notes: Vec::new(),
         };
         let object = precheck().map_err(fail)?;
-        if target == 0 {
-            return Err(fail(ProbeError::NoTarget));
-        }
         let started = Instant::now();
         let features = Features::probe(switches).map_err(|e| fail(ProbeError::Unsupported(e)))?;
         let probed = started.elapsed();
         let result = tracefs::with_tracefs(|dir| {
-            load_and_attach(object, target, page_fault, switches, &features, dir)
+            load_and_attach(object, page_fault, switches, &features, dir)
         });
         tracing::debug!(
             features_ms = probed.as_secs_f64() * 1e3,
             total_ms = started.elapsed().as_secs_f64() * 1e3,
-            "eBPF observer start"
+            "eBPF observer loaded"
         );
         result
+    }
+
+    /// Points the programs at the cgroup `target` (v2 id), with everything counted so far
+    /// forgotten: page faults, reclaim stalls (and reclaims begun but not ended), OOM events not
+    /// yet collected; the step is the start-up slot. The target is written last, so nothing of
+    /// the previous group (or of none) is counted for this one.
+    pub fn observe(&mut self, target: u64) -> Result<(), ProbeError> {
+        if target == 0 {
+            return Err(ProbeError::NoTarget);
+        }
+        let Some(loaded) = self.loaded.as_mut() else {
+            return Err(not_loaded());
+        };
+        set_target(loaded, 0)?;
+        reset(loaded)?;
+        set_target(loaded, target)
+    }
+
+    /// Stops counting: the target becomes 0 (what was counted stays until the next
+    /// [`EbpfProbe::observe`]).
+    pub fn stop(&mut self) -> Result<(), ProbeError> {
+        match self.loaded.as_mut() {
+            Some(loaded) => set_target(loaded, 0),
+            None => Ok(()),
+        }
     }
 
     /// The source of `figure` (e.g. `ebpf tp_btf/page_fault_user`), if a way attached.
@@ -291,35 +324,74 @@ impl EbpfProbe {
     pub fn collect(&mut self) -> Result<Counts, ProbeError> {
         match self.loaded.as_mut() {
             Some(loaded) => collect(loaded),
-            None => Err(ProbeError::Missing {
-                what: "loaded state",
-                name: "EbpfProbe",
-            }),
+            None => Err(not_loaded()),
         }
     }
 
-    /// Collects one last time, then detaches and unloads everything. The note says what the
-    /// kernel still listed [`UNLOAD_WAIT`] later, if anything.
+    /// Collects one last time, then detaches and unloads everything and waits until the kernel
+    /// no longer lists it (for the tests and the bench that check it; dropping is enough to
+    /// unload). The note says what the kernel still listed [`UNLOAD_WAIT`] later, if anything.
     pub fn finish(mut self) -> (Result<Counts, ProbeError>, Option<String>) {
         let counts = self.collect();
-        let note = self.loaded.take().and_then(unload);
+        let note = self.loaded.take().and_then(unload_and_wait);
         (counts, note)
     }
 }
 
-impl Drop for EbpfProbe {
-    fn drop(&mut self) {
-        if let Some(loaded) = self.loaded.take()
-            && let Some(note) = unload(loaded)
-        {
-            tracing::warn!("{note}");
-        }
+fn not_loaded() -> ProbeError {
+    ProbeError::Missing {
+        what: "loaded state",
+        name: "EbpfProbe",
     }
+}
+
+fn set_target(loaded: &mut Loaded, target: u64) -> Result<(), ProbeError> {
+    loaded
+        .target
+        .set(0, target, 0)
+        .map_err(|source| ProbeError::Map {
+            name: names::MAP_TARGET_CGROUP,
+            source,
+        })
+}
+
+/// Zeroes what the programs count and sets the start-up step (while the target is 0, so no
+/// program writes meanwhile).
+fn reset(loaded: &mut Loaded) -> Result<(), ProbeError> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, source)| ProbeError::Reset {
+        name: names::MAP_PAGE_FAULTS,
+        source,
+    })?;
+    let map_err = |name| move |source| ProbeError::Map { name, source };
+    let reset_err = |name| move |source| ProbeError::Reset { name, source };
+    for slot in 0..SLOTS as u32 {
+        let zeros =
+            PerCpuValues::try_from(vec![0u64; cpus]).map_err(reset_err(names::MAP_PAGE_FAULTS))?;
+        loaded
+            .faults
+            .set(slot, zeros, 0)
+            .map_err(map_err(names::MAP_PAGE_FAULTS))?;
+    }
+    let zeros = PerCpuValues::try_from(vec![ReclaimStats::default(); cpus])
+        .map_err(reset_err(names::MAP_RECLAIM_STATS))?;
+    loaded
+        .reclaim
+        .set(0, zeros, 0)
+        .map_err(map_err(names::MAP_RECLAIM_STATS))?;
+    let begun: Vec<u32> = loaded.reclaim_start.keys().filter_map(Result::ok).collect();
+    for tid in begun {
+        // Gone already (its end ran meanwhile) is as good as removed.
+        let _ = loaded.reclaim_start.remove(&tid);
+    }
+    while loaded.oom_events.next().is_some() {}
+    loaded
+        .step
+        .set(0, STARTUP, 0)
+        .map_err(map_err(names::MAP_CURRENT_STEP))
 }
 
 fn load_and_attach(
     object: &[u8],
-    target: u64,
     page_fault: Option<PageFaultAttach>,
     switches: &Switches,
     features: &Features,
@@ -339,7 +411,6 @@ fn load_and_attach(
     let btf = features.btf.as_ref().ok();
     let mut ebpf = match EbpfLoader::new()
         .btf(btf)
-        .override_global(names::GLOBAL_TARGET_CGROUP_ID, &target, true)
         .override_global(names::GLOBAL_OOM_FIELDS, &offsets, true)
         .load(object)
     {
@@ -428,27 +499,32 @@ fn load_and_attach(
 
     let maps = (|| {
         Ok::<_, ProbeError>((
+            take_map(&mut ebpf, names::MAP_TARGET_CGROUP)?,
             take_map(&mut ebpf, names::MAP_CURRENT_STEP)?,
             take_map(&mut ebpf, names::MAP_PAGE_FAULTS)?,
             take_map(&mut ebpf, names::MAP_RECLAIM_STATS)?,
+            take_map(&mut ebpf, names::MAP_RECLAIM_START)?,
             take_map(&mut ebpf, names::MAP_OOM_EVENTS)?,
         ))
     })();
-    let (step, faults, reclaim, oom_events) = match maps {
+    let (target, step, faults, reclaim, reclaim_start, oom_events) = match maps {
         Ok(m) => m,
         Err(error) => return Err(Unavailable { error, notes }),
     };
-    tracing::debug!(target, ?sources, ?ids, "eBPF observer attached");
+    tracing::debug!(?sources, ?ids, "eBPF observer attached");
+    let loaded = Loaded {
+        ebpf,
+        logger,
+        target,
+        step,
+        faults,
+        reclaim,
+        reclaim_start,
+        oom_events,
+        ids,
+    };
     Ok(EbpfProbe {
-        loaded: Some(Loaded {
-            ebpf,
-            logger,
-            step,
-            faults,
-            reclaim,
-            oom_events,
-            ids,
-        }),
+        loaded: Some(loaded),
         sources,
         notes,
     })
@@ -589,7 +665,7 @@ fn collect(loaded: &mut Loaded) -> Result<Counts, ProbeError> {
 
 /// Detaches and unloads (by dropping), then waits until the kernel no longer lists the
 /// programs and their maps. Returns a note if some are still listed after [`UNLOAD_WAIT`].
-fn unload(loaded: Loaded) -> Option<String> {
+fn unload_and_wait(loaded: Loaded) -> Option<String> {
     let ids = loaded.ids.clone();
     drop(loaded);
     let deadline = Instant::now() + UNLOAD_WAIT;
