@@ -268,12 +268,15 @@ pub(crate) struct Session<'k> {
 }
 
 impl<'k> Session<'k> {
-    /// The session a worker runs in: the experiment's limit, its steps, its credentials.
+    /// The session a worker runs in: the experiment's limit, its steps, its credentials. The
+    /// worker's files are read into the page cache first, while `kernel` may still be loading
+    /// (their pages stay cached, outside the group, for every worker of the session).
     fn for_worker(
         config: &WorkerConfig,
         kernel: &'k mut Kernel,
         interrupts: &Interrupts,
     ) -> Result<Session<'k>, SupervisorError> {
+        warm_page_cache();
         Session::open(
             config.experiment.limit,
             config.step_names(),
@@ -452,7 +455,6 @@ impl<'k> Session<'k> {
         mut feed: Option<&mut Feed>,
     ) -> Result<RunFacts, SupervisorError> {
         let mut cmd = self.worker_command(listener)?;
-        warm_page_cache();
         // A new worker's start-up faults are its own, whatever step the last one ended in.
         self.set_step(STARTUP);
         if let Some(sig) = self.interrupts.received() {

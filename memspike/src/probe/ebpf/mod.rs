@@ -248,10 +248,21 @@ impl EbpfProbe {
         };
         let object = precheck().map_err(fail)?;
         let started = Instant::now();
-        let features = Features::probe(switches).map_err(|e| fail(ProbeError::Unsupported(e)))?;
+        // `EbpfLoader::new` parses the kernel's BTF for itself (for CO-RE relocations, which
+        // this object does not use; aya has no way to hand it the one `Features` parses for
+        // tp_btf): about as long as the feature probes, so it runs beside them.
+        let (features, loader) = std::thread::scope(|scope| {
+            let loader = scope.spawn(EbpfLoader::new);
+            let features = Features::probe(switches);
+            let loader = loader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (features, loader)
+        });
+        let features = features.map_err(|e| fail(ProbeError::Unsupported(e)))?;
         let probed = started.elapsed();
         let result = tracefs::with_tracefs(|dir| {
-            load_and_attach(object, page_fault, switches, &features, dir)
+            load_and_attach(object, loader, page_fault, switches, &features, dir)
         });
         tracing::debug!(
             features_ms = probed.as_secs_f64() * 1e3,
@@ -392,6 +403,7 @@ fn reset(loaded: &mut Loaded) -> Result<(), ProbeError> {
 
 fn load_and_attach(
     object: &[u8],
+    loader: EbpfLoader<'static>,
     page_fault: Option<PageFaultAttach>,
     switches: &Switches,
     features: &Features,
@@ -409,7 +421,9 @@ fn load_and_attach(
         });
     let offsets = oom_fields.as_ref().map_or(OomFieldOffsets::NONE, |o| *o);
     let btf = features.btf.as_ref().ok();
-    let mut ebpf = match EbpfLoader::new()
+    // Borrows what is set here (the loader from `new` borrows nothing).
+    let mut loader: EbpfLoader<'_> = loader;
+    let mut ebpf = match loader
         .btf(btf)
         .override_global(names::GLOBAL_OOM_FIELDS, &offsets, true)
         .load(object)
