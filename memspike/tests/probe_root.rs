@@ -3,7 +3,8 @@
 //! step slot, a slot beyond the counters landing in the shared `OTHER` one; an OOM kill in the group is captured by eBPF and by the kernel-log reader (and a
 //! foreign one is not); kernel-side aya-log messages reach the `log` crate; each figure
 //! degrades on its own (hidden BTF, a failing program, no eBPF at all), end to end through
-//! the `memspike` binary; nothing stays loaded after finish, drop, a failed start or SIGKILL;
+//! the `memspike` binary; one load serves groups in turn, each counting only its own;
+//! nothing stays loaded after finish, drop, a failed start or SIGKILL;
 //! and tracefs is never mounted where other processes see it.
 //!
 //! Programs are counted by the ids the probe recorded or the process holds open
