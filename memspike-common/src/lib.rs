@@ -55,6 +55,9 @@ pub mod names {
 
     /// [`crate::OomFieldOffsets`] global: the `oom/mark_victim` record layout.
     pub const GLOBAL_OOM_FIELDS: &str = "OOM_FIELDS";
+    /// [`crate::OomTaskLayout`] global: where the raw `mark_victim` program finds the victim's
+    /// figures in the kernel's structures.
+    pub const GLOBAL_OOM_TASK_LAYOUT: &str = "OOM_TASK_LAYOUT";
 
     /// `tp_btf/page_fault_user`: counts user page faults per step slot (the attach type kept).
     pub const PROG_PAGE_FAULT_BTF: &str = "page_fault_user_btf";
@@ -71,10 +74,13 @@ pub mod names {
     pub const PROG_RECLAIM_BEGIN_TP: &str = "memcg_reclaim_begin_tp";
     /// `tracepoint/vmscan/mm_vmscan_memcg_reclaim_end` (classic: the fallback without BTF).
     pub const PROG_RECLAIM_END_TP: &str = "memcg_reclaim_end_tp";
-    /// `tracepoint/oom/mark_victim` (classic: needs tracefs to attach).
+    /// `raw_tp/mark_victim`: the victim's figures read from its `task_struct` at the offsets of
+    /// [`crate::OomTaskLayout`] (no perf event, so nothing to wait for when it is detached).
+    pub const PROG_OOM_MARK_VICTIM_RAW: &str = "oom_mark_victim_raw";
+    /// `tracepoint/oom/mark_victim` (classic: needs tracefs to attach; the fallback).
     pub const PROG_OOM_MARK_VICTIM: &str = "oom_mark_victim";
     /// Every program in the object (to find what is loaded, e.g. after a soak).
-    pub const PROGRAMS: [&str; 8] = [
+    pub const PROGRAMS: [&str; 9] = [
         PROG_PAGE_FAULT_BTF,
         PROG_PAGE_FAULT_RAW,
         PROG_PAGE_FAULT_NOP,
@@ -82,6 +88,7 @@ pub mod names {
         PROG_RECLAIM_END,
         PROG_RECLAIM_BEGIN_TP,
         PROG_RECLAIM_END_TP,
+        PROG_OOM_MARK_VICTIM_RAW,
         PROG_OOM_MARK_VICTIM,
     ];
 
@@ -183,6 +190,50 @@ impl OomFieldOffsets {
     };
 }
 
+/// Where the victim's figures are in the kernel's structures, for the raw `mark_victim`
+/// program (whose arguments are the victim's `task_struct *` and its uid): byte offsets taken by
+/// user space from the kernel's BTF, and handed to the program as a global. The program reads
+/// what the classic tracepoint's record holds, the same way the kernel fills it: RSS counters as
+/// `get_mm_counter` reads them (the shared `percpu_counter` count, 0 if negative), pages shifted
+/// to kB.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OomTaskLayout {
+    /// In `task_struct`: `pid` (int), `comm` (char[16]), `mm` and `signal` (pointers).
+    pub task_pid: u32,
+    pub task_comm: u32,
+    pub task_mm: u32,
+    pub task_signal: u32,
+    /// In `signal_struct`: `oom_score_adj` (short).
+    pub signal_oom_score_adj: u32,
+    /// In `mm_struct`: `total_vm` (pages), `pgtables_bytes` (bytes), and the `count` (s64) of
+    /// the file, anonymous and shmem RSS counters.
+    pub mm_total_vm: u32,
+    pub mm_pgtables_bytes: u32,
+    pub mm_file_rss: u32,
+    pub mm_anon_rss: u32,
+    pub mm_shmem_rss: u32,
+    /// `PAGE_SHIFT - 10`: pages to kB.
+    pub kb_shift: u32,
+}
+
+impl OomTaskLayout {
+    /// Nothing known: the value compiled into the object (the program is then never attached).
+    pub const NONE: OomTaskLayout = OomTaskLayout {
+        task_pid: 0,
+        task_comm: 0,
+        task_mm: 0,
+        task_signal: 0,
+        signal_oom_score_adj: 0,
+        mm_total_vm: 0,
+        mm_pgtables_bytes: 0,
+        mm_file_rss: 0,
+        mm_anon_rss: 0,
+        mm_shmem_rss: 0,
+        kb_shift: 0,
+    };
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY (all three): #[repr(C)], Copy, made of integers and integer arrays only, with no
@@ -193,6 +244,8 @@ mod pod {
     unsafe impl aya::Pod for super::OomVictim {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::OomFieldOffsets {}
+    // SAFETY: see above (eleven u32, no padding).
+    unsafe impl aya::Pod for super::OomTaskLayout {}
 }
 
 #[cfg(test)]
@@ -219,5 +272,6 @@ mod tests {
         assert_eq!(size_of::<OomVictim>(), 6 * 8 + 2 * 4 + COMM_LEN + 2 + 6);
         assert_eq!(align_of::<OomVictim>(), 8);
         assert_eq!(size_of::<OomFieldOffsets>(), 9 * 4);
+        assert_eq!(size_of::<OomTaskLayout>(), 11 * 4);
     }
 }

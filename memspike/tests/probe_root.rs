@@ -267,6 +267,12 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
     };
     let tracefs_before = tracefs_mounted();
     let mut probe = start(target);
+    // The classic tracepoint (the fallback) watches the same kills from the kernel's own record.
+    let mut classic = start_with(target, &Switches::parse(None, Some("oom_victim/raw_tp")));
+    assert_eq!(
+        classic.source(Figure::OomVictim),
+        Some("ebpf tracepoint/oom/mark_victim")
+    );
     // The kernel-log reader watches the same kills, without eBPF.
     let mut kmsg = KernelLog::open(observed.name()).expect("open /dev/kmsg");
 
@@ -308,6 +314,19 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
         // SAFETY: getuid has no preconditions.
         assert_eq!(v.uid, unsafe { libc::getuid() });
     }
+    // The raw program, reading the kernel's structures at offsets from its BTF, saw what the
+    // kernel itself put in the classic tracepoint's record.
+    let classic_victims = classic
+        .collect()
+        .expect("collect the classic probe")
+        .victims;
+    assert_eq!(classic_victims.len(), 1, "{classic_victims:#?}");
+    let same = |v: &memspike::probe::OomVictimReport| memspike::probe::OomVictimReport {
+        t_ns: 0,
+        source: String::new(),
+        ..v.clone()
+    };
+    assert_eq!(same(&counts.victims[0]), same(&classic_victims[0]));
     // The two sources agree on the figures the kernel logs in kB.
     let (e, k) = (&counts.victims[0], &logged[0]);
     assert_eq!(
@@ -316,7 +335,7 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
     );
     assert_eq!(
         (e.source.as_str(), k.source.as_str()),
-        ("ebpf tracepoint/oom/mark_victim", "/dev/kmsg")
+        ("ebpf raw_tp/mark_victim", "/dev/kmsg")
     );
     // The kernel-side debug! reached the log crate (and so tracing, through tracing-log).
     let lines = logs.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -326,7 +345,7 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
             .any(|l| l.starts_with("DEBUG") && l.contains(&format!("pid {victim_pid} "))),
         "no aya-log record for the victim: {lines:?}"
     );
-    drop(probe);
+    drop((probe, classic));
     assert_eq!(
         tracefs_mounted(),
         tracefs_before,
@@ -496,10 +515,7 @@ fn two_groups_in_turn_with_one_load_count_only_their_own() {
         [second_hog_pid],
         "only the second group's victim (the first's was {first_hog_pid})"
     );
-    assert_eq!(
-        ev.oom_source.as_deref(),
-        Some("ebpf tracepoint/oom/mark_victim")
-    );
+    assert_eq!(ev.oom_source.as_deref(), Some("ebpf raw_tp/mark_victim"));
 }
 
 #[test]
@@ -520,6 +536,13 @@ fn each_figure_attaches_on_its_own() {
             None,
             Some("page_faults"),
             None,
+            Some("ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end"),
+            Some("ebpf raw_tp/mark_victim"),
+        ),
+        (
+            None,
+            Some("oom_victim/raw_tp"),
+            Some("ebpf tp_btf/page_fault_user"),
             Some("ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end"),
             Some("ebpf tracepoint/oom/mark_victim"),
         ),
@@ -548,7 +571,7 @@ fn each_figure_attaches_on_its_own() {
         // A figure that fell back or has no program says why in a note.
         for (figure, source, best) in [
             (Figure::PageFaults, faults, "ebpf tp_btf/page_fault_user"),
-            (Figure::OomVictim, oom, "ebpf tracepoint/oom/mark_victim"),
+            (Figure::OomVictim, oom, "ebpf raw_tp/mark_victim"),
         ] {
             if source != Some(best) {
                 assert!(
@@ -707,7 +730,7 @@ fn a_failing_page_fault_program_costs_only_its_figure() {
     assert_eq!(code, 0, "{r:#}");
     let k = &r["kernel"];
     assert_eq!(k["tracing"], "ebpf");
-    assert_default_run(&r, "memory.stat pgfault", "ebpf tracepoint/oom/mark_victim");
+    assert_default_run(&r, "memory.stat pgfault", "ebpf raw_tp/mark_victim");
     assert_eq!(
         k["reclaim"]["source"],
         "ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end"
@@ -954,7 +977,7 @@ fn an_existing_tracefs_mount_is_used_and_left_as_it_is() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(
         r["kernel"]["oom_victim"]["source"],
-        "ebpf tracepoint/oom/mark_victim"
+        "ebpf raw_tp/mark_victim"
     );
     assert_eq!(
         r["kernel"]["oom_victim"]["pid"], r["worker"]["pid"],

@@ -177,17 +177,32 @@ const RECLAIM_WAYS: [Way; 2] = [
     },
 ];
 
-/// `oom/mark_victim`: the classic tracepoint (its fields are read at offsets from tracefs).
-const OOM_WAYS: [Way; 1] = [Way {
-    source: "ebpf tracepoint/oom/mark_victim",
-    attach: Attach::Classic,
-    hooks: &[hook(
-        names::PROG_OOM_MARK_VICTIM,
-        Attach::Classic,
-        names::TP_OOM_CATEGORY,
-        names::TP_OOM_NAME,
-    )],
-}];
+/// `oom/mark_victim`: the raw tracepoint (the victim's figures read from its `task_struct` at
+/// offsets from the kernel's BTF; detaching it costs nothing), else the classic tracepoint (its
+/// fields read at offsets from tracefs; detaching its perf event makes the kernel wait for RCU
+/// grace periods, about 70 ms here).
+const OOM_WAYS: [Way; 2] = [
+    Way {
+        source: "ebpf raw_tp/mark_victim",
+        attach: Attach::RawTp,
+        hooks: &[hook(
+            names::PROG_OOM_MARK_VICTIM_RAW,
+            Attach::RawTp,
+            names::TP_OOM_CATEGORY,
+            names::TP_OOM_NAME,
+        )],
+    },
+    Way {
+        source: "ebpf tracepoint/oom/mark_victim",
+        attach: Attach::Classic,
+        hooks: &[hook(
+            names::PROG_OOM_MARK_VICTIM,
+            Attach::Classic,
+            names::TP_OOM_CATEGORY,
+            names::TP_OOM_NAME,
+        )],
+    },
+];
 
 #[cfg(test)]
 mod tests {

@@ -25,6 +25,7 @@
 
 pub mod features;
 pub mod hooks;
+pub mod task_layout;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -36,7 +37,7 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use memspike_common::{
-    OomFieldOffsets, OomVictim, ReclaimStats, names,
+    OomFieldOffsets, OomTaskLayout, OomVictim, ReclaimStats, names,
     steps::{SLOTS, STARTUP},
 };
 use thiserror::Error;
@@ -251,8 +252,9 @@ impl EbpfProbe {
         // `EbpfLoader::new` parses the kernel's BTF for itself (for CO-RE relocations, which
         // this object does not use; aya has no way to hand it the one `Features` parses for
         // tp_btf): about as long as the feature probes, so it runs beside them.
-        let (features, loader) = std::thread::scope(|scope| {
-            let loader = scope.spawn(EbpfLoader::new);
+        // The raw OOM program's layout is read from the BTF beside them too.
+        let (features, (loader, layout)) = std::thread::scope(|scope| {
+            let loader = scope.spawn(|| (EbpfLoader::new(), oom_task_layout(switches)));
             let features = Features::probe(switches);
             let loader = loader
                 .join()
@@ -262,7 +264,12 @@ impl EbpfProbe {
         let features = features.map_err(|e| fail(ProbeError::Unsupported(e)))?;
         let probed = started.elapsed();
         let result = tracefs::with_tracefs(|dir| {
-            load_and_attach(object, loader, page_fault, switches, &features, dir)
+            let kernel = KernelFacts {
+                features: &features,
+                oom_task_layout: layout,
+                tracefs: dir,
+            };
+            load_and_attach(object, loader, page_fault, switches, kernel)
         });
         tracing::debug!(
             features_ms = probed.as_secs_f64() * 1e3,
@@ -333,8 +340,9 @@ impl EbpfProbe {
 
     /// What the programs recorded so far, while they stay attached; victims are returned once.
     pub fn collect(&mut self) -> Result<Counts, ProbeError> {
+        let oom_source = self.source(Figure::OomVictim);
         match self.loaded.as_mut() {
-            Some(loaded) => collect(loaded),
+            Some(loaded) => collect(loaded, oom_source),
             None => Err(not_loaded()),
         }
     }
@@ -401,14 +409,38 @@ fn reset(loaded: &mut Loaded) -> Result<(), ProbeError> {
         .map_err(map_err(names::MAP_CURRENT_STEP))
 }
 
+/// Where the raw `mark_victim` program reads the victim's figures on this kernel, or why it
+/// cannot be used.
+fn oom_task_layout(switches: &Switches) -> Result<OomTaskLayout, String> {
+    if switches.hide_btf {
+        return Err(format!("kernel BTF hidden by {}", features::HIDE_BTF_ENV));
+    }
+    let btf = std::fs::read(super::KERNEL_BTF)
+        .map_err(|e| format!("no kernel BTF at {}: {e}", super::KERNEL_BTF))?;
+    // SAFETY: sysconf has no preconditions.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    task_layout::from_btf(&btf, u64::try_from(page_size).unwrap_or(0))
+}
+
+/// What the loader learnt of the kernel before loading.
+struct KernelFacts<'a> {
+    features: &'a Features,
+    oom_task_layout: Result<OomTaskLayout, String>,
+    tracefs: Result<&'a Path, String>,
+}
+
 fn load_and_attach(
     object: &[u8],
     loader: EbpfLoader<'static>,
     page_fault: Option<PageFaultAttach>,
     switches: &Switches,
-    features: &Features,
-    tracefs: Result<&Path, String>,
+    kernel: KernelFacts<'_>,
 ) -> Result<EbpfProbe, Unavailable> {
+    let KernelFacts {
+        features,
+        oom_task_layout,
+        tracefs,
+    } = kernel;
     let mut notes = switches.notes.clone();
     // The classic tracepoint's record layout, read before loading (it is a global).
     let oom_fields = tracefs
@@ -420,12 +452,14 @@ fn load_and_attach(
             offsets
         });
     let offsets = oom_fields.as_ref().map_or(OomFieldOffsets::NONE, |o| *o);
+    let layout = oom_task_layout.as_ref().map_or(OomTaskLayout::NONE, |l| *l);
     let btf = features.btf.as_ref().ok();
     // Borrows what is set here (the loader from `new` borrows nothing).
     let mut loader: EbpfLoader<'_> = loader;
     let mut ebpf = match loader
         .btf(btf)
         .override_global(names::GLOBAL_OOM_FIELDS, &offsets, true)
+        .override_global(names::GLOBAL_OOM_TASK_LAYOUT, &layout, true)
         .load(object)
     {
         Ok(ebpf) => ebpf,
@@ -466,8 +500,13 @@ fn load_and_attach(
                     Attach::Classic => tracefs.as_ref().map(|_| ()).map_err(String::clone),
                     _ => Ok(()),
                 })
-                .and_then(|()| match figure {
-                    Figure::OomVictim => oom_fields.as_ref().map(|_| ()).map_err(String::clone),
+                .and_then(|()| match (figure, way.attach) {
+                    (Figure::OomVictim, Attach::Classic) => {
+                        oom_fields.as_ref().map(|_| ()).map_err(String::clone)
+                    }
+                    (Figure::OomVictim, _) => {
+                        oom_task_layout.as_ref().map(|_| ()).map_err(String::clone)
+                    }
                     _ => Ok(()),
                 });
             let forced = switches.fails(figure, way.attach);
@@ -631,7 +670,7 @@ fn unload_hook(ebpf: &mut Ebpf, hook: &Hook) {
 }
 
 /// Reads everything the programs recorded (the programs are still attached).
-fn collect(loaded: &mut Loaded) -> Result<Counts, ProbeError> {
+fn collect(loaded: &mut Loaded, oom_source: Option<&'static str>) -> Result<Counts, ProbeError> {
     let mut victims = Vec::new();
     while let Some(item) = loaded.oom_events.next() {
         if item.len() < size_of::<OomVictim>() {
@@ -644,7 +683,7 @@ fn collect(loaded: &mut Loaded) -> Result<Counts, ProbeError> {
         let v = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<OomVictim>()) };
         victims.push(OomVictimReport::from_event(
             &v,
-            hooks::Figure::OomVictim.ways()[0].source,
+            oom_source.unwrap_or("ebpf"),
         ));
     }
     if let Some(logger) = loaded.logger.as_mut() {
