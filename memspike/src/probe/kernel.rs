@@ -47,6 +47,7 @@ impl Kernel {
         if let Some(reason) = unavailable_reason() {
             return Kernel::off(&reason);
         }
+        tracing::debug!("eBPF observer: loading in the background");
         let state = std::thread::Builder::new()
             .name("memspike-ebpf-load".into())
             .spawn(|| EbpfProbe::load(None))
