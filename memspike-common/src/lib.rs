@@ -59,10 +59,11 @@ pub mod names {
     /// figures in the kernel's structures.
     pub const GLOBAL_OOM_TASK_LAYOUT: &str = "OOM_TASK_LAYOUT";
 
-    /// `tp_btf/page_fault_user`: counts user page faults per step slot (the attach type kept).
+    /// `tp_btf/page_fault_user`: counts user page faults per step slot (the fallback, and the
+    /// bench's comparison).
     pub const PROG_PAGE_FAULT_BTF: &str = "page_fault_user_btf";
-    /// `raw_tp/page_fault_user`: the same counter through a raw tracepoint (the fallback without
-    /// BTF, and the bench's comparison).
+    /// `raw_tp/page_fault_user`: the same counter through a raw tracepoint (the first choice:
+    /// no BTF to parse).
     pub const PROG_PAGE_FAULT_RAW: &str = "page_fault_user_raw";
     /// `tp_btf/page_fault_user` doing nothing: the bench's floor, never attached by a run.
     pub const PROG_PAGE_FAULT_NOP: &str = "page_fault_user_nop";
@@ -70,9 +71,13 @@ pub mod names {
     pub const PROG_RECLAIM_BEGIN: &str = "memcg_reclaim_begin";
     /// `tp_btf/mm_vmscan_memcg_reclaim_end`.
     pub const PROG_RECLAIM_END: &str = "memcg_reclaim_end";
-    /// `tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin` (classic: the fallback without BTF).
+    /// `raw_tp/mm_vmscan_memcg_reclaim_begin`.
+    pub const PROG_RECLAIM_BEGIN_RAW: &str = "memcg_reclaim_begin_raw";
+    /// `raw_tp/mm_vmscan_memcg_reclaim_end`.
+    pub const PROG_RECLAIM_END_RAW: &str = "memcg_reclaim_end_raw";
+    /// `tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin` (classic: the last fallback).
     pub const PROG_RECLAIM_BEGIN_TP: &str = "memcg_reclaim_begin_tp";
-    /// `tracepoint/vmscan/mm_vmscan_memcg_reclaim_end` (classic: the fallback without BTF).
+    /// `tracepoint/vmscan/mm_vmscan_memcg_reclaim_end` (classic: the last fallback).
     pub const PROG_RECLAIM_END_TP: &str = "memcg_reclaim_end_tp";
     /// `raw_tp/mark_victim`: the victim's figures read from its `task_struct` at the offsets of
     /// [`crate::OomTaskLayout`] (no perf event, so nothing to wait for when it is detached).
@@ -80,12 +85,14 @@ pub mod names {
     /// `tracepoint/oom/mark_victim` (classic: needs tracefs to attach; the fallback).
     pub const PROG_OOM_MARK_VICTIM: &str = "oom_mark_victim";
     /// Every program in the object (to find what is loaded, e.g. after a soak).
-    pub const PROGRAMS: [&str; 9] = [
+    pub const PROGRAMS: [&str; 11] = [
         PROG_PAGE_FAULT_BTF,
         PROG_PAGE_FAULT_RAW,
         PROG_PAGE_FAULT_NOP,
         PROG_RECLAIM_BEGIN,
         PROG_RECLAIM_END,
+        PROG_RECLAIM_BEGIN_RAW,
+        PROG_RECLAIM_END_RAW,
         PROG_RECLAIM_BEGIN_TP,
         PROG_RECLAIM_END_TP,
         PROG_OOM_MARK_VICTIM_RAW,

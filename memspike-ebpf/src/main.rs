@@ -6,16 +6,17 @@
 //! observes nothing. On a v1 memory hierarchy the target is the inode of the experiment's
 //! same-named twin under the cgroup2 mount; on v2 the group's own id.
 //!
-//! - `page_fault_user_btf` (`tp_btf/page_fault_user`, the one user space attaches first) and
-//!   `page_fault_user_raw` (`raw_tp/page_fault_user`, the same counter: the fallback without
-//!   BTF, and the bench's comparison): one increment of this CPU's counter
+//! - `page_fault_user_raw` (`raw_tp/page_fault_user`, the one user space attaches first: it
+//!   needs no BTF, which takes ~25 ms of CPU to parse) and `page_fault_user_btf`
+//!   (`tp_btf/page_fault_user`, the same counter: the fallback, and the bench's comparison;
+//!   per fault the two cost the same within this VM's noise): one increment of this CPU's counter
 //!   `PAGE_FAULTS[clamp(CURRENT_STEP[0])]`, the current step slot; a value at or beyond
 //!   `OTHER` counts under `OTHER` (see `memspike_common::steps`), so no fault is dropped.
 //!   Nothing else runs per fault.
-//! - `memcg_reclaim_begin` / `memcg_reclaim_end` (`tp_btf/mm_vmscan_memcg_reclaim_*`), and the
-//!   same through the classic tracepoints (`memcg_reclaim_begin_tp` / `_end_tp`, for kernels
-//!   without BTF): the start time per thread in `RECLAIM_START`, then one stall and its
-//!   duration in `RECLAIM_STATS`.
+//! - `memcg_reclaim_begin_raw` / `_end_raw` (`raw_tp/mm_vmscan_memcg_reclaim_*`), the same
+//!   through tp_btf (`memcg_reclaim_begin` / `_end`) and through the classic tracepoints
+//!   (`memcg_reclaim_begin_tp` / `_end_tp`), in the loader's order of preference: the start
+//!   time per thread in `RECLAIM_START`, then one stall and its duration in `RECLAIM_STATS`.
 //! - `oom_mark_victim_raw` (`raw_tp/mark_victim`, whose arguments are the victim's
 //!   `task_struct *` and uid): reads the victim's figures from the kernel's structures at the
 //!   offsets in the `OOM_TASK_LAYOUT` global (taken from the kernel's BTF by the loader) and
@@ -153,8 +154,20 @@ pub fn memcg_reclaim_end(_ctx: BtfTracePointContext) -> i32 {
     code(try_reclaim_end())
 }
 
-/// The same pair through the classic tracepoints (no BTF needed; the loader's fallback). They
-/// read no field of the record.
+/// The same pair through raw tracepoints (no BTF needed; the loader's first choice). They read
+/// no argument.
+#[raw_tracepoint(tracepoint = "mm_vmscan_memcg_reclaim_begin")]
+pub fn memcg_reclaim_begin_raw(_ctx: RawTracePointContext) -> i32 {
+    code(try_reclaim_begin())
+}
+
+#[raw_tracepoint(tracepoint = "mm_vmscan_memcg_reclaim_end")]
+pub fn memcg_reclaim_end_raw(_ctx: RawTracePointContext) -> i32 {
+    code(try_reclaim_end())
+}
+
+/// The same pair through the classic tracepoints (the last fallback: detaching their perf
+/// events makes the kernel wait for RCU grace periods). They read no field of the record.
 #[tracepoint(category = "vmscan", name = "mm_vmscan_memcg_reclaim_begin")]
 pub fn memcg_reclaim_begin_tp(_ctx: TracePointContext) -> u32 {
     code(try_reclaim_begin()) as u32

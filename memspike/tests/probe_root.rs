@@ -152,7 +152,7 @@ fn faults_are_counted_only_in_the_group_and_split_by_step() {
     let mut probe = start(target);
     assert_eq!(
         probe.source(Figure::PageFaults),
-        Some("ebpf tp_btf/page_fault_user"),
+        Some("ebpf raw_tp/page_fault_user"),
         "{probe:?}"
     );
 
@@ -496,7 +496,7 @@ fn two_groups_in_turn_with_one_load_count_only_their_own() {
     eprintln!("{ev:#?}");
 
     let faults = ev.page_faults.expect("page faults");
-    assert_eq!(faults.source, "ebpf tp_btf/page_fault_user");
+    assert_eq!(faults.source, "ebpf raw_tp/page_fault_user");
     assert_eq!(faults.per_phase["startup"], 0, "{faults:?}");
     assert_eq!(
         faults.per_phase["one"], 0,
@@ -530,35 +530,58 @@ fn each_figure_attaches_on_its_own() {
     let Some(target) = target_id(&g, WHAT) else {
         return;
     };
+    const PF_RAW: &str = "ebpf raw_tp/page_fault_user";
+    const PF_BTF: &str = "ebpf tp_btf/page_fault_user";
+    const RECLAIM_RAW: &str = "ebpf raw_tp/mm_vmscan_memcg_reclaim_begin|end";
+    const RECLAIM_BTF: &str = "ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end";
+    const RECLAIM_CLASSIC: &str = "ebpf tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin|end";
+    const OOM_RAW: &str = "ebpf raw_tp/mark_victim";
+    const OOM_CLASSIC: &str = "ebpf tracepoint/oom/mark_victim";
     let cases = [
         // (hide BTF, fail, page faults, reclaim, OOM victim)
         (
             None,
             Some("page_faults"),
             None,
-            Some("ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end"),
-            Some("ebpf raw_tp/mark_victim"),
+            Some(RECLAIM_RAW),
+            Some(OOM_RAW),
         ),
         (
             None,
             Some("oom_victim/raw_tp"),
-            Some("ebpf tp_btf/page_fault_user"),
-            Some("ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end"),
-            Some("ebpf tracepoint/oom/mark_victim"),
+            Some(PF_RAW),
+            Some(RECLAIM_RAW),
+            Some(OOM_CLASSIC),
+        ),
+        // The tp_btf ways, with the BTF parsed only then.
+        (
+            None,
+            Some("page_faults/raw_tp,reclaim/raw_tp,oom_victim"),
+            Some(PF_BTF),
+            Some(RECLAIM_BTF),
+            None,
         ),
         (
             None,
-            Some("page_faults/tp_btf,oom_victim"),
-            Some("ebpf raw_tp/page_fault_user"),
-            Some("ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end"),
-            None,
+            Some("reclaim/raw_tp,reclaim/tp_btf"),
+            Some(PF_RAW),
+            Some(RECLAIM_CLASSIC),
+            Some(OOM_RAW),
         ),
+        // Without BTF: no tp_btf, and no layout for the raw OOM program.
         (
             Some("1"),
             None,
-            Some("ebpf raw_tp/page_fault_user"),
-            Some("ebpf tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin|end"),
-            Some("ebpf tracepoint/oom/mark_victim"),
+            Some(PF_RAW),
+            Some(RECLAIM_RAW),
+            Some(OOM_CLASSIC),
+        ),
+        (
+            Some("1"),
+            Some("page_faults/raw_tp,reclaim/raw_tp"),
+            None,
+            Some(RECLAIM_CLASSIC),
+            Some(OOM_CLASSIC),
         ),
     ];
     for (hide, fail, faults, reclaim, oom) in cases {
@@ -570,8 +593,8 @@ fn each_figure_attaches_on_its_own() {
         assert_eq!(probe.source(Figure::OomVictim), oom, "{case}");
         // A figure that fell back or has no program says why in a note.
         for (figure, source, best) in [
-            (Figure::PageFaults, faults, "ebpf tp_btf/page_fault_user"),
-            (Figure::OomVictim, oom, "ebpf raw_tp/mark_victim"),
+            (Figure::PageFaults, faults, PF_RAW),
+            (Figure::OomVictim, oom, OOM_RAW),
         ] {
             if source != Some(best) {
                 assert!(
@@ -665,7 +688,7 @@ fn without_btf_a_run_uses_raw_and_classic_tracepoints() {
     );
     assert_eq!(
         r["kernel"]["reclaim"]["source"],
-        "ebpf tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin|end"
+        "ebpf raw_tp/mm_vmscan_memcg_reclaim_begin|end"
     );
     assert!(
         u(&r["kernel"]["reclaim"]["stalls"]) > 0,
@@ -733,7 +756,7 @@ fn a_failing_page_fault_program_costs_only_its_figure() {
     assert_default_run(&r, "memory.stat pgfault", "ebpf raw_tp/mark_victim");
     assert_eq!(
         k["reclaim"]["source"],
-        "ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end"
+        "ebpf raw_tp/mm_vmscan_memcg_reclaim_begin|end"
     );
     let notes = k["notes"].to_string();
     assert!(

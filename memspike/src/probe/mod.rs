@@ -19,11 +19,11 @@
 //!
 //! | figure | sources, best first |
 //! |---|---|
-//! | `page_faults` | `ebpf tp_btf/page_fault_user`, `ebpf raw_tp/page_fault_user`, `memory.stat pgfault` |
+//! | `page_faults` | `ebpf raw_tp/page_fault_user`, `ebpf tp_btf/page_fault_user`, `memory.stat pgfault` |
 //! | `major_faults` | `memory.stat pgmajfault` |
-//! | `reclaim` | `ebpf tp_btf/…memcg_reclaim_begin\|end`, `ebpf tracepoint/vmscan/…` |
+//! | `reclaim` | `ebpf raw_tp/…memcg_reclaim_begin\|end`, `ebpf tp_btf/…`, `ebpf tracepoint/vmscan/…` |
 //! | `pressure` | `memory.pressure` |
-//! | `oom_victim` | `ebpf tracepoint/oom/mark_victim`, `/dev/kmsg` |
+//! | `oom_victim` | `ebpf raw_tp/mark_victim`, `ebpf tracepoint/oom/mark_victim`, `/dev/kmsg` |
 //!
 //! The eBPF ways are listed in [`ebpf::hooks`]; the non-BPF sources are chosen here.
 //! `--no-trace` turns eBPF off only: the other sources still report.

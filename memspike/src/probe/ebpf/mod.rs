@@ -249,17 +249,17 @@ impl EbpfProbe {
         };
         let object = precheck().map_err(fail)?;
         let started = Instant::now();
-        // `EbpfLoader::new` parses the kernel's BTF for itself (for CO-RE relocations, which
-        // this object does not use; aya has no way to hand it the one `Features` parses for
-        // tp_btf): about as long as the feature probes, so it runs beside them.
-        // The raw OOM program's layout is read from the BTF beside them too.
-        let (features, (loader, layout)) = std::thread::scope(|scope| {
-            let loader = scope.spawn(|| (EbpfLoader::new(), oom_task_layout(switches)));
+        // `EbpfLoader::new` parses the kernel's BTF (about 25 ms of CPU here), always, for
+        // CO-RE relocations this object does not use; it runs beside the feature probes and the
+        // reading of the raw OOM program's layout.
+        let (features, layout, loader) = std::thread::scope(|scope| {
+            let loader = scope.spawn(EbpfLoader::new);
             let features = Features::probe(switches);
+            let layout = oom_task_layout(switches);
             let loader = loader
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (features, loader)
+            (features, layout, loader)
         });
         let features = features.map_err(|e| fail(ProbeError::Unsupported(e)))?;
         let probed = started.elapsed();
@@ -453,11 +453,13 @@ fn load_and_attach(
         });
     let offsets = oom_fields.as_ref().map_or(OomFieldOffsets::NONE, |o| *o);
     let layout = oom_task_layout.as_ref().map_or(OomTaskLayout::NONE, |l| *l);
-    let btf = features.btf.as_ref().ok();
     // Borrows what is set here (the loader from `new` borrows nothing).
     let mut loader: EbpfLoader<'_> = loader;
+    if features.hide_btf {
+        // As without BTF: the loader keeps none either.
+        loader.btf(None);
+    }
     let mut ebpf = match loader
-        .btf(btf)
         .override_global(names::GLOBAL_OOM_FIELDS, &offsets, true)
         .override_global(names::GLOBAL_OOM_TASK_LAYOUT, &layout, true)
         .load(object)
@@ -486,8 +488,8 @@ fn load_and_attach(
     let mut sources = [None; 3];
     for (slot, figure) in sources.iter_mut().zip(Figure::ALL) {
         let ways: &[Way] = match (figure, page_fault) {
-            (Figure::PageFaults, Some(PageFaultAttach::TpBtf)) => &PAGE_FAULT_WAYS[..1],
-            (Figure::PageFaults, Some(PageFaultAttach::RawTp)) => &PAGE_FAULT_WAYS[1..],
+            (Figure::PageFaults, Some(PageFaultAttach::TpBtf)) => &PAGE_FAULT_WAYS[1..],
+            (Figure::PageFaults, Some(PageFaultAttach::RawTp)) => &PAGE_FAULT_WAYS[..1],
             (Figure::PageFaults, Some(PageFaultAttach::EmptyTpBtf)) => &[PAGE_FAULT_NOP_WAY],
             _ => figure.ways(),
         };
@@ -511,6 +513,10 @@ fn load_and_attach(
                 });
             let forced = switches.fails(figure, way.attach);
             let attached = ready.and_then(|()| {
+                let btf = match way.attach {
+                    Attach::TpBtf => features.btf().ok(),
+                    _ => None,
+                };
                 attach_way(&mut ebpf, way, btf, forced, &mut ids).map_err(|e| {
                     if forced {
                         format!("{e} (forced by {})", features::FAIL_ENV)
