@@ -5,10 +5,12 @@
 //!
 //! - [`features`]: what the kernel supports (aya's feature probes) and the test switches.
 //! - [`hooks`]: which programs give which figure, best first (the one place to change).
-//! - [`EbpfProbe::load`]: loads the object (with the `oom/mark_victim` record layout read from
-//!   tracefs as a read-only global) observing nothing, then, per figure, tries its ways in
-//!   order. Everything runs inside [`tracefs::with_tracefs`](super::tracefs::with_tracefs), so
-//!   the classic tracepoints find tracefs without this process mounting it anywhere visible.
+//! - [`EbpfProbe::load`]: loads the object observing nothing, with two read-only globals: where
+//!   the raw `mark_victim` program finds the victim's figures ([`task_layout`], from the
+//!   kernel's BTF) and the classic tracepoint's record layout (from tracefs); then, per figure,
+//!   tries its ways in order. Everything runs inside
+//!   [`tracefs::with_tracefs`](super::tracefs::with_tracefs), so the classic tracepoints find
+//!   tracefs without this process mounting it anywhere visible.
 //! - [`EbpfProbe::observe`]: zeroes the counters, forgets unfinished reclaim stalls and queued
 //!   OOM events, sets the start-up step, then writes the group's id into the target map: from
 //!   then on, and only then, the group's tasks are counted. [`EbpfProbe::stop`] writes 0.
@@ -349,7 +351,7 @@ impl EbpfProbe {
 
     /// Collects one last time, then detaches and unloads everything and waits until the kernel
     /// no longer lists it (for the tests and the bench that check it; dropping is enough to
-    /// unload). The note says what the kernel still listed [`UNLOAD_WAIT`] later, if anything.
+    /// unload). The note says what the kernel still listed `UNLOAD_WAIT` (2 s) later, if anything.
     pub fn finish(mut self) -> (Result<Counts, ProbeError>, Option<String>) {
         let counts = self.collect();
         let note = self.loaded.take().and_then(unload_and_wait);
