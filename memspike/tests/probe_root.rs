@@ -150,9 +150,15 @@ fn faults_are_counted_only_in_the_group_and_split_by_step() {
         return;
     };
     let mut probe = start(target);
+    // Raw tracepoints only by default: no BTF parse of memspike's own, and no perf event,
+    // whose closing makes the kernel wait for RCU grace periods (~70 ms each at exit).
     assert_eq!(
-        probe.source(Figure::PageFaults),
-        Some("ebpf raw_tp/page_fault_user"),
+        Figure::ALL.map(|f| probe.source(f)),
+        [
+            Some("ebpf raw_tp/page_fault_user"),
+            Some("ebpf raw_tp/mm_vmscan_memcg_reclaim_begin|end"),
+            Some("ebpf raw_tp/mark_victim"),
+        ],
         "{probe:?}"
     );
 
@@ -321,6 +327,8 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
         .expect("collect the classic probe")
         .victims;
     assert_eq!(classic_victims.len(), 1, "{classic_victims:#?}");
+    // Each probe names the way that saw the victim.
+    assert_eq!(classic_victims[0].source, "ebpf tracepoint/oom/mark_victim");
     let same = |v: &memspike::probe::OomVictimReport| memspike::probe::OomVictimReport {
         t_ns: 0,
         source: String::new(),
