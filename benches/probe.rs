@@ -2,7 +2,7 @@
 //! private anonymous memory, no THP, write one byte per 4 KiB page so that every page faults
 //! once, unmap) untraced, then traced with each page-fault attach type, side by side in one run.
 //!
-//! "Traced" means an [`EbpfProbe`] started on this process's own cgroup v2 id, so that the counting
+//! "Traced" means an [`EbpfProbe`] pointed at this process's own cgroup v2 id, so that the counting
 //! path runs for every fault (not only the cgroup filter's early exit).
 //!
 //! Run as root after `cargo xtask build-ebpf`:
@@ -80,6 +80,13 @@ fn own_cgroup_v2_id() -> Result<u64, String> {
         .map_err(|e| format!("{}: {e}", dir.display()))
 }
 
+/// The probe with `attach` as its page-fault program, loaded and pointed at `target`.
+fn start(target: u64, attach: PageFaultAttach) -> Result<EbpfProbe, String> {
+    let mut probe = EbpfProbe::load(Some(attach)).map_err(|u| u.error.to_string())?;
+    probe.observe(target).map_err(|e| e.to_string())?;
+    Ok(probe)
+}
+
 fn faults(c: &mut Criterion) {
     if let Some(reason) = probe::unavailable_reason() {
         eprintln!("probe bench skipped: eBPF probe unavailable: {reason}");
@@ -101,10 +108,10 @@ fn faults(c: &mut Criterion) {
         ("traced_tp_btf", PageFaultAttach::TpBtf),
         ("traced_raw_tp", PageFaultAttach::RawTp),
     ] {
-        let mut probe = match EbpfProbe::start(target, Some(attach)) {
+        let mut probe = match start(target, attach) {
             Ok(p) => p,
-            Err(u) => {
-                eprintln!("probe bench: {name} skipped: {}", u.error);
+            Err(e) => {
+                eprintln!("probe bench: {name} skipped: {e}");
                 continue;
             }
         };
@@ -160,7 +167,7 @@ fn timed_pass(
 ) -> Result<(f64, f64, Option<f64>), String> {
     let probe = match attach {
         None => None,
-        Some(a) => Some(EbpfProbe::start(target, Some(a)).map_err(|u| u.error.to_string())?),
+        Some(a) => Some(start(target, a)?),
     };
     let cpu = thread_cpu_ns();
     let start = std::time::Instant::now();

@@ -7,7 +7,8 @@
 //! - [`ReclaimStats`], [`OomVictim`]: what the kernel programs record (per-CPU map values and
 //!   ring-buffer events).
 //! - [`OomFieldOffsets`]: where the `oom/mark_victim` fields sit in the tracepoint record on the
-//!   running kernel, read by user space from tracefs and handed to the program as a global.
+//!   running kernel, read by user space from tracefs and handed to the program as a global (the
+//!   one global: it is the kernel's, fixed for the process; the observed group is a map entry).
 //! - The names of the maps, globals and programs in the eBPF object ([`names`]).
 //!
 //! With the `user` feature (user space only) the map and event types implement `aya::Pod`.
@@ -37,6 +38,9 @@ pub mod steps {
 
 /// Names shared by the eBPF object and its loader: maps, globals and programs.
 pub mod names {
+    /// `Array<u64>`, one element: the cgroup id (v2 inode) whose tasks are observed, written by
+    /// user space for each new group; 0 (the value at load) observes nothing.
+    pub const MAP_TARGET_CGROUP: &str = "TARGET_CGROUP";
     /// `Array<u32>`, one element: the current step slot, written by user space (any value;
     /// the program counts it under [`crate::steps::clamp`] of it).
     pub const MAP_CURRENT_STEP: &str = "CURRENT_STEP";
@@ -49,15 +53,17 @@ pub mod names {
     /// `RingBuf` of [`crate::OomVictim`] events.
     pub const MAP_OOM_EVENTS: &str = "OOM_EVENTS";
 
-    /// `u64` global: the cgroup id (v2 inode) whose tasks are observed; 0 observes nothing.
-    pub const GLOBAL_TARGET_CGROUP_ID: &str = "TARGET_CGROUP_ID";
     /// [`crate::OomFieldOffsets`] global: the `oom/mark_victim` record layout.
     pub const GLOBAL_OOM_FIELDS: &str = "OOM_FIELDS";
+    /// [`crate::OomTaskLayout`] global: where the raw `mark_victim` program finds the victim's
+    /// figures in the kernel's structures.
+    pub const GLOBAL_OOM_TASK_LAYOUT: &str = "OOM_TASK_LAYOUT";
 
-    /// `tp_btf/page_fault_user`: counts user page faults per step slot (the attach type kept).
+    /// `tp_btf/page_fault_user`: counts user page faults per step slot (the fallback, and the
+    /// bench's comparison).
     pub const PROG_PAGE_FAULT_BTF: &str = "page_fault_user_btf";
-    /// `raw_tp/page_fault_user`: the same counter through a raw tracepoint (the fallback without
-    /// BTF, and the bench's comparison).
+    /// `raw_tp/page_fault_user`: the same counter through a raw tracepoint (the first choice:
+    /// no BTF to parse).
     pub const PROG_PAGE_FAULT_RAW: &str = "page_fault_user_raw";
     /// `tp_btf/page_fault_user` doing nothing: the bench's floor, never attached by a run.
     pub const PROG_PAGE_FAULT_NOP: &str = "page_fault_user_nop";
@@ -65,21 +71,31 @@ pub mod names {
     pub const PROG_RECLAIM_BEGIN: &str = "memcg_reclaim_begin";
     /// `tp_btf/mm_vmscan_memcg_reclaim_end`.
     pub const PROG_RECLAIM_END: &str = "memcg_reclaim_end";
-    /// `tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin` (classic: the fallback without BTF).
+    /// `raw_tp/mm_vmscan_memcg_reclaim_begin`.
+    pub const PROG_RECLAIM_BEGIN_RAW: &str = "memcg_reclaim_begin_raw";
+    /// `raw_tp/mm_vmscan_memcg_reclaim_end`.
+    pub const PROG_RECLAIM_END_RAW: &str = "memcg_reclaim_end_raw";
+    /// `tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin` (classic: the last fallback).
     pub const PROG_RECLAIM_BEGIN_TP: &str = "memcg_reclaim_begin_tp";
-    /// `tracepoint/vmscan/mm_vmscan_memcg_reclaim_end` (classic: the fallback without BTF).
+    /// `tracepoint/vmscan/mm_vmscan_memcg_reclaim_end` (classic: the last fallback).
     pub const PROG_RECLAIM_END_TP: &str = "memcg_reclaim_end_tp";
-    /// `tracepoint/oom/mark_victim` (classic: needs tracefs to attach).
+    /// `raw_tp/mark_victim`: the victim's figures read from its `task_struct` at the offsets of
+    /// [`crate::OomTaskLayout`] (no perf event, so nothing to wait for when it is detached).
+    pub const PROG_OOM_MARK_VICTIM_RAW: &str = "oom_mark_victim_raw";
+    /// `tracepoint/oom/mark_victim` (classic: needs tracefs to attach; the fallback).
     pub const PROG_OOM_MARK_VICTIM: &str = "oom_mark_victim";
     /// Every program in the object (to find what is loaded, e.g. after a soak).
-    pub const PROGRAMS: [&str; 8] = [
+    pub const PROGRAMS: [&str; 11] = [
         PROG_PAGE_FAULT_BTF,
         PROG_PAGE_FAULT_RAW,
         PROG_PAGE_FAULT_NOP,
         PROG_RECLAIM_BEGIN,
         PROG_RECLAIM_END,
+        PROG_RECLAIM_BEGIN_RAW,
+        PROG_RECLAIM_END_RAW,
         PROG_RECLAIM_BEGIN_TP,
         PROG_RECLAIM_END_TP,
+        PROG_OOM_MARK_VICTIM_RAW,
         PROG_OOM_MARK_VICTIM,
     ];
 
@@ -181,6 +197,50 @@ impl OomFieldOffsets {
     };
 }
 
+/// Where the victim's figures are in the kernel's structures, for the raw `mark_victim`
+/// program (whose arguments are the victim's `task_struct *` and its uid): byte offsets taken by
+/// user space from the kernel's BTF, and handed to the program as a global. The program reads
+/// what the classic tracepoint's record holds, the same way the kernel fills it: RSS counters as
+/// `get_mm_counter` reads them (the shared `percpu_counter` count, 0 if negative), pages shifted
+/// to kB.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OomTaskLayout {
+    /// In `task_struct`: `pid` (int), `comm` (char[16]), `mm` and `signal` (pointers).
+    pub task_pid: u32,
+    pub task_comm: u32,
+    pub task_mm: u32,
+    pub task_signal: u32,
+    /// In `signal_struct`: `oom_score_adj` (short).
+    pub signal_oom_score_adj: u32,
+    /// In `mm_struct`: `total_vm` (pages), `pgtables_bytes` (bytes), and the `count` (s64) of
+    /// the file, anonymous and shmem RSS counters.
+    pub mm_total_vm: u32,
+    pub mm_pgtables_bytes: u32,
+    pub mm_file_rss: u32,
+    pub mm_anon_rss: u32,
+    pub mm_shmem_rss: u32,
+    /// `PAGE_SHIFT - 10`: pages to kB.
+    pub kb_shift: u32,
+}
+
+impl OomTaskLayout {
+    /// Nothing known: the value compiled into the object (the program is then never attached).
+    pub const NONE: OomTaskLayout = OomTaskLayout {
+        task_pid: 0,
+        task_comm: 0,
+        task_mm: 0,
+        task_signal: 0,
+        signal_oom_score_adj: 0,
+        mm_total_vm: 0,
+        mm_pgtables_bytes: 0,
+        mm_file_rss: 0,
+        mm_anon_rss: 0,
+        mm_shmem_rss: 0,
+        kb_shift: 0,
+    };
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY (all three): #[repr(C)], Copy, made of integers and integer arrays only, with no
@@ -191,6 +251,8 @@ mod pod {
     unsafe impl aya::Pod for super::OomVictim {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::OomFieldOffsets {}
+    // SAFETY: see above (eleven u32, no padding).
+    unsafe impl aya::Pod for super::OomTaskLayout {}
 }
 
 #[cfg(test)]
@@ -217,5 +279,6 @@ mod tests {
         assert_eq!(size_of::<OomVictim>(), 6 * 8 + 2 * 4 + COMM_LEN + 2 + 6);
         assert_eq!(align_of::<OomVictim>(), 8);
         assert_eq!(size_of::<OomFieldOffsets>(), 9 * 4);
+        assert_eq!(size_of::<OomTaskLayout>(), 11 * 4);
     }
 }

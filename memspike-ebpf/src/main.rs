@@ -1,23 +1,31 @@
 //! memspike's kernel-side observer: what the kernel saw happen to the experiment's tasks.
 //!
 //! Every program first compares `bpf_get_current_cgroup_id()` (the current task's cgroup v2
-//! id) with `TARGET_CGROUP_ID`, a read-only global the loader fills before loading, so the
-//! value is fixed before any program is attached. On a v1 memory hierarchy the target is the
-//! inode of the experiment's same-named twin under the cgroup2 mount; on v2 the group's own id.
+//! id) with `TARGET_CGROUP[0]`, a one-entry array user space writes: the programs are loaded
+//! once per memspike invocation and pointed at each new group in turn; 0 (the value at load)
+//! observes nothing. On a v1 memory hierarchy the target is the inode of the experiment's
+//! same-named twin under the cgroup2 mount; on v2 the group's own id.
 //!
-//! - `page_fault_user_btf` (`tp_btf/page_fault_user`, the one user space attaches first) and
-//!   `page_fault_user_raw` (`raw_tp/page_fault_user`, the same counter: the fallback without
-//!   BTF, and the bench's comparison): one increment of this CPU's counter
+//! - `page_fault_user_raw` (`raw_tp/page_fault_user`, the one user space attaches first: it
+//!   needs no BTF, which takes ~25 ms of CPU to parse) and `page_fault_user_btf`
+//!   (`tp_btf/page_fault_user`, the same counter: the fallback, and the bench's comparison;
+//!   per fault the two cost the same within this VM's noise): one increment of this CPU's counter
 //!   `PAGE_FAULTS[clamp(CURRENT_STEP[0])]`, the current step slot; a value at or beyond
 //!   `OTHER` counts under `OTHER` (see `memspike_common::steps`), so no fault is dropped.
 //!   Nothing else runs per fault.
-//! - `memcg_reclaim_begin` / `memcg_reclaim_end` (`tp_btf/mm_vmscan_memcg_reclaim_*`), and the
-//!   same through the classic tracepoints (`memcg_reclaim_begin_tp` / `_end_tp`, for kernels
-//!   without BTF): the start time per thread in `RECLAIM_START`, then one stall and its
-//!   duration in `RECLAIM_STATS`.
-//! - `oom_mark_victim` (classic `tracepoint/oom/mark_victim`; rare, so cost does not matter):
-//!   reads the record's fields at the offsets in the `OOM_FIELDS` global (taken from tracefs'
-//!   format file by the loader, never hard-coded) and sends an `OomVictim` through `OOM_EVENTS`.
+//! - `memcg_reclaim_begin_raw` / `_end_raw` (`raw_tp/mm_vmscan_memcg_reclaim_*`), the same
+//!   through tp_btf (`memcg_reclaim_begin` / `_end`) and through the classic tracepoints
+//!   (`memcg_reclaim_begin_tp` / `_end_tp`), in the loader's order of preference: the start
+//!   time per thread in `RECLAIM_START`, then one stall and its duration in `RECLAIM_STATS`.
+//! - `oom_mark_victim_raw` (`raw_tp/mark_victim`, whose arguments are the victim's
+//!   `task_struct *` and uid): reads the victim's figures from the kernel's structures at the
+//!   offsets in the `OOM_TASK_LAYOUT` global (taken from the kernel's BTF by the loader) and
+//!   sends an `OomVictim` through `OOM_EVENTS`. Detaching it costs nothing, unlike the classic
+//!   tracepoint, whose perf event makes the kernel wait for RCU grace periods (~70 ms) when
+//!   the last one on the tracepoint closes.
+//! - `oom_mark_victim` (classic `tracepoint/oom/mark_victim`, the fallback; rare, so cost does
+//!   not matter): reads the record's fields at the offsets in the `OOM_FIELDS` global (taken
+//!   from tracefs' format file by the loader, never hard-coded), the same event.
 //!   The OOM killer runs in the charging task, a member of the group, so the same cgroup filter
 //!   keeps only the experiment's kills.
 //!
@@ -32,7 +40,7 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        bpf_probe_read_kernel_str_bytes,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
     },
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
@@ -40,18 +48,21 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use memspike_common::{
-    COMM_LEN, OomFieldOffsets, OomVictim, ReclaimStats,
+    COMM_LEN, OomFieldOffsets, OomTaskLayout, OomVictim, ReclaimStats,
     steps::{self, SLOTS},
 };
 
-/// The observed cgroup (v2 id). Set by the loader (`EbpfLoader::override_global`); 0 observes
-/// nothing. Read with `read_volatile` so the compiler cannot fold the placeholder value in.
-#[unsafe(no_mangle)]
-static TARGET_CGROUP_ID: u64 = 0;
+/// The observed cgroup (v2 id), written by user space; index 0 only. 0 observes nothing.
+#[map]
+static TARGET_CGROUP: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Where the `oom/mark_victim` fields are in the record on this kernel; set by the loader.
 #[unsafe(no_mangle)]
 static OOM_FIELDS: OomFieldOffsets = OomFieldOffsets::NONE;
+
+/// Where the victim's figures are in this kernel's structures; set by the loader.
+#[unsafe(no_mangle)]
+static OOM_TASK_LAYOUT: OomTaskLayout = OomTaskLayout::NONE;
 
 /// The experiment's current step slot, written by user space; index 0 only.
 #[map]
@@ -73,11 +84,13 @@ static RECLAIM_STATS: PerCpuArray<ReclaimStats> = PerCpuArray::with_max_entries(
 #[map]
 static OOM_EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024, 0);
 
-/// True when the current task is in the observed cgroup.
+/// True when the current task is in the observed cgroup (never while the target is 0).
 #[inline(always)]
 fn in_target() -> bool {
-    // SAFETY: a plain read of a static that is only ever written by the loader, before load.
-    let target = unsafe { read_volatile(&raw const TARGET_CGROUP_ID) };
+    let target = TARGET_CGROUP.get(0).copied().unwrap_or(0);
+    if target == 0 {
+        return false;
+    }
     // SAFETY: bpf_get_current_cgroup_id takes no arguments and has no preconditions.
     let current = unsafe { bpf_get_current_cgroup_id() };
     current == target
@@ -141,8 +154,20 @@ pub fn memcg_reclaim_end(_ctx: BtfTracePointContext) -> i32 {
     code(try_reclaim_end())
 }
 
-/// The same pair through the classic tracepoints (no BTF needed; the loader's fallback). They
-/// read no field of the record.
+/// The same pair through raw tracepoints (no BTF needed; the loader's first choice). They read
+/// no argument.
+#[raw_tracepoint(tracepoint = "mm_vmscan_memcg_reclaim_begin")]
+pub fn memcg_reclaim_begin_raw(_ctx: RawTracePointContext) -> i32 {
+    code(try_reclaim_begin())
+}
+
+#[raw_tracepoint(tracepoint = "mm_vmscan_memcg_reclaim_end")]
+pub fn memcg_reclaim_end_raw(_ctx: RawTracePointContext) -> i32 {
+    code(try_reclaim_end())
+}
+
+/// The same pair through the classic tracepoints (the last fallback: detaching their perf
+/// events makes the kernel wait for RCU grace periods). They read no field of the record.
 #[tracepoint(category = "vmscan", name = "mm_vmscan_memcg_reclaim_begin")]
 pub fn memcg_reclaim_begin_tp(_ctx: TracePointContext) -> u32 {
     code(try_reclaim_begin()) as u32
@@ -237,6 +262,69 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> Result<(), i32> {
         let loc = field::<u32>(ctx, f.comm);
         let start = (loc & 0xffff) as usize;
         let src = ctx.as_ptr().cast::<u8>().wrapping_add(start).cast_const();
+        let mut comm = [0u8; COMM_LEN];
+        // SAFETY: bpf_probe_read_kernel_str_bytes checks the address and never writes past
+        // `comm`; on error the name stays empty.
+        if unsafe { bpf_probe_read_kernel_str_bytes(src, &mut comm) }.is_ok() {
+            v.comm = comm;
+        }
+    }
+    let pid = v.pid;
+    let anon_kb = v.anon_rss_kb;
+    OOM_EVENTS.output::<OomVictim>(&v, 0)?;
+    debug!(
+        ctx,
+        "oom/mark_victim: pid {} in the observed cgroup, anon_rss {} kB", pid, anon_kb
+    );
+    Ok(())
+}
+
+#[raw_tracepoint(tracepoint = "mark_victim")]
+pub fn oom_mark_victim_raw(ctx: RawTracePointContext) -> i32 {
+    code(try_oom_mark_victim_raw(&ctx))
+}
+
+/// Reads a `T` at byte `offset` of the kernel object at `base`; 0 (default) for a null base or
+/// a failed read.
+#[inline(always)]
+fn kernel_field<T: Default>(base: u64, offset: u32) -> T {
+    if base == 0 {
+        return T::default();
+    }
+    let src = (base as usize).wrapping_add(offset as usize) as *const T;
+    // SAFETY: bpf_probe_read_kernel checks the address and returns an error instead of
+    // faulting; the offsets come from the kernel's own BTF.
+    unsafe { bpf_probe_read_kernel(src) }.unwrap_or_default()
+}
+
+/// A page count as the tracepoint reports it: kB (0 for a negative per-CPU counter sum).
+#[inline(always)]
+fn pages_kb(pages: i64, kb_shift: u32) -> u64 {
+    (pages.max(0) as u64) << (kb_shift & 31)
+}
+
+fn try_oom_mark_victim_raw(ctx: &RawTracePointContext) -> Result<(), i32> {
+    if !in_target() {
+        return Ok(());
+    }
+    // SAFETY: a plain read of a static only written by the loader before load.
+    let l = unsafe { read_volatile(&raw const OOM_TASK_LAYOUT) };
+    let task: u64 = ctx.arg(0);
+    let mut v = OomVictim::ZERO;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    v.t_ns = unsafe { bpf_ktime_get_ns() };
+    v.uid = ctx.arg::<u64>(1) as u32;
+    v.pid = kernel_field::<i32>(task, l.task_pid) as u32;
+    let mm = kernel_field::<u64>(task, l.task_mm);
+    v.total_vm_kb = pages_kb(kernel_field::<i64>(mm, l.mm_total_vm), l.kb_shift);
+    v.anon_rss_kb = pages_kb(kernel_field::<i64>(mm, l.mm_anon_rss), l.kb_shift);
+    v.file_rss_kb = pages_kb(kernel_field::<i64>(mm, l.mm_file_rss), l.kb_shift);
+    v.shmem_rss_kb = pages_kb(kernel_field::<i64>(mm, l.mm_shmem_rss), l.kb_shift);
+    v.pgtables_kb = kernel_field::<u64>(mm, l.mm_pgtables_bytes) >> 10;
+    let signal = kernel_field::<u64>(task, l.task_signal);
+    v.oom_score_adj = kernel_field::<i16>(signal, l.signal_oom_score_adj);
+    if task != 0 {
+        let src = (task as usize).wrapping_add(l.task_comm as usize) as *const u8;
         let mut comm = [0u8; COMM_LEN];
         // SAFETY: bpf_probe_read_kernel_str_bytes checks the address and never writes past
         // `comm`; on error the name stays empty.

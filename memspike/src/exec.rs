@@ -26,7 +26,7 @@ use crate::{
         sampler::{Reading, Sampler},
     },
     preflight::{self, UsageError},
-    probe::KernelEvidence,
+    probe::{Kernel, KernelEvidence},
     report::Exit,
     signals::Interrupts,
     supervisor::{Session, SupervisorError},
@@ -282,11 +282,12 @@ pub fn run(
     interrupts: &Interrupts,
 ) -> Result<ExecFacts, SupervisorError> {
     let program = validate(config, report_dir)?;
+    let mut kernel = Kernel::start(trace_kernel);
     let mut session = Session::open(
         config.limit,
         vec!["command".to_owned()],
         "the command runs with memspike's credentials",
-        trace_kernel,
+        &mut kernel,
         interrupts,
     )?;
     let facts = run_in(&mut session, config, &program);

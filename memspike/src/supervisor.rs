@@ -22,7 +22,7 @@ use memspike_model::experiment::{DONE, STARTUP};
 use crate::{
     cgroup::{self, CgroupError, Group, Hierarchy, PreflightError},
     preflight::{self, UsageError},
-    probe::{self, KernelEvidence, Observer, SlotNames},
+    probe::{Kernel, KernelEvidence, Observer, SlotNames, Target},
     report::{Exit, Outcome, Report, RunFacts},
     signals::{self, Interrupts, signal_name},
     size::human,
@@ -161,24 +161,26 @@ pub fn run(
     Runner::new(options, interrupts).run(config)
 }
 
-/// Runs self-directed experiments one after another (`compare`, `threshold`), each in a fresh
-/// group of its own, removed before the next is created.
+/// Runs self-directed experiments one after another (`run`, `compare`, `threshold`), each in a
+/// fresh group of its own, removed before the next is created, with the kernel's programs
+/// loaded once for all of them: each run only points them at its group.
 pub struct Runner<'a> {
-    options: &'a RunOptions,
+    kernel: Kernel,
     interrupts: &'a Interrupts,
 }
 
 impl<'a> Runner<'a> {
-    pub fn new(options: &'a RunOptions, interrupts: &'a Interrupts) -> Runner<'a> {
+    /// Starts loading the kernel observer (in the background) unless `options` turn it off.
+    pub fn new(options: &RunOptions, interrupts: &'a Interrupts) -> Runner<'a> {
         Runner {
-            options,
+            kernel: Kernel::start(options.trace),
             interrupts,
         }
     }
 
     /// One experiment, already [`validate`]d, in a fresh group.
     pub fn run(&mut self, config: &WorkerConfig) -> Result<RunFacts, SupervisorError> {
-        let mut session = Session::for_worker(config, self.options, self.interrupts)?;
+        let mut session = Session::for_worker(config, &mut self.kernel, self.interrupts)?;
         let incarnation = session.run_worker(config, None, None);
         let kernel = session.close();
         let mut facts = incarnation?;
@@ -206,7 +208,8 @@ pub fn run_interactive(
         SupervisorError::Usage(format!("cannot listen on {}: {e}", interactive.listen))
     })?;
     let addr = listener.local_addr().map_err(SupervisorError::Spawn)?;
-    let mut session = Session::for_worker(config, options, interrupts)?;
+    let mut kernel = Kernel::start(options.trace);
+    let mut session = Session::for_worker(config, &mut kernel, interrupts)?;
     let mut feed = Feed {
         tracing: session
             .observer
@@ -271,12 +274,13 @@ pub fn run_interactive(
     result
 }
 
-/// The group and the observer of one supervisor run.
-pub(crate) struct Session {
+/// The group and the observer of one supervisor run. The observer borrows the invocation's
+/// [`Kernel`] (its eBPF programs), so several sessions in turn share one load.
+pub(crate) struct Session<'k> {
     hierarchy: Hierarchy,
     group: Group,
     /// The kernel observer; `None` once closed.
-    observer: Option<Observer>,
+    observer: Option<Observer<'k>>,
     /// The experiment's step names: step `steps[i]`'s page faults are counted in slot `i`.
     steps: Vec<String>,
     pub(crate) interrupts: Interrupts,
@@ -285,31 +289,36 @@ pub(crate) struct Session {
     oom_kills: u64,
 }
 
-impl Session {
-    /// The session a worker runs in: the experiment's limit, its steps, its credentials.
+impl<'k> Session<'k> {
+    /// The session a worker runs in: the experiment's limit, its steps, its credentials. The
+    /// worker's files are read into the page cache first, while `kernel` may still be loading
+    /// (their pages stay cached, outside the group, for every worker of the session).
     fn for_worker(
         config: &WorkerConfig,
-        options: &RunOptions,
+        kernel: &'k mut Kernel,
         interrupts: &Interrupts,
-    ) -> Result<Session, SupervisorError> {
+    ) -> Result<Session<'k>, SupervisorError> {
+        warm_page_cache();
         Session::open(
             config.experiment.limit,
             config.step_names(),
             &format!("the worker runs as {}", config.run_as),
-            options.trace,
+            kernel,
             interrupts,
         )
     }
 
     /// A fresh group limited to `limit` with its observer, whose page faults are counted under
-    /// `steps` (slot by slot); `who` says in the log what will run in it.
+    /// `steps` (slot by slot); `who` says in the log what will run in it. The observer uses
+    /// `kernel`'s eBPF programs (waiting for them if they are still loading) until the session
+    /// closes; one [`Kernel`] serves any number of sessions in turn.
     pub(crate) fn open(
         limit: u64,
         steps: Vec<String>,
         who: &str,
-        trace: bool,
+        kernel: &'k mut Kernel,
         interrupts: &Interrupts,
-    ) -> Result<Session, SupervisorError> {
+    ) -> Result<Session<'k>, SupervisorError> {
         let start = Instant::now();
         let hierarchy = Hierarchy::discover()?;
         for dir in cgroup::remove_stale(&hierarchy) {
@@ -328,7 +337,7 @@ impl Session {
             group.dir().display(),
             human(limit),
         );
-        let observer = probe::start(trace, &hierarchy, &group, slots);
+        let observer = kernel.observe(Target::of(&hierarchy, &group), slots);
         tracing::info!("kernel observer: {}", observer.tracing_label());
         Ok(Session {
             hierarchy,
@@ -373,7 +382,7 @@ impl Session {
         }
     }
 
-    /// Unloads the observer (returning what it saw) and removes the group.
+    /// Ends the observer (returning what it saw) and removes the group.
     pub(crate) fn close(&mut self) -> Result<KernelEvidence, String> {
         let kernel = match self.observer.take() {
             Some(o) => Ok(o.finish()),
@@ -468,7 +477,6 @@ impl Session {
         mut feed: Option<&mut Feed>,
     ) -> Result<RunFacts, SupervisorError> {
         let mut cmd = self.worker_command(listener)?;
-        warm_page_cache();
         // A new worker's start-up faults are its own, whatever step the last one ended in.
         self.set_step(STARTUP);
         if let Some(sig) = self.interrupts.received() {

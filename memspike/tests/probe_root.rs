@@ -3,7 +3,8 @@
 //! step slot, a slot beyond the counters landing in the shared `OTHER` one; an OOM kill in the group is captured by eBPF and by the kernel-log reader (and a
 //! foreign one is not); kernel-side aya-log messages reach the `log` crate; each figure
 //! degrades on its own (hidden BTF, a failing program, no eBPF at all), end to end through
-//! the `memspike` binary; nothing stays loaded after finish, drop, a failed start or SIGKILL;
+//! the `memspike` binary; one load serves groups in turn, each counting only its own;
+//! nothing stays loaded after finish, drop, a failed start or SIGKILL;
 //! and tracefs is never mounted where other processes see it.
 //!
 //! Programs are counted by the ids the probe recorded or the process holds open
@@ -63,9 +64,16 @@ fn target_id(g: &Group, what: &str) -> Option<u64> {
     id
 }
 
+/// The probe loaded with `switches` and pointed at `target`.
+fn start_with(target: u64, switches: &Switches) -> EbpfProbe {
+    let mut probe = EbpfProbe::load_with(None, switches)
+        .unwrap_or_else(|u| panic!("load the probe: {} ({:?})", u.error, u.notes));
+    probe.observe(target).expect("point the probe at the group");
+    probe
+}
+
 fn start(target: u64) -> EbpfProbe {
-    EbpfProbe::start_with(target, None, &Switches::default())
-        .unwrap_or_else(|u| panic!("start the probe: {} ({:?})", u.error, u.notes))
+    start_with(target, &Switches::default())
 }
 
 /// A python3 that maps `pages` fresh private anonymous 4 KiB pages without THP and writes one
@@ -113,6 +121,15 @@ fn wait_faults(child: Child) -> (i32, u64) {
     (status, faults)
 }
 
+/// A python3 that writes 64 MiB: in a 32 MiB group the kernel kills it.
+fn hog() -> Command {
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.args(["-c", "b = b'x' * (64 << 20); print(len(b))"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
+}
+
 fn tracefs_mounted() -> bool {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
@@ -133,9 +150,15 @@ fn faults_are_counted_only_in_the_group_and_split_by_step() {
         return;
     };
     let mut probe = start(target);
+    // Raw tracepoints only by default: no BTF parse of memspike's own, and no perf event,
+    // whose closing makes the kernel wait for RCU grace periods (~70 ms each at exit).
     assert_eq!(
-        probe.source(Figure::PageFaults),
-        Some("ebpf tp_btf/page_fault_user"),
+        Figure::ALL.map(|f| probe.source(f)),
+        [
+            Some("ebpf raw_tp/page_fault_user"),
+            Some("ebpf raw_tp/mm_vmscan_memcg_reclaim_begin|end"),
+            Some("ebpf raw_tp/mark_victim"),
+        ],
         "{probe:?}"
     );
 
@@ -250,17 +273,15 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
     };
     let tracefs_before = tracefs_mounted();
     let mut probe = start(target);
+    // The classic tracepoint (the fallback) watches the same kills from the kernel's own record.
+    let mut classic = start_with(target, &Switches::parse(None, Some("oom_victim/raw_tp")));
+    assert_eq!(
+        classic.source(Figure::OomVictim),
+        Some("ebpf tracepoint/oom/mark_victim")
+    );
     // The kernel-log reader watches the same kills, without eBPF.
     let mut kmsg = KernelLog::open(observed.name()).expect("open /dev/kmsg");
 
-    // Writes 64 MiB into a 32 MiB group: the kernel kills it.
-    let hog = || {
-        let mut cmd = Command::new("/usr/bin/python3");
-        cmd.args(["-c", "b = b'x' * (64 << 20); print(len(b))"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        cmd
-    };
     let mut other = spawn_in(&foreign.procs_files(), hog());
     let other_pid = other.id();
     let status = other.wait().expect("wait the foreign hog");
@@ -299,6 +320,21 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
         // SAFETY: getuid has no preconditions.
         assert_eq!(v.uid, unsafe { libc::getuid() });
     }
+    // The raw program, reading the kernel's structures at offsets from its BTF, saw what the
+    // kernel itself put in the classic tracepoint's record.
+    let classic_victims = classic
+        .collect()
+        .expect("collect the classic probe")
+        .victims;
+    assert_eq!(classic_victims.len(), 1, "{classic_victims:#?}");
+    // Each probe names the way that saw the victim.
+    assert_eq!(classic_victims[0].source, "ebpf tracepoint/oom/mark_victim");
+    let same = |v: &memspike::probe::OomVictimReport| memspike::probe::OomVictimReport {
+        t_ns: 0,
+        source: String::new(),
+        ..v.clone()
+    };
+    assert_eq!(same(&counts.victims[0]), same(&classic_victims[0]));
     // The two sources agree on the figures the kernel logs in kB.
     let (e, k) = (&counts.victims[0], &logged[0]);
     assert_eq!(
@@ -307,7 +343,7 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
     );
     assert_eq!(
         (e.source.as_str(), k.source.as_str()),
-        ("ebpf tracepoint/oom/mark_victim", "/dev/kmsg")
+        ("ebpf raw_tp/mark_victim", "/dev/kmsg")
     );
     // The kernel-side debug! reached the log crate (and so tracing, through tracing-log).
     let lines = logs.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -317,7 +353,7 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
             .any(|l| l.starts_with("DEBUG") && l.contains(&format!("pid {victim_pid} "))),
         "no aya-log record for the victim: {lines:?}"
     );
-    drop(probe);
+    drop((probe, classic));
     assert_eq!(
         tracefs_mounted(),
         tracefs_before,
@@ -356,16 +392,17 @@ fn nothing_stays_loaded_after_finish_drop_or_a_failed_start() {
     assert_eq!(common::still_loaded(&ids), Vec::<u32>::new());
     assert_eq!(tracefs_mounted(), tracefs_before);
 
+    // Dropping unloads without waiting: the kernel frees the programs shortly after.
     let probe = start(target);
     let ids: BTreeSet<u32> = probe.ids().programs.into_iter().collect();
     drop(probe);
-    assert_eq!(common::still_loaded(&ids), Vec::<u32>::new(), "after drop");
+    common::assert_unloaded(&ids, "after drop");
     assert_eq!(tracefs_mounted(), tracefs_before);
 
     // Every figure's programs fail: the start fails, says why per figure, and the programs it
     // loaded on the way are gone.
     let all_fail = Switches::parse(None, Some("page_faults,reclaim,oom_victim"));
-    let err = EbpfProbe::start_with(target, None, &all_fail).expect_err("nothing attaches");
+    let err = EbpfProbe::load_with(None, &all_fail).expect_err("nothing attaches");
     assert!(
         err.error
             .to_string()
@@ -389,12 +426,104 @@ fn nothing_stays_loaded_after_finish_drop_or_a_failed_start() {
     );
     assert_eq!(tracefs_mounted(), tracefs_before);
 
-    let err = EbpfProbe::start_with(0, None, &Switches::default()).expect_err("0 observes nothing");
-    assert!(
-        err.error.to_string().contains("target cgroup id is 0"),
-        "{}",
-        err.error
+    let mut probe = start(target);
+    let err = probe.observe(0).expect_err("0 is no group");
+    assert!(err.to_string().contains("target cgroup id is 0"), "{err}");
+}
+
+/// One load serves groups in turn, as `compare` uses it: the second group's faults and victims
+/// are its own, although the first group's observer was dropped without collecting (its
+/// counters and its OOM event still in the maps), and the first group's tasks are no longer
+/// counted once the second is observed.
+#[test]
+fn two_groups_in_turn_with_one_load_count_only_their_own() {
+    const WHAT: &str = "probe_root::two_groups_in_turn_with_one_load_count_only_their_own";
+    if !require_probe(WHAT) {
+        return;
+    }
+    let _serial = serial();
+    let h = Hierarchy::discover().expect("preflight");
+    const LIMIT: u64 = 32 * MIB;
+    let first = Group::create(&h, LIMIT).expect("create the first group");
+    let second = Group::create(&h, LIMIT).expect("create the second group");
+    if target_id(&first, WHAT).is_none() {
+        return;
+    }
+    let slots = || {
+        probe::SlotNames::new(
+            ["startup", "one", "two", "three"]
+                .map(str::to_owned)
+                .to_vec(),
+        )
+        .expect("slot names")
+    };
+    let mut kernel = probe::Kernel::start(true);
+
+    // The first group: faults in slot 1 (16 MiB, within the limit) and an OOM kill, never
+    // collected.
+    const N1: u64 = 4_000;
+    let mut first_observer = kernel.observe(probe::Target::of(&h, &first), slots());
+    assert!(first_observer.tracing_label().is_ebpf());
+    let programs = common::programs_of(std::process::id());
+    assert_eq!(
+        programs.len(),
+        4,
+        "page faults, reclaim begin/end, OOM: {programs:?}"
     );
+    first_observer.set_step(1);
+    let (status, _) = wait_faults(spawn_in(&first.procs_files(), toucher(N1)));
+    assert_eq!(status, 0, "first toucher failed");
+    let mut first_hog = spawn_in(&first.procs_files(), hog());
+    let first_hog_pid = first_hog.id();
+    let status = first_hog.wait().expect("wait the first hog");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    drop(first_observer);
+
+    // The second group, with the same programs (no new load): faults in slot 2 while the
+    // first group's tasks fault too, then an OOM kill in slot 3.
+    const N2: u64 = 1_000;
+    let mut second_observer = kernel.observe(probe::Target::of(&h, &second), slots());
+    assert!(second_observer.tracing_label().is_ebpf());
+    assert_eq!(
+        common::programs_of(std::process::id()),
+        programs,
+        "the same programs, loaded once"
+    );
+    second_observer.set_step(2);
+    let foreign = spawn_in(&first.procs_files(), toucher(N1));
+    let (status, second_faults) = wait_faults(spawn_in(&second.procs_files(), toucher(N2)));
+    assert_eq!(status, 0, "second toucher failed");
+    let (status, _) = wait_faults(foreign);
+    assert_eq!(status, 0, "the first group's second toucher failed");
+    second_observer.set_step(3);
+    let mut second_hog = spawn_in(&second.procs_files(), hog());
+    let second_hog_pid = second_hog.id();
+    let status = second_hog.wait().expect("wait the second hog");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    let ev = second_observer.finish();
+    eprintln!("{ev:#?}");
+
+    let faults = ev.page_faults.expect("page faults");
+    assert_eq!(faults.source, "ebpf raw_tp/page_fault_user");
+    assert_eq!(faults.per_phase["startup"], 0, "{faults:?}");
+    assert_eq!(
+        faults.per_phase["one"], 0,
+        "the first group's slot: {faults:?}"
+    );
+    let two = faults.per_phase["two"];
+    assert!(
+        (N2..=second_faults).contains(&two),
+        "slot two: {two} faults for {N2} pages (rusage {second_faults}); the first group's \
+         {N1} pages would show here"
+    );
+    assert!(faults.per_phase["three"] > 0, "the hog faulted: {faults:?}");
+    let pids: Vec<u32> = ev.oom_victims.iter().map(|v| v.pid).collect();
+    assert_eq!(
+        pids,
+        [second_hog_pid],
+        "only the second group's victim (the first's was {first_hog_pid})"
+    );
+    assert_eq!(ev.oom_source.as_deref(), Some("ebpf raw_tp/mark_victim"));
 }
 
 #[test]
@@ -409,42 +538,71 @@ fn each_figure_attaches_on_its_own() {
     let Some(target) = target_id(&g, WHAT) else {
         return;
     };
+    const PF_RAW: &str = "ebpf raw_tp/page_fault_user";
+    const PF_BTF: &str = "ebpf tp_btf/page_fault_user";
+    const RECLAIM_RAW: &str = "ebpf raw_tp/mm_vmscan_memcg_reclaim_begin|end";
+    const RECLAIM_BTF: &str = "ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end";
+    const RECLAIM_CLASSIC: &str = "ebpf tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin|end";
+    const OOM_RAW: &str = "ebpf raw_tp/mark_victim";
+    const OOM_CLASSIC: &str = "ebpf tracepoint/oom/mark_victim";
     let cases = [
         // (hide BTF, fail, page faults, reclaim, OOM victim)
         (
             None,
             Some("page_faults"),
             None,
-            Some("ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end"),
-            Some("ebpf tracepoint/oom/mark_victim"),
+            Some(RECLAIM_RAW),
+            Some(OOM_RAW),
         ),
         (
             None,
-            Some("page_faults/tp_btf,oom_victim"),
-            Some("ebpf raw_tp/page_fault_user"),
-            Some("ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end"),
+            Some("oom_victim/raw_tp"),
+            Some(PF_RAW),
+            Some(RECLAIM_RAW),
+            Some(OOM_CLASSIC),
+        ),
+        // The tp_btf ways, with the BTF parsed only then.
+        (
+            None,
+            Some("page_faults/raw_tp,reclaim/raw_tp,oom_victim"),
+            Some(PF_BTF),
+            Some(RECLAIM_BTF),
             None,
         ),
+        (
+            None,
+            Some("reclaim/raw_tp,reclaim/tp_btf"),
+            Some(PF_RAW),
+            Some(RECLAIM_CLASSIC),
+            Some(OOM_RAW),
+        ),
+        // Without BTF: no tp_btf, and no layout for the raw OOM program.
         (
             Some("1"),
             None,
-            Some("ebpf raw_tp/page_fault_user"),
-            Some("ebpf tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin|end"),
-            Some("ebpf tracepoint/oom/mark_victim"),
+            Some(PF_RAW),
+            Some(RECLAIM_RAW),
+            Some(OOM_CLASSIC),
+        ),
+        (
+            Some("1"),
+            Some("page_faults/raw_tp,reclaim/raw_tp"),
+            None,
+            Some(RECLAIM_CLASSIC),
+            Some(OOM_CLASSIC),
         ),
     ];
     for (hide, fail, faults, reclaim, oom) in cases {
         let switches = Switches::parse(hide, fail);
-        let mut probe = EbpfProbe::start_with(target, None, &switches)
-            .unwrap_or_else(|u| panic!("{hide:?} {fail:?}: {} {:?}", u.error, u.notes));
+        let mut probe = start_with(target, &switches);
         let case = format!("hide {hide:?}, fail {fail:?}: {probe:?}");
         assert_eq!(probe.source(Figure::PageFaults), faults, "{case}");
         assert_eq!(probe.source(Figure::Reclaim), reclaim, "{case}");
         assert_eq!(probe.source(Figure::OomVictim), oom, "{case}");
         // A figure that fell back or has no program says why in a note.
         for (figure, source, best) in [
-            (Figure::PageFaults, faults, "ebpf tp_btf/page_fault_user"),
-            (Figure::OomVictim, oom, "ebpf tracepoint/oom/mark_victim"),
+            (Figure::PageFaults, faults, PF_RAW),
+            (Figure::OomVictim, oom, OOM_RAW),
         ] {
             if source != Some(best) {
                 assert!(
@@ -538,7 +696,7 @@ fn without_btf_a_run_uses_raw_and_classic_tracepoints() {
     );
     assert_eq!(
         r["kernel"]["reclaim"]["source"],
-        "ebpf tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin|end"
+        "ebpf raw_tp/mm_vmscan_memcg_reclaim_begin|end"
     );
     assert!(
         u(&r["kernel"]["reclaim"]["stalls"]) > 0,
@@ -603,10 +761,10 @@ fn a_failing_page_fault_program_costs_only_its_figure() {
     assert_eq!(code, 0, "{r:#}");
     let k = &r["kernel"];
     assert_eq!(k["tracing"], "ebpf");
-    assert_default_run(&r, "memory.stat pgfault", "ebpf tracepoint/oom/mark_victim");
+    assert_default_run(&r, "memory.stat pgfault", "ebpf raw_tp/mark_victim");
     assert_eq!(
         k["reclaim"]["source"],
-        "ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end"
+        "ebpf raw_tp/mm_vmscan_memcg_reclaim_begin|end"
     );
     let notes = k["notes"].to_string();
     assert!(
@@ -850,7 +1008,7 @@ fn an_existing_tracefs_mount_is_used_and_left_as_it_is() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(
         r["kernel"]["oom_victim"]["source"],
-        "ebpf tracepoint/oom/mark_victim"
+        "ebpf raw_tp/mark_victim"
     );
     assert_eq!(
         r["kernel"]["oom_victim"]["pid"], r["worker"]["pid"],

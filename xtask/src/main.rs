@@ -13,6 +13,7 @@ mod run_cmd;
 mod setup_ebpf;
 mod setup_test_tools;
 mod soak;
+mod speed;
 mod test_cmd;
 mod workspace;
 
@@ -70,6 +71,10 @@ enum Command {
     /// `memspike exec` and the simulation with the same knobs, prints the agreement table and
     /// writes target/fidelity/fidelity.{md,csv}. Exits 1 if a stable cell disagrees.
     Fidelity(fidelity::Options),
+    /// Wall times of the real release binary (as root): `--runs` (default 20) interleaved runs
+    /// of each case (a traced and an untraced default run, ...), printed as a markdown table
+    /// of median, min and max with each case's ratio to its baseline and its target.
+    Speed(speed::Options),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
         Command::SetupTestTools => setup_test_tools::setup().map(|()| ExitCode::SUCCESS),
         Command::Soak(options) => soak::soak(&options),
         Command::Fidelity(options) => fidelity::fidelity(&options),
+        Command::Speed(options) => speed::speed(&options),
         Command::BuildEbpf => build_ebpf::build().map(|object| {
             println!("{}", object.display());
             ExitCode::SUCCESS

@@ -556,7 +556,10 @@ fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// Our programs among those the kernel has loaded (bpftool).
+/// Our programs among those the kernel has loaded (bpftool), as `name (id N)`: by id, so
+/// that a program of ours left by the soak is new even when another session holds one of the
+/// same name (a run no longer waits for the kernel to free its programs: the kernel does so
+/// shortly after, which [`Leftovers::wait_for_zero`] allows for).
 fn our_programs() -> Vec<String> {
     let Ok(out) = Command::new("bpftool")
         .args(["prog", "show", "--json"])
@@ -570,14 +573,17 @@ fn our_programs() -> Vec<String> {
     list.as_array()
         .into_iter()
         .flatten()
-        .filter_map(|p| p.get("name").and_then(|n| n.as_str()))
-        .filter(|name| {
-            names::PROGRAMS
-                .iter()
-                .any(|ours| *name == &ours[..ours.len().min(KERNEL_NAME_LEN)])
-        })
-        .map(str::to_owned)
+        .filter_map(|p| Some((p.get("name")?.as_str()?, p.get("id")?.as_u64()?)))
+        .filter(|(name, _)| is_ours(name))
+        .map(|(name, id)| format!("{name} (id {id})"))
         .collect()
+}
+
+/// Whether a kernel program name (cut to [`KERNEL_NAME_LEN`]) is one of memspike's.
+fn is_ours(name: &str) -> bool {
+    names::PROGRAMS
+        .iter()
+        .any(|ours| name == &ours[..ours.len().min(KERNEL_NAME_LEN)])
 }
 
 fn tracefs_mounts() -> Vec<String> {
@@ -725,5 +731,20 @@ fn signal_name(sig: i32) -> &'static str {
         libc::SIGINT => "SIGINT",
         libc::SIGTERM => "SIGTERM",
         _ => "signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_programs_are_known_by_their_names_as_the_kernel_cuts_them() {
+        for name in ["page_fault_user", "memcg_reclaim_b", "oom_mark_victim"] {
+            assert!(is_ours(name), "{name}");
+        }
+        for name in ["page_fault_use", "sd_fw_ingress", ""] {
+            assert!(!is_ours(name), "{name}");
+        }
     }
 }

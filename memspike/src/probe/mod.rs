@@ -1,12 +1,14 @@
 //! The kernel observer: what the kernel saw happen to the experiment's group, from the best
 //! source available for each figure.
 //!
-//! [`Observer`] is the one thing the supervisor holds. It starts with the group ([`Target`])
-//! before the worker exists, and owns:
-//! - the eBPF probe ([`ebpf`]), possibly partial: each figure's programs attach on their own;
-//! - the readers that need no BPF: [`memstat`] (faults per step from `memory.stat`),
-//!   [`pressure`] (stall time from `memory.pressure`, PSI) and [`kmsg`] (OOM victims from the
-//!   kernel log).
+//! What is process-wide and what is per group are apart:
+//! - [`Kernel`] ([`kernel`]): the eBPF probe ([`ebpf`]), loaded once per memspike invocation
+//!   (in the background), possibly partial: each figure's programs attach on their own;
+//! - [`Observer`], one per group, made by [`Kernel::observe`] with the group ([`Target`]) before
+//!   anything runs in it. It borrows the kernel's probe, pointed at its group, and owns the
+//!   readers that need no BPF: [`memstat`] (faults per step from `memory.stat`), [`pressure`]
+//!   (stall time from `memory.pressure`, PSI) and [`kmsg`] (OOM victims from the kernel log),
+//!   with the group's victims and notes.
 //!
 //! Page faults are counted per step *slot* (a bounded number, see
 //! [`memspike_common::steps`]); the caller names the slots with [`SlotNames`] and says which
@@ -17,16 +19,17 @@
 //!
 //! | figure | sources, best first |
 //! |---|---|
-//! | `page_faults` | `ebpf tp_btf/page_fault_user`, `ebpf raw_tp/page_fault_user`, `memory.stat pgfault` |
+//! | `page_faults` | `ebpf raw_tp/page_fault_user`, `ebpf tp_btf/page_fault_user`, `memory.stat pgfault` |
 //! | `major_faults` | `memory.stat pgmajfault` |
-//! | `reclaim` | `ebpf tp_btf/…memcg_reclaim_begin\|end`, `ebpf tracepoint/vmscan/…` |
+//! | `reclaim` | `ebpf raw_tp/…memcg_reclaim_begin\|end`, `ebpf tp_btf/…`, `ebpf tracepoint/vmscan/…` |
 //! | `pressure` | `memory.pressure` |
-//! | `oom_victim` | `ebpf tracepoint/oom/mark_victim`, `/dev/kmsg` |
+//! | `oom_victim` | `ebpf raw_tp/mark_victim`, `ebpf tracepoint/oom/mark_victim`, `/dev/kmsg` |
 //!
 //! The eBPF ways are listed in [`ebpf::hooks`]; the non-BPF sources are chosen here.
 //! `--no-trace` turns eBPF off only: the other sources still report.
 
 pub mod ebpf;
+pub mod kernel;
 pub mod kmsg;
 pub mod memstat;
 pub mod pressure;
@@ -43,6 +46,8 @@ pub use crate::report::evidence::{
 };
 use ebpf::{EbpfProbe, hooks::Figure};
 pub use ebpf::{PageFaultAttach, ProbeError, unavailable_reason};
+pub use kernel::Kernel;
+use kernel::Off;
 pub use slots::{OTHER_NAME, SlotNames, SlotNamesError};
 pub use tracefs::TRACEFS_DIR;
 
@@ -85,12 +90,14 @@ impl Target {
     }
 }
 
-/// The observer of one group; see the module's documentation.
+/// The observer of one group; see the module's documentation. Its end (`finish`, or drop)
+/// points the kernel's programs at nothing.
 #[derive(Debug)]
-pub struct Observer {
+pub struct Observer<'k> {
     target: Target,
     slots: SlotNames,
-    ebpf: Result<EbpfProbe, String>,
+    /// The kernel's probe, pointed at this group, or why there is none.
+    ebpf: Result<&'k mut EbpfProbe, String>,
     faults: Result<memstat::FaultSplit, String>,
     pressure: Result<pressure::PressureWatch, String>,
     /// Only when no eBPF program watches `oom/mark_victim`.
@@ -108,28 +115,23 @@ pub struct Observer {
     notes: Vec<String>,
 }
 
-impl Observer {
-    /// Starts every source that works here, counting in the start-up slot; `ebpf: false`
-    /// (`--no-trace`) leaves eBPF out. Page faults come out keyed by `slots`. Never fails:
-    /// what does not work is a note, and its figures come from the next source.
-    pub fn start(target: Target, ebpf: bool, slots: SlotNames) -> Observer {
+impl<'k> Observer<'k> {
+    /// Starts every source that works here, counting in the start-up slot, with the kernel's
+    /// probe already pointed at the group (or why there is none; see [`Kernel::observe`]).
+    /// Page faults come out keyed by `slots`. Never fails: what does not work is a note, and
+    /// its figures come from the next source.
+    fn start(target: Target, ebpf: Result<&'k mut EbpfProbe, Off>, slots: SlotNames) -> Self {
         let mut notes = Vec::new();
-        let ebpf = if !ebpf {
-            Err("--no-trace".to_owned())
-        } else {
-            match target.bpf_cgroup_id {
-                None => {
-                    Err("the group has no cgroup2 id to filter on (no cgroup2 mount)".to_owned())
-                }
-                Some(id) => EbpfProbe::start(id, None).map_err(|u| {
-                    notes.extend(u.notes);
-                    u.error.to_string()
-                }),
+        let ebpf = match ebpf {
+            Ok(probe) => {
+                notes.extend(probe.notes().iter().cloned());
+                Ok(probe)
+            }
+            Err(off) => {
+                notes.extend(off.notes);
+                Err(off.reason)
             }
         };
-        if let Ok(probe) = &ebpf {
-            notes.extend(probe.notes().iter().cloned());
-        }
         let watches_oom = ebpf
             .as_ref()
             .is_ok_and(|p| p.source(Figure::OomVictim).is_some());
@@ -209,16 +211,15 @@ impl Observer {
         self.evidence(tracing, counts, sources, None)
     }
 
-    /// Everything seen, then unloads the eBPF programs (when this returns the kernel no longer
-    /// lists them, or a note says it still did).
+    /// Everything seen; the kernel's programs then observe nothing (they stay loaded for the
+    /// next group).
     pub fn finish(mut self) -> KernelEvidence {
         let ebpf = std::mem::replace(&mut self.ebpf, Err(String::new()));
         let tracing = label(&ebpf);
         let (counts, sources, note) = match ebpf {
             Ok(probe) => {
-                let sources = sources_of(&probe);
-                let (counts, note) = probe.finish();
-                (Some(counts), Some(sources), note)
+                let note = stop(probe);
+                (Some(probe.collect()), Some(sources_of(probe)), note)
             }
             Err(_) => (None, None, None),
         };
@@ -231,7 +232,7 @@ impl Observer {
         tracing: Tracing,
         counts: Option<Result<ebpf::Counts, ProbeError>>,
         sources: Option<[Option<&'static str>; 3]>,
-        unload_note: Option<String>,
+        stop_note: Option<String>,
     ) -> KernelEvidence {
         let mut notes = self.notes.clone();
         let source = |f: Figure| {
@@ -298,7 +299,7 @@ impl Observer {
                 self.victims_dropped
             ));
         }
-        notes.extend(unload_note);
+        notes.extend(stop_note);
         KernelEvidence {
             tracing,
             page_faults,
@@ -394,7 +395,26 @@ impl Observer {
     }
 }
 
-fn label(ebpf: &Result<EbpfProbe, String>) -> Tracing {
+impl Drop for Observer<'_> {
+    fn drop(&mut self) {
+        if let Ok(probe) = &mut self.ebpf
+            && let Some(note) = stop(probe)
+        {
+            tracing::warn!("{note}");
+        }
+    }
+}
+
+/// Points the probe at nothing; a note if it could not be (it then still counts this group's
+/// tasks, never another group's: the next observe resets it first).
+fn stop(probe: &mut EbpfProbe) -> Option<String> {
+    probe
+        .stop()
+        .err()
+        .map(|e| format!("could not stop the eBPF observer: {e}"))
+}
+
+fn label(ebpf: &Result<&mut EbpfProbe, String>) -> Tracing {
     match ebpf {
         Ok(_) => Tracing::Ebpf,
         Err(reason) => Tracing::Unavailable(reason.clone()),
@@ -403,12 +423,6 @@ fn label(ebpf: &Result<EbpfProbe, String>) -> Tracing {
 
 fn sources_of(probe: &EbpfProbe) -> [Option<&'static str>; 3] {
     Figure::ALL.map(|f| probe.source(f))
-}
-
-/// Starts the observer for the supervisor's group (`trace: false` for `--no-trace`), page
-/// faults keyed by `slots`.
-pub fn start(trace: bool, hierarchy: &Hierarchy, group: &Group, slots: SlotNames) -> Observer {
-    Observer::start(Target::of(hierarchy, group), trace, slots)
 }
 
 #[cfg(test)]
@@ -466,7 +480,8 @@ mod tests {
             v2_dir: Some(twin.path().to_owned()),
         };
         let names = slots(&["startup", "spike", "release", "gc", "remainder"]);
-        let mut o = Observer::start(target, false, names);
+        let mut kernel = Kernel::off("--no-trace");
+        let mut o = kernel.observe(target, names);
         assert_eq!(o.tracing_label().to_string(), "unavailable: --no-trace");
         write(group.path(), "memory.stat", &stat(120, 0));
         o.set_step(1);
@@ -532,7 +547,8 @@ mod tests {
     fn steps_without_a_name_are_counted_as_other() {
         let group = tempfile::tempdir().unwrap();
         let target = stat_only_target(group.path());
-        let mut o = Observer::start(target, false, slots(&["startup", "spike"]));
+        let mut kernel = Kernel::off("--no-trace");
+        let mut o = kernel.observe(target, slots(&["startup", "spike"]));
         let faults = |o: &mut Observer| o.snapshot().page_faults.expect("faults").per_phase;
         write(group.path(), "memory.stat", &stat(10, 0));
         o.set_step(1);
@@ -576,7 +592,11 @@ mod tests {
             bpf_cgroup_id: None,
             v2_dir: None,
         };
-        let ev = Observer::start(target, true, slots(&["startup"])).finish();
+        // Traced, but a group without a cgroup2 id: that is the reason given, whatever the
+        // programs' load gives.
+        let ev = Kernel::start(true)
+            .observe(target, slots(&["startup"]))
+            .finish();
         assert_eq!(
             ev.tracing.to_string(),
             "unavailable: the group has no cgroup2 id to filter on (no cgroup2 mount)"
@@ -607,7 +627,8 @@ mod tests {
             bpf_cgroup_id: None,
             v2_dir: None,
         };
-        let mut o = Observer::start(target, false, slots(&["startup"]));
+        let mut kernel = Kernel::off("--no-trace");
+        let mut o = kernel.observe(target, slots(&["startup"]));
         write(group.path(), "memory.oom_control", &oom(1));
         let unseen = "1 of the group's OOM kills did not show in /dev/kmsg within 1s";
         for _ in 0..2 {
@@ -628,7 +649,8 @@ mod tests {
             bpf_cgroup_id: None,
             v2_dir: None,
         };
-        let mut o = Observer::start(target, false, slots(&["startup"]));
+        let mut kernel = Kernel::off("--no-trace");
+        let mut o = kernel.observe(target, slots(&["startup"]));
         o.kmsg = None;
         for pid in 0..(MAX_VICTIMS as u32 + 3) {
             let mut v = kmsg::parse_killed("Killed process 1 (w) total-vm:1kB").unwrap();

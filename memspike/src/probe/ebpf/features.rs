@@ -7,6 +7,8 @@
 //!   `reclaim` or `oom_victim` (or only their `tp_btf`, `raw_tp` or `tracepoint` way) fail to
 //!   attach, through the real error path (they are pointed at a tracepoint that does not exist).
 
+use std::sync::OnceLock;
+
 use aya::{
     Btf,
     maps::MapType,
@@ -75,9 +77,11 @@ impl Switches {
 
 /// What the kernel supports, for the ways in [`super::hooks`].
 pub struct Features {
-    /// The kernel's BTF (for `tp_btf`), or why there is none.
-    pub btf: Result<Btf, String>,
-    tp_btf: Result<(), String>,
+    /// `MEMSPIKE_PROBE_HIDE_BTF`: behave as on a kernel without BTF.
+    pub hide_btf: bool,
+    /// The kernel's BTF (for `tp_btf`), or why there is none: parsed when a `tp_btf` way is
+    /// first tried (about 25 ms of CPU), never when the raw tracepoints attach.
+    btf: OnceLock<Result<Btf, String>>,
     raw_tp: Result<(), String>,
     classic: Result<(), String>,
 }
@@ -116,35 +120,48 @@ impl Features {
                 Ok(())
             }
         };
-        // tp_btf needs the kernel's BTF, parsed here for the loader. It is not probed with
+        // tp_btf needs the kernel's BTF (see `btf`). It is not probed with
         // `is_program_supported(ProgramType::Tracing)`: aya probes that type with an fentry
-        // program, which parses the kernel's BTF a second time (40-60 ms here) and which this
+        // program, which parses the kernel's BTF once more (40-60 ms here) and which this
         // project's kernel refuses (EPERM) although it loads tp_btf programs. Loading the
         // tp_btf program itself is the test.
-        let btf = if switches.hide_btf {
-            Err(format!("kernel BTF hidden by {HIDE_BTF_ENV}"))
-        } else {
-            Btf::from_sys_fs().map_err(|e| {
-                format!(
-                    "no kernel BTF at {} ({e}): the kernel was built without \
-                     CONFIG_DEBUG_INFO_BTF",
-                    super::super::KERNEL_BTF
-                )
-            })
-        };
-        let tp_btf = btf.as_ref().map(|_| ()).map_err(String::clone);
         Ok(Features {
-            btf,
-            tp_btf,
+            hide_btf: switches.hide_btf,
+            btf: OnceLock::new(),
             raw_tp: program(ProgramType::RawTracePoint, "raw tracepoints (Linux 4.17)"),
             classic: program(ProgramType::TracePoint, "tracepoint programs (Linux 4.7)"),
         })
     }
 
+    /// The kernel's BTF, parsed on first use, or why there is none.
+    pub fn btf(&self) -> Result<&Btf, &str> {
+        self.btf
+            .get_or_init(|| {
+                if self.hide_btf {
+                    return Err(format!("kernel BTF hidden by {HIDE_BTF_ENV}"));
+                }
+                let started = std::time::Instant::now();
+                let btf = Btf::from_sys_fs().map_err(|e| {
+                    format!(
+                        "no kernel BTF at {} ({e}): the kernel was built without \
+                         CONFIG_DEBUG_INFO_BTF",
+                        super::super::KERNEL_BTF
+                    )
+                });
+                tracing::debug!(
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "parsed the kernel's BTF for tp_btf"
+                );
+                btf
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
     /// Whether programs attached this way can run here, or why not.
     pub fn usable(&self, attach: Attach) -> Result<(), &str> {
         let r = match attach {
-            Attach::TpBtf => &self.tp_btf,
+            Attach::TpBtf => return self.btf().map(|_| ()),
             Attach::RawTp => &self.raw_tp,
             Attach::Classic => &self.classic,
         };

@@ -101,24 +101,25 @@ const fn hook(
     }
 }
 
-/// `exceptions/page_fault_user` (x86 only): tp_btf, measured cheapest, else raw_tp.
+/// `exceptions/page_fault_user` (x86 only): raw_tp (no BTF to parse, ~25 ms of CPU per
+/// load; per fault the two cost the same within this VM's noise), else tp_btf.
 pub const PAGE_FAULT_WAYS: [Way; 2] = [
-    Way {
-        source: "ebpf tp_btf/page_fault_user",
-        attach: Attach::TpBtf,
-        hooks: &[hook(
-            names::PROG_PAGE_FAULT_BTF,
-            Attach::TpBtf,
-            "exceptions",
-            names::TP_PAGE_FAULT_USER,
-        )],
-    },
     Way {
         source: "ebpf raw_tp/page_fault_user",
         attach: Attach::RawTp,
         hooks: &[hook(
             names::PROG_PAGE_FAULT_RAW,
             Attach::RawTp,
+            "exceptions",
+            names::TP_PAGE_FAULT_USER,
+        )],
+    },
+    Way {
+        source: "ebpf tp_btf/page_fault_user",
+        attach: Attach::TpBtf,
+        hooks: &[hook(
+            names::PROG_PAGE_FAULT_BTF,
+            Attach::TpBtf,
             "exceptions",
             names::TP_PAGE_FAULT_USER,
         )],
@@ -137,8 +138,27 @@ pub const PAGE_FAULT_NOP_WAY: Way = Way {
     )],
 };
 
-/// `vmscan/mm_vmscan_memcg_reclaim_begin|end`: tp_btf, else the classic tracepoints.
-const RECLAIM_WAYS: [Way; 2] = [
+/// `vmscan/mm_vmscan_memcg_reclaim_begin|end`: raw_tp, else tp_btf, else the classic
+/// tracepoints (whose perf events cost ~70 ms of RCU grace periods when detached).
+const RECLAIM_WAYS: [Way; 3] = [
+    Way {
+        source: "ebpf raw_tp/mm_vmscan_memcg_reclaim_begin|end",
+        attach: Attach::RawTp,
+        hooks: &[
+            hook(
+                names::PROG_RECLAIM_BEGIN_RAW,
+                Attach::RawTp,
+                names::TP_VMSCAN_CATEGORY,
+                names::TP_RECLAIM_BEGIN,
+            ),
+            hook(
+                names::PROG_RECLAIM_END_RAW,
+                Attach::RawTp,
+                names::TP_VMSCAN_CATEGORY,
+                names::TP_RECLAIM_END,
+            ),
+        ],
+    },
     Way {
         source: "ebpf tp_btf/mm_vmscan_memcg_reclaim_begin|end",
         attach: Attach::TpBtf,
@@ -177,17 +197,32 @@ const RECLAIM_WAYS: [Way; 2] = [
     },
 ];
 
-/// `oom/mark_victim`: the classic tracepoint (its fields are read at offsets from tracefs).
-const OOM_WAYS: [Way; 1] = [Way {
-    source: "ebpf tracepoint/oom/mark_victim",
-    attach: Attach::Classic,
-    hooks: &[hook(
-        names::PROG_OOM_MARK_VICTIM,
-        Attach::Classic,
-        names::TP_OOM_CATEGORY,
-        names::TP_OOM_NAME,
-    )],
-}];
+/// `oom/mark_victim`: the raw tracepoint (the victim's figures read from its `task_struct` at
+/// offsets from the kernel's BTF; detaching it costs nothing), else the classic tracepoint (its
+/// fields read at offsets from tracefs; detaching its perf event makes the kernel wait for RCU
+/// grace periods, about 70 ms here).
+const OOM_WAYS: [Way; 2] = [
+    Way {
+        source: "ebpf raw_tp/mark_victim",
+        attach: Attach::RawTp,
+        hooks: &[hook(
+            names::PROG_OOM_MARK_VICTIM_RAW,
+            Attach::RawTp,
+            names::TP_OOM_CATEGORY,
+            names::TP_OOM_NAME,
+        )],
+    },
+    Way {
+        source: "ebpf tracepoint/oom/mark_victim",
+        attach: Attach::Classic,
+        hooks: &[hook(
+            names::PROG_OOM_MARK_VICTIM,
+            Attach::Classic,
+            names::TP_OOM_CATEGORY,
+            names::TP_OOM_NAME,
+        )],
+    },
+];
 
 #[cfg(test)]
 mod tests {

@@ -1,38 +1,47 @@
 //! The eBPF half of the observer: loads the programs of `memspike-ebpf` (embedded in this
-//! binary at build time, see `build.rs`), points them at the experiment's cgroup and attaches
-//! each figure's programs on its own, so that one that cannot attach costs only its figure.
+//! binary at build time, see `build.rs`) once, attaches each figure's programs on its own (so
+//! that one that cannot attach costs only its figure), then points them at one group after
+//! another.
 //!
 //! - [`features`]: what the kernel supports (aya's feature probes) and the test switches.
 //! - [`hooks`]: which programs give which figure, best first (the one place to change).
-//! - [`EbpfProbe::start`]: loads the object with the target cgroup id (and the
-//!   `oom/mark_victim` record layout read from tracefs) set as read-only globals, so the filter
-//!   is in place before any program is attached; then, per figure, tries its ways in order.
-//!   Everything runs inside [`tracefs::with_tracefs`](super::tracefs::with_tracefs), so the
-//!   classic tracepoints find tracefs without this process mounting it anywhere visible.
+//! - [`EbpfProbe::load`]: loads the object observing nothing, with two read-only globals: where
+//!   the raw `mark_victim` program finds the victim's figures ([`task_layout`], from the
+//!   kernel's BTF) and the classic tracepoint's record layout (from tracefs); then, per figure,
+//!   tries its ways in order. Everything runs inside
+//!   [`tracefs::with_tracefs`](super::tracefs::with_tracefs), so the classic tracepoints find
+//!   tracefs without this process mounting it anywhere visible.
+//! - [`EbpfProbe::observe`]: zeroes the counters, forgets unfinished reclaim stalls and queued
+//!   OOM events, sets the start-up step, then writes the group's id into the target map: from
+//!   then on, and only then, the group's tasks are counted. [`EbpfProbe::stop`] writes 0.
 //! - [`EbpfProbe::set_step`]: one array-map update; new faults count under that step slot.
-//! - [`EbpfProbe::finish`]: drains the OOM ring buffer and aya-log, sums the per-CPU maps,
-//!   then detaches and unloads everything and waits until the kernel no longer lists it.
+//! - [`EbpfProbe::collect`]: drains the OOM ring buffer and aya-log and sums the per-CPU maps.
 //!
 //! Nothing is pinned: every program, link and map lives only as long as this process holds its
 //! file descriptors, so dropping an [`EbpfProbe`] (or the process dying, even by SIGKILL)
-//! removes everything.
+//! removes everything. Dropping does not wait for the kernel to free them (it does so shortly
+//! after, on its own); [`EbpfProbe::finish`] does, for the tests that check it.
 //!
 //! Kernel-side `debug!` messages (aya-log) go to the `log` crate, which `tracing-subscriber`'s
 //! default `tracing-log` bridge forwards to `tracing` (target `memspike_ebpf`, level debug).
 
 pub mod features;
 pub mod hooks;
+pub mod task_layout;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint, loaded_programs},
 };
 use aya_log::EbpfLogger;
-use memspike_common::{OomFieldOffsets, OomVictim, ReclaimStats, names, steps::SLOTS};
+use memspike_common::{
+    OomFieldOffsets, OomTaskLayout, OomVictim, ReclaimStats, names,
+    steps::{SLOTS, STARTUP},
+};
 use thiserror::Error;
 
 use super::OomVictimReport;
@@ -40,7 +49,7 @@ use super::tracefs;
 use features::{Features, NO_SUCH_TRACEPOINT, Switches};
 use hooks::{Attach, Figure, Hook, PAGE_FAULT_NOP_WAY, PAGE_FAULT_WAYS, Way};
 
-/// How long [`EbpfProbe::finish`] (and drop) waits for the kernel to free the programs.
+/// How long [`EbpfProbe::finish`] waits for the kernel to free the programs.
 const UNLOAD_WAIT: Duration = Duration::from_secs(2);
 
 /// The embedded eBPF object, if the build found one.
@@ -82,6 +91,13 @@ pub enum ProbeError {
     #[error("no cgroup to observe: the target cgroup id is 0")]
     NoTarget,
 
+    #[error("resetting eBPF map {name} for a new group: {source}")]
+    Reset {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("{0}")]
     Unsupported(String),
 
@@ -109,7 +125,7 @@ pub enum ProbeError {
     NothingAttached(String),
 }
 
-/// Quick checks before [`EbpfProbe::start`]: `Some(reason)` when it cannot work here.
+/// Quick checks before [`EbpfProbe::load`]: `Some(reason)` when it cannot work here.
 pub fn unavailable_reason() -> Option<String> {
     precheck().err().map(|e| e.to_string())
 }
@@ -177,8 +193,8 @@ pub struct Counts {
     pub victims: Vec<OomVictimReport>,
 }
 
-/// The loaded and attached programs (some figures may have none). Dropping it detaches and
-/// unloads everything.
+/// The loaded and attached programs (some figures may have none), observing one group at a
+/// time. Dropping it detaches and unloads everything.
 pub struct EbpfProbe {
     loaded: Option<Loaded>,
     /// Per [`Figure`] (in [`Figure::ALL`] order): the way that attached.
@@ -196,9 +212,11 @@ struct Loaded {
     )]
     ebpf: Ebpf,
     logger: Option<EbpfLogger<&'static dyn log::Log>>,
+    target: Array<MapData, u64>,
     step: Array<MapData, u32>,
     faults: PerCpuArray<MapData, u64>,
     reclaim: PerCpuArray<MapData, ReclaimStats>,
+    reclaim_start: HashMap<MapData, u32, u64>,
     oom_events: RingBuf<MapData>,
     ids: KernelIds,
 }
@@ -214,20 +232,16 @@ impl std::fmt::Debug for EbpfProbe {
 }
 
 impl EbpfProbe {
-    /// Loads the object for the cgroup `target` and attaches, per figure, the first way that
-    /// works; the bench may pin the page-fault program. Fails only when nothing at all can be
+    /// Loads the object and attaches, per figure, the first way that works, observing nothing
+    /// yet; the bench may pin the page-fault program. Fails only when nothing at all can be
     /// attached, and then nothing stays loaded.
-    pub fn start(
-        target: u64,
-        page_fault: Option<PageFaultAttach>,
-    ) -> Result<EbpfProbe, Unavailable> {
-        Self::start_with(target, page_fault, &Switches::from_env())
+    pub fn load(page_fault: Option<PageFaultAttach>) -> Result<EbpfProbe, Unavailable> {
+        Self::load_with(page_fault, &Switches::from_env())
     }
 
-    /// [`EbpfProbe::start`] with the test switches given rather than read from the environment.
+    /// [`EbpfProbe::load`] with the test switches given rather than read from the environment.
     #[doc(hidden)]
-    pub fn start_with(
-        target: u64,
+    pub fn load_with(
         page_fault: Option<PageFaultAttach>,
         switches: &Switches,
     ) -> Result<EbpfProbe, Unavailable> {
@@ -236,21 +250,60 @@ impl EbpfProbe {
             notes: Vec::new(),
         };
         let object = precheck().map_err(fail)?;
-        if target == 0 {
-            return Err(fail(ProbeError::NoTarget));
-        }
         let started = Instant::now();
-        let features = Features::probe(switches).map_err(|e| fail(ProbeError::Unsupported(e)))?;
+        // `EbpfLoader::new` parses the kernel's BTF (about 25 ms of CPU here), always, for
+        // CO-RE relocations this object does not use; it runs beside the feature probes and the
+        // reading of the raw OOM program's layout.
+        let (features, layout, loader) = std::thread::scope(|scope| {
+            let loader = scope.spawn(EbpfLoader::new);
+            let features = Features::probe(switches);
+            let layout = oom_task_layout(switches);
+            let loader = loader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (features, layout, loader)
+        });
+        let features = features.map_err(|e| fail(ProbeError::Unsupported(e)))?;
         let probed = started.elapsed();
         let result = tracefs::with_tracefs(|dir| {
-            load_and_attach(object, target, page_fault, switches, &features, dir)
+            let kernel = KernelFacts {
+                features: &features,
+                oom_task_layout: layout,
+                tracefs: dir,
+            };
+            load_and_attach(object, loader, page_fault, switches, kernel)
         });
         tracing::debug!(
             features_ms = probed.as_secs_f64() * 1e3,
             total_ms = started.elapsed().as_secs_f64() * 1e3,
-            "eBPF observer start"
+            "eBPF observer loaded"
         );
         result
+    }
+
+    /// Points the programs at the cgroup `target` (v2 id), with everything counted so far
+    /// forgotten: page faults, reclaim stalls (and reclaims begun but not ended), OOM events not
+    /// yet collected; the step is the start-up slot. The target is written last, so nothing of
+    /// the previous group (or of none) is counted for this one.
+    pub fn observe(&mut self, target: u64) -> Result<(), ProbeError> {
+        if target == 0 {
+            return Err(ProbeError::NoTarget);
+        }
+        let Some(loaded) = self.loaded.as_mut() else {
+            return Err(not_loaded());
+        };
+        set_target(loaded, 0)?;
+        reset(loaded)?;
+        set_target(loaded, target)
+    }
+
+    /// Stops counting: the target becomes 0 (what was counted stays until the next
+    /// [`EbpfProbe::observe`]).
+    pub fn stop(&mut self) -> Result<(), ProbeError> {
+        match self.loaded.as_mut() {
+            Some(loaded) => set_target(loaded, 0),
+            None => Ok(()),
+        }
     }
 
     /// The source of `figure` (e.g. `ebpf tp_btf/page_fault_user`), if a way attached.
@@ -289,42 +342,107 @@ impl EbpfProbe {
 
     /// What the programs recorded so far, while they stay attached; victims are returned once.
     pub fn collect(&mut self) -> Result<Counts, ProbeError> {
+        let oom_source = self.source(Figure::OomVictim);
         match self.loaded.as_mut() {
-            Some(loaded) => collect(loaded),
-            None => Err(ProbeError::Missing {
-                what: "loaded state",
-                name: "EbpfProbe",
-            }),
+            Some(loaded) => collect(loaded, oom_source),
+            None => Err(not_loaded()),
         }
     }
 
-    /// Collects one last time, then detaches and unloads everything. The note says what the
-    /// kernel still listed [`UNLOAD_WAIT`] later, if anything.
+    /// Collects one last time, then detaches and unloads everything and waits until the kernel
+    /// no longer lists it (for the tests and the bench that check it; dropping is enough to
+    /// unload). The note says what the kernel still listed `UNLOAD_WAIT` (2 s) later, if anything.
     pub fn finish(mut self) -> (Result<Counts, ProbeError>, Option<String>) {
         let counts = self.collect();
-        let note = self.loaded.take().and_then(unload);
+        let note = self.loaded.take().and_then(unload_and_wait);
         (counts, note)
     }
 }
 
-impl Drop for EbpfProbe {
-    fn drop(&mut self) {
-        if let Some(loaded) = self.loaded.take()
-            && let Some(note) = unload(loaded)
-        {
-            tracing::warn!("{note}");
-        }
+fn not_loaded() -> ProbeError {
+    ProbeError::Missing {
+        what: "loaded state",
+        name: "EbpfProbe",
     }
+}
+
+fn set_target(loaded: &mut Loaded, target: u64) -> Result<(), ProbeError> {
+    loaded
+        .target
+        .set(0, target, 0)
+        .map_err(|source| ProbeError::Map {
+            name: names::MAP_TARGET_CGROUP,
+            source,
+        })
+}
+
+/// Zeroes what the programs count and sets the start-up step (while the target is 0, so no
+/// program writes meanwhile).
+fn reset(loaded: &mut Loaded) -> Result<(), ProbeError> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, source)| ProbeError::Reset {
+        name: names::MAP_PAGE_FAULTS,
+        source,
+    })?;
+    let map_err = |name| move |source| ProbeError::Map { name, source };
+    let reset_err = |name| move |source| ProbeError::Reset { name, source };
+    for slot in 0..SLOTS as u32 {
+        let zeros =
+            PerCpuValues::try_from(vec![0u64; cpus]).map_err(reset_err(names::MAP_PAGE_FAULTS))?;
+        loaded
+            .faults
+            .set(slot, zeros, 0)
+            .map_err(map_err(names::MAP_PAGE_FAULTS))?;
+    }
+    let zeros = PerCpuValues::try_from(vec![ReclaimStats::default(); cpus])
+        .map_err(reset_err(names::MAP_RECLAIM_STATS))?;
+    loaded
+        .reclaim
+        .set(0, zeros, 0)
+        .map_err(map_err(names::MAP_RECLAIM_STATS))?;
+    let begun: Vec<u32> = loaded.reclaim_start.keys().filter_map(Result::ok).collect();
+    for tid in begun {
+        // Gone already (its end ran meanwhile) is as good as removed.
+        let _ = loaded.reclaim_start.remove(&tid);
+    }
+    while loaded.oom_events.next().is_some() {}
+    loaded
+        .step
+        .set(0, STARTUP, 0)
+        .map_err(map_err(names::MAP_CURRENT_STEP))
+}
+
+/// Where the raw `mark_victim` program reads the victim's figures on this kernel, or why it
+/// cannot be used.
+fn oom_task_layout(switches: &Switches) -> Result<OomTaskLayout, String> {
+    if switches.hide_btf {
+        return Err(format!("kernel BTF hidden by {}", features::HIDE_BTF_ENV));
+    }
+    let btf = std::fs::read(super::KERNEL_BTF)
+        .map_err(|e| format!("no kernel BTF at {}: {e}", super::KERNEL_BTF))?;
+    // SAFETY: sysconf has no preconditions.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    task_layout::from_btf(&btf, u64::try_from(page_size).unwrap_or(0))
+}
+
+/// What the loader learnt of the kernel before loading.
+struct KernelFacts<'a> {
+    features: &'a Features,
+    oom_task_layout: Result<OomTaskLayout, String>,
+    tracefs: Result<&'a Path, String>,
 }
 
 fn load_and_attach(
     object: &[u8],
-    target: u64,
+    loader: EbpfLoader<'static>,
     page_fault: Option<PageFaultAttach>,
     switches: &Switches,
-    features: &Features,
-    tracefs: Result<&Path, String>,
+    kernel: KernelFacts<'_>,
 ) -> Result<EbpfProbe, Unavailable> {
+    let KernelFacts {
+        features,
+        oom_task_layout,
+        tracefs,
+    } = kernel;
     let mut notes = switches.notes.clone();
     // The classic tracepoint's record layout, read before loading (it is a global).
     let oom_fields = tracefs
@@ -336,11 +454,16 @@ fn load_and_attach(
             offsets
         });
     let offsets = oom_fields.as_ref().map_or(OomFieldOffsets::NONE, |o| *o);
-    let btf = features.btf.as_ref().ok();
-    let mut ebpf = match EbpfLoader::new()
-        .btf(btf)
-        .override_global(names::GLOBAL_TARGET_CGROUP_ID, &target, true)
+    let layout = oom_task_layout.as_ref().map_or(OomTaskLayout::NONE, |l| *l);
+    // Borrows what is set here (the loader from `new` borrows nothing).
+    let mut loader: EbpfLoader<'_> = loader;
+    if features.hide_btf {
+        // As without BTF: the loader keeps none either.
+        loader.btf(None);
+    }
+    let mut ebpf = match loader
         .override_global(names::GLOBAL_OOM_FIELDS, &offsets, true)
+        .override_global(names::GLOBAL_OOM_TASK_LAYOUT, &layout, true)
         .load(object)
     {
         Ok(ebpf) => ebpf,
@@ -367,8 +490,8 @@ fn load_and_attach(
     let mut sources = [None; 3];
     for (slot, figure) in sources.iter_mut().zip(Figure::ALL) {
         let ways: &[Way] = match (figure, page_fault) {
-            (Figure::PageFaults, Some(PageFaultAttach::TpBtf)) => &PAGE_FAULT_WAYS[..1],
-            (Figure::PageFaults, Some(PageFaultAttach::RawTp)) => &PAGE_FAULT_WAYS[1..],
+            (Figure::PageFaults, Some(PageFaultAttach::TpBtf)) => &PAGE_FAULT_WAYS[1..],
+            (Figure::PageFaults, Some(PageFaultAttach::RawTp)) => &PAGE_FAULT_WAYS[..1],
             (Figure::PageFaults, Some(PageFaultAttach::EmptyTpBtf)) => &[PAGE_FAULT_NOP_WAY],
             _ => figure.ways(),
         };
@@ -381,12 +504,21 @@ fn load_and_attach(
                     Attach::Classic => tracefs.as_ref().map(|_| ()).map_err(String::clone),
                     _ => Ok(()),
                 })
-                .and_then(|()| match figure {
-                    Figure::OomVictim => oom_fields.as_ref().map(|_| ()).map_err(String::clone),
+                .and_then(|()| match (figure, way.attach) {
+                    (Figure::OomVictim, Attach::Classic) => {
+                        oom_fields.as_ref().map(|_| ()).map_err(String::clone)
+                    }
+                    (Figure::OomVictim, _) => {
+                        oom_task_layout.as_ref().map(|_| ()).map_err(String::clone)
+                    }
                     _ => Ok(()),
                 });
             let forced = switches.fails(figure, way.attach);
             let attached = ready.and_then(|()| {
+                let btf = match way.attach {
+                    Attach::TpBtf => features.btf().ok(),
+                    _ => None,
+                };
                 attach_way(&mut ebpf, way, btf, forced, &mut ids).map_err(|e| {
                     if forced {
                         format!("{e} (forced by {})", features::FAIL_ENV)
@@ -428,27 +560,32 @@ fn load_and_attach(
 
     let maps = (|| {
         Ok::<_, ProbeError>((
+            take_map(&mut ebpf, names::MAP_TARGET_CGROUP)?,
             take_map(&mut ebpf, names::MAP_CURRENT_STEP)?,
             take_map(&mut ebpf, names::MAP_PAGE_FAULTS)?,
             take_map(&mut ebpf, names::MAP_RECLAIM_STATS)?,
+            take_map(&mut ebpf, names::MAP_RECLAIM_START)?,
             take_map(&mut ebpf, names::MAP_OOM_EVENTS)?,
         ))
     })();
-    let (step, faults, reclaim, oom_events) = match maps {
+    let (target, step, faults, reclaim, reclaim_start, oom_events) = match maps {
         Ok(m) => m,
         Err(error) => return Err(Unavailable { error, notes }),
     };
-    tracing::debug!(target, ?sources, ?ids, "eBPF observer attached");
+    tracing::debug!(?sources, ?ids, "eBPF observer attached");
+    let loaded = Loaded {
+        ebpf,
+        logger,
+        target,
+        step,
+        faults,
+        reclaim,
+        reclaim_start,
+        oom_events,
+        ids,
+    };
     Ok(EbpfProbe {
-        loaded: Some(Loaded {
-            ebpf,
-            logger,
-            step,
-            faults,
-            reclaim,
-            oom_events,
-            ids,
-        }),
+        loaded: Some(loaded),
         sources,
         notes,
     })
@@ -541,7 +678,7 @@ fn unload_hook(ebpf: &mut Ebpf, hook: &Hook) {
 }
 
 /// Reads everything the programs recorded (the programs are still attached).
-fn collect(loaded: &mut Loaded) -> Result<Counts, ProbeError> {
+fn collect(loaded: &mut Loaded, oom_source: Option<&'static str>) -> Result<Counts, ProbeError> {
     let mut victims = Vec::new();
     while let Some(item) = loaded.oom_events.next() {
         if item.len() < size_of::<OomVictim>() {
@@ -554,7 +691,7 @@ fn collect(loaded: &mut Loaded) -> Result<Counts, ProbeError> {
         let v = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<OomVictim>()) };
         victims.push(OomVictimReport::from_event(
             &v,
-            hooks::Figure::OomVictim.ways()[0].source,
+            oom_source.unwrap_or("ebpf"),
         ));
     }
     if let Some(logger) = loaded.logger.as_mut() {
@@ -589,7 +726,7 @@ fn collect(loaded: &mut Loaded) -> Result<Counts, ProbeError> {
 
 /// Detaches and unloads (by dropping), then waits until the kernel no longer lists the
 /// programs and their maps. Returns a note if some are still listed after [`UNLOAD_WAIT`].
-fn unload(loaded: Loaded) -> Option<String> {
+fn unload_and_wait(loaded: Loaded) -> Option<String> {
     let ids = loaded.ids.clone();
     drop(loaded);
     let deadline = Instant::now() + UNLOAD_WAIT;
