@@ -101,6 +101,9 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
             .label(rate.label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
     }
+    // Kill labels step down the chart, so that several kills at about the same time (a
+    // comparison's) stay readable.
+    let mut kills = 0.0;
     for m in &chart.marks {
         let (col, width) = match m.kind {
             MarkKind::Gc => (colour(Rgb(0x55, 0x5e, 0x69)).mix(0.5), 1),
@@ -125,9 +128,10 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
                 .pos(Pos::new(HPos::Right, VPos::Top));
             c.draw_series(std::iter::once(Text::new(
                 format!("{} ", m.label),
-                (m.t_ms, y_max * 0.99),
+                (m.t_ms, y_max * (0.99 - 0.05 * kills)),
                 font,
             )))?;
+            kills += 1.0;
         }
     }
     c.configure_series_labels()
