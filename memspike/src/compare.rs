@@ -79,6 +79,15 @@ pub struct Base {
     pub seed_chunk: Option<u64>,
 }
 
+impl Base {
+    fn with_policy(&self, policy: &NamedPolicy) -> Base {
+        Base {
+            config: with_policy(&self.config, policy),
+            seed_chunk: self.seed_chunk,
+        }
+    }
+}
+
 /// `base` with the knob at `value`: the seed's spike fraction, the group's limit, or GOGC.
 fn at(base: &Base, knob: Knob, value: f64) -> WorkerConfig {
     let mut c = base.config.clone();
@@ -111,13 +120,10 @@ pub fn threshold(
                 .into(),
         ));
     }
-    for p in policies {
-        let base = Base {
-            config: with_policy(&base.config, p),
-            ..base.clone()
-        };
+    let bases: Vec<Base> = policies.iter().map(|p| base.with_policy(p)).collect();
+    for base in &bases {
         for end in [range.lo, range.hi] {
-            let c = at(&base, knob, knob.quantize(end));
+            let c = at(base, knob, knob.quantize(end));
             supervisor::validate(&c, options).map_err(|e| {
                 SupervisorError::Settings(UsageError::Threshold {
                     knob: knob.to_string(),
@@ -129,14 +135,10 @@ pub fn threshold(
     }
     let mut runner = Runner::new(options, interrupts);
     let mut found = Vec::with_capacity(policies.len());
-    for p in policies {
+    for (p, base) in policies.iter().zip(&bases) {
         tracing::info!("policy {}: {}", p.name, knob.goal());
-        let policy_base = Base {
-            config: with_policy(&base.config, p),
-            ..base.clone()
-        };
         let t = threshold::search(range, |value| {
-            let report = Report::build(runner.run(&at(&policy_base, knob, value))?);
+            let report = Report::build(runner.run(&at(base, knob, value))?);
             match report.outcome {
                 Outcome::Survived => Ok(Survived(true)),
                 Outcome::OomKilled => Ok(Survived(false)),

@@ -40,13 +40,6 @@ pub enum Target {
     /// Its median at most this many times its baseline's.
     Ratio(f64),
     /// Its median under this many seconds.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for the rows of compare and threshold (issue 10), added with those commands"
-        )
-    )]
     Seconds(f64),
 }
 
@@ -63,6 +56,26 @@ pub const CASES: &[Case] = &[
         args: &["run", "--limit", "32MiB"],
         baseline: Some("run, untraced"),
         target: Some(Target::Ratio(2.0)),
+    },
+    Case {
+        name: "compare, 7 policies, traced",
+        args: &["compare", "--limit", "32MiB"],
+        baseline: None,
+        target: Some(Target::Seconds(3.0)),
+    },
+    Case {
+        name: "threshold, one policy, spike to 1 %, traced",
+        args: &[
+            "threshold",
+            "--limit",
+            "32MiB",
+            "--chunk",
+            "1MiB",
+            "--policies",
+            "gogc100",
+        ],
+        baseline: None,
+        target: Some(Target::Seconds(2.0)),
     },
 ];
 
