@@ -261,17 +261,27 @@ fn try_oom_mark_victim(ctx: &TracePointContext) -> Result<(), i32> {
         // __data_loc: the low 16 bits are the string's offset in the record.
         let loc = field::<u32>(ctx, f.comm);
         let start = (loc & 0xffff) as usize;
-        let src = ctx.as_ptr().cast::<u8>().wrapping_add(start).cast_const();
-        let mut comm = [0u8; COMM_LEN];
-        // SAFETY: bpf_probe_read_kernel_str_bytes checks the address and never writes past
-        // `comm`; on error the name stays empty.
-        if unsafe { bpf_probe_read_kernel_str_bytes(src, &mut comm) }.is_ok() {
-            v.comm = comm;
-        }
+        v.comm = comm_at(ctx.as_ptr().cast::<u8>().wrapping_add(start).cast_const());
     }
-    let pid = v.pid;
-    let anon_kb = v.anon_rss_kb;
-    OOM_EVENTS.output::<OomVictim>(&v, 0)?;
+    send_victim(ctx, &v)
+}
+
+/// The NUL-padded task name at `src`; empty when it cannot be read.
+#[inline(always)]
+fn comm_at(src: *const u8) -> [u8; COMM_LEN] {
+    let mut comm = [0u8; COMM_LEN];
+    // SAFETY: bpf_probe_read_kernel_str_bytes checks the address and never writes past `comm`.
+    match unsafe { bpf_probe_read_kernel_str_bytes(src, &mut comm) } {
+        Ok(_) => comm,
+        Err(_) => [0u8; COMM_LEN],
+    }
+}
+
+/// Sends a victim of the observed group to user space, and says so in the debug log.
+#[inline(always)]
+fn send_victim<C: EbpfContext>(ctx: &C, v: &OomVictim) -> Result<(), i32> {
+    let (pid, anon_kb) = (v.pid, v.anon_rss_kb);
+    OOM_EVENTS.output::<OomVictim>(v, 0)?;
     debug!(
         ctx,
         "oom/mark_victim: pid {} in the observed cgroup, anon_rss {} kB", pid, anon_kb
@@ -324,22 +334,9 @@ fn try_oom_mark_victim_raw(ctx: &RawTracePointContext) -> Result<(), i32> {
     let signal = kernel_field::<u64>(task, l.task_signal);
     v.oom_score_adj = kernel_field::<i16>(signal, l.signal_oom_score_adj);
     if task != 0 {
-        let src = (task as usize).wrapping_add(l.task_comm as usize) as *const u8;
-        let mut comm = [0u8; COMM_LEN];
-        // SAFETY: bpf_probe_read_kernel_str_bytes checks the address and never writes past
-        // `comm`; on error the name stays empty.
-        if unsafe { bpf_probe_read_kernel_str_bytes(src, &mut comm) }.is_ok() {
-            v.comm = comm;
-        }
+        v.comm = comm_at((task as usize).wrapping_add(l.task_comm as usize) as *const u8);
     }
-    let pid = v.pid;
-    let anon_kb = v.anon_rss_kb;
-    OOM_EVENTS.output::<OomVictim>(&v, 0)?;
-    debug!(
-        ctx,
-        "oom/mark_victim: pid {} in the observed cgroup, anon_rss {} kB", pid, anon_kb
-    );
-    Ok(())
+    send_victim(ctx, &v)
 }
 
 /// The licence the kernel reads (the ELF section `license`) to let these programs call GPL-only
