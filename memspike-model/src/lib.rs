@@ -12,6 +12,8 @@
 //!   (go-watchdog's policies) and [`footprint`] (the runtime's own memory);
 //!   [`release`] says which Go release's rules apply.
 //! - [`size`] and [`duration`]: sizes and durations as people write them.
+//! - [`policy_set`], [`threshold`] and [`sweep`]: many experiments at once: named policies
+//!   for `compare`, the bisection behind `threshold`, and a sweep plan's cells.
 
 /// Serde for a type through its `Display` and `FromStr` (a string in JSON and TOML).
 macro_rules! serde_via_str {
@@ -46,5 +48,6 @@ pub mod runtime;
 pub mod scavenger;
 pub mod scenario;
 pub mod size;
+pub mod sweep;
 pub mod threshold;
 pub mod watchdog;

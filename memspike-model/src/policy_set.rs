@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     pacer::Gogc,
     policy::{Policy, parse_memory_limit},
-    scenario::line_column,
+    scenario::{line_column, toml_error},
     size::Amount,
     watchdog::{self, Driver, Force, Watchdog},
 };
@@ -220,12 +220,8 @@ pub fn from_toml(text: &str, origin: &str) -> Result<Vec<NamedPolicy>, PolicySet
         let (line, column) = line_column(text, offset);
         format!("{origin}:{line}:{column}")
     };
-    let file: File = toml::from_str(text).map_err(|e| {
-        let place = e
-            .span()
-            .map_or_else(|| format!("{origin}:1:1"), |s| at(s.start));
-        PolicySetError::Parse(format!("{place}: {}", e.message().trim_end()))
-    })?;
+    let file: File =
+        toml::from_str(text).map_err(|e| PolicySetError::Parse(toml_error(&e, text, origin)))?;
     if file.policy.is_empty() {
         return Err(PolicySetError::Parse(format!(
             "{origin}: the file has no policies: add at least one [[policy]] table with a name"

@@ -124,16 +124,8 @@ pub enum ScenarioError {
 impl Scenario {
     /// Parses a scenario from TOML text; `origin` names it in errors (a path).
     pub fn from_toml(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|span| line_column(text, span.start))
-                .unwrap_or((1, 1));
-            ScenarioError::Parse(format!(
-                "{origin}:{line}:{column}: {}",
-                e.message().trim_end()
-            ))
-        })?;
+        let scenario: Scenario =
+            toml::from_str(text).map_err(|e| ScenarioError::Parse(toml_error(&e, text, origin)))?;
         if scenario.steps.is_empty() {
             return Err(ScenarioError::Parse(format!(
                 "{origin}: the scenario has no steps: add at least one [[step]] table"
@@ -266,6 +258,16 @@ impl Cost {
             waited: self.waited.saturating_mul(n),
         }
     }
+}
+
+/// A TOML error as memspike's files report it: `origin:line:column: message` (line 1, column
+/// 1 when the parser gives no place). Scenarios, policy sets and sweep plans share it.
+pub(crate) fn toml_error(e: &toml::de::Error, text: &str, origin: &str) -> String {
+    let (line, column) = e
+        .span()
+        .map(|span| line_column(text, span.start))
+        .unwrap_or((1, 1));
+    format!("{origin}:{line}:{column}: {}", e.message().trim_end())
 }
 
 /// 1-based line and column of a byte offset.
