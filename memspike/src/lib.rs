@@ -30,6 +30,7 @@ pub mod report;
 pub mod serve;
 pub mod signals;
 pub mod supervisor;
+pub mod sweep;
 pub mod telemetry;
 #[cfg(test)]
 mod test_support;

@@ -27,12 +27,16 @@ use memspike::{
         policy_set::{self, NamedPolicy},
         release::Release,
         scenario::{Scenario, builtin},
+        sweep::Plan,
         threshold::{Knob, Range},
         watchdog::{self, Watchdog},
     },
     preflight::UsageError,
     privilege::RunAs,
-    report::{self, Document, Outcome, Report},
+    report::{
+        self, Document, Outcome, Report,
+        sweep::{SweepReport, SweepRow},
+    },
     serve::AllowedHost,
     signals::{self, Interrupts},
     size,
@@ -63,6 +67,9 @@ enum Command {
     /// Find, per policy, the largest spike, the smallest limit or the largest GOGC that
     /// survives, by bisection over real runs (needs root).
     Threshold(Box<ThresholdArgs>),
+    /// Run the cells of a plan (scenarios x policies x limits x Go releases): all of them here
+    /// (--local), or one (--index, as a Kubernetes pod does); `sweep merge` joins the rows.
+    Sweep(Box<SweepArgs>),
     /// List the built-in scenarios (`run --scenario NAME --print` shows one as TOML).
     Scenarios,
     /// The process inside the cgroup (started by `run`; reads what to do on stdin).
@@ -321,6 +328,56 @@ struct ThresholdArgs {
     json: bool,
 }
 
+/// `memspike sweep`.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct SweepArgs {
+    #[command(subcommand)]
+    merge: Option<SweepCommand>,
+    /// The plan: a TOML file (see examples/sweep.toml).
+    #[arg(long, value_name = "FILE", required = true)]
+    plan: Option<PathBuf>,
+    /// Run every cell on this machine, each in its own group.
+    #[arg(long, required_unless_present = "index", conflicts_with = "index")]
+    local: bool,
+    /// With --local: run at most N cells at once.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "local",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    jobs: u32,
+    /// Run cell I alone and print its row (what a Kubernetes pod does).
+    #[arg(long, value_name = "I")]
+    index: Option<usize>,
+    /// Added to --index: a Job of one limit's cells passes its first cell's number here and
+    /// its completion index to --index.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "index")]
+    offset: usize,
+    /// Do not attach the eBPF observer.
+    #[arg(long)]
+    no_trace: bool,
+    /// The account the workers run as (never root); default: a private uid and gid.
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum SweepCommand {
+    /// Join the rows of sweeps (JSON lines) into one table and report.
+    Merge(MergeArgs),
+}
+
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// Files of rows, as `memspike sweep` prints them (one JSON object per line).
+    #[arg(required = true, value_name = "FILES")]
+    files: Vec<PathBuf>,
+    /// Print the merged report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also write it into DIR: report.json, timeline.svg, report.html.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Expect {
     Oom,
@@ -437,7 +494,7 @@ fn parse_cli() -> Result<Command, ExitCode> {
                 line = format!("{line} {}", more.join(", "));
             }
             let help = match std::env::args().nth(1).as_deref() {
-                Some(sub @ ("run" | "exec" | "compare" | "threshold" | "scenarios")) => {
+                Some(sub @ ("run" | "exec" | "compare" | "threshold" | "sweep" | "scenarios")) => {
                     format!("memspike {sub} --help")
                 }
                 _ => "memspike --help".to_owned(),
@@ -496,6 +553,7 @@ fn main() -> ExitCode {
         Command::Exec(args) => supervised(true, |interrupts| exec(&args, interrupts)),
         Command::Compare(args) => supervised(true, |interrupts| compare(&args, interrupts)),
         Command::Threshold(args) => supervised(true, |interrupts| threshold(&args, interrupts)),
+        Command::Sweep(args) => supervised(true, |interrupts| sweep(&args, interrupts)),
         // One rule, checked last: a stop signal that arrived at any time before the end makes a
         // self-directed run exit 130 (an interactive session ends that way normally).
         Command::Run(args) => {
@@ -648,6 +706,84 @@ fn threshold(args: &ThresholdArgs, interrupts: &Interrupts) -> anyhow::Result<Ex
     } else {
         write!(out, "{}", report.text())?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sweep(args: &SweepArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
+    if let Some(SweepCommand::Merge(m)) = &args.merge {
+        return merge(m);
+    }
+    let usage = |e: String| SupervisorError::Usage(e);
+    let path = args
+        .plan
+        .as_deref()
+        .ok_or_else(|| usage("--plan FILE is required".into()))?;
+    let plan = Plan::load(path).map_err(|e| usage(e.to_string()))?;
+    if args.local {
+        let mut extra = Vec::new();
+        if args.no_trace {
+            extra.push("--no-trace".to_owned());
+        }
+        if let Some(user) = &args.user {
+            extra.extend(["--user".to_owned(), user.clone()]);
+        }
+        tracing::info!(
+            "plan {}: {} cells, at most {} at once",
+            plan.name,
+            plan.len(),
+            args.jobs
+        );
+        let (lines, failed) =
+            memspike::sweep::run_local(path, &plan, args.jobs as usize, &extra, interrupts)?;
+        let mut out = std::io::stdout().lock();
+        for line in &lines {
+            writeln!(out, "{line}")?;
+        }
+        for f in &failed {
+            eprintln!("memspike: error: {f}");
+        }
+        return Ok(if failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let index = args.index.unwrap_or(0) + args.offset;
+    let run_as = RunAs::resolve(args.user.as_deref())
+        .map_err(|e| SupervisorError::Settings(UsageError::from(e)))?;
+    let options = RunOptions {
+        trace: !args.no_trace,
+        interactive: None,
+        report_dir: None,
+    };
+    let row = memspike::sweep::run_cell(&plan, index, run_as, &options, interrupts)?;
+    writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&row)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sweep merge`: the rows of the files, one plan, each cell once.
+fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
+    let mut rows = Vec::new();
+    for file in &args.files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| SupervisorError::Usage(format!("{}: {e}", file.display())))?;
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let row: SweepRow = serde_json::from_str(line).map_err(|e| {
+                SupervisorError::Usage(format!(
+                    "{}:{}: not a row of `memspike sweep`: {e}",
+                    file.display(),
+                    n + 1
+                ))
+            })?;
+            rows.push(row);
+        }
+    }
+    let report = SweepReport::merge(rows).map_err(|e| SupervisorError::Usage(e.to_string()))?;
+    print_report(&report, args.json, args.report.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
 

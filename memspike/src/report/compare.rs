@@ -6,7 +6,7 @@
 //! collection is the cost every policy pays in the same coin. The margin to the limit and the
 //! GC CPU share are beside it for the reader to weigh.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use memspike_model::policy_set::{NamedPolicy, Settings};
 
@@ -19,7 +19,7 @@ use super::{
 use crate::{figures as fig, size::human};
 
 /// One policy's run, in brief.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PolicyRow {
     pub name: String,
     pub settings: Settings,

@@ -19,6 +19,7 @@ pub mod exec;
 pub mod html;
 pub mod run;
 pub mod svg;
+pub mod sweep;
 pub mod text;
 pub mod threshold;
 pub mod view;

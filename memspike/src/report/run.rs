@@ -6,7 +6,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use memspike_model::{
     event::{Action, Event, GcReason, HeapStats, Kind, ScavengeReason},
@@ -57,7 +57,7 @@ pub struct RunFacts {
     pub duration: Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     OomKilled,
@@ -89,7 +89,7 @@ impl Outcome {
 
 /// One point of the chart: the heap and the group right after an event, `t_ms` after the
 /// worker was ready, in the step it belongs to.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     pub t_ms: f64,
     pub step: String,

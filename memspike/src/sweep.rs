@@ -1,0 +1,139 @@
+//! `memspike sweep`: the cells of a plan ([`memspike_model::sweep`]), run one by one.
+//! - [`run_cell`]: one cell, as a pod runs it (`--index I`), printed as one JSON line.
+//! - [`run_local`]: every cell on this machine, at most `jobs` at once, each a child
+//!   `memspike sweep --index I` in a group of its own; their lines in cell order.
+//!
+//! Both paths run a cell the same way (the child *is* `--index`), so they give the same rows;
+//! `sweep merge` ([`crate::report::sweep`]) joins the lines of either.
+
+use std::{
+    collections::VecDeque,
+    io,
+    path::Path,
+    process::{Child, Command, Stdio},
+};
+
+use memspike_model::sweep::Plan;
+
+use crate::{
+    privilege::RunAs,
+    report::{Report, compare::PolicyRow, sweep::SweepRow},
+    signals::Interrupts,
+    supervisor::{self, RunOptions, Runner, SupervisorError},
+    worker::WorkerConfig,
+};
+
+/// Runs cell `index` of `plan` in a fresh group and returns its row.
+pub fn run_cell(
+    plan: &Plan,
+    index: usize,
+    run_as: RunAs,
+    options: &RunOptions,
+    interrupts: &Interrupts,
+) -> Result<SweepRow, SupervisorError> {
+    let cell = plan.cell(index).ok_or_else(|| {
+        SupervisorError::Usage(format!(
+            "--index {index}: the plan {} has {} cells (0 to {})",
+            plan.name,
+            plan.len(),
+            plan.len().saturating_sub(1)
+        ))
+    })?;
+    let config = WorkerConfig {
+        experiment: cell.experiment,
+        interactive: false,
+        run_as,
+        allowed_hosts: Vec::new(),
+    };
+    supervisor::validate(&config, options)?;
+    let report = Report::build(Runner::new(options, interrupts).run(&config)?);
+    Ok(SweepRow {
+        plan: plan.name.clone(),
+        cell: cell.spec,
+        row: PolicyRow::of(&cell.policy, &report),
+    })
+}
+
+/// What one child was asked to do.
+struct Running {
+    index: usize,
+    child: Child,
+}
+
+/// Runs every cell of the plan at `plan_path`, at most `jobs` at once, each as a child
+/// `memspike sweep --plan PLAN --index I` (with `extra` arguments such as `--no-trace`).
+/// Returns the rows' JSON lines in cell order, and each failed cell's error.
+pub fn run_local(
+    plan_path: &Path,
+    plan: &Plan,
+    jobs: usize,
+    extra: &[String],
+    interrupts: &Interrupts,
+) -> Result<(Vec<String>, Vec<String>), SupervisorError> {
+    let exe = std::env::current_exe().map_err(SupervisorError::Spawn)?;
+    let mut waiting: VecDeque<usize> = (0..plan.len()).collect();
+    let mut running: VecDeque<Running> = VecDeque::new();
+    let mut lines: Vec<(usize, String)> = Vec::with_capacity(plan.len());
+    let mut failed = Vec::new();
+    while !waiting.is_empty() || !running.is_empty() {
+        while running.len() < jobs.max(1) && interrupts.received().is_none() {
+            let Some(index) = waiting.pop_front() else {
+                break;
+            };
+            let child = Command::new(&exe)
+                .arg("sweep")
+                .arg("--plan")
+                .arg(plan_path)
+                .arg("--index")
+                .arg(index.to_string())
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(SupervisorError::Spawn)?;
+            tracing::info!("cell {index} of {} started", plan.len());
+            running.push_back(Running { index, child });
+        }
+        // The oldest first: cells take about as long as each other, so this waits little.
+        let Some(Running { index, child }) = running.pop_front() else {
+            break;
+        };
+        match finish(child) {
+            Ok(line) => lines.push((index, line)),
+            Err(e) => failed.push(format!("cell {index}: {e}")),
+        }
+        if interrupts.received().is_some() && !waiting.is_empty() {
+            failed.push(format!(
+                "stopped before cells {}",
+                waiting
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            waiting.clear();
+        }
+    }
+    lines.sort_by_key(|(i, _)| *i);
+    Ok((lines.into_iter().map(|(_, l)| l).collect(), failed))
+}
+
+/// The child's one line of JSON, or why it has none.
+fn finish(child: Child) -> io::Result<String> {
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find(|l| l.starts_with('{'));
+    match (out.status.success(), line) {
+        (true, Some(line)) => Ok(line.to_owned()),
+        _ => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let why = stderr
+                .lines()
+                .rev()
+                .find(|l| l.contains("error"))
+                .unwrap_or(stderr.trim());
+            Err(io::Error::other(format!("{} ({})", why.trim(), out.status)))
+        }
+    }
+}
