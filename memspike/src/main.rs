@@ -338,8 +338,12 @@ struct SweepArgs {
     #[arg(long, value_name = "FILE", required = true)]
     plan: Option<PathBuf>,
     /// Run every cell on this machine, each in its own group.
-    #[arg(long, required_unless_present = "index", conflicts_with = "index")]
+    #[arg(long, required_unless_present_any = ["index", "kubernetes"], conflicts_with_all = ["index", "kubernetes"])]
     local: bool,
+    /// Print the plan as Kubernetes objects (a ConfigMap and an Indexed Job per limit) whose
+    /// pods run this image; `kubectl apply -f` takes the output.
+    #[arg(long, value_name = "IMAGE", conflicts_with = "index")]
+    kubernetes: Option<String>,
     /// With --local: run at most N cells at once.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "local",
           value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -719,6 +723,16 @@ fn sweep(args: &SweepArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> 
         .as_deref()
         .ok_or_else(|| usage("--plan FILE is required".into()))?;
     let plan = Plan::load(path).map_err(|e| usage(e.to_string()))?;
+    if let Some(image) = &args.kubernetes {
+        let text = std::fs::read_to_string(path)?;
+        let list = memspike::sweep::kubernetes(&plan, &text, image, !args.no_trace);
+        writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string_pretty(&list)?
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.local {
         let mut extra = Vec::new();
         if args.no_trace {

@@ -3,6 +3,9 @@
 //! - [`run_local`]: every cell on this machine, at most `jobs` at once, each a child
 //!   `memspike sweep --index I` in a group of its own; their lines in cell order.
 //!
+//! - [`kubernetes`]: the plan as Kubernetes objects: the plan in a ConfigMap and one Indexed
+//!   Job per limit, each pod running `sweep --index` on one cell under its own memory limit.
+//!
 //! Both paths run a cell the same way (the child *is* `--index`), so they give the same rows;
 //! `sweep merge` ([`crate::report::sweep`]) joins the lines of either.
 
@@ -136,4 +139,96 @@ fn finish(child: Child) -> io::Result<String> {
             Err(io::Error::other(format!("{} ({})", why.trim(), out.status)))
         }
     }
+}
+
+/// Where the pods find the plan (the ConfigMap's mount).
+pub const POD_PLAN_DIR: &str = "/etc/memspike";
+/// The plan's file name in the ConfigMap and in the pod.
+pub const POD_PLAN_FILE: &str = "plan.toml";
+
+/// The plan as a Kubernetes `List` (JSON, which `kubectl apply -f` takes as YAML): a ConfigMap
+/// holding `plan_text`, and per limit an Indexed Job whose `completions` are that limit's cells
+/// and whose pods have that memory limit and run `memspike sweep --index` on their cell under
+/// it (`--inherit`). Tracing needs CAP_BPF and CAP_PERFMON in the pod; `trace: false` asks for
+/// none and passes `--no-trace`.
+pub fn kubernetes(plan: &Plan, plan_text: &str, image: &str, trace: bool) -> serde_json::Value {
+    use serde_json::json;
+    let name = format!("memspike-sweep-{}", dns_label(&plan.name));
+    let mut items = vec![json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": { "name": name },
+        "data": { POD_PLAN_FILE: plan_text },
+    })];
+    for group in plan.by_limit() {
+        let mut args = vec![
+            "sweep".to_owned(),
+            "--plan".to_owned(),
+            format!("{POD_PLAN_DIR}/{POD_PLAN_FILE}"),
+            "--index".to_owned(),
+            "$(JOB_COMPLETION_INDEX)".to_owned(),
+            "--offset".to_owned(),
+            group.offset.to_string(),
+            "--inherit".to_owned(),
+        ];
+        if !trace {
+            args.push("--no-trace".to_owned());
+        }
+        // Kubernetes spells a size in bytes exactly; Mi when it is whole.
+        let memory = if group.limit % (1 << 20) == 0 {
+            format!("{}Mi", group.limit >> 20)
+        } else {
+            group.limit.to_string()
+        };
+        let capabilities = if trace {
+            json!({ "add": ["BPF", "PERFMON"] })
+        } else {
+            json!({})
+        };
+        items.push(json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": format!("{name}-{}", memory.to_lowercase()),
+                "labels": { "app.kubernetes.io/name": "memspike", "memspike/plan": dns_label(&plan.name) },
+            },
+            "spec": {
+                "completionMode": "Indexed",
+                "completions": group.count,
+                "parallelism": group.count.min(8),
+                "backoffLimitPerIndex": 0,
+                "template": {
+                    "metadata": { "labels": { "memspike/plan": dns_label(&plan.name) } },
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{
+                            "name": "memspike",
+                            "image": image,
+                            "args": args,
+                            "resources": {
+                                "limits": { "memory": memory },
+                                "requests": { "memory": memory },
+                            },
+                            "securityContext": { "capabilities": capabilities },
+                            "volumeMounts": [{ "name": "plan", "mountPath": POD_PLAN_DIR }],
+                        }],
+                        "volumes": [{ "name": "plan", "configMap": { "name": name } }],
+                    },
+                },
+            },
+        }));
+    }
+    json!({ "apiVersion": "v1", "kind": "List", "items": items })
+}
+
+/// `name` as a DNS label: lower case, letters, digits and `-`.
+fn dns_label(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .collect();
+    s.trim_matches('-').to_owned()
 }
