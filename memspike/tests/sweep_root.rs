@@ -1,0 +1,194 @@
+//! `memspike sweep` end to end: every cell of `examples/sweep.toml` run here (`--local`), and
+//! again one by one as pods run them (`--index I`); `sweep merge` gives the same table from
+//! both. Merging refuses rows it cannot join. (The cluster path itself is `deploy/`'s test.)
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::memspike;
+use serde_json::Value;
+
+fn plan() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/sweep.toml")
+        .display()
+        .to_string()
+}
+
+fn run(args: &[&str]) -> Output {
+    let _serial = common::serial();
+    memspike().args(args).output().expect("memspike runs")
+}
+
+/// The columns the model decides (the peak to the page and the fault counts are measured).
+fn decided(merged: &Value) -> Vec<String> {
+    merged["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {} {} {}",
+                c["cell"], c["outcome"], c["died_in"], c["gc_cycles"], c["gc_cpu_share"]
+            )
+        })
+        .collect()
+}
+
+fn merge(dir: &Path, files: &[&str]) -> Value {
+    let mut args = vec!["sweep", "merge", "--json"];
+    args.extend_from_slice(files);
+    let out = memspike().args(&args).current_dir(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the merged report")
+}
+
+#[test]
+fn local_and_one_cell_at_a_time_give_the_same_table() {
+    if !common::require_root("sweep in real cgroups") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan();
+    let out = run(&[
+        "sweep",
+        "--plan",
+        &plan,
+        "--local",
+        "--jobs",
+        "2",
+        "--no-trace",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(dir.path().join("local.jsonl"), &out.stdout).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 24);
+
+    // As the pods of deploy/sweep-jobs.json do: each cell alone, by its index.
+    let mut pods = Vec::new();
+    for i in 0..24 {
+        let out = run(&[
+            "sweep",
+            "--plan",
+            &plan,
+            "--index",
+            &i.to_string(),
+            "--no-trace",
+        ]);
+        assert!(
+            out.status.success(),
+            "cell {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pods.extend_from_slice(&out.stdout);
+    }
+    std::fs::write(dir.path().join("pods.jsonl"), &pods).unwrap();
+
+    let local = merge(dir.path(), &["local.jsonl"]);
+    let cluster = merge(dir.path(), &["pods.jsonl"]);
+    assert_eq!(decided(&local), decided(&cluster));
+    assert_eq!(local["verdict"], cluster["verdict"]);
+    // The seed at 32 MiB: GOGC 100 dies in the remainder, the other two survive.
+    let cells = local["cells"].as_array().unwrap();
+    assert_eq!(cells[0]["cell"]["policy"], "gogc100");
+    assert_eq!(
+        (&cells[0]["outcome"], &cells[0]["died_in"]),
+        (&Value::from("oom_killed"), &Value::from("remainder"))
+    );
+    assert_eq!(cells[1]["outcome"], "survived");
+    // --offset adds to --index, as a limit's Job passes them.
+    let out = run(&[
+        "sweep",
+        "--plan",
+        &plan,
+        "--index",
+        "1",
+        "--offset",
+        "12",
+        "--no-trace",
+    ]);
+    let row: Value = serde_json::from_slice(&out.stdout).expect("a row");
+    assert_eq!(row["cell"], cells[13]["cell"]);
+    assert_eq!(row["outcome"], cells[13]["outcome"]);
+}
+
+/// Rows that cannot be joined, and cells that do not exist, are refused with exit 2 and one
+/// line that says why.
+#[test]
+fn bad_rows_and_cells_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = |plan: &str, index: usize| {
+        let r = serde_json::json!({
+            "plan": plan,
+            "cell": {"index": index, "scenario": "seed", "limit_bytes": 33554432u64,
+                     "runtime": "go1.27", "policy": "gogc100", "repetition": 0},
+            "name": "gogc100",
+            "settings": {"gogc": "100", "memory_limit": null, "gc_after_release": false,
+                         "watchdog": null, "watchdog_driver": null, "watchdog_force": null,
+                         "watchdog_interval": null},
+            "outcome": "oom_killed", "died_in": "remainder", "peak_bytes": 33554432u64,
+            "margin_bytes": 0, "gc_cycles": 1, "gc_cpu_share": 0.004, "page_faults": null,
+            "reclaim_stalls": null, "winner": false, "verdict": "killed", "duration_ms": 50.0,
+            "series": []
+        });
+        format!("{r}\n")
+    };
+    let write = |name: &str, text: String| {
+        std::fs::write(dir.path().join(name), text).unwrap();
+        name.to_owned()
+    };
+    let twice = write("twice.jsonl", row("a", 0) + &row("a", 0));
+    let two_plans = write("plans.jsonl", row("a", 0) + &row("b", 1));
+    let garbage = write("garbage.jsonl", row("a", 0) + "not json\n");
+    let good = write("good.jsonl", row("a", 0) + &row("a", 1));
+    let plan = plan();
+    for (args, says) in [
+        (
+            vec!["sweep", "merge", twice.as_str()],
+            "cell 0 is there twice",
+        ),
+        (
+            vec!["sweep", "merge", two_plans.as_str()],
+            "rows of two plans",
+        ),
+        (
+            vec!["sweep", "merge", garbage.as_str()],
+            "garbage.jsonl:2: not a row of `memspike sweep`",
+        ),
+        (vec!["sweep", "merge", "missing.jsonl"], "missing.jsonl"),
+        (
+            vec!["sweep", "--plan", plan.as_str(), "--index", "24"],
+            "the plan example has 24 cells (0 to 23)",
+        ),
+        (
+            vec!["sweep", "--plan", "nosuch.toml", "--local"],
+            "cannot read the plan nosuch.toml",
+        ),
+        (vec!["sweep", "--plan", plan.as_str()], "--local"),
+    ] {
+        let out = memspike()
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let merged = merge(dir.path(), &[good.as_str()]);
+    assert_eq!(merged["cells"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        merged["verdict"],
+        "cells by policy: gogc100 survived 0 of 2"
+    );
+}
