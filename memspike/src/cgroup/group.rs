@@ -843,6 +843,35 @@ mod tests {
     }
 
     #[test]
+    fn v2_delegated_group_that_already_lists_memory_is_left_alone() {
+        // A user's delegated slice whose subtree_control already offers memory (set up by
+        // the user, memspike running from a leaf below it): memspike writes only its group.
+        use crate::cgroup::fakefs::{FAKE_V2, snapshot};
+        let t = tempfile::tempdir().unwrap();
+        let rel = "user.slice/user-1000.slice/user@1000.service/app.slice/memspike.slice";
+        let (own, _) = fake_v2_scope(t.path(), rel);
+        fs::write(own.join("cgroup.procs"), "").unwrap();
+        fs::write(own.join("cgroup.subtree_control"), "memory\n").unwrap();
+        let h = Hierarchy::from_parts(V2_MOUNTINFO, &format!("0::/{rel}\n"), t.path()).unwrap();
+        assert!(!h.v2_needs_leaf());
+        let before = snapshot(t.path());
+        let mut g = Group::create_on(&h, 32 << 20, &FAKE_V2).unwrap();
+        let mut changed: Vec<_> = snapshot(t.path())
+            .into_iter()
+            .filter(|(k, v)| before.get(k) != Some(v))
+            .map(|(k, _)| k)
+            .collect();
+        changed.retain(|k| !k.starts_with(g.dir().strip_prefix(t.path()).unwrap()));
+        assert_eq!(
+            changed,
+            Vec::<PathBuf>::new(),
+            "only the group itself is new"
+        );
+        g.remove().unwrap();
+        assert_eq!(snapshot(t.path()), before);
+    }
+
+    #[test]
     fn v2_failed_creation_undoes_the_leaf() {
         use crate::cgroup::fakefs::{FAKE_V2, snapshot};
         let t = tempfile::tempdir().unwrap();
