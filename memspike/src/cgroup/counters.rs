@@ -27,6 +27,14 @@ pub struct Counters {
     pub oom_events: Option<u64>,
     /// v1 `oom_kill` in `memory.oom_control`, v2 `oom_kill` in `memory.events`.
     pub oom_kills: Option<u64>,
+    /// v2 `low` in `memory.events` (times reclaimed below `memory.low`); v1: `None`.
+    pub low_events: Option<u64>,
+    /// v2 `high` in `memory.events` (times throttled above `memory.high`); v1: `None`.
+    pub high_events: Option<u64>,
+    /// v2 `oom_group_kill` in `memory.events` (kernel 5.17+); v1: `None`.
+    pub oom_group_kills: Option<u64>,
+    /// v2 `memory.high` when set (`None` for `max`, and on v1).
+    pub high_limit_bytes: Option<u64>,
     /// v1 `cache` (else `total_cache`) in `memory.stat`, v2 `file`.
     pub page_cache_bytes: Option<u64>,
     /// v1 `rss` (else `total_rss`), v2 `anon`.
@@ -68,6 +76,10 @@ fn read_v1(dir: &Path) -> Counters {
         failcnt: read_value(&dir.join("memory.failcnt")),
         oom_events: None,
         oom_kills: oom.as_ref().and_then(|o| o.get("oom_kill").copied()),
+        low_events: None,
+        high_events: None,
+        oom_group_kills: None,
+        high_limit_bytes: None,
         page_cache_bytes: stat_key("cache", "total_cache"),
         anon_bytes: stat_key("rss", "total_rss"),
         anon_huge_bytes: stat_key("rss_huge", "total_rss_huge"),
@@ -91,6 +103,10 @@ fn read_v2(dir: &Path) -> Counters {
         failcnt: event("max"),
         oom_events: event("oom"),
         oom_kills: event("oom_kill"),
+        low_events: event("low"),
+        high_events: event("high"),
+        oom_group_kills: event("oom_group_kill"),
+        high_limit_bytes: read_value(&dir.join("memory.high")),
         page_cache_bytes: stat_key("file"),
         anon_bytes: stat_key("anon"),
         anon_huge_bytes: stat_key("anon_thp"),
@@ -161,7 +177,7 @@ mod tests {
     const V1_OOM: &str = "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n";
     const V2_STAT: &str = "anon 31457280\nfile 4096000\nkernel 614400\nkernel_stack 32768\n\
         anon_thp 29360128\nfile_thp 0\n";
-    const V2_EVENTS: &str = "low 0\nhigh 0\nmax 17\noom 1\noom_kill 1\noom_group_kill 0\n";
+    const V2_EVENTS: &str = "low 2\nhigh 40\nmax 17\noom 1\noom_kill 1\noom_group_kill 0\n";
 
     #[test]
     fn parse_memory_stat_events_oom_control() {
@@ -206,6 +222,10 @@ mod tests {
                 failcnt: Some(0),
                 oom_events: None,
                 oom_kills: Some(1),
+                low_events: None,
+                high_events: None,
+                oom_group_kills: None,
+                high_limit_bytes: None,
                 page_cache_bytes: Some(589824),
                 anon_bytes: Some(1720320),
                 anon_huge_bytes: Some(2097152),
@@ -236,6 +256,7 @@ mod tests {
             ("memory.current", "33000000\n"),
             ("memory.peak", "33554432\n"),
             ("memory.max", "33554432\n"),
+            ("memory.high", "25165824\n"),
             ("memory.events", V2_EVENTS),
             ("memory.stat", V2_STAT),
             ("memory.swap.current", "0\n"),
@@ -252,6 +273,10 @@ mod tests {
                 failcnt: Some(17),
                 oom_events: Some(1),
                 oom_kills: Some(1),
+                low_events: Some(2),
+                high_events: Some(40),
+                oom_group_kills: Some(0),
+                high_limit_bytes: Some(25165824),
                 page_cache_bytes: Some(4096000),
                 anon_bytes: Some(31457280),
                 anon_huge_bytes: Some(29360128),
@@ -260,7 +285,20 @@ mod tests {
             }
         );
         fs::write(d.join("memory.max"), "max\n").unwrap();
-        assert_eq!(read_counters(d, Version::V2).limit_bytes, None);
+        fs::write(d.join("memory.high"), "max\n").unwrap();
+        let c = read_counters(d, Version::V2);
+        assert_eq!((c.limit_bytes, c.high_limit_bytes), (None, None));
+        // A malformed events file: the lines that fit are read, the others are None.
+        fs::write(
+            d.join("memory.events"),
+            "low\nhigh x\nmax 3\noom_group_kill 1 2\n\0\n",
+        )
+        .unwrap();
+        let c = read_counters(d, Version::V2);
+        assert_eq!(
+            (c.low_events, c.high_events, c.failcnt, c.oom_group_kills),
+            (None, None, Some(3), Some(1))
+        );
     }
 
     #[test]
@@ -282,8 +320,8 @@ mod tests {
         let c = read_counters(t.path(), Version::V2);
         assert_eq!(c.usage_bytes, Some(5));
         assert_eq!(
-            (c.failcnt, c.oom_events, c.oom_kills),
-            (Some(2), Some(1), None)
+            (c.failcnt, c.oom_events, c.oom_kills, c.oom_group_kills),
+            (Some(2), Some(1), None, None)
         );
         assert_eq!(c.peak_bytes, None);
         assert_eq!(read_usage(t.path(), Version::V2), Some(5));

@@ -3,6 +3,9 @@
 //! join it, and removal (kill what is left, bounded retries, rmdir). On v1 hosts with a cgroup2
 //! mount, a same-named v2 "twin" (no controllers) gives the cgroup id that eBPF programs see.
 //! A group that fails half-way through creation is removed before the error is returned.
+//! On v2 it also owns what memspike changes in its own group to give the experiment's group a
+//! memory controller (a supervisor leaf, `+memory` in `cgroup.subtree_control`), and undoes it
+//! when the group is removed ([`V2Changes`]).
 
 use std::ffi::CString;
 use std::fs::{self, OpenOptions};
@@ -111,6 +114,9 @@ pub struct Group {
     version: Version,
     v2_twin: Option<PathBuf>,
     removed: bool,
+    /// What memspike changed in its own v2 group for this group; undone after its removal.
+    v2_changes: V2Changes,
+    fs: &'static dyn Cgroupfs,
 }
 
 impl Group {
@@ -121,9 +127,19 @@ impl Group {
     /// only member). On v1 hosts with a cgroup2 mount it also creates the v2 twin.
     /// On failure nothing is left behind.
     pub fn create(h: &Hierarchy, limit: u64) -> Result<Group, CgroupError> {
+        Group::create_on(h, limit, &REAL)
+    }
+
+    /// [`Group::create`] through the given cgroupfs (a fake kernel in tests).
+    pub(crate) fn create_on(
+        h: &Hierarchy,
+        limit: u64,
+        fs: &'static dyn Cgroupfs,
+    ) -> Result<Group, CgroupError> {
         validate_limit(limit)?;
+        let mut v2_changes = V2Changes::none(fs, h.own_dir());
         if h.version() == Version::V2 {
-            ensure_v2_memory_for_children(h)?;
+            ensure_v2_memory_for_children(h, &mut v2_changes)?;
         }
         let own = h.own_dir();
         let pid = std::process::id();
@@ -131,9 +147,10 @@ impl Group {
         let (name, dir) = loop {
             let name = format!("{NAME_PREFIX}{pid}-{}", unique_suffix());
             let dir = own.join(&name);
-            match fs::create_dir(&dir) {
+            match fs.mkdir(&dir) {
                 Ok(()) => break (name, dir),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
+                // v2_changes is undone as it drops.
                 Err(source) => return Err(CgroupError::Create { path: dir, source }),
             }
         };
@@ -143,6 +160,8 @@ impl Group {
             version: h.version(),
             v2_twin: None,
             removed: false,
+            v2_changes,
+            fs,
         };
         if let Err(e) = group.configure(h, limit) {
             if let Err(cleanup) = group.remove() {
@@ -190,7 +209,7 @@ impl Group {
         }
         if let Some(parent) = h.v2_twin_parent() {
             let twin = parent.join(&self.name);
-            fs::create_dir(&twin).map_err(|source| CgroupError::Create {
+            self.fs.mkdir(&twin).map_err(|source| CgroupError::Create {
                 path: twin.clone(),
                 source,
             })?;
@@ -257,25 +276,25 @@ impl Group {
     }
 
     /// Kills any task left (SIGKILL; v2 also cgroup.kill), waits until the group is empty
-    /// (bounded retries) and removes the directory(ies). Idempotent.
+    /// (bounded retries), removes the directory(ies), then undoes what memspike changed in
+    /// its own v2 group ([`V2Changes::restore`]). Idempotent.
     pub fn remove(&mut self) -> Result<(), CgroupError> {
         if self.removed {
-            return Ok(());
+            return self.v2_changes.restore();
         }
-        let mut first = empty_and_rmdir(&self.dir, self.version).err();
+        let mut first = empty_and_rmdir(&self.dir, self.version, self.fs).err();
         if let Some(twin) = &self.v2_twin
-            && let Err(e) = empty_and_rmdir(twin, Version::V2)
+            && let Err(e) = empty_and_rmdir(twin, Version::V2, self.fs)
         {
             first.get_or_insert(e);
         }
-        match first {
-            None => {
-                self.removed = true;
-                tracing::debug!(dir = %self.dir.display(), "removed memory cgroup");
-                Ok(())
-            }
-            Some(e) => Err(e),
+        if let Some(e) = first {
+            // The group still needs the controller; the next call (or the drop) tries again.
+            return Err(e);
         }
+        self.removed = true;
+        tracing::debug!(dir = %self.dir.display(), "removed memory cgroup");
+        self.v2_changes.restore()
     }
 }
 
@@ -414,11 +433,148 @@ fn unique_suffix() -> String {
     format!("{seq}-{nanos:08x}")
 }
 
+/// The cgroupfs operations whose effects come from the kernel: making and removing a group
+/// (the kernel fills and empties its directory), moving a process (the kernel updates both
+/// groups' `cgroup.procs`) and switching a controller for a group's children (the kernel
+/// rewrites `cgroup.subtree_control` and the children's files). [`REAL`] does them on the
+/// real cgroupfs; tests on fake trees pass a fake kernel.
+pub(crate) trait Cgroupfs: std::fmt::Debug + Sync {
+    fn mkdir(&self, dir: &Path) -> io::Result<()>;
+    fn rmdir(&self, dir: &Path) -> io::Result<()>;
+    /// Moves process `pid` from group `from` into group `to`.
+    fn move_process(&self, from: &Path, to: &Path, pid: u32) -> Result<(), CgroupError>;
+    /// Writes `+memory` (`enable`) or `-memory` into `dir/cgroup.subtree_control`.
+    fn set_memory_for_children(&self, dir: &Path, enable: bool) -> Result<(), CgroupError>;
+}
+
+/// The kernel's cgroupfs.
+#[derive(Debug)]
+pub(crate) struct RealCgroupfs;
+
+pub(crate) static REAL: RealCgroupfs = RealCgroupfs;
+
+impl Cgroupfs for RealCgroupfs {
+    fn mkdir(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir(dir)
+    }
+
+    fn rmdir(&self, dir: &Path) -> io::Result<()> {
+        fs::remove_dir(dir)
+    }
+
+    fn move_process(&self, _from: &Path, to: &Path, pid: u32) -> Result<(), CgroupError> {
+        write_existing(&to.join("cgroup.procs"), &pid.to_string())
+    }
+
+    fn set_memory_for_children(&self, dir: &Path, enable: bool) -> Result<(), CgroupError> {
+        let value = if enable { "+memory" } else { "-memory" };
+        write_existing(&dir.join(SUBTREE_CONTROL), value)
+    }
+}
+
+const SUBTREE_CONTROL: &str = "cgroup.subtree_control";
+
+/// What memspike changed in its own v2 group (`own`) so that the experiment's group gets a
+/// memory controller, and has not undone yet. Undone by [`V2Changes::restore`]: explicitly
+/// when the group is removed, else when it drops (every path: success, failure, Ctrl-C, OOM).
+///
+/// Concurrent memspikes: `-memory` is written only when `own` has no child group left but
+/// the leaf, because disabling the controller would take it (and its limit) away from every
+/// child. A group that needs it is another memspike's experiment, or anything else created
+/// under `own` while memory was on; the controller is then left on and the log says so. A
+/// non-root `own` that lists memory cannot hold processes, so a second memspike can only share
+/// `own` when `own` is the root group; then the supervisor moves back all the same.
+#[derive(Debug)]
+pub(crate) struct V2Changes {
+    fs: &'static dyn Cgroupfs,
+    own: PathBuf,
+    /// memspike wrote `+memory` into `own/cgroup.subtree_control`.
+    enabled_memory: bool,
+    /// memspike moved this process from `own` into this leaf, `memspike-<pid>-supervisor`.
+    leaf: Option<PathBuf>,
+}
+
+impl V2Changes {
+    fn none(fs: &'static dyn Cgroupfs, own: PathBuf) -> V2Changes {
+        V2Changes {
+            fs,
+            own,
+            enabled_memory: false,
+            leaf: None,
+        }
+    }
+
+    /// Undoes what is still changed, in the order the kernel allows: `-memory` (if no child
+    /// group needs it), then the supervisor back into `own` (a non-root group lists no
+    /// controller in its subtree_control while it holds processes), then the leaf removed.
+    /// Idempotent; a step that fails is tried again at the next call.
+    pub(crate) fn restore(&mut self) -> Result<(), CgroupError> {
+        if self.enabled_memory {
+            let others = child_groups(&self.own, self.leaf.as_deref());
+            if others.is_empty() {
+                self.fs.set_memory_for_children(&self.own, false)?;
+                tracing::debug!(group = %self.own.display(), "wrote -memory back");
+            } else {
+                tracing::info!(group = %self.own.display(), others = ?others,
+                    "left the memory controller on for the children of the group: other \
+                     groups under it use it");
+            }
+            self.enabled_memory = false;
+        }
+        if let Some(leaf) = &self.leaf {
+            self.fs.move_process(leaf, &self.own, std::process::id())?;
+            match self.fs.rmdir(leaf) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(CgroupError::Remove {
+                        path: leaf.clone(),
+                        attempts: 1,
+                        tasks: read_procs(leaf),
+                        source,
+                    });
+                }
+            }
+            tracing::debug!(leaf = %leaf.display(), "the supervisor is back in its group");
+            self.leaf = None;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for V2Changes {
+    fn drop(&mut self) {
+        if let Err(e) = self.restore() {
+            tracing::warn!(error = %e, "could not undo what memspike changed in its own cgroup \
+                (a supervisor leaf is removed by the next run once this process has exited)");
+        }
+    }
+}
+
+/// The child groups (directories) of `dir` but `except`.
+fn child_groups(dir: &Path, except: Option<&Path>) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| except.is_none_or(|x| e.path() != x))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// v2: children of own group get the memory controller only if own group's
 /// cgroup.subtree_control lists it, which a non-root group can only do without members.
-fn ensure_v2_memory_for_children(h: &Hierarchy) -> Result<(), CgroupError> {
+/// Each change is recorded in `changes` as soon as it is made.
+fn ensure_v2_memory_for_children(
+    h: &Hierarchy,
+    changes: &mut V2Changes,
+) -> Result<(), CgroupError> {
     let own = h.own_dir();
-    let subtree = own.join("cgroup.subtree_control");
+    let subtree = own.join(SUBTREE_CONTROL);
     let text = fs::read_to_string(&subtree).map_err(|source| CgroupError::Read {
         path: subtree.clone(),
         source,
@@ -426,27 +582,34 @@ fn ensure_v2_memory_for_children(h: &Hierarchy) -> Result<(), CgroupError> {
     if text.split_whitespace().any(|c| c == "memory") {
         return Ok(());
     }
+    let fs = changes.fs;
     let me = std::process::id();
     if h.v2_needs_leaf() && read_procs(&own).contains(&me) {
         let leaf = own.join(format!("{NAME_PREFIX}{me}-supervisor"));
-        match fs::create_dir(&leaf) {
+        match fs.mkdir(&leaf) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(source) => return Err(CgroupError::Create { path: leaf, source }),
         }
-        write_existing(&leaf.join("cgroup.procs"), &me.to_string())?;
+        // Recorded before the move: restore() then moves back (a no-op if the move failed)
+        // and removes the leaf.
+        changes.leaf = Some(leaf.clone());
+        fs.move_process(&own, &leaf, me)?;
         tracing::info!(leaf = %leaf.display(),
             "moved the supervisor into a leaf group so its group can delegate memory");
     }
-    write_existing(&subtree, "+memory").map_err(|e| CgroupError::NotDelegated {
-        path: own.clone(),
-        reason: match e {
-            CgroupError::Write { source, .. } if source.raw_os_error() == Some(libc::EBUSY) => {
-                "EBUSY: the group holds processes (no internal processes rule)".to_owned()
-            }
-            other => other.to_string(),
-        },
-    })
+    fs.set_memory_for_children(&own, true)
+        .map_err(|e| CgroupError::NotDelegated {
+            path: own.clone(),
+            reason: match e {
+                CgroupError::Write { source, .. } if source.raw_os_error() == Some(libc::EBUSY) => {
+                    "EBUSY: the group holds processes (no internal processes rule)".to_owned()
+                }
+                other => other.to_string(),
+            },
+        })?;
+    changes.enabled_memory = true;
+    Ok(())
 }
 
 /// Pids listed in `dir/cgroup.procs` (empty when unreadable).
@@ -462,12 +625,16 @@ pub(crate) fn read_procs(dir: &Path) -> Vec<u32> {
 
 /// Kills every member of `dir` and removes it, with bounded retries while the kernel still
 /// reports it busy. A directory that is already gone counts as removed.
-pub(crate) fn empty_and_rmdir(dir: &Path, v: Version) -> Result<(), CgroupError> {
+pub(crate) fn empty_and_rmdir(
+    dir: &Path,
+    v: Version,
+    fs: &dyn Cgroupfs,
+) -> Result<(), CgroupError> {
     let me = std::process::id();
     let mut delay = Duration::from_millis(2);
     let mut last = None;
     for attempt in 1..=REMOVE_ATTEMPTS {
-        match fs::remove_dir(dir) {
+        match fs.rmdir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => last = Some(e),
@@ -606,19 +773,159 @@ mod tests {
         );
     }
 
+    /// A v2 host with `own` = `rel` under the mount: the root offers memory to its children,
+    /// `own` (a systemd scope) has it in cgroup.controllers but not in subtree_control and this
+    /// process as its only member, so memspike must move into a leaf first.
+    fn fake_v2_scope(root: &Path, rel: &str) -> (PathBuf, Hierarchy) {
+        let cg = root.join("sys/fs/cgroup");
+        fs::create_dir_all(&cg).unwrap();
+        fs::write(cg.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        fs::write(cg.join("cgroup.subtree_control"), "cpu memory pids\n").unwrap();
+        let own = cg.join(rel);
+        fs::create_dir_all(&own).unwrap();
+        fs::write(own.join("cgroup.type"), "domain\n").unwrap();
+        fs::write(own.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        // A non-root group with members enables nothing for children (no internal processes).
+        fs::write(own.join("cgroup.subtree_control"), "").unwrap();
+        fs::write(
+            own.join("cgroup.procs"),
+            format!("{}\n", std::process::id()),
+        )
+        .unwrap();
+        for (f, text) in crate::cgroup::fakefs::MEMORY_FILES {
+            fs::write(own.join(f), text).unwrap();
+        }
+        let h = Hierarchy::from_parts(V2_MOUNTINFO, &format!("0::/{rel}\n"), root).unwrap();
+        (own, h)
+    }
+
     #[test]
-    fn v2_enables_memory_in_subtree_control() {
+    fn v2_run_in_a_scope_leaves_the_tree_as_it_was() {
+        use crate::cgroup::fakefs::{FAKE_V2, snapshot};
+        let t = tempfile::tempdir().unwrap();
+        let (own, h) = fake_v2_scope(t.path(), "system.slice/run-u7.scope");
+        assert!(h.v2_needs_leaf());
+        let before = snapshot(t.path());
+        let me = std::process::id().to_string();
+        let leaf = own.join(format!("memspike-{me}-supervisor"));
+
+        let mut g = Group::create_on(&h, 32 << 20, &FAKE_V2).unwrap();
+        // During the run: the supervisor in its leaf, memory on for the children, the limit set.
+        let read = |p: PathBuf| fs::read_to_string(p).unwrap();
+        assert_eq!(read(leaf.join("cgroup.procs")), format!("{me}\n"));
+        assert_eq!(read(own.join("cgroup.procs")), "");
+        assert_eq!(read(own.join("cgroup.subtree_control")), "memory\n");
+        assert_eq!(read(g.dir().join("memory.max")), "33554432");
+        assert_eq!(read(g.dir().join("memory.swap.max")), "0");
+        assert_eq!(g.counters().limit_bytes, Some(32 << 20));
+
+        g.remove().unwrap();
+        assert_eq!(snapshot(t.path()), before);
+        g.remove().unwrap();
+        drop(g);
+        assert_eq!(snapshot(t.path()), before);
+    }
+
+    #[test]
+    fn v2_changes_are_undone_when_the_group_drops_without_remove() {
+        // The Ctrl-C / OOM / error paths: the session drops the group.
+        use crate::cgroup::fakefs::{FAKE_V2, snapshot};
+        let t = tempfile::tempdir().unwrap();
+        let (_, h) = fake_v2_scope(
+            t.path(),
+            "user.slice/user-1000.slice/user@1000.service/app.slice/run-u3.scope",
+        );
+        let before = snapshot(t.path());
+        let g = Group::create_on(&h, 16 << 20, &FAKE_V2).unwrap();
+        assert_ne!(snapshot(t.path()), before);
+        drop(g);
+        assert_eq!(snapshot(t.path()), before);
+    }
+
+    #[test]
+    fn v2_delegated_group_that_already_lists_memory_is_left_alone() {
+        // A user's delegated slice whose subtree_control already offers memory (set up by
+        // the user, memspike running from a leaf below it): memspike writes only its group.
+        use crate::cgroup::fakefs::{FAKE_V2, snapshot};
+        let t = tempfile::tempdir().unwrap();
+        let rel = "user.slice/user-1000.slice/user@1000.service/app.slice/memspike.slice";
+        let (own, _) = fake_v2_scope(t.path(), rel);
+        fs::write(own.join("cgroup.procs"), "").unwrap();
+        fs::write(own.join("cgroup.subtree_control"), "memory\n").unwrap();
+        let h = Hierarchy::from_parts(V2_MOUNTINFO, &format!("0::/{rel}\n"), t.path()).unwrap();
+        assert!(!h.v2_needs_leaf());
+        let before = snapshot(t.path());
+        let mut g = Group::create_on(&h, 32 << 20, &FAKE_V2).unwrap();
+        let mut changed: Vec<_> = snapshot(t.path())
+            .into_iter()
+            .filter(|(k, v)| before.get(k) != Some(v))
+            .map(|(k, _)| k)
+            .collect();
+        changed.retain(|k| !k.starts_with(g.dir().strip_prefix(t.path()).unwrap()));
+        assert_eq!(
+            changed,
+            Vec::<PathBuf>::new(),
+            "only the group itself is new"
+        );
+        g.remove().unwrap();
+        assert_eq!(snapshot(t.path()), before);
+    }
+
+    #[test]
+    fn v2_failed_creation_undoes_the_leaf() {
+        use crate::cgroup::fakefs::{FAKE_V2, snapshot};
+        let t = tempfile::tempdir().unwrap();
+        let (own, h) = fake_v2_scope(t.path(), "system.slice/run-u8.scope");
+        // Memory taken away between discovery and creation: "+memory" fails (ENOENT).
+        fs::write(own.join("cgroup.controllers"), "cpu pids\n").unwrap();
+        let before = snapshot(t.path());
+        let err = Group::create_on(&h, 32 << 20, &FAKE_V2).unwrap_err();
+        assert!(matches!(err, CgroupError::NotDelegated { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("systemd-run --scope -p Delegate=yes"),
+            "{err}"
+        );
+        assert_eq!(snapshot(t.path()), before);
+    }
+
+    #[test]
+    fn v2_memory_stays_on_while_another_memspike_uses_it() {
+        // Two memspikes in the root group (the only group that may hold processes and list
+        // memory in its subtree_control at once).
+        use crate::cgroup::fakefs::{FAKE_V2, snapshot};
         let t = tempfile::tempdir().unwrap();
         let cg = t.path().join("sys/fs/cgroup");
         fs::create_dir_all(&cg).unwrap();
         fs::write(cg.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
         fs::write(cg.join("cgroup.subtree_control"), "").unwrap();
+        fs::write(cg.join("cgroup.procs"), "1\n").unwrap();
         let h = Hierarchy::from_parts(V2_MOUNTINFO, "0::/\n", t.path()).unwrap();
-        let _ = Group::create(&h, 32 << 20).unwrap_err(); // no swap.max in a fake tree
+        let before = snapshot(t.path());
+
+        let mut first = Group::create_on(&h, 32 << 20, &FAKE_V2).unwrap();
+        let mut second = Group::create_on(&h, 48 << 20, &FAKE_V2).unwrap();
+        first.remove().unwrap();
+        // The second group keeps its controller and its limit.
         assert_eq!(
             fs::read_to_string(cg.join("cgroup.subtree_control")).unwrap(),
-            "+memory"
+            "memory\n"
         );
+        assert_eq!(second.counters().limit_bytes, Some(48 << 20));
+        second.remove().unwrap();
+        // Left on: the memspike that enabled it was not the last one out.
+        assert_eq!(
+            fs::read_to_string(cg.join("cgroup.subtree_control")).unwrap(),
+            "memory\n"
+        );
+
+        // In the other order the one that enabled it leaves last and turns it off.
+        fs::write(cg.join("cgroup.subtree_control"), "").unwrap();
+        let mut first = Group::create_on(&h, 32 << 20, &FAKE_V2).unwrap();
+        let mut second = Group::create_on(&h, 48 << 20, &FAKE_V2).unwrap();
+        second.remove().unwrap();
+        first.remove().unwrap();
+        assert_eq!(snapshot(t.path()), before);
     }
 
     #[test]
@@ -649,6 +956,8 @@ mod tests {
             version: Version::V1,
             v2_twin: Some(t.path().join("gone")),
             removed: false,
+            v2_changes: V2Changes::none(&REAL, t.path().to_path_buf()),
+            fs: &REAL,
         };
         g.remove().unwrap();
         assert!(!dir.exists());

@@ -18,6 +18,8 @@
 
 pub mod counters;
 pub mod discover;
+#[cfg(test)]
+pub(crate) mod fakefs;
 pub mod group;
 pub mod sampler;
 pub mod stale;

@@ -6,7 +6,7 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-use super::group::empty_and_rmdir;
+use super::group::{REAL, empty_and_rmdir};
 use super::{Hierarchy, NAME_PREFIX, Version};
 
 /// Removes groups named memspike-<pid>-* under own_dir() (and the v2 twin parent) whose <pid>
@@ -34,7 +34,7 @@ pub fn remove_stale(h: &Hierarchy) -> Vec<PathBuf> {
                 continue;
             }
             let dir = entry.path();
-            match empty_and_rmdir(&dir, version) {
+            match empty_and_rmdir(&dir, version, &REAL) {
                 Ok(()) => {
                     tracing::debug!(dir = %dir.display(), pid, "removed a stale cgroup");
                     removed.push(dir);
@@ -122,5 +122,25 @@ mod tests {
             assert!(parent.join(&other).is_dir());
         }
         assert!(remove_stale(&h).is_empty());
+    }
+
+    #[test]
+    fn v2_supervisor_leaf_of_a_killed_run_is_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let cg = t.path().join("sys/fs/cgroup");
+        let own = cg.join("system.slice/run-u9.scope");
+        fs::create_dir_all(&own).unwrap();
+        fs::write(cg.join("cgroup.controllers"), "memory\n").unwrap();
+        let mi = "26 22 0:24 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let h = Hierarchy::from_parts(mi, "0::/system.slice/run-u9.scope\n", t.path());
+        // The scope has no cgroup.type, so discovery treats it as the root: no checks.
+        let h = h.unwrap();
+        let dead = own.join(format!("memspike-{}-supervisor", dead_pid()));
+        let live = own.join(format!("memspike-{}-supervisor", std::process::id()));
+        fs::create_dir(&dead).unwrap();
+        fs::create_dir(&live).unwrap();
+        assert_eq!(remove_stale(&h), vec![dead.clone()]);
+        assert!(!dead.exists());
+        assert!(live.is_dir());
     }
 }

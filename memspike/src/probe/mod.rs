@@ -284,9 +284,10 @@ impl<'k> Observer<'k> {
         let pressure = match &self.pressure {
             Ok(watch) => watch
                 .read()
-                .map(|t| Pressure {
-                    some_ns: t.some_us.saturating_mul(1000),
-                    full_ns: t.full_us.saturating_mul(1000),
+                .map(|r| Pressure {
+                    some_ns: r.totals.some_us.saturating_mul(1000),
+                    full_ns: r.totals.full_us.saturating_mul(1000),
+                    averages: r.averages,
                     source: "memory.pressure".to_owned(),
                 })
                 .map_err(|e| notes.push(format!("memory.pressure: {e}")))
@@ -517,6 +518,14 @@ mod tests {
             Some(Pressure {
                 some_ns: 1_000_000,
                 full_ns: 500_000,
+                averages: Some(crate::report::PsiAverages {
+                    some_avg10: 0.0,
+                    some_avg60: 0.0,
+                    some_avg300: 0.0,
+                    full_avg10: 0.0,
+                    full_avg60: 0.0,
+                    full_avg300: 0.0,
+                }),
                 source: "memory.pressure".into()
             })
         );

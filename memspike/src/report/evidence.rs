@@ -116,6 +116,7 @@ impl KernelEvidence {
                 Some(then) if then.source == now.source => Pressure {
                     some_ns: now.some_ns.saturating_sub(then.some_ns),
                     full_ns: now.full_ns.saturating_sub(then.full_ns),
+                    averages: now.averages,
                     source: now.source.clone(),
                 },
                 _ => now.clone(),
@@ -174,11 +175,25 @@ pub struct Reclaim {
 
 /// PSI stall time of the group over the observation: `some` is time when at least one task
 /// stalled on memory, `full` time when all non-idle tasks did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Pressure {
     pub some_ns: u64,
     pub full_ns: u64,
+    /// The kernel's running averages at the last reading; `None` if the file had none.
+    pub averages: Option<PsiAverages>,
     pub source: String,
+}
+
+/// PSI running averages: the share of the last 10, 60 and 300 s (in %) that some / all
+/// non-idle tasks of the group were stalled on memory.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PsiAverages {
+    pub some_avg10: f64,
+    pub some_avg60: f64,
+    pub some_avg300: f64,
+    pub full_avg10: f64,
+    pub full_avg60: f64,
+    pub full_avg300: f64,
 }
 
 /// One OOM kill of a task in the group, sizes in bytes.

@@ -27,7 +27,9 @@ pub mod view;
 use std::path::{Path, PathBuf};
 
 pub use chart::Chart;
-pub use evidence::{KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim, Tracing};
+pub use evidence::{
+    KernelEvidence, OomVictimReport, PageFaults, Pressure, PsiAverages, Reclaim, Tracing,
+};
 pub use run::{
     CgroupSection, Exit, FailedAllocation, HeapAtEnd, KernelSection, Outcome, Report, RunFacts,
     Settings, WorkerSection,

@@ -254,10 +254,21 @@ impl KernelSection {
             );
         }
         if let Some(ps) = &self.pressure {
+            let averages = ps.averages.map_or(String::new(), |a| {
+                format!(
+                    "; avg10/60/300 some {:.1}/{:.1}/{:.1} %, full {:.1}/{:.1}/{:.1} %",
+                    a.some_avg10,
+                    a.some_avg60,
+                    a.some_avg300,
+                    a.full_avg10,
+                    a.full_avg60,
+                    a.full_avg300
+                )
+            });
             p.row(
                 "memory stall (PSI)",
                 format!(
-                    "some {:.2} ms, full {:.2} ms",
+                    "some {:.2} ms, full {:.2} ms{averages}",
                     ps.some_ns as f64 / 1e6,
                     ps.full_ns as f64 / 1e6
                 ),
@@ -729,6 +740,23 @@ impl Report {
         p.row(fig::CGROUP_PEAK.label, opt_bytes(c.peak_bytes));
         p.row(fig::FAILCNT.label, opt_count(c.failcnt));
         p.row(fig::OOM_KILLS.label, opt_count(c.oom_kills));
+        if c.low_events.is_some() || c.high_events.is_some() || c.oom_group_kills.is_some() {
+            p.row(
+                "memory.events",
+                format!(
+                    "low {}, high {}, max {}, oom {}, oom_kill {}, oom_group_kill {}",
+                    opt_count(c.low_events),
+                    opt_count(c.high_events),
+                    opt_count(c.failcnt),
+                    opt_count(c.oom_events),
+                    opt_count(c.oom_kills),
+                    opt_count(c.oom_group_kills)
+                ),
+            );
+        }
+        if let Some(high) = c.high_limit_bytes {
+            p.row("memory.high", throttling(high, c.high_events));
+        }
         p.row(
             "left charged after exit",
             format!(
@@ -909,6 +937,16 @@ pub(crate) fn opt_bytes(v: Option<u64>) -> String {
     v.map_or("-".to_owned(), |b| human(b).to_string())
 }
 
+/// The `memory.high` row: the soft limit and whether the run was throttled above it (the
+/// group's `high` events).
+fn throttling(high: u64, high_events: Option<u64>) -> String {
+    match high_events {
+        Some(n) if n > 0 => format!("{}: throttled ({n} high events)", human(high)),
+        Some(_) => format!("{}: not reached", human(high)),
+        None => human(high).to_string(),
+    }
+}
+
 /// A share as a percentage, or `-` when unknown.
 pub(crate) fn percent(v: Option<f64>) -> String {
     v.map_or("-".to_owned(), |s| format!("{:.2} %", s * 100.0))
@@ -1072,6 +1110,43 @@ mod tests {
             stderr_tail: String::new(),
             duration: Duration::from_millis(50),
         }
+    }
+
+    #[test]
+    fn v2_events_and_a_throttled_run_are_reported() {
+        let events = events(false, Some(7));
+        let v1 = Report::build(facts(events.clone(), Exit::Signal(libc::SIGKILL), 1)).text();
+        assert!(
+            !v1.contains("memory.high") && !v1.contains("memory.events"),
+            "{v1}"
+        );
+
+        let mut f = facts(events.clone(), Exit::Signal(libc::SIGKILL), 1);
+        f.cgroup_version = "v2";
+        f.counters.high_limit_bytes = Some(24 << 20);
+        f.counters.high_events = Some(12);
+        f.counters.low_events = Some(0);
+        f.counters.failcnt = Some(3);
+        f.counters.oom_group_kills = Some(0);
+        let r = Report::build(f);
+        let text = r.text();
+        assert!(
+            text.contains("24.0 MiB: throttled (12 high events)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("low 0, high 12, max 3, oom -, oom_kill 1, oom_group_kill 0"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["cgroup"]["high_limit_bytes"], 24 << 20);
+        assert_eq!(json["cgroup"]["high_events"], 12);
+
+        let mut f = facts(events, Exit::Signal(libc::SIGKILL), 1);
+        f.counters.high_limit_bytes = Some(24 << 20);
+        f.counters.high_events = Some(0);
+        let text = Report::build(f).text();
+        assert!(text.contains("24.0 MiB: not reached"), "{text}");
     }
 
     #[test]
@@ -1439,6 +1514,14 @@ mod tests {
         kernel.pressure = Some(Pressure {
             some_ns: 1_400_000,
             full_ns: 1_300_000,
+            averages: Some(crate::report::PsiAverages {
+                some_avg10: 2.5,
+                some_avg60: 0.5,
+                some_avg300: 0.1,
+                full_avg10: 2.25,
+                full_avg60: 0.45,
+                full_avg300: 0.09,
+            }),
             source: "memory.pressure".into(),
         });
         f.kernel = Ok(kernel);
