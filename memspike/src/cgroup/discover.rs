@@ -53,6 +53,15 @@ pub enum PreflightError {
     Parse { file: String, detail: String },
 }
 
+/// What the hierarchy is discovered for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// Creating a limited, swap-capped group under this process's group.
+    Create,
+    /// Running inside this process's group as it is (`--inherit`).
+    Inherit,
+}
+
 /// Where the memory controller lives and where this process sits in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hierarchy {
@@ -108,12 +117,31 @@ impl Hierarchy {
         Self::from_parts(&mountinfo, &cgroup, Path::new("/"))
     }
 
+    /// `--inherit`: where this process lives, without the checks for creating a limited group
+    /// (root, swap accounting, v2 delegation): nothing is created in the memory hierarchy.
+    pub fn discover_inherited() -> Result<Hierarchy, PreflightError> {
+        let mountinfo = read_text(Path::new("/proc/self/mountinfo"))?;
+        let cgroup = read_text(Path::new("/proc/self/cgroup"))?;
+        Self::from_parts_for(&mountinfo, &cgroup, Path::new("/"), Use::Inherit)
+    }
+
     /// The same from given texts and a filesystem root prefix, for tests with fake trees.
     pub fn from_parts(
         mountinfo: &str,
         proc_self_cgroup: &str,
         fs_root: &Path,
     ) -> Result<Hierarchy, PreflightError> {
+        Self::from_parts_for(mountinfo, proc_self_cgroup, fs_root, Use::Create)
+    }
+
+    /// [`Hierarchy::from_parts`], checking what `purpose` needs.
+    pub(crate) fn from_parts_for(
+        mountinfo: &str,
+        proc_self_cgroup: &str,
+        fs_root: &Path,
+        purpose: Use,
+    ) -> Result<Hierarchy, PreflightError> {
+        let create = purpose == Use::Create;
         let mounts: Vec<Mount> = mountinfo.lines().filter_map(parse_mountinfo_line).collect();
         let memberships = parse_proc_cgroup(proc_self_cgroup)?;
 
@@ -143,7 +171,7 @@ impl Hierarchy {
             let own = mount_dir.join(&own_rel);
             require_dir(&own)?;
             let memsw = own.join("memory.memsw.limit_in_bytes");
-            if !memsw.exists() {
+            if create && !memsw.exists() {
                 return Err(PreflightError::NoSwapAccounting {
                     version: Version::V1,
                     file: memsw,
@@ -205,7 +233,7 @@ impl Hierarchy {
         // The real root group has no cgroup.type and no internal-process constraint.
         let is_root = !own.join("cgroup.type").exists();
         let mut v2_needs_leaf = false;
-        if !is_root {
+        if create && !is_root {
             let controllers = own.join("cgroup.controllers");
             if !read_words(&controllers)?.iter().any(|c| c == "memory") {
                 return Err(PreflightError::V2NotDelegated {
@@ -618,6 +646,21 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("memory.swap.max"), "{err}");
+    }
+
+    #[test]
+    fn inherit_needs_neither_swap_accounting_nor_delegation() {
+        let t = tempfile::tempdir().unwrap();
+        let own = fake_v1(t.path(), false);
+        let h = Hierarchy::from_parts_for(V1_MOUNTINFO, V1_CGROUP, t.path(), Use::Inherit).unwrap();
+        assert_eq!(h.own_dir(), own);
+
+        // A v2 pod's group: memory not delegated further, other processes inside.
+        let t = tempfile::tempdir().unwrap();
+        let own = fake_v2(t.path(), "memory\n", "", "1\n4242\n");
+        let h = Hierarchy::from_parts_for(V2_MOUNTINFO, V2_CGROUP, t.path(), Use::Inherit).unwrap();
+        assert_eq!((h.version(), h.own_dir()), (Version::V2, own));
+        assert!(!h.v2_needs_leaf());
     }
 
     #[test]

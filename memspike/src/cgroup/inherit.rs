@@ -38,7 +38,7 @@ pub enum InheritError {
 }
 
 /// The limit a process in a group lives under, and where each part of it is set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EffectiveLimit {
     /// The smallest memory limit along the path, in bytes.
     pub limit: u64,
