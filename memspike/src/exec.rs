@@ -332,6 +332,8 @@ fn run_in(
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(SupervisorError::Spawn)?;
     let pid = child.id();
+    // The pid the kernel's OOM victim record will carry (differs inside a PID namespace).
+    let kernel_pid = crate::pidns::procfs_pid(pid);
     interrupts.set_worker(pid as i32);
     tracing::info!("command {pid} started inside the group");
     let relay = child
@@ -382,7 +384,7 @@ fn run_in(
         config: config.clone(),
         cgroup_version: session.version(),
         group: session.group().name().to_owned(),
-        pid,
+        pid: kernel_pid,
         exit,
         counters: session.group().counters(),
         oom_kills_before: session.oom_kills(),

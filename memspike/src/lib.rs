@@ -9,6 +9,7 @@
 //! - [`telemetry`]: the events the worker sends the supervisor over a pipe, and its control
 //!   channel (the experiment's configuration, acknowledgements, the supervisor's feed).
 //! - [`cgroup`]: discovering, creating, limiting, reading and removing memory cgroups.
+//! - [`pidns`]: pids as the kernel's tracepoints number them, from inside a PID namespace.
 //! - [`preflight`]: checks what the user asked for before anything is created.
 //! - [`privilege`]: the credentials the worker drops to (a private uid by default).
 //! - [`signals`]: the supervisor's stop signals, waited for without handlers.
@@ -23,6 +24,7 @@ pub mod cgroup;
 pub mod compare;
 pub mod exec;
 pub mod figures;
+pub mod pidns;
 pub mod preflight;
 pub mod privilege;
 pub mod probe;
