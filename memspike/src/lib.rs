@@ -8,6 +8,7 @@
 //! - [`worker`]: the process inside the cgroup that runs the model over that memory.
 //! - [`telemetry`]: the events the worker sends the supervisor over a pipe, and its control
 //!   channel (the experiment's configuration, acknowledgements, the supervisor's feed).
+//! - [`capability`]: what this process may do (tracing, creating groups), by capability.
 //! - [`cgroup`]: discovering, creating, limiting, reading and removing memory cgroups.
 //! - [`pidns`]: pids as the kernel's tracepoints number them, from inside a PID namespace.
 //! - [`preflight`]: checks what the user asked for before anything is created.
@@ -20,6 +21,7 @@
 //! - [`timeline`]: the bounded history of a worker's events.
 //! - [`report`]: joins the heap's timeline with the cgroup's counters and says why it died.
 pub mod arena;
+pub mod capability;
 pub mod cgroup;
 pub mod compare;
 pub mod exec;
@@ -38,6 +40,10 @@ mod test_support;
 pub mod timeline;
 pub mod trace;
 pub mod worker;
+
+// `memspike::` paths work inside the crate too (test_support is shared with the integration
+// tests).
+extern crate self as memspike;
 
 pub use memspike_model as model;
 pub use memspike_model::size;

@@ -16,10 +16,16 @@ use super::{V1_KERNEL_FIX, Version};
 #[derive(Debug, Error)]
 pub enum PreflightError {
     #[error(
-        "memspike must run as root to create memory cgroups (effective uid is {euid}); \
-         run it with `sudo`"
+        "memspike cannot create memory cgroups in {dir}: {source}; it needs write access to \
+         that directory (run it with `sudo`, or delegate the group to this user), or run it \
+         inside an existing limit with --inherit",
+        dir = dir.display()
     )]
-    NotRoot { euid: u32 },
+    CannotCreateGroups {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 
     #[error(
         "no memory cgroup controller: {detail}; the kernel was booted without it: {fix}",
@@ -97,24 +103,23 @@ fn no_swap_message(version: Version, file: &Path) -> String {
     }
 }
 
-/// Fails with [`PreflightError::NotRoot`] unless the effective uid is 0.
-pub fn check_root() -> Result<(), PreflightError> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if euid == 0 {
-        Ok(())
-    } else {
-        Err(PreflightError::NotRoot { euid })
-    }
+/// Fails with [`PreflightError::CannotCreateGroups`] unless this process may create groups in
+/// `dir` (write access as the kernel judges it: ownership, mode, CAP_DAC_OVERRIDE).
+pub fn check_can_create(dir: &Path) -> Result<(), PreflightError> {
+    crate::capability::can_write(dir).map_err(|source| PreflightError::CannotCreateGroups {
+        dir: dir.to_path_buf(),
+        source,
+    })
 }
 
 impl Hierarchy {
     /// Reads /proc/self/mountinfo and /proc/self/cgroup and checks the preconditions.
     pub fn discover() -> Result<Hierarchy, PreflightError> {
-        check_root()?;
         let mountinfo = read_text(Path::new("/proc/self/mountinfo"))?;
         let cgroup = read_text(Path::new("/proc/self/cgroup"))?;
-        Self::from_parts(&mountinfo, &cgroup, Path::new("/"))
+        let h = Self::from_parts(&mountinfo, &cgroup, Path::new("/"))?;
+        check_can_create(&h.own_dir())?;
+        Ok(h)
     }
 
     /// `--inherit`: where this process lives, without the checks for creating a limited group
@@ -661,6 +666,34 @@ mod tests {
         let h = Hierarchy::from_parts_for(V2_MOUNTINFO, V2_CGROUP, t.path(), Use::Inherit).unwrap();
         assert_eq!((h.version(), h.own_dir()), (Version::V2, own));
         assert!(!h.v2_needs_leaf());
+    }
+
+    #[test]
+    fn creating_groups_needs_write_access_and_says_where() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        assert!(check_can_create(t.path()).is_ok());
+        let ro = t.path().join("ro");
+        fs::create_dir(&ro).unwrap();
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+        let caps = crate::capability::Caps::effective().unwrap();
+        match check_can_create(&ro) {
+            // Root with CAP_DAC_OVERRIDE writes anywhere: the kernel's answer, not the mode's.
+            Ok(()) => assert!(caps.has(crate::capability::CAP_DAC_OVERRIDE)),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains(&ro.display().to_string()), "{msg}");
+                assert!(
+                    msg.contains("write access") && msg.contains("--inherit"),
+                    "{msg}"
+                );
+            }
+        }
+        let err = check_can_create(&t.path().join("missing")).unwrap_err();
+        assert!(
+            matches!(err, PreflightError::CannotCreateGroups { .. }),
+            "{err}"
+        );
     }
 
     #[test]

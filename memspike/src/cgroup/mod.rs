@@ -26,7 +26,7 @@ pub mod sampler;
 pub mod stale;
 
 pub use counters::{Counters, read_counters};
-pub use discover::{Hierarchy, PreflightError, check_root};
+pub use discover::{Hierarchy, PreflightError, check_can_create};
 pub use group::{CgroupError, Group};
 pub use inherit::{EffectiveLimit, InheritError, effective_limit};
 pub use stale::remove_stale;
