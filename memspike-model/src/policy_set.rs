@@ -79,7 +79,7 @@ impl NamedPolicy {
 /// `{"gogc": "100", "memory_limit": "90%", "gc_after_release": false, "watchdog":
 /// "watermarks:0.5,0.75,0.9", "watchdog_driver": "heap", ...}`. `memory_limit` is `null` when
 /// off; the `watchdog*` keys are `null` without a watchdog.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     pub gogc: Gogc,
     pub memory_limit: Option<Amount>,

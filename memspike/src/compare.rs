@@ -43,6 +43,12 @@ pub fn compare(
         supervisor::validate(c, options)?;
     }
     let mut runner = Runner::new(options, interrupts);
+    if options.inherit.is_some() {
+        tracing::info!(
+            "--inherit: the {} policies run one after the other in this process's own group",
+            policies.len()
+        );
+    }
     let mut rows = Vec::with_capacity(policies.len());
     let mut error = None;
     for (policy, config) in policies.iter().zip(&configs) {
@@ -55,13 +61,18 @@ pub fn compare(
         rows.push(PolicyRow::of(policy, &report));
     }
     let e = &base.experiment;
-    Ok(CompareReport::build(
+    let mut report = CompareReport::build(
         e.limit,
         &e.scenario.name,
         &e.runtime.to_string(),
         rows,
         error,
-    ))
+    );
+    report.limit_source = options
+        .inherit
+        .as_ref()
+        .map(|l| l.source.display().to_string());
+    Ok(report)
 }
 
 fn stopped(sig: i32, done: usize, all: usize) -> String {

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::{
     cgroup::{
-        Counters,
+        Counters, EffectiveLimit,
         sampler::{Reading, Sampler},
     },
     preflight::{self, UsageError},
@@ -46,6 +46,8 @@ pub const MAX_SAMPLES: usize = 1024;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ExecConfig {
     pub limit: u64,
+    /// `--inherit`: run in memspike's own group under this limit (`limit` is its bytes).
+    pub inherit: Option<EffectiveLimit>,
     /// The command and its arguments.
     pub command: Vec<String>,
     /// Pass memspike's whole environment on (otherwise only [`PASSED_ENV`]).
@@ -215,6 +217,11 @@ pub struct ExecFacts {
     pub pid: u32,
     pub exit: Exit,
     pub counters: Counters,
+    /// OOM kills the group had counted before the command started (an inherited group's
+    /// earlier kills are not the command's).
+    pub oom_kills_before: u64,
+    /// `--inherit`: the file that sets the limit.
+    pub limit_source: Option<PathBuf>,
     pub kernel: Result<KernelEvidence, String>,
     /// The runtime whose trace was read, if any line of it was.
     pub runtime: Option<&'static str>,
@@ -285,6 +292,7 @@ pub fn run(
     let mut kernel = Kernel::start(trace_kernel);
     let mut session = Session::open(
         config.limit,
+        config.inherit.as_ref(),
         vec!["command".to_owned()],
         "the command runs with memspike's credentials",
         &mut kernel,
@@ -324,6 +332,8 @@ fn run_in(
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(SupervisorError::Spawn)?;
     let pid = child.id();
+    // The pid the kernel's OOM victim record will carry (differs inside a PID namespace).
+    let kernel_pid = crate::pidns::procfs_pid(pid);
     interrupts.set_worker(pid as i32);
     tracing::info!("command {pid} started inside the group");
     let relay = child
@@ -374,9 +384,11 @@ fn run_in(
         config: config.clone(),
         cgroup_version: session.version(),
         group: session.group().name().to_owned(),
-        pid,
+        pid: kernel_pid,
         exit,
         counters: session.group().counters(),
+        oom_kills_before: session.oom_kills(),
+        limit_source: session.limit_source().map(Path::to_path_buf),
         kernel: Err("not collected yet".into()),
         runtime,
         cycles,

@@ -8,7 +8,9 @@
 //! - [`worker`]: the process inside the cgroup that runs the model over that memory.
 //! - [`telemetry`]: the events the worker sends the supervisor over a pipe, and its control
 //!   channel (the experiment's configuration, acknowledgements, the supervisor's feed).
+//! - [`capability`]: what this process may do (tracing, creating groups), by capability.
 //! - [`cgroup`]: discovering, creating, limiting, reading and removing memory cgroups.
+//! - [`pidns`]: pids as the kernel's tracepoints number them, from inside a PID namespace.
 //! - [`preflight`]: checks what the user asked for before anything is created.
 //! - [`privilege`]: the credentials the worker drops to (a private uid by default).
 //! - [`signals`]: the supervisor's stop signals, waited for without handlers.
@@ -19,10 +21,12 @@
 //! - [`timeline`]: the bounded history of a worker's events.
 //! - [`report`]: joins the heap's timeline with the cgroup's counters and says why it died.
 pub mod arena;
+pub mod capability;
 pub mod cgroup;
 pub mod compare;
 pub mod exec;
 pub mod figures;
+pub mod pidns;
 pub mod preflight;
 pub mod privilege;
 pub mod probe;
@@ -37,6 +41,10 @@ mod test_support;
 pub mod timeline;
 pub mod trace;
 pub mod worker;
+
+// `memspike::` paths work inside the crate too (test_support is shared with the integration
+// tests).
+extern crate self as memspike;
 
 pub use memspike_model as model;
 pub use memspike_model::size;

@@ -273,6 +273,11 @@ struct RunArgs {
     /// account and no other process uses.
     #[arg(long, value_name = "USER")]
     user: Option<String>,
+    /// Run inside the memory cgroup memspike already lives in (a container's, a pod's, a
+    /// delegated slice's) under its limit, the smallest up the path, instead of creating a
+    /// group; memspike itself shares that limit.
+    #[arg(long, conflicts_with = "limit")]
+    inherit: bool,
     #[command(flatten)]
     interactive: InteractiveArgs,
 }
@@ -300,6 +305,11 @@ struct CompareArgs {
     scenario: ScenarioArgs,
     #[command(flatten)]
     runs: RunsArgs,
+    /// Run inside the memory cgroup memspike already lives in (a container's, a pod's, a
+    /// delegated slice's) under its limit, the smallest up the path, one policy after the other,
+    /// instead of a fresh group each; memspike itself shares that limit.
+    #[arg(long, conflicts_with = "limit")]
+    inherit: bool,
     /// Print the comparison as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -355,6 +365,10 @@ struct SweepArgs {
     /// its completion index to --index.
     #[arg(long, value_name = "N", default_value_t = 0, requires = "index")]
     offset: usize,
+    /// With --index: run the cell in the group memspike lives in, under its limit (a pod's),
+    /// which must be the cell's; --local runs every cell so, each in a group it makes.
+    #[arg(long, requires = "index")]
+    inherit: bool,
     /// Do not attach the eBPF observer.
     #[arg(long)]
     no_trace: bool,
@@ -410,6 +424,12 @@ struct ExecArgs {
     /// the Go runtime's GOGC, GOMEMLIMIT, GOMAXPROCS, GODEBUG, GOTRACEBACK).
     #[arg(long)]
     inherit_env: bool,
+    /// Run inside the memory cgroup memspike already lives in (a container's, a pod's, a
+    /// delegated slice's) under its limit, the smallest up the path, instead of creating a
+    /// group; memspike itself shares that limit.
+    #[arg(long, conflicts_with = "limit")]
+    inherit: bool,
+
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -619,8 +639,10 @@ fn supervised(
 }
 
 fn exec(args: &ExecArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
+    let inherit = args.inherit.then(supervisor::inherited_limit).transpose()?;
     let config = memspike::exec::ExecConfig {
-        limit: args.limit,
+        limit: inherit.as_ref().map_or(args.limit, |l| l.limit),
+        inherit,
         command: args.command.clone(),
         inherit_env: args.inherit_env,
     };
@@ -672,18 +694,22 @@ impl RunsArgs {
             trace: !self.no_trace,
             interactive: None,
             report_dir,
+            inherit: None,
         }
     }
 }
 
 fn compare(args: &CompareArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     let policies = args.runs.policies()?;
-    let experiment = args
-        .scenario
+    let inherit = args.inherit.then(supervisor::inherited_limit).transpose()?;
+    let experiment = inherited(&args.scenario, inherit.as_ref())
         .experiment(Policy::default())
         .map_err(SupervisorError::Settings)?;
     let config = args.runs.config(experiment)?;
-    let options = args.runs.options(args.report.clone());
+    let options = RunOptions {
+        inherit,
+        ..args.runs.options(args.report.clone())
+    };
     let report = memspike::compare::compare(&config, &policies, &options, interrupts)?;
     print_report(&report, args.json, args.report.as_deref())?;
     Ok(ExitCode::SUCCESS)
@@ -769,6 +795,7 @@ fn sweep(args: &SweepArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> 
         trace: !args.no_trace,
         interactive: None,
         report_dir: None,
+        inherit: args.inherit.then(supervisor::inherited_limit).transpose()?,
     };
     let row = memspike::sweep::run_cell(&plan, index, run_as, &options, interrupts)?;
     writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&row)?)?;
@@ -827,16 +854,34 @@ fn search_range(knob: Knob, spec: Option<&str>, limit: u64) -> Result<Range, Str
     Range::new(knob, value(lo)?, value(hi)?).map_err(|e| e.to_string())
 }
 
+/// `scenario` with `--inherit`'s limit in place of `--limit`.
+fn inherited(
+    scenario: &ScenarioArgs,
+    inherit: Option<&memspike::cgroup::EffectiveLimit>,
+) -> ScenarioArgs {
+    ScenarioArgs {
+        limit: inherit.map_or(scenario.limit, |l| l.limit),
+        ..scenario.clone()
+    }
+}
+
 fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     let i = &args.interactive;
-    let experiment = args
-        .experiment
-        .experiment()
-        .map_err(SupervisorError::Settings)?;
     if args.experiment.print {
+        let experiment = args
+            .experiment
+            .experiment()
+            .map_err(SupervisorError::Settings)?;
         print!("{}", experiment.scenario.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
+    let inherit = args.inherit.then(supervisor::inherited_limit).transpose()?;
+    let experiment = ExperimentArgs {
+        scenario: inherited(&args.experiment.scenario, inherit.as_ref()),
+        ..args.experiment.clone()
+    }
+    .experiment()
+    .map_err(SupervisorError::Settings)?;
     let run_as = RunAs::resolve(args.user.as_deref())
         .map_err(|e| SupervisorError::Settings(UsageError::from(e)))?;
     let config = WorkerConfig {
@@ -852,6 +897,7 @@ fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
             restart: !i.no_restart,
         }),
         report_dir: args.report.clone(),
+        inherit,
     };
     if i.interactive {
         let json = args.json;

@@ -20,7 +20,7 @@ use std::{
 use memspike_model::experiment::{DONE, STARTUP};
 
 use crate::{
-    cgroup::{self, CgroupError, Group, Hierarchy, PreflightError},
+    cgroup::{self, CgroupError, EffectiveLimit, Group, Hierarchy, InheritError, PreflightError},
     preflight::{self, UsageError},
     probe::{Kernel, KernelEvidence, Observer, SlotNames, Target},
     report::{Exit, Outcome, Report, RunFacts},
@@ -45,6 +45,9 @@ pub enum SupervisorError {
     /// The machine lacks what the experiment needs (exit 2).
     #[error(transparent)]
     Preflight(#[from] PreflightError),
+    /// `--inherit` found no limit to run under (exit 2).
+    #[error(transparent)]
+    Inherit(#[from] InheritError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error("could not start the worker: {0}")]
@@ -63,7 +66,8 @@ impl SupervisorError {
         match self {
             SupervisorError::Usage(_)
             | SupervisorError::Settings(_)
-            | SupervisorError::Preflight(_) => 2,
+            | SupervisorError::Preflight(_)
+            | SupervisorError::Inherit(_) => 2,
             SupervisorError::Interrupted(_) => signals::INTERRUPTED_EXIT,
             _ => 1,
         }
@@ -137,6 +141,22 @@ pub struct RunOptions {
     pub interactive: Option<Interactive>,
     /// Where the caller will write the report (`--report DIR`): checked before the run.
     pub report_dir: Option<PathBuf>,
+    /// `--inherit`: run in this process's own group, under this limit ([`inherited_limit`]).
+    pub inherit: Option<EffectiveLimit>,
+}
+
+/// `--inherit`: the limit this process lives under (the experiment's limit then), or why there
+/// is none. Nothing is created.
+pub fn inherited_limit() -> Result<EffectiveLimit, SupervisorError> {
+    let hierarchy = Hierarchy::discover_inherited()?;
+    let limit = cgroup::effective_limit(&hierarchy)?;
+    tracing::info!(
+        "--inherit: {} is limited to {} by {}",
+        hierarchy.own_dir().display(),
+        human(limit.limit),
+        limit.source.display()
+    );
+    Ok(limit)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +187,7 @@ pub fn run(
 pub struct Runner<'a> {
     kernel: Kernel,
     interrupts: &'a Interrupts,
+    inherit: Option<EffectiveLimit>,
 }
 
 impl<'a> Runner<'a> {
@@ -175,12 +196,18 @@ impl<'a> Runner<'a> {
         Runner {
             kernel: Kernel::start(options.trace),
             interrupts,
+            inherit: options.inherit.clone(),
         }
     }
 
     /// One experiment, already [`validate`]d, in a fresh group.
     pub fn run(&mut self, config: &WorkerConfig) -> Result<RunFacts, SupervisorError> {
-        let mut session = Session::for_worker(config, &mut self.kernel, self.interrupts)?;
+        let mut session = Session::for_worker(
+            config,
+            &mut self.kernel,
+            self.interrupts,
+            self.inherit.as_ref(),
+        )?;
         let incarnation = session.run_worker(config, None, None);
         let kernel = session.close();
         let mut facts = incarnation?;
@@ -209,7 +236,8 @@ pub fn run_interactive(
     })?;
     let addr = listener.local_addr().map_err(SupervisorError::Spawn)?;
     let mut kernel = Kernel::start(options.trace);
-    let mut session = Session::for_worker(config, &mut kernel, interrupts)?;
+    let mut session =
+        Session::for_worker(config, &mut kernel, interrupts, options.inherit.as_ref())?;
     let mut feed = Feed {
         tracing: session
             .observer
@@ -285,8 +313,11 @@ pub(crate) struct Session<'k> {
     steps: Vec<String>,
     pub(crate) interrupts: Interrupts,
     pub(crate) start: Instant,
-    /// The group's OOM kill count after the last worker ended.
+    /// The group's OOM kill count after the last worker ended (when it opened, at first: an
+    /// inherited group may have counted kills before).
     oom_kills: u64,
+    /// `--inherit`: the file that sets the limit.
+    limit_source: Option<PathBuf>,
 }
 
 impl<'k> Session<'k> {
@@ -297,10 +328,12 @@ impl<'k> Session<'k> {
         config: &WorkerConfig,
         kernel: &'k mut Kernel,
         interrupts: &Interrupts,
+        inherit: Option<&EffectiveLimit>,
     ) -> Result<Session<'k>, SupervisorError> {
         warm_page_cache();
         Session::open(
             config.experiment.limit,
+            inherit,
             config.step_names(),
             &format!("the worker runs as {}", config.run_as),
             kernel,
@@ -311,33 +344,61 @@ impl<'k> Session<'k> {
     /// A fresh group limited to `limit` with its observer, whose page faults are counted under
     /// `steps` (slot by slot); `who` says in the log what will run in it. The observer uses
     /// `kernel`'s eBPF programs (waiting for them if they are still loading) until the session
-    /// closes; one [`Kernel`] serves any number of sessions in turn.
+    /// closes; one [`Kernel`] serves any number of sessions in turn. With `inherit`, the
+    /// session's group is this process's own, under that limit ([`Group::inherit`]): nothing
+    /// is created in the memory hierarchy, no stale group is looked for, and the supervisor's
+    /// own memory is charged to the same limit.
     pub(crate) fn open(
         limit: u64,
+        inherit: Option<&EffectiveLimit>,
         steps: Vec<String>,
         who: &str,
         kernel: &'k mut Kernel,
         interrupts: &Interrupts,
     ) -> Result<Session<'k>, SupervisorError> {
         let start = Instant::now();
-        let hierarchy = Hierarchy::discover()?;
-        for dir in cgroup::remove_stale(&hierarchy) {
-            tracing::info!("removed a group left by an earlier run: {}", dir.display());
+        let hierarchy = match inherit {
+            None => Hierarchy::discover()?,
+            Some(_) => Hierarchy::discover_inherited()?,
+        };
+        if inherit.is_none() {
+            for dir in cgroup::remove_stale(&hierarchy) {
+                tracing::info!("removed a group left by an earlier run: {}", dir.display());
+            }
         }
         if let Some(sig) = interrupts.received() {
             return Err(SupervisorError::Interrupted(sig));
         }
         let slots =
             SlotNames::new(steps.clone()).map_err(|e| SupervisorError::Worker(e.to_string()))?;
-        // From here the group is removed when the session drops, on every path.
-        let group = Group::create(&hierarchy, limit)?;
-        tracing::info!(
-            "created {} {} with a {} limit and no swap; {who}",
-            hierarchy.version(),
-            group.dir().display(),
-            human(limit),
-        );
-        let observer = kernel.observe(Target::of(&hierarchy, &group), slots);
+        // From here the group (or, inherited, only its v2 twin) is removed when the session
+        // drops, on every path.
+        let group = match inherit {
+            None => {
+                let group = Group::create(&hierarchy, limit)?;
+                tracing::info!(
+                    "created {} {} with a {} limit and no swap; {who}",
+                    hierarchy.version(),
+                    group.dir().display(),
+                    human(limit),
+                );
+                group
+            }
+            Some(l) => {
+                let group = Group::inherit(&hierarchy);
+                tracing::info!(
+                    "running inside {} {} (--inherit) under its {} limit from {}; memspike \
+                     itself is a member and shares that limit; {who}",
+                    hierarchy.version(),
+                    group.dir().display(),
+                    human(l.limit),
+                    l.source.display(),
+                );
+                group
+            }
+        };
+        let oom_kills = group.counters().oom_kills.unwrap_or(0);
+        let observer = kernel.observe(Target::of(&group), slots);
         tracing::info!("kernel observer: {}", observer.tracing_label());
         Ok(Session {
             hierarchy,
@@ -346,12 +407,23 @@ impl<'k> Session<'k> {
             steps,
             interrupts: interrupts.clone(),
             start,
-            oom_kills: 0,
+            oom_kills,
+            limit_source: inherit.map(|l| l.source.clone()),
         })
     }
 
     pub(crate) fn group(&self) -> &Group {
         &self.group
+    }
+
+    /// `--inherit`: the file that sets the limit the session runs under.
+    pub(crate) fn limit_source(&self) -> Option<&std::path::Path> {
+        self.limit_source.as_deref()
+    }
+
+    /// The group's OOM kill count now, as the session last took it.
+    pub(crate) fn oom_kills(&self) -> u64 {
+        self.oom_kills
     }
 
     pub(crate) fn version(&self) -> &'static str {
@@ -390,6 +462,7 @@ impl<'k> Session<'k> {
         };
         let name = self.group.name().to_owned();
         match self.group.remove() {
+            Ok(()) if self.group.inherited() => {}
             Ok(()) => tracing::info!("removed {name}"),
             Err(e) => tracing::error!("{e}"),
         }
@@ -420,52 +493,13 @@ impl<'k> Session<'k> {
         Ok(cmd)
     }
 
-    /// Makes `cmd` start inside the group: between fork and exec the child arms its
-    /// parent-death signal, checks that the supervisor is still its parent, keeps `keep_fd` open
-    /// across exec, joins the group and unblocks the stop signals.
+    /// Makes `cmd` start inside the session's group (see [`confine`]).
     pub(crate) fn confine(
         &self,
         cmd: &mut Command,
         keep_fd: Option<std::os::fd::RawFd>,
     ) -> Result<(), SupervisorError> {
-        let joiner = self.group.joiner()?;
-        let listen_fd = keep_fd;
-        // The worker's parent-death signal fires when the *thread* that forked it ends: this
-        // runs on the supervisor's main thread, which lives as long as the process.
-        let supervisor = std::process::id() as libc::pid_t;
-        let stop_before_exec = std::env::var_os(TEST_STOP_BEFORE_EXEC_ENV).is_some();
-        // SAFETY: the closure runs in the forked child before exec and makes only
-        // async-signal-safe calls: raise, prctl, getppid, fcntl, open/write/close inside
-        // Joiner::join_current (its paths were prepared before the fork) and
-        // pthread_sigmask. No allocation.
-        unsafe {
-            cmd.pre_exec(move || {
-                if stop_before_exec {
-                    libc::raise(libc::SIGSTOP);
-                }
-                // Die with the supervisor: no stray worker if it is killed...
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // ...including when it died before the line above.
-                if libc::getppid() != supervisor {
-                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                // Keep the listening socket open across exec (std opens it close-on-exec).
-                if let Some(fd) = listen_fd
-                    && libc::fcntl(fd, libc::F_SETFD, 0) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                joiner
-                    .join_current()
-                    .map_err(io::Error::from_raw_os_error)?;
-                // Last: a stop signal sent to this pid since the fork is delivered now, with
-                // its default action, inside the group.
-                signals::unblock().map_err(io::Error::from_raw_os_error)
-            });
-        }
-        Ok(())
+        confine(&self.group, cmd, keep_fd)
     }
 
     /// Starts a worker in the group, answers its steps (phase, ack) and, in interactive
@@ -590,6 +624,7 @@ impl<'k> Session<'k> {
             exit,
             counters,
             oom_kills_before,
+            limit_source: self.limit_source.clone(),
             kernel: Err("not collected yet".into()),
             stop_signal: self.interrupts.received(),
             stderr_tail,
@@ -608,6 +643,54 @@ impl<'k> Session<'k> {
             let _ = telemetry::send_control(c, &Control::Feed(feed.clone()));
         }
     }
+}
+
+/// Makes `cmd` start inside `group`: between fork and exec the child arms its parent-death
+/// signal, checks that this process is still its parent, keeps `keep_fd` open across exec,
+/// joins the group and unblocks the stop signals.
+pub(crate) fn confine(
+    group: &Group,
+    cmd: &mut Command,
+    keep_fd: Option<std::os::fd::RawFd>,
+) -> Result<(), SupervisorError> {
+    let joiner = group.joiner()?;
+    let listen_fd = keep_fd;
+    // The worker's parent-death signal fires when the *thread* that forked it ends: this
+    // runs on the supervisor's main thread, which lives as long as the process.
+    let supervisor = std::process::id() as libc::pid_t;
+    let stop_before_exec = std::env::var_os(TEST_STOP_BEFORE_EXEC_ENV).is_some();
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe calls: raise, prctl, getppid, fcntl, open/write/close inside
+    // Joiner::join_current (its paths were prepared before the fork) and
+    // pthread_sigmask. No allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            if stop_before_exec {
+                libc::raise(libc::SIGSTOP);
+            }
+            // Die with the supervisor: no stray worker if it is killed...
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // ...including when it died before the line above.
+            if libc::getppid() != supervisor {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            // Keep the listening socket open across exec (std opens it close-on-exec).
+            if let Some(fd) = listen_fd
+                && libc::fcntl(fd, libc::F_SETFD, 0) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            joiner
+                .join_current()
+                .map_err(io::Error::from_raw_os_error)?;
+            // Last: a stop signal sent to this pid since the fork is delivered now, with
+            // its default action, inside the group.
+            signals::unblock().map_err(io::Error::from_raw_os_error)
+        });
+    }
+    Ok(())
 }
 
 /// The step the observer counts the worker's coming faults under after this event, and

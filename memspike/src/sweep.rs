@@ -1,7 +1,9 @@
 //! `memspike sweep`: the cells of a plan ([`memspike_model::sweep`]), run one by one.
-//! - [`run_cell`]: one cell, as a pod runs it (`--index I`), printed as one JSON line.
-//! - [`run_local`]: every cell on this machine, at most `jobs` at once, each a child
-//!   `memspike sweep --index I` in a group of its own; their lines in cell order.
+//! - [`run_cell`]: one cell, as a pod runs it (`--index I --inherit`: under the pod's own
+//!   limit, which must be the cell's), printed as one JSON line.
+//! - [`run_local`]: every cell on this machine, at most `jobs` at once, each as a pod would
+//!   run it: a group of its own with the cell's limit, and in it a child `memspike sweep
+//!   --index I --inherit`; their lines in cell order.
 //!
 //! - [`kubernetes`]: the plan as Kubernetes objects: the plan in a ConfigMap and one Indexed
 //!   Job per limit, each pod running `sweep --index` on one cell under its own memory limit.
@@ -19,6 +21,7 @@ use std::{
 use memspike_model::sweep::Plan;
 
 use crate::{
+    cgroup::{self, Group, Hierarchy},
     privilege::RunAs,
     report::{Report, compare::PolicyRow, sweep::SweepRow},
     signals::Interrupts,
@@ -26,7 +29,8 @@ use crate::{
     worker::WorkerConfig,
 };
 
-/// Runs cell `index` of `plan` in a fresh group and returns its row.
+/// Runs cell `index` of `plan` and returns its row: in a fresh group, or under `--inherit`
+/// (`options.inherit`) in this process's own, whose limit must be the cell's.
 pub fn run_cell(
     plan: &Plan,
     index: usize,
@@ -42,6 +46,17 @@ pub fn run_cell(
             plan.len().saturating_sub(1)
         ))
     })?;
+    if let Some(inherited) = &options.inherit
+        && inherited.limit != cell.spec.limit_bytes
+    {
+        return Err(SupervisorError::Usage(format!(
+            "--inherit: cell {index} is for a {} limit, but this group is limited to {} by {}: \
+             give its pod that memory limit",
+            crate::size::human(cell.spec.limit_bytes),
+            crate::size::human(inherited.limit),
+            inherited.source.display()
+        )));
+    }
     let config = WorkerConfig {
         experiment: cell.experiment,
         interactive: false,
@@ -57,15 +72,18 @@ pub fn run_cell(
     })
 }
 
-/// What one child was asked to do.
+/// What one child was asked to do, and the group it runs in (removed when this drops, after
+/// the child has been waited for).
 struct Running {
     index: usize,
     child: Child,
+    group: Group,
 }
 
 /// Runs every cell of the plan at `plan_path`, at most `jobs` at once, each as a child
-/// `memspike sweep --plan PLAN --index I` (with `extra` arguments such as `--no-trace`).
-/// Returns the rows' JSON lines in cell order, and each failed cell's error.
+/// `memspike sweep --plan PLAN --index I --inherit` (with `extra` arguments such as
+/// `--no-trace`) in a fresh group limited to the cell's limit. Returns the rows' JSON lines in
+/// cell order, and each failed cell's error.
 pub fn run_local(
     plan_path: &Path,
     plan: &Plan,
@@ -74,6 +92,11 @@ pub fn run_local(
     interrupts: &Interrupts,
 ) -> Result<(Vec<String>, Vec<String>), SupervisorError> {
     let exe = std::env::current_exe().map_err(SupervisorError::Spawn)?;
+    let hierarchy = Hierarchy::discover()?;
+    for dir in cgroup::remove_stale(&hierarchy) {
+        tracing::info!("removed a group left by an earlier run: {}", dir.display());
+    }
+    let cells = plan.cells();
     let mut waiting: VecDeque<usize> = (0..plan.len()).collect();
     let mut running: VecDeque<Running> = VecDeque::new();
     let mut lines: Vec<(usize, String)> = Vec::with_capacity(plan.len());
@@ -83,26 +106,40 @@ pub fn run_local(
             let Some(index) = waiting.pop_front() else {
                 break;
             };
-            let child = Command::new(&exe)
-                .arg("sweep")
+            let group = Group::create(&hierarchy, cells[index].spec.limit_bytes)?;
+            let mut cmd = Command::new(&exe);
+            cmd.arg("sweep")
                 .arg("--plan")
                 .arg(plan_path)
                 .arg("--index")
                 .arg(index.to_string())
+                .arg("--inherit")
                 .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(SupervisorError::Spawn)?;
-            tracing::info!("cell {index} of {} started", plan.len());
-            running.push_back(Running { index, child });
+                .stderr(Stdio::piped());
+            supervisor::confine(&group, &mut cmd, None)?;
+            let child = cmd.spawn().map_err(SupervisorError::Spawn)?;
+            tracing::info!("cell {index} of {} started in {}", plan.len(), group.name());
+            running.push_back(Running {
+                index,
+                child,
+                group,
+            });
         }
         // The oldest first: cells take about as long as each other, so this waits little.
-        let Some(Running { index, child }) = running.pop_front() else {
+        let Some(Running {
+            index,
+            child,
+            group,
+        }) = running.pop_front()
+        else {
             break;
         };
-        match finish(child) {
+        // The group goes only once the child has been waited for (removing it kills members).
+        let result = finish(child);
+        drop(group);
+        match result {
             Ok(line) => lines.push((index, line)),
             Err(e) => failed.push(format!("cell {index}: {e}")),
         }

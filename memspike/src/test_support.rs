@@ -15,12 +15,25 @@ pub fn skip(what: &str, why: &str) {
     eprintln!("SKIPPED {what}: {why} (outside CI)");
 }
 
-/// True as root; otherwise [`skip`]s.
+/// True when this process holds what the privileged tests need (CAP_SYS_ADMIN for cgroups and
+/// eBPF, CAP_DAC_OVERRIDE to write the cgroup tree); otherwise [`skip`]s, naming what is missing.
 pub fn require_root(what: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    use memspike::capability::{CAP_DAC_OVERRIDE, CAP_SYS_ADMIN, Caps};
+    let caps = Caps::effective().unwrap_or(Caps(0));
+    let missing: Vec<&str> = [
+        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+        (CAP_DAC_OVERRIDE, "CAP_DAC_OVERRIDE"),
+    ]
+    .into_iter()
+    .filter(|(c, _)| !caps.has(*c))
+    .map(|(_, n)| n)
+    .collect();
+    if missing.is_empty() {
         return true;
     }
-    skip(what, "needs root");
+    skip(
+        what,
+        &format!("needs {} (run as root)", missing.join(" and ")),
+    );
     false
 }

@@ -128,7 +128,7 @@ impl Host for WorkerHost {
     }
 
     fn pid(&self) -> u32 {
-        std::process::id()
+        crate::pidns::procfs_pid(std::process::id())
     }
 
     fn pause(&mut self) {

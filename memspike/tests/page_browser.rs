@@ -321,6 +321,7 @@ fn seed_report() -> memspike::report::Report {
             ..Default::default()
         },
         oom_kills_before: 0,
+        limit_source: None,
         kernel: Err("--no-trace".to_owned()),
         stop_signal: None,
         stderr_tail: String::new(),

@@ -462,7 +462,7 @@ fn two_groups_in_turn_with_one_load_count_only_their_own() {
     // The first group: faults in slot 1 (16 MiB, within the limit) and an OOM kill, never
     // collected.
     const N1: u64 = 4_000;
-    let mut first_observer = kernel.observe(probe::Target::of(&h, &first), slots());
+    let mut first_observer = kernel.observe(probe::Target::of(&first), slots());
     assert!(first_observer.tracing_label().is_ebpf());
     let programs = common::programs_of(std::process::id());
     assert_eq!(
@@ -482,7 +482,7 @@ fn two_groups_in_turn_with_one_load_count_only_their_own() {
     // The second group, with the same programs (no new load): faults in slot 2 while the
     // first group's tasks fault too, then an OOM kill in slot 3.
     const N2: u64 = 1_000;
-    let mut second_observer = kernel.observe(probe::Target::of(&h, &second), slots());
+    let mut second_observer = kernel.observe(probe::Target::of(&second), slots());
     assert!(second_observer.tracing_label().is_ebpf());
     assert_eq!(
         common::programs_of(std::process::id()),

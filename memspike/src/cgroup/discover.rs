@@ -16,10 +16,16 @@ use super::{V1_KERNEL_FIX, Version};
 #[derive(Debug, Error)]
 pub enum PreflightError {
     #[error(
-        "memspike must run as root to create memory cgroups (effective uid is {euid}); \
-         run it with `sudo`"
+        "memspike cannot create memory cgroups in {dir}: {source}; it needs write access to \
+         that directory (run it with `sudo`, or delegate the group to this user), or run it \
+         inside an existing limit with --inherit",
+        dir = dir.display()
     )]
-    NotRoot { euid: u32 },
+    CannotCreateGroups {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 
     #[error(
         "no memory cgroup controller: {detail}; the kernel was booted without it: {fix}",
@@ -51,6 +57,15 @@ pub enum PreflightError {
 
     #[error("unexpected contents in {file}: {detail}")]
     Parse { file: String, detail: String },
+}
+
+/// What the hierarchy is discovered for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// Creating a limited, swap-capped group under this process's group.
+    Create,
+    /// Running inside this process's group as it is (`--inherit`).
+    Inherit,
 }
 
 /// Where the memory controller lives and where this process sits in it.
@@ -88,24 +103,31 @@ fn no_swap_message(version: Version, file: &Path) -> String {
     }
 }
 
-/// Fails with [`PreflightError::NotRoot`] unless the effective uid is 0.
-pub fn check_root() -> Result<(), PreflightError> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if euid == 0 {
-        Ok(())
-    } else {
-        Err(PreflightError::NotRoot { euid })
-    }
+/// Fails with [`PreflightError::CannotCreateGroups`] unless this process may create groups in
+/// `dir` (write access as the kernel judges it: ownership, mode, CAP_DAC_OVERRIDE).
+pub fn check_can_create(dir: &Path) -> Result<(), PreflightError> {
+    crate::capability::can_write(dir).map_err(|source| PreflightError::CannotCreateGroups {
+        dir: dir.to_path_buf(),
+        source,
+    })
 }
 
 impl Hierarchy {
     /// Reads /proc/self/mountinfo and /proc/self/cgroup and checks the preconditions.
     pub fn discover() -> Result<Hierarchy, PreflightError> {
-        check_root()?;
         let mountinfo = read_text(Path::new("/proc/self/mountinfo"))?;
         let cgroup = read_text(Path::new("/proc/self/cgroup"))?;
-        Self::from_parts(&mountinfo, &cgroup, Path::new("/"))
+        let h = Self::from_parts(&mountinfo, &cgroup, Path::new("/"))?;
+        check_can_create(&h.own_dir())?;
+        Ok(h)
+    }
+
+    /// `--inherit`: where this process lives, without the checks for creating a limited group
+    /// (root, swap accounting, v2 delegation): nothing is created in the memory hierarchy.
+    pub fn discover_inherited() -> Result<Hierarchy, PreflightError> {
+        let mountinfo = read_text(Path::new("/proc/self/mountinfo"))?;
+        let cgroup = read_text(Path::new("/proc/self/cgroup"))?;
+        Self::from_parts_for(&mountinfo, &cgroup, Path::new("/"), Use::Inherit)
     }
 
     /// The same from given texts and a filesystem root prefix, for tests with fake trees.
@@ -114,6 +136,17 @@ impl Hierarchy {
         proc_self_cgroup: &str,
         fs_root: &Path,
     ) -> Result<Hierarchy, PreflightError> {
+        Self::from_parts_for(mountinfo, proc_self_cgroup, fs_root, Use::Create)
+    }
+
+    /// [`Hierarchy::from_parts`], checking what `purpose` needs.
+    pub(crate) fn from_parts_for(
+        mountinfo: &str,
+        proc_self_cgroup: &str,
+        fs_root: &Path,
+        purpose: Use,
+    ) -> Result<Hierarchy, PreflightError> {
+        let create = purpose == Use::Create;
         let mounts: Vec<Mount> = mountinfo.lines().filter_map(parse_mountinfo_line).collect();
         let memberships = parse_proc_cgroup(proc_self_cgroup)?;
 
@@ -143,7 +176,7 @@ impl Hierarchy {
             let own = mount_dir.join(&own_rel);
             require_dir(&own)?;
             let memsw = own.join("memory.memsw.limit_in_bytes");
-            if !memsw.exists() {
+            if create && !memsw.exists() {
                 return Err(PreflightError::NoSwapAccounting {
                     version: Version::V1,
                     file: memsw,
@@ -205,7 +238,7 @@ impl Hierarchy {
         // The real root group has no cgroup.type and no internal-process constraint.
         let is_root = !own.join("cgroup.type").exists();
         let mut v2_needs_leaf = false;
-        if !is_root {
+        if create && !is_root {
             let controllers = own.join("cgroup.controllers");
             if !read_words(&controllers)?.iter().any(|c| c == "memory") {
                 return Err(PreflightError::V2NotDelegated {
@@ -618,6 +651,49 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("memory.swap.max"), "{err}");
+    }
+
+    #[test]
+    fn inherit_needs_neither_swap_accounting_nor_delegation() {
+        let t = tempfile::tempdir().unwrap();
+        let own = fake_v1(t.path(), false);
+        let h = Hierarchy::from_parts_for(V1_MOUNTINFO, V1_CGROUP, t.path(), Use::Inherit).unwrap();
+        assert_eq!(h.own_dir(), own);
+
+        // A v2 pod's group: memory not delegated further, other processes inside.
+        let t = tempfile::tempdir().unwrap();
+        let own = fake_v2(t.path(), "memory\n", "", "1\n4242\n");
+        let h = Hierarchy::from_parts_for(V2_MOUNTINFO, V2_CGROUP, t.path(), Use::Inherit).unwrap();
+        assert_eq!((h.version(), h.own_dir()), (Version::V2, own));
+        assert!(!h.v2_needs_leaf());
+    }
+
+    #[test]
+    fn creating_groups_needs_write_access_and_says_where() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        assert!(check_can_create(t.path()).is_ok());
+        let ro = t.path().join("ro");
+        fs::create_dir(&ro).unwrap();
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+        let caps = crate::capability::Caps::effective().unwrap();
+        match check_can_create(&ro) {
+            // Root with CAP_DAC_OVERRIDE writes anywhere: the kernel's answer, not the mode's.
+            Ok(()) => assert!(caps.has(crate::capability::CAP_DAC_OVERRIDE)),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains(&ro.display().to_string()), "{msg}");
+                assert!(
+                    msg.contains("write access") && msg.contains("--inherit"),
+                    "{msg}"
+                );
+            }
+        }
+        let err = check_can_create(&t.path().join("missing")).unwrap_err();
+        assert!(
+            matches!(err, PreflightError::CannotCreateGroups { .. }),
+            "{err}"
+        );
     }
 
     #[test]

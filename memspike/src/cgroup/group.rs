@@ -113,6 +113,9 @@ pub struct Group {
     dir: PathBuf,
     version: Version,
     v2_twin: Option<PathBuf>,
+    /// `--inherit`: the group this process already lives in. memspike never kills its members
+    /// or removes it (only its own v2 twin, if it made one).
+    inherited: bool,
     removed: bool,
     /// What memspike changed in its own v2 group for this group; undone after its removal.
     v2_changes: V2Changes,
@@ -159,6 +162,7 @@ impl Group {
             dir,
             version: h.version(),
             v2_twin: None,
+            inherited: false,
             removed: false,
             v2_changes,
             fs,
@@ -172,6 +176,50 @@ impl Group {
         tracing::debug!(dir = %group.dir.display(), twin = ?group.v2_twin, limit,
             "created memory cgroup");
         Ok(group)
+    }
+
+    /// `--inherit`: the group this process lives in, as it is: no limit is written and it is
+    /// never emptied or removed. Its members (the supervisor among them) share its limit. On v1
+    /// hosts with a cgroup2 mount, a v2 twin (no controllers, so no limit and no charge) is
+    /// made under this process's own v2 group so that eBPF can tell what memspike starts from
+    /// the rest; without it (read-only cgroup2 mount, say) tracing is off, with the reason.
+    pub fn inherit(h: &Hierarchy) -> Group {
+        let dir = h.own_dir();
+        let dir_for_changes = dir.clone();
+        let name = dir
+            .file_name()
+            .map_or_else(|| "/".to_owned(), |n| n.to_string_lossy().into_owned());
+        let v2_twin = h.v2_twin_parent().and_then(|parent| {
+            let twin = parent.join(format!(
+                "{NAME_PREFIX}{}-{}",
+                std::process::id(),
+                unique_suffix()
+            ));
+            match REAL.mkdir(&twin) {
+                Ok(()) => Some(twin),
+                Err(e) => {
+                    tracing::warn!(dir = %twin.display(), error = %e,
+                        "cannot make a cgroup v2 twin: no cgroup id for eBPF filtering");
+                    None
+                }
+            }
+        });
+        Group {
+            name,
+            dir,
+            version: h.version(),
+            v2_twin,
+            inherited: true,
+            removed: false,
+            // Nothing of memspike's own group is changed: there is nothing to undo.
+            v2_changes: V2Changes::none(&REAL, dir_for_changes),
+            fs: &REAL,
+        }
+    }
+
+    /// Whether this is the group memspike lives in (`--inherit`) rather than one it made.
+    pub fn inherited(&self) -> bool {
+        self.inherited
     }
 
     fn configure(&mut self, h: &Hierarchy, limit: u64) -> Result<(), CgroupError> {
@@ -231,10 +279,19 @@ impl Group {
         self.version
     }
 
+    /// On v1 hosts with a cgroup2 mount: the group's v2 twin (its cgroup id, its pressure).
+    pub fn v2_twin(&self) -> Option<&Path> {
+        self.v2_twin.as_deref()
+    }
+
     /// Files a child process writes "0" into (after fork, before exec) to join the group(s):
     /// the memory group's cgroup.procs and, where present, the v2 twin's.
+    /// An inherited group's children are members already: only the twin is joined.
     pub fn procs_files(&self) -> Vec<PathBuf> {
-        let mut files = vec![self.dir.join("cgroup.procs")];
+        let mut files = Vec::new();
+        if !self.inherited {
+            files.push(self.dir.join("cgroup.procs"));
+        }
         if let Some(twin) = &self.v2_twin {
             files.push(twin.join("cgroup.procs"));
         }
@@ -277,12 +334,17 @@ impl Group {
 
     /// Kills any task left (SIGKILL; v2 also cgroup.kill), waits until the group is empty
     /// (bounded retries), removes the directory(ies), then undoes what memspike changed in
-    /// its own v2 group ([`V2Changes::restore`]). Idempotent.
+    /// its own v2 group ([`V2Changes::restore`]). Idempotent. An inherited group is left as it
+    /// is; only its twin goes.
     pub fn remove(&mut self) -> Result<(), CgroupError> {
         if self.removed {
             return self.v2_changes.restore();
         }
-        let mut first = empty_and_rmdir(&self.dir, self.version, self.fs).err();
+        let mut first = if self.inherited {
+            None
+        } else {
+            empty_and_rmdir(&self.dir, self.version, self.fs).err()
+        };
         if let Some(twin) = &self.v2_twin
             && let Err(e) = empty_and_rmdir(twin, Version::V2, self.fs)
         {
@@ -946,6 +1008,27 @@ mod tests {
     }
 
     #[test]
+    fn an_inherited_group_is_joined_through_its_twin_only_and_never_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let h = fake_v1(t.path());
+        let before = entries(&h.own_dir());
+        let mut g = Group::inherit(&h);
+        assert!(g.inherited());
+        assert_eq!((g.dir(), g.name()), (h.own_dir().as_path(), "grp"));
+        let twin = g.v2_twin.clone().expect("a v2 twin under the own v2 group");
+        assert_eq!(twin.parent(), h.v2_twin_parent());
+        assert_eq!(g.procs_files(), vec![twin.join("cgroup.procs")]);
+        assert_eq!(g.bpf_cgroup_id(), Some(fs::metadata(&twin).unwrap().ino()));
+        g.remove().unwrap();
+        assert!(!twin.exists(), "the twin is memspike's and goes");
+        assert_eq!(
+            entries(&h.own_dir()),
+            before,
+            "the inherited group is untouched"
+        );
+    }
+
+    #[test]
     fn remove_is_idempotent_and_accepts_missing_dirs() {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().join("memspike-1-x");
@@ -955,6 +1038,7 @@ mod tests {
             dir: dir.clone(),
             version: Version::V1,
             v2_twin: Some(t.path().join("gone")),
+            inherited: false,
             removed: false,
             v2_changes: V2Changes::none(&REAL, t.path().to_path_buf()),
             fs: &REAL,

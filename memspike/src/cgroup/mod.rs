@@ -8,6 +8,8 @@
 //!   [`CgroupError`]).
 //! - [`counters`]: a pure reader of a group's counters into a model where every field is
 //!   optional ([`Counters`], [`read_counters`]).
+//! - [`inherit`]: the limit this process already lives under, for `--inherit`
+//!   ([`EffectiveLimit`], [`effective_limit`]).
 //! - [`stale`]: removal of groups left behind by supervisors that died ([`remove_stale`]).
 //!
 //! Real creation and limit writes go through `cgroups-rs`' memory controller; the reader and
@@ -21,12 +23,14 @@ pub mod discover;
 #[cfg(test)]
 pub(crate) mod fakefs;
 pub mod group;
+pub mod inherit;
 pub mod sampler;
 pub mod stale;
 
 pub use counters::{Counters, read_counters};
-pub use discover::{Hierarchy, PreflightError, check_root};
+pub use discover::{Hierarchy, PreflightError, check_can_create};
 pub use group::{CgroupError, Group};
+pub use inherit::{EffectiveLimit, InheritError, effective_limit};
 pub use stale::remove_stale;
 
 use serde::Serialize;

@@ -37,10 +37,10 @@ pub mod slots;
 pub mod tracefs;
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cgroup::{self, Group, Hierarchy, Version};
+use crate::cgroup::{self, Group, Version};
 pub use crate::report::evidence::{
     KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim, Tracing,
 };
@@ -76,7 +76,7 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn of(hierarchy: &Hierarchy, group: &Group) -> Target {
+    pub fn of(group: &Group) -> Target {
         Target {
             name: group.name().to_owned(),
             dir: group.dir().to_owned(),
@@ -84,7 +84,7 @@ impl Target {
             bpf_cgroup_id: group.bpf_cgroup_id(),
             v2_dir: match group.version() {
                 Version::V2 => Some(group.dir().to_owned()),
-                Version::V1 => hierarchy.v2_twin_parent().map(|p| p.join(group.name())),
+                Version::V1 => group.v2_twin().map(Path::to_path_buf),
             },
         }
     }

@@ -77,6 +77,10 @@ pub struct CompareReport {
     /// The Go release whose rules every run followed.
     pub runtime: String,
     pub policies: Vec<PolicyRow>,
+    /// `--inherit`: the file that sets the limit; every policy then ran in that one group, one
+    /// after the other (absent when each ran in a fresh group of its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_source: Option<String>,
     pub verdict: String,
     /// Set when the comparison stopped early (a stop signal): the policies not run are absent.
     pub error: Option<String>,
@@ -105,6 +109,7 @@ impl CompareReport {
             scenario: scenario.to_owned(),
             runtime: runtime.to_owned(),
             policies: rows,
+            limit_source: None,
             verdict,
             error,
         }
@@ -163,7 +168,20 @@ impl Document for CompareReport {
             .collect();
         let mut about = Pairs::default();
         about.row("scenario", self.scenario.clone());
-        about.row(fig::LIMIT.label, human(self.limit_bytes).to_string());
+        about.row(
+            fig::LIMIT.label,
+            format!(
+                "{}{}",
+                human(self.limit_bytes),
+                super::run::from_source(self.limit_source.as_deref())
+            ),
+        );
+        if self.limit_source.is_some() {
+            about.row(
+                "groups",
+                "--inherit: every policy ran in memspike's own group, one after the other",
+            );
+        }
         about.row(fig::RUNTIME.label, format!("{} rules", self.runtime));
         about.row(
             "winner",

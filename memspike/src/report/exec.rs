@@ -44,6 +44,9 @@ pub struct ExitInfo {
 pub struct ExecReport {
     pub outcome: ExecOutcome,
     pub limit_bytes: u64,
+    /// `--inherit`: the file that sets the limit (absent when memspike set it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_source: Option<String>,
     pub command: Vec<String>,
     pub exit: ExitInfo,
     /// The runtime whose trace was read (`go`), or `null`.
@@ -65,7 +68,7 @@ pub struct ExecReport {
 
 impl ExecReport {
     pub fn build(f: ExecFacts) -> ExecReport {
-        let killed_by_oom = f.counters.oom_kills.unwrap_or(0) > 0;
+        let killed_by_oom = f.counters.oom_kills.unwrap_or(0) > f.oom_kills_before;
         let outcome = match f.exit {
             Exit::Signal(libc::SIGKILL) if killed_by_oom => ExecOutcome::OomKilled,
             Exit::Code(0) => ExecOutcome::Survived,
@@ -93,6 +96,7 @@ impl ExecReport {
         let mut report = ExecReport {
             outcome,
             limit_bytes: f.config.limit,
+            limit_source: f.limit_source.as_ref().map(|p| p.display().to_string()),
             command: f.config.command.clone(),
             exit,
             runtime: f.runtime,
@@ -185,10 +189,11 @@ impl ExecReport {
     /// The headline: the outcome and the command.
     fn headline(&self) -> String {
         format!(
-            "memspike exec: {} (cgroup {}, limit {}): {}",
+            "memspike exec: {} (cgroup {}, limit {}{}): {}",
             self.outcome.headline(),
             self.cgroup.version,
             human(self.limit_bytes),
+            super::run::from_source(self.limit_source.as_deref()),
             self.command.join(" ")
         )
     }

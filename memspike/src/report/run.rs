@@ -47,6 +47,8 @@ pub struct RunFacts {
     /// OOM kills the group had counted before this worker started (earlier workers of an
     /// interactive session): only kills above this are this worker's.
     pub oom_kills_before: u64,
+    /// `--inherit`: the file that sets the limit; `None` when memspike set it.
+    pub limit_source: Option<std::path::PathBuf>,
     /// What the eBPF observer saw, or why it did not run.
     pub kernel: Result<KernelEvidence, String>,
     /// The stop signal (SIGINT, SIGTERM, SIGHUP) the supervisor had received when the worker
@@ -329,6 +331,9 @@ pub struct TimelineEvent {
 pub struct Report {
     pub outcome: Outcome,
     pub limit_bytes: u64,
+    /// `--inherit`: the file that sets the limit (absent when memspike set it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_source: Option<String>,
     /// The step it died in.
     pub died_in: Option<String>,
     pub gc_cycles: u32,
@@ -515,6 +520,7 @@ impl Report {
         let mut report = Report {
             outcome,
             limit_bytes: f.config.experiment.limit,
+            limit_source: f.limit_source.as_ref().map(|p| p.display().to_string()),
             died_in,
             gc_cycles: last_heap.num_gc,
             gc_cpu_share: events.last().and_then(|e| {
@@ -695,10 +701,11 @@ impl Report {
             let _ = write!(script, ", watchdog {w}");
         }
         format!(
-            "memspike: {} (cgroup {}, limit {}, GOGC={}, {script})",
+            "memspike: {} (cgroup {}, limit {}{}, GOGC={}, {script})",
             self.outcome.headline(),
             self.cgroup.version,
             human(self.limit_bytes),
+            from_source(self.limit_source.as_deref()),
             s.gogc,
         )
     }
@@ -1018,6 +1025,11 @@ fn describe(kind: &Kind) -> String {
     }
 }
 
+/// ` from <file>` after an inherited limit (`--inherit`), nothing otherwise.
+pub(crate) fn from_source(source: Option<&str>) -> String {
+    source.map_or_else(String::new, |s| format!(" from {s}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1105,6 +1117,7 @@ mod tests {
                 ..Counters::default()
             },
             oom_kills_before: 0,
+            limit_source: None,
             kernel: Err("--no-trace".to_owned()),
             stop_signal: None,
             stderr_tail: String::new(),

@@ -85,8 +85,8 @@ pub enum ProbeError {
         detail: &'static str,
     },
 
-    #[error("loading eBPF programs needs root (effective uid {euid})")]
-    NotRoot { euid: u32 },
+    #[error("loading eBPF programs needs {0}; this process lacks it")]
+    MissingCapability(String),
 
     #[error("no cgroup to observe: the target cgroup id is 0")]
     NoTarget,
@@ -134,10 +134,13 @@ fn precheck() -> Result<&'static [u8], ProbeError> {
     let object = object().ok_or(ProbeError::NotEmbedded {
         detail: missing_object_detail(),
     })?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
-        return Err(ProbeError::NotRoot { euid });
+    let caps = crate::capability::Caps::effective().map_err(|e| {
+        ProbeError::MissingCapability(format!(
+            "CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN (cannot read them: {e})"
+        ))
+    })?;
+    if let Some(missing) = caps.missing_for_tracing() {
+        return Err(ProbeError::MissingCapability(missing));
     }
     Ok(object)
 }

@@ -1,0 +1,203 @@
+//! `--inherit` as the kernel sees it, without a container runtime: the test makes a memory
+//! group of its own (48 MiB, or none), puts a shell in it, and that shell enters new mount, PID
+//! and UTS namespaces (`unshare`) and runs memspike there. The group is removed at the end.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+const LIMIT: u64 = 48 * MIB;
+
+/// A memory group the test owns under its own group (v1 here: under the memory hierarchy),
+/// with `limit` or none; emptied and removed on drop.
+struct TestGroup {
+    dir: PathBuf,
+}
+
+impl TestGroup {
+    fn new(tag: &str, limit: Option<u64>) -> TestGroup {
+        let h = memspike::cgroup::Hierarchy::discover().expect("preflight passes here");
+        let dir = h
+            .own_dir()
+            .join(format!("inherit-test-{tag}-{}", std::process::id()));
+        std::fs::create_dir(&dir).expect("create the test's group");
+        let group = TestGroup { dir };
+        if let Some(limit) = limit {
+            let files: &[&str] = match h.version() {
+                memspike::cgroup::Version::V1 => {
+                    &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+                }
+                memspike::cgroup::Version::V2 => &["memory.max"],
+            };
+            for f in files {
+                std::fs::write(group.dir.join(f), limit.to_string()).expect("set the limit");
+            }
+        }
+        group
+    }
+
+    /// Runs memspike with `args` inside the group, through new mount, PID and UTS namespaces.
+    fn memspike(&self, args: &[&str]) -> Output {
+        let procs = self.dir.join("cgroup.procs");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#"echo $$ > "$0" && exec unshare --mount --pid --uts --fork "$@""#)
+            .arg(&procs)
+            .arg(env!("CARGO_BIN_EXE_memspike"))
+            .args(args);
+        cmd.output().expect("run sh")
+    }
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        // Everything run inside has exited (output() waited); an empty group rmdirs at once.
+        for pid in read_procs(&self.dir) {
+            // SAFETY: kill(2) touches no memory; the pid is a member of the test's own group.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        common::wait_until("the test's group to be empty", || {
+            read_procs(&self.dir).is_empty()
+        });
+        std::fs::remove_dir(&self.dir).expect("remove the test's group");
+    }
+}
+
+fn read_procs(dir: &Path) -> Vec<u32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
+fn json(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let start = stdout.find("\n{").map_or(0, |i| i + 1);
+    serde_json::from_str(&stdout[start..]).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): stdout {stdout}\nstderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn skip_without_unshare(what: &str) -> bool {
+    if Command::new("unshare").arg("--version").output().is_ok() {
+        return false;
+    }
+    common::skip(what, "util-linux's unshare is not installed");
+    true
+}
+
+#[test]
+fn run_inherit_in_a_48mib_group_through_namespaces_reports_the_limit_and_the_oom() {
+    const WHAT: &str = "run --inherit in a 48 MiB group";
+    if !common::require_root(WHAT) || skip_without_unshare(WHAT) {
+        return;
+    }
+    let group = TestGroup::new("run", Some(LIMIT));
+    let out = group.memspike(&["run", "--inherit", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let r = json(&out);
+    assert_eq!(r["limit_bytes"], LIMIT, "{r:#}");
+    let source = r["limit_source"].as_str().expect("limit_source");
+    assert!(
+        source.starts_with(&group.dir.display().to_string()),
+        "{source} names the test's group {}",
+        group.dir.display()
+    );
+    assert_eq!(r["outcome"], "oom_killed", "{r:#}");
+    assert_eq!(
+        r["kernel"]["oom_victim"]["pid"], r["worker"]["pid"],
+        "the kernel's victim is the worker: {r:#}"
+    );
+    assert!(
+        stderr.contains("memspike itself is a member and shares that limit"),
+        "{stderr}"
+    );
+    assert!(
+        read_procs(&group.dir).is_empty(),
+        "nothing left in the group"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&group.dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "memspike created groups: {leftovers:?}"
+    );
+}
+
+#[test]
+fn exec_inherit_of_a_96mib_program_is_oom_killed_with_the_victim_named() {
+    const WHAT: &str = "exec --inherit in a 48 MiB group";
+    if !common::require_root(WHAT) || skip_without_unshare(WHAT) {
+        return;
+    }
+    let group = TestGroup::new("exec", Some(LIMIT));
+    // Writes every byte (b"x" * n), so all 96 MiB are resident.
+    let out = group.memspike(&[
+        "exec",
+        "--inherit",
+        "--json",
+        "--",
+        "python3",
+        "-c",
+        "b = b'x' * (96 << 20)",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = json(&out);
+    assert_eq!(r["outcome"], "oom_killed", "{r:#}");
+    assert_eq!(r["limit_bytes"], LIMIT, "{r:#}");
+    assert!(
+        r["limit_source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&group.dir.display().to_string())),
+        "{r:#}"
+    );
+    let victim = &r["kernel"]["oom_victim"];
+    assert_eq!(victim["pid"], r["worker"]["pid"], "{r:#}");
+    assert!(
+        victim["comm"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("python")),
+        "{r:#}"
+    );
+}
+
+#[test]
+fn run_inherit_without_a_limit_exits_2_and_says_so() {
+    const WHAT: &str = "run --inherit in a group without a limit";
+    if !common::require_root(WHAT) || skip_without_unshare(WHAT) {
+        return;
+    }
+    let group = TestGroup::new("nolimit", None);
+    let out = group.memspike(&["run", "--inherit"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no memory limit"), "{stderr}");
+    assert!(
+        stderr.contains(&group.dir.display().to_string()),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains("error")).count(),
+        1,
+        "one message: {stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
