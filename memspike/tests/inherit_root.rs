@@ -4,76 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::TestGroup;
 
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
 const LIMIT: u64 = 48 * MIB;
-
-/// A memory group the test owns under its own group (v1 here: under the memory hierarchy),
-/// with `limit` or none; emptied and removed on drop.
-struct TestGroup {
-    dir: PathBuf,
-}
-
-impl TestGroup {
-    fn new(tag: &str, limit: Option<u64>) -> TestGroup {
-        let h = memspike::cgroup::Hierarchy::discover().expect("preflight passes here");
-        let dir = h
-            .own_dir()
-            .join(format!("inherit-test-{tag}-{}", std::process::id()));
-        std::fs::create_dir(&dir).expect("create the test's group");
-        let group = TestGroup { dir };
-        if let Some(limit) = limit {
-            let files: &[&str] = match h.version() {
-                memspike::cgroup::Version::V1 => {
-                    &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
-                }
-                memspike::cgroup::Version::V2 => &["memory.max"],
-            };
-            for f in files {
-                std::fs::write(group.dir.join(f), limit.to_string()).expect("set the limit");
-            }
-        }
-        group
-    }
-
-    /// Runs memspike with `args` inside the group, through new mount, PID and UTS namespaces.
-    fn memspike(&self, args: &[&str]) -> Output {
-        let procs = self.dir.join("cgroup.procs");
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(r#"echo $$ > "$0" && exec unshare --mount --pid --uts --fork "$@""#)
-            .arg(&procs)
-            .arg(env!("CARGO_BIN_EXE_memspike"))
-            .args(args);
-        cmd.output().expect("run sh")
-    }
-}
-
-impl Drop for TestGroup {
-    fn drop(&mut self) {
-        // Everything run inside has exited (output() waited); an empty group rmdirs at once.
-        for pid in read_procs(&self.dir) {
-            // SAFETY: kill(2) touches no memory; the pid is a member of the test's own group.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-        common::wait_until("the test's group to be empty", || {
-            read_procs(&self.dir).is_empty()
-        });
-        std::fs::remove_dir(&self.dir).expect("remove the test's group");
-    }
-}
-
-fn read_procs(dir: &Path) -> Vec<u32> {
-    std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect()
-}
 
 fn json(out: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -122,7 +60,7 @@ fn run_inherit_in_a_48mib_group_through_namespaces_reports_the_limit_and_the_oom
         "{stderr}"
     );
     assert!(
-        read_procs(&group.dir).is_empty(),
+        common::read_procs(&group.dir).is_empty(),
         "nothing left in the group"
     );
     let leftovers: Vec<_> = std::fs::read_dir(&group.dir)

@@ -1,6 +1,7 @@
 //! `memspike sweep` end to end: every cell of `examples/sweep.toml` run here (`--local`), and
-//! again one by one as pods run them (`--index I`); `sweep merge` gives the same table from
-//! both. Merging refuses rows it cannot join. (The cluster path itself is `deploy/`'s test.)
+//! again one by one as pods run them (`--index I --inherit` inside a group with the cell's
+//! limit, entered through new namespaces); `sweep merge` gives the same table from both.
+//! Merging refuses rows it cannot join. (The manifests themselves are `deploy`'s test.)
 
 mod common;
 
@@ -50,12 +51,15 @@ fn merge(dir: &Path, files: &[&str]) -> Value {
 }
 
 #[test]
-fn local_and_one_cell_at_a_time_give_the_same_table() {
+fn local_and_one_pod_at_a_time_give_the_same_table() {
     if !common::require_root("sweep in real cgroups") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let plan = plan();
+    let cells = memspike::model::sweep::Plan::load(Path::new(&plan))
+        .expect("the example plan")
+        .cells();
     let out = run(&[
         "sweep",
         "--plan",
@@ -73,15 +77,20 @@ fn local_and_one_cell_at_a_time_give_the_same_table() {
     std::fs::write(dir.path().join("local.jsonl"), &out.stdout).unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 24);
 
-    // As the pods of deploy/sweep-jobs.json do: each cell alone, by its index.
+    // As the pods of deploy/sweep-jobs.json do: each cell alone, by its index, inside a group
+    // with the cell's limit, entered through new namespaces, under --inherit.
     let mut pods = Vec::new();
-    for i in 0..24 {
-        let out = run(&[
+    for cell in &cells {
+        let _serial = common::serial();
+        let pod = common::TestGroup::new("pod", Some(cell.spec.limit_bytes));
+        let i = cell.spec.index.to_string();
+        let out = pod.memspike(&[
             "sweep",
             "--plan",
             &plan,
             "--index",
-            &i.to_string(),
+            &i,
+            "--inherit",
             "--no-trace",
         ]);
         assert!(
@@ -97,16 +106,23 @@ fn local_and_one_cell_at_a_time_give_the_same_table() {
     let cluster = merge(dir.path(), &["pods.jsonl"]);
     assert_eq!(decided(&local), decided(&cluster));
     assert_eq!(local["verdict"], cluster["verdict"]);
-    // The seed at 32 MiB: GOGC 100 dies in the remainder, the other two survive.
-    let cells = local["cells"].as_array().unwrap();
-    assert_eq!(cells[0]["cell"]["policy"], "gogc100");
-    assert_eq!(
-        (&cells[0]["outcome"], &cells[0]["died_in"]),
-        (&Value::from("oom_killed"), &Value::from("remainder"))
-    );
-    assert_eq!(cells[1]["outcome"], "survived");
-    // --offset adds to --index, as a limit's Job passes them.
-    let out = run(&[
+    // The seed's story at both limits: GOGC 100 dies in the remainder, a collection after the
+    // release survives.
+    let rows = local["cells"].as_array().unwrap();
+    for (gogc100, gc) in [(0, 1), (12, 13)] {
+        assert_eq!(rows[gogc100]["cell"]["policy"], "gogc100");
+        assert_eq!(
+            (&rows[gogc100]["outcome"], &rows[gogc100]["died_in"]),
+            (&Value::from("oom_killed"), &Value::from("remainder")),
+            "{:#}",
+            rows[gogc100]
+        );
+        assert_eq!(rows[gc]["outcome"], "survived", "{:#}", rows[gc]);
+    }
+    // A pod whose limit is not its cell's is refused, and --offset adds to --index, as a
+    // limit's Job passes them.
+    let pod = common::TestGroup::new("offset", Some(128 << 20));
+    let out = pod.memspike(&[
         "sweep",
         "--plan",
         &plan,
@@ -114,11 +130,27 @@ fn local_and_one_cell_at_a_time_give_the_same_table() {
         "1",
         "--offset",
         "12",
+        "--inherit",
         "--no-trace",
     ]);
     let row: Value = serde_json::from_slice(&out.stdout).expect("a row");
-    assert_eq!(row["cell"], cells[13]["cell"]);
-    assert_eq!(row["outcome"], cells[13]["outcome"]);
+    assert_eq!(row["cell"], rows[13]["cell"]);
+    assert_eq!(row["outcome"], rows[13]["outcome"]);
+    let out = pod.memspike(&[
+        "sweep",
+        "--plan",
+        &plan,
+        "--index",
+        "0",
+        "--inherit",
+        "--no-trace",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cell 0 is for a 64.0 MiB limit"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Rows that cannot be joined, and cells that do not exist, are refused with exit 2 and one

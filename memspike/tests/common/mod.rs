@@ -213,3 +213,66 @@ pub fn assert_report_dir(dir: &std::path::Path, report: &serde_json::Value, char
     let first_words: String = verdict.chars().take(30).collect();
     assert!(html.contains(&first_words), "report.html lacks the verdict");
 }
+
+/// A memory group the test owns under its own group (v1 here: under the memory hierarchy),
+/// with `limit` or none; emptied and removed on drop.
+pub struct TestGroup {
+    pub dir: PathBuf,
+}
+
+impl TestGroup {
+    pub fn new(tag: &str, limit: Option<u64>) -> TestGroup {
+        let h = memspike::cgroup::Hierarchy::discover().expect("preflight passes here");
+        let dir = h
+            .own_dir()
+            .join(format!("memspike-test-{tag}-{}", std::process::id()));
+        std::fs::create_dir(&dir).expect("create the test's group");
+        let group = TestGroup { dir };
+        if let Some(limit) = limit {
+            let files: &[&str] = match h.version() {
+                memspike::cgroup::Version::V1 => {
+                    &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+                }
+                memspike::cgroup::Version::V2 => &["memory.max"],
+            };
+            for f in files {
+                std::fs::write(group.dir.join(f), limit.to_string()).expect("set the limit");
+            }
+        }
+        group
+    }
+
+    /// Runs memspike with `args` inside the group, through new mount, PID and UTS namespaces.
+    pub fn memspike(&self, args: &[&str]) -> std::process::Output {
+        let procs = self.dir.join("cgroup.procs");
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#"echo $$ > "$0" && exec unshare --mount --pid --uts --fork "$@""#)
+            .arg(&procs)
+            .arg(env!("CARGO_BIN_EXE_memspike"))
+            .args(args);
+        cmd.output().expect("run sh")
+    }
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        // Everything run inside has exited (output() waited); an empty group rmdirs at once.
+        for pid in read_procs(&self.dir) {
+            // SAFETY: kill(2) touches no memory; the pid is a member of the test's own group.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        wait_until("the test's group to be empty", || {
+            read_procs(&self.dir).is_empty()
+        });
+        std::fs::remove_dir(&self.dir).expect("remove the test's group");
+    }
+}
+
+pub fn read_procs(dir: &std::path::Path) -> Vec<u32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
