@@ -48,7 +48,8 @@ use memspike::{
 #[command(
     name = "memspike",
     version,
-    about = "Reproduce and explain a garbage-collected heap OOM-killed by a cgroup limit while most of it is garbage"
+    about = "Reproduce and explain a garbage-collected heap OOM-killed by a cgroup limit while most of it is garbage",
+    after_help = "Creating groups needs write access to the cgroup tree; tracing needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN). Running as root gives both."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -57,15 +58,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a scenario in a fresh memory cgroup and report what happened (needs root).
+    /// Run a scenario in a fresh memory cgroup (or under this one's limit, --inherit) and
+    /// report what happened.
     Run(Box<RunArgs>),
-    /// Run a real program in a fresh memory cgroup and report what happened (needs root).
+    /// Run a real program in a fresh memory cgroup (or under this one's limit, --inherit) and
+    /// report what happened.
     Exec(ExecArgs),
-    /// Run one scenario under several policies, each in a fresh group, and compare them (needs
-    /// root).
+    /// Run one scenario under several policies, each in a fresh group (or one after the other
+    /// under this one's limit, --inherit), and compare them.
     Compare(Box<CompareArgs>),
     /// Find, per policy, the largest spike, the smallest limit or the largest GOGC that
-    /// survives, by bisection over real runs (needs root).
+    /// survives, by bisection over real runs.
     Threshold(Box<ThresholdArgs>),
     /// Run the cells of a plan (scenarios x policies x limits x Go releases): all of them here
     /// (--local), or one (--index, as a Kubernetes pod does); `sweep merge` joins the rows.
