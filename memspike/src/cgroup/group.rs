@@ -126,7 +126,7 @@ impl Group {
     /// Creates the group, sets the limit and caps swap: v1 `memory.limit_in_bytes` then
     /// `memory.memsw.limit_in_bytes` (= limit, so no swap); v2 `memory.max` = limit and
     /// `memory.swap.max` = 0, after enabling `+memory` in own group's subtree_control if needed
-    /// (moving this process into a leaf `memspike-<pid>-supervisor` when it is the group's
+    /// (moving this process into a leaf `memspike-<pid>-supervisor-n<pidns>` when it is the group's
     /// only member). On v1 hosts with a cgroup2 mount it also creates the v2 twin.
     /// On failure nothing is left behind.
     pub fn create(h: &Hierarchy, limit: u64) -> Result<Group, CgroupError> {
@@ -492,7 +492,7 @@ fn unique_suffix() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    format!("{seq}-{nanos:08x}")
+    format!("{seq}-{nanos:08x}{}", super::stale::tag())
 }
 
 /// The cgroupfs operations whose effects come from the kernel: making and removing a group
@@ -647,7 +647,10 @@ fn ensure_v2_memory_for_children(
     let fs = changes.fs;
     let me = std::process::id();
     if h.v2_needs_leaf() && read_procs(&own).contains(&me) {
-        let leaf = own.join(format!("{NAME_PREFIX}{me}-supervisor"));
+        let leaf = own.join(format!(
+            "{NAME_PREFIX}{me}-supervisor{}",
+            super::stale::tag()
+        ));
         match fs.mkdir(&leaf) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -869,7 +872,10 @@ mod tests {
         assert!(h.v2_needs_leaf());
         let before = snapshot(t.path());
         let me = std::process::id().to_string();
-        let leaf = own.join(format!("memspike-{me}-supervisor"));
+        let leaf = own.join(format!(
+            "memspike-{me}-supervisor{}",
+            crate::cgroup::stale::tag()
+        ));
 
         let mut g = Group::create_on(&h, 32 << 20, &FAKE_V2).unwrap();
         // During the run: the supervisor in its leaf, memory on for the children, the limit set.

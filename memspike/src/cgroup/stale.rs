@@ -1,6 +1,12 @@
 //! Leftovers: groups named `memspike-<pid>-*` (memory groups, their v2 twins and v2 supervisor
 //! leaves) whose creator `<pid>` is no longer alive are killed and removed at every start. A
 //! group whose pid was reused by an unrelated live process is kept (and found on a later run).
+//!
+//! A pid means something only in its PID namespace, so a name ends with its creator's
+//! (`-n<inode of /proc/self/ns/pid, hex>`, [`tag`]) and only groups made in this process's own
+//! namespace are judged: a memspike in a container cannot take the host's live groups for dead
+//! ones, nor the host a container's. Names without the tag (older runs) count as this
+//! namespace's.
 
 use std::fs;
 use std::io;
@@ -25,11 +31,18 @@ pub fn remove_stale(h: &Hierarchy) -> Vec<PathBuf> {
                 continue;
             }
         };
+        let here = pid_namespace();
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some(pid) = name.to_str().and_then(creator_pid) else {
+            let Some(name) = name.to_str() else {
                 continue;
             };
+            let Some(pid) = creator_pid(name) else {
+                continue;
+            };
+            if namespace_of(name).is_some_and(|ns| Some(ns) != here) {
+                continue;
+            }
             if !entry.file_type().is_ok_and(|t| t.is_dir()) || pid_alive(pid) {
                 continue;
             }
@@ -44,6 +57,24 @@ pub fn remove_stale(h: &Hierarchy) -> Vec<PathBuf> {
         }
     }
     removed
+}
+
+/// This process's PID namespace: the inode of `/proc/self/ns/pid`.
+pub(crate) fn pid_namespace() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
+}
+
+/// The end of a group's name that says whose PID namespace its pid is in: `-n<hex>`, or nothing
+/// when the namespace cannot be read.
+pub(crate) fn tag() -> String {
+    pid_namespace().map_or_else(String::new, |ns| format!("-n{ns:x}"))
+}
+
+/// The creator's PID namespace in a name that ends with [`tag`]'s `-n<hex>`.
+fn namespace_of(name: &str) -> Option<u64> {
+    let (_, last) = name.rsplit_once('-')?;
+    u64::from_str_radix(last.strip_prefix('n')?, 16).ok()
 }
 
 /// The creator's pid in `memspike-<pid>-<suffix>`.
@@ -79,6 +110,30 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         pid
+    }
+
+    /// A group made in another PID namespace names a pid of that namespace: dead here says
+    /// nothing, so it is left alone (before names carried the namespace, a memspike in a
+    /// container removed the host's live groups, and the host a container's).
+    #[test]
+    fn groups_of_another_pid_namespace_are_not_judged() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let own = root.join("sys/fs/cgroup/memory/grp");
+        fs::create_dir_all(&own).unwrap();
+        fs::write(own.join("memory.memsw.limit_in_bytes"), "1\n").unwrap();
+        let h = Hierarchy::from_parts(MOUNTINFO, "4:memory:/grp\n0::/grp\n", root).unwrap();
+        let dead = dead_pid();
+        let ours = format!("memspike-{dead}-0-1{}", tag());
+        let theirs = format!("memspike-{dead}-0-1-n{:x}", pid_namespace().unwrap() + 1);
+        for name in [&ours, &theirs] {
+            fs::create_dir(own.join(name)).unwrap();
+        }
+        assert_eq!(remove_stale(&h), vec![own.join(&ours)]);
+        assert!(own.join(&theirs).is_dir());
+        assert_eq!(namespace_of(&theirs), Some(pid_namespace().unwrap() + 1));
+        assert_eq!(namespace_of("memspike-12-0-abc"), None);
+        assert_eq!(creator_pid(&ours), Some(dead));
     }
 
     #[test]
