@@ -17,9 +17,14 @@
 //! - [`supervisor`]: runs the worker inside the limited group and collects what happened.
 //! - [`exec`]: runs a real program in a limited group instead, samples the group and reads the
 //!   program's runtime trace.
+//! - [`compare`]: one scenario under many policies, and the threshold searches over real runs.
+//! - [`sweep`]: a plan's cells, here or one per Kubernetes pod, and the manifests for them.
+//! - [`probe`]: what the kernel saw in the group (eBPF, and the files and log without it).
 //! - [`trace`]: reading a runtime's own trace of its collections (Go's gctrace).
-//! - [`timeline`]: the bounded history of a worker's events.
-//! - [`report`]: joins the heap's timeline with the cgroup's counters and says why it died.
+//! - [`timeline`]: the bounded history of a worker's events, and evenly thinned chart points.
+//! - [`report`]: the reports' model (facts joined, the verdict) and their views (text, JSON,
+//!   SVG, HTML); [`figures`] names every figure they, `/stats`, `/metrics` and the page show.
+//! - [`serve`]: interactive mode's HTTP server.
 pub mod arena;
 pub mod capability;
 pub mod cgroup;
