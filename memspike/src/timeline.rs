@@ -90,7 +90,7 @@ impl<T> FromIterator<T> for History<T> {
     }
 }
 
-/// Points kept for a chart: every one pushed until [`Thinned::cap`] are kept, then every other
+/// Points kept for a chart: every one pushed until the cap are kept, then every other
 /// is dropped and only every second push after that is kept, and so on, so the points stay
 /// spread evenly over the whole run in bounded memory. The last one pushed is always kept
 /// (a chart must reach the end: the OOM kill).

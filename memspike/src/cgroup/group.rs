@@ -5,7 +5,7 @@
 //! A group that fails half-way through creation is removed before the error is returned.
 //! On v2 it also owns what memspike changes in its own group to give the experiment's group a
 //! memory controller (a supervisor leaf, `+memory` in `cgroup.subtree_control`), and undoes it
-//! when the group is removed ([`V2Changes`]).
+//! when the group is removed (`V2Changes`).
 
 use std::ffi::CString;
 use std::fs::{self, OpenOptions};
@@ -334,7 +334,7 @@ impl Group {
 
     /// Kills any task left (SIGKILL; v2 also cgroup.kill), waits until the group is empty
     /// (bounded retries), removes the directory(ies), then undoes what memspike changed in
-    /// its own v2 group ([`V2Changes::restore`]). Idempotent. An inherited group is left as it
+    /// its own v2 group (`V2Changes::restore`). Idempotent. An inherited group is left as it
     /// is; only its twin goes.
     pub fn remove(&mut self) -> Result<(), CgroupError> {
         if self.removed {

@@ -3,7 +3,7 @@
 //! group whose pid was reused by an unrelated live process is kept (and found on a later run).
 //!
 //! A pid means something only in its PID namespace, so a name ends with its creator's
-//! (`-n<inode of /proc/self/ns/pid, hex>`, [`tag`]) and only groups made in this process's own
+//! (`-n<inode of /proc/self/ns/pid, hex>`, `tag`) and only groups made in this process's own
 //! namespace are judged: a memspike in a container cannot take the host's live groups for dead
 //! ones, nor the host a container's. Names without the tag (older runs) count as this
 //! namespace's.
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use super::group::{REAL, empty_and_rmdir};
 use super::{Hierarchy, NAME_PREFIX, Version};
 
-/// Removes groups named memspike-<pid>-* under own_dir() (and the v2 twin parent) whose <pid>
+/// Removes groups named `memspike-<pid>-*` under `own_dir()` (and the v2 twin parent) whose `<pid>`
 /// is not a live process; returns what was removed. Failures are logged, not returned.
 pub fn remove_stale(h: &Hierarchy) -> Vec<PathBuf> {
     let mut parents = vec![(h.own_dir(), h.version())];

@@ -54,7 +54,7 @@ pub struct KernelEvidence {
     /// Where OOM victims were looked for; `None` when nowhere could be watched.
     pub oom_source: Option<String>,
     /// Tasks of the group the OOM killer chose, oldest first (the most recent
-    /// [`MAX_VICTIMS`](super::MAX_VICTIMS) of them).
+    /// [`MAX_VICTIMS`](crate::probe::MAX_VICTIMS) of them).
     pub oom_victims: Vec<OomVictimReport>,
     /// Anything degraded or worth knowing about how the evidence was collected.
     pub notes: Vec<String>,

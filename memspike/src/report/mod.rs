@@ -1,7 +1,7 @@
 //! Reports: what a `run`, an `exec` or a `compare` left behind, explained.
 //!
 //! The chain is facts -> model -> views, as in `below`:
-//! - facts: what the supervisor collected ([`run::RunFacts`], [`exec::ExecFacts`]);
+//! - facts: what the supervisor collected ([`run::RunFacts`], [`crate::exec::ExecFacts`]);
 //! - model: plain typed data, built once from the facts with every figure and the verdict
 //!   derived there ([`run::Report`], [`exec::ExecReport`], the kernel's [`evidence`]); serde
 //!   gives its JSON, whose keys the README documents;

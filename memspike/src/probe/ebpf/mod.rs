@@ -9,7 +9,7 @@
 //!   the raw `mark_victim` program finds the victim's figures ([`task_layout`], from the
 //!   kernel's BTF) and the classic tracepoint's record layout (from tracefs); then, per figure,
 //!   tries its ways in order. Everything runs inside
-//!   [`tracefs::with_tracefs`](super::tracefs::with_tracefs), so the classic tracepoints find
+//!   [`super::tracefs::with_tracefs`], so the classic tracepoints find
 //!   tracefs without this process mounting it anywhere visible.
 //! - [`EbpfProbe::observe`]: zeroes the counters, forgets unfinished reclaim stalls and queued
 //!   OOM events, sets the start-up step, then writes the group's id into the target map: from
