@@ -4,8 +4,8 @@
 //! live page (its labels and tooltips) and the charts' legends all draw from here, so a figure
 //! renamed or explained better changes everywhere at once.
 //!
-//! Values are read elsewhere (the serve module's `stats::readings`,
-//! the reports); this module only says what each one is.
+//! Values are read elsewhere (the serve module's `stats::readings`, the reports); this module
+//! only says what each one is.
 
 use serde::Serialize;
 

@@ -15,8 +15,9 @@ use std::path::PathBuf;
 use super::group::{REAL, empty_and_rmdir};
 use super::{Hierarchy, NAME_PREFIX, Version};
 
-/// Removes groups named `memspike-<pid>-*` under `own_dir()` (and the v2 twin parent) whose `<pid>`
-/// is not a live process; returns what was removed. Failures are logged, not returned.
+/// Removes groups named `memspike-<pid>-*` under `own_dir()` (and the v2 twin parent) whose
+/// `<pid>` is not a live process of this PID namespace; returns what was removed. Failures are
+/// logged, not returned.
 pub fn remove_stale(h: &Hierarchy) -> Vec<PathBuf> {
     let mut parents = vec![(h.own_dir(), h.version())];
     if let Some(p) = h.v2_twin_parent() {
