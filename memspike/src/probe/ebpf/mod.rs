@@ -334,13 +334,7 @@ impl EbpfProbe {
         let Some(loaded) = self.loaded.as_mut() else {
             return Ok(());
         };
-        loaded
-            .step
-            .set(0, slot, 0)
-            .map_err(|source| ProbeError::Map {
-                name: names::MAP_CURRENT_STEP,
-                source,
-            })
+        set_only(&mut loaded.step, slot, names::MAP_CURRENT_STEP)
     }
 
     /// What the programs recorded so far, while they stay attached; victims are returned once.
@@ -370,13 +364,21 @@ fn not_loaded() -> ProbeError {
 }
 
 fn set_target(loaded: &mut Loaded, target: u64) -> Result<(), ProbeError> {
-    loaded
-        .target
-        .set(0, target, 0)
-        .map_err(|source| ProbeError::Map {
-            name: names::MAP_TARGET_CGROUP,
-            source,
-        })
+    set_only(&mut loaded.target, target, names::MAP_TARGET_CGROUP)
+}
+
+/// A map operation's error, naming the map.
+fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> ProbeError {
+    move |source| ProbeError::Map { name, source }
+}
+
+/// Writes the only entry of a one-entry array map (the target group, the current step).
+fn set_only<V: aya::Pod>(
+    map: &mut Array<MapData, V>,
+    value: V,
+    name: &'static str,
+) -> Result<(), ProbeError> {
+    map.set(0, value, 0).map_err(map_err(name))
 }
 
 /// Zeroes what the programs count and sets the start-up step (while the target is 0, so no
@@ -386,7 +388,6 @@ fn reset(loaded: &mut Loaded) -> Result<(), ProbeError> {
         name: names::MAP_PAGE_FAULTS,
         source,
     })?;
-    let map_err = |name| move |source| ProbeError::Map { name, source };
     let reset_err = |name| move |source| ProbeError::Reset { name, source };
     for slot in 0..SLOTS as u32 {
         let zeros =
@@ -408,10 +409,7 @@ fn reset(loaded: &mut Loaded) -> Result<(), ProbeError> {
         let _ = loaded.reclaim_start.remove(&tid);
     }
     while loaded.oom_events.next().is_some() {}
-    loaded
-        .step
-        .set(0, STARTUP, 0)
-        .map_err(map_err(names::MAP_CURRENT_STEP))
+    set_only(&mut loaded.step, STARTUP, names::MAP_CURRENT_STEP)
 }
 
 /// Where the raw `mark_victim` program reads the victim's figures on this kernel, or why it
@@ -701,7 +699,6 @@ fn collect(loaded: &mut Loaded, oom_source: Option<&'static str>) -> Result<Coun
         logger.flush();
     }
 
-    let map_err = |name| move |source| ProbeError::Map { name, source };
     let mut faults = [0u64; SLOTS];
     for (slot, count) in (0u32..).zip(faults.iter_mut()) {
         let values = loaded
@@ -765,7 +762,7 @@ where
     let map = ebpf
         .take_map(name)
         .ok_or(ProbeError::Missing { what: "map", name })?;
-    M::try_from(map).map_err(|source| ProbeError::Map { name, source })
+    M::try_from(map).map_err(map_err(name))
 }
 
 /// An error and its sources on one line, cut to a readable length (a verifier log can run to
