@@ -13,17 +13,16 @@ use std::hint::black_box;
 
 use criterion::BatchSize;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use memspike::model::heap::Order;
-use memspike::{
+use memspike_model::{
+    experiment::Experiment,
+    heap::{Heap, Order},
+    pacer::{Pacer, PacerConfig, Totals},
+    release::Release,
+};
+use memspike_worker::{
     arena::Arena,
-    model::{
-        experiment::Experiment,
-        heap::Heap,
-        pacer::{Pacer, PacerConfig, Totals},
-        release::Release,
-    },
-    telemetry::{Event, Sink},
-    worker::{self, INTERACTIVE, Program, WorkerHost},
+    host::{self, Program, WorkerHost},
+    telemetry::{Event, INTERACTIVE, Sink},
 };
 
 const GIB: usize = 1 << 30;
@@ -117,7 +116,7 @@ const SLAB: u64 = 8192;
 
 /// A program holding `n` one-page slabs, as an interactive worker's.
 fn holding(n: u64) -> Program<Discard> {
-    let mut d = worker::program(
+    let mut d = host::program(
         &Experiment::seed(32 << 20),
         Discard,
         WorkerHost::new(None),

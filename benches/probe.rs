@@ -21,8 +21,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group};
-use memspike::probe::{
-    self, PageFaultAttach,
+use memspike_probe::{
+    self as probe, PageFaultAttach,
     ebpf::{EbpfProbe, KernelIds},
 };
 

@@ -14,6 +14,8 @@
 //! - [`size`] and [`duration`]: sizes and durations as people write them.
 //! - [`policy_set`], [`threshold`] and [`sweep`]: many experiments at once: named policies
 //!   for `compare`, the bisection behind `threshold`, and a sweep plan's cells.
+//! - [`trace`]: a real runtime's own trace of its collections (Go's gctrace), read from its
+//!   stderr when `memspike exec` runs a real program.
 
 /// Serde for a type through its `Display` and `FromStr` (a string in JSON and TOML).
 macro_rules! serde_via_str {
@@ -50,4 +52,5 @@ pub mod scenario;
 pub mod size;
 pub mod sweep;
 pub mod threshold;
+pub mod trace;
 pub mod watchdog;

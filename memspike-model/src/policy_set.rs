@@ -62,7 +62,7 @@ pub const CATALOGUE: [(&str, &str); 7] = [
 pub const MIN_WATCHDOG_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A policy and the name `compare` and `threshold` print it under.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NamedPolicy {
     pub name: String,
     pub policy: Policy,

@@ -131,7 +131,7 @@ impl FromStr for Knob {
 }
 
 /// The values a search may try, both ends included.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Range {
     pub knob: Knob,
     pub lo: f64,
@@ -226,14 +226,14 @@ impl Default for Options {
 pub struct Survived(pub bool);
 
 /// One run the search asked for, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub value: f64,
     pub survived: bool,
 }
 
 /// What a search found. See the module documentation for what "survives" means per knob.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Threshold {
     pub range: Range,
     /// The answer: the value nearest the boundary at which every run survived; `None` when no

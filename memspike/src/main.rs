@@ -19,29 +19,37 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use memspike::{
-    model::{
-        experiment::Experiment,
-        pacer::Gogc,
-        policy::{self, Policy},
-        policy_set::{self, NamedPolicy},
-        release::Release,
-        scenario::{Scenario, builtin},
-        sweep::Plan,
-        threshold::{Knob, Range},
-        watchdog::{self, Watchdog},
-    },
-    preflight::UsageError,
-    privilege::RunAs,
-    report::{
-        self, Document, Outcome, Report,
-        sweep::{SweepReport, SweepRow},
-    },
-    serve::AllowedHost,
-    signals::{self, Interrupts},
+use memspike_model::{
+    experiment::Experiment,
+    pacer::Gogc,
+    policy::{self, Policy},
+    policy_set::{self, NamedPolicy},
+    release::Release,
+    scenario::{Scenario, builtin},
     size,
+    sweep::Plan,
+    threshold::{Knob, Range},
+    watchdog::{self, Watchdog},
+};
+use memspike_report::{
+    self as report, Document,
+    compare::CompareReport,
+    exec::ExecReport,
+    outcome::{Expect, Outcome},
+    run::Report,
+    sweep::{SweepReport, SweepRow},
+    threshold::ThresholdReport,
+};
+use memspike_supervisor::{
+    preflight::UsageError,
+    signals::{self, Interrupts},
     supervisor::{self, Interactive, RunOptions, SupervisorError},
-    worker::{self, WorkerConfig},
+};
+use memspike_worker::{
+    privilege::RunAs,
+    serve::AllowedHost,
+    telemetry::{OomSummary, WorkerConfig},
+    worker,
 };
 
 #[derive(Parser)]
@@ -156,7 +164,7 @@ struct PolicyArgs {
 
 /// `--memory-limit`: a limit, or none (`off`).
 #[derive(Clone, Copy)]
-struct GoMemLimit(Option<memspike::size::Amount>);
+struct GoMemLimit(Option<size::Amount>);
 
 fn parse_memory_limit(s: &str) -> Result<GoMemLimit, String> {
     policy::parse_memory_limit(s).map(GoMemLimit)
@@ -399,12 +407,6 @@ struct MergeArgs {
     report: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Expect {
-    Oom,
-    Survive,
-}
-
 /// `memspike exec`: a real program under the same microscope.
 #[derive(clap::Args)]
 struct ExecArgs {
@@ -419,7 +421,7 @@ struct ExecArgs {
     report: Option<PathBuf>,
     /// Exit with status 3 unless this is the outcome (`exit`: any end but an OOM kill).
     #[arg(long)]
-    expect: Option<ExecExpect>,
+    expect: Option<Expect>,
     /// Do not attach the eBPF observer.
     #[arg(long)]
     no_trace: bool,
@@ -436,13 +438,6 @@ struct ExecArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ExecExpect {
-    Oom,
-    Survive,
-    Exit,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -469,12 +464,12 @@ fn parse_alloc_rate(s: &str) -> Result<u64, String> {
 /// `--watchdog-interval`: at least [`policy_set::MIN_WATCHDOG_INTERVAL`] (the rule a policies
 /// file follows too).
 fn parse_interval(s: &str) -> Result<Duration, String> {
-    let d = memspike::model::duration::parse(s)?;
+    let d = memspike_model::duration::parse(s)?;
     let min = policy_set::MIN_WATCHDOG_INTERVAL;
     if d < min {
         return Err(format!(
             "{s:?} is shorter than {}: poll less often",
-            memspike::model::duration::format(min)
+            memspike_model::duration::format(min)
         ));
     }
     Ok(d)
@@ -599,8 +594,7 @@ fn print_report(
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
-        let body = serde_json::to_string_pretty(report).context("serialising the report")?;
-        writeln!(out, "{body}")?;
+        writeln!(out, "{}", report.json())?;
     } else {
         write!(out, "{}", report.text())?;
     }
@@ -643,31 +637,32 @@ fn supervised(
 
 fn exec(args: &ExecArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     let inherit = args.inherit.then(supervisor::inherited_limit).transpose()?;
-    let config = memspike::exec::ExecConfig {
+    let config = memspike_supervisor::exec::ExecConfig {
         limit: inherit.as_ref().map_or(args.limit, |l| l.limit),
         inherit,
         command: args.command.clone(),
         inherit_env: args.inherit_env,
     };
-    let facts = memspike::exec::run(&config, !args.no_trace, args.report.as_deref(), interrupts)?;
-    let report = memspike::report::exec::ExecReport::build(facts);
+    let facts = memspike_supervisor::exec::run(
+        &config,
+        !args.no_trace,
+        args.report.as_deref(),
+        interrupts,
+    )?;
+    let report = ExecReport::build(facts);
     print_report(&report, args.json, args.report.as_deref())?;
-    use memspike::report::exec::ExecOutcome;
-    let matches = match args.expect {
-        None => true,
-        Some(ExecExpect::Oom) => report.outcome == ExecOutcome::OomKilled,
-        Some(ExecExpect::Survive) => report.outcome == ExecOutcome::Survived,
-        Some(ExecExpect::Exit) => report.outcome != ExecOutcome::OomKilled,
-    };
-    Ok(if matches {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!(
-            "memspike: expected another outcome, observed {:?}",
-            report.outcome
-        );
-        ExitCode::from(3)
-    })
+    Ok(expected(args.expect, report.outcome))
+}
+
+/// Exit 3 when `--expect` named another outcome than `got`, 0 otherwise.
+fn expected(expect: Option<Expect>, got: Outcome) -> ExitCode {
+    match expect {
+        Some(want) if !want.accepts(got) => {
+            eprintln!("memspike: expected another outcome, observed {got:?}");
+            ExitCode::from(3)
+        }
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 impl RunsArgs {
@@ -713,7 +708,8 @@ fn compare(args: &CompareArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCo
         inherit,
         ..args.runs.options(args.report.clone())
     };
-    let report = memspike::compare::compare(&config, &policies, &options, interrupts)?;
+    let facts = memspike_supervisor::compare::compare(&config, &policies, &options, interrupts)?;
+    let report = CompareReport::build(facts);
     print_report(&report, args.json, args.report.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -726,19 +722,15 @@ fn threshold(args: &ThresholdArgs, interrupts: &Interrupts) -> anyhow::Result<Ex
         .map_err(SupervisorError::Settings)?;
     let range = search_range(args.knob, args.range.as_deref(), experiment.limit)
         .map_err(|e| SupervisorError::Usage(format!("--range: {e}")))?;
-    let base = memspike::compare::Base {
+    let base = memspike_supervisor::compare::Base {
         config: args.runs.config(experiment)?,
         seed_chunk: args.scenario.chunk,
     };
     let options = args.runs.options(None);
-    let report =
-        memspike::compare::threshold(&base, &policies, args.knob, &range, &options, interrupts)?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
-    } else {
-        write!(out, "{}", report.text())?;
-    }
+    let facts = memspike_supervisor::compare::threshold(
+        &base, &policies, args.knob, &range, &options, interrupts,
+    )?;
+    print_report(&ThresholdReport::build(facts), args.json, None)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -754,7 +746,7 @@ fn sweep(args: &SweepArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> 
     let plan = Plan::load(path).map_err(|e| usage(e.to_string()))?;
     if let Some(image) = &args.kubernetes {
         let text = std::fs::read_to_string(path)?;
-        let list = memspike::sweep::kubernetes(&plan, &text, image, !args.no_trace);
+        let list = memspike_supervisor::sweep::kubernetes(&plan, &text, image, !args.no_trace);
         writeln!(
             std::io::stdout().lock(),
             "{}",
@@ -776,8 +768,13 @@ fn sweep(args: &SweepArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> 
             plan.len(),
             args.jobs
         );
-        let (lines, failed) =
-            memspike::sweep::run_local(path, &plan, args.jobs as usize, &extra, interrupts)?;
+        let (lines, failed) = memspike_supervisor::sweep::run_local(
+            path,
+            &plan,
+            args.jobs as usize,
+            &extra,
+            interrupts,
+        )?;
         let mut out = std::io::stdout().lock();
         for line in &lines {
             writeln!(out, "{line}")?;
@@ -800,7 +797,8 @@ fn sweep(args: &SweepArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> 
         report_dir: None,
         inherit: args.inherit.then(supervisor::inherited_limit).transpose()?,
     };
-    let row = memspike::sweep::run_cell(&plan, index, run_as, &options, interrupts)?;
+    let facts = memspike_supervisor::sweep::run_cell(&plan, index, run_as, &options, interrupts)?;
+    let row = SweepRow::build(facts);
     writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&row)?)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -860,7 +858,7 @@ fn search_range(knob: Knob, spec: Option<&str>, limit: u64) -> Result<Range, Str
 /// `scenario` with `--inherit`'s limit in place of `--limit`.
 fn inherited(
     scenario: &ScenarioArgs,
-    inherit: Option<&memspike::cgroup::EffectiveLimit>,
+    inherit: Option<&memspike_cgroup::EffectiveLimit>,
 ) -> ScenarioArgs {
     ScenarioArgs {
         limit: inherit.map_or(scenario.limit, |l| l.limit),
@@ -904,13 +902,21 @@ fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     };
     if i.interactive {
         let json = args.json;
-        let restarts = supervisor::run_interactive(&config, &options, interrupts, |report| {
+        let restarts = supervisor::run_interactive(&config, &options, interrupts, |facts| {
+            let report = Report::build(facts);
             let mut out = std::io::stdout().lock();
             let _ = match serde_json::to_string(&report) {
                 Ok(line) if json => writeln!(out, "{line}"),
                 _ => write!(out, "{}", report.text()),
             };
             let _ = out.flush();
+            OomSummary {
+                worker_pid: report.worker.pid,
+                died_in: report.died_in.clone(),
+                needed_bytes: report.needed_bytes,
+                garbage_bytes: report.garbage_at_end_bytes,
+                verdict: report.verdict,
+            }
         })?;
         tracing::info!("stopped after {restarts} restart(s)");
         return Ok(ExitCode::SUCCESS);
@@ -918,17 +924,8 @@ fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     let facts = supervisor::run(&config, &options, interrupts)?;
     let report = Report::build(facts);
     print_report(&report, args.json, args.report.as_deref())?;
-    let expected = match args.expect {
-        None => None,
-        Some(Expect::Oom) => Some(Outcome::OomKilled),
-        Some(Expect::Survive) => Some(Outcome::Survived),
-    };
-    Ok(match (report.outcome, expected) {
-        (Outcome::Error, _) => ExitCode::from(1),
-        (got, Some(want)) if got != want => {
-            eprintln!("memspike: expected {want:?}, observed {got:?}");
-            ExitCode::from(3)
-        }
-        _ => ExitCode::SUCCESS,
+    Ok(match report.outcome {
+        Outcome::Error => ExitCode::from(1),
+        got => expected(args.expect, got),
     })
 }

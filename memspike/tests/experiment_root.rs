@@ -8,7 +8,7 @@ use common::{groups_of, memspike, process_state, run_json, serial, u, wait_for_p
 
 use std::process::Stdio;
 
-use memspike::cgroup::Hierarchy;
+use memspike_cgroup::Hierarchy;
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;

@@ -83,8 +83,8 @@ fn page_loads_draws_and_add_changes_the_heap() {
     assert_eq!(
         from_registry,
         json!([
-            memspike::figures::NEXT_GC.help,
-            memspike::figures::CGROUP_USAGE.label
+            memspike_report::figures::NEXT_GC.help,
+            memspike_report::figures::CGROUP_USAGE.label
         ])
     );
     let legend = session.text(&session.find("#legend"));
@@ -207,7 +207,7 @@ fn the_html_report_opens_offline_with_its_chart() {
     };
     let dir = tempfile::tempdir().expect("a temporary report directory");
     let report = seed_report();
-    let written = memspike::report::write_dir(&report, dir.path()).expect("the report is written");
+    let written = memspike_report::write_dir(&report, dir.path()).expect("the report is written");
     assert_eq!(
         written
             .iter()
@@ -269,14 +269,17 @@ fn the_html_report_opens_offline_with_its_chart() {
 
 /// The seed's report as a killed run would give it: the model's events up to the start of the
 /// remainder, an OOM kill the group counted, no kernel tracing.
-fn seed_report() -> memspike::report::Report {
-    use memspike::model::{
+fn seed_report() -> memspike_report::run::Report {
+    use memspike_model::{
         experiment::Experiment,
         heap::Accounting,
         program::{Detached, Driver},
         runtime::Runtime,
     };
-    use memspike::report::{Exit, Report, RunFacts};
+    use memspike_report::{
+        facts::{CgroupVersion, Counters, Exit, GroupFacts, RunFacts, Signal},
+        run::Report,
+    };
 
     let experiment = Experiment::seed(32 * MIB);
     let rt = Runtime::new(
@@ -300,32 +303,31 @@ fn seed_report() -> memspike::report::Report {
         e.cgroup_usage_bytes = Some(e.heap.resident() + MIB);
     }
     Report::build(RunFacts {
-        config: memspike::worker::WorkerConfig {
-            experiment,
-            interactive: false,
-            run_as: memspike::privilege::RunAs {
-                uid: 61184,
-                gid: 61184,
-                name: None,
+        group: GroupFacts {
+            limit_bytes: experiment.limit,
+            limit_source: None,
+            version: CgroupVersion::V1,
+            name: "memspike-test".into(),
+            exit: Exit::Signal(Signal {
+                number: 9,
+                name: "SIGKILL".into(),
+            }),
+            counters: Counters {
+                oom_kills: Some(1),
+                peak_bytes: Some(32 * MIB),
+                ..Default::default()
             },
-            allowed_hosts: Vec::new(),
+            oom_kills_before: 0,
+            kernel: Err("--no-trace".to_owned()),
+            stop_signal: None,
+            duration: Duration::from_millis(40),
         },
-        cgroup_version: "v1",
-        group: "memspike-test".into(),
+        steps: experiment.step_names(),
+        experiment,
+        interactive: false,
         series: events.clone(),
         events: events.into_iter().collect(),
-        exit: Exit::Signal(libc::SIGKILL),
-        counters: memspike::cgroup::Counters {
-            oom_kills: Some(1),
-            peak_bytes: Some(32 * MIB),
-            ..Default::default()
-        },
-        oom_kills_before: 0,
-        limit_source: None,
-        kernel: Err("--no-trace".to_owned()),
-        stop_signal: None,
         stderr_tail: String::new(),
-        duration: Duration::from_millis(40),
     })
 }
 
@@ -364,14 +366,14 @@ fn is_executable(path: &Path) -> bool {
 
 /// The real HTTP server, in a thread of this process, on a free loopback port.
 fn start_server() -> SocketAddr {
-    use memspike::model::experiment::Experiment;
-    use memspike::serve::{ServeContext, serve};
-    use memspike::telemetry::{Event, Feed};
-    use memspike::worker::{self, WorkerHost};
+    use memspike_model::experiment::Experiment;
+    use memspike_worker::host::{self, WorkerHost};
+    use memspike_worker::serve::{ServeContext, serve};
+    use memspike_worker::telemetry::{Event, Feed};
 
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
-    let driver = worker::program(
+    let driver = host::program(
         &Experiment::seed(32 * MIB),
         Vec::<Event>::new(),
         WorkerHost::new(None),

@@ -1,4 +1,4 @@
-//! Real-kernel tests of `memspike::probe` (need root, the embedded eBPF object, and a cgroup2
+//! Real-kernel tests of `memspike-probe` (need root, the embedded eBPF object, and a cgroup2
 //! mount for the filter): page faults are counted only for the observed cgroup and split by
 //! step slot, a slot beyond the counters landing in the shared `OTHER` one; an OOM kill in the group is captured by eBPF and by the kernel-log reader (and a
 //! foreign one is not); kernel-side aya-log messages reach the `log` crate; each figure
@@ -23,13 +23,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use memspike::cgroup::{Group, Hierarchy, group::Joiner};
-use memspike::probe::{
-    self,
+use memspike_cgroup::{Group, Hierarchy, group::Joiner};
+use memspike_common::steps::{OTHER, SLOTS, STARTUP};
+use memspike_probe::{
+    self as probe,
     ebpf::{EbpfProbe, features::Switches, hooks::Figure},
     kmsg::KernelLog,
 };
-use memspike_common::steps::{OTHER, SLOTS, STARTUP};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -329,7 +329,7 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
     assert_eq!(classic_victims.len(), 1, "{classic_victims:#?}");
     // Each probe names the way that saw the victim.
     assert_eq!(classic_victims[0].source, "ebpf tracepoint/oom/mark_victim");
-    let same = |v: &memspike::probe::OomVictimReport| memspike::probe::OomVictimReport {
+    let same = |v: &memspike_probe::OomVictimReport| memspike_probe::OomVictimReport {
         t_ns: 0,
         source: String::new(),
         ..v.clone()
@@ -806,7 +806,7 @@ fn sigkill_of_the_supervisor_unloads_its_programs() {
         std::thread::yield_now();
     }
     // The group a SIGKILLed supervisor leaves is what the next run sweeps; sweep it now.
-    memspike::cgroup::remove_stale(&Hierarchy::discover().expect("preflight"));
+    memspike_cgroup::remove_stale(&Hierarchy::discover().expect("preflight"));
 }
 
 /// Tracefs mount points in a mountinfo text.
@@ -964,7 +964,7 @@ fn a_run_never_mounts_tracefs_where_others_see_it_even_when_sigkilled() {
         Vec::<String>::new(),
         "the SIGKILLed supervisor left tracefs mounted"
     );
-    memspike::cgroup::remove_stale(&Hierarchy::discover().expect("preflight"));
+    memspike_cgroup::remove_stale(&Hierarchy::discover().expect("preflight"));
 
     // A whole run in the same namespace still gets the OOM victim from the classic tracepoint,
     // through tracefs mounted in its own thread's namespace.

@@ -4,11 +4,9 @@
 //! A test may skip only outside CI, and says so; under CI a missing capability is a failure.
 #![allow(dead_code)] // each test binary compiles its own copy and may not use every helper
 
-// CI, skipping and root: the same rule as the library's unit tests, from the same file.
-#[path = "../../src/test_support.rs"]
-mod test_support;
+// CI, skipping and root: the same rule as every crate's tests.
 #[allow(unused_imports)] // each test binary uses some of them
-pub use test_support::{require_root, skip, under_ci};
+pub use memspike_testkit::{require_root, skip, under_ci};
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -71,7 +69,7 @@ pub fn wait_for_pause(child: &mut Child, phase: &str) -> i32 {
 
 /// Directories of the groups a supervisor with this pid created, in both hierarchies.
 pub fn groups_of(pid: u32) -> Vec<PathBuf> {
-    let h = memspike::cgroup::Hierarchy::discover().expect("preflight passes here");
+    let h = memspike_cgroup::Hierarchy::discover().expect("preflight passes here");
     let prefix = format!("memspike-{pid}-");
     let mut dirs = vec![h.own_dir()];
     dirs.extend(h.v2_twin_parent().map(PathBuf::from));
@@ -222,7 +220,7 @@ pub struct TestGroup {
 
 impl TestGroup {
     pub fn new(tag: &str, limit: Option<u64>) -> TestGroup {
-        let h = memspike::cgroup::Hierarchy::discover().expect("preflight passes here");
+        let h = memspike_cgroup::Hierarchy::discover().expect("preflight passes here");
         let dir = h
             .own_dir()
             .join(format!("memspike-test-{tag}-{}", std::process::id()));
@@ -230,10 +228,10 @@ impl TestGroup {
         let group = TestGroup { dir };
         if let Some(limit) = limit {
             let files: &[&str] = match h.version() {
-                memspike::cgroup::Version::V1 => {
+                memspike_cgroup::Version::V1 => {
                     &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
                 }
-                memspike::cgroup::Version::V2 => &["memory.max"],
+                memspike_cgroup::Version::V2 => &["memory.max"],
             };
             for f in files {
                 std::fs::write(group.dir.join(f), limit.to_string()).expect("set the limit");
