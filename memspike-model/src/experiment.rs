@@ -49,13 +49,8 @@ impl Experiment {
     }
 }
 
-/// What page faults are counted under besides the steps: before the first step, after the last,
-/// and the steps beyond the kernel's 63 named counters (they share one). No step may take these
-/// names.
-pub const STARTUP: &str = "startup";
-pub const DONE: &str = "done";
-pub const OTHER: &str = "other";
-pub const RESERVED: [&str; 3] = [STARTUP, DONE, OTHER];
+/// The names page faults are counted under besides the steps (the scenario's to define).
+pub use crate::scenario::{DONE, OTHER, RESERVED, STARTUP};
 
 impl Experiment {
     /// The scenario as it runs: with a collection after every release when the policy says so.

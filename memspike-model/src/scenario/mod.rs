@@ -35,6 +35,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::{heap::Order, size::Amount};
 
+/// What page faults are counted under besides the steps: before the first step, after the last,
+/// and the steps beyond the kernel's 63 named counters (they share one). No step may take these
+/// names.
+pub const STARTUP: &str = "startup";
+pub const DONE: &str = "done";
+pub const OTHER: &str = "other";
+pub const RESERVED: [&str; 3] = [STARTUP, DONE, OTHER];
+
 /// How much a `release` step drops.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Releasing {
@@ -396,10 +404,10 @@ impl TryFrom<RawStep> for Step {
         };
         let name = match r.name {
             Some(n) if n.trim().is_empty() => return Err("a step's name cannot be empty".into()),
-            Some(n) if crate::experiment::RESERVED.contains(&n.as_str()) => {
+            Some(n) if RESERVED.contains(&n.as_str()) => {
                 return Err(format!(
                     "the step name {n:?} is reserved (page faults before the first step, after the last, and beyond 63 names are counted as {}): choose another",
-                    crate::experiment::RESERVED.join(", ")
+                    RESERVED.join(", ")
                 ));
             }
             Some(n) => n,
