@@ -149,6 +149,33 @@ pub struct RangeError {
 }
 
 impl Range {
+    /// `--range LO,HI` for `knob` (sizes for the limit, numbers otherwise), or, without one,
+    /// the knob's default range (for the limit: half to twice `limit`).
+    pub fn parse(knob: Knob, spec: Option<&str>, limit: u64) -> Result<Range, String> {
+        let Some(spec) = spec else {
+            return match knob.default_range() {
+                Some(r) => Ok(r),
+                None => Range::new(knob, (limit / 2) as f64, (limit * 2) as f64)
+                    .map_err(|e| e.to_string()),
+            };
+        };
+        let (lo, hi) = spec
+            .split_once(',')
+            .ok_or_else(|| format!("{spec:?} is not LO,HI"))?;
+        let value = |v: &str| -> Result<f64, String> {
+            let v = v.trim();
+            match knob {
+                Knob::Limit => crate::size::parse(v)
+                    .map(|b| b as f64)
+                    .map_err(|e| e.to_string()),
+                _ => v
+                    .parse::<f64>()
+                    .map_err(|_| format!("{v:?} is not a number")),
+            }
+        };
+        Range::new(knob, value(lo)?, value(hi)?).map_err(|e| e.to_string())
+    }
+
     pub fn new(knob: Knob, lo: f64, hi: f64) -> Result<Range, RangeError> {
         let err = |why| Err(RangeError { knob, lo, hi, why });
         if !(lo.is_finite() && hi.is_finite()) {
@@ -692,5 +719,38 @@ mod tests {
                 .contains("spike, limit or gogc")
         );
         assert!(Knob::Limit.default_range().is_none());
+    }
+
+    #[test]
+    fn ranges_are_read_as_the_knob_counts() {
+        let limit = 64 << 20;
+        let r = |knob, spec| Range::parse(knob, spec, limit);
+        assert_eq!(
+            r(Knob::Spike, None),
+            Ok(Range::new(Knob::Spike, 0.01, 0.99).unwrap())
+        );
+        assert_eq!(
+            r(Knob::Limit, None),
+            Ok(Range::new(Knob::Limit, (32 << 20) as f64, (128 << 20) as f64).unwrap())
+        );
+        assert_eq!(
+            r(Knob::Limit, Some("16MiB, 1GiB")),
+            Ok(Range::new(Knob::Limit, (16 << 20) as f64, (1 << 30) as f64).unwrap())
+        );
+        assert_eq!(
+            r(Knob::Gogc, Some("10,400")),
+            Ok(Range::new(Knob::Gogc, 10.0, 400.0).unwrap())
+        );
+        assert_eq!(
+            r(Knob::Gogc, Some("10")).unwrap_err(),
+            "\"10\" is not LO,HI"
+        );
+        assert!(
+            r(Knob::Spike, Some("a,0.5"))
+                .unwrap_err()
+                .contains("\"a\" is not a number")
+        );
+        assert!(r(Knob::Limit, Some("lots,1GiB")).is_err());
+        assert!(r(Knob::Spike, Some("0.9,0.1")).is_err(), "lo above hi");
     }
 }

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use memspike_model::policy_set::{NamedPolicy, Settings};
+use memspike_model::policy::Policy;
 
 use memspike_model::size::human;
 
@@ -29,7 +29,8 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PolicyRow {
     pub name: String,
-    pub settings: Settings,
+    /// The policy, with the keys and spellings of a policies file.
+    pub settings: Policy,
     pub outcome: Outcome,
     /// The step it died in.
     pub died_in: Option<String>,
@@ -50,12 +51,12 @@ pub struct PolicyRow {
 
 impl PolicyRow {
     /// The row of one policy's run.
-    pub fn of(policy: &NamedPolicy, r: &Report) -> PolicyRow {
+    pub fn of(policy: &Policy, r: &Report) -> PolicyRow {
         let traced = r.kernel.tracing.is_ebpf();
         let peak = r.cgroup.counters.peak_bytes;
         PolicyRow {
-            name: policy.name.clone(),
-            settings: policy.settings(),
+            name: policy.name.clone().unwrap_or_default(),
+            settings: policy.clone(),
             outcome: r.outcome,
             died_in: r.died_in.clone(),
             peak_bytes: peak,
@@ -316,7 +317,7 @@ mod tests {
         let policy = policy_set::by_name(name).unwrap();
         PolicyRow {
             name: name.to_owned(),
-            settings: policy.settings(),
+            settings: policy.clone(),
             outcome,
             died_in: (outcome == Outcome::OomKilled).then(|| "remainder".to_owned()),
             peak_bytes: Some(30 << 20),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use memspike_model::{
     event::{Action, Event, GcReason, HeapStats, Kind, ScavengeReason},
     experiment::{DONE, Experiment, OTHER, STARTUP},
+    policy::Policy,
     size::human,
 };
 
@@ -120,12 +121,11 @@ pub struct Settings {
     pub scenario: String,
     /// The seed scenario's spike fraction; `null` for other scenarios.
     pub spike: Option<f64>,
-    pub gogc: String,
-    /// The soft memory limit (`GOMEMLIMIT`) in bytes; `null` when off.
+    /// The runtime's policy, with the keys and spellings of a policies file.
+    #[serde(flatten)]
+    pub policy: Policy,
+    /// The soft memory limit (`GOMEMLIMIT`) in bytes under the cgroup's limit; `null` when off.
     pub memory_limit_bytes: Option<u64>,
-    pub gc_after_release: bool,
-    /// A watchdog's policy (`watermarks:…`, `adaptive:…`) and driver, or `null`.
-    pub watchdog: Option<String>,
     /// The Go release whose rules the simulation followed.
     pub runtime: String,
 }
@@ -321,16 +321,8 @@ impl Settings {
             },
             scenario: e.scenario.name.clone(),
             spike: e.spike,
-            gogc: e.policy.gogc.to_string(),
+            policy: e.policy.clone(),
             memory_limit_bytes: e.memory_limit_bytes(),
-            gc_after_release: e.policy.gc_after_release,
-            watchdog: e.policy.watchdog.as_ref().map(|w| {
-                format!(
-                    "{} ({:?}-driven, forcing {:?})",
-                    w.policy, w.driver, w.force
-                )
-                .to_lowercase()
-            }),
             runtime: e.runtime.to_string(),
         }
     }
@@ -464,7 +456,7 @@ impl Report {
             omitted_at: events.head().len(),
             steps: f.steps.clone(),
         };
-        report.verdict = report.verdict_sentence(&events, last_heap);
+        report.verdict = report.verdict_sentence(events, last_heap);
         if let Some(evidence) = report.kernel_evidence() {
             report.verdict.push_str("; ");
             report.verdict.push_str(&evidence);
@@ -594,14 +586,18 @@ impl Report {
             (_, Some(spike)) => format!("spike {:.0} %", spike * 100.0),
             (_, None) => format!("scenario {}", s.scenario),
         };
-        if s.gc_after_release {
+        if s.policy.gc_after_release {
             script.push_str(", GC after release");
         }
         if let Some(m) = s.memory_limit_bytes {
             let _ = write!(script, ", GOMEMLIMIT={}", human(m));
         }
-        if let Some(w) = &s.watchdog {
-            let _ = write!(script, ", watchdog {w}");
+        if let Some(w) = s.policy.watchdog() {
+            let _ = write!(
+                script,
+                ", watchdog {} ({:?}-driven, forcing {:?})",
+                w.policy, w.driver, w.force
+            );
         }
         format!(
             "memspike: {} ({}, limit {}{}, GOGC={}, {script})",
@@ -609,7 +605,7 @@ impl Report {
             self.cgroup.version,
             human(self.limit_bytes),
             from_source(self.limit_source.as_deref()),
-            s.gogc,
+            s.policy.gogc,
         )
     }
 

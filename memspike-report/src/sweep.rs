@@ -47,6 +47,12 @@ pub struct SweepReport {
 /// Why rows cannot be joined.
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
+    #[error("{origin}:{line}: not a row of `memspike sweep`: {error}")]
+    Line {
+        origin: String,
+        line: usize,
+        error: serde_json::Error,
+    },
     #[error("no rows to merge: give the files `memspike sweep` wrote")]
     Empty,
     #[error("rows of two plans, {0:?} and {1:?}: merge one plan at a time")]
@@ -56,6 +62,22 @@ pub enum MergeError {
 }
 
 impl SweepRow {
+    /// The rows of a file `memspike sweep` wrote, one JSON object per line (blank lines
+    /// skipped); `origin` names the file in errors.
+    pub fn parse_lines(text: &str, origin: &str) -> Result<Vec<SweepRow>, MergeError> {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(n, line)| {
+                serde_json::from_str(line).map_err(|error| MergeError::Line {
+                    origin: origin.to_owned(),
+                    line: n + 1,
+                    error,
+                })
+            })
+            .collect()
+    }
+
     /// The row of one cell's run.
     pub fn build(f: CellFacts) -> SweepRow {
         SweepRow {

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use memspike_model::{
-    policy_set::Settings,
+    policy::Policy,
     threshold::{Knob, Threshold},
 };
 
@@ -21,7 +21,8 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PolicyThreshold {
     pub name: String,
-    pub settings: Settings,
+    /// The policy, with the keys and spellings of a policies file.
+    pub settings: Policy,
     #[serde(flatten)]
     pub threshold: Threshold,
 }
@@ -48,8 +49,8 @@ impl ThresholdReport {
                 .searches
                 .into_iter()
                 .map(|s| PolicyThreshold {
-                    name: s.policy.name.clone(),
-                    settings: s.policy.settings(),
+                    name: s.policy.name.clone().unwrap_or_default(),
+                    settings: s.policy.clone(),
                     threshold: s.threshold,
                 })
                 .collect(),

@@ -18,15 +18,15 @@ use crate::{
 use memspike_model::{
     experiment::Experiment,
     pacer::Gogc,
-    policy_set::NamedPolicy,
+    policy::Policy,
     scenario::builtin,
     threshold::{self, Knob, Range, Survived},
 };
 
 /// `base` with `policy` in place of its own.
-fn with_policy(base: &WorkerConfig, policy: &NamedPolicy) -> WorkerConfig {
+fn with_policy(base: &WorkerConfig, policy: &Policy) -> WorkerConfig {
     let mut c = base.clone();
-    c.experiment.policy = policy.policy.clone();
+    c.experiment.policy = policy.clone();
     c
 }
 
@@ -35,7 +35,7 @@ fn with_policy(base: &WorkerConfig, policy: &NamedPolicy) -> WorkerConfig {
 /// the facts then hold the policies run so far, and the signal.
 pub fn compare(
     base: &WorkerConfig,
-    policies: &[NamedPolicy],
+    policies: &[Policy],
     options: &RunOptions,
     interrupts: &Interrupts,
 ) -> Result<CompareFacts, SupervisorError> {
@@ -57,7 +57,7 @@ pub fn compare(
             stopped_by = Some(signal(sig));
             break;
         }
-        tracing::info!("policy {}", policy.name);
+        tracing::info!("policy {}", name(policy));
         runs.push(PolicyRun {
             policy: policy.clone(),
             run: runner.run(config)?,
@@ -66,10 +66,15 @@ pub fn compare(
     Ok(CompareFacts {
         base: base.experiment.clone(),
         limit_source: options.inherit.as_ref().map(|l| l.source.clone()),
-        planned: policies.iter().map(|p| p.name.clone()).collect(),
+        planned: policies.iter().map(|p| name(p).to_owned()).collect(),
         runs,
         stopped_by,
     })
+}
+
+/// A policy's name in the log ("-" for one given by flags).
+fn name(p: &Policy) -> &str {
+    p.name.as_deref().unwrap_or("-")
 }
 
 /// What a threshold search varies: an experiment, and the seed's chunk (the spike knob
@@ -81,7 +86,7 @@ pub struct Base {
 }
 
 impl Base {
-    fn with_policy(&self, policy: &NamedPolicy) -> Base {
+    fn with_policy(&self, policy: &Policy) -> Base {
         Base {
             config: with_policy(&self.config, policy),
             seed_chunk: self.seed_chunk,
@@ -109,7 +114,7 @@ fn at(base: &Base, knob: Knob, value: f64) -> WorkerConfig {
 /// a stop signal) ends the search with its error.
 pub fn threshold(
     base: &Base,
-    policies: &[NamedPolicy],
+    policies: &[Policy],
     knob: Knob,
     range: &Range,
     options: &RunOptions,
@@ -137,7 +142,7 @@ pub fn threshold(
     let mut runner = Runner::new(options, interrupts);
     let mut found = Vec::with_capacity(policies.len());
     for (p, base) in policies.iter().zip(&bases) {
-        tracing::info!("policy {}: {}", p.name, knob.goal());
+        tracing::info!("policy {}: {}", name(p), knob.goal());
         let t = threshold::search(range, |value| {
             let facts = runner.run(&at(base, knob, value))?;
             match Outcome::of_run(&facts) {

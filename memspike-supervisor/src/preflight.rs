@@ -84,6 +84,9 @@ pub enum UsageError {
     /// A policy set that could not be read (the message says where and why).
     #[error("{0}")]
     Policies(String),
+    /// Policy settings that cannot go together (the message says what to write).
+    #[error("{0}")]
+    Policy(String),
     #[error(transparent)]
     User(#[from] PrivilegeError),
     #[error("--report {path}: {why}; give a directory memspike can create or write to", path = .path.display())]

@@ -76,6 +76,47 @@ pub fn run_cell(
     })
 }
 
+/// How a cell runs as its own process: `memspike sweep --plan PLAN --index I --offset N
+/// --inherit [--no-trace] [--user USER]`, in a group of the cell's limit. Both ways of running
+/// a plan's cells spell it here: [`run_local`]'s children and [`kubernetes`]' pods.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CellCommand {
+    /// The plan file, as the process will find it.
+    pub plan: String,
+    /// The cell's index, or what the pod's environment gives for it.
+    pub index: String,
+    pub offset: usize,
+    pub trace: bool,
+    /// `--user`: the account the worker runs as.
+    pub user: Option<String>,
+}
+
+impl CellCommand {
+    /// The arguments after the program's name.
+    pub fn args(&self) -> Vec<String> {
+        let offset = self.offset.to_string();
+        let mut args: Vec<String> = [
+            "sweep",
+            "--plan",
+            &self.plan,
+            "--index",
+            &self.index,
+            "--offset",
+            &offset,
+            "--inherit",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if !self.trace {
+            args.push("--no-trace".to_owned());
+        }
+        if let Some(user) = &self.user {
+            args.extend(["--user".to_owned(), user.clone()]);
+        }
+        args
+    }
+}
+
 /// What one child was asked to do, and the group it runs in (removed when this drops, after
 /// the child has been waited for).
 struct Running {
@@ -85,14 +126,15 @@ struct Running {
 }
 
 /// Runs every cell of the plan at `plan_path`, at most `jobs` at once, each as a child
-/// `memspike sweep --plan PLAN --index I --inherit` (with `extra` arguments such as
-/// `--no-trace`) in a fresh group limited to the cell's limit. Returns the rows' JSON lines in
-/// cell order, and each failed cell's error.
+/// ([`CellCommand`], traced unless `trace` is off, its worker as `user`) in a fresh group
+/// limited to the cell's limit. Returns the rows' JSON lines in cell order, and each failed
+/// cell's error.
 pub fn run_local(
     plan_path: &Path,
     plan: &Plan,
     jobs: usize,
-    extra: &[String],
+    trace: bool,
+    user: Option<&str>,
     interrupts: &Interrupts,
 ) -> Result<(Vec<String>, Vec<String>), SupervisorError> {
     let exe = std::env::current_exe().map_err(SupervisorError::Spawn)?;
@@ -111,14 +153,15 @@ pub fn run_local(
                 break;
             };
             let group = Group::create(&hierarchy, cells[index].spec.limit_bytes)?;
+            let cell = CellCommand {
+                plan: plan_path.display().to_string(),
+                index: index.to_string(),
+                offset: 0,
+                trace,
+                user: user.map(str::to_owned),
+            };
             let mut cmd = Command::new(&exe);
-            cmd.arg("sweep")
-                .arg("--plan")
-                .arg(plan_path)
-                .arg("--index")
-                .arg(index.to_string())
-                .arg("--inherit")
-                .args(extra)
+            cmd.args(cell.args())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
@@ -202,19 +245,14 @@ pub fn kubernetes(plan: &Plan, plan_text: &str, image: &str, trace: bool) -> ser
         "data": { POD_PLAN_FILE: plan_text },
     })];
     for group in plan.by_limit() {
-        let mut args = vec![
-            "sweep".to_owned(),
-            "--plan".to_owned(),
-            format!("{POD_PLAN_DIR}/{POD_PLAN_FILE}"),
-            "--index".to_owned(),
-            "$(JOB_COMPLETION_INDEX)".to_owned(),
-            "--offset".to_owned(),
-            group.offset.to_string(),
-            "--inherit".to_owned(),
-        ];
-        if !trace {
-            args.push("--no-trace".to_owned());
+        let args = CellCommand {
+            plan: format!("{POD_PLAN_DIR}/{POD_PLAN_FILE}"),
+            index: "$(JOB_COMPLETION_INDEX)".to_owned(),
+            offset: group.offset,
+            trace,
+            user: None,
         }
+        .args();
         // Kubernetes spells a size in bytes exactly; Mi when it is whole.
         let memory = if group.limit % (1 << 20) == 0 {
             format!("{}Mi", group.limit >> 20)

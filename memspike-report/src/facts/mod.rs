@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use memspike_model::{
     event::{Event, Kind},
     experiment::Experiment,
-    policy_set::NamedPolicy,
+    policy::Policy,
     sweep::CellSpec,
     threshold::{Knob, Threshold},
 };
@@ -166,7 +166,7 @@ pub struct ExecFacts {
 /// One policy's run: a comparison's row, a sweep's cell.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PolicyRun {
-    pub policy: NamedPolicy,
+    pub policy: Policy,
     pub run: RunFacts,
 }
 
@@ -198,7 +198,7 @@ pub struct ThresholdFacts {
 /// One policy's search.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PolicySearch {
-    pub policy: NamedPolicy,
+    pub policy: Policy,
     pub threshold: Threshold,
 }
 
