@@ -5,21 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What the program does in a step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Allocating and writing a slab.
-    Alloc,
-    /// Dropping slabs (they become garbage).
-    Release,
-    /// A collection the program asked for (`runtime.GC()`).
-    Collect,
-    /// `debug.FreeOSMemory()`: a collection, then every free page back to the OS.
-    FreeOsMemory,
-    /// Doing no allocation for a while (simulated time passes).
-    Wait,
-}
+use crate::scenario::ActionKind;
 
 /// Why a collection ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,14 +61,14 @@ pub enum Kind {
     /// the step's name.
     Begin {
         phase: String,
-        action: Action,
+        action: ActionKind,
         bytes: u64,
     },
     /// The step finished; for `alloc`, how much came from swept garbage and how much was newly
     /// charged.
     End {
         phase: String,
-        action: Action,
+        action: ActionKind,
         bytes: u64,
         reused: u64,
         grown: u64,

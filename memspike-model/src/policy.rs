@@ -68,7 +68,7 @@ pub struct Policy {
         feature = "cli",
         arg(long, value_name = "DURATION", value_parser = parse_interval, requires = "watchdog")
     )]
-    #[serde(with = "interval")]
+    #[serde(with = "crate::duration::option")]
     pub watchdog_interval: Option<Duration>,
 }
 
@@ -161,22 +161,6 @@ mod memory_limit {
             None => Ok(None),
             Some(s) => parse_memory_limit(&s).map_err(serde::de::Error::custom),
         }
-    }
-}
-
-/// `watchdog_interval` in JSON and TOML: `"500ms"`, or `null` (the default).
-mod interval {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        d.map(crate::duration::format).serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|s| crate::duration::parse(&s).map_err(|e| format!("watchdog_interval: {e}")))
-            .transpose()
-            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -9,9 +9,10 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use memspike_model::{
-    event::{Action, Event, GcReason, HeapStats, Kind, ScavengeReason},
+    event::{Event, GcReason, HeapStats, Kind, ScavengeReason},
     experiment::{DONE, Experiment, OTHER, STARTUP},
     policy::Policy,
+    scenario::ActionKind as Action,
     size::human,
 };
 
@@ -860,9 +861,11 @@ fn describe(kind: &Kind) -> String {
         } => match action {
             Action::Alloc => format!("{phase}: allocating {}", human(*bytes)),
             Action::Release => format!("{phase}: dropping {}", human(*bytes)),
-            Action::Collect => format!("{phase}: runtime.GC()"),
+            Action::Gc => format!("{phase}: runtime.GC()"),
             Action::FreeOsMemory => format!("{phase}: debug.FreeOSMemory()"),
             Action::Wait => format!("{phase}: waiting"),
+            // A repeat reports its steps, not itself.
+            Action::Repeat => format!("{phase}: repeating"),
         },
         Kind::End {
             phase,
@@ -877,9 +880,10 @@ fn describe(kind: &Kind) -> String {
                 human(*grown)
             ),
             Action::Release => format!("{phase}: dropped, now garbage"),
-            Action::Collect => format!("{phase}: collected"),
+            Action::Gc => format!("{phase}: collected"),
             Action::FreeOsMemory => format!("{phase}: returned {} to the OS", human(*bytes)),
             Action::Wait => format!("{phase}: waited"),
+            Action::Repeat => format!("{phase}: repeated"),
         },
         Kind::Gc { cycle, .. } => format!(
             "gc {} ({}): {} -> {} live, swept {}, goal {}",

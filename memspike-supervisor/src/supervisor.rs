@@ -707,13 +707,13 @@ const FEED_PERIOD: Duration = Duration::from_millis(500);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use memspike_model::event::Action;
+    use memspike_model::scenario::ActionKind;
 
     #[test]
     fn a_step_is_set_when_it_opens_and_done_after_the_script() {
         let begin = |phase: &str| Kind::Begin {
             phase: phase.to_owned(),
-            action: Action::Alloc,
+            action: ActionKind::Alloc,
             bytes: 1,
         };
         let mut gate = PhaseGate::default();

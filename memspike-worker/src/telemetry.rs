@@ -311,7 +311,7 @@ pub fn events(reader: impl BufRead) -> impl Iterator<Item = io::Result<Event>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use memspike_model::event::{Action, HeapStats};
+    use memspike_model::{event::HeapStats, scenario::ActionKind as Action};
 
     #[test]
     fn events_round_trip_through_lines() {

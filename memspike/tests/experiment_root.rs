@@ -201,7 +201,7 @@ fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
     let broken = scratch.path().join("broken.toml");
     std::fs::write(&broken, "name = \"broken\"\n\n[[step]]\nalloc = \"lots\"\n").unwrap();
     let broken = broken.to_str().unwrap();
-    let broken_says = format!("{broken}:3:1: alloc: invalid size \"lots\"");
+    let broken_says = format!("{broken}:4:9: invalid size \"lots\"");
     let huge = scratch.path().join("huge.toml");
     std::fs::write(&huge, "name = \"huge\"\n[[step]]\nalloc = \"1EiB\"\n").unwrap();
     let huge = huge.to_str().unwrap();
