@@ -20,10 +20,11 @@ use crate::{
     run::{CgroupSection, KernelSection, WorkerSection},
 };
 
-/// A cycle the runtime traced, `t_ms` after the command started (when memspike read its line).
+/// A cycle the runtime traced (`t_ms` by the runtime's clock), read `read_ms` after the command
+/// started.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TracedCycle {
-    pub t_ms: f64,
+    pub read_ms: f64,
     #[serde(flatten)]
     pub cycle: RuntimeCycle,
     /// The goal the runtime set for the next cycle: the one the next cycle's line reports, or,
@@ -40,7 +41,7 @@ fn with_next_goals(cycles: &[TimedCycle], gogc: Option<u64>) -> Vec<TracedCycle>
     cycles
         .iter()
         .enumerate()
-        .map(|(i, TimedCycle { t_ms, cycle: c })| {
+        .map(|(i, TimedCycle { read_ms, cycle: c })| {
             let next = cycles.get(i + 1).map(|n| n.cycle.goal_bytes);
             let estimate = gogc.map(|p| {
                 let roots =
@@ -48,7 +49,7 @@ fn with_next_goals(cycles: &[TimedCycle], gogc: Option<u64>) -> Vec<TracedCycle>
                 (c.heap_live_bytes + roots * p / 100).max((4 << 20) * p / 100)
             });
             TracedCycle {
-                t_ms: *t_ms,
+                read_ms: *read_ms,
                 cycle: *c,
                 next_goal_bytes: next.or(estimate),
                 next_goal_estimated: next.is_none() && estimate.is_some(),
@@ -267,7 +268,7 @@ impl ExecReport {
             .map(|c| {
                 vec![
                     c.cycle.n.to_string(),
-                    format!("{:.1}", c.t_ms),
+                    format!("{:.1}", c.read_ms),
                     format!(
                         "{} -> {} -> {}",
                         human(c.cycle.heap_start_bytes),
@@ -338,12 +339,12 @@ impl ExecReport {
         let cycles = self.runtime_cycles.as_deref().unwrap_or_default();
         let goals = cycles
             .iter()
-            .filter_map(|c| c.next_goal_bytes.map(|g| (c.t_ms, g as f64)))
+            .filter_map(|c| c.next_goal_bytes.map(|g| (c.read_ms, g as f64)))
             .collect();
         let mut marks: Vec<Mark> = cycles
             .iter()
             .map(|c| Mark {
-                t_ms: c.t_ms,
+                t_ms: c.read_ms,
                 kind: MarkKind::Gc,
                 label: format!("gc {}", c.cycle.n),
             })
@@ -395,7 +396,7 @@ mod tests {
     #[test]
     fn the_next_goal_is_the_next_cycles_or_gogcs_rule() {
         let cycle = |n, live_mib: u64, goal_mib: u64| TimedCycle {
-            t_ms: 0.0,
+            read_ms: 0.0,
             cycle: RuntimeCycle {
                 n,
                 t_ms: 0.0,

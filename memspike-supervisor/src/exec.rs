@@ -276,7 +276,7 @@ fn relay_stderr(
                 .and_then(|l| tracer.parse_line(l.trim_end()))
             {
                 cycles.push(TimedCycle {
-                    t_ms: started.elapsed().as_secs_f64() * 1e3,
+                    read_ms: started.elapsed().as_secs_f64() * 1e3,
                     cycle,
                 });
             }

@@ -98,7 +98,9 @@ pub fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> 
         tracing::info!("stopped after {restarts} restart(s)");
         return Ok(ExitCode::SUCCESS);
     }
-    let report = Report::build(supervisor::run(&config, &options, interrupts)?);
+    let facts = supervisor::run(&config, &options, interrupts)?;
+    record("run", &facts)?;
+    let report = Report::build(facts);
     print_report(&report, args.json, args.report.as_deref())?;
     Ok(match report.outcome {
         Outcome::Error => ExitCode::from(1),
@@ -116,6 +118,7 @@ pub fn exec(args: &ExecArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode
         inherit_env: args.inherit_env,
     };
     let facts = exec::run(&config, !args.no_trace, args.report.as_deref(), interrupts)?;
+    record("exec", &facts)?;
     let report = ExecReport::build(facts);
     print_report(&report, args.json, args.report.as_deref())?;
     Ok(expected(args.expect, report.outcome))
@@ -135,6 +138,7 @@ pub fn compare(args: &CompareArgs, interrupts: &Interrupts) -> anyhow::Result<Ex
         ..runs_options(&args.runs, args.report.clone())
     };
     let facts = compare::compare(&config, &policies, &options, interrupts)?;
+    record("compare", &facts)?;
     let report = CompareReport::build(facts);
     print_report(&report, args.json, args.report.as_deref())?;
     Ok(ExitCode::SUCCESS)
@@ -161,6 +165,7 @@ pub fn threshold(args: &ThresholdArgs, interrupts: &Interrupts) -> anyhow::Resul
         &runs_options(&args.runs, None),
         interrupts,
     )?;
+    record("threshold", &facts)?;
     print_report(&ThresholdReport::build(facts), args.json, None)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -224,6 +229,7 @@ pub fn sweep(args: &SweepArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCo
         &options,
         interrupts,
     )?;
+    record(&format!("cell-{index}"), &facts)?;
     writeln!(out, "{}", serde_json::to_string(&SweepRow::build(facts))?)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -242,6 +248,21 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     let report = SweepReport::merge(rows).map_err(|e| SupervisorError::Usage(e.to_string()))?;
     print_report(&report, args.json, args.report.as_deref())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A test hook: with this variable naming a directory, every command also writes the facts it
+/// collected there as JSON (`run.json`, `exec.json`, `compare.json`, `threshold.json`,
+/// `cell-I.json`), the fixtures the report crate's tests are built from.
+pub const FACTS_DIR_ENV: &str = "MEMSPIKE_FACTS_DIR";
+
+/// Writes `facts` as `<MEMSPIKE_FACTS_DIR>/<name>.json` when the variable is set.
+fn record(name: &str, facts: &impl serde::Serialize) -> anyhow::Result<()> {
+    let Some(dir) = std::env::var_os(FACTS_DIR_ENV) else {
+        return Ok(());
+    };
+    let path = Path::new(&dir).join(format!("{name}.json"));
+    let json = serde_json::to_string_pretty(facts)?;
+    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Prints a report (JSON, or text) on stdout and, with `--report DIR`, writes every form of it

@@ -111,10 +111,11 @@ impl Timeline {
     }
 }
 
-/// A cycle the runtime traced, `t_ms` after the command started (when memspike read its line).
+/// A cycle the runtime traced, and when memspike read its line: `read_ms` after the command
+/// started (the cycle's own `t_ms` is the runtime's clock, since the program started).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TimedCycle {
-    pub t_ms: f64,
+    pub read_ms: f64,
     #[serde(flatten)]
     pub cycle: RuntimeCycle,
 }
@@ -122,6 +123,31 @@ pub struct TimedCycle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: the time memspike read a cycle's line and the cycle's own time were both
+    /// written `t_ms`, one JSON object with the key twice, which no reader could read back.
+    #[test]
+    fn a_timed_cycle_has_each_key_once_and_reads_back() {
+        let timed = TimedCycle {
+            read_ms: 12.5,
+            cycle: RuntimeCycle {
+                n: 1,
+                t_ms: 11.0,
+                heap_start_bytes: 4 << 20,
+                heap_end_bytes: 4 << 20,
+                heap_live_bytes: 1 << 20,
+                goal_bytes: 4 << 20,
+                cpu_percent: 0.0,
+                forced: false,
+                stacks_bytes: None,
+                globals_bytes: None,
+                procs: 2,
+            },
+        };
+        let json = serde_json::to_string(&timed).unwrap();
+        assert_eq!(json.matches("\"t_ms\"").count(), 1, "{json}");
+        assert_eq!(serde_json::from_str::<TimedCycle>(&json).unwrap(), timed);
+    }
 
     #[test]
     fn samples_thin_out_and_buckets_merge_as_a_run_grows() {
