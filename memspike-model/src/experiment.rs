@@ -14,7 +14,7 @@ use crate::{policy::Policy, release::Release, runtime::RuntimeConfig, scenario::
 pub const DEFAULT_ALLOC_RATE: u64 = 750 << 20;
 
 /// The whole experiment. See the module documentation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Experiment {
     /// The cgroup's memory limit, bytes.
     pub limit: u64,

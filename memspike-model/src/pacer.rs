@@ -64,6 +64,18 @@ impl serde::Serialize for Gogc {
     }
 }
 
+impl schemars::JsonSchema for Gogc {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Gogc".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["string", "integer"],
+            "description": "GOGC: a whole percentage (\"100\", 100) or \"off\"; written as a string"
+        })
+    }
+}
+
 /// `"50"`, `50` or `"off"`: a policies file may write GOGC as a number.
 impl<'de> serde::Deserialize<'de> for Gogc {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

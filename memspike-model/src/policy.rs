@@ -26,7 +26,7 @@ pub const MIN_WATCHDOG_INTERVAL: Duration = Duration::from_millis(100);
 /// "watermarks:0.5,0.75,0.9", "watchdog_driver": "heap", "watchdog_force": "gc",
 /// "watchdog_interval": "1s"}`; `memory_limit` is `null` when off, the `watchdog*` keys `null`
 /// without a watchdog, and `name` is there when the policy has one.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
@@ -47,6 +47,7 @@ pub struct Policy {
         arg(long, default_value = "off", value_name = "SIZE|PCT|off", value_parser = parse_memory_limit)
     )]
     #[serde(with = "memory_limit")]
+    #[schemars(with = "Option<Amount>")]
     pub memory_limit: ::std::option::Option<Amount>,
     /// Run a collection right after every release step (the seed's -gc): the seed then survives.
     #[cfg_attr(feature = "cli", arg(long = "gc"))]
@@ -69,6 +70,7 @@ pub struct Policy {
         arg(long, value_name = "DURATION", value_parser = parse_interval, requires = "watchdog")
     )]
     #[serde(with = "crate::duration::option")]
+    #[schemars(with = "Option<String>")]
     pub watchdog_interval: Option<Duration>,
 }
 

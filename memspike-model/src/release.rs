@@ -78,7 +78,7 @@ impl FromStr for Release {
     }
 }
 
-serde_via_str!(Release);
+serde_via_str!(Release, "a Go release whose rules apply: go1.19 to go1.27");
 
 /// How much below the memory limit's goal the runtime aims (`memoryLimitHeapGoalHeadroom`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

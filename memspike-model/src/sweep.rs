@@ -77,7 +77,7 @@ pub struct Plan {
 }
 
 /// What one cell runs, as its row names it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CellSpec {
     pub index: usize,
     pub scenario: String,

@@ -47,7 +47,7 @@ pub const REPEATS: u32 = 3;
 const PAGE: f64 = 4096.0;
 
 /// What the search varies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Knob {
     /// The seed's spike fraction (0..1): the largest that survives.
@@ -131,7 +131,7 @@ impl FromStr for Knob {
 }
 
 /// The values a search may try, both ends included.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Range {
     pub knob: Knob,
     pub lo: f64,
@@ -253,14 +253,14 @@ impl Default for Options {
 pub struct Survived(pub bool);
 
 /// One run the search asked for, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Run {
     pub value: f64,
     pub survived: bool,
 }
 
 /// What a search found. See the module documentation for what "survives" means per knob.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Threshold {
     pub range: Range,
     /// The answer: the value nearest the boundary at which every run survived; `None` when no

@@ -96,10 +96,15 @@ impl FromStr for Policy {
     }
 }
 
-serde_via_str!(Policy);
+serde_via_str!(
+    Policy,
+    "a go-watchdog policy: watermarks:0.5,0.75,0.9 or adaptive:0.5"
+);
 
 /// What drives the watchdog.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Driver {
@@ -111,7 +116,9 @@ pub enum Driver {
 }
 
 /// What a forced collection is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Force {

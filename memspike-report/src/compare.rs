@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// One policy's run, in brief.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PolicyRow {
     pub name: String,
     /// The policy, with the keys and spellings of a policies file.
@@ -78,7 +78,7 @@ impl PolicyRow {
 }
 
 /// The comparison. Field names are the JSON keys documented in the README.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CompareReport {
     pub limit_bytes: u64,
     pub scenario: String,

@@ -22,7 +22,7 @@ use crate::{
 
 /// A cycle the runtime traced (`t_ms` by the runtime's clock), read `read_ms` after the command
 /// started.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TracedCycle {
     pub read_ms: f64,
     #[serde(flatten)]
@@ -59,14 +59,14 @@ fn with_next_goals(cycles: &[TimedCycle], gogc: Option<u64>) -> Vec<TracedCycle>
 }
 
 /// How the process ended, for JSON: `{"code": n}` or `{"signal": "SIGTERM"}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ExitInfo {
     pub code: Option<i32>,
     pub signal: Option<String>,
 }
 
 /// The report of an `exec`. Keys shared with `run`'s report mean the same.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ExecReport {
     pub outcome: Outcome,
     pub limit_bytes: u64,

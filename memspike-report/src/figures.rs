@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 /// What a figure counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     Bytes,
@@ -25,7 +25,7 @@ pub enum Unit {
 }
 
 /// How a figure behaves over time (Prometheus' types).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// Goes up and down.
@@ -37,7 +37,7 @@ pub enum Kind {
 }
 
 /// One named figure.
-#[derive(Debug, PartialEq, Eq, Serialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Figure {
     /// The `/stats` key.
     pub key: &'static str,

@@ -53,6 +53,28 @@ pub trait Document: serde::Serialize {
     }
 }
 
+/// Every report memspike writes as JSON, for its schema: a document is one of these.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only its schema is used
+enum AnyReport {
+    Run(run::Report),
+    Exec(exec::ExecReport),
+    Compare(compare::CompareReport),
+    Threshold(threshold::ThresholdReport),
+    Sweep(sweep::SweepReport),
+}
+
+/// The JSON schema of every report (`run`, `exec`, `compare`, `threshold`, `sweep merge`),
+/// derived from the report types; the key documentation is their doc comments.
+/// `docs/reference/report.schema.json` is this, checked by a test.
+pub fn schema() -> String {
+    let mut schema = schemars::schema_for!(AnyReport);
+    schema.insert("title".into(), "memspike report".into());
+    // Pretty JSON of plain values cannot fail.
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+}
+
 /// The files `--report DIR` writes, in the order written (the chart only for a report that
 /// has one).
 pub const FILES: [&str; 3] = ["report.json", "timeline.svg", "report.html"];

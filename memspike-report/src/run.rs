@@ -33,7 +33,7 @@ use crate::{
 
 /// One point of the chart: the heap and the group right after an event, `t_ms` after the
 /// worker was ready, in the step it belongs to.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Point {
     pub t_ms: f64,
     pub step: String,
@@ -78,7 +78,7 @@ impl Point {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct HeapAtEnd {
     pub live_bytes: u64,
     pub garbage_bytes: u64,
@@ -89,14 +89,14 @@ pub struct HeapAtEnd {
     pub non_heap_bytes: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FailedAllocation {
     /// The step it belonged to.
     pub phase: String,
     pub bytes: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CgroupSection {
     pub version: CgroupVersion,
     pub name: String,
@@ -104,7 +104,7 @@ pub struct CgroupSection {
     pub counters: Counters,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct WorkerSection {
     pub pid: Option<u32>,
     pub exit: String,
@@ -114,7 +114,7 @@ pub struct WorkerSection {
 }
 
 /// The settings in brief (the whole configuration is the report's `experiment`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Settings {
     /// `self-directed` or `interactive`.
     pub mode: &'static str,
@@ -132,7 +132,7 @@ pub struct Settings {
 }
 
 /// What the kernel saw inside the group; each figure names its source.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct KernelSection {
     pub tracing: Tracing,
     pub page_faults: Option<PageFaults>,
@@ -260,7 +260,7 @@ impl KernelSection {
 }
 
 /// One line of the timeline: the event, milliseconds after the worker was ready.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TimelineEvent {
     pub t_ms: f64,
     #[serde(flatten)]
@@ -268,7 +268,7 @@ pub struct TimelineEvent {
 }
 
 /// The report. Field names are the JSON keys documented in the README.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub outcome: Outcome,
     pub limit_bytes: u64,

@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// One cell's result: the JSON line `sweep` prints for it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SweepRow {
     /// The plan's name.
     pub plan: String,
@@ -35,7 +35,7 @@ pub struct SweepRow {
 }
 
 /// Every cell of a plan that ran. Field names are the JSON keys documented in the README.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SweepReport {
     pub plan: String,
     pub cells: Vec<SweepRow>,

@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// One policy's threshold.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PolicyThreshold {
     pub name: String,
     /// The policy, with the keys and spellings of a policies file.
@@ -28,7 +28,7 @@ pub struct PolicyThreshold {
 }
 
 /// What `threshold` found, per policy. Field names are the JSON keys documented in the README.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ThresholdReport {
     pub knob: Knob,
     pub limit_bytes: u64,

@@ -444,6 +444,14 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// `docs/reference/cli.md` is these definitions; after a change to a flag,
+    /// `UPDATE_EXPECT=1 cargo test -p memspike reference` rewrites it.
+    #[test]
+    fn the_cli_reference_is_the_definitions() {
+        expect_test::expect_file!["../../docs/reference/cli.md"]
+            .assert_eq(&clap_markdown::help_markdown::<Cli>());
+    }
+
     /// The policy's flags are the policy's own fields: what they set is what a policies file
     /// with the same keys sets.
     #[test]

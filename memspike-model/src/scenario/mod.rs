@@ -72,7 +72,7 @@ impl std::str::FromStr for Releasing {
     }
 }
 
-serde_via_str!(Releasing);
+serde_via_str!(Releasing, "\"all\", or a size or a percentage of the limit");
 
 /// What a step does. Its kind ([`ActionKind`]) is what the events report: `alloc`, `release`,
 /// `collect` (a `gc` step), `free_os_memory`, `wait` (a `repeat` runs its steps and reports
@@ -80,8 +80,12 @@ serde_via_str!(Releasing);
 #[derive(Clone, Debug, PartialEq, strum::EnumDiscriminants)]
 #[strum_discriminants(
     name(ActionKind),
-    derive(Serialize, Deserialize),
-    serde(rename_all = "snake_case")
+    derive(Serialize, Deserialize, schemars::JsonSchema),
+    serde(rename_all = "snake_case"),
+    schemars(
+        description = "What the program did in a step: `alloc`, `release`, `collect` \
+                            (runtime.GC), `free_os_memory`, `wait`"
+    )
 )]
 pub enum Action {
     Alloc {
@@ -130,7 +134,7 @@ impl Action {
 }
 
 /// One step: an action and the name its events and page faults are reported under.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "Table", into = "Table")]
 pub struct Step {
     pub name: String,
@@ -147,7 +151,7 @@ impl Step {
 }
 
 /// A scenario: a name, a line saying what it is, and its steps.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
@@ -336,7 +340,7 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
 /// to that action (`chunk` and `fill` to `alloc`, `order` to `release`, `steps` to `repeat`).
 /// This is [`Step`]'s serde form and nothing else: serde's derives cannot tag an enum by which
 /// key is present, nor say which key belongs to which action.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Table {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -360,6 +364,7 @@ struct Table {
         skip_serializing_if = "Option::is_none",
         with = "crate::duration::option"
     )]
+    #[schemars(with = "Option<String>")]
     wait: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     repeat: Option<u32>,

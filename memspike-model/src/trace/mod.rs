@@ -32,7 +32,7 @@ pub trait RuntimeTrace: Send {
 
 /// One completed collection as the runtime reported it. Sizes are in bytes, as precise as the
 /// runtime printed them (Go prints whole MiB: see [`go`]).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuntimeCycle {
     /// The cycle's number, from 1.
     pub n: u32,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which cgroup interface the memory controller is reached through. In reports and JSON: `v1`
 /// or `v2`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CgroupVersion {
     /// Legacy hierarchy: `memory.limit_in_bytes`, `memory.memsw.*`, `memory.oom_control`.
@@ -32,7 +32,7 @@ impl std::fmt::Display for CgroupVersion {
 }
 
 /// A group's memory counters at one instant; sizes in bytes.
-#[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Default, Debug, Clone, PartialEq)]
 pub struct Counters {
     /// v1 `memory.usage_in_bytes`, v2 `memory.current`.
     pub usage_bytes: Option<u64>,
@@ -67,7 +67,9 @@ pub struct Counters {
 }
 
 /// One cheap reading of a group, taken every few milliseconds while a program runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Reading {
     pub usage_bytes: Option<u64>,
     /// Anonymous memory (v1 `rss`, v2 `anon`).

@@ -20,7 +20,7 @@ pub const MAX_BUCKETS: usize = 64;
 pub const MAX_SAMPLES: usize = 1024;
 
 /// One reading of the group, `t_ms` after the command started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Sample {
     pub t_ms: u64,
     #[serde(flatten)]
@@ -28,7 +28,9 @@ pub struct Sample {
 }
 
 /// The kernel's counts in one time bucket (`t_ms` is its start).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Bucket {
     pub t_ms: u64,
     pub page_faults: Option<u64>,
@@ -37,7 +39,7 @@ pub struct Bucket {
 }
 
 /// The group over time.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Timeline {
     /// Milliseconds between kept samples.
     pub sample_period_ms: u64,
@@ -113,7 +115,7 @@ impl Timeline {
 
 /// A cycle the runtime traced, and when memspike read its line: `read_ms` after the command
 /// started (the cycle's own `t_ms` is the runtime's clock, since the program started).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TimedCycle {
     pub read_ms: f64,
     #[serde(flatten)]

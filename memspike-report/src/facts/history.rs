@@ -17,7 +17,7 @@ pub const HEAD: usize = 16;
 pub const TAIL: usize = 48;
 
 /// The first `head` and the last `tail` items pushed, in order, and how many were left out.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct History<T> {
     head: Vec<T>,
     tail: VecDeque<T>,

@@ -37,6 +37,18 @@ impl Serialize for Tracing {
     }
 }
 
+impl schemars::JsonSchema for Tracing {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Tracing".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "`ebpf` when eBPF programs watched the group, else `unavailable: <why>`"
+        })
+    }
+}
+
 /// The inverse of `Display`: `ebpf`, or `unavailable: <why>` (anything else is a reason).
 impl<'de> Deserialize<'de> for Tracing {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -54,7 +66,7 @@ impl<'de> Deserialize<'de> for Tracing {
 }
 
 /// Everything the observer collected. A figure is `None` when no source could provide it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KernelEvidence {
     pub tracing: Tracing,
     /// User page faults of the group's tasks, per step slot.
@@ -158,7 +170,7 @@ impl KernelEvidence {
 }
 
 /// Page-fault counts of the group's tasks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PageFaults {
     pub total: u64,
     /// Keyed by step slot name (the observer's step slots): every named slot is present (0 when it counted
@@ -181,7 +193,7 @@ impl PageFaults {
 }
 
 /// Memory-cgroup reclaim stalls (`mm_vmscan_memcg_reclaim_begin` .. `_end`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Reclaim {
     pub stalls: u64,
     pub total_ns: u64,
@@ -190,7 +202,7 @@ pub struct Reclaim {
 
 /// PSI stall time of the group over the observation: `some` is time when at least one task
 /// stalled on memory, `full` time when all non-idle tasks did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Pressure {
     pub some_ns: u64,
     pub full_ns: u64,
@@ -201,7 +213,7 @@ pub struct Pressure {
 
 /// PSI running averages: the share of the last 10, 60 and 300 s (in %) that some / all
 /// non-idle tasks of the group were stalled on memory.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PsiAverages {
     pub some_avg10: f64,
     pub some_avg60: f64,
@@ -212,7 +224,7 @@ pub struct PsiAverages {
 }
 
 /// One OOM kill of a task in the group, sizes in bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OomVictimReport {
     pub pid: u32,
     pub comm: String,

@@ -36,7 +36,7 @@ pub use kernel::{
 };
 
 /// A signal, by number and by the name the Linux side gave it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Signal {
     pub number: i32,
     pub name: String,
@@ -49,7 +49,7 @@ impl std::fmt::Display for Signal {
 }
 
 /// How a process ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Exit {
     Code(i32),
@@ -73,7 +73,7 @@ impl std::fmt::Display for Exit {
 }
 
 /// What any run in a memory group leaves behind, whatever ran in it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GroupFacts {
     /// The limit the group ran under, bytes.
     pub limit_bytes: u64,
@@ -105,7 +105,7 @@ impl GroupFacts {
 }
 
 /// Everything a simulated run left behind, as the supervisor collected it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunFacts {
     pub group: GroupFacts,
     /// What the worker was asked to do.
@@ -146,7 +146,7 @@ impl RunFacts {
 }
 
 /// Everything an `exec` left behind, as the supervisor collected it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExecFacts {
     pub group: GroupFacts,
     /// The command and its arguments.
@@ -164,14 +164,14 @@ pub struct ExecFacts {
 }
 
 /// One policy's run: a comparison's row, a sweep's cell.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PolicyRun {
     pub policy: Policy,
     pub run: RunFacts,
 }
 
 /// A `compare`: one scenario under several policies, each run in turn.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CompareFacts {
     /// The experiment every policy ran (each with its own policy in place of this one's).
     pub base: Experiment,
@@ -187,7 +187,7 @@ pub struct CompareFacts {
 }
 
 /// A `threshold`: per policy, what the bisection over real runs found.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ThresholdFacts {
     /// The experiment every search varied (each with its policy in place of this one's).
     pub base: Experiment,
@@ -196,14 +196,14 @@ pub struct ThresholdFacts {
 }
 
 /// One policy's search.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PolicySearch {
     pub policy: Policy,
     pub threshold: Threshold,
 }
 
 /// One cell of a sweep plan: its place in the plan and its run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CellFacts {
     /// The plan's name.
     pub plan: String,
