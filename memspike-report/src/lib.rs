@@ -56,7 +56,7 @@ pub trait Document: serde::Serialize {
 /// Every report memspike writes as JSON, for its schema: a document is one of these.
 #[derive(schemars::JsonSchema)]
 #[serde(untagged)]
-#[allow(dead_code)] // only its schema is used
+#[allow(dead_code, clippy::large_enum_variant)] // only its schema is used, never a value
 enum AnyReport {
     Run(run::Report),
     Exec(exec::ExecReport),
