@@ -103,6 +103,7 @@ impl Server {
 
     fn get(&self, path: &str) -> std::io::Result<(u16, Value)> {
         let mut s = TcpStream::connect(self.addr)?;
+        // A guard against a server that never answers, not a measurement.
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         write!(
             s,
@@ -157,7 +158,8 @@ impl Server {
             .unwrap_or_else(|| panic!("no worker pid in {line:?}"))
     }
 
-    /// The next OOM report printed with `--json` (bounded wait).
+    /// The next OOM report printed with `--json`, waited for on the channel (its 30 s bound is a
+    /// guard, not a measurement).
     fn next_report(&mut self) -> Value {
         let line = self
             .out
@@ -420,6 +422,7 @@ struct KeepAlive {
 impl KeepAlive {
     fn connect(addr: SocketAddr) -> KeepAlive {
         let stream = TcpStream::connect(addr).unwrap();
+        // A guard against a server that never answers, not a measurement.
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
