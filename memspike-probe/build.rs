@@ -2,10 +2,14 @@
 //! compiler) into the memspike binary.
 //!
 //! The object is taken from `MEMSPIKE_EBPF_OBJECT` (set by `cargo xtask test`/`run`), else from
-//! its default build path. When it is present and is a BPF ELF object, it is copied to OUT_DIR
-//! and the `memspike_ebpf_object` cfg makes `memspike::probe` embed it with `include_bytes!`.
-//! When it is absent, the crate still builds, the build prints a warning, and the reason is
-//! compiled in (`MEMSPIKE_EBPF_MISSING`) so that every report says why tracing is unavailable.
+//! its default build path. It must be there and be a BPF ELF object: it is copied to OUT_DIR,
+//! and the crate embeds it with `include_bytes!`. A missing or wrong object is a build
+//! error that says what to do, so that nothing builds without its observer by accident (and
+//! no test of the object can skip because a build happened to run before the object existed).
+//!
+//! With the `no-ebpf` feature the crate builds without any object, on purpose: the object is
+//! neither looked for nor embedded, and every report says tracing is unavailable and why
+//! (`MEMSPIKE_EBPF_MISSING`, compiled in).
 
 use std::fs;
 use std::io::Read;
@@ -15,20 +19,29 @@ use std::path::{Path, PathBuf};
 const EM_BPF: u16 = 247;
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(memspike_ebpf_object)");
     println!("cargo::rerun-if-env-changed=MEMSPIKE_EBPF_OBJECT");
     println!("cargo::rerun-if-changed=build.rs");
+
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let embedded = out_dir.join("memspike-ebpf.o");
+
+    if std::env::var_os("CARGO_FEATURE_NO_EBPF").is_some() {
+        let _ = fs::remove_file(&embedded);
+        println!(
+            "cargo::rustc-env=MEMSPIKE_EBPF_MISSING=built with the no-ebpf feature, without the \
+             eBPF object"
+        );
+        return;
+    }
 
     let object = match std::env::var_os("MEMSPIKE_EBPF_OBJECT") {
         Some(path) if !path.is_empty() => PathBuf::from(path),
         _ => default_object(),
     };
     // Also when the file does not exist yet: once `cargo xtask build-ebpf` creates it, the next
-    // build embeds it.
+    // build finds it.
     println!("cargo::rerun-if-changed={}", object.display());
 
-    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let embedded = out_dir.join("memspike-ebpf.o");
     match check_bpf_object(&object) {
         Ok(()) => {
             if let Err(e) = fs::copy(&object, &embedded) {
@@ -38,16 +51,16 @@ fn main() {
                     embedded.display()
                 );
             }
-            println!("cargo::rustc-cfg=memspike_ebpf_object");
         }
         Err(reason) => {
             let _ = fs::remove_file(&embedded);
+            println!("cargo::error=memspike's eBPF observer is missing: {reason}.");
             println!(
-                "cargo::warning=memspike is built without its eBPF observer: {reason}; \
-                 kernel tracing will be reported as unavailable (build with `cargo xtask run` \
-                 or `cargo xtask test`, which build the object)"
+                "cargo::error=Build it first with `cargo xtask build-ebpf` (`cargo xtask test` and \
+                 `cargo xtask run` build it too), or point MEMSPIKE_EBPF_OBJECT at a built \
+                 object, or build without eBPF on purpose with `--features no-ebpf` (the \
+                 reports then say kernel tracing is unavailable)."
             );
-            println!("cargo::rustc-env=MEMSPIKE_EBPF_MISSING={reason}");
         }
     }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{groups_of, memspike, process_state, run_json, serial, u, wait_for_pause, wait_until};
+use common::{groups_of, memspike, process_state, run_json, serial, u, wait_for_pause};
 
 use std::process::Stdio;
 
@@ -419,16 +419,8 @@ fn a_killed_supervisor_takes_its_worker_along_and_the_next_run_removes_its_group
     child.wait().unwrap();
     // The worker dies with it (PR_SET_PDEATHSIG) and the kernel unloads the programs with
     // the last file descriptor; only the group directories stay behind.
-    // SAFETY: signal 0 only checks whether the process exists.
-    let gone = |pid: i32| unsafe { libc::kill(pid, 0) } != 0;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !gone(worker) || !common::still_loaded(&programs).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "worker or programs outlived the supervisor"
-        );
-        std::thread::yield_now();
-    }
+    common::wait_for_exit(worker, "the worker to die with its SIGKILLed supervisor");
+    common::assert_unloaded(&programs, "after SIGKILL of the supervisor");
     assert!(
         !groups_of(pid).is_empty(),
         "a SIGKILLed supervisor cannot remove its group"
@@ -485,8 +477,11 @@ fn a_signal_sent_to_the_worker_between_fork_and_exec_is_not_lost() {
         .spawn()
         .unwrap();
     let pid = child.id();
+    // The forked worker stops itself before it execs, and nothing says so: the supervisor is
+    // blocked in spawn() until the exec, so it logs nothing, and of a process this test is not
+    // the parent of, no stop is reported (see `common::wait_until_stopped`). So /proc is read.
     let mut stopped = Vec::new();
-    wait_until("the forked worker to stop", || {
+    common::poll_until("the forked worker to stop", || {
         stopped = children_in_state(pid, 'T');
         !stopped.is_empty()
     });
@@ -514,7 +509,7 @@ fn a_stop_signal_while_the_report_is_written_still_exits_130_and_keeps_the_outco
     let _serial = serial();
     // memspike's stdout is a one-page pipe nobody reads yet: it blocks writing the report,
     // after the worker has been OOM-killed and the outcome decided.
-    let (read_end, write_end) = small_pipe();
+    let (read_end, write_end, capacity) = small_pipe();
     let mut child = memspike()
         .args(["run", "--json", "--no-trace"])
         .stdout(Stdio::from(write_end))
@@ -522,11 +517,23 @@ fn a_stop_signal_while_the_report_is_written_still_exits_130_and_keeps_the_outco
         .spawn()
         .unwrap();
     let pid = child.id();
-    wait_until("the report to fill the pipe", || pipe_is_full(&read_end));
+    // The report's first bytes in the pipe: the outcome is decided and memspike is writing.
+    // The report is larger than the pipe (checked below), so it cannot finish until this test
+    // reads: the signal comes while the report is written, whenever it is delivered.
+    assert!(
+        common::readable_within(&read_end, common::GUARD),
+        "memspike wrote no report within {:?}",
+        common::GUARD
+    );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
     let mut json = Vec::new();
     std::io::Read::read_to_end(&mut std::fs::File::from(read_end), &mut json).unwrap();
+    assert!(
+        json.len() > capacity,
+        "a report of {} bytes fits the {capacity}-byte pipe: memspike was not held writing it",
+        json.len()
+    );
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "a late signal is not ignored");
     let r: Value = serde_json::from_slice(&json).unwrap();
@@ -534,31 +541,23 @@ fn a_stop_signal_while_the_report_is_written_still_exits_130_and_keeps_the_outco
     assert!(groups_of(pid).is_empty());
 }
 
-/// A pipe with the smallest capacity the kernel allows (one page).
-fn small_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+/// A pipe with the smallest capacity the kernel allows (one page), and that capacity.
+fn small_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd, usize) {
     use std::os::fd::FromRawFd;
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two new descriptors into `fds`, which we then own.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: F_SETPIPE_SZ on the pipe we just made.
-    assert!(unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096) } > 0);
+    // SAFETY: F_SETPIPE_SZ on the pipe we just made; it returns the capacity set.
+    let capacity = unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096) };
+    assert!(capacity > 0);
     // SAFETY: both descriptors are open and owned by nobody else.
     unsafe {
         (
             std::os::fd::OwnedFd::from_raw_fd(fds[0]),
             std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            capacity as usize,
         )
     }
-}
-
-fn pipe_is_full(read_end: &std::os::fd::OwnedFd) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut queued: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int, the bytes waiting in the pipe.
-    unsafe { libc::ioctl(read_end.as_raw_fd(), libc::FIONREAD, &mut queued) };
-    // SAFETY: F_GETPIPE_SZ reads the pipe's capacity.
-    let capacity = unsafe { libc::fcntl(read_end.as_raw_fd(), libc::F_GETPIPE_SZ) };
-    queued >= capacity
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{alive, groups_of, wait_until};
+use common::{alive, groups_of};
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -87,7 +87,8 @@ impl Server {
         server
     }
 
-    /// The next log line containing `needle` (bounded wait).
+    /// The next log line containing `needle`, waited for on the channel (its 30 s bound is a
+    /// guard against a supervisor that never logs it, not a measurement).
     fn wait_for_log(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -102,6 +103,7 @@ impl Server {
 
     fn get(&self, path: &str) -> std::io::Result<(u16, Value)> {
         let mut s = TcpStream::connect(self.addr)?;
+        // A guard against a server that never answers, not a measurement.
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         write!(
             s,
@@ -124,21 +126,26 @@ impl Server {
         Ok((status, serde_json::from_str(json).unwrap_or(Value::Null)))
     }
 
-    /// Polls `path` until `ok` holds for its JSON (bounded).
+    /// Asks `path` until `ok` holds for its JSON (bounded by [`common::GUARD`]).
+    ///
+    /// For what a new worker shows of the supervisor's feed (restarts, the last OOM): call it
+    /// after the event that has a log line (the new worker's start, [`Server::next_worker`]).
+    /// What follows has no event: the supervisor sends the feed once the worker says it is
+    /// ready, and the worker, which serves at once, applies it on a thread of its own and says
+    /// so nowhere but in its answers.
     fn poll(&self, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok((200, v)) = self.get(path)
-                && ok(&v)
-            {
-                return v;
+        let mut last = None;
+        common::poll_until(&format!("{path} to satisfy the condition"), || {
+            // `get` itself waits, in the listen backlog, for a worker to serve.
+            match self.get(path) {
+                Ok((200, v)) if ok(&v) => {
+                    last = Some(v);
+                    true
+                }
+                _ => false,
             }
-            assert!(
-                Instant::now() < deadline,
-                "{path} never satisfied the condition"
-            );
-            std::thread::yield_now();
-        }
+        });
+        last.expect("the condition held")
     }
 
     /// The pid of the next worker the supervisor starts (from its log).
@@ -151,7 +158,8 @@ impl Server {
             .unwrap_or_else(|| panic!("no worker pid in {line:?}"))
     }
 
-    /// The next OOM report printed with `--json` (bounded wait).
+    /// The next OOM report printed with `--json`, waited for on the channel (its 30 s bound is a
+    /// guard, not a measurement).
     fn next_report(&mut self) -> Value {
         let line = self
             .out
@@ -174,13 +182,17 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
+            use rustix::process::{Pid, PidfdFlags, pidfd_open};
+            let pid = Pid::from_raw(self.child.id() as i32).expect("a pid above 0");
+            // Opened before the signal: our child is not reaped until we wait for it.
+            let exited = pidfd_open(pid, PidfdFlags::empty()).expect("a pidfd for our child");
             // SAFETY: signalling our own child.
             unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::yield_now();
+            // Its exit is waited for on the pidfd; the bound only decides when to give up and
+            // kill it (a fallback on a failure path, not an assertion).
+            if !common::readable_within(&exited, Duration::from_secs(10)) {
+                let _ = self.child.kill();
             }
-            let _ = self.child.kill();
             let _ = self.child.wait();
         }
     }
@@ -214,6 +226,8 @@ fn serves_unprivileged_restarts_after_an_oom_and_stops_cleanly() {
 
     // More than the limit: the kernel kills the worker mid-request; a new one takes over.
     let _ = server.get("/add?bytes=64MiB");
+    let replacement = server.next_worker() as u32;
+    assert_ne!(replacement, worker);
     let stats = server.poll("/stats", |v| v["Restarts"] == 1);
     let verdict = stats["LastOOM"]["verdict"].as_str().unwrap().to_owned();
     assert!(
@@ -264,6 +278,8 @@ fn a_second_oom_blames_the_second_worker_and_counts_its_start_up() {
         let _ = server.get("/add?bytes=64MiB");
         reports.push(server.next_report());
     }
+    // The third worker, fed the two restarts.
+    server.next_worker();
     let stats = server.poll("/stats", |v| v["Restarts"] == 2);
     for (worker, r) in workers.iter().zip(&reports) {
         assert_eq!(r["outcome"], "oom_killed", "{r:#}");
@@ -332,7 +348,7 @@ fn a_killed_interactive_supervisor_takes_its_worker_along() {
     // SAFETY: signalling our own child; SIGKILL leaves it no chance to clean up.
     unsafe { libc::kill(sup as i32, libc::SIGKILL) };
     server.child.wait().unwrap();
-    wait_until("the worker to die with its supervisor", || !alive(worker));
+    common::wait_for_exit(worker, "the worker to die with its supervisor");
     assert!(
         TcpStream::connect(server.addr).is_err(),
         "nothing serves on the port any more"
@@ -406,6 +422,7 @@ struct KeepAlive {
 impl KeepAlive {
     fn connect(addr: SocketAddr) -> KeepAlive {
         let stream = TcpStream::connect(addr).unwrap();
+        // A guard against a server that never answers, not a measurement.
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();

@@ -21,7 +21,6 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
 
 use memspike_cgroup::{Group, Hierarchy, group::Joiner};
 use memspike_common::steps::{OTHER, SLOTS, STARTUP};
@@ -795,16 +794,7 @@ fn sigkill_of_the_supervisor_unloads_its_programs() {
     let status = run.wait().expect("reap the supervisor");
     assert_eq!(status.signal(), Some(libc::SIGKILL));
     common::assert_unloaded(&ids, "after SIGKILL of the supervisor");
-    // SAFETY: signal 0 only checks whether the process exists.
-    let gone = || unsafe { libc::kill(worker, 0) } != 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gone() {
-        assert!(
-            Instant::now() < deadline,
-            "worker {worker} outlived SIGKILL"
-        );
-        std::thread::yield_now();
-    }
+    common::wait_for_exit(worker, "the worker to die with its SIGKILLed supervisor");
     // The group a SIGKILLed supervisor leaves is what the next run sweeps; sweep it now.
     memspike_cgroup::remove_stale(&Hierarchy::discover().expect("preflight"));
 }
@@ -949,16 +939,7 @@ fn a_run_never_mounts_tracefs_where_others_see_it_even_when_sigkilled() {
     );
     run.kill().expect("SIGKILL the supervisor");
     run.wait().expect("reap the supervisor");
-    // SAFETY: signal 0 only checks whether the process exists.
-    let gone = || unsafe { libc::kill(worker, 0) } != 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gone() {
-        assert!(
-            Instant::now() < deadline,
-            "worker {worker} outlived SIGKILL"
-        );
-        std::thread::yield_now();
-    }
+    common::wait_for_exit(worker, "the worker to die with its SIGKILLed supervisor");
     assert_eq!(
         ns.tracefs_mounts(),
         Vec::<String>::new(),

@@ -52,22 +52,23 @@ use hooks::{Attach, Figure, Hook, PAGE_FAULT_NOP_WAY, PAGE_FAULT_WAYS, Way};
 /// How long [`EbpfProbe::finish`] waits for the kernel to free the programs.
 const UNLOAD_WAIT: Duration = Duration::from_secs(2);
 
-/// The embedded eBPF object, if the build found one.
+/// The embedded eBPF object: always there, unless the crate is built with the `no-ebpf`
+/// feature (without it, a missing object fails the build; see build.rs).
 pub(crate) fn object() -> Option<&'static [u8]> {
-    #[cfg(memspike_ebpf_object)]
+    #[cfg(not(feature = "no-ebpf"))]
     {
         Some(aya::include_bytes_aligned!(concat!(
             env!("OUT_DIR"),
             "/memspike-ebpf.o"
         )))
     }
-    #[cfg(not(memspike_ebpf_object))]
+    #[cfg(feature = "no-ebpf")]
     {
         None
     }
 }
 
-/// Why the object is missing, as the build script saw it.
+/// Why the object is missing, as the build script said.
 pub(crate) fn missing_object_detail() -> &'static str {
     option_env!("MEMSPIKE_EBPF_MISSING").unwrap_or("no eBPF object was found at build time")
 }
@@ -810,18 +811,20 @@ fn victim_report(v: &OomVictim, source: &str) -> OomVictimReport {
 mod tests {
     use super::*;
 
+    /// The object the build embedded: there is one unless the crate is built with `no-ebpf`,
+    /// in which case the tests that read it are not compiled at all (never skipped).
+    #[cfg(not(feature = "no-ebpf"))]
+    fn embedded() -> &'static [u8] {
+        object().expect("without the no-ebpf feature the build embeds the object or fails")
+    }
+
     /// The kernel reads the object's `license` section to decide whether its programs may call
     /// GPL-only helpers; without one, aya declares "GPL" on the object's behalf.
+    #[cfg(not(feature = "no-ebpf"))]
     #[test]
     fn the_embedded_object_declares_dual_mit_gpl() {
         use object::{Object, ObjectSection};
-        let Some(bytes) = object() else {
-            memspike_testkit::skip(
-                "the_embedded_object_declares_dual_mit_gpl",
-                missing_object_detail(),
-            );
-            return;
-        };
+        let bytes = embedded();
         let elf = object::File::parse(bytes).expect("the embedded object is an ELF file");
         let license = elf
             .section_by_name("license")
@@ -831,16 +834,11 @@ mod tests {
 
     /// Every program the hook table names is in the object, with the section (attach type)
     /// the table expects: a renamed program would otherwise only show up as a missing figure.
+    #[cfg(not(feature = "no-ebpf"))]
     #[test]
     fn the_object_has_every_program_the_hooks_name() {
         use object::{Object, ObjectSymbol};
-        let Some(bytes) = object() else {
-            memspike_testkit::skip(
-                "the_object_has_every_program_the_hooks_name",
-                missing_object_detail(),
-            );
-            return;
-        };
+        let bytes = embedded();
         let elf = object::File::parse(bytes).expect("ELF");
         let ways = Figure::ALL
             .iter()
@@ -869,6 +867,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// With `no-ebpf` nothing is embedded, and the reason every report gives says so.
+    #[cfg(feature = "no-ebpf")]
+    #[test]
+    fn without_ebpf_nothing_is_embedded_and_the_reason_names_the_feature() {
+        assert!(object().is_none());
+        assert!(
+            missing_object_detail().contains("no-ebpf"),
+            "{}",
+            missing_object_detail()
+        );
     }
 
     #[test]
