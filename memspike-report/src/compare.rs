@@ -200,9 +200,9 @@ impl Document for CompareReport {
             })
             .collect();
         let mut about = Pairs::default();
-        about.row("scenario", self.scenario.clone());
+        about.row(&fig::SCENARIO, self.scenario.clone());
         about.row(
-            fig::LIMIT.label,
+            &fig::LIMIT,
             format!(
                 "{}{}",
                 human(self.limit_bytes),
@@ -211,13 +211,13 @@ impl Document for CompareReport {
         );
         if self.limit_source.is_some() {
             about.row(
-                "groups",
+                &fig::GROUPS,
                 "--inherit: every policy ran in memspike's own group, one after the other",
             );
         }
-        about.row(fig::RUNTIME.label, format!("{} rules", self.runtime));
+        about.row(&fig::RUNTIME, format!("{} rules", self.runtime));
         about.row(
-            "winner",
+            &fig::WINNER,
             "★ survived with the fewest GC cycles of all survivors",
         );
         View {

@@ -217,11 +217,11 @@ impl ExecReport {
     fn figures(&self) -> Pairs {
         let mut p = Pairs::default();
         p.row(
-            "command",
+            &fig::COMMAND,
             format!("pid {}, {}", self.worker.pid.unwrap_or(0), self.worker.exit),
         );
         p.row(
-            fig::RUNTIME.label,
+            &fig::RUNTIME,
             match (self.runtime.as_deref(), self.gc_cycles) {
                 (Some(r), Some(1)) => format!("{r}, 1 cycle traced"),
                 (Some(r), Some(n)) => format!("{r}, {n} cycles traced"),
@@ -230,7 +230,7 @@ impl ExecReport {
         );
         if let Some(goal) = self.next_goal_bytes {
             p.row(
-                "next goal",
+                &fig::NEXT_GOAL,
                 format!(
                     "{} ({} live after the last cycle)",
                     human(goal),
@@ -239,14 +239,14 @@ impl ExecReport {
             );
         }
         let c = &self.cgroup.counters;
-        p.row(fig::CGROUP_PEAK.label, opt_bytes(c.peak_bytes));
+        p.row(&fig::CGROUP_PEAK, opt_bytes(c.peak_bytes));
         p.row(
-            fig::OOM_KILLS.label,
+            &fig::OOM_KILLS,
             c.oom_kills.map_or("-".into(), |n| n.to_string()),
         );
         self.kernel.rows(&mut p, &[]);
         p.row(
-            "timeline",
+            &fig::SAMPLES,
             format!(
                 "{} samples every {} ms, {} buckets of {} ms",
                 self.timeline.samples.len(),
@@ -255,7 +255,7 @@ impl ExecReport {
                 self.timeline.bucket_ms
             ),
         );
-        p.row("wall time", format!("{:.0} ms", self.duration_ms));
+        p.row(&fig::WALL_TIME, format!("{:.0} ms", self.duration_ms));
         p
     }
 

@@ -170,7 +170,7 @@ impl KernelSection {
     /// The kernel's figures as rows, each source named; page faults in the order of `steps`
     /// (`other`, for steps beyond the counters, last).
     pub fn rows(&self, p: &mut Pairs, steps: &[String]) {
-        p.row(fig::TRACING.label, self.tracing.to_string());
+        p.row(&fig::TRACING, self.tracing.to_string());
         if let Some(f) = &self.page_faults {
             let phases: Vec<String> = steps
                 .iter()
@@ -185,14 +185,14 @@ impl KernelSection {
             } else {
                 format!(" ({})", phases.join(", "))
             };
-            p.row(fig::PAGE_FAULTS.label, format!("{}{split}", f.total));
+            p.row(&fig::PAGE_FAULTS, format!("{}{split}", f.total));
         }
         if let Some(f) = &self.major_faults {
-            p.row("major faults", f.total.to_string());
+            p.row(&fig::MAJOR_FAULTS, f.total.to_string());
         }
         if let Some(r) = &self.reclaim {
             p.row(
-                fig::RECLAIM_STALLS.label,
+                &fig::RECLAIM_STALLS,
                 format!("{} ({:.2} ms in all)", r.stalls, r.total_ns as f64 / 1e6),
             );
         }
@@ -209,7 +209,7 @@ impl KernelSection {
                 )
             });
             p.row(
-                "memory stall (PSI)",
+                &fig::MEMORY_STALL,
                 format!(
                     "some {:.2} ms, full {:.2} ms{averages}",
                     ps.some_ns as f64 / 1e6,
@@ -219,7 +219,7 @@ impl KernelSection {
         }
         if let Some(v) = &self.oom_victim {
             p.row(
-                "OOM victim",
+                &fig::OOM_VICTIM,
                 format!(
                     "pid {} ({}), anon {}, file {}, shmem {}, page tables {}",
                     v.pid,
@@ -251,10 +251,10 @@ impl KernelSection {
         .filter_map(|(what, source)| source.map(|s| format!("{what}: {s}")))
         .collect();
         if !sources.is_empty() {
-            p.row("kernel sources", sources.join("\n"));
+            p.row(&fig::KERNEL_SOURCES, sources.join("\n"));
         }
         for note in &self.notes {
-            p.row("kernel note", note.clone());
+            p.row(&fig::KERNEL_NOTE, note.clone());
         }
     }
 }
@@ -613,21 +613,21 @@ impl Report {
     /// The run's figures, as label and value.
     fn figures(&self) -> Pairs {
         let mut p = Pairs::default();
-        p.row("died in", self.died_in.as_deref().unwrap_or("-"));
+        p.row(&fig::DIED_IN, self.died_in.as_deref().unwrap_or("-"));
         if let Some(a) = &self.failed_allocation {
             p.row(
-                "allocation that failed",
+                &fig::FAILED_ALLOCATION,
                 format!("{} ({} bytes)", human(a.bytes), a.bytes),
             );
         }
-        p.row(fig::NUM_GC.label, self.gc_cycles.to_string());
-        p.row("GC CPU (simulated)", percent(self.gc_cpu_share));
+        p.row(&fig::NUM_GC, self.gc_cycles.to_string());
+        p.row(&fig::GC_CPU, percent(self.gc_cpu_share));
         p.row(
-            "next GC after the spike",
+            &fig::NEXT_GC_AFTER_SPIKE,
             opt_bytes(self.next_gc_after_spike_bytes),
         );
         p.row(
-            "heap at the end",
+            &fig::HEAP_AT_END,
             format!(
                 "{} {}, {} {}, {} {}",
                 fig::LIVE.label,
@@ -639,17 +639,17 @@ impl Report {
             ),
         );
         p.row(
-            "garbage / needed",
+            &fig::GARBAGE_RATIO,
             self.garbage_ratio
                 .map_or("-".to_owned(), |r| format!("{r:.1}x")),
         );
         let c = &self.cgroup.counters;
-        p.row(fig::CGROUP_PEAK.label, opt_bytes(c.peak_bytes));
-        p.row(fig::FAILCNT.label, opt_count(c.failcnt));
-        p.row(fig::OOM_KILLS.label, opt_count(c.oom_kills));
+        p.row(&fig::CGROUP_PEAK, opt_bytes(c.peak_bytes));
+        p.row(&fig::FAILCNT, opt_count(c.failcnt));
+        p.row(&fig::OOM_KILLS, opt_count(c.oom_kills));
         if c.low_events.is_some() || c.high_events.is_some() || c.oom_group_kills.is_some() {
             p.row(
-                "memory.events",
+                &fig::MEMORY_EVENTS,
                 format!(
                     "low {}, high {}, max {}, oom {}, oom_kill {}, oom_group_kill {}",
                     opt_count(c.low_events),
@@ -662,10 +662,10 @@ impl Report {
             );
         }
         if let Some(high) = c.high_limit_bytes {
-            p.row("memory.high", throttling(high, c.high_events));
+            p.row(&fig::MEMORY_HIGH, throttling(high, c.high_events));
         }
         p.row(
-            "left charged after exit",
+            &fig::LEFT_CHARGED,
             format!(
                 "anon {} (huge {}), page cache {}, kernel {}",
                 opt_bytes(c.anon_bytes),
@@ -675,7 +675,7 @@ impl Report {
             ),
         );
         p.row(
-            "worker",
+            &fig::WORKER,
             format!(
                 "pid {}, {}, charged {} before its first allocation",
                 self.worker.pid.map_or("-".to_owned(), |p| p.to_string()),
@@ -684,7 +684,7 @@ impl Report {
             ),
         );
         p.row(
-            fig::RUNTIME.label,
+            &fig::RUNTIME,
             format!(
                 "{} rules; {} {}; {} {}",
                 self.settings.runtime,
@@ -695,7 +695,7 @@ impl Report {
             ),
         );
         self.kernel.rows(&mut p, &self.steps);
-        p.row("wall time", format!("{:.0} ms", self.duration_ms));
+        p.row(&fig::WALL_TIME, format!("{:.0} ms", self.duration_ms));
         p
     }
 

@@ -79,10 +79,10 @@ impl Document for ThresholdReport {
             })
             .collect();
         let mut about = Pairs::default();
-        about.row("scenario", self.scenario.clone());
-        about.row(fig::LIMIT.label, human(self.limit_bytes).to_string());
-        about.row(fig::RUNTIME.label, format!("{} rules", self.runtime));
-        about.row("looking for", k.goal());
+        about.row(&fig::SCENARIO, self.scenario.clone());
+        about.row(&fig::LIMIT, human(self.limit_bytes).to_string());
+        about.row(&fig::RUNTIME, format!("{} rules", self.runtime));
+        about.row(&fig::GOAL, k.goal());
         View {
             headline: format!("memspike threshold: {}", k.goal()),
             tone: Tone::Neutral,

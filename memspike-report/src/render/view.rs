@@ -2,6 +2,8 @@
 //! verdict. [`text`](super::text) and [`html`](super::html) render the same `View`, so the
 //! terminal and the browser never disagree about a figure.
 
+use crate::figures::Figure;
+
 /// How the outcome reads: the HTML report colours its headline by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tone {
@@ -38,13 +40,14 @@ pub struct View {
     pub verdict: String,
 }
 
-/// Label–value rows, built one at a time.
+/// Label–value rows, built one at a time: each row is a named figure, labelled as the
+/// registry says ([`crate::figures`]).
 #[derive(Default)]
 pub struct Pairs(Vec<(String, String)>);
 
 impl Pairs {
-    pub fn row(&mut self, label: &str, value: impl Into<String>) {
-        self.0.push((label.to_owned(), value.into()));
+    pub fn row(&mut self, figure: &Figure, value: impl Into<String>) {
+        self.0.push((figure.label.to_owned(), value.into()));
     }
     pub fn block(self) -> Block {
         Block::Pairs(self.0)

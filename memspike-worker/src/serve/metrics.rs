@@ -92,4 +92,44 @@ mod tests {
         assert!(!text.contains("failcnt"), "{text}");
         assert!(!text.contains("page_faults"), "{text}");
     }
+
+    /// The registry's names are the scrape's: every figure with a metric name and a number
+    /// is in the scrape under the name the registry documents.
+    #[test]
+    fn every_scraped_figure_is_under_its_documented_name() {
+        let counters = Counters {
+            usage_bytes: Some(1),
+            peak_bytes: Some(1),
+            failcnt: Some(1),
+            oom_kills: Some(1),
+            ..Counters::default()
+        };
+        let feed = Feed {
+            page_faults: Some(1),
+            reclaim_stalls: Some(1),
+            reclaim_ns: Some(1),
+            ..Feed::default()
+        };
+        let world = World {
+            limit: 1 << 25,
+            memory_limit: Some(1 << 24),
+            runtime: memspike_model::release::Release::default(),
+            counters: Some(counters),
+            feed: &feed,
+        };
+        let snap = Snapshot::default();
+        let text = render(&snap, &world).unwrap();
+        let scraped: Vec<String> = readings(&snap, &world)
+            .into_iter()
+            .filter(|(_, v)| v.as_u64().is_some())
+            .filter_map(|(f, _)| f.scrape_name())
+            .collect();
+        assert!(scraped.len() > 15, "{scraped:?}");
+        for name in scraped {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{name} "))),
+                "{name} in\n{text}"
+            );
+        }
+    }
 }

@@ -266,7 +266,7 @@ fn error_answer(e: &ApiError) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::PAGE;
-    use memspike_report::render::chart::PALETTE;
+    use memspike_report::{figures::Stat, render::chart::PALETTE};
 
     /// The reports' charts and the live page read alike: the page declares the charts'
     /// palette as its CSS variables.
@@ -276,5 +276,34 @@ mod tests {
             let decl = format!("{var}: {};", colour.hex());
             assert!(PAGE.contains(&decl), "page.html should declare {decl}");
         }
+    }
+
+    /// The page names figures by their `/stats` key (its labels and tooltips come from the
+    /// registry at serve time, the values from `/stats`): every key it names is one `/stats`
+    /// shows.
+    #[test]
+    fn the_page_names_only_figures_stats_shows() {
+        let keys: Vec<&str> = Stat::all().map(|s| s.figure().key).collect();
+        let mut named = Vec::new();
+        for marker in [
+            "data-figure=\"",
+            "data-figure-label=\"",
+            "stats.",
+            "key: \"",
+        ] {
+            for (i, _) in PAGE.match_indices(marker) {
+                let rest = &PAGE[i + marker.len()..];
+                let end = rest
+                    .find(|c: char| !c.is_ascii_alphanumeric())
+                    .unwrap_or(rest.len());
+                named.push(&rest[..end]);
+            }
+        }
+        assert!(named.len() > 20, "the page names its figures: {named:?}");
+        let unknown: Vec<&&str> = named.iter().filter(|k| !keys.contains(k)).collect();
+        assert!(
+            unknown.is_empty(),
+            "the page names figures /stats lacks: {unknown:?}"
+        );
     }
 }

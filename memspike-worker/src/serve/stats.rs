@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use memspike_cgroup::Counters;
 use memspike_model::release::Release;
-use memspike_report::figures::{self as fig, Figure};
+use memspike_report::figures::{Figure, Stat};
 
 use super::{
     ServeContext,
@@ -108,53 +108,56 @@ pub fn outcome_fields(done: &Done, f: &mut Fields) {
     }
 }
 
-/// Every figure's reading now, in `/stats` order: the heap (Go's names, then the
+/// Every figure's reading now, in `/stats` order ([`Stat`]): the heap (Go's names, then the
 /// simulation's split), the limits, the cgroup and the supervisor's facts, then the kernel
 /// counters when traced. `/stats` shows them all; `/metrics` the ones with a metric name and a
 /// number (a `null` is left out there).
 pub fn readings(snap: &Snapshot, world: &World) -> Vec<(&'static Figure, Value)> {
+    Stat::all()
+        .filter_map(|stat| reading(stat, snap, world).map(|v| (stat.figure(), v)))
+        .collect()
+}
+
+/// One figure's reading, or `None` when it is not shown (a kernel counter, untraced).
+fn reading(stat: Stat, snap: &Snapshot, world: &World) -> Option<Value> {
     let s = &snap.stats;
     let c = world.counters.as_ref();
     let feed = world.feed;
-    let mut r: Vec<(&'static Figure, Value)> = vec![
-        (&fig::ALLOC, s.heap_alloc().into()),
-        (&fig::TOTAL_ALLOC, s.total_alloc.into()),
-        (&fig::MALLOCS, s.mallocs.into()),
-        (&fig::FREES, s.frees.into()),
-        (&fig::HEAP_ALLOC, s.heap_alloc().into()),
-        (&fig::HEAP_SYS, s.heap_sys().into()),
-        (&fig::HEAP_IDLE, s.heap_idle().into()),
-        (&fig::HEAP_INUSE, s.heap_inuse().into()),
-        (&fig::HEAP_RELEASED, s.released.into()),
-        (&fig::HEAP_OBJECTS, s.objects.into()),
-        (&fig::NEXT_GC, s.next_gc.into()),
-        (&fig::GC_TRIGGER, s.trigger.into()),
-        (&fig::NUM_GC, s.num_gc.into()),
-        (&fig::LAST_GC, s.last_gc_unix_ns.into()),
-        (&fig::LIVE, s.live.into()),
-        (&fig::GARBAGE, s.garbage.into()),
-        (&fig::FREE, s.free.into()),
-        (&fig::SLABS, snap.slabs.into()),
-        (&fig::SLAB_BYTES, snap.slab_bytes.into()),
-        (&fig::NON_HEAP, s.non_heap.into()),
-        (&fig::LIMIT, world.limit.into()),
-        (&fig::MEMORY_LIMIT, world.memory_limit.into()),
-        (&fig::RUNTIME, world.runtime.to_string().into()),
-        (&fig::CGROUP_USAGE, c.and_then(|c| c.usage_bytes).into()),
-        (&fig::CGROUP_PEAK, c.and_then(|c| c.peak_bytes).into()),
-        (&fig::FAILCNT, c.and_then(|c| c.failcnt).into()),
-        (&fig::OOM_KILLS, c.and_then(|c| c.oom_kills).into()),
-        (&fig::RESTARTS, feed.restarts.into()),
-        (&fig::LAST_OOM, json!(feed.last_oom)),
-        (&fig::TRACING, tracing_state(feed).into()),
-    ];
-    let kernel = [feed.page_faults, feed.reclaim_stalls, feed.reclaim_ns];
-    for (figure, value) in fig::KERNEL.into_iter().zip(kernel) {
-        if let Some(v) = value {
-            r.push((figure, v.into()));
-        }
-    }
-    r
+    Some(match stat {
+        Stat::Alloc => s.heap_alloc().into(),
+        Stat::TotalAlloc => s.total_alloc.into(),
+        Stat::Mallocs => s.mallocs.into(),
+        Stat::Frees => s.frees.into(),
+        Stat::HeapAlloc => s.heap_alloc().into(),
+        Stat::HeapSys => s.heap_sys().into(),
+        Stat::HeapIdle => s.heap_idle().into(),
+        Stat::HeapInuse => s.heap_inuse().into(),
+        Stat::HeapReleased => s.released.into(),
+        Stat::HeapObjects => s.objects.into(),
+        Stat::NextGc => s.next_gc.into(),
+        Stat::GcTrigger => s.trigger.into(),
+        Stat::NumGc => s.num_gc.into(),
+        Stat::LastGc => s.last_gc_unix_ns.into(),
+        Stat::Live => s.live.into(),
+        Stat::Garbage => s.garbage.into(),
+        Stat::Free => s.free.into(),
+        Stat::Slabs => snap.slabs.into(),
+        Stat::SlabBytes => snap.slab_bytes.into(),
+        Stat::NonHeap => s.non_heap.into(),
+        Stat::Limit => world.limit.into(),
+        Stat::MemoryLimit => world.memory_limit.into(),
+        Stat::Runtime => world.runtime.to_string().into(),
+        Stat::CgroupUsage => c.and_then(|c| c.usage_bytes).into(),
+        Stat::CgroupPeak => c.and_then(|c| c.peak_bytes).into(),
+        Stat::Failcnt => c.and_then(|c| c.failcnt).into(),
+        Stat::OomKills => c.and_then(|c| c.oom_kills).into(),
+        Stat::Restarts => feed.restarts.into(),
+        Stat::LastOom => json!(feed.last_oom),
+        Stat::Tracing => tracing_state(feed).into(),
+        Stat::PageFaults => feed.page_faults?.into(),
+        Stat::ReclaimStalls => feed.reclaim_stalls?.into(),
+        Stat::ReclaimNs => feed.reclaim_ns?.into(),
+    })
 }
 
 /// The statistics as `/stats` shows them: every reading under its figure's key.
@@ -229,5 +232,29 @@ mod tests {
             v.get("PageFaults").is_none(),
             "kernel counters only when traced"
         );
+    }
+
+    /// `/stats` is the registry's `Stat` list, in its order, every figure there once traced.
+    #[test]
+    fn stats_are_the_registrys_in_its_order() {
+        let feed = Feed {
+            page_faults: Some(1),
+            reclaim_stalls: Some(2),
+            reclaim_ns: Some(3),
+            ..Feed::default()
+        };
+        let world = World {
+            limit: 32 << 20,
+            memory_limit: None,
+            runtime: Release::default(),
+            counters: None,
+            feed: &feed,
+        };
+        let keys: Vec<&str> = readings(&Snapshot::default(), &world)
+            .into_iter()
+            .map(|(f, _)| f.key)
+            .collect();
+        let registry: Vec<&str> = Stat::all().map(|s| s.figure().key).collect();
+        assert_eq!(keys, registry);
     }
 }
