@@ -59,19 +59,18 @@ pub const PASSED_ENV: [&str; 9] = [
     "GOTRACEBACK",
 ];
 
-/// The command's program: a path, or a name found on `PATH`, executable.
+/// The command's program: a path, or a name found on `PATH`, executable (`which` judges an
+/// executable file as exec would: a regular file the kernel lets this process execute).
 pub fn resolve(program: &str, path: Option<&std::ffi::OsStr>) -> Result<PathBuf, UsageError> {
-    let executable = |p: &Path| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
     let found = if program.contains('/') {
-        Some(PathBuf::from(program)).filter(|p| executable(p))
+        // A path is used as given (as execvp does), not searched for; `which` checks it.
+        which::which_in(program, None::<&std::ffi::OsStr>, ".")
+            .ok()
+            .map(|_| PathBuf::from(program))
     } else {
-        path.into_iter()
-            .flat_map(std::env::split_paths)
-            .map(|dir| dir.join(program))
-            .find(|p| executable(p))
+        which::which_in_global(program, path)
+            .ok()
+            .and_then(|mut found| found.next())
     };
     found.ok_or_else(|| UsageError::Command(program.to_owned()))
 }
