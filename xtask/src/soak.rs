@@ -139,22 +139,6 @@ const SCENARIOS: [&[&str]; 5] = [
     ],
 ];
 
-/// A small deterministic generator (xorshift64*), seeded once per soak.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// One run's plan.
 #[derive(Clone, Debug)]
 struct Plan {
@@ -166,8 +150,9 @@ struct Plan {
     scenario: usize,
 }
 
-fn plan(index: usize, rng: &mut Rng) -> Plan {
-    let kind = match rng.below(20) {
+/// One run's plan, drawn from the soak's generator (seeded once, so `--seed` replays a soak).
+fn plan(index: usize, rng: &mut fastrand::Rng) -> Plan {
+    let kind = match rng.u64(..20) {
         0..=4 => Kind::Oom,
         5..=6 => Kind::OomNoTrace,
         7..=8 => Kind::Survive,
@@ -175,8 +160,8 @@ fn plan(index: usize, rng: &mut Rng) -> Plan {
         13..=16 => Kind::Interactive,
         _ => Kind::BadFlags,
     };
-    let sig = [libc::SIGKILL, libc::SIGINT, libc::SIGTERM][rng.below(3) as usize];
-    let fault = match (kind, rng.below(10)) {
+    let sig = [libc::SIGKILL, libc::SIGINT, libc::SIGTERM][rng.usize(..3)];
+    let fault = match (kind, rng.u64(..10)) {
         (Kind::BadFlags, _) | (_, 0..=2) => Fault::None,
         (_, 3..=6) => Fault::Supervisor(sig),
         _ => Fault::Worker(sig),
@@ -185,9 +170,9 @@ fn plan(index: usize, rng: &mut Rng) -> Plan {
         index,
         kind,
         fault,
-        delay: Duration::from_millis(rng.below(400)),
-        bad_flags: rng.below(BAD_FLAGS.len() as u64) as usize,
-        scenario: rng.below(SCENARIOS.len() as u64) as usize,
+        delay: Duration::from_millis(rng.u64(..400)),
+        bad_flags: rng.usize(..BAD_FLAGS.len()),
+        scenario: rng.usize(..SCENARIOS.len()),
     }
 }
 
@@ -215,7 +200,6 @@ pub fn soak(opts: &Options) -> Result<ExitCode> {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
-            | 1
     });
     let logs = binary
         .parent()
@@ -237,7 +221,7 @@ pub fn soak(opts: &Options) -> Result<ExitCode> {
         logs.display()
     ));
 
-    let mut rng = Rng(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let plans: Vec<Plan> = (0..opts.runs).map(|i| plan(i, &mut rng)).collect();
     let next = AtomicUsize::new(0);
     let outcomes = Mutex::new(Vec::new());
