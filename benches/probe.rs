@@ -18,7 +18,6 @@
 //! `MEMSPIKE_BENCH_ROUNDS` sets the number of rounds (default 15; 0 skips it).
 
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group};
 use memspike_probe::{
@@ -60,19 +59,20 @@ fn touch_fresh_pages(len: usize) {
 
 /// This process's cgroup v2 id: the inode of its `0::<path>` directory under the cgroup2 mount.
 fn own_cgroup_v2_id() -> Result<u64, String> {
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
-    let path = cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
+    let me = procfs::process::Process::myself().map_err(|e| e.to_string())?;
+    let path = me
+        .cgroups()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|m| m.hierarchy == 0)
+        .map(|m| m.pathname)
         .ok_or("no cgroup v2 line (0::) in /proc/self/cgroup")?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-    let mount = mountinfo
-        .lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            (right.split_whitespace().next()? == "cgroup2")
-                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
-        })
+    let mount = me
+        .mountinfo()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|m| m.fs_type == "cgroup2")
+        .map(|m| m.mount_point)
         .ok_or("no cgroup2 mount")?;
     let dir = mount.join(path.trim_start_matches('/'));
     std::fs::metadata(&dir)

@@ -107,15 +107,20 @@ fn group_limits_membership_and_removal() {
         "members {:?} lack {pid}",
         g.members()
     );
-    let proc_cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let memory_line = proc_cgroup
-        .lines()
-        .find(|l| l.contains(":memory:") || (h.version() == Version::V2 && l.starts_with("0::")))
-        .expect("memory line");
-    assert!(memory_line.ends_with(g.name()), "{memory_line}");
+    let memberships = procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.cgroups())
+        .expect("the child's /proc/PID/cgroup");
+    let v2_membership = memberships.0.iter().find(|m| m.hierarchy == 0);
+    let memory = memberships
+        .0
+        .iter()
+        .find(|m| m.controllers.iter().any(|c| c == "memory"))
+        .or(v2_membership.filter(|_| h.version() == Version::V2))
+        .expect("a memory membership");
+    assert!(memory.pathname.ends_with(g.name()), "{memory:?}");
     if v2_dir.is_some() {
-        let v2_line = proc_cgroup.lines().find(|l| l.starts_with("0::")).unwrap();
-        assert!(v2_line.ends_with(g.name()), "{v2_line}");
+        let v2 = v2_membership.expect("a v2 membership");
+        assert!(v2.pathname.ends_with(g.name()), "{v2:?}");
     }
     assert!(
         g.usage_bytes().is_some_and(|u| u > 0),

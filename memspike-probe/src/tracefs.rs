@@ -17,6 +17,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use memspike_common::OomFieldOffsets;
+use procfs::FromRead;
+use procfs::process::MountInfos;
 
 /// Where tracefs is mounted when memspike mounts it (also the first place aya looks).
 pub const TRACEFS_DIR: &str = "/sys/kernel/tracing";
@@ -49,24 +51,20 @@ pub fn with_tracefs<R: Send>(f: impl FnOnce(Result<&Path, String>) -> R + Send) 
 /// The directory of a tracefs mounted in the calling thread's mount namespace, if any.
 fn mounted_dir() -> Option<PathBuf> {
     // thread-self: /proc/self shows the main thread's namespace, not necessarily this one's.
-    let info = fs::read_to_string("/proc/thread-self/mountinfo").ok()?;
-    let mounts = tracefs_mounts(&info);
+    let mounts = MountInfos::from_file("/proc/thread-self/mountinfo").ok()?;
+    let mounts = tracefs_mounts(&mounts);
     [TRACEFS_DIR, DEBUG_TRACEFS_DIR]
         .into_iter()
-        .find(|want| mounts.iter().any(|m| m == want))
+        .find(|want| mounts.iter().any(|m| m == Path::new(want)))
         .map(PathBuf::from)
 }
 
-/// Mount points of type tracefs in a mountinfo text.
-fn tracefs_mounts(mountinfo: &str) -> Vec<String> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let fstype = right.split_whitespace().next()?;
-            let mount_point = left.split_whitespace().nth(4)?;
-            (fstype == "tracefs").then(|| mount_point.replace("\\040", " "))
-        })
+/// Mount points of type tracefs (`procfs` leaves mountinfo's `\040` for a space in them).
+fn tracefs_mounts(mounts: &MountInfos) -> Vec<PathBuf> {
+    mounts
+        .iter()
+        .filter(|m| m.fs_type == "tracefs")
+        .map(|m| PathBuf::from(m.mount_point.to_string_lossy().replace("\\040", " ")))
         .collect()
 }
 
@@ -302,12 +300,23 @@ print fmt: \"pid=%d comm=%s\", REC->pid, __get_str(comm)
 
     #[test]
     fn finds_tracefs_mounts_in_mountinfo() {
+        let parse = |text: &str| {
+            use procfs::FromBufRead;
+            tracefs_mounts(&MountInfos::from_buf_read(text.as_bytes()).unwrap())
+        };
         let info = "\
 22 1 0:21 / /sys rw,nosuid - sysfs sysfs rw
 40 22 0:12 / /sys/kernel/tracing rw,nosuid,nodev,noexec,relatime - tracefs tracefs rw
 41 22 0:13 / /sys/kernel/debug rw - debugfs debugfs rw
+42 22 0:14 / /mnt/a\\040b rw - tracefs tracefs rw
 ";
-        assert_eq!(tracefs_mounts(info), vec!["/sys/kernel/tracing"]);
-        assert!(tracefs_mounts("22 1 0:21 / /sys rw - sysfs sysfs rw\n").is_empty());
+        assert_eq!(
+            parse(info),
+            vec![
+                PathBuf::from("/sys/kernel/tracing"),
+                PathBuf::from("/mnt/a b")
+            ]
+        );
+        assert!(parse("22 1 0:21 / /sys rw - sysfs sysfs rw\n").is_empty());
     }
 }

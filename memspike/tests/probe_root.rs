@@ -131,10 +131,9 @@ fn hog() -> Command {
 }
 
 fn tracefs_mounted() -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.contains(" - tracefs "))
+    procfs::process::Process::myself()
+        .and_then(|me| me.mountinfo())
+        .is_ok_and(|mounts| mounts.iter().any(|m| m.fs_type == "tracefs"))
 }
 
 #[test]
@@ -809,22 +808,16 @@ fn sigkill_of_the_supervisor_unloads_its_programs() {
     memspike_cgroup::remove_stale(&Hierarchy::discover().expect("preflight"));
 }
 
-/// Tracefs mount points in a mountinfo text.
-fn tracefs_mounts_in(mountinfo: &str) -> Vec<String> {
-    mountinfo
-        .lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            (right.split_whitespace().next()? == "tracefs")
-                .then(|| left.split_whitespace().nth(4).map(str::to_owned))?
-        })
-        .collect()
-}
-
+/// Tracefs mount points in `pid`'s mount namespace.
 fn tracefs_mounts_of(pid: u32) -> Vec<String> {
-    tracefs_mounts_in(
-        &std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("read mountinfo"),
-    )
+    let mounts = procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.mountinfo())
+        .expect("read mountinfo");
+    mounts
+        .into_iter()
+        .filter(|m| m.fs_type == "tracefs")
+        .map(|m| m.mount_point.display().to_string())
+        .collect()
 }
 
 /// A process that holds a mount namespace of its own (a private copy of ours, with no tracefs

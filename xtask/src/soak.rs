@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use memspike_common::names;
+use procfs::process::{MountInfo, Process};
 
 use crate::apt::{self, Package};
 use crate::privilege;
@@ -503,19 +504,20 @@ impl Leftovers {
     }
 }
 
+/// This process's mounts (none when /proc cannot be read).
+fn mounts() -> Vec<MountInfo> {
+    Process::myself()
+        .and_then(|me| me.mountinfo())
+        .map(|m| m.0)
+        .unwrap_or_default()
+}
+
 /// `memspike-*` directories under every cgroup mount.
 fn groups() -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for line in mounts.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        if !right.starts_with("cgroup") {
-            continue;
-        }
-        if let Some(mount) = left.split_whitespace().nth(4) {
-            walk(Path::new(mount), 0, &mut found);
+    for mount in mounts() {
+        if mount.fs_type.starts_with("cgroup") {
+            walk(&mount.mount_point, 0, &mut found);
         }
     }
     found.sort();
@@ -570,32 +572,30 @@ fn is_ours(name: &str) -> bool {
         .any(|ours| name == &ours[..ours.len().min(KERNEL_NAME_LEN)])
 }
 
+/// Tracefs mounts, each as its id and mount point (a new mount has a new id).
 fn tracefs_mounts() -> Vec<String> {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            l.split_once(" - ")
-                .is_some_and(|(_, r)| r.starts_with("tracefs "))
-        })
-        .map(str::to_owned)
+    mounts()
+        .into_iter()
+        .filter(|m| m.fs_type == "tracefs")
+        .map(|m| format!("{} {}", m.mnt_id, m.mount_point.display()))
         .collect()
+}
+
+/// Every process /proc lists now (those that end while being read are left out).
+fn processes() -> Vec<Process> {
+    procfs::process::all_processes()
+        .map(|all| all.flatten().collect())
+        .unwrap_or_default()
 }
 
 /// Processes running `binary` (supervisors or workers), as "pid cmdline".
 fn processes_of(binary: &Path) -> Vec<String> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let exe = fs::read_link(e.path().join("exe")).ok()?;
-            (exe == binary).then(|| {
-                let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
-                format!("{pid} {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
-            })
+    processes()
+        .into_iter()
+        .filter(|p| p.exe().is_ok_and(|exe| exe == binary))
+        .map(|p| {
+            let cmd = p.cmdline().unwrap_or_default();
+            format!("{} {}", p.pid(), cmd.join(" "))
         })
         .collect()
 }
@@ -614,21 +614,13 @@ fn first_child(parent: u32) -> Option<i32> {
 
 /// The children of `parent` (from /proc/PID/stat).
 fn children(parent: u32) -> Vec<i32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = s.rsplit_once(')')?.1.to_owned();
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(parent)
+    processes()
+        .into_iter()
+        .filter(|p| {
+            p.stat()
+                .is_ok_and(|stat| i64::from(stat.ppid) == i64::from(parent))
         })
+        .map(|p| p.pid())
         .collect()
 }
 
@@ -721,6 +713,26 @@ fn signal_name(sig: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_are_found_by_parent_and_by_binary() {
+        let mut child = Command::new("/bin/sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id() as i32;
+        let found = children(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.contains(&pid), "{found:?} lacks {pid}");
+        let me = std::env::current_exe().expect("this test's binary");
+        let mine = processes_of(&me);
+        assert!(
+            mine.iter()
+                .any(|p| p.starts_with(&format!("{} ", std::process::id()))),
+            "{mine:?}"
+        );
+    }
 
     #[test]
     fn our_programs_are_known_by_their_names_as_the_kernel_cuts_them() {
