@@ -692,7 +692,7 @@ mod tests {
         let caps = crate::capability::Caps::effective().unwrap();
         match check_can_create(&ro) {
             // Root with CAP_DAC_OVERRIDE writes anywhere: the kernel's answer, not the mode's.
-            Ok(()) => assert!(caps.has(crate::capability::CAP_DAC_OVERRIDE)),
+            Ok(()) => assert!(caps.has(crate::capability::Capability::CAP_DAC_OVERRIDE)),
             Err(e) => {
                 let msg = e.to_string();
                 assert!(msg.contains(&ro.display().to_string()), "{msg}");

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 use memspike_cgroup::{CgroupError, Group, Hierarchy, Version, group::Joiner, remove_stale};
+use nix::sys::signal::Signal;
 
 const MIB: u64 = 1 << 20;
 
@@ -134,7 +135,7 @@ fn group_limits_membership_and_removal() {
         assert!(!v2_dir.exists());
     }
     let status = child.wait().unwrap();
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "{status:?}");
     g.remove().expect("remove is idempotent");
     assert!(our_groups(&h.own_dir()).is_empty());
 }
@@ -154,7 +155,7 @@ fn oom_kill_is_counted() {
         &["if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
     );
     let status = child.wait().unwrap();
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "{status:?}");
     let c = g.counters();
     assert_eq!(c.oom_kills, Some(1), "{c:?}");
     assert!(c.peak_bytes.is_some_and(|p| p >= 30 * MIB), "{c:?}");
@@ -197,7 +198,10 @@ fn remove_stale_removes_dead_pid_leftovers() {
     }
     assert!(live.dir().is_dir(), "a group of a live pid is kept");
     assert!(!removed.iter().any(|r| r.ends_with(live.name())));
-    assert_eq!(orphan.wait().unwrap().signal(), Some(libc::SIGKILL));
+    assert_eq!(
+        orphan.wait().unwrap().signal(),
+        Some(Signal::SIGKILL as i32)
+    );
 }
 
 #[test]
