@@ -17,6 +17,7 @@
 //! per-fault medians and the median of the per-round traced/untraced ratios.
 //! `MEMSPIKE_BENCH_ROUNDS` sets the number of rounds (default 15; 0 skips it).
 
+use std::num::NonZeroUsize;
 use std::os::unix::fs::MetadataExt;
 
 use criterion::{Criterion, Throughput, criterion_group};
@@ -24,6 +25,8 @@ use memspike_probe::{
     self as probe, PageFaultAttach,
     ebpf::{EbpfProbe, KernelIds},
 };
+use nix::sys::mman::{self, MapFlags, MmapAdvise, ProtFlags};
+use nix::time::{ClockId, clock_gettime};
 
 const GIB: usize = 1 << 30;
 const PAGE: usize = 4096;
@@ -34,27 +37,27 @@ const STEP: u32 = 1;
 
 /// mmap, one write per page, munmap: exactly one first-touch fault per 4 KiB page.
 fn touch_fresh_pages(len: usize) {
-    // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+    let size = NonZeroUsize::new(len).expect("a non-empty mapping");
+    // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing;
+    // nothing else refers to it.
     let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
+        mman::mmap_anonymous(
+            None,
+            size,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
         )
-    };
-    assert_ne!(p, libc::MAP_FAILED, "mmap failed");
+    }
+    .expect("mmap failed");
     // SAFETY: advice on our own mapping: 4 KiB pages only.
-    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
-    let base = p.cast::<u8>();
+    let _ = unsafe { mman::madvise(p, len, MmapAdvise::MADV_NOHUGEPAGE) };
+    let base = p.cast::<u8>().as_ptr();
     for off in (0..len).step_by(PAGE) {
         // SAFETY: off < len, inside the mapping; volatile so the write is not elided.
         unsafe { base.add(off).write_volatile(1) };
     }
-    // SAFETY: unmapping exactly what was mapped above.
-    unsafe { libc::munmap(p, len) };
+    // SAFETY: unmapping exactly what was mapped above; nothing refers to it afterwards.
+    let _ = unsafe { mman::munmap(p, len) };
 }
 
 /// This process's cgroup v2 id: the inode of its `0::<path>` directory under the cgroup2 mount.
@@ -136,11 +139,8 @@ fn faults(c: &mut Criterion) {
 /// This thread's CPU time (user + system) in ns: unlike wall time, not inflated while other
 /// processes on this 2-CPU machine hold the CPU.
 fn thread_cpu_ns() -> u128 {
-    // SAFETY: an all-zero timespec is valid; clock_gettime writes it.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: valid clock id and pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+    let ts = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("the thread's CPU clock");
+    ts.tv_sec() as u128 * 1_000_000_000 + ts.tv_nsec() as u128
 }
 
 /// Average run time per run of the probe's page-fault program (needs

@@ -17,6 +17,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use memspike_common::OomFieldOffsets;
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
 use procfs::FromRead;
 use procfs::process::MountInfos;
 
@@ -71,40 +73,23 @@ fn tracefs_mounts(mounts: &MountInfos) -> Vec<PathBuf> {
 /// Moves the calling thread into a mount namespace of its own, whose mounts receive from the
 /// host's but never send back, and mounts tracefs at [`TRACEFS_DIR`] there.
 fn mount_privately() -> io::Result<()> {
-    let c = |s: &str| std::ffi::CString::new(s).map_err(io::Error::other);
-    let (root, source, target, fstype) = (c("/")?, c("tracefs")?, c(TRACEFS_DIR)?, c("tracefs")?);
-    // SAFETY: unshare takes flags only; CLONE_NEWNS (which implies CLONE_FS) affects only the
-    // calling thread.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: valid NUL-terminated strings alive for the call; null source/type/data are
-    // allowed for a propagation change.
-    let rc = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_SLAVE,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: every pointer is a valid NUL-terminated string alive for the call; data is null.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // CLONE_NEWNS (which implies CLONE_FS) affects only the calling thread.
+    unshare(CloneFlags::CLONE_NEWNS)?;
+    // A propagation change: no source, type or data.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )?;
+    mount(
+        Some("tracefs"),
+        TRACEFS_DIR,
+        Some("tracefs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )?;
     Ok(())
 }
 
