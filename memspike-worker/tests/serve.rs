@@ -893,21 +893,15 @@ fn head(method: &str, target: &str, host: &str, extra: &[&str]) -> Vec<u8> {
 
 /// Lets this process hold `n` descriptors (the test holds both ends of its connections).
 fn allow_descriptors(n: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the one struct passed.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        if lim.rlim_cur < n {
-            lim.rlim_cur = n.min(lim.rlim_max);
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        }
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (mut soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if soft < n {
+        soft = n.min(hard);
+        setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("setrlimit");
     }
     assert!(
-        lim.rlim_cur >= n,
-        "this test needs {n} descriptors: {lim:?}"
+        soft >= n,
+        "this test needs {n} descriptors: soft limit {soft}, hard {hard}"
     );
 }
 
