@@ -3,8 +3,7 @@
 use std::path::{Path, PathBuf};
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// The first executable named `name` on PATH.

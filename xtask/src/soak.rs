@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use memspike_common::names;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use procfs::process::{MountInfo, Process};
 
 use crate::apt::{self, Package};
@@ -82,8 +84,8 @@ enum Kind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Fault {
     None,
-    Supervisor(i32),
-    Worker(i32),
+    Supervisor(Signal),
+    Worker(Signal),
 }
 
 const BAD_FLAGS: [&[&str]; 11] = [
@@ -161,7 +163,7 @@ fn plan(index: usize, rng: &mut fastrand::Rng) -> Plan {
         13..=16 => Kind::Interactive,
         _ => Kind::BadFlags,
     };
-    let sig = [libc::SIGKILL, libc::SIGINT, libc::SIGTERM][rng.usize(..3)];
+    let sig = [Signal::SIGKILL, Signal::SIGINT, Signal::SIGTERM][rng.usize(..3)];
     let fault = match (kind, rng.u64(..10)) {
         (Kind::BadFlags, _) | (_, 0..=2) => Fault::None,
         (_, 3..=6) => Fault::Supervisor(sig),
@@ -301,7 +303,7 @@ fn run_one(binary: &Path, plan: &Plan, logs: &Path) -> Outcome {
             return outcome;
         }
     };
-    let sup = child.id() as i32;
+    let sup = Pid::from_raw(child.id() as i32);
     let started = Instant::now();
     if plan.kind == Kind::Interactive {
         drive_interactive(&mut outcome, plan, logs, sup);
@@ -316,23 +318,23 @@ fn run_one(binary: &Path, plan: &Plan, logs: &Path) -> Outcome {
             // A worker lives a few hundred milliseconds: find it first, then strike within
             // its life.
             Fault::Worker(sig) => {
-                let worker = first_child(sup as u32);
+                let worker = first_child(sup);
                 std::thread::sleep(plan.delay / 4);
                 (worker, sig)
             }
-            Fault::None => (None, 0),
+            Fault::None => (None, Signal::SIGKILL),
         };
         if let Some(pid) = target {
-            if sig == libc::SIGKILL && pid == sup {
-                orphan = children(sup as u32).first().copied();
+            if sig == Signal::SIGKILL && pid == sup {
+                orphan = children(sup).first().copied();
             }
-            // SAFETY: signalling a process of this soak (the run or its worker).
-            outcome.landed = unsafe { libc::kill(pid, sig) } == 0;
+            // A process of this soak (the run or its worker).
+            outcome.landed = kill(pid, sig).is_ok();
         }
     }
     if plan.kind == Kind::Interactive && !matches!(plan.fault, Fault::Supervisor(_)) {
-        // SAFETY: signalling our own child: the normal end of an interactive session.
-        unsafe { libc::kill(sup, libc::SIGINT) };
+        // Our own child: the normal end of an interactive session.
+        let _ = kill(sup, Signal::SIGINT);
     }
     let status = loop {
         match child.try_wait() {
@@ -372,7 +374,7 @@ fn run_one(binary: &Path, plan: &Plan, logs: &Path) -> Outcome {
 
 /// Interactive: wait until it serves, then add 8 MiB, then 64 MiB (an OOM kill and a
 /// restart), then read the statistics.
-fn drive_interactive(outcome: &mut Outcome, plan: &Plan, logs: &Path, sup: i32) {
+fn drive_interactive(outcome: &mut Outcome, plan: &Plan, logs: &Path, sup: Pid) {
     let err = logs.join(format!("{}.err", plan.index));
     let deadline = Instant::now() + Duration::from_secs(20);
     let addr = loop {
@@ -427,21 +429,21 @@ fn check(outcome: &mut Outcome, logs: &Path) {
     let code = status.code();
     let allowed: &[i32] = match (plan.kind, plan.fault) {
         (Kind::BadFlags, _) => &[2],
-        (Kind::Interactive, Fault::Supervisor(libc::SIGKILL)) => &[],
+        (Kind::Interactive, Fault::Supervisor(Signal::SIGKILL)) => &[],
         (Kind::Interactive, _) => &[0],
         (_, Fault::None) => &[0],
-        (_, Fault::Supervisor(libc::SIGKILL)) => &[0],
+        (_, Fault::Supervisor(Signal::SIGKILL)) => &[0],
         // The signal arrived before it exited (130), or it had finished (0).
         (_, Fault::Supervisor(_)) => &[0, 130],
         // The worker died of the signal (1), or had been OOM-killed or finished first (0).
         (_, Fault::Worker(_)) => &[0, 1],
     };
-    let killed = status.signal() == Some(libc::SIGKILL)
-        && plan.fault == Fault::Supervisor(libc::SIGKILL)
+    let killed = status.signal() == Some(Signal::SIGKILL as i32)
+        && plan.fault == Fault::Supervisor(Signal::SIGKILL)
         && outcome.landed;
     // A stop signal that lands while the process is still starting (before main blocks it, so
     // before it has said or created anything) takes its default action, as for any program.
-    let before_main = matches!(plan.fault, Fault::Supervisor(sig) if status.signal() == Some(sig))
+    let before_main = matches!(plan.fault, Fault::Supervisor(sig) if status.signal() == Some(sig as i32))
         && err.trim().is_empty();
     let fine = killed || before_main || code.is_some_and(|c| allowed.contains(&c));
     if !fine {
@@ -601,9 +603,9 @@ fn processes_of(binary: &Path) -> Vec<String> {
 }
 
 /// The first child `parent` starts, waited for (bounded; `None` if it starts none, or ends).
-fn first_child(parent: u32) -> Option<i32> {
+fn first_child(parent: Pid) -> Option<Pid> {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && alive(parent as i32) {
+    while Instant::now() < deadline && alive(parent) {
         if let Some(&pid) = children(parent).first() {
             return Some(pid);
         }
@@ -613,20 +615,17 @@ fn first_child(parent: u32) -> Option<i32> {
 }
 
 /// The children of `parent` (from /proc/PID/stat).
-fn children(parent: u32) -> Vec<i32> {
+fn children(parent: Pid) -> Vec<Pid> {
     processes()
         .into_iter()
-        .filter(|p| {
-            p.stat()
-                .is_ok_and(|stat| i64::from(stat.ppid) == i64::from(parent))
-        })
-        .map(|p| p.pid())
+        .filter(|p| p.stat().is_ok_and(|stat| stat.ppid == parent.as_raw()))
+        .map(|p| Pid::from_raw(p.pid()))
         .collect()
 }
 
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 sends nothing; it checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+/// Whether `pid` exists (no signal is sent).
+fn alive(pid: Pid) -> bool {
+    kill(pid, None).is_ok()
 }
 
 /// Prints the summary; true when every run was fine and nothing is left.
@@ -643,8 +642,8 @@ fn summarise(
         *by_kind.entry(format!("{:?}", o.plan.kind)).or_default() += 1;
         let fault = match o.plan.fault {
             Fault::None => "none".to_owned(),
-            Fault::Supervisor(s) => format!("{} to the supervisor", signal_name(s)),
-            Fault::Worker(s) => format!("{} to the worker", signal_name(s)),
+            Fault::Supervisor(s) => format!("{} to the supervisor", s.as_str()),
+            Fault::Worker(s) => format!("{} to the worker", s.as_str()),
         };
         let entry = by_fault.entry(fault).or_default();
         entry.0 += 1;
@@ -701,15 +700,6 @@ fn summarise(
     failed.is_empty() && left.is_empty() && sweep.success()
 }
 
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGINT => "SIGINT",
-        libc::SIGTERM => "SIGTERM",
-        _ => "signal",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -720,8 +710,8 @@ mod tests {
             .arg("30")
             .spawn()
             .expect("spawn sleep");
-        let pid = child.id() as i32;
-        let found = children(std::process::id());
+        let pid = Pid::from_raw(child.id() as i32);
+        let found = children(Pid::this());
         let _ = child.kill();
         let _ = child.wait();
         assert!(found.contains(&pid), "{found:?} lacks {pid}");
