@@ -14,6 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -161,8 +163,8 @@ impl Server {
     }
 
     fn stop(mut self) -> (i32, String) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        // Our own child.
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
         let status = self.child.wait().unwrap();
         let out: Vec<String> = self.out.iter().collect();
         (status.code().unwrap_or(-1), out.join("\n"))
@@ -174,8 +176,8 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+            // Our own child.
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
             let deadline = Instant::now() + Duration::from_secs(10);
             while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::yield_now();
@@ -186,10 +188,16 @@ impl Drop for Server {
     }
 }
 
+/// A process's effective uid.
 fn uid_of(pid: u32) -> u32 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    line.split_whitespace().nth(2).unwrap().parse().unwrap() // effective uid
+    status_of(pid).euid
+}
+
+/// A process's /proc/PID/status, as procfs reads it.
+fn status_of(pid: u32) -> procfs::process::Status {
+    procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.status())
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"))
 }
 
 #[test]
@@ -329,8 +337,8 @@ fn a_killed_interactive_supervisor_takes_its_worker_along() {
     let (status, _) = server.get("/stats").unwrap();
     assert_eq!(status, 200);
     let sup = server.child.id();
-    // SAFETY: signalling our own child; SIGKILL leaves it no chance to clean up.
-    unsafe { libc::kill(sup as i32, libc::SIGKILL) };
+    // Our own child; SIGKILL leaves it no chance to clean up.
+    kill(Pid::from_raw(sup as i32), Signal::SIGKILL).expect("SIGKILL the supervisor");
     server.child.wait().unwrap();
     wait_until("the worker to die with its supervisor", || !alive(worker));
     assert!(
@@ -371,8 +379,8 @@ fn a_worker_killed_otherwise_is_restarted_and_other_users_cannot_signal_it() {
     assert!(!nobody.success(), "nobody could signal the worker");
     assert!(alive(worker));
     // Root can; the worker is replaced, as after an OOM kill, and the service goes on.
-    // SAFETY: signalling the supervisor's child as root.
-    unsafe { libc::kill(worker, libc::SIGTERM) };
+    // The supervisor's child, as root.
+    kill(Pid::from_raw(worker), Signal::SIGTERM).expect("SIGTERM the worker");
     let line = server.wait_for_log("not an OOM kill");
     assert!(
         line.contains(&format!("worker {worker} killed by SIGTERM")),
@@ -388,12 +396,7 @@ fn a_worker_killed_otherwise_is_restarted_and_other_users_cannot_signal_it() {
 
 /// A process's resident memory (VmRSS) in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let kb = status_of(pid).vmrss.expect("VmRSS in /proc/PID/status");
     kb * 1024
 }
 
