@@ -2,54 +2,48 @@
 //! lack them, and outside one a non-root user may hold them. Tracing needs CAP_BPF and
 //! CAP_PERFMON, or CAP_SYS_ADMIN (which covers both); creating groups needs write access to
 //! the parent group's directory, tested with faccessat(2) as the kernel would judge a write.
-//! The effective set is read from `/proc/self/status` (`CapEff`, one hexadecimal word).
+//! The effective set is the kernel's answer to capget(2), through the `caps` crate.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-pub const CAP_DAC_OVERRIDE: u32 = 1;
-pub const CAP_SYS_ADMIN: u32 = 21;
-pub const CAP_PERFMON: u32 = 38;
-pub const CAP_BPF: u32 = 39;
+pub use caps::Capability;
+use caps::{CapSet, CapsHashSet};
+use nix::fcntl::AT_FDCWD;
+use nix::unistd::{AccessFlags, faccessat};
 
-/// A set of capabilities, one bit each (as the kernel numbers them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caps(pub u64);
+/// A set of capabilities.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caps(pub CapsHashSet);
 
 impl Caps {
     /// This process's effective set.
     pub fn effective() -> io::Result<Caps> {
-        let status = std::fs::read_to_string("/proc/self/status")?;
-        Caps::from_status(&status).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "no CapEff line in /proc/self/status",
-            )
-        })
+        caps::read(None, CapSet::Effective)
+            .map(Caps)
+            .map_err(io::Error::other)
     }
 
-    /// The `CapEff` line of a `/proc/<pid>/status` text.
-    pub fn from_status(status: &str) -> Option<Caps> {
-        let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-        u64::from_str_radix(hex.trim(), 16).ok().map(Caps)
+    /// A set of the capabilities given.
+    pub fn of(caps: impl IntoIterator<Item = Capability>) -> Caps {
+        Caps(caps.into_iter().collect())
     }
 
-    pub fn has(self, cap: u32) -> bool {
-        cap < 64 && self.0 & (1 << cap) != 0
+    pub fn has(&self, cap: Capability) -> bool {
+        self.0.contains(&cap)
     }
 
     /// What loading and attaching the eBPF observer lacks in this set, said as the fix
     /// (`None`: nothing).
-    pub fn missing_for_tracing(self) -> Option<String> {
+    pub fn missing_for_tracing(&self) -> Option<String> {
+        use Capability::{CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN};
         if self.has(CAP_SYS_ADMIN) || (self.has(CAP_BPF) && self.has(CAP_PERFMON)) {
             return None;
         }
-        let lacking: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+        let lacking: Vec<String> = [CAP_BPF, CAP_PERFMON]
             .into_iter()
-            .filter(|(c, _)| !self.has(*c))
-            .map(|(_, n)| n)
+            .filter(|c| !self.has(*c))
+            .map(|c| c.to_string())
             .collect();
         Some(format!("{} (or CAP_SYS_ADMIN)", lacking.join(" and ")))
     }
@@ -58,55 +52,52 @@ impl Caps {
 /// Whether this process may create entries in `dir` (write access as the kernel judges it
 /// for the effective ids and capabilities).
 pub fn can_write(dir: &Path) -> io::Result<()> {
-    let path = CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: path is a valid NUL-terminated string for the call; faccessat only reads it.
-    let rc =
-        unsafe { libc::faccessat(libc::AT_FDCWD, path.as_ptr(), libc::W_OK, libc::AT_EACCESS) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    faccessat(
+        AT_FDCWD,
+        dir,
+        AccessFlags::W_OK,
+        nix::fcntl::AtFlags::AT_EACCESS,
+    )
+    .map_err(io::Error::from)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn caps(list: &[u32]) -> Caps {
-        Caps(list.iter().fold(0, |acc, c| acc | 1 << c))
-    }
+    use Capability::{CAP_BPF, CAP_DAC_OVERRIDE, CAP_PERFMON, CAP_SYS_ADMIN};
 
     #[test]
     fn tracing_needs_bpf_and_perfmon_or_sys_admin() {
-        assert_eq!(caps(&[CAP_SYS_ADMIN]).missing_for_tracing(), None);
-        assert_eq!(caps(&[CAP_BPF, CAP_PERFMON]).missing_for_tracing(), None);
+        assert_eq!(Caps::of([CAP_SYS_ADMIN]).missing_for_tracing(), None);
+        assert_eq!(Caps::of([CAP_BPF, CAP_PERFMON]).missing_for_tracing(), None);
         assert_eq!(
-            caps(&[CAP_BPF]).missing_for_tracing().as_deref(),
+            Caps::of([CAP_BPF]).missing_for_tracing().as_deref(),
             Some("CAP_PERFMON (or CAP_SYS_ADMIN)")
         );
         assert_eq!(
-            caps(&[CAP_PERFMON, CAP_DAC_OVERRIDE])
+            Caps::of([CAP_PERFMON, CAP_DAC_OVERRIDE])
                 .missing_for_tracing()
                 .as_deref(),
             Some("CAP_BPF (or CAP_SYS_ADMIN)")
         );
         assert_eq!(
-            Caps(0).missing_for_tracing().as_deref(),
+            Caps::default().missing_for_tracing().as_deref(),
             Some("CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)")
         );
     }
 
     #[test]
-    fn the_effective_set_is_read_from_status() {
-        let status = "Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\n\
-                      CapEff:\t000000c000200000\nCapBnd:\t000001ffffffffff\n";
-        let c = Caps::from_status(status).unwrap();
-        assert!(c.has(CAP_SYS_ADMIN) && c.has(CAP_BPF) && c.has(CAP_PERFMON));
-        assert!(!c.has(CAP_DAC_OVERRIDE));
-        assert_eq!(Caps::from_status("Name:\tx\n"), None);
-        assert!(Caps::effective().is_ok());
+    fn the_effective_set_is_the_kernels() {
+        let caps = Caps::effective().unwrap();
+        let expected = caps::has_cap(None, CapSet::Effective, CAP_SYS_ADMIN).unwrap();
+        assert_eq!(caps.has(CAP_SYS_ADMIN), expected);
+        // The same set the kernel shows in /proc/self/status.
+        let status = procfs::process::Process::myself()
+            .unwrap()
+            .status()
+            .unwrap();
+        let bits = caps.0.iter().fold(0u64, |acc, c| acc | c.bitmask());
+        assert_eq!(bits, status.capeff);
     }
 
     #[test]
@@ -114,6 +105,6 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         assert!(can_write(t.path()).is_ok());
         let err = can_write(&t.path().join("missing")).unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 }

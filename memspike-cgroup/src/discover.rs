@@ -1,13 +1,17 @@
 //! Discovery and preflight: finds the memory controller's hierarchy (v1 or v2) from
-//! `/proc/self/mountinfo`, this process's group in it from `/proc/self/cgroup`, an optional
-//! cgroup2 mount on v1 hosts (for the eBPF cgroup id), and checks that memspike can create a
-//! limited, swap-capped group there. Each failure is one [`PreflightError`] whose message says
-//! what is missing and how to fix it.
+//! `/proc/self/mountinfo`, this process's group in it from `/proc/self/cgroup` (both parsed by
+//! the `procfs` crate), an optional cgroup2 mount on v1 hosts (for the eBPF cgroup id), and
+//! checks that memspike can create a limited, swap-capped group there. Each failure is one
+//! [`PreflightError`] whose message says what is missing and how to fix it.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use procfs::process::{MountInfo, MountInfos, Process};
+use procfs::{FromBufRead, ProcError, ProcessCGroup, ProcessCGroups};
 use thiserror::Error;
 
 use super::{V1_KERNEL_FIX, Version};
@@ -115,9 +119,8 @@ pub fn check_can_create(dir: &Path) -> Result<(), PreflightError> {
 impl Hierarchy {
     /// Reads /proc/self/mountinfo and /proc/self/cgroup and checks the preconditions.
     pub fn discover() -> Result<Hierarchy, PreflightError> {
-        let mountinfo = read_text(Path::new("/proc/self/mountinfo"))?;
-        let cgroup = read_text(Path::new("/proc/self/cgroup"))?;
-        let h = Self::from_parts(&mountinfo, &cgroup, Path::new("/"))?;
+        let (mounts, memberships) = own_mounts_and_groups()?;
+        let h = Self::from_parsed(&mounts, &memberships, Path::new("/"), Use::Create)?;
         check_can_create(&h.own_dir())?;
         Ok(h)
     }
@@ -125,12 +128,12 @@ impl Hierarchy {
     /// `--inherit`: where this process lives, without the checks for creating a limited group
     /// (root, swap accounting, v2 delegation): nothing is created in the memory hierarchy.
     pub fn discover_inherited() -> Result<Hierarchy, PreflightError> {
-        let mountinfo = read_text(Path::new("/proc/self/mountinfo"))?;
-        let cgroup = read_text(Path::new("/proc/self/cgroup"))?;
-        Self::from_parts_for(&mountinfo, &cgroup, Path::new("/"), Use::Inherit)
+        let (mounts, memberships) = own_mounts_and_groups()?;
+        Self::from_parsed(&mounts, &memberships, Path::new("/"), Use::Inherit)
     }
 
-    /// The same from given texts and a filesystem root prefix, for tests with fake trees.
+    /// The same from given texts of /proc/self/mountinfo and /proc/self/cgroup (parsed by
+    /// `procfs`, as the real files are) and a filesystem root prefix, for tests with fake trees.
     pub fn from_parts(
         mountinfo: &str,
         proc_self_cgroup: &str,
@@ -146,15 +149,29 @@ impl Hierarchy {
         fs_root: &Path,
         purpose: Use,
     ) -> Result<Hierarchy, PreflightError> {
+        let mounts = MountInfos::from_buf_read(mountinfo.as_bytes())
+            .map_err(|e| proc_error(MOUNTINFO, e))?;
+        let memberships = ProcessCGroups::from_buf_read(proc_self_cgroup.as_bytes())
+            .map_err(|e| proc_error(PROC_CGROUP, e))?;
+        Self::from_parsed(&mounts, &memberships, fs_root, purpose)
+    }
+
+    /// [`Hierarchy::from_parts_for`] from what `procfs` parsed.
+    fn from_parsed(
+        mount_infos: &MountInfos,
+        memberships: &ProcessCGroups,
+        fs_root: &Path,
+        purpose: Use,
+    ) -> Result<Hierarchy, PreflightError> {
         let create = purpose == Use::Create;
-        let mounts: Vec<Mount> = mountinfo.lines().filter_map(parse_mountinfo_line).collect();
-        let memberships = parse_proc_cgroup(proc_self_cgroup)?;
+        let mounts: Vec<Mount> = mount_infos.iter().map(Mount::from).collect();
+        let memberships: &[ProcessCGroup] = &memberships.0;
 
         let v2_mount = mounts.iter().find(|m| m.fs_type == "cgroup2");
         let v2_path = memberships
             .iter()
-            .find(|m| m.hierarchy_id == "0" && m.controllers.is_empty())
-            .map(|m| m.path.as_str());
+            .find(|m| m.hierarchy == 0 && m.controllers.is_empty())
+            .map(|m| m.pathname.as_str());
 
         let v1_memory = mounts
             .iter()
@@ -164,7 +181,7 @@ impl Hierarchy {
             let path = memberships
                 .iter()
                 .find(|m| m.controllers.iter().any(|c| c == "memory"))
-                .map(|m| m.path.as_str())
+                .map(|m| m.pathname.as_str())
                 .ok_or_else(|| PreflightError::Parse {
                     file: "/proc/self/cgroup".into(),
                     detail: "a v1 memory hierarchy is mounted but this process has no `memory` \
@@ -315,6 +332,37 @@ impl Hierarchy {
     }
 }
 
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+const PROC_CGROUP: &str = "/proc/self/cgroup";
+
+/// This process's mounts and cgroup memberships, as `procfs` reads them.
+fn own_mounts_and_groups() -> Result<(MountInfos, ProcessCGroups), PreflightError> {
+    let me = Process::myself().map_err(|e| proc_error("/proc/self", e))?;
+    let mounts = me.mountinfo().map_err(|e| proc_error(MOUNTINFO, e))?;
+    let memberships = me.cgroups().map_err(|e| proc_error(PROC_CGROUP, e))?;
+    Ok((mounts, memberships))
+}
+
+/// A `procfs` error as ours: what could not be read stays an I/O error, the rest is a text
+/// that did not parse.
+fn proc_error(file: &str, e: ProcError) -> PreflightError {
+    let source = match e {
+        ProcError::Io(source, _) => source,
+        ProcError::PermissionDenied(_) => io::ErrorKind::PermissionDenied.into(),
+        ProcError::NotFound(_) => io::ErrorKind::NotFound.into(),
+        other => {
+            return PreflightError::Parse {
+                file: file.to_owned(),
+                detail: other.to_string(),
+            };
+        }
+    };
+    PreflightError::Io {
+        path: PathBuf::from(file),
+        source,
+    }
+}
+
 fn read_text(path: &Path) -> Result<String, PreflightError> {
     fs::read_to_string(path).map_err(|source| PreflightError::Io {
         path: path.to_path_buf(),
@@ -367,7 +415,7 @@ fn relative_to_mount(mount: &Mount, cgroup_path: &str) -> Result<PathBuf, Prefli
         })
 }
 
-/// One line of /proc/self/mountinfo, the fields memspike needs.
+/// One mount of /proc/self/mountinfo, the fields memspike needs, unescaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mount {
     pub root: PathBuf,
@@ -376,24 +424,20 @@ pub(crate) struct Mount {
     pub super_opts: Vec<String>,
 }
 
-/// Parses `id parent maj:min root mount_point opts [optional...] - fstype source superopts`.
-pub(crate) fn parse_mountinfo_line(line: &str) -> Option<Mount> {
-    let (left, right) = line.split_once(" - ")?;
-    let left: Vec<&str> = left.split_whitespace().collect();
-    let right: Vec<&str> = right.split_whitespace().collect();
-    if left.len() < 6 || right.len() < 3 {
-        return None;
+impl From<&MountInfo> for Mount {
+    fn from(m: &MountInfo) -> Mount {
+        Mount {
+            root: unescape_octal(OsStr::new(&m.root)),
+            mount_point: unescape_octal(m.mount_point.as_os_str()),
+            fs_type: m.fs_type.clone(),
+            super_opts: m.super_options.keys().cloned().collect(),
+        }
     }
-    Some(Mount {
-        root: PathBuf::from(unescape_octal(left[3])),
-        mount_point: PathBuf::from(unescape_octal(left[4])),
-        fs_type: right[0].to_owned(),
-        super_opts: right[2].split(',').map(str::to_owned).collect(),
-    })
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_octal(s: &str) -> String {
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`; `procfs` leaves the escapes in
+/// its paths (eminence/procfs#262), so they are undone here.
+fn unescape_octal(s: &OsStr) -> PathBuf {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -412,38 +456,7 @@ fn unescape_octal(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// One line of /proc/self/cgroup: `hierarchy-id:controllers:path`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Membership {
-    pub hierarchy_id: String,
-    pub controllers: Vec<String>,
-    pub path: String,
-}
-
-pub(crate) fn parse_proc_cgroup(text: &str) -> Result<Vec<Membership>, PreflightError> {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(PreflightError::Parse {
-                file: "/proc/self/cgroup".into(),
-                detail: format!("line {line:?} is not `id:controllers:path`"),
-            });
-        };
-        out.push(Membership {
-            hierarchy_id: id.to_owned(),
-            controllers: ctrls
-                .split(',')
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            path: path.to_owned(),
-        });
-    }
-    Ok(out)
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 #[cfg(test)]
@@ -679,7 +692,7 @@ mod tests {
         let caps = crate::capability::Caps::effective().unwrap();
         match check_can_create(&ro) {
             // Root with CAP_DAC_OVERRIDE writes anywhere: the kernel's answer, not the mode's.
-            Ok(()) => assert!(caps.has(crate::capability::CAP_DAC_OVERRIDE)),
+            Ok(()) => assert!(caps.has(crate::capability::Capability::CAP_DAC_OVERRIDE)),
             Err(e) => {
                 let msg = e.to_string();
                 assert!(msg.contains(&ro.display().to_string()), "{msg}");
@@ -698,16 +711,23 @@ mod tests {
 
     #[test]
     fn mountinfo_parsing() {
-        let m = parse_mountinfo_line(
-            "41 31 0:38 / /sys/fs/cgroup/uni\\040fied rw,relatime shared:19 master:2 - cgroup2 cgroup2 rw",
-        )
-        .unwrap();
+        let m = Mount::from(
+            &MountInfo::from_line(
+                "41 31 0:38 /a\\134b /sys/fs/cgroup/uni\\040fied rw,relatime shared:19 master:2 - cgroup2 cgroup2 rw",
+            )
+            .unwrap(),
+        );
         assert_eq!(m.mount_point, PathBuf::from("/sys/fs/cgroup/uni fied"));
+        assert_eq!(m.root, PathBuf::from("/a\\b"));
         assert_eq!(m.fs_type, "cgroup2");
-        assert!(parse_mountinfo_line("garbage").is_none());
-        let ms = parse_proc_cgroup("4:memory:/a:b\n0::/\n").unwrap();
-        assert_eq!(ms[0].path, "/a:b");
-        assert_eq!(ms[1].controllers, Vec::<String>::new());
-        assert!(parse_proc_cgroup("nonsense\n").is_err());
+        assert!(MountInfo::from_line("garbage").is_err());
+        let ms = ProcessCGroups::from_buf_read("4:memory:/a:b\n0::/\n".as_bytes()).unwrap();
+        assert_eq!(ms.0[0].pathname, "/a:b");
+        assert_eq!(ms.0[1].controllers, Vec::<String>::new());
+        let err = Hierarchy::from_parts("", "nonsense\n", Path::new("/")).unwrap_err();
+        assert!(
+            matches!(&err, PreflightError::Parse { file, .. } if file == PROC_CGROUP),
+            "{err}"
+        );
     }
 }

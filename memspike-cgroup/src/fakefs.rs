@@ -10,6 +10,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
+
 use super::group::{CgroupError, Cgroupfs};
 
 #[derive(Debug)]
@@ -56,7 +58,7 @@ fn busy(path: &Path, value: &str) -> CgroupError {
     CgroupError::Write {
         path: path.to_path_buf(),
         value: value.to_owned(),
-        source: io::Error::from_raw_os_error(libc::EBUSY),
+        source: io::Error::from(Errno::EBUSY),
     }
 }
 
@@ -121,10 +123,10 @@ impl Cgroupfs for FakeV2 {
 
     fn rmdir(&self, dir: &Path) -> io::Result<()> {
         if !dir.is_dir() {
-            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+            return Err(io::Error::from(Errno::ENOENT));
         }
         if !children(dir).is_empty() || !words(&dir.join("cgroup.procs")).is_empty() {
-            return Err(io::Error::from_raw_os_error(libc::EBUSY));
+            return Err(io::Error::from(Errno::EBUSY));
         }
         fs::remove_dir_all(dir)
     }
@@ -172,7 +174,7 @@ impl Cgroupfs for FakeV2 {
                 return Err(busy(&file, value));
             }
             if !is_root(dir) && !words(&dir.join("cgroup.controllers")).contains(&"memory".into()) {
-                return Err(io(io::Error::from_raw_os_error(libc::ENOENT)));
+                return Err(io(io::Error::from(Errno::ENOENT)));
             }
         }
         let mut list = words(&file);

@@ -17,6 +17,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cgroups_rs::fs::memory::MemController;
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::stat::Mode;
+use nix::unistd::{Pid, SysconfVar, sysconf, write};
 use thiserror::Error;
 
 use super::counters::{self, read_usage, read_value};
@@ -388,39 +393,34 @@ impl Joiner {
     }
 
     /// Writes "0" (= the calling process) into each file. Async-signal-safe: no allocation,
-    /// no locks. Returns the first failing errno.
+    /// no locks: nix's `open` passes the prepared `&CStr` as it is to open(2), `write` is
+    /// write(2), errors are the errno read back, and dropping the descriptor is close(2).
+    /// Returns the first failing errno.
     pub fn join_current(&self) -> Result<(), i32> {
         for file in &self.files {
-            // SAFETY: `file` is a valid NUL-terminated string owned by self for the call;
-            // open(2) is async-signal-safe.
-            let fd = unsafe { libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-            if fd < 0 {
-                return Err(errno());
-            }
-            // SAFETY: fd is open; the buffer is a 1-byte static; write(2) is async-signal-safe.
-            let n = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
-            let err = if n == 1 { 0 } else { errno() };
-            // SAFETY: fd was opened above and is closed exactly once.
-            unsafe { libc::close(fd) };
-            if n != 1 {
-                return Err(err);
+            let fd = open(
+                file.as_c_str(),
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| e as i32)?;
+            match write(&fd, b"0") {
+                Ok(1) => {}
+                Ok(_) => return Err(Errno::EIO as i32),
+                Err(e) => return Err(e as i32),
             }
         }
         Ok(())
     }
 }
 
-fn errno() -> i32 {
-    // last_os_error reads errno only (no allocation), safe after fork.
-    io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
 fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(n).ok().filter(|n| *n > 0).unwrap_or(4096)
+    sysconf(SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|n| u64::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(4096)
 }
 
 fn validate_limit(limit: u64) -> Result<(), CgroupError> {
@@ -667,7 +667,9 @@ fn ensure_v2_memory_for_children(
         .map_err(|e| CgroupError::NotDelegated {
             path: own.clone(),
             reason: match e {
-                CgroupError::Write { source, .. } if source.raw_os_error() == Some(libc::EBUSY) => {
+                CgroupError::Write { source, .. }
+                    if source.raw_os_error() == Some(Errno::EBUSY as i32) =>
+                {
                     "EBUSY: the group holds processes (no internal processes rule)".to_owned()
                 }
                 other => other.to_string(),
@@ -702,7 +704,7 @@ pub(crate) fn empty_and_rmdir(
         match fs.rmdir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => last = Some(e),
+            Err(e) if e.raw_os_error() == Some(Errno::EBUSY as i32) => last = Some(e),
             Err(source) => {
                 return Err(CgroupError::Remove {
                     path: dir.to_path_buf(),
@@ -730,10 +732,10 @@ pub(crate) fn empty_and_rmdir(
             let Ok(pid) = i32::try_from(pid) else {
                 continue;
             };
-            // SAFETY: kill(2) touches no memory of ours; pid is a member of the group being
-            // removed and is not this process (checked above).
-            if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
-                tracing::debug!(pid, error = %io::Error::last_os_error(), "kill failed");
+            // pid is a member of the group being removed and is not this process (checked
+            // above).
+            if let Err(e) = kill(Pid::from_raw(pid), Signal::SIGKILL) {
+                tracing::debug!(pid, error = %e, "kill failed");
             }
         }
         std::thread::sleep(delay);
@@ -743,7 +745,7 @@ pub(crate) fn empty_and_rmdir(
         path: dir.to_path_buf(),
         attempts: REMOVE_ATTEMPTS,
         tasks: read_procs(dir),
-        source: last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EBUSY)),
+        source: last.unwrap_or_else(|| Errno::EBUSY.into()),
     })
 }
 
@@ -1007,7 +1009,7 @@ mod tests {
         let missing = Joiner::new(&[t.path().join("nope")])
             .unwrap()
             .join_current();
-        assert_eq!(missing, Err(libc::ENOENT));
+        assert_eq!(missing, Err(Errno::ENOENT as i32));
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! says the victim is not the worker).
 
 use std::io;
+use std::os::fd::AsRawFd;
+
+use rustix::process::{Pid, PidfdFlags, pidfd_open};
 
 /// `pid` (of this process's namespace) as /proc numbers it, or `pid` itself when the kernel
 /// cannot say (no pidfd support, or the process is gone).
@@ -18,16 +21,15 @@ pub fn procfs_pid(pid: u32) -> u32 {
 }
 
 fn translate(pid: u32) -> io::Result<u32> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = libc::c_int::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"));
-    // SAFETY: fd was opened above and is closed exactly once.
-    unsafe { libc::close(fd) };
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // nix has no pidfd_open; rustix's is a safe wrapper that returns an owned descriptor.
+    let fd = pidfd_open(pid, PidfdFlags::empty())?;
+    // The fdinfo `Pid:` line (procfs does not parse a pidfd's fdinfo).
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()));
+    drop(fd);
     info?
         .lines()
         .find_map(|l| l.strip_prefix("Pid:"))

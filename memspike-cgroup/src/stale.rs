@@ -9,8 +9,11 @@
 //! namespace's.
 
 use std::fs;
-use std::io;
 use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
 
 use super::group::{REAL, empty_and_rmdir};
 use super::{Hierarchy, NAME_PREFIX, Version};
@@ -91,9 +94,8 @@ fn pid_alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
     };
-    // SAFETY: kill with signal 0 sends nothing; it only checks that the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    // No signal: it only checks that the process exists (EPERM: it does, as someone else's).
+    matches!(kill(Pid::from_raw(pid), None), Ok(()) | Err(Errno::EPERM))
 }
 
 #[cfg(test)]

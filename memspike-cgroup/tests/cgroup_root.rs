@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 use memspike_cgroup::{CgroupError, Group, Hierarchy, Version, group::Joiner, remove_stale};
+use nix::sys::signal::Signal;
 
 const MIB: u64 = 1 << 20;
 
@@ -107,15 +108,20 @@ fn group_limits_membership_and_removal() {
         "members {:?} lack {pid}",
         g.members()
     );
-    let proc_cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let memory_line = proc_cgroup
-        .lines()
-        .find(|l| l.contains(":memory:") || (h.version() == Version::V2 && l.starts_with("0::")))
-        .expect("memory line");
-    assert!(memory_line.ends_with(g.name()), "{memory_line}");
+    let memberships = procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.cgroups())
+        .expect("the child's /proc/PID/cgroup");
+    let v2_membership = memberships.0.iter().find(|m| m.hierarchy == 0);
+    let memory = memberships
+        .0
+        .iter()
+        .find(|m| m.controllers.iter().any(|c| c == "memory"))
+        .or(v2_membership.filter(|_| h.version() == Version::V2))
+        .expect("a memory membership");
+    assert!(memory.pathname.ends_with(g.name()), "{memory:?}");
     if v2_dir.is_some() {
-        let v2_line = proc_cgroup.lines().find(|l| l.starts_with("0::")).unwrap();
-        assert!(v2_line.ends_with(g.name()), "{v2_line}");
+        let v2 = v2_membership.expect("a v2 membership");
+        assert!(v2.pathname.ends_with(g.name()), "{v2:?}");
     }
     assert!(
         g.usage_bytes().is_some_and(|u| u > 0),
@@ -129,7 +135,7 @@ fn group_limits_membership_and_removal() {
         assert!(!v2_dir.exists());
     }
     let status = child.wait().unwrap();
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "{status:?}");
     g.remove().expect("remove is idempotent");
     assert!(our_groups(&h.own_dir()).is_empty());
 }
@@ -149,7 +155,7 @@ fn oom_kill_is_counted() {
         &["if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
     );
     let status = child.wait().unwrap();
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "{status:?}");
     let c = g.counters();
     assert_eq!(c.oom_kills, Some(1), "{c:?}");
     assert!(c.peak_bytes.is_some_and(|p| p >= 30 * MIB), "{c:?}");
@@ -192,7 +198,10 @@ fn remove_stale_removes_dead_pid_leftovers() {
     }
     assert!(live.dir().is_dir(), "a group of a live pid is kept");
     assert!(!removed.iter().any(|r| r.ends_with(live.name())));
-    assert_eq!(orphan.wait().unwrap().signal(), Some(libc::SIGKILL));
+    assert_eq!(
+        orphan.wait().unwrap().signal(),
+        Some(Signal::SIGKILL as i32)
+    );
 }
 
 #[test]

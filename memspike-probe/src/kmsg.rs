@@ -17,6 +17,9 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+
 use super::OomVictimReport;
 
 /// Where the kernel log is read.
@@ -42,7 +45,7 @@ impl KernelLog {
     pub fn open(group: &str) -> Result<KernelLog, String> {
         let mut file = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NONBLOCK)
+            .custom_flags(OFlag::O_NONBLOCK.bits())
             .open(KMSG)
             .map_err(|e| format!("opening {KMSG}: {e}"))?;
         file.seek(SeekFrom::End(0))
@@ -73,7 +76,7 @@ impl KernelLog {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // The ring buffer wrapped past us: the next read returns the oldest record left.
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => self.lost += 1,
+                Err(e) if e.raw_os_error() == Some(Errno::EPIPE as i32) => self.lost += 1,
                 Err(e) => return Err(format!("reading {KMSG}: {e}")),
             }
         }

@@ -536,8 +536,7 @@ mod tests {
             })
         );
         // The kernel log is readable as root only.
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if nix::unistd::geteuid().is_root() {
             assert_eq!(
                 ev.oom_source.as_deref(),
                 Some("/dev/kmsg"),

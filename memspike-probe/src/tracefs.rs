@@ -17,6 +17,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use memspike_common::OomFieldOffsets;
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use procfs::FromRead;
+use procfs::process::MountInfos;
 
 /// Where tracefs is mounted when memspike mounts it (also the first place aya looks).
 pub const TRACEFS_DIR: &str = "/sys/kernel/tracing";
@@ -49,64 +53,43 @@ pub fn with_tracefs<R: Send>(f: impl FnOnce(Result<&Path, String>) -> R + Send) 
 /// The directory of a tracefs mounted in the calling thread's mount namespace, if any.
 fn mounted_dir() -> Option<PathBuf> {
     // thread-self: /proc/self shows the main thread's namespace, not necessarily this one's.
-    let info = fs::read_to_string("/proc/thread-self/mountinfo").ok()?;
-    let mounts = tracefs_mounts(&info);
+    let mounts = MountInfos::from_file("/proc/thread-self/mountinfo").ok()?;
+    let mounts = tracefs_mounts(&mounts);
     [TRACEFS_DIR, DEBUG_TRACEFS_DIR]
         .into_iter()
-        .find(|want| mounts.iter().any(|m| m == want))
+        .find(|want| mounts.iter().any(|m| m == Path::new(want)))
         .map(PathBuf::from)
 }
 
-/// Mount points of type tracefs in a mountinfo text.
-fn tracefs_mounts(mountinfo: &str) -> Vec<String> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let fstype = right.split_whitespace().next()?;
-            let mount_point = left.split_whitespace().nth(4)?;
-            (fstype == "tracefs").then(|| mount_point.replace("\\040", " "))
-        })
+/// Mount points of type tracefs (`procfs` leaves mountinfo's `\040` for a space in them).
+fn tracefs_mounts(mounts: &MountInfos) -> Vec<PathBuf> {
+    mounts
+        .iter()
+        .filter(|m| m.fs_type == "tracefs")
+        .map(|m| PathBuf::from(m.mount_point.to_string_lossy().replace("\\040", " ")))
         .collect()
 }
 
 /// Moves the calling thread into a mount namespace of its own, whose mounts receive from the
 /// host's but never send back, and mounts tracefs at [`TRACEFS_DIR`] there.
 fn mount_privately() -> io::Result<()> {
-    let c = |s: &str| std::ffi::CString::new(s).map_err(io::Error::other);
-    let (root, source, target, fstype) = (c("/")?, c("tracefs")?, c(TRACEFS_DIR)?, c("tracefs")?);
-    // SAFETY: unshare takes flags only; CLONE_NEWNS (which implies CLONE_FS) affects only the
-    // calling thread.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: valid NUL-terminated strings alive for the call; null source/type/data are
-    // allowed for a propagation change.
-    let rc = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_SLAVE,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: every pointer is a valid NUL-terminated string alive for the call; data is null.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // CLONE_NEWNS (which implies CLONE_FS) affects only the calling thread.
+    unshare(CloneFlags::CLONE_NEWNS)?;
+    // A propagation change: no source, type or data.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )?;
+    mount(
+        Some("tracefs"),
+        TRACEFS_DIR,
+        Some("tracefs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )?;
     Ok(())
 }
 
@@ -302,12 +285,23 @@ print fmt: \"pid=%d comm=%s\", REC->pid, __get_str(comm)
 
     #[test]
     fn finds_tracefs_mounts_in_mountinfo() {
+        let parse = |text: &str| {
+            use procfs::FromBufRead;
+            tracefs_mounts(&MountInfos::from_buf_read(text.as_bytes()).unwrap())
+        };
         let info = "\
 22 1 0:21 / /sys rw,nosuid - sysfs sysfs rw
 40 22 0:12 / /sys/kernel/tracing rw,nosuid,nodev,noexec,relatime - tracefs tracefs rw
 41 22 0:13 / /sys/kernel/debug rw - debugfs debugfs rw
+42 22 0:14 / /mnt/a\\040b rw - tracefs tracefs rw
 ";
-        assert_eq!(tracefs_mounts(info), vec!["/sys/kernel/tracing"]);
-        assert!(tracefs_mounts("22 1 0:21 / /sys rw - sysfs sysfs rw\n").is_empty());
+        assert_eq!(
+            parse(info),
+            vec![
+                PathBuf::from("/sys/kernel/tracing"),
+                PathBuf::from("/mnt/a b")
+            ]
+        );
+        assert!(parse("22 1 0:21 / /sys rw - sysfs sysfs rw\n").is_empty());
     }
 }

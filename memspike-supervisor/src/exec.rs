@@ -11,12 +11,14 @@
 use std::{
     ffi::OsString,
     io::{self, BufRead, BufReader, Read, Write},
+    os::fd::{AsFd, OwnedFd},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 
 use memspike_cgroup::{EffectiveLimit, sampler::Sampler};
@@ -59,19 +61,18 @@ pub const PASSED_ENV: [&str; 9] = [
     "GOTRACEBACK",
 ];
 
-/// The command's program: a path, or a name found on `PATH`, executable.
+/// The command's program: a path, or a name found on `PATH`, executable (`which` judges an
+/// executable file as exec would: a regular file the kernel lets this process execute).
 pub fn resolve(program: &str, path: Option<&std::ffi::OsStr>) -> Result<PathBuf, UsageError> {
-    let executable = |p: &Path| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
     let found = if program.contains('/') {
-        Some(PathBuf::from(program)).filter(|p| executable(p))
+        // A path is used as given (as execvp does), not searched for; `which` checks it.
+        which::which_in(program, None::<&std::ffi::OsStr>, ".")
+            .ok()
+            .map(|_| PathBuf::from(program))
     } else {
-        path.into_iter()
-            .flat_map(std::env::split_paths)
-            .map(|dir| dir.join(program))
-            .find(|p| executable(p))
+        which::which_in_global(program, path)
+            .ok()
+            .and_then(|mut found| found.next())
     };
     found.ok_or_else(|| UsageError::Command(program.to_owned()))
 }
@@ -286,29 +287,27 @@ fn relay_stderr(
     })
 }
 
-/// A descriptor that becomes readable when `pid` exits (`pidfd_open`, Linux 5.3).
-fn pidfd(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+/// A descriptor that becomes readable when `pid` exits (`pidfd_open`, Linux 5.3; rustix's
+/// wrapper, as nix has none).
+fn pidfd(pid: u32) -> io::Result<OwnedFd> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
 }
 
 /// Waits up to `timeout` for `fd` to be readable; true when it is.
-fn wait_readable(fd: &std::os::fd::OwnedFd, timeout: Duration) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, owned here, for the duration of the call.
-    let n = unsafe { libc::poll(&mut p, 1, timeout.as_millis() as libc::c_int) };
-    n > 0 && p.revents & libc::POLLIN != 0
+fn wait_readable(fd: &OwnedFd, timeout: Duration) -> bool {
+    let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, timeout), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The supervisor's stop signals (SIGINT, SIGTERM, SIGHUP), received without signal handlers.
 //!
 //! The binary [`block`]s the three signals first thing, so one that arrives while it starts up
-//! waits; [`Interrupts::install`] then waits for them in a thread of its own (`sigwait`). No
+//! waits; [`Interrupts::install`] then reads them in a thread of its own from a `signalfd`,
+//! which dequeues them as `sigwaitinfo` would and says who sent each. No
 //! handler is ever installed, which matters twice:
 //! - a worker forked by the supervisor inherits the default dispositions and the blocked mask,
 //!   so a signal sent to the worker's pid between fork and exec stays pending until the worker
@@ -22,8 +23,16 @@ use std::sync::{
     atomic::{AtomicI32, Ordering},
 };
 
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
+
 /// The signals that stop a run.
-pub const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+pub const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+/// `si_code` of a signal the kernel sent itself (the terminal's Ctrl-C, for one). A constant
+/// nix does not name, so it comes from libc.
+const SI_KERNEL: i32 = libc::SI_KERNEL;
 
 /// What the watcher thread shares with the supervisor.
 #[derive(Debug, Default)]
@@ -42,42 +51,29 @@ pub struct Interrupts {
     shared: Arc<Shared>,
 }
 
-fn stop_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset/sigaddset initialise and fill a sigset_t we own; the signal numbers
-    // are valid constants.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in STOP_SIGNALS {
-            libc::sigaddset(&mut set, sig);
-        }
-        set
+/// The stop signals as a set: a value on the stack, filled by sigemptyset/sigaddset (no
+/// allocation, so a forked child may build it).
+fn stop_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for sig in STOP_SIGNALS {
+        set.add(sig);
     }
+    set
 }
 
 /// Blocks the stop signals in the calling thread (and the threads it creates afterwards).
 /// The binary does this first thing, before it knows what it will do, so that a signal that
 /// arrives while it starts up waits for [`Interrupts::install`] instead of killing it.
 pub fn block() -> std::io::Result<()> {
-    let set = stop_set();
-    // SAFETY: sets this thread's mask from a valid sigset_t; the old mask is not needed.
-    match unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } {
-        0 => Ok(()),
-        rc => Err(std::io::Error::from_raw_os_error(rc)),
-    }
+    stop_set().thread_block().map_err(std::io::Error::from)
 }
 
 /// Unblocks the stop signals in the calling thread: a process that is not a supervisor (the
 /// worker) takes them with their default action, and one already pending acts now.
-/// Async-signal-safe (one `pthread_sigmask`), so a forked child can call it before exec.
-/// Returns the errno on failure.
+/// Async-signal-safe (one `pthread_sigmask`, no allocation), so a forked child can call it
+/// before exec. Returns the errno on failure.
 pub fn unblock() -> Result<(), i32> {
-    let set = stop_set();
-    // SAFETY: changes the calling thread's mask from a valid sigset_t.
-    match unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) } {
-        0 => Ok(()),
-        errno => Err(errno),
-    }
+    stop_set().thread_unblock().map_err(|errno| errno as i32)
 }
 
 impl Interrupts {
@@ -86,20 +82,21 @@ impl Interrupts {
     /// does not block the signals would take them with their default action.
     pub fn install() -> std::io::Result<Interrupts> {
         block()?;
-        let set = stop_set();
+        // Close-on-exec: the worker and commands must not inherit it.
+        let signals = SignalFd::with_flags(&stop_set(), SfdFlags::SFD_CLOEXEC)?;
         let shared = Arc::new(Shared::default());
         let watcher = shared.clone();
         std::thread::Builder::new()
             .name("memspike-signals".into())
             .spawn(move || {
                 loop {
-                    // SAFETY: a zeroed siginfo_t is a valid value for sigwaitinfo to fill.
-                    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-                    // SAFETY: waits for one of the blocked signals in `set`; writes only `info`.
-                    let sig = unsafe { libc::sigwaitinfo(&set, &mut info) };
-                    if sig <= 0 {
+                    // Blocks until one of the stop signals is pending, and dequeues it.
+                    let Ok(Some(info)) = signals.read_signal() else {
                         continue;
-                    }
+                    };
+                    let Ok(sig) = i32::try_from(info.ssi_signo) else {
+                        continue;
+                    };
                     let _ =
                         watcher
                             .signal
@@ -107,9 +104,8 @@ impl Interrupts {
                     let worker = watcher.worker.load(Ordering::SeqCst);
                     if !watcher.forward.load(Ordering::SeqCst) {
                         kill(worker);
-                    } else if info.si_code != libc::SI_KERNEL && worker > 0 {
-                        // SAFETY: passing a stop signal to our unreaped child.
-                        unsafe { libc::kill(worker, sig) };
+                    } else if info.ssi_code != SI_KERNEL {
+                        pass_on(worker, sig);
                     }
                 }
             })?;
@@ -131,8 +127,7 @@ impl Interrupts {
         self.shared.worker.store(pid, Ordering::SeqCst);
         match self.received() {
             Some(sig) if pid > 0 && self.shared.forward.load(Ordering::SeqCst) => {
-                // SAFETY: passing a stop signal to our unreaped child.
-                unsafe { libc::kill(pid, sig) };
+                pass_on(pid, sig);
             }
             Some(_) => kill(pid),
             None => {}
@@ -149,27 +144,26 @@ impl Interrupts {
 /// SIGKILL to `pid` (nothing for 0 or less).
 pub fn kill(pid: i32) {
     if pid > 0 {
-        // SAFETY: sending a signal has no memory-safety preconditions; pid is our unreaped
-        // child (the supervisor clears it before reaping), so it cannot have been reused.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // pid is our unreaped child (the supervisor clears it before reaping), so it cannot
+        // have been reused. A child that is already gone has nothing left to kill.
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+/// Passes the stop signal `sig` on to `pid`, our unreaped child (nothing for 0 or less).
+fn pass_on(pid: i32, sig: i32) {
+    if let (true, Ok(sig)) = (pid > 0, Signal::try_from(sig)) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
     }
 }
 
 /// The conventional exit code after a stop signal (`128 + SIGINT`), whichever one it was.
 pub const INTERRUPTED_EXIT: u8 = 130;
 
-/// A signal's name for people: `SIGKILL`, `SIGTERM`, ..., or `signal N`.
+/// A signal's name for people: `SIGKILL`, `SIGTERM`, ... (nix's names), or `signal N` for a
+/// number nix does not name (real-time signals).
 pub fn signal_name(sig: i32) -> String {
-    match sig {
-        libc::SIGKILL => "SIGKILL".into(),
-        libc::SIGTERM => "SIGTERM".into(),
-        libc::SIGINT => "SIGINT".into(),
-        libc::SIGHUP => "SIGHUP".into(),
-        libc::SIGSEGV => "SIGSEGV".into(),
-        libc::SIGABRT => "SIGABRT".into(),
-        libc::SIGBUS => "SIGBUS".into(),
-        other => format!("signal {other}"),
-    }
+    Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_owned())
 }
 
 /// A signal as the facts record it: its number and name.
@@ -188,5 +182,28 @@ pub fn exit_of(status: std::process::ExitStatus) -> memspike_report::facts::Exit
         (Some(code), _) => Exit::Code(code),
         (None, Some(sig)) => Exit::Signal(signal(sig)),
         (None, None) => Exit::Code(-1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_are_named_as_people_know_them() {
+        for (sig, name) in [
+            (Signal::SIGKILL, "SIGKILL"),
+            (Signal::SIGTERM, "SIGTERM"),
+            (Signal::SIGINT, "SIGINT"),
+            (Signal::SIGHUP, "SIGHUP"),
+            (Signal::SIGSEGV, "SIGSEGV"),
+            (Signal::SIGABRT, "SIGABRT"),
+            (Signal::SIGBUS, "SIGBUS"),
+        ] {
+            assert_eq!(signal_name(sig as i32), name);
+        }
+        // A real-time signal has no name of its own.
+        assert_eq!(signal_name(40), "signal 40");
+        assert_eq!(signal(9).name, "SIGKILL");
     }
 }

@@ -6,7 +6,10 @@ use std::{
     collections::BTreeSet,
     fs::File,
     io::{self, BufRead, BufReader, Read},
-    os::{fd::AsRawFd, unix::process::CommandExt},
+    os::{
+        fd::{AsRawFd, BorrowedFd},
+        unix::process::CommandExt,
+    },
     path::PathBuf,
     process::{ChildStdin, Command, Stdio},
     sync::mpsc,
@@ -27,6 +30,11 @@ use memspike_worker::telemetry::{
     self, CGROUP_ENV, Control, Feed, Kind, LISTEN_FD_ENV, OomSummary, PhaseGate, WorkerConfig,
     cgroup_env,
 };
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::sys::prctl;
+use nix::sys::signal::{Signal, raise};
+use nix::unistd::{Pid, getppid};
 
 use crate::{
     preflight::{self, UsageError},
@@ -645,38 +653,39 @@ pub(crate) fn confine(
     let listen_fd = keep_fd;
     // The worker's parent-death signal fires when the *thread* that forked it ends: this
     // runs on the supervisor's main thread, which lives as long as the process.
-    let supervisor = std::process::id() as libc::pid_t;
+    let supervisor = Pid::this();
     let stop_before_exec = std::env::var_os(TEST_STOP_BEFORE_EXEC_ENV).is_some();
-    // SAFETY: the closure runs in the forked child before exec and makes only
-    // async-signal-safe calls: raise, prctl, getppid, fcntl, open/write/close inside
-    // Joiner::join_current (its paths were prepared before the fork) and
-    // pthread_sigmask. No allocation.
+    // Runs in the forked child before exec: only async-signal-safe calls, through nix's thin
+    // wrappers, which allocate nothing (their errors are errnos, and an io::Error made from
+    // one is a raw OS error): raise, prctl, getppid, fcntl, open/write/close inside
+    // Joiner::join_current (its paths were prepared before the fork) and pthread_sigmask.
+    let in_child = move || -> io::Result<()> {
+        if stop_before_exec {
+            let _ = raise(Signal::SIGSTOP);
+        }
+        // Die with the supervisor: no stray worker if it is killed...
+        prctl::set_pdeathsig(Signal::SIGKILL)?;
+        // ...including when it died before the line above.
+        if getppid() != supervisor {
+            return Err(Errno::ESRCH.into());
+        }
+        // Keep the listening socket open across exec (std opens it close-on-exec).
+        if let Some(fd) = listen_fd {
+            // SAFETY: `fd` is the listening socket the caller keeps open until the child has
+            // been spawned; the child's copy of it is open for this call.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+        }
+        joiner
+            .join_current()
+            .map_err(io::Error::from_raw_os_error)?;
+        // Last: a stop signal sent to this pid since the fork is delivered now, with
+        // its default action, inside the group.
+        signals::unblock().map_err(io::Error::from_raw_os_error)
+    };
+    // SAFETY: `in_child` makes only async-signal-safe calls and allocates nothing (above).
     unsafe {
-        cmd.pre_exec(move || {
-            if stop_before_exec {
-                libc::raise(libc::SIGSTOP);
-            }
-            // Die with the supervisor: no stray worker if it is killed...
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // ...including when it died before the line above.
-            if libc::getppid() != supervisor {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            // Keep the listening socket open across exec (std opens it close-on-exec).
-            if let Some(fd) = listen_fd
-                && libc::fcntl(fd, libc::F_SETFD, 0) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            joiner
-                .join_current()
-                .map_err(io::Error::from_raw_os_error)?;
-            // Last: a stop signal sent to this pid since the fork is delivered now, with
-            // its default action, inside the group.
-            signals::unblock().map_err(io::Error::from_raw_os_error)
-        });
+        cmd.pre_exec(in_child);
     }
     Ok(())
 }

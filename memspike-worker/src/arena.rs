@@ -3,9 +3,10 @@
 //! the simulation that touches raw memory: the model's heap ([`memspike_model::heap`]) decides
 //! which pages to write and which to return, through [`Memory`].
 
-use std::{io, ptr::NonNull};
+use std::{ffi::c_void, io, num::NonZeroUsize, ptr::NonNull};
 
 use memspike_model::heap::Memory;
+use nix::sys::mman::{self, MapFlags, MmapAdvise, ProtFlags};
 
 /// The byte written over every new slab (the seed fills its slice the same way).
 pub const FILL: u8 = 0x5a;
@@ -29,30 +30,25 @@ impl Arena {
     /// Reserves `len` bytes of address space (not memory). Transparent huge pages are turned
     /// off for the region so that the cgroup is charged exactly the pages the heap wrote.
     pub fn reserve(len: usize) -> io::Result<Arena> {
-        if len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty arena"));
-        }
+        let size = NonZeroUsize::new(len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty arena"))?;
         // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing; no
         // existing memory is affected. MAP_NORESERVE: address space only, no commit charge.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
+            mman::mmap_anonymous(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
             )
+        }?;
+        let arena = Arena {
+            base: p.cast::<u8>(),
+            len,
         };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base =
-            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        let arena = Arena { base, len };
         // SAFETY: advice on the mapping we just created; it changes no contents.
         // A kernel without THP rejects it with EINVAL, which is harmless.
-        unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
+        let _ = unsafe { mman::madvise(p, len, MmapAdvise::MADV_NOHUGEPAGE) };
         Ok(arena)
     }
 
@@ -91,20 +87,12 @@ impl Arena {
             offset.checked_add(len).is_some_and(|end| end <= self.len),
             "range outside arena"
         );
-        // SAFETY: the range is inside our private anonymous mapping; DONTNEED only drops
-        // its contents, which the heap no longer uses.
-        let rc = unsafe {
-            libc::madvise(
-                self.base.as_ptr().add(offset).cast(),
-                len,
-                libc::MADV_DONTNEED,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        let start = self.base.cast::<c_void>();
+        // SAFETY: the range is inside our private anonymous mapping (checked above), so the
+        // offset pointer stays inside it; DONTNEED only drops its contents, which the heap no
+        // longer uses.
+        unsafe { mman::madvise(start.add(offset), len, MmapAdvise::MADV_DONTNEED) }
+            .map_err(io::Error::from)
     }
 
     /// Bytes of `[0, len)` that are resident right now, as the kernel reports (mincore).
@@ -112,6 +100,7 @@ impl Arena {
         let len = len.min(self.len);
         let pages = len.div_ceil(OS_PAGE);
         let mut vec = vec![0u8; pages];
+        // libc, not nix: neither nix nor rustix wraps mincore(2).
         // SAFETY: the range starts at our page-aligned base and lies inside the mapping; the
         // vector has one byte per page as mincore requires.
         let rc = unsafe { libc::mincore(self.base.as_ptr().cast(), len, vec.as_mut_ptr()) };
@@ -137,6 +126,6 @@ impl Memory for Arena {
 impl Drop for Arena {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly the region we mapped; nothing refers to it after drop.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+        let _ = unsafe { mman::munmap(self.base.cast(), self.len) };
     }
 }

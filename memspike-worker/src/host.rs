@@ -4,6 +4,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use nix::sys::signal::{Signal, raise};
+use nix::unistd::{SysconfVar, sysconf};
+
 use memspike_model::{
     event::Sink,
     experiment::Experiment,
@@ -19,18 +22,16 @@ use crate::{
 
 /// The physical memory of the machine: the most address space the heap may reserve.
 pub fn physical_memory() -> u64 {
-    // SAFETY: sysconf has no preconditions and only reads system configuration.
-    let (pages, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
+    let value = |var| {
+        sysconf(var)
+            .ok()
+            .flatten()
+            .and_then(|v| u64::try_from(v).ok())
     };
-    if pages > 0 && page > 0 {
-        pages as u64 * page as u64
-    } else {
+    match (value(SysconfVar::_PHYS_PAGES), value(SysconfVar::PAGE_SIZE)) {
+        (Some(pages), Some(page)) if pages > 0 && page > 0 => pages * page,
         // Unknown: 64 GiB of address space costs nothing to reserve.
-        64 << 30
+        _ => 64 << 30,
     }
 }
 
@@ -64,9 +65,8 @@ impl Host for WorkerHost {
     }
 
     fn pause(&mut self) {
-        // SAFETY: raise has no memory-safety preconditions; SIGSTOP stops this process until
-        // SIGCONT (or SIGKILL) arrives.
-        unsafe { libc::raise(libc::SIGSTOP) };
+        // SIGSTOP stops this process until SIGCONT (or SIGKILL) arrives.
+        let _ = raise(Signal::SIGSTOP);
     }
 }
 

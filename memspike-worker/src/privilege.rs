@@ -13,7 +13,13 @@
 //!   checked to still be the supervisor, so a worker never outlives a supervisor killed in
 //!   between.
 
-use std::{ffi::CString, fmt, io};
+use std::{fmt, io};
+
+use caps::CapSet;
+use nix::sys::prctl;
+use nix::sys::signal::Signal;
+use nix::unistd::{Gid, Group, Uid, User, getppid, setgroups, setresgid, setresuid};
+use procfs::process::Process;
 
 /// The range systemd allocates dynamic users from (`DynamicUser=`); free uids there are what
 /// such tools use for a process that must not share a uid with anything else.
@@ -115,37 +121,40 @@ impl RunAs {
     /// before any thread that must keep root exists: credentials change for every thread.
     pub fn enter(&self, supervisor: u32) -> Result<(), PrivilegeError> {
         let fail = |step| move |source| PrivilegeError::Drop { step, source };
-        drop_bounding_set().map_err(fail("emptying the capability bounding set"))?;
-        // SAFETY: prctl with integer arguments only; clears this process's ambient set.
-        check(unsafe {
-            libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL,
-                0,
-                0,
-                0,
-            )
-        })
-        .map_err(fail("clearing ambient capabilities"))?;
-        // SAFETY: a null list of length 0 clears the supplementary groups.
-        check(unsafe { libc::setgroups(0, std::ptr::null()) })
+        let caps_fail = |step| {
+            move |e: caps::errors::CapsError| PrivilegeError::Drop {
+                step,
+                source: io::Error::other(e),
+            }
+        };
+        // Needs CAP_SETPCAP, so before the uid change. caps drops every capability it knows
+        // (through CAP_CHECKPOINT_RESTORE, still the kernel's last in 6.18); one a newer
+        // kernel added would stay in the set, and verify_unprivileged() below, which reads
+        // the kernel's whole CapBnd, would refuse to go on.
+        caps::clear(None, CapSet::Bounding)
+            .map_err(caps_fail("emptying the capability bounding set"))?;
+        caps::clear(None, CapSet::Ambient).map_err(caps_fail("clearing ambient capabilities"))?;
+        setgroups(&[])
+            .map_err(io::Error::from)
             .map_err(fail("clearing supplementary groups"))?;
-        // SAFETY: plain system calls on this process's credentials.
-        check(unsafe { libc::setresgid(self.gid, self.gid, self.gid) })
+        let gid = Gid::from_raw(self.gid);
+        setresgid(gid, gid, gid)
+            .map_err(io::Error::from)
             .map_err(fail("setting the gid"))?;
-        // SAFETY: as above; from root to a non-zero uid this also clears every capability.
-        check(unsafe { libc::setresuid(self.uid, self.uid, self.uid) })
+        // From root to a non-zero uid this also clears every capability.
+        let uid = Uid::from_raw(self.uid);
+        setresuid(uid, uid, uid)
+            .map_err(io::Error::from)
             .map_err(fail("setting the uid"))?;
-        // SAFETY: prctl with integer arguments only.
-        check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+        prctl::set_no_new_privs()
+            .map_err(io::Error::from)
             .map_err(fail("setting no_new_privs"))?;
         // The uid change cleared the parent-death signal: arm it again, then make sure the
         // parent did not die before it was armed (we would have been reparented).
-        // SAFETY: prctl with integer arguments only.
-        check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })
+        prctl::set_pdeathsig(Signal::SIGKILL)
+            .map_err(io::Error::from)
             .map_err(fail("arming the parent-death signal"))?;
-        // SAFETY: getppid cannot fail.
-        if unsafe { libc::getppid() } as u32 != supervisor {
+        if getppid().as_raw() as u32 != supervisor {
             return Err(PrivilegeError::Orphaned {
                 expected: supervisor,
             });
@@ -154,57 +163,31 @@ impl RunAs {
     }
 }
 
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Drops every capability from the bounding set (needs CAP_SETPCAP, so before the uid change).
-fn drop_bounding_set() -> io::Result<()> {
-    let last: libc::c_ulong = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(63);
-    for cap in 0..=last {
-        // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
-            let e = io::Error::last_os_error();
-            // EINVAL: past the kernel's last capability (cap_last_cap unreadable).
-            if e.raw_os_error() == Some(libc::EINVAL) {
-                break;
-            }
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-/// Reads back what the kernel says: no uid 0, no capability in any set, no_new_privs on.
+/// Reads back what the kernel says (/proc/self/status): no uid 0, no capability in any set,
+/// no_new_privs on.
 fn verify_unprivileged() -> Result<(), PrivilegeError> {
-    let status = std::fs::read_to_string("/proc/self/status")
+    let status = Process::myself()
+        .and_then(|me| me.status())
         .map_err(|e| PrivilegeError::StillPrivileged(format!("/proc/self/status: {e}")))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-            .unwrap_or("")
-    };
-    let zero_caps = |v: &str| v.chars().all(|c| c == '0') && !v.is_empty();
     let mut wrong = Vec::new();
-    if field("Uid:").split_whitespace().any(|u| u == "0") {
-        wrong.push(format!("Uid {}", field("Uid:")));
+    let uids = [status.ruid, status.euid, status.suid, status.fuid];
+    if uids.contains(&0) {
+        wrong.push(format!("Uid {uids:?}"));
     }
-    for caps in ["CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
-        if !zero_caps(field(caps)) {
-            wrong.push(format!("{caps} {}", field(caps)));
+    for (name, caps) in [
+        ("CapPrm:", Some(status.capprm)),
+        ("CapEff:", Some(status.capeff)),
+        ("CapBnd:", status.capbnd),
+        ("CapAmb:", status.capamb),
+    ] {
+        match caps {
+            Some(0) => {}
+            Some(set) => wrong.push(format!("{name} {set:016x}")),
+            None => wrong.push(format!("{name} absent")),
         }
     }
-    if field("NoNewPrivs:") != "1" {
-        wrong.push(format!("NoNewPrivs {}", field("NoNewPrivs:")));
+    if status.nonewprivs != Some(1) {
+        wrong.push(format!("NoNewPrivs {:?}", status.nonewprivs));
     }
     if wrong.is_empty() {
         Ok(())
@@ -215,65 +198,28 @@ fn verify_unprivileged() -> Result<(), PrivilegeError> {
 
 /// An account's uid and gid.
 fn lookup(name: &str) -> Option<(u32, u32)> {
-    let name = CString::new(name).ok()?;
-    // SAFETY: zeroed passwd is a valid out-parameter; getpwnam_r fills it with pointers into
-    // `buf`, which outlives the call; only the integers are copied out.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: all pointers are valid for the call and `buf.len()` is its real length.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            &mut pw,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    (rc == 0 && !found.is_null()).then_some((pw.pw_uid, pw.pw_gid))
+    User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| (u.uid.as_raw(), u.gid.as_raw()))
 }
 
 /// Whether an account (or a group) uses this id.
 fn id_has_account(id: u32) -> bool {
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: as in `lookup`: valid out-parameters and a buffer of the length given.
-    unsafe {
-        let mut pw: libc::passwd = std::mem::zeroed();
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        let user = libc::getpwuid_r(id, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) == 0
-            && !found.is_null();
-        let mut gr: libc::group = std::mem::zeroed();
-        let mut gfound: *mut libc::group = std::ptr::null_mut();
-        let group = libc::getgrgid_r(id, &mut gr, buf.as_mut_ptr(), buf.len(), &mut gfound) == 0
-            && !gfound.is_null();
-        user || group
-    }
+    let user = User::from_uid(Uid::from_raw(id)).is_ok_and(|u| u.is_some());
+    let group = Group::from_gid(Gid::from_raw(id)).is_ok_and(|g| g.is_some());
+    user || group
 }
 
 /// Uids of every running process (real, effective, saved, filesystem).
 fn uids_in_use() -> std::collections::BTreeSet<u32> {
     let mut uids = std::collections::BTreeSet::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let Ok(processes) = procfs::process::all_processes() else {
         return uids;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !name
-            .to_str()
-            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        {
-            continue;
-        }
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        if let Some(line) = status.lines().find_map(|l| l.strip_prefix("Uid:")) {
-            uids.extend(
-                line.split_whitespace()
-                    .filter_map(|u| u.parse::<u32>().ok()),
-            );
-        }
+    // A process that ends while being read is left out.
+    for status in processes.flatten().filter_map(|p| p.status().ok()) {
+        uids.extend([status.ruid, status.euid, status.suid, status.fuid]);
     }
     uids
 }

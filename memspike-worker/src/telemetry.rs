@@ -20,6 +20,7 @@ use std::{
 };
 
 pub use memspike_model::event::{Event, Kind, Sink};
+use nix::time::{ClockId, clock_gettime};
 use serde::{Deserialize, Serialize};
 
 use memspike_model::experiment::{self, Experiment};
@@ -145,13 +146,10 @@ pub struct OomSummary {
 
 /// Now on CLOCK_MONOTONIC (the clock of `bpf_ktime_get_ns`), in nanoseconds.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    // CLOCK_MONOTONIC always exists on Linux; 0 stands for a reading that failed anyway.
+    clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(0, |ts| {
+        ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+    })
 }
 
 /// The acknowledgement rule, one place for both ends: a `begin` waits for the supervisor's

@@ -28,8 +28,7 @@ use crate::{
 pub fn run() -> Result<(), WorkerError> {
     // The supervisor started us (and is still alive, or its death signal would have killed
     // us): it must stay our parent once we have dropped root.
-    // SAFETY: getppid cannot fail.
-    let supervisor = unsafe { libc::getppid() } as u32;
+    let supervisor = nix::unistd::getppid().as_raw() as u32;
     let mut control = BufReader::new(File::from(io::stdin().as_fd().try_clone_to_owned()?));
     let config = read_start(&mut control)?;
     let feed = Arc::new(Mutex::new(Feed::default()));

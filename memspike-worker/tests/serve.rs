@@ -929,21 +929,15 @@ fn head(method: &str, target: &str, host: &str, extra: &[&str]) -> Vec<u8> {
 
 /// Lets this process hold `n` descriptors (the test holds both ends of its connections).
 fn allow_descriptors(n: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the one struct passed.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        if lim.rlim_cur < n {
-            lim.rlim_cur = n.min(lim.rlim_max);
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        }
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (mut soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if soft < n {
+        soft = n.min(hard);
+        setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("setrlimit");
     }
     assert!(
-        lim.rlim_cur >= n,
-        "this test needs {n} descriptors: {lim:?}"
+        soft >= n,
+        "this test needs {n} descriptors: soft limit {soft}, hard {hard}"
     );
 }
 
@@ -1345,18 +1339,6 @@ fn a_closed_telemetry_pipe_answers_500_and_stops_the_server() {
     assert!(TcpStream::connect(s.addr).is_err(), "still listening");
 }
 
-/// xorshift64*: deterministic, good enough to mix requests.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i]
@@ -1381,14 +1363,15 @@ fn load_mixed_traffic_has_no_5xx_and_consistent_accounting() {
             let (s, held) = (s.clone(), held.clone());
             thread::spawn(move || {
                 let agent = agent();
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (c + 1));
+                // Deterministic per client: the same mix of requests every run.
+                let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15 ^ (c + 1));
                 let mut stats_latency = Vec::new();
                 let mut count = 0u64;
                 let mut errors_5xx = 0u64;
                 while count < REQUESTS && Instant::now() < deadline {
-                    let pages = 1 + rng.next() % 16;
+                    let pages = 1 + rng.u64(..16);
                     let bytes = pages * PAGE_SIZE;
-                    let (path, kind) = match rng.next() % 10 {
+                    let (path, kind) = match rng.u32(..10) {
                         0..=4 => ("/stats".to_owned(), 's'),
                         5..=7 => (format!("/add?bytes={bytes}"), 'a'),
                         _ => (format!("/rel?bytes={bytes}"), 'r'),

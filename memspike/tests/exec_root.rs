@@ -13,6 +13,8 @@ use std::{
 };
 
 use common::{groups_of, memspike, serial, u};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -241,7 +243,7 @@ fn stop_signals_are_passed_on_and_everything_is_cleaned_up() {
     if !common::require_root("exec and a stop signal") {
         return;
     }
-    for sig in [libc::SIGINT, libc::SIGTERM] {
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
         let _serial = serial();
         let mut child = memspike()
             .args(["exec", "--json", "--no-trace", "--", "sleep", "60"])
@@ -270,8 +272,8 @@ fn stop_signals_are_passed_on_and_everything_is_cleaned_up() {
             let mut rest = String::new();
             log.read_to_string(&mut rest).map(|_| rest)
         });
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid as i32, sig) };
+        // Our own child.
+        kill(Pid::from_raw(pid as i32), sig).expect("signal memspike");
         let out = child.wait_with_output().unwrap();
         let stderr = rest
             .join()
@@ -280,13 +282,9 @@ fn stop_signals_are_passed_on_and_everything_is_cleaned_up() {
         assert_eq!(out.status.code(), Some(130), "{sig}: {stderr}");
         let r: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(r["outcome"], "signaled", "{r:#}");
-        let name = if sig == libc::SIGINT {
-            "SIGINT"
-        } else {
-            "SIGTERM"
-        };
         assert_eq!(
-            r["exit"]["signal"], name,
+            r["exit"]["signal"],
+            sig.as_str(),
             "the command got the signal itself"
         );
         assert!(groups_of(pid).is_empty());

@@ -14,6 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -169,8 +171,8 @@ impl Server {
     }
 
     fn stop(mut self) -> (i32, String) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        // Our own child.
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
         let status = self.child.wait().unwrap();
         let out: Vec<String> = self.out.iter().collect();
         (status.code().unwrap_or(-1), out.join("\n"))
@@ -182,12 +184,13 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            use rustix::process::{Pid, PidfdFlags, pidfd_open};
-            let pid = Pid::from_raw(self.child.id() as i32).expect("a pid above 0");
+            use rustix::process::{PidfdFlags, pidfd_open};
+            let raw = self.child.id() as i32;
+            let pid = rustix::process::Pid::from_raw(raw).expect("a pid above 0");
             // Opened before the signal: our child is not reaped until we wait for it.
             let exited = pidfd_open(pid, PidfdFlags::empty()).expect("a pidfd for our child");
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+            // Our own child.
+            let _ = kill(Pid::from_raw(raw), Signal::SIGINT);
             // Its exit is waited for on the pidfd; the bound only decides when to give up and
             // kill it (a fallback on a failure path, not an assertion).
             if !common::readable_within(&exited, Duration::from_secs(10)) {
@@ -198,10 +201,16 @@ impl Drop for Server {
     }
 }
 
+/// A process's effective uid.
 fn uid_of(pid: u32) -> u32 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    line.split_whitespace().nth(2).unwrap().parse().unwrap() // effective uid
+    status_of(pid).euid
+}
+
+/// A process's /proc/PID/status, as procfs reads it.
+fn status_of(pid: u32) -> procfs::process::Status {
+    procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.status())
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"))
 }
 
 #[test]
@@ -345,8 +354,8 @@ fn a_killed_interactive_supervisor_takes_its_worker_along() {
     let (status, _) = server.get("/stats").unwrap();
     assert_eq!(status, 200);
     let sup = server.child.id();
-    // SAFETY: signalling our own child; SIGKILL leaves it no chance to clean up.
-    unsafe { libc::kill(sup as i32, libc::SIGKILL) };
+    // Our own child; SIGKILL leaves it no chance to clean up.
+    kill(Pid::from_raw(sup as i32), Signal::SIGKILL).expect("SIGKILL the supervisor");
     server.child.wait().unwrap();
     common::wait_for_exit(worker, "the worker to die with its supervisor");
     assert!(
@@ -387,8 +396,8 @@ fn a_worker_killed_otherwise_is_restarted_and_other_users_cannot_signal_it() {
     assert!(!nobody.success(), "nobody could signal the worker");
     assert!(alive(worker));
     // Root can; the worker is replaced, as after an OOM kill, and the service goes on.
-    // SAFETY: signalling the supervisor's child as root.
-    unsafe { libc::kill(worker, libc::SIGTERM) };
+    // The supervisor's child, as root.
+    kill(Pid::from_raw(worker), Signal::SIGTERM).expect("SIGTERM the worker");
     let line = server.wait_for_log("not an OOM kill");
     assert!(
         line.contains(&format!("worker {worker} killed by SIGTERM")),
@@ -404,12 +413,7 @@ fn a_worker_killed_otherwise_is_restarted_and_other_users_cannot_signal_it() {
 
 /// A process's resident memory (VmRSS) in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let kb = status_of(pid).vmrss.expect("VmRSS in /proc/PID/status");
     kb * 1024
 }
 

@@ -34,6 +34,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use wait_timeout::ChildExt;
 
 use crate::child;
@@ -328,8 +330,8 @@ fn run_logged(
 /// end within [`STOP_GRACE`].
 fn stop(running: &mut std::process::Child) {
     if let Ok(pid) = i32::try_from(running.id()) {
-        // SAFETY: signalling our own child, which we have not yet waited for.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        // Our own child, which we have not yet waited for.
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
     if !matches!(running.wait_timeout(STOP_GRACE), Ok(Some(_))) {
         let _ = running.kill();

@@ -42,6 +42,7 @@ use memspike_common::{
     OomFieldOffsets, OomTaskLayout, OomVictim, ReclaimStats, names,
     steps::{SLOTS, STARTUP},
 };
+use nix::unistd::{SysconfVar, sysconf};
 use thiserror::Error;
 
 use super::OomVictimReport;
@@ -421,8 +422,7 @@ fn oom_task_layout(switches: &Switches) -> Result<OomTaskLayout, String> {
     }
     let btf = std::fs::read(super::KERNEL_BTF)
         .map_err(|e| format!("no kernel BTF at {}: {e}", super::KERNEL_BTF))?;
-    // SAFETY: sysconf has no preconditions.
-    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page_size = sysconf(SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(0);
     task_layout::from_btf(&btf, u64::try_from(page_size).unwrap_or(0))
 }
 

@@ -9,6 +9,8 @@ use std::{convert::Infallible, io, sync::Arc, time::Duration};
 
 use hyper::{server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use nix::errno::Errno;
+use nix::sys::resource::{Resource, getrlimit};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::watch,
@@ -50,15 +52,10 @@ pub fn run(
 
 /// The configured cap, lowered to what the process's descriptor limit allows.
 fn connection_cap(configured: usize) -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+    let Ok((soft, _hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return configured;
-    }
-    let room = lim.rlim_cur.saturating_sub(RESERVED_FDS).max(1);
+    };
+    let room = soft.saturating_sub(RESERVED_FDS).max(1);
     configured.min(usize::try_from(room).unwrap_or(usize::MAX))
 }
 
@@ -117,10 +114,12 @@ fn is_transient(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         ConnectionAborted | ConnectionReset | Interrupted | WouldBlock | TimedOut
-    ) || matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EPROTO)
-    )
+    ) || e.raw_os_error().map(Errno::from_raw).is_some_and(|errno| {
+        matches!(
+            errno,
+            Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM | Errno::EPROTO
+        )
+    })
 }
 
 fn builder(limits: &Limits) -> http1::Builder {
