@@ -112,6 +112,25 @@ impl Interrupts {
         Ok(Interrupts { shared })
     }
 
+    /// The stop signal that decides how the process exits, the last word before it does: the
+    /// first one received, or one that arrived but that the watcher has not taken yet (it runs
+    /// on a thread of its own, which may not have been scheduled since the signal came while
+    /// the report was still being written).
+    pub fn settle(&self) -> Option<i32> {
+        if self.received().is_none()
+            && let Ok(pending) =
+                SignalFd::with_flags(&stop_set(), SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            && let Ok(Some(info)) = pending.read_signal()
+            && let Ok(sig) = i32::try_from(info.ssi_signo)
+        {
+            let _ = self
+                .shared
+                .signal
+                .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        self.received()
+    }
+
     /// The first stop signal received so far, if any.
     pub fn received(&self) -> Option<i32> {
         match self.shared.signal.load(Ordering::SeqCst) {
@@ -188,6 +207,22 @@ pub fn exit_of(status: std::process::ExitStatus) -> memspike_report::facts::Exit
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a stop signal that came while the report was written, that the watcher
+    /// thread had not taken yet, was not seen at exit (the run exited 0, not 130). A signal
+    /// sent to this thread alone is one the watcher can never take: `settle` must.
+    #[test]
+    fn a_signal_the_watcher_has_not_taken_still_settles_the_exit() {
+        let interrupts = Interrupts::install().unwrap();
+        nix::sys::pthread::pthread_kill(nix::sys::pthread::pthread_self(), Signal::SIGHUP).unwrap();
+        assert_eq!(
+            interrupts.received(),
+            None,
+            "the watcher cannot have taken it"
+        );
+        assert_eq!(interrupts.settle(), Some(Signal::SIGHUP as i32));
+        assert_eq!(interrupts.received(), Some(Signal::SIGHUP as i32));
+    }
 
     #[test]
     fn signals_are_named_as_people_know_them() {

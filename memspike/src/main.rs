@@ -99,7 +99,7 @@ fn supervised(
                 .map_or(ExitCode::FAILURE, |e| ExitCode::from(e.exit_code()))
         }
     };
-    match interrupts.received() {
+    match interrupts.settle() {
         Some(_) if interrupted_exit => ExitCode::from(signals::INTERRUPTED_EXIT),
         _ => code,
     }
