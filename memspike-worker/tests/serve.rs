@@ -24,7 +24,7 @@ use memspike_cgroup::{Version, counters::usage_file};
 use memspike_model::{experiment::Experiment, heap::PAGE_SIZE};
 use memspike_worker::{
     host::{self, WorkerHost},
-    serve::{Limits, ServeContext, serve_with},
+    serve::{COUNTERS_MAX_AGE, Limits, ServeContext, serve_with},
     telemetry::{Event, Feed, OomSummary, Sink, UsageProbe},
 };
 use serde_json::Value;
@@ -566,10 +566,6 @@ fn the_feed_and_the_group_show_in_every_answer() {
         (1234, 5, 2_500_000)
     );
 }
-
-/// How old the group's counters `/stats` shows may be (the server's private
-/// `serve::ops::COUNTERS_MAX_AGE`).
-const COUNTERS_MAX_AGE: Duration = Duration::from_millis(100);
 
 /// `/stats` answers from the group's counters as read at most 100 ms before (reading about
 /// eight files per answer was most of its cost); an operation's answer shows the usage read

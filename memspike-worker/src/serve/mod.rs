@@ -40,6 +40,7 @@ use std::{
 use tokio::sync::watch;
 
 pub use errors::ApiError;
+pub use ops::COUNTERS_MAX_AGE;
 pub use origin::AllowedHost;
 
 use crate::{

@@ -77,10 +77,14 @@ pub fn wait_until_stopped(pid: i32, what: &str) {
     poll_until(what, || process_state(pid) == Some('T'));
 }
 
-/// Whether a process exists (signal 0).
+/// Whether a process exists (no signal: only the check).
 pub fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+/// Sends `sig` to `pid` (a process the test started, or a member of its own group).
+pub fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
 }
 
 /// A process's state letter from /proc/PID/stat (`R`, `S`, `T`, ...).
@@ -331,8 +335,8 @@ impl Drop for TestGroup {
                 let fd = rustix::process::Pid::from_raw(pid as i32).and_then(|p| {
                     rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
                 });
-                // SAFETY: kill(2) touches no memory; the pid is a member of the test's own group.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                // A member of the test's own group.
+                signal(pid as i32, nix::sys::signal::Signal::SIGKILL);
                 if let Some(fd) = fd {
                     assert!(
                         readable_within(&fd, GUARD),
