@@ -4,6 +4,9 @@
 //! same bytes mean the same thing on both sides of a BPF map or ring buffer.
 //!
 //! - [`steps`]: the step slots, the indices of the per-step page-fault counters.
+//! - [`Counter`]: the plain counters the programs keep for the observed group, one slot each of
+//!   one per-CPU map: a new counting figure is a variant here, its program (memspike-ebpf) and
+//!   its ways to attach (memspike-probe's hooks), and its entry in the figures registry.
 //! - [`ReclaimStats`], [`OomVictim`]: what the kernel programs record (per-CPU map values and
 //!   ring-buffer events).
 //! - [`OomFieldOffsets`]: where the `oom/mark_victim` fields sit in the tracepoint record on the
@@ -36,6 +39,36 @@ pub mod steps {
     }
 }
 
+/// A plain counter the programs keep for the observed group: slot [`Counter::slot`] of
+/// [`names::MAP_COUNTERS`] (a per-CPU array of [`Counter::SLOTS`] `u64`s; user space sums the
+/// CPUs). Each is a figure of its own, reported under [`Counter::name`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Page faults the group's tasks took in kernel mode: on user memory touched inside a
+    /// system call, such as `read(2)` into fresh pages (`exceptions/page_fault_kernel`).
+    KernelPageFaults = 0,
+}
+
+impl Counter {
+    /// Every counter, in slot order.
+    pub const ALL: [Counter; 1] = [Counter::KernelPageFaults];
+    /// The map's slots: room for more counters without a new map layout.
+    pub const SLOTS: u32 = 16;
+
+    /// Its slot in the map.
+    pub const fn slot(self) -> u32 {
+        self as u32
+    }
+
+    /// Its name in reports (the JSON key) and in `MEMSPIKE_PROBE_FAIL`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::KernelPageFaults => "kernel_page_faults",
+        }
+    }
+}
+
 /// Names shared by the eBPF object and its loader: maps, globals and programs.
 pub mod names {
     /// `Array<u64>`, one element: the cgroup id (v2 inode) whose tasks are observed, written by
@@ -52,6 +85,9 @@ pub mod names {
     pub const MAP_RECLAIM_STATS: &str = "RECLAIM_STATS";
     /// `RingBuf` of [`crate::OomVictim`] events.
     pub const MAP_OOM_EVENTS: &str = "OOM_EVENTS";
+    /// `PerCpuArray<u64>`, [`crate::Counter::SLOTS`] elements: the plain counters, one slot
+    /// per [`crate::Counter`].
+    pub const MAP_COUNTERS: &str = "COUNTERS";
 
     /// [`crate::OomFieldOffsets`] global: the `oom/mark_victim` record layout.
     pub const GLOBAL_OOM_FIELDS: &str = "OOM_FIELDS";
@@ -84,8 +120,12 @@ pub mod names {
     pub const PROG_OOM_MARK_VICTIM_RAW: &str = "oom_mark_victim_raw";
     /// `tracepoint/oom/mark_victim` (classic: needs tracefs to attach; the fallback).
     pub const PROG_OOM_MARK_VICTIM: &str = "oom_mark_victim";
+    /// `raw_tp/page_fault_kernel`: [`crate::Counter::KernelPageFaults`].
+    pub const PROG_KERNEL_FAULT_RAW: &str = "page_fault_kernel_raw";
+    /// `tp_btf/page_fault_kernel`: the same counter (the fallback).
+    pub const PROG_KERNEL_FAULT_BTF: &str = "page_fault_kernel_btf";
     /// Every program in the object (to find what is loaded, e.g. after a soak).
-    pub const PROGRAMS: [&str; 11] = [
+    pub const PROGRAMS: [&str; 13] = [
         PROG_PAGE_FAULT_BTF,
         PROG_PAGE_FAULT_RAW,
         PROG_PAGE_FAULT_NOP,
@@ -97,10 +137,13 @@ pub mod names {
         PROG_RECLAIM_END_TP,
         PROG_OOM_MARK_VICTIM_RAW,
         PROG_OOM_MARK_VICTIM,
+        PROG_KERNEL_FAULT_RAW,
+        PROG_KERNEL_FAULT_BTF,
     ];
 
     /// Kernel tracepoint names the programs attach to.
     pub const TP_PAGE_FAULT_USER: &str = "page_fault_user";
+    pub const TP_PAGE_FAULT_KERNEL: &str = "page_fault_kernel";
     pub const TP_RECLAIM_BEGIN: &str = "mm_vmscan_memcg_reclaim_begin";
     pub const TP_RECLAIM_END: &str = "mm_vmscan_memcg_reclaim_end";
     pub const TP_VMSCAN_CATEGORY: &str = "vmscan";
@@ -267,6 +310,14 @@ mod tests {
         }
         for slot in [OTHER, SLOTS as u32, 1_000, u32::MAX] {
             assert_eq!(clamp(slot), OTHER, "{slot}");
+        }
+    }
+
+    #[test]
+    fn every_counter_has_a_slot_of_its_own_in_the_map() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(c.slot() as usize, i, "{c:?}: ALL is in slot order");
+            assert!(c.slot() < Counter::SLOTS, "{c:?}");
         }
     }
 

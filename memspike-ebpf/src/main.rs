@@ -29,6 +29,11 @@
 //!   The OOM killer runs in the charging task, a member of the group, so the same cgroup filter
 //!   keeps only the experiment's kills.
 //!
+//! - `page_fault_kernel_raw` (`raw_tp/page_fault_kernel`), else `page_fault_kernel_btf`: the
+//!   plain counter `COUNTERS[Counter::KernelPageFaults]`, one increment per fault the group's
+//!   tasks take in kernel mode. Every plain counter is one slot of `COUNTERS`, counted by
+//!   [`try_count`]: a new one is a `Counter` (memspike-common) and its programs here.
+//!
 //! Per-CPU maps because bpfel has no atomic fetch_add. Nothing is allocated per event.
 //! Build with `cargo xtask build-ebpf`; a plain `cargo build` here uses the wrong compiler.
 #![no_std]
@@ -48,7 +53,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use memspike_common::{
-    COMM_LEN, OomFieldOffsets, OomTaskLayout, OomVictim, ReclaimStats,
+    COMM_LEN, Counter, OomFieldOffsets, OomTaskLayout, OomVictim, ReclaimStats,
     steps::{self, SLOTS},
 };
 
@@ -83,6 +88,10 @@ static RECLAIM_STATS: PerCpuArray<ReclaimStats> = PerCpuArray::with_max_entries(
 /// `OomVictim` events (80 bytes each; 16 KiB holds ~200, far more than one run produces).
 #[map]
 static OOM_EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024, 0);
+
+/// The plain counters of the observed tasks, one slot per `Counter`, per CPU.
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::SLOTS, 0);
 
 /// True when the current task is in the observed cgroup (never while the target is 0).
 #[inline(always)]
@@ -139,6 +148,32 @@ fn try_count_fault() -> Result<(), i32> {
     // disabled, so nothing else writes it meanwhile.
     unsafe { *counter += 1 };
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain counters
+
+/// One more of `counter` when the current task is observed.
+#[inline(always)]
+fn try_count(counter: Counter) -> Result<(), i32> {
+    if !in_target() {
+        return Ok(());
+    }
+    let slot = COUNTERS.get_ptr_mut(counter.slot()).ok_or(1)?;
+    // SAFETY: this CPU's slot of a per-CPU array; the program runs with preemption/migration
+    // disabled, so nothing else writes it meanwhile.
+    unsafe { *slot += 1 };
+    Ok(())
+}
+
+#[raw_tracepoint(tracepoint = "page_fault_kernel")]
+pub fn page_fault_kernel_raw(_ctx: RawTracePointContext) -> i32 {
+    code(try_count(Counter::KernelPageFaults))
+}
+
+#[btf_tracepoint(function = "page_fault_kernel")]
+pub fn page_fault_kernel_btf(_ctx: BtfTracePointContext) -> i32 {
+    code(try_count(Counter::KernelPageFaults))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ pub use kernel::Kernel;
 use kernel::Off;
 use memspike_cgroup::{self as cgroup, Group, Version};
 pub use memspike_report::facts::kernel::{
-    KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim, Tracing,
+    Count, KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim, Tracing,
 };
 pub use slots::{OTHER_NAME, SlotNames, SlotNamesError};
 pub use tracefs::TRACEFS_DIR;
@@ -236,7 +236,7 @@ impl<'k> Observer<'k> {
         &mut self,
         tracing: Tracing,
         counts: Option<Result<ebpf::Counts, ProbeError>>,
-        sources: Option<[Option<&'static str>; 3]>,
+        sources: Option<ebpf::Sources>,
         stop_note: Option<String>,
     ) -> KernelEvidence {
         let mut notes = self.notes.clone();
@@ -299,6 +299,19 @@ impl<'k> Observer<'k> {
                 .ok(),
             Err(_) => None,
         };
+        // Every plain counter whose programs attached, under its name.
+        let counts = Figure::ALL
+            .into_iter()
+            .filter_map(|f| match f {
+                Figure::Count(c) => Some(c),
+                _ => None,
+            })
+            .filter_map(|c| {
+                let (counts, source) = (counts.as_ref()?, source(Figure::Count(c))?);
+                let value = counts.counters[c.slot() as usize];
+                Some((c.name().to_owned(), Count::new(value, source)))
+            })
+            .collect();
         if self.victims_dropped > 0 {
             notes.push(format!(
                 "{} earlier OOM victims are not listed (only the last {MAX_VICTIMS} are kept)",
@@ -314,6 +327,7 @@ impl<'k> Observer<'k> {
             pressure,
             oom_source,
             oom_victims: self.victims.iter().cloned().collect(),
+            counts,
             notes,
         }
     }
@@ -428,7 +442,7 @@ fn label(ebpf: &Result<&mut EbpfProbe, String>) -> Tracing {
     }
 }
 
-fn sources_of(probe: &EbpfProbe) -> [Option<&'static str>; 3] {
+fn sources_of(probe: &EbpfProbe) -> ebpf::Sources {
     Figure::ALL.map(|f| probe.source(f))
 }
 

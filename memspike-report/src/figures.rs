@@ -390,6 +390,24 @@ pub const RECLAIM_NS: Figure = figure(
 )
 .at("kernel.reclaim.total_ns");
 
+// The plain counters the eBPF programs keep: each at `kernel.counts.<name>.value`, where
+// `<name>` is its counter's name (memspike-common's `Counter::name`).
+pub const KERNEL_PAGE_FAULTS: Figure = figure(
+    "KernelPageFaults",
+    None,
+    Count,
+    Counter,
+    "kernel page faults",
+    "Page faults the group's tasks took in kernel mode: on their memory touched inside a system call, such as read(2) into fresh pages (eBPF); user-mode faults are counted apart",
+)
+.at("kernel.counts.kernel_page_faults.value");
+
+/// The figure of the eBPF counter `name` (the report's `kernel.counts` key).
+pub fn of_count(name: &str) -> Option<&'static Figure> {
+    let path = format!("kernel.counts.{name}.value");
+    ALL.iter().copied().find(|f| f.json == Some(path.as_str()))
+}
+
 // What the reports say besides the heap's and the group's figures.
 pub const DIED_IN: Figure = figure(
     "DiedIn",
@@ -684,7 +702,7 @@ impl Stat {
 }
 
 /// Every figure: those `/stats` shows, in its order, then the reports' own.
-pub const ALL: [&Figure; 56] = [
+pub const ALL: [&Figure; 57] = [
     &ALLOC,
     &TOTAL_ALLOC,
     &MALLOCS,
@@ -718,6 +736,7 @@ pub const ALL: [&Figure; 56] = [
     &PAGE_FAULTS,
     &RECLAIM_STALLS,
     &RECLAIM_NS,
+    &KERNEL_PAGE_FAULTS,
     &DIED_IN,
     &FAILED_ALLOCATION,
     &GC_CPU,

@@ -4,7 +4,7 @@
 //! [`Report::build`] derives every figure and the verdict from the facts of a run
 //! ([`RunFacts`]); its [`Document`] implementation only presents them (a view and a chart).
 
-use std::fmt::Write as _;
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,8 +19,8 @@ use memspike_model::{
 use crate::{
     Document,
     facts::{
-        CgroupVersion, Counters, History, KernelEvidence, OomVictimReport, PageFaults, Pressure,
-        Reclaim, RunFacts, Tracing,
+        CgroupVersion, Count, Counters, History, KernelEvidence, OomVictimReport, PageFaults,
+        Pressure, Reclaim, RunFacts, Tracing,
     },
     figures as fig,
     format::{from_source, opt_bytes, opt_count, percent},
@@ -145,6 +145,8 @@ pub struct KernelSection {
     /// Where OOM victims were looked for (not serialized: `oom_victim.source` says it).
     #[serde(skip)]
     pub oom_source: Option<String>,
+    /// The plain counters the eBPF programs kept, by name; each is a named figure.
+    pub counts: BTreeMap<String, Count>,
     /// Anything the observer could only partly do.
     pub notes: Vec<String>,
 }
@@ -161,6 +163,7 @@ impl KernelSection {
             reclaim: k.reclaim,
             pressure: k.pressure,
             oom_source: k.oom_source,
+            counts: k.counts,
             notes: k.notes,
         }
     }
@@ -195,6 +198,11 @@ impl KernelSection {
                 &fig::RECLAIM_STALLS,
                 format!("{} ({:.2} ms in all)", r.stalls, r.total_ns as f64 / 1e6),
             );
+        }
+        for (name, count) in &self.counts {
+            if let Some(figure) = fig::of_count(name) {
+                p.row(figure, count.value.to_string());
+            }
         }
         if let Some(ps) = &self.pressure {
             let averages = ps.averages.map_or(String::new(), |a| {
@@ -249,6 +257,9 @@ impl KernelSection {
         ]
         .into_iter()
         .filter_map(|(what, source)| source.map(|s| format!("{what}: {s}")))
+        .chain(self.counts.iter().filter_map(|(name, c)| {
+            fig::of_count(name).map(|f| format!("{}: {}", f.label, c.source))
+        }))
         .collect();
         if !sources.is_empty() {
             p.row(&fig::KERNEL_SOURCES, sources.join("\n"));
@@ -1149,8 +1160,41 @@ mod tests {
             pressure: None,
             oom_source: Some("ebpf tracepoint/oom/mark_victim".into()),
             oom_victims: victims,
+            counts: BTreeMap::new(),
             notes: Vec::new(),
         }
+    }
+
+    /// A plain eBPF counter is a row labelled as the registry says, with its source; one the
+    /// registry does not know is left out rather than shown under a made-up label.
+    #[test]
+    fn an_ebpf_counter_is_a_named_row_with_its_source() {
+        let mut kernel = evidence(Vec::new());
+        kernel.counts = BTreeMap::from([
+            (
+                "kernel_page_faults".to_owned(),
+                Count::new(51_300, "ebpf raw_tp/page_fault_kernel"),
+            ),
+            ("unheard_of".to_owned(), Count::new(7, "ebpf raw_tp/x")),
+        ]);
+        let mut f = facts(events(false, Some(7)), sigkill(), 1);
+        f.group.kernel = Ok(kernel);
+        let r = Report::build(f);
+        let text = r.text();
+        assert!(text.contains("kernel page faults        51300"), "{text}");
+        assert!(
+            text.contains("kernel page faults: ebpf raw_tp/page_fault_kernel"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("unheard_of") && !text.contains("raw_tp/x"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json["kernel"]["counts"]["kernel_page_faults"]["value"],
+            51_300
+        );
     }
 
     #[test]

@@ -24,7 +24,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use memspike_cgroup::{Group, Hierarchy, group::Joiner};
-use memspike_common::steps::{OTHER, SLOTS, STARTUP};
+use memspike_common::{
+    Counter,
+    steps::{OTHER, SLOTS, STARTUP},
+};
 use memspike_probe::{
     self as probe,
     ebpf::{EbpfProbe, features::Switches, hooks::Figure},
@@ -161,6 +164,7 @@ fn faults_are_counted_only_in_the_group_and_split_by_step() {
             Some("ebpf raw_tp/page_fault_user"),
             Some("ebpf raw_tp/mm_vmscan_memcg_reclaim_begin|end"),
             Some("ebpf raw_tp/mark_victim"),
+            Some("ebpf raw_tp/page_fault_kernel"),
         ],
         "{probe:?}"
     );
@@ -229,6 +233,50 @@ fn faults_are_counted_only_in_the_group_and_split_by_step() {
         "no fault in another slot"
     );
     assert!(counts.victims.is_empty(), "{counts:?}");
+}
+
+/// `read(2)` into fresh memory faults in kernel mode: `dd` reading 64 MiB of /dev/zero into a
+/// buffer it never touches itself takes its page faults inside the system call. The plain
+/// counter `kernel_page_faults` counts them, the user-mode counter does not.
+#[test]
+fn faults_inside_system_calls_are_counted_in_kernel_mode() {
+    const WHAT: &str = "probe_root::faults_inside_system_calls_are_counted_in_kernel_mode";
+    if !require_probe(WHAT) {
+        return;
+    }
+    let _serial = serial();
+    let h = Hierarchy::discover().expect("preflight");
+    let g = Group::create(&h, 512 * MIB).expect("create group");
+    let Some(target) = target_id(&g, WHAT) else {
+        return;
+    };
+    let mut probe = start(target);
+    probe.set_step(1).expect("set step");
+    let mut dd = Command::new("dd");
+    dd.args(["if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let (status, rusage_faults) = wait_faults(spawn_in(&g.procs_files(), dd));
+    assert_eq!(status, 0, "dd failed");
+    let (counts, _) = probe.finish();
+    let counts = counts.expect("finish");
+    let kernel = counts.counters[Counter::KernelPageFaults.slot() as usize];
+    let user: u64 = counts.faults.iter().sum();
+    eprintln!("kernel-mode {kernel}, user-mode {user}, rusage {rusage_faults}");
+    let pages = (64 * MIB) / 4096;
+    assert!(
+        kernel >= pages * 9 / 10,
+        "kernel-mode {kernel} < 90 % of {pages}"
+    );
+    assert!(
+        kernel <= rusage_faults,
+        "kernel-mode {kernel} > rusage {rusage_faults}"
+    );
+    assert!(
+        user < pages / 10,
+        "the buffer's faults are not user-mode: {user}"
+    );
 }
 
 /// Collects kernel-side aya-log records (target memspike_ebpf) that reach the `log` crate.
@@ -383,10 +431,10 @@ fn nothing_stays_loaded_after_finish_drop_or_a_failed_start() {
     let ids: BTreeSet<u32> = probe.ids().programs.into_iter().collect();
     assert_eq!(
         ids.len(),
-        4,
-        "page faults, reclaim begin/end, OOM: {probe:?}"
+        5,
+        "page faults, reclaim begin/end, OOM, kernel-mode faults: {probe:?}"
     );
-    assert_eq!(common::still_loaded(&ids).len(), 4);
+    assert_eq!(common::still_loaded(&ids).len(), ids.len());
     assert!(common::programs_of(me).is_superset(&ids));
     let (counts, note) = probe.finish();
     counts.expect("finish");
@@ -403,7 +451,8 @@ fn nothing_stays_loaded_after_finish_drop_or_a_failed_start() {
 
     // Every figure's programs fail: the start fails, says why per figure, and the programs it
     // loaded on the way are gone.
-    let all_fail = Switches::parse(None, Some("page_faults,reclaim,oom_victim"));
+    let every_figure = Figure::ALL.map(Figure::name).join(",");
+    let all_fail = Switches::parse(None, Some(&every_figure));
     let err = EbpfProbe::load_with(None, &all_fail).expect_err("nothing attaches");
     assert!(
         err.error
@@ -469,8 +518,8 @@ fn two_groups_in_turn_with_one_load_count_only_their_own() {
     let programs = common::programs_of(std::process::id());
     assert_eq!(
         programs.len(),
-        4,
-        "page faults, reclaim begin/end, OOM: {programs:?}"
+        5,
+        "page faults, reclaim begin/end, OOM, kernel-mode faults: {programs:?}"
     );
     first_observer.set_step(1);
     let (status, _) = wait_faults(spawn_in(&first.procs_files(), toucher(N1)));
@@ -721,7 +770,10 @@ fn without_bpf_a_run_takes_its_figures_from_the_cgroup_and_the_kernel_log() {
         (&["--no-trace"][..], &[][..], "unavailable: --no-trace"),
         (
             &[][..],
-            &[("MEMSPIKE_PROBE_FAIL", "page_faults,reclaim,oom_victim")][..],
+            &[(
+                "MEMSPIKE_PROBE_FAIL",
+                "page_faults,reclaim,oom_victim,kernel_page_faults",
+            )][..],
             "unavailable: no eBPF program could be attached",
         ),
     ] {
@@ -792,7 +844,7 @@ fn sigkill_of_the_supervisor_unloads_its_programs() {
         .expect("start memspike");
     let worker = wait_for_pause(&mut run, "spike");
     let ids = common::programs_of(run.id());
-    assert_eq!(ids.len(), 4, "the supervisor holds its 4 programs: {ids:?}");
+    assert_eq!(ids.len(), 5, "the supervisor holds its 5 programs: {ids:?}");
     run.kill().expect("SIGKILL the supervisor");
     let status = run.wait().expect("reap the supervisor");
     assert_eq!(status.signal(), Some(Signal::SIGKILL as i32));

@@ -3,8 +3,9 @@
 //! and the environment switches that force the degraded paths in tests:
 //! - `MEMSPIKE_PROBE_HIDE_BTF=1`: behave as on a kernel without BTF (no `tp_btf`; raw and
 //!   classic tracepoints instead);
-//! - `MEMSPIKE_PROBE_FAIL=<figure>[/<attach>],...`: make the eBPF programs of `page_faults`,
-//!   `reclaim` or `oom_victim` (or only their `tp_btf`, `raw_tp` or `tracepoint` way) fail to
+//! - `MEMSPIKE_PROBE_FAIL=<figure>[/<attach>],...`: make the eBPF programs of a figure
+//!   (`page_faults`, `reclaim`, `oom_victim`, or a counter's name such as
+//!   `kernel_page_faults`), or only their `tp_btf`, `raw_tp` or `tracepoint` way, fail to
 //!   attach, through the real error path (they are pointed at a tracepoint that does not exist).
 
 use std::sync::OnceLock;

@@ -1,11 +1,13 @@
-//! Which eBPF programs give which figure, in order of preference: the one place to change to
-//! add a figure, a tracepoint or a fallback.
+//! Which eBPF programs give which figure, in order of preference: the one place in the loader
+//! to change to add a figure, a tracepoint or a fallback. A plain counter ([`Counter`]) needs
+//! only its entry in [`Figure::ALL`] and its ways in [`Figure::ways`]: the loader, the observer
+//! and the reports carry every counter alike.
 //!
 //! Each [`Figure`] has ways to observe it ([`Way`]); a way is one or more programs that must all
 //! attach. The loader tries the ways in order and keeps the first that attaches; a figure whose
 //! ways all fail is left to the non-eBPF sources (see [`crate`]).
 
-use memspike_common::names;
+use memspike_common::{Counter, names};
 
 /// A figure an eBPF observer can provide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,10 +15,17 @@ pub enum Figure {
     PageFaults,
     Reclaim,
     OomVictim,
+    /// A plain counter: one slot of the counters map.
+    Count(Counter),
 }
 
 impl Figure {
-    pub const ALL: [Figure; 3] = [Figure::PageFaults, Figure::Reclaim, Figure::OomVictim];
+    pub const ALL: [Figure; 4] = [
+        Figure::PageFaults,
+        Figure::Reclaim,
+        Figure::OomVictim,
+        Figure::Count(Counter::KernelPageFaults),
+    ];
 
     /// The name `MEMSPIKE_PROBE_FAIL` and the notes use (the report's key).
     pub const fn name(self) -> &'static str {
@@ -24,6 +33,7 @@ impl Figure {
             Figure::PageFaults => "page_faults",
             Figure::Reclaim => "reclaim",
             Figure::OomVictim => "oom_victim",
+            Figure::Count(c) => c.name(),
         }
     }
 
@@ -37,6 +47,7 @@ impl Figure {
             Figure::PageFaults => &PAGE_FAULT_WAYS,
             Figure::Reclaim => &RECLAIM_WAYS,
             Figure::OomVictim => &OOM_WAYS,
+            Figure::Count(Counter::KernelPageFaults) => &KERNEL_FAULT_WAYS,
         }
     }
 }
@@ -137,6 +148,30 @@ pub const PAGE_FAULT_NOP_WAY: Way = Way {
         names::TP_PAGE_FAULT_USER,
     )],
 };
+
+/// `exceptions/page_fault_kernel` (x86 only): raw_tp, else tp_btf, as for user faults.
+const KERNEL_FAULT_WAYS: [Way; 2] = [
+    Way {
+        source: "ebpf raw_tp/page_fault_kernel",
+        attach: Attach::RawTp,
+        hooks: &[hook(
+            names::PROG_KERNEL_FAULT_RAW,
+            Attach::RawTp,
+            "exceptions",
+            names::TP_PAGE_FAULT_KERNEL,
+        )],
+    },
+    Way {
+        source: "ebpf tp_btf/page_fault_kernel",
+        attach: Attach::TpBtf,
+        hooks: &[hook(
+            names::PROG_KERNEL_FAULT_BTF,
+            Attach::TpBtf,
+            "exceptions",
+            names::TP_PAGE_FAULT_KERNEL,
+        )],
+    },
+];
 
 /// `vmscan/mm_vmscan_memcg_reclaim_begin|end`: raw_tp, else tp_btf, else the classic
 /// tracepoints (whose perf events cost ~70 ms of RCU grace periods when detached).

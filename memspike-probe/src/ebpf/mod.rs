@@ -39,7 +39,7 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use memspike_common::{
-    OomFieldOffsets, OomTaskLayout, OomVictim, ReclaimStats, names,
+    Counter, OomFieldOffsets, OomTaskLayout, OomVictim, ReclaimStats, names,
     steps::{SLOTS, STARTUP},
 };
 use nix::unistd::{SysconfVar, sysconf};
@@ -196,14 +196,18 @@ pub struct Counts {
     pub reclaim: ReclaimStats,
     /// OOM victims drained from the ring buffer since the last call.
     pub victims: Vec<OomVictimReport>,
+    /// The plain counters, by [`Counter::slot`].
+    pub counters: [u64; Counter::SLOTS as usize],
 }
+
+/// Per [`Figure`] (in [`Figure::ALL`] order): the way that attached, if one did.
+pub type Sources = [Option<&'static str>; Figure::ALL.len()];
 
 /// The loaded and attached programs (some figures may have none), observing one group at a
 /// time. Dropping it detaches and unloads everything.
 pub struct EbpfProbe {
     loaded: Option<Loaded>,
-    /// Per [`Figure`] (in [`Figure::ALL`] order): the way that attached.
-    sources: [Option<&'static str>; 3],
+    sources: Sources,
     notes: Vec<String>,
 }
 
@@ -223,6 +227,7 @@ struct Loaded {
     reclaim: PerCpuArray<MapData, ReclaimStats>,
     reclaim_start: HashMap<MapData, u32, u64>,
     oom_events: RingBuf<MapData>,
+    counters: PerCpuArray<MapData, u64>,
     ids: KernelIds,
 }
 
@@ -405,6 +410,14 @@ fn reset(loaded: &mut Loaded) -> Result<(), ProbeError> {
         .reclaim
         .set(0, zeros, 0)
         .map_err(map_err(names::MAP_RECLAIM_STATS))?;
+    for slot in 0..Counter::SLOTS {
+        let zeros =
+            PerCpuValues::try_from(vec![0u64; cpus]).map_err(reset_err(names::MAP_COUNTERS))?;
+        loaded
+            .counters
+            .set(slot, zeros, 0)
+            .map_err(map_err(names::MAP_COUNTERS))?;
+    }
     let begun: Vec<u32> = loaded.reclaim_start.keys().filter_map(Result::ok).collect();
     for tid in begun {
         // Gone already (its end ran meanwhile) is as good as removed.
@@ -489,7 +502,7 @@ fn load_and_attach(
     };
 
     let mut ids = KernelIds::default();
-    let mut sources = [None; 3];
+    let mut sources: Sources = [None; Figure::ALL.len()];
     for (slot, figure) in sources.iter_mut().zip(Figure::ALL) {
         let ways: &[Way] = match (figure, page_fault) {
             (Figure::PageFaults, Some(PageFaultAttach::TpBtf)) => &PAGE_FAULT_WAYS[1..],
@@ -568,9 +581,10 @@ fn load_and_attach(
             take_map(&mut ebpf, names::MAP_RECLAIM_STATS)?,
             take_map(&mut ebpf, names::MAP_RECLAIM_START)?,
             take_map(&mut ebpf, names::MAP_OOM_EVENTS)?,
+            take_map(&mut ebpf, names::MAP_COUNTERS)?,
         ))
     })();
-    let (target, step, faults, reclaim, reclaim_start, oom_events) = match maps {
+    let (target, step, faults, reclaim, reclaim_start, oom_events, counters) = match maps {
         Ok(m) => m,
         Err(error) => return Err(Unavailable { error, notes }),
     };
@@ -584,6 +598,7 @@ fn load_and_attach(
         reclaim,
         reclaim_start,
         oom_events,
+        counters,
         ids,
     };
     Ok(EbpfProbe {
@@ -715,10 +730,19 @@ fn collect(loaded: &mut Loaded, oom_source: Option<&'static str>) -> Result<Coun
             stalls: a.stalls.saturating_add(s.stalls),
             total_ns: a.total_ns.saturating_add(s.total_ns),
         });
+    let mut counters = [0u64; Counter::SLOTS as usize];
+    for (slot, count) in (0u32..).zip(counters.iter_mut()) {
+        let values = loaded
+            .counters
+            .get(&slot, 0)
+            .map_err(map_err(names::MAP_COUNTERS))?;
+        *count = values.iter().fold(0u64, |a, b| a.saturating_add(*b));
+    }
     Ok(Counts {
         faults,
         reclaim,
         victims,
+        counters,
     })
 }
 

@@ -83,6 +83,10 @@ pub struct KernelEvidence {
     /// Tasks of the group the OOM killer chose, oldest first (the most recent
     /// `MAX_VICTIMS` of them).
     pub oom_victims: Vec<OomVictimReport>,
+    /// The plain counters the eBPF programs keep, by name (`kernel_page_faults`); only those
+    /// whose programs attached.
+    #[serde(default)]
+    pub counts: BTreeMap<String, Count>,
     /// Anything degraded or worth knowing about how the evidence was collected.
     pub notes: Vec<String>,
 }
@@ -98,6 +102,7 @@ impl KernelEvidence {
             pressure: None,
             oom_source: None,
             oom_victims: Vec::new(),
+            counts: BTreeMap::new(),
             notes: Vec::new(),
         }
     }
@@ -155,6 +160,19 @@ impl KernelEvidence {
                 .filter(|v| !seen(v))
                 .cloned()
                 .collect(),
+            counts: self
+                .counts
+                .iter()
+                .map(|(name, now)| {
+                    let count = match earlier.counts.get(name) {
+                        Some(then) if then.source == now.source => {
+                            Count::new(now.value.saturating_sub(then.value), &now.source)
+                        }
+                        _ => now.clone(),
+                    };
+                    (name.clone(), count)
+                })
+                .collect(),
             notes: self.notes.clone(),
         }
     }
@@ -187,6 +205,23 @@ impl PageFaults {
         PageFaults {
             total: per_phase.values().fold(0u64, |a, b| a.saturating_add(*b)),
             per_phase,
+            source: source.to_owned(),
+        }
+    }
+}
+
+/// One plain counter of the group's tasks, and where it comes from
+/// (`ebpf raw_tp/page_fault_kernel`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Count {
+    pub value: u64,
+    pub source: String,
+}
+
+impl Count {
+    pub fn new(value: u64, source: &str) -> Count {
+        Count {
+            value,
             source: source.to_owned(),
         }
     }
@@ -292,7 +327,15 @@ mod tests {
             source: "r".into(),
         });
         first.oom_victims = vec![victim(10, 1)];
+        first.counts = BTreeMap::from([(
+            "kernel_page_faults".to_owned(),
+            Count::new(70, "ebpf raw_tp/page_fault_kernel"),
+        )]);
         let mut now = first.clone();
+        now.counts = BTreeMap::from([(
+            "kernel_page_faults".to_owned(),
+            Count::new(100, "ebpf raw_tp/page_fault_kernel"),
+        )]);
         now.page_faults = faults(310, 16_000, Some(40));
         now.reclaim = Some(Reclaim {
             stalls: 45,
@@ -314,6 +357,10 @@ mod tests {
         assert_eq!(f.total, 8_200);
         let r = second.reclaim.unwrap();
         assert_eq!((r.stalls, r.total_ns), (15, 4_000));
+        assert_eq!(
+            second.counts["kernel_page_faults"],
+            Count::new(30, "ebpf raw_tp/page_fault_kernel")
+        );
         assert_eq!(second.oom_victims, vec![victim(20, 2)]);
         // From a snapshot with nothing in it, everything counts.
         let all = now.since(&KernelEvidence::unavailable("before"));

@@ -32,7 +32,7 @@ pub use cgroup::{CgroupVersion, Counters, Reading};
 pub use exec::{Bucket, Sample, TimedCycle, Timeline};
 pub use history::{History, Thinned};
 pub use kernel::{
-    KernelEvidence, OomVictimReport, PageFaults, Pressure, PsiAverages, Reclaim, Tracing,
+    Count, KernelEvidence, OomVictimReport, PageFaults, Pressure, PsiAverages, Reclaim, Tracing,
 };
 
 /// A signal, by number and by the name the Linux side gave it.
