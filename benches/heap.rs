@@ -6,7 +6,7 @@
 //! returning memory costs (`MADV_DONTNEED`, the scavenger's one system call: the model's
 //! `scavenger::MADVISE_BYTES_PER_CPU_SECOND`).
 //!
-//! Run: `cargo bench -p memspike --bench heap` (`-- per_op`, `-- reset` or `-- madvise` for
+//! Run: `cargo bench -p memspike-worker --bench heap` (`-- per_op`, `-- reset` or `-- madvise` for
 //! one group)
 
 use std::hint::black_box;

@@ -7,7 +7,7 @@
 //!
 //! Run as root after `cargo xtask build-ebpf`:
 //! `MEMSPIKE_EBPF_OBJECT=$PWD/memspike-ebpf/target/bpfel-unknown-none/release/memspike-ebpf \
-//!  cargo bench -p memspike --bench probe`
+//!  cargo bench -p memspike-probe --bench probe`
 //! Without root it says why and exits 0 (benches are not tests); without the object it does
 //! not build, unless with `--features no-ebpf`, and then says why and exits 0.
 //! Time per fault = reported time / 262,144 faults.

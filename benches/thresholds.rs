@@ -13,7 +13,7 @@
 //! trade-off curve (GC CPU share against peak resident, one line per scenario and memory limit,
 //! points labelled by GOGC) to `target/thresholds/thresholds.svg`.
 //!
-//! Run: `cargo bench -p memspike --bench thresholds` (a filter such as `-- churn` runs fewer
+//! Run: `cargo bench -p memspike-worker --bench thresholds` (a filter such as `-- churn` runs fewer
 //! cells; the cells not measured show no time).
 
 use std::{

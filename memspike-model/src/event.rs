@@ -1,7 +1,7 @@
 //! What the simulated runtime reports: one [`Event`] before and after every step, one per
 //! collection and per scavenge, each with the heap's state right after it ([`HeapStats`]).
 //! The worker sends them to the supervisor as JSON lines; tests and benches keep them in a
-//! `Vec`. The JSON keys are documented in the README.
+//! `Vec`. The JSON keys are documented in docs/reference/report.schema.json.
 
 use serde::{Deserialize, Serialize};
 

@@ -77,7 +77,7 @@ impl PolicyRow {
     }
 }
 
-/// The comparison. Field names are the JSON keys documented in the README.
+/// The comparison. Field names are the JSON keys (docs/reference/report.schema.json).
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CompareReport {
     pub limit_bytes: u64,

@@ -205,7 +205,7 @@ impl ExecReport {
     /// The headline: the outcome and the command.
     fn headline(&self) -> String {
         format!(
-            "memspike exec: {} (cgroup {}, limit {}{}): {}",
+            "memspike exec: {} ({}, limit {}{}): {}",
             self.outcome.headline(),
             self.cgroup.version,
             human(self.limit_bytes),
@@ -245,14 +245,18 @@ impl ExecReport {
             c.oom_kills.map_or("-".into(), |n| n.to_string()),
         );
         self.kernel.rows(&mut p, &[]);
+        let t = &self.timeline;
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
         p.row(
             &fig::SAMPLES,
             format!(
-                "{} samples every {} ms, {} buckets of {} ms",
-                self.timeline.samples.len(),
-                self.timeline.sample_period_ms,
-                self.timeline.buckets.len(),
-                self.timeline.bucket_ms
+                "{} sample{} every {} ms, {} bucket{} of {} ms",
+                t.samples.len(),
+                plural(t.samples.len()),
+                t.sample_period_ms,
+                t.buckets.len(),
+                plural(t.buckets.len()),
+                t.bucket_ms
             ),
         );
         p.row(&fig::WALL_TIME, format!("{:.0} ms", self.duration_ms));

@@ -23,6 +23,8 @@ pub enum Unit {
     Count,
     /// Nanoseconds (shown as seconds in `/metrics`).
     Nanoseconds,
+    /// Milliseconds (a report's wall time).
+    Milliseconds,
     /// Unix time in nanoseconds.
     UnixNanoseconds,
     /// Words, not a number.
@@ -90,7 +92,7 @@ impl Figure {
 }
 
 use Kind::{Counter, Gauge, Info};
-use Unit::{Bytes, Count, Nanoseconds, Text, UnixNanoseconds};
+use Unit::{Bytes, Count, Milliseconds, Nanoseconds, Text, UnixNanoseconds};
 
 // The heap, in Go's terms.
 pub const ALLOC: Figure = figure(
@@ -574,7 +576,7 @@ pub const SAMPLES: Figure = figure(
 pub const WALL_TIME: Figure = figure(
     "WallTime",
     None,
-    Nanoseconds,
+    Milliseconds,
     Info,
     "wall time",
     "How long the run took, from creating its group to removing it",

@@ -278,7 +278,7 @@ pub struct TimelineEvent {
     pub event: Event,
 }
 
-/// The report. Field names are the JSON keys documented in the README.
+/// The report. Field names are the JSON keys (docs/reference/report.schema.json).
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub outcome: Outcome,

@@ -34,7 +34,7 @@ pub struct SweepRow {
     pub row: PolicyRow,
 }
 
-/// Every cell of a plan that ran. Field names are the JSON keys documented in the README.
+/// Every cell of a plan that ran. Field names are the JSON keys (docs/reference/report.schema.json).
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SweepReport {
     pub plan: String,

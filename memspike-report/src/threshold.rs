@@ -27,7 +27,7 @@ pub struct PolicyThreshold {
     pub threshold: Threshold,
 }
 
-/// What `threshold` found, per policy. Field names are the JSON keys documented in the README.
+/// What `threshold` found, per policy. Field names are the JSON keys (docs/reference/report.schema.json).
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ThresholdReport {
     pub knob: Knob,

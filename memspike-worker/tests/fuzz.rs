@@ -4,7 +4,7 @@
 //! By default each property runs proptest's 256 cases. For minutes of fuzzing:
 //!
 //! ```sh
-//! PROPTEST_CASES=100000 cargo test --release -p memspike --test fuzz
+//! PROPTEST_CASES=100000 cargo test --release -p memspike-worker --test fuzz
 //! ```
 //!
 //! A failing case is shrunk and its seed saved in `tests/fuzz.proptest-regressions`, which is

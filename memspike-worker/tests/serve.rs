@@ -4,7 +4,7 @@
 //! supervisor going away, and a bounded load test.
 //!
 //! The load test prints its figures; run it alone for numbers worth quoting:
-//! `cargo test --release -p memspike --test serve load -- --nocapture`.
+//! `cargo test --release -p memspike-worker --test serve load -- --nocapture`.
 
 use std::{
     collections::HashMap,

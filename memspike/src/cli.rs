@@ -1,7 +1,7 @@
 //! The command line, defined once with clap's derive: every subcommand and flag, and how the
 //! flags become the model's types (an [`Experiment`], a [`Policy`], a [`Range`]). The policy's
-//! own flags come from [`Policy`] itself. `cargo xtask` regenerates the CLI reference
-//! (`docs/reference/cli.md`) from these definitions.
+//! own flags come from [`Policy`] itself. The CLI reference (`docs/reference/cli.md`) is generated
+//! from these definitions: `UPDATE_EXPECT=1 cargo test -p memspike --bin memspike reference`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -445,7 +445,7 @@ mod tests {
     }
 
     /// `docs/reference/cli.md` is these definitions; after a change to a flag,
-    /// `UPDATE_EXPECT=1 cargo test -p memspike reference` rewrites it.
+    /// `UPDATE_EXPECT=1 cargo test -p memspike --bin memspike reference` rewrites it.
     #[test]
     fn the_cli_reference_is_the_definitions() {
         expect_test::expect_file!["../../docs/reference/cli.md"]

@@ -193,7 +193,7 @@ pub struct PageFaults {
     pub total: u64,
     /// Keyed by step slot name (the observer's step slots): every named slot is present (0 when it counted
     /// nothing), and `other` only when it counted something. (The key keeps its historical
-    /// name: the README documents it.)
+    /// name: the JSON schema documents it.)
     pub per_phase: BTreeMap<String, u64>,
     /// Where the counts come from, e.g. `ebpf tp_btf/page_fault_user` or `memory.stat pgfault`.
     pub source: String,

@@ -24,7 +24,7 @@ use super::{
 };
 
 /// The runtime's threads. Two answer about twice as many `/stats` per second as one on the
-/// 2-CPU machine the load figures come from (README); the heap stays on its own thread.
+/// 2-CPU machine the load figures come from (docs/benchmarks.md); the heap stays on its own thread.
 const HTTP_THREADS: usize = 2;
 
 /// Descriptors kept for the worker's other needs (pipes, cgroup files, the runtime's own)
