@@ -10,44 +10,45 @@
 //! one group)
 
 use std::hint::black_box;
+use std::num::NonZeroUsize;
 
 use criterion::BatchSize;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use memspike::model::heap::Order;
-use memspike::{
-    arena::Arena,
-    model::{
-        experiment::Experiment,
-        heap::Heap,
-        pacer::{Pacer, PacerConfig, Totals},
-        release::Release,
-    },
-    telemetry::{Event, Sink},
-    worker::{self, INTERACTIVE, Program, WorkerHost},
+use memspike_model::{
+    experiment::Experiment,
+    heap::{Heap, Order},
+    pacer::{Pacer, PacerConfig, Totals},
+    release::Release,
 };
+use memspike_worker::{
+    arena::Arena,
+    host::{self, Program, WorkerHost},
+    telemetry::{Event, INTERACTIVE, Sink},
+};
+use nix::sys::mman::{self, MapFlags, MmapAdvise, ProtFlags};
 
 const GIB: usize = 1 << 30;
 
 /// The floor: mmap, write every byte, munmap.
 fn raw_mmap_write(len: usize) {
-    // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+    let size = NonZeroUsize::new(len).expect("a non-empty mapping");
+    // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing;
+    // nothing else refers to it.
     let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
+        mman::mmap_anonymous(
+            None,
+            size,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
         )
-    };
-    assert_ne!(p, libc::MAP_FAILED, "mmap failed");
+    }
+    .expect("mmap failed");
     // SAFETY: same advice the heap's arena gives (4 KiB pages, no THP), on our mapping.
-    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
+    let _ = unsafe { mman::madvise(p, len, MmapAdvise::MADV_NOHUGEPAGE) };
     // SAFETY: `len` bytes at `p` are mapped readable and writable and used only here.
-    unsafe { std::ptr::write_bytes(p.cast::<u8>(), 0x5a, len) };
-    // SAFETY: unmapping exactly what was mapped above.
-    unsafe { libc::munmap(p, len) };
+    unsafe { std::ptr::write_bytes(p.cast::<u8>().as_ptr(), 0x5a, len) };
+    // SAFETY: unmapping exactly what was mapped above; nothing refers to it afterwards.
+    let _ = unsafe { mman::munmap(p, len) };
 }
 
 /// The same gigabyte through the heap, in slabs of `slab` bytes.
@@ -117,7 +118,7 @@ const SLAB: u64 = 8192;
 
 /// A program holding `n` one-page slabs, as an interactive worker's.
 fn holding(n: u64) -> Program<Discard> {
-    let mut d = worker::program(
+    let mut d = host::program(
         &Experiment::seed(32 << 20),
         Discard,
         WorkerHost::new(None),

@@ -8,7 +8,8 @@
 //! Run as root after `cargo xtask build-ebpf`:
 //! `MEMSPIKE_EBPF_OBJECT=$PWD/memspike-ebpf/target/bpfel-unknown-none/release/memspike-ebpf \
 //!  cargo bench -p memspike --bench probe`
-//! Without root or the object it says why and exits 0 (benches are not tests).
+//! Without root it says why and exits 0 (benches are not tests); without the object it does
+//! not build, unless with `--features no-ebpf`, and then says why and exits 0.
 //! Time per fault = reported time / 262,144 faults.
 //!
 //! This VM's fault rate is noisy (criterion's intervals span tens of percent), so after the
@@ -17,14 +18,16 @@
 //! per-fault medians and the median of the per-round traced/untraced ratios.
 //! `MEMSPIKE_BENCH_ROUNDS` sets the number of rounds (default 15; 0 skips it).
 
+use std::num::NonZeroUsize;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group};
-use memspike::probe::{
-    self, PageFaultAttach,
+use memspike_probe::{
+    self as probe, PageFaultAttach,
     ebpf::{EbpfProbe, KernelIds},
 };
+use nix::sys::mman::{self, MapFlags, MmapAdvise, ProtFlags};
+use nix::time::{ClockId, clock_gettime};
 
 const GIB: usize = 1 << 30;
 const PAGE: usize = 4096;
@@ -35,44 +38,45 @@ const STEP: u32 = 1;
 
 /// mmap, one write per page, munmap: exactly one first-touch fault per 4 KiB page.
 fn touch_fresh_pages(len: usize) {
-    // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+    let size = NonZeroUsize::new(len).expect("a non-empty mapping");
+    // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing;
+    // nothing else refers to it.
     let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
+        mman::mmap_anonymous(
+            None,
+            size,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
         )
-    };
-    assert_ne!(p, libc::MAP_FAILED, "mmap failed");
+    }
+    .expect("mmap failed");
     // SAFETY: advice on our own mapping: 4 KiB pages only.
-    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
-    let base = p.cast::<u8>();
+    let _ = unsafe { mman::madvise(p, len, MmapAdvise::MADV_NOHUGEPAGE) };
+    let base = p.cast::<u8>().as_ptr();
     for off in (0..len).step_by(PAGE) {
         // SAFETY: off < len, inside the mapping; volatile so the write is not elided.
         unsafe { base.add(off).write_volatile(1) };
     }
-    // SAFETY: unmapping exactly what was mapped above.
-    unsafe { libc::munmap(p, len) };
+    // SAFETY: unmapping exactly what was mapped above; nothing refers to it afterwards.
+    let _ = unsafe { mman::munmap(p, len) };
 }
 
 /// This process's cgroup v2 id: the inode of its `0::<path>` directory under the cgroup2 mount.
 fn own_cgroup_v2_id() -> Result<u64, String> {
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
-    let path = cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
+    let me = procfs::process::Process::myself().map_err(|e| e.to_string())?;
+    let path = me
+        .cgroups()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|m| m.hierarchy == 0)
+        .map(|m| m.pathname)
         .ok_or("no cgroup v2 line (0::) in /proc/self/cgroup")?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-    let mount = mountinfo
-        .lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            (right.split_whitespace().next()? == "cgroup2")
-                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
-        })
+    let mount = me
+        .mountinfo()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|m| m.fs_type == "cgroup2")
+        .map(|m| m.mount_point)
         .ok_or("no cgroup2 mount")?;
     let dir = mount.join(path.trim_start_matches('/'));
     std::fs::metadata(&dir)
@@ -136,11 +140,8 @@ fn faults(c: &mut Criterion) {
 /// This thread's CPU time (user + system) in ns: unlike wall time, not inflated while other
 /// processes on this 2-CPU machine hold the CPU.
 fn thread_cpu_ns() -> u128 {
-    // SAFETY: an all-zero timespec is valid; clock_gettime writes it.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: valid clock id and pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+    let ts = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("the thread's CPU clock");
+    ts.tv_sec() as u128 * 1_000_000_000 + ts.tv_nsec() as u128
 }
 
 /// Average run time per run of the probe's page-fault program (needs

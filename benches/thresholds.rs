@@ -24,17 +24,17 @@ use std::{
 };
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use memspike::{
-    model::{
-        event::HeapStats,
-        experiment::Experiment,
-        pacer::Gogc,
-        policy::Policy,
-        scenario::builtin,
-        size::{Amount, human},
-    },
+use memspike_model::{
+    event::HeapStats,
+    experiment::Experiment,
+    pacer::Gogc,
+    policy::Policy,
+    scenario::builtin,
+    size::{Amount, human},
+};
+use memspike_worker::{
+    host::{self, WorkerHost},
     telemetry::{Event, Sink},
-    worker::{self, WorkerHost},
 };
 use plotters::prelude::*;
 
@@ -104,8 +104,8 @@ impl Sink for Figures {
 }
 
 /// One run of the scenario over fresh arenas, as a worker runs it (outside any cgroup).
-fn run(e: &Experiment, scenario: &memspike::model::scenario::Scenario) -> Figures {
-    let mut p = worker::program(e, Figures::default(), WorkerHost::new(None), CAPACITY)
+fn run(e: &Experiment, scenario: &memspike_model::scenario::Scenario) -> Figures {
+    let mut p = host::program(e, Figures::default(), WorkerHost::new(None), CAPACITY)
         .expect("reserve the arenas");
     p.run(scenario, e.limit).expect("the scenario runs");
     p.into_sink()

@@ -5,24 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What the program does in a step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Allocating and writing a slab.
-    Alloc,
-    /// Dropping slabs (they become garbage).
-    Release,
-    /// A collection the program asked for (`runtime.GC()`).
-    Collect,
-    /// `debug.FreeOSMemory()`: a collection, then every free page back to the OS.
-    FreeOsMemory,
-    /// Doing no allocation for a while (simulated time passes).
-    Wait,
-}
+use crate::scenario::ActionKind;
 
 /// Why a collection ran.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GcReason {
     /// An allocation pushed the heap past the pacer's trigger.
@@ -36,7 +22,7 @@ pub enum GcReason {
 }
 
 /// Why pages went back to the OS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ScavengeReason {
     /// The background scavenger, paced to about 1 % of a CPU.
@@ -48,7 +34,7 @@ pub enum ScavengeReason {
 }
 
 /// One collection, with the figures `GODEBUG=gctrace=1` prints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Cycle {
     /// The cycle's number, from 1 (`NumGC` after it).
     pub n: u32,
@@ -66,7 +52,7 @@ pub struct Cycle {
 }
 
 /// One thing that happened in the worker.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Kind {
     /// The worker is running inside the group and has allocated nothing yet.
@@ -75,14 +61,14 @@ pub enum Kind {
     /// the step's name.
     Begin {
         phase: String,
-        action: Action,
+        action: ActionKind,
         bytes: u64,
     },
     /// The step finished; for `alloc`, how much came from swept garbage and how much was newly
     /// charged.
     End {
         phase: String,
-        action: Action,
+        action: ActionKind,
         bytes: u64,
         reused: u64,
         grown: u64,
@@ -117,7 +103,9 @@ impl Kind {
 }
 
 /// A snapshot of the simulated runtime, in its own terms (page-rounded, as `runtime.MemStats`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct HeapStats {
     /// Bytes of slabs still referenced.
     pub live: u64,
@@ -184,7 +172,7 @@ impl HeapStats {
 }
 
 /// A timestamped event with the runtime's state right after it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     /// CLOCK_MONOTONIC, nanoseconds (the clock BPF programs read).
     pub t_ns: u64,

@@ -14,7 +14,7 @@ use crate::{policy::Policy, release::Release, runtime::RuntimeConfig, scenario::
 pub const DEFAULT_ALLOC_RATE: u64 = 750 << 20;
 
 /// The whole experiment. See the module documentation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Experiment {
     /// The cgroup's memory limit, bytes.
     pub limit: u64,
@@ -49,13 +49,8 @@ impl Experiment {
     }
 }
 
-/// What page faults are counted under besides the steps: before the first step, after the last,
-/// and the steps beyond the kernel's 63 named counters (they share one). No step may take these
-/// names.
-pub const STARTUP: &str = "startup";
-pub const DONE: &str = "done";
-pub const OTHER: &str = "other";
-pub const RESERVED: [&str; 3] = [STARTUP, DONE, OTHER];
+/// The names page faults are counted under besides the steps (the scenario's to define).
+pub use crate::scenario::{DONE, OTHER, RESERVED, STARTUP};
 
 impl Experiment {
     /// The scenario as it runs: with a collection after every release when the policy says so.
@@ -83,7 +78,7 @@ impl Experiment {
 
     /// The soft memory limit in bytes.
     pub fn memory_limit_bytes(&self) -> Option<u64> {
-        self.policy.memory_limit.map(|m| m.resolve(self.limit))
+        self.policy.memory_limit_bytes(self.limit)
     }
 
     /// The runtime's settings. `epoch_unix_ns` is when it starts; `footprint_offset` the
@@ -104,10 +99,7 @@ impl Experiment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        pacer::Gogc, policy::parse_memory_limit, scenario::builtin, size::Amount,
-        watchdog::Watchdog,
-    };
+    use crate::{pacer::Gogc, scenario::builtin, size::Amount};
 
     fn seed() -> Experiment {
         Experiment {
@@ -127,7 +119,7 @@ mod tests {
         let mut e = seed();
         e.policy.memory_limit = Some(Amount::Percent(90.0));
         e.policy.gogc = Gogc::Off;
-        e.policy.watchdog = Some(Watchdog::new("watermarks:0.5,0.75,0.9".parse().unwrap()));
+        e.policy.watchdog = Some("watermarks:0.5,0.75,0.9".parse().unwrap());
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.contains(r#""memory_limit":"90%""#), "{json}");
         assert!(json.contains(r#""runtime":"go1.27""#), "{json}");
@@ -146,20 +138,5 @@ mod tests {
             e.step_names(),
             ["startup", "spike", "release", "gc", "remainder", "done"]
         );
-    }
-
-    #[test]
-    fn memory_limits_parse() {
-        assert_eq!(parse_memory_limit("off"), Ok(None));
-        assert_eq!(parse_memory_limit("90%"), Ok(Some(Amount::Percent(90.0))));
-        assert_eq!(
-            parse_memory_limit("240MiB"),
-            Ok(Some(Amount::Bytes(240 << 20)))
-        );
-        assert_eq!(Amount::Percent(90.0).resolve(256 << 20), 241_591_910);
-        for bad in ["", "-5%", "0", "lots", "0%"] {
-            let e = parse_memory_limit(bad).unwrap_err();
-            assert!(e.contains("or off"), "{bad}: {e}");
-        }
     }
 }

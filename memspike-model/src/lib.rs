@@ -14,10 +14,21 @@
 //! - [`size`] and [`duration`]: sizes and durations as people write them.
 //! - [`policy_set`], [`threshold`] and [`sweep`]: many experiments at once: named policies
 //!   for `compare`, the bisection behind `threshold`, and a sweep plan's cells.
+//! - [`trace`]: a real runtime's own trace of its collections (Go's gctrace), read from its
+//!   stderr when `memspike exec` runs a real program.
 
-/// Serde for a type through its `Display` and `FromStr` (a string in JSON and TOML).
+/// Serde for a type through its `Display` and `FromStr` (a string in JSON and TOML), and its
+/// JSON schema: a string, described as `$what` says.
 macro_rules! serde_via_str {
-    ($t:ty) => {
+    ($t:ty, $what:expr) => {
+        impl schemars::JsonSchema for $t {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($t).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", "description": $what })
+            }
+        }
         impl serde::Serialize for $t {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
@@ -50,4 +61,5 @@ pub mod scenario;
 pub mod size;
 pub mod sweep;
 pub mod threshold;
+pub mod trace;
 pub mod watchdog;

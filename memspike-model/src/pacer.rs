@@ -58,7 +58,40 @@ impl FromStr for Gogc {
     }
 }
 
-serde_via_str!(Gogc);
+impl serde::Serialize for Gogc {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl schemars::JsonSchema for Gogc {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Gogc".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["string", "integer"],
+            "description": "GOGC: a whole percentage (\"100\", 100) or \"off\"; written as a string"
+        })
+    }
+}
+
+/// `"50"`, `50` or `"off"`: a policies file may write GOGC as a number.
+impl<'de> serde::Deserialize<'de> for Gogc {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(i64),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Number(n) => n.to_string().parse(),
+            Written::Text(t) => t.trim().parse(),
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
 
 /// What the pacer knows about the program besides its heap: the GOGC setting, the soft memory
 /// limit, and the scannable roots that Go 1.18+ adds to the goal. The defaults fit a small Go

@@ -1,11 +1,125 @@
 //! The runtime's memory policy: everything a Go program or its operator can set about its
-//! memory (GOGC, GOMEMLIMIT, a collection after releases, a watchdog). It is part of the
-//! experiment's configuration and what the simulated runtime follows; a new setting is a field
-//! here, its flag, and its use in [`crate::runtime`].
+//! memory (GOGC, GOMEMLIMIT, a collection after releases, a watchdog). One type for every place
+//! a policy appears: the command line (`--gogc 50`; clap's derive, behind the `cli` feature), a
+//! policies file (`[[policy]]`), the experiment the worker runs, and every report's settings
+//! (serde, with the spellings of a policies file).
+//!
+//! A new setting is a field here (its flag, its key and its JSON come with it), its use in
+//! [`crate::runtime`], and, if it has a built-in policy, a line in [`crate::policy_set`].
 
-use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
-use crate::{pacer::Gogc, size::Amount, watchdog::Watchdog};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{
+    pacer::Gogc,
+    size::Amount,
+    watchdog::{self, Driver, Force, Watchdog},
+};
+
+/// The cgroup-driven watchdog's shortest polling interval: a shorter one only makes a long
+/// simulation slow (go-watchdog polls every few seconds).
+pub const MIN_WATCHDOG_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The runtime's memory policy. In JSON and in a policies file:
+/// `{"gogc": "100", "memory_limit": "90%", "gc_after_release": false, "watchdog":
+/// "watermarks:0.5,0.75,0.9", "watchdog_driver": "heap", "watchdog_force": "gc",
+/// "watchdog_interval": "1s"}`; `memory_limit` is `null` when off, the `watchdog*` keys `null`
+/// without a watchdog, and `name` is there when the policy has one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// The name it goes by in a set of policies (`compare`, `threshold`, a sweep); `None` for
+    /// one given by flags.
+    #[cfg_attr(feature = "cli", arg(skip))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// GOGC for the simulated runtime: a percentage, or `off`.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value = "100", allow_negative_numbers = true)
+    )]
+    pub gogc: Gogc,
+    /// The soft memory limit (GOMEMLIMIT): a size, a percentage of --limit (90%), or `off`.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value = "off", value_name = "SIZE|PCT|off", value_parser = parse_memory_limit)
+    )]
+    #[serde(with = "memory_limit")]
+    #[schemars(with = "Option<Amount>")]
+    pub memory_limit: ::std::option::Option<Amount>,
+    /// Run a collection right after every release step (the seed's -gc): the seed then survives.
+    #[cfg_attr(feature = "cli", arg(long = "gc"))]
+    pub gc_after_release: bool,
+    /// A watchdog beside the program (raulk/go-watchdog): watermarks:0.5,0.75,0.9 or
+    /// adaptive:0.5.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "POLICY"))]
+    pub watchdog: Option<watchdog::Policy>,
+    /// What drives the watchdog: the heap after each cycle (it adjusts GOGC), or the cgroup's
+    /// usage, polled (it forces collections). Default: heap.
+    #[cfg_attr(feature = "cli", arg(long, value_enum, requires = "watchdog"))]
+    pub watchdog_driver: Option<Driver>,
+    /// What the watchdog forces: runtime.GC or debug.FreeOSMemory. Default: gc.
+    #[cfg_attr(feature = "cli", arg(long, value_enum, requires = "watchdog"))]
+    pub watchdog_force: Option<Force>,
+    /// How often the cgroup-driven watchdog polls, in simulated time (at least 100ms).
+    /// Default: 1s.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", value_parser = parse_interval, requires = "watchdog")
+    )]
+    #[serde(with = "crate::duration::option")]
+    #[schemars(with = "Option<String>")]
+    pub watchdog_interval: Option<Duration>,
+}
+
+impl Policy {
+    /// The policy with its settings checked and the watchdog's left-out ones filled in with
+    /// their defaults, as every reader of a policy (flags, a file) hands it on. The message
+    /// says what to write instead.
+    pub fn checked(mut self) -> Result<Policy, String> {
+        let Some(w) = self.watchdog() else {
+            if self.watchdog_driver.is_some()
+                || self.watchdog_force.is_some()
+                || self.watchdog_interval.is_some()
+            {
+                return Err(
+                    "watchdog_driver, watchdog_force and watchdog_interval belong to a \
+                            watchdog: add watchdog = \"watermarks:0.5,0.75,0.9\" (or adaptive:0.5)"
+                        .into(),
+                );
+            }
+            return Ok(self);
+        };
+        if w.interval < MIN_WATCHDOG_INTERVAL {
+            return Err(format!(
+                "watchdog_interval {:?} is shorter than 100ms: poll less often",
+                crate::duration::format(w.interval)
+            ));
+        }
+        self.watchdog_driver = Some(w.driver);
+        self.watchdog_force = Some(w.force);
+        self.watchdog_interval = Some(w.interval);
+        Ok(self)
+    }
+
+    /// The watchdog the runtime runs, its settings defaulted as go-watchdog's.
+    pub fn watchdog(&self) -> Option<Watchdog> {
+        let defaults = Watchdog::new(self.watchdog.clone()?);
+        Some(Watchdog {
+            driver: self.watchdog_driver.unwrap_or(defaults.driver),
+            force: self.watchdog_force.unwrap_or(defaults.force),
+            interval: self.watchdog_interval.unwrap_or(defaults.interval),
+            ..defaults
+        })
+    }
+
+    /// The soft memory limit in bytes under a cgroup limit of `limit` bytes.
+    pub fn memory_limit_bytes(&self, limit: u64) -> Option<u64> {
+        self.memory_limit.map(|m| m.resolve(limit))
+    }
+}
 
 /// Parses `--memory-limit` (`GOMEMLIMIT`): a size, a percentage of the cgroup's limit, or `off`
 /// (no limit).
@@ -24,13 +138,114 @@ pub fn parse_memory_limit(s: &str) -> Result<Option<Amount>, String> {
         })
 }
 
-/// The runtime's memory policy: everything a Go program or its operator can set.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Policy {
-    pub gogc: Gogc,
-    /// `GOMEMLIMIT`: a size or a share of the cgroup's limit; `None` is off.
-    pub memory_limit: Option<Amount>,
-    /// A collection right after every release step (the seed's `-gc`).
-    pub gc_after_release: bool,
-    pub watchdog: Option<Watchdog>,
+/// `--watchdog-interval`: a duration of at least [`MIN_WATCHDOG_INTERVAL`].
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = crate::duration::parse(s)?;
+    if d < MIN_WATCHDOG_INTERVAL {
+        return Err(format!(
+            "{s:?} is shorter than {}: poll less often",
+            crate::duration::format(MIN_WATCHDOG_INTERVAL)
+        ));
+    }
+    Ok(d)
+}
+
+/// `memory_limit` in JSON and TOML: `"90%"`, `"240MiB"`, or `null`; `"off"` reads as `null`.
+mod memory_limit {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(m: &Option<Amount>, s: S) -> Result<S::Ok, S::Error> {
+        m.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Amount>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => parse_memory_limit(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limits_parse() {
+        assert_eq!(parse_memory_limit("off"), Ok(None));
+        assert_eq!(parse_memory_limit("90%"), Ok(Some(Amount::Percent(90.0))));
+        assert_eq!(
+            parse_memory_limit("240MiB"),
+            Ok(Some(Amount::Bytes(240 << 20)))
+        );
+        assert_eq!(Amount::Percent(90.0).resolve(256 << 20), 241_591_910);
+        for bad in ["", "-5%", "0", "lots", "0%"] {
+            let e = parse_memory_limit(bad).unwrap_err();
+            assert!(e.contains("or off"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_watchdog_gets_its_defaults_and_its_settings_need_one() {
+        let p = Policy {
+            watchdog: Some("adaptive:0.5".parse().unwrap()),
+            ..Policy::default()
+        }
+        .checked()
+        .unwrap();
+        assert_eq!(
+            (p.watchdog_driver, p.watchdog_force, p.watchdog_interval),
+            (
+                Some(Driver::Heap),
+                Some(Force::Gc),
+                Some(Duration::from_secs(1))
+            )
+        );
+        let orphan = Policy {
+            watchdog_force: Some(Force::Gc),
+            ..Policy::default()
+        };
+        assert!(
+            orphan
+                .checked()
+                .unwrap_err()
+                .contains("belong to a watchdog")
+        );
+        let fast = Policy {
+            watchdog: Some("adaptive:0.5".parse().unwrap()),
+            watchdog_interval: Some(Duration::from_millis(10)),
+            ..Policy::default()
+        };
+        assert!(fast.checked().unwrap_err().contains("shorter than 100ms"));
+        assert_eq!(
+            parse_interval("10ms").unwrap_err(),
+            "\"10ms\" is shorter than 100ms: poll less often"
+        );
+    }
+
+    #[test]
+    fn a_policy_reads_back_as_it_prints() {
+        let p = Policy {
+            name: Some("dog".into()),
+            gogc: Gogc::Off,
+            memory_limit: Some(Amount::Percent(90.0)),
+            watchdog: Some("watermarks:0.5,0.75,0.9".parse().unwrap()),
+            watchdog_driver: Some(Driver::Cgroup),
+            ..Policy::default()
+        }
+        .checked()
+        .unwrap();
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "name": "dog", "gogc": "off", "memory_limit": "90%", "gc_after_release": false,
+                "watchdog": "watermarks:0.5,0.75,0.9", "watchdog_driver": "cgroup",
+                "watchdog_force": "gc", "watchdog_interval": "1s",
+            })
+        );
+        assert_eq!(serde_json::from_value::<Policy>(json).unwrap(), p);
+        let off: Policy = serde_json::from_str(r#"{"memory_limit": "off"}"#).unwrap();
+        assert_eq!(off, Policy::default());
+    }
 }

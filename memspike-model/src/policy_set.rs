@@ -1,9 +1,9 @@
 //! Named policies, and the set `memspike compare` and `memspike threshold` run: the built-in
-//! catalogue ([`CATALOGUE`]), `--policies LIST|FILE` ([`load`]), and each policy's settings as
-//! the compare JSON prints them ([`Settings`]).
+//! catalogue ([`CATALOGUE`]) and `--policies LIST|FILE` ([`load`]).
 //!
-//! A policies file is TOML, one `[[policy]]` table per policy; every key but `name` is
-//! optional and defaults as the `run` flags do (GOGC 100, no memory limit, no watchdog):
+//! A policies file is TOML, one `[[policy]]` table per policy, each a [`Policy`] with a name;
+//! every key but `name` is optional and defaults as the `run` flags do (GOGC 100, no memory
+//! limit, no watchdog):
 //!
 //! ```toml
 //! [[policy]]
@@ -19,16 +19,15 @@
 //!
 //! Errors name the file, the line and the column, as scenario errors do.
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::{
     pacer::Gogc,
-    policy::{Policy, parse_memory_limit},
+    policy::Policy,
     scenario::{line_column, toml_error},
     size::Amount,
-    watchdog::{self, Driver, Force, Watchdog},
 };
 
 /// The built-in policies, in the order `compare` runs them by default: name and what it is.
@@ -57,54 +56,6 @@ pub const CATALOGUE: [(&str, &str); 7] = [
     ),
 ];
 
-/// The cgroup-driven watchdog's shortest polling interval: a shorter one only makes a long
-/// simulation slow (go-watchdog polls every few seconds).
-pub const MIN_WATCHDOG_INTERVAL: Duration = Duration::from_millis(100);
-
-/// A policy and the name `compare` and `threshold` print it under.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NamedPolicy {
-    pub name: String,
-    pub policy: Policy,
-}
-
-impl NamedPolicy {
-    /// Its settings, as the compare JSON prints them.
-    pub fn settings(&self) -> Settings {
-        Settings::of(&self.policy)
-    }
-}
-
-/// A policy's settings as plain data, with the keys and spellings of a policies file:
-/// `{"gogc": "100", "memory_limit": "90%", "gc_after_release": false, "watchdog":
-/// "watermarks:0.5,0.75,0.9", "watchdog_driver": "heap", ...}`. `memory_limit` is `null` when
-/// off; the `watchdog*` keys are `null` without a watchdog.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    pub gogc: Gogc,
-    pub memory_limit: Option<Amount>,
-    pub gc_after_release: bool,
-    pub watchdog: Option<String>,
-    pub watchdog_driver: Option<Driver>,
-    pub watchdog_force: Option<Force>,
-    pub watchdog_interval: Option<String>,
-}
-
-impl Settings {
-    pub fn of(policy: &Policy) -> Settings {
-        let w = policy.watchdog.as_ref();
-        Settings {
-            gogc: policy.gogc,
-            memory_limit: policy.memory_limit,
-            gc_after_release: policy.gc_after_release,
-            watchdog: w.map(|w| w.policy.to_string()),
-            watchdog_driver: w.map(|w| w.driver),
-            watchdog_force: w.map(|w| w.force),
-            watchdog_interval: w.map(|w| crate::duration::format(w.interval)),
-        }
-    }
-}
-
 /// A policy set that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicySetError {
@@ -122,9 +73,9 @@ pub enum PolicySetError {
 }
 
 /// A built-in policy by name.
-pub fn by_name(name: &str) -> Option<NamedPolicy> {
+pub fn by_name(name: &str) -> Option<Policy> {
     let pct90 = || Some(Amount::Percent(90.0));
-    let watchdog = |p: &str| p.parse::<watchdog::Policy>().ok().map(Watchdog::new);
+    let watchdog = |p: &str| p.parse().ok();
     let policy = match name {
         "gogc100" => Policy::default(),
         "gogc50" => Policy {
@@ -154,14 +105,16 @@ pub fn by_name(name: &str) -> Option<NamedPolicy> {
         },
         _ => return None,
     };
-    Some(NamedPolicy {
-        name: name.to_owned(),
-        policy,
-    })
+    Policy {
+        name: Some(name.to_owned()),
+        ..policy
+    }
+    .checked()
+    .ok()
 }
 
 /// The default set: the whole catalogue, in its order.
-pub fn defaults() -> Vec<NamedPolicy> {
+pub fn defaults() -> Vec<Policy> {
     CATALOGUE
         .iter()
         .filter_map(|(name, _)| by_name(name))
@@ -178,7 +131,7 @@ fn known_names() -> String {
 
 /// `--policies LIST|FILE`: a TOML file when `spec` names one that exists, else comma-separated
 /// names from the catalogue. The set is never empty and its names are unique.
-pub fn load(spec: &str) -> Result<Vec<NamedPolicy>, PolicySetError> {
+pub fn load(spec: &str) -> Result<Vec<Policy>, PolicySetError> {
     let path = Path::new(spec);
     if path.is_file() {
         let text = std::fs::read_to_string(path).map_err(|error| PolicySetError::Read {
@@ -191,8 +144,8 @@ pub fn load(spec: &str) -> Result<Vec<NamedPolicy>, PolicySetError> {
 }
 
 /// Comma-separated names from the catalogue (spaces around them are ignored).
-pub fn from_list(list: &str) -> Result<Vec<NamedPolicy>, PolicySetError> {
-    let mut set: Vec<NamedPolicy> = Vec::new();
+pub fn from_list(list: &str) -> Result<Vec<Policy>, PolicySetError> {
+    let mut set: Vec<Policy> = Vec::new();
     for name in list.split(',').map(str::trim) {
         if name.is_empty() {
             return Err(PolicySetError::List(format!(
@@ -215,7 +168,7 @@ pub fn from_list(list: &str) -> Result<Vec<NamedPolicy>, PolicySetError> {
 }
 
 /// Parses a policies file; `origin` names it in errors (a path).
-pub fn from_toml(text: &str, origin: &str) -> Result<Vec<NamedPolicy>, PolicySetError> {
+pub fn from_toml(text: &str, origin: &str) -> Result<Vec<Policy>, PolicySetError> {
     let at = |offset: usize| {
         let (line, column) = line_column(text, offset);
         format!("{origin}:{line}:{column}")
@@ -227,15 +180,16 @@ pub fn from_toml(text: &str, origin: &str) -> Result<Vec<NamedPolicy>, PolicySet
             "{origin}: the file has no policies: add at least one [[policy]] table with a name"
         )));
     }
-    let mut set: Vec<NamedPolicy> = Vec::with_capacity(file.policy.len());
+    let mut set: Vec<Policy> = Vec::with_capacity(file.policy.len());
     for entry in file.policy {
-        let span = entry.span();
-        let Entry(p) = entry.into_inner();
+        let here = at(entry.span().start);
+        let p = named(entry.into_inner())
+            .and_then(Policy::checked)
+            .map_err(|why| PolicySetError::Parse(format!("{here}: {why}")))?;
         if set.iter().any(|q| q.name == p.name) {
             return Err(PolicySetError::Parse(format!(
-                "{}: the policy name {:?} is used twice: give each policy its own name",
-                at(span.start),
-                p.name
+                "{here}: the policy name {:?} is used twice: give each policy its own name",
+                p.name.unwrap_or_default()
             )));
         }
         set.push(p);
@@ -243,115 +197,43 @@ pub fn from_toml(text: &str, origin: &str) -> Result<Vec<NamedPolicy>, PolicySet
     Ok(set)
 }
 
+/// A policy of a set has a name that can name files and table rows.
+fn named(p: Policy) -> Result<Policy, String> {
+    let Some(name) = p.name.as_deref() else {
+        return Err("missing field `name`".into());
+    };
+    let name = name.trim();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!(
+            "the policy name {:?} must be letters, digits, '-', '_' or '.' (it names the policy in tables and file names)",
+            p.name.unwrap_or_default()
+        ));
+    }
+    Ok(Policy {
+        name: Some(name.to_owned()),
+        ..p
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     #[serde(default)]
-    policy: Vec<toml::Spanned<Entry>>,
-}
-
-/// A `[[policy]]` table, checked into a [`NamedPolicy`].
-#[derive(Deserialize)]
-#[serde(try_from = "RawEntry")]
-struct Entry(NamedPolicy);
-
-/// GOGC as written: `"50"`, `50` or `"off"`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawGogc {
-    Number(i64),
-    Text(String),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEntry {
-    name: String,
-    gogc: Option<RawGogc>,
-    memory_limit: Option<String>,
-    gc_after_release: Option<bool>,
-    watchdog: Option<String>,
-    watchdog_driver: Option<Driver>,
-    watchdog_force: Option<Force>,
-    watchdog_interval: Option<String>,
-}
-
-impl TryFrom<RawEntry> for Entry {
-    type Error = String;
-    fn try_from(r: RawEntry) -> Result<Entry, String> {
-        let name = r.name.trim();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(format!(
-                "the policy name {:?} must be letters, digits, '-', '_' or '.' (it names the policy in tables and file names)",
-                r.name
-            ));
-        }
-        let gogc = match r.gogc {
-            None => Gogc::default(),
-            Some(RawGogc::Number(n)) => n.to_string().parse::<Gogc>()?,
-            Some(RawGogc::Text(t)) => t.trim().parse::<Gogc>()?,
-        };
-        let memory_limit = r
-            .memory_limit
-            .as_deref()
-            .map(parse_memory_limit)
-            .transpose()?
-            .flatten();
-        let watchdog = match r.watchdog {
-            None => {
-                if r.watchdog_driver.is_some()
-                    || r.watchdog_force.is_some()
-                    || r.watchdog_interval.is_some()
-                {
-                    return Err("watchdog_driver, watchdog_force and watchdog_interval belong to a watchdog: add watchdog = \"watermarks:0.5,0.75,0.9\" (or adaptive:0.5)".into());
-                }
-                None
-            }
-            Some(w) => {
-                let defaults = Watchdog::new(w.parse::<watchdog::Policy>()?);
-                let interval = match r.watchdog_interval.as_deref() {
-                    None => defaults.interval,
-                    Some(i) => {
-                        let d = crate::duration::parse(i)
-                            .map_err(|e| format!("watchdog_interval: {e}"))?;
-                        if d < MIN_WATCHDOG_INTERVAL {
-                            return Err(format!(
-                                "watchdog_interval {i:?} is shorter than 100ms: poll less often"
-                            ));
-                        }
-                        d
-                    }
-                };
-                Some(Watchdog {
-                    driver: r.watchdog_driver.unwrap_or(defaults.driver),
-                    force: r.watchdog_force.unwrap_or(defaults.force),
-                    interval,
-                    ..defaults
-                })
-            }
-        };
-        Ok(Entry(NamedPolicy {
-            name: name.to_owned(),
-            policy: Policy {
-                gogc,
-                memory_limit,
-                gc_after_release: r.gc_after_release.unwrap_or(false),
-                watchdog,
-            },
-        }))
-    }
+    policy: Vec<toml::Spanned<Policy>>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::watchdog::{Driver, Force, Watchdog};
+    use std::time::Duration;
 
-    fn names(set: &[NamedPolicy]) -> Vec<&str> {
-        set.iter().map(|p| p.name.as_str()).collect()
+    fn names(set: &[Policy]) -> Vec<&str> {
+        set.iter().filter_map(|p| p.name.as_deref()).collect()
     }
 
     fn err(text: &str) -> String {
@@ -384,13 +266,16 @@ mod tests {
                 Some("adaptive:0.5"),
             ),
         ];
-        for (p, (name, gogc, limit, gc, watchdog)) in set.iter().zip(want) {
-            let s = p.settings();
-            assert_eq!(p.name, name);
+        for (s, (name, gogc, limit, gc, watchdog)) in set.iter().zip(want) {
+            assert_eq!(s.name.as_deref(), Some(name));
             assert_eq!(s.gogc.to_string(), gogc, "{name}");
             assert_eq!(s.memory_limit.map(|m| m.to_string()).as_deref(), limit);
             assert_eq!(s.gc_after_release, gc, "{name}");
-            assert_eq!(s.watchdog.as_deref(), watchdog, "{name}");
+            assert_eq!(
+                s.watchdog.as_ref().map(|w| w.to_string()).as_deref(),
+                watchdog,
+                "{name}"
+            );
             assert_eq!(
                 s.watchdog_driver,
                 watchdog.map(|_| Driver::Heap),
@@ -401,11 +286,11 @@ mod tests {
 
     #[test]
     fn settings_print_as_a_policies_file_spells_them() {
-        let json = |name: &str| serde_json::to_value(by_name(name).unwrap().settings()).unwrap();
+        let json = |name: &str| serde_json::to_value(by_name(name).unwrap()).unwrap();
         assert_eq!(
             json("gogc-off-memlimit90"),
             serde_json::json!({
-                "gogc": "off", "memory_limit": "90%", "gc_after_release": false,
+                "name": "gogc-off-memlimit90", "gogc": "off", "memory_limit": "90%", "gc_after_release": false,
                 "watchdog": null, "watchdog_driver": null, "watchdog_force": null,
                 "watchdog_interval": null,
             })
@@ -413,7 +298,7 @@ mod tests {
         assert_eq!(
             json("watchdog-watermarks"),
             serde_json::json!({
-                "gogc": "100", "memory_limit": null, "gc_after_release": false,
+                "name": "watchdog-watermarks", "gogc": "100", "memory_limit": null, "gc_after_release": false,
                 "watchdog": "watermarks:0.5,0.75,0.9", "watchdog_driver": "heap",
                 "watchdog_force": "gc", "watchdog_interval": "1s",
             })
@@ -479,23 +364,25 @@ watchdog_interval = "500ms"
         .unwrap();
         assert_eq!(names(&set), ["low", "limited", "dog"]);
         assert_eq!(
-            set[0].policy,
+            set[0],
             Policy {
+                name: Some("low".into()),
                 gogc: Gogc::Percent(50),
                 ..Policy::default()
             }
         );
         assert_eq!(
-            set[1].policy,
+            set[1],
             Policy {
+                name: Some("limited".into()),
                 gogc: Gogc::Off,
                 memory_limit: Some(Amount::Bytes(240 << 20)),
                 gc_after_release: true,
-                watchdog: None,
+                ..Policy::default()
             }
         );
         assert_eq!(
-            set[2].policy.watchdog,
+            set[2].watchdog(),
             Some(Watchdog {
                 driver: Driver::Cgroup,
                 force: Force::FreeOsMemory,
@@ -503,7 +390,7 @@ watchdog_interval = "500ms"
                 ..Watchdog::new("watermarks:0.5,0.75,0.9".parse().unwrap())
             })
         );
-        assert_eq!(set[2].policy.memory_limit, None);
+        assert_eq!(set[2].memory_limit, None);
         // A catalogue policy written as a file is the same policy.
         let same = from_toml(
             "[[policy]]\nname = \"watchdog-adaptive\"\nwatchdog = \"adaptive:0.5\"\n",
@@ -513,27 +400,29 @@ watchdog_interval = "500ms"
         assert_eq!(same, [by_name("watchdog-adaptive").unwrap()]);
     }
 
+    /// A value a setting cannot take is pointed at where it is written; what belongs to the
+    /// whole table (a missing name, settings without a watchdog) at the table.
     #[test]
     fn file_errors_name_the_file_line_and_column_and_what_to_write() {
         let cases = [
             (
                 "[[policy]]\nname = \"a\"\ngogc = \"lots\"\n",
-                "p.toml:1:1",
+                "p.toml:3:8",
                 "GOGC must be",
             ),
             (
                 "[[policy]]\nname = \"a\"\ngogc = -5\n",
-                "p.toml:1:1",
+                "p.toml:3:8",
                 "GOGC must be",
             ),
             (
                 "[[policy]]\nname = \"a\"\nmemory_limit = \"0%\"\n",
-                "p.toml:1:1",
+                "p.toml:3:16",
                 "invalid memory limit \"0%\"",
             ),
             (
                 "[[policy]]\nname = \"a\"\nwatchdog = \"magic:1\"\n",
-                "p.toml:1:1",
+                "p.toml:3:12",
                 "watermarks:F,F,...",
             ),
             (
@@ -575,11 +464,14 @@ watchdog_interval = "500ms"
             ("", "p.toml", "no policies"),
             ("policies = 1\n", "p.toml:1:1", "unknown field `policies`"),
         ];
+        let mut bad = Vec::new();
         for (text, at, says) in cases {
             let e = err(text);
-            assert!(e.starts_with(at), "{text:?}: {e}");
-            assert!(e.contains(says), "{text:?}: {e}");
+            if !(e.starts_with(at) && e.contains(says)) {
+                bad.push(format!("{text:?}: {e}"));
+            }
         }
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
     }
 
     #[test]
@@ -595,7 +487,7 @@ watchdog_interval = "500ms"
         // The file wins over the catalogue name it reuses.
         let set = loaded.unwrap();
         assert_eq!(names(&set), ["gogc100"]);
-        assert_eq!(set[0].policy.gogc, Gogc::Percent(25));
+        assert_eq!(set[0].gogc, Gogc::Percent(25));
         assert!(bad.starts_with(&format!("{spec}:2:8")), "{bad}");
     }
 }

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use crate::{
     event::HeapStats,
-    event::{Action as EventAction, Cycle, Event, Kind, Sink},
+    event::{Cycle, Event, Kind, Sink},
     heap::{HeapError, Memory, Order, SlabId},
     runtime::{Happening, Runtime, Usage, What},
-    scenario::{Action, Releasing, Scenario, Step},
+    scenario::{Action, ActionKind, Releasing, Scenario, Step},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +156,7 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
     }
 
     /// Announces a step, after pausing first if this is the step to pause at.
-    fn begin(&mut self, phase: &str, action: EventAction, bytes: u64) -> std::io::Result<()> {
+    fn begin(&mut self, phase: &str, action: ActionKind, bytes: u64) -> std::io::Result<()> {
         if self.pause_at.as_deref() == Some(phase) {
             self.pause_at = None;
             self.send(Kind::Paused {
@@ -174,7 +174,7 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
     fn end(
         &mut self,
         phase: &str,
-        action: EventAction,
+        action: ActionKind,
         bytes: u64,
         reused: u64,
         grown: u64,
@@ -197,7 +197,7 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
 
     /// Allocates and writes a slab.
     pub fn alloc(&mut self, phase: &str, bytes: u64) -> Result<SlabId, StepError> {
-        let action = EventAction::Alloc;
+        let action = ActionKind::Alloc;
         self.begin(phase, action, bytes)?;
         let a = self.rt.alloc(bytes, &mut self.host)?;
         self.end(phase, action, bytes, a.reused, a.grown)?;
@@ -275,7 +275,7 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
         bytes: u64,
         apply: impl FnOnce(&mut Runtime<M>),
     ) -> Result<u64, StepError> {
-        let action = EventAction::Release;
+        let action = ActionKind::Release;
         self.begin(phase, action, bytes)?;
         apply(&mut self.rt);
         self.end(phase, action, bytes, 0, 0)?;
@@ -284,7 +284,7 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
 
     /// Runs a collection the program asked for (`runtime.GC()`).
     pub fn collect(&mut self, phase: &str) -> Result<Cycle, StepError> {
-        let action = EventAction::Collect;
+        let action = ActionKind::Gc;
         self.begin(phase, action, 0)?;
         let cycle = self.rt.gc(&mut self.host);
         self.end(phase, action, cycle.swept, 0, 0)?;
@@ -294,7 +294,7 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
     /// `debug.FreeOSMemory()`: a collection, then every free page back to the OS. Returns the
     /// bytes released.
     pub fn free_os_memory(&mut self, phase: &str) -> Result<u64, StepError> {
-        let action = EventAction::FreeOsMemory;
+        let action = ActionKind::FreeOsMemory;
         self.begin(phase, action, 0)?;
         let before = self.rt.heap().released();
         self.rt.free_os_memory(&mut self.host)?;
@@ -305,7 +305,7 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
 
     /// Does nothing for `d` of simulated time.
     pub fn wait(&mut self, phase: &str, d: Duration) -> Result<(), StepError> {
-        let action = EventAction::Wait;
+        let action = ActionKind::Wait;
         self.begin(phase, action, 0)?;
         self.rt.wait(d, &mut self.host)?;
         self.end(phase, action, 0, 0, 0)?;

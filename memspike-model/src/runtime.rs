@@ -114,7 +114,7 @@ impl<M: Memory> Runtime<M> {
     pub fn new(heap_memory: M, meta_memory: M, capacity: u64, config: RuntimeConfig) -> Runtime<M> {
         let rules = config.release.rules();
         let policy = &config.policy;
-        let memory_limit = policy.memory_limit.map(|m| m.resolve(config.limit));
+        let memory_limit = policy.memory_limit_bytes(config.limit);
         let pacer = Pacer::new(
             PacerConfig {
                 gogc: policy.gogc,
@@ -123,7 +123,7 @@ impl<M: Memory> Runtime<M> {
             },
             rules,
         );
-        let watchdog = policy.watchdog.clone().map(|w| WatchdogState {
+        let watchdog = policy.watchdog().map(|w| WatchdogState {
             threshold: None,
             next_poll_ns: duration::nanos(w.interval),
             original_gogc: match policy.gogc {
@@ -545,7 +545,7 @@ mod tests {
     fn the_heap_driven_watchdog_lowers_the_goal() {
         let policy: watchdog::Policy = "watermarks:0.2,0.5,0.9".parse().unwrap();
         let mut rt = runtime(config(Policy {
-            watchdog: Some(Watchdog::new(policy)),
+            watchdog: Some(policy),
             ..Policy::default()
         }));
         rt.alloc(40 * MIB, &mut ()).unwrap();

@@ -211,7 +211,10 @@ impl std::str::FromStr for Amount {
     }
 }
 
-serde_via_str!(Amount);
+serde_via_str!(
+    Amount,
+    "a size (33554432, 32MiB, 1.5GiB) or a percentage of the cgroup's limit (90%)"
+);
 
 /// Percentages are kept to 9 decimals, so that `--spike 0.9` prints as 90% and 10%.
 pub fn round_percent(p: f64) -> f64 {

@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     experiment::Experiment,
-    policy_set::{self, NamedPolicy},
+    policy::Policy,
+    policy_set,
     release::Release,
     scenario::{Scenario, builtin, toml_error},
     size,
@@ -66,7 +67,7 @@ fn one() -> u32 {
 pub struct Plan {
     pub name: String,
     pub scenarios: Vec<Scenario>,
-    pub policies: Vec<NamedPolicy>,
+    pub policies: Vec<Policy>,
     pub limits: Vec<u64>,
     pub runtimes: Vec<Release>,
     pub repetitions: u32,
@@ -76,7 +77,7 @@ pub struct Plan {
 }
 
 /// What one cell runs, as its row names it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CellSpec {
     pub index: usize,
     pub scenario: String,
@@ -90,7 +91,7 @@ pub struct CellSpec {
 #[derive(Clone, Debug)]
 pub struct Cell {
     pub spec: CellSpec,
-    pub policy: NamedPolicy,
+    pub policy: Policy,
     pub experiment: Experiment,
 }
 
@@ -213,7 +214,7 @@ impl Plan {
                             let experiment = Experiment {
                                 scenario: scenario.clone(),
                                 spike: seed.then_some(self.spike),
-                                policy: policy.policy.clone(),
+                                policy: policy.clone(),
                                 runtime,
                                 ..Experiment::seed(limit)
                             };
@@ -223,7 +224,7 @@ impl Plan {
                                     scenario: scenario.name.clone(),
                                     limit_bytes: limit,
                                     runtime: runtime.to_string(),
-                                    policy: policy.name.clone(),
+                                    policy: policy.name.clone().unwrap_or_default(),
                                     repetition,
                                 },
                                 policy: policy.clone(),

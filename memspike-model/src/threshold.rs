@@ -47,7 +47,7 @@ pub const REPEATS: u32 = 3;
 const PAGE: f64 = 4096.0;
 
 /// What the search varies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Knob {
     /// The seed's spike fraction (0..1): the largest that survives.
@@ -131,7 +131,7 @@ impl FromStr for Knob {
 }
 
 /// The values a search may try, both ends included.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Range {
     pub knob: Knob,
     pub lo: f64,
@@ -149,6 +149,33 @@ pub struct RangeError {
 }
 
 impl Range {
+    /// `--range LO,HI` for `knob` (sizes for the limit, numbers otherwise), or, without one,
+    /// the knob's default range (for the limit: half to twice `limit`).
+    pub fn parse(knob: Knob, spec: Option<&str>, limit: u64) -> Result<Range, String> {
+        let Some(spec) = spec else {
+            return match knob.default_range() {
+                Some(r) => Ok(r),
+                None => Range::new(knob, (limit / 2) as f64, (limit * 2) as f64)
+                    .map_err(|e| e.to_string()),
+            };
+        };
+        let (lo, hi) = spec
+            .split_once(',')
+            .ok_or_else(|| format!("{spec:?} is not LO,HI"))?;
+        let value = |v: &str| -> Result<f64, String> {
+            let v = v.trim();
+            match knob {
+                Knob::Limit => crate::size::parse(v)
+                    .map(|b| b as f64)
+                    .map_err(|e| e.to_string()),
+                _ => v
+                    .parse::<f64>()
+                    .map_err(|_| format!("{v:?} is not a number")),
+            }
+        };
+        Range::new(knob, value(lo)?, value(hi)?).map_err(|e| e.to_string())
+    }
+
     pub fn new(knob: Knob, lo: f64, hi: f64) -> Result<Range, RangeError> {
         let err = |why| Err(RangeError { knob, lo, hi, why });
         if !(lo.is_finite() && hi.is_finite()) {
@@ -226,14 +253,14 @@ impl Default for Options {
 pub struct Survived(pub bool);
 
 /// One run the search asked for, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Run {
     pub value: f64,
     pub survived: bool,
 }
 
 /// What a search found. See the module documentation for what "survives" means per knob.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Threshold {
     pub range: Range,
     /// The answer: the value nearest the boundary at which every run survived; `None` when no
@@ -692,5 +719,38 @@ mod tests {
                 .contains("spike, limit or gogc")
         );
         assert!(Knob::Limit.default_range().is_none());
+    }
+
+    #[test]
+    fn ranges_are_read_as_the_knob_counts() {
+        let limit = 64 << 20;
+        let r = |knob, spec| Range::parse(knob, spec, limit);
+        assert_eq!(
+            r(Knob::Spike, None),
+            Ok(Range::new(Knob::Spike, 0.01, 0.99).unwrap())
+        );
+        assert_eq!(
+            r(Knob::Limit, None),
+            Ok(Range::new(Knob::Limit, (32 << 20) as f64, (128 << 20) as f64).unwrap())
+        );
+        assert_eq!(
+            r(Knob::Limit, Some("16MiB, 1GiB")),
+            Ok(Range::new(Knob::Limit, (16 << 20) as f64, (1 << 30) as f64).unwrap())
+        );
+        assert_eq!(
+            r(Knob::Gogc, Some("10,400")),
+            Ok(Range::new(Knob::Gogc, 10.0, 400.0).unwrap())
+        );
+        assert_eq!(
+            r(Knob::Gogc, Some("10")).unwrap_err(),
+            "\"10\" is not LO,HI"
+        );
+        assert!(
+            r(Knob::Spike, Some("a,0.5"))
+                .unwrap_err()
+                .contains("\"a\" is not a number")
+        );
+        assert!(r(Knob::Limit, Some("lots,1GiB")).is_err());
+        assert!(r(Knob::Spike, Some("0.9,0.1")).is_err(), "lo above hi");
     }
 }

@@ -15,9 +15,9 @@ use std::{fmt, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-/// How the next threshold is chosen.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+/// How the next threshold is chosen. Written `watermarks:0.5,0.75,0.9` or `adaptive:0.5`, in
+/// JSON too.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Policy {
     /// Fractions of the limit, ascending.
     Watermarks { watermarks: Vec<f64> },
@@ -96,8 +96,16 @@ impl FromStr for Policy {
     }
 }
 
+serde_via_str!(
+    Policy,
+    "a go-watchdog policy: watermarks:0.5,0.75,0.9 or adaptive:0.5"
+);
+
 /// What drives the watchdog.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Driver {
     /// After every cycle, from the heap (adjusts GOGC).
@@ -108,7 +116,10 @@ pub enum Driver {
 }
 
 /// What a forced collection is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Force {
     /// `runtime.GC()`.
@@ -118,14 +129,13 @@ pub enum Force {
     FreeOsMemory,
 }
 
-/// A watchdog's settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A watchdog as the runtime runs it (built from a [`crate::policy::Policy`]).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Watchdog {
     pub policy: Policy,
     pub driver: Driver,
     pub force: Force,
     /// The cgroup driver's polling interval, simulated.
-    #[serde(with = "crate::duration")]
     pub interval: Duration,
     /// The heap driver's lowest GOGC (`minGOGC`).
     pub min_gogc: u32,

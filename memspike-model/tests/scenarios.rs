@@ -16,7 +16,7 @@ use memspike_model::{
     scavenger,
     scenario::{Action, Scenario, Step, builtin},
     size::Amount,
-    watchdog::{Driver as WatchdogDriver, Force, Watchdog},
+    watchdog::{Driver as WatchdogDriver, Force},
 };
 
 const MIB: u64 = 1 << 20;
@@ -63,14 +63,14 @@ fn policies() -> Vec<(&'static str, Policy)> {
         (
             "watchdog watermarks (heap)",
             Policy {
-                watchdog: Some(Watchdog::new(watermarks())),
+                watchdog: Some(watermarks()),
                 ..Policy::default()
             },
         ),
         (
             "watchdog adaptive (heap)",
             Policy {
-                watchdog: Some(Watchdog::new("adaptive:0.5".parse().unwrap())),
+                watchdog: Some("adaptive:0.5".parse().unwrap()),
                 ..Policy::default()
             },
         ),
@@ -83,11 +83,9 @@ fn policies() -> Vec<(&'static str, Policy)> {
 
 fn cgroup_watchdog() -> Policy {
     Policy {
-        watchdog: Some(Watchdog {
-            driver: WatchdogDriver::Cgroup,
-            force: Force::FreeOsMemory,
-            ..Watchdog::new("watermarks:0.5,0.75,0.9".parse().unwrap())
-        }),
+        watchdog: Some("watermarks:0.5,0.75,0.9".parse().unwrap()),
+        watchdog_driver: Some(WatchdogDriver::Cgroup),
+        watchdog_force: Some(Force::FreeOsMemory),
         ..Policy::default()
     }
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use memspike::model::sweep::Plan;
+use memspike_model::sweep::Plan;
 use serde_json::Value;
 
 fn repo(path: &str) -> std::path::PathBuf {

@@ -6,13 +6,15 @@
 mod common;
 
 use std::{
-    io::Write,
+    io::{BufRead, BufReader, Read, Write},
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::OnceLock,
 };
 
-use common::{groups_of, memspike, serial, u, wait_until};
+use common::{groups_of, memspike, serial, u};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -241,9 +243,9 @@ fn stop_signals_are_passed_on_and_everything_is_cleaned_up() {
     if !common::require_root("exec and a stop signal") {
         return;
     }
-    for sig in [libc::SIGINT, libc::SIGTERM] {
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
         let _serial = serial();
-        let child = memspike()
+        let mut child = memspike()
             .args(["exec", "--json", "--no-trace", "--", "sleep", "60"])
             .env_remove("MEMSPIKE_LOG")
             .stdin(Stdio::null())
@@ -252,25 +254,37 @@ fn stop_signals_are_passed_on_and_everything_is_cleaned_up() {
             .spawn()
             .unwrap();
         let pid = child.id();
-        wait_until("the command to run in the group", || {
-            groups_of(pid).iter().any(|g| {
-                std::fs::read_to_string(g.join("cgroup.procs"))
-                    .is_ok_and(|procs| !procs.trim().is_empty())
-            })
+        // memspike logs the command's start once it runs in the group and stop signals are
+        // passed on to it: read its log up to that line (the rest is kept for the asserts).
+        let mut log = BufReader::new(child.stderr.take().expect("piped stderr"));
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                log.read_line(&mut line).expect("read memspike's log") > 0,
+                "memspike ended before it started the command"
+            );
+            if line.contains("started inside the group") {
+                break;
+            }
+        }
+        let rest = std::thread::spawn(move || {
+            let mut rest = String::new();
+            log.read_to_string(&mut rest).map(|_| rest)
         });
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid as i32, sig) };
+        // Our own child.
+        kill(Pid::from_raw(pid as i32), sig).expect("signal memspike");
         let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(130), "{sig}");
+        let stderr = rest
+            .join()
+            .expect("the log reader")
+            .expect("read memspike's log");
+        assert_eq!(out.status.code(), Some(130), "{sig}: {stderr}");
         let r: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(r["outcome"], "signaled", "{r:#}");
-        let name = if sig == libc::SIGINT {
-            "SIGINT"
-        } else {
-            "SIGTERM"
-        };
         assert_eq!(
-            r["exit"]["signal"], name,
+            r["exit"]["signal"],
+            sig.as_str(),
             "the command got the signal itself"
         );
         assert!(groups_of(pid).is_empty());

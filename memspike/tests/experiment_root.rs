@@ -4,11 +4,12 @@
 
 mod common;
 
-use common::{groups_of, memspike, process_state, run_json, serial, u, wait_for_pause, wait_until};
+use common::{groups_of, memspike, process_state, run_json, serial, u, wait_for_pause};
 
 use std::process::Stdio;
 
-use memspike::cgroup::Hierarchy;
+use memspike_cgroup::Hierarchy;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -107,8 +108,7 @@ fn a_foreign_process_faulting_meanwhile_is_not_counted_and_programs_are_unloaded
     // user-mode page faults.
     let foreign_pages = 65_536;
     fault_pages(foreign_pages);
-    // SAFETY: resuming our own grandchild.
-    unsafe { libc::kill(worker, libc::SIGCONT) };
+    common::signal(worker, Signal::SIGCONT);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -127,24 +127,24 @@ fn a_foreign_process_faulting_meanwhile_is_not_counted_and_programs_are_unloaded
 /// Maps `pages` fresh 4 KiB pages (no THP) and writes one byte in each: one user-mode page
 /// fault per page, in this process.
 fn fault_pages(pages: u64) {
+    use nix::sys::mman::{MapFlags, MmapAdvise, ProtFlags, madvise, mmap_anonymous, munmap};
     let len = (pages * 4096) as usize;
+    let size = std::num::NonZeroUsize::new(len).expect("at least one page");
     // SAFETY: a fresh private anonymous mapping of our own, written inside its bounds and
     // unmapped before returning; nothing else refers to it.
     unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED);
-        libc::madvise(p, len, libc::MADV_NOHUGEPAGE);
+        let p = mmap_anonymous(
+            None,
+            size,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_PRIVATE,
+        )
+        .expect("a private anonymous mapping");
+        madvise(p, len, MmapAdvise::MADV_NOHUGEPAGE).expect("no huge pages");
         for i in (0..len).step_by(4096) {
-            std::ptr::write_volatile(p.cast::<u8>().add(i), 1);
+            std::ptr::write_volatile(p.cast::<u8>().as_ptr().add(i), 1);
         }
-        libc::munmap(p, len);
+        munmap(p, len).expect("unmapped");
     }
 }
 
@@ -201,7 +201,7 @@ fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
     let broken = scratch.path().join("broken.toml");
     std::fs::write(&broken, "name = \"broken\"\n\n[[step]]\nalloc = \"lots\"\n").unwrap();
     let broken = broken.to_str().unwrap();
-    let broken_says = format!("{broken}:3:1: alloc: invalid size \"lots\"");
+    let broken_says = format!("{broken}:4:9: invalid size \"lots\"");
     let huge = scratch.path().join("huge.toml");
     std::fs::write(&huge, "name = \"huge\"\n[[step]]\nalloc = \"1EiB\"\n").unwrap();
     let huge = huge.to_str().unwrap();
@@ -377,8 +377,7 @@ fn ctrl_c_mid_run_kills_the_worker_and_removes_the_group() {
         if twin { 2 } else { 1 },
         "the group exists mid-run"
     );
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    common::signal(pid as i32, Signal::SIGINT);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -389,7 +388,7 @@ fn ctrl_c_mid_run_kills_the_worker_and_removes_the_group() {
     );
     assert!(groups_of(pid).is_empty(), "group left behind");
     // SAFETY: signal 0 only checks whether the process exists.
-    let alive = unsafe { libc::kill(worker, 0) } == 0;
+    let alive = common::alive(worker);
     assert!(!alive, "worker {worker} still alive");
     common::assert_unloaded(&programs, "after SIGINT");
 }
@@ -414,21 +413,12 @@ fn a_killed_supervisor_takes_its_worker_along_and_the_next_run_removes_its_group
         !programs.is_empty(),
         "the observer is attached during the run"
     );
-    // SAFETY: signalling our own child; SIGKILL leaves it no chance to clean up.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    common::signal(pid as i32, Signal::SIGKILL);
     child.wait().unwrap();
     // The worker dies with it (PR_SET_PDEATHSIG) and the kernel unloads the programs with
     // the last file descriptor; only the group directories stay behind.
-    // SAFETY: signal 0 only checks whether the process exists.
-    let gone = |pid: i32| unsafe { libc::kill(pid, 0) } != 0;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !gone(worker) || !common::still_loaded(&programs).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "worker or programs outlived the supervisor"
-        );
-        std::thread::yield_now();
-    }
+    common::wait_for_exit(worker, "the worker to die with its SIGKILLed supervisor");
+    common::assert_unloaded(&programs, "after SIGKILL of the supervisor");
     assert!(
         !groups_of(pid).is_empty(),
         "a SIGKILLed supervisor cannot remove its group"
@@ -485,17 +475,18 @@ fn a_signal_sent_to_the_worker_between_fork_and_exec_is_not_lost() {
         .spawn()
         .unwrap();
     let pid = child.id();
+    // The forked worker stops itself before it execs, and nothing says so: the supervisor is
+    // blocked in spawn() until the exec, so it logs nothing, and of a process this test is not
+    // the parent of, no stop is reported (see `common::wait_until_stopped`). So /proc is read.
     let mut stopped = Vec::new();
-    wait_until("the forked worker to stop", || {
+    common::poll_until("the forked worker to stop", || {
         stopped = children_in_state(pid, 'T');
         !stopped.is_empty()
     });
     let worker = stopped[0];
-    // SAFETY: signalling the supervisor's stopped child, which this test started.
-    unsafe {
-        libc::kill(worker, libc::SIGTERM);
-        libc::kill(worker, libc::SIGCONT);
-    }
+    // The supervisor's stopped child, which this test started.
+    common::signal(worker, Signal::SIGTERM);
+    common::signal(worker, Signal::SIGCONT);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The signal was the worker's: it died of it. The supervisor was not interrupted.
@@ -514,7 +505,7 @@ fn a_stop_signal_while_the_report_is_written_still_exits_130_and_keeps_the_outco
     let _serial = serial();
     // memspike's stdout is a one-page pipe nobody reads yet: it blocks writing the report,
     // after the worker has been OOM-killed and the outcome decided.
-    let (read_end, write_end) = small_pipe();
+    let (read_end, write_end, capacity) = small_pipe();
     let mut child = memspike()
         .args(["run", "--json", "--no-trace"])
         .stdout(Stdio::from(write_end))
@@ -522,11 +513,22 @@ fn a_stop_signal_while_the_report_is_written_still_exits_130_and_keeps_the_outco
         .spawn()
         .unwrap();
     let pid = child.id();
-    wait_until("the report to fill the pipe", || pipe_is_full(&read_end));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    // The report's first bytes in the pipe: the outcome is decided and memspike is writing.
+    // The report is larger than the pipe (checked below), so it cannot finish until this test
+    // reads: the signal comes while the report is written, whenever it is delivered.
+    assert!(
+        common::readable_within(&read_end, common::GUARD),
+        "memspike wrote no report within {:?}",
+        common::GUARD
+    );
+    common::signal(pid as i32, Signal::SIGINT);
     let mut json = Vec::new();
     std::io::Read::read_to_end(&mut std::fs::File::from(read_end), &mut json).unwrap();
+    assert!(
+        json.len() > capacity,
+        "a report of {} bytes fits the {capacity}-byte pipe: memspike was not held writing it",
+        json.len()
+    );
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "a late signal is not ignored");
     let r: Value = serde_json::from_slice(&json).unwrap();
@@ -534,31 +536,12 @@ fn a_stop_signal_while_the_report_is_written_still_exits_130_and_keeps_the_outco
     assert!(groups_of(pid).is_empty());
 }
 
-/// A pipe with the smallest capacity the kernel allows (one page).
-fn small_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two new descriptors into `fds`, which we then own.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: F_SETPIPE_SZ on the pipe we just made.
-    assert!(unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096) } > 0);
-    // SAFETY: both descriptors are open and owned by nobody else.
-    unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-        )
-    }
-}
-
-fn pipe_is_full(read_end: &std::os::fd::OwnedFd) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut queued: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int, the bytes waiting in the pipe.
-    unsafe { libc::ioctl(read_end.as_raw_fd(), libc::FIONREAD, &mut queued) };
-    // SAFETY: F_GETPIPE_SZ reads the pipe's capacity.
-    let capacity = unsafe { libc::fcntl(read_end.as_raw_fd(), libc::F_GETPIPE_SZ) };
-    queued >= capacity
+/// A pipe with the smallest capacity the kernel allows (one page), and that capacity.
+fn small_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd, usize) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("a pipe");
+    let capacity = fcntl(&write, FcntlArg::F_SETPIPE_SZ(4096)).expect("a one-page pipe");
+    (read, write, capacity as usize)
 }
 
 #[test]
@@ -618,8 +601,7 @@ fn the_worker_runs_unprivileged_with_no_way_back() {
         status_field(worker, "CapBnd:"),
         status_field(worker, "NoNewPrivs:"),
     );
-    // SAFETY: resuming our own grandchild.
-    unsafe { libc::kill(worker, libc::SIGCONT) };
+    common::signal(worker, Signal::SIGCONT);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let (uids, gids, eff, prm, bnd, nnp) = inspected;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{alive, groups_of, wait_until};
+use common::{alive, groups_of};
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -14,6 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -87,7 +89,8 @@ impl Server {
         server
     }
 
-    /// The next log line containing `needle` (bounded wait).
+    /// The next log line containing `needle`, waited for on the channel (its 30 s bound is a
+    /// guard against a supervisor that never logs it, not a measurement).
     fn wait_for_log(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -102,6 +105,7 @@ impl Server {
 
     fn get(&self, path: &str) -> std::io::Result<(u16, Value)> {
         let mut s = TcpStream::connect(self.addr)?;
+        // A guard against a server that never answers, not a measurement.
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         write!(
             s,
@@ -124,21 +128,26 @@ impl Server {
         Ok((status, serde_json::from_str(json).unwrap_or(Value::Null)))
     }
 
-    /// Polls `path` until `ok` holds for its JSON (bounded).
+    /// Asks `path` until `ok` holds for its JSON (bounded by [`common::GUARD`]).
+    ///
+    /// For what a new worker shows of the supervisor's feed (restarts, the last OOM): call it
+    /// after the event that has a log line (the new worker's start, [`Server::next_worker`]).
+    /// What follows has no event: the supervisor sends the feed once the worker says it is
+    /// ready, and the worker, which serves at once, applies it on a thread of its own and says
+    /// so nowhere but in its answers.
     fn poll(&self, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok((200, v)) = self.get(path)
-                && ok(&v)
-            {
-                return v;
+        let mut last = None;
+        common::poll_until(&format!("{path} to satisfy the condition"), || {
+            // `get` itself waits, in the listen backlog, for a worker to serve.
+            match self.get(path) {
+                Ok((200, v)) if ok(&v) => {
+                    last = Some(v);
+                    true
+                }
+                _ => false,
             }
-            assert!(
-                Instant::now() < deadline,
-                "{path} never satisfied the condition"
-            );
-            std::thread::yield_now();
-        }
+        });
+        last.expect("the condition held")
     }
 
     /// The pid of the next worker the supervisor starts (from its log).
@@ -151,7 +160,8 @@ impl Server {
             .unwrap_or_else(|| panic!("no worker pid in {line:?}"))
     }
 
-    /// The next OOM report printed with `--json` (bounded wait).
+    /// The next OOM report printed with `--json`, waited for on the channel (its 30 s bound is a
+    /// guard, not a measurement).
     fn next_report(&mut self) -> Value {
         let line = self
             .out
@@ -161,8 +171,8 @@ impl Server {
     }
 
     fn stop(mut self) -> (i32, String) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        // Our own child.
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
         let status = self.child.wait().unwrap();
         let out: Vec<String> = self.out.iter().collect();
         (status.code().unwrap_or(-1), out.join("\n"))
@@ -174,22 +184,33 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::yield_now();
+            use rustix::process::{PidfdFlags, pidfd_open};
+            let raw = self.child.id() as i32;
+            let pid = rustix::process::Pid::from_raw(raw).expect("a pid above 0");
+            // Opened before the signal: our child is not reaped until we wait for it.
+            let exited = pidfd_open(pid, PidfdFlags::empty()).expect("a pidfd for our child");
+            // Our own child.
+            let _ = kill(Pid::from_raw(raw), Signal::SIGINT);
+            // Its exit is waited for on the pidfd; the bound only decides when to give up and
+            // kill it (a fallback on a failure path, not an assertion).
+            if !common::readable_within(&exited, Duration::from_secs(10)) {
+                let _ = self.child.kill();
             }
-            let _ = self.child.kill();
             let _ = self.child.wait();
         }
     }
 }
 
+/// A process's effective uid.
 fn uid_of(pid: u32) -> u32 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    line.split_whitespace().nth(2).unwrap().parse().unwrap() // effective uid
+    status_of(pid).euid
+}
+
+/// A process's /proc/PID/status, as procfs reads it.
+fn status_of(pid: u32) -> procfs::process::Status {
+    procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.status())
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"))
 }
 
 #[test]
@@ -214,6 +235,8 @@ fn serves_unprivileged_restarts_after_an_oom_and_stops_cleanly() {
 
     // More than the limit: the kernel kills the worker mid-request; a new one takes over.
     let _ = server.get("/add?bytes=64MiB");
+    let replacement = server.next_worker() as u32;
+    assert_ne!(replacement, worker);
     let stats = server.poll("/stats", |v| v["Restarts"] == 1);
     let verdict = stats["LastOOM"]["verdict"].as_str().unwrap().to_owned();
     assert!(
@@ -264,6 +287,8 @@ fn a_second_oom_blames_the_second_worker_and_counts_its_start_up() {
         let _ = server.get("/add?bytes=64MiB");
         reports.push(server.next_report());
     }
+    // The third worker, fed the two restarts.
+    server.next_worker();
     let stats = server.poll("/stats", |v| v["Restarts"] == 2);
     for (worker, r) in workers.iter().zip(&reports) {
         assert_eq!(r["outcome"], "oom_killed", "{r:#}");
@@ -329,10 +354,10 @@ fn a_killed_interactive_supervisor_takes_its_worker_along() {
     let (status, _) = server.get("/stats").unwrap();
     assert_eq!(status, 200);
     let sup = server.child.id();
-    // SAFETY: signalling our own child; SIGKILL leaves it no chance to clean up.
-    unsafe { libc::kill(sup as i32, libc::SIGKILL) };
+    // Our own child; SIGKILL leaves it no chance to clean up.
+    kill(Pid::from_raw(sup as i32), Signal::SIGKILL).expect("SIGKILL the supervisor");
     server.child.wait().unwrap();
-    wait_until("the worker to die with its supervisor", || !alive(worker));
+    common::wait_for_exit(worker, "the worker to die with its supervisor");
     assert!(
         TcpStream::connect(server.addr).is_err(),
         "nothing serves on the port any more"
@@ -371,8 +396,8 @@ fn a_worker_killed_otherwise_is_restarted_and_other_users_cannot_signal_it() {
     assert!(!nobody.success(), "nobody could signal the worker");
     assert!(alive(worker));
     // Root can; the worker is replaced, as after an OOM kill, and the service goes on.
-    // SAFETY: signalling the supervisor's child as root.
-    unsafe { libc::kill(worker, libc::SIGTERM) };
+    // The supervisor's child, as root.
+    kill(Pid::from_raw(worker), Signal::SIGTERM).expect("SIGTERM the worker");
     let line = server.wait_for_log("not an OOM kill");
     assert!(
         line.contains(&format!("worker {worker} killed by SIGTERM")),
@@ -388,12 +413,7 @@ fn a_worker_killed_otherwise_is_restarted_and_other_users_cannot_signal_it() {
 
 /// A process's resident memory (VmRSS) in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let kb = status_of(pid).vmrss.expect("VmRSS in /proc/PID/status");
     kb * 1024
 }
 
@@ -406,6 +426,7 @@ struct KeepAlive {
 impl KeepAlive {
     fn connect(addr: SocketAddr) -> KeepAlive {
         let stream = TcpStream::connect(addr).unwrap();
+        // A guard against a server that never answers, not a measurement.
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();

@@ -1,8 +1,8 @@
 //! The page at `/`, in a real headless Chromium driven over the W3C WebDriver protocol.
 //!
 //! The test serves the real HTTP server in-process on 127.0.0.1 (no cgroup, no root needed),
-//! starts Debian's `chromedriver` on a free loopback port and speaks WebDriver to it over plain
-//! HTTP/1.1 (the few commands it needs, on `std::net`, with `serde_json`). It checks that the
+//! starts Debian's `chromedriver` on a free loopback port and speaks WebDriver to it through
+//! the `fantoccini` client (plain HTTP, on a small tokio runtime of its own). It checks that the
 //! page loads without script errors and requests nothing but its own routes, that the chart is
 //! drawn after a poll of `/stats`, that "add" with 8MiB raises the heap shown in `#heap-alloc`,
 //! that release, GC, reset and a bad size answer as they should, and it saves a screenshot to
@@ -19,13 +19,16 @@
 
 mod common;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
+use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -33,8 +36,6 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// How long one wait for the page may take (the page polls every 500 ms).
 const WAIT: Duration = Duration::from_secs(15);
 const MIB: u64 = 1 << 20;
-/// The W3C name of an element reference in WebDriver answers.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 #[test]
 fn page_loads_draws_and_add_changes_the_heap() {
@@ -55,10 +56,10 @@ fn page_loads_draws_and_add_changes_the_heap() {
     session.wait_for("the page to finish loading", |s| {
         s.script("return document.readyState;", json!([])) == "complete"
     });
-    let title = session.get("title");
+    let title = session.title();
     assert!(
-        title.as_str().is_some_and(|t| t.contains("memspike")),
-        "page title is {title}, expected one naming memspike"
+        title.contains("memspike"),
+        "page title is {title:?}, expected one naming memspike"
     );
     assert_no_script_errors(&session, "after loading");
 
@@ -83,8 +84,8 @@ fn page_loads_draws_and_add_changes_the_heap() {
     assert_eq!(
         from_registry,
         json!([
-            memspike::figures::NEXT_GC.help,
-            memspike::figures::CGROUP_USAGE.label
+            memspike_report::figures::NEXT_GC.help,
+            memspike_report::figures::CGROUP_USAGE.label
         ])
     );
     let legend = session.text(&session.find("#legend"));
@@ -207,7 +208,7 @@ fn the_html_report_opens_offline_with_its_chart() {
     };
     let dir = tempfile::tempdir().expect("a temporary report directory");
     let report = seed_report();
-    let written = memspike::report::write_dir(&report, dir.path()).expect("the report is written");
+    let written = memspike_report::write_dir(&report, dir.path()).expect("the report is written");
     assert_eq!(
         written
             .iter()
@@ -269,14 +270,17 @@ fn the_html_report_opens_offline_with_its_chart() {
 
 /// The seed's report as a killed run would give it: the model's events up to the start of the
 /// remainder, an OOM kill the group counted, no kernel tracing.
-fn seed_report() -> memspike::report::Report {
-    use memspike::model::{
+fn seed_report() -> memspike_report::run::Report {
+    use memspike_model::{
         experiment::Experiment,
         heap::Accounting,
         program::{Detached, Driver},
         runtime::Runtime,
     };
-    use memspike::report::{Exit, Report, RunFacts};
+    use memspike_report::{
+        facts::{CgroupVersion, Counters, Exit, GroupFacts, RunFacts, Signal},
+        run::Report,
+    };
 
     let experiment = Experiment::seed(32 * MIB);
     let rt = Runtime::new(
@@ -300,32 +304,31 @@ fn seed_report() -> memspike::report::Report {
         e.cgroup_usage_bytes = Some(e.heap.resident() + MIB);
     }
     Report::build(RunFacts {
-        config: memspike::worker::WorkerConfig {
-            experiment,
-            interactive: false,
-            run_as: memspike::privilege::RunAs {
-                uid: 61184,
-                gid: 61184,
-                name: None,
+        group: GroupFacts {
+            limit_bytes: experiment.limit,
+            limit_source: None,
+            version: CgroupVersion::V1,
+            name: "memspike-test".into(),
+            exit: Exit::Signal(Signal {
+                number: 9,
+                name: "SIGKILL".into(),
+            }),
+            counters: Counters {
+                oom_kills: Some(1),
+                peak_bytes: Some(32 * MIB),
+                ..Default::default()
             },
-            allowed_hosts: Vec::new(),
+            oom_kills_before: 0,
+            kernel: Err("--no-trace".to_owned()),
+            stop_signal: None,
+            duration: Duration::from_millis(40),
         },
-        cgroup_version: "v1",
-        group: "memspike-test".into(),
+        steps: experiment.step_names(),
+        experiment,
+        interactive: false,
         series: events.clone(),
         events: events.into_iter().collect(),
-        exit: Exit::Signal(libc::SIGKILL),
-        counters: memspike::cgroup::Counters {
-            oom_kills: Some(1),
-            peak_bytes: Some(32 * MIB),
-            ..Default::default()
-        },
-        oom_kills_before: 0,
-        limit_source: None,
-        kernel: Err("--no-trace".to_owned()),
-        stop_signal: None,
         stderr_tail: String::new(),
-        duration: Duration::from_millis(40),
     })
 }
 
@@ -364,14 +367,14 @@ fn is_executable(path: &Path) -> bool {
 
 /// The real HTTP server, in a thread of this process, on a free loopback port.
 fn start_server() -> SocketAddr {
-    use memspike::model::experiment::Experiment;
-    use memspike::serve::{ServeContext, serve};
-    use memspike::telemetry::{Event, Feed};
-    use memspike::worker::{self, WorkerHost};
+    use memspike_model::experiment::Experiment;
+    use memspike_worker::host::{self, WorkerHost};
+    use memspike_worker::serve::{ServeContext, serve};
+    use memspike_worker::telemetry::{Event, Feed};
 
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
-    let driver = worker::program(
+    let driver = host::program(
         &Experiment::seed(32 * MIB),
         Vec::<Event>::new(),
         WorkerHost::new(None),
@@ -479,7 +482,7 @@ fn assert_only_own_requests(s: &Session, page: &str) {
     }
 }
 
-// ---- chromedriver --------------------------------------------------------------------------
+// ---- chromedriver ----------------------------------------------------------------------------
 
 /// A running chromedriver; killed (and its log shown if the test failed) when dropped.
 struct ChromeDriver {
@@ -521,6 +524,16 @@ impl ChromeDriver {
     /// Polls `/status` until `value.ready` is true, chromedriver exits, or `timeout` passes.
     fn wait_ready(&mut self, timeout: Duration) -> io::Result<()> {
         let deadline = Instant::now() + timeout;
+        let status_url = format!("http://{}/status", self.addr);
+        let status = || -> Option<Value> {
+            let body = ureq::get(&status_url)
+                .call()
+                .ok()?
+                .into_body()
+                .read_to_string()
+                .ok()?;
+            serde_json::from_str(&body).ok()
+        };
         loop {
             if let Some(status) = self.child.try_wait()? {
                 return Err(io::Error::other(format!(
@@ -528,9 +541,7 @@ impl ChromeDriver {
                     self.log.display()
                 )));
             }
-            if let Ok((200, body)) = http(self.addr, "GET", "/status", None)
-                && body["value"]["ready"] == true
-            {
+            if status().is_some_and(|body| body["value"]["ready"] == true) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -559,31 +570,43 @@ impl ChromeDriver {
             &format!("--user-data-dir={}", profile.display()),
         ];
         let caps = json!({
-            "capabilities": {
-                "alwaysMatch": {
-                    "browserName": "chrome",
-                    "goog:chromeOptions": { "binary": chromium, "args": args },
-                    "goog:loggingPrefs": { "browser": "ALL" },
-                    "timeouts": { "script": 10_000, "pageLoad": 20_000 }
-                }
-            }
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": chromium, "args": args },
+            "goog:loggingPrefs": { "browser": "ALL" },
+            "timeouts": { "script": 10_000, "pageLoad": 20_000 }
         });
-        let value = command(self.addr, "POST", "/session", Some(&caps));
-        let id = value["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no sessionId in the new session's answer {value}"))
-            .to_string();
+        let caps: Capabilities = match caps {
+            Value::Object(map) => map,
+            other => panic!("capabilities are an object: {other}"),
+        };
+        // One thread is enough: every command is awaited before the next is sent.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for the WebDriver client");
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = rt
+            .block_on(
+                ClientBuilder::new(connector)
+                    .capabilities(caps)
+                    .connect(&format!("http://{}", self.addr)),
+            )
+            .unwrap_or_else(|e| panic!("WebDriver new session via {}: {e}", self.addr));
+        let shown = |key: &str| {
+            client
+                .capabilities()
+                .and_then(|c| c.get(key)?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "?".to_owned())
+        };
         eprintln!(
             "page_browser: {} {} via chromedriver on {}",
-            value["capabilities"]["browserName"].as_str().unwrap_or("?"),
-            value["capabilities"]["browserVersion"]
-                .as_str()
-                .unwrap_or("?"),
+            shown("browserName"),
+            shown("browserVersion"),
             self.addr
         );
         Session {
-            addr: self.addr,
-            id,
+            rt,
+            client: Some(client),
         }
     }
 }
@@ -604,99 +627,113 @@ impl Drop for ChromeDriver {
     }
 }
 
-/// A WebDriver session; deleting it (on drop) closes Chromium.
+/// A WebDriver session (fantoccini's client, driven from this thread); closing it (on drop)
+/// closes Chromium.
 struct Session {
-    addr: SocketAddr,
-    id: String,
+    rt: tokio::runtime::Runtime,
+    client: Option<Client>,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = http(self.addr, "DELETE", &format!("/session/{}", self.id), None);
+        if let Some(client) = self.client.take() {
+            let _ = self.rt.block_on(client.close());
+        }
+    }
+}
+
+/// chromedriver's `POST /session/{id}/se/log` (its `goog:loggingPrefs` extension, which
+/// fantoccini does not name): the browser's console messages since the last call.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({ "type": "browser" }).to_string()),
+        )
     }
 }
 
 impl Session {
-    fn cmd(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        command(
-            self.addr,
-            method,
-            &format!("/session/{}{path}", self.id),
-            body,
-        )
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("an open session")
     }
 
-    fn get(&self, path: &str) -> Value {
-        self.cmd("GET", &format!("/{path}"), None)
+    /// Waits for one WebDriver command: its answer, or a panic with the WebDriver error.
+    fn block<T, E: std::fmt::Display>(
+        &self,
+        what: &str,
+        command: impl Future<Output = Result<T, E>>,
+    ) -> T {
+        self.rt
+            .block_on(command)
+            .unwrap_or_else(|e| panic!("WebDriver {what}: {e}"))
+    }
+
+    fn title(&self) -> String {
+        self.block("title", self.client().title())
     }
 
     fn navigate(&self, url: &str) {
-        self.cmd("POST", "/url", Some(&json!({ "url": url })));
+        self.block("navigate", self.client().goto(url))
     }
 
     fn script(&self, script: &str, args: Value) -> Value {
-        self.cmd(
-            "POST",
-            "/execute/sync",
-            Some(&json!({ "script": script, "args": args })),
+        let args = match args {
+            Value::Array(args) => args,
+            other => vec![other],
+        };
+        self.block("execute/sync", self.client().execute(script, args))
+    }
+
+    fn find(&self, css: &str) -> Element {
+        self.block(
+            &format!("element {css}"),
+            self.client().find(Locator::Css(css)),
         )
     }
 
-    fn find(&self, css: &str) -> String {
-        let v = self.cmd(
-            "POST",
-            "/element",
-            Some(&json!({ "using": "css selector", "value": css })),
-        );
-        v[ELEMENT_KEY]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element for {css}: {v}"))
-            .to_string()
+    fn text(&self, element: &Element) -> String {
+        self.block("element text", element.text())
     }
 
-    fn text(&self, element: &str) -> String {
-        let v = self.cmd("GET", &format!("/element/{element}/text"), None);
-        v.as_str().unwrap_or_default().to_string()
+    fn property(&self, element: &Element, name: &str) -> String {
+        self.block("element property", element.prop(name))
+            .unwrap_or_default()
     }
 
-    fn property(&self, element: &str, name: &str) -> String {
-        let v = self.cmd("GET", &format!("/element/{element}/property/{name}"), None);
-        v.as_str().unwrap_or_default().to_string()
+    fn attribute(&self, element: &Element, name: &str) -> String {
+        self.block("element attribute", element.attr(name))
+            .unwrap_or_default()
     }
 
-    fn attribute(&self, element: &str, name: &str) -> String {
-        let v = self.cmd("GET", &format!("/element/{element}/attribute/{name}"), None);
-        v.as_str().unwrap_or_default().to_string()
+    fn clear(&self, element: &Element) {
+        self.block("element clear", element.clear())
     }
 
-    fn clear(&self, element: &str) {
-        self.cmd(
-            "POST",
-            &format!("/element/{element}/clear"),
-            Some(&json!({})),
-        );
+    fn type_text(&self, element: &Element, text: &str) {
+        self.block("element value", element.send_keys(text))
     }
 
-    fn type_text(&self, element: &str, text: &str) {
-        self.cmd(
-            "POST",
-            &format!("/element/{element}/value"),
-            Some(&json!({ "text": text })),
-        );
-    }
-
-    fn click(&self, element: &str) {
-        self.cmd(
-            "POST",
-            &format!("/element/{element}/click"),
-            Some(&json!({})),
-        );
+    fn click(&self, element: &Element) {
+        self.block("element click", element.click())
     }
 
     fn screenshot(&self, path: &Path) {
-        let v = self.get("screenshot");
-        let png = base64_decode(v.as_str().expect("a base64 screenshot"))
-            .expect("the screenshot is valid base64");
+        let png = self.block("screenshot", self.client().screenshot());
         assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
         std::fs::write(path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
@@ -704,14 +741,8 @@ impl Session {
     /// Chromium's console messages since the last call, where chromedriver offers them
     /// (its `goog:loggingPrefs` extension); None elsewhere.
     fn browser_log(&self) -> Option<Vec<Value>> {
-        let path = format!("/session/{}/se/log", self.id);
-        match http(
-            self.addr,
-            "POST",
-            &path,
-            Some(&json!({ "type": "browser" })),
-        ) {
-            Ok((200, body)) => body["value"].as_array().cloned(),
+        match self.rt.block_on(self.client().issue_cmd(BrowserLog)) {
+            Ok(Value::Array(entries)) => Some(entries),
             _ => None,
         }
     }
@@ -742,143 +773,4 @@ impl Session {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-// ---- WebDriver over HTTP/1.1 ---------------------------------------------------------------
-
-/// One WebDriver command: its `value`, or a panic with the W3C error and message.
-fn command(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Value {
-    match http(addr, method, path, body) {
-        Ok((200, body)) => body["value"].clone(),
-        Ok((status, body)) => panic!(
-            "WebDriver {method} {path}: HTTP {status}: {} {}",
-            body["value"]["error"].as_str().unwrap_or("?"),
-            body["value"]["message"]
-                .as_str()
-                .unwrap_or(&body.to_string())
-        ),
-        Err(err) => panic!("WebDriver {method} {path}: {err}"),
-    }
-}
-
-/// A minimal HTTP/1.1 exchange (one connection per request), JSON in and out.
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> io::Result<(u16, Value)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    // Creating a session starts Chromium; nothing else takes more than a few seconds.
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n"
-    );
-    if body.is_some() {
-        request += "Content-Type: application/json; charset=utf-8\r\n";
-    }
-    request += &format!("Content-Length: {}\r\n\r\n", payload.len());
-    stream.write_all(request.as_bytes())?;
-    stream.write_all(payload.as_bytes())?;
-
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
-    let mut length = None;
-    let mut chunked = false;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.parse::<usize>().ok();
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value.eq_ignore_ascii_case("chunked");
-            }
-        }
-    }
-    let mut bytes = Vec::new();
-    if chunked {
-        loop {
-            line.clear();
-            reader.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| io::Error::other(format!("bad chunk size {line:?}")))?;
-            if size == 0 {
-                break;
-            }
-            let start = bytes.len();
-            bytes.resize(start + size, 0);
-            reader.read_exact(&mut bytes[start..])?;
-            line.clear();
-            reader.read_line(&mut line)?; // the CRLF after the chunk
-        }
-    } else if let Some(length) = length {
-        bytes.resize(length, 0);
-        reader.read_exact(&mut bytes)?;
-    } else {
-        reader.read_to_end(&mut bytes)?;
-    }
-    let value = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).map_err(|e| {
-            io::Error::other(format!(
-                "{method} {path}: not JSON ({e}): {}",
-                String::from_utf8_lossy(&bytes)
-            ))
-        })?
-    };
-    Ok((status, value))
-}
-
-/// Standard base64 (RFC 4648, with padding), as WebDriver sends screenshots.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' | b'\r' | b'\n' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
-#[test]
-fn base64_decodes_rfc4648_vectors() {
-    for (encoded, decoded) in [
-        ("", ""),
-        ("Zg==", "f"),
-        ("Zm8=", "fo"),
-        ("Zm9v", "foo"),
-        ("Zm9vYg==", "foob"),
-        ("Zm9vYmE=", "fooba"),
-        ("Zm9vYmFy", "foobar"),
-    ] {
-        assert_eq!(base64_decode(encoded).as_deref(), Some(decoded.as_bytes()));
-    }
-    assert_eq!(base64_decode("Zm9v!"), None);
 }

@@ -1,4 +1,4 @@
-//! Real-kernel tests of `memspike::probe` (need root, the embedded eBPF object, and a cgroup2
+//! Real-kernel tests of `memspike-probe` (need root, the embedded eBPF object, and a cgroup2
 //! mount for the filter): page faults are counted only for the observed cgroup and split by
 //! step slot, a slot beyond the counters landing in the shared `OTHER` one; an OOM kill in the group is captured by eBPF and by the kernel-log reader (and a
 //! foreign one is not); kernel-side aya-log messages reach the `log` crate; each figure
@@ -16,20 +16,23 @@ mod common;
 use common::{u, wait_for_pause};
 
 use std::collections::BTreeSet;
+use std::ffi::CStr;
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
 
-use memspike::cgroup::{Group, Hierarchy, group::Joiner};
-use memspike::probe::{
-    self,
+use memspike_cgroup::{Group, Hierarchy, group::Joiner};
+use memspike_common::steps::{OTHER, SLOTS, STARTUP};
+use memspike_probe::{
+    self as probe,
     ebpf::{EbpfProbe, features::Switches, hooks::Figure},
     kmsg::KernelLog,
 };
-use memspike_common::steps::{OTHER, SLOTS, STARTUP};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -111,6 +114,7 @@ fn spawn_in(procs_files: &[PathBuf], mut cmd: Command) -> Child {
 fn wait_faults(child: Child) -> (i32, u64) {
     let pid = i32::try_from(child.id()).expect("pid fits i32");
     let mut status = 0;
+    // libc, not nix: nix has no wait4 (the child's own rusage).
     // SAFETY: an all-zero rusage is a valid value to be overwritten.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: pid is our un-reaped child; both pointers are valid for the call.
@@ -131,10 +135,9 @@ fn hog() -> Command {
 }
 
 fn tracefs_mounted() -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.contains(" - tracefs "))
+    procfs::process::Process::myself()
+        .and_then(|me| me.mountinfo())
+        .is_ok_and(|mounts| mounts.iter().any(|m| m.fs_type == "tracefs"))
 }
 
 #[test]
@@ -285,11 +288,11 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
     let mut other = spawn_in(&foreign.procs_files(), hog());
     let other_pid = other.id();
     let status = other.wait().expect("wait the foreign hog");
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "{status:?}");
     let mut victim = spawn_in(&observed.procs_files(), hog());
     let victim_pid = victim.id();
     let status = victim.wait().expect("wait the observed hog");
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "{status:?}");
     assert_eq!(observed.counters().oom_kills, Some(1));
     assert_eq!(foreign.counters().oom_kills, Some(1));
 
@@ -317,8 +320,7 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
         );
         assert!(v.total_vm_bytes >= v.anon_rss_bytes);
         assert!(v.pgtables_bytes > 0 && v.t_ns > 0, "{v:?}");
-        // SAFETY: getuid has no preconditions.
-        assert_eq!(v.uid, unsafe { libc::getuid() });
+        assert_eq!(v.uid, nix::unistd::getuid().as_raw());
     }
     // The raw program, reading the kernel's structures at offsets from its BTF, saw what the
     // kernel itself put in the classic tracepoint's record.
@@ -329,7 +331,7 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
     assert_eq!(classic_victims.len(), 1, "{classic_victims:#?}");
     // Each probe names the way that saw the victim.
     assert_eq!(classic_victims[0].source, "ebpf tracepoint/oom/mark_victim");
-    let same = |v: &memspike::probe::OomVictimReport| memspike::probe::OomVictimReport {
+    let same = |v: &memspike_probe::OomVictimReport| memspike_probe::OomVictimReport {
         t_ns: 0,
         source: String::new(),
         ..v.clone()
@@ -476,7 +478,7 @@ fn two_groups_in_turn_with_one_load_count_only_their_own() {
     let mut first_hog = spawn_in(&first.procs_files(), hog());
     let first_hog_pid = first_hog.id();
     let status = first_hog.wait().expect("wait the first hog");
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "{status:?}");
     drop(first_observer);
 
     // The second group, with the same programs (no new load): faults in slot 2 while the
@@ -499,7 +501,7 @@ fn two_groups_in_turn_with_one_load_count_only_their_own() {
     let mut second_hog = spawn_in(&second.procs_files(), hog());
     let second_hog_pid = second_hog.id();
     let status = second_hog.wait().expect("wait the second hog");
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "{status:?}");
     let ev = second_observer.finish();
     eprintln!("{ev:#?}");
 
@@ -793,38 +795,23 @@ fn sigkill_of_the_supervisor_unloads_its_programs() {
     assert_eq!(ids.len(), 4, "the supervisor holds its 4 programs: {ids:?}");
     run.kill().expect("SIGKILL the supervisor");
     let status = run.wait().expect("reap the supervisor");
-    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert_eq!(status.signal(), Some(Signal::SIGKILL as i32));
     common::assert_unloaded(&ids, "after SIGKILL of the supervisor");
-    // SAFETY: signal 0 only checks whether the process exists.
-    let gone = || unsafe { libc::kill(worker, 0) } != 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gone() {
-        assert!(
-            Instant::now() < deadline,
-            "worker {worker} outlived SIGKILL"
-        );
-        std::thread::yield_now();
-    }
+    common::wait_for_exit(worker, "the worker to die with its SIGKILLed supervisor");
     // The group a SIGKILLed supervisor leaves is what the next run sweeps; sweep it now.
-    memspike::cgroup::remove_stale(&Hierarchy::discover().expect("preflight"));
+    memspike_cgroup::remove_stale(&Hierarchy::discover().expect("preflight"));
 }
 
-/// Tracefs mount points in a mountinfo text.
-fn tracefs_mounts_in(mountinfo: &str) -> Vec<String> {
-    mountinfo
-        .lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            (right.split_whitespace().next()? == "tracefs")
-                .then(|| left.split_whitespace().nth(4).map(str::to_owned))?
-        })
-        .collect()
-}
-
+/// Tracefs mount points in `pid`'s mount namespace.
 fn tracefs_mounts_of(pid: u32) -> Vec<String> {
-    tracefs_mounts_in(
-        &std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("read mountinfo"),
-    )
+    let mounts = procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.mountinfo())
+        .expect("read mountinfo");
+    mounts
+        .into_iter()
+        .filter(|m| m.fs_type == "tracefs")
+        .map(|m| m.mount_point.display().to_string())
+        .collect()
 }
 
 /// A process that holds a mount namespace of its own (a private copy of ours, with no tracefs
@@ -844,37 +831,31 @@ impl MountNamespace {
             .map(|p| std::ffi::CString::new(p).expect("no NUL"));
         let mut cmd = Command::new("/bin/sleep");
         cmd.arg("3600").stdin(Stdio::null());
-        // SAFETY: the closure only makes raw syscalls (unshare, mount, umount2) on strings
-        // prepared before the fork.
+        // SAFETY: the closure only makes system calls (unshare, mount, umount2) through nix's
+        // thin wrappers, on C strings prepared before the fork (passed as they are: no
+        // allocation).
         unsafe {
             cmd.pre_exec(move || {
-                if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                unshare(CloneFlags::CLONE_NEWNS)?;
                 // Private: nothing propagates in from the host's namespace, nor out of it.
-                if libc::mount(
-                    std::ptr::null(),
-                    root.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
+                mount(
+                    None::<&CStr>,
+                    root.as_c_str(),
+                    None::<&CStr>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&CStr>,
+                )?;
                 for t in &targets {
-                    while libc::umount2(t.as_ptr(), libc::MNT_DETACH) == 0 {}
+                    while umount2(t.as_c_str(), MntFlags::MNT_DETACH).is_ok() {}
                 }
-                if with_tracefs
-                    && libc::mount(
-                        tracefs.as_ptr(),
-                        tracefs_dir.as_ptr(),
-                        tracefs.as_ptr(),
-                        0,
-                        std::ptr::null(),
-                    ) != 0
-                {
-                    return Err(io::Error::last_os_error());
+                if with_tracefs {
+                    mount(
+                        Some(tracefs.as_c_str()),
+                        tracefs_dir.as_c_str(),
+                        Some(tracefs.as_c_str()),
+                        MsFlags::empty(),
+                        None::<&CStr>,
+                    )?;
                 }
                 Ok(())
             });
@@ -896,15 +877,11 @@ impl MountNamespace {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: setns is a raw syscall on a descriptor opened before the fork; the forked
-        // child is single-threaded and shares no fs_struct, as setns(CLONE_NEWNS) requires.
+        // SAFETY: setns (nix's thin wrapper) on a descriptor opened before the fork; the
+        // forked child is single-threaded and shares no fs_struct, as setns(CLONE_NEWNS)
+        // requires.
         unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNS) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            cmd.pre_exec(move || Ok(setns(&ns, CloneFlags::CLONE_NEWNS)?));
         }
         cmd
     }
@@ -949,22 +926,13 @@ fn a_run_never_mounts_tracefs_where_others_see_it_even_when_sigkilled() {
     );
     run.kill().expect("SIGKILL the supervisor");
     run.wait().expect("reap the supervisor");
-    // SAFETY: signal 0 only checks whether the process exists.
-    let gone = || unsafe { libc::kill(worker, 0) } != 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gone() {
-        assert!(
-            Instant::now() < deadline,
-            "worker {worker} outlived SIGKILL"
-        );
-        std::thread::yield_now();
-    }
+    common::wait_for_exit(worker, "the worker to die with its SIGKILLed supervisor");
     assert_eq!(
         ns.tracefs_mounts(),
         Vec::<String>::new(),
         "the SIGKILLed supervisor left tracefs mounted"
     );
-    memspike::cgroup::remove_stale(&Hierarchy::discover().expect("preflight"));
+    memspike_cgroup::remove_stale(&Hierarchy::discover().expect("preflight"));
 
     // A whole run in the same namespace still gets the OOM victim from the classic tracepoint,
     // through tracefs mounted in its own thread's namespace.

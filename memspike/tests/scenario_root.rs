@@ -7,11 +7,11 @@ mod common;
 
 use common::{memspike, run_json, u};
 
-use memspike::model::{
+use memspike_model::{
     scenario::{Scenario, builtin},
     size::Amount,
 };
-use memspike::timeline::{HEAD, TAIL};
+use memspike_report::facts::history::{HEAD, TAIL};
 use serde_json::Value;
 use std::collections::BTreeMap;
 

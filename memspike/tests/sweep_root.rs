@@ -57,7 +57,7 @@ fn local_and_one_pod_at_a_time_give_the_same_table() {
     }
     let dir = tempfile::tempdir().unwrap();
     let plan = plan();
-    let cells = memspike::model::sweep::Plan::load(Path::new(&plan))
+    let cells = memspike_model::sweep::Plan::load(Path::new(&plan))
         .expect("the example plan")
         .cells();
     let out = run(&[

@@ -7,6 +7,7 @@ mod apt;
 mod build_ebpf;
 mod child;
 mod fidelity;
+mod layers;
 mod privilege;
 mod progress;
 mod run_cmd;
@@ -71,6 +72,10 @@ enum Command {
     /// `memspike exec` and the simulation with the same knobs, prints the agreement table and
     /// writes target/fidelity/fidelity.{md,csv}. Exits 1 if a stable cell disagrees.
     Fidelity(fidelity::Options),
+    /// The architecture, checked: the crates in layer order (each uses only those below it),
+    /// the pure ones free of libc, aya, tokio and the like, and no module cycles in any
+    /// crate. Prints the layers and each crate's module count.
+    Layers,
     /// Wall times of the real release binary (as root): `--runs` (default 20) interleaved runs
     /// of each case (a traced and an untraced default run, ...), printed as a markdown table
     /// of median, min and max with each case's ratio to its baseline and its target.
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
         Command::Soak(options) => soak::soak(&options),
         Command::Fidelity(options) => fidelity::fidelity(&options),
         Command::Speed(options) => speed::speed(&options),
+        Command::Layers => layers::layers(),
         Command::BuildEbpf => build_ebpf::build().map(|object| {
             println!("{}", object.display());
             ExitCode::SUCCESS

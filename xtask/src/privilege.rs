@@ -1,19 +1,14 @@
 //! Who we are and how to become root.
 
-use std::env;
 use std::path::{Path, PathBuf};
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// The first executable named `name` on PATH.
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = env::var_os("PATH")?;
-    env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
+    which::which_global(name).ok()
 }
 
 pub fn is_executable(path: &Path) -> bool {

@@ -15,8 +15,9 @@ use crate::workspace;
 /// Exit code for "cannot run: usage/preflight", the same as memspike's own.
 const EXIT_PREFLIGHT: u8 = 2;
 
-/// Sets up and builds the eBPF object, then builds memspike in release (which embeds the
-/// object when there is one); returns the binary.
+/// Sets up and builds the eBPF object, then builds memspike in release, which embeds it; when
+/// the object cannot be built, builds memspike with `--features no-ebpf` (it then reports
+/// kernel tracing as unavailable). Returns the binary.
 pub fn build_release() -> Result<PathBuf> {
     let ebpf_object = prepare_ebpf();
     let step = Step::start("building memspike (cargo build --release -p memspike)");
@@ -24,8 +25,14 @@ pub fn build_release() -> Result<PathBuf> {
     build
         .current_dir(workspace::root())
         .args(["build", "--release", "-p", "memspike"]);
-    if let Some(object) = &ebpf_object {
-        build.env("MEMSPIKE_EBPF_OBJECT", object);
+    match &ebpf_object {
+        Some(object) => {
+            build.env("MEMSPIKE_EBPF_OBJECT", object);
+        }
+        // Without the feature a build without the object fails (memspike-probe/build.rs).
+        None => {
+            build.args(["--features", "no-ebpf"]);
+        }
     }
     child::run_ok(&mut build).context("building memspike failed; see cargo's output above")?;
     step.done();
@@ -77,7 +84,7 @@ fn as_root_via(sudo: &Path, binary: &Path, args: &[String], env: &[(&str, String
 }
 
 /// Sets up the eBPF toolchain and builds the observer; `None` (with a warning) if it cannot,
-/// in which case memspike runs without the eBPF observer.
+/// in which case memspike is built with `--features no-ebpf` and runs without the observer.
 fn prepare_ebpf() -> Option<PathBuf> {
     let step = Step::start("eBPF toolchain set-up (skipped where already done)");
     if let Err(err) = setup_ebpf::setup() {

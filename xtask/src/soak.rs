@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use memspike_common::names;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use procfs::process::{MountInfo, Process};
 
 use crate::apt::{self, Package};
 use crate::privilege;
@@ -81,8 +84,8 @@ enum Kind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Fault {
     None,
-    Supervisor(i32),
-    Worker(i32),
+    Supervisor(Signal),
+    Worker(Signal),
 }
 
 const BAD_FLAGS: [&[&str]; 11] = [
@@ -139,22 +142,6 @@ const SCENARIOS: [&[&str]; 5] = [
     ],
 ];
 
-/// A small deterministic generator (xorshift64*), seeded once per soak.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// One run's plan.
 #[derive(Clone, Debug)]
 struct Plan {
@@ -166,8 +153,9 @@ struct Plan {
     scenario: usize,
 }
 
-fn plan(index: usize, rng: &mut Rng) -> Plan {
-    let kind = match rng.below(20) {
+/// One run's plan, drawn from the soak's generator (seeded once, so `--seed` replays a soak).
+fn plan(index: usize, rng: &mut fastrand::Rng) -> Plan {
+    let kind = match rng.u64(..20) {
         0..=4 => Kind::Oom,
         5..=6 => Kind::OomNoTrace,
         7..=8 => Kind::Survive,
@@ -175,8 +163,8 @@ fn plan(index: usize, rng: &mut Rng) -> Plan {
         13..=16 => Kind::Interactive,
         _ => Kind::BadFlags,
     };
-    let sig = [libc::SIGKILL, libc::SIGINT, libc::SIGTERM][rng.below(3) as usize];
-    let fault = match (kind, rng.below(10)) {
+    let sig = [Signal::SIGKILL, Signal::SIGINT, Signal::SIGTERM][rng.usize(..3)];
+    let fault = match (kind, rng.u64(..10)) {
         (Kind::BadFlags, _) | (_, 0..=2) => Fault::None,
         (_, 3..=6) => Fault::Supervisor(sig),
         _ => Fault::Worker(sig),
@@ -185,9 +173,9 @@ fn plan(index: usize, rng: &mut Rng) -> Plan {
         index,
         kind,
         fault,
-        delay: Duration::from_millis(rng.below(400)),
-        bad_flags: rng.below(BAD_FLAGS.len() as u64) as usize,
-        scenario: rng.below(SCENARIOS.len() as u64) as usize,
+        delay: Duration::from_millis(rng.u64(..400)),
+        bad_flags: rng.usize(..BAD_FLAGS.len()),
+        scenario: rng.usize(..SCENARIOS.len()),
     }
 }
 
@@ -215,7 +203,6 @@ pub fn soak(opts: &Options) -> Result<ExitCode> {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
-            | 1
     });
     let logs = binary
         .parent()
@@ -237,7 +224,7 @@ pub fn soak(opts: &Options) -> Result<ExitCode> {
         logs.display()
     ));
 
-    let mut rng = Rng(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let plans: Vec<Plan> = (0..opts.runs).map(|i| plan(i, &mut rng)).collect();
     let next = AtomicUsize::new(0);
     let outcomes = Mutex::new(Vec::new());
@@ -316,7 +303,7 @@ fn run_one(binary: &Path, plan: &Plan, logs: &Path) -> Outcome {
             return outcome;
         }
     };
-    let sup = child.id() as i32;
+    let sup = Pid::from_raw(child.id() as i32);
     let started = Instant::now();
     if plan.kind == Kind::Interactive {
         drive_interactive(&mut outcome, plan, logs, sup);
@@ -331,23 +318,23 @@ fn run_one(binary: &Path, plan: &Plan, logs: &Path) -> Outcome {
             // A worker lives a few hundred milliseconds: find it first, then strike within
             // its life.
             Fault::Worker(sig) => {
-                let worker = first_child(sup as u32);
+                let worker = first_child(sup);
                 std::thread::sleep(plan.delay / 4);
                 (worker, sig)
             }
-            Fault::None => (None, 0),
+            Fault::None => (None, Signal::SIGKILL),
         };
         if let Some(pid) = target {
-            if sig == libc::SIGKILL && pid == sup {
-                orphan = children(sup as u32).first().copied();
+            if sig == Signal::SIGKILL && pid == sup {
+                orphan = children(sup).first().copied();
             }
-            // SAFETY: signalling a process of this soak (the run or its worker).
-            outcome.landed = unsafe { libc::kill(pid, sig) } == 0;
+            // A process of this soak (the run or its worker).
+            outcome.landed = kill(pid, sig).is_ok();
         }
     }
     if plan.kind == Kind::Interactive && !matches!(plan.fault, Fault::Supervisor(_)) {
-        // SAFETY: signalling our own child: the normal end of an interactive session.
-        unsafe { libc::kill(sup, libc::SIGINT) };
+        // Our own child: the normal end of an interactive session.
+        let _ = kill(sup, Signal::SIGINT);
     }
     let status = loop {
         match child.try_wait() {
@@ -387,7 +374,7 @@ fn run_one(binary: &Path, plan: &Plan, logs: &Path) -> Outcome {
 
 /// Interactive: wait until it serves, then add 8 MiB, then 64 MiB (an OOM kill and a
 /// restart), then read the statistics.
-fn drive_interactive(outcome: &mut Outcome, plan: &Plan, logs: &Path, sup: i32) {
+fn drive_interactive(outcome: &mut Outcome, plan: &Plan, logs: &Path, sup: Pid) {
     let err = logs.join(format!("{}.err", plan.index));
     let deadline = Instant::now() + Duration::from_secs(20);
     let addr = loop {
@@ -442,21 +429,21 @@ fn check(outcome: &mut Outcome, logs: &Path) {
     let code = status.code();
     let allowed: &[i32] = match (plan.kind, plan.fault) {
         (Kind::BadFlags, _) => &[2],
-        (Kind::Interactive, Fault::Supervisor(libc::SIGKILL)) => &[],
+        (Kind::Interactive, Fault::Supervisor(Signal::SIGKILL)) => &[],
         (Kind::Interactive, _) => &[0],
         (_, Fault::None) => &[0],
-        (_, Fault::Supervisor(libc::SIGKILL)) => &[0],
+        (_, Fault::Supervisor(Signal::SIGKILL)) => &[0],
         // The signal arrived before it exited (130), or it had finished (0).
         (_, Fault::Supervisor(_)) => &[0, 130],
         // The worker died of the signal (1), or had been OOM-killed or finished first (0).
         (_, Fault::Worker(_)) => &[0, 1],
     };
-    let killed = status.signal() == Some(libc::SIGKILL)
-        && plan.fault == Fault::Supervisor(libc::SIGKILL)
+    let killed = status.signal() == Some(Signal::SIGKILL as i32)
+        && plan.fault == Fault::Supervisor(Signal::SIGKILL)
         && outcome.landed;
     // A stop signal that lands while the process is still starting (before main blocks it, so
     // before it has said or created anything) takes its default action, as for any program.
-    let before_main = matches!(plan.fault, Fault::Supervisor(sig) if status.signal() == Some(sig))
+    let before_main = matches!(plan.fault, Fault::Supervisor(sig) if status.signal() == Some(sig as i32))
         && err.trim().is_empty();
     let fine = killed || before_main || code.is_some_and(|c| allowed.contains(&c));
     if !fine {
@@ -519,19 +506,20 @@ impl Leftovers {
     }
 }
 
+/// This process's mounts (none when /proc cannot be read).
+fn mounts() -> Vec<MountInfo> {
+    Process::myself()
+        .and_then(|me| me.mountinfo())
+        .map(|m| m.0)
+        .unwrap_or_default()
+}
+
 /// `memspike-*` directories under every cgroup mount.
 fn groups() -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for line in mounts.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        if !right.starts_with("cgroup") {
-            continue;
-        }
-        if let Some(mount) = left.split_whitespace().nth(4) {
-            walk(Path::new(mount), 0, &mut found);
+    for mount in mounts() {
+        if mount.fs_type.starts_with("cgroup") {
+            walk(&mount.mount_point, 0, &mut found);
         }
     }
     found.sort();
@@ -586,40 +574,38 @@ fn is_ours(name: &str) -> bool {
         .any(|ours| name == &ours[..ours.len().min(KERNEL_NAME_LEN)])
 }
 
+/// Tracefs mounts, each as its id and mount point (a new mount has a new id).
 fn tracefs_mounts() -> Vec<String> {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            l.split_once(" - ")
-                .is_some_and(|(_, r)| r.starts_with("tracefs "))
-        })
-        .map(str::to_owned)
+    mounts()
+        .into_iter()
+        .filter(|m| m.fs_type == "tracefs")
+        .map(|m| format!("{} {}", m.mnt_id, m.mount_point.display()))
         .collect()
+}
+
+/// Every process /proc lists now (those that end while being read are left out).
+fn processes() -> Vec<Process> {
+    procfs::process::all_processes()
+        .map(|all| all.flatten().collect())
+        .unwrap_or_default()
 }
 
 /// Processes running `binary` (supervisors or workers), as "pid cmdline".
 fn processes_of(binary: &Path) -> Vec<String> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let exe = fs::read_link(e.path().join("exe")).ok()?;
-            (exe == binary).then(|| {
-                let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
-                format!("{pid} {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
-            })
+    processes()
+        .into_iter()
+        .filter(|p| p.exe().is_ok_and(|exe| exe == binary))
+        .map(|p| {
+            let cmd = p.cmdline().unwrap_or_default();
+            format!("{} {}", p.pid(), cmd.join(" "))
         })
         .collect()
 }
 
 /// The first child `parent` starts, waited for (bounded; `None` if it starts none, or ends).
-fn first_child(parent: u32) -> Option<i32> {
+fn first_child(parent: Pid) -> Option<Pid> {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && alive(parent as i32) {
+    while Instant::now() < deadline && alive(parent) {
         if let Some(&pid) = children(parent).first() {
             return Some(pid);
         }
@@ -629,28 +615,17 @@ fn first_child(parent: u32) -> Option<i32> {
 }
 
 /// The children of `parent` (from /proc/PID/stat).
-fn children(parent: u32) -> Vec<i32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = s.rsplit_once(')')?.1.to_owned();
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(parent)
-        })
+fn children(parent: Pid) -> Vec<Pid> {
+    processes()
+        .into_iter()
+        .filter(|p| p.stat().is_ok_and(|stat| stat.ppid == parent.as_raw()))
+        .map(|p| Pid::from_raw(p.pid()))
         .collect()
 }
 
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 sends nothing; it checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+/// Whether `pid` exists (no signal is sent).
+fn alive(pid: Pid) -> bool {
+    kill(pid, None).is_ok()
 }
 
 /// Prints the summary; true when every run was fine and nothing is left.
@@ -667,8 +642,8 @@ fn summarise(
         *by_kind.entry(format!("{:?}", o.plan.kind)).or_default() += 1;
         let fault = match o.plan.fault {
             Fault::None => "none".to_owned(),
-            Fault::Supervisor(s) => format!("{} to the supervisor", signal_name(s)),
-            Fault::Worker(s) => format!("{} to the worker", signal_name(s)),
+            Fault::Supervisor(s) => format!("{} to the supervisor", s.as_str()),
+            Fault::Worker(s) => format!("{} to the worker", s.as_str()),
         };
         let entry = by_fault.entry(fault).or_default();
         entry.0 += 1;
@@ -725,18 +700,29 @@ fn summarise(
     failed.is_empty() && left.is_empty() && sweep.success()
 }
 
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGINT => "SIGINT",
-        libc::SIGTERM => "SIGTERM",
-        _ => "signal",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_are_found_by_parent_and_by_binary() {
+        let mut child = Command::new("/bin/sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = Pid::from_raw(child.id() as i32);
+        let found = children(Pid::this());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.contains(&pid), "{found:?} lacks {pid}");
+        let me = std::env::current_exe().expect("this test's binary");
+        let mine = processes_of(&me);
+        assert!(
+            mine.iter()
+                .any(|p| p.starts_with(&format!("{} ", std::process::id()))),
+            "{mine:?}"
+        );
+    }
 
     #[test]
     fn our_programs_are_known_by_their_names_as_the_kernel_cuts_them() {

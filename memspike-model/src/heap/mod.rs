@@ -91,7 +91,19 @@ pub enum HeapError {
 }
 
 /// Names a slab for as long as it lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct SlabId(pub u64);
 
 #[derive(Clone, Copy, Debug)]
@@ -125,7 +137,9 @@ pub struct Placed {
 }
 
 /// Which slabs a release takes first.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Order {
     /// The oldest first (the seed's `/rel`).

@@ -4,30 +4,87 @@
 //! A test may skip only outside CI, and says so; under CI a missing capability is a failure.
 #![allow(dead_code)] // each test binary compiles its own copy and may not use every helper
 
-// CI, skipping and root: the same rule as the library's unit tests, from the same file.
-#[path = "../../src/test_support.rs"]
-mod test_support;
+// CI, skipping and root: the same rule as every crate's tests.
 #[allow(unused_imports)] // each test binary uses some of them
-pub use test_support::{require_root, skip, under_ci};
+pub use memspike_testkit::{require_root, skip, under_ci};
 
 use std::io::{BufRead, BufReader};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-/// Polls `cond` until it holds (bounded: a condition that never holds fails the test).
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::yield_now();
+/// How long a wait on an event may last before the test fails instead of hanging. A guard,
+/// not a measurement: every event waited for here comes within seconds.
+pub const GUARD: Duration = Duration::from_secs(60);
+
+/// Waits until `fd` is readable (or its other end has gone), on poll(2); false if `guard`
+/// passed first (the caller decides whether that is a failure).
+pub fn readable_within(fd: impl AsFd, guard: Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec {
+        tv_sec: guard.as_secs() as i64,
+        tv_nsec: i64::from(guard.subsec_nanos()),
+    };
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    loop {
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(n) => return n > 0,
+            // A signal for this process (the harness's own): poll again.
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => panic!("poll: {e}"),
+        }
     }
 }
 
-/// Whether a process exists (signal 0).
+/// Waits until process `pid` has exited, on a pidfd, which the kernel makes readable when the
+/// process exits (whoever its parent is; a zombie has exited). A pid already gone has exited
+/// too. Fails naming `what` only after [`GUARD`].
+pub fn wait_for_exit(pid: i32, what: &str) {
+    use rustix::process::{Pid, PidfdFlags, pidfd_open};
+    let pid = Pid::from_raw(pid).expect("a pid above 0");
+    let fd = match pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return,
+        Err(e) => panic!("pidfd_open({pid:?}): {e}"),
+    };
+    assert!(
+        readable_within(&fd, GUARD),
+        "{what}: process {pid:?} still runs after {GUARD:?}"
+    );
+}
+
+/// Checks `cond` every millisecond until it holds, failing naming `what` after [`GUARD`].
+///
+/// Only for a state the kernel announces to nobody this test can be: each caller says why no
+/// event exists for its condition. Everything else waits on its event (a pipe, a pidfd, a log
+/// line, a channel).
+pub fn poll_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + GUARD;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not so after {GUARD:?}");
+        // Not a spin: the process being watched needs the CPU (two here) to get there.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits until `pid` (a process this test is neither the parent nor the tracer of) is stopped
+/// (state `T`). The kernel tells a stop only to the parent (waitid's WSTOPPED, SIGCHLD) and
+/// to a tracer; a pidfd becomes readable only on exit, and the proc connector has no stop
+/// event. Tracing the worker with ptrace would change how it stops. So /proc/PID/stat is
+/// read until it says `T`.
+pub fn wait_until_stopped(pid: i32, what: &str) {
+    poll_until(what, || process_state(pid) == Some('T'));
+}
+
+/// Whether a process exists (no signal: only the check).
 pub fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+/// Sends `sig` to `pid` (a process the test started, or a member of its own group).
+pub fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
 }
 
 /// A process's state letter from /proc/PID/stat (`R`, `S`, `T`, ...).
@@ -63,7 +120,8 @@ pub fn wait_for_pause(child: &mut Child, phase: &str) -> i32 {
                 .and_then(|s| s.parse().ok())
                 .expect("the line names the worker");
             std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-            wait_until("the worker to stop", || process_state(worker) == Some('T'));
+            // The line came, the stop follows: that is all the waiting that has an event.
+            wait_until_stopped(worker, "the paused worker to stop itself");
             return worker;
         }
     }
@@ -71,7 +129,7 @@ pub fn wait_for_pause(child: &mut Child, phase: &str) -> i32 {
 
 /// Directories of the groups a supervisor with this pid created, in both hierarchies.
 pub fn groups_of(pid: u32) -> Vec<PathBuf> {
-    let h = memspike::cgroup::Hierarchy::discover().expect("preflight passes here");
+    let h = memspike_cgroup::Hierarchy::discover().expect("preflight passes here");
     let prefix = format!("memspike-{pid}-");
     let mut dirs = vec![h.own_dir()];
     dirs.extend(h.v2_twin_parent().map(PathBuf::from));
@@ -115,20 +173,26 @@ pub fn still_loaded(ids: &std::collections::BTreeSet<u32>) -> Vec<u32> {
         .collect()
 }
 
-/// Waits (polling, up to 10 s) until the kernel lists none of `ids`; panics naming `when` if
-/// some stay.
+/// Waits until the kernel lists none of `ids`; panics naming `when` if some are still listed
+/// after [`GUARD`].
+///
+/// A poll, because no event reaches this process: the programs' last references go with
+/// their holder's descriptors and links, and the kernel frees them (and their ids) after
+/// that, from RCU callbacks and work queues. The only notice it gives is perf's
+/// PERF_RECORD_BPF_EVENT, which needs a system-wide perf event on every CPU, and is sent
+/// before the id leaves the list anyway.
 pub fn assert_unloaded(ids: &std::collections::BTreeSet<u32>, when: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = Instant::now() + GUARD;
     loop {
         let left = still_loaded(ids);
         if left.is_empty() {
             return;
         }
         assert!(
-            std::time::Instant::now() < deadline,
-            "{when}: programs {left:?} are still loaded"
+            Instant::now() < deadline,
+            "{when}: programs {left:?} are still loaded after {GUARD:?}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -222,7 +286,7 @@ pub struct TestGroup {
 
 impl TestGroup {
     pub fn new(tag: &str, limit: Option<u64>) -> TestGroup {
-        let h = memspike::cgroup::Hierarchy::discover().expect("preflight passes here");
+        let h = memspike_cgroup::Hierarchy::discover().expect("preflight passes here");
         let dir = h
             .own_dir()
             .join(format!("memspike-test-{tag}-{}", std::process::id()));
@@ -230,10 +294,10 @@ impl TestGroup {
         let group = TestGroup { dir };
         if let Some(limit) = limit {
             let files: &[&str] = match h.version() {
-                memspike::cgroup::Version::V1 => {
+                memspike_cgroup::Version::V1 => {
                     &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
                 }
-                memspike::cgroup::Version::V2 => &["memory.max"],
+                memspike_cgroup::Version::V2 => &["memory.max"],
             };
             for f in files {
                 std::fs::write(group.dir.join(f), limit.to_string()).expect("set the limit");
@@ -257,14 +321,30 @@ impl TestGroup {
 
 impl Drop for TestGroup {
     fn drop(&mut self) {
-        // Everything run inside has exited (output() waited); an empty group rmdirs at once.
-        for pid in read_procs(&self.dir) {
-            // SAFETY: kill(2) touches no memory; the pid is a member of the test's own group.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        // Everything run inside has normally exited (output() waited); an empty group rmdirs
+        // at once. Whatever is left is killed, and its exit waited for on a pidfd: a process
+        // leaves its group's cgroup.procs as it exits, before its pidfd becomes readable. A
+        // member may have forked meanwhile: read again until the group is empty.
+        loop {
+            let left = read_procs(&self.dir);
+            if left.is_empty() {
+                break;
+            }
+            for pid in left {
+                // pidfd first, so that the wait is for this process even once it is reaped.
+                let fd = rustix::process::Pid::from_raw(pid as i32).and_then(|p| {
+                    rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+                });
+                // A member of the test's own group.
+                signal(pid as i32, nix::sys::signal::Signal::SIGKILL);
+                if let Some(fd) = fd {
+                    assert!(
+                        readable_within(&fd, GUARD),
+                        "member {pid} of the test's group outlived SIGKILL for {GUARD:?}"
+                    );
+                }
+            }
         }
-        wait_until("the test's group to be empty", || {
-            read_procs(&self.dir).is_empty()
-        });
         std::fs::remove_dir(&self.dir).expect("remove the test's group");
     }
 }

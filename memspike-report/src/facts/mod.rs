@@ -1,0 +1,213 @@
+//! Facts: what a run left behind, as the Linux side collected it, before anything is derived.
+//! Every report is a pure function of one of these ([`crate::run::Report::build`] of
+//! [`RunFacts`], [`crate::exec::ExecReport::build`] of [`ExecFacts`]), so every verdict can be
+//! tested from a recorded facts file without root. They serialise both ways (JSON fixtures).
+//!
+//! - [`GroupFacts`]: what any run in a memory group leaves: how its process ended, the group's
+//!   counters, the kernel's evidence ([`kernel`]);
+//! - [`RunFacts`]: a simulated run (the worker's events, bounded by [`history`]);
+//! - [`ExecFacts`]: a real program (the group sampled over time, [`exec`], and its runtime's
+//!   own trace);
+//! - [`CompareFacts`], [`ThresholdFacts`], [`CellFacts`]: many simulated runs, each a
+//!   [`RunFacts`] under a named policy.
+
+pub mod cgroup;
+pub mod exec;
+pub mod history;
+pub mod kernel;
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use memspike_model::{
+    event::{Event, Kind},
+    experiment::Experiment,
+    policy::Policy,
+    sweep::CellSpec,
+    threshold::{Knob, Threshold},
+};
+
+pub use cgroup::{CgroupVersion, Counters, Reading};
+pub use exec::{Bucket, Sample, TimedCycle, Timeline};
+pub use history::{History, Thinned};
+pub use kernel::{
+    KernelEvidence, OomVictimReport, PageFaults, Pressure, PsiAverages, Reclaim, Tracing,
+};
+
+/// A signal, by number and by the name the Linux side gave it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Signal {
+    pub number: i32,
+    pub name: String,
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// How a process ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    Code(i32),
+    Signal(Signal),
+}
+
+impl Exit {
+    /// SIGKILL: the OOM killer's signal (and anyone's who sends it).
+    pub fn is_sigkill(&self) -> bool {
+        matches!(self, Exit::Signal(s) if s.name == "SIGKILL")
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exited with status {c}"),
+            Exit::Signal(s) => write!(f, "killed by {s}"),
+        }
+    }
+}
+
+/// What any run in a memory group leaves behind, whatever ran in it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GroupFacts {
+    /// The limit the group ran under, bytes.
+    pub limit_bytes: u64,
+    /// `--inherit`: the file that sets the limit; `None` when memspike set it.
+    pub limit_source: Option<PathBuf>,
+    pub version: CgroupVersion,
+    /// The group's name.
+    pub name: String,
+    /// How the process memspike started ended.
+    pub exit: Exit,
+    /// The group's counters after it ended.
+    pub counters: Counters,
+    /// OOM kills the group had counted before the process started (an interactive session's
+    /// earlier workers, an inherited group's history): only kills above this are its own.
+    pub oom_kills_before: u64,
+    /// What the kernel observer saw, or why it did not run.
+    pub kernel: Result<KernelEvidence, String>,
+    /// The stop signal (SIGINT, SIGTERM, SIGHUP) memspike had received when the process ended.
+    pub stop_signal: Option<Signal>,
+    pub duration: Duration,
+}
+
+impl GroupFacts {
+    /// Killed by the kernel's OOM killer: SIGKILL, and the group counted a kill since the
+    /// process started. The one place this is decided.
+    pub fn oom_killed(&self) -> bool {
+        self.exit.is_sigkill() && self.counters.oom_kills.unwrap_or(0) > self.oom_kills_before
+    }
+}
+
+/// Everything a simulated run left behind, as the supervisor collected it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RunFacts {
+    pub group: GroupFacts,
+    /// What the worker was asked to do.
+    pub experiment: Experiment,
+    /// Interactive mode (the worker served HTTP instead of running the scenario).
+    pub interactive: bool,
+    /// The names page faults were counted under, in order (the observer's step slots).
+    pub steps: Vec<String>,
+    /// The worker's events, bounded: the first and last few and a count of the rest.
+    pub events: History<Event>,
+    /// Every event, thinned evenly to a bounded number, for the chart.
+    pub series: Vec<Event>,
+    /// The end of what the worker wrote on stderr.
+    pub stderr_tail: String,
+}
+
+impl RunFacts {
+    /// The worker's `ready` event: it was running in the group before its first allocation.
+    fn ready_event(&self) -> Option<&Event> {
+        self.events
+            .head()
+            .iter()
+            .find(|e| matches!(e.kind, Kind::Ready { .. }))
+    }
+
+    /// Whether the worker got as far as its first allocation (or serving).
+    pub fn ready(&self) -> bool {
+        self.ready_event().is_some()
+    }
+
+    /// The worker's pid, as it said when ready.
+    pub fn pid(&self) -> Option<u32> {
+        self.ready_event().and_then(|e| match e.kind {
+            Kind::Ready { pid } => Some(pid),
+            _ => None,
+        })
+    }
+}
+
+/// Everything an `exec` left behind, as the supervisor collected it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ExecFacts {
+    pub group: GroupFacts,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// The command's pid, as the kernel's records number it.
+    pub pid: u32,
+    /// GOGC as the command's environment set it (a percentage; `None` when off).
+    pub gogc: Option<u64>,
+    /// The runtime whose trace was read, if any line of it was.
+    pub runtime: Option<String>,
+    /// The cycles the runtime traced, each when memspike read its line.
+    pub cycles: Vec<TimedCycle>,
+    /// The group over time.
+    pub timeline: Timeline,
+}
+
+/// One policy's run: a comparison's row, a sweep's cell.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PolicyRun {
+    pub policy: Policy,
+    pub run: RunFacts,
+}
+
+/// A `compare`: one scenario under several policies, each run in turn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CompareFacts {
+    /// The experiment every policy ran (each with its own policy in place of this one's).
+    pub base: Experiment,
+    /// `--inherit`: the file that sets the limit; every policy then ran in that one group, one
+    /// after the other.
+    pub limit_source: Option<PathBuf>,
+    /// The policies asked for, in order.
+    pub planned: Vec<String>,
+    /// The runs made, in order: all of them unless a stop signal ended the comparison early.
+    pub runs: Vec<PolicyRun>,
+    /// The stop signal that ended the comparison early.
+    pub stopped_by: Option<Signal>,
+}
+
+/// A `threshold`: per policy, what the bisection over real runs found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ThresholdFacts {
+    /// The experiment every search varied (each with its policy in place of this one's).
+    pub base: Experiment,
+    pub knob: Knob,
+    pub searches: Vec<PolicySearch>,
+}
+
+/// One policy's search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PolicySearch {
+    pub policy: Policy,
+    pub threshold: Threshold,
+}
+
+/// One cell of a sweep plan: its place in the plan and its run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CellFacts {
+    /// The plan's name.
+    pub plan: String,
+    pub cell: CellSpec,
+    #[serde(flatten)]
+    pub run: PolicyRun,
+}

@@ -1,0 +1,94 @@
+//! memspike's reports: what a `run`, an `exec`, a `compare`, a `threshold` or a `sweep` left
+//! behind, explained. Pure: no root, no kernel, nothing but data in and text out.
+//!
+//! The chain is facts -> model -> views, as in `below`:
+//! - [`facts`]: what the Linux side collected, as plain data ([`facts::RunFacts`],
+//!   [`facts::ExecFacts`], the kernel's evidence, the group's counters);
+//! - models, built once from the facts with every figure and the verdict derived there:
+//!   [`run::Report`], [`exec::ExecReport`], [`compare::CompareReport`],
+//!   [`threshold::ThresholdReport`], [`sweep::SweepReport`]; serde gives their JSON;
+//! - views, behind one seam ([`Document`]): a [`View`] (headline, blocks of figures, the
+//!   verdict) that [`render::text`] renders for a terminal and [`render::html`] for a browser,
+//!   and a [`Chart`] (memory over time) that [`render::svg`] draws.
+//!
+//! [`outcome`] is how any run ended, decided once from its facts. [`figures`] names every figure the reports, `/stats`, `/metrics` and the live page show.
+//! A new output is one renderer of `View` or `Chart`; a new report is one model that says what
+//! its view and chart are. [`write_dir`] writes every form a `--report DIR` holds.
+
+pub mod compare;
+pub mod exec;
+pub mod facts;
+pub mod figures;
+mod format;
+pub mod outcome;
+pub mod render;
+pub mod run;
+pub mod sweep;
+pub mod threshold;
+
+use std::path::{Path, PathBuf};
+
+pub use render::{
+    chart::Chart,
+    view::{Tone, View},
+};
+
+/// A report in every form: the model serialises itself (JSON), and says what its view and its
+/// chart are.
+pub trait Document: serde::Serialize {
+    /// Headline, figures and verdict, for text and HTML.
+    fn view(&self) -> View;
+    /// The report's picture, if it has one.
+    fn chart(&self) -> Option<Chart> {
+        None
+    }
+    /// The report for a terminal.
+    fn text(&self) -> String {
+        render::text::render(&self.view())
+    }
+    /// The report as JSON, indented.
+    fn json(&self) -> String {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Every report memspike writes as JSON, for its schema: a document is one of these.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code, clippy::large_enum_variant)] // only its schema is used, never a value
+enum AnyReport {
+    Run(run::Report),
+    Exec(exec::ExecReport),
+    Compare(compare::CompareReport),
+    Threshold(threshold::ThresholdReport),
+    Sweep(sweep::SweepReport),
+}
+
+/// The JSON schema of every report (`run`, `exec`, `compare`, `threshold`, `sweep merge`),
+/// derived from the report types; the key documentation is their doc comments.
+/// `docs/reference/report.schema.json` is this, checked by a test.
+pub fn schema() -> String {
+    let mut schema = schemars::schema_for!(AnyReport);
+    schema.insert("title".into(), "memspike report".into());
+    // Pretty JSON of plain values cannot fail.
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+}
+
+/// The files `--report DIR` writes, in the order written (the chart only for a report that
+/// has one).
+pub const FILES: [&str; 3] = ["report.json", "timeline.svg", "report.html"];
+
+/// Writes `doc` into `dir` as JSON, SVG and HTML ([`FILES`]); returns the paths written.
+pub fn write_dir(doc: &impl Document, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let svg = doc.chart().map(|c| render::svg::render(&c));
+    let html = render::html::render(&doc.view(), svg.as_deref());
+    let mut written = Vec::new();
+    for (name, body) in FILES.iter().zip([Some(doc.json()), svg, Some(html)]) {
+        let Some(body) = body else { continue };
+        let path = dir.join(name);
+        std::fs::write(&path, body)?;
+        written.push(path);
+    }
+    Ok(written)
+}

@@ -1,0 +1,145 @@
+//! How a run ended, one vocabulary for every kind of run ([`Outcome`]), decided once from its
+//! facts ([`Outcome::of_run`], [`Outcome::of_exec`]); and what a user may expect of it
+//! ([`Expect`], `--expect`).
+
+use serde::{Deserialize, Serialize};
+
+use memspike_model::event::Kind;
+
+use crate::{
+    facts::{ExecFacts, Exit, RunFacts},
+    render::view::Tone,
+};
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The kernel's OOM killer killed it (SIGKILL, and the group counted a kill).
+    OomKilled,
+    /// It finished: the scenario ran to its end, or the program exited with status 0.
+    Survived,
+    /// A real program exited with another status.
+    Exited,
+    /// A signal other than an OOM kill ended a real program.
+    Signaled,
+    /// A stop signal ended a simulated run before the worker finished or was OOM-killed.
+    Interrupted,
+    /// The simulated run failed for another reason than the limit.
+    Error,
+}
+
+impl Outcome {
+    /// The outcome of a simulated run, and what went wrong when it did not complete. What
+    /// was observed wins: a kill the kernel counted, or a script that finished, is reported as
+    /// such even when a stop signal arrived too.
+    pub fn of_run(f: &RunFacts) -> (Outcome, Option<String>) {
+        let g = &f.group;
+        let finished = f.events.iter().any(|e| matches!(e.kind, Kind::Done));
+        match (&g.exit, &g.stop_signal) {
+            _ if g.oom_killed() => (Outcome::OomKilled, None),
+            (Exit::Code(0), _) if finished => (Outcome::Survived, None),
+            (_, Some(sig)) => (
+                Outcome::Interrupted,
+                Some(format!(
+                    "interrupted by {sig} before the experiment finished"
+                )),
+            ),
+            (exit, None) if exit.is_sigkill() => (
+                Outcome::Error,
+                Some(
+                    "the worker was killed by SIGKILL, but the cgroup recorded no OOM kill"
+                        .to_owned(),
+                ),
+            ),
+            (Exit::Code(code), None) => (
+                Outcome::Error,
+                Some(format!(
+                    "the worker exited with status {code}{}{}",
+                    if f.stderr_tail.is_empty() { "" } else { ": " },
+                    f.stderr_tail.trim()
+                )),
+            ),
+            (Exit::Signal(sig), None) => {
+                (Outcome::Error, Some(format!("the worker died of {sig}")))
+            }
+        }
+    }
+
+    /// The outcome of a real program.
+    pub fn of_exec(f: &ExecFacts) -> Outcome {
+        match &f.group.exit {
+            _ if f.group.oom_killed() => Outcome::OomKilled,
+            Exit::Code(0) => Outcome::Survived,
+            Exit::Code(_) => Outcome::Exited,
+            Exit::Signal(_) => Outcome::Signaled,
+        }
+    }
+
+    /// The outcome in capitals, as headlines say it.
+    pub fn headline(self) -> &'static str {
+        match self {
+            Outcome::OomKilled => "OOM-KILLED",
+            Outcome::Survived => "SURVIVED",
+            Outcome::Exited => "EXITED",
+            Outcome::Signaled => "SIGNALED",
+            Outcome::Interrupted => "INTERRUPTED",
+            Outcome::Error => "ERROR",
+        }
+    }
+
+    /// How the outcome reads: bad, good or neither.
+    pub fn tone(self) -> Tone {
+        match self {
+            Outcome::OomKilled | Outcome::Error => Tone::Bad,
+            Outcome::Survived => Tone::Good,
+            Outcome::Exited | Outcome::Signaled | Outcome::Interrupted => Tone::Neutral,
+        }
+    }
+}
+
+/// What `--expect` asks of a run's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// The kernel OOM-killed it.
+    Oom,
+    /// It survived: the scenario finished, or the program exited 0.
+    Survive,
+    /// It was not OOM-killed, whatever its exit status.
+    Exit,
+}
+
+impl Expect {
+    /// Whether `outcome` is what was expected.
+    pub fn accepts(self, outcome: Outcome) -> bool {
+        match self {
+            Expect::Oom => outcome == Outcome::OomKilled,
+            Expect::Survive => outcome == Outcome::Survived,
+            Expect::Exit => outcome != Outcome::OomKilled,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expectations_accept_their_outcomes_only() {
+        use Outcome::*;
+        let all = [OomKilled, Survived, Exited, Signaled, Interrupted, Error];
+        let accepted = |e: Expect| {
+            all.into_iter()
+                .filter(|o| e.accepts(*o))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(accepted(Expect::Oom), [OomKilled]);
+        assert_eq!(accepted(Expect::Survive), [Survived]);
+        assert_eq!(
+            accepted(Expect::Exit),
+            [Survived, Exited, Signaled, Interrupted, Error]
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! The chart every report draws: memory over time. A [`Chart`] is plain data: stacked areas
+//! (the heap's live, garbage and free parts), lines (the next-GC goal, the trigger, the
+//! cgroup's usage, its limit; one line per policy in a comparison), vertical marks
+//! (collections, the OOM kill) and an optional rate on a second axis (page faults).
+//! [`svg`](super::svg) draws it.
+//!
+//! Series are named and coloured by [`Role`], whose labels come from the named figures
+//! ([`crate::figures`]) and whose colours are the live page's (its CSS
+//! variables, in `memspike-worker`; a test there keeps the two the same), so the report and the page read alike.
+
+use crate::figures::{self, Figure};
+
+/// An sRGB colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rgb(pub u8, pub u8, pub u8);
+
+impl Rgb {
+    /// `#rrggbb`, as CSS writes it.
+    pub fn hex(self) -> String {
+        format!("#{:02x}{:02x}{:02x}", self.0, self.1, self.2)
+    }
+}
+
+/// What a series shows; its label and colour follow from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Live,
+    Garbage,
+    Free,
+    NextGc,
+    Trigger,
+    CgroupUsage,
+    Limit,
+    /// Page faults per millisecond (the second axis).
+    FaultRate,
+    /// The cgroup usage of the `n`th policy of a comparison.
+    Policy(usize),
+}
+
+/// The page's palette (light theme), by CSS variable.
+pub const PALETTE: [(&str, Rgb); 7] = [
+    ("--live", Rgb(0x1f, 0x5f, 0xbf)),
+    ("--garbage", Rgb(0xd9, 0x8a, 0x00)),
+    ("--free", Rgb(0x9a, 0xa5, 0xb1)),
+    ("--nextgc", Rgb(0x8a, 0x4f, 0xbf)),
+    ("--cgroup", Rgb(0x1d, 0x7a, 0x45)),
+    ("--limit", Rgb(0xc6, 0x28, 0x28)),
+    ("--muted", Rgb(0x55, 0x5e, 0x69)),
+];
+
+/// Colours for the policies of a comparison (distinct from the limit's red), in order.
+const POLICY_COLOURS: [Rgb; 8] = [
+    Rgb(0x1f, 0x5f, 0xbf),
+    Rgb(0xd9, 0x8a, 0x00),
+    Rgb(0x1d, 0x7a, 0x45),
+    Rgb(0x8a, 0x4f, 0xbf),
+    Rgb(0x00, 0x83, 0x8f),
+    Rgb(0x8d, 0x6e, 0x63),
+    Rgb(0xd8, 0x1b, 0x60),
+    Rgb(0x55, 0x5e, 0x69),
+];
+
+fn palette(var: &str) -> Rgb {
+    PALETTE
+        .iter()
+        .find(|(v, _)| *v == var)
+        .map_or(Rgb(0, 0, 0), |(_, c)| *c)
+}
+
+impl Role {
+    /// The named figure it draws, if it is one.
+    pub fn figure(self) -> Option<&'static Figure> {
+        Some(match self {
+            Role::Live => &figures::LIVE,
+            Role::Garbage => &figures::GARBAGE,
+            Role::Free => &figures::FREE,
+            Role::NextGc => &figures::NEXT_GC,
+            Role::Trigger => &figures::GC_TRIGGER,
+            Role::CgroupUsage => &figures::CGROUP_USAGE,
+            Role::Limit => &figures::LIMIT,
+            Role::FaultRate | Role::Policy(_) => return None,
+        })
+    }
+
+    pub fn colour(self) -> Rgb {
+        match self {
+            Role::Live => palette("--live"),
+            Role::Garbage => palette("--garbage"),
+            Role::Free => palette("--free"),
+            Role::NextGc => palette("--nextgc"),
+            Role::Trigger => palette("--nextgc"),
+            Role::CgroupUsage => palette("--cgroup"),
+            Role::Limit => palette("--limit"),
+            Role::FaultRate => palette("--muted"),
+            Role::Policy(n) => POLICY_COLOURS[n % POLICY_COLOURS.len()],
+        }
+    }
+
+    /// Dashed, as on the page: goals and limits are plans, not memory.
+    pub fn dashed(self) -> bool {
+        matches!(self, Role::NextGc | Role::Trigger | Role::Limit)
+    }
+}
+
+/// One series: `(t_ms, value)` points, bytes for memory and faults per ms for the rate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub role: Role,
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Series {
+    /// A series of a named figure, labelled by it.
+    pub fn of(role: Role, points: Vec<(f64, f64)>) -> Series {
+        let label = role.figure().map_or("", |f| f.label).to_owned();
+        Series {
+            role,
+            label,
+            points,
+        }
+    }
+}
+
+impl Series {
+    /// The group's limit, from t = 0 to `t_end`.
+    pub fn limit(limit_bytes: u64, t_end: f64) -> Series {
+        let v = limit_bytes as f64;
+        Series::of(Role::Limit, vec![(0.0, v), (t_end, v)])
+    }
+
+    /// The same values held until the next point: a plan (a goal, a trigger) changes at an
+    /// instant, it does not slide between events.
+    pub fn stepped(mut self) -> Series {
+        let mut points = Vec::with_capacity(self.points.len() * 2);
+        for (i, &(t, v)) in self.points.iter().enumerate() {
+            if i > 0 {
+                points.push((t, self.points[i - 1].1));
+            }
+            points.push((t, v));
+        }
+        self.points = points;
+        self
+    }
+}
+
+/// What a vertical mark marks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkKind {
+    Gc,
+    Oom,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mark {
+    pub t_ms: f64,
+    pub kind: MarkKind,
+    pub label: String,
+}
+
+/// Memory over time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Chart {
+    pub title: String,
+    /// What t = 0 is.
+    pub x_label: String,
+    /// Stacked bottom first.
+    pub stack: Vec<Series>,
+    pub lines: Vec<Series>,
+    pub marks: Vec<Mark>,
+    pub rate: Option<Series>,
+}
+
+impl Chart {
+    /// The last time any series or mark reaches.
+    pub fn t_max(&self) -> f64 {
+        let series = self.stack.iter().chain(&self.lines).chain(&self.rate);
+        let points = series.flat_map(|s| s.points.iter().map(|p| p.0));
+        points
+            .chain(self.marks.iter().map(|m| m.t_ms))
+            .fold(0.0, f64::max)
+    }
+
+    /// The highest memory value drawn (the stack's top included).
+    pub fn y_max(&self) -> f64 {
+        let stacked = self.stacked();
+        let top = stacked
+            .last()
+            .map_or(0.0, |s| s.points.iter().map(|p| p.1).fold(0.0, f64::max));
+        self.lines
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .fold(top, f64::max)
+    }
+
+    /// The stack as cumulative series: each one's points plus everything below it.
+    pub fn stacked(&self) -> Vec<Series> {
+        let mut out: Vec<Series> = Vec::with_capacity(self.stack.len());
+        for s in &self.stack {
+            let points = match out.last() {
+                None => s.points.clone(),
+                Some(below) => s
+                    .points
+                    .iter()
+                    .zip(&below.points)
+                    .map(|(p, b)| (p.0, p.1 + b.1))
+                    .collect(),
+            };
+            out.push(Series {
+                points,
+                ..s.clone()
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stack_adds_up_and_bounds_the_scale() {
+        let s = |role, ys: &[f64]| {
+            Series::of(
+                role,
+                ys.iter().enumerate().map(|(i, y)| (i as f64, *y)).collect(),
+            )
+        };
+        let chart = Chart {
+            stack: vec![
+                s(Role::Live, &[1.0, 2.0]),
+                s(Role::Garbage, &[3.0, 0.0]),
+                s(Role::Free, &[0.0, 5.0]),
+            ],
+            lines: vec![s(Role::Limit, &[6.0, 6.0])],
+            ..Chart::default()
+        };
+        let stacked = chart.stacked();
+        assert_eq!(stacked[2].points, vec![(0.0, 4.0), (1.0, 7.0)]);
+        assert_eq!(chart.y_max(), 7.0);
+        assert_eq!(chart.t_max(), 1.0);
+        assert_eq!(chart.stack[1].label, "garbage");
+    }
+}

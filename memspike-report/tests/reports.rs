@@ -1,0 +1,163 @@
+//! Every report kind, built from facts a real run recorded (`tests/fixtures/`, see its README),
+//! without root: the verdicts asserted where they matter, and the text and JSON golden-tested
+//! with insta (`tests/snapshots/`). After a deliberate change to a report,
+//! `INSTA_UPDATE=always cargo test -p memspike-report --test reports` rewrites the snapshots;
+//! review their diff.
+
+use std::path::Path;
+
+use memspike_report::{
+    Document,
+    compare::CompareReport,
+    exec::ExecReport,
+    facts::{CellFacts, CompareFacts, ExecFacts, RunFacts, ThresholdFacts},
+    outcome::Outcome,
+    run::Report,
+    sweep::{SweepReport, SweepRow},
+    threshold::ThresholdReport,
+};
+use serde::de::DeserializeOwned;
+
+fn fixture<T: DeserializeOwned>(name: &str) -> T {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not facts of its kind: {e}"))
+}
+
+/// Snapshots a report's text and its JSON (the chart's points left out of the JSON: they are
+/// the series, many and noisy; the chart's own tests hold them).
+fn snapshot(name: &str, doc: &impl Document) {
+    insta::assert_snapshot!(format!("{name}.txt"), doc.text());
+    insta::assert_json_snapshot!(format!("{name}.json"), doc, {
+        ".series" => "[series]",
+        ".policies[].series" => "[series]",
+        ".cells[].series" => "[series]",
+    });
+    // Every form renders: the SVG parses, the page holds the verdict.
+    if let Some(chart) = doc.chart() {
+        let svg = memspike_report::render::svg::render(&chart);
+        assert!(
+            svg.starts_with("<svg"),
+            "{name}: {}",
+            &svg[..40.min(svg.len())]
+        );
+    }
+    let html = memspike_report::render::html::render(&doc.view(), None);
+    assert!(html.contains("<h1"), "{name}");
+}
+
+#[test]
+fn the_seed_oom_killed_in_the_remainder() {
+    let r = Report::build(fixture::<RunFacts>("run-oom.json"));
+    assert_eq!(r.outcome, Outcome::OomKilled);
+    assert_eq!(r.died_in.as_deref(), Some("remainder"));
+    assert!(
+        r.verdict
+            .starts_with("killed while allocating 3.2 MiB with"),
+        "{}",
+        r.verdict
+    );
+    assert!(
+        r.verdict.contains("the kernel's OOM killer chose pid"),
+        "{}",
+        r.verdict
+    );
+    snapshot("run-oom", &r);
+}
+
+#[test]
+fn the_seed_survives_with_a_collection_after_the_release() {
+    let r = Report::build(fixture::<RunFacts>("run-survived.json"));
+    assert_eq!(r.outcome, Outcome::Survived);
+    assert!(
+        r.verdict.contains("reused garbage swept by collection"),
+        "{}",
+        r.verdict
+    );
+    snapshot("run-survived", &r);
+}
+
+#[test]
+fn real_go_is_oom_killed_with_its_goal_above_the_limit() {
+    let r = ExecReport::build(fixture::<ExecFacts>("exec-go-oom.json"));
+    assert_eq!(r.outcome, Outcome::OomKilled);
+    assert_eq!(r.runtime.as_deref(), Some("go"));
+    assert!(
+        r.verdict.contains("above the 32.0 MiB limit"),
+        "{}",
+        r.verdict
+    );
+    snapshot("exec-go-oom", &r);
+}
+
+#[test]
+fn a_program_without_a_known_runtime_survives_on_the_kernels_evidence() {
+    let r = ExecReport::build(fixture::<ExecFacts>("exec-python-survived.json"));
+    assert_eq!(r.outcome, Outcome::Survived);
+    assert_eq!(r.runtime, None);
+    assert!(
+        r.verdict.contains("no runtime trace was recognised"),
+        "{}",
+        r.verdict
+    );
+    snapshot("exec-python-survived", &r);
+}
+
+#[test]
+fn a_comparison_marks_the_cheapest_survivors() {
+    let r = CompareReport::build(fixture::<CompareFacts>("compare.json"));
+    let outcomes: Vec<(&str, Outcome, bool)> = r
+        .policies
+        .iter()
+        .map(|p| (p.name.as_str(), p.outcome, p.winner))
+        .collect();
+    // The memory limit at 90 % plans the collection at 28.8 MiB, below the limit, but the
+    // remainder's 3.2 MiB is allocated before a collection can start, on top of the 28.8 MiB
+    // of garbage: only the collection after the release survives the seed at 32 MiB.
+    assert_eq!(
+        outcomes,
+        [
+            ("gogc100", Outcome::OomKilled, false),
+            ("gc-after-release", Outcome::Survived, true),
+            ("memlimit90", Outcome::OomKilled, false),
+        ]
+    );
+    assert!(
+        r.verdict.starts_with("1 of 3 policies survived"),
+        "{}",
+        r.verdict
+    );
+    snapshot("compare", &r);
+}
+
+#[test]
+fn a_threshold_search_reports_a_band_where_outcomes_flipped() {
+    let r = ThresholdReport::build(fixture::<ThresholdFacts>("threshold.json"));
+    let gogc100 = &r.policies[0].threshold;
+    assert!(gogc100.flaky, "{gogc100:?}");
+    assert!(gogc100.survives < gogc100.dies, "{gogc100:?}");
+    assert_eq!(
+        r.policies[1].threshold.dies, None,
+        "memlimit90 survives the range"
+    );
+    snapshot("threshold", &r);
+}
+
+#[test]
+fn a_sweeps_rows_merge_into_one_report() {
+    let cells: Vec<CellFacts> = fixture("sweep-cells.json");
+    let rows: Vec<SweepRow> = cells.into_iter().map(SweepRow::build).collect();
+    // The rows as the cells print them, read back as `sweep merge` reads a file.
+    let lines: String = rows
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+    let read = SweepRow::parse_lines(&lines, "rows.jsonl").unwrap();
+    assert_eq!(read, rows);
+    let r = SweepReport::merge(read).unwrap();
+    assert_eq!(r.survival["gc-after-release"], (2, 1));
+    assert_eq!(r.survival["gogc100"], (2, 0));
+    snapshot("sweep", &r);
+}

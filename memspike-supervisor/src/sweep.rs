@@ -1,0 +1,313 @@
+//! `memspike sweep`: the cells of a plan ([`memspike_model::sweep`]), run one by one.
+//! - [`run_cell`]: one cell, as a pod runs it (`--index I --inherit`: under the pod's own
+//!   limit, which must be the cell's), printed as one JSON line.
+//! - [`run_local`]: every cell on this machine, at most `jobs` at once, each as a pod would
+//!   run it: a group of its own with the cell's limit, and in it a child `memspike sweep
+//!   --index I --inherit`; their lines in cell order.
+//!
+//! - [`kubernetes`]: the plan as Kubernetes objects: the plan in a ConfigMap and one Indexed
+//!   Job per limit, each pod running `sweep --index` on one cell under its own memory limit.
+//!
+//! Both paths run a cell the same way (the child *is* `--index`), so they give the same rows;
+//! `sweep merge` ([`crate::report::sweep`]) joins the lines of either.
+
+use std::{
+    collections::VecDeque,
+    io,
+    path::Path,
+    process::{Child, Command, Stdio},
+};
+
+use memspike_model::sweep::Plan;
+
+use memspike_cgroup::{self as cgroup, Group, Hierarchy};
+use memspike_model::size::human;
+use memspike_report::facts::{CellFacts, PolicyRun};
+use memspike_worker::{privilege::RunAs, telemetry::WorkerConfig};
+
+use crate::{
+    signals::Interrupts,
+    supervisor::{self, RunOptions, Runner, SupervisorError},
+};
+
+/// Runs cell `index` of `plan` and returns its facts: in a fresh group, or under `--inherit`
+/// (`options.inherit`) in this process's own, whose limit must be the cell's.
+pub fn run_cell(
+    plan: &Plan,
+    index: usize,
+    run_as: RunAs,
+    options: &RunOptions,
+    interrupts: &Interrupts,
+) -> Result<CellFacts, SupervisorError> {
+    let cell = plan.cell(index).ok_or_else(|| {
+        SupervisorError::Usage(format!(
+            "--index {index}: the plan {} has {} cells (0 to {})",
+            plan.name,
+            plan.len(),
+            plan.len().saturating_sub(1)
+        ))
+    })?;
+    if let Some(inherited) = &options.inherit
+        && inherited.limit != cell.spec.limit_bytes
+    {
+        return Err(SupervisorError::Usage(format!(
+            "--inherit: cell {index} is for a {} limit, but this group is limited to {} by {}: \
+             give its pod that memory limit",
+            human(cell.spec.limit_bytes),
+            human(inherited.limit),
+            inherited.source.display()
+        )));
+    }
+    let config = WorkerConfig {
+        experiment: cell.experiment,
+        interactive: false,
+        run_as,
+        allowed_hosts: Vec::new(),
+    };
+    supervisor::validate(&config, options)?;
+    let run = Runner::new(options, interrupts).run(&config)?;
+    Ok(CellFacts {
+        plan: plan.name.clone(),
+        cell: cell.spec,
+        run: PolicyRun {
+            policy: cell.policy,
+            run,
+        },
+    })
+}
+
+/// How a cell runs as its own process: `memspike sweep --plan PLAN --index I --offset N
+/// --inherit [--no-trace] [--user USER]`, in a group of the cell's limit. Both ways of running
+/// a plan's cells spell it here: [`run_local`]'s children and [`kubernetes`]' pods.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CellCommand {
+    /// The plan file, as the process will find it.
+    pub plan: String,
+    /// The cell's index, or what the pod's environment gives for it.
+    pub index: String,
+    pub offset: usize,
+    pub trace: bool,
+    /// `--user`: the account the worker runs as.
+    pub user: Option<String>,
+}
+
+impl CellCommand {
+    /// The arguments after the program's name.
+    pub fn args(&self) -> Vec<String> {
+        let offset = self.offset.to_string();
+        let mut args: Vec<String> = [
+            "sweep",
+            "--plan",
+            &self.plan,
+            "--index",
+            &self.index,
+            "--offset",
+            &offset,
+            "--inherit",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if !self.trace {
+            args.push("--no-trace".to_owned());
+        }
+        if let Some(user) = &self.user {
+            args.extend(["--user".to_owned(), user.clone()]);
+        }
+        args
+    }
+}
+
+/// What one child was asked to do, and the group it runs in (removed when this drops, after
+/// the child has been waited for).
+struct Running {
+    index: usize,
+    child: Child,
+    group: Group,
+}
+
+/// Runs every cell of the plan at `plan_path`, at most `jobs` at once, each as a child
+/// ([`CellCommand`], traced unless `trace` is off, its worker as `user`) in a fresh group
+/// limited to the cell's limit. Returns the rows' JSON lines in cell order, and each failed
+/// cell's error.
+pub fn run_local(
+    plan_path: &Path,
+    plan: &Plan,
+    jobs: usize,
+    trace: bool,
+    user: Option<&str>,
+    interrupts: &Interrupts,
+) -> Result<(Vec<String>, Vec<String>), SupervisorError> {
+    let exe = std::env::current_exe().map_err(SupervisorError::Spawn)?;
+    let hierarchy = Hierarchy::discover()?;
+    for dir in cgroup::remove_stale(&hierarchy) {
+        tracing::info!("removed a group left by an earlier run: {}", dir.display());
+    }
+    let cells = plan.cells();
+    let mut waiting: VecDeque<usize> = (0..plan.len()).collect();
+    let mut running: VecDeque<Running> = VecDeque::new();
+    let mut lines: Vec<(usize, String)> = Vec::with_capacity(plan.len());
+    let mut failed = Vec::new();
+    while !waiting.is_empty() || !running.is_empty() {
+        while running.len() < jobs.max(1) && interrupts.received().is_none() {
+            let Some(index) = waiting.pop_front() else {
+                break;
+            };
+            let group = Group::create(&hierarchy, cells[index].spec.limit_bytes)?;
+            let cell = CellCommand {
+                plan: plan_path.display().to_string(),
+                index: index.to_string(),
+                offset: 0,
+                trace,
+                user: user.map(str::to_owned),
+            };
+            let mut cmd = Command::new(&exe);
+            cmd.args(cell.args())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            supervisor::confine(&group, &mut cmd, None)?;
+            let child = cmd.spawn().map_err(SupervisorError::Spawn)?;
+            tracing::info!("cell {index} of {} started in {}", plan.len(), group.name());
+            running.push_back(Running {
+                index,
+                child,
+                group,
+            });
+        }
+        // The oldest first: cells take about as long as each other, so this waits little.
+        let Some(Running {
+            index,
+            child,
+            group,
+        }) = running.pop_front()
+        else {
+            break;
+        };
+        // The group goes only once the child has been waited for (removing it kills members).
+        let result = finish(child);
+        drop(group);
+        match result {
+            Ok(line) => lines.push((index, line)),
+            Err(e) => failed.push(format!("cell {index}: {e}")),
+        }
+        if interrupts.received().is_some() && !waiting.is_empty() {
+            failed.push(format!(
+                "stopped before cells {}",
+                waiting
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            waiting.clear();
+        }
+    }
+    lines.sort_by_key(|(i, _)| *i);
+    Ok((lines.into_iter().map(|(_, l)| l).collect(), failed))
+}
+
+/// The child's one line of JSON, or why it has none.
+fn finish(child: Child) -> io::Result<String> {
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find(|l| l.starts_with('{'));
+    match (out.status.success(), line) {
+        (true, Some(line)) => Ok(line.to_owned()),
+        _ => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let why = stderr
+                .lines()
+                .rev()
+                .find(|l| l.contains("error"))
+                .unwrap_or(stderr.trim());
+            Err(io::Error::other(format!("{} ({})", why.trim(), out.status)))
+        }
+    }
+}
+
+/// Where the pods find the plan (the ConfigMap's mount).
+pub const POD_PLAN_DIR: &str = "/etc/memspike";
+/// The plan's file name in the ConfigMap and in the pod.
+pub const POD_PLAN_FILE: &str = "plan.toml";
+
+/// The plan as a Kubernetes `List` (JSON, which `kubectl apply -f` takes as YAML): a ConfigMap
+/// holding `plan_text`, and per limit an Indexed Job whose `completions` are that limit's cells
+/// and whose pods have that memory limit and run `memspike sweep --index` on their cell under
+/// it (`--inherit`). Tracing needs CAP_BPF and CAP_PERFMON in the pod; `trace: false` asks for
+/// none and passes `--no-trace`.
+pub fn kubernetes(plan: &Plan, plan_text: &str, image: &str, trace: bool) -> serde_json::Value {
+    use serde_json::json;
+    let name = format!("memspike-sweep-{}", dns_label(&plan.name));
+    let mut items = vec![json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": { "name": name },
+        "data": { POD_PLAN_FILE: plan_text },
+    })];
+    for group in plan.by_limit() {
+        let args = CellCommand {
+            plan: format!("{POD_PLAN_DIR}/{POD_PLAN_FILE}"),
+            index: "$(JOB_COMPLETION_INDEX)".to_owned(),
+            offset: group.offset,
+            trace,
+            user: None,
+        }
+        .args();
+        // Kubernetes spells a size in bytes exactly; Mi when it is whole.
+        let memory = if group.limit % (1 << 20) == 0 {
+            format!("{}Mi", group.limit >> 20)
+        } else {
+            group.limit.to_string()
+        };
+        let capabilities = if trace {
+            json!({ "add": ["BPF", "PERFMON"] })
+        } else {
+            json!({})
+        };
+        items.push(json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": format!("{name}-{}", memory.to_lowercase()),
+                "labels": { "app.kubernetes.io/name": "memspike", "memspike/plan": dns_label(&plan.name) },
+            },
+            "spec": {
+                "completionMode": "Indexed",
+                "completions": group.count,
+                "parallelism": group.count.min(8),
+                "backoffLimitPerIndex": 0,
+                "template": {
+                    "metadata": { "labels": { "memspike/plan": dns_label(&plan.name) } },
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{
+                            "name": "memspike",
+                            "image": image,
+                            "args": args,
+                            "resources": {
+                                "limits": { "memory": memory },
+                                "requests": { "memory": memory },
+                            },
+                            "securityContext": { "capabilities": capabilities },
+                            "volumeMounts": [{ "name": "plan", "mountPath": POD_PLAN_DIR }],
+                        }],
+                        "volumes": [{ "name": "plan", "configMap": { "name": name } }],
+                    },
+                },
+            },
+        }));
+    }
+    json!({ "apiVersion": "v1", "kind": "List", "items": items })
+}
+
+/// `name` as a DNS label: lower case, letters, digits and `-`.
+fn dns_label(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .collect();
+    s.trim_matches('-').to_owned()
+}

@@ -1,0 +1,377 @@
+//! One function per subcommand: from the parsed flags to the supervisor's facts, from the facts
+//! to a report ([`memspike_report`]), and the report to stdout (and `--report DIR`). Exit codes
+//! are decided here and in `main`.
+
+use std::{io::Write, path::Path, process::ExitCode};
+
+use anyhow::Context;
+use memspike_cgroup::EffectiveLimit;
+use memspike_model::{
+    experiment::Experiment, policy::Policy, policy_set, scenario::builtin, sweep::Plan,
+    threshold::Range,
+};
+use memspike_report::{
+    self as report, Document,
+    compare::CompareReport,
+    exec::ExecReport,
+    outcome::{Expect, Outcome},
+    run::Report,
+    sweep::{SweepReport, SweepRow},
+    threshold::ThresholdReport,
+};
+use memspike_supervisor::{
+    compare::{self, Base},
+    exec::{self, ExecConfig},
+    preflight::UsageError,
+    signals::Interrupts,
+    supervisor::{self, Interactive, RunOptions, SupervisorError},
+    sweep,
+};
+use memspike_worker::{
+    privilege::RunAs,
+    telemetry::{OomSummary, WorkerConfig},
+};
+
+use crate::cli::{
+    CompareArgs, ExecArgs, MergeArgs, RunArgs, RunsArgs, SweepArgs, SweepCommand, ThresholdArgs,
+};
+
+/// `memspike scenarios`.
+pub fn scenarios() -> ExitCode {
+    let width = builtin::ALL.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    for (name, line) in builtin::ALL {
+        println!("{name:width$}  {line}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// `memspike run`.
+pub fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
+    let i = &args.interactive;
+    if args.experiment.print {
+        let experiment = args.experiment.experiment(None).map_err(settings)?;
+        print!("{}", experiment.scenario.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let inherit = inherited(args.inherit)?;
+    let experiment = args
+        .experiment
+        .experiment(inherit.as_ref().map(|l| l.limit))
+        .map_err(settings)?;
+    let config = WorkerConfig {
+        experiment,
+        interactive: i.interactive,
+        run_as: run_as(args.user.as_deref())?,
+        allowed_hosts: i.allow_host.clone(),
+    };
+    let options = RunOptions {
+        trace: !args.no_trace,
+        interactive: i.interactive.then_some(Interactive {
+            listen: i.listen,
+            restart: !i.no_restart,
+        }),
+        report_dir: args.report.clone(),
+        inherit,
+    };
+    if i.interactive {
+        let restarts = supervisor::run_interactive(&config, &options, interrupts, |facts| {
+            let report = Report::build(facts);
+            let mut out = std::io::stdout().lock();
+            let _ = if args.json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&report).unwrap_or_default()
+                )
+            } else {
+                write!(out, "{}", report.text())
+            };
+            let _ = out.flush();
+            OomSummary {
+                worker_pid: report.worker.pid,
+                died_in: report.died_in.clone(),
+                needed_bytes: report.needed_bytes,
+                garbage_bytes: report.garbage_at_end_bytes,
+                verdict: report.verdict,
+            }
+        })?;
+        tracing::info!("stopped after {restarts} restart(s)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let facts = supervisor::run(&config, &options, interrupts)?;
+    record("run", &facts)?;
+    let report = Report::build(facts);
+    print_report(&report, args.json, args.report.as_deref())?;
+    Ok(match report.outcome {
+        Outcome::Error => ExitCode::from(1),
+        got => expected(args.expect, got),
+    })
+}
+
+/// `memspike exec`.
+pub fn exec(args: &ExecArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
+    let inherit = inherited(args.inherit)?;
+    let config = ExecConfig {
+        limit: inherit.as_ref().map_or(args.limit, |l| l.limit),
+        inherit,
+        command: args.command.clone(),
+        inherit_env: args.inherit_env,
+    };
+    let facts = exec::run(&config, !args.no_trace, args.report.as_deref(), interrupts)?;
+    record("exec", &facts)?;
+    let report = ExecReport::build(facts);
+    print_report(&report, args.json, args.report.as_deref())?;
+    Ok(expected(args.expect, report.outcome))
+}
+
+/// `memspike compare`.
+pub fn compare(args: &CompareArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
+    let policies = policies(&args.runs)?;
+    let inherit = inherited(args.inherit)?;
+    let experiment = args
+        .scenario
+        .experiment(Policy::default(), inherit.as_ref().map(|l| l.limit))
+        .map_err(settings)?;
+    let config = worker_config(&args.runs, experiment)?;
+    let options = RunOptions {
+        inherit,
+        ..runs_options(&args.runs, args.report.clone())
+    };
+    let facts = compare::compare(&config, &policies, &options, interrupts)?;
+    record("compare", &facts)?;
+    let report = CompareReport::build(facts);
+    print_report(&report, args.json, args.report.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `memspike threshold`.
+pub fn threshold(args: &ThresholdArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
+    let policies = policies(&args.runs)?;
+    let experiment = args
+        .scenario
+        .experiment(Policy::default(), None)
+        .map_err(settings)?;
+    let range = Range::parse(args.knob, args.range.as_deref(), experiment.limit)
+        .map_err(|e| SupervisorError::Usage(format!("--range: {e}")))?;
+    let base = Base {
+        config: worker_config(&args.runs, experiment)?,
+        seed_chunk: args.scenario.chunk,
+    };
+    let facts = compare::threshold(
+        &base,
+        &policies,
+        args.knob,
+        &range,
+        &runs_options(&args.runs, None),
+        interrupts,
+    )?;
+    record("threshold", &facts)?;
+    print_report(&ThresholdReport::build(facts), args.json, None)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `memspike sweep` and `memspike sweep merge`.
+pub fn sweep(args: &SweepArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
+    if let Some(SweepCommand::Merge(m)) = &args.merge {
+        return merge(m);
+    }
+    let usage = |e: String| SupervisorError::Usage(e);
+    let path = args
+        .plan
+        .as_deref()
+        .ok_or_else(|| usage("--plan FILE is required".into()))?;
+    let plan = Plan::load(path).map_err(|e| usage(e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    if let Some(image) = &args.kubernetes {
+        let text = std::fs::read_to_string(path)?;
+        let list = sweep::kubernetes(&plan, &text, image, !args.no_trace);
+        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.local {
+        tracing::info!(
+            "plan {}: {} cells, at most {} at once",
+            plan.name,
+            plan.len(),
+            args.jobs
+        );
+        let (lines, failed) = sweep::run_local(
+            path,
+            &plan,
+            args.jobs as usize,
+            !args.no_trace,
+            args.user.as_deref(),
+            interrupts,
+        )?;
+        for line in &lines {
+            writeln!(out, "{line}")?;
+        }
+        for f in &failed {
+            eprintln!("memspike: error: {f}");
+        }
+        return Ok(if failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let index = args.index.unwrap_or(0) + args.offset;
+    let options = RunOptions {
+        trace: !args.no_trace,
+        interactive: None,
+        report_dir: None,
+        inherit: inherited(args.inherit)?,
+    };
+    let facts = sweep::run_cell(
+        &plan,
+        index,
+        run_as(args.user.as_deref())?,
+        &options,
+        interrupts,
+    )?;
+    record(&format!("cell-{index}"), &facts)?;
+    writeln!(out, "{}", serde_json::to_string(&SweepRow::build(facts))?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sweep merge`: the rows of the files, one plan, each cell once.
+fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
+    let mut rows = Vec::new();
+    for file in &args.files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| SupervisorError::Usage(format!("{}: {e}", file.display())))?;
+        rows.extend(
+            SweepRow::parse_lines(&text, &file.display().to_string())
+                .map_err(|e| SupervisorError::Usage(e.to_string()))?,
+        );
+    }
+    let report = SweepReport::merge(rows).map_err(|e| SupervisorError::Usage(e.to_string()))?;
+    print_report(&report, args.json, args.report.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A test hook: with this variable naming a directory, every command also writes the facts it
+/// collected there as JSON (`run.json`, `exec.json`, `compare.json`, `threshold.json`,
+/// `cell-I.json`), the fixtures the report crate's tests are built from.
+pub const FACTS_DIR_ENV: &str = "MEMSPIKE_FACTS_DIR";
+
+/// Writes `facts` as `<MEMSPIKE_FACTS_DIR>/<name>.json` when the variable is set.
+fn record(name: &str, facts: &impl serde::Serialize) -> anyhow::Result<()> {
+    let Some(dir) = std::env::var_os(FACTS_DIR_ENV) else {
+        return Ok(());
+    };
+    let path = Path::new(&dir).join(format!("{name}.json"));
+    let json = serde_json::to_string_pretty(facts)?;
+    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Prints a report (JSON, or text) on stdout and, with `--report DIR`, writes every form of it
+/// there (report.json, timeline.svg, report.html).
+fn print_report(report: &impl Document, json: bool, dir: Option<&Path>) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", report.json())?;
+    } else {
+        write!(out, "{}", report.text())?;
+    }
+    if let Some(dir) = dir {
+        let written = report::write_dir(report, dir)
+            .with_context(|| format!("writing the report into {}", dir.display()))?;
+        tracing::info!("report written to {}", dir.display());
+        tracing::debug!("wrote {written:?}");
+    }
+    Ok(())
+}
+
+/// Exit 3 when `--expect` named another outcome than `got`, 0 otherwise.
+fn expected(expect: Option<Expect>, got: Outcome) -> ExitCode {
+    match expect {
+        Some(want) if !want.accepts(got) => {
+            eprintln!("memspike: expected another outcome, observed {got:?}");
+            ExitCode::from(3)
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// `--inherit`: the limit this process lives under, when asked for.
+fn inherited(inherit: bool) -> Result<Option<EffectiveLimit>, SupervisorError> {
+    inherit.then(supervisor::inherited_limit).transpose()
+}
+
+/// A setting that cannot run (exit 2).
+fn settings(e: UsageError) -> SupervisorError {
+    SupervisorError::Settings(e)
+}
+
+/// `--user`, or the private default.
+fn run_as(user: Option<&str>) -> Result<RunAs, SupervisorError> {
+    RunAs::resolve(user).map_err(|e| settings(UsageError::from(e)))
+}
+
+/// The policies asked for (all the built-in ones by default).
+fn policies(runs: &RunsArgs) -> Result<Vec<Policy>, SupervisorError> {
+    match &runs.policies {
+        None => Ok(policy_set::defaults()),
+        Some(spec) => {
+            policy_set::load(spec).map_err(|e| settings(UsageError::Policies(e.to_string())))
+        }
+    }
+}
+
+/// The worker's configuration for `experiment`, run as `--user`.
+fn worker_config(runs: &RunsArgs, experiment: Experiment) -> Result<WorkerConfig, SupervisorError> {
+    Ok(WorkerConfig {
+        experiment,
+        interactive: false,
+        run_as: run_as(runs.user.as_deref())?,
+        allowed_hosts: Vec::new(),
+    })
+}
+
+fn runs_options(runs: &RunsArgs, report_dir: Option<std::path::PathBuf>) -> RunOptions {
+    RunOptions {
+        trace: !runs.no_trace,
+        interactive: None,
+        report_dir,
+        inherit: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expectation_that_fails_exits_3() {
+        assert_eq!(expected(None, Outcome::OomKilled), ExitCode::SUCCESS);
+        assert_eq!(
+            expected(Some(Expect::Oom), Outcome::OomKilled),
+            ExitCode::SUCCESS
+        );
+        assert_eq!(
+            expected(Some(Expect::Survive), Outcome::OomKilled),
+            ExitCode::from(3)
+        );
+    }
+
+    #[test]
+    fn the_default_policies_are_the_catalogue() {
+        let runs = RunsArgs {
+            no_trace: false,
+            user: None,
+            policies: None,
+        };
+        let names: Vec<_> = policies(&runs)
+            .unwrap()
+            .into_iter()
+            .filter_map(|p| p.name)
+            .collect();
+        assert_eq!(names, policy_set::CATALOGUE.map(|(n, _)| n));
+        let bad = RunsArgs {
+            policies: Some("gogc75".into()),
+            ..runs
+        };
+        assert_eq!(policies(&bad).unwrap_err().exit_code(), 2);
+    }
+}
