@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{groups_of, memspike, process_state, run_json, serial, u, wait_for_pause};
+use common::{groups_of, memspike, run_json, serial, u, wait_for_pause};
 
 use std::process::Stdio;
 
@@ -182,13 +182,8 @@ fn an_unexpected_outcome_exits_3_and_report_dir_gets_the_json() {
 
 /// This machine's memory, for a limit that cannot fit it.
 fn mem_total() -> u64 {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let kb: u64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
+    use procfs::Current;
+    procfs::Meminfo::current().expect("/proc/meminfo").mem_total
 }
 
 #[test]
@@ -443,20 +438,12 @@ fn a_killed_supervisor_takes_its_worker_along_and_the_next_run_removes_its_group
 
 /// The children of `parent` whose state (from /proc/PID/stat) is `state`.
 fn children_in_state(parent: u32, state: char) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
+    procfs::process::all_processes()
+        .expect("/proc")
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // "pid (comm) S ppid ...": comm may hold anything, so split after its last ')'.
-            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            let mut fields = rest.split_whitespace().skip(1);
-            process_state(*pid) == Some(state)
-                && fields.next().and_then(|p| p.parse::<u32>().ok()) == Some(parent)
-        })
+        .filter_map(|p| p.stat().ok())
+        .filter(|s| s.state == state && u32::try_from(s.ppid).ok() == Some(parent))
+        .map(|s| s.pid)
         .collect()
 }
 
@@ -568,15 +555,11 @@ fn gogc_off_collects_nothing_and_is_killed() {
     }
 }
 
-/// `/proc/PID/status` fields.
-fn status_field(pid: i32, name: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name))
-        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-        .trim()
-        .to_owned()
+/// `/proc/PID/status`, as procfs reads it.
+fn status(pid: i32) -> procfs::process::Status {
+    procfs::process::Process::new(pid)
+        .and_then(|p| p.status())
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"))
 }
 
 #[test]
@@ -592,33 +575,27 @@ fn the_worker_runs_unprivileged_with_no_way_back() {
         .spawn()
         .unwrap();
     let worker = wait_for_pause(&mut child, "spike");
-    let uids = status_field(worker, "Uid:");
-    let inspected = (
-        uids.clone(),
-        status_field(worker, "Gid:"),
-        status_field(worker, "CapEff:"),
-        status_field(worker, "CapPrm:"),
-        status_field(worker, "CapBnd:"),
-        status_field(worker, "NoNewPrivs:"),
-    );
+    let s = status(worker);
     common::signal(worker, Signal::SIGCONT);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let (uids, gids, eff, prm, bnd, nnp) = inspected;
-    let uid = uids.split_whitespace().next().unwrap().to_owned();
+    let uids = [s.ruid, s.euid, s.suid, s.fuid];
     assert!(
-        uids.split_whitespace().all(|u| u == uid && u != "0"),
-        "Uid: {uids}"
+        uids.iter().all(|u| *u == s.ruid && *u != 0),
+        "Uid: {uids:?}"
     );
-    assert!(gids.split_whitespace().all(|g| g != "0"), "Gid: {gids}");
+    let gids = [s.rgid, s.egid, s.sgid, s.fgid];
+    assert!(gids.iter().all(|g| *g != 0), "Gid: {gids:?}");
     assert_ne!(
-        uid, "65534",
+        s.ruid, 65534,
         "not nobody: a private uid nothing else runs as"
     );
-    for (name, caps) in [("CapEff", eff), ("CapPrm", prm), ("CapBnd", bnd)] {
-        assert!(caps.chars().all(|c| c == '0'), "{name}: {caps}");
-    }
-    assert_eq!(nnp, "1");
+    assert_eq!(
+        (s.capeff, s.capprm, s.capbnd),
+        (0, 0, Some(0)),
+        "effective, permitted and bounding sets"
+    );
+    assert_eq!(s.nonewprivs, Some(1));
     // The OOM victim the kernel saw runs as that uid too.
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["outcome"], "oom_killed");

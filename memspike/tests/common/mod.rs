@@ -89,14 +89,10 @@ pub fn signal(pid: i32, sig: nix::sys::signal::Signal) {
 
 /// A process's state letter from /proc/PID/stat (`R`, `S`, `T`, ...).
 pub fn process_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) S ppid ...": comm may hold anything, so split after its last ')'.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .next()?
-        .chars()
-        .next()
+    procfs::process::Process::new(pid)
+        .and_then(|p| p.stat())
+        .ok()
+        .map(|s| s.state)
 }
 
 /// Reads memspike's log until the worker says it paused before `phase`, then waits until it
