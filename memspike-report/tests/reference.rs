@@ -2,24 +2,11 @@
 //! `UPDATE_EXPECT=1 cargo test -p memspike-report --test reference` rewrites them; review the
 //! diff.
 
-use std::path::Path;
+mod common;
 
-use memspike_report::{
-    compare::CompareReport,
-    exec::ExecReport,
-    facts::{CellFacts, CompareFacts, ExecFacts, RunFacts, ThresholdFacts},
-    run::Report,
-    sweep::{SweepReport, SweepRow},
-    threshold::ThresholdReport,
-};
-use serde::de::DeserializeOwned;
+use std::collections::BTreeSet;
 
-fn fixture<T: DeserializeOwned>(name: &str) -> T {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use common::{every_kind, key_paths};
 
 #[test]
 fn the_json_schema_is_the_report_types() {
@@ -33,29 +20,6 @@ fn the_figures_reference_is_the_registry() {
         .assert_eq(&memspike_report::figures::reference());
 }
 
-/// Every key path of a JSON value, arrays as `[]`: `cgroup.peak_bytes`, `events[].heap.next_gc`.
-fn key_paths(v: &serde_json::Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, child) in m {
-                let path = if at.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{at}.{k}")
-                };
-                out.insert(path.clone());
-                key_paths(child, &path, out);
-            }
-        }
-        serde_json::Value::Array(items) => {
-            for child in items {
-                key_paths(child, &format!("{at}[]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// Every key path the schema allows under `at`: properties, list items (`[]`), through
 /// `$ref`s and alternatives.
 fn schema_paths(
@@ -63,7 +27,7 @@ fn schema_paths(
     defs: &serde_json::Value,
     at: &str,
     depth: usize,
-    out: &mut std::collections::BTreeSet<String>,
+    out: &mut BTreeSet<String>,
 ) {
     if depth > 12 {
         return;
@@ -102,7 +66,7 @@ fn schema_paths(
 }
 
 /// Whether the schema allows `path`: as written, or with a map's key in place of a segment.
-fn allows(allowed: &std::collections::BTreeSet<String>, path: &str) -> bool {
+fn allows(allowed: &BTreeSet<String>, path: &str) -> bool {
     if allowed.contains(path) {
         return true;
     }
@@ -120,7 +84,7 @@ fn allows(allowed: &std::collections::BTreeSet<String>, path: &str) -> bool {
 #[test]
 fn every_figures_json_path_is_a_report_key() {
     let schema: serde_json::Value = serde_json::from_str(&memspike_report::schema()).unwrap();
-    let mut allowed = std::collections::BTreeSet::new();
+    let mut allowed = BTreeSet::new();
     schema_paths(&schema, &schema["$defs"], "", 0, &mut allowed);
     let missing: Vec<(&str, &str)> = memspike_report::figures::ALL
         .iter()
@@ -131,24 +95,10 @@ fn every_figures_json_path_is_a_report_key() {
         missing.is_empty(),
         "figures whose JSON path no report has: {missing:?}"
     );
-    let cells: Vec<CellFacts> = fixture("sweep-cells.json");
-    let mut real = std::collections::BTreeSet::new();
-    for json in [
-        serde_json::to_value(Report::build(fixture::<RunFacts>("run-oom.json"))),
-        serde_json::to_value(ExecReport::build(fixture::<ExecFacts>("exec-go-oom.json"))),
-        serde_json::to_value(CompareReport::build(fixture::<CompareFacts>(
-            "compare.json",
-        ))),
-        serde_json::to_value(ThresholdReport::build(fixture::<ThresholdFacts>(
-            "threshold.json",
-        ))),
-        serde_json::to_value(
-            SweepReport::merge(cells.into_iter().map(SweepRow::build).collect()).unwrap(),
-        ),
-    ] {
-        key_paths(&json.unwrap(), "", &mut real);
-    }
-    // Keys under a free-form map (page faults per step) are data, not schema.
+    let real: BTreeSet<String> = every_kind()
+        .iter()
+        .flat_map(|(_, json)| key_paths(json))
+        .collect();
     let unknown: Vec<&String> = real
         .iter()
         .filter(|k| {
@@ -171,37 +121,7 @@ fn real_reports_validate_against_the_schema() {
         one["anyOf"] = serde_json::json!([{ "$ref": format!("#/$defs/{kind}") }]);
         jsonschema::validator_for(&one).unwrap()
     };
-    let cells: Vec<CellFacts> = fixture("sweep-cells.json");
-    let reports = [
-        (
-            "Report",
-            serde_json::to_value(Report::build(fixture::<RunFacts>("run-oom.json"))),
-        ),
-        (
-            "ExecReport",
-            serde_json::to_value(ExecReport::build(fixture::<ExecFacts>("exec-go-oom.json"))),
-        ),
-        (
-            "CompareReport",
-            serde_json::to_value(CompareReport::build(fixture::<CompareFacts>(
-                "compare.json",
-            ))),
-        ),
-        (
-            "ThresholdReport",
-            serde_json::to_value(ThresholdReport::build(fixture::<ThresholdFacts>(
-                "threshold.json",
-            ))),
-        ),
-        (
-            "SweepReport",
-            serde_json::to_value(
-                SweepReport::merge(cells.into_iter().map(SweepRow::build).collect()).unwrap(),
-            ),
-        ),
-    ];
-    for (kind, json) in reports {
-        let json = json.unwrap();
+    for (kind, json) in every_kind() {
         let errors: Vec<String> = of_kind(kind)
             .iter_errors(&json)
             .map(|e| format!("{}: {e}", e.instance_path()))
@@ -209,4 +129,19 @@ fn real_reports_validate_against_the_schema() {
             .collect();
         assert!(errors.is_empty(), "{kind}: {}", errors.join("; "));
     }
+}
+
+/// The JSON report's keys are an interface: a key may be added, never removed. The keys of
+/// version 0.1.0 are checked in (`tests/golden/report-keys-0.1.0.txt`): a recorded run's report
+/// still has every one.
+#[test]
+fn json_keys_are_only_ever_added() {
+    let (_, run) = &every_kind()[0];
+    let keys = key_paths(run);
+    let baseline = include_str!("golden/report-keys-0.1.0.txt");
+    let gone: Vec<&str> = baseline.lines().filter(|k| !keys.contains(*k)).collect();
+    assert!(
+        gone.is_empty(),
+        "keys removed from the JSON report: {gone:?}"
+    );
 }

@@ -4,27 +4,19 @@
 //! `INSTA_UPDATE=always cargo test -p memspike-report --test reports` rewrites the snapshots;
 //! review their diff.
 
-use std::path::Path;
+mod common;
 
+use common::fixture;
 use memspike_report::{
     Document,
     compare::CompareReport,
     exec::ExecReport,
-    facts::{CellFacts, CompareFacts, ExecFacts, RunFacts, ThresholdFacts},
+    facts::{CompareFacts, ExecFacts, RunFacts, ThresholdFacts},
     outcome::Outcome,
     run::Report,
     sweep::{SweepReport, SweepRow},
     threshold::ThresholdReport,
 };
-use serde::de::DeserializeOwned;
-
-fn fixture<T: DeserializeOwned>(name: &str) -> T {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not facts of its kind: {e}"))
-}
 
 /// Snapshots a report's text and its JSON (the chart's points left out of the JSON: they are
 /// the series, many and noisy; the chart's own tests hold them).
@@ -147,8 +139,7 @@ fn a_threshold_search_reports_a_band_where_outcomes_flipped() {
 
 #[test]
 fn a_sweeps_rows_merge_into_one_report() {
-    let cells: Vec<CellFacts> = fixture("sweep-cells.json");
-    let rows: Vec<SweepRow> = cells.into_iter().map(SweepRow::build).collect();
+    let rows: Vec<SweepRow> = common::sweep().cells;
     // The rows as the cells print them, read back as `sweep merge` reads a file.
     let lines: String = rows
         .iter()
