@@ -198,7 +198,7 @@ fn page_loads_draws_and_add_changes_the_heap() {
 }
 
 /// The HTML report (`--report DIR`'s report.html), as a person opens it: from a file, offline,
-/// in Chromium. The report is the seed's, built in-process from the model (no root): its SVG
+/// in Chromium. The report is the seed's, built in-process from a recorded run (no root): its SVG
 /// parses, the page loads with no console error and no request at all, shows the chart with
 /// its legend and the verdict, and a screenshot is saved to `target/tmp/report_browser.png`.
 #[test]
@@ -268,68 +268,14 @@ fn the_html_report_opens_offline_with_its_chart() {
     eprintln!("screenshot: {}", shot.display());
 }
 
-/// The seed's report as a killed run would give it: the model's events up to the start of the
-/// remainder, an OOM kill the group counted, no kernel tracing.
+/// The seed's report as a real traced run at 32 MiB recorded it (the report crate's fixture:
+/// OOM-killed in the remainder), built from its facts in-process (no root).
 fn seed_report() -> memspike_report::run::Report {
-    use memspike_model::{
-        experiment::Experiment,
-        heap::Accounting,
-        program::{Detached, Driver},
-        runtime::Runtime,
-    };
-    use memspike_report::{
-        facts::{CgroupVersion, Counters, Exit, GroupFacts, RunFacts, Signal},
-        run::Report,
-    };
-
-    let experiment = Experiment::seed(32 * MIB);
-    let rt = Runtime::new(
-        Accounting::default(),
-        Accounting::default(),
-        1 << 30,
-        experiment.runtime_config(0, 0),
-    );
-    let mut driver = Driver::new(rt, Vec::new(), Detached { pid: 4242 });
-    driver
-        .run(&experiment.effective_scenario(), experiment.limit)
-        .expect("the seed runs in the model");
-    let mut events = driver.into_sink();
-    let remainder = events
-        .iter()
-        .position(|e| e.kind.phase() == Some("remainder"))
-        .expect("a remainder step");
-    events.truncate(remainder + 1);
-    for (i, e) in events.iter_mut().enumerate() {
-        e.t_ns = 1_000_000_000 + i as u64 * 2_000_000;
-        e.cgroup_usage_bytes = Some(e.heap.resident() + MIB);
-    }
-    Report::build(RunFacts {
-        group: GroupFacts {
-            limit_bytes: experiment.limit,
-            limit_source: None,
-            version: CgroupVersion::V1,
-            name: "memspike-test".into(),
-            exit: Exit::Signal(Signal {
-                number: 9,
-                name: "SIGKILL".into(),
-            }),
-            counters: Counters {
-                oom_kills: Some(1),
-                peak_bytes: Some(32 * MIB),
-                ..Default::default()
-            },
-            oom_kills_before: 0,
-            kernel: Err("--no-trace".to_owned()),
-            stop_signal: None,
-            duration: Duration::from_millis(40),
-        },
-        steps: experiment.step_names(),
-        experiment,
-        interactive: false,
-        series: events.clone(),
-        events: events.into_iter().collect(),
-        stderr_tail: String::new(),
-    })
+    let facts: memspike_report::facts::RunFacts = serde_json::from_str(include_str!(
+        "../../memspike-report/tests/fixtures/run-oom.json"
+    ))
+    .expect("the recorded run's facts");
+    memspike_report::run::Report::build(facts)
 }
 
 /// Chromium and chromedriver, or None after printing why the test is skipped (outside CI).
