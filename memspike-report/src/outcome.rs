@@ -120,6 +120,20 @@ impl Expect {
             Expect::Exit => outcome != Outcome::OomKilled,
         }
     }
+
+    /// Nothing when `outcome` is what was expected, else the message that goes with exit 3:
+    /// what was wanted and what was observed, in the outcomes' one spelling.
+    pub fn check(self, outcome: Outcome) -> Result<(), String> {
+        let wanted = match self {
+            Expect::Oom => "OomKilled",
+            Expect::Survive => "Survived",
+            Expect::Exit => "any end but OomKilled",
+        };
+        match self.accepts(outcome) {
+            true => Ok(()),
+            false => Err(format!("expected {wanted}, observed {outcome:?}")),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +154,20 @@ mod tests {
         assert_eq!(
             accepted(Expect::Exit),
             [Survived, Exited, Signaled, Interrupted, Error]
+        );
+    }
+
+    /// Regression: the exit-3 message said "expected another outcome" without naming it.
+    #[test]
+    fn a_refused_outcome_names_what_was_wanted() {
+        assert_eq!(Expect::Oom.check(Outcome::OomKilled), Ok(()));
+        assert_eq!(
+            Expect::Oom.check(Outcome::Survived),
+            Err("expected OomKilled, observed Survived".into())
+        );
+        assert_eq!(
+            Expect::Exit.check(Outcome::OomKilled),
+            Err("expected any end but OomKilled, observed OomKilled".into())
         );
     }
 }

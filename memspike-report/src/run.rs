@@ -605,11 +605,8 @@ impl Report {
             let _ = write!(script, ", GOMEMLIMIT={}", human(m));
         }
         if let Some(w) = s.policy.watchdog() {
-            let _ = write!(
-                script,
-                ", watchdog {} ({:?}-driven, forcing {:?})",
-                w.policy, w.driver, w.force
-            );
+            let how = format!("({:?}-driven, forcing {:?})", w.driver, w.force).to_lowercase();
+            let _ = write!(script, ", watchdog {} {how}", w.policy);
         }
         format!(
             "memspike: {} ({}, limit {}{}, GOGC={}, {script})",
@@ -1194,6 +1191,22 @@ mod tests {
         assert_eq!(
             json["kernel"]["counts"]["kernel_page_faults"]["value"],
             51_300
+        );
+    }
+
+    /// Regression: a watchdog's headline read "(Heap-driven, forcing Gc)" after the policy
+    /// became one type; it reads as before.
+    #[test]
+    fn a_watchdogs_headline_is_as_before() {
+        let mut f = facts(events(false, Some(7)), sigkill(), 1);
+        f.experiment.policy = memspike_model::policy_set::by_name("watchdog-watermarks").unwrap();
+        let text = Report::build(f).text();
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .ends_with("watchdog watermarks:0.5,0.75,0.9 (heap-driven, forcing gc))"),
+            "{text}"
         );
     }
 

@@ -127,12 +127,8 @@ impl RunAs {
                 source: io::Error::other(e),
             }
         };
-        // Needs CAP_SETPCAP, so before the uid change. caps drops every capability it knows
-        // (through CAP_CHECKPOINT_RESTORE, still the kernel's last in 6.18); one a newer
-        // kernel added would stay in the set, and verify_unprivileged() below, which reads
-        // the kernel's whole CapBnd, would refuse to go on.
-        caps::clear(None, CapSet::Bounding)
-            .map_err(caps_fail("emptying the capability bounding set"))?;
+        // Needs CAP_SETPCAP, so before the uid change.
+        drop_bounding_set().map_err(fail("emptying the capability bounding set"))?;
         caps::clear(None, CapSet::Ambient).map_err(caps_fail("clearing ambient capabilities"))?;
         setgroups(&[])
             .map_err(io::Error::from)
@@ -161,6 +157,29 @@ impl RunAs {
         }
         verify_unprivileged()
     }
+}
+
+/// Drops every capability from the bounding set, up to the kernel's own last one
+/// (`cap_last_cap`). The caps crate knows only the capabilities of its release; one a newer
+/// kernel added would stay, and verify_unprivileged(), which reads the whole CapBnd, would
+/// then refuse to go on.
+fn drop_bounding_set() -> io::Result<()> {
+    let last: libc::c_ulong = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(63);
+    for cap in 0..=last {
+        // SAFETY: prctl with integer arguments only; no memory is passed.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            let e = io::Error::last_os_error();
+            // EINVAL: past the kernel's last capability (cap_last_cap unreadable).
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                break;
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// Reads back what the kernel says (/proc/self/status): no uid 0, no capability in any set,

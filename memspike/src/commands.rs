@@ -285,9 +285,9 @@ fn print_report(report: &impl Document, json: bool, dir: Option<&Path>) -> anyho
 
 /// Exit 3 when `--expect` named another outcome than `got`, 0 otherwise.
 fn expected(expect: Option<Expect>, got: Outcome) -> ExitCode {
-    match expect {
-        Some(want) if !want.accepts(got) => {
-            eprintln!("memspike: expected another outcome, observed {got:?}");
+    match expect.map(|want| want.check(got)) {
+        Some(Err(message)) => {
+            eprintln!("memspike: {message}");
             ExitCode::from(3)
         }
         _ => ExitCode::SUCCESS,
