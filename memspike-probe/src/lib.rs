@@ -46,6 +46,7 @@ pub use ebpf::{PageFaultAttach, ProbeError, unavailable_reason};
 pub use kernel::Kernel;
 use kernel::Off;
 use memspike_cgroup::{self as cgroup, Group, Version};
+use memspike_common::Counter;
 pub use memspike_report::facts::kernel::{
     Count, KernelEvidence, OomVictimReport, PageFaults, Pressure, Reclaim, Tracing,
 };
@@ -300,12 +301,8 @@ impl<'k> Observer<'k> {
             Err(_) => None,
         };
         // Every plain counter whose programs attached, under its name.
-        let counts = Figure::ALL
+        let counts = Counter::ALL
             .into_iter()
-            .filter_map(|f| match f {
-                Figure::Count(c) => Some(c),
-                _ => None,
-            })
             .filter_map(|c| {
                 let (counts, source) = (counts.as_ref()?, source(Figure::Count(c))?);
                 let value = counts.counters[c.slot() as usize];
@@ -449,6 +446,18 @@ fn sources_of(probe: &EbpfProbe) -> ebpf::Sources {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A counter added to memspike-common reaches the report only through its figure there.
+    #[test]
+    fn every_counter_has_a_report_figure() {
+        for c in Counter::ALL {
+            let figure = memspike_report::figures::of_count(c.name());
+            assert!(
+                figure.is_some(),
+                "{c:?}: no figure in memspike-report's figures.rs"
+            );
+        }
+    }
 
     fn write(dir: &std::path::Path, file: &str, text: &str) {
         std::fs::write(dir.join(file), text).unwrap();

@@ -1,7 +1,8 @@
 //! Which eBPF programs give which figure, in order of preference: the one place in the loader
 //! to change to add a figure, a tracepoint or a fallback. A plain counter ([`Counter`]) needs
-//! only its entry in [`Figure::ALL`] and its ways in [`Figure::ways`]: the loader, the observer
-//! and the reports carry every counter alike.
+//! only its ways in [`Figure::ways`] (the compiler asks for them): [`Figure::ALL`] is built
+//! from [`Counter::ALL`], and the loader, the observer and the reports carry every counter
+//! alike.
 //!
 //! Each [`Figure`] has ways to observe it ([`Way`]); a way is one or more programs that must all
 //! attach. The loader tries the ways in order and keeps the first that attaches; a figure whose
@@ -20,12 +21,22 @@ pub enum Figure {
 }
 
 impl Figure {
-    pub const ALL: [Figure; 4] = [
-        Figure::PageFaults,
-        Figure::Reclaim,
-        Figure::OomVictim,
-        Figure::Count(Counter::KernelPageFaults),
-    ];
+    /// The figures with a shape of their own (maps and events of their own types).
+    const SHAPED: [Figure; 3] = [Figure::PageFaults, Figure::Reclaim, Figure::OomVictim];
+
+    /// Every figure: the shaped ones, then one per [`Counter`], in slot order.
+    pub const ALL: [Figure; Self::SHAPED.len() + Counter::ALL.len()] = {
+        let mut all = [Figure::PageFaults; Self::SHAPED.len() + Counter::ALL.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = match i.checked_sub(Self::SHAPED.len()) {
+                None => Self::SHAPED[i],
+                Some(c) => Figure::Count(Counter::ALL[c]),
+            };
+            i += 1;
+        }
+        all
+    };
 
     /// The name `MEMSPIKE_PROBE_FAIL` and the notes use (the report's key).
     pub const fn name(self) -> &'static str {

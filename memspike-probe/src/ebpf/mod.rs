@@ -196,8 +196,8 @@ pub struct Counts {
     pub reclaim: ReclaimStats,
     /// OOM victims drained from the ring buffer since the last call.
     pub victims: Vec<OomVictimReport>,
-    /// The plain counters, by [`Counter::slot`].
-    pub counters: [u64; Counter::SLOTS as usize],
+    /// The plain counters, in [`Counter::ALL`] (slot) order.
+    pub counters: [u64; Counter::ALL.len()],
 }
 
 /// Per [`Figure`] (in [`Figure::ALL`] order): the way that attached, if one did.
@@ -410,12 +410,12 @@ fn reset(loaded: &mut Loaded) -> Result<(), ProbeError> {
         .reclaim
         .set(0, zeros, 0)
         .map_err(map_err(names::MAP_RECLAIM_STATS))?;
-    for slot in 0..Counter::SLOTS {
+    for c in Counter::ALL {
         let zeros =
             PerCpuValues::try_from(vec![0u64; cpus]).map_err(reset_err(names::MAP_COUNTERS))?;
         loaded
             .counters
-            .set(slot, zeros, 0)
+            .set(c.slot(), zeros, 0)
             .map_err(map_err(names::MAP_COUNTERS))?;
     }
     let begun: Vec<u32> = loaded.reclaim_start.keys().filter_map(Result::ok).collect();
@@ -730,11 +730,11 @@ fn collect(loaded: &mut Loaded, oom_source: Option<&'static str>) -> Result<Coun
             stalls: a.stalls.saturating_add(s.stalls),
             total_ns: a.total_ns.saturating_add(s.total_ns),
         });
-    let mut counters = [0u64; Counter::SLOTS as usize];
-    for (slot, count) in (0u32..).zip(counters.iter_mut()) {
+    let mut counters = [0u64; Counter::ALL.len()];
+    for (c, count) in Counter::ALL.into_iter().zip(counters.iter_mut()) {
         let values = loaded
             .counters
-            .get(&slot, 0)
+            .get(&c.slot(), 0)
             .map_err(map_err(names::MAP_COUNTERS))?;
         *count = values.iter().fold(0u64, |a, b| a.saturating_add(*b));
     }
