@@ -7,10 +7,10 @@
 //! - the reports' rows are figures ([`crate::render::view::Pairs::row`] takes one), and the
 //!   charts' legends are their labels;
 //! - the live page gets the registry at serve time for its labels and tooltips;
-//! - `docs/reference/figures.md` is generated from [`ALL`].
+//! - `docs/reference/figures.md` is generated from [`all`].
 //!
-//! A new figure is a constant here (and in [`ALL`]; a report's figure also where it is shown),
-//! plus its value where it is read.
+//! A new figure is a constant here and its place in [`Stat`] (shown by `/stats`) or in
+//! `REPORT_ONLY` (a report's figure, also where it is shown), plus its value where it is read.
 
 use serde::Serialize;
 
@@ -407,7 +407,7 @@ pub const KERNEL_PAGE_FAULTS: Figure = figure(
 /// The figure of the eBPF counter `name` (the report's `kernel.counts` key).
 pub fn of_count(name: &str) -> Option<&'static Figure> {
     let path = format!("kernel.counts.{name}.value");
-    ALL.iter().copied().find(|f| f.json == Some(path.as_str()))
+    all().find(|f| f.json == Some(path.as_str()))
 }
 
 // What the reports say besides the heap's and the group's figures.
@@ -703,41 +703,8 @@ impl Stat {
     }
 }
 
-/// Every figure: those `/stats` shows, in its order, then the reports' own.
-pub const ALL: [&Figure; 57] = [
-    &ALLOC,
-    &TOTAL_ALLOC,
-    &MALLOCS,
-    &FREES,
-    &HEAP_ALLOC,
-    &HEAP_SYS,
-    &HEAP_IDLE,
-    &HEAP_INUSE,
-    &HEAP_RELEASED,
-    &HEAP_OBJECTS,
-    &NEXT_GC,
-    &GC_TRIGGER,
-    &NUM_GC,
-    &LAST_GC,
-    &LIVE,
-    &GARBAGE,
-    &FREE,
-    &SLABS,
-    &SLAB_BYTES,
-    &NON_HEAP,
-    &LIMIT,
-    &MEMORY_LIMIT,
-    &RUNTIME,
-    &CGROUP_USAGE,
-    &CGROUP_PEAK,
-    &FAILCNT,
-    &OOM_KILLS,
-    &RESTARTS,
-    &LAST_OOM,
-    &TRACING,
-    &PAGE_FAULTS,
-    &RECLAIM_STALLS,
-    &RECLAIM_NS,
+/// The figures only the reports show (not `/stats`).
+const REPORT_ONLY: [&Figure; 24] = [
     &KERNEL_PAGE_FAULTS,
     &DIED_IN,
     &FAILED_ALLOCATION,
@@ -763,6 +730,11 @@ pub const ALL: [&Figure; 57] = [
     &WINNER,
     &GOAL,
 ];
+
+/// Every figure: those `/stats` shows, in its order, then the reports' own.
+pub fn all() -> impl Iterator<Item = &'static Figure> {
+    Stat::all().map(Stat::figure).chain(REPORT_ONLY)
+}
 
 impl Figure {
     /// Its name in a `/metrics` scrape, as Prometheus' conventions spell it: `memspike_`, the
@@ -796,7 +768,7 @@ pub fn reference() -> String {
         "how to read it",
     ]);
     let stats: Vec<&str> = Stat::all().map(|s| s.figure().key).collect();
-    for f in ALL {
+    for f in all() {
         let code = |s: &str| format!("`{s}`");
         t.add_row([
             f.label.to_owned(),
@@ -840,9 +812,10 @@ mod tests {
 
     #[test]
     fn names_are_unique() {
-        let all: Vec<&Figure> = ALL.to_vec();
+        let all: Vec<&Figure> = all().collect();
         let keys: BTreeSet<&str> = all.iter().map(|f| f.key).collect();
         let distinct: BTreeSet<*const Figure> = all.iter().map(|f| *f as *const _).collect();
+        assert_eq!(all.len(), distinct.len(), "a figure is registered twice");
         assert_eq!(keys.len(), distinct.len(), "a key is used twice");
         let metrics: Vec<&str> = all.iter().filter_map(|f| f.metric).collect();
         let unique: BTreeSet<&str> = metrics.iter().copied().collect();
