@@ -13,7 +13,8 @@
 //!
 //! [`outcome`] is how any run ended, decided once from its facts. [`figures`] names every figure the reports, `/stats`, `/metrics` and the live page show.
 //! A new output is one renderer of `View` or `Chart`; a new report is one model that says what
-//! its view and chart are. [`write_dir`] writes every form a `--report DIR` holds.
+//! its view and chart are. [`Document::files`] is every form a `--report DIR` holds (the
+//! binary writes them).
 
 pub mod compare;
 pub mod exec;
@@ -25,8 +26,6 @@ pub mod render;
 pub mod run;
 pub mod sweep;
 pub mod threshold;
-
-use std::path::{Path, PathBuf};
 
 pub use render::{
     chart::Chart,
@@ -47,9 +46,20 @@ pub trait Document: serde::Serialize {
         render::text::render(&self.view())
     }
     /// The report as JSON, indented.
-    fn json(&self) -> String {
-        // Serialising plain data with string keys cannot fail.
-        serde_json::to_string_pretty(self).unwrap_or_default()
+    fn json(&self) -> serde_json::Result<String> {
+        serde_json::to_string_pretty(self)
+    }
+    /// Every form `--report DIR` holds, as (file name, contents), in [`FILES`] order (the
+    /// chart only for a report that has one).
+    fn files(&self) -> serde_json::Result<Vec<(&'static str, String)>> {
+        let svg = self.chart().map(|c| render::svg::render(&c));
+        let html = render::html::render(&self.view(), svg.as_deref());
+        let bodies = [Some(self.json()?), svg, Some(html)];
+        Ok(FILES
+            .into_iter()
+            .zip(bodies)
+            .filter_map(|(name, body)| Some((name, body?)))
+            .collect())
     }
 }
 
@@ -78,17 +88,3 @@ pub fn schema() -> String {
 /// The files `--report DIR` writes, in the order written (the chart only for a report that
 /// has one).
 pub const FILES: [&str; 3] = ["report.json", "timeline.svg", "report.html"];
-
-/// Writes `doc` into `dir` as JSON, SVG and HTML ([`FILES`]); returns the paths written.
-pub fn write_dir(doc: &impl Document, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let svg = doc.chart().map(|c| render::svg::render(&c));
-    let html = render::html::render(&doc.view(), svg.as_deref());
-    let mut written = Vec::new();
-    for (name, body) in FILES.iter().zip([Some(doc.json()), svg, Some(html)]) {
-        let Some(body) = body else { continue };
-        let path = dir.join(name);
-        std::fs::write(&path, body)?;
-        written.push(path);
-    }
-    Ok(written)
-}

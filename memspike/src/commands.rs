@@ -11,7 +11,7 @@ use memspike_model::{
     threshold::Range,
 };
 use memspike_report::{
-    self as report, Document,
+    Document,
     compare::CompareReport,
     exec::ExecReport,
     outcome::{Expect, Outcome},
@@ -99,7 +99,7 @@ pub fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     }
     let facts = supervisor::run(&config, &options, interrupts)?;
-    record("run", &facts)?;
+    record("run", &facts);
     let report = Report::build(facts);
     print_report(&report, args.json, args.report.as_deref())?;
     Ok(match report.outcome {
@@ -118,7 +118,7 @@ pub fn exec(args: &ExecArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode
         inherit_env: args.inherit_env,
     };
     let facts = exec::run(&config, !args.no_trace, args.report.as_deref(), interrupts)?;
-    record("exec", &facts)?;
+    record("exec", &facts);
     let report = ExecReport::build(facts);
     print_report(&report, args.json, args.report.as_deref())?;
     Ok(expected(args.expect, report.outcome))
@@ -138,7 +138,7 @@ pub fn compare(args: &CompareArgs, interrupts: &Interrupts) -> anyhow::Result<Ex
         ..runs_options(&args.runs, args.report.clone())
     };
     let facts = compare::compare(&config, &policies, &options, interrupts)?;
-    record("compare", &facts)?;
+    record("compare", &facts);
     let report = CompareReport::build(facts);
     print_report(&report, args.json, args.report.as_deref())?;
     Ok(ExitCode::SUCCESS)
@@ -165,7 +165,7 @@ pub fn threshold(args: &ThresholdArgs, interrupts: &Interrupts) -> anyhow::Resul
         &runs_options(&args.runs, None),
         interrupts,
     )?;
-    record("threshold", &facts)?;
+    record("threshold", &facts);
     print_report(&ThresholdReport::build(facts), args.json, None)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -229,7 +229,7 @@ pub fn sweep(args: &SweepArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCo
         &options,
         interrupts,
     )?;
-    record(&format!("cell-{index}"), &facts)?;
+    record(&format!("cell-{index}"), &facts);
     writeln!(out, "{}", serde_json::to_string(&SweepRow::build(facts))?)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -255,14 +255,19 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
 /// `cell-I.json`), the fixtures the report crate's tests are built from.
 pub const FACTS_DIR_ENV: &str = "MEMSPIKE_FACTS_DIR";
 
-/// Writes `facts` as `<MEMSPIKE_FACTS_DIR>/<name>.json` when the variable is set.
-fn record(name: &str, facts: &impl serde::Serialize) -> anyhow::Result<()> {
+/// Writes `facts` as `<MEMSPIKE_FACTS_DIR>/<name>.json` when the variable is set. A failure
+/// is a warning: the run's report still follows.
+fn record(name: &str, facts: &impl serde::Serialize) {
     let Some(dir) = std::env::var_os(FACTS_DIR_ENV) else {
-        return Ok(());
+        return;
     };
     let path = Path::new(&dir).join(format!("{name}.json"));
-    let json = serde_json::to_string_pretty(facts)?;
-    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))
+    let written = serde_json::to_string_pretty(facts)
+        .map_err(anyhow::Error::from)
+        .and_then(|json| Ok(std::fs::write(&path, json)?));
+    if let Err(e) = written {
+        tracing::warn!("{FACTS_DIR_ENV}: writing {}: {e}", path.display());
+    }
 }
 
 /// Prints a report (JSON, or text) on stdout and, with `--report DIR`, writes every form of it
@@ -270,15 +275,17 @@ fn record(name: &str, facts: &impl serde::Serialize) -> anyhow::Result<()> {
 fn print_report(report: &impl Document, json: bool, dir: Option<&Path>) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
-        writeln!(out, "{}", report.json())?;
+        writeln!(out, "{}", report.json().context("serialising the report")?)?;
     } else {
         write!(out, "{}", report.text())?;
     }
     if let Some(dir) = dir {
-        let written = report::write_dir(report, dir)
-            .with_context(|| format!("writing the report into {}", dir.display()))?;
+        for (name, body) in report.files().context("serialising the report")? {
+            let path = dir.join(name);
+            std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+            tracing::debug!("wrote {}", path.display());
+        }
         tracing::info!("report written to {}", dir.display());
-        tracing::debug!("wrote {written:?}");
     }
     Ok(())
 }
