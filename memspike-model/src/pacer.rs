@@ -24,6 +24,21 @@ const TRIGGER_RATIO_DEN: u64 = 64;
 const MIN_TRIGGER_RATIO_NUM: u64 = 45; // 0.7
 const MAX_TRIGGER_RATIO_NUM: u64 = 61; // 0.95
 
+/// The goal GOGC alone sets after a cycle that marked `marked` bytes live, with `roots` bytes
+/// of stacks and globals to scan (`gcPercentHeapGoal`): the marked heap plus GOGC % of
+/// everything the collector scans, at least the heap minimum (4 MiB x GOGC/100). `None` with
+/// GOGC off. The pacer's GOGC goal, and `exec`'s estimate of the goal after a traced program's
+/// last cycle.
+pub fn gc_percent_goal(gogc: Gogc, marked: u64, roots: u64) -> Option<u64> {
+    let Gogc::Percent(p) = gogc else {
+        return None;
+    };
+    let p = u64::from(p);
+    let scanned = marked.saturating_add(roots);
+    let goal = marked.saturating_add(scanned.saturating_mul(p) / 100);
+    Some(goal.max(DEFAULT_HEAP_MINIMUM.saturating_mul(p) / 100))
+}
+
 /// The GOGC setting: a percentage of heap growth between cycles, or `off`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gogc {
@@ -224,25 +239,9 @@ impl Pacer {
         self.config.cons_mark = cons_mark;
     }
 
-    /// The minimum heap goal for this GOGC (`heapMinimum`).
-    fn heap_minimum(&self) -> u64 {
-        match self.config.gogc {
-            Gogc::Percent(p) => DEFAULT_HEAP_MINIMUM * u64::from(p) / 100,
-            Gogc::Off => 0,
-        }
-    }
-
-    /// The goal implied by GOGC alone (`gcPercentHeapGoal`): marked heap plus GOGC % of
-    /// everything the collector scans (heap, stacks, globals), at least the heap minimum.
+    /// The goal implied by GOGC alone ([`gc_percent_goal`]); unbounded with GOGC off.
     fn gc_percent_goal(&self, t: &Totals) -> u64 {
-        let Gogc::Percent(p) = self.config.gogc else {
-            return u64::MAX;
-        };
-        let roots = t.marked + self.config.stack_scan + self.config.globals_scan;
-        let goal = t
-            .marked
-            .saturating_add(roots.saturating_mul(u64::from(p)) / 100);
-        goal.max(self.heap_minimum())
+        gc_percent_goal(self.config.gogc, t.marked, self.root_scan()).unwrap_or(u64::MAX)
     }
 
     /// The goal implied by the memory limit (`memoryLimitHeapGoal`): what is left of the limit

@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use memspike_model::{size::human, trace::RuntimeCycle};
+use memspike_model::{
+    size::human,
+    trace::{RuntimeCycle, next_goal_after},
+};
 
 use crate::{
     Document,
@@ -34,20 +37,15 @@ pub struct TracedCycle {
     pub next_goal_estimated: bool,
 }
 
-/// The cycles with each one's next goal: the following cycle's, or GOGC's rule (`gogc`
-/// percent, `None` for off) after the last: live + (live + stacks + globals) x GOGC/100, at
-/// least 4 MiB x GOGC/100.
+/// The cycles with each one's next goal: the following cycle's, or, after the last, GOGC's
+/// rule ([`next_goal_after`]; `gogc` percent, `None` for off).
 fn with_next_goals(cycles: &[TimedCycle], gogc: Option<u64>) -> Vec<TracedCycle> {
     cycles
         .iter()
         .enumerate()
         .map(|(i, TimedCycle { read_ms, cycle: c })| {
             let next = cycles.get(i + 1).map(|n| n.cycle.goal_bytes);
-            let estimate = gogc.map(|p| {
-                let roots =
-                    c.heap_live_bytes + c.stacks_bytes.unwrap_or(0) + c.globals_bytes.unwrap_or(0);
-                (c.heap_live_bytes + roots * p / 100).max((4 << 20) * p / 100)
-            });
+            let estimate = next_goal_after(c, gogc);
             TracedCycle {
                 read_ms: *read_ms,
                 cycle: *c,

@@ -45,18 +45,32 @@ const PREFIX: &str = "gc ";
 const TRACE_MB: u64 = 1 << 20;
 
 /// GOGC as a Go program reads it from its environment (`value` is the variable's, `None` when
-/// unset): `off` or a negative number is off (`None`), a number is a percentage, and anything
-/// else (unset included) is the default, 100.
+/// unset; the runtime's `readGOGC`): `off` or a negative number is off (`None`), a number that
+/// fits an `int32` is a percentage, and anything else (unset included) is the default, 100.
 pub fn gogc_from_env(value: Option<&str>) -> Option<u64> {
     match value {
         Some("off") => None,
-        Some(v) => match v.parse::<i64>() {
+        Some(v) => match v.parse::<i32>() {
             Ok(n) if n < 0 => None,
             Ok(n) => Some(n as u64),
             Err(_) => Some(100),
         },
         None => Some(100),
     }
+}
+
+/// The goal the runtime set after `cycle`, estimated from its trace line with GOGC's rule
+/// ([`crate::pacer::gc_percent_goal`]: the marked heap and the stacks and globals the line
+/// reports); `gogc` as [`gogc_from_env`] reads it, `None` (off) for no goal. A memory limit
+/// may have set a lower one; the line does not say.
+pub fn next_goal_after(cycle: &RuntimeCycle, gogc: Option<u64>) -> Option<u64> {
+    let percent = u32::try_from(gogc?).unwrap_or(u32::MAX);
+    let roots = cycle.stacks_bytes.unwrap_or(0) + cycle.globals_bytes.unwrap_or(0);
+    crate::pacer::gc_percent_goal(
+        crate::pacer::Gogc::Percent(percent),
+        cycle.heap_live_bytes,
+        roots,
+    )
 }
 
 /// Go's `gctrace` reader. It keeps no state: each cycle is one line.
@@ -586,5 +600,9 @@ mod tests {
         assert_eq!(gogc_from_env(Some("off")), None);
         assert_eq!(gogc_from_env(Some("-1")), None);
         assert_eq!(gogc_from_env(Some("lots")), Some(100));
+        // Regression: a value past int32 was read as itself; Go falls back to 100.
+        assert_eq!(gogc_from_env(Some("2147483647")), Some(2147483647));
+        assert_eq!(gogc_from_env(Some("2147483648")), Some(100));
+        assert_eq!(gogc_from_env(Some("-2147483649")), Some(100));
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod go;
 
-pub use go::{GoTrace, gogc_from_env};
+pub use go::{GoTrace, gogc_from_env, next_goal_after};
 
 /// A runtime whose collections can be traced on stderr.
 ///
