@@ -69,23 +69,15 @@ pub(crate) fn object() -> Option<&'static [u8]> {
     }
 }
 
-/// Why the object is missing, as the build script said.
-pub(crate) fn missing_object_detail() -> &'static str {
-    option_env!("MEMSPIKE_EBPF_MISSING").unwrap_or("no eBPF object was found at build time")
-}
-
 /// What went wrong with the eBPF side; each message reads well after `unavailable: ` or in a
 /// note.
 #[derive(Debug, Error)]
 pub enum ProbeError {
     #[error(
-        "this binary was built without the eBPF object (build with cargo xtask run/test, which \
-         build it)"
+        "this binary was built with the no-ebpf feature, without the eBPF object (build it \
+         without that feature: cargo xtask run/test build the object)"
     )]
-    NotEmbedded {
-        /// What the build script saw (kept out of the message, which reports use verbatim).
-        detail: &'static str,
-    },
+    NotEmbedded,
 
     #[error("loading eBPF programs needs {0}; this process lacks it")]
     MissingCapability(String),
@@ -133,9 +125,7 @@ pub fn unavailable_reason() -> Option<String> {
 }
 
 fn precheck() -> Result<&'static [u8], ProbeError> {
-    let object = object().ok_or(ProbeError::NotEmbedded {
-        detail: missing_object_detail(),
-    })?;
+    let object = object().ok_or(ProbeError::NotEmbedded)?;
     let caps = memspike_cgroup::capability::Caps::effective().map_err(|e| {
         ProbeError::MissingCapability(format!(
             "CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN (cannot read them: {e})"
@@ -898,11 +888,8 @@ mod tests {
     #[test]
     fn without_ebpf_nothing_is_embedded_and_the_reason_names_the_feature() {
         assert!(object().is_none());
-        assert!(
-            missing_object_detail().contains("no-ebpf"),
-            "{}",
-            missing_object_detail()
-        );
+        let reason = unavailable_reason().unwrap_or_default();
+        assert!(reason.contains("no-ebpf feature"), "{reason}");
     }
 
     #[test]
