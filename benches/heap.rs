@@ -15,7 +15,7 @@ use std::num::NonZeroUsize;
 use criterion::BatchSize;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use memspike_model::{
-    experiment::Experiment,
+    experiment::{Experiment, INTERACTIVE},
     heap::{Heap, Order},
     pacer::{Pacer, PacerConfig, Totals},
     release::Release,
@@ -23,7 +23,7 @@ use memspike_model::{
 use memspike_worker::{
     arena::Arena,
     host::{self, Program, WorkerHost},
-    telemetry::{Event, INTERACTIVE, Sink},
+    telemetry::{Event, Sink},
 };
 use nix::sys::mman::{self, MapFlags, MmapAdvise, ProtFlags};
 

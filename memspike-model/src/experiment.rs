@@ -50,7 +50,7 @@ impl Experiment {
 }
 
 /// The names page faults are counted under besides the steps (the scenario's to define).
-pub use crate::scenario::{DONE, OTHER, RESERVED, STARTUP};
+pub use crate::scenario::{DONE, INTERACTIVE, OTHER, RESERVED, STARTUP};
 
 impl Experiment {
     /// The scenario as it runs: with a collection after every release when the policy says so.
@@ -62,10 +62,16 @@ impl Experiment {
         }
     }
 
-    /// The names page faults are counted under, in order: start-up, every step, done.
-    pub fn step_names(&self) -> Vec<String> {
+    /// The names page faults are counted under, in order (the observer's step slots):
+    /// start-up, every step of the scenario or, for an `interactive` worker serving HTTP
+    /// instead, [`INTERACTIVE`], then done. The one place they are derived.
+    pub fn step_names(&self, interactive: bool) -> Vec<String> {
+        let steps = match interactive {
+            true => vec![INTERACTIVE.to_owned()],
+            false => self.effective_scenario().step_names(),
+        };
         let mut names = vec![STARTUP.to_owned()];
-        for n in self.effective_scenario().step_names() {
+        for n in steps {
             if !names.contains(&n) {
                 names.push(n);
             }
@@ -130,13 +136,14 @@ mod tests {
     fn the_seeds_steps_are_the_old_phases() {
         let mut e = seed();
         assert_eq!(
-            e.step_names(),
+            e.step_names(false),
             ["startup", "spike", "release", "remainder", "done"]
         );
         e.policy.gc_after_release = true;
         assert_eq!(
-            e.step_names(),
+            e.step_names(false),
             ["startup", "spike", "release", "gc", "remainder", "done"]
         );
+        assert_eq!(e.step_names(true), ["startup", "interactive", "done"]);
     }
 }

@@ -466,7 +466,7 @@ impl Report {
             events_total: events.total(),
             events_omitted: events.omitted(),
             omitted_at: events.head().len(),
-            steps: f.steps.clone(),
+            steps: f.experiment.step_names(f.interactive),
         };
         report.verdict = report.verdict_sentence(events, last_heap);
         if let Some(evidence) = report.kernel_evidence() {
@@ -984,7 +984,7 @@ mod tests {
     /// Page faults per step as the observer names them: every step, in order, with its count
     /// (0 past `counts`).
     fn per_step(counts: &[u64]) -> BTreeMap<String, u64> {
-        let names = experiment(false, Gogc::default()).step_names();
+        let names = experiment(false, Gogc::default()).step_names(false);
         let counts = counts.iter().copied().chain(std::iter::repeat(0));
         names.into_iter().zip(counts).collect()
     }
@@ -1019,7 +1019,6 @@ mod tests {
                 stop_signal: None,
                 duration: Duration::from_millis(50),
             },
-            steps: experiment.step_names(),
             experiment,
             interactive: false,
             series: events.clone(),

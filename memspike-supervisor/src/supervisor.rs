@@ -608,7 +608,6 @@ impl<'k> Session<'k> {
             },
             experiment: config.experiment.clone(),
             interactive: config.interactive,
-            steps: self.steps.clone(),
             events,
             series: series.into_vec(),
             stderr_tail,

@@ -23,7 +23,7 @@ pub use memspike_model::event::{Event, Kind, Sink};
 use nix::time::{ClockId, clock_gettime};
 use serde::{Deserialize, Serialize};
 
-use memspike_model::experiment::{self, Experiment};
+use memspike_model::experiment::Experiment;
 
 use crate::privilege::RunAs;
 pub use memspike_cgroup::Version;
@@ -41,19 +41,10 @@ pub struct WorkerConfig {
     pub allowed_hosts: Vec<String>,
 }
 
-/// The step an interactive worker's operations are counted under.
-pub const INTERACTIVE: &str = "interactive";
-
 impl WorkerConfig {
     /// The names of the steps page faults are counted under, slot by slot.
     pub fn step_names(&self) -> Vec<String> {
-        if self.interactive {
-            [experiment::STARTUP, INTERACTIVE, experiment::DONE]
-                .map(str::to_owned)
-                .to_vec()
-        } else {
-            self.experiment.step_names()
-        }
+        self.experiment.step_names(self.interactive)
     }
 }
 

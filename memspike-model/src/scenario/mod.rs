@@ -42,6 +42,8 @@ pub const STARTUP: &str = "startup";
 pub const DONE: &str = "done";
 pub const OTHER: &str = "other";
 pub const RESERVED: [&str; 3] = [STARTUP, DONE, OTHER];
+/// The one step an interactive worker's operations are all counted under.
+pub const INTERACTIVE: &str = "interactive";
 
 /// How much a `release` step drops: `"all"`, or an amount.
 #[derive(Clone, Copy, Debug, PartialEq)]

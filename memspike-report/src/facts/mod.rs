@@ -112,8 +112,6 @@ pub struct RunFacts {
     pub experiment: Experiment,
     /// Interactive mode (the worker served HTTP instead of running the scenario).
     pub interactive: bool,
-    /// The names page faults were counted under, in order (the observer's step slots).
-    pub steps: Vec<String>,
     /// The worker's events, bounded: the first and last few and a count of the rest.
     pub events: History<Event>,
     /// Every event, thinned evenly to a bounded number, for the chart.

@@ -26,11 +26,9 @@ use tokio::sync::oneshot;
 
 use super::errors::ApiError;
 use memspike_cgroup::{Counters, Version, read_counters};
+use memspike_model::experiment::INTERACTIVE;
 
-use crate::{
-    host::Program,
-    telemetry::{INTERACTIVE, Sink},
-};
+use crate::{host::Program, telemetry::Sink};
 
 /// A heap operation a request asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
