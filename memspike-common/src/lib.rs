@@ -249,7 +249,7 @@ impl OomFieldOffsets {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OomTaskLayout {
-    /// In `task_struct`: `pid` (int), `comm` (char[16]), `mm` and `signal` (pointers).
+    /// In `task_struct`: `pid` (int), `comm` (`char[16]`), `mm` and `signal` (pointers).
     pub task_pid: u32,
     pub task_comm: u32,
     pub task_mm: u32,

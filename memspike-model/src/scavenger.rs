@@ -25,9 +25,9 @@ pub const REDUCE_EXTRA_PERCENT: u64 = 5;
 /// in percent.
 pub const BACKGROUND_CPU_PERCENT: u64 = 1;
 /// What returning memory costs: bytes per CPU-second of `MADV_DONTNEED` in the scavenger's
-/// 64 KiB chunks, as measured on the development machine (kernel 6.18; `cargo bench -p memspike
-/// --bench heap -- madvise`: 6.2 GiB/s, docs/benchmarks.md). The runtime's per-chunk
-/// bookkeeping is small beside it. With 2 Ps that makes 123 MiB/s in the background, within the
+/// 64 KiB chunks, as measured on the development machine (kernel 6.18; `cargo bench -p
+/// memspike-worker --bench heap -- madvise`: 6.2 GiB/s, docs/benchmarks.md). The runtime's
+/// per-chunk bookkeeping is small beside it. With 2 Ps that makes 123 MiB/s in the background, within the
 /// 100-300 MiB/s the real runtime returned here (docs/go-runtime-rules.md, section 5.2).
 pub const MADVISE_BYTES_PER_CPU_SECOND: u64 = 6 << 30;
 

@@ -9,7 +9,7 @@
 //!   Job per limit, each pod running `sweep --index` on one cell under its own memory limit.
 //!
 //! Both paths run a cell the same way (the child *is* `--index`), so they give the same rows;
-//! `sweep merge` ([`crate::report::sweep`]) joins the lines of either.
+//! `sweep merge` (`memspike_report::sweep`) joins the lines of either.
 
 use std::{
     collections::VecDeque,

@@ -1,5 +1,5 @@
 //! The command line, defined once with clap's derive: every subcommand and flag, and how the
-//! flags become the model's types (an [`Experiment`], a [`Policy`], a [`Range`]). The policy's
+//! flags become the model's types (an [`Experiment`], a [`Policy`], a threshold's `Range`). The policy's
 //! own flags come from [`Policy`] itself. The CLI reference (`docs/reference/cli.md`) is generated
 //! from these definitions: `UPDATE_EXPECT=1 cargo test -p memspike --bin memspike reference`.
 

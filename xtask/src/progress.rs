@@ -1,4 +1,4 @@
-//! "[xtask] …" progress lines and step timing.
+//! `[xtask] …` progress lines and step timing.
 
 use std::time::Instant;
 

@@ -1,5 +1,6 @@
-//! `cargo xtask speed`: wall times of the real release binary, for the figures the README
-//! quotes (how much tracing costs a run, and later how long `compare` and `threshold` take).
+//! `cargo xtask speed`: wall times of the real release binary, for the figures
+//! docs/benchmarks.md quotes (how much tracing costs a run, how long `compare` and `threshold`
+//! take).
 //!
 //! It builds memspike as `cargo xtask run` does, runs one untimed warm-up of every case, then
 //! `--runs` rounds; each round runs every case of [`CASES`] once, in an order that rotates from
