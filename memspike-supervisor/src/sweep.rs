@@ -13,8 +13,9 @@
 
 use std::{
     collections::VecDeque,
+    ffi::OsString,
     io,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
 
@@ -81,8 +82,8 @@ pub fn run_cell(
 /// a plan's cells spell it here: [`run_local`]'s children and [`kubernetes`]' pods.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CellCommand {
-    /// The plan file, as the process will find it.
-    pub plan: String,
+    /// The plan file, as the process will find it (any path the OS allows).
+    pub plan: PathBuf,
     /// The cell's index, or what the pod's environment gives for it.
     pub index: String,
     pub offset: usize,
@@ -93,25 +94,24 @@ pub struct CellCommand {
 
 impl CellCommand {
     /// The arguments after the program's name.
-    pub fn args(&self) -> Vec<String> {
-        let offset = self.offset.to_string();
-        let mut args: Vec<String> = [
-            "sweep",
-            "--plan",
-            &self.plan,
-            "--index",
-            &self.index,
-            "--offset",
-            &offset,
-            "--inherit",
-        ]
-        .map(str::to_owned)
-        .to_vec();
+    pub fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> =
+            vec!["sweep".into(), "--plan".into(), self.plan.clone().into()];
+        args.extend(
+            [
+                "--index",
+                &self.index,
+                "--offset",
+                &self.offset.to_string(),
+                "--inherit",
+            ]
+            .map(OsString::from),
+        );
         if !self.trace {
-            args.push("--no-trace".to_owned());
+            args.push("--no-trace".into());
         }
         if let Some(user) = &self.user {
-            args.extend(["--user".to_owned(), user.clone()]);
+            args.extend(["--user".into(), user.into()]);
         }
         args
     }
@@ -154,7 +154,7 @@ pub fn run_local(
             };
             let group = Group::create(&hierarchy, cells[index].spec.limit_bytes)?;
             let cell = CellCommand {
-                plan: plan_path.display().to_string(),
+                plan: plan_path.to_owned(),
                 index: index.to_string(),
                 offset: 0,
                 trace,
@@ -246,13 +246,18 @@ pub fn kubernetes(plan: &Plan, plan_text: &str, image: &str, trace: bool) -> ser
     })];
     for group in plan.by_limit() {
         let args = CellCommand {
-            plan: format!("{POD_PLAN_DIR}/{POD_PLAN_FILE}"),
+            plan: Path::new(POD_PLAN_DIR).join(POD_PLAN_FILE),
             index: "$(JOB_COMPLETION_INDEX)".to_owned(),
             offset: group.offset,
             trace,
             user: None,
         }
         .args();
+        // Every argument is ASCII here (the pod's plan path is fixed), so nothing is lost.
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         // Kubernetes spells a size in bytes exactly; Mi when it is whole.
         let memory = if group.limit % (1 << 20) == 0 {
             format!("{}Mi", group.limit >> 20)
@@ -310,4 +315,39 @@ fn dns_label(name: &str) -> String {
         })
         .collect();
     s.trim_matches('-').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    /// Regression: the plan's path went through `display()`, so a path that is not UTF-8 named
+    /// another file in the child's arguments.
+    #[test]
+    fn a_cells_plan_path_reaches_the_child_unchanged() {
+        let plan = PathBuf::from(std::ffi::OsStr::from_bytes(b"/tmp/plan-\xff.toml"));
+        let cell = CellCommand {
+            plan: plan.clone(),
+            index: "3".into(),
+            offset: 0,
+            trace: false,
+            user: Some("nobody".into()),
+        };
+        let args = cell.args();
+        assert_eq!(args[2], plan.as_os_str());
+        assert_eq!(
+            args[3..],
+            [
+                "--index",
+                "3",
+                "--offset",
+                "0",
+                "--inherit",
+                "--no-trace",
+                "--user",
+                "nobody"
+            ]
+        );
+    }
 }
