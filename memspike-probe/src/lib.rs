@@ -25,6 +25,7 @@
 //! | `reclaim` | `ebpf raw_tp/…memcg_reclaim_begin\|end`, `ebpf tp_btf/…`, `ebpf tracepoint/vmscan/…` |
 //! | `pressure` | `memory.pressure` |
 //! | `oom_victim` | `ebpf raw_tp/mark_victim`, `ebpf tracepoint/oom/mark_victim`, `/dev/kmsg` |
+//! | `counts.<counter>` (e.g. `kernel_page_faults`) | its ways in [`ebpf::hooks`], eBPF only |
 //!
 //! The eBPF ways are listed in [`ebpf::hooks`]; the non-BPF sources are chosen here.
 //! `--no-trace` turns eBPF off only: the other sources still report.
