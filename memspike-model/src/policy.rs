@@ -48,6 +48,9 @@ pub struct Policy {
     )]
     #[serde(with = "memory_limit")]
     #[schemars(with = "Option<Amount>")]
+    // Spelled out so that clap's derive does not treat the field as optional and parse into
+    // `Amount`: the parser itself returns the `Option` (`off` is `None`), which is how clap's
+    // documentation says to opt out.
     pub memory_limit: ::std::option::Option<Amount>,
     /// Run a collection right after every release step (the seed's -gc): the seed then survives.
     #[cfg_attr(feature = "cli", arg(long = "gc"))]

@@ -75,6 +75,8 @@ pub enum PolicySetError {
 /// A built-in policy by name.
 pub fn by_name(name: &str) -> Option<Policy> {
     let pct90 = || Some(Amount::Percent(90.0));
+    // The specs below are constants; a test (the_default_set_is_the_catalogue_with_its_settings)
+    // checks that each parses.
     let watchdog = |p: &str| p.parse().ok();
     let policy = match name {
         "gogc100" => Policy::default(),

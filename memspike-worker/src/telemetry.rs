@@ -55,10 +55,8 @@ pub const LISTEN_FD_ENV: &str = "MEMSPIKE_LISTEN_FD";
 
 /// Encodes a group for [`CGROUP_ENV`].
 pub fn cgroup_env(dir: &std::path::Path, v: Version) -> std::ffi::OsString {
-    let mut s = std::ffi::OsString::from(match v {
-        Version::V1 => "v1:",
-        Version::V2 => "v2:",
-    });
+    let mut s = std::ffi::OsString::from(v.short());
+    s.push(":");
     s.push(dir);
     s
 }
@@ -68,11 +66,9 @@ pub fn cgroup_from_env() -> Option<(PathBuf, Version)> {
     let value = std::env::var_os(CGROUP_ENV)?;
     let value = value.to_str()?;
     let (v, dir) = value.split_once(':')?;
-    let v = match v {
-        "v1" => Version::V1,
-        "v2" => Version::V2,
-        _ => return None,
-    };
+    let v = [Version::V1, Version::V2]
+        .into_iter()
+        .find(|known| known.short() == v)?;
     Some((PathBuf::from(dir), v))
 }
 
