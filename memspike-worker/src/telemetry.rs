@@ -63,12 +63,19 @@ pub fn cgroup_env(dir: &std::path::Path, v: Version) -> std::ffi::OsString {
 
 /// The worker's group from [`CGROUP_ENV`], if the supervisor set it.
 pub fn cgroup_from_env() -> Option<(PathBuf, Version)> {
-    let value = std::env::var_os(CGROUP_ENV)?;
-    let value = value.to_str()?;
-    let (v, dir) = value.split_once(':')?;
+    parse_cgroup_env(&std::env::var_os(CGROUP_ENV)?)
+}
+
+/// Decodes what [`cgroup_env`] encoded; the directory as the OS spells it.
+fn parse_cgroup_env(value: &std::ffi::OsStr) -> Option<(PathBuf, Version)> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = value.as_bytes();
+    let colon = bytes.iter().position(|&b| b == b':')?;
+    let v = std::str::from_utf8(&bytes[..colon]).ok()?;
     let v = [Version::V1, Version::V2]
         .into_iter()
         .find(|known| known.short() == v)?;
+    let dir = std::ffi::OsStr::from_bytes(&bytes[colon + 1..]);
     Some((PathBuf::from(dir), v))
 }
 
@@ -296,6 +303,22 @@ pub fn events(reader: impl BufRead) -> impl Iterator<Item = io::Result<Event>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a group directory that is not UTF-8 was dropped on the way to the worker.
+    #[test]
+    fn the_cgroup_env_round_trips_any_directory() {
+        use std::os::unix::ffi::OsStrExt;
+        use std::path::Path;
+        let odd = std::ffi::OsStr::from_bytes(b"/sys/fs/cgroup/memory/a:b-\xff");
+        for v in [Version::V1, Version::V2] {
+            for dir in [Path::new("/sys/fs/cgroup/memspike-1"), Path::new(odd)] {
+                let got = parse_cgroup_env(&cgroup_env(dir, v));
+                assert_eq!(got, Some((dir.to_owned(), v)));
+            }
+        }
+        assert_eq!(parse_cgroup_env("v3:/x".as_ref()), None);
+        assert_eq!(parse_cgroup_env("/x".as_ref()), None);
+    }
     use memspike_model::{event::HeapStats, scenario::ActionKind as Action};
 
     #[test]
