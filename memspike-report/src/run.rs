@@ -307,7 +307,8 @@ pub struct Report {
     pub duration_ms: f64,
     pub error: Option<String>,
     pub verdict: String,
-    /// The timeline, bounded: the worker's first and last events (see [`crate::facts::history`]).
+    /// The timeline, bounded: the worker's first and last events (`events_omitted` says how
+    /// many between them were left out).
     pub events: Vec<TimelineEvent>,
     /// The heap and the group over the whole run, thinned evenly (the chart's data).
     pub series: Vec<Point>,
