@@ -70,6 +70,19 @@ fn target_id(g: &Group, what: &str) -> Option<u64> {
     id
 }
 
+/// For a test of one group: the probe's requirements met (see [`require_probe`]), the tests'
+/// lock held, a fresh group limited to `limit`, and its eBPF id.
+fn probed_group(what: &str, limit: u64) -> Option<(MutexGuard<'static, ()>, Group, u64)> {
+    if !require_probe(what) {
+        return None;
+    }
+    let serial = serial();
+    let h = Hierarchy::discover().expect("preflight");
+    let g = Group::create(&h, limit).expect("create group");
+    let target = target_id(&g, what)?;
+    Some((serial, g, target))
+}
+
 /// The probe loaded with `switches` and pointed at `target`.
 fn start_with(target: u64, switches: &Switches) -> EbpfProbe {
     let mut probe = EbpfProbe::load_with(None, switches)
@@ -146,13 +159,7 @@ fn tracefs_mounted() -> bool {
 #[test]
 fn faults_are_counted_only_in_the_group_and_split_by_step() {
     const WHAT: &str = "probe_root::faults_are_counted_only_in_the_group_and_split_by_step";
-    if !require_probe(WHAT) {
-        return;
-    }
-    let _serial = serial();
-    let h = Hierarchy::discover().expect("preflight");
-    let g = Group::create(&h, 512 * MIB).expect("create group");
-    let Some(target) = target_id(&g, WHAT) else {
+    let Some((_serial, g, target)) = probed_group(WHAT, 512 * MIB) else {
         return;
     };
     let mut probe = start(target);
@@ -241,13 +248,7 @@ fn faults_are_counted_only_in_the_group_and_split_by_step() {
 #[test]
 fn faults_inside_system_calls_are_counted_in_kernel_mode() {
     const WHAT: &str = "probe_root::faults_inside_system_calls_are_counted_in_kernel_mode";
-    if !require_probe(WHAT) {
-        return;
-    }
-    let _serial = serial();
-    let h = Hierarchy::discover().expect("preflight");
-    let g = Group::create(&h, 512 * MIB).expect("create group");
-    let Some(target) = target_id(&g, WHAT) else {
+    let Some((_serial, g, target)) = probed_group(WHAT, 512 * MIB) else {
         return;
     };
     let mut probe = start(target);
@@ -414,13 +415,7 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
 #[test]
 fn nothing_stays_loaded_after_finish_drop_or_a_failed_start() {
     const WHAT: &str = "probe_root::nothing_stays_loaded_after_finish_drop_or_a_failed_start";
-    if !require_probe(WHAT) {
-        return;
-    }
-    let _serial = serial();
-    let h = Hierarchy::discover().expect("preflight");
-    let g = Group::create(&h, 64 * MIB).expect("create group");
-    let Some(target) = target_id(&g, WHAT) else {
+    let Some((_serial, g, target)) = probed_group(WHAT, 64 * MIB) else {
         return;
     };
     let tracefs_before = tracefs_mounted();
@@ -580,13 +575,7 @@ fn two_groups_in_turn_with_one_load_count_only_their_own() {
 #[test]
 fn each_figure_attaches_on_its_own() {
     const WHAT: &str = "probe_root::each_figure_attaches_on_its_own";
-    if !require_probe(WHAT) {
-        return;
-    }
-    let _serial = serial();
-    let h = Hierarchy::discover().expect("preflight");
-    let g = Group::create(&h, 64 * MIB).expect("create group");
-    let Some(target) = target_id(&g, WHAT) else {
+    let Some((_serial, g, target)) = probed_group(WHAT, 64 * MIB) else {
         return;
     };
     const PF_RAW: &str = "ebpf raw_tp/page_fault_user";
