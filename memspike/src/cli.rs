@@ -119,6 +119,15 @@ pub struct InteractiveArgs {
     pub allow_host: Vec<String>,
 }
 
+/// `--report DIR`, for every command with a report.
+#[derive(clap::Args)]
+pub struct ReportDir {
+    /// Also write the report into DIR: report.json, timeline.svg (for a report with a chart)
+    /// and report.html.
+    #[arg(long = "report", id = "report", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
 /// `memspike run`.
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -128,9 +137,8 @@ pub struct RunArgs {
     /// one JSON object per line).
     #[arg(long)]
     pub json: bool,
-    /// Also write the report into DIR: report.json, timeline.svg, report.html.
-    #[arg(long, value_name = "DIR")]
-    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: ReportDir,
     /// Exit with status 3 unless this is the outcome (`exit`: any end but an OOM kill).
     #[arg(long)]
     pub expect: Option<Expect>,
@@ -181,9 +189,8 @@ pub struct CompareArgs {
     /// Print the comparison as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Also write the comparison into DIR: report.json, timeline.svg, report.html.
-    #[arg(long, value_name = "DIR")]
-    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: ReportDir,
 }
 
 /// `memspike threshold`.
@@ -259,9 +266,8 @@ pub struct MergeArgs {
     /// Print the merged report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Also write it into DIR: report.json, timeline.svg, report.html.
-    #[arg(long, value_name = "DIR")]
-    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: ReportDir,
 }
 
 /// `memspike exec`: a real program under the same microscope.
@@ -273,9 +279,8 @@ pub struct ExecArgs {
     /// Print the report as JSON (after the command's own output).
     #[arg(long)]
     pub json: bool,
-    /// Also write the report into DIR: report.json, timeline.svg, report.html.
-    #[arg(long, value_name = "DIR")]
-    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: ReportDir,
     /// Exit with status 3 unless this is the outcome (`exit`: any end but an OOM kill).
     #[arg(long)]
     pub expect: Option<Expect>,

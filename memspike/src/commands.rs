@@ -70,7 +70,7 @@ pub fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> 
             listen: i.listen,
             restart: !i.no_restart,
         }),
-        report_dir: args.report.clone(),
+        report_dir: args.report.dir.clone(),
         inherit,
     };
     if i.interactive {
@@ -101,7 +101,7 @@ pub fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> 
     let facts = supervisor::run(&config, &options, interrupts)?;
     record("run", &facts);
     let report = Report::build(facts);
-    print_report(&report, args.json, args.report.as_deref())?;
+    print_report(&report, args.json, args.report.dir.as_deref())?;
     Ok(match report.outcome {
         Outcome::Error => ExitCode::from(1),
         got => expected(args.expect, got),
@@ -117,10 +117,15 @@ pub fn exec(args: &ExecArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode
         command: args.command.clone(),
         inherit_env: args.inherit_env,
     };
-    let facts = exec::run(&config, !args.no_trace, args.report.as_deref(), interrupts)?;
+    let facts = exec::run(
+        &config,
+        !args.no_trace,
+        args.report.dir.as_deref(),
+        interrupts,
+    )?;
     record("exec", &facts);
     let report = ExecReport::build(facts);
-    print_report(&report, args.json, args.report.as_deref())?;
+    print_report(&report, args.json, args.report.dir.as_deref())?;
     Ok(expected(args.expect, report.outcome))
 }
 
@@ -135,12 +140,12 @@ pub fn compare(args: &CompareArgs, interrupts: &Interrupts) -> anyhow::Result<Ex
     let config = worker_config(&args.runs, experiment)?;
     let options = RunOptions {
         inherit,
-        ..runs_options(&args.runs, args.report.clone())
+        ..runs_options(&args.runs, args.report.dir.clone())
     };
     let facts = compare::compare(&config, &policies, &options, interrupts)?;
     record("compare", &facts);
     let report = CompareReport::build(facts);
-    print_report(&report, args.json, args.report.as_deref())?;
+    print_report(&report, args.json, args.report.dir.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -246,7 +251,7 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let report = SweepReport::merge(rows).map_err(|e| SupervisorError::Usage(e.to_string()))?;
-    print_report(&report, args.json, args.report.as_deref())?;
+    print_report(&report, args.json, args.report.dir.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -415,7 +415,7 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
 #[test]
 fn nothing_stays_loaded_after_finish_drop_or_a_failed_start() {
     const WHAT: &str = "probe_root::nothing_stays_loaded_after_finish_drop_or_a_failed_start";
-    let Some((_serial, g, target)) = probed_group(WHAT, 64 * MIB) else {
+    let Some((_serial, _group, target)) = probed_group(WHAT, 64 * MIB) else {
         return;
     };
     let tracefs_before = tracefs_mounted();
