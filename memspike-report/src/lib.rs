@@ -11,7 +11,8 @@
 //!   verdict) that [`render::text`] renders for a terminal and [`render::html`] for a browser,
 //!   and a [`Chart`] (memory over time) that [`render::svg`] draws.
 //!
-//! [`outcome`] is how any run ended, decided once from its facts. [`figures`] names every figure the reports, `/stats`, `/metrics` and the live page show.
+//! [`outcome`] is how any run ended, decided once from its facts. [`figures`] names every
+//! figure the reports, `/stats`, `/metrics` and the live page show.
 //! A new output is one renderer of `View` or `Chart`; a new report is one model that says what
 //! its view and chart are. [`Document::files`] is every form a `--report DIR` holds (the
 //! binary writes them).
