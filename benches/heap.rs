@@ -10,7 +10,8 @@
 //! one group)
 
 use std::hint::black_box;
-use std::num::NonZeroUsize;
+
+mod fresh;
 
 use criterion::BatchSize;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -25,30 +26,12 @@ use memspike_worker::{
     host::{self, Program, WorkerHost},
     telemetry::{Event, Sink},
 };
-use nix::sys::mman::{self, MapFlags, MmapAdvise, ProtFlags};
 
 const GIB: usize = 1 << 30;
 
 /// The floor: mmap, write every byte, munmap.
 fn raw_mmap_write(len: usize) {
-    let size = NonZeroUsize::new(len).expect("a non-empty mapping");
-    // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing;
-    // nothing else refers to it.
-    let p = unsafe {
-        mman::mmap_anonymous(
-            None,
-            size,
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-            MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
-        )
-    }
-    .expect("mmap failed");
-    // SAFETY: same advice the heap's arena gives (4 KiB pages, no THP), on our mapping.
-    let _ = unsafe { mman::madvise(p, len, MmapAdvise::MADV_NOHUGEPAGE) };
-    // SAFETY: `len` bytes at `p` are mapped readable and writable and used only here.
-    unsafe { std::ptr::write_bytes(p.cast::<u8>().as_ptr(), 0x5a, len) };
-    // SAFETY: unmapping exactly what was mapped above; nothing refers to it afterwards.
-    let _ = unsafe { mman::munmap(p, len) };
+    fresh::Fresh::map(len).fill(0x5a);
 }
 
 /// The same gigabyte through the heap, in slabs of `slab` bytes.

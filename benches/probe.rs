@@ -18,15 +18,15 @@
 //! per-fault medians and the median of the per-round traced/untraced ratios.
 //! `MEMSPIKE_BENCH_ROUNDS` sets the number of rounds (default 15; 0 skips it).
 
-use std::num::NonZeroUsize;
 use std::os::unix::fs::MetadataExt;
+
+mod fresh;
 
 use criterion::{Criterion, Throughput, criterion_group};
 use memspike_probe::{
     self as probe, PageFaultAttach,
     ebpf::{EbpfProbe, KernelIds},
 };
-use nix::sys::mman::{self, MapFlags, MmapAdvise, ProtFlags};
 use nix::time::{ClockId, clock_gettime};
 
 const GIB: usize = 1 << 30;
@@ -38,27 +38,7 @@ const STEP: u32 = 1;
 
 /// mmap, one write per page, munmap: exactly one first-touch fault per 4 KiB page.
 fn touch_fresh_pages(len: usize) {
-    let size = NonZeroUsize::new(len).expect("a non-empty mapping");
-    // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing;
-    // nothing else refers to it.
-    let p = unsafe {
-        mman::mmap_anonymous(
-            None,
-            size,
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-            MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
-        )
-    }
-    .expect("mmap failed");
-    // SAFETY: advice on our own mapping: 4 KiB pages only.
-    let _ = unsafe { mman::madvise(p, len, MmapAdvise::MADV_NOHUGEPAGE) };
-    let base = p.cast::<u8>().as_ptr();
-    for off in (0..len).step_by(PAGE) {
-        // SAFETY: off < len, inside the mapping; volatile so the write is not elided.
-        unsafe { base.add(off).write_volatile(1) };
-    }
-    // SAFETY: unmapping exactly what was mapped above; nothing refers to it afterwards.
-    let _ = unsafe { mman::munmap(p, len) };
+    fresh::Fresh::map(len).touch(PAGE);
 }
 
 /// This process's cgroup v2 id: the inode of its `0::<path>` directory under the cgroup2 mount.
