@@ -75,13 +75,33 @@ pub struct Policy {
     #[serde(with = "crate::duration::option")]
     #[schemars(with = "Option<String>")]
     pub watchdog_interval: Option<Duration>,
+    /// Go's `GODEBUG` settings that change how the runtime manages memory
+    /// (`madvdontneed=1,disablethp=1`; [`MEMORY_GODEBUG`] lists the keys). A real program reads
+    /// them (`compare -- CMD`); the simulated runtime does not model them. Policies files only.
+    #[cfg_attr(feature = "cli", arg(skip))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub godebug: Option<String>,
 }
+
+/// The `GODEBUG` keys a policy may set: the runtime's settings that change how memory is
+/// returned to the kernel, how stacks shrink and how collections run (the runtime's
+/// `runtime1.go` debug variables and `internal/godebugs`).
+pub const MEMORY_GODEBUG: [&str; 5] = [
+    "madvdontneed",
+    "disablethp",
+    "gcshrinkstackoff",
+    "harddecommit",
+    "gcstoptheworld",
+];
 
 impl Policy {
     /// The policy with its settings checked and the watchdog's left-out ones filled in with
     /// their defaults, as every reader of a policy (flags, a file) hands it on. The message
     /// says what to write instead.
     pub fn checked(mut self) -> Result<Policy, String> {
+        if let Some(settings) = &self.godebug {
+            check_godebug(settings)?;
+        }
         let Some(w) = self.watchdog() else {
             if self.watchdog_driver.is_some()
                 || self.watchdog_force.is_some()
@@ -122,6 +142,22 @@ impl Policy {
     pub fn memory_limit_bytes(&self, limit: u64) -> Option<u64> {
         self.memory_limit.map(|m| m.resolve(limit))
     }
+}
+
+/// Each of `settings` is `key=value` with a key of [`MEMORY_GODEBUG`].
+fn check_godebug(settings: &str) -> Result<(), String> {
+    for setting in settings.split(',') {
+        let known = setting
+            .split_once('=')
+            .is_some_and(|(key, value)| MEMORY_GODEBUG.contains(&key) && !value.is_empty());
+        if !known {
+            return Err(format!(
+                "godebug {setting:?} is not one of Go's memory settings: give key=value pairs, comma-separated, with keys from {} (memspike sets gctrace itself)",
+                MEMORY_GODEBUG.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses `--memory-limit` (`GOMEMLIMIT`): a size, a percentage of the cgroup's limit, or `off`

@@ -21,17 +21,18 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     pacer::Gogc,
     policy::Policy,
     scenario::{line_column, toml_error},
     size::Amount,
+    trace::RuntimeTrace,
 };
 
 /// The built-in policies, in the order `compare` runs them by default: name and what it is.
-pub const CATALOGUE: [(&str, &str); 7] = [
+pub const CATALOGUE: [(&str, &str); 8] = [
     ("gogc100", "GOGC 100, no memory limit: Go's default"),
     ("gogc50", "GOGC 50: collect twice as often"),
     (
@@ -45,6 +46,10 @@ pub const CATALOGUE: [(&str, &str); 7] = [
     (
         "gogc-off-memlimit90",
         "GOGC off and a memory limit at 90 %: collect only near the limit",
+    ),
+    (
+        "memlimit95",
+        "GOGC 100 and a memory limit at 95 % of the cgroup's",
     ),
     (
         "watchdog-watermarks",
@@ -97,6 +102,10 @@ pub fn by_name(name: &str) -> Option<Policy> {
             memory_limit: pct90(),
             ..Policy::default()
         },
+        "memlimit95" => Policy {
+            memory_limit: Some(Amount::Percent(95.0)),
+            ..Policy::default()
+        },
         "watchdog-watermarks" => Policy {
             watchdog: watchdog("watermarks:0.5,0.75,0.9"),
             ..Policy::default()
@@ -121,6 +130,34 @@ pub fn defaults() -> Vec<Policy> {
         .iter()
         .filter_map(|(name, _)| by_name(name))
         .collect()
+}
+
+/// The catalogue as a real program's runtime can take it (`trace`'s
+/// [`RuntimeTrace::policy_env`] under a group of `limit` bytes): the policies it can, in order,
+/// and the names of those it cannot with why.
+pub fn for_program(trace: &dyn RuntimeTrace, limit: u64) -> (Vec<Policy>, Vec<NotApplicable>) {
+    let mut not_applicable = Vec::new();
+    let set = defaults()
+        .into_iter()
+        .filter(|p| match trace.policy_env(p, limit) {
+            Ok(_) => true,
+            Err(why) => {
+                not_applicable.push(NotApplicable {
+                    name: p.name.clone().unwrap_or_default(),
+                    why,
+                });
+                false
+            }
+        })
+        .collect();
+    (set, not_applicable)
+}
+
+/// A built-in policy a real program's runtime cannot take, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NotApplicable {
+    pub name: String,
+    pub why: String,
 }
 
 fn known_names() -> String {
@@ -253,6 +290,7 @@ mod tests {
             ("gc-after-release", "100", None, true, None),
             ("memlimit90", "100", Some("90%"), false, None),
             ("gogc-off-memlimit90", "off", Some("90%"), false, None),
+            ("memlimit95", "100", Some("95%"), false, None),
             (
                 "watchdog-watermarks",
                 "100",
@@ -491,5 +529,29 @@ watchdog_interval = "500ms"
         assert_eq!(names(&set), ["gogc100"]);
         assert_eq!(set[0].gogc, Gogc::Percent(25));
         assert!(bad.starts_with(&format!("{spec}:2:8")), "{bad}");
+    }
+
+    #[test]
+    fn a_real_go_program_gets_the_catalogue_its_environment_can_express() {
+        let (set, skipped) = for_program(&crate::trace::GoTrace, 32 << 20);
+        assert_eq!(
+            names(&set),
+            [
+                "gogc100",
+                "gogc50",
+                "memlimit90",
+                "gogc-off-memlimit90",
+                "memlimit95"
+            ]
+        );
+        let skipped: Vec<&str> = skipped.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            skipped,
+            [
+                "gc-after-release",
+                "watchdog-watermarks",
+                "watchdog-adaptive"
+            ]
+        );
     }
 }

@@ -13,6 +13,10 @@
 //!   it depends on what the scenario allocates).
 //! - `gogc`, in `[1, 10000]` ([`GOGC_MAX`]): the **largest** that survives. Geometric, 1 %
 //!   relative step, or adjacent whole GOGC values.
+//! - `gomemlimit`, GOMEMLIMIT as a fraction of the group's limit in `(0, 1]`: the **highest**
+//!   that survives. Linear, default range `[0.5, 1]`. Its other edge, the **lowest** fraction
+//!   whose cost stays bearable, is the same search with the sides swapped
+//!   ([`Range::reversed`]): there a lower value is the risky one.
 //!
 //! "Survives" is always on the safe side of the boundary: when every value in the range
 //! survives, the answer is the range's risky end (for GOGC: 10000 survives; `off` is not
@@ -56,6 +60,8 @@ pub enum Knob {
     Limit,
     /// GOGC (1..=10000): the largest that survives.
     Gogc,
+    /// GOMEMLIMIT as a fraction of the group's limit (0..=1): the highest that survives.
+    Gomemlimit,
 }
 
 impl Knob {
@@ -65,7 +71,7 @@ impl Knob {
     }
 
     fn geometric(self) -> bool {
-        !matches!(self, Knob::Spike)
+        !matches!(self, Knob::Spike | Knob::Gomemlimit)
     }
 
     /// The value as the probe gets it: spike fractions as they are, limits in whole pages,
@@ -73,6 +79,7 @@ impl Knob {
     pub fn quantize(self, v: f64) -> f64 {
         match self {
             Knob::Spike => v,
+            Knob::Gomemlimit => ((v * 1e3).round() / 1e3).max(0.001),
             Knob::Limit => ((v / PAGE).round() * PAGE).max(PAGE),
             Knob::Gogc => v.round().max(1.0),
         }
@@ -85,6 +92,7 @@ impl Knob {
         match self {
             Knob::Spike => Range::new(self, 0.01, 0.99).ok(),
             Knob::Gogc => Range::new(self, 1.0, GOGC_MAX).ok(),
+            Knob::Gomemlimit => Range::new(self, 0.5, 1.0).ok(),
             Knob::Limit => None,
         }
     }
@@ -93,6 +101,7 @@ impl Knob {
     pub fn format(self, v: f64) -> String {
         match self {
             Knob::Spike => format!("{}", (v * 1e4).round() / 1e4),
+            Knob::Gomemlimit => format!("{:.1} %", v * 100.0),
             Knob::Limit => human(v as u64).to_string(),
             Knob::Gogc => format!("{v:.0}"),
         }
@@ -104,6 +113,7 @@ impl Knob {
             Knob::Spike => "the largest spike fraction that survives",
             Knob::Limit => "the smallest limit that survives",
             Knob::Gogc => "the largest GOGC that survives",
+            Knob::Gomemlimit => "the highest GOMEMLIMIT (share of the limit) that survives",
         }
     }
 }
@@ -114,6 +124,7 @@ impl fmt::Display for Knob {
             Knob::Spike => "spike",
             Knob::Limit => "limit",
             Knob::Gogc => "gogc",
+            Knob::Gomemlimit => "gomemlimit",
         })
     }
 }
@@ -125,7 +136,10 @@ impl FromStr for Knob {
             "spike" => Ok(Knob::Spike),
             "limit" => Ok(Knob::Limit),
             "gogc" => Ok(Knob::Gogc),
-            _ => Err(format!("unknown knob {s:?}: give spike, limit or gogc")),
+            "gomemlimit" => Ok(Knob::Gomemlimit),
+            _ => Err(format!(
+                "unknown knob {s:?}: give spike, limit, gogc or gomemlimit"
+            )),
         }
     }
 }
@@ -136,6 +150,10 @@ pub struct Range {
     pub knob: Knob,
     pub lo: f64,
     pub hi: f64,
+    /// The sides are swapped: the knob's safe end is the risky one (a cost edge: the lowest
+    /// GOMEMLIMIT whose cost stays bearable).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reversed: bool,
 }
 
 /// A range the search cannot use.
@@ -188,6 +206,9 @@ impl Range {
                 return err("GOGC is searched in [1, 10000]");
             }
             Knob::Limit if lo < PAGE => return err("a limit is at least one 4 KiB page"),
+            Knob::Gomemlimit if lo <= 0.0 || hi > 1.0 => {
+                return err("GOMEMLIMIT is searched as a share of the limit in (0, 1]");
+            }
             _ => {}
         }
         if lo_q >= hi_q {
@@ -197,13 +218,37 @@ impl Range {
             knob,
             lo: lo_q,
             hi: hi_q,
+            reversed: false,
         })
+    }
+
+    /// The same values with the sides swapped (see [`Range::reversed`](field@Range::reversed)).
+    pub fn reversed(self) -> Range {
+        Range {
+            reversed: !self.reversed,
+            ..self
+        }
+    }
+
+    /// What the search finds, for people.
+    pub fn goal(&self) -> &'static str {
+        match (self.knob, self.reversed) {
+            (Knob::Gomemlimit, true) => {
+                "the lowest GOMEMLIMIT (share of the limit) whose cost stays bearable"
+            }
+            (k, _) => k.goal(),
+        }
+    }
+
+    /// Whether a larger value is the riskier one in this search.
+    fn larger_is_riskier(&self) -> bool {
+        self.knob.larger_is_riskier() != self.reversed
     }
 
     /// The value a position on the search's scale stands for: 0 is the safe end, 1 the risky
     /// end.
     fn at(&self, u: f64) -> f64 {
-        let (safe, risky) = if self.knob.larger_is_riskier() {
+        let (safe, risky) = if self.larger_is_riskier() {
             (self.lo, self.hi)
         } else {
             (self.hi, self.lo)
@@ -278,6 +323,12 @@ pub struct Threshold {
 impl fmt::Display for Threshold {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let k = self.range.knob;
+        let goal = self.range.goal();
+        let dies = if self.range.reversed {
+            "is too costly"
+        } else {
+            "dies"
+        };
         let (s, d) = (
             self.survives.map(|v| k.format(v)),
             self.dies.map(|v| k.format(v)),
@@ -287,23 +338,23 @@ impl fmt::Display for Threshold {
             (Some(s), Some(d)) if self.flaky => write!(
                 f,
                 "{}: {s} (outcomes flip between {s} and {d}; {runs} runs)",
-                k.goal()
+                goal
             ),
-            (Some(s), Some(d)) => write!(f, "{}: {s} ({d} dies; {runs} runs)", k.goal()),
+            (Some(s), Some(d)) => write!(f, "{}: {s} ({d} {dies}; {runs} runs)", goal),
             (Some(s), None) if self.flaky => write!(
                 f,
                 "{}: {s} (outcomes flip from there to the end of the range; {runs} runs)",
-                k.goal()
+                goal
             ),
             (Some(s), None) => write!(
                 f,
                 "{}: {s} or beyond: everything in the range survived ({runs} runs)",
-                k.goal()
+                goal
             ),
             (None, Some(d)) => write!(
                 f,
-                "{}: none in the range{}: {d} dies ({runs} runs)",
-                k.goal(),
+                "{}: none in the range{}: {d} {dies} ({runs} runs)",
+                goal,
                 if self.flaky {
                     " survives every time"
                 } else {
@@ -313,7 +364,7 @@ impl fmt::Display for Threshold {
             (None, None) => write!(
                 f,
                 "{}: none: outcomes flip across the whole range ({runs} runs)",
-                k.goal()
+                goal
             ),
         }
     }

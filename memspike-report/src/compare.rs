@@ -1,20 +1,24 @@
-//! The report of a `compare`: one scenario under several policies, a row per policy, the
-//! winners marked, and every policy's cgroup usage on one chart.
+//! The report of a `compare`: one program under several policies, each run one or more
+//! times, a row per policy, the winners marked, and every policy's cgroup usage on one chart.
+//! The program is the simulated one (a scenario, [`CompareFacts`]) or the user's own command
+//! ([`CommandCompareFacts`]); both give the same rows, built from each run's own report.
 //!
-//! A **winner** survived with the fewest collections of all the survivors (ties share it):
-//! the question `compare` answers is which setting survives and what it costs, and a
-//! collection is the cost every policy pays in the same coin. The margin to the limit and the
-//! GC CPU share are beside it for the reader to weigh.
+//! A row counts its survivals ("2/3"): a policy whose outcome flipped between runs has no
+//! outcome, only the count. Its other figures are medians over its runs.
+//!
+//! A **winner** survived every run with the least GC CPU of all such policies (ties share it;
+//! where the GC CPU is unknown or equal, the fewest collections): the question `compare`
+//! answers is which setting survives and what it costs. The margin to the limit is beside it
+//! for the reader to weigh.
 
 use serde::{Deserialize, Serialize};
 
-use memspike_model::policy::Policy;
-
-use memspike_model::size::human;
+use memspike_model::{policy::Policy, policy_set::NotApplicable, size::human};
 
 use crate::{
     Document,
-    facts::CompareFacts,
+    exec::ExecReport,
+    facts::{CommandCompareFacts, CompareFacts, PolicyRun, Signal},
     figures as fig,
     format::{from_source, opt_bytes, opt_count, percent},
     outcome::Outcome,
@@ -22,57 +26,261 @@ use crate::{
         chart::{Chart, Mark, MarkKind, Role, Series},
         view::{Block, Pairs, Tone, View},
     },
-    run::{Point, Report},
+    run::Report,
 };
 
-/// One policy's run, in brief.
+/// One run of a policy, in brief: what a row aggregates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Trial {
+    pub outcome: Outcome,
+    /// The simulated program's step it died in.
+    pub died_in: Option<String>,
+    /// When it died, ms after it started (the worker was ready, or the command started).
+    pub died_at_ms: Option<f64>,
+    /// The cgroup's peak.
+    pub peak_bytes: Option<u64>,
+    /// Collections the runtime ran (simulated) or traced (a real program; `null` when no
+    /// runtime trace was recognised).
+    pub gc_cycles: Option<u32>,
+    /// The collector's share of the CPU (a real Go program: gctrace's, since it started).
+    pub gc_cpu_share: Option<f64>,
+    /// When eBPF traced the run.
+    pub page_faults: Option<u64>,
+    pub reclaim_stalls: Option<u64>,
+    /// How the process ended (`exit 0`, `SIGKILL`).
+    pub exit: String,
+    /// The OOM killer's victim, `pid N (comm)`, when there was one.
+    pub victim: Option<String>,
+    pub duration_ms: f64,
+    pub verdict: String,
+}
+
+impl Trial {
+    /// A simulated run, from its report.
+    pub fn of_run(r: &Report) -> Trial {
+        let killed = r.outcome == Outcome::OomKilled;
+        Trial {
+            outcome: r.outcome,
+            died_in: r.died_in.clone(),
+            died_at_ms: killed.then(|| r.series.last().map(|p| p.t_ms)).flatten(),
+            peak_bytes: r.cgroup.counters.peak_bytes,
+            gc_cycles: Some(r.gc_cycles),
+            gc_cpu_share: r.gc_cpu_share,
+            page_faults: traced(&r.kernel, |k| k.page_faults.as_ref().map(|f| f.total)),
+            reclaim_stalls: traced(&r.kernel, |k| k.reclaim.as_ref().map(|f| f.stalls)),
+            exit: r.worker.exit.clone(),
+            victim: victim(&r.kernel),
+            duration_ms: r.duration_ms,
+            verdict: r.verdict.clone(),
+        }
+    }
+
+    /// A real program's run, from its report.
+    pub fn of_exec(r: &ExecReport) -> Trial {
+        let last = r.runtime_cycles.as_ref().and_then(|c| c.last());
+        Trial {
+            outcome: r.outcome,
+            died_in: None,
+            died_at_ms: (r.outcome == Outcome::OomKilled).then_some(r.duration_ms),
+            peak_bytes: r.cgroup.counters.peak_bytes,
+            gc_cycles: r.gc_cycles,
+            gc_cpu_share: last.map(|c| c.cycle.cpu_percent / 100.0),
+            page_faults: traced(&r.kernel, |k| k.page_faults.as_ref().map(|f| f.total)),
+            reclaim_stalls: traced(&r.kernel, |k| k.reclaim.as_ref().map(|f| f.stalls)),
+            exit: r.worker.exit.clone(),
+            victim: victim(&r.kernel),
+            duration_ms: r.duration_ms,
+            verdict: r.verdict.clone(),
+        }
+    }
+}
+
+/// A figure only eBPF gives, `None` when the run was not traced.
+fn traced(
+    k: &crate::run::KernelSection,
+    figure: impl Fn(&crate::run::KernelSection) -> Option<u64>,
+) -> Option<u64> {
+    k.tracing.is_ebpf().then(|| figure(k)).flatten()
+}
+
+fn victim(k: &crate::run::KernelSection) -> Option<String> {
+    k.oom_victim
+        .as_ref()
+        .map(|v| format!("pid {} ({})", v.pid, v.comm))
+}
+
+/// The cgroup's usage at one moment of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct UsagePoint {
+    pub t_ms: f64,
+    pub usage_bytes: u64,
+}
+
+/// One policy's runs, in brief.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PolicyRow {
     pub name: String,
     /// The policy, with the keys and spellings of a policies file.
     pub settings: Policy,
-    pub outcome: Outcome,
-    /// The step it died in.
+    /// What its runtime was given: the environment's variables (a real program), or `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Vec<String>>,
+    /// How many times it ran, and survived.
+    pub runs: u32,
+    pub survived: u32,
+    /// The outcome when every run had the same, else `null`: the outcome flipped.
+    pub outcome: Option<Outcome>,
+    /// The step most of its killed runs died in (simulated), and the median time they died.
     pub died_in: Option<String>,
-    /// The cgroup's peak, and the limit less it (negative never: the limit caps the peak).
+    pub died_at_ms: Option<f64>,
+    /// The median cgroup peak, and the limit less it.
     pub peak_bytes: Option<u64>,
     pub margin_bytes: Option<u64>,
-    pub gc_cycles: u32,
+    /// Medians over its runs.
+    pub gc_cycles: Option<u32>,
     pub gc_cpu_share: Option<f64>,
-    /// When eBPF traced the run.
     pub page_faults: Option<u64>,
     pub reclaim_stalls: Option<u64>,
-    pub winner: bool,
-    pub verdict: String,
     pub duration_ms: f64,
-    /// The run's heap and group over time (see [`Point`]).
-    pub series: Vec<Point>,
+    pub winner: bool,
+    /// Every run, in order.
+    pub trials: Vec<Trial>,
+    /// The first run's cgroup usage over time, for the chart.
+    pub usage: Vec<UsagePoint>,
 }
 
 impl PolicyRow {
-    /// The row of one policy's run.
-    pub fn of(policy: &Policy, r: &Report) -> PolicyRow {
-        let traced = r.kernel.tracing.is_ebpf();
-        let peak = r.cgroup.counters.peak_bytes;
+    /// The row of a policy's `trials` (at least one), with `usage` from its first run.
+    pub fn of(
+        policy: &Policy,
+        limit: u64,
+        trials: Vec<Trial>,
+        usage: Vec<UsagePoint>,
+    ) -> PolicyRow {
+        let runs = trials.len() as u32;
+        let survived = trials
+            .iter()
+            .filter(|t| t.outcome == Outcome::Survived)
+            .count() as u32;
+        let first = trials.first().map(|t| t.outcome);
+        let outcome = first.filter(|o| trials.iter().all(|t| t.outcome == *o));
+        let killed: Vec<&Trial> = trials
+            .iter()
+            .filter(|t| t.outcome == Outcome::OomKilled)
+            .collect();
+        let peak = median(trials.iter().filter_map(|t| t.peak_bytes));
         PolicyRow {
             name: policy.name.clone().unwrap_or_default(),
             settings: policy.clone(),
-            outcome: r.outcome,
-            died_in: r.died_in.clone(),
+            environment: None,
+            runs,
+            survived,
+            outcome,
+            died_in: most_common(killed.iter().filter_map(|t| t.died_in.clone())),
+            died_at_ms: median_f(killed.iter().filter_map(|t| t.died_at_ms)),
             peak_bytes: peak,
-            margin_bytes: peak.map(|p| r.limit_bytes.saturating_sub(p)),
-            gc_cycles: r.gc_cycles,
-            gc_cpu_share: r.gc_cpu_share,
-            page_faults: traced
-                .then(|| r.kernel.page_faults.as_ref().map(|f| f.total))
-                .flatten(),
-            reclaim_stalls: traced
-                .then(|| r.kernel.reclaim.as_ref().map(|f| f.stalls))
-                .flatten(),
+            margin_bytes: peak.map(|p| limit.saturating_sub(p)),
+            gc_cycles: median(trials.iter().filter_map(|t| t.gc_cycles.map(u64::from)))
+                .map(|n| n as u32),
+            gc_cpu_share: median_f(trials.iter().filter_map(|t| t.gc_cpu_share)),
+            page_faults: median(trials.iter().filter_map(|t| t.page_faults)),
+            reclaim_stalls: median(trials.iter().filter_map(|t| t.reclaim_stalls)),
+            duration_ms: median_f(trials.iter().map(|t| t.duration_ms)).unwrap_or(0.0),
             winner: false,
-            verdict: r.verdict.clone(),
-            duration_ms: r.duration_ms,
-            series: r.series.clone(),
+            trials,
+            usage,
+        }
+    }
+
+    /// The row of one simulated run, from its report.
+    pub fn of_report(policy: &Policy, r: &Report) -> PolicyRow {
+        PolicyRow::of(policy, r.limit_bytes, vec![Trial::of_run(r)], usage_of(r))
+    }
+
+    /// Survived every run.
+    fn always_survived(&self) -> bool {
+        self.runs > 0 && self.survived == self.runs
+    }
+
+    /// What the row says of its outcome: `survived`, `oom-killed`, or `2/3 survived`.
+    pub fn outcome_text(&self) -> String {
+        match self.outcome {
+            Some(o) if self.runs == 1 => o.headline().to_lowercase(),
+            Some(o) => format!(
+                "{} {}/{}",
+                o.headline().to_lowercase(),
+                self.runs,
+                self.runs
+            ),
+            None => format!("{}/{} survived", self.survived, self.runs),
+        }
+    }
+
+    /// What winning is measured in: GC CPU (to 0.1 %), then collections; unknown is dearest.
+    fn cost(&self) -> (u64, u32) {
+        (
+            self.gc_cpu_share
+                .map_or(u64::MAX, |s| (s * 1000.0).round() as u64),
+            self.gc_cycles.unwrap_or(u32::MAX),
+        )
+    }
+}
+
+/// A simulated run's cgroup usage over time.
+fn usage_of(r: &Report) -> Vec<UsagePoint> {
+    r.series
+        .iter()
+        .filter_map(|p| {
+            p.cgroup_usage_bytes.map(|u| UsagePoint {
+                t_ms: p.t_ms,
+                usage_bytes: u,
+            })
+        })
+        .collect()
+}
+
+/// The lower median of `values`, `None` for none.
+fn median(values: impl Iterator<Item = u64>) -> Option<u64> {
+    let mut v: Vec<u64> = values.collect();
+    v.sort_unstable();
+    v.get(v.len().checked_sub(1)? / 2).copied()
+}
+
+/// The lower median of `values`, `None` for none.
+fn median_f(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len().checked_sub(1)? / 2).copied()
+}
+
+/// The value seen most often (the first of equals), `None` for none.
+fn most_common(values: impl Iterator<Item = String>) -> Option<String> {
+    let v: Vec<String> = values.collect();
+    v.iter()
+        .max_by_key(|x| {
+            (
+                v.iter().filter(|y| y == x).count(),
+                std::cmp::Reverse(v.iter().position(|y| y == *x)),
+            )
+        })
+        .cloned()
+}
+
+/// What every policy ran: the simulated program's scenario, or the user's command.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    /// The simulated program: the scenario's name and the Go release whose rules it followed.
+    Scenario { name: String, runtime: String },
+    /// A real program: the command and its arguments.
+    Command { command: Vec<String> },
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::Scenario { name, .. } => write!(f, "scenario {name}"),
+            Subject::Command { command } => write!(f, "`{}`", command.join(" ")),
         }
     }
 }
@@ -81,41 +289,104 @@ impl PolicyRow {
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CompareReport {
     pub limit_bytes: u64,
-    pub scenario: String,
-    /// The Go release whose rules every run followed.
-    pub runtime: String,
+    pub subject: Subject,
+    /// Runs per policy, each in a fresh group.
+    pub repeats: u32,
     pub policies: Vec<PolicyRow>,
-    /// `--inherit`: the file that sets the limit; every policy then ran in that one group, one
+    /// Built-in policies left out because the program's runtime cannot take them from its
+    /// environment, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_applicable: Vec<NotApplicable>,
+    /// `--inherit`: the file that sets the limit; every run then ran in that one group, one
     /// after the other (absent when each ran in a fresh group of its own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_source: Option<String>,
     pub verdict: String,
-    /// Set when the comparison stopped early (a stop signal): the policies not run are absent.
+    /// Set when the comparison stopped early (a stop signal): the runs not made are absent.
     pub error: Option<String>,
 }
 
+/// The rows of `runs` (a policy's runs next to each other, in order): `brief` gives each
+/// run's trial, its usage over time and the environment its runtime was given.
+fn rows<R>(
+    runs: Vec<PolicyRun<R>>,
+    limit: u64,
+    mut brief: impl FnMut(R) -> (Trial, Vec<UsagePoint>, Option<Vec<String>>),
+) -> Vec<PolicyRow> {
+    let mut rows: Vec<PolicyRow> = Vec::new();
+    let mut first: Vec<(Vec<Trial>, Vec<UsagePoint>, Option<Vec<String>>, Policy)> = Vec::new();
+    for r in runs {
+        let (trial, usage, env) = brief(r.run);
+        match first.last_mut() {
+            Some((trials, _, _, p)) if *p == r.policy => trials.push(trial),
+            _ => first.push((vec![trial], usage, env, r.policy)),
+        }
+    }
+    for (trials, usage, environment, policy) in first {
+        rows.push(PolicyRow {
+            environment,
+            ..PolicyRow::of(&policy, limit, trials, usage)
+        });
+    }
+    rows
+}
+
+/// "stopped by SIGINT after 4 of 15 runs".
+fn stopped(sig: Option<Signal>, made: usize, planned: usize) -> Option<String> {
+    sig.map(|sig| format!("stopped by {sig} after {made} of {planned} runs"))
+}
+
 impl CompareReport {
-    /// The comparison of a `compare`'s runs, each built into its report first.
+    /// The comparison of a simulated `compare`'s runs, each built into its report first.
     pub fn build(f: CompareFacts) -> CompareReport {
-        let rows = f
-            .runs
-            .into_iter()
-            .map(|r| PolicyRow::of(&r.policy, &Report::build(r.run)))
-            .collect::<Vec<_>>();
-        let error = f.stopped_by.map(|sig| {
-            format!(
-                "stopped by {sig} after {} of {} policies",
-                rows.len(),
-                f.planned.len()
-            )
+        let limit = f.base.limit;
+        let made = f.runs.len();
+        let planned = f.planned.len() * f.repeats.max(1) as usize;
+        let rows = rows(f.runs, limit, |run| {
+            let r = Report::build(run);
+            (Trial::of_run(&r), usage_of(&r), None)
         });
         let mut report = CompareReport::of_rows(
-            f.base.limit,
-            &f.base.scenario.name,
-            &f.base.runtime.to_string(),
+            limit,
+            Subject::Scenario {
+                name: f.base.scenario.name.clone(),
+                runtime: f.base.runtime.to_string(),
+            },
+            f.repeats.max(1),
             rows,
-            error,
+            stopped(f.stopped_by, made, planned),
         );
+        report.limit_source = f.limit_source.map(|p| p.display().to_string());
+        report
+    }
+
+    /// The comparison of a `compare -- CMD`'s runs.
+    pub fn build_command(f: CommandCompareFacts) -> CompareReport {
+        let made = f.runs.len();
+        let planned = f.planned.len() * f.repeats.max(1) as usize;
+        let rows = rows(f.runs, f.limit_bytes, |run| {
+            let usage = run
+                .timeline
+                .samples
+                .iter()
+                .filter_map(|s| {
+                    s.reading.usage_bytes.map(|u| UsagePoint {
+                        t_ms: s.t_ms as f64,
+                        usage_bytes: u,
+                    })
+                })
+                .collect();
+            let env = run.environment.clone();
+            (Trial::of_exec(&ExecReport::build(run)), usage, Some(env))
+        });
+        let mut report = CompareReport::of_rows(
+            f.limit_bytes,
+            Subject::Command { command: f.command },
+            f.repeats.max(1),
+            rows,
+            stopped(f.stopped_by, made, planned),
+        );
+        report.not_applicable = f.not_applicable;
         report.limit_source = f.limit_source.map(|p| p.display().to_string());
         report
     }
@@ -123,25 +394,26 @@ impl CompareReport {
     /// The report of `rows` (in the order run), with the winners marked and the verdict said.
     pub fn of_rows(
         limit_bytes: u64,
-        scenario: &str,
-        runtime: &str,
+        subject: Subject,
+        repeats: u32,
         mut rows: Vec<PolicyRow>,
         error: Option<String>,
     ) -> CompareReport {
-        let fewest = rows
+        let cheapest = rows
             .iter()
-            .filter(|r| r.outcome == Outcome::Survived)
-            .map(|r| r.gc_cycles)
+            .filter(|r| r.always_survived())
+            .map(PolicyRow::cost)
             .min();
         for r in &mut rows {
-            r.winner = r.outcome == Outcome::Survived && Some(r.gc_cycles) == fewest;
+            r.winner = r.always_survived() && Some(r.cost()) == cheapest;
         }
         let verdict = verdict(&rows, limit_bytes);
         CompareReport {
             limit_bytes,
-            scenario: scenario.to_owned(),
-            runtime: runtime.to_owned(),
+            subject,
+            repeats,
             policies: rows,
+            not_applicable: Vec::new(),
             limit_source: None,
             verdict,
             error,
@@ -157,27 +429,49 @@ fn verdict(rows: &[PolicyRow], limit: u64) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let survived = rows
+    let survived = rows.iter().filter(|r| r.always_survived()).count();
+    let killed = names(&|r| r.outcome == Some(Outcome::OomKilled));
+    let flipped: Vec<String> = rows
         .iter()
-        .filter(|r| r.outcome == Outcome::Survived)
-        .count();
-    let killed = names(&|r| r.outcome == Outcome::OomKilled);
+        .filter(|r| r.outcome.is_none())
+        .map(|r| format!("{} ({}/{})", r.name, r.survived, r.runs))
+        .collect();
+    let every = if rows.iter().any(|r| r.runs > 1) {
+        " in every run"
+    } else {
+        ""
+    };
     let limit = human(limit);
-    match (survived, rows.len()) {
-        (_, 0) => "no policy was run".to_owned(),
-        (0, _) => format!("no policy survived the {limit} limit (killed: {killed})"),
+    let mut v = match (survived, rows.len()) {
+        (_, 0) => return "no policy was run".to_owned(),
+        (0, _) => format!("no policy survived the {limit} limit{every}"),
         (s, n) => {
-            let winners = names(&|r| r.winner);
-            let cycles = rows.iter().find(|r| r.winner).map_or(0, |r| r.gc_cycles);
-            let mut v = format!(
-                "{s} of {n} policies survived the {limit} limit; the cheapest survivor: {winners} ({cycles} GC cycles)"
-            );
-            if !killed.is_empty() {
-                v.push_str(&format!("; killed: {killed}"));
-            }
-            v
+            let winner = rows.iter().find(|r| r.winner);
+            let cost = winner.map_or(String::new(), |w| {
+                let cycles = w
+                    .gc_cycles
+                    .map_or("? GC cycles".to_owned(), |c| format!("{c} GC cycles"));
+                match w.gc_cpu_share {
+                    Some(share) => format!(" ({cycles}, {} GC CPU)", percent(Some(share))),
+                    None => format!(" ({cycles})"),
+                }
+            });
+            format!(
+                "{s} of {n} policies survived the {limit} limit{every}; the cheapest survivor: {}{cost}",
+                names(&|r| r.winner)
+            )
         }
+    };
+    if !killed.is_empty() {
+        v.push_str(&format!("; killed: {killed}"));
     }
+    if !flipped.is_empty() {
+        v.push_str(&format!(
+            "; outcome flipped between runs: {}",
+            flipped.join(", ")
+        ));
+    }
+    v
 }
 
 impl Document for CompareReport {
@@ -186,21 +480,40 @@ impl Document for CompareReport {
             .policies
             .iter()
             .map(|r| {
+                let died = match (&r.died_in, r.died_at_ms) {
+                    (Some(step), _) => step.clone(),
+                    (None, Some(ms)) => format!("{:.0} ms", ms),
+                    (None, None) => "-".to_owned(),
+                };
+                let mut exits: Vec<&str> = Vec::new();
+                for t in &r.trials {
+                    if !exits.contains(&t.exit.as_str()) {
+                        exits.push(&t.exit);
+                    }
+                }
                 vec![
                     format!("{}{}", if r.winner { "★ " } else { "" }, r.name),
-                    r.outcome.headline().to_lowercase(),
-                    r.died_in.clone().unwrap_or_else(|| "-".to_owned()),
+                    r.outcome_text(),
+                    died,
                     opt_bytes(r.peak_bytes),
                     opt_bytes(r.margin_bytes),
-                    r.gc_cycles.to_string(),
+                    opt_count(r.gc_cycles.map(u64::from)),
                     percent(r.gc_cpu_share),
+                    format!("{:.0} ms", r.duration_ms),
                     opt_count(r.page_faults),
                     opt_count(r.reclaim_stalls),
+                    exits.join(", "),
                 ]
             })
             .collect();
         let mut about = Pairs::default();
-        about.row(&fig::SCENARIO, self.scenario.clone());
+        match &self.subject {
+            Subject::Scenario { name, runtime } => {
+                about.row(&fig::SCENARIO, name.clone());
+                about.row(&fig::RUNTIME, format!("{runtime} rules"));
+            }
+            Subject::Command { command } => about.row(&fig::COMMAND, command.join(" ")),
+        }
         about.row(
             &fig::LIMIT,
             format!(
@@ -209,52 +522,70 @@ impl Document for CompareReport {
                 from_source(self.limit_source.as_deref())
             ),
         );
-        if self.limit_source.is_some() {
-            about.row(
-                &fig::GROUPS,
-                "--inherit: every policy ran in memspike's own group, one after the other",
-            );
-        }
-        about.row(&fig::RUNTIME, format!("{} rules", self.runtime));
+        about.row(
+            &fig::GROUPS,
+            if self.limit_source.is_some() {
+                format!(
+                    "--inherit: every run ({} per policy) in memspike's own group, one after the other",
+                    self.repeats
+                )
+            } else {
+                format!("{} run(s) per policy, each in a fresh group", self.repeats)
+            },
+        );
         about.row(
             &fig::WINNER,
-            "★ survived with the fewest GC cycles of all survivors",
+            "★ survived every run with the least GC CPU (then the fewest GC cycles)",
         );
+        let mut blocks = vec![
+            about.block(),
+            Block::Grid {
+                caption: "policies (medians over each policy's runs)".to_owned(),
+                header: [
+                    "policy",
+                    "outcome",
+                    "died at",
+                    fig::CGROUP_PEAK.label,
+                    "margin",
+                    fig::NUM_GC.label,
+                    "GC CPU",
+                    fig::WALL_TIME.label,
+                    fig::PAGE_FAULTS.label,
+                    fig::RECLAIM_STALLS.label,
+                    "exit",
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+                rows,
+            },
+        ];
+        if !self.not_applicable.is_empty() {
+            blocks.push(Block::Grid {
+                caption: "not applicable to this program".to_owned(),
+                header: vec!["policy".to_owned(), "why".to_owned()],
+                rows: self
+                    .not_applicable
+                    .iter()
+                    .map(|n| vec![n.name.clone(), n.why.clone()])
+                    .collect(),
+            });
+        }
         View {
             headline: format!(
-                "memspike compare: {} policies, scenario {}, limit {}",
+                "memspike compare: {} policies, {}, limit {}",
                 self.policies.len(),
-                self.scenario,
+                self.subject,
                 human(self.limit_bytes)
             ),
             tone: Tone::Neutral,
-            blocks: vec![
-                about.block(),
-                Block::Grid {
-                    caption: "policies".to_owned(),
-                    header: [
-                        "policy",
-                        "outcome",
-                        "died in",
-                        fig::CGROUP_PEAK.label,
-                        "margin",
-                        fig::NUM_GC.label,
-                        "GC CPU",
-                        fig::PAGE_FAULTS.label,
-                        fig::RECLAIM_STALLS.label,
-                    ]
-                    .map(str::to_owned)
-                    .to_vec(),
-                    rows,
-                },
-            ],
+            blocks,
             error: self.error.clone(),
             verdict: self.verdict.clone(),
         }
     }
 
-    /// Every policy's cgroup usage over its own run (t = 0 when its worker was ready), the
-    /// limit, and each kill marked.
+    /// Every policy's cgroup usage over its first run (t = 0 when its worker was ready, or
+    /// its command started), the limit, and each kill marked.
     fn chart(&self) -> Option<Chart> {
         Some(self.picture())
     }
@@ -270,9 +601,9 @@ impl CompareReport {
                 role: Role::Policy(i),
                 label: r.name.clone(),
                 points: r
-                    .series
+                    .usage
                     .iter()
-                    .filter_map(|p| p.cgroup_usage_bytes.map(|u| (p.t_ms, u as f64)))
+                    .map(|p| (p.t_ms, p.usage_bytes as f64))
                     .collect(),
             })
             .collect();
@@ -284,22 +615,26 @@ impl CompareReport {
         let marks = self
             .policies
             .iter()
-            .filter(|r| r.outcome == Outcome::OomKilled)
+            .filter(|r| r.trials.first().map(|t| t.outcome) == Some(Outcome::OomKilled))
             .filter_map(|r| {
                 Some(Mark {
-                    t_ms: r.series.last()?.t_ms,
+                    t_ms: r.usage.last()?.t_ms,
                     kind: MarkKind::Oom,
                     label: format!("{} killed", r.name),
                 })
             })
             .collect();
+        let x_label = match self.subject {
+            Subject::Scenario { .. } => "ms since each policy's worker was ready",
+            Subject::Command { .. } => "ms since each policy's command started (wall time)",
+        };
         Chart {
             title: format!(
-                "cgroup usage per policy: scenario {}, limit {}",
-                self.scenario,
+                "cgroup usage per policy (first run): {}, limit {}",
+                self.subject,
                 human(self.limit_bytes)
             ),
-            x_label: "ms since each policy's worker was ready".to_owned(),
+            x_label: x_label.to_owned(),
             stack: Vec::new(),
             lines,
             marks,
@@ -313,23 +648,37 @@ mod tests {
     use super::*;
     use memspike_model::policy_set;
 
-    fn row(name: &str, outcome: Outcome, cycles: u32) -> PolicyRow {
-        let policy = policy_set::by_name(name).unwrap();
-        PolicyRow {
-            name: name.to_owned(),
-            settings: policy.clone(),
+    fn trial(outcome: Outcome, cycles: u32, cpu: f64) -> Trial {
+        let killed = outcome == Outcome::OomKilled;
+        Trial {
             outcome,
-            died_in: (outcome == Outcome::OomKilled).then(|| "remainder".to_owned()),
+            died_in: killed.then(|| "remainder".to_owned()),
+            died_at_ms: killed.then_some(14.0),
             peak_bytes: Some(30 << 20),
-            margin_bytes: Some(2 << 20),
-            gc_cycles: cycles,
-            gc_cpu_share: Some(0.01),
+            gc_cycles: Some(cycles),
+            gc_cpu_share: Some(cpu),
             page_faults: None,
             reclaim_stalls: None,
-            winner: false,
-            verdict: String::new(),
+            exit: if killed { "SIGKILL" } else { "exit 0" }.to_owned(),
+            victim: None,
             duration_ms: 1.0,
-            series: Vec::new(),
+            verdict: String::new(),
+        }
+    }
+
+    fn row(name: &str, trials: Vec<Trial>) -> PolicyRow {
+        PolicyRow::of(
+            &policy_set::by_name(name).unwrap(),
+            32 << 20,
+            trials,
+            Vec::new(),
+        )
+    }
+
+    fn scenario() -> Subject {
+        Subject::Scenario {
+            name: "seed".into(),
+            runtime: "go1.27".into(),
         }
     }
 
@@ -337,13 +686,13 @@ mod tests {
     fn the_cheapest_survivors_win_and_the_killed_are_named() {
         let r = CompareReport::of_rows(
             32 << 20,
-            "seed",
-            "go1.27",
+            scenario(),
+            1,
             vec![
-                row("gogc100", Outcome::OomKilled, 1),
-                row("gc-after-release", Outcome::Survived, 2),
-                row("memlimit90", Outcome::Survived, 2),
-                row("gogc50", Outcome::Survived, 3),
+                row("gogc100", vec![trial(Outcome::OomKilled, 1, 0.01)]),
+                row("gc-after-release", vec![trial(Outcome::Survived, 2, 0.01)]),
+                row("memlimit90", vec![trial(Outcome::Survived, 2, 0.01)]),
+                row("gogc50", vec![trial(Outcome::Survived, 3, 0.01)]),
             ],
             None,
         );
@@ -356,7 +705,7 @@ mod tests {
         assert_eq!(winners, ["gc-after-release", "memlimit90"]);
         assert_eq!(
             r.verdict,
-            "3 of 4 policies survived the 32.0 MiB limit; the cheapest survivor: gc-after-release, memlimit90 (2 GC cycles); killed: gogc100"
+            "3 of 4 policies survived the 32.0 MiB limit; the cheapest survivor: gc-after-release, memlimit90 (2 GC cycles, 1.00 % GC CPU); killed: gogc100"
         );
         let text = r.text();
         assert!(text.contains("★ memlimit90"), "{text}");
@@ -367,19 +716,82 @@ mod tests {
         assert_eq!(json["policies"][3]["settings"]["gogc"], "50");
     }
 
+    /// The least GC CPU wins, before the fewest cycles.
+    #[test]
+    fn gc_cpu_decides_before_cycles() {
+        let r = CompareReport::of_rows(
+            32 << 20,
+            scenario(),
+            1,
+            vec![
+                row("gogc50", vec![trial(Outcome::Survived, 2, 0.30)]),
+                row("memlimit90", vec![trial(Outcome::Survived, 5, 0.05)]),
+            ],
+            None,
+        );
+        assert!(!r.policies[0].winner && r.policies[1].winner);
+    }
+
+    /// A policy whose outcome flipped is shown as a count, never rounded to a verdict, and
+    /// never wins.
+    #[test]
+    fn flips_are_counts_and_never_win() {
+        let flip = row(
+            "memlimit90",
+            vec![
+                trial(Outcome::Survived, 2, 0.01),
+                trial(Outcome::OomKilled, 1, 0.01),
+                trial(Outcome::Survived, 2, 0.01),
+            ],
+        );
+        assert_eq!((flip.survived, flip.runs, flip.outcome), (2, 3, None));
+        assert_eq!(flip.outcome_text(), "2/3 survived");
+        let sure = row("gogc50", vec![trial(Outcome::Survived, 4, 0.2); 3]);
+        assert_eq!(sure.outcome_text(), "survived 3/3");
+        let r = CompareReport::of_rows(32 << 20, scenario(), 3, vec![flip, sure], None);
+        assert!(!r.policies[0].winner && r.policies[1].winner);
+        assert!(
+            r.verdict
+                .contains("outcome flipped between runs: memlimit90 (2/3)"),
+            "{}",
+            r.verdict
+        );
+        assert!(
+            r.verdict
+                .starts_with("1 of 2 policies survived the 32.0 MiB limit in every run"),
+            "{}",
+            r.verdict
+        );
+        assert!(r.text().contains("2/3 survived"));
+    }
+
+    #[test]
+    fn medians_are_over_each_policys_runs() {
+        let mut runs = vec![trial(Outcome::OomKilled, 1, 0.01); 3];
+        runs[0].peak_bytes = Some(10);
+        runs[1].peak_bytes = Some(30);
+        runs[2].peak_bytes = Some(20);
+        runs[2].died_at_ms = Some(99.0);
+        let r = row("gogc100", runs);
+        assert_eq!(r.peak_bytes, Some(20));
+        assert_eq!(r.margin_bytes, Some((32 << 20) - 20));
+        assert_eq!(r.died_at_ms, Some(14.0));
+        assert_eq!(r.died_in.as_deref(), Some("remainder"));
+    }
+
     #[test]
     fn nobody_surviving_is_said_plainly() {
         let r = CompareReport::of_rows(
             32 << 20,
-            "seed",
-            "go1.27",
-            vec![row("gogc100", Outcome::OomKilled, 1)],
+            scenario(),
+            1,
+            vec![row("gogc100", vec![trial(Outcome::OomKilled, 1, 0.0)])],
             None,
         );
         assert!(!r.policies[0].winner);
         assert_eq!(
             r.verdict,
-            "no policy survived the 32.0 MiB limit (killed: gogc100)"
+            "no policy survived the 32.0 MiB limit; killed: gogc100"
         );
     }
 }

@@ -72,6 +72,9 @@ pub struct ExecReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_source: Option<String>,
     pub command: Vec<String>,
+    /// The variables memspike set for the command (`NAME=value`): a policy's, and the one
+    /// that turns its runtime's trace on.
+    pub environment: Vec<String>,
     pub exit: ExitInfo,
     /// The runtime whose trace was read (`go`), or `null`.
     pub runtime: Option<String>,
@@ -112,6 +115,7 @@ impl ExecReport {
             limit_bytes: g.limit_bytes,
             limit_source: g.limit_source.as_ref().map(|p| p.display().to_string()),
             command: f.command.clone(),
+            environment: f.environment.clone(),
             exit,
             runtime: f.runtime.clone(),
             gc_cycles: recognised.then_some(cycles.len() as u32),

@@ -606,7 +606,7 @@ pub const WINNER: Figure = figure(
     Text,
     Info,
     "winner",
-    "The policies that survived with the fewest collections",
+    "The policies that survived every run with the least GC CPU (then the fewest collections)",
 )
 .at("policies[].winner");
 pub const GOAL: Figure = figure(
@@ -618,6 +618,15 @@ pub const GOAL: Figure = figure(
     "What a threshold search looks for on its knob",
 )
 .at("knob");
+pub const COST_BOUND: Figure = figure(
+    "CostBound",
+    None,
+    Text,
+    Info,
+    "bearable cost",
+    "When a run costs too much on a cost edge: its GC CPU share, or its wall time against runs without a memory limit",
+)
+.at("cost_bound");
 
 /// A figure `/stats` shows, in `/stats` order (the kernel's last, shown only when traced);
 /// `/metrics` scrapes those with a metric name.
@@ -704,7 +713,7 @@ impl Stat {
 }
 
 /// The figures only the reports show (not `/stats`).
-const REPORT_ONLY: [&Figure; 24] = [
+const REPORT_ONLY: [&Figure; 25] = [
     &KERNEL_PAGE_FAULTS,
     &DIED_IN,
     &FAILED_ALLOCATION,
@@ -729,6 +738,7 @@ const REPORT_ONLY: [&Figure; 24] = [
     &GROUPS,
     &WINNER,
     &GOAL,
+    &COST_BOUND,
 ];
 
 /// Every figure: those `/stats` shows, in its order, then the reports' own.

@@ -83,7 +83,7 @@ impl SweepRow {
         SweepRow {
             plan: f.plan,
             cell: f.cell,
-            row: PolicyRow::of(&f.run.policy, &Report::build(f.run.run)),
+            row: PolicyRow::of_report(&f.run.policy, &Report::build(f.run.run)),
         }
     }
 }
@@ -103,7 +103,7 @@ impl SweepReport {
         for r in &rows {
             let e = survival.entry(r.cell.policy.clone()).or_default();
             e.0 += 1;
-            e.1 += usize::from(r.row.outcome == Outcome::Survived);
+            e.1 += usize::from(r.row.outcome == Some(Outcome::Survived));
         }
         let verdict = survival
             .iter()
@@ -133,10 +133,10 @@ impl Document for SweepReport {
                     c.cell.runtime.clone(),
                     c.cell.policy.clone(),
                     c.cell.repetition.to_string(),
-                    r.outcome.headline().to_lowercase(),
+                    r.outcome_text(),
                     r.died_in.clone().unwrap_or_else(|| "-".to_owned()),
                     opt_bytes(r.peak_bytes),
-                    r.gc_cycles.to_string(),
+                    opt_count(r.gc_cycles.map(u64::from)),
                     percent(r.gc_cpu_share),
                     opt_count(r.page_faults),
                 ]

@@ -1,17 +1,25 @@
-//! Many runs of one scenario: `memspike compare` (a set of policies, each once) and
-//! `memspike threshold` (per policy, a bisection over a knob). Every run is a real one, in a
-//! fresh group of its own, one after another through one [`Runner`]; the search itself is the
-//! model's ([`memspike_model::threshold`]). What they return are facts
-//! ([`CompareFacts`], [`ThresholdFacts`]); the reports are `memspike-report`'s.
+//! Many runs of one program: `memspike compare` (a set of policies, each run N times) and
+//! `memspike threshold` (per policy, a bisection over a knob), of the simulated program (a
+//! scenario, through one [`Runner`]) or of the user's command (its runtime given each policy
+//! through its environment, through one [`ProgramRunner`]). Every run is a real one, in a fresh
+//! group of its own, one after another; the search itself is the model's
+//! ([`memspike_model::threshold`]). What they return are facts ([`CompareFacts`],
+//! [`CommandCompareFacts`], [`ThresholdFacts`]); the reports are `memspike-report`'s.
+
+use std::time::Instant;
 
 use memspike_report::{
-    facts::{CompareFacts, PolicyRun, PolicySearch, ThresholdFacts},
+    facts::{
+        CommandCompareFacts, CompareFacts, CostBound, PolicyRun, PolicySearch, Probe,
+        ThresholdFacts, ThresholdSubject,
+    },
     outcome::Outcome,
 };
 use memspike_worker::telemetry::WorkerConfig;
 
 use crate::{
-    preflight::UsageError,
+    exec::{self, ExecConfig, ProgramRunner},
+    preflight::{self, UsageError},
     signals::{Interrupts, signal},
     supervisor::{self, RunOptions, Runner, SupervisorError},
 };
@@ -19,8 +27,11 @@ use memspike_model::{
     experiment::Experiment,
     pacer::Gogc,
     policy::Policy,
+    policy_set::NotApplicable,
     scenario::builtin,
+    size::Amount,
     threshold::{self, Knob, Range, Survived},
+    trace::{GoTrace, RuntimeTrace},
 };
 
 /// `base` with `policy` in place of its own.
@@ -36,6 +47,7 @@ fn with_policy(base: &WorkerConfig, policy: &Policy) -> WorkerConfig {
 pub fn compare(
     base: &WorkerConfig,
     policies: &[Policy],
+    repeats: u32,
     options: &RunOptions,
     interrupts: &Interrupts,
 ) -> Result<CompareFacts, SupervisorError> {
@@ -50,23 +62,145 @@ pub fn compare(
             policies.len()
         );
     }
-    let mut runs = Vec::with_capacity(policies.len());
+    let mut progress = Progress::new(policies.len(), repeats);
+    let mut runs = Vec::with_capacity(policies.len() * repeats as usize);
     let mut stopped_by = None;
-    for (policy, config) in policies.iter().zip(&configs) {
-        if let Some(sig) = interrupts.received() {
-            stopped_by = Some(signal(sig));
-            break;
+    'policies: for (i, (policy, config)) in policies.iter().zip(&configs).enumerate() {
+        for j in 0..repeats {
+            if let Some(sig) = interrupts.received() {
+                stopped_by = Some(signal(sig));
+                break 'policies;
+            }
+            progress.say(i, name(policy), j);
+            runs.push(PolicyRun {
+                policy: policy.clone(),
+                run: runner.run(config)?,
+            });
         }
-        tracing::info!("policy {}", name(policy));
-        runs.push(PolicyRun {
-            policy: policy.clone(),
-            run: runner.run(config)?,
-        });
     }
     Ok(CompareFacts {
         base: base.experiment.clone(),
         limit_source: options.inherit.as_ref().map(|l| l.source.clone()),
         planned: policies.iter().map(|p| name(p).to_owned()).collect(),
+        repeats,
+        runs,
+        stopped_by,
+    })
+}
+
+/// Progress on stderr, one line per run: policy i of n, run j of N, time so far.
+pub struct Progress {
+    policies: usize,
+    repeats: u32,
+    started: Instant,
+}
+
+impl Progress {
+    pub fn new(policies: usize, repeats: u32) -> Progress {
+        Progress {
+            policies,
+            repeats,
+            started: Instant::now(),
+        }
+    }
+
+    /// Says that run `j` (from 0) of policy `i` (from 0), `name`, starts.
+    pub fn say(&mut self, i: usize, name: &str, j: u32) {
+        tracing::info!(
+            "policy {}/{} {name}, run {}/{} ({:.1} s elapsed)",
+            i + 1,
+            self.policies,
+            j + 1,
+            self.repeats,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// A command, and how its runs go: what `compare -- CMD` and `threshold -- CMD` share.
+#[derive(Clone, Debug)]
+pub struct CommandBase {
+    /// The command's first run's settings (limit, command, environment, output); each run
+    /// gets its policy in place of this one's.
+    pub config: ExecConfig,
+    pub trace_kernel: bool,
+}
+
+impl CommandBase {
+    /// The run of `policy` under a group of `limit` bytes: its environment, or why the
+    /// program's runtime cannot take it.
+    pub fn with_policy(&self, policy: &Policy, limit: u64) -> Result<ExecConfig, String> {
+        let vars = GoTrace.policy_env(policy, limit)?;
+        Ok(ExecConfig {
+            limit,
+            policy: Some((policy.clone(), vars)),
+            ..self.config.clone()
+        })
+    }
+}
+
+/// The policies a command's runtime can take and the configurations that give them; any
+/// other is a usage error that names it (exit 2, before any group exists).
+fn command_configs(
+    base: &CommandBase,
+    policies: &[Policy],
+) -> Result<Vec<ExecConfig>, SupervisorError> {
+    exec::validate(&base.config, None)?;
+    policies
+        .iter()
+        .map(|p| {
+            base.with_policy(p, base.config.limit).map_err(|why| {
+                SupervisorError::Settings(UsageError::Policy(format!(
+                    "policy {} cannot be given to `{}`: {why}",
+                    name(p),
+                    base.config.command.join(" ")
+                )))
+            })
+        })
+        .collect()
+}
+
+/// Runs `base`'s command under every policy, `repeats` times each, each run in a fresh group.
+/// Every policy is checked before the first run. A stop signal ends the comparison after the
+/// run it interrupted.
+pub fn compare_command(
+    base: &CommandBase,
+    policies: &[Policy],
+    not_applicable: Vec<NotApplicable>,
+    repeats: u32,
+    interrupts: &Interrupts,
+) -> Result<CommandCompareFacts, SupervisorError> {
+    let configs = command_configs(base, policies)?;
+    let mut runner = ProgramRunner::new(base.trace_kernel, interrupts);
+    let mut progress = Progress::new(policies.len(), repeats);
+    let mut runs = Vec::with_capacity(policies.len() * repeats as usize);
+    let mut stopped_by = None;
+    'policies: for (i, (policy, config)) in policies.iter().zip(&configs).enumerate() {
+        for j in 0..repeats {
+            if let Some(sig) = interrupts.received() {
+                stopped_by = Some(signal(sig));
+                break 'policies;
+            }
+            progress.say(i, name(policy), j);
+            let run = runner.run(config)?;
+            let stopped = run.group.stop_signal.clone();
+            runs.push(PolicyRun {
+                policy: policy.clone(),
+                run,
+            });
+            if let Some(sig) = stopped {
+                stopped_by = Some(sig);
+                break 'policies;
+            }
+        }
+    }
+    Ok(CommandCompareFacts {
+        command: base.config.command.clone(),
+        limit_bytes: base.config.limit,
+        limit_source: base.config.inherit.as_ref().map(|l| l.source.clone()),
+        planned: policies.iter().map(|p| name(p).to_owned()).collect(),
+        not_applicable,
+        repeats,
         runs,
         stopped_by,
     })
@@ -105,6 +239,7 @@ fn at(base: &Base, knob: Knob, value: f64) -> WorkerConfig {
         }
         Knob::Limit => e.limit = value as u64,
         Knob::Gogc => e.policy.gogc = Gogc::Percent(value as u32),
+        Knob::Gomemlimit => e.policy.memory_limit = Some(Amount::Percent(value * 100.0)),
     }
     c
 }
@@ -117,6 +252,7 @@ pub fn threshold(
     policies: &[Policy],
     knob: Knob,
     range: &Range,
+    repeats: u32,
     options: &RunOptions,
     interrupts: &Interrupts,
 ) -> Result<ThresholdFacts, SupervisorError> {
@@ -143,7 +279,11 @@ pub fn threshold(
     let mut found = Vec::with_capacity(policies.len());
     for (p, base) in policies.iter().zip(&bases) {
         tracing::info!("policy {}: {}", name(p), knob.goal());
-        let t = threshold::search(range, |value| {
+        let options = threshold::Options {
+            repeats,
+            ..threshold::Options::default()
+        };
+        let t = threshold::search_with(range, options, |value| {
             let facts = runner.run(&at(base, knob, value))?;
             match Outcome::of_run(&facts) {
                 (Outcome::Survived, _) => Ok(Survived(true)),
@@ -158,11 +298,208 @@ pub fn threshold(
         found.push(PolicySearch {
             policy: p.clone(),
             threshold: t,
+            cost: None,
+            probes: Vec::new(),
         });
     }
     Ok(ThresholdFacts {
-        base: base.config.experiment.clone(),
+        subject: ThresholdSubject::Scenario(base.config.experiment.clone()),
         knob,
         searches: found,
+        cost_bound: None,
+    })
+}
+
+/// `policy` with `knob` at `value`, and the group's limit: `base`'s, or the knob's.
+fn knob_at(policy: &Policy, limit: u64, knob: Knob, value: f64) -> (Policy, u64) {
+    let mut p = policy.clone();
+    let mut limit = limit;
+    match knob {
+        // Refused before any run (`threshold_command`).
+        Knob::Spike => {}
+        Knob::Limit => limit = value as u64,
+        Knob::Gogc => p.gogc = Gogc::Percent(value as u32),
+        Knob::Gomemlimit => p.memory_limit = Some(Amount::Percent(value * 100.0)),
+    }
+    (p, limit)
+}
+
+/// Runs a command's probes one after the other, saying each on stderr.
+struct Prober<'a> {
+    runner: ProgramRunner<'a>,
+    started: Instant,
+    policies: usize,
+}
+
+impl Prober<'_> {
+    /// Runs `config` for policy `i`, `p`, and keeps its brief in `probes`.
+    #[allow(clippy::too_many_arguments)]
+    fn probe(
+        &mut self,
+        i: usize,
+        p: &Policy,
+        what: &str,
+        config: &ExecConfig,
+        value: Option<f64>,
+        edge: &str,
+        probes: &mut Vec<Probe>,
+    ) -> Result<Probe, SupervisorError> {
+        tracing::info!(
+            "policy {}/{} {}: {what} ({:.1} s elapsed)",
+            i + 1,
+            self.policies,
+            name(p),
+            self.started.elapsed().as_secs_f64()
+        );
+        let facts = self.runner.run(config)?;
+        if let Some(sig) = &facts.group.stop_signal {
+            return Err(SupervisorError::Worker(format!(
+                "stopped by {sig} during the {what}"
+            )));
+        }
+        let probe = Probe::of(value, edge, facts);
+        probes.push(probe.clone());
+        Ok(probe)
+    }
+}
+
+/// What a command's threshold search asks beyond the knob.
+#[derive(Clone, Copy, Debug)]
+pub struct CommandSearch {
+    /// Runs at each point near the boundary (and of the baseline).
+    pub repeats: u32,
+    /// The cost edge's bound on the collector's CPU share (`gomemlimit`).
+    pub gc_cpu_max: f64,
+}
+
+/// The wall time a run may take, as a multiple of the baseline's, before it costs too much.
+pub const WALL_FACTOR: f64 = 2.0;
+
+/// Per policy, the knob's threshold for `base`'s command in `range`, by bisection over real
+/// runs, each point near the boundary run `search.repeats` times. For `gomemlimit`, also the
+/// cost edge: the lowest share whose runs survive with the collector's CPU at most
+/// `search.gc_cpu_max` and the wall time at most [`WALL_FACTOR`] times that of runs without a
+/// memory limit (the baseline, run first in a group as large as the machine's free memory).
+/// Every value the search may try is checked before the first run.
+pub fn threshold_command(
+    base: &CommandBase,
+    policies: &[Policy],
+    knob: Knob,
+    range: &Range,
+    search: CommandSearch,
+    interrupts: &Interrupts,
+) -> Result<ThresholdFacts, SupervisorError> {
+    if knob == Knob::Spike {
+        return Err(SupervisorError::Usage(
+            "--knob spike shapes the simulated seed scenario; a command's knobs are limit, gogc and gomemlimit".into(),
+        ));
+    }
+    exec::validate(&base.config, None)?;
+    let limit = base.config.limit;
+    for p in policies {
+        for end in [range.lo, range.hi] {
+            let (policy, limit) = knob_at(p, limit, knob, knob.quantize(end));
+            let refuse = |why: String| {
+                SupervisorError::Settings(UsageError::Threshold {
+                    knob: knob.to_string(),
+                    value: knob.format(end),
+                    why,
+                })
+            };
+            preflight::check_limit(limit, preflight::Memory::read())
+                .map_err(|e| refuse(e.to_string()))?;
+            base.with_policy(&policy, limit)
+                .map_err(|why| refuse(format!("policy {}: {why}", name(p))))?;
+        }
+    }
+    let mut prober = Prober {
+        runner: ProgramRunner::new(base.trace_kernel, interrupts),
+        started: Instant::now(),
+        policies: policies.len(),
+    };
+    let mut found = Vec::with_capacity(policies.len());
+    let mut cost_bound = None;
+    for (i, p) in policies.iter().enumerate() {
+        let mut probes = Vec::new();
+        let options = threshold::Options {
+            repeats: search.repeats,
+            ..threshold::Options::default()
+        };
+        let at = |prober: &mut Prober, value: f64, edge: &str, probes: &mut Vec<Probe>| {
+            let (policy, limit) = knob_at(p, limit, knob, value);
+            let config = base
+                .with_policy(&policy, limit)
+                .map_err(|why| SupervisorError::Usage(format!("policy {}: {why}", name(p))))?;
+            let what = format!("{edge} run at {knob} {}", knob.format(value));
+            prober.probe(i, p, &what, &config, Some(value), edge, probes)
+        };
+        let t = threshold::search_with(range, options, |value| {
+            let probe = at(&mut prober, value, "survival", &mut probes)?;
+            match probe.outcome {
+                Outcome::Survived => Ok(Survived(true)),
+                Outcome::OomKilled => Ok(Survived(false)),
+                _ => Err(SupervisorError::Worker(format!(
+                    "the run at {knob} {} neither survived nor was OOM-killed: it {}",
+                    knob.format(value),
+                    probe.exit
+                ))),
+            }
+        })?;
+        let cost = if knob == Knob::Gomemlimit {
+            // The baseline: the same policy without a memory limit, in a group as large as
+            // the machine's free memory.
+            let unlimited = Policy {
+                memory_limit: None,
+                ..p.clone()
+            };
+            let room = preflight::Memory::read().map_or(limit * 8, |m| m.available);
+            let config = base
+                .with_policy(&unlimited, room)
+                .map_err(SupervisorError::Usage)?;
+            let mut walls = Vec::new();
+            for _ in 0..search.repeats {
+                let b = prober.probe(
+                    i,
+                    p,
+                    "baseline run without a memory limit",
+                    &config,
+                    None,
+                    "baseline",
+                    &mut probes,
+                )?;
+                if b.outcome == Outcome::Survived {
+                    walls.push(b.wall_ms);
+                }
+            }
+            walls.sort_by(f64::total_cmp);
+            let bound = CostBound {
+                gc_cpu_max: search.gc_cpu_max,
+                wall_factor: WALL_FACTOR,
+                baseline_wall_ms: walls.get(walls.len().saturating_sub(1) / 2).copied(),
+            };
+            let c = threshold::search_with(&range.reversed(), options, |value| {
+                let probe = at(&mut prober, value, "cost", &mut probes)?;
+                Ok::<_, SupervisorError>(Survived(probe.within(&bound)))
+            })?;
+            cost_bound = Some(bound);
+            Some(c)
+        } else {
+            None
+        };
+        found.push(PolicySearch {
+            policy: p.clone(),
+            threshold: t,
+            cost,
+            probes,
+        });
+    }
+    Ok(ThresholdFacts {
+        subject: ThresholdSubject::Command {
+            command: base.config.command.clone(),
+            limit_bytes: limit,
+        },
+        knob,
+        searches: found,
+        cost_bound,
     })
 }

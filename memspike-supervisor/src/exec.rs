@@ -1,7 +1,8 @@
-//! `memspike exec`: a real program under the same microscope as the simulation. The command
-//! runs in a fresh limited group (the same group, observer and clean-up as `run`), joined before
-//! exec; its stdin and stdout are its own, its stderr passes through memspike unchanged, and
-//! stop signals are passed on to it.
+//! A real program under the same microscope as the simulation: one run of a command in a fresh
+//! limited group (the same group, observer and clean-up as `run`), joined before exec, under
+//! memspike's environment and, for `compare -- CMD` and `threshold -- CMD`, a policy given
+//! through it. `exec` runs it once; [`ProgramRunner`] runs it as often as asked. Its stdin is its
+//! own, its stdout and stderr go where [`Output`] says, and stop signals are passed on to it.
 //!
 //! While it runs, the supervisor samples the group's usage and `memory.stat` every
 //! [`SAMPLE_PERIOD`] and takes the kernel observer's counts every time bucket, so page faults and
@@ -22,7 +23,10 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 
 use memspike_cgroup::{EffectiveLimit, sampler::Sampler};
-use memspike_model::trace::{self, RuntimeTrace, gogc_from_env};
+use memspike_model::{
+    policy::Policy,
+    trace::{self, PolicyVar, RuntimeTrace, gogc_from_env},
+};
 use memspike_probe::{Kernel, KernelEvidence};
 use memspike_report::facts::{
     Bucket, ExecFacts, GroupFacts, TimedCycle, Timeline,
@@ -36,30 +40,37 @@ use crate::{
 };
 
 /// What to run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ExecConfig {
     pub limit: u64,
     /// `--inherit`: run in memspike's own group under this limit (`limit` is its bytes).
     pub inherit: Option<EffectiveLimit>,
     /// The command and its arguments.
     pub command: Vec<String>,
-    /// Pass memspike's whole environment on (otherwise only [`PASSED_ENV`]).
-    pub inherit_env: bool,
+    /// Start from [`CLEAN_ENV`] instead of memspike's whole environment.
+    pub clean_env: bool,
+    /// The policy the runtime is given through its environment (`compare -- CMD`), and the
+    /// variables that give it.
+    pub policy: Option<(Policy, Vec<PolicyVar>)>,
+    /// Where the command's own output goes.
+    pub output: Output,
 }
 
-/// The variables a command gets from memspike's environment without `--inherit-env`: enough to
-/// run, and the Go runtime's own knobs.
-pub const PASSED_ENV: [&str; 9] = [
-    "PATH",
-    "HOME",
-    "LANG",
-    "TERM",
-    "GOGC",
-    "GOMEMLIMIT",
-    "GOMAXPROCS",
-    "GODEBUG",
-    "GOTRACEBACK",
-];
+/// Where a command's stdout and stderr go. Its stderr is always read for the runtime's trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Output {
+    /// Both are the command's own: stdout memspike's stdout, stderr copied to memspike's.
+    Own,
+    /// Both go to memspike's stderr, so that memspike's stdout holds its report alone.
+    Stderr,
+    /// Neither is shown (many runs of one command: `compare`, `threshold`); the end of its
+    /// stderr is kept in the facts.
+    Quiet,
+}
+
+/// The variables a command gets from memspike's environment with `--clean-env`: enough to
+/// run (and the runtime's trace setting, which memspike adds).
+pub const CLEAN_ENV: [&str; 4] = ["PATH", "HOME", "LANG", "TERM"];
 
 /// The command's program: a path, or a name found on `PATH`, executable (`which` judges an
 /// executable file as exec would: a regular file the kernel lets this process execute).
@@ -77,21 +88,59 @@ pub fn resolve(program: &str, path: Option<&std::ffi::OsStr>) -> Result<PathBuf,
     found.ok_or_else(|| UsageError::Command(program.to_owned()))
 }
 
-/// The command's environment: memspike's (all of it, or [`PASSED_ENV`]), with the runtime's
-/// trace turned on.
-fn environment(config: &ExecConfig, tracer: &dyn RuntimeTrace) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| config.inherit_env || PASSED_ENV.iter().any(|p| k == p))
+/// The command's environment: memspike's (all of it, or [`CLEAN_ENV`]), with the policy's
+/// variables set and the runtime's trace turned on; and those it set, as `NAME=value`.
+fn environment(
+    config: &ExecConfig,
+    tracer: &dyn RuntimeTrace,
+) -> (Vec<(OsString, OsString)>, Vec<String>) {
+    let env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !config.clean_env || CLEAN_ENV.iter().any(|p| k == p))
         .collect();
+    let vars = config.policy.iter().flat_map(|(_, vars)| vars.iter());
+    let mut env = vars.fold(env, |env, var| set(env, var));
     let lookup = |var: &str| {
         env.iter()
             .find(|(k, _)| k == var)
             .and_then(|(_, v)| v.to_str().map(str::to_owned))
     };
+    let mut names: Vec<String> = config
+        .policy
+        .iter()
+        .flat_map(|(_, vars)| vars.iter().map(|v| v.name.clone()))
+        .collect();
     if let Some((name, value)) = tracer.env(&lookup) {
         env.retain(|(k, _)| *k != *name);
-        env.push((name.into(), value.into()));
+        env.push((name.clone().into(), value.into()));
+        names.push(name);
     }
+    names.dedup();
+    let set = names
+        .iter()
+        .filter_map(|name| {
+            let (_, value) = env.iter().find(|(k, _)| k == name.as_str())?;
+            Some(format!("{name}={}", value.to_string_lossy()))
+        })
+        .collect();
+    (env, set)
+}
+
+/// `env` with `var` set: in place of the variable's value, or, for a list, after it.
+fn set(mut env: Vec<(OsString, OsString)>, var: &PolicyVar) -> Vec<(OsString, OsString)> {
+    let old = env
+        .iter()
+        .position(|(k, _)| k == var.name.as_str())
+        .map(|i| env.remove(i).1);
+    let value = match old {
+        Some(old) if var.append && !old.is_empty() => {
+            let mut v = old;
+            v.push(",");
+            v.push(&var.value);
+            v
+        }
+        _ => OsString::from(&var.value),
+    };
+    env.push((var.name.clone().into(), value));
     env
 }
 
@@ -117,22 +166,44 @@ pub fn run(
     report_dir: Option<&Path>,
     interrupts: &Interrupts,
 ) -> Result<ExecFacts, SupervisorError> {
-    let program = validate(config, report_dir)?;
-    let mut kernel = Kernel::start(trace_kernel);
-    let mut session = Session::open(
-        config.limit,
-        config.inherit.as_ref(),
-        vec!["command".to_owned()],
-        "the command runs with memspike's credentials",
-        &mut kernel,
-        interrupts,
-    )?;
-    let facts = run_in(&mut session, config, &program);
-    let kernel = session.close();
-    let mut facts = facts?;
-    facts.group.kernel = kernel;
-    facts.group.duration = session.start.elapsed();
-    Ok(facts)
+    validate(config, report_dir)?;
+    ProgramRunner::new(trace_kernel, interrupts).run(config)
+}
+
+/// Runs commands one after the other, each in a fresh group (or in memspike's own, with
+/// `--inherit`), under one kernel observer: what `exec` runs once and `compare -- CMD` and
+/// `threshold -- CMD` run many times.
+pub struct ProgramRunner<'a> {
+    kernel: Kernel,
+    interrupts: &'a Interrupts,
+}
+
+impl<'a> ProgramRunner<'a> {
+    pub fn new(trace_kernel: bool, interrupts: &'a Interrupts) -> ProgramRunner<'a> {
+        ProgramRunner {
+            kernel: Kernel::start(trace_kernel),
+            interrupts,
+        }
+    }
+
+    /// One run of `config`'s command (checked by [`validate`] first).
+    pub fn run(&mut self, config: &ExecConfig) -> Result<ExecFacts, SupervisorError> {
+        let program = resolve(&config.command[0], std::env::var_os("PATH").as_deref())?;
+        let mut session = Session::open(
+            config.limit,
+            config.inherit.as_ref(),
+            vec!["command".to_owned()],
+            "the command runs with memspike's credentials",
+            &mut self.kernel,
+            self.interrupts,
+        )?;
+        let facts = run_in(&mut session, config, &program);
+        let kernel = session.close();
+        let mut facts = facts?;
+        facts.group.kernel = kernel;
+        facts.group.duration = session.start.elapsed();
+        Ok(facts)
+    }
 }
 
 fn run_in(
@@ -141,7 +212,7 @@ fn run_in(
     program: &Path,
 ) -> Result<ExecFacts, SupervisorError> {
     let tracer: Box<dyn RuntimeTrace> = Box::new(trace::GoTrace);
-    let env = environment(config, tracer.as_ref());
+    let (env, environment) = environment(config, tracer.as_ref());
     let gogc = gogc_from_env(
         env.iter()
             .find(|(k, _)| k == "GOGC")
@@ -152,7 +223,14 @@ fn run_in(
         .env_clear()
         .envs(env)
         .stdin(Stdio::inherit())
-        .stdout(Stdio::inherit())
+        .stdout(match config.output {
+            Output::Own => Stdio::inherit(),
+            Output::Stderr => io::stderr()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_or_else(|_| Stdio::null(), Stdio::from),
+            Output::Quiet => Stdio::null(),
+        })
         .stderr(Stdio::piped());
     session.confine(&mut cmd, None)?;
     let mut sampler = Sampler::open(session.group().dir(), session.group().version())
@@ -172,7 +250,7 @@ fn run_in(
     let relay = child
         .stderr
         .take()
-        .map(|stderr| relay_stderr(stderr, tracer, started));
+        .map(|stderr| relay_stderr(stderr, tracer, started, config.output != Output::Quiet));
 
     let mut timeline = Timeline::new();
     let exited = pidfd(pid);
@@ -204,9 +282,7 @@ fn run_in(
     interrupts.set_worker(0);
     interrupts.set_forward(false);
     let status = child.wait().map_err(SupervisorError::Spawn)?;
-    let (runtime, cycles) = relay
-        .and_then(|h| h.join().ok())
-        .unwrap_or((None, Vec::new()));
+    let relayed = relay.and_then(|h| h.join().ok()).unwrap_or_default();
     Ok(ExecFacts {
         group: GroupFacts {
             limit_bytes: config.limit,
@@ -223,8 +299,11 @@ fn run_in(
         command: config.command.clone(),
         pid: kernel_pid,
         gogc,
-        runtime: runtime.map(str::to_owned),
-        cycles,
+        policy: config.policy.as_ref().map(|(p, _)| p.clone()),
+        environment,
+        runtime: relayed.runtime.map(str::to_owned),
+        cycles: relayed.cycles,
+        stderr_tail: relayed.tail,
         timeline,
     })
 }
@@ -251,40 +330,71 @@ fn delta(t: Duration, before: Option<Totals>, now: Option<Totals>) -> Bucket {
     }
 }
 
-/// Copies the command's stderr to ours unchanged, line by line, and reads the runtime's trace
-/// out of it; returns the runtime recognised and its cycles.
+/// What the command's stderr said: the runtime recognised, its cycles, and the last lines.
+#[derive(Default)]
+struct Relayed {
+    runtime: Option<&'static str>,
+    cycles: Vec<TimedCycle>,
+    tail: String,
+}
+
+/// The end of the command's stderr kept in its facts.
+const TAIL_BYTES: usize = 2048;
+
+/// Reads the command's stderr line by line: copies it to ours unchanged when `echo`, reads the
+/// runtime's trace out of it, and keeps its last [`TAIL_BYTES`] of other lines.
 fn relay_stderr(
     stderr: impl Read + Send + 'static,
     mut tracer: Box<dyn RuntimeTrace>,
     started: Instant,
-) -> thread::JoinHandle<(Option<&'static str>, Vec<TimedCycle>)> {
+    echo: bool,
+) -> thread::JoinHandle<Relayed> {
     thread::spawn(move || {
         let mut reader = BufReader::new(stderr);
         let mut line = Vec::new();
-        let mut cycles = Vec::new();
+        let mut relayed = Relayed::default();
         loop {
             line.clear();
             match reader.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
-            let mut out = io::stderr().lock();
-            let _ = out.write_all(&line);
-            let _ = out.flush();
-            drop(out);
-            if let Some(cycle) = std::str::from_utf8(&line)
-                .ok()
-                .and_then(|l| tracer.parse_line(l.trim_end()))
-            {
-                cycles.push(TimedCycle {
+            if echo {
+                let mut out = io::stderr().lock();
+                let _ = out.write_all(&line);
+                let _ = out.flush();
+            }
+            let text = String::from_utf8_lossy(&line);
+            match tracer.parse_line(text.trim_end()) {
+                Some(cycle) => relayed.cycles.push(TimedCycle {
                     read_ms: started.elapsed().as_secs_f64() * 1e3,
                     cycle,
-                });
+                }),
+                None => keep_tail(&mut relayed.tail, &text),
             }
         }
-        let runtime = (!cycles.is_empty()).then(|| tracer.name());
-        (runtime, cycles)
+        relayed.runtime = (!relayed.cycles.is_empty()).then(|| tracer.name());
+        relayed
     })
+}
+
+/// Appends `line` to `tail`, dropping whole lines from its front past [`TAIL_BYTES`].
+fn keep_tail(tail: &mut String, line: &str) {
+    tail.push_str(line);
+    while tail.len() > TAIL_BYTES {
+        match tail.find('\n') {
+            Some(i) if i + 1 < tail.len() => {
+                tail.drain(..=i);
+            }
+            _ => {
+                let cut = tail.len() - TAIL_BYTES;
+                let cut = (cut..tail.len())
+                    .find(|&i| tail.is_char_boundary(i))
+                    .unwrap_or(0);
+                tail.drain(..cut);
+            }
+        }
+    }
 }
 
 /// A descriptor that becomes readable when `pid` exits (`pidfd_open`, Linux 5.3; rustix's

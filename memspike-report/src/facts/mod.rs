@@ -24,6 +24,7 @@ use memspike_model::{
     event::{Event, Kind},
     experiment::Experiment,
     policy::Policy,
+    policy_set::NotApplicable,
     sweep::CellSpec,
     threshold::{Knob, Threshold},
 };
@@ -153,19 +154,29 @@ pub struct ExecFacts {
     pub pid: u32,
     /// GOGC as the command's environment set it (a percentage; `None` when off).
     pub gogc: Option<u64>,
+    /// The policy its runtime was given through the environment (`compare -- CMD`).
+    #[serde(default)]
+    pub policy: Option<Policy>,
+    /// The variables memspike set for it (`NAME=value`): the policy's, and the trace's.
+    #[serde(default)]
+    pub environment: Vec<String>,
     /// The runtime whose trace was read, if any line of it was.
     pub runtime: Option<String>,
     /// The cycles the runtime traced, each when memspike read its line.
     pub cycles: Vec<TimedCycle>,
     /// The group over time.
     pub timeline: Timeline,
+    /// The end of what the command wrote on stderr, its runtime's trace left out.
+    #[serde(default)]
+    pub stderr_tail: String,
 }
 
-/// One policy's run: a comparison's row, a sweep's cell.
+/// One policy's run: one of a comparison's row's runs (simulated, or of a real program), a
+/// sweep's cell.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct PolicyRun {
+pub struct PolicyRun<R = RunFacts> {
     pub policy: Policy,
-    pub run: RunFacts,
+    pub run: R,
 }
 
 /// A `compare`: one scenario under several policies, each run in turn.
@@ -178,19 +189,78 @@ pub struct CompareFacts {
     pub limit_source: Option<PathBuf>,
     /// The policies asked for, in order.
     pub planned: Vec<String>,
+    /// Runs per policy; a policy's runs are next to each other in `runs`.
+    #[serde(default = "one")]
+    pub repeats: u32,
     /// The runs made, in order: all of them unless a stop signal ended the comparison early.
     pub runs: Vec<PolicyRun>,
     /// The stop signal that ended the comparison early.
     pub stopped_by: Option<Signal>,
 }
 
+fn one() -> u32 {
+    1
+}
+
+/// A `compare -- CMD`: a real program under several policies, each given through its
+/// runtime's environment, each run `repeats` times in a fresh group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CommandCompareFacts {
+    pub command: Vec<String>,
+    pub limit_bytes: u64,
+    /// `--inherit`: the file that sets the limit; every run then ran in that one group.
+    pub limit_source: Option<PathBuf>,
+    /// The policies asked for, in order.
+    pub planned: Vec<String>,
+    /// Built-in policies the runtime cannot take from its environment, and why.
+    pub not_applicable: Vec<NotApplicable>,
+    pub repeats: u32,
+    /// The runs made, in order, a policy's next to each other.
+    pub runs: Vec<PolicyRun<ExecFacts>>,
+    pub stopped_by: Option<Signal>,
+}
+
 /// A `threshold`: per policy, what the bisection over real runs found.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ThresholdFacts {
-    /// The experiment every search varied (each with its policy in place of this one's).
-    pub base: Experiment,
+    pub subject: ThresholdSubject,
     pub knob: Knob,
     pub searches: Vec<PolicySearch>,
+    /// What made a run too costly in the searches' cost edges (`gomemlimit` on a command).
+    #[serde(default)]
+    pub cost_bound: Option<CostBound>,
+}
+
+/// What a threshold search varied.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdSubject {
+    /// The simulated program's experiment (each search with its policy in place of this one's).
+    Scenario(Experiment),
+    /// A real program, under a group of `limit_bytes` unless the knob is the limit.
+    Command {
+        command: Vec<String>,
+        limit_bytes: u64,
+    },
+}
+
+impl ThresholdSubject {
+    pub fn limit_bytes(&self) -> u64 {
+        match self {
+            ThresholdSubject::Scenario(e) => e.limit,
+            ThresholdSubject::Command { limit_bytes, .. } => *limit_bytes,
+        }
+    }
+}
+
+/// When a run of a command costs too much: the collector's CPU share above `gc_cpu_max`, or
+/// its wall time above `wall_factor` times the median of runs without a memory limit
+/// (`baseline_wall_ms`; `None` when those runs did not finish).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CostBound {
+    pub gc_cpu_max: f64,
+    pub wall_factor: f64,
+    pub baseline_wall_ms: Option<f64>,
 }
 
 /// One policy's search.
@@ -198,6 +268,58 @@ pub struct ThresholdFacts {
 pub struct PolicySearch {
     pub policy: Policy,
     pub threshold: Threshold,
+    /// The cost edge (`gomemlimit` on a command): the lowest value whose runs stay within
+    /// [`CostBound`].
+    #[serde(default)]
+    pub cost: Option<Threshold>,
+    /// Every run of a command, in order (the survival search's, then the cost edge's), in
+    /// brief; empty for the simulated program, whose runs are the threshold's.
+    #[serde(default)]
+    pub probes: Vec<Probe>,
+}
+
+/// One run of a command at one value of the knob, in brief.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Probe {
+    /// The knob's value; `null` for a baseline run.
+    pub value: Option<f64>,
+    /// `survival` or `cost`: which edge asked for it (`baseline` for a run without a memory
+    /// limit).
+    pub edge: String,
+    pub outcome: crate::outcome::Outcome,
+    pub exit: String,
+    pub peak_bytes: Option<u64>,
+    pub gc_cycles: Option<u32>,
+    pub gc_cpu_share: Option<f64>,
+    pub wall_ms: f64,
+    /// The policy's environment for this run (`NAME=value`).
+    pub environment: Vec<String>,
+}
+
+impl Probe {
+    /// The run of `f` at `value` for `edge`, in brief.
+    pub fn of(value: Option<f64>, edge: &str, f: ExecFacts) -> Probe {
+        Probe {
+            value,
+            edge: edge.to_owned(),
+            outcome: crate::outcome::Outcome::of_exec(&f),
+            exit: f.group.exit.to_string(),
+            peak_bytes: f.group.counters.peak_bytes,
+            gc_cycles: (f.runtime.is_some()).then_some(f.cycles.len() as u32),
+            gc_cpu_share: f.cycles.last().map(|c| c.cycle.cpu_percent / 100.0),
+            wall_ms: f.group.duration.as_secs_f64() * 1e3,
+            environment: f.environment,
+        }
+    }
+
+    /// Survived, within `bound`'s GC CPU and wall time (each when known).
+    pub fn within(&self, bound: &CostBound) -> bool {
+        self.outcome == crate::outcome::Outcome::Survived
+            && self.gc_cpu_share.is_none_or(|s| s <= bound.gc_cpu_max)
+            && bound
+                .baseline_wall_ms
+                .is_none_or(|b| self.wall_ms <= b * bound.wall_factor)
+    }
 }
 
 /// One cell of a sweep plan: its place in the plan and its run.
