@@ -118,7 +118,9 @@ impl Document for ThresholdReport {
             }
             Subject::Command { command } => about.row(&fig::COMMAND, command.join(" ")),
         }
-        about.row(&fig::LIMIT, human(self.limit_bytes).to_string());
+        if k != Knob::Limit {
+            about.row(&fig::LIMIT, human(self.limit_bytes).to_string());
+        }
         about.row(&fig::GOAL, k.goal());
         if let Some(b) = &self.cost_bound {
             about.row(

@@ -19,43 +19,6 @@ use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
 
-/// The reference Go program, built once for this test binary (None: no Go here, outside CI).
-fn reference() -> Option<&'static Path> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let go = Path::new("/usr/bin/go");
-            if !go.exists() {
-                assert!(
-                    !common::under_ci(),
-                    "CI needs Go to build reference/go (cargo xtask test installs golang-go)"
-                );
-                common::skip("exec with a real Go program", "no /usr/bin/go");
-                return None;
-            }
-            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("exec-root");
-            std::fs::create_dir_all(&out).unwrap();
-            let binary = out.join("memspike-ref");
-            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reference/go");
-            let status = Command::new(go)
-                // As the fidelity harness builds it: without the HTTP server, whose packages
-                // change the runtime's footprint.
-                .args(["build", "-tags", "nointeractive", "-o"])
-                .arg(&binary)
-                .arg(".")
-                .current_dir(&src)
-                .env("GOCACHE", out.join("gocache"))
-                .env("GOPATH", out.join("gopath"))
-                .env("GOTOOLCHAIN", "local")
-                .env("CGO_ENABLED", "0")
-                .status()
-                .expect("go build runs");
-            assert!(status.success(), "go build of reference/go failed");
-            Some(binary)
-        })
-        .as_deref()
-}
-
 /// Runs `memspike exec ARGS`, with `stdin` as the command's input; checks no group is left.
 fn exec(args: &[&str], stdin: &[u8]) -> (i32, Output, Value) {
     let _serial = serial();
@@ -72,14 +35,8 @@ fn exec(args: &[&str], stdin: &[u8]) -> (i32, Output, Value) {
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().expect("memspike exec runs");
     assert!(groups_of(pid).is_empty(), "groups left behind");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    // The report is the last thing on stdout, after the command's own output.
-    let report = stdout
-        .find("\n{\n")
-        .map(|i| &stdout[i + 1..])
-        .or_else(|| stdout.starts_with("{\n").then_some(&stdout[..]))
-        .and_then(|json| serde_json::from_str(json).ok())
-        .unwrap_or(Value::Null);
+    // With --json, stdout is the report alone (the command's own output went to stderr).
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out.status.code().unwrap_or(-1), out, report)
 }
 
@@ -88,7 +45,9 @@ fn a_real_go_program_is_oom_killed_with_its_gctrace_cycles_in_the_report() {
     if !common::require_root("exec of the Go reference") {
         return;
     }
-    let Some(binary) = reference() else { return };
+    let Some(binary) = common::go_reference() else {
+        return;
+    };
     let binary = binary.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (code, out, r) = exec(
@@ -110,10 +69,10 @@ fn a_real_go_program_is_oom_killed_with_its_gctrace_cycles_in_the_report() {
     assert_eq!(r["outcome"], "oom_killed", "{r:#}");
     assert_eq!(r["limit_bytes"], 32 * MIB);
     assert_eq!(r["runtime"], "go");
-    // The program's own output passed through: it reported the spike, never the end.
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("phase=spike"), "{stdout}");
-    assert!(!stdout.contains("phase=done"), "{stdout}");
+    // The program's own output passed through (to stderr, as the report is on stdout): it
+    // reported the spike, never the end.
+    assert!(stderr.contains("phase=spike"), "{stderr}");
+    assert!(!stderr.contains("phase=done"), "{stderr}");
     // gctrace went on to stderr unchanged, and its cycles are in the report.
     assert!(stderr.contains("gc 1 @"), "{stderr}");
     let cycles = r["runtime_cycles"].as_array().expect("cycles");
@@ -195,7 +154,7 @@ fn exit_codes_signals_stdin_and_stdout_pass_through() {
     if !common::require_root("exec exit codes") {
         return;
     }
-    // stdin reaches the command and its stdout comes out before the report.
+    // stdin reaches the command; its stdout goes to stderr, so that stdout is the report.
     let (code, out, r) = exec(
         &[
             "--json",
@@ -208,7 +167,7 @@ fn exit_codes_signals_stdin_and_stdout_pass_through() {
         b"hello\n",
     );
     assert_eq!(code, 0);
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("got hello\n"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("got hello\n"));
     assert_eq!(
         (r["outcome"].clone(), r["exit"]["code"].clone()),
         ("exited".into(), 7.into())

@@ -352,3 +352,41 @@ pub fn read_procs(dir: &std::path::Path) -> Vec<u32> {
         .filter_map(|w| w.parse().ok())
         .collect()
 }
+
+/// The reference Go program (`reference/go`, without its HTTP server, as the fidelity harness
+/// builds it), built once per test binary with Debian's Go; `None` outside CI when there is no
+/// Go here (under CI that is a failure: `cargo xtask test` installs golang-go).
+pub fn go_reference() -> Option<&'static std::path::Path> {
+    use std::path::Path;
+    static BUILT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let go = Path::new("/usr/bin/go");
+            if !go.exists() {
+                assert!(
+                    !under_ci(),
+                    "CI needs Go to build reference/go (cargo xtask test installs golang-go)"
+                );
+                skip("a real Go program", "no /usr/bin/go");
+                return None;
+            }
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-reference");
+            std::fs::create_dir_all(&out).unwrap();
+            let binary = out.join("memspike-ref");
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reference/go");
+            let status = std::process::Command::new(go)
+                .args(["build", "-tags", "nointeractive", "-o"])
+                .arg(&binary)
+                .arg(".")
+                .current_dir(&src)
+                .env("GOCACHE", out.join("gocache"))
+                .env("GOPATH", out.join("gopath"))
+                .env("GOTOOLCHAIN", "local")
+                .env("CGO_ENABLED", "0")
+                .status()
+                .expect("go build runs");
+            assert!(status.success(), "go build of reference/go failed");
+            Some(binary)
+        })
+        .as_deref()
+}

@@ -1,0 +1,406 @@
+//! Your own program under every policy, as root, for real: `compare -- CMD` and
+//! `threshold -- CMD` on the reference Go program and on a Go program nobody here wrote
+//! (Debian's `gofmt`), `exec`'s machine-readable output whatever the program prints, the
+//! environment passed whole or clean, and bad command lines refused before any group exists.
+
+mod common;
+
+use std::{
+    path::Path,
+    process::{Output, Stdio},
+};
+
+use common::{groups_of, memspike, serial, u};
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+
+/// Runs `memspike ARGS` (one at a time), checks that no group is left, and returns its exit
+/// code and output.
+fn memspike_run(args: &[&str]) -> (i32, Output) {
+    memspike_env(args, &[])
+}
+
+fn memspike_env(args: &[&str], env: &[(&str, &str)]) -> (i32, Output) {
+    let _serial = serial();
+    let child = memspike()
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("MEMSPIKE_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start memspike");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("memspike runs");
+    assert!(groups_of(pid).is_empty(), "groups left behind");
+    (out.status.code().unwrap_or(-1), out)
+}
+
+/// The JSON document on stdout (all of it), or a failure that shows what was there.
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn row<'a>(r: &'a Value, name: &str) -> &'a Value {
+    r["policies"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("no row {name}: {r:#}"))
+}
+
+/// A Go source file of `functions` small functions: `gofmt` on it holds about 4 KiB of heap
+/// per function.
+fn generated_go(dir: &Path, functions: usize) -> String {
+    let path = dir.join("gen.go");
+    let mut text = String::from("package gen\n\n");
+    for i in 0..functions {
+        text.push_str(&format!(
+            "func F{i}(a, b int) int {{ x := a + b*{i}; if x > {i} {{ return x - 1 }}; return x + {i} }}\n"
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_reference_program_under_every_policy() {
+    if !common::require_root("compare -- CMD on the Go reference") {
+        return;
+    }
+    let Some(binary) = common::go_reference() else {
+        return;
+    };
+    let binary = binary.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The seed's cell, the remainder in 1 MiB chunks, five runs of each default policy.
+    let (code, out) = memspike_run(&[
+        "compare",
+        "--json",
+        "--limit",
+        "32MiB",
+        "--runs",
+        "5",
+        "--report",
+        dir.path().to_str().unwrap(),
+        "--",
+        binary,
+        "-limit",
+        "32MiB",
+        "-chunk",
+        "1MiB",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code, 0, "{stderr}");
+    let r = json(&out);
+    assert_eq!(r["subject"]["command"]["command"][0], binary, "{r:#}");
+    assert_eq!(r["repeats"], 5);
+    let names: Vec<&str> = r["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "gogc100",
+            "gogc50",
+            "memlimit90",
+            "gogc-off-memlimit90",
+            "memlimit95"
+        ]
+    );
+    // What needs code inside the program is named, not dropped.
+    let skipped: Vec<&str> = r["not_applicable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            "gc-after-release",
+            "watchdog-watermarks",
+            "watchdog-adaptive"
+        ]
+    );
+    // gogc100 is killed in every run, by the kernel, each time with the program as its victim
+    // and its gctrace cycles read.
+    let gogc100 = row(&r, "gogc100");
+    assert_eq!(
+        (gogc100["outcome"].clone(), gogc100["survived"].clone()),
+        ("oom_killed".into(), 0.into()),
+        "{gogc100:#}"
+    );
+    for t in gogc100["trials"].as_array().unwrap() {
+        assert_eq!(t["outcome"], "oom_killed");
+        assert!(
+            t["victim"].as_str().unwrap().contains("memspike-ref"),
+            "{t:#}"
+        );
+        assert!(u(&t["gc_cycles"]) >= 1, "{t:#}");
+    }
+    // Each run got its policy through the environment.
+    assert!(
+        gogc100["environment"]
+            .as_array()
+            .unwrap()
+            .contains(&"GOMEMLIMIT=off".into()),
+        "{gogc100:#}"
+    );
+    let memlimit90 = row(&r, "memlimit90");
+    assert!(
+        memlimit90["environment"]
+            .as_array()
+            .unwrap()
+            .contains(&format!("GOMEMLIMIT={}", 32 * MIB * 9 / 10).into()),
+        "{memlimit90:#}"
+    );
+    // The memory limit made the runtime collect more often than GOGC alone.
+    assert!(
+        u(&memlimit90["gc_cycles"]) > u(&gogc100["gc_cycles"]),
+        "{memlimit90:#}"
+    );
+    // A row's outcome is there only when every run agreed; the count says the rest.
+    for p in r["policies"].as_array().unwrap() {
+        let trials = p["trials"].as_array().unwrap();
+        assert_eq!(trials.len(), 5);
+        let survived = trials.iter().filter(|t| t["outcome"] == "survived").count();
+        assert_eq!(u(&p["survived"]), survived as u64, "{p:#}");
+        let agreed = trials.iter().all(|t| t["outcome"] == trials[0]["outcome"]);
+        assert_eq!(p["outcome"].is_null(), !agreed, "{p:#}");
+    }
+    // Progress went to stderr: policy i of n, run j of N.
+    assert!(stderr.contains("policy 1/5 gogc100, run 5/5"), "{stderr}");
+    common::assert_report_dir(dir.path(), &r, &["gogc100", "memlimit90", "cgroup limit"]);
+
+    // With a little more room, the memory limit saves the program in most runs.
+    let (code, out) = memspike_run(&[
+        "compare",
+        "--json",
+        "--limit",
+        "48MiB",
+        "--runs",
+        "5",
+        "--policies",
+        "gogc100,memlimit90",
+        "--",
+        binary,
+        "-limit",
+        "48MiB",
+        "-chunk",
+        "1MiB",
+    ]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json(&out);
+    assert_eq!(row(&r, "gogc100")["survived"], 0, "{r:#}");
+    assert!(u(&row(&r, "memlimit90")["survived"]) >= 1, "{r:#}");
+}
+
+#[test]
+fn gofmt_dies_small_survives_large_and_threshold_brackets_the_limit() {
+    if !common::require_root("compare -- gofmt") {
+        return;
+    }
+    let gofmt = Path::new("/usr/bin/gofmt");
+    if !gofmt.exists() {
+        assert!(!common::under_ci(), "CI needs gofmt (golang-go)");
+        common::skip("gofmt under every policy", "no /usr/bin/gofmt");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated_go(dir.path(), 20_000);
+    let compare = |limit: &str| {
+        let (code, out) = memspike_run(&[
+            "compare",
+            "--json",
+            "--limit",
+            limit,
+            "--runs",
+            "1",
+            "--policies",
+            "gogc100",
+            "--",
+            "gofmt",
+            &input,
+        ]);
+        assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+        json(&out)
+    };
+    let small = compare("32MiB");
+    let p = row(&small, "gogc100");
+    assert_eq!(p["outcome"], "oom_killed", "{p:#}");
+    assert!(u(&p["gc_cycles"]) >= 1, "gofmt's gctrace was read: {p:#}");
+    assert!(p["trials"][0]["victim"].as_str().unwrap().contains("gofmt"));
+    let large = compare("512MiB");
+    let p = row(&large, "gogc100");
+    assert_eq!(p["outcome"], "survived", "{p:#}");
+    assert!(u(&p["gc_cycles"]) >= 1, "{p:#}");
+
+    let (code, out) = memspike_run(&[
+        "threshold",
+        "--json",
+        "--knob",
+        "limit",
+        "--range",
+        "32MiB,512MiB",
+        "--runs",
+        "2",
+        "--policies",
+        "gogc100",
+        "--",
+        "gofmt",
+        &input,
+    ]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let t = json(&out);
+    let p = &t["policies"][0];
+    let (survives, dies) = (p["survives"].as_f64(), p["dies"].as_f64());
+    let (Some(survives), Some(dies)) = (survives, dies) else {
+        panic!("no bracket: {t:#}");
+    };
+    assert!(
+        (32.0 * MIB as f64) <= dies && dies < survives && survives <= 512.0 * MIB as f64,
+        "{t:#}"
+    );
+    // Every run is in the JSON, each with its outcome at its limit.
+    let probes = p["probes"].as_array().unwrap();
+    assert_eq!(probes.len(), p["runs"].as_array().unwrap().len(), "{t:#}");
+    assert!(probes.iter().any(|r| r["outcome"] == "oom_killed"));
+    assert!(probes.iter().any(|r| r["outcome"] == "survived"));
+}
+
+#[test]
+fn the_report_stays_machine_readable_whatever_the_program_prints() {
+    if !common::require_root("exec and compare output") {
+        return;
+    }
+    let noisy = "echo '{\"not\": \"the report\"'; echo noise >&2";
+    // exec --json: stdout is the report alone; the program's output went to stderr.
+    let (code, out) = memspike_run(&["exec", "--json", "--", "sh", "-c", noisy]);
+    assert_eq!(code, 0);
+    let r = json(&out);
+    assert_eq!(r["outcome"], "survived");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("{\"not\": \"the report\""), "{stderr}");
+    // -o FILE: the report goes to the file and stdout stays the program's.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.json");
+    let (code, out) = memspike_run(&[
+        "exec",
+        "--json",
+        "-o",
+        file.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        noisy,
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"not\": \"the report\"\n"
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(r["command"][0], "sh");
+    // compare -- CMD: the program's output is not shown, and stdout parses.
+    let (code, out) = memspike_run(&[
+        "compare",
+        "--json",
+        "--runs",
+        "1",
+        "--policies",
+        "gogc100",
+        "--",
+        "sh",
+        "-c",
+        noisy,
+    ]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json(&out);
+    assert_eq!(row(&r, "gogc100")["outcome"], "survived");
+}
+
+#[test]
+fn the_environment_is_passed_whole_unless_asked_to_start_clean() {
+    if !common::require_root("exec environment") {
+        return;
+    }
+    let show = "echo JAVA_TOOL_OPTIONS=$JAVA_TOOL_OPTIONS; echo GODEBUG=$GODEBUG";
+    let var = [("JAVA_TOOL_OPTIONS", "-Xmx64m")];
+    let (code, out) = memspike_env(&["exec", "--no-trace", "--", "sh", "-c", show], &var);
+    assert_eq!(code, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("JAVA_TOOL_OPTIONS=-Xmx64m\n"), "{stdout}");
+    assert!(stdout.contains("GODEBUG=gctrace=1\n"), "{stdout}");
+    let (code, out) = memspike_env(
+        &["exec", "--no-trace", "--clean-env", "--", "sh", "-c", show],
+        &var,
+    );
+    assert_eq!(code, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("JAVA_TOOL_OPTIONS=\n"), "{stdout}");
+    assert!(stdout.contains("GODEBUG=gctrace=1\n"), "{stdout}");
+}
+
+/// Each refused with exit 2 and one line, before any group exists.
+#[test]
+fn bad_command_lines_are_refused_before_any_group() {
+    if !common::require_root("bad command lines") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let above = dir.path().join("above.toml");
+    std::fs::write(
+        &above,
+        "[[policy]]\nname = \"big\"\nmemory_limit = \"64MiB\"\n",
+    )
+    .unwrap();
+    let above = above.to_str().unwrap();
+    let cases: [(&[&str], &str); 7] = [
+        (&["exec"], "required"),
+        (&["compare", "--runs", "0", "--", "true"], "--runs"),
+        (
+            &["compare", "--policies", "gc-after-release", "--", "true"],
+            "inside the program",
+        ),
+        (
+            &[
+                "compare",
+                "--limit",
+                "32MiB",
+                "--policies",
+                above,
+                "--",
+                "true",
+            ],
+            "above the group's 32.0 MiB",
+        ),
+        (
+            &["compare", "--", "memspike-no-such-command"],
+            "no such executable",
+        ),
+        (
+            &["threshold", "--knob", "spike", "--", "true"],
+            "--knob spike",
+        ),
+        (&["compare", "--clean-env"], "<CMD>"),
+    ];
+    for (args, says) in cases {
+        let (code, out) = memspike_run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(!stderr.contains("created cgroup"), "{args:?}: {stderr}");
+    }
+}
