@@ -596,13 +596,18 @@ mod tests {
                 Range::new(Knob::Limit, 4.0 * MIB, 1024.0 * MIB).unwrap(),
                 33.3 * MIB,
             ),
+            (
+                Knob::Gomemlimit,
+                Knob::Gomemlimit.default_range().unwrap(),
+                0.83,
+            ),
         ];
         for (knob, range, t) in cases {
             let th = search(&range, monotone(knob, t)).unwrap();
             let (s, d) = (th.survives.unwrap(), th.dies.unwrap());
             assert!(!th.flaky, "{knob} {t}: {th}");
             match knob {
-                Knob::Spike => {
+                Knob::Spike | Knob::Gomemlimit => {
                     assert!(s <= t && t < d, "{t}: {th}");
                     assert!(d - s <= 0.01 * (range.hi - range.lo), "{t}: {th}");
                 }
@@ -623,6 +628,32 @@ mod tests {
                 assert_eq!(world(r.value).unwrap(), Survived(r.survived));
             }
         }
+    }
+
+    /// The cost edge: the same knob with the sides swapped finds the lowest value that is
+    /// still bearable, where a lower value is the risky one.
+    #[test]
+    fn a_reversed_range_finds_the_lowest_bearable_value() {
+        let range = Knob::Gomemlimit.default_range().unwrap().reversed();
+        let t = 0.62;
+        let th = search(&range, |v| Ok::<_, Infallible>(Survived(v >= t))).unwrap();
+        let (s, d) = (th.survives.unwrap(), th.dies.unwrap());
+        assert!(d < t && t <= s, "{th}");
+        assert!(s - d <= 0.01 * (range.hi - range.lo) + 1e-9, "{th}");
+        assert!(
+            th.to_string()
+                .starts_with("the lowest GOMEMLIMIT (share of the limit) whose cost stays bearable: "),
+            "{th}"
+        );
+        assert!(th.to_string().contains("is too costly"), "{th}");
+        let json = serde_json::to_value(range).unwrap();
+        assert_eq!(json["reversed"], true);
+        assert!(
+            serde_json::to_value(Knob::Gomemlimit.default_range().unwrap())
+                .unwrap()
+                .get("reversed")
+                .is_none()
+        );
     }
 
     /// Bisection's promise: ceil(log2(1 / 1 %)) = 7 runs for spike on [0, 1]; the
@@ -767,7 +798,7 @@ mod tests {
             "spkie"
                 .parse::<Knob>()
                 .unwrap_err()
-                .contains("spike, limit or gogc")
+                .contains("spike, limit, gogc or gomemlimit")
         );
         assert!(Knob::Limit.default_range().is_none());
     }

@@ -123,7 +123,7 @@ pub struct PolicyRow {
     /// The policy, with the keys and spellings of a policies file.
     pub settings: Policy,
     /// What its runtime was given: the environment's variables (a real program), or `null`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Vec<String>>,
     /// How many times it ran, and survived.
     pub runs: u32,
@@ -273,14 +273,14 @@ pub enum Subject {
     /// The simulated program: the scenario's name and the Go release whose rules it followed.
     Scenario { name: String, runtime: String },
     /// A real program: the command and its arguments.
-    Command { command: Vec<String> },
+    Command(Vec<String>),
 }
 
 impl std::fmt::Display for Subject {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Subject::Scenario { name, .. } => write!(f, "scenario {name}"),
-            Subject::Command { command } => write!(f, "`{}`", command.join(" ")),
+            Subject::Command(command) => write!(f, "`{}`", command.join(" ")),
         }
     }
 }
@@ -295,7 +295,7 @@ pub struct CompareReport {
     pub policies: Vec<PolicyRow>,
     /// Built-in policies left out because the program's runtime cannot take them from its
     /// environment, and why.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_applicable: Vec<NotApplicable>,
     /// `--inherit`: the file that sets the limit; every run then ran in that one group, one
     /// after the other (absent when each ran in a fresh group of its own).
@@ -381,7 +381,7 @@ impl CompareReport {
         });
         let mut report = CompareReport::of_rows(
             f.limit_bytes,
-            Subject::Command { command: f.command },
+            Subject::Command(f.command),
             f.repeats.max(1),
             rows,
             stopped(f.stopped_by, made, planned),
@@ -512,7 +512,7 @@ impl Document for CompareReport {
                 about.row(&fig::SCENARIO, name.clone());
                 about.row(&fig::RUNTIME, format!("{runtime} rules"));
             }
-            Subject::Command { command } => about.row(&fig::COMMAND, command.join(" ")),
+            Subject::Command(command) => about.row(&fig::COMMAND, command.join(" ")),
         }
         about.row(
             &fig::LIMIT,
@@ -626,7 +626,7 @@ impl CompareReport {
             .collect();
         let x_label = match self.subject {
             Subject::Scenario { .. } => "ms since each policy's worker was ready",
-            Subject::Command { .. } => "ms since each policy's command started (wall time)",
+            Subject::Command(_) => "ms since each policy's command started (wall time)",
         };
         Chart {
             title: format!(

@@ -590,7 +590,7 @@ pub const SCENARIO: Figure = figure(
     "scenario",
     "The allocation pattern every policy ran",
 )
-.at("scenario");
+.at("subject.scenario.name");
 pub const GROUPS: Figure = figure(
     "Groups",
     None,

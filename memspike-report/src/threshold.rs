@@ -29,10 +29,10 @@ pub struct PolicyThreshold {
     #[serde(flatten)]
     pub threshold: Threshold,
     /// The cost edge (`gomemlimit` on a command), see [`CostBound`].
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Threshold>,
     /// Every run of a command, in brief (empty for the simulated program).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<Probe>,
 }
 
@@ -43,7 +43,7 @@ pub struct ThresholdReport {
     pub limit_bytes: u64,
     pub subject: Subject,
     pub policies: Vec<PolicyThreshold>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_bound: Option<CostBound>,
 }
 
@@ -59,7 +59,7 @@ impl ThresholdReport {
                     name: e.scenario.name.clone(),
                     runtime: e.runtime.to_string(),
                 },
-                ThresholdSubject::Command { command, .. } => Subject::Command { command },
+                ThresholdSubject::Command { command, .. } => Subject::Command(command),
             },
             policies: f
                 .searches
@@ -116,7 +116,7 @@ impl Document for ThresholdReport {
                 about.row(&fig::SCENARIO, name.clone());
                 about.row(&fig::RUNTIME, format!("{runtime} rules"));
             }
-            Subject::Command { command } => about.row(&fig::COMMAND, command.join(" ")),
+            Subject::Command(command) => about.row(&fig::COMMAND, command.join(" ")),
         }
         if k != Knob::Limit {
             about.row(&fig::LIMIT, human(self.limit_bytes).to_string());

@@ -11,7 +11,7 @@ use memspike_report::{
     Document,
     compare::CompareReport,
     exec::ExecReport,
-    facts::{CompareFacts, ExecFacts, RunFacts, ThresholdFacts},
+    facts::{CommandCompareFacts, CompareFacts, ExecFacts, RunFacts, ThresholdFacts},
     outcome::Outcome,
     run::Report,
     sweep::{SweepReport, SweepRow},
@@ -24,8 +24,8 @@ fn snapshot(name: &str, doc: &impl Document) {
     insta::assert_snapshot!(format!("{name}.txt"), doc.text());
     insta::assert_json_snapshot!(format!("{name}.json"), doc, {
         ".series" => "[series]",
-        ".policies[].series" => "[series]",
-        ".cells[].series" => "[series]",
+        ".policies[].usage" => "[usage]",
+        ".cells[].usage" => "[usage]",
     });
     // Every form renders: the SVG parses, the page holds the verdict.
     if let Some(chart) = doc.chart() {
@@ -100,7 +100,7 @@ fn a_program_without_a_known_runtime_survives_on_the_kernels_evidence() {
 #[test]
 fn a_comparison_marks_the_cheapest_survivors() {
     let r = CompareReport::build(fixture::<CompareFacts>("compare.json"));
-    let outcomes: Vec<(&str, Outcome, bool)> = r
+    let outcomes: Vec<(&str, Option<Outcome>, bool)> = r
         .policies
         .iter()
         .map(|p| (p.name.as_str(), p.outcome, p.winner))
@@ -111,9 +111,9 @@ fn a_comparison_marks_the_cheapest_survivors() {
     assert_eq!(
         outcomes,
         [
-            ("gogc100", Outcome::OomKilled, false),
-            ("gc-after-release", Outcome::Survived, true),
-            ("memlimit90", Outcome::OomKilled, false),
+            ("gogc100", Some(Outcome::OomKilled), false),
+            ("gc-after-release", Some(Outcome::Survived), true),
+            ("memlimit90", Some(Outcome::OomKilled), false),
         ]
     );
     assert!(
@@ -122,6 +122,36 @@ fn a_comparison_marks_the_cheapest_survivors() {
         r.verdict
     );
     snapshot("compare", &r);
+}
+
+/// A real program's comparison: every run is a trial, a policy whose outcome flipped is a
+/// count, and each row says what its runtime was given.
+#[test]
+fn a_command_comparison_counts_flips_and_names_the_environment() {
+    let r = CompareReport::build_command(fixture::<CommandCompareFacts>("compare-command.json"));
+    let gogc100 = &r.policies[0];
+    assert_eq!(
+        (gogc100.outcome, gogc100.survived, gogc100.runs),
+        (Some(Outcome::OomKilled), 0, 3)
+    );
+    assert!(gogc100.trials.iter().all(|t| t.victim.is_some()));
+    let memlimit90 = &r.policies[1];
+    assert_eq!(
+        (memlimit90.outcome, memlimit90.survived, memlimit90.runs),
+        (None, 2, 3)
+    );
+    assert!(!memlimit90.winner, "a flip never wins");
+    assert!(
+        memlimit90
+            .environment
+            .as_ref()
+            .is_some_and(|e| e.contains(&"GOMEMLIMIT=45298483".to_owned())),
+        "{:?}",
+        memlimit90.environment
+    );
+    assert!(r.verdict.contains("memlimit90 (2/3)"), "{}", r.verdict);
+    assert!(r.text().contains("2/3 survived"));
+    snapshot("compare-command", &r);
 }
 
 #[test]

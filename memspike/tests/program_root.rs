@@ -100,7 +100,7 @@ fn the_reference_program_under_every_policy() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code, 0, "{stderr}");
     let r = json(&out);
-    assert_eq!(r["subject"]["command"]["command"][0], binary, "{r:#}");
+    assert_eq!(r["subject"]["command"][0], binary, "{r:#}");
     assert_eq!(r["repeats"], 5);
     let names: Vec<&str> = r["policies"]
         .as_array()

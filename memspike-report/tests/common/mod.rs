@@ -7,7 +7,7 @@ use std::{collections::BTreeSet, path::Path};
 use memspike_report::{
     compare::CompareReport,
     exec::ExecReport,
-    facts::{CellFacts, CompareFacts, ExecFacts, RunFacts, ThresholdFacts},
+    facts::{CellFacts, CommandCompareFacts, CompareFacts, ExecFacts, RunFacts, ThresholdFacts},
     run::Report,
     sweep::{SweepReport, SweepRow},
     threshold::ThresholdReport,
@@ -30,7 +30,7 @@ pub fn sweep() -> SweepReport {
 }
 
 /// Every report kind, built from the recorded facts, as JSON, by the name of its type.
-pub fn every_kind() -> [(&'static str, serde_json::Value); 5] {
+pub fn every_kind() -> [(&'static str, serde_json::Value); 6] {
     let json = |r: serde_json::Result<serde_json::Value>| r.unwrap();
     [
         (
@@ -52,6 +52,12 @@ pub fn every_kind() -> [(&'static str, serde_json::Value); 5] {
             >(
                 "compare.json"
             )))),
+        ),
+        (
+            "CompareReport",
+            json(serde_json::to_value(CompareReport::build_command(
+                fixture::<CommandCompareFacts>("compare-command.json"),
+            ))),
         ),
         (
             "ThresholdReport",
