@@ -641,8 +641,9 @@ mod tests {
         assert!(d < t && t <= s, "{th}");
         assert!(s - d <= 0.01 * (range.hi - range.lo) + 1e-9, "{th}");
         assert!(
-            th.to_string()
-                .starts_with("the lowest GOMEMLIMIT (share of the limit) whose cost stays bearable: "),
+            th.to_string().starts_with(
+                "the lowest GOMEMLIMIT (share of the limit) whose cost stays bearable: "
+            ),
             "{th}"
         );
         assert!(th.to_string().contains("is too costly"), "{th}");

@@ -8,6 +8,7 @@ mod build_ebpf;
 mod child;
 mod fidelity;
 mod layers;
+mod observer_cost;
 mod privilege;
 mod progress;
 mod run_cmd;
@@ -80,6 +81,10 @@ enum Command {
     /// of each case (a traced and an untraced default run, ...), printed as a markdown table
     /// of median, min and max with each case's ratio to its baseline and its target.
     Speed(speed::Options),
+    /// What `memspike exec` adds to a real program (as root): Debian's gofmt on a generated
+    /// file, alone in a memory cgroup, under `memspike exec --no-trace` and under `memspike
+    /// exec`, interleaved; prints median wall and CPU time and each against the bare run.
+    ObserverCost(observer_cost::Options),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
         Command::Soak(options) => soak::soak(&options),
         Command::Fidelity(options) => fidelity::fidelity(&options),
         Command::Speed(options) => speed::speed(&options),
+        Command::ObserverCost(options) => observer_cost::observer_cost(&options),
         Command::Layers => layers::layers(),
         Command::BuildEbpf => build_ebpf::build().map(|object| {
             println!("{}", object.display());
