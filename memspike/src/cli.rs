@@ -123,7 +123,8 @@ pub struct InteractiveArgs {
 #[derive(clap::Args)]
 pub struct ReportDir {
     /// Also write the report into DIR: report.json, timeline.svg (for a report with a chart)
-    /// and report.html.
+    /// and report.html, each replaced whole (a temporary file renamed into place); `run` also
+    /// writes events.jsonl there as the run goes, every event one JSON line.
     #[arg(long = "report", id = "report", value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }

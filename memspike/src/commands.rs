@@ -269,14 +269,14 @@ fn record(name: &str, facts: &impl serde::Serialize) {
     let path = Path::new(&dir).join(format!("{name}.json"));
     let written = serde_json::to_string_pretty(facts)
         .map_err(anyhow::Error::from)
-        .and_then(|json| Ok(std::fs::write(&path, json)?));
+        .and_then(|json| Ok(write_whole(&path, json.as_bytes())?));
     if let Err(e) = written {
         tracing::warn!("{FACTS_DIR_ENV}: writing {}: {e}", path.display());
     }
 }
 
 /// Prints a report (JSON, or text) on stdout and, with `--report DIR`, writes every form of it
-/// there (report.json, timeline.svg, report.html).
+/// there (report.json, timeline.svg, report.html), each whole ([`write_whole`]).
 fn print_report(report: &impl Document, json: bool, dir: Option<&Path>) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
@@ -287,11 +287,36 @@ fn print_report(report: &impl Document, json: bool, dir: Option<&Path>) -> anyho
     if let Some(dir) = dir {
         for (name, body) in report.files().context("serialising the report")? {
             let path = dir.join(name);
-            std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+            write_whole(&path, body.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
             tracing::debug!("wrote {}", path.display());
         }
         tracing::info!("report written to {}", dir.display());
     }
+    Ok(())
+}
+
+/// Writes `body` to `path` whole: into a temporary file beside it (`.NAME.XXXXXX.tmp`, mode as
+/// `fs::write` gives), synced, then renamed over `path`. A reader sees the old file or the new
+/// one, never part of one; on failure the temporary file is removed and `path` is untouched.
+fn write_whole(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        // The umask applies, as for any new file.
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)?;
+    tmp.write_all(body)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -353,6 +378,50 @@ fn runs_options(runs: &RunsArgs, report_dir: Option<std::path::PathBuf>) -> RunO
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--report DIR`'s files are replaced whole: a reader that opened the old file reads it
+    /// whole (a write in place would cut it), the new one is the new body, its mode is what
+    /// `fs::write` gives, and nothing else is left in the directory.
+    #[test]
+    fn a_report_file_is_replaced_whole_through_a_temporary_file() {
+        use std::{io::Read, os::unix::fs::MetadataExt};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        let old = "old ".repeat(10_000);
+        std::fs::write(&path, &old).unwrap();
+        let mut reader = std::fs::File::open(&path).unwrap();
+        let inode = std::fs::metadata(&path).unwrap().ino();
+
+        write_whole(&path, b"new").unwrap();
+
+        let mut seen = String::new();
+        reader.read_to_string(&mut seen).unwrap();
+        assert_eq!(seen, old, "the old file, whole, for whoever had it open");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_ne!(meta.ino(), inode, "renamed into place, not written in place");
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"").unwrap();
+        assert_eq!(
+            meta.mode() & 0o777,
+            std::fs::metadata(&plain).unwrap().mode() & 0o777
+        );
+        std::fs::remove_file(&plain).unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["report.json"]);
+
+        // A new file; and a failure (no such directory) leaves nothing.
+        write_whole(&dir.path().join("report.html"), b"<h1>").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("report.html")).unwrap(),
+            "<h1>"
+        );
+        assert!(write_whole(&dir.path().join("gone/report.json"), b"x").is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
 
     #[test]
     fn an_expectation_that_fails_exits_3() {
