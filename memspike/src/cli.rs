@@ -269,6 +269,14 @@ pub struct MergeArgs {
     pub json: bool,
     #[command(flatten)]
     pub report: ReportDir,
+    /// The plan the rows are of: the cells it has and no row has are named as missing (without
+    /// it, only the cells before the last row's can be).
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Exit with status 3 (after the report) unless every cell has its row and every line is
+    /// one; without it, missing cells and unreadable lines are named and the exit is 0.
+    #[arg(long)]
+    pub complete: bool,
 }
 
 /// `memspike exec`: a real program under the same microscope.

@@ -16,7 +16,7 @@ use memspike_report::{
     exec::ExecReport,
     outcome::{Expect, Outcome},
     run::Report,
-    sweep::{SweepReport, SweepRow},
+    sweep::{Planned, SweepReport, SweepRow},
     threshold::ThresholdReport,
 };
 use memspike_supervisor::{
@@ -239,19 +239,39 @@ pub fn sweep(args: &SweepArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// `sweep merge`: the rows of the files, one plan, each cell once.
+/// `sweep merge`: the rows of the files, one plan, each cell once. A line that is not a row is
+/// skipped and named (a warning, and in the report), and so is a cell without a row; with
+/// `--complete` either exits 3 after the report.
 fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
-    let mut rows = Vec::new();
+    let usage = |e: String| SupervisorError::Usage(e);
+    let plan = match &args.plan {
+        Some(path) => {
+            let plan = Plan::load(path).map_err(|e| usage(e.to_string()))?;
+            Some(Planned {
+                cells: plan.len(),
+                name: plan.name,
+            })
+        }
+        None => None,
+    };
+    let (mut rows, mut unreadable) = (Vec::new(), Vec::new());
     for file in &args.files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| SupervisorError::Usage(format!("{}: {e}", file.display())))?;
-        rows.extend(
-            SweepRow::parse_lines(&text, &file.display().to_string())
-                .map_err(|e| SupervisorError::Usage(e.to_string()))?,
-        );
+        let text =
+            std::fs::read_to_string(file).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+        let (r, u) = SweepRow::parse_lines(&text, &file.display().to_string());
+        rows.extend(r);
+        unreadable.extend(u);
     }
-    let report = SweepReport::merge(rows).map_err(|e| SupervisorError::Usage(e.to_string()))?;
+    for u in &unreadable {
+        tracing::warn!("skipped {u}");
+    }
+    let report =
+        SweepReport::merge(rows, unreadable, plan.as_ref()).map_err(|e| usage(e.to_string()))?;
     print_report(&report, args.json, args.report.dir.as_deref())?;
+    if args.complete && !report.complete() {
+        eprintln!("memspike: --complete: {}", report.gaps());
+        return Ok(ExitCode::from(3));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -399,7 +419,11 @@ mod tests {
         assert_eq!(seen, old, "the old file, whole, for whoever had it open");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
         let meta = std::fs::metadata(&path).unwrap();
-        assert_ne!(meta.ino(), inode, "renamed into place, not written in place");
+        assert_ne!(
+            meta.ino(),
+            inode,
+            "renamed into place, not written in place"
+        );
         let plain = dir.path().join("plain");
         std::fs::write(&plain, b"").unwrap();
         assert_eq!(
