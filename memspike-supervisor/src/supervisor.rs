@@ -638,6 +638,10 @@ impl<'k> Session<'k> {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
+            // First: in the file before anything is done about it (or logged).
+            if let Some(log) = log.as_deref_mut() {
+                log.write(&event);
+            }
             if let Some((step, ack)) = phase_change(&mut gate, &event.kind) {
                 self.set_step(step);
                 // A worker that is already dead cannot read the ack: nothing to do then.
@@ -656,9 +660,6 @@ impl<'k> Session<'k> {
                     self.group.dir().display(),
                 ),
                 _ => {}
-            }
-            if let Some(log) = log.as_deref_mut() {
-                log.write(&event);
             }
             series.push(event.clone());
             events.record(event, !config.interactive);
