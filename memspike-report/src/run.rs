@@ -359,67 +359,65 @@ pub struct StepRun {
     pub grown: u64,
 }
 
-impl StepRun {
-    /// The collections and steps among `events` (t = 0 at `t0_ns`).
-    fn landmarks<'a>(
-        events: impl Iterator<Item = &'a Event>,
-        t0_ns: u64,
-    ) -> (Vec<CycleAt>, Vec<StepRun>) {
-        let (mut cycles, mut steps) = (Vec::new(), Vec::<StepRun>::new());
-        for e in events {
-            let t_ms = e.t_ns.saturating_sub(t0_ns) as f64 / 1e6;
-            match &e.kind {
-                Kind::Gc { phase, cycle } => cycles.push(CycleAt {
-                    t_ms,
-                    phase: phase.clone(),
-                    cycle: *cycle,
-                }),
-                Kind::Begin {
-                    phase,
-                    action,
-                    bytes,
-                } => steps.push(StepRun {
-                    phase: phase.clone(),
-                    action: *action,
-                    bytes: *bytes,
-                    begin_ms: Some(t_ms),
-                    end_ms: None,
-                    reused: 0,
-                    grown: 0,
-                }),
-                Kind::End {
-                    phase,
-                    action,
-                    bytes,
-                    reused,
-                    grown,
-                } => {
-                    // Steps do not nest: an `end` closes the step begun last, if it is open.
-                    let open = steps
-                        .last_mut()
-                        .filter(|s| s.end_ms.is_none() && s.phase == *phase);
-                    match open {
-                        Some(s) => {
-                            s.end_ms = Some(t_ms);
-                            s.reused = *reused;
-                            s.grown = *grown;
-                        }
-                        None => steps.push(StepRun {
-                            phase: phase.clone(),
-                            action: *action,
-                            bytes: *bytes,
-                            begin_ms: None,
-                            end_ms: Some(t_ms),
-                            reused: *reused,
-                            grown: *grown,
-                        }),
+/// The collections and steps among `events` (t = 0 at `t0_ns`).
+fn landmarks<'a>(
+    events: impl Iterator<Item = &'a Event>,
+    t0_ns: u64,
+) -> (Vec<CycleAt>, Vec<StepRun>) {
+    let (mut cycles, mut steps) = (Vec::new(), Vec::<StepRun>::new());
+    for e in events {
+        let t_ms = e.t_ns.saturating_sub(t0_ns) as f64 / 1e6;
+        match &e.kind {
+            Kind::Gc { phase, cycle } => cycles.push(CycleAt {
+                t_ms,
+                phase: phase.clone(),
+                cycle: *cycle,
+            }),
+            Kind::Begin {
+                phase,
+                action,
+                bytes,
+            } => steps.push(StepRun {
+                phase: phase.clone(),
+                action: *action,
+                bytes: *bytes,
+                begin_ms: Some(t_ms),
+                end_ms: None,
+                reused: 0,
+                grown: 0,
+            }),
+            Kind::End {
+                phase,
+                action,
+                bytes,
+                reused,
+                grown,
+            } => {
+                // Steps do not nest: an `end` closes the step begun last, if it is open.
+                let open = steps
+                    .last_mut()
+                    .filter(|s| s.end_ms.is_none() && s.phase == *phase);
+                match open {
+                    Some(s) => {
+                        s.end_ms = Some(t_ms);
+                        s.reused = *reused;
+                        s.grown = *grown;
                     }
+                    None => steps.push(StepRun {
+                        phase: phase.clone(),
+                        action: *action,
+                        bytes: *bytes,
+                        begin_ms: None,
+                        end_ms: Some(t_ms),
+                        reused: *reused,
+                        grown: *grown,
+                    }),
                 }
-                _ => {}
             }
+            _ => {}
         }
-        (cycles, steps)
     }
+    (cycles, steps)
 }
 
 impl Settings {
@@ -514,7 +512,7 @@ impl Report {
             })
             .flatten();
         let t0 = events.head().first().map_or(0, |e| e.t_ns);
-        let (cycles, steps) = StepRun::landmarks(events.iter(), t0);
+        let (cycles, steps) = landmarks(events.iter(), t0);
         let timeline = events
             .ends()
             .map(|e| TimelineEvent {
