@@ -15,7 +15,7 @@
 //! figure the reports, `/stats`, `/metrics` and the live page show.
 //! A new output is one renderer of `View` or `Chart`; a new report is one model that says what
 //! its view and chart are. [`Document::files`] is every form a `--report DIR` holds (the
-//! binary writes them).
+//! binary writes them), besides a run's [`EVENT_LOG`].
 
 pub mod compare;
 pub mod exec;
@@ -50,8 +50,9 @@ pub trait Document: serde::Serialize {
     fn json(&self) -> serde_json::Result<String> {
         serde_json::to_string_pretty(self)
     }
-    /// Every form `--report DIR` holds, as (file name, contents), in [`FILES`] order (the
-    /// chart only for a report that has one).
+    /// Every form of the report `--report DIR` holds, as (file name, contents), in [`FILES`]
+    /// order (the chart only for a report that has one). A `run`'s directory also holds its
+    /// [`EVENT_LOG`], streamed by the supervisor during the run, not by this.
     fn files(&self) -> serde_json::Result<Vec<(&'static str, String)>> {
         let svg = self.chart().map(|c| render::svg::render(&c));
         let html = render::html::render(&self.view(), svg.as_deref());
@@ -87,5 +88,11 @@ pub fn schema() -> String {
 }
 
 /// The files `--report DIR` writes, in the order written (the chart only for a report that
-/// has one).
+/// has one), each whole: the binary writes each to a temporary file in DIR and renames it, so a
+/// reader never sees half a report. A `run` also leaves there its [`EVENT_LOG`].
 pub const FILES: [&str; 3] = ["report.json", "timeline.svg", "report.html"];
+
+/// `run --report DIR`'s event log: every event the worker sent, one JSON object a line (the
+/// report's `events` keeps only the first and last), written by the supervisor as they arrive,
+/// so a run killed half-way still leaves the events it had (its last line may then be cut).
+pub const EVENT_LOG: &str = "events.jsonl";

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use serde::{Deserialize, Serialize};
 
 use memspike_model::{
-    event::{Event, GcReason, HeapStats, Kind, ScavengeReason},
+    event::{Cycle, Event, GcReason, HeapStats, Kind, ScavengeReason},
     experiment::{DONE, Experiment, OTHER, STARTUP},
     policy::Policy,
     scenario::ActionKind as Action,
@@ -310,10 +310,18 @@ pub struct Report {
     /// The timeline, bounded: the worker's first and last events (`events_omitted` says how
     /// many between them were left out).
     pub events: Vec<TimelineEvent>,
+    /// Every collection the worker reported, in order: as many as `gc_cycles` counts. (In
+    /// interactive mode, whose history stays bounded, only those among the first and last
+    /// events.)
+    pub cycles: Vec<CycleAt>,
+    /// Every step the worker began, in order, with its begin and end (interactive mode: only
+    /// those among the first and last events).
+    pub steps: Vec<StepRun>,
     /// The heap and the group over the whole run, thinned evenly (the chart's data).
     pub series: Vec<Point>,
     /// Events the worker sent in all, and how many of them `events` leaves out (between its
-    /// first and last ones).
+    /// first and last ones; `cycles` and `steps` still list those of a run that ended by
+    /// itself).
     pub events_total: u64,
     pub events_omitted: u64,
     /// Where in `events` the omitted ones were (the length of the kept head).
@@ -321,7 +329,95 @@ pub struct Report {
     omitted_at: usize,
     /// The step names in the experiment's order (page faults are listed so).
     #[serde(skip)]
-    steps: Vec<String>,
+    step_names: Vec<String>,
+}
+
+/// One collection, milliseconds after the worker was ready, in the step it ran in.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct CycleAt {
+    pub t_ms: f64,
+    /// The step it ran in.
+    pub phase: String,
+    #[serde(flatten)]
+    pub cycle: Cycle,
+}
+
+/// One step the worker ran: its `begin` and `end`, milliseconds after the worker was ready.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct StepRun {
+    /// The step's name.
+    pub phase: String,
+    pub action: Action,
+    /// What the step set out to do: bytes to allocate or drop (for `free_os_memory`, returned).
+    pub bytes: u64,
+    /// `null` when its `begin` was not kept (interactive mode).
+    pub begin_ms: Option<f64>,
+    /// `null` for a step that never ended: the one the kernel interrupted.
+    pub end_ms: Option<f64>,
+    /// For `alloc`: bytes that came from swept garbage, and bytes newly charged.
+    pub reused: u64,
+    pub grown: u64,
+}
+
+/// The collections and steps among `events` (t = 0 at `t0_ns`).
+fn landmarks<'a>(
+    events: impl Iterator<Item = &'a Event>,
+    t0_ns: u64,
+) -> (Vec<CycleAt>, Vec<StepRun>) {
+    let (mut cycles, mut steps) = (Vec::new(), Vec::<StepRun>::new());
+    for e in events {
+        let t_ms = e.t_ns.saturating_sub(t0_ns) as f64 / 1e6;
+        match &e.kind {
+            Kind::Gc { phase, cycle } => cycles.push(CycleAt {
+                t_ms,
+                phase: phase.clone(),
+                cycle: *cycle,
+            }),
+            Kind::Begin {
+                phase,
+                action,
+                bytes,
+            } => steps.push(StepRun {
+                phase: phase.clone(),
+                action: *action,
+                bytes: *bytes,
+                begin_ms: Some(t_ms),
+                end_ms: None,
+                reused: 0,
+                grown: 0,
+            }),
+            Kind::End {
+                phase,
+                action,
+                bytes,
+                reused,
+                grown,
+            } => {
+                // Steps do not nest: an `end` closes the step begun last, if it is open.
+                let open = steps
+                    .last_mut()
+                    .filter(|s| s.end_ms.is_none() && s.phase == *phase);
+                match open {
+                    Some(s) => {
+                        s.end_ms = Some(t_ms);
+                        s.reused = *reused;
+                        s.grown = *grown;
+                    }
+                    None => steps.push(StepRun {
+                        phase: phase.clone(),
+                        action: *action,
+                        bytes: *bytes,
+                        begin_ms: None,
+                        end_ms: Some(t_ms),
+                        reused: *reused,
+                        grown: *grown,
+                    }),
+                }
+            }
+            _ => {}
+        }
+    }
+    (cycles, steps)
 }
 
 impl Settings {
@@ -416,8 +512,9 @@ impl Report {
             })
             .flatten();
         let t0 = events.head().first().map_or(0, |e| e.t_ns);
+        let (cycles, steps) = landmarks(events.iter(), t0);
         let timeline = events
-            .iter()
+            .ends()
             .map(|e| TimelineEvent {
                 t_ms: e.t_ns.saturating_sub(t0) as f64 / 1e6,
                 event: e.clone(),
@@ -463,11 +560,13 @@ impl Report {
             error,
             verdict: String::new(),
             events: timeline,
+            cycles,
+            steps,
             series: Point::series(&f.series, t0),
             events_total: events.total(),
-            events_omitted: events.omitted(),
+            events_omitted: events.between(),
             omitted_at: events.head().len(),
-            steps: f.experiment.step_names(f.interactive),
+            step_names: f.experiment.step_names(f.interactive),
         };
         report.verdict = report.verdict_sentence(events, last_heap);
         if let Some(evidence) = report.kernel_evidence() {
@@ -703,7 +802,7 @@ impl Report {
                 human(self.heap_at_end.released_bytes)
             ),
         );
-        self.kernel.rows(&mut p, &self.steps);
+        self.kernel.rows(&mut p, &self.step_names);
         p.row(&fig::WALL_TIME, format!("{:.0} ms", self.duration_ms));
         p
     }
@@ -748,6 +847,44 @@ impl Report {
             .to_vec(),
             rows,
         }
+    }
+
+    /// The last [`CYCLES_SHOWN`] collections as a table, with a row saying how many came
+    /// before them (the JSON's `cycles` lists them all).
+    fn cycles_block(&self) -> Option<Block> {
+        let shown = self.cycles.len().saturating_sub(CYCLES_SHOWN);
+        let mut rows = Vec::with_capacity(CYCLES_SHOWN + 1);
+        if shown > 0 {
+            rows.push(vec![
+                "…".to_owned(),
+                format!("{shown} earlier collections ({} in all)", self.cycles.len()),
+            ]);
+        }
+        for c in &self.cycles[shown..] {
+            let y = &c.cycle;
+            rows.push(vec![
+                format!("{:.1}", c.t_ms),
+                format!("gc {} ({}, {})", y.n, c.phase, reason(y.reason)),
+                human(y.heap_before).to_string(),
+                human(y.heap_after).to_string(),
+                human(y.swept).to_string(),
+                y.goal.map_or("none".to_owned(), |g| human(g).to_string()),
+            ]);
+        }
+        (!self.cycles.is_empty()).then(|| Block::Grid {
+            caption: "collections".to_owned(),
+            header: [
+                "t (ms)",
+                "collection",
+                "heap before",
+                "live after",
+                "swept",
+                "next goal",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            rows,
+        })
     }
 
     /// The heap, its goals and the group over the run: the chart of `timeline.svg`.
@@ -837,7 +974,11 @@ impl Document for Report {
         View {
             headline: self.headline(),
             tone: self.outcome.tone(),
-            blocks: vec![self.figures().block(), self.timeline_block()],
+            blocks: [Some(self.figures().block()), self.cycles_block()]
+                .into_iter()
+                .flatten()
+                .chain([self.timeline_block()])
+                .collect(),
             error: self.error.clone(),
             verdict: self.verdict.clone(),
         }
@@ -855,6 +996,19 @@ fn throttling(high: u64, high_events: Option<u64>) -> String {
         Some(n) if n > 0 => format!("{}: throttled ({n} high events)", human(high)),
         Some(_) => format!("{}: not reached", human(high)),
         None => human(high).to_string(),
+    }
+}
+
+/// Collections the text report shows (the last ones).
+pub const CYCLES_SHOWN: usize = 12;
+
+/// Why a collection ran, in words.
+fn reason(r: GcReason) -> &'static str {
+    match r {
+        GcReason::Trigger => "heap reached the trigger",
+        GcReason::Forced => "runtime.GC",
+        GcReason::Periodic => "periodic",
+        GcReason::Watchdog => "watchdog",
     }
 }
 
@@ -897,12 +1051,7 @@ fn describe(kind: &Kind) -> String {
         Kind::Gc { cycle, .. } => format!(
             "gc {} ({}): {} -> {} live, swept {}, goal {}",
             cycle.n,
-            match cycle.reason {
-                GcReason::Trigger => "heap reached the trigger",
-                GcReason::Forced => "runtime.GC",
-                GcReason::Periodic => "periodic",
-                GcReason::Watchdog => "watchdog",
-            },
+            reason(cycle.reason),
             human(cycle.heap_before),
             human(cycle.heap_after),
             human(cycle.swept),
@@ -1441,6 +1590,69 @@ mod tests {
             r.events_omitted
         )));
         assert!(text.lines().count() < 120, "{} lines", text.lines().count());
+    }
+
+    /// Regression (issue 17): churn's report at 64 MiB counted 17 collections and listed the
+    /// one its bounded timeline held. A run that ended by itself lists every collection and
+    /// every step; the text shows the last collections and says how many there were.
+    #[test]
+    fn a_finished_runs_report_lists_every_collection_and_step() {
+        let mut e = experiment(false, Gogc::default());
+        e.limit = 64 << 20;
+        e.scenario = builtin::by_name("churn").unwrap();
+        e.spike = None;
+        let events = run(&e, None);
+        let mut f = facts(Vec::new(), Exit::Code(0), 0);
+        f.experiment = e;
+        for ev in &events {
+            f.events.record(ev.clone(), true);
+        }
+        let r = Report::build(f);
+        assert!(r.gc_cycles > 1, "{}", r.gc_cycles);
+        assert_eq!(r.cycles.len(), r.gc_cycles as usize);
+        assert_eq!(
+            r.cycles.iter().map(|c| c.cycle.n).collect::<Vec<_>>(),
+            (1..=r.gc_cycles).collect::<Vec<_>>()
+        );
+        // live, then 500 x (request, response, idle), each begun and ended.
+        assert_eq!(r.steps.len(), 1 + 500 * 3);
+        assert!(
+            r.steps
+                .iter()
+                .all(|s| s.begin_ms.is_some() && s.end_ms.is_some())
+        );
+        assert_eq!(r.steps[1].phase, "request");
+        // The timeline stays bounded.
+        assert_eq!(
+            r.events.len(),
+            crate::facts::history::HEAD + crate::facts::history::TAIL
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json["cycles"].as_array().unwrap().len() as u64,
+            json["gc_cycles"].as_u64().unwrap()
+        );
+        assert_eq!(json["cycles"][0]["n"], 1);
+        assert_eq!(json["steps"][0]["action"], "alloc");
+        let text = r.text();
+        assert!(
+            text.contains(&format!(
+                "{} earlier collections ({} in all)",
+                r.cycles.len() - CYCLES_SHOWN,
+                r.cycles.len()
+            )),
+            "{text}"
+        );
+        assert!(text.lines().count() < 150, "{} lines", text.lines().count());
+    }
+
+    /// A step the kernel interrupted is listed without an end.
+    #[test]
+    fn the_interrupted_step_has_no_end() {
+        let r = Report::build(facts(events(false, Some(7)), sigkill(), 1));
+        let last = r.steps.last().unwrap();
+        assert_eq!((last.phase.as_str(), last.end_ms), ("remainder", None));
+        assert_eq!(r.cycles.len(), r.gc_cycles as usize);
     }
 
     /// The default run's report, made deterministic: fixed times, pid, usage and wall time.

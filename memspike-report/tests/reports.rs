@@ -175,9 +175,10 @@ fn a_sweeps_rows_merge_into_one_report() {
         .iter()
         .map(|r| serde_json::to_string(r).unwrap() + "\n")
         .collect();
-    let read = SweepRow::parse_lines(&lines, "rows.jsonl").unwrap();
+    let (read, unreadable) = SweepRow::parse_lines(&lines, "rows.jsonl");
     assert_eq!(read, rows);
-    let r = SweepReport::merge(read).unwrap();
+    let r = SweepReport::merge(read, unreadable, None).unwrap();
+    assert!(r.complete());
     assert_eq!(r.survival["gc-after-release"], (2, 1));
     assert_eq!(r.survival["gogc100"], (2, 0));
     snapshot("sweep", &r);

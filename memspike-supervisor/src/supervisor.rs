@@ -1,16 +1,17 @@
 //! The supervisor: stays outside the experiment's cgroup, creates and limits the group, starts
 //! the worker already inside it, collects its telemetry, waits for it to finish or be killed,
-//! reads the group's counters and removes the group, whatever happened.
+//! reads the group's counters and removes the group, whatever happened. A self-directed run
+//! with `--report DIR` also streams every event to the directory's event log ([`EventLog`]).
 
 use std::{
     collections::BTreeSet,
     fs::File,
-    io::{self, BufRead, BufReader, Read},
+    io::{self, BufRead, BufReader, Read, Write},
     os::{
         fd::{AsRawFd, BorrowedFd},
         unix::process::CommandExt,
     },
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{ChildStdin, Command, Stdio},
     sync::mpsc,
     thread,
@@ -21,11 +22,15 @@ use memspike_cgroup::{
     self as cgroup, CgroupError, EffectiveLimit, Group, Hierarchy, InheritError, PreflightError,
 };
 use memspike_model::{
+    event::Event,
     experiment::{DONE, STARTUP},
     size::human,
 };
 use memspike_probe::{Kernel, KernelEvidence, Observer, SlotNames, Target};
-use memspike_report::facts::{GroupFacts, History, RunFacts, Thinned};
+use memspike_report::{
+    EVENT_LOG,
+    facts::{GroupFacts, History, RunFacts, Thinned},
+};
 use memspike_worker::telemetry::{
     self, CGROUP_ENV, Control, Feed, Kind, LISTEN_FD_ENV, OomSummary, PhaseGate, WorkerConfig,
     cgroup_env,
@@ -187,14 +192,79 @@ pub const TEST_STOP_BEFORE_EXEC_ENV: &str = "MEMSPIKE_TEST_STOP_BEFORE_EXEC";
 
 /// Runs the self-directed experiment in a fresh group and returns what happened. A stop
 /// signal received through `interrupts` kills the worker; the run is then reported as it
-/// ended.
+/// ended. With `--report DIR`, every event goes to the directory's [`EventLog`] as it arrives.
 pub fn run(
     config: &WorkerConfig,
     options: &RunOptions,
     interrupts: &Interrupts,
 ) -> Result<RunFacts, SupervisorError> {
     validate(config, options)?;
-    Runner::new(options, interrupts).run(config)
+    let mut log = options
+        .report_dir
+        .as_deref()
+        .map(EventLog::create)
+        .transpose()?;
+    Runner::new(options, interrupts).run_logged(config, log.as_mut())
+}
+
+/// `--report DIR`'s event log, [`EVENT_LOG`]: every event the worker sent, one JSON line each,
+/// written as it arrives (one `write(2)` a line, nothing buffered), so that a run killed
+/// half-way (memspike included) still leaves the events it had. Its memory is one line.
+pub struct EventLog {
+    file: File,
+    path: PathBuf,
+    line: Vec<u8>,
+    written: u64,
+    /// The write that failed: the log stops there (said once, in the log).
+    failed: bool,
+}
+
+impl EventLog {
+    /// Creates (or empties) `dir`'s event log.
+    pub fn create(dir: &Path) -> Result<EventLog, UsageError> {
+        let path = dir.join(EVENT_LOG);
+        let file = File::create(&path).map_err(|e| UsageError::ReportDir {
+            path: dir.to_owned(),
+            why: format!("cannot write {EVENT_LOG} in it ({e})"),
+        })?;
+        Ok(EventLog {
+            file,
+            path,
+            line: Vec::with_capacity(512),
+            written: 0,
+            failed: false,
+        })
+    }
+
+    /// Appends one event as a line. A failure stops the log and is said once; the run goes on.
+    pub fn write(&mut self, event: &Event) {
+        if self.failed {
+            return;
+        }
+        self.line.clear();
+        let written = serde_json::to_writer(&mut self.line, event)
+            .map_err(io::Error::from)
+            .and_then(|()| {
+                self.line.push(b'\n');
+                self.file.write_all(&self.line)
+            });
+        match written {
+            Ok(()) => self.written += 1,
+            Err(e) => {
+                self.failed = true;
+                tracing::warn!(
+                    "{}: {e}: the event log stops after {} events",
+                    self.path.display(),
+                    self.written
+                );
+            }
+        }
+    }
+
+    /// Lines written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
 }
 
 /// Runs self-directed experiments one after another (`run`, `compare`, `threshold`), each in a
@@ -218,13 +288,22 @@ impl<'a> Runner<'a> {
 
     /// One experiment, already [`validate`]d, in a fresh group.
     pub fn run(&mut self, config: &WorkerConfig) -> Result<RunFacts, SupervisorError> {
+        self.run_logged(config, None)
+    }
+
+    /// [`Runner::run`], every event also written to `log`.
+    fn run_logged(
+        &mut self,
+        config: &WorkerConfig,
+        log: Option<&mut EventLog>,
+    ) -> Result<RunFacts, SupervisorError> {
         let mut session = Session::for_worker(
             config,
             &mut self.kernel,
             self.interrupts,
             self.inherit.as_ref(),
         )?;
-        let incarnation = session.run_worker(config, None, None);
+        let incarnation = session.run_worker(config, None, None, log);
         let kernel = session.close();
         let mut facts = incarnation?;
         facts.group.kernel = kernel;
@@ -266,7 +345,7 @@ pub fn run_interactive(
     let result = loop {
         // The observer outlives the workers: each report holds its own worker's share.
         let before = session.snapshot();
-        let mut facts = match session.run_worker(config, Some(&listener), Some(&mut feed)) {
+        let mut facts = match session.run_worker(config, Some(&listener), Some(&mut feed), None) {
             Ok(facts) => facts,
             // A stop signal before the next worker started: the normal end of a session.
             Err(SupervisorError::Interrupted(_)) => break Ok(feed.restarts),
@@ -506,12 +585,14 @@ impl<'k> Session<'k> {
     }
 
     /// Starts a worker in the group, answers its steps (phase, ack) and, in interactive
-    /// mode, keeps it fed; returns when it has exited or been killed.
+    /// mode, keeps it fed; returns when it has exited or been killed. Every event also goes to
+    /// `log` as it arrives.
     fn run_worker(
         &mut self,
         config: &WorkerConfig,
         listener: Option<&std::net::TcpListener>,
         mut feed: Option<&mut Feed>,
+        mut log: Option<&mut EventLog>,
     ) -> Result<RunFacts, SupervisorError> {
         let mut cmd = self.worker_command(listener)?;
         // A new worker's start-up faults are its own, whatever step the last one ended in.
@@ -563,6 +644,10 @@ impl<'k> Session<'k> {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
+            // First: in the file before anything is done about it (or logged).
+            if let Some(log) = log.as_deref_mut() {
+                log.write(&event);
+            }
             if let Some((step, ack)) = phase_change(&mut gate, &event.kind) {
                 self.set_step(step);
                 // A worker that is already dead cannot read the ack: nothing to do then.
@@ -583,7 +668,7 @@ impl<'k> Session<'k> {
                 _ => {}
             }
             series.push(event.clone());
-            events.push(event);
+            events.record(event, !config.interactive);
         }
         if failure.is_some() {
             // The worker must be reaped before its group can go.
@@ -721,7 +806,41 @@ const FEED_PERIOD: Duration = Duration::from_millis(500);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use memspike_model::scenario::ActionKind;
+    use memspike_model::{event::HeapStats, scenario::ActionKind};
+
+    /// Each event is in the file once written, before the next: a run killed half-way leaves
+    /// every event it had. An existing log is emptied first.
+    #[test]
+    fn the_event_log_has_each_event_as_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(EVENT_LOG);
+        std::fs::write(&path, "an earlier run's line\n").unwrap();
+        let mut log = EventLog::create(dir.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        for i in 0..3u64 {
+            let event = Event {
+                t_ns: i,
+                sim_ns: i,
+                cgroup_usage_bytes: None,
+                kind: Kind::Ready { pid: i as u32 },
+                heap: HeapStats::default(),
+            };
+            log.write(&event);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines: Vec<Event> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(lines.len() as u64, i + 1, "{text}");
+            assert_eq!(lines.last(), Some(&event));
+        }
+        assert_eq!(log.written(), 3);
+        // A directory that is not one is a usage error, said once.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let e = EventLog::create(&file).err().unwrap();
+        assert!(e.to_string().contains("cannot write events.jsonl"), "{e}");
+    }
 
     #[test]
     fn a_step_is_set_when_it_opens_and_done_after_the_script() {

@@ -124,7 +124,8 @@ pub struct InteractiveArgs {
 #[derive(clap::Args)]
 pub struct ReportDir {
     /// Also write the report into DIR: report.json, timeline.svg (for a report with a chart)
-    /// and report.html.
+    /// and report.html, each replaced whole (a temporary file renamed into place); `run` also
+    /// writes events.jsonl there as the run goes, every event one JSON line.
     #[arg(long = "report", id = "report", value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
@@ -306,6 +307,14 @@ pub struct MergeArgs {
     pub json: bool,
     #[command(flatten)]
     pub report: ReportDir,
+    /// The plan the rows are of: the cells it has and no row has are named as missing (without
+    /// it, only the cells before the last row's can be).
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Exit with status 3 (after the report) unless every cell has its row and every line is
+    /// one; without it, missing cells and unreadable lines are named and the exit is 0.
+    #[arg(long)]
+    pub complete: bool,
 }
 
 /// `memspike exec`: a real program under the same microscope.

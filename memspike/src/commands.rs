@@ -21,7 +21,7 @@ use memspike_report::{
     exec::ExecReport,
     outcome::{Expect, Outcome},
     run::Report,
-    sweep::{SweepReport, SweepRow},
+    sweep::{Planned, SweepReport, SweepRow},
     threshold::ThresholdReport,
 };
 use memspike_supervisor::{
@@ -376,19 +376,39 @@ pub fn sweep(args: &SweepArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// `sweep merge`: the rows of the files, one plan, each cell once.
+/// `sweep merge`: the rows of the files, one plan, each cell once. A line that is not a row is
+/// skipped and named (a warning, and in the report), and so is a cell without a row; with
+/// `--complete` either exits 3 after the report.
 fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
-    let mut rows = Vec::new();
+    let usage = |e: String| SupervisorError::Usage(e);
+    let plan = match &args.plan {
+        Some(path) => {
+            let plan = Plan::load(path).map_err(|e| usage(e.to_string()))?;
+            Some(Planned {
+                cells: plan.len(),
+                name: plan.name,
+            })
+        }
+        None => None,
+    };
+    let (mut rows, mut unreadable) = (Vec::new(), Vec::new());
     for file in &args.files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| SupervisorError::Usage(format!("{}: {e}", file.display())))?;
-        rows.extend(
-            SweepRow::parse_lines(&text, &file.display().to_string())
-                .map_err(|e| SupervisorError::Usage(e.to_string()))?,
-        );
+        let text =
+            std::fs::read_to_string(file).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+        let (r, u) = SweepRow::parse_lines(&text, &file.display().to_string());
+        rows.extend(r);
+        unreadable.extend(u);
     }
-    let report = SweepReport::merge(rows).map_err(|e| SupervisorError::Usage(e.to_string()))?;
+    for u in &unreadable {
+        tracing::warn!("skipped {u}");
+    }
+    let report =
+        SweepReport::merge(rows, unreadable, plan.as_ref()).map_err(|e| usage(e.to_string()))?;
     print_report(&report, args.json, None, args.report.dir.as_deref())?;
+    if args.complete && !report.complete() {
+        eprintln!("memspike: --complete: {}", report.gaps());
+        return Ok(ExitCode::from(3));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -406,14 +426,15 @@ fn record(name: &str, facts: &impl serde::Serialize) {
     let path = Path::new(&dir).join(format!("{name}.json"));
     let written = serde_json::to_string_pretty(facts)
         .map_err(anyhow::Error::from)
-        .and_then(|json| Ok(std::fs::write(&path, json)?));
+        .and_then(|json| Ok(write_whole(&path, json.as_bytes())?));
     if let Err(e) = written {
         tracing::warn!("{FACTS_DIR_ENV}: writing {}: {e}", path.display());
     }
 }
 
 /// Prints a report (JSON, or text) on stdout, or into `output` (`-o FILE`), and, with
-/// `--report DIR`, writes every form of it there (report.json, timeline.svg, report.html).
+/// `--report DIR`, writes every form of it there (report.json, timeline.svg, report.html);
+/// each file whole ([`write_whole`]).
 fn print_report(
     report: &impl Document,
     json: bool,
@@ -426,18 +447,51 @@ fn print_report(
         report.text()
     };
     match output {
-        Some(path) => std::fs::write(path, body)
+        Some(path) => write_whole(path, body.as_bytes())
             .with_context(|| format!("writing the report to {}", path.display()))?,
         None => std::io::stdout().lock().write_all(body.as_bytes())?,
     }
     if let Some(dir) = dir {
         for (name, body) in report.files().context("serialising the report")? {
             let path = dir.join(name);
-            std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+            write_whole(&path, body.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
             tracing::debug!("wrote {}", path.display());
         }
         tracing::info!("report written to {}", dir.display());
     }
+    Ok(())
+}
+
+/// Writes `body` to `path` whole: into a temporary file beside it (`.NAME.XXXXXX.tmp`, mode as
+/// `fs::write` gives), synced, then renamed over `path`. A reader sees the old file or the new
+/// one, never part of one; on failure the temporary file is removed and `path` is untouched.
+/// A path that is there and not a regular file (`-o /dev/null`, `-o /dev/stderr`, a pipe) is
+/// written in place: renaming over it would replace the device.
+fn write_whole(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .write_all(body);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        // The umask applies, as for any new file.
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)?;
+    tmp.write_all(body)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -498,7 +552,80 @@ fn runs_options(runs: &RunsArgs, report_dir: Option<std::path::PathBuf>) -> RunO
 
 #[cfg(test)]
 mod tests {
+
+    /// Regression: `-o /dev/null` renamed a temporary file over the device. A path that is
+    /// not a regular file is written in place (a FIFO here, read by a thread).
+    #[test]
+    fn a_device_or_pipe_is_written_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        write_whole(&fifo, b"report\n").unwrap();
+        // Before the reader is waited for: had the FIFO been replaced, it would wait forever.
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        assert_eq!(reader.join().unwrap(), b"report\n");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left");
+    }
+
     use super::*;
+
+    /// `--report DIR`'s files are replaced whole: a reader that opened the old file reads it
+    /// whole (a write in place would cut it), the new one is the new body, its mode is what
+    /// `fs::write` gives, and nothing else is left in the directory.
+    #[test]
+    fn a_report_file_is_replaced_whole_through_a_temporary_file() {
+        use std::{io::Read, os::unix::fs::MetadataExt};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        let old = "old ".repeat(10_000);
+        std::fs::write(&path, &old).unwrap();
+        let mut reader = std::fs::File::open(&path).unwrap();
+        let inode = std::fs::metadata(&path).unwrap().ino();
+
+        write_whole(&path, b"new").unwrap();
+
+        let mut seen = String::new();
+        reader.read_to_string(&mut seen).unwrap();
+        assert_eq!(seen, old, "the old file, whole, for whoever had it open");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_ne!(
+            meta.ino(),
+            inode,
+            "renamed into place, not written in place"
+        );
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"").unwrap();
+        assert_eq!(
+            meta.mode() & 0o777,
+            std::fs::metadata(&plain).unwrap().mode() & 0o777
+        );
+        std::fs::remove_file(&plain).unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["report.json"]);
+
+        // A new file; and a failure (no such directory) leaves nothing.
+        write_whole(&dir.path().join("report.html"), b"<h1>").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("report.html")).unwrap(),
+            "<h1>"
+        );
+        assert!(write_whole(&dir.path().join("gone/report.json"), b"x").is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
 
     #[test]
     fn an_expectation_that_fails_exits_3() {

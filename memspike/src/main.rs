@@ -7,7 +7,8 @@
 //!   self-directed run; the report still says what was observed (interactive mode ends this
 //!   way normally, with 0);
 //! - 1: an internal failure, or the worker failed for another reason than the limit;
-//! - 3: `--expect` named another outcome;
+//! - 3: `--expect` named another outcome, or `sweep merge --complete` found a cell without a
+//!   row or a line that is not one;
 //! - 0: otherwise.
 
 mod cli;

@@ -600,3 +600,108 @@ fn the_worker_runs_unprivileged_with_no_way_back() {
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["outcome"], "oom_killed");
 }
+
+/// Issue 17: churn at 64 MiB sends some 3,000 events and many collections, far more than the
+/// bounded timeline keeps. Its report lists every collection it counts, and `--report DIR`
+/// holds every event in `events.jsonl` (its collections the same), next to the three report
+/// files and nothing else (no temporary file left).
+#[test]
+fn a_long_run_lists_every_collection_and_logs_every_event() {
+    if !common::require_root("churn at 64 MiB") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, r) = run_json(&[
+        "--scenario",
+        "churn",
+        "--limit",
+        "64MiB",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        code == 0 || r["outcome"] == "oom_killed",
+        "exit {code}: {r}"
+    );
+    let gc = u(&r["gc_cycles"]);
+    assert!(gc > 1, "{gc} collections");
+    let cycles = r["cycles"].as_array().expect("cycles");
+    assert_eq!(cycles.len() as u64, gc);
+    let numbers: Vec<u64> = cycles.iter().map(|c| u(&c["n"])).collect();
+    assert_eq!(numbers, (1..=gc).collect::<Vec<_>>());
+    let total = u(&r["events_total"]);
+    assert!(
+        total > r["events"].as_array().unwrap().len() as u64,
+        "{total} events, all in the timeline: the test would prove nothing"
+    );
+    assert!(r["steps"].as_array().unwrap().len() > 1_000, "steps");
+
+    let log = std::fs::read_to_string(dir.path().join("events.jsonl")).expect("events.jsonl");
+    let events: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(events.len() as u64, total);
+    assert_eq!(events[0]["event"], "ready");
+    let logged: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "gc")
+        .map(|e| u(&e["cycle"]["n"]))
+        .collect();
+    assert_eq!(logged, numbers);
+
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["events.jsonl", "report.html", "report.json", "timeline.svg"]
+    );
+}
+
+/// `events.jsonl` is written as the run goes: while the worker is paused before `release`, the
+/// file already holds every event up to the pause (a run killed there would leave them), and
+/// after the run every event.
+#[test]
+fn the_event_log_is_written_as_the_run_goes() {
+    if !common::require_root("--report DIR's event log") {
+        return;
+    }
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = memspike()
+        .args(["run", "--json", "--pause-at", "release", "--report"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let worker = wait_for_pause(&mut child, "release");
+    let log = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+    let kinds: Vec<String> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].to_string())
+        .collect();
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("\"ready\""),
+        "{log}"
+    );
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("\"paused\""),
+        "{log}"
+    );
+    assert!(!dir.path().join("report.json").exists());
+    common::signal(worker, Signal::SIGCONT);
+    let out = child.wait_with_output().unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let whole = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+    assert!(
+        whole.starts_with(&log),
+        "the file grew, and was not written anew"
+    );
+    assert_eq!(whole.lines().count() as u64, u(&r["events_total"]));
+}

@@ -1,7 +1,8 @@
 //! `memspike sweep` end to end: every cell of `examples/sweep.toml` run here (`--local`), and
 //! again one by one as pods run them (`--index I --inherit` inside a group with the cell's
 //! limit, entered through new namespaces); `sweep merge` gives the same table from both.
-//! Merging refuses rows it cannot join. (The manifests themselves are `deploy`'s test.)
+//! Merging refuses rows it cannot join, and merges what it can read of files cut short. (The
+//! manifests themselves are `deploy`'s test.)
 
 mod common;
 
@@ -153,34 +154,107 @@ fn local_and_one_pod_at_a_time_give_the_same_table() {
     );
 }
 
+/// A row of plan `plan` for cell `index`, as a line.
+fn row(plan: &str, index: usize) -> String {
+    let r = serde_json::json!({
+        "plan": plan,
+        "cell": {"index": index, "scenario": "seed", "limit_bytes": 33554432u64,
+                 "runtime": "go1.27", "policy": "gogc100", "repetition": 0},
+        "name": "gogc100",
+        "settings": {"gogc": "100", "memory_limit": null, "gc_after_release": false,
+                     "watchdog": null, "watchdog_driver": null, "watchdog_force": null,
+                     "watchdog_interval": null},
+        "outcome": "oom_killed", "died_in": "remainder", "peak_bytes": 33554432u64,
+        "margin_bytes": 0, "gc_cycles": 1, "gc_cpu_share": 0.004, "page_faults": null,
+        "reclaim_stalls": null, "winner": false, "verdict": "killed", "duration_ms": 50.0,
+        "series": []
+    });
+    format!("{r}\n")
+}
+
+/// Regression (issue 17): a file whose last line was cut (a pod killed while printing) refused
+/// the whole merge. It merges what it can read, exit 0, naming the cut line, a line that is not
+/// JSON, and the plan's cells without a row; `--complete` makes that exit 3.
+#[test]
+fn a_cut_row_file_still_merges_and_complete_asks_for_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let cut = row("example", 2);
+    let text = row("example", 0) + "not json\n" + &row("example", 1) + &cut[..cut.len() / 2];
+    std::fs::write(dir.path().join("cut.jsonl"), text).unwrap();
+    let plan = plan();
+    let merge = |extra: &[&str]| {
+        let mut args = vec!["sweep", "merge", "cut.jsonl", "--plan", plan.as_str()];
+        args.extend_from_slice(extra);
+        memspike()
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = merge(&["--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("cut.jsonl:4: cut off: EOF while parsing"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cut.jsonl:2: not a row"), "{stderr}");
+    let merged: Value = serde_json::from_slice(&out.stdout).expect("the merged report");
+    assert_eq!(merged["cells"].as_array().map(Vec::len), Some(2));
+    // The example plan has 24 cells: 2 to 23 have no row.
+    assert_eq!(merged["planned"], 24);
+    assert_eq!(
+        merged["missing"],
+        serde_json::json!((2..24).collect::<Vec<_>>())
+    );
+    let lines: Vec<(u64, bool)> = merged["unreadable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["line"].as_u64().unwrap(), u["cut"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(lines, [(2, false), (4, true)]);
+
+    let out = merge(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 cells, 22 without a row"), "{text}");
+    assert!(text.contains("(no row: missing)"), "{text}");
+    assert!(text.contains("cut.jsonl:4"), "{text}");
+
+    let out = merge(&["--complete"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("--complete: 22 cells without a row (#2, #3,")
+            && stderr.contains("2 unreadable lines skipped (cut.jsonl:2, cut.jsonl:4 cut off)"),
+        "{stderr}"
+    );
+    assert!(!out.stdout.is_empty(), "the report is printed first");
+    // Whole rows of the whole plan: --complete is satisfied.
+    let whole: String = (0..24).map(|i| row("example", i)).collect();
+    std::fs::write(dir.path().join("cut.jsonl"), whole).unwrap();
+    let out = merge(&["--complete"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Rows that cannot be joined, and cells that do not exist, are refused with exit 2 and one
 /// line that says why.
 #[test]
 fn bad_rows_and_cells_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let row = |plan: &str, index: usize| {
-        let r = serde_json::json!({
-            "plan": plan,
-            "cell": {"index": index, "scenario": "seed", "limit_bytes": 33554432u64,
-                     "runtime": "go1.27", "policy": "gogc100", "repetition": 0},
-            "name": "gogc100",
-            "settings": {"gogc": "100", "memory_limit": null, "gc_after_release": false,
-                         "watchdog": null, "watchdog_driver": null, "watchdog_force": null,
-                         "watchdog_interval": null},
-            "outcome": "oom_killed", "died_in": "remainder", "peak_bytes": 33554432u64,
-            "margin_bytes": 0, "gc_cycles": 1, "gc_cpu_share": 0.004, "page_faults": null,
-            "reclaim_stalls": null, "winner": false, "verdict": "killed", "duration_ms": 50.0,
-            "series": []
-        });
-        format!("{r}\n")
-    };
     let write = |name: &str, text: String| {
         std::fs::write(dir.path().join(name), text).unwrap();
         name.to_owned()
     };
     let twice = write("twice.jsonl", row("a", 0) + &row("a", 0));
     let two_plans = write("plans.jsonl", row("a", 0) + &row("b", 1));
-    let garbage = write("garbage.jsonl", row("a", 0) + "not json\n");
+    let outside = write("outside.jsonl", row("example", 24));
+    let nothing = write("nothing.jsonl", "not json\n".to_owned());
     let good = write("good.jsonl", row("a", 0) + &row("a", 1));
     let plan = plan();
     for (args, says) in [
@@ -193,8 +267,12 @@ fn bad_rows_and_cells_are_refused() {
             "rows of two plans",
         ),
         (
-            vec!["sweep", "merge", garbage.as_str()],
-            "garbage.jsonl:2: not a row of `memspike sweep`",
+            vec!["sweep", "merge", outside.as_str(), "--plan", plan.as_str()],
+            "cell 24 is not in the plan \"example\", whose cells are 0 to 23",
+        ),
+        (
+            vec!["sweep", "merge", nothing.as_str()],
+            "no rows to merge (1 unreadable lines, the first nothing.jsonl:1: not a row",
         ),
         (vec!["sweep", "merge", "missing.jsonl"], "missing.jsonl"),
         (

@@ -5,21 +5,34 @@
 //!
 //! What a report derives from the timeline lives at its ends: the start (ready, the worker's
 //! pid and baseline, the seed's spike) and the end (the step the kernel
-//! interrupted, the heap's last state).
+//! interrupted, the heap's last state). A run that ends by itself (not interactive) also keeps
+//! its landmarks whole, between the ends: every collection and every step's begin and end
+//! ([`History::record`], the one place that says which events those are), so its report lists
+//! them all.
 
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
+
+use memspike_model::event::{Event, Kind};
 
 /// Events kept from the start of a worker's life.
 pub const HEAD: usize = 16;
 /// Events kept from its end.
 pub const TAIL: usize = 48;
 
-/// The first `head` and the last `tail` items pushed, in order, and how many were left out.
+/// The first `head` and the last `tail` items pushed, in order, the items pushed with
+/// [`History::push_kept`] in between, and how many were left out.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+// `kept`'s default is an empty list whatever `T` is: no `T: Default`.
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub struct History<T> {
     head: Vec<T>,
+    /// Items pushed with [`History::push_kept`] after the head was full, each with its number
+    /// (from 0, in push order). The last few are in the tail too, while it holds them.
+    /// (Facts recorded before it existed have none.)
+    #[serde(default)]
+    kept: Vec<(u64, T)>,
     tail: VecDeque<T>,
     head_cap: usize,
     tail_cap: usize,
@@ -36,6 +49,7 @@ impl<T> History<T> {
     pub fn with_bounds(head: usize, tail: usize) -> Self {
         History {
             head: Vec::with_capacity(head),
+            kept: Vec::new(),
             tail: VecDeque::with_capacity(tail),
             head_cap: head,
             tail_cap: tail,
@@ -62,9 +76,14 @@ impl<T> History<T> {
         self.total
     }
 
-    /// Pushed but no longer kept (between the head and the tail).
-    pub fn omitted(&self) -> u64 {
+    /// Pushed between the head and the tail, kept or not.
+    pub fn between(&self) -> u64 {
         self.total - (self.head.len() + self.tail.len()) as u64
+    }
+
+    /// Pushed but no longer kept (between the head and the tail, and not pushed to be kept).
+    pub fn omitted(&self) -> u64 {
+        self.between() - self.kept_between().len() as u64
     }
 
     /// The first items kept.
@@ -72,14 +91,65 @@ impl<T> History<T> {
         &self.head
     }
 
-    /// Every item kept, in order.
+    /// The kept items the tail no longer holds (those between the head and the tail).
+    fn kept_between(&self) -> &[(u64, T)] {
+        let tail_from = self.total - self.tail.len() as u64;
+        &self.kept[..self.kept.partition_point(|(n, _)| *n < tail_from)]
+    }
+
+    /// Every item kept, in order: the head, the kept ones between, the tail.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> {
+        self.head
+            .iter()
+            .chain(self.kept_between().iter().map(|(_, item)| item))
+            .chain(self.tail.iter())
+    }
+
+    /// The ends only, in order: the head, then the tail ([`History::between`] were pushed
+    /// between them).
+    pub fn ends(&self) -> impl DoubleEndedIterator<Item = &T> {
         self.head.iter().chain(self.tail.iter())
     }
 
     pub fn last(&self) -> Option<&T> {
-        self.tail.back().or(self.head.last())
+        self.tail
+            .back()
+            .or(self.kept.last().map(|(_, item)| item))
+            .or(self.head.last())
     }
+}
+
+impl<T: Clone> History<T> {
+    /// Pushes an item kept whatever the bounds: in the head while it has room, else in the tail
+    /// like any other and, whole, among the kept ones, which grow with every such push.
+    pub fn push_kept(&mut self, item: T) {
+        if self.head.len() >= self.head_cap {
+            self.kept.push((self.total, item.clone()));
+        }
+        self.push(item);
+    }
+}
+
+impl History<Event> {
+    /// Records one of a worker's events. A run that ends by itself (`whole_run`: not
+    /// interactive) keeps its landmarks whole, [`is_landmark`]; an interactive worker's stay
+    /// bounded like the rest.
+    pub fn record(&mut self, event: Event, whole_run: bool) {
+        if whole_run && is_landmark(&event.kind) {
+            self.push_kept(event);
+        } else {
+            self.push(event);
+        }
+    }
+}
+
+/// The events a finished run's facts keep whole: every collection and every step's begin and
+/// end.
+pub fn is_landmark(kind: &Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Gc { .. } | Kind::Begin { .. } | Kind::End { .. }
+    )
 }
 
 impl<T> FromIterator<T> for History<T> {
@@ -196,6 +266,95 @@ mod tests {
         assert_eq!((h.total(), h.omitted()), (1_000_000, 1_000_000 - 7));
         assert_eq!(h.last(), Some(&999_999));
         assert_eq!(h.iter().count(), 7);
+    }
+
+    #[test]
+    fn items_pushed_to_be_kept_survive_the_bounds_in_order() {
+        let mut h = History::with_bounds(3, 4);
+        for i in 0..1_000u32 {
+            if i % 100 == 0 || i == 998 {
+                h.push_kept(i);
+            } else {
+                h.push(i);
+            }
+        }
+        // 0 is in the head; 998 is in the tail, once.
+        let mut want = vec![0, 1, 2];
+        want.extend((100..1_000).step_by(100));
+        want.extend(996..1_000);
+        assert_eq!(h.iter().copied().collect::<Vec<_>>(), want);
+        assert_eq!(
+            h.ends().copied().collect::<Vec<_>>(),
+            [0, 1, 2, 996, 997, 998, 999]
+        );
+        assert_eq!((h.total(), h.between()), (1_000, 993));
+        assert_eq!(h.omitted(), 993 - 9);
+        assert_eq!(h.last(), Some(&999));
+        // What the tail still holds is kept once more only while it holds it.
+        assert!(h.kept.len() <= 9 + 4, "{}", h.kept.len());
+    }
+
+    /// A finished run of many events (churn: 1,500 steps) keeps every collection and every
+    /// step boundary; an interactive worker's history stays bounded.
+    #[test]
+    fn a_finished_runs_history_keeps_every_gc_and_step_boundary() {
+        use memspike_model::{
+            experiment::{DEFAULT_ALLOC_RATE, Experiment},
+            heap::Accounting,
+            policy::Policy,
+            program::{Detached, Driver},
+            release::Release,
+            runtime::Runtime,
+            scenario::builtin,
+        };
+        let e = Experiment {
+            limit: 64 << 20,
+            scenario: builtin::by_name("churn").unwrap(),
+            spike: None,
+            policy: Policy::default(),
+            runtime: Release::default(),
+            alloc_rate: DEFAULT_ALLOC_RATE,
+            gomaxprocs: 2,
+            pause_at: None,
+        };
+        let rt = Runtime::new(
+            Accounting::default(),
+            Accounting::default(),
+            1 << 30,
+            e.runtime_config(0, 0),
+        );
+        let mut d = Driver::new(rt, Vec::new(), Detached { pid: 1 });
+        d.run(&e.effective_scenario(), e.limit).unwrap();
+        let events: Vec<Event> = d.into_sink();
+        let count = |it: &mut dyn Iterator<Item = &Event>| {
+            let (mut gc, mut boundaries) = (Vec::new(), 0);
+            for e in it {
+                match &e.kind {
+                    Kind::Gc { cycle, .. } => gc.push(cycle.n),
+                    Kind::Begin { .. } | Kind::End { .. } => boundaries += 1,
+                    _ => {}
+                }
+            }
+            (gc, boundaries)
+        };
+        let (gc, boundaries) = count(&mut events.iter());
+        assert!(gc.len() > 1 && boundaries > 3_000, "{gc:?} {boundaries}");
+        assert!(events.len() as u64 > (HEAD + TAIL) as u64 * 10);
+
+        let mut whole = History::default();
+        let mut bounded = History::default();
+        for e in &events {
+            whole.record(e.clone(), true);
+            bounded.record(e.clone(), false);
+        }
+        assert_eq!(count(&mut whole.iter()), (gc.clone(), boundaries));
+        let num_gc = events.last().unwrap().heap.num_gc;
+        assert_eq!(gc, (1..=num_gc).collect::<Vec<_>>());
+        // Nothing kept twice, the ends as before.
+        assert_eq!(whole.iter().count() as u64, whole.total() - whole.omitted());
+        assert!(whole.ends().eq(bounded.ends()));
+        assert_eq!(bounded.iter().count(), HEAD + TAIL);
+        assert_eq!(whole.last(), events.last());
     }
 
     #[test]

@@ -26,7 +26,12 @@ pub fn fixture<T: DeserializeOwned>(name: &str) -> T {
 /// The sweep's report: the recorded cells' rows, merged.
 pub fn sweep() -> SweepReport {
     let cells: Vec<CellFacts> = fixture("sweep-cells.json");
-    SweepReport::merge(cells.into_iter().map(SweepRow::build).collect()).unwrap()
+    SweepReport::merge(
+        cells.into_iter().map(SweepRow::build).collect(),
+        Vec::new(),
+        None,
+    )
+    .unwrap()
 }
 
 /// Every report kind, built from the recorded facts, as JSON, by the name of its type.
