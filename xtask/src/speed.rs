@@ -59,7 +59,7 @@ pub const CASES: &[Case] = &[
         target: Some(Target::Ratio(2.0)),
     },
     Case {
-        name: "compare, 7 policies, traced",
+        name: "compare, 8 policies, traced",
         args: &["compare", "--limit", "32MiB"],
         baseline: None,
         target: Some(Target::Seconds(3.0)),
