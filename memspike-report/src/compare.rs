@@ -307,28 +307,40 @@ pub struct CompareReport {
 }
 
 /// The rows of `runs` (a policy's runs next to each other, in order): `brief` gives each
-/// run's trial, its usage over time and the environment its runtime was given.
+/// run's trial, its usage over time and the environment its runtime was given; a row's usage
+/// and environment are its first run's.
 fn rows<R>(
     runs: Vec<PolicyRun<R>>,
     limit: u64,
     mut brief: impl FnMut(R) -> (Trial, Vec<UsagePoint>, Option<Vec<String>>),
 ) -> Vec<PolicyRow> {
-    let mut rows: Vec<PolicyRow> = Vec::new();
-    let mut first: Vec<(Vec<Trial>, Vec<UsagePoint>, Option<Vec<String>>, Policy)> = Vec::new();
+    /// One policy's runs so far.
+    struct Runs {
+        policy: Policy,
+        trials: Vec<Trial>,
+        usage: Vec<UsagePoint>,
+        environment: Option<Vec<String>>,
+    }
+    let mut grouped: Vec<Runs> = Vec::new();
     for r in runs {
-        let (trial, usage, env) = brief(r.run);
-        match first.last_mut() {
-            Some((trials, _, _, p)) if *p == r.policy => trials.push(trial),
-            _ => first.push((vec![trial], usage, env, r.policy)),
+        let (trial, usage, environment) = brief(r.run);
+        match grouped.last_mut() {
+            Some(g) if g.policy == r.policy => g.trials.push(trial),
+            _ => grouped.push(Runs {
+                policy: r.policy,
+                trials: vec![trial],
+                usage,
+                environment,
+            }),
         }
     }
-    for (trials, usage, environment, policy) in first {
-        rows.push(PolicyRow {
-            environment,
-            ..PolicyRow::of(&policy, limit, trials, usage)
-        });
-    }
-    rows
+    grouped
+        .into_iter()
+        .map(|g| PolicyRow {
+            environment: g.environment,
+            ..PolicyRow::of(&g.policy, limit, g.trials, g.usage)
+        })
+        .collect()
 }
 
 /// "stopped by SIGINT after 4 of 15 runs".

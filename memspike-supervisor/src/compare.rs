@@ -303,7 +303,7 @@ pub fn threshold(
         });
     }
     Ok(ThresholdFacts {
-        subject: ThresholdSubject::Scenario(base.config.experiment.clone()),
+        subject: ThresholdSubject::Scenario(Box::new(base.config.experiment.clone())),
         knob,
         searches: found,
         cost_bound: None,

@@ -98,7 +98,7 @@ fn environment(
         .filter(|(k, _)| !config.clean_env || CLEAN_ENV.iter().any(|p| k == p))
         .collect();
     let vars = config.policy.iter().flat_map(|(_, vars)| vars.iter());
-    let mut env = vars.fold(env, |env, var| set(env, var));
+    let mut env = vars.fold(env, set);
     let lookup = |var: &str| {
         env.iter()
             .find(|(k, _)| k == var)

@@ -7,9 +7,7 @@ mod common;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
-    sync::OnceLock,
+    process::{Output, Stdio},
 };
 
 use common::{groups_of, memspike, serial, u};

@@ -236,7 +236,7 @@ pub struct ThresholdFacts {
 #[serde(rename_all = "snake_case")]
 pub enum ThresholdSubject {
     /// The simulated program's experiment (each search with its policy in place of this one's).
-    Scenario(Experiment),
+    Scenario(Box<Experiment>),
     /// A real program, under a group of `limit_bytes` unless the knob is the limit.
     Command {
         command: Vec<String>,
