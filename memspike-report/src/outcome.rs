@@ -66,10 +66,12 @@ impl Outcome {
         }
     }
 
-    /// The outcome of a real program.
+    /// The outcome of a real program: OOM-killed when the kernel's OOM killer killed any task
+    /// of the group while it ran (the command or a process it started), whatever the
+    /// command's own end; else how the command ended.
     pub fn of_exec(f: &ExecFacts) -> Outcome {
         match &f.group.exit {
-            _ if f.group.oom_killed() => Outcome::OomKilled,
+            _ if f.group.oom_kills_during() > 0 => Outcome::OomKilled,
             Exit::Code(0) => Outcome::Survived,
             Exit::Code(_) => Outcome::Exited,
             Exit::Signal(_) => Outcome::Signaled,
