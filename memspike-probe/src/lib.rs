@@ -460,6 +460,15 @@ mod tests {
         }
     }
 
+    /// The report adds the kernel-mode faults to the user-mode ones by this counter's name.
+    #[test]
+    fn the_reports_kernel_fault_counter_is_this_one() {
+        assert_eq!(
+            Counter::KernelPageFaults.name(),
+            memspike_report::facts::kernel::KERNEL_PAGE_FAULTS
+        );
+    }
+
     fn write(dir: &std::path::Path, file: &str, text: &str) {
         std::fs::write(dir.join(file), text).unwrap();
     }
