@@ -391,7 +391,10 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
     // the victim.
     assert_eq!(counts.victims[0].parent_pid, Some(std::process::id()));
     assert_eq!(classic_victims[0].parent_pid, None);
-    assert_eq!(logged[0].parent_pid, None, "the kernel log does not name it");
+    assert_eq!(
+        logged[0].parent_pid, None,
+        "the kernel log does not name it"
+    );
     // The two sources agree on the figures the kernel logs in kB.
     let (e, k) = (&counts.victims[0], &logged[0]);
     assert_eq!(
