@@ -20,7 +20,7 @@
 //!
 //! | figure | sources, best first |
 //! |---|---|
-//! | `page_faults` | `ebpf raw_tp/page_fault_user`, `ebpf tp_btf/page_fault_user`, `memory.stat pgfault` |
+//! | `page_faults` (user mode, per step; the reports add `kernel_page_faults`) | `ebpf raw_tp/page_fault_user`, `ebpf tp_btf/page_fault_user`, `memory.stat pgfault` (every fault) |
 //! | `major_faults` | `memory.stat pgmajfault` |
 //! | `reclaim` | `ebpf raw_tp/…memcg_reclaim_begin\|end`, `ebpf tp_btf/…`, `ebpf tracepoint/vmscan/…` |
 //! | `pressure` | `memory.pressure` |
