@@ -15,7 +15,8 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// The kernel's OOM killer killed it (SIGKILL, and the group counted a kill).
+    /// The kernel's OOM killer killed it (SIGKILL, and the group counted a kill); for a real
+    /// program, it or any task of its group (the group counted a kill, or a victim was seen).
     OomKilled,
     /// It finished: the scenario ran to its end, or the program exited with status 0.
     Survived,
