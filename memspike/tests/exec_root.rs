@@ -300,7 +300,7 @@ fn a_child_oom_killed_under_a_shell_is_an_oom_kill_with_its_parent_named() {
         return;
     }
     // /usr/bin/python3: a pyenv shim on PATH would start processes of its own.
-    let script = r#"/usr/bin/python3 -c "x=bytearray(256<<20)"; echo $?"#;
+    let script = r#"/usr/bin/python3 -c "x=bytearray(256<<20)"; echo "child status $?""#;
     let (code, out, r) = exec(
         &["--json", "--limit", "64MiB", "--", "sh", "-c", script],
         b"",
@@ -308,8 +308,11 @@ fn a_child_oom_killed_under_a_shell_is_an_oom_kill_with_its_parent_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code, 0, "{stderr}");
     // The shell saw its child die of SIGKILL (128 + 9) and exited 0 itself.
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.starts_with("137\n"), "{stdout}");
+    assert_eq!(
+        line_of(&out, "child status ").as_deref(),
+        Some("137"),
+        "{stderr}"
+    );
     assert_eq!(r["exit"]["code"], 0, "{r:#}");
     assert_eq!(r["outcome"], "oom_killed", "{r:#}");
     let shell = u(&r["worker"]["pid"]);
@@ -339,20 +342,31 @@ fn a_child_oom_killed_under_a_shell_is_an_oom_kill_with_its_parent_named() {
     // The text report's headline says so too.
     let (code, out, _) = exec(&["--limit", "64MiB", "--", "sh", "-c", script], b"");
     assert_eq!(code, 0);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let headline = stdout
-        .lines()
-        .find(|l| l.starts_with("memspike exec: "))
-        .unwrap_or_else(|| panic!("no headline: {stdout}"));
+    let headline = line_of(&out, "memspike exec: ")
+        .unwrap_or_else(|| panic!("no headline: {}", String::from_utf8_lossy(&out.stdout)));
     assert!(
-        headline.starts_with("memspike exec: OOM-KILLED") && !headline.contains("SURVIVED"),
+        headline.starts_with("OOM-KILLED") && !headline.contains("SURVIVED"),
         "{headline}"
     );
 }
 
+/// What follows `tag` on the first line of memspike's output that starts with it, on stdout
+/// or on stderr (where a command's own output goes depends on the output options).
+fn line_of(out: &Output, tag: &str) -> Option<String> {
+    [&out.stdout, &out.stderr]
+        .into_iter()
+        .flat_map(|bytes| {
+            String::from_utf8_lossy(bytes)
+                .lines()
+                .filter_map(|l| l.strip_prefix(tag).map(|rest| rest.trim().to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .next()
+}
+
 /// Runs `python3 -c CODE` alone in a 512 MiB group; `CODE` prints its own getrusage faults
-/// (minor + major, the kernel's per-process count) as its last line. Returns those and the
-/// report. The group holds that one process from fork to exit, so the two count the same
+/// (minor + major, the kernel's per-process count) on a line `getrusage faults N`. Returns
+/// those and the report. The group holds that one process from fork to exit, so the two count the same
 /// faults, but for the few the process takes after it printed.
 fn faults_of(code: &str) -> (u64, Value) {
     let (status, out, r) = exec(
@@ -369,13 +383,14 @@ fn faults_of(code: &str) -> (u64, Value) {
     );
     assert_eq!(status, 0, "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(r["outcome"], "survived", "{r:#}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let own = stdout
-        .lines()
-        .take_while(|l| *l != "{")
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no fault count from the program: {stdout}"));
+    let own = line_of(&out, "getrusage faults ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no fault count from the program: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
     (own, r)
 }
 
@@ -389,7 +404,7 @@ fn page_faults_agree_with_getrusage_in_user_and_kernel_mode() {
         return;
     }
     let rusage = "import resource; r = resource.getrusage(resource.RUSAGE_SELF); \
-                  print(r.ru_minflt + r.ru_majflt)";
+                  print('getrusage faults', r.ru_minflt + r.ru_majflt)";
     // A fresh anonymous mapping: its pages fault where they are first written, by Python's
     // own loop in user mode, or by the kernel inside read(2). (A bytearray would not do:
     // CPython zeroes it with memset, in user mode.)
