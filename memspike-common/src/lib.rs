@@ -181,7 +181,10 @@ pub struct OomVictim {
     /// NUL-padded command name.
     pub comm: [u8; COMM_LEN],
     pub oom_score_adj: i16,
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 2],
+    /// The thread-group id of the victim's parent (`real_parent->tgid`); 0 when the program
+    /// could not tell (the classic tracepoint's record has no parent).
+    pub parent_pid: u32,
 }
 
 impl OomVictim {
@@ -197,7 +200,8 @@ impl OomVictim {
         uid: 0,
         comm: [0; COMM_LEN],
         oom_score_adj: 0,
-        _pad: [0; 6],
+        _pad: [0; 2],
+        parent_pid: 0,
     };
 }
 
@@ -249,11 +253,14 @@ impl OomFieldOffsets {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OomTaskLayout {
-    /// In `task_struct`: `pid` (int), `comm` (`char[16]`), `mm` and `signal` (pointers).
+    /// In `task_struct`: `pid` and `tgid` (int), `comm` (`char[16]`), `mm`, `signal` and
+    /// `real_parent` (pointers).
     pub task_pid: u32,
     pub task_comm: u32,
     pub task_mm: u32,
     pub task_signal: u32,
+    pub task_tgid: u32,
+    pub task_real_parent: u32,
     /// In `signal_struct`: `oom_score_adj` (short).
     pub signal_oom_score_adj: u32,
     /// In `mm_struct`: `total_vm` (pages), `pgtables_bytes` (bytes), and the `count` (s64) of
@@ -274,6 +281,8 @@ impl OomTaskLayout {
         task_comm: 0,
         task_mm: 0,
         task_signal: 0,
+        task_tgid: 0,
+        task_real_parent: 0,
         signal_oom_score_adj: 0,
         mm_total_vm: 0,
         mm_pgtables_bytes: 0,
@@ -286,15 +295,15 @@ impl OomTaskLayout {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY (all three): #[repr(C)], Copy, made of integers and integer arrays only, with no
-    // implicit padding (OomVictim's tail padding is the explicit `_pad` field), so every bit
-    // pattern is a valid value and every byte is initialised.
+    // SAFETY (all four): #[repr(C)], Copy, made of integers and integer arrays only, with no
+    // implicit padding (OomVictim's padding after `oom_score_adj` is the explicit `_pad`
+    // field), so every bit pattern is a valid value and every byte is initialised.
     unsafe impl aya::Pod for super::ReclaimStats {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::OomVictim {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::OomFieldOffsets {}
-    // SAFETY: see above (eleven u32, no padding).
+    // SAFETY: see above (thirteen u32, no padding).
     unsafe impl aya::Pod for super::OomTaskLayout {}
 }
 
@@ -325,9 +334,10 @@ mod tests {
     fn shared_layouts_have_no_implicit_padding() {
         use core::mem::{align_of, size_of};
         assert_eq!(size_of::<ReclaimStats>(), 16);
-        assert_eq!(size_of::<OomVictim>(), 6 * 8 + 2 * 4 + COMM_LEN + 2 + 6);
+        assert_eq!(size_of::<OomVictim>(), 6 * 8 + 2 * 4 + COMM_LEN + 2 + 2 + 4);
         assert_eq!(align_of::<OomVictim>(), 8);
+        assert_eq!(core::mem::offset_of!(OomVictim, parent_pid), 76);
         assert_eq!(size_of::<OomFieldOffsets>(), 9 * 4);
-        assert_eq!(size_of::<OomTaskLayout>(), 11 * 4);
+        assert_eq!(size_of::<OomTaskLayout>(), 13 * 4);
     }
 }

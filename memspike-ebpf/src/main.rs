@@ -18,7 +18,8 @@
 //!   (`memcg_reclaim_begin_tp` / `_end_tp`), in the loader's order of preference: the start
 //!   time per thread in `RECLAIM_START`, then one stall and its duration in `RECLAIM_STATS`.
 //! - `oom_mark_victim_raw` (`raw_tp/mark_victim`, whose arguments are the victim's
-//!   `task_struct *` and uid): reads the victim's figures from the kernel's structures at the
+//!   `task_struct *` and uid): reads the victim's figures, and its parent's tgid
+//!   (`real_parent->tgid`), from the kernel's structures at the
 //!   offsets in the `OOM_TASK_LAYOUT` global (taken from the kernel's BTF by the loader) and
 //!   sends an `OomVictim` through `OOM_EVENTS`. Detaching it costs nothing, unlike the classic
 //!   tracepoint, whose perf event makes the kernel wait for RCU grace periods (~70 ms) when
@@ -368,6 +369,9 @@ fn try_oom_mark_victim_raw(ctx: &RawTracePointContext) -> Result<(), i32> {
     v.pgtables_kb = kernel_field::<u64>(mm, l.mm_pgtables_bytes) >> 10;
     let signal = kernel_field::<u64>(task, l.task_signal);
     v.oom_score_adj = kernel_field::<i16>(signal, l.signal_oom_score_adj);
+    // The parent's thread-group id: the pid user space knows it by (0 if unreadable).
+    let parent = kernel_field::<u64>(task, l.task_real_parent);
+    v.parent_pid = kernel_field::<i32>(parent, l.task_tgid) as u32;
     if task != 0 {
         v.comm = comm_at((task as usize).wrapping_add(l.task_comm as usize) as *const u8);
     }

@@ -162,6 +162,8 @@ pub fn parse_killed(message: &str) -> Option<OomVictimReport> {
     Some(OomVictimReport {
         pid: pid.trim().parse().ok()?,
         comm: comm.to_owned(),
+        // The kernel log does not name the parent.
+        parent_pid: None,
         total_vm_bytes: kb("total-vm"),
         anon_rss_bytes: kb("anon-rss"),
         file_rss_bytes: kb("file-rss"),
@@ -201,6 +203,7 @@ mod tests {
             OomVictimReport {
                 pid: 9763,
                 comm: "memspike".into(),
+                parent_pid: None,
                 total_vm_bytes: 24_834_588 * 1024,
                 anon_rss_bytes: 32_384 * 1024,
                 file_rss_bytes: 9_656 * 1024,

@@ -20,7 +20,7 @@
 //!
 //! | figure | sources, best first |
 //! |---|---|
-//! | `page_faults` | `ebpf raw_tp/page_fault_user`, `ebpf tp_btf/page_fault_user`, `memory.stat pgfault` |
+//! | `page_faults` (user mode, per step; the reports add `kernel_page_faults`) | `ebpf raw_tp/page_fault_user`, `ebpf tp_btf/page_fault_user`, `memory.stat pgfault` (every fault) |
 //! | `major_faults` | `memory.stat pgmajfault` |
 //! | `reclaim` | `ebpf raw_tp/…memcg_reclaim_begin\|end`, `ebpf tp_btf/…`, `ebpf tracepoint/vmscan/…` |
 //! | `pressure` | `memory.pressure` |
@@ -458,6 +458,15 @@ mod tests {
                 "{c:?}: no figure in memspike-report's figures.rs"
             );
         }
+    }
+
+    /// The report adds the kernel-mode faults to the user-mode ones by this counter's name.
+    #[test]
+    fn the_reports_kernel_fault_counter_is_this_one() {
+        assert_eq!(
+            Counter::KernelPageFaults.name(),
+            memspike_report::facts::kernel::KERNEL_PAGE_FAULTS
+        );
     }
 
     fn write(dir: &std::path::Path, file: &str, text: &str) {

@@ -1,8 +1,6 @@
 //! The report of an `exec`: a real program's run in the group, as the kernel and the
 //! runtime's own trace saw it. Keys shared with `run`'s report mean the same.
 
-use std::fmt::Write as _;
-
 use serde::Serialize;
 
 use memspike_model::{
@@ -12,7 +10,7 @@ use memspike_model::{
 
 use crate::{
     Document,
-    facts::{ExecFacts, Exit, Signal, TimedCycle, Timeline},
+    facts::{ExecFacts, Exit, OomVictimReport, Signal, TimedCycle, Timeline},
     figures as fig,
     format::{from_source, opt_bytes},
     outcome::Outcome,
@@ -63,6 +61,15 @@ pub struct ExitInfo {
     pub signal: Option<String>,
 }
 
+/// A task of the group the kernel's OOM killer killed: the command, or a process of its tree.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct ExecVictim {
+    #[serde(flatten)]
+    pub victim: OomVictimReport,
+    /// It was the command memspike started (else a process the command's tree started).
+    pub is_command: bool,
+}
+
 /// The report of an `exec`. Keys shared with `run`'s report mean the same.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ExecReport {
@@ -86,6 +93,9 @@ pub struct ExecReport {
     pub next_goal_bytes: Option<u64>,
     pub last_live_bytes: Option<u64>,
     pub cgroup: CgroupSection,
+    /// Every task of the group the kernel's OOM killer killed while the command ran, oldest
+    /// first (`kernel.oom_victim` is the command's, else the first of these).
+    pub oom_victims: Vec<ExecVictim>,
     pub kernel: KernelSection,
     pub worker: WorkerSection,
     pub timeline: Timeline,
@@ -107,6 +117,20 @@ impl ExecReport {
                 signal: Some(s.name.clone()),
             },
         };
+        let oom_victims = g
+            .kernel
+            .as_ref()
+            .map(|k| {
+                k.oom_victims
+                    .iter()
+                    .map(|v| ExecVictim {
+                        victim: v.clone(),
+                        is_command: v.pid == f.pid,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let oom_kills = g.oom_kills_during();
         let cycles = with_next_goals(&f.cycles, f.gogc);
         let last = cycles.last();
         let recognised = f.runtime.is_some();
@@ -127,6 +151,7 @@ impl ExecReport {
                 name: g.name.clone(),
                 counters: g.counters.clone(),
             },
+            oom_victims,
             kernel: KernelSection::new(g.kernel.clone(), Some(f.pid)),
             worker: WorkerSection {
                 pid: Some(f.pid),
@@ -141,11 +166,54 @@ impl ExecReport {
             duration_ms: g.duration.as_secs_f64() * 1e3,
             verdict: String::new(),
         };
-        report.verdict = report.verdict_sentence(g.stop_signal.as_ref());
+        report.verdict = report.verdict_sentence(g.stop_signal.as_ref(), oom_kills);
         report
     }
 
-    fn verdict_sentence(&self, stop_signal: Option<&Signal>) -> String {
+    /// How the command itself ended, after "the command".
+    fn command_end(&self) -> String {
+        match (self.exit.code, &self.exit.signal) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(sig)) => format!("was killed by {sig}"),
+            (None, None) => "ended".to_owned(),
+        }
+    }
+
+    /// One victim in words: its name and pid, who it was to the command, its memory.
+    fn victim_in_words(&self, v: &ExecVictim) -> String {
+        let command = self.worker.pid.unwrap_or(0);
+        let whose = match v.victim.parent_pid {
+            _ if v.is_command => "the command".to_owned(),
+            Some(parent) if parent == command => {
+                format!("a child of the command, pid {command}")
+            }
+            Some(parent) => format!("a child of pid {parent}, under the command, pid {command}"),
+            None => format!("not the command, pid {command}; its parent is unknown"),
+        };
+        format!(
+            "{} (pid {}, {whose}) holding {} of anonymous memory",
+            v.victim.comm,
+            v.victim.pid,
+            human(v.victim.anon_rss_bytes)
+        )
+    }
+
+    /// Every victim in words, "a", "a and b", "a, b and c"; `None` when none was recorded.
+    fn victims_in_words(&self) -> Option<String> {
+        let all: Vec<String> = self
+            .oom_victims
+            .iter()
+            .map(|v| self.victim_in_words(v))
+            .collect();
+        match all.split_last() {
+            None => None,
+            Some((last, [])) => Some(last.clone()),
+            Some((last, rest)) => Some(format!("{} and {last}", rest.join(", "))),
+        }
+    }
+
+    /// The verdict; `oom_kills` is how many the group counted while the command ran.
+    fn verdict_sentence(&self, stop_signal: Option<&Signal>, oom_kills: u64) -> String {
         let limit = human(self.limit_bytes);
         let peak = self
             .cgroup
@@ -168,10 +236,33 @@ impl ExecReport {
             }
             _ => String::new(),
         };
-        let mut s = match self.outcome {
-            Outcome::OomKilled => format!(
-                "killed by the kernel's OOM killer with the group at its {limit} limit (peak {peak}){runtime}"
-            ),
+        let at_limit = format!("with the group at its {limit} limit (peak {peak})");
+        match self.outcome {
+            // Any task of the group killed is the news, whatever the command's own end.
+            Outcome::OomKilled => {
+                let command_killed = self.exit.signal.as_deref() == Some("SIGKILL")
+                    && self.oom_victims.iter().any(|v| v.is_command);
+                let unseen = self.kernel.oom_source.as_ref().map_or(String::new(), |s| {
+                    format!("; {s} showed no OOM victim in the group")
+                });
+                match self.victims_in_words() {
+                    Some(victims) if command_killed => format!(
+                        "killed by the kernel's OOM killer {at_limit}{runtime}; it chose {victims}"
+                    ),
+                    Some(victims) => format!(
+                        "the kernel's OOM killer killed {victims}, {at_limit}; the command {}{runtime}",
+                        self.command_end()
+                    ),
+                    None if self.exit.signal.as_deref() == Some("SIGKILL") => {
+                        format!("killed by the kernel's OOM killer {at_limit}{runtime}{unseen}")
+                    }
+                    None => format!(
+                        "the group counted {oom_kills} OOM kill{} {at_limit}{unseen}; the command {}{runtime}",
+                        if oom_kills == 1 { "" } else { "s" },
+                        self.command_end()
+                    ),
+                }
+            }
             Outcome::Survived => {
                 format!("exited 0; cgroup peak {peak} of the {limit} limit{runtime}")
             }
@@ -187,21 +278,7 @@ impl ExecReport {
                     " (memspike had passed on {sig})"
                 ))
             ),
-        };
-        if let (Outcome::OomKilled, Some(v)) = (self.outcome, &self.kernel.oom_victim) {
-            let who = if Some(v.pid) == self.worker.pid {
-                "the command".to_owned()
-            } else {
-                format!("not the command ({})", self.worker.pid.unwrap_or(0))
-            };
-            let _ = write!(
-                s,
-                "; the kernel's OOM killer chose pid {} ({who}) holding {} of anonymous memory",
-                v.pid,
-                human(v.anon_rss_bytes)
-            );
         }
-        s
     }
 
     /// The headline: the outcome and the command.
@@ -265,6 +342,44 @@ impl ExecReport {
         p
     }
 
+    /// Every OOM victim as a table; `None` when there was none.
+    fn victims_block(&self) -> Option<Block> {
+        if self.oom_victims.is_empty() {
+            return None;
+        }
+        let rows = self
+            .oom_victims
+            .iter()
+            .map(|v| {
+                let o = &v.victim;
+                vec![
+                    o.pid.to_string(),
+                    o.comm.clone(),
+                    o.parent_pid.map_or("unknown".to_owned(), |p| p.to_string()),
+                    if v.is_command { "yes" } else { "no" }.to_owned(),
+                    human(o.anon_rss_bytes).to_string(),
+                    human(o.file_rss_bytes).to_string(),
+                    human(o.total_vm_bytes).to_string(),
+                ]
+            })
+            .collect();
+        Some(Block::Grid {
+            caption: fig::OOM_VICTIMS.label.to_owned(),
+            header: [
+                "pid",
+                "name",
+                "parent pid",
+                "the command",
+                "anon",
+                "file",
+                "total vm",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            rows,
+        })
+    }
+
     /// The last traced cycles (at most 16) as a table.
     fn cycles_block(&self) -> Option<Block> {
         let cycles = self.runtime_cycles.as_ref()?;
@@ -312,6 +427,7 @@ impl ExecReport {
 impl Document for ExecReport {
     fn view(&self) -> View {
         let mut blocks = vec![self.figures().block()];
+        blocks.extend(self.victims_block());
         blocks.extend(self.cycles_block());
         View {
             headline: self.headline(),
@@ -395,7 +511,222 @@ impl ExecReport {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::facts::{
+        CgroupVersion, Count, Counters, GroupFacts, KernelEvidence, PageFaults, Tracing,
+    };
+
+    const SHELL: u32 = 810;
+    const PYTHON: u32 = 812;
+
+    /// A victim of the group: `pid`, named `comm`, whose parent is `parent`.
+    fn victim(pid: u32, comm: &str, parent: Option<u32>) -> OomVictimReport {
+        OomVictimReport {
+            pid,
+            comm: comm.into(),
+            parent_pid: parent,
+            total_vm_bytes: 300 << 20,
+            anon_rss_bytes: 60 << 20,
+            file_rss_bytes: 2 << 20,
+            shmem_rss_bytes: 0,
+            pgtables_bytes: 200 << 10,
+            uid: 0,
+            oom_score_adj: 0,
+            t_ns: 1,
+            source: "ebpf raw_tp/mark_victim".into(),
+        }
+    }
+
+    /// `sh -c 'python3 -c "x=bytearray(256<<20)"; echo $?'` at 64 MiB, as the shell (pid 810)
+    /// ended: `exit`, the group's counter at `oom_kills`, the observer's `victims`.
+    fn shell(exit: Exit, oom_kills: u64, victims: Vec<OomVictimReport>) -> ExecFacts {
+        let mut kernel = KernelEvidence::unavailable("test");
+        kernel.tracing = Tracing::Ebpf;
+        kernel.oom_source = Some("ebpf raw_tp/mark_victim".into());
+        kernel.oom_victims = victims;
+        ExecFacts {
+            group: GroupFacts {
+                limit_bytes: 64 << 20,
+                limit_source: None,
+                version: CgroupVersion::V1,
+                name: "memspike-1-0-test".into(),
+                exit,
+                counters: Counters {
+                    peak_bytes: Some(64 << 20),
+                    oom_kills: Some(oom_kills),
+                    ..Counters::default()
+                },
+                oom_kills_before: 0,
+                kernel: Ok(kernel),
+                stop_signal: None,
+                duration: std::time::Duration::from_millis(300),
+            },
+            command: ["sh", "-c", "python3 -c \"x=bytearray(256<<20)\"; echo $?"]
+                .map(str::to_owned)
+                .to_vec(),
+            pid: SHELL,
+            gogc: Some(100),
+            policy: None,
+            environment: vec!["GODEBUG=gctrace=1".into()],
+            runtime: None,
+            cycles: Vec::new(),
+            timeline: Timeline::new(),
+            stderr_tail: String::new(),
+        }
+    }
+
+    fn sigkill() -> Exit {
+        Exit::Signal(Signal {
+            number: 9,
+            name: "SIGKILL".into(),
+        })
+    }
+
+    /// Regression (issue 17): a child OOM-killed under a shell that then exited 0 was reported
+    /// as SURVIVED, "exited 0", without a word about the kill.
+    #[test]
+    fn a_child_killed_under_a_command_that_exited_0_is_an_oom_kill() {
+        let r = ExecReport::build(shell(
+            Exit::Code(0),
+            1,
+            vec![victim(PYTHON, "python3", Some(SHELL))],
+        ));
+        assert_eq!(r.outcome, Outcome::OomKilled);
+        assert!(
+            r.text().starts_with("memspike exec: OOM-KILLED"),
+            "{}",
+            r.text()
+        );
+        assert_eq!(
+            r.verdict,
+            "the kernel's OOM killer killed python3 (pid 812, a child of the command, pid 810) \
+             holding 60.0 MiB of anonymous memory, with the group at its 64.0 MiB limit (peak \
+             64.0 MiB); the command exited with status 0; no runtime trace was recognised (the \
+             kernel's evidence only)"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        let v = &json["oom_victims"][0];
+        assert_eq!(
+            (&v["pid"], &v["comm"], &v["parent_pid"], &v["is_command"]),
+            (
+                &PYTHON.into(),
+                &"python3".into(),
+                &SHELL.into(),
+                &false.into()
+            ),
+            "{json:#}"
+        );
+        assert_eq!(
+            json["kernel"]["oom_victim"]["pid"], PYTHON,
+            "kept for compatibility"
+        );
+        let text = r.text();
+        assert!(text.contains("OOM victims"), "{text}");
+    }
+
+    /// The rule, case by case: any kill the group counted or any victim recorded is an OOM
+    /// kill, whatever the command's end; without either, the command's end decides.
+    #[test]
+    fn of_exec_is_oom_killed_whenever_the_group_lost_a_task() {
+        let python = || vec![victim(PYTHON, "python3", Some(SHELL))];
+        let status = |n| Exit::Code(n);
+        let cases = [
+            (status(0), 1, python(), Outcome::OomKilled),
+            (status(1), 1, python(), Outcome::OomKilled),
+            // The counter alone (no observer saw the victim), or a victim alone.
+            (status(0), 1, vec![], Outcome::OomKilled),
+            (status(0), 0, python(), Outcome::OomKilled),
+            (
+                sigkill(),
+                1,
+                vec![victim(SHELL, "sh", Some(1))],
+                Outcome::OomKilled,
+            ),
+            (status(0), 0, vec![], Outcome::Survived),
+            (status(3), 0, vec![], Outcome::Exited),
+            // SIGKILL from someone else, nothing counted: not the OOM killer.
+            (sigkill(), 0, vec![], Outcome::Signaled),
+        ];
+        for (exit, kills, victims, want) in cases {
+            let f = shell(exit.clone(), kills, victims.clone());
+            assert_eq!(
+                Outcome::of_exec(&f),
+                want,
+                "{exit:?}, {kills} kills, {victims:?}"
+            );
+        }
+        // Kills the group had counted before the command started are not its own.
+        let mut f = shell(status(0), 2, vec![]);
+        f.group.oom_kills_before = 2;
+        assert_eq!(Outcome::of_exec(&f), Outcome::Survived);
+    }
+
+    /// The verdict says who died, who it was to the command, and how the command ended.
+    #[test]
+    fn the_verdict_names_every_victim_and_the_commands_end() {
+        let verdict = |exit, kills, victims| ExecReport::build(shell(exit, kills, victims)).verdict;
+        // The command itself.
+        let v = verdict(sigkill(), 1, vec![victim(SHELL, "sh", Some(1))]);
+        assert!(
+            v.starts_with("killed by the kernel's OOM killer with the group at its 64.0 MiB limit")
+                && v.ends_with(
+                    "; it chose sh (pid 810, the command) holding 60.0 MiB of anonymous memory"
+                ),
+            "{v}"
+        );
+        // Two victims: a grandchild, one whose parent no source told; the command failed.
+        let v = verdict(
+            Exit::Code(1),
+            2,
+            vec![victim(900, "cc1", Some(850)), victim(901, "ld", None)],
+        );
+        assert!(
+            v.starts_with(
+                "the kernel's OOM killer killed cc1 (pid 900, a child of pid 850, under the \
+                 command, pid 810) holding 60.0 MiB of anonymous memory and ld (pid 901, not \
+                 the command, pid 810; its parent is unknown) holding 60.0 MiB of anonymous \
+                 memory, with the group"
+            ) && v.contains("; the command exited with status 1"),
+            "{v}"
+        );
+        // Counted, but no victim recorded.
+        let v = verdict(Exit::Code(0), 1, vec![]);
+        assert!(
+            v.starts_with("the group counted 1 OOM kill with the group at its 64.0 MiB limit")
+                && v.contains("; ebpf raw_tp/mark_victim showed no OOM victim in the group; the command exited with status 0"),
+            "{v}"
+        );
+    }
+
+    /// The report's page faults are every fault of the group (issue 17: `dd bs=200M` read into
+    /// fresh pages, and its faults were taken in kernel mode); the time buckets are the
+    /// supervisor's, of the same total.
+    #[test]
+    fn the_page_fault_figure_is_user_and_kernel_mode_together() {
+        let mut f = shell(Exit::Code(0), 0, vec![]);
+        if let Ok(k) = &mut f.group.kernel {
+            k.page_faults = Some(PageFaults::new(
+                BTreeMap::from([("command".to_owned(), 80)]),
+                "ebpf raw_tp/page_fault_user",
+            ));
+            k.counts = BTreeMap::from([(
+                "kernel_page_faults".to_owned(),
+                Count::new(51_220, "ebpf raw_tp/page_fault_kernel"),
+            )]);
+        }
+        let r = ExecReport::build(f);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["kernel"]["page_faults"]["total"], 51_300);
+        assert_eq!(json["kernel"]["page_faults"]["user_mode"], 80);
+        assert_eq!(json["kernel"]["page_faults"]["kernel_mode"], 51_220);
+        let text = r.text();
+        assert!(
+            text.contains("51300 (80 in user mode; 51220 in kernel mode)"),
+            "{text}"
+        );
+    }
 
     /// The seed's cycle on real Go: "28->28->28 MB, 4 MB goal, 0 MB stacks, 0 MB globals":
     /// the goal after it is GOGC's rule on the 28 MiB it left live, about 2x.

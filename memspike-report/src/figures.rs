@@ -370,7 +370,7 @@ pub const PAGE_FAULTS: Figure = figure(
     Count,
     Counter,
     "page faults",
-    "User page faults by tasks in the group (eBPF)",
+    "Every page fault of the group's tasks, in user mode and in kernel mode (inside system calls), with the two apart (kernel.page_faults.user_mode and .kernel_mode: eBPF page_fault_user and page_fault_kernel; memory.stat pgfault counts both without telling them apart). A run's per-step split counts user-mode faults only under eBPF",
 )
 .at("kernel.page_faults.total");
 pub const RECLAIM_STALLS: Figure = figure(
@@ -546,6 +546,15 @@ pub const OOM_VICTIM: Figure = figure(
     "The task the kernel's OOM killer chose, with its memory when it was chosen",
 )
 .at("kernel.oom_victim.pid");
+pub const OOM_VICTIMS: Figure = figure(
+    "OomVictims",
+    None,
+    Text,
+    Info,
+    "OOM victims",
+    "Every task of the group the kernel's OOM killer killed while the command ran: its pid, name, parent pid (unknown where only the classic tracepoint or the kernel log saw it), whether it was the command, and its memory when chosen",
+)
+.at("oom_victims[].pid");
 pub const KERNEL_SOURCES: Figure = figure(
     "KernelSources",
     None,
@@ -713,7 +722,7 @@ impl Stat {
 }
 
 /// The figures only the reports show (not `/stats`).
-const REPORT_ONLY: [&Figure; 25] = [
+const REPORT_ONLY: [&Figure; 26] = [
     &KERNEL_PAGE_FAULTS,
     &DIED_IN,
     &FAILED_ALLOCATION,
@@ -730,6 +739,7 @@ const REPORT_ONLY: [&Figure; 25] = [
     &MAJOR_FAULTS,
     &MEMORY_STALL,
     &OOM_VICTIM,
+    &OOM_VICTIMS,
     &KERNEL_SOURCES,
     &KERNEL_NOTE,
     &SAMPLES,

@@ -15,7 +15,8 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// The kernel's OOM killer killed it (SIGKILL, and the group counted a kill).
+    /// The kernel's OOM killer killed it (SIGKILL, and the group counted a kill); for a real
+    /// program, it or any task of its group (the group counted a kill, or a victim was seen).
     OomKilled,
     /// It finished: the scenario ran to its end, or the program exited with status 0.
     Survived,
@@ -66,10 +67,12 @@ impl Outcome {
         }
     }
 
-    /// The outcome of a real program.
+    /// The outcome of a real program: OOM-killed when the kernel's OOM killer killed any task
+    /// of the group while it ran (the command or a process it started), whatever the
+    /// command's own end; else how the command ended.
     pub fn of_exec(f: &ExecFacts) -> Outcome {
         match &f.group.exit {
-            _ if f.group.oom_killed() => Outcome::OomKilled,
+            _ if f.group.oom_kills_during() > 0 => Outcome::OomKilled,
             Exit::Code(0) => Outcome::Survived,
             Exit::Code(_) => Outcome::Exited,
             Exit::Signal(_) => Outcome::Signaled,

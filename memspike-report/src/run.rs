@@ -131,11 +131,44 @@ pub struct Settings {
     pub runtime: String,
 }
 
+/// The group's page faults as the reports show them ([`KernelEvidence::all_faults`]): every
+/// fault, the split by mode where the sources tell it, and the split by step.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct FaultsSection {
+    /// Every page fault of the group's tasks: in user mode and in kernel mode (on user memory
+    /// touched inside a system call, such as `read(2)` into fresh pages).
+    pub total: u64,
+    /// Faults taken in user mode; `null` when the source counts both modes without telling
+    /// them apart (`memory.stat pgfault`).
+    pub user_mode: Option<u64>,
+    /// Faults taken in kernel mode; `null` when not counted apart.
+    pub kernel_mode: Option<u64>,
+    /// Per step slot: user-mode faults only when `user_mode` is set (eBPF), else every fault.
+    /// (The key keeps its historical name.)
+    pub per_phase: BTreeMap<String, u64>,
+    /// Where the per-step counts come from, e.g. `ebpf raw_tp/page_fault_user` or
+    /// `memory.stat pgfault` (the kernel-mode counter's source is under `counts`).
+    pub source: String,
+}
+
+impl FaultsSection {
+    fn of(k: &KernelEvidence) -> Option<FaultsSection> {
+        let (f, all) = (k.page_faults.as_ref()?, k.all_faults()?);
+        Some(FaultsSection {
+            total: all.total,
+            user_mode: all.user_mode,
+            kernel_mode: all.kernel_mode,
+            per_phase: f.per_phase.clone(),
+            source: f.source.clone(),
+        })
+    }
+}
+
 /// What the kernel saw inside the group; each figure names its source.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct KernelSection {
     pub tracing: Tracing,
-    pub page_faults: Option<PageFaults>,
+    pub page_faults: Option<FaultsSection>,
     pub major_faults: Option<PageFaults>,
     pub reclaim: Option<Reclaim>,
     pub pressure: Option<Pressure>,
@@ -157,8 +190,8 @@ impl KernelSection {
         let k = kernel.unwrap_or_else(|reason| KernelEvidence::unavailable(&reason));
         KernelSection {
             oom_victim: k.victim_of(worker).cloned(),
+            page_faults: FaultsSection::of(&k),
             tracing: k.tracing,
-            page_faults: k.page_faults,
             major_faults: k.major_faults,
             reclaim: k.reclaim,
             pressure: k.pressure,
@@ -183,10 +216,22 @@ impl KernelSection {
                 .filter(|(_, n)| **n > 0)
                 .map(|(s, n)| format!("{s} {n}"))
                 .collect();
-            let split = if phases.is_empty() {
+            let steps = if phases.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", phases.join(", "))
+                format!(": {}", phases.join(", "))
+            };
+            // The per-step split is of what the per-step source counts: user-mode faults
+            // under eBPF, every fault from memory.stat.
+            let split = match (f.user_mode, f.kernel_mode) {
+                (Some(user), Some(kernel)) => {
+                    format!(" ({user} in user mode{steps}; {kernel} in kernel mode)")
+                }
+                (Some(user), None) => {
+                    format!(" ({user} in user mode{steps}; kernel mode not counted)")
+                }
+                _ if phases.is_empty() => String::new(),
+                _ => format!(" ({})", phases.join(", ")),
             };
             p.row(&fig::PAGE_FAULTS, format!("{}{split}", f.total));
         }
@@ -1276,6 +1321,7 @@ mod tests {
         OomVictimReport {
             pid,
             comm: "memspike".into(),
+            parent_pid: None,
             total_vm_bytes: 1 << 34,
             anon_rss_bytes: 31 << 20,
             file_rss_bytes: 3 << 20,
@@ -1343,6 +1389,37 @@ mod tests {
         );
     }
 
+    /// Regression (issue 17): the page-fault figure counted user-mode faults only, so faults
+    /// taken inside system calls were missing from it; now it is every fault, the modes apart
+    /// beside it, and the per-step split (user mode) says what it counts.
+    #[test]
+    fn a_runs_page_faults_count_both_modes() {
+        let mut kernel = evidence(Vec::new());
+        kernel.counts = BTreeMap::from([(
+            "kernel_page_faults".to_owned(),
+            Count::new(50, "ebpf raw_tp/page_fault_kernel"),
+        )]);
+        let mut f = facts(events(false, Some(7)), sigkill(), 1);
+        f.group.kernel = Ok(kernel);
+        let r = Report::build(f);
+        let json = serde_json::to_value(&r).unwrap();
+        let faults = &json["kernel"]["page_faults"];
+        assert_eq!(
+            (
+                &faults["total"],
+                &faults["user_mode"],
+                &faults["kernel_mode"]
+            ),
+            (&762.into(), &712.into(), &50.into()),
+            "{faults:#}"
+        );
+        let text = r.text();
+        assert!(
+            text.contains("762 (712 in user mode: remainder 712; 50 in kernel mode)"),
+            "{text}"
+        );
+    }
+
     /// Regression: a watchdog's headline read "(Heap-driven, forcing Gc)" after the policy
     /// became one type; it reads as before.
     #[test]
@@ -1376,7 +1453,7 @@ mod tests {
         );
         assert!(
             r.text()
-                .contains("page faults               712 (remainder 712)"),
+                .contains("page faults               712 (712 in user mode: remainder 712; kernel mode not counted)"),
             "{}",
             r.text()
         );

@@ -97,6 +97,41 @@ fn a_program_without_a_known_runtime_survives_on_the_kernels_evidence() {
     snapshot("exec-python-survived", &r);
 }
 
+/// Regression (issue 17): the shell's python3 child was OOM-killed and the shell exited 0;
+/// the report said SURVIVED. Recorded with the parent the raw eBPF program read.
+#[test]
+fn a_shells_child_killed_is_an_oom_kill_naming_the_child_and_its_parent() {
+    let f = fixture::<ExecFacts>("exec-shell-child-oom.json");
+    let (shell, child) = (f.pid, f.group.kernel.as_ref().unwrap().oom_victims[0].pid);
+    let r = ExecReport::build(f);
+    assert_eq!(r.outcome, Outcome::OomKilled);
+    assert_eq!(r.exit.code, Some(0));
+    let v = &r.oom_victims[0];
+    assert_eq!(
+        (v.victim.comm.as_str(), v.victim.parent_pid, v.is_command),
+        ("python3", Some(shell), false)
+    );
+    assert!(
+        r.verdict.starts_with(&format!(
+            "the kernel's OOM killer killed python3 (pid {child}, a child of the command, pid {shell})"
+        )) && r.verdict.contains("; the command exited with status 0"),
+        "{}",
+        r.verdict
+    );
+    snapshot("exec-shell-child-oom", &r);
+}
+
+/// Regression (issue 17): `dd bs=200M` reads into a fresh buffer, so nearly all its faults
+/// are taken inside `read(2)`: the report said 91 (user mode) where getrusage says ~51,300.
+#[test]
+fn faults_taken_inside_read_are_counted() {
+    let r = ExecReport::build(fixture::<ExecFacts>("exec-dd-read.json"));
+    let f = r.kernel.page_faults.as_ref().expect("page faults");
+    assert_eq!((f.user_mode, f.kernel_mode), (Some(91), Some(51_202)));
+    assert_eq!(f.total, 91 + 51_202);
+    snapshot("exec-dd-read", &r);
+}
+
 #[test]
 fn a_comparison_marks_the_cheapest_survivors() {
     let r = CompareReport::build(fixture::<CompareFacts>("compare.json"));

@@ -308,12 +308,12 @@ fn run_in(
     })
 }
 
-/// Page faults, reclaim stalls and their time, so far.
+/// Page faults (every one: user and kernel mode), reclaim stalls and their time, so far.
 type Totals = (Option<u64>, Option<u64>, Option<u64>);
 
 fn totals(k: &KernelEvidence) -> Totals {
     (
-        k.page_faults.as_ref().map(|f| f.total),
+        k.all_faults().map(|f| f.total),
         k.reclaim.as_ref().map(|r| r.stalls),
         k.reclaim.as_ref().map(|r| r.total_ns),
     )

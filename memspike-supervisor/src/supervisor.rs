@@ -721,7 +721,7 @@ impl<'k> Session<'k> {
     /// Sends the worker what only the supervisor knows (restarts, last OOM, kernel counters).
     fn send_feed(&mut self, feed: &mut Feed, control: &mut Option<ChildStdin>) {
         if let Ok(k) = self.snapshot() {
-            feed.page_faults = k.page_faults.map(|f| f.total);
+            feed.page_faults = k.all_faults().map(|f| f.total);
             feed.reclaim_stalls = k.reclaim.as_ref().map(|r| r.stalls);
             feed.reclaim_ns = k.reclaim.map(|r| r.total_ns);
         }

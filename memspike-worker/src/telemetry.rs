@@ -121,7 +121,7 @@ pub struct Feed {
     pub last_oom: Option<OomSummary>,
     /// `ebpf`, or `unavailable: <reason>`.
     pub tracing: String,
-    /// User page faults in the group so far (all workers), when traced.
+    /// Page faults in the group so far (all workers; user and kernel mode), when traced.
     pub page_faults: Option<u64>,
     /// Memory-cgroup reclaim stalls in the group so far and their total time, when traced.
     pub reclaim_stalls: Option<u64>,

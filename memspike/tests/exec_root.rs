@@ -98,7 +98,7 @@ fn a_real_go_program_is_oom_killed_with_its_gctrace_cycles_in_the_report() {
         "{r:#}"
     );
     assert!(
-        r["verdict"].as_str().unwrap().contains("(the command)"),
+        r["verdict"].as_str().unwrap().contains(", the command)"),
         "{r:#}"
     );
     // The timeline sampled the group as the heap grew to the limit.
@@ -245,5 +245,173 @@ fn stop_signals_are_passed_on_and_everything_is_cleaned_up() {
             "the command got the signal itself"
         );
         assert!(groups_of(pid).is_empty());
+    }
+}
+
+/// Regression (issue 17): the kernel killed a child of the command, the shell went on and
+/// exited 0, and the report said SURVIVED, "exited 0", without a word about the kill. Any OOM
+/// kill in the group is the outcome; the victim is listed with its parent, the shell.
+#[test]
+fn a_child_oom_killed_under_a_shell_is_an_oom_kill_with_its_parent_named() {
+    if !common::require_root("exec of a shell whose child is OOM-killed") {
+        return;
+    }
+    // /usr/bin/python3: a pyenv shim on PATH would start processes of its own.
+    let script = r#"/usr/bin/python3 -c "x=bytearray(256<<20)"; echo "child status $?""#;
+    let (code, out, r) = exec(
+        &["--json", "--limit", "64MiB", "--", "sh", "-c", script],
+        b"",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code, 0, "{stderr}");
+    // The shell saw its child die of SIGKILL (128 + 9) and exited 0 itself.
+    assert_eq!(
+        line_of(&out, "child status ").as_deref(),
+        Some("137"),
+        "{stderr}"
+    );
+    assert_eq!(r["exit"]["code"], 0, "{r:#}");
+    assert_eq!(r["outcome"], "oom_killed", "{r:#}");
+    let shell = u(&r["worker"]["pid"]);
+    let victims = r["oom_victims"].as_array().expect("oom_victims");
+    let python = victims
+        .iter()
+        .find(|v| v["comm"] == "python3")
+        .unwrap_or_else(|| panic!("python3 is not among the victims: {r:#}"));
+    assert_ne!(u(&python["pid"]), shell, "{r:#}");
+    assert_eq!(python["is_command"], false, "{r:#}");
+    if r["kernel"]["oom_victim"]["source"] == "ebpf raw_tp/mark_victim" {
+        assert_eq!(
+            u(&python["parent_pid"]),
+            shell,
+            "its parent is the shell: {r:#}"
+        );
+    } else {
+        // Only the raw eBPF program reads the parent; the other sources say it is unknown.
+        assert_eq!(python["parent_pid"], Value::Null, "{r:#}");
+    }
+    let verdict = r["verdict"].as_str().unwrap_or_default();
+    assert!(
+        verdict.contains(&format!("killed python3 (pid {}", u(&python["pid"])))
+            && verdict.contains("the command exited with status 0"),
+        "{verdict}"
+    );
+    // The text report's headline says so too.
+    let (code, out, _) = exec(&["--limit", "64MiB", "--", "sh", "-c", script], b"");
+    assert_eq!(code, 0);
+    let headline = line_of(&out, "memspike exec: ")
+        .unwrap_or_else(|| panic!("no headline: {}", String::from_utf8_lossy(&out.stdout)));
+    assert!(
+        headline.starts_with("OOM-KILLED") && !headline.contains("SURVIVED"),
+        "{headline}"
+    );
+}
+
+/// What follows `tag` on the first line of memspike's output that starts with it, on stdout
+/// or on stderr (where a command's own output goes depends on the output options).
+fn line_of(out: &Output, tag: &str) -> Option<String> {
+    [&out.stdout, &out.stderr]
+        .into_iter()
+        .flat_map(|bytes| {
+            String::from_utf8_lossy(bytes)
+                .lines()
+                .filter_map(|l| l.strip_prefix(tag).map(|rest| rest.trim().to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .next()
+}
+
+/// Runs `python3 -c CODE` alone in a 512 MiB group; `CODE` prints its own getrusage faults
+/// (minor + major, the kernel's per-process count) on a line `getrusage faults N`. Returns
+/// those and the report. The group holds that one process from fork to exit, so the two count the same
+/// faults, but for the few the process takes after it printed.
+fn faults_of(code: &str) -> (u64, Value) {
+    let (status, out, r) = exec(
+        &[
+            "--json",
+            "--limit",
+            "512MiB",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            code,
+        ],
+        b"",
+    );
+    assert_eq!(status, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(r["outcome"], "survived", "{r:#}");
+    let own = line_of(&out, "getrusage faults ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no fault count from the program: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+    (own, r)
+}
+
+/// Regression (issue 17): `page_fault_user` sees user-mode faults only, so a program whose
+/// faults are taken inside `read(2)` was reported with a few dozen faults instead of ~51,000.
+/// memspike's total agrees with the kernel's own per-process count (getrusage) within 10 %,
+/// for faults in user mode and for faults inside a system call alike.
+#[test]
+fn page_faults_agree_with_getrusage_in_user_and_kernel_mode() {
+    if !common::require_root("exec page faults against getrusage") {
+        return;
+    }
+    let rusage = "import resource; r = resource.getrusage(resource.RUSAGE_SELF); \
+                  print('getrusage faults', r.ru_minflt + r.ru_majflt)";
+    // A fresh anonymous mapping: its pages fault where they are first written, by Python's
+    // own loop in user mode, or by the kernel inside read(2). (A bytearray would not do:
+    // CPython zeroes it with memset, in user mode.)
+    let user = format!(
+        "import mmap\nm = mmap.mmap(-1, 200 << 20)\n\
+         for i in range(0, len(m), 4096): m[i] = 1\n{rusage}"
+    );
+    let kernel = format!(
+        "import mmap\nf = open('/dev/zero', 'rb', buffering=0)\nm = mmap.mmap(-1, 200 << 20)\n\
+         assert f.readinto(m) == len(m)\n{rusage}"
+    );
+    let pages = (200 << 20) / 4096;
+    for (case, code, mode) in [("user", user, "user_mode"), ("read", kernel, "kernel_mode")] {
+        let (own, r) = faults_of(&code);
+        let faults = &r["kernel"]["page_faults"];
+        if r["kernel"]["tracing"] != "ebpf" {
+            // Untraced, memory.stat counts every fault of the group without the split.
+            assert!(
+                !common::under_ci(),
+                "CI traces with eBPF: {:#}",
+                r["kernel"]
+            );
+            common::skip("page faults by mode", "no eBPF tracing here");
+            return;
+        }
+        let total = u(&faults["total"]);
+        assert_eq!(
+            total,
+            u(&faults["user_mode"]) + u(&faults["kernel_mode"]),
+            "{case}: {faults:#}"
+        );
+        // The faults of the 200 MiB are in the mode the case takes them in (with THP they
+        // may be fewer, larger faults).
+        assert!(u(&faults[mode]) * 2 > pages.min(own), "{case}: {faults:#}");
+        let off = total.abs_diff(own) as f64 / own as f64;
+        assert!(
+            off <= 0.10,
+            "{case}: memspike counted {total} faults, getrusage {own} ({:.1} % apart): {faults:#}",
+            off * 100.0
+        );
+        // The timeline's buckets count the same faults.
+        let bucketed: u64 = r["timeline"]["buckets"]
+            .as_array()
+            .expect("buckets")
+            .iter()
+            .map(|b| u(&b["page_faults"]))
+            .sum();
+        assert!(
+            bucketed * 10 >= total * 9,
+            "{case}: {bucketed} of {total} in buckets"
+        );
     }
 }

@@ -383,9 +383,18 @@ fn oom_kill_in_the_group_is_captured_and_a_foreign_one_is_not() {
     let same = |v: &memspike_probe::OomVictimReport| memspike_probe::OomVictimReport {
         t_ns: 0,
         source: String::new(),
+        parent_pid: None,
         ..v.clone()
     };
     assert_eq!(same(&counts.victims[0]), same(&classic_victims[0]));
+    // Only the raw program reads the parent (the record has none): this test process spawned
+    // the victim.
+    assert_eq!(counts.victims[0].parent_pid, Some(std::process::id()));
+    assert_eq!(classic_victims[0].parent_pid, None);
+    assert_eq!(
+        logged[0].parent_pid, None,
+        "the kernel log does not name it"
+    );
     // The two sources agree on the figures the kernel logs in kB.
     let (e, k) = (&counts.victims[0], &logged[0]);
     assert_eq!(

@@ -809,6 +809,8 @@ fn victim_report(v: &OomVictim, source: &str) -> OomVictimReport {
     OomVictimReport {
         pid: v.pid,
         comm: String::from_utf8_lossy(&v.comm[..len]).into_owned(),
+        // 0: the program could not tell (no task is the child of pid 0 in a group).
+        parent_pid: (v.parent_pid != 0).then_some(v.parent_pid),
         total_vm_bytes: kb(v.total_vm_kb),
         anon_rss_bytes: kb(v.anon_rss_kb),
         file_rss_bytes: kb(v.file_rss_kb),
@@ -910,6 +912,10 @@ mod tests {
         v.total_vm_kb = 1;
         v.oom_score_adj = -17;
         let r = victim_report(&v, "src");
+        assert_eq!(r.parent_pid, None, "0 is unknown");
+        v.parent_pid = 40;
+        let r = victim_report(&v, "src");
+        assert_eq!(r.parent_pid, Some(40));
         assert_eq!(r.pid, 42);
         assert_eq!(r.comm, "memspike");
         assert_eq!(r.anon_rss_bytes, 32 << 20);

@@ -1,5 +1,5 @@
-//! Where the raw `mark_victim` program finds the victim's figures: byte offsets in the kernel's
-//! `task_struct`, `signal_struct` and `mm_struct`, read from the kernel's BTF
+//! Where the raw `mark_victim` program finds the victim's figures and its parent: byte offsets
+//! in the kernel's `task_struct`, `signal_struct` and `mm_struct`, read from the kernel's BTF
 //! (`/sys/kernel/btf/vmlinux`) and handed to the program as [`OomTaskLayout`].
 //!
 //! Why a reader of our own, where the house prefers a crate (measured on this kernel's 5.5 MB
@@ -254,6 +254,8 @@ pub fn from_btf(data: &[u8], page_size: u64) -> Result<OomTaskLayout, String> {
         task_comm: member(&task, "task_struct", "comm")?.0,
         task_mm: member(&task, "task_struct", "mm")?.0,
         task_signal: member(&task, "task_struct", "signal")?.0,
+        task_tgid: member(&task, "task_struct", "tgid")?.0,
+        task_real_parent: member(&task, "task_struct", "real_parent")?.0,
         signal_oom_score_adj: member(&signal, "signal_struct", "oom_score_adj")?.0,
         mm_total_vm: member(&mm, "mm_struct", "total_vm")?.0,
         // atomic_long_t: its `counter` comes first.
@@ -382,6 +384,8 @@ mod tests {
                 ("comm", 11, 1900),
                 ("mm", 8, 1000),
                 ("signal", 10, 2000),
+                ("tgid", 1, 1504),
+                ("real_parent", 13, 1400),
             ],
         );
         b.ty("", KIND_PTR, 0, 12); // 13
@@ -412,6 +416,8 @@ mod tests {
                 task_comm: 1900,
                 task_mm: 1000,
                 task_signal: 2000,
+                task_tgid: 1504,
+                task_real_parent: 1400,
                 signal_oom_score_adj: 722,
                 mm_total_vm: 16,
                 mm_pgtables_bytes: 40,

@@ -210,6 +210,56 @@ impl PageFaults {
     }
 }
 
+/// The name of the eBPF counter of kernel-mode page faults in [`KernelEvidence::counts`]
+/// (memspike-common's `Counter::KernelPageFaults`; memspike-probe's tests hold the two
+/// together).
+pub const KERNEL_PAGE_FAULTS: &str = "kernel_page_faults";
+
+impl PageFaults {
+    /// Whether these count user-mode faults only: the eBPF programs on `page_fault_user` do
+    /// (every source named `ebpf …`); `memory.stat pgfault` counts every fault of the group's
+    /// tasks, in either mode.
+    pub fn user_mode_only(&self) -> bool {
+        self.source.starts_with("ebpf")
+    }
+}
+
+/// Every page fault of the group's tasks, and how many each mode took when the sources tell
+/// them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllFaults {
+    /// User mode and kernel mode together.
+    pub total: u64,
+    /// Taken in user mode; `None` when the source does not tell the modes apart.
+    pub user_mode: Option<u64>,
+    /// Taken in kernel mode, inside system calls; `None` when not counted apart.
+    pub kernel_mode: Option<u64>,
+}
+
+impl KernelEvidence {
+    /// Every page fault of the group's tasks, the one rule every figure and bucket of page
+    /// faults follows: the eBPF user-mode faults plus the kernel-mode counter
+    /// ([`KERNEL_PAGE_FAULTS`]) when eBPF counted them (user mode alone if the kernel-mode
+    /// counter did not attach: its `kernel_mode` is then `None`); `memory.stat pgfault` as it
+    /// is, which counts both modes without telling them apart.
+    pub fn all_faults(&self) -> Option<AllFaults> {
+        let f = self.page_faults.as_ref()?;
+        if !f.user_mode_only() {
+            return Some(AllFaults {
+                total: f.total,
+                user_mode: None,
+                kernel_mode: None,
+            });
+        }
+        let kernel = self.counts.get(KERNEL_PAGE_FAULTS).map(|c| c.value);
+        Some(AllFaults {
+            total: f.total.saturating_add(kernel.unwrap_or(0)),
+            user_mode: Some(f.total),
+            kernel_mode: kernel,
+        })
+    }
+}
+
 /// One plain counter of the group's tasks, and where it comes from
 /// (`ebpf raw_tp/page_fault_kernel`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -263,6 +313,11 @@ pub struct PsiAverages {
 pub struct OomVictimReport {
     pub pid: u32,
     pub comm: String,
+    /// The pid (thread-group id) of the victim's parent when it was chosen, as the kernel
+    /// numbers it: read from the victim's `task_struct` by the raw eBPF program; `None` where
+    /// no source could tell (the classic tracepoint, the kernel log, facts recorded before).
+    #[serde(default)]
+    pub parent_pid: Option<u32>,
     pub total_vm_bytes: u64,
     pub anon_rss_bytes: u64,
     pub file_rss_bytes: u64,
@@ -287,6 +342,7 @@ mod tests {
         OomVictimReport {
             pid,
             comm: "memspike".into(),
+            parent_pid: None,
             total_vm_bytes: 0,
             anon_rss_bytes: 0,
             file_rss_bytes: 0,
@@ -365,6 +421,52 @@ mod tests {
         // From a snapshot with nothing in it, everything counts.
         let all = now.since(&KernelEvidence::unavailable("before"));
         assert_eq!(all.page_faults, now.page_faults);
+    }
+
+    /// Regression (issue 17): `dd bs=200M` reads into fresh pages, so its ~51,000 faults are
+    /// taken inside `read(2)`, in kernel mode: the user-mode counter alone said 80.
+    #[test]
+    fn all_faults_add_the_kernel_mode_counter_to_the_user_mode_faults() {
+        let user = |n: u64, source: &str| {
+            Some(PageFaults::new(
+                BTreeMap::from([("command".to_owned(), n)]),
+                source,
+            ))
+        };
+        let mut ev = KernelEvidence::unavailable("test");
+        assert_eq!(ev.all_faults(), None);
+        ev.page_faults = user(80, "ebpf raw_tp/page_fault_user");
+        assert_eq!(
+            ev.all_faults(),
+            Some(AllFaults {
+                total: 80,
+                user_mode: Some(80),
+                kernel_mode: None
+            }),
+            "the kernel-mode counter did not attach: user mode only, and said so"
+        );
+        ev.counts = BTreeMap::from([(
+            KERNEL_PAGE_FAULTS.to_owned(),
+            Count::new(51_220, "ebpf raw_tp/page_fault_kernel"),
+        )]);
+        assert_eq!(
+            ev.all_faults(),
+            Some(AllFaults {
+                total: 51_300,
+                user_mode: Some(80),
+                kernel_mode: Some(51_220)
+            })
+        );
+        // memory.stat counts both modes already: nothing is added, nothing split.
+        ev.page_faults = user(51_290, "memory.stat pgfault");
+        assert_eq!(
+            ev.all_faults(),
+            Some(AllFaults {
+                total: 51_290,
+                user_mode: None,
+                kernel_mode: None
+            })
+        );
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub use cgroup::{CgroupVersion, Counters, Reading};
 pub use exec::{Bucket, Sample, TimedCycle, Timeline};
 pub use history::{History, Thinned};
 pub use kernel::{
-    Count, KernelEvidence, OomVictimReport, PageFaults, Pressure, PsiAverages, Reclaim, Tracing,
+    AllFaults, Count, KernelEvidence, OomVictimReport, PageFaults, Pressure, PsiAverages, Reclaim,
+    Tracing,
 };
 
 /// A signal, by number and by the name the Linux side gave it.
@@ -102,6 +103,23 @@ impl GroupFacts {
     /// process started. The one place this is decided.
     pub fn oom_killed(&self) -> bool {
         self.exit.is_sigkill() && self.counters.oom_kills.unwrap_or(0) > self.oom_kills_before
+    }
+
+    /// The OOM kills of the group's tasks while the process ran: what the group's counter
+    /// counted above [`GroupFacts::oom_kills_before`], or, if more, the victims the kernel
+    /// observer recorded (a group without the counter, or a kill the counter had not shown
+    /// yet). Any task counts, the process memspike started or one of its descendants.
+    pub fn oom_kills_during(&self) -> u64 {
+        let counted = self
+            .counters
+            .oom_kills
+            .unwrap_or(0)
+            .saturating_sub(self.oom_kills_before);
+        let recorded = self
+            .kernel
+            .as_ref()
+            .map_or(0, |k| k.oom_victims.len() as u64);
+        counted.max(recorded)
     }
 }
 
