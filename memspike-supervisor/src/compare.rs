@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use memspike_report::{
     facts::{
-        CommandCompareFacts, CompareFacts, CostBound, PolicyRun, PolicySearch, Probe,
+        CommandCompareFacts, CompareFacts, CostBound, PolicyRun, PolicySearch, Probe, Signal,
         ThresholdFacts, ThresholdSubject,
     },
     outcome::Outcome,
@@ -62,22 +62,7 @@ pub fn compare(
             policies.len()
         );
     }
-    let mut progress = Progress::new(policies.len(), repeats);
-    let mut runs = Vec::with_capacity(policies.len() * repeats as usize);
-    let mut stopped_by = None;
-    'policies: for (i, (policy, config)) in policies.iter().zip(&configs).enumerate() {
-        for j in 0..repeats {
-            if let Some(sig) = interrupts.received() {
-                stopped_by = Some(signal(sig));
-                break 'policies;
-            }
-            progress.say(i, name(policy), j);
-            runs.push(PolicyRun {
-                policy: policy.clone(),
-                run: runner.run(config)?,
-            });
-        }
-    }
+    let (runs, stopped_by) = each_run(policies, &configs, repeats, interrupts, |c| runner.run(c))?;
     Ok(CompareFacts {
         base: base.experiment.clone(),
         limit_source: options.inherit.as_ref().map(|l| l.source.clone()),
@@ -86,6 +71,33 @@ pub fn compare(
         runs,
         stopped_by,
     })
+}
+
+/// Runs every policy's configuration `repeats` times, in order, each run said on stderr
+/// ([`Progress`]). A stop signal ends the runs after the one it interrupted: the runs made,
+/// and that signal.
+fn each_run<C, R>(
+    policies: &[Policy],
+    configs: &[C],
+    repeats: u32,
+    interrupts: &Interrupts,
+    mut run: impl FnMut(&C) -> Result<R, SupervisorError>,
+) -> Result<(Vec<PolicyRun<R>>, Option<Signal>), SupervisorError> {
+    let progress = Progress::new(policies.len(), repeats);
+    let mut runs = Vec::with_capacity(policies.len() * repeats as usize);
+    for (i, (policy, config)) in policies.iter().zip(configs).enumerate() {
+        for j in 0..repeats {
+            if let Some(sig) = interrupts.received() {
+                return Ok((runs, Some(signal(sig))));
+            }
+            progress.say(i, name(policy), j);
+            runs.push(PolicyRun {
+                policy: policy.clone(),
+                run: run(config)?,
+            });
+        }
+    }
+    Ok((runs, None))
 }
 
 /// Progress on stderr, one line per run: policy i of n, run j of N, time so far.
@@ -105,7 +117,7 @@ impl Progress {
     }
 
     /// Says that run `j` (from 0) of policy `i` (from 0), `name`, starts.
-    pub fn say(&mut self, i: usize, name: &str, j: u32) {
+    pub fn say(&self, i: usize, name: &str, j: u32) {
         tracing::info!(
             "policy {}/{} {name}, run {}/{} ({:.1} s elapsed)",
             i + 1,
@@ -172,28 +184,7 @@ pub fn compare_command(
 ) -> Result<CommandCompareFacts, SupervisorError> {
     let configs = command_configs(base, policies)?;
     let mut runner = ProgramRunner::new(base.trace_kernel, interrupts);
-    let mut progress = Progress::new(policies.len(), repeats);
-    let mut runs = Vec::with_capacity(policies.len() * repeats as usize);
-    let mut stopped_by = None;
-    'policies: for (i, (policy, config)) in policies.iter().zip(&configs).enumerate() {
-        for j in 0..repeats {
-            if let Some(sig) = interrupts.received() {
-                stopped_by = Some(signal(sig));
-                break 'policies;
-            }
-            progress.say(i, name(policy), j);
-            let run = runner.run(config)?;
-            let stopped = run.group.stop_signal.clone();
-            runs.push(PolicyRun {
-                policy: policy.clone(),
-                run,
-            });
-            if let Some(sig) = stopped {
-                stopped_by = Some(sig);
-                break 'policies;
-            }
-        }
-    }
+    let (runs, stopped_by) = each_run(policies, &configs, repeats, interrupts, |c| runner.run(c))?;
     Ok(CommandCompareFacts {
         command: base.config.command.clone(),
         limit_bytes: base.config.limit,

@@ -253,6 +253,9 @@ fn run_in(
         .map(|stderr| relay_stderr(stderr, tracer, started, config.output != Output::Quiet));
 
     let mut timeline = Timeline::new();
+    // The group as the command started: with the reading at its end, every timeline has at
+    // least two samples, however short the command's life.
+    timeline.sample(started.elapsed().as_millis() as u64, sampler.read());
     let exited = pidfd(pid);
     let mut bucket_start = Duration::ZERO;
     let mut last = session.snapshot().ok().map(|k| totals(&k));
@@ -266,7 +269,12 @@ fn run_in(
             }
         };
         let now = started.elapsed();
-        timeline.sample(now.as_millis() as u64, sampler.read());
+        let reading = sampler.read();
+        if done {
+            timeline.end(now.as_millis() as u64, reading);
+        } else {
+            timeline.sample(now.as_millis() as u64, reading);
+        }
         if done || now >= bucket_start + FIRST_BUCKET {
             let current = session.snapshot().ok().map(|k| totals(&k));
             timeline.bucket(delta(bucket_start, last, current));

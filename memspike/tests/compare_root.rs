@@ -46,8 +46,8 @@ fn compare_tells_which_policy_survives_the_seed_and_says_it_again() {
     let (code, r) = command_json("compare", &args);
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(u(&r["limit_bytes"]), 32 << 20);
-    assert_eq!(r["scenario"], "seed");
-    assert_eq!(r["policies"].as_array().map(Vec::len), Some(7), "{r:#}");
+    assert_eq!(r["subject"]["scenario"]["name"], "seed");
+    assert_eq!(r["policies"].as_array().map(Vec::len), Some(8), "{r:#}");
     let gogc100 = policy(&r, "gogc100");
     assert_eq!(
         (&gogc100["outcome"], &gogc100["died_in"]),
@@ -70,10 +70,7 @@ fn compare_tells_which_policy_survives_the_seed_and_says_it_again() {
     for p in r["policies"].as_array().unwrap() {
         assert!(u(&p["page_faults"]) > 1000, "{p:#}");
         assert!(p["reclaim_stalls"].is_u64(), "{p:#}");
-        assert!(
-            p["series"].as_array().is_some_and(|s| s.len() >= 4),
-            "{p:#}"
-        );
+        assert!(p["usage"].as_array().is_some_and(|s| s.len() >= 4), "{p:#}");
     }
     let winners: Vec<&Value> = r["policies"]
         .as_array()

@@ -78,6 +78,19 @@ impl Timeline {
         self.samples.push(Sample { t_ms, reading });
     }
 
+    /// Keeps the reading at the run's end whatever the period (only a reading at the same
+    /// millisecond as the last kept one is dropped), so that a short run still shows its start
+    /// and its end.
+    pub fn end(&mut self, t_ms: u64, reading: Reading) {
+        if self.samples.last().is_some_and(|s| t_ms <= s.t_ms) {
+            return;
+        }
+        if self.samples.len() == MAX_SAMPLES {
+            self.samples.pop();
+        }
+        self.samples.push(Sample { t_ms, reading });
+    }
+
     /// Adds the counts seen during the bucket that starts at `counts.t_ms`; when the buckets
     /// are full, neighbours merge and the width doubles.
     pub fn bucket(&mut self, counts: Bucket) {
@@ -149,6 +162,20 @@ mod tests {
         let json = serde_json::to_string(&timed).unwrap();
         assert_eq!(json.matches("\"t_ms\"").count(), 1, "{json}");
         assert_eq!(serde_json::from_str::<TimedCycle>(&json).unwrap(), timed);
+    }
+
+    /// Regression: a command killed within the first sample period left only the reading at
+    /// its start.
+    #[test]
+    fn a_short_run_keeps_its_start_and_its_end() {
+        let mut t = Timeline::new();
+        t.sample(0, Reading::default());
+        t.sample(4, Reading::default());
+        assert_eq!(t.samples.len(), 1, "within the period");
+        t.end(4, Reading::default());
+        assert_eq!(t.samples.iter().map(|s| s.t_ms).collect::<Vec<_>>(), [0, 4]);
+        t.end(4, Reading::default());
+        assert_eq!(t.samples.len(), 2, "never twice at one millisecond");
     }
 
     #[test]
