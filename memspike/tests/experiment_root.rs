@@ -308,7 +308,7 @@ fn bad_input_exits_2_with_one_clear_message_and_leaves_nothing() {
         ),
         (
             vec!["threshold", "--knob", "heap"],
-            "give spike, limit or gogc",
+            "give spike, limit, gogc or gomemlimit",
         ),
         (
             vec!["exec", "--", "memspike-no-such-command", "x"],
