@@ -11,24 +11,9 @@ use crate::{
     render::view::Tone,
 };
 
-/// How a run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The kernel's OOM killer killed it (SIGKILL, and the group counted a kill); for a real
-    /// program, it or any task of its group (the group counted a kill, or a victim was seen).
-    OomKilled,
-    /// It finished: the scenario ran to its end, or the program exited with status 0.
-    Survived,
-    /// A real program exited with another status.
-    Exited,
-    /// A signal other than an OOM kill ended a real program.
-    Signaled,
-    /// A stop signal ended a simulated run before the worker finished or was OOM-killed.
-    Interrupted,
-    /// The simulated run failed for another reason than the limit.
-    Error,
-}
+/// How a run ended: the type is the facts' own (a command's probe in a threshold search records
+/// one); how it is decided, and how it reads, are here.
+pub use crate::facts::Outcome;
 
 impl Outcome {
     /// The outcome of a simulated run, and what went wrong when it did not complete. What

@@ -348,7 +348,17 @@ impl Prober<'_> {
                 "stopped by {sig} during the {what}"
             )));
         }
-        let probe = Probe::of(value, edge, facts);
+        let probe = Probe {
+            value,
+            edge: edge.to_owned(),
+            outcome: Outcome::of_exec(&facts),
+            exit: facts.group.exit.to_string(),
+            peak_bytes: facts.group.counters.peak_bytes,
+            gc_cycles: facts.runtime.is_some().then_some(facts.cycles.len() as u32),
+            gc_cpu_share: facts.cycles.last().map(|c| c.cycle.cpu_percent / 100.0),
+            wall_ms: facts.group.duration.as_secs_f64() * 1e3,
+            environment: facts.environment,
+        };
         probes.push(probe.clone());
         Ok(probe)
     }

@@ -304,7 +304,7 @@ pub struct Probe {
     /// `survival` or `cost`: which edge asked for it (`baseline` for a run without a memory
     /// limit).
     pub edge: String,
-    pub outcome: crate::outcome::Outcome,
+    pub outcome: Outcome,
     pub exit: String,
     pub peak_bytes: Option<u64>,
     pub gc_cycles: Option<u32>,
@@ -315,29 +315,33 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// The run of `f` at `value` for `edge`, in brief.
-    pub fn of(value: Option<f64>, edge: &str, f: ExecFacts) -> Probe {
-        Probe {
-            value,
-            edge: edge.to_owned(),
-            outcome: crate::outcome::Outcome::of_exec(&f),
-            exit: f.group.exit.to_string(),
-            peak_bytes: f.group.counters.peak_bytes,
-            gc_cycles: (f.runtime.is_some()).then_some(f.cycles.len() as u32),
-            gc_cpu_share: f.cycles.last().map(|c| c.cycle.cpu_percent / 100.0),
-            wall_ms: f.group.duration.as_secs_f64() * 1e3,
-            environment: f.environment,
-        }
-    }
-
     /// Survived, within `bound`'s GC CPU and wall time (each when known).
     pub fn within(&self, bound: &CostBound) -> bool {
-        self.outcome == crate::outcome::Outcome::Survived
+        self.outcome == Outcome::Survived
             && self.gc_cpu_share.is_none_or(|s| s <= bound.gc_cpu_max)
             && bound
                 .baseline_wall_ms
                 .is_none_or(|b| self.wall_ms <= b * bound.wall_factor)
     }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The kernel's OOM killer killed it (SIGKILL, and the group counted a kill); for a real
+    /// program, it or any task of its group (the group counted a kill, or a victim was seen).
+    OomKilled,
+    /// It finished: the scenario ran to its end, or the program exited with status 0.
+    Survived,
+    /// A real program exited with another status.
+    Exited,
+    /// A signal other than an OOM kill ended a real program.
+    Signaled,
+    /// A stop signal ended a simulated run before the worker finished or was OOM-killed.
+    Interrupted,
+    /// The simulated run failed for another reason than the limit.
+    Error,
 }
 
 /// One cell of a sweep plan: its place in the plan and its run.
