@@ -276,6 +276,19 @@ pub enum Subject {
     Command(Vec<String>),
 }
 
+impl Subject {
+    /// Its rows in a report's settings: the scenario and the release's rules, or the command.
+    pub(crate) fn rows(&self, about: &mut Pairs) {
+        match self {
+            Subject::Scenario { name, runtime } => {
+                about.row(&fig::SCENARIO, name.clone());
+                about.row(&fig::RUNTIME, format!("{runtime} rules"));
+            }
+            Subject::Command(command) => about.row(&fig::COMMAND, command.join(" ")),
+        }
+    }
+}
+
 impl std::fmt::Display for Subject {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -519,13 +532,7 @@ impl Document for CompareReport {
             })
             .collect();
         let mut about = Pairs::default();
-        match &self.subject {
-            Subject::Scenario { name, runtime } => {
-                about.row(&fig::SCENARIO, name.clone());
-                about.row(&fig::RUNTIME, format!("{runtime} rules"));
-            }
-            Subject::Command(command) => about.row(&fig::COMMAND, command.join(" ")),
-        }
+        self.subject.rows(&mut about);
         about.row(
             &fig::LIMIT,
             format!(

@@ -111,13 +111,7 @@ impl Document for ThresholdReport {
         }
         header.push("runs");
         let mut about = Pairs::default();
-        match &self.subject {
-            Subject::Scenario { name, runtime } => {
-                about.row(&fig::SCENARIO, name.clone());
-                about.row(&fig::RUNTIME, format!("{runtime} rules"));
-            }
-            Subject::Command(command) => about.row(&fig::COMMAND, command.join(" ")),
-        }
+        self.subject.rows(&mut about);
         if k != Knob::Limit {
             about.row(&fig::LIMIT, human(self.limit_bytes).to_string());
         }
