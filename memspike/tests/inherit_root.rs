@@ -117,6 +117,66 @@ fn exec_inherit_of_a_96mib_program_is_oom_killed_with_the_victim_named() {
     );
 }
 
+/// `compare --inherit -- CMD`: every run of every policy in the inherited group, one after the
+/// other, each policy's GOMEMLIMIT resolved against the inherited limit; no group is made.
+#[test]
+fn compare_inherit_of_a_command_runs_every_policy_in_the_inherited_group() {
+    const WHAT: &str = "compare --inherit -- CMD in a 48 MiB group";
+    if !common::require_root(WHAT) || skip_without_unshare(WHAT) {
+        return;
+    }
+    let group = TestGroup::new("compare", Some(LIMIT));
+    let out = group.memspike(&[
+        "compare",
+        "--inherit",
+        "--json",
+        "--runs",
+        "2",
+        "--policies",
+        "gogc100,memlimit90",
+        "--",
+        "python3",
+        "-c",
+        "b = b'x' * (96 << 20)",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let r = json(&out);
+    assert_eq!(r["limit_bytes"], LIMIT, "{r:#}");
+    assert!(
+        r["limit_source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&group.dir.display().to_string())),
+        "{r:#}"
+    );
+    for p in r["policies"].as_array().unwrap() {
+        assert_eq!(
+            (p["runs"].clone(), p["survived"].clone()),
+            (2.into(), 0.into()),
+            "{p:#}"
+        );
+        assert_eq!(p["outcome"], "oom_killed", "{p:#}");
+    }
+    let memlimit90 = &r["policies"][1];
+    assert!(
+        memlimit90["environment"]
+            .as_array()
+            .unwrap()
+            .contains(&format!("GOMEMLIMIT={}", LIMIT * 9 / 10).into()),
+        "{memlimit90:#}"
+    );
+    assert!(
+        common::read_procs(&group.dir).is_empty(),
+        "nothing left in the group"
+    );
+    let made: Vec<_> = std::fs::read_dir(&group.dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .collect();
+    assert!(made.is_empty(), "memspike created groups: {made:?}");
+}
+
 #[test]
 fn run_inherit_without_a_limit_exits_2_and_says_so() {
     const WHAT: &str = "run --inherit in a group without a limit";
