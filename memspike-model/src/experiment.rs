@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{policy::Policy, release::Release, runtime::RuntimeConfig, scenario::Scenario};
+use crate::{
+    policy::Policy, profile::Profile, release::Release, runtime::RuntimeConfig, scenario::Scenario,
+};
 
 /// How fast the simulated program allocates and writes, bytes per simulated second, unless
 /// told otherwise: what the reference Go program achieves allocating and writing 1 MiB slabs on
@@ -30,6 +32,10 @@ pub struct Experiment {
     pub gomaxprocs: u32,
     /// Stop the worker before the first step with this name.
     pub pause_at: Option<String>,
+    /// The runtime profile of a real program (`--calibrate`), in place of the reference
+    /// program's; `null` for the reference's.
+    #[serde(default)]
+    pub profile: Option<Profile>,
 }
 
 impl Experiment {
@@ -45,6 +51,7 @@ impl Experiment {
             alloc_rate: DEFAULT_ALLOC_RATE,
             gomaxprocs: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             pause_at: None,
+            profile: None,
         }
     }
 }
@@ -98,6 +105,7 @@ impl Experiment {
             alloc_rate: self.alloc_rate,
             epoch_unix_ns,
             footprint_offset,
+            profile: self.profile.clone(),
         }
     }
 }
@@ -117,6 +125,7 @@ mod tests {
             alloc_rate: DEFAULT_ALLOC_RATE,
             gomaxprocs: 2,
             pause_at: None,
+            profile: None,
         }
     }
 

@@ -34,6 +34,9 @@ pub struct Footprint {
     /// heap, page tables included.
     pub base_resident: u64,
     pub per_heap_mib_resident: u64,
+    /// Added to every mapped figure: a calibrated program's difference from the reference's
+    /// ([`Footprint::shifted`]); 0 for the reference.
+    pub mapped_offset: i64,
 }
 
 /// `Sys - HeapSys` of the reference program, median per heap size over every run of `cargo
@@ -133,11 +136,29 @@ impl Footprint {
             per_heap_mib_mapped,
             base_resident,
             per_heap_mib_resident,
+            mapped_offset: 0,
+        }
+    }
+
+    /// This footprint moved by `delta` bytes at every heap size, resident and mapped alike (a
+    /// program that holds more, or less, outside its heap than the reference), never below
+    /// nothing.
+    pub fn shifted(self, delta: i64) -> Footprint {
+        Footprint {
+            base_resident: self.base_resident.saturating_add_signed(delta),
+            mapped_offset: self.mapped_offset + delta,
+            ..self
         }
     }
 
     /// Mapped-and-ready bytes outside a heap of `heap_mapped` bytes.
     pub fn mapped(&self, heap_mapped: u64) -> u64 {
+        self.reference_mapped(heap_mapped)
+            .saturating_add_signed(self.mapped_offset)
+    }
+
+    /// [`Footprint::mapped`] before any shift.
+    fn reference_mapped(&self, heap_mapped: u64) -> u64 {
         let points = self.mapped_points;
         let at = |i: usize| (points[i].0 * MIB, points[i].1 * KIB);
         let (first, last) = (at(0), at(points.len() - 1));

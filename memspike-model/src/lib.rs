@@ -53,6 +53,7 @@ pub mod limiter;
 pub mod pacer;
 pub mod policy;
 pub mod policy_set;
+pub mod profile;
 pub mod program;
 pub mod release;
 pub mod runtime;

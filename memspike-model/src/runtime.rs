@@ -21,6 +21,7 @@ use crate::{
     limiter::Limiter,
     pacer::{ConsMark, FORCE_GC_PERIOD, Gogc, Pace, Pacer, PacerConfig, Totals},
     policy::Policy,
+    profile::Profile,
     release::Release,
     scavenger::{self, Scavenger},
     watchdog::{Driver, Force, Watchdog},
@@ -47,6 +48,9 @@ pub struct RuntimeConfig {
     /// Resident memory the host process already holds for itself: the part of the runtime's
     /// footprint that need not be made resident again.
     pub footprint_offset: u64,
+    /// A real program's profile, in place of the reference program's (its footprint and
+    /// roots).
+    pub profile: Option<Profile>,
 }
 
 /// Something the runtime did by itself (or as part of an operation), for the driver to report:
@@ -119,7 +123,7 @@ impl<M: Memory> Runtime<M> {
             PacerConfig {
                 gogc: policy.gogc,
                 memory_limit,
-                ..PacerConfig::default()
+                ..Self::roots(config.profile.as_ref())
             },
             rules,
         );
@@ -138,7 +142,10 @@ impl<M: Memory> Runtime<M> {
             meta_resident: 0,
             pacer,
             cons_mark: ConsMark::new(rules.cons_mark),
-            footprint: Footprint::of(config.release),
+            footprint: config.profile.as_ref().map_or_else(
+                || Footprint::of(config.release),
+                |p| p.footprint(config.release),
+            ),
             scavenger: Scavenger::new(memory_limit, &rules),
             limiter: Limiter::new(config.gomaxprocs),
             watchdog,
@@ -151,6 +158,20 @@ impl<M: Memory> Runtime<M> {
         };
         rt.grow_footprint();
         rt
+    }
+
+    /// The roots the collector scans: the reference program's, or a profile's where its trace
+    /// saw any (gctrace prints whole MiB: `0 MB` says less than one, not none).
+    fn roots(profile: Option<&Profile>) -> PacerConfig {
+        let d = PacerConfig::default();
+        match profile {
+            None => d,
+            Some(p) => PacerConfig {
+                stack_scan: p.stacks_bytes.max(d.stack_scan),
+                globals_scan: p.globals_bytes.max(d.globals_scan),
+                ..d
+            },
+        }
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -477,6 +498,7 @@ mod tests {
             alloc_rate: 750 * MIB,
             epoch_unix_ns: 0,
             footprint_offset: 0,
+            profile: None,
         }
     }
 

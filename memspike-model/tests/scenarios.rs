@@ -369,3 +369,49 @@ fn the_background_scavenger_returns_memory_at_its_pace() {
         "the background scavenger returned nothing in leak"
     );
 }
+
+/// A calibrated program's profile takes the reference's place: its globals count toward the
+/// goal (Go 1.18+), and the memory it holds outside the heap counts toward a memory limit, so
+/// the runtime collects sooner.
+#[test]
+fn a_calibrated_profile_moves_the_goal_and_the_memory_limit() {
+    use memspike_model::profile::Profile;
+    let profile = |globals: u64, outside: u64| Profile {
+        command: vec!["prog".into()],
+        go_version: "go1.27.3".into(),
+        release: memspike_model::release::Release::NEWEST,
+        outside_heap_bytes: outside,
+        at_heap_bytes: 4 * MIB,
+        stacks_bytes: 0,
+        globals_bytes: globals,
+        start_heap_bytes: 0,
+        alloc_rate: None,
+        gomaxprocs: 2,
+        cycles: 3,
+    };
+    let next_gc_after_spike = |p: Option<Profile>, policy: Policy| {
+        let mut e = experiment(builtin::seed(0.5, None), 64 * MIB, policy);
+        e.profile = p;
+        let events = run(&e);
+        end_of(&events, "spike").heap.next_gc
+    };
+    let reference = next_gc_after_spike(None, Policy::default()).unwrap();
+    let with_globals =
+        next_gc_after_spike(Some(profile(4 * MIB, 2 * MIB)), Policy::default()).unwrap();
+    // GOGC 100: the goal grows by the globals beyond the reference's (160 KiB), once.
+    let roots = PacerConfig::default();
+    let extra = 4 * MIB - roots.globals_scan;
+    assert!(
+        with_globals.abs_diff(reference + extra) <= PAGE_SIZE * 2,
+        "{reference} + {extra} vs {with_globals}"
+    );
+    // Under a memory limit, 24 MiB more outside the heap leaves the heap less room: the goal
+    // after the spike is lower.
+    let limited = Policy {
+        memory_limit: Some(Amount::Percent(90.0)),
+        ..Policy::default()
+    };
+    let light = next_gc_after_spike(None, limited.clone()).unwrap();
+    let heavy = next_gc_after_spike(Some(profile(0, 24 * MIB)), limited).unwrap();
+    assert!(heavy + 16 * MIB < light, "{heavy} vs {light}");
+}

@@ -270,19 +270,38 @@ fn most_common(values: impl Iterator<Item = String>) -> Option<String> {
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Subject {
-    /// The simulated program: the scenario's name and the Go release whose rules it followed.
-    Scenario { name: String, runtime: String },
+    /// The simulated program: the scenario's name, the Go release whose rules it followed, and
+    /// the program it stood for (the reference, or a calibrated one).
+    Scenario {
+        name: String,
+        runtime: String,
+        profile: String,
+    },
     /// A real program: the command and its arguments.
     Command(Vec<String>),
 }
 
 impl Subject {
+    /// The simulated program of `e`.
+    pub fn of(e: &memspike_model::experiment::Experiment) -> Subject {
+        Subject::Scenario {
+            name: e.scenario.name.clone(),
+            runtime: e.runtime.to_string(),
+            profile: memspike_model::profile::describe(e.profile.as_ref()),
+        }
+    }
+
     /// Its rows in a report's settings: the scenario and the release's rules, or the command.
     pub(crate) fn rows(&self, about: &mut Pairs) {
         match self {
-            Subject::Scenario { name, runtime } => {
+            Subject::Scenario {
+                name,
+                runtime,
+                profile,
+            } => {
                 about.row(&fig::SCENARIO, name.clone());
                 about.row(&fig::RUNTIME, format!("{runtime} rules"));
+                about.row(&fig::PROFILE, profile.clone());
             }
             Subject::Command(command) => about.row(&fig::COMMAND, command.join(" ")),
         }
@@ -373,10 +392,7 @@ impl CompareReport {
         });
         let mut report = CompareReport::of_rows(
             limit,
-            Subject::Scenario {
-                name: f.base.scenario.name.clone(),
-                runtime: f.base.runtime.to_string(),
-            },
+            Subject::of(&f.base),
             f.repeats.max(1),
             rows,
             stopped(f.stopped_by, made, planned),
@@ -695,10 +711,7 @@ mod tests {
     }
 
     fn scenario() -> Subject {
-        Subject::Scenario {
-            name: "seed".into(),
-            runtime: "go1.27".into(),
-        }
+        Subject::of(&memspike_model::experiment::Experiment::seed(32 << 20))
     }
 
     #[test]

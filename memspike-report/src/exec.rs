@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use memspike_model::{
+    profile::{Profile, release_of},
     size::human,
     trace::{RuntimeCycle, next_goal_after},
 };
@@ -92,6 +93,11 @@ pub struct ExecReport {
     /// that cycle left live.
     pub next_goal_bytes: Option<u64>,
     pub last_live_bytes: Option<u64>,
+    /// The Go version the binary was built with (its build information), for a Go binary.
+    pub go_version: Option<String>,
+    /// A Go program's runtime profile, what `--calibrate` reads back
+    /// ([`memspike_model::profile`]); `null` for other programs and runs without a cycle.
+    pub runtime_profile: Option<Profile>,
     pub cgroup: CgroupSection,
     /// Every task of the group the kernel's OOM killer killed while the command ran, oldest
     /// first (`kernel.oom_victim` is the command's, else the first of these).
@@ -101,6 +107,101 @@ pub struct ExecReport {
     pub timeline: Timeline,
     pub duration_ms: f64,
     pub verdict: String,
+}
+
+/// A Go program's runtime profile from its run: the release its build information names,
+/// and what its trace and the group's samples show. The memory outside the heap is read at each
+/// cycle from the first sample at or after its line (a sample after the program's exit is no
+/// reading of it): the group's charge less its page cache (which the kernel reclaims before it
+/// kills: the binary's pages read inside the group, say) less the heap in use at the cycle's
+/// end; the smallest is kept.
+pub fn profile(f: &ExecFacts) -> Option<Profile> {
+    let go_version = f.go_version.clone()?;
+    let release = release_of(&go_version)?;
+    let (first, last) = (&f.cycles.first()?.cycle, &f.cycles.last()?.cycle);
+    let samples = f.timeline.samples.split_last()?.1;
+    let (outside_heap_bytes, at_heap_bytes) = f
+        .cycles
+        .iter()
+        .filter_map(|c| {
+            let s = samples.iter().find(|s| s.t_ms as f64 >= c.read_ms)?;
+            let r = s.reading;
+            let outside = r
+                .usage_bytes?
+                .saturating_sub(r.file_bytes.unwrap_or(0))
+                .checked_sub(c.cycle.heap_end_bytes)?;
+            Some((outside, c.cycle.heap_end_bytes))
+        })
+        .min_by_key(|(outside, _)| *outside)?;
+    // Allocated between the first cycle's end and the last one's: each cycle's heap at its
+    // end less what the one before left live.
+    let allocated: u64 = f
+        .cycles
+        .windows(2)
+        .map(|w| {
+            w[1].cycle
+                .heap_end_bytes
+                .saturating_sub(w[0].cycle.heap_live_bytes)
+        })
+        .sum();
+    let seconds = (last.t_ms - first.t_ms) / 1e3;
+    Some(Profile {
+        command: f.command.clone(),
+        go_version,
+        release,
+        outside_heap_bytes,
+        at_heap_bytes,
+        stacks_bytes: last.stacks_bytes.unwrap_or(0),
+        globals_bytes: last.globals_bytes.unwrap_or(0),
+        start_heap_bytes: first.heap_live_bytes,
+        alloc_rate: (seconds > 0.0 && allocated > 0).then(|| (allocated as f64 / seconds) as u64),
+        gomaxprocs: last.procs,
+        cycles: f.cycles.len() as u32,
+    })
+}
+
+/// Reads a runtime profile back from `text`, the `report.json` of `memspike exec --report
+/// DIR` at `path`: the message says what is wrong with it and what to do.
+pub fn read_profile(text: &str, path: &str) -> Result<Profile, String> {
+    let refuse = |why: String| Err(format!("--calibrate {path}: {why}"));
+    let json: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return refuse(format!(
+                "not JSON ({e}): give the report.json of `memspike exec --report DIR -- PROG`"
+            ));
+        }
+    };
+    let Some(command) = json["command"]
+        .as_array()
+        .filter(|_| json.get("runtime_cycles").is_some())
+    else {
+        return refuse("not the report of `memspike exec` (it has no command and no runtime_cycles): record one with `memspike exec --limit SIZE --report DIR -- PROG`".into());
+    };
+    let command = command
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if json["runtime"] != "go" || json["go_version"].is_null() {
+        return refuse(format!(
+            "`{command}` is not a Go program (no Go build information, or no gctrace): calibrate from a Go program's run"
+        ));
+    }
+    if json["gc_cycles"].as_u64().unwrap_or(0) == 0 {
+        return refuse(format!(
+            "`{command}` ran no collection memspike could read: run it longer, or with more to allocate"
+        ));
+    }
+    match serde_json::from_value(json["runtime_profile"].clone()) {
+        Ok(Some(profile)) => Ok(profile),
+        Ok(None) => refuse(format!(
+            "the run of `{command}` has no runtime profile (no sample of the group after a cycle): record it again"
+        )),
+        Err(e) => refuse(format!(
+            "its runtime_profile is not one this memspike reads ({e}): record it again"
+        )),
+    }
 }
 
 impl ExecReport {
@@ -131,6 +232,7 @@ impl ExecReport {
             })
             .unwrap_or_default();
         let oom_kills = g.oom_kills_during();
+        let runtime_profile = profile(&f);
         let cycles = with_next_goals(&f.cycles, f.gogc);
         let last = cycles.last();
         let recognised = f.runtime.is_some();
@@ -145,6 +247,8 @@ impl ExecReport {
             gc_cycles: recognised.then_some(cycles.len() as u32),
             next_goal_bytes: last.and_then(|c| c.next_goal_bytes),
             last_live_bytes: last.map(|c| c.cycle.heap_live_bytes),
+            go_version: f.go_version.clone(),
+            runtime_profile,
             runtime_cycles: recognised.then_some(cycles),
             cgroup: CgroupSection {
                 version: g.version,
@@ -568,6 +672,7 @@ mod tests {
                 .to_vec(),
             pid: SHELL,
             gogc: Some(100),
+            go_version: None,
             policy: None,
             environment: vec!["GODEBUG=gctrace=1".into()],
             runtime: None,
@@ -757,5 +862,108 @@ mod tests {
         let cycles = with_next_goals(&timed, None);
         assert_eq!(cycles[1].next_goal_bytes, None, "GOGC=off plans none");
         assert!(!cycles[1].next_goal_estimated);
+    }
+
+    /// A Go program's run, cycle by cycle: `(read_ms, heap_end MiB, live MiB)`, and the group's
+    /// samples `(t_ms, usage MiB, file MiB)`.
+    fn go_run(cycles: &[(f64, u64, u64)], samples: &[(u64, u64, u64)]) -> ExecFacts {
+        let mut f = shell(Exit::Code(0), 0, Vec::new());
+        f.command = vec!["prog".into()];
+        f.go_version = Some("go1.21.13".into());
+        f.runtime = Some("go".into());
+        f.cycles = cycles
+            .iter()
+            .enumerate()
+            .map(|(i, &(read_ms, end, live))| TimedCycle {
+                read_ms,
+                cycle: RuntimeCycle {
+                    n: i as u32 + 1,
+                    t_ms: read_ms - 1.0,
+                    heap_start_bytes: end << 20,
+                    heap_end_bytes: end << 20,
+                    heap_live_bytes: live << 20,
+                    goal_bytes: 2 * end << 20,
+                    cpu_percent: 1.0,
+                    forced: false,
+                    stacks_bytes: Some(0),
+                    globals_bytes: Some(1 << 20),
+                    procs: 4,
+                },
+            })
+            .collect();
+        for &(t_ms, usage, file) in samples {
+            f.timeline.sample(
+                t_ms,
+                crate::facts::Reading {
+                    usage_bytes: Some(usage << 20),
+                    anon_bytes: None,
+                    file_bytes: Some(file << 20),
+                },
+            );
+        }
+        f
+    }
+
+    /// The memory outside the heap is read after each cycle, page cache left out, the
+    /// smallest kept; the sample at the program's exit is no reading of it.
+    #[test]
+    fn a_go_runs_profile_comes_from_its_cycles_and_samples() {
+        let f = go_run(
+            &[(15.0, 4, 2), (45.0, 20, 10), (85.0, 40, 30)],
+            // usage - file - heap_end: 20ms: 9-1-4 = 4; 50ms: 26-2-20 = 4... 90ms: 43-1-40 = 2;
+            // the exit sample (200ms) would say 0.
+            &[(0, 1, 1), (20, 9, 1), (50, 26, 2), (90, 43, 1), (200, 1, 1)],
+        );
+        let p = profile(&f).expect("a profile");
+        assert_eq!((p.outside_heap_bytes, p.at_heap_bytes), (2 << 20, 40 << 20));
+        assert_eq!(
+            p.release,
+            memspike_model::release::Release::go1(21).unwrap()
+        );
+        assert_eq!(p.go_version, "go1.21.13");
+        assert_eq!((p.globals_bytes, p.gomaxprocs, p.cycles), (1 << 20, 4, 3));
+        assert_eq!(p.start_heap_bytes, 2 << 20);
+        // (20 - 2) + (40 - 10) MiB allocated over the 70 ms between the first and last cycles.
+        assert_eq!(p.alloc_rate, Some((48.0 * (1 << 20) as f64 / 0.070) as u64));
+        // Not a Go binary, or no sample after any cycle: no profile.
+        let mut not_go = f.clone();
+        not_go.go_version = None;
+        assert_eq!(profile(&not_go), None);
+        let unread = go_run(&[(15.0, 4, 2)], &[(0, 1, 1), (20, 1, 1)]);
+        assert_eq!(
+            profile(&unread),
+            None,
+            "the only later sample is the exit's"
+        );
+    }
+
+    #[test]
+    fn a_calibration_file_is_an_exec_report_of_a_go_program_with_cycles() {
+        let report = |f: ExecFacts| serde_json::to_string(&ExecReport::build(f)).unwrap();
+        let go = go_run(
+            &[(15.0, 4, 2), (45.0, 20, 10)],
+            &[(0, 1, 1), (20, 9, 1), (50, 26, 2), (200, 1, 1)],
+        );
+        let p = read_profile(&report(go.clone()), "r.json").unwrap();
+        assert_eq!(p.command, ["prog"]);
+        let refused = |text: &str, says: &str| {
+            let e = read_profile(text, "r.json").unwrap_err();
+            assert!(e.starts_with("--calibrate r.json: "), "{e}");
+            assert!(e.contains(says), "{e}");
+        };
+        refused("not json", "not JSON");
+        refused(
+            r#"{"outcome": "oom_killed", "limit_bytes": 1}"#,
+            "not the report of `memspike exec`",
+        );
+        let mut python = shell(Exit::Code(0), 0, Vec::new());
+        python.command = vec!["python3".into()];
+        refused(&report(python), "`python3` is not a Go program");
+        let mut idle = go.clone();
+        idle.cycles.clear();
+        refused(&report(idle), "ran no collection");
+        let mut unread = go;
+        unread.timeline = Timeline::new();
+        refused(&report(unread), "has no runtime profile");
     }
 }

@@ -290,6 +290,15 @@ pub const MEMORY_LIMIT: Figure = figure(
     "The runtime's soft memory limit (GOMEMLIMIT), when set",
 )
 .at("settings.memory_limit_bytes");
+pub const PROFILE: Figure = figure(
+    "Profile",
+    None,
+    Text,
+    Info,
+    "program profile",
+    "The program the simulation stands for: the reference Go program, or the one --calibrate's profile was measured from",
+)
+.at("settings.profile");
 pub const RUNTIME: Figure = figure(
     "Runtime",
     None,
@@ -722,7 +731,7 @@ impl Stat {
 }
 
 /// The figures only the reports show (not `/stats`).
-const REPORT_ONLY: [&Figure; 26] = [
+const REPORT_ONLY: [&Figure; 27] = [
     &KERNEL_PAGE_FAULTS,
     &DIED_IN,
     &FAILED_ALLOCATION,
@@ -749,6 +758,7 @@ const REPORT_ONLY: [&Figure; 26] = [
     &WINNER,
     &GOAL,
     &COST_BOUND,
+    &PROFILE,
 ];
 
 /// Every figure: those `/stats` shows, in its order, then the reports' own.

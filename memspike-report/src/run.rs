@@ -129,6 +129,9 @@ pub struct Settings {
     pub memory_limit_bytes: Option<u64>,
     /// The Go release whose rules the simulation followed.
     pub runtime: String,
+    /// The program the simulation stood for: the reference, or the command `--calibrate`'s
+    /// profile was measured from.
+    pub profile: String,
 }
 
 /// The group's page faults as the reports show them ([`KernelEvidence::all_faults`]): every
@@ -478,6 +481,7 @@ impl Settings {
             policy: e.policy.clone(),
             memory_limit_bytes: e.memory_limit_bytes(),
             runtime: e.runtime.to_string(),
+            profile: memspike_model::profile::describe(e.profile.as_ref()),
         }
     }
 }
@@ -847,6 +851,7 @@ impl Report {
                 human(self.heap_at_end.released_bytes)
             ),
         );
+        p.row(&fig::PROFILE, self.settings.profile.clone());
         self.kernel.rows(&mut p, &self.step_names);
         p.row(&fig::WALL_TIME, format!("{:.0} ms", self.duration_ms));
         p
@@ -1152,6 +1157,7 @@ mod tests {
             alloc_rate: DEFAULT_ALLOC_RATE,
             gomaxprocs: 2,
             pause_at: None,
+            profile: None,
         }
     }
 

@@ -55,10 +55,7 @@ impl ThresholdReport {
             knob: f.knob,
             limit_bytes,
             subject: match f.subject {
-                ThresholdSubject::Scenario(e) => Subject::Scenario {
-                    name: e.scenario.name.clone(),
-                    runtime: e.runtime.to_string(),
-                },
+                ThresholdSubject::Scenario(e) => Subject::of(&e),
                 ThresholdSubject::Command { command, .. } => Subject::Command(command),
             },
             policies: f

@@ -307,6 +307,7 @@ fn run_in(
         command: config.command.clone(),
         pid: kernel_pid,
         gogc,
+        go_version: go_version(program),
         policy: config.policy.as_ref().map(|(p, _)| p.clone()),
         environment,
         runtime: relayed.runtime.map(str::to_owned),
@@ -405,6 +406,16 @@ fn keep_tail(tail: &mut String, line: &str) {
     }
 }
 
+/// The Go version in `program`'s build information (its `.go.buildinfo` section, read alone),
+/// `None` for anything but a Go binary of go1.18 or later.
+fn go_version(program: &Path) -> Option<String> {
+    use object::{Object, ObjectSection};
+    let cache = object::ReadCache::new(std::fs::File::open(program).ok()?);
+    let binary = object::File::parse(&cache).ok()?;
+    let section = binary.section_by_name(".go.buildinfo")?;
+    trace::go::build_version(section.data().ok()?)
+}
+
 /// A descriptor that becomes readable when `pid` exits (`pidfd_open`, Linux 5.3; rustix's
 /// wrapper, as nix has none).
 fn pidfd(pid: u32) -> io::Result<OwnedFd> {
@@ -431,6 +442,22 @@ fn wait_readable(fd: &OwnedFd, timeout: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Debian's gofmt is a Go binary: its build information names its Go version; a shell
+    /// is not one.
+    #[test]
+    fn a_go_binary_names_its_version() {
+        let gofmt = Path::new("/usr/bin/gofmt");
+        if !gofmt.exists() {
+            assert!(!memspike_testkit::under_ci(), "CI needs gofmt (golang-go)");
+            memspike_testkit::skip("a Go binary's version", "no /usr/bin/gofmt");
+            return;
+        }
+        let v = go_version(gofmt).expect("gofmt's build information");
+        assert!(v.starts_with("go1."), "{v}");
+        assert_eq!(go_version(Path::new("/bin/sh")), None);
+        assert_eq!(go_version(Path::new("/nonexistent")), None);
+    }
 
     #[test]
     fn a_command_is_found_on_path_or_refused() {

@@ -87,6 +87,9 @@ pub enum UsageError {
     /// Policy settings that cannot go together (the message says what to write).
     #[error("{0}")]
     Policy(String),
+    /// A `--calibrate` file that holds no runtime profile (the message says why and what to do).
+    #[error("{0}")]
+    Calibration(String),
     #[error(transparent)]
     User(#[from] PrivilegeError),
     #[error("--report {path}: {why}; give a directory memspike can create or write to", path = .path.display())]

@@ -19,7 +19,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use memspike_model::sweep::Plan;
+use memspike_model::{experiment::Experiment, profile::Profile, sweep::Plan};
 
 use memspike_cgroup::{self as cgroup, Group, Hierarchy};
 use memspike_model::size::human;
@@ -36,6 +36,7 @@ use crate::{
 pub fn run_cell(
     plan: &Plan,
     index: usize,
+    profile: Option<&Profile>,
     run_as: RunAs,
     options: &RunOptions,
     interrupts: &Interrupts,
@@ -60,7 +61,10 @@ pub fn run_cell(
         )));
     }
     let config = WorkerConfig {
-        experiment: cell.experiment,
+        experiment: Experiment {
+            profile: profile.cloned(),
+            ..cell.experiment
+        },
         interactive: false,
         run_as,
         allowed_hosts: Vec::new(),
@@ -90,6 +94,8 @@ pub struct CellCommand {
     pub trace: bool,
     /// `--user`: the account the worker runs as.
     pub user: Option<String>,
+    /// `--calibrate`: the runtime profile every cell's simulated program takes.
+    pub calibrate: Option<PathBuf>,
 }
 
 impl CellCommand {
@@ -113,6 +119,9 @@ impl CellCommand {
         if let Some(user) = &self.user {
             args.extend(["--user".into(), user.into()]);
         }
+        if let Some(report) = &self.calibrate {
+            args.extend(["--calibrate".into(), report.clone().into()]);
+        }
         args
     }
 }
@@ -135,6 +144,7 @@ pub fn run_local(
     jobs: usize,
     trace: bool,
     user: Option<&str>,
+    calibrate: Option<&Path>,
     interrupts: &Interrupts,
 ) -> Result<(Vec<String>, Vec<String>), SupervisorError> {
     let exe = std::env::current_exe().map_err(SupervisorError::Spawn)?;
@@ -159,6 +169,7 @@ pub fn run_local(
                 offset: 0,
                 trace,
                 user: user.map(str::to_owned),
+                calibrate: calibrate.map(Path::to_path_buf),
             };
             let mut cmd = Command::new(&exe);
             cmd.args(cell.args())
@@ -251,6 +262,7 @@ pub fn kubernetes(plan: &Plan, plan_text: &str, image: &str, trace: bool) -> ser
             offset: group.offset,
             trace,
             user: None,
+            calibrate: None,
         }
         .args();
         // Every argument is ASCII here (the pod's plan path is fixed), so nothing is lost.
@@ -333,6 +345,7 @@ mod tests {
             offset: 0,
             trace: false,
             user: Some("nobody".into()),
+            calibrate: None,
         };
         let args = cell.args();
         assert_eq!(args[2], plan.as_os_str());

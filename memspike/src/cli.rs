@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use memspike_model::{
     experiment::Experiment,
     policy::Policy,
+    profile::Profile,
     release::Release,
     scenario::{Scenario, builtin},
     size,
@@ -87,9 +88,15 @@ pub struct ScenarioArgs {
     /// whole); the collector may then run between them.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub chunk: Option<u64>,
-    /// Whose rules the runtime follows where Go releases differ: go1.19 to go1.27.
-    #[arg(long, default_value_t = Release::default(), value_name = "goX.Y")]
-    pub runtime: Release,
+    /// Whose rules the runtime follows where Go releases differ: go1.19 to go1.27 (default:
+    /// the calibrated program's, else the newest).
+    #[arg(long, value_name = "goX.Y")]
+    pub runtime: Option<Release>,
+    /// Simulate your program instead of the reference one: the report.json of `memspike exec
+    /// --report DIR -- PROG` (a Go program's run), whose runtime profile (memory outside the
+    /// heap, roots, release, allocation rate, GOMAXPROCS) the model then uses.
+    #[arg(long, value_name = "REPORT")]
+    pub calibrate: Option<PathBuf>,
     /// How fast the program allocates and writes, per simulated second (default: measured on
     /// the reference Go program).
     #[arg(long, value_name = "SIZE", value_parser = parse_alloc_rate)]
@@ -289,6 +296,10 @@ pub struct SweepArgs {
     /// The account the workers run as (never root); default: a private uid and gid.
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Every cell simulates your program instead of the reference one: the report.json of
+    /// `memspike exec --report DIR -- PROG` (with --local or --index).
+    #[arg(long, value_name = "REPORT", conflicts_with = "kubernetes")]
+    pub calibrate: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -374,15 +385,32 @@ impl ScenarioArgs {
             Scenario::load(&self.scenario)?
         };
         let defaults = Experiment::seed(limit.unwrap_or(self.limit));
+        let profile = self.profile()?;
+        let p = profile.as_ref();
         Ok(Experiment {
             scenario,
             spike: seed.then(|| self.spike.unwrap_or(builtin::SEED_SPIKE)),
             policy: policy.checked().map_err(UsageError::Policy)?,
-            runtime: self.runtime,
-            alloc_rate: self.alloc_rate.unwrap_or(defaults.alloc_rate),
-            gomaxprocs: self.gomaxprocs.unwrap_or(defaults.gomaxprocs),
+            runtime: self
+                .runtime
+                .or(p.map(|p| p.release))
+                .unwrap_or(defaults.runtime),
+            alloc_rate: self
+                .alloc_rate
+                .or(p.and_then(|p| p.alloc_rate).filter(|r| *r >= 1 << 20))
+                .unwrap_or(defaults.alloc_rate),
+            gomaxprocs: self
+                .gomaxprocs
+                .or(p.map(|p| p.gomaxprocs).filter(|n| *n >= 1))
+                .unwrap_or(defaults.gomaxprocs),
+            profile,
             ..defaults
         })
+    }
+
+    /// `--calibrate`'s runtime profile, read and checked.
+    fn profile(&self) -> Result<Option<Profile>, UsageError> {
+        self.calibrate.as_deref().map(calibration).transpose()
     }
 }
 
@@ -394,6 +422,14 @@ impl ExperimentArgs {
             ..self.scenario.experiment(self.policy.clone(), limit)?
         })
     }
+}
+
+/// The runtime profile in `--calibrate PATH` (an exec report), read and checked.
+pub fn calibration(path: &std::path::Path) -> Result<Profile, UsageError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError::Calibration(format!("--calibrate {shown}: {e}")))?;
+    memspike_report::exec::read_profile(&text, &shown).map_err(UsageError::Calibration)
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

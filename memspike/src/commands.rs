@@ -337,12 +337,16 @@ pub fn sweep(args: &SweepArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCo
             plan.len(),
             args.jobs
         );
+        if let Some(report) = &args.calibrate {
+            crate::cli::calibration(report).map_err(settings)?;
+        }
         let (lines, failed) = sweep::run_local(
             path,
             &plan,
             args.jobs as usize,
             !args.no_trace,
             args.user.as_deref(),
+            args.calibrate.as_deref(),
             interrupts,
         )?;
         for line in &lines {
@@ -364,9 +368,16 @@ pub fn sweep(args: &SweepArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCo
         report_dir: None,
         inherit: inherited(args.inherit)?,
     };
+    let profile = args
+        .calibrate
+        .as_deref()
+        .map(crate::cli::calibration)
+        .transpose()
+        .map_err(settings)?;
     let facts = sweep::run_cell(
         &plan,
         index,
+        profile.as_ref(),
         run_as(args.user.as_deref())?,
         &options,
         interrupts,

@@ -404,3 +404,121 @@ fn bad_command_lines_are_refused_before_any_group() {
         assert!(!stderr.contains("created cgroup"), "{args:?}: {stderr}");
     }
 }
+
+/// Calibration from a Go program nobody here wrote: `exec --report` records gofmt's runtime
+/// profile (its Go version from its build information), and `run --calibrate` simulates the
+/// seed with it, under gofmt's release unless `--runtime` says otherwise; every report says
+/// which profile it used. A calibration file that is no Go program's exec report is refused.
+#[test]
+fn a_program_calibrates_the_model_and_bad_calibration_files_are_refused() {
+    if !common::require_root("calibration from gofmt") {
+        return;
+    }
+    if !Path::new("/usr/bin/gofmt").exists() {
+        assert!(!common::under_ci(), "CI needs gofmt (golang-go)");
+        common::skip("calibration from gofmt", "no /usr/bin/gofmt");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated_go(dir.path(), 20_000);
+    let recorded = dir.path().join("gofmt");
+    let (code, out) = memspike_run(&[
+        "exec",
+        "--json",
+        "--limit",
+        "256MiB",
+        "--report",
+        recorded.to_str().unwrap(),
+        "--",
+        "gofmt",
+        &input,
+    ]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let exec = json(&out);
+    let version = exec["go_version"].as_str().expect("gofmt's Go version");
+    assert!(version.starts_with("go1."), "{exec:#}");
+    let profile = &exec["runtime_profile"];
+    assert_eq!(profile["go_version"], version, "{profile:#}");
+    assert!(u(&profile["cycles"]) >= 2, "{profile:#}");
+    assert!(u(&profile["outside_heap_bytes"]) > 0, "{profile:#}");
+    let report = recorded.join("report.json");
+    let report = report.to_str().unwrap();
+
+    let (code, out) = memspike_run(&["run", "--json", "--calibrate", report]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json(&out);
+    let release: String = version.split('.').take(2).collect::<Vec<_>>().join(".");
+    assert_eq!(
+        r["settings"]["runtime"],
+        release.as_str(),
+        "{:#}",
+        r["settings"]
+    );
+    assert!(
+        r["settings"]["profile"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("calibrated from `gofmt ")),
+        "{:#}",
+        r["settings"]
+    );
+    assert_eq!(r["experiment"]["profile"]["go_version"], version);
+    let (_, out) = memspike_run(&[
+        "run",
+        "--json",
+        "--calibrate",
+        report,
+        "--runtime",
+        "go1.27",
+    ]);
+    assert_eq!(json(&out)["settings"]["runtime"], "go1.27");
+    // Without --calibrate: the reference program.
+    let (_, out) = memspike_run(&["run", "--json", "--no-trace"]);
+    assert_eq!(
+        json(&out)["settings"]["profile"],
+        "the reference program (reference/go)"
+    );
+    let (code, out) = memspike_run(&[
+        "compare",
+        "--json",
+        "--policies",
+        "gogc100",
+        "--calibrate",
+        report,
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        json(&out)["subject"]["scenario"]["profile"]
+            .as_str()
+            .is_some_and(|p| p.contains("gofmt")),
+    );
+
+    // Refused, exit 2, one line, before any group: another report, a program that is not Go,
+    // a file that is not JSON.
+    let compare_report = dir.path().join("compare.json");
+    std::fs::write(&compare_report, &out.stdout).unwrap();
+    let python = dir.path().join("python");
+    let (code, _) = memspike_run(&[
+        "exec",
+        "--no-trace",
+        "--report",
+        python.to_str().unwrap(),
+        "--",
+        "python3",
+        "-c",
+        "pass",
+    ]);
+    assert_eq!(code, 0);
+    let not_json = dir.path().join("not.json");
+    std::fs::write(&not_json, "hello").unwrap();
+    for (file, says) in [
+        (compare_report, "not the report of `memspike exec`"),
+        (python.join("report.json"), "is not a Go program"),
+        (not_json, "not JSON"),
+    ] {
+        let (code, out) = memspike_run(&["run", "--calibrate", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+}

@@ -74,6 +74,35 @@ pub fn next_goal_after(cycle: &RuntimeCycle, gogc: Option<u64>) -> Option<u64> {
     )
 }
 
+/// How a Go binary's build information starts (the runtime's `debug/buildinfo`): 14 bytes of
+/// magic, a pointer size and flags, aligned to 16; from go1.18 on (flag 2) the version follows
+/// at byte 32 as a length-prefixed string.
+const BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
+const BUILDINFO_INLINE: u8 = 0x2;
+const BUILDINFO_HEADER: usize = 32;
+
+/// The Go version (`go1.21.13`) in a binary's `.go.buildinfo` section, whose bytes are
+/// `section`; `None` for another section, or a binary older than go1.18 (which points at its
+/// version instead of holding it).
+pub fn build_version(section: &[u8]) -> Option<String> {
+    let flags = *section.strip_prefix(BUILDINFO_MAGIC)?.get(1)?;
+    if flags & BUILDINFO_INLINE == 0 {
+        return None;
+    }
+    let rest = section.get(BUILDINFO_HEADER..)?;
+    // A uvarint length, then the bytes.
+    let (mut len, mut used) = (0usize, 0usize);
+    for (i, b) in rest.iter().take(4).enumerate() {
+        len |= usize::from(b & 0x7f) << (7 * i);
+        used = i + 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    let version = std::str::from_utf8(rest.get(used..used.checked_add(len)?)?).ok()?;
+    version.starts_with("go").then(|| version.to_owned())
+}
+
 /// Go's `gctrace` reader. It keeps no state: each cycle is one line.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GoTrace;
@@ -703,6 +732,29 @@ mod tests {
                 value: "madvdontneed=1".into(),
                 append: true
             })
+        );
+    }
+
+    #[test]
+    fn the_build_information_names_the_go_version() {
+        let mut section = Vec::from(BUILDINFO_MAGIC);
+        section.extend([8, BUILDINFO_INLINE]);
+        section.resize(BUILDINFO_HEADER, 0);
+        section.push(9);
+        section.extend(b"go1.21.13");
+        section.push(0x80);
+        assert_eq!(build_version(&section).as_deref(), Some("go1.21.13"));
+        // Before go1.18 the header points at the version: not read.
+        let mut old = section.clone();
+        old[15] = 0;
+        assert_eq!(build_version(&old), None);
+        // Cut, or not build information at all: nothing, never a panic.
+        for cut in [0, 10, 20, 33, 40] {
+            assert_eq!(build_version(&section[..cut]), None, "{cut}");
+        }
+        assert_eq!(
+            build_version(b"\x7fELF not go at all, just bytes........"),
+            None
         );
     }
 }

@@ -316,6 +316,7 @@ mod tests {
             alloc_rate: DEFAULT_ALLOC_RATE,
             gomaxprocs: 2,
             pause_at: None,
+            profile: None,
         };
         let rt = Runtime::new(
             Accounting::default(),

@@ -172,6 +172,10 @@ pub struct ExecFacts {
     pub pid: u32,
     /// GOGC as the command's environment set it (a percentage; `None` when off).
     pub gogc: Option<u64>,
+    /// The Go version the command's binary was built with (its build information), when it
+    /// is a Go binary.
+    #[serde(default)]
+    pub go_version: Option<String>,
     /// The policy its runtime was given through the environment (`compare -- CMD`).
     #[serde(default)]
     pub policy: Option<Policy>,

@@ -1,0 +1,136 @@
+//! A program's runtime profile: what the simulation takes from a real Go program instead of the
+//! reference program's (`reference/go`) measurements. `memspike exec` records one in its report
+//! (the report crate derives it from the run's facts); `--calibrate PATH` reads it back.
+//!
+//! What it changes in the model:
+//! - the **memory outside the heap**: the release's own curve ([`Footprint::of`]: a base, and
+//!   metadata that grows with the heap in steps per arena), shifted by what this program held
+//!   beyond the reference's at the heap it was measured at. One measurement at one limit thus
+//!   carries to others the way the runtime really grows, not along a line through one point;
+//! - the **roots** the goal counts (Go 1.18+): the program's scannable stacks and globals;
+//! - the **release** (from the binary's build information), the **allocation rate** and
+//!   **GOMAXPROCS**, where the user gives none.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{footprint::Footprint, release::Release};
+
+/// A Go program's runtime profile, measured by one `memspike exec`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Profile {
+    /// The command it was measured from.
+    pub command: Vec<String>,
+    /// The Go version its build information names (`go1.21.13`).
+    pub go_version: String,
+    /// The release whose rules the model applies to it: its minor version, or the nearest
+    /// memspike models.
+    pub release: Release,
+    /// The group's charge beyond the heap in use, at `at_heap_bytes` of heap: the smallest
+    /// over its traced cycles, each read at or after the cycle's end (so never below the
+    /// truth: a heap larger than the one in use, garbage not yet returned, counts here).
+    pub outside_heap_bytes: u64,
+    pub at_heap_bytes: u64,
+    /// Scannable stacks and globals at its last traced cycle (the goal counts them).
+    pub stacks_bytes: u64,
+    pub globals_bytes: u64,
+    /// What its first traced cycle left live: the heap the program holds before its work.
+    pub start_heap_bytes: u64,
+    /// Bytes allocated per second between its first and last traced cycles, when it ran two.
+    pub alloc_rate: Option<u64>,
+    /// GOMAXPROCS, as its trace reports it.
+    pub gomaxprocs: u32,
+    /// The cycles it was derived from.
+    pub cycles: u32,
+}
+
+impl Profile {
+    /// The memory outside the heap under `release`'s rules: the release's curve shifted so
+    /// that it meets this program's measurement.
+    pub fn footprint(&self, release: Release) -> Footprint {
+        let reference = Footprint::of(release);
+        let delta = self.outside_heap_bytes as i64 - reference.resident(self.at_heap_bytes) as i64;
+        reference.shifted(delta)
+    }
+}
+
+/// Which program the simulation stands for, for people: the reference program, or the command
+/// a profile was calibrated from.
+pub fn describe(profile: Option<&Profile>) -> String {
+    match profile {
+        None => "the reference program (reference/go)".to_owned(),
+        Some(p) => format!(
+            "calibrated from `{}` ({}, {} cycles)",
+            p.command.join(" "),
+            p.go_version,
+            p.cycles
+        ),
+    }
+}
+
+/// The release memspike models for a Go version string (`go1.21.13` → go1.21), the nearest
+/// one for a version outside go1.19..go1.27; `None` for what is not a Go version.
+pub fn release_of(go_version: &str) -> Option<Release> {
+    let minor: u8 = go_version
+        .strip_prefix("go1.")?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    let clamped = minor.clamp(Release::OLDEST.minor(), Release::NEWEST.minor());
+    Release::go1(clamped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn profile(outside: u64, at_heap: u64) -> Profile {
+        Profile {
+            command: vec!["prog".into()],
+            go_version: "go1.21.13".into(),
+            release: Release::go1(21).unwrap(),
+            outside_heap_bytes: outside,
+            at_heap_bytes: at_heap,
+            stacks_bytes: 0,
+            globals_bytes: 0,
+            start_heap_bytes: 0,
+            alloc_rate: None,
+            gomaxprocs: 2,
+            cycles: 3,
+        }
+    }
+
+    #[test]
+    fn go_versions_name_the_release_memspike_models() {
+        assert_eq!(release_of("go1.21.13"), Release::go1(21));
+        assert_eq!(release_of("go1.19"), Release::go1(19));
+        assert_eq!(release_of("go1.27rc1"), Release::go1(27));
+        assert_eq!(release_of("go1.17.2"), Some(Release::OLDEST));
+        assert_eq!(release_of("go1.30.0"), Some(Release::NEWEST));
+        assert_eq!(release_of("devel +abc"), None);
+        assert_eq!(release_of("go2.0"), None);
+    }
+
+    /// The calibrated footprint meets the measurement where it was made and keeps the
+    /// release's growth elsewhere: the same steps, shifted.
+    #[test]
+    fn the_footprint_is_the_releases_shifted_to_the_measurement() {
+        let r = Release::go1(21).unwrap();
+        let reference = Footprint::of(r);
+        let at = 64 * MIB;
+        let more = profile(reference.resident(at) + 3 * MIB, at).footprint(r);
+        assert_eq!(more.resident(at), reference.resident(at) + 3 * MIB);
+        let growth = |f: &Footprint| f.resident(200 * MIB) - f.resident(32 * MIB);
+        assert_eq!(growth(&more), growth(&reference));
+        assert_eq!(
+            more.mapped(140 * MIB),
+            reference.mapped(140 * MIB) + 3 * MIB
+        );
+        // A program lighter than the reference: shifted down, never below nothing.
+        let less = profile(0, at).footprint(r);
+        assert_eq!(less.resident(0), 0);
+        assert!(less.resident(at) <= reference.resident(at));
+    }
+}
