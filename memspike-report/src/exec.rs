@@ -882,7 +882,7 @@ mod tests {
                     heap_start_bytes: end << 20,
                     heap_end_bytes: end << 20,
                     heap_live_bytes: live << 20,
-                    goal_bytes: 2 * end << 20,
+                    goal_bytes: (2 * end) << 20,
                     cpu_percent: 1.0,
                     forced: false,
                     stacks_bytes: Some(0),
