@@ -93,6 +93,9 @@ pub fn sim_ending(judged: &Judged) -> String {
 pub fn verdict_text(judged: &Judged) -> String {
     match &judged.verdict {
         Verdict::Agree => "agree".to_owned(),
+        Verdict::Disagree(reasons) if false_survival(judged) => {
+            format!("DISAGREE (false survival): {}", reasons.join("; "))
+        }
         Verdict::Disagree(reasons) => format!("DISAGREE: {}", reasons.join("; ")),
         Verdict::TimingDependent => {
             let limit = judged.runs.cell.limit;
@@ -145,6 +148,20 @@ fn rows(table: &VersionTable) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// A stable cell where every real run was OOM-killed and the simulation survived.
+pub fn false_survival(j: &Judged) -> bool {
+    let sim_survived = j
+        .runs
+        .sim
+        .as_ref()
+        .is_ok_and(|s| s.outcome == Outcome::Survived);
+    sim_survived
+        && !j.endings.is_empty()
+        && j.endings
+            .keys()
+            .all(|(outcome, _)| *outcome == Outcome::OomKilled)
+}
+
 /// The counts behind a version's summary line.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -153,6 +170,9 @@ pub struct Summary {
     /// Stable cells the simulation agrees with.
     pub agree: usize,
     pub disagree: usize,
+    /// Of the disagreements, the cells where every real run was OOM-killed and the simulation
+    /// survived: the worst answer the model can give, counted apart.
+    pub false_survivals: usize,
     pub timing_dependent: usize,
     pub errors: usize,
 }
@@ -172,6 +192,7 @@ impl Summary {
                 Verdict::Disagree(_) => {
                     s.stable += 1;
                     s.disagree += 1;
+                    s.false_survivals += usize::from(false_survival(j));
                 }
                 Verdict::TimingDependent => s.timing_dependent += 1,
                 Verdict::Error(_) => s.errors += 1,
@@ -182,8 +203,14 @@ impl Summary {
 
     pub fn line(&self, version: &str) -> String {
         format!(
-            "{version}: {} cells, {} stable, {} agree, {} disagree, {} timing-dependent, {} errors",
-            self.cells, self.stable, self.agree, self.disagree, self.timing_dependent, self.errors
+            "{version}: {} cells, {} stable, {} agree, {} disagree ({} false survivals), {} timing-dependent, {} errors",
+            self.cells,
+            self.stable,
+            self.agree,
+            self.disagree,
+            self.false_survivals,
+            self.timing_dependent,
+            self.errors
         )
     }
 }
@@ -379,14 +406,51 @@ mod tests {
                 stable: 1,
                 agree: 1,
                 disagree: 0,
+                false_survivals: 0,
                 timing_dependent: 1,
                 errors: 0
             }
         );
         assert_eq!(
             Summary::of(&table).line("go1.21.13"),
-            "go1.21.13: 2 cells, 1 stable, 1 agree, 0 disagree, 1 timing-dependent, 0 errors"
+            "go1.21.13: 2 cells, 1 stable, 1 agree, 0 disagree (0 false survivals), 1 timing-dependent, 0 errors"
         );
+    }
+
+    /// Every real run killed and the simulation surviving is a disagreement of its own kind,
+    /// counted and named apart; a simulation killed where real Go survived is not one.
+    #[test]
+    fn false_survivals_are_counted_apart() {
+        let survived = SimRun {
+            outcome: Outcome::Survived,
+            died_in: None,
+            ..sim(30 * MIB)
+        };
+        let false_survival = judge(CellRuns {
+            cell: Cell::base(),
+            real: vec![Ok(killed("remainder", 32 * MIB)); 3],
+            sim: Ok(survived),
+        });
+        let false_death = judge(CellRuns {
+            cell: Cell::base(),
+            real: vec![
+                Ok(RealRun {
+                    outcome: Outcome::Survived,
+                    died_in: None,
+                    ..killed("remainder", 30 * MIB)
+                });
+                3
+            ],
+            sim: Ok(sim(32 * MIB)),
+        });
+        let table = VersionTable {
+            version: "go1.27.3".to_owned(),
+            cells: vec![false_survival, false_death],
+        };
+        let s = Summary::of(&table);
+        assert_eq!((s.disagree, s.false_survivals), (2, 1));
+        assert!(verdict_text(&table.cells[0]).starts_with("DISAGREE (false survival): "));
+        assert!(verdict_text(&table.cells[1]).starts_with("DISAGREE: "));
     }
 
     #[test]
