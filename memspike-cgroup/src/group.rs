@@ -337,6 +337,25 @@ impl Group {
         read_procs(&self.dir)
     }
 
+    /// SIGKILL to every task in the group but this process: what a command left behind when it
+    /// exited. Nothing for an inherited group (its other members are not memspike's).
+    pub fn kill_members(&self) {
+        if self.inherited() {
+            return;
+        }
+        let me = std::process::id();
+        for pid in self.members().into_iter().filter(|p| *p != me) {
+            let Ok(pid) = i32::try_from(pid) else {
+                continue;
+            };
+            // pid is a member of this group, made by memspike for one command, and not this
+            // process.
+            if let Err(e) = kill(Pid::from_raw(pid), Signal::SIGKILL) {
+                tracing::debug!(pid, error = %e, "kill failed");
+            }
+        }
+    }
+
     /// Kills any task left (SIGKILL; v2 also cgroup.kill), waits until the group is empty
     /// (bounded retries), removes the directory(ies), then undoes what memspike changed in
     /// its own v2 group (`V2Changes::restore`). Idempotent. An inherited group is left as it

@@ -144,6 +144,8 @@ impl Footprint {
     /// program that holds more, or less, outside its heap than the reference), never below
     /// nothing.
     pub fn shifted(self, delta: i64) -> Footprint {
+        // One shift for both curves: no lower than what takes the base to nothing.
+        let delta = delta.max(-(self.base_resident.min(i64::MAX as u64) as i64));
         Footprint {
             base_resident: self.base_resident.saturating_add_signed(delta),
             mapped_offset: self.mapped_offset + delta,

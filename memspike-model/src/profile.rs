@@ -128,9 +128,14 @@ mod tests {
             more.mapped(140 * MIB),
             reference.mapped(140 * MIB) + 3 * MIB
         );
-        // A program lighter than the reference: shifted down, never below nothing.
+        // A program lighter than the reference: shifted down, never below nothing, and both
+        // curves by the same amount (regression: the mapped one took the whole shift).
         let less = profile(0, at).footprint(r);
         assert_eq!(less.resident(0), 0);
         assert!(less.resident(at) <= reference.resident(at));
+        assert_eq!(
+            reference.mapped(0) - less.mapped(0),
+            reference.resident(0) - less.resident(0)
+        );
     }
 }

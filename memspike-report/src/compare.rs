@@ -53,6 +53,9 @@ pub struct Trial {
     pub victim: Option<String>,
     pub duration_ms: f64,
     pub verdict: String,
+    /// The end of a real program's stderr (its runtime's trace left out); absent when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr_tail: String,
 }
 
 impl Trial {
@@ -72,6 +75,7 @@ impl Trial {
             victim: victim(&r.kernel),
             duration_ms: r.duration_ms,
             verdict: r.verdict.clone(),
+            stderr_tail: String::new(),
         }
     }
 
@@ -91,6 +95,7 @@ impl Trial {
             victim: victim(&r.kernel),
             duration_ms: r.duration_ms,
             verdict: r.verdict.clone(),
+            stderr_tail: r.stderr_tail.clone(),
         }
     }
 }
@@ -220,8 +225,8 @@ impl PolicyRow {
     fn cost(&self) -> (u64, u32) {
         (
             self.gc_cpu_share
-                .map_or(u64::MAX, |s| (s * 1000.0).round() as u64),
-            self.gc_cycles.unwrap_or(u32::MAX),
+                .map_or(UNKNOWN_COST.0, |s| (s * 1000.0).round() as u64),
+            self.gc_cycles.unwrap_or(UNKNOWN_COST.1),
         )
     }
 }
@@ -238,6 +243,9 @@ fn usage_of(r: &Report) -> Vec<UsagePoint> {
         })
         .collect()
 }
+
+/// The cost of a row whose GC CPU and collections are both unknown.
+const UNKNOWN_COST: (u64, u32) = (u64::MAX, u32::MAX);
 
 /// The lower median of `values`, `None` for none.
 fn median(values: impl Iterator<Item = u64>) -> Option<u64> {
@@ -440,11 +448,13 @@ impl CompareReport {
         mut rows: Vec<PolicyRow>,
         error: Option<String>,
     ) -> CompareReport {
+        // No cost measured (no runtime trace): nobody is cheaper than anybody.
         let cheapest = rows
             .iter()
             .filter(|r| r.always_survived())
             .map(PolicyRow::cost)
-            .min();
+            .min()
+            .filter(|c| *c != UNKNOWN_COST);
         for r in &mut rows {
             r.winner = r.always_survived() && Some(r.cost()) == cheapest;
         }
@@ -472,6 +482,20 @@ fn verdict(rows: &[PolicyRow], limit: u64) -> String {
     };
     let survived = rows.iter().filter(|r| r.always_survived()).count();
     let killed = names(&|r| r.outcome == Some(Outcome::OomKilled));
+    let otherwise: Vec<String> = rows
+        .iter()
+        .flat_map(|r| {
+            let mut ends: Vec<&str> = Vec::new();
+            for t in &r.trials {
+                if !matches!(t.outcome, Outcome::Survived | Outcome::OomKilled)
+                    && !ends.contains(&t.exit.as_str())
+                {
+                    ends.push(&t.exit);
+                }
+            }
+            ends.into_iter().map(move |e| format!("{} ({e})", r.name))
+        })
+        .collect();
     let flipped: Vec<String> = rows
         .iter()
         .filter(|r| r.outcome.is_none())
@@ -486,6 +510,10 @@ fn verdict(rows: &[PolicyRow], limit: u64) -> String {
     let mut v = match (survived, rows.len()) {
         (_, 0) => return "no policy was run".to_owned(),
         (0, _) => format!("no policy survived the {limit} limit{every}"),
+        (s, n) if !rows.iter().any(|r| r.winner) => format!(
+            "{s} of {n} policies survived the {limit} limit{every}: {}; no GC cost was measured (no runtime trace), so none is the cheapest",
+            names(&|r| r.always_survived())
+        ),
         (s, n) => {
             let winner = rows.iter().find(|r| r.winner);
             let cost = winner.map_or(String::new(), |w| {
@@ -510,6 +538,12 @@ fn verdict(rows: &[PolicyRow], limit: u64) -> String {
         v.push_str(&format!(
             "; outcome flipped between runs: {}",
             flipped.join(", ")
+        ));
+    }
+    if !otherwise.is_empty() {
+        v.push_str(&format!(
+            "; ended neither by surviving nor by an OOM kill: {}",
+            otherwise.join(", ")
         ));
     }
     v
@@ -698,6 +732,7 @@ mod tests {
             victim: None,
             duration_ms: 1.0,
             verdict: String::new(),
+            stderr_tail: String::new(),
         }
     }
 
@@ -824,6 +859,42 @@ mod tests {
         assert_eq!(
             r.verdict,
             "no policy survived the 32.0 MiB limit; killed: gogc100"
+        );
+    }
+
+    /// Regression: a program with no runtime trace has no GC cost; every survivor was marked
+    /// the cheapest, "(? GC cycles)".
+    #[test]
+    fn without_a_measured_cost_nobody_wins() {
+        let untraced = |name| {
+            let mut t = trial(Outcome::Survived, 0, 0.0);
+            (t.gc_cycles, t.gc_cpu_share) = (None, None);
+            row(name, vec![t])
+        };
+        let r = CompareReport::of_rows(
+            32 << 20,
+            Subject::Command(vec!["python3".into()]),
+            1,
+            vec![untraced("gogc100"), untraced("gogc50")],
+            None,
+        );
+        assert!(r.policies.iter().all(|p| !p.winner));
+        assert!(r.verdict.contains("none is the cheapest"), "{}", r.verdict);
+    }
+
+    /// A run that ended neither way (a non-zero exit) is named, not blamed on the limit.
+    #[test]
+    fn other_endings_are_named() {
+        let mut t = trial(Outcome::Exited, 0, 0.0);
+        t.exit = "exited with status 1".into();
+        let r =
+            CompareReport::of_rows(32 << 20, scenario(), 1, vec![row("gogc100", vec![t])], None);
+        assert!(
+            r.verdict.ends_with(
+                "ended neither by surviving nor by an OOM kill: gogc100 (exited with status 1)"
+            ),
+            "{}",
+            r.verdict
         );
     }
 }

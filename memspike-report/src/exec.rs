@@ -106,6 +106,10 @@ pub struct ExecReport {
     pub worker: WorkerSection,
     pub timeline: Timeline,
     pub duration_ms: f64,
+    /// The end of what the command wrote on stderr, its runtime's trace left out (absent when
+    /// empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr_tail: String,
     pub verdict: String,
 }
 
@@ -183,9 +187,14 @@ pub fn read_profile(text: &str, path: &str) -> Result<Profile, String> {
         .filter_map(|a| a.as_str())
         .collect::<Vec<_>>()
         .join(" ");
-    if json["runtime"] != "go" || json["go_version"].is_null() {
+    if json["runtime"] != "go" {
         return refuse(format!(
-            "`{command}` is not a Go program (no Go build information, or no gctrace): calibrate from a Go program's run"
+            "`{command}` is not a Go program (no gctrace was read): calibrate from a Go program's run"
+        ));
+    }
+    if json["go_version"].is_null() {
+        return refuse(format!(
+            "`{command}` printed gctrace but its binary names no Go version memspike reads (built before go1.18, a development build, or a wrapper that starts the Go program): run the Go binary itself, built with go1.18 or later"
         ));
     }
     if json["gc_cycles"].as_u64().unwrap_or(0) == 0 {
@@ -196,7 +205,7 @@ pub fn read_profile(text: &str, path: &str) -> Result<Profile, String> {
     match serde_json::from_value(json["runtime_profile"].clone()) {
         Ok(Some(profile)) => Ok(profile),
         Ok(None) => refuse(format!(
-            "the run of `{command}` has no runtime profile (no sample of the group after a cycle): record it again"
+            "the run of `{command}` has no runtime profile: no cycle ended with its heap written and a sample of the group after it (a run too short, or a heap allocated but not yet written); record a longer run, or one at a limit where it runs to its end"
         )),
         Err(e) => refuse(format!(
             "its runtime_profile is not one this memspike reads ({e}): record it again"
@@ -268,6 +277,7 @@ impl ExecReport {
             },
             timeline: f.timeline,
             duration_ms: g.duration.as_secs_f64() * 1e3,
+            stderr_tail: f.stderr_tail.clone(),
             verdict: String::new(),
         };
         report.verdict = report.verdict_sentence(g.stop_signal.as_ref(), oom_kills);

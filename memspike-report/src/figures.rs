@@ -644,7 +644,7 @@ pub const COST_BOUND: Figure = figure(
     "bearable cost",
     "When a run costs too much on a cost edge: its GC CPU share, or its wall time against runs without a memory limit",
 )
-.at("cost_bound");
+.at("policies[].cost_bound");
 
 /// A figure `/stats` shows, in `/stats` order (the kernel's last, shown only when traced);
 /// `/metrics` scrapes those with a metric name.

@@ -402,6 +402,7 @@ mod tests {
                     victim: None,
                     duration_ms: 50.0,
                     verdict: "killed".into(),
+                    stderr_tail: String::new(),
                 }],
                 Vec::new(),
             ),

@@ -28,9 +28,12 @@ pub struct PolicyThreshold {
     pub settings: Policy,
     #[serde(flatten)]
     pub threshold: Threshold,
-    /// The cost edge (`gomemlimit` on a command), see [`CostBound`].
+    /// The cost edge (`gomemlimit` on a command), and what bore on it: the bound and this
+    /// policy's baseline ([`CostBound`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Threshold>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_bound: Option<CostBound>,
     /// Every run of a command, in brief (empty for the simulated program).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<Probe>,
@@ -43,8 +46,6 @@ pub struct ThresholdReport {
     pub limit_bytes: u64,
     pub subject: Subject,
     pub policies: Vec<PolicyThreshold>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost_bound: Option<CostBound>,
 }
 
 impl ThresholdReport {
@@ -66,10 +67,10 @@ impl ThresholdReport {
                     settings: s.policy,
                     threshold: s.threshold,
                     cost: s.cost,
+                    cost_bound: s.cost_bound,
                     probes: s.probes,
                 })
                 .collect(),
-            cost_bound: f.cost_bound,
         }
     }
 }
@@ -96,15 +97,26 @@ impl Document for ThresholdReport {
                     let c = p.cost.as_ref();
                     row.push(value(c.and_then(|c| c.survives)));
                     row.push(value(c.and_then(|c| c.dies)));
+                    row.push(
+                        p.cost_bound
+                            .as_ref()
+                            .and_then(|b| b.baseline_wall_ms)
+                            .map_or("did not finish".to_owned(), |ms| format!("{ms:.0} ms")),
+                    );
                 }
-                let runs = t.runs.len() + p.cost.as_ref().map_or(0, |c| c.runs.len());
+                // A command's every run, baselines included, or the simulated search's.
+                let runs = if p.probes.is_empty() {
+                    t.runs.len()
+                } else {
+                    p.probes.len()
+                };
                 row.push(runs.to_string());
                 row
             })
             .collect();
         let mut header = vec!["policy", "survives", "dies", "boundary"];
         if costs {
-            header.extend(["bearable from", "too costly"]);
+            header.extend(["bearable from", "too costly", "baseline wall"]);
         }
         header.push("runs");
         let mut about = Pairs::default();
@@ -113,17 +125,13 @@ impl Document for ThresholdReport {
             about.row(&fig::LIMIT, human(self.limit_bytes).to_string());
         }
         about.row(&fig::GOAL, k.goal());
-        if let Some(b) = &self.cost_bound {
+        if let Some(b) = self.policies.iter().find_map(|p| p.cost_bound.as_ref()) {
             about.row(
                 &fig::COST_BOUND,
                 format!(
-                    "GC CPU at most {}, wall time at most {}x {}",
+                    "GC CPU at most {}, wall time at most {}x the policy's baseline (its median wall time without a memory limit; not applied where the baseline did not finish)",
                     percent(Some(b.gc_cpu_max)),
                     b.wall_factor,
-                    b.baseline_wall_ms.map_or(
-                        "the baseline's (which did not finish: not applied)".to_owned(),
-                        |ms| format!("the {ms:.0} ms of runs without a memory limit")
-                    )
                 ),
             );
         }
@@ -153,5 +161,55 @@ impl Document for ThresholdReport {
             error: None,
             verdict,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::PolicySearch;
+    use memspike_model::{policy_set::by_name, threshold::Range};
+
+    /// Regression: one cost bound, the last policy's baseline, was reported for every policy.
+    #[test]
+    fn each_policy_keeps_its_own_baseline() {
+        let range = Knob::Gomemlimit.default_range().unwrap();
+        let threshold = |r: Range| Threshold {
+            range: r,
+            survives: Some(0.9),
+            dies: Some(0.95),
+            flaky: false,
+            runs: Vec::new(),
+        };
+        let search = |name: &str, baseline: Option<f64>| PolicySearch {
+            policy: by_name(name).unwrap(),
+            threshold: threshold(range),
+            cost: Some(threshold(range.reversed())),
+            cost_bound: Some(CostBound {
+                gc_cpu_max: 0.5,
+                wall_factor: 2.0,
+                baseline_wall_ms: baseline,
+            }),
+            probes: Vec::new(),
+        };
+        let r = ThresholdReport::build(ThresholdFacts {
+            subject: ThresholdSubject::Command {
+                command: vec!["prog".into()],
+                limit_bytes: 64 << 20,
+            },
+            knob: Knob::Gomemlimit,
+            searches: vec![search("gogc100", Some(700.0)), search("gogc50", None)],
+        });
+        let baselines: Vec<_> = r
+            .policies
+            .iter()
+            .map(|p| p.cost_bound.as_ref().and_then(|b| b.baseline_wall_ms))
+            .collect();
+        assert_eq!(baselines, [Some(700.0), None]);
+        let text = r.text();
+        assert!(
+            text.contains("700 ms") && text.contains("did not finish"),
+            "{text}"
+        );
     }
 }

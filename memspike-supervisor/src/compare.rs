@@ -9,6 +9,8 @@
 use std::time::Instant;
 
 use memspike_report::{
+    compare::Trial,
+    exec::ExecReport,
     facts::{
         CommandCompareFacts, CompareFacts, CostBound, PolicyRun, PolicySearch, Probe, Signal,
         ThresholdFacts, ThresholdSubject,
@@ -62,7 +64,8 @@ pub fn compare(
             policies.len()
         );
     }
-    let (runs, stopped_by) = each_run(policies, &configs, repeats, interrupts, |c| runner.run(c))?;
+    let stop = || interrupts.received();
+    let (runs, stopped_by) = each_run(policies, &configs, repeats, stop, |c| runner.run(c))?;
     Ok(CompareFacts {
         base: base.experiment.clone(),
         limit_source: options.inherit.as_ref().map(|l| l.source.clone()),
@@ -74,26 +77,30 @@ pub fn compare(
 }
 
 /// Runs every policy's configuration `repeats` times, in order, each run said on stderr
-/// ([`Progress`]). A stop signal ends the runs after the one it interrupted: the runs made,
-/// and that signal.
+/// ([`Progress`]). A stop signal ends the runs: the runs made before it, and that signal (the
+/// run it interrupted is left out, as it ended by the signal rather than by its policy).
 fn each_run<C, R>(
     policies: &[Policy],
     configs: &[C],
     repeats: u32,
-    interrupts: &Interrupts,
+    stop: impl Fn() -> Option<i32>,
     mut run: impl FnMut(&C) -> Result<R, SupervisorError>,
 ) -> Result<(Vec<PolicyRun<R>>, Option<Signal>), SupervisorError> {
     let progress = Progress::new(policies.len(), repeats);
     let mut runs = Vec::with_capacity(policies.len() * repeats as usize);
     for (i, (policy, config)) in policies.iter().zip(configs).enumerate() {
         for j in 0..repeats {
-            if let Some(sig) = interrupts.received() {
+            progress.say(i, name(policy), j);
+            let made = match run(config) {
+                Err(SupervisorError::Interrupted(sig)) => return Ok((runs, Some(signal(sig)))),
+                made => made?,
+            };
+            if let Some(sig) = stop() {
                 return Ok((runs, Some(signal(sig))));
             }
-            progress.say(i, name(policy), j);
             runs.push(PolicyRun {
                 policy: policy.clone(),
-                run: run(config)?,
+                run: made,
             });
         }
     }
@@ -184,7 +191,8 @@ pub fn compare_command(
 ) -> Result<CommandCompareFacts, SupervisorError> {
     let configs = command_configs(base, policies)?;
     let mut runner = ProgramRunner::new(base.trace_kernel, interrupts);
-    let (runs, stopped_by) = each_run(policies, &configs, repeats, interrupts, |c| runner.run(c))?;
+    let stop = || interrupts.received();
+    let (runs, stopped_by) = each_run(policies, &configs, repeats, stop, |c| runner.run(c))?;
     Ok(CommandCompareFacts {
         command: base.config.command.clone(),
         limit_bytes: base.config.limit,
@@ -290,6 +298,7 @@ pub fn threshold(
             policy: p.clone(),
             threshold: t,
             cost: None,
+            cost_bound: None,
             probes: Vec::new(),
         });
     }
@@ -297,7 +306,6 @@ pub fn threshold(
         subject: ThresholdSubject::Scenario(Box::new(base.config.experiment.clone())),
         knob,
         searches: found,
-        cost_bound: None,
     })
 }
 
@@ -348,19 +356,35 @@ impl Prober<'_> {
                 "stopped by {sig} during the {what}"
             )));
         }
+        let environment = facts.environment.clone();
+        let trial = Trial::of_exec(&ExecReport::build(facts));
         let probe = Probe {
             value,
             edge: edge.to_owned(),
-            outcome: Outcome::of_exec(&facts),
-            exit: facts.group.exit.to_string(),
-            peak_bytes: facts.group.counters.peak_bytes,
-            gc_cycles: facts.runtime.is_some().then_some(facts.cycles.len() as u32),
-            gc_cpu_share: facts.cycles.last().map(|c| c.cycle.cpu_percent / 100.0),
-            wall_ms: facts.group.duration.as_secs_f64() * 1e3,
-            environment: facts.environment,
+            outcome: trial.outcome,
+            exit: trial.exit,
+            peak_bytes: trial.peak_bytes,
+            gc_cycles: trial.gc_cycles,
+            gc_cpu_share: trial.gc_cpu_share,
+            wall_ms: trial.duration_ms,
+            environment,
+            stderr_tail: trial.stderr_tail,
         };
         probes.push(probe.clone());
         Ok(probe)
+    }
+}
+
+/// `p` without its memory limit, for a baseline run: with GOGC 100 where it had GOGC off, which
+/// without a limit would never collect.
+fn baseline_policy(p: &Policy) -> Policy {
+    Policy {
+        memory_limit: None,
+        gogc: match p.gogc {
+            Gogc::Off => Gogc::Percent(100),
+            g => g,
+        },
+        ..p.clone()
     }
 }
 
@@ -375,12 +399,15 @@ pub struct CommandSearch {
 
 /// The wall time a run may take, as a multiple of the baseline's, before it costs too much.
 pub const WALL_FACTOR: f64 = 2.0;
+/// The baseline's group, as a multiple of the searched limit: room enough that a memory limit
+/// is what it lacks, bounded so that a program that grows without end meets a limit still.
+pub const BASELINE_ROOM: u64 = 8;
 
 /// Per policy, the knob's threshold for `base`'s command in `range`, by bisection over real
 /// runs, each point near the boundary run `search.repeats` times. For `gomemlimit`, also the
 /// cost edge: the lowest share whose runs survive with the collector's CPU at most
 /// `search.gc_cpu_max` and the wall time at most [`WALL_FACTOR`] times that of runs without a
-/// memory limit (the baseline, run first in a group as large as the machine's free memory).
+/// memory limit (the baseline, run after the survival search, in a larger group).
 /// Every value the search may try is checked before the first run.
 pub fn threshold_command(
     base: &CommandBase,
@@ -419,7 +446,6 @@ pub fn threshold_command(
         policies: policies.len(),
     };
     let mut found = Vec::with_capacity(policies.len());
-    let mut cost_bound = None;
     for (i, p) in policies.iter().enumerate() {
         let mut probes = Vec::new();
         let options = threshold::Options {
@@ -440,20 +466,25 @@ pub fn threshold_command(
                 Outcome::Survived => Ok(Survived(true)),
                 Outcome::OomKilled => Ok(Survived(false)),
                 _ => Err(SupervisorError::Worker(format!(
-                    "the run at {knob} {} neither survived nor was OOM-killed: it {}",
+                    "the run at {knob} {} neither survived nor was OOM-killed: it {}{}",
                     knob.format(value),
-                    probe.exit
+                    probe.exit,
+                    probe
+                        .stderr_tail
+                        .lines()
+                        .last()
+                        .map_or(String::new(), |l| format!(": {l}"))
                 ))),
             }
         })?;
         let cost = if knob == Knob::Gomemlimit {
-            // The baseline: the same policy without a memory limit, in a group as large as
-            // the machine's free memory.
-            let unlimited = Policy {
-                memory_limit: None,
-                ..p.clone()
-            };
-            let room = preflight::Memory::read().map_or(limit * 8, |m| m.available);
+            // The baseline: the same policy without a memory limit (and with GOGC 100 where
+            // it had GOGC off, which without a limit would never collect), in a group of
+            // BASELINE_ROOM times the limit, or the machine's free memory if less.
+            let unlimited = baseline_policy(p);
+            let room = preflight::Memory::read().map_or(limit * BASELINE_ROOM, |m| {
+                m.available.min(limit * BASELINE_ROOM)
+            });
             let config = base
                 .with_policy(&unlimited, room)
                 .map_err(SupervisorError::Usage)?;
@@ -482,15 +513,16 @@ pub fn threshold_command(
                 let probe = at(&mut prober, value, "cost", &mut probes)?;
                 Ok::<_, SupervisorError>(Survived(probe.within(&bound)))
             })?;
-            cost_bound = Some(bound);
-            Some(c)
+            Some((c, bound))
         } else {
             None
         };
+        let (cost, cost_bound) = cost.unzip();
         found.push(PolicySearch {
             policy: p.clone(),
             threshold: t,
             cost,
+            cost_bound,
             probes,
         });
     }
@@ -501,6 +533,64 @@ pub fn threshold_command(
         },
         knob,
         searches: found,
-        cost_bound,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// Regression: the run a stop signal interrupted was kept as a trial of its policy (a
+    /// command it ended read as "signaled", or "survived" if it exited 0), and a signal that
+    /// came as a run started threw away every run made.
+    #[test]
+    fn a_stop_ends_the_runs_without_the_one_it_interrupted() {
+        let policies = memspike_model::policy_set::defaults();
+        let configs: Vec<usize> = (0..policies.len()).collect();
+        let signal_at = Cell::new(None);
+        let made = Cell::new(0);
+        let (runs, stopped) = each_run(
+            &policies,
+            &configs,
+            2,
+            || signal_at.get(),
+            |c| {
+                made.set(made.get() + 1);
+                if made.get() == 3 {
+                    signal_at.set(Some(2)); // SIGINT arrives during the third run
+                }
+                Ok(*c)
+            },
+        )
+        .unwrap();
+        assert_eq!(runs.len(), 2, "the interrupted run is left out");
+        assert_eq!(stopped.map(|s| s.name), Some("SIGINT".to_owned()));
+        let (runs, stopped) = each_run(
+            &policies,
+            &configs,
+            2,
+            || None,
+            |c| {
+                if *c == 1 {
+                    return Err(SupervisorError::Interrupted(15));
+                }
+                Ok(*c)
+            },
+        )
+        .unwrap();
+        assert_eq!(runs.len(), 2, "the runs before the refused start are kept");
+        assert_eq!(stopped.map(|s| s.name), Some("SIGTERM".to_owned()));
+    }
+
+    /// Regression: gogc-off-memlimit90's baseline ran with GOGC off and no memory limit, which
+    /// never collects.
+    #[test]
+    fn a_baseline_collects() {
+        let p = memspike_model::policy_set::by_name("gogc-off-memlimit90").unwrap();
+        let b = baseline_policy(&p);
+        assert_eq!((b.gogc, b.memory_limit), (Gogc::Percent(100), None));
+        let p = memspike_model::policy_set::by_name("gogc50").unwrap();
+        assert_eq!(baseline_policy(&p).gogc, Gogc::Percent(50));
+    }
 }

@@ -1,8 +1,8 @@
 //! A real program under the same microscope as the simulation: one run of a command in a fresh
 //! limited group (the same group, observer and clean-up as `run`), joined before exec, under
 //! memspike's environment and, for `compare -- CMD` and `threshold -- CMD`, a policy given
-//! through it. `exec` runs it once; [`ProgramRunner`] runs it as often as asked. Its stdin is its
-//! own, its stdout and stderr go where [`Output`] says, and stop signals are passed on to it.
+//! through it. `exec` runs it once; [`ProgramRunner`] runs it as often as asked. Its stdin,
+//! stdout and stderr are as [`Output`] says, and stop signals are passed on to it.
 //!
 //! While it runs, the supervisor samples the group's usage and `memory.stat` every
 //! [`SAMPLE_PERIOD`] and takes the kernel observer's counts every time bucket, so page faults and
@@ -15,6 +15,7 @@ use std::{
     os::fd::{AsFd, OwnedFd},
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::{Arc, Mutex, mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -63,8 +64,8 @@ pub enum Output {
     Own,
     /// Both go to memspike's stderr, so that memspike's stdout holds its report alone.
     Stderr,
-    /// Neither is shown (many runs of one command: `compare`, `threshold`); the end of its
-    /// stderr is kept in the facts.
+    /// Neither is shown, and its stdin is empty (many runs of one command: `compare`,
+    /// `threshold`); the end of its stderr is kept.
     Quiet,
 }
 
@@ -112,9 +113,10 @@ fn environment(
     if let Some((name, value)) = tracer.env(&lookup) {
         env.retain(|(k, _)| *k != *name);
         env.push((name.clone().into(), value.into()));
-        names.push(name);
+        if !names.contains(&name) {
+            names.push(name);
+        }
     }
-    names.dedup();
     let set = names
         .iter()
         .filter_map(|name| {
@@ -201,7 +203,6 @@ impl<'a> ProgramRunner<'a> {
         let kernel = session.close();
         let mut facts = facts?;
         facts.group.kernel = kernel;
-        facts.group.duration = session.start.elapsed();
         Ok(facts)
     }
 }
@@ -222,7 +223,11 @@ fn run_in(
     cmd.args(&config.command[1..])
         .env_clear()
         .envs(env)
-        .stdin(Stdio::inherit())
+        // Many runs of one command (`Quiet`) each start from no input, alike.
+        .stdin(match config.output {
+            Output::Quiet => Stdio::null(),
+            Output::Own | Output::Stderr => Stdio::inherit(),
+        })
         .stdout(match config.output {
             Output::Own => Stdio::inherit(),
             Output::Stderr => io::stderr()
@@ -290,7 +295,10 @@ fn run_in(
     interrupts.set_worker(0);
     interrupts.set_forward(false);
     let status = child.wait().map_err(SupervisorError::Spawn)?;
-    let relayed = relay.and_then(|h| h.join().ok()).unwrap_or_default();
+    // What the command left behind in its own group (a daemon) dies with it, as the group's
+    // removal would have it: its stderr, which the relay reads, then closes.
+    session.group().kill_members();
+    let relayed = relay.map(|r| r.finish()).unwrap_or_default();
     Ok(ExecFacts {
         group: GroupFacts {
             limit_bytes: config.limit,
@@ -350,6 +358,30 @@ struct Relayed {
 /// The end of the command's stderr kept in its facts.
 const TAIL_BYTES: usize = 2048;
 
+/// The thread reading the command's stderr, and what it has read so far.
+struct Relay {
+    read: Arc<Mutex<Relayed>>,
+    done: mpsc::Receiver<()>,
+}
+
+/// How long the relay may go on after the command exits: its stderr closes then, unless a
+/// process it started (in an inherited group, where memspike kills nothing) still holds it.
+const RELAY_GRACE: Duration = Duration::from_secs(2);
+
+impl Relay {
+    /// What the relay read: all of it once the stderr closed, or what it had when
+    /// [`RELAY_GRACE`] passed after the command's exit.
+    fn finish(self) -> Relayed {
+        if self.done.recv_timeout(RELAY_GRACE).is_err() {
+            tracing::warn!(
+                "a process the command left still holds its stderr: lines after its exit are not read"
+            );
+        }
+        let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *read)
+    }
+}
+
 /// Reads the command's stderr line by line: copies it to ours unchanged when `echo`, reads the
 /// runtime's trace out of it, and keeps its last [`TAIL_BYTES`] of other lines.
 fn relay_stderr(
@@ -357,11 +389,13 @@ fn relay_stderr(
     mut tracer: Box<dyn RuntimeTrace>,
     started: Instant,
     echo: bool,
-) -> thread::JoinHandle<Relayed> {
+) -> Relay {
+    let read = Arc::new(Mutex::new(Relayed::default()));
+    let (tell, done) = mpsc::channel();
+    let shared = Arc::clone(&read);
     thread::spawn(move || {
         let mut reader = BufReader::new(stderr);
         let mut line = Vec::new();
-        let mut relayed = Relayed::default();
         loop {
             line.clear();
             match reader.read_until(b'\n', &mut line) {
@@ -374,20 +408,25 @@ fn relay_stderr(
                 let _ = out.flush();
             }
             let text = String::from_utf8_lossy(&line);
+            let mut relayed = shared.lock().unwrap_or_else(|e| e.into_inner());
             match tracer.parse_line(text.trim_end()) {
-                Some(cycle) => relayed.cycles.push(TimedCycle {
-                    read_ms: started.elapsed().as_secs_f64() * 1e3,
-                    cycle,
-                }),
+                Some(cycle) => {
+                    relayed.cycles.push(TimedCycle {
+                        read_ms: started.elapsed().as_secs_f64() * 1e3,
+                        cycle,
+                    });
+                    relayed.runtime = Some(tracer.name());
+                }
                 None => keep_tail(&mut relayed.tail, &text),
             }
         }
-        relayed.runtime = (!relayed.cycles.is_empty()).then(|| tracer.name());
-        relayed
-    })
+        let _ = tell.send(());
+    });
+    Relay { read, done }
 }
 
-/// Appends `line` to `tail`, dropping whole lines from its front past [`TAIL_BYTES`].
+/// Appends `line` to `tail`, dropping whole lines from its front past [`TAIL_BYTES`] (and the
+/// front of a line longer than that).
 fn keep_tail(tail: &mut String, line: &str) {
     tail.push_str(line);
     while tail.len() > TAIL_BYTES {

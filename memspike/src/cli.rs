@@ -207,7 +207,7 @@ pub struct ProgramArgs {
     /// Your program and its arguments, after `--`: it runs under each policy, given through
     /// its runtime's environment (Go: GOGC, GOMEMLIMIT, GODEBUG), instead of the simulated one.
     #[arg(last = true, value_name = "CMD",
-          conflicts_with_all = ["scenario", "spike", "chunk", "runtime", "alloc_rate", "gomaxprocs", "user"])]
+          conflicts_with_all = ["scenario", "spike", "chunk", "runtime", "alloc_rate", "gomaxprocs", "calibrate", "user"])]
     pub command: Vec<String>,
 }
 
@@ -247,11 +247,11 @@ pub struct ThresholdArgs {
     /// half to twice --limit; gogc: 1,10000; gomemlimit: shares, default 0.5,1).
     #[arg(long, value_name = "LO,HI")]
     pub range: Option<String>,
-    /// --knob gomemlimit on a command: a run costs too much above this GC CPU share (50% is
-    /// where Go's GC CPU limiter takes over), or at twice the wall time of runs without a
+    /// --knob gomemlimit on a command: a run costs too much above this GC CPU share (default
+    /// 50%, where Go's GC CPU limiter takes over), or at twice the wall time of runs without a
     /// memory limit.
-    #[arg(long, value_name = "PCT", default_value = "50%", value_parser = parse_share, requires = "command")]
-    pub gc_cpu_max: f64,
+    #[arg(long, value_name = "PCT", value_parser = parse_share, requires = "command")]
+    pub gc_cpu_max: Option<f64>,
     /// Print the thresholds as JSON.
     #[arg(long)]
     pub json: bool,

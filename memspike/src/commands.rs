@@ -273,9 +273,15 @@ fn threshold_command(args: &ThresholdArgs, interrupts: &Interrupts) -> anyhow::R
     if let Some(dir) = &args.report.dir {
         preflight::check_report_dir(dir).map_err(settings)?;
     }
+    if args.gc_cpu_max.is_some() && knob != Knob::Gomemlimit {
+        return Err(SupervisorError::Usage(format!(
+            "--gc-cpu-max bounds the cost edge of --knob gomemlimit; --knob {knob} has none"
+        ))
+        .into());
+    }
     let search = CommandSearch {
         repeats: args.runs.runs.unwrap_or(REPEATS),
-        gc_cpu_max: args.gc_cpu_max,
+        gc_cpu_max: args.gc_cpu_max.unwrap_or(GC_CPU_MAX),
     };
     let facts = compare::threshold_command(&base, &policies, knob, &range, search, interrupts)?;
     record("threshold-command", &facts);
@@ -287,6 +293,9 @@ fn threshold_command(args: &ThresholdArgs, interrupts: &Interrupts) -> anyhow::R
     )?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// `--gc-cpu-max`'s default: the share where Go's GC CPU limiter takes over.
+const GC_CPU_MAX: f64 = 0.5;
 
 /// `policies` without those the knob makes the same as an earlier one (with `--knob gogc`,
 /// gogc50 is gogc100).

@@ -366,7 +366,7 @@ fn bad_command_lines_are_refused_before_any_group() {
     )
     .unwrap();
     let above = above.to_str().unwrap();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["exec"], "required"),
         (&["compare", "--runs", "0", "--", "true"], "--runs"),
         (
@@ -394,6 +394,22 @@ fn bad_command_lines_are_refused_before_any_group() {
             "--knob spike",
         ),
         (&["compare", "--clean-env"], "<CMD>"),
+        (
+            &["compare", "--calibrate", "r.json", "--", "true"],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "threshold",
+                "--knob",
+                "limit",
+                "--gc-cpu-max",
+                "40%",
+                "--",
+                "true",
+            ],
+            "--gc-cpu-max bounds the cost edge of --knob gomemlimit",
+        ),
     ];
     for (args, says) in cases {
         let (code, out) = memspike_run(args);
@@ -521,4 +537,83 @@ fn a_program_calibrates_the_model_and_bad_calibration_files_are_refused() {
         assert!(stderr.contains(says), "{stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     }
+}
+
+/// Regression: a process the command left behind holding its stderr (a daemon) kept memspike
+/// reading it forever, and the group was never removed. It dies with the command's group now.
+#[test]
+fn a_daemon_the_command_left_does_not_hold_memspike() {
+    if !common::require_root("exec with a daemon left behind") {
+        return;
+    }
+    let _serial = serial();
+    let child = memspike()
+        .args([
+            "exec",
+            "--no-trace",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1000 & echo started",
+        ])
+        .env_remove("MEMSPIKE_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start memspike");
+    let pid = child.id();
+    // A guard, not a measurement: memspike ends as soon as the shell does.
+    common::wait_for_exit(pid as i32, "memspike exec after its command exited");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json(&out)["outcome"], "survived");
+    assert!(groups_of(pid).is_empty(), "groups left behind");
+}
+
+/// Regression: every run of a command read memspike's stdin, so the first run took the input
+/// and the others found it empty: the same policy flipped for no reason of its own.
+#[test]
+fn every_run_of_a_command_starts_from_the_same_empty_input() {
+    if !common::require_root("compare -- CMD stdin") {
+        return;
+    }
+    let _serial = serial();
+    let mut child = memspike()
+        .args([
+            "compare",
+            "--json",
+            "--no-trace",
+            "--runs",
+            "2",
+            "--policies",
+            "gogc100",
+            "--",
+            "sh",
+            "-c",
+            "if read line; then exit 1; fi",
+        ])
+        .env_remove("MEMSPIKE_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start memspike");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"only once\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = json(&out);
+    assert_eq!(row(&r, "gogc100")["survived"], 2, "{r:#}");
 }

@@ -248,9 +248,6 @@ pub struct ThresholdFacts {
     pub subject: ThresholdSubject,
     pub knob: Knob,
     pub searches: Vec<PolicySearch>,
-    /// What made a run too costly in the searches' cost edges (`gomemlimit` on a command).
-    #[serde(default)]
-    pub cost_bound: Option<CostBound>,
 }
 
 /// What a threshold search varied.
@@ -294,6 +291,9 @@ pub struct PolicySearch {
     /// [`CostBound`].
     #[serde(default)]
     pub cost: Option<Threshold>,
+    /// What made a run too costly on the cost edge: the bound, and this policy's baseline.
+    #[serde(default)]
+    pub cost_bound: Option<CostBound>,
     /// Every run of a command, in order (the survival search's, then the cost edge's), in
     /// brief; empty for the simulated program, whose runs are the threshold's.
     #[serde(default)]
@@ -316,6 +316,9 @@ pub struct Probe {
     pub wall_ms: f64,
     /// The policy's environment for this run (`NAME=value`).
     pub environment: Vec<String>,
+    /// The end of its stderr, its runtime's trace left out (absent when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr_tail: String,
 }
 
 impl Probe {
