@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::{footprint::Footprint, release::Release};
 
 /// A Go program's runtime profile, measured by one `memspike exec`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Profile {
     /// The command it was measured from.
     pub command: Vec<String>,
@@ -39,6 +39,13 @@ pub struct Profile {
     pub alloc_rate: Option<u64>,
     /// GOMAXPROCS, as its trace reports it.
     pub gomaxprocs: u32,
+    /// The median wall time of its cycles' concurrent mark phase, ms, and the heap those
+    /// cycles marked live per ms of it (the median), when the trace gave mark times: what the
+    /// model's cycles, instantaneous for now, will take from it.
+    #[serde(default)]
+    pub mark_ms: Option<f64>,
+    #[serde(default)]
+    pub marked_bytes_per_ms: Option<u64>,
     /// The cycles it was derived from.
     pub cycles: u32,
 }
@@ -98,6 +105,8 @@ mod tests {
             start_heap_bytes: 0,
             alloc_rate: None,
             gomaxprocs: 2,
+            mark_ms: None,
+            marked_bytes_per_ms: None,
             cycles: 3,
         }
     }

@@ -387,6 +387,8 @@ fn a_calibrated_profile_moves_the_goal_and_the_memory_limit() {
         start_heap_bytes: 0,
         alloc_rate: None,
         gomaxprocs: 2,
+        mark_ms: None,
+        marked_bytes_per_ms: None,
         cycles: 3,
     };
     let next_gc_after_spike = |p: Option<Profile>, policy: Policy| {

@@ -255,7 +255,7 @@ fn median(values: impl Iterator<Item = u64>) -> Option<u64> {
 }
 
 /// The lower median of `values`, `None` for none.
-fn median_f(values: impl Iterator<Item = f64>) -> Option<f64> {
+pub(crate) fn median_f(values: impl Iterator<Item = f64>) -> Option<f64> {
     let mut v: Vec<f64> = values.collect();
     v.sort_by(f64::total_cmp);
     v.get(v.len().checked_sub(1)? / 2).copied()

@@ -149,6 +149,18 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
         })
         .sum();
     let seconds = (last.t_ms - first.t_ms) / 1e3;
+    let marks = || {
+        f.cycles
+            .iter()
+            .filter_map(|c| Some((c.cycle.mark_ms?, c.cycle.heap_live_bytes)))
+    };
+    let mark_ms = crate::compare::median_f(marks().map(|(ms, _)| ms));
+    let marked_bytes_per_ms = crate::compare::median_f(
+        marks()
+            .filter(|(ms, _)| *ms > 0.0)
+            .map(|(ms, live)| live as f64 / ms),
+    )
+    .map(|rate| rate as u64);
     Some(Profile {
         command: f.command.clone(),
         go_version,
@@ -160,6 +172,8 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
         start_heap_bytes: first.heap_live_bytes,
         alloc_rate: (seconds > 0.0 && allocated > 0).then(|| (allocated as f64 / seconds) as u64),
         gomaxprocs: last.procs,
+        mark_ms,
+        marked_bytes_per_ms,
         cycles: f.cycles.len() as u32,
     })
 }
@@ -861,6 +875,7 @@ mod tests {
                 stacks_bytes: Some(0),
                 globals_bytes: Some(1 << 20),
                 procs: 2,
+                mark_ms: None,
             },
         };
         let timed = [cycle(1, 1, 4), cycle(2, 28, 4)];
@@ -898,6 +913,7 @@ mod tests {
                     stacks_bytes: Some(0),
                     globals_bytes: Some(1 << 20),
                     procs: 4,
+                    mark_ms: Some(2.0),
                 },
             })
             .collect();
@@ -933,6 +949,11 @@ mod tests {
         assert_eq!(p.go_version, "go1.21.13");
         assert_eq!((p.globals_bytes, p.gomaxprocs, p.cycles), (1 << 20, 4, 3));
         assert_eq!(p.start_heap_bytes, 2 << 20);
+        // 2, 10 and 30 MiB marked live in 2 ms each: 5 MiB per ms, the median.
+        assert_eq!(
+            (p.mark_ms, p.marked_bytes_per_ms),
+            (Some(2.0), Some(5 << 20))
+        );
         // (20 - 2) + (40 - 10) MiB allocated over the 70 ms between the first and last cycles.
         assert_eq!(p.alloc_rate, Some((48.0 * (1 << 20) as f64 / 0.070) as u64));
         // Not a Go binary, or no sample after any cycle: no profile.

@@ -76,6 +76,10 @@ pub struct RuntimeCycle {
     pub globals_bytes: Option<u64>,
     /// The number of processors (Go's GOMAXPROCS) the collector ran with.
     pub procs: u32,
+    /// The wall time of the cycle's concurrent mark phase, in milliseconds, when the runtime
+    /// reports it.
+    #[serde(default)]
+    pub mark_ms: Option<f64>,
 }
 
 #[cfg(test)]
@@ -97,6 +101,7 @@ mod tests {
             stacks_bytes: None,
             globals_bytes: Some(2 << 20),
             procs: 2,
+            mark_ms: Some(0.93),
         };
         let json = serde_json::to_value(cycle).unwrap();
         assert_eq!(
@@ -105,7 +110,7 @@ mod tests {
                 "n": 2, "t_ms": 1133.0, "heap_start_bytes": 39845888u64,
                 "heap_end_bytes": 40894464u64, "heap_live_bytes": 25165824u64,
                 "goal_bytes": 56623104u64, "cpu_percent": 7.0, "forced": true,
-                "stacks_bytes": null, "globals_bytes": 2097152u64, "procs": 2,
+                "stacks_bytes": null, "globals_bytes": 2097152u64, "procs": 2, "mark_ms": 0.93,
             })
         );
     }

@@ -157,6 +157,7 @@ mod tests {
                 stacks_bytes: None,
                 globals_bytes: None,
                 procs: 2,
+                mark_ms: None,
             },
         };
         let json = serde_json::to_string(&timed).unwrap();
