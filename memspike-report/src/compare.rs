@@ -27,6 +27,7 @@ use crate::{
         view::{Block, Pairs, Tone, View},
     },
     run::Report,
+    stats::{median, median_f},
 };
 
 /// One run of a policy, in brief: what a row aggregates.
@@ -246,20 +247,6 @@ fn usage_of(r: &Report) -> Vec<UsagePoint> {
 
 /// The cost of a row whose GC CPU and collections are both unknown.
 const UNKNOWN_COST: (u64, u32) = (u64::MAX, u32::MAX);
-
-/// The lower median of `values`, `None` for none.
-fn median(values: impl Iterator<Item = u64>) -> Option<u64> {
-    let mut v: Vec<u64> = values.collect();
-    v.sort_unstable();
-    v.get(v.len().checked_sub(1)? / 2).copied()
-}
-
-/// The lower median of `values`, `None` for none.
-pub(crate) fn median_f(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len().checked_sub(1)? / 2).copied()
-}
 
 /// The value seen most often (the first of equals), `None` for none.
 fn most_common(values: impl Iterator<Item = String>) -> Option<String> {

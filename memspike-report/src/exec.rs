@@ -154,8 +154,8 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
             .iter()
             .filter_map(|c| Some((c.cycle.mark_ms?, c.cycle.heap_live_bytes)))
     };
-    let mark_ms = crate::compare::median_f(marks().map(|(ms, _)| ms));
-    let marked_bytes_per_ms = crate::compare::median_f(
+    let mark_ms = crate::stats::median_f(marks().map(|(ms, _)| ms));
+    let marked_bytes_per_ms = crate::stats::median_f(
         marks()
             .filter(|(ms, _)| *ms > 0.0)
             .map(|(ms, live)| live as f64 / ms),

@@ -25,6 +25,7 @@ mod format;
 pub mod outcome;
 pub mod render;
 pub mod run;
+mod stats;
 pub mod sweep;
 pub mod threshold;
 
