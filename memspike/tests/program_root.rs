@@ -7,7 +7,7 @@ mod common;
 
 use std::{
     path::Path,
-    process::{Output, Stdio},
+    process::{Child, Output, Stdio},
 };
 
 use common::{groups_of, memspike, serial, u};
@@ -23,15 +23,25 @@ fn memspike_run(args: &[&str]) -> (i32, Output) {
 
 fn memspike_env(args: &[&str], env: &[(&str, &str)]) -> (i32, Output) {
     let _serial = serial();
-    let child = memspike()
+    finish(start(args, env, Stdio::null()))
+}
+
+/// `memspike ARGS` started with `env` set and `stdin`, its stdout and stderr piped.
+fn start(args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> Child {
+    memspike()
         .args(args)
         .envs(env.iter().copied())
         .env_remove("MEMSPIKE_LOG")
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start memspike");
+        .expect("start memspike")
+}
+
+/// Waits for a started memspike, checks that no group is left, and gives its exit code and
+/// output.
+fn finish(child: Child) -> (i32, Output) {
     let pid = child.id();
     let out = child.wait_with_output().expect("memspike runs");
     assert!(groups_of(pid).is_empty(), "groups left behind");
@@ -547,29 +557,21 @@ fn a_daemon_the_command_left_does_not_hold_memspike() {
         return;
     }
     let _serial = serial();
-    let child = memspike()
-        .args([
-            "exec",
-            "--no-trace",
-            "--json",
-            "--",
-            "sh",
-            "-c",
-            "sleep 1000 & echo started",
-        ])
-        .env_remove("MEMSPIKE_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start memspike");
-    let pid = child.id();
+    let args = [
+        "exec",
+        "--no-trace",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1000 & echo started",
+    ];
+    let child = start(&args, &[], Stdio::null());
     // A guard, not a measurement: memspike ends as soon as the shell does.
-    common::wait_for_exit(pid as i32, "memspike exec after its command exited");
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    common::wait_for_exit(child.id() as i32, "memspike exec after its command exited");
+    let (code, out) = finish(child);
+    assert_eq!(code, 0);
     assert_eq!(json(&out)["outcome"], "survived");
-    assert!(groups_of(pid).is_empty(), "groups left behind");
 }
 
 /// Regression: every run of a command read memspike's stdin, so the first run took the input
@@ -580,40 +582,27 @@ fn every_run_of_a_command_starts_from_the_same_empty_input() {
         return;
     }
     let _serial = serial();
-    let mut child = memspike()
-        .args([
-            "compare",
-            "--json",
-            "--no-trace",
-            "--runs",
-            "2",
-            "--policies",
-            "gogc100",
-            "--",
-            "sh",
-            "-c",
-            "if read line; then exit 1; fi",
-        ])
-        .env_remove("MEMSPIKE_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start memspike");
+    let args = [
+        "compare",
+        "--json",
+        "--no-trace",
+        "--runs",
+        "2",
+        "--policies",
+        "gogc100",
+        "--",
+        "sh",
+        "-c",
+        "if read line; then exit 1; fi",
+    ];
+    let mut child = start(&args, &[], Stdio::piped());
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"only once\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(b"only once\n").unwrap();
+    drop(input); // the end of the input
+
+    let (code, out) = finish(child);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out.stderr));
     let r = json(&out);
     assert_eq!(row(&r, "gogc100")["survived"], 2, "{r:#}");
 }
