@@ -108,14 +108,14 @@ fn each_run<C, R>(
 }
 
 /// Progress on stderr, one line per run: policy i of n, run j of N, time so far.
-pub struct Progress {
+struct Progress {
     policies: usize,
     repeats: u32,
     started: Instant,
 }
 
 impl Progress {
-    pub fn new(policies: usize, repeats: u32) -> Progress {
+    fn new(policies: usize, repeats: u32) -> Progress {
         Progress {
             policies,
             repeats,
@@ -124,7 +124,7 @@ impl Progress {
     }
 
     /// Says that run `j` (from 0) of policy `i` (from 0), `name`, starts.
-    pub fn say(&self, i: usize, name: &str, j: u32) {
+    fn say(&self, i: usize, name: &str, j: u32) {
         tracing::info!(
             "policy {}/{} {name}, run {}/{} ({:.1} s elapsed)",
             i + 1,
