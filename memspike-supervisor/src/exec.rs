@@ -290,6 +290,8 @@ fn run_in(
             break;
         }
     }
+    // The command's own wall time: from its start to the moment its exit was seen.
+    let wall = started.elapsed();
     // The command has exited (the loop ends only then): no signal may go to its pid once it is
     // reaped and could be reused.
     interrupts.set_worker(0);
@@ -310,7 +312,7 @@ fn run_in(
             oom_kills_before: session.oom_kills(),
             kernel: Err("not collected yet".into()),
             stop_signal: interrupts.received().map(signal),
-            duration: started.elapsed(),
+            duration: wall,
         },
         command: config.command.clone(),
         pid: kernel_pid,
