@@ -75,6 +75,11 @@ pub struct Options {
     /// timing-dependent cell.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     jobs: u32,
+    /// Which reference binary: `plain` (built without its HTTP server, the footprint the model
+    /// was measured on) or `http` (with `net/http` linked, as the seed's program ships: a
+    /// program the model was not tuned on).
+    #[arg(long, value_enum, default_value_t = toolchain::Binary::Plain)]
+    binary: toolchain::Binary,
 }
 
 pub fn fidelity(opts: &Options) -> Result<ExitCode> {
@@ -104,7 +109,7 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
     let mut programs = Vec::new();
     for source in &sources {
         let toolchain = toolchain::prepare(source, &target)?;
-        let binary = toolchain.build_reference(&source_dir, &bin_dir)?;
+        let binary = toolchain.build_reference(&source_dir, &bin_dir, opts.binary)?;
         programs.push((toolchain.version, binary));
     }
     let cells = if opts.quick {
@@ -115,7 +120,7 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
 
     let mut tables = Vec::new();
     for (version, binary) in &programs {
-        let runs_dir = out.join("runs").join(version);
+        let runs_dir = out.join("runs").join(opts.binary.name()).join(version);
         if runs_dir.exists() {
             fs::remove_dir_all(&runs_dir)
                 .with_context(|| format!("clearing {}", runs_dir.display()))?;
@@ -144,7 +149,7 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
 
     let took = started.elapsed();
     let how = format!(
-        "Made by `cargo xtask fidelity --go {} --reps {}{}` in {:.0} s (builds included), \
+        "Made by `cargo xtask fidelity --go {} --reps {}{} --binary {}` in {:.0} s (builds included), \
          kernel {}, {} CPUs. A cell is stable when all its real runs end the same way in the \
          same phase; on a stable cell the simulation must agree on both and its next GC after \
          the spike must be within {:.0} % of the real runs' median.",
@@ -155,6 +160,7 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
             .join(","),
         opts.reps,
         if opts.quick { " --quick" } else { "" },
+        opts.binary.name(),
         took.as_secs_f64(),
         fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
@@ -162,8 +168,8 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         compare::NEXT_GC_TOLERANCE * 100.0,
     );
-    let csv_path = out.join("fidelity.csv");
-    let md_path = out.join("fidelity.md");
+    let csv_path = out.join(format!("fidelity{}.csv", opts.binary.suffix()));
+    let md_path = out.join(format!("fidelity{}.md", opts.binary.suffix()));
     fs::write(&csv_path, table::csv(&tables)?)
         .with_context(|| format!("writing {}", csv_path.display()))?;
     fs::write(&md_path, table::markdown(&tables, &how))

