@@ -42,16 +42,23 @@ fn with_next_goals(cycles: &[TimedCycle], gogc: Option<u64>) -> Vec<TracedCycle>
     cycles
         .iter()
         .enumerate()
-        .map(|(i, TimedCycle { read_ms, cycle: c })| {
-            let next = cycles.get(i + 1).map(|n| n.cycle.goal_bytes);
-            let estimate = next_goal_after(c, gogc);
-            TracedCycle {
-                read_ms: *read_ms,
-                cycle: *c,
-                next_goal_bytes: next.or(estimate),
-                next_goal_estimated: next.is_none() && estimate.is_some(),
-            }
-        })
+        .map(
+            |(
+                i,
+                TimedCycle {
+                    read_ms, cycle: c, ..
+                },
+            )| {
+                let next = cycles.get(i + 1).map(|n| n.cycle.goal_bytes);
+                let estimate = next_goal_after(c, gogc);
+                TracedCycle {
+                    read_ms: *read_ms,
+                    cycle: *c,
+                    next_goal_bytes: next.or(estimate),
+                    next_goal_estimated: next.is_none() && estimate.is_some(),
+                }
+            },
+        )
         .collect()
 }
 
@@ -114,11 +121,11 @@ pub struct ExecReport {
 }
 
 /// A Go program's runtime profile from its run: the release its build information names,
-/// and what its trace and the group's samples show. The memory outside the heap is read at each
-/// cycle from the first sample at or after its line (a sample after the program's exit is no
-/// reading of it): the group's charge less its page cache (which the kernel reclaims before it
-/// kills: the binary's pages read inside the group, say) less the heap in use at the cycle's
-/// end; the smallest is kept.
+/// and what its trace and the group show. The memory outside the heap is read at each cycle
+/// from the group as memspike read it with the cycle's line (in older facts: the first sample
+/// at or after the line; a sample after the program's exit is no reading of it): the group's
+/// charge less its page cache (which the kernel reclaims before it kills: the binary's pages
+/// read inside the group, say) less the heap in use at the cycle's end; the smallest is kept.
 pub fn profile(f: &ExecFacts) -> Option<Profile> {
     let go_version = f.go_version.clone()?;
     let release = release_of(&go_version)?;
@@ -128,8 +135,10 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
         .cycles
         .iter()
         .filter_map(|c| {
-            let s = samples.iter().find(|s| s.t_ms as f64 >= c.read_ms)?;
-            let r = s.reading;
+            let r = match c.group {
+                Some(at_line) => at_line,
+                None => samples.iter().find(|s| s.t_ms as f64 >= c.read_ms)?.reading,
+            };
             let outside = r
                 .usage_bytes?
                 .saturating_sub(r.file_bytes.unwrap_or(0))
@@ -863,6 +872,7 @@ mod tests {
     fn the_next_goal_is_the_next_cycles_or_gogcs_rule() {
         let cycle = |n, live_mib: u64, goal_mib: u64| TimedCycle {
             read_ms: 0.0,
+            group: None,
             cycle: RuntimeCycle {
                 n,
                 t_ms: 0.0,
@@ -901,6 +911,7 @@ mod tests {
             .enumerate()
             .map(|(i, &(read_ms, end, live))| TimedCycle {
                 read_ms,
+                group: None,
                 cycle: RuntimeCycle {
                     n: i as u32 + 1,
                     t_ms: read_ms - 1.0,

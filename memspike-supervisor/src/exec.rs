@@ -252,10 +252,17 @@ fn run_in(
     let kernel_pid = memspike_cgroup::pidns::procfs_pid(pid);
     interrupts.set_worker(pid as i32);
     tracing::info!("command {pid} started inside the group");
-    let relay = child
-        .stderr
-        .take()
-        .map(|stderr| relay_stderr(stderr, tracer, started, config.output != Output::Quiet));
+    // The relay reads the group as it reads each cycle's line, through files of its own.
+    let at_line = Sampler::open(session.group().dir(), session.group().version()).ok();
+    let relay = child.stderr.take().map(|stderr| {
+        relay_stderr(
+            stderr,
+            tracer,
+            started,
+            config.output != Output::Quiet,
+            at_line,
+        )
+    });
 
     let mut timeline = Timeline::new();
     // The group as the command started: with the reading at its end, every timeline has at
@@ -385,12 +392,14 @@ impl Relay {
 }
 
 /// Reads the command's stderr line by line: copies it to ours unchanged when `echo`, reads the
-/// runtime's trace out of it, and keeps its last [`TAIL_BYTES`] of other lines.
+/// runtime's trace out of it (and, with each cycle, `group`), and keeps its last
+/// [`TAIL_BYTES`] of other lines.
 fn relay_stderr(
     stderr: impl Read + Send + 'static,
     mut tracer: Box<dyn RuntimeTrace>,
     started: Instant,
     echo: bool,
+    mut group: Option<Sampler>,
 ) -> Relay {
     let read = Arc::new(Mutex::new(Relayed::default()));
     let (tell, done) = mpsc::channel();
@@ -416,6 +425,7 @@ fn relay_stderr(
                     relayed.cycles.push(TimedCycle {
                         read_ms: started.elapsed().as_secs_f64() * 1e3,
                         cycle,
+                        group: group.as_mut().map(Sampler::read),
                     });
                     relayed.runtime = Some(tracer.name());
                 }

@@ -127,12 +127,16 @@ impl Timeline {
 }
 
 /// A cycle the runtime traced, and when memspike read its line: `read_ms` after the command
-/// started (the cycle's own `t_ms` is the runtime's clock, since the program started).
+/// started (the cycle's own `t_ms` is the runtime's clock, since the program started); and
+/// the group as memspike read it then.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TimedCycle {
     pub read_ms: f64,
     #[serde(flatten)]
     pub cycle: RuntimeCycle,
+    /// The group's usage and `memory.stat` when the line was read (`null` in older facts).
+    #[serde(default)]
+    pub group: Option<Reading>,
 }
 
 #[cfg(test)]
@@ -145,6 +149,7 @@ mod tests {
     fn a_timed_cycle_has_each_key_once_and_reads_back() {
         let timed = TimedCycle {
             read_ms: 12.5,
+            group: None,
             cycle: RuntimeCycle {
                 n: 1,
                 t_ms: 11.0,
