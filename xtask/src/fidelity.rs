@@ -27,7 +27,7 @@ mod toolchain;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,7 +80,18 @@ pub struct Options {
     /// program the model was not tuned on).
     #[arg(long, value_enum, default_value_t = toolchain::Binary::Plain)]
     binary: toolchain::Binary,
+    /// Calibrate the simulation from the binary itself: one `memspike exec --report` run per
+    /// release at one cell (`CALIBRATION_ARGS` in a 256 MiB group), then every simulation with
+    /// `--calibrate` (issue 18's cross-binary check).
+    #[arg(long)]
+    calibrate: bool,
 }
+
+/// The reference program's arguments for its calibration run: a cell it survives with two
+/// collections, the second with its heap written.
+const CALIBRATION_ARGS: [&str; 6] = ["-limit", "64MiB", "-spike", "0.5", "-chunk", "1MiB"];
+/// The group the calibration run has.
+const CALIBRATION_LIMIT: &str = "256MiB";
 
 pub fn fidelity(opts: &Options) -> Result<ExitCode> {
     let requests = opts
@@ -130,12 +141,18 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
             cells.len(),
             opts.reps
         ));
+        let calibration = if opts.calibrate {
+            Some(calibrate(&memspike, binary, &runs_dir.join("calibration"))?)
+        } else {
+            None
+        };
         let setup = Setup {
             memspike: &memspike,
             program: binary,
             runtime: version,
             reps: opts.reps,
             runs_dir: &runs_dir,
+            calibration: calibration.as_deref(),
         };
         let judged = setup.run_cells(&cells, opts.jobs);
         step.done();
@@ -149,7 +166,7 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
 
     let took = started.elapsed();
     let how = format!(
-        "Made by `cargo xtask fidelity --go {} --reps {}{} --binary {}` in {:.0} s (builds included), \
+        "Made by `cargo xtask fidelity --go {} --reps {}{} --binary {}{}` in {:.0} s (builds included), \
          kernel {}, {} CPUs. A cell is stable when all its real runs end the same way in the \
          same phase; on a stable cell the simulation must agree on both and its next GC after \
          the spike must be within {:.0} % of the real runs' median.",
@@ -161,6 +178,7 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
         opts.reps,
         if opts.quick { " --quick" } else { "" },
         opts.binary.name(),
+        if opts.calibrate { " --calibrate" } else { "" },
         took.as_secs_f64(),
         fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
@@ -168,8 +186,13 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         compare::NEXT_GC_TOLERANCE * 100.0,
     );
-    let csv_path = out.join(format!("fidelity{}.csv", opts.binary.suffix()));
-    let md_path = out.join(format!("fidelity{}.md", opts.binary.suffix()));
+    let name = format!(
+        "fidelity{}{}",
+        opts.binary.suffix(),
+        if opts.calibrate { "-calibrated" } else { "" }
+    );
+    let csv_path = out.join(format!("{name}.csv"));
+    let md_path = out.join(format!("{name}.md"));
     fs::write(&csv_path, table::csv(&tables)?)
         .with_context(|| format!("writing {}", csv_path.display()))?;
     fs::write(&md_path, table::markdown(&tables, &how))
@@ -203,6 +226,47 @@ struct Setup<'a> {
     runtime: &'a str,
     reps: u32,
     runs_dir: &'a Path,
+    /// `--calibrate`: the exec report every simulation is calibrated from.
+    calibration: Option<&'a Path>,
+}
+
+/// Records `program`'s runtime profile: one `memspike exec --report DIR` run of it at
+/// [`CALIBRATION_ARGS`]; the report's path.
+fn calibrate(memspike: &Path, program: &Path, dir: &Path) -> Result<PathBuf> {
+    let mut cmd = Command::new(memspike);
+    cmd.arg("exec")
+        .arg("--report")
+        .arg(dir)
+        .args(["--limit", CALIBRATION_LIMIT, "--no-trace", "--"])
+        .arg(program)
+        .args(CALIBRATION_ARGS);
+    for var in GO_KNOBS {
+        cmd.env_remove(var);
+    }
+    run_logged(&mut cmd, dir, ("stdout.txt", "stderr.txt"), RUN_TIMEOUT)
+        .map_err(|e| anyhow::anyhow!("the calibration run failed: {e}"))?;
+    let report = dir.join("report.json");
+    let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(&report)?)
+        .with_context(|| format!("reading {}", report.display()))?;
+    if json["runtime_profile"].is_null() {
+        bail!(
+            "{} has no runtime profile: the calibration run gave none",
+            report.display()
+        );
+    }
+    progress::say(format!(
+        "calibrated from {}: {} MiB outside a {} MiB heap",
+        report.display(),
+        json["runtime_profile"]["outside_heap_bytes"]
+            .as_u64()
+            .unwrap_or(0)
+            >> 20,
+        json["runtime_profile"]["at_heap_bytes"]
+            .as_u64()
+            .unwrap_or(0)
+            >> 20
+    ));
+    Ok(report)
 }
 
 impl Setup<'_> {
@@ -284,6 +348,9 @@ impl Setup<'_> {
         let mut cmd = Command::new(self.memspike);
         cmd.args(["run", "--json", "--no-trace"])
             .args(cell.sim_args(self.runtime));
+        if let Some(report) = self.calibration {
+            cmd.arg("--calibrate").arg(report);
+        }
         let dir = dir.join("sim");
         run_logged(&mut cmd, &dir, ("report.json", "stderr.txt"), RUN_TIMEOUT)?;
         let path = dir.join("report.json");
