@@ -26,8 +26,9 @@ pub struct Profile {
     /// memspike models.
     pub release: Release,
     /// The group's charge beyond the heap in use, at `at_heap_bytes` of heap: the smallest
-    /// over its traced cycles, each read at or after the cycle's end (so never below the
-    /// truth: a heap larger than the one in use, garbage not yet returned, counts here).
+    /// over its traced cycles, each read as the cycle's line was. Good to about a MiB either
+    /// way: gctrace prints whole MiB (the heap rounded down), and a piece allocated but not yet
+    /// written counts as heap.
     pub outside_heap_bytes: u64,
     pub at_heap_bytes: u64,
     /// Scannable stacks and globals at its last traced cycle (the goal counts them).
