@@ -24,6 +24,21 @@ fn json(out: &Output) -> Value {
     })
 }
 
+/// The inherited group holds no process and no group memspike made.
+fn assert_left_as_it_was(dir: &std::path::Path) {
+    assert!(
+        common::read_procs(dir).is_empty(),
+        "nothing left in the group"
+    );
+    let made: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    assert!(made.is_empty(), "memspike created groups: {made:?}");
+}
+
 fn skip_without_unshare(what: &str) -> bool {
     if Command::new("unshare").arg("--version").output().is_ok() {
         return false;
@@ -59,20 +74,7 @@ fn run_inherit_in_a_48mib_group_through_namespaces_reports_the_limit_and_the_oom
         stderr.contains("memspike itself is a member and shares that limit"),
         "{stderr}"
     );
-    assert!(
-        common::read_procs(&group.dir).is_empty(),
-        "nothing left in the group"
-    );
-    let leftovers: Vec<_> = std::fs::read_dir(&group.dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "memspike created groups: {leftovers:?}"
-    );
+    assert_left_as_it_was(&group.dir);
 }
 
 #[test]
@@ -165,16 +167,7 @@ fn compare_inherit_of_a_command_runs_every_policy_in_the_inherited_group() {
             .contains(&format!("GOMEMLIMIT={}", LIMIT * 9 / 10).into()),
         "{memlimit90:#}"
     );
-    assert!(
-        common::read_procs(&group.dir).is_empty(),
-        "nothing left in the group"
-    );
-    let made: Vec<_> = std::fs::read_dir(&group.dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .collect();
-    assert!(made.is_empty(), "memspike created groups: {made:?}");
+    assert_left_as_it_was(&group.dir);
 }
 
 #[test]
