@@ -106,6 +106,8 @@ impl Experiment {
             epoch_unix_ns,
             footprint_offset,
             profile: self.profile.clone(),
+            timing: Default::default(),
+            stop_at_limit: false,
         }
     }
 }

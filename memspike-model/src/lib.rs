@@ -11,6 +11,7 @@
 //!   [`scavenger`] (returning pages), [`limiter`] (the GC CPU limiter), [`watchdog`]
 //!   (go-watchdog's policies) and [`footprint`] (the runtime's own memory);
 //!   [`release`] says which Go release's rules apply.
+//! - [`predict`]: the model's prediction, from many runs with the collector's timing drawn.
 //! - [`size`] and [`duration`]: sizes and durations as people write them.
 //! - [`policy_set`], [`threshold`] and [`sweep`]: many experiments at once: named policies
 //!   for `compare`, the bisection behind `threshold`, and a sweep plan's cells.
@@ -53,6 +54,7 @@ pub mod limiter;
 pub mod pacer;
 pub mod policy;
 pub mod policy_set;
+pub mod predict;
 pub mod profile;
 pub mod program;
 pub mod release;

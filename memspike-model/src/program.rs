@@ -278,6 +278,7 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
         let action = ActionKind::Release;
         self.begin(phase, action, bytes)?;
         apply(&mut self.rt);
+        self.rt.dropped(&mut self.host);
         self.end(phase, action, bytes, 0, 0)?;
         Ok(bytes)
     }

@@ -8,8 +8,10 @@
 //! simulated time, and is queued as a [`Happening`] for the program's driver to report.
 //!
 //! Simulated time passes while the program writes what it allocates ([`RuntimeConfig::alloc_rate`])
-//! and while it waits; collections are instantaneous. The same inputs give the same happenings,
-//! whatever the machine's speed.
+//! and while it waits. A collection is instantaneous, or takes the concurrent mark time its
+//! [`Timing`] gives it: then allocation goes on while it marks (allocated black), what the
+//! program drops meanwhile survives it, and its garbage is reusable only once it ends. The same
+//! inputs give the same happenings, whatever the machine's speed.
 
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use crate::{
     duration,
     event::{Cycle, GcReason, HeapStats, ScavengeReason},
     footprint::Footprint,
-    heap::{Allocation, Heap, HeapError, Memory, Order, SlabId},
+    heap::{Allocation, Heap, HeapError, Memory, Order, PAGE_SIZE, SlabId, Snapshot},
     limiter::Limiter,
     pacer::{ConsMark, FORCE_GC_PERIOD, Gogc, Pace, Pacer, PacerConfig, Totals},
     policy::Policy,
@@ -51,6 +53,43 @@ pub struct RuntimeConfig {
     /// A real program's profile, in place of the reference program's (its footprint and
     /// roots).
     pub profile: Option<Profile>,
+    /// How the collector's timing falls: instantaneous cycles unless told otherwise.
+    pub timing: Timing,
+    /// A model-only run: an allocation that takes resident memory past `limit` fails with
+    /// [`HeapError::OverLimit`], where the kernel would have killed the program. Off in the
+    /// worker, whose memory is real and whose fate the kernel decides.
+    pub stop_at_limit: bool,
+}
+
+/// When the collector's work happens in one run: what real timing decides and the model draws
+/// ([`crate::predict`]). The default is the model's deterministic collector: every cycle
+/// instantaneous.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// How long a cycle's concurrent mark lasts, simulated ns (gctrace's second clock figure);
+    /// 0: instantaneous.
+    pub mark_ns: u64,
+    /// Whether a cycle that is due (the heap at its trigger, none running) starts when the
+    /// program has dropped memory, from the small allocations it makes before its next slab
+    /// (printing, reading a file): a cycle that starts then frees what was dropped. Where the
+    /// small allocator's spans run out, and so whether one of them reaches the trigger check,
+    /// is nothing the model can know.
+    pub due_starts_after_release: bool,
+}
+
+/// A cycle in progress (concurrent mark).
+#[derive(Clone, Copy, Debug)]
+struct Marking {
+    reason: GcReason,
+    trigger: u64,
+    heap_at_start: u64,
+    began: Snapshot,
+    ends_ns: u64,
+    /// The heap an allocation may reach while it marks: the goal, or 1.1 times it when the
+    /// heap was already past it (mgcpacer.go's `maxOvershoot`). An allocation beyond it owes
+    /// more assist work than a heap of pointer-free slabs holds, and parks until the cycle
+    /// ends (`gcParkAssist`).
+    cap: u64,
 }
 
 /// Something the runtime did by itself (or as part of an operation), for the driver to report:
@@ -108,6 +147,7 @@ pub struct Runtime<M: Memory> {
     num_gc: u32,
     last_gc_ns: Option<u64>,
     gc_cpu_ns: u64,
+    marking: Option<Marking>,
     happened: Vec<Happening>,
 }
 
@@ -153,6 +193,7 @@ impl<M: Memory> Runtime<M> {
             num_gc: 0,
             last_gc_ns: None,
             gc_cpu_ns: 0,
+            marking: None,
             happened: Vec::new(),
             config,
         };
@@ -261,6 +302,13 @@ impl<M: Memory> Runtime<M> {
     /// what the allocation would put over the memory limit or the retention goal, collects if
     /// the heap crossed the trigger, and lets the time of writing it pass.
     pub fn alloc(&mut self, bytes: u64, usage: &mut impl Usage) -> Result<Allocation, HeapError> {
+        if let Some(m) = self.marking {
+            let pages = bytes.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+            if self.heap.heap_alloc().saturating_add(pages) > m.cap {
+                // The assist parks until the cycle ends.
+                self.advance(m.ends_ns.saturating_sub(self.now_ns), usage)?;
+            }
+        }
         let placed = self.heap.place(bytes)?;
         let limit = self
             .pacer
@@ -273,9 +321,17 @@ impl<M: Memory> Runtime<M> {
         self.scavenge(scavenge, ScavengeReason::Allocation)?;
         self.heap.populate(&placed);
         self.grow_footprint();
-        let pace = self.pace();
-        if self.heap.heap_alloc() >= pace.trigger && !self.limiter.limiting() {
-            self.collect(GcReason::Trigger, usage);
+        if self.config.stop_at_limit && self.resident() > self.config.limit {
+            return Err(HeapError::OverLimit {
+                resident: self.resident(),
+                limit: self.config.limit,
+            });
+        }
+        if self.marking.is_none()
+            && self.heap.heap_alloc() >= self.pace().trigger
+            && !self.limiter.limiting()
+        {
+            self.start_cycle(GcReason::Trigger, usage);
         }
         let write_ns = u64::try_from(
             u128::from(bytes) * 1_000_000_000 / u128::from(self.config.alloc_rate.max(1)),
@@ -295,19 +351,32 @@ impl<M: Memory> Runtime<M> {
         self.heap.release_all()
     }
 
+    /// The program goes on after dropping memory: with [`Timing::due_starts_after_release`],
+    /// its small allocations start a cycle that is due.
+    pub fn dropped(&mut self, usage: &mut impl Usage) {
+        if self.config.timing.due_starts_after_release
+            && self.marking.is_none()
+            && self.heap.heap_alloc() >= self.pace().trigger
+            && !self.limiter.limiting()
+        {
+            self.start_cycle(GcReason::Trigger, usage);
+        }
+    }
+
     /// The live slabs in `order`.
     pub fn slabs(&self, order: Order) -> Box<dyn Iterator<Item = (SlabId, u64)> + '_> {
         self.heap.slabs(order)
     }
 
-    /// `runtime.GC()`: a full cycle now.
+    /// `runtime.GC()`: the cycle in progress ends, then a full cycle runs.
     pub fn gc(&mut self, usage: &mut impl Usage) -> Cycle {
+        self.finish_marking(usage);
         self.collect(GcReason::Forced, usage)
     }
 
     /// `debug.FreeOSMemory()`: a full cycle, then every free page back to the OS.
     pub fn free_os_memory(&mut self, usage: &mut impl Usage) -> Result<Cycle, HeapError> {
-        let cycle = self.collect(GcReason::Forced, usage);
+        let cycle = self.gc(usage);
         self.scavenge(u64::MAX, ScavengeReason::FreeOsMemory)?;
         Ok(cycle)
     }
@@ -340,11 +409,53 @@ impl<M: Memory> Runtime<M> {
         Ok(released)
     }
 
-    /// A cycle: mark and sweep, then the pacer, the scavenger's goals and the watchdog look at
-    /// the result.
+    /// Starts a cycle: instantaneous, or marking until [`Timing::mark_ns`] has passed.
+    fn start_cycle(&mut self, reason: GcReason, usage: &mut impl Usage) {
+        let mark_ns = self.config.timing.mark_ns;
+        if mark_ns == 0 {
+            self.collect(reason, usage);
+            return;
+        }
+        let pace = self.pace();
+        let heap = self.heap.heap_alloc();
+        self.marking = Some(Marking {
+            reason,
+            trigger: pace.trigger,
+            heap_at_start: heap,
+            began: self.heap.snapshot(),
+            ends_ns: self.now_ns.saturating_add(mark_ns),
+            cap: if heap < pace.goal {
+                pace.goal
+            } else {
+                pace.goal.saturating_add(pace.goal / 10)
+            },
+        });
+    }
+
+    /// Ends the cycle in progress, if any (mark termination, then its sweep).
+    fn finish_marking(&mut self, usage: &mut impl Usage) {
+        if let Some(m) = self.marking.take() {
+            self.end_cycle(m.reason, m.trigger, m.heap_at_start, m.began, usage);
+        }
+    }
+
+    /// A whole cycle at once.
     fn collect(&mut self, reason: GcReason, usage: &mut impl Usage) -> Cycle {
-        let trigger = self.pace().trigger;
-        let swept = self.heap.mark_and_sweep();
+        let (trigger, heap) = (self.pace().trigger, self.heap.heap_alloc());
+        self.end_cycle(reason, trigger, heap, self.heap.snapshot(), usage)
+    }
+
+    /// A cycle's end: the garbage of its start swept, then the pacer, the scavenger's goals and
+    /// the watchdog look at the result.
+    fn end_cycle(
+        &mut self,
+        reason: GcReason,
+        trigger: u64,
+        heap_at_start: u64,
+        began: Snapshot,
+        usage: &mut impl Usage,
+    ) -> Cycle {
+        let swept = self.heap.sweep(began);
         let scan = self.pacer.root_scan();
         let estimate = self.cons_mark.record(swept.heap_before, trigger, scan);
         self.pacer.set_cons_mark(estimate);
@@ -362,7 +473,7 @@ impl<M: Memory> Runtime<M> {
         let cycle = Cycle {
             n: self.num_gc,
             reason,
-            heap_before: swept.heap_before,
+            heap_before: heap_at_start,
             heap_after: swept.marked,
             swept: swept.swept,
             goal: planned(pace.goal),
@@ -413,14 +524,15 @@ impl<M: Memory> Runtime<M> {
         loop {
             let periodic = self
                 .last_gc_ns
-                .filter(|_| self.pacer.config().gogc != Gogc::Off)
+                .filter(|_| self.pacer.config().gogc != Gogc::Off && self.marking.is_none())
                 .map(|t| t.saturating_add(duration::nanos(FORCE_GC_PERIOD) + 1));
             let poll = self
                 .watchdog
                 .as_ref()
                 .filter(|w| w.config.driver == Driver::Cgroup)
                 .map(|w| w.next_poll_ns);
-            let next = [Some(end), periodic, poll]
+            let marked = self.marking.map(|m| m.ends_ns);
+            let next = [Some(end), periodic, poll, marked]
                 .into_iter()
                 .flatten()
                 .min()
@@ -436,8 +548,11 @@ impl<M: Memory> Runtime<M> {
                 let cpu = step * u64::from(self.config.gomaxprocs.max(1));
                 self.limiter.accumulate(step, cpu, 0);
             }
+            if marked == Some(self.now_ns) {
+                self.finish_marking(usage);
+            }
             if periodic == Some(self.now_ns) {
-                self.collect(GcReason::Periodic, usage);
+                self.start_cycle(GcReason::Periodic, usage);
             }
             if poll == Some(self.now_ns) {
                 self.poll_watchdog(usage)?;
@@ -465,6 +580,7 @@ impl<M: Memory> Runtime<M> {
             return Ok(());
         }
         let force = w.config.force;
+        self.finish_marking(usage);
         self.collect(GcReason::Watchdog, usage);
         if force == Force::FreeOsMemory {
             self.scavenge(u64::MAX, ScavengeReason::FreeOsMemory)?;
@@ -499,6 +615,8 @@ mod tests {
             epoch_unix_ns: 0,
             footprint_offset: 0,
             profile: None,
+            timing: Timing::default(),
+            stop_at_limit: false,
         }
     }
 

@@ -86,6 +86,8 @@ pub enum HeapError {
     Empty,
     #[error("{requested} bytes do not fit in the heap's {capacity}-byte address space")]
     AddressSpace { requested: u64, capacity: u64 },
+    #[error("{resident} bytes resident pass the {limit}-byte limit: the kernel would kill the program")]
+    OverLimit { resident: u64, limit: u64 },
     #[error("the heap's memory could not be reserved or returned: {0}")]
     Os(#[from] std::io::Error),
 }
@@ -157,6 +159,12 @@ pub struct Swept {
     pub marked: u64,
     /// Bytes of garbage swept into the free set.
     pub swept: u64,
+}
+
+/// The garbage a cycle may sweep, taken when it starts ([`Heap::snapshot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    garbage: usize,
 }
 
 /// Running totals over the slabs, kept with every change.
@@ -316,14 +324,30 @@ impl<M: Memory> Heap<M> {
     /// Marks every referenced slab and sweeps the garbage into the free set (a whole cycle,
     /// instantaneous).
     pub fn mark_and_sweep(&mut self) -> Swept {
+        self.sweep(self.snapshot())
+    }
+
+    /// What a cycle starting now may free: the garbage there is now. What the program drops
+    /// later was reachable when the cycle began, and the write barrier keeps it for this cycle.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            garbage: self.garbage.len(),
+        }
+    }
+
+    /// Ends a cycle that began at `at`: sweeps the garbage of then into the free set; what was
+    /// live then, or allocated since (black), is marked.
+    pub fn sweep(&mut self, at: Snapshot) -> Swept {
         let heap_before = self.heap_alloc();
-        let swept = self.totals.garbage;
-        for slab in self.garbage.drain(..) {
+        let mut swept = 0;
+        // Garbage is only appended to between a snapshot and its sweep.
+        for slab in self.garbage.drain(..at.garbage.min(self.garbage.len())) {
+            swept += slab.run.len * PAGE_SIZE;
             self.pages.free(slab.run);
             self.frees += 1;
         }
-        self.totals.garbage = 0;
-        self.marked = self.totals.live;
+        self.totals.garbage -= swept;
+        self.marked = self.heap_alloc();
         Swept {
             heap_before,
             marked: self.marked,
@@ -477,6 +501,23 @@ mod tests {
         // What is still free is the released top: nothing more to return.
         assert_eq!((h.free(), h.released()), (0, 2 * MIB));
         assert_eq!(h.scavenge(u64::MAX).unwrap(), 0);
+    }
+
+    /// A cycle sweeps the garbage there was when it began: a slab dropped while it marks was
+    /// reachable then and waits for the next cycle, and one allocated meanwhile is marked.
+    #[test]
+    fn a_cycle_sweeps_only_what_was_garbage_when_it_began() {
+        let mut h = heap();
+        let a = h.alloc(2 * MIB).unwrap();
+        let b = h.alloc(MIB).unwrap();
+        h.release(a.id);
+        let began = h.snapshot();
+        h.release(b.id);
+        h.alloc(MIB).unwrap();
+        let s = h.sweep(began);
+        assert_eq!((s.heap_before, s.marked, s.swept), (4 * MIB, 2 * MIB, 2 * MIB));
+        assert_eq!((h.live(), h.garbage(), h.free()), (MIB, MIB, 2 * MIB));
+        assert_eq!(h.mark_and_sweep().swept, MIB);
     }
 
     /// What the running totals must equal: a fold over every slab.
