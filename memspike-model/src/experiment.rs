@@ -108,6 +108,7 @@ impl Experiment {
             profile: self.profile.clone(),
             timing: Default::default(),
             stop_at_limit: false,
+            outside_spread: 0,
         }
     }
 }

@@ -59,6 +59,9 @@ pub struct RuntimeConfig {
     /// [`HeapError::OverLimit`], where the kernel would have killed the program. Off in the
     /// worker, whose memory is real and whose fate the kernel decides.
     pub stop_at_limit: bool,
+    /// Bytes added to (or taken from) the memory outside the heap: a prediction's draw of how
+    /// much a real run's charge strays; 0 elsewhere.
+    pub outside_spread: i64,
 }
 
 /// When the collector's work happens in one run: what real timing decides and the model draws
@@ -75,6 +78,12 @@ pub struct Timing {
     /// small allocator's spans run out, and so whether one of them reaches the trigger check,
     /// is nothing the model can know.
     pub due_starts_after_release: bool,
+    /// Whether, when the heap was past its goal as a cycle began, an allocation during its
+    /// mark parks until the end (its assist owes more scan work than a heap of pointer-free
+    /// slabs has left: mgcmark.go's `gcParkAssist`), or may take the heap 10 % past the goal
+    /// (mgcpacer.go's `maxOvershoot`) on credit the background workers flushed. Which one
+    /// happens depends on when the workers flush their credit.
+    pub assists_park: bool,
 }
 
 /// A cycle in progress (concurrent mark).
@@ -85,10 +94,9 @@ struct Marking {
     heap_at_start: u64,
     began: Snapshot,
     ends_ns: u64,
-    /// The heap an allocation may reach while it marks: the goal, or 1.1 times it when the
-    /// heap was already past it (mgcpacer.go's `maxOvershoot`). An allocation beyond it owes
-    /// more assist work than a heap of pointer-free slabs holds, and parks until the cycle
-    /// ends (`gcParkAssist`).
+    /// The heap an allocation may reach while it marks: the goal, or, when the heap was
+    /// already past it, the heap at the start or 1.1 times the goal
+    /// ([`Timing::assists_park`]). An allocation beyond it parks until the cycle ends.
     cap: u64,
 }
 
@@ -182,10 +190,11 @@ impl<M: Memory> Runtime<M> {
             meta_resident: 0,
             pacer,
             cons_mark: ConsMark::new(rules.cons_mark),
-            footprint: config.profile.as_ref().map_or_else(
-                || Footprint::of(config.release),
-                |p| p.footprint(config.release),
-            ),
+            footprint: config
+                .profile
+                .as_ref()
+                .map_or_else(|| Footprint::of(config.release), |p| p.footprint(config.release))
+                .shifted(config.outside_spread),
             scavenger: Scavenger::new(memory_limit, &rules),
             limiter: Limiter::new(config.gomaxprocs),
             watchdog,
@@ -424,10 +433,10 @@ impl<M: Memory> Runtime<M> {
             heap_at_start: heap,
             began: self.heap.snapshot(),
             ends_ns: self.now_ns.saturating_add(mark_ns),
-            cap: if heap < pace.goal {
-                pace.goal
-            } else {
-                pace.goal.saturating_add(pace.goal / 10)
+            cap: match self.config.timing.assists_park {
+                _ if heap < pace.goal => pace.goal,
+                true => heap,
+                false => pace.goal.saturating_add(pace.goal / 10),
             },
         });
     }
@@ -617,6 +626,7 @@ mod tests {
             profile: None,
             timing: Timing::default(),
             stop_at_limit: false,
+            outside_spread: 0,
         }
     }
 
