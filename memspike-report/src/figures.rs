@@ -299,6 +299,15 @@ pub const PROFILE: Figure = figure(
     "The program the simulation stands for: the reference Go program, or the one --calibrate's profile was measured from",
 )
 .at("settings.profile");
+pub const PREDICTION: Figure = figure(
+    "Prediction",
+    None,
+    Text,
+    Info,
+    "model's prediction",
+    "How many of the model's runs survived and how many the kernel would have killed, each with the collector's timing drawn from real runs (mark time, when a due cycle starts, assists, allocation rate, the charge outside the heap); marginal when they disagree: real timing decides",
+)
+.at("prediction");
 pub const RUNTIME: Figure = figure(
     "Runtime",
     None,
@@ -731,7 +740,7 @@ impl Stat {
 }
 
 /// The figures only the reports show (not `/stats`).
-const REPORT_ONLY: [&Figure; 27] = [
+const REPORT_ONLY: [&Figure; 28] = [
     &KERNEL_PAGE_FAULTS,
     &DIED_IN,
     &FAILED_ALLOCATION,
@@ -759,6 +768,7 @@ const REPORT_ONLY: [&Figure; 27] = [
     &GOAL,
     &COST_BOUND,
     &PROFILE,
+    &PREDICTION,
 ];
 
 /// Every figure: those `/stats` shows, in its order, then the reports' own.

@@ -12,6 +12,7 @@ use memspike_model::{
     event::{Cycle, Event, GcReason, HeapStats, Kind, ScavengeReason},
     experiment::{DONE, Experiment, OTHER, STARTUP},
     policy::Policy,
+    predict::{DRAWS, Prediction},
     scenario::ActionKind as Action,
     size::human,
 };
@@ -337,6 +338,9 @@ pub struct Report {
     /// The step it died in.
     pub died_in: Option<String>,
     pub gc_cycles: u32,
+    /// What the model predicts for the same experiment over timing draws (`null` in interactive
+    /// mode, which has no scenario to predict).
+    pub prediction: Option<Prediction>,
     /// The share of the CPUs the simulated collector used over the simulated run
     /// ([`HeapStats::gc_cpu_share`]); `null` before any simulated time passed.
     pub gc_cpu_share: Option<f64>,
@@ -577,6 +581,9 @@ impl Report {
             limit_source: g.limit_source.as_ref().map(|p| p.display().to_string()),
             died_in,
             gc_cycles: last_heap.num_gc,
+            prediction: (!f.interactive)
+                .then(|| memspike_model::predict::predict(e, DRAWS))
+                .flatten(),
             gc_cpu_share: events
                 .last()
                 .and_then(|ev| ev.heap.gc_cpu_share(ev.sim_ns, e.gomaxprocs)),
@@ -621,6 +628,10 @@ impl Report {
         if let Some(evidence) = report.kernel_evidence() {
             report.verdict.push_str("; ");
             report.verdict.push_str(&evidence);
+        }
+        if let Some(p) = &report.prediction {
+            report.verdict.push_str("; ");
+            report.verdict.push_str(&crate::outcome::beside(p, report.outcome));
         }
         report
     }
@@ -771,6 +782,9 @@ impl Report {
     fn figures(&self) -> Pairs {
         let mut p = Pairs::default();
         p.row(&fig::DIED_IN, self.died_in.as_deref().unwrap_or("-"));
+        if let Some(prediction) = &self.prediction {
+            p.row(&fig::PREDICTION, prediction.describe());
+        }
         if let Some(a) = &self.failed_allocation {
             p.row(
                 &fig::FAILED_ALLOCATION,
@@ -1287,7 +1301,16 @@ mod tests {
             r.verdict
         );
         assert!(
-            r.verdict.ends_with("above the 32.0 MiB limit"),
+            r.verdict.contains("above the 32.0 MiB limit"),
+            "{}",
+            r.verdict
+        );
+        // Issue 18: the model's prediction beside the run's outcome.
+        let p = r.prediction.as_ref().unwrap();
+        assert_eq!((p.draws, p.oom_killed), (20, 20), "{p:?}");
+        assert!(
+            r.verdict
+                .ends_with("the model predicts it OOM-killed (20/20 draws)"),
             "{}",
             r.verdict
         );
@@ -1451,8 +1474,8 @@ mod tests {
         let r = Report::build(f);
         assert_eq!(r.kernel.tracing, Tracing::Ebpf);
         assert!(
-            r.verdict.ends_with(&format!(
-                "the kernel's OOM killer chose pid {worker} (the worker) holding 31.0 MiB of anonymous memory against the 32.0 MiB limit, after 712 page faults in the remainder phase"
+            r.verdict.contains(&format!(
+                "; the kernel's OOM killer chose pid {worker} (the worker) holding 31.0 MiB of anonymous memory against the 32.0 MiB limit, after 712 page faults in the remainder phase; "
             )),
             "{}",
             r.verdict
@@ -1528,7 +1551,7 @@ mod tests {
         assert_eq!(r.kernel.tracing.to_string(), "unavailable: --no-trace");
         assert!(
             r.verdict
-                .ends_with("; /dev/kmsg showed no OOM victim in the group"),
+                .contains("; /dev/kmsg showed no OOM victim in the group; "),
             "{}",
             r.verdict
         );
