@@ -76,10 +76,7 @@ impl Prediction {
         match self.unanimous() {
             Some(true) => format!("survives ({0}/{0} draws)", self.draws),
             Some(false) => format!("OOM-killed ({0}/{0} draws)", self.draws),
-            None => format!(
-                "marginal: survives {}/{} draws",
-                self.survived, self.draws
-            ),
+            None => format!("marginal: survives {}/{} draws", self.survived, self.draws),
         }
     }
 }

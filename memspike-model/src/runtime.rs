@@ -193,7 +193,10 @@ impl<M: Memory> Runtime<M> {
             footprint: config
                 .profile
                 .as_ref()
-                .map_or_else(|| Footprint::of(config.release), |p| p.footprint(config.release))
+                .map_or_else(
+                    || Footprint::of(config.release),
+                    |p| p.footprint(config.release),
+                )
                 .shifted(config.outside_spread),
             scavenger: Scavenger::new(memory_limit, &rules),
             limiter: Limiter::new(config.gomaxprocs),

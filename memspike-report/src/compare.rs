@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use memspike_model::{policy::Policy, policy_set::NotApplicable, size::human};
+use memspike_model::{policy::Policy, policy_set::NotApplicable, predict::Prediction, size::human};
 
 use crate::{
     Document,
@@ -149,6 +149,9 @@ pub struct PolicyRow {
     pub reclaim_stalls: Option<u64>,
     pub duration_ms: f64,
     pub winner: bool,
+    /// What the model predicts for the policy over timing draws: a scenario's, `null` for a
+    /// real program (no model stands for it).
+    pub prediction: Option<Prediction>,
     /// Every run, in order.
     pub trials: Vec<Trial>,
     /// The first run's cgroup usage over time, for the chart.
@@ -193,6 +196,7 @@ impl PolicyRow {
             reclaim_stalls: median(trials.iter().filter_map(|t| t.reclaim_stalls)),
             duration_ms: median_f(trials.iter().map(|t| t.duration_ms)).unwrap_or(0.0),
             winner: false,
+            prediction: None,
             trials,
             usage,
         }
@@ -200,12 +204,20 @@ impl PolicyRow {
 
     /// The row of one simulated run, from its report.
     pub fn of_report(policy: &Policy, r: &Report) -> PolicyRow {
-        PolicyRow::of(policy, r.limit_bytes, vec![Trial::of_run(r)], usage_of(r))
+        PolicyRow {
+            prediction: r.prediction.clone(),
+            ..PolicyRow::of(policy, r.limit_bytes, vec![Trial::of_run(r)], usage_of(r))
+        }
     }
 
     /// Survived every run.
     fn always_survived(&self) -> bool {
         self.runs > 0 && self.survived == self.runs
+    }
+
+    /// Can win: survived every run, and the model, where there is one, never saw it die.
+    fn sure_survivor(&self) -> bool {
+        self.always_survived() && self.prediction.as_ref().is_none_or(|p| p.oom_killed == 0)
     }
 
     /// What the row says of its outcome: `survived`, `oom-killed`, or `2/3 survived`.
@@ -333,39 +345,44 @@ pub struct CompareReport {
     pub error: Option<String>,
 }
 
+/// What a row takes from its policy's first run besides the trial.
+struct First {
+    usage: Vec<UsagePoint>,
+    environment: Option<Vec<String>>,
+    prediction: Option<Prediction>,
+}
+
 /// The rows of `runs` (a policy's runs next to each other, in order): `brief` gives each
-/// run's trial, its usage over time and the environment its runtime was given; a row's usage
-/// and environment are its first run's.
+/// run's trial and what the row takes from its first run.
 fn rows<R>(
     runs: Vec<PolicyRun<R>>,
     limit: u64,
-    mut brief: impl FnMut(R) -> (Trial, Vec<UsagePoint>, Option<Vec<String>>),
+    mut brief: impl FnMut(R) -> (Trial, First),
 ) -> Vec<PolicyRow> {
     /// One policy's runs so far.
     struct Runs {
         policy: Policy,
         trials: Vec<Trial>,
-        usage: Vec<UsagePoint>,
-        environment: Option<Vec<String>>,
+        first: First,
     }
     let mut grouped: Vec<Runs> = Vec::new();
     for r in runs {
-        let (trial, usage, environment) = brief(r.run);
+        let (trial, first) = brief(r.run);
         match grouped.last_mut() {
             Some(g) if g.policy == r.policy => g.trials.push(trial),
             _ => grouped.push(Runs {
                 policy: r.policy,
                 trials: vec![trial],
-                usage,
-                environment,
+                first,
             }),
         }
     }
     grouped
         .into_iter()
         .map(|g| PolicyRow {
-            environment: g.environment,
-            ..PolicyRow::of(&g.policy, limit, g.trials, g.usage)
+            environment: g.first.environment,
+            prediction: g.first.prediction,
+            ..PolicyRow::of(&g.policy, limit, g.trials, g.first.usage)
         })
         .collect()
 }
@@ -383,7 +400,12 @@ impl CompareReport {
         let planned = f.planned.len() * f.repeats.max(1) as usize;
         let rows = rows(f.runs, limit, |run| {
             let r = Report::build(run);
-            (Trial::of_run(&r), usage_of(&r), None)
+            let first = First {
+                usage: usage_of(&r),
+                environment: None,
+                prediction: r.prediction.clone(),
+            };
+            (Trial::of_run(&r), first)
         });
         let mut report = CompareReport::of_rows(
             limit,
@@ -412,8 +434,12 @@ impl CompareReport {
                     })
                 })
                 .collect();
-            let env = run.environment.clone();
-            (Trial::of_exec(&ExecReport::build(run)), usage, Some(env))
+            let first = First {
+                usage,
+                environment: Some(run.environment.clone()),
+                prediction: None,
+            };
+            (Trial::of_exec(&ExecReport::build(run)), first)
         });
         let mut report = CompareReport::of_rows(
             f.limit_bytes,
@@ -438,12 +464,12 @@ impl CompareReport {
         // No cost measured (no runtime trace): nobody is cheaper than anybody.
         let cheapest = rows
             .iter()
-            .filter(|r| r.always_survived())
+            .filter(|r| r.sure_survivor())
             .map(PolicyRow::cost)
             .min()
             .filter(|c| *c != UNKNOWN_COST);
         for r in &mut rows {
-            r.winner = r.always_survived() && Some(r.cost()) == cheapest;
+            r.winner = r.sure_survivor() && Some(r.cost()) == cheapest;
         }
         let verdict = verdict(&rows, limit_bytes);
         CompareReport {
@@ -533,11 +559,28 @@ fn verdict(rows: &[PolicyRow], limit: u64) -> String {
             otherwise.join(", ")
         ));
     }
+    let marginal: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let p = r.prediction.as_ref().filter(|p| p.marginal())?;
+            Some(format!(
+                "{} ({}/{} draws survive)",
+                r.name, p.survived, p.draws
+            ))
+        })
+        .collect();
+    if !marginal.is_empty() {
+        v.push_str(&format!(
+            "; marginal in the model, where real timing decides (none of these is a safe choice): {}",
+            marginal.join(", ")
+        ));
+    }
     v
 }
 
 impl Document for CompareReport {
     fn view(&self) -> View {
+        let predicted = self.policies.iter().any(|r| r.prediction.is_some());
         let rows = self
             .policies
             .iter()
@@ -553,9 +596,18 @@ impl Document for CompareReport {
                         exits.push(&t.exit);
                     }
                 }
-                vec![
+                let mut row = vec![
                     format!("{}{}", if r.winner { "★ " } else { "" }, r.name),
                     r.outcome_text(),
+                ];
+                if predicted {
+                    row.push(
+                        r.prediction
+                            .as_ref()
+                            .map_or("-".to_owned(), Prediction::describe),
+                    );
+                }
+                row.extend([
                     died,
                     opt_bytes(r.peak_bytes),
                     opt_bytes(r.margin_bytes),
@@ -565,7 +617,8 @@ impl Document for CompareReport {
                     opt_count(r.page_faults),
                     opt_count(r.reclaim_stalls),
                     exits.join(", "),
-                ]
+                ]);
+                row
             })
             .collect();
         let mut about = Pairs::default();
@@ -591,27 +644,28 @@ impl Document for CompareReport {
         );
         about.row(
             &fig::WINNER,
-            "★ survived every run with the least GC CPU (then the fewest GC cycles)",
+            "★ survived every run (and every draw of the model, where it predicts) with the least GC CPU (then the fewest GC cycles)",
         );
         let mut blocks = vec![
             about.block(),
             Block::Grid {
                 caption: "policies (medians over each policy's runs)".to_owned(),
-                header: [
-                    "policy",
-                    "outcome",
-                    "died at",
-                    fig::CGROUP_PEAK.label,
-                    "margin",
-                    fig::NUM_GC.label,
-                    "GC CPU",
-                    fig::WALL_TIME.label,
-                    fig::PAGE_FAULTS.label,
-                    fig::RECLAIM_STALLS.label,
-                    "exit",
-                ]
-                .map(str::to_owned)
-                .to_vec(),
+                header: ["policy", "outcome"]
+                    .into_iter()
+                    .chain(predicted.then_some(fig::PREDICTION.label))
+                    .chain([
+                        "died at",
+                        fig::CGROUP_PEAK.label,
+                        "margin",
+                        fig::NUM_GC.label,
+                        "GC CPU",
+                        fig::WALL_TIME.label,
+                        fig::PAGE_FAULTS.label,
+                        fig::RECLAIM_STALLS.label,
+                        "exit",
+                    ])
+                    .map(str::to_owned)
+                    .collect(),
                 rows,
             },
         ];
@@ -817,6 +871,38 @@ mod tests {
             r.verdict
         );
         assert!(r.text().contains("2/3 survived"));
+    }
+
+    /// Issue 18: a policy that survived every run but that the model calls marginal is shown
+    /// as marginal and never wins, however cheap; the sure survivor does.
+    #[test]
+    fn a_marginal_prediction_never_wins() {
+        let predicted = |name, survived| PolicyRow {
+            prediction: Some(Prediction {
+                draws: 20,
+                survived,
+                oom_killed: 20 - survived,
+                killed_in: Default::default(),
+            }),
+            ..row(name, vec![trial(Outcome::Survived, 2, 0.01); 2])
+        };
+        let cheap = predicted("memlimit90", 6);
+        let sure = PolicyRow {
+            gc_cpu_share: Some(0.2),
+            ..predicted("gogc50", 20)
+        };
+        let r = CompareReport::of_rows(32 << 20, scenario(), 2, vec![cheap, sure], None);
+        assert!(!r.policies[0].winner && r.policies[1].winner);
+        assert!(
+            r.verdict.ends_with(
+                "marginal in the model, where real timing decides (none of these is a safe choice): memlimit90 (6/20 draws survive)"
+            ),
+            "{}",
+            r.verdict
+        );
+        let text = r.text();
+        assert!(text.contains("marginal: survives 6/20 draws"), "{text}");
+        assert!(text.contains("survives (20/20 draws)"), "{text}");
     }
 
     #[test]

@@ -631,7 +631,9 @@ impl Report {
         }
         if let Some(p) = &report.prediction {
             report.verdict.push_str("; ");
-            report.verdict.push_str(&crate::outcome::beside(p, report.outcome));
+            report
+                .verdict
+                .push_str(&crate::outcome::beside(p, report.outcome));
         }
         report
     }

@@ -86,7 +86,9 @@ pub enum HeapError {
     Empty,
     #[error("{requested} bytes do not fit in the heap's {capacity}-byte address space")]
     AddressSpace { requested: u64, capacity: u64 },
-    #[error("{resident} bytes resident pass the {limit}-byte limit: the kernel would kill the program")]
+    #[error(
+        "{resident} bytes resident pass the {limit}-byte limit: the kernel would kill the program"
+    )]
     OverLimit { resident: u64, limit: u64 },
     #[error("the heap's memory could not be reserved or returned: {0}")]
     Os(#[from] std::io::Error),
@@ -515,7 +517,10 @@ mod tests {
         h.release(b.id);
         h.alloc(MIB).unwrap();
         let s = h.sweep(began);
-        assert_eq!((s.heap_before, s.marked, s.swept), (4 * MIB, 2 * MIB, 2 * MIB));
+        assert_eq!(
+            (s.heap_before, s.marked, s.swept),
+            (4 * MIB, 2 * MIB, 2 * MIB)
+        );
         assert_eq!((h.live(), h.garbage(), h.free()), (MIB, MIB, 2 * MIB));
         assert_eq!(h.mark_and_sweep().swept, MIB);
     }
