@@ -161,9 +161,7 @@ impl Sink for LastStep {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        experiment::Experiment, policy::Policy, release::Release, scenario::builtin, size::Amount,
-    };
+    use crate::{experiment::Experiment, policy::Policy, release::Release, size::Amount};
 
     const MIB: u64 = 1 << 20;
 

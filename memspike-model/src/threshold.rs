@@ -39,7 +39,13 @@ use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::size::human;
+use crate::{
+    experiment::Experiment,
+    pacer::Gogc,
+    predict::{self, Prediction},
+    scenario::builtin,
+    size::{Amount, human},
+};
 
 /// The highest GOGC the search tries.
 pub const GOGC_MAX: f64 = 10_000.0;
@@ -142,6 +148,93 @@ impl FromStr for Knob {
             )),
         }
     }
+}
+
+impl Knob {
+    /// `experiment` with the knob at `value`: the seed's spike fraction (its remainder in
+    /// `seed_chunk` pieces), the group's limit, GOGC, or GOMEMLIMIT's share of the limit.
+    pub fn set(self, experiment: &mut Experiment, value: f64, seed_chunk: Option<u64>) {
+        let e = experiment;
+        match self {
+            Knob::Spike => {
+                e.scenario = builtin::seed(value, seed_chunk);
+                e.spike = Some(value);
+            }
+            Knob::Limit => e.limit = value as u64,
+            Knob::Gogc => e.policy.gogc = Gogc::Percent(value as u32),
+            Knob::Gomemlimit => e.policy.memory_limit = Some(Amount::Percent(value * 100.0)),
+        }
+    }
+}
+
+/// Where along a range the model's prediction is not unanimous ([`model_band`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ModelBand {
+    /// The value nearest the risky end, walking from the safe end, up to which every draw at
+    /// every value tried survived; `null` when not even the safe end did.
+    pub survives: Option<f64>,
+    /// The lowest and highest values tried where the draws disagreed; `null` when they never
+    /// did.
+    pub marginal: Option<(f64, f64)>,
+    /// Values tried, evenly on the search's scale, and draws at each.
+    pub tried: u32,
+    pub draws: u32,
+}
+
+impl ModelBand {
+    /// For people: `survives to 0.52; marginal from 0.53 to 0.61`.
+    pub fn describe(&self, knob: Knob) -> String {
+        let survives = self
+            .survives
+            .map_or("never survives every draw".to_owned(), |v| {
+                format!("survives every draw to {}", knob.format(v))
+            });
+        match self.marginal {
+            Some((lo, hi)) => format!(
+                "{survives}; marginal from {} to {}",
+                knob.format(lo),
+                knob.format(hi)
+            ),
+            None => format!("{survives}; never marginal"),
+        }
+    }
+}
+
+/// Values tried by [`model_band`].
+pub const MODEL_POINTS: u32 = 64;
+
+/// The model's answer along `range` for `experiment` (the knob set with [`Knob::set`]):
+/// [`MODEL_POINTS`] values evenly on the search's scale, safe end first, each predicted from
+/// [`predict::DRAWS`] draws. `None` when the model cannot run the experiment.
+pub fn model_band(
+    range: &Range,
+    experiment: &Experiment,
+    seed_chunk: Option<u64>,
+) -> Option<ModelBand> {
+    let mut band = ModelBand {
+        survives: None,
+        marginal: None,
+        tried: MODEL_POINTS,
+        draws: predict::DRAWS,
+    };
+    let mut surviving = true;
+    for i in 0..MODEL_POINTS {
+        let value = range.at(f64::from(i) / f64::from(MODEL_POINTS - 1));
+        let mut e = experiment.clone();
+        range.knob.set(&mut e, value, seed_chunk);
+        let p: Prediction = predict::predict(&e, predict::DRAWS)?;
+        surviving &= p.unanimous() == Some(true);
+        if surviving {
+            band.survives = Some(value);
+        }
+        if p.marginal() {
+            band.marginal = Some(match band.marginal {
+                None => (value, value),
+                Some((lo, hi)) => (lo.min(value), hi.max(value)),
+            });
+        }
+    }
+    Some(band)
 }
 
 /// The values a search may try, both ends included.
@@ -552,6 +645,32 @@ impl<P> Searcher<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18: the model's band along a knob. Along GOMEMLIMIT's share at 32 MiB (the seed,
+    /// its remainder whole) real timing decides wherever the spike passes the memory limit:
+    /// the known coin toss at 90 % is inside the band. Along the spike, the model survives
+    /// every draw up to a point when the remainder comes in 1 MiB pieces.
+    #[test]
+    fn the_model_band_says_where_timing_decides() {
+        let e = Experiment {
+            runtime: crate::release::Release::go1(21).unwrap(),
+            gomaxprocs: 2,
+            ..Experiment::seed(32 << 20)
+        };
+        let range = Range::new(Knob::Gomemlimit, 0.5, 1.0).unwrap();
+        let band = model_band(&range, &e, None).unwrap();
+        let (lo, hi) = band.marginal.unwrap();
+        assert!(lo <= 0.9 && 0.9 <= hi, "{band:?}");
+        assert!(
+            band.describe(Knob::Gomemlimit).contains("; marginal from "),
+            "{band:?}"
+        );
+        let range = Range::new(Knob::Spike, 0.3, 0.6).unwrap();
+        let band = model_band(&range, &e, Some(1 << 20)).unwrap();
+        let survives = band.survives.unwrap();
+        let (lo, hi) = band.marginal.unwrap();
+        assert!(0.4 < survives && survives < lo && hi < 0.6, "{band:?}");
+    }
     use std::convert::Infallible;
 
     const MIB: f64 = (1 << 20) as f64;

@@ -124,6 +124,27 @@ impl Expect {
     }
 }
 
+/// The model's prediction beside what a run did, in words: the prediction's share of draws,
+/// and whether the run went the way the draws did.
+pub fn beside(prediction: &Prediction, real: Outcome) -> String {
+    let ran = match real {
+        Outcome::Survived => Some(true),
+        Outcome::OomKilled => Some(false),
+        _ => None,
+    };
+    match (prediction.unanimous(), ran) {
+        (None, _) => format!(
+            "the model's prediction is {}: real timing decides this one",
+            prediction.describe()
+        ),
+        (Some(p), Some(r)) if p != r => format!(
+            "the model predicts it {}: this run went the other way",
+            prediction.describe()
+        ),
+        _ => format!("the model predicts it {}", prediction.describe()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,26 +178,5 @@ mod tests {
             Expect::Exit.check(Outcome::OomKilled),
             Err("expected any end but OomKilled, observed OomKilled".into())
         );
-    }
-}
-
-/// The model's prediction beside what a run did, in words: the prediction's share of draws,
-/// and whether the run went the way the draws did.
-pub fn beside(prediction: &Prediction, real: Outcome) -> String {
-    let ran = match real {
-        Outcome::Survived => Some(true),
-        Outcome::OomKilled => Some(false),
-        _ => None,
-    };
-    match (prediction.unanimous(), ran) {
-        (None, _) => format!(
-            "the model's prediction is {}: real timing decides this one",
-            prediction.describe()
-        ),
-        (Some(p), Some(r)) if p != r => format!(
-            "the model predicts it {}: this run went the other way",
-            prediction.describe()
-        ),
-        _ => format!("the model predicts it {}", prediction.describe()),
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use memspike_model::{
     policy::Policy,
     size::human,
-    threshold::{Knob, Threshold},
+    threshold::{Knob, ModelBand, Threshold},
 };
 
 use crate::{
@@ -28,6 +28,10 @@ pub struct PolicyThreshold {
     pub settings: Policy,
     #[serde(flatten)]
     pub threshold: Threshold,
+    /// The model's answer along the same range: where every draw survives, and the band
+    /// where its draws disagree, next to where real runs flipped (the simulated program).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelBand>,
     /// The cost edge (`gomemlimit` on a command), and what bore on it: the bound and this
     /// policy's baseline ([`CostBound`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,6 +70,7 @@ impl ThresholdReport {
                     name: s.policy.name.clone().unwrap_or_default(),
                     settings: s.policy,
                     threshold: s.threshold,
+                    model: s.model,
                     cost: s.cost,
                     cost_bound: s.cost_bound,
                     probes: s.probes,
@@ -82,6 +87,7 @@ impl Document for ThresholdReport {
         let k = self.knob;
         let value = |v: Option<f64>| v.map_or("-".to_owned(), |v| k.format(v));
         let costs = self.policies.iter().any(|p| p.cost.is_some());
+        let modelled = self.policies.iter().any(|p| p.model.is_some());
         let rows = self
             .policies
             .iter()
@@ -93,6 +99,16 @@ impl Document for ThresholdReport {
                     value(t.dies),
                     if t.flaky { "flips" } else { "point" }.to_owned(),
                 ];
+                if modelled {
+                    let m = p.model.as_ref();
+                    row.push(value(m.and_then(|m| m.survives)));
+                    row.push(
+                        m.and_then(|m| m.marginal)
+                            .map_or("-".to_owned(), |(lo, hi)| {
+                                format!("{} to {}", k.format(lo), k.format(hi))
+                            }),
+                    );
+                }
                 if costs {
                     let c = p.cost.as_ref();
                     row.push(value(c.and_then(|c| c.survives)));
@@ -115,6 +131,9 @@ impl Document for ThresholdReport {
             })
             .collect();
         let mut header = vec!["policy", "survives", "dies", "boundary"];
+        if modelled {
+            header.extend(["model survives", "model marginal"]);
+        }
         if costs {
             header.extend(["bearable from", "too costly", "baseline wall"]);
         }
@@ -142,6 +161,9 @@ impl Document for ThresholdReport {
                 let mut v = format!("{}: {}", p.name, p.threshold);
                 if let Some(c) = &p.cost {
                     v.push_str(&format!("; {c}"));
+                }
+                if let Some(m) = &p.model {
+                    v.push_str(&format!("; the model {}", m.describe(k)));
                 }
                 v
             })
@@ -184,6 +206,7 @@ mod tests {
         let search = |name: &str, baseline: Option<f64>| PolicySearch {
             policy: by_name(name).unwrap(),
             threshold: threshold(range),
+            model: None,
             cost: Some(threshold(range.reversed())),
             cost_bound: Some(CostBound {
                 gc_cpu_max: 0.5,

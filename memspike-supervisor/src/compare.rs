@@ -26,11 +26,9 @@ use crate::{
     supervisor::{self, RunOptions, Runner, SupervisorError},
 };
 use memspike_model::{
-    experiment::Experiment,
     pacer::Gogc,
     policy::Policy,
     policy_set::NotApplicable,
-    scenario::builtin,
     size::Amount,
     threshold::{self, Knob, Range, Survived},
     trace::{GoTrace, RuntimeTrace},
@@ -227,19 +225,10 @@ impl Base {
     }
 }
 
-/// `base` with the knob at `value`: the seed's spike fraction, the group's limit, or GOGC.
+/// `base` with the knob at `value`.
 fn at(base: &Base, knob: Knob, value: f64) -> WorkerConfig {
     let mut c = base.config.clone();
-    let e: &mut Experiment = &mut c.experiment;
-    match knob {
-        Knob::Spike => {
-            e.scenario = builtin::seed(value, base.seed_chunk);
-            e.spike = Some(value);
-        }
-        Knob::Limit => e.limit = value as u64,
-        Knob::Gogc => e.policy.gogc = Gogc::Percent(value as u32),
-        Knob::Gomemlimit => e.policy.memory_limit = Some(Amount::Percent(value * 100.0)),
-    }
+    knob.set(&mut c.experiment, value, base.seed_chunk);
     c
 }
 
@@ -297,6 +286,7 @@ pub fn threshold(
         found.push(PolicySearch {
             policy: p.clone(),
             threshold: t,
+            model: threshold::model_band(range, &base.config.experiment, base.seed_chunk),
             cost: None,
             cost_bound: None,
             probes: Vec::new(),
@@ -521,6 +511,7 @@ pub fn threshold_command(
         found.push(PolicySearch {
             policy: p.clone(),
             threshold: t,
+            model: None,
             cost,
             cost_bound,
             probes,

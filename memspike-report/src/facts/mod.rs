@@ -26,7 +26,7 @@ use memspike_model::{
     policy::Policy,
     policy_set::NotApplicable,
     sweep::CellSpec,
-    threshold::{Knob, Threshold},
+    threshold::{Knob, ModelBand, Threshold},
 };
 
 pub use cgroup::{CgroupVersion, Counters, Reading};
@@ -287,6 +287,10 @@ pub struct CostBound {
 pub struct PolicySearch {
     pub policy: Policy,
     pub threshold: Threshold,
+    /// Where along the range the model's draws disagree (the simulated program; `null` for
+    /// a command, which no model stands for).
+    #[serde(default)]
+    pub model: Option<ModelBand>,
     /// The cost edge (`gomemlimit` on a command): the lowest value whose runs stay within
     /// [`CostBound`].
     #[serde(default)]

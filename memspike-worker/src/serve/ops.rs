@@ -186,7 +186,10 @@ fn step_error(e: StepError) -> ApiError {
         StepError::Heap(e @ HeapError::AddressSpace { .. }) => {
             ApiError::InsufficientStorage(e.to_string())
         }
-        StepError::Heap(e @ HeapError::Os(_)) => ApiError::Heap(e.to_string()),
+        // The worker's runtime never stops at the limit (the kernel decides): no such error.
+        StepError::Heap(e @ (HeapError::Os(_) | HeapError::OverLimit { .. })) => {
+            ApiError::Heap(e.to_string())
+        }
         StepError::Telemetry(e) => ApiError::Fatal(e.to_string()),
         StepError::Plan(p) => ApiError::Heap(p),
     }
