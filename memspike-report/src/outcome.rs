@@ -134,8 +134,8 @@ pub fn beside(prediction: &Prediction, real: Outcome) -> String {
     };
     match (prediction.unanimous(), ran) {
         (None, _) => format!(
-            "the model's prediction is {}: real timing decides this one",
-            prediction.describe()
+            "the model calls it marginal, surviving {}/{} draws: real timing decides this one",
+            prediction.survived, prediction.draws
         ),
         (Some(p), Some(r)) if p != r => format!(
             "the model predicts it {}: this run went the other way",
