@@ -201,10 +201,9 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
     for table in &tables {
         progress::say(Summary::of(table).line(&table.version));
     }
-    let failed = tables
-        .iter()
-        .flat_map(|t| &t.cells)
-        .any(|j| j.verdict.fails());
+    let failed = tables.iter().flat_map(|t| &t.cells).any(|j| {
+        j.verdict.fails() || j.predicted.is_some_and(|p| p.call == compare::Call::FalseSurvival)
+    });
     progress::say(format!(
         "wrote {} and {} in {:.0} s",
         md_path.display(),
@@ -212,7 +211,9 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
         took.as_secs_f64()
     ));
     if failed {
-        progress::warn("a stable cell disagrees, or a run failed: see the table");
+        progress::warn(
+            "a stable cell disagrees, the model predicted a false survival, or a run failed: see the table",
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

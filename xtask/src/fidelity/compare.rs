@@ -11,11 +11,16 @@
 //! - Every real OOM kill must have been the program's: the kernel's victim is its pid.
 //! - On the seed's cell (32 MiB, spike 0.9, GOGC 100) the runtime's own trace must show the
 //!   goal after the spike's cycle at about twice what it left live ([`SEED_GOAL_RATIO`]).
+//! - The model's **prediction** (its draws over real timing) is judged on outcomes alone
+//!   ([`Call`]): on a cell whose real runs all ended the same way it must be unanimous and
+//!   right; a false survival (every draw survives, every real run died) fails the harness. On a
+//!   cell whose runs flipped it should be marginal, and the Brier score measures how far its
+//!   survival rate was from the real one.
 
 use std::collections::BTreeMap;
 
 use super::grid::Cell;
-use super::observe::{NextGc, Outcome, RealRun, SimRun};
+use super::observe::{NextGc, Outcome, Prediction, RealRun, SimRun};
 
 /// The largest relative difference of the next GC after the spike that still agrees.
 pub const NEXT_GC_TOLERANCE: f64 = 0.03;
@@ -49,6 +54,57 @@ impl Verdict {
     }
 }
 
+/// How the model's prediction fared on a cell (outcomes only, not phases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// Every real run ended one way, and so did every draw.
+    Right,
+    /// Every real run was OOM-killed and every draw survived: the worst answer.
+    FalseSurvival,
+    /// Every real run survived and every draw was killed.
+    FalseDeath,
+    /// Every real run ended one way, but the draws disagree.
+    MarginalOnStable,
+    /// The real runs flipped, and the draws disagree too.
+    Marginal,
+    /// The real runs flipped, but every draw ended one way.
+    Certain,
+}
+
+impl Call {
+    /// Of a prediction, against the real runs' survivals and kills.
+    pub fn of(prediction: Prediction, survived: usize, killed: usize) -> Call {
+        let real = match (survived, killed) {
+            (_, 0) => Some(true),
+            (0, _) => Some(false),
+            _ => None,
+        };
+        match (real, prediction.unanimous()) {
+            (Some(r), Some(p)) if r == p => Call::Right,
+            (Some(false), Some(true)) => Call::FalseSurvival,
+            (Some(_), Some(_)) => Call::FalseDeath,
+            (Some(_), None) => Call::MarginalOnStable,
+            (None, None) => Call::Marginal,
+            (None, Some(_)) => Call::Certain,
+        }
+    }
+}
+
+/// The model's prediction on a cell, its call, and the real runs' survival rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Predicted {
+    pub prediction: Prediction,
+    pub call: Call,
+    pub real_survival_rate: f64,
+}
+
+impl Predicted {
+    /// The squared distance between the predicted and the real survival rate.
+    pub fn brier(&self) -> f64 {
+        (self.prediction.survival_rate() - self.real_survival_rate).powi(2)
+    }
+}
+
 /// The figures of a cell's real runs and the verdict.
 #[derive(Debug)]
 pub struct Judged {
@@ -59,6 +115,9 @@ pub struct Judged {
     /// |sim − real| / real, when both planned a collection.
     pub next_gc_difference: Option<f64>,
     pub verdict: Verdict,
+    /// The model's prediction and how it fared, when the simulation reported one and some
+    /// real run survived or was killed.
+    pub predicted: Option<Predicted>,
 }
 
 impl Judged {
@@ -221,12 +280,23 @@ pub fn judge(runs: CellRuns) -> Judged {
             _ => Verdict::TimingDependent,
         },
     };
+    let survived = ok.iter().filter(|r| r.outcome == Outcome::Survived).count();
+    let killed = ok.iter().filter(|r| r.outcome == Outcome::OomKilled).count();
+    let predicted = sim
+        .and_then(|s| s.prediction)
+        .filter(|_| survived + killed > 0)
+        .map(|prediction| Predicted {
+            prediction,
+            call: Call::of(prediction, survived, killed),
+            real_survival_rate: survived as f64 / (survived + killed) as f64,
+        });
     Judged {
         runs,
         endings,
         next_gc_median,
         next_gc_difference,
         verdict,
+        predicted,
     }
 }
 
@@ -269,7 +339,31 @@ mod tests {
             next_gc_after_spike: next_gc,
             gc_cycles: Some(1),
             peak_bytes: Some(32 << 20),
+            prediction: None,
         }
+    }
+
+    /// The model's call is on outcomes: unanimous and right, the false survival apart, and
+    /// marginal or certain where the real runs flipped.
+    #[test]
+    fn the_models_call_is_on_outcomes() {
+        let p = |survived| Prediction {
+            draws: 20,
+            survived,
+        };
+        assert_eq!(Call::of(p(0), 0, 5), Call::Right);
+        assert_eq!(Call::of(p(20), 5, 0), Call::Right);
+        assert_eq!(Call::of(p(20), 0, 5), Call::FalseSurvival);
+        assert_eq!(Call::of(p(0), 5, 0), Call::FalseDeath);
+        assert_eq!(Call::of(p(7), 0, 5), Call::MarginalOnStable);
+        assert_eq!(Call::of(p(7), 2, 8), Call::Marginal);
+        assert_eq!(Call::of(p(20), 2, 8), Call::Certain);
+        let predicted = Predicted {
+            prediction: p(10),
+            call: Call::Marginal,
+            real_survival_rate: 0.2,
+        };
+        assert!((predicted.brier() - 0.09).abs() < 1e-9);
     }
 
     fn judge_runs(real: Vec<RealRun>, sim: SimRun) -> Judged {

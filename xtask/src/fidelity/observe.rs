@@ -222,6 +222,7 @@ impl RealRun {
 #[derive(Deserialize)]
 struct SimJson {
     outcome: String,
+    prediction: Option<Prediction>,
     died_in: Option<String>,
     gc_cycles: Option<u64>,
     next_gc_after_spike_bytes: Option<u64>,
@@ -238,6 +239,30 @@ pub struct SimRun {
     pub next_gc_after_spike: Option<NextGc>,
     pub gc_cycles: Option<u64>,
     pub peak_bytes: Option<u64>,
+    /// The model's prediction over timing draws.
+    pub prediction: Option<Prediction>,
+}
+
+/// `prediction` in memspike's report: how many of the model's draws survived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub struct Prediction {
+    pub draws: u32,
+    pub survived: u32,
+}
+
+impl Prediction {
+    /// `Some(true)` when every draw survived, `Some(false)` when none did, else `None`.
+    pub fn unanimous(&self) -> Option<bool> {
+        match self.survived {
+            0 => Some(false),
+            s if s == self.draws => Some(true),
+            _ => None,
+        }
+    }
+
+    pub fn survival_rate(&self) -> f64 {
+        f64::from(self.survived) / f64::from(self.draws.max(1))
+    }
 }
 
 impl SimRun {
@@ -257,6 +282,7 @@ impl SimRun {
             outcome,
             gc_cycles: report.gc_cycles,
             peak_bytes: report.cgroup.and_then(|c| c.peak_bytes),
+            prediction: report.prediction,
         })
     }
 }
@@ -392,6 +418,7 @@ phase=release t_ms=23.2 HeapAlloc=30199000 HeapSys=30900000 NextGC=60612192 NumG
         // Keys as `memspike run --json` printed them for the seed on go1.19 (trimmed).
         let json = r#"{"outcome": "oom_killed", "limit_bytes": 33554432, "died_in": "remainder",
             "gc_cycles": 1, "next_gc_after_spike_bytes": 60604416,
+            "prediction": {"draws": 20, "survived": 0, "oom_killed": 20},
             "cgroup": {"version": "v1", "peak_bytes": 33554432},
             "settings": {"runtime": "go1.19"}}"#;
         assert_eq!(
@@ -402,6 +429,10 @@ phase=release t_ms=23.2 HeapAlloc=30199000 HeapSys=30900000 NextGC=60612192 NumG
                 next_gc_after_spike: Some(NextGc::Bytes(60_604_416)),
                 gc_cycles: Some(1),
                 peak_bytes: Some(33_554_432),
+                prediction: Some(Prediction {
+                    draws: 20,
+                    survived: 0
+                }),
             }
         );
         let killed_in_spike = r#"{"outcome": "oom_killed", "died_in": "spike", "gc_cycles": 0,

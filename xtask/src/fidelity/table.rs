@@ -1,13 +1,13 @@
-//! The agreement table: per Go version, per cell, the real runs against the simulation, as
-//! aligned text (printed), Markdown (`fidelity.md`) and CSV (`fidelity.csv`), with a summary
-//! line per version.
+//! The agreement table: per Go version, per cell, the real runs against the simulation and
+//! against the model's prediction, as aligned text (printed), Markdown (`fidelity.md`) and CSV
+//! (`fidelity.csv`), with a summary line per version.
 
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::compare::{Judged, Verdict};
+use super::compare::{Call, Judged, Verdict};
 use super::grid::MIB;
 use super::observe::{NextGc, Outcome};
 
@@ -18,7 +18,7 @@ pub struct VersionTable {
     pub cells: Vec<Judged>,
 }
 
-const HEADERS: [&str; 17] = [
+const HEADERS: [&str; 19] = [
     "limit",
     "spike",
     "GOGC",
@@ -36,6 +36,8 @@ const HEADERS: [&str; 17] = [
     "peak real (MiB)",
     "sim",
     "verdict",
+    "model: survives",
+    "model's call",
 ];
 
 /// A run's ending: the outcome, and the step it was killed in.
@@ -143,9 +145,27 @@ fn rows(table: &VersionTable) -> Vec<Vec<String>> {
                 sim.and_then(|s| s.peak_bytes)
                     .map_or_else(|| "-".to_owned(), mib),
                 verdict_text(j),
+                j.predicted.map_or_else(
+                    || "-".to_owned(),
+                    |p| format!("{}/{}", p.prediction.survived, p.prediction.draws),
+                ),
+                j.predicted
+                    .map_or_else(|| "-".to_owned(), |p| call_text(p.call).to_owned()),
             ]
         })
         .collect()
+}
+
+/// The model's call, as the table says it.
+pub fn call_text(call: Call) -> &'static str {
+    match call {
+        Call::Right => "right",
+        Call::FalseSurvival => "FALSE SURVIVAL",
+        Call::FalseDeath => "false death",
+        Call::MarginalOnStable => "marginal (real runs agreed)",
+        Call::Marginal => "marginal",
+        Call::Certain => "certain (real runs flipped)",
+    }
 }
 
 /// A stable cell where every real run was OOM-killed and the simulation survived.
@@ -175,6 +195,18 @@ pub struct Summary {
     pub false_survivals: usize,
     pub timing_dependent: usize,
     pub errors: usize,
+    /// The model's prediction, on outcomes: cells whose real runs all ended one way, those it
+    /// called right, its false survivals and false deaths, and those it called marginal.
+    pub model_stable: usize,
+    pub model_right: usize,
+    pub model_false_survivals: usize,
+    pub model_false_deaths: usize,
+    pub model_marginal_on_stable: usize,
+    /// Cells whose real runs flipped, those it called marginal, and its mean Brier score on
+    /// them (0 is perfect, 0.25 a coin's).
+    pub flipped: usize,
+    pub flipped_marginal: usize,
+    pub brier_milli: Option<u32>,
 }
 
 impl Summary {
@@ -198,19 +230,55 @@ impl Summary {
                 Verdict::Error(_) => s.errors += 1,
             }
         }
+        let mut brier = Vec::new();
+        for p in table.cells.iter().filter_map(|j| j.predicted) {
+            match p.call {
+                Call::Marginal | Call::Certain => {
+                    s.flipped += 1;
+                    s.flipped_marginal += usize::from(p.call == Call::Marginal);
+                    brier.push(p.brier());
+                }
+                call => {
+                    s.model_stable += 1;
+                    s.model_right += usize::from(call == Call::Right);
+                    s.model_false_survivals += usize::from(call == Call::FalseSurvival);
+                    s.model_false_deaths += usize::from(call == Call::FalseDeath);
+                    s.model_marginal_on_stable += usize::from(call == Call::MarginalOnStable);
+                }
+            }
+        }
+        s.brier_milli = (!brier.is_empty())
+            .then(|| (brier.iter().sum::<f64>() / brier.len() as f64 * 1000.0).round() as u32);
         s
     }
 
     pub fn line(&self, version: &str) -> String {
         format!(
-            "{version}: {} cells, {} stable, {} agree, {} disagree ({} false survivals), {} timing-dependent, {} errors",
+            "{version}: {} cells, {} stable, {} agree, {} disagree ({} false survivals), {} timing-dependent, {} errors; {}",
             self.cells,
             self.stable,
             self.agree,
             self.disagree,
             self.false_survivals,
             self.timing_dependent,
-            self.errors
+            self.errors,
+            self.model_line()
+        )
+    }
+
+    /// The prediction's part of the line.
+    fn model_line(&self) -> String {
+        format!(
+            "the model's prediction: {}/{} right ({} false survivals, {} false deaths, {} marginal), marginal on {}/{} cells whose runs flipped, Brier {}",
+            self.model_right,
+            self.model_stable,
+            self.model_false_survivals,
+            self.model_false_deaths,
+            self.model_marginal_on_stable,
+            self.flipped_marginal,
+            self.flipped,
+            self.brier_milli
+                .map_or_else(|| "-".to_owned(), |b| format!("{:.3}", f64::from(b) / 1000.0))
         )
     }
 }
@@ -291,6 +359,9 @@ struct CsvRow<'a> {
     sim_peak_bytes: Option<u64>,
     stable: bool,
     verdict: String,
+    model_draws: Option<u32>,
+    model_survived: Option<u32>,
+    model_call: Option<&'static str>,
 }
 
 /// All versions' cells as CSV, one header line.
@@ -330,6 +401,9 @@ pub fn csv(tables: &[VersionTable]) -> Result<String> {
                     sim_peak_bytes: sim.and_then(|s| s.peak_bytes),
                     stable: j.stable(),
                     verdict: verdict_text(j),
+                    model_draws: j.predicted.map(|p| p.prediction.draws),
+                    model_survived: j.predicted.map(|p| p.prediction.survived),
+                    model_call: j.predicted.map(|p| call_text(p.call)),
                 })
                 .context("writing a CSV row")?;
         }
@@ -345,7 +419,7 @@ mod tests {
     use super::*;
     use crate::fidelity::compare::{CellRuns, judge};
     use crate::fidelity::grid::Cell;
-    use crate::fidelity::observe::{RealRun, SimRun};
+    use crate::fidelity::observe::{Prediction, RealRun, SimRun};
 
     fn killed(died_in: &'static str, peak: u64) -> RealRun {
         RealRun {
@@ -366,6 +440,17 @@ mod tests {
             next_gc_after_spike: Some(NextGc::Bytes(60_604_416)),
             gc_cycles: Some(1),
             peak_bytes: Some(peak),
+            prediction: None,
+        }
+    }
+
+    fn predicting(survived: u32, peak: u64) -> SimRun {
+        SimRun {
+            prediction: Some(Prediction {
+                draws: 20,
+                survived,
+            }),
+            ..sim(peak)
         }
     }
 
@@ -376,7 +461,7 @@ mod tests {
                 Ok(killed("remainder", 32 * MIB)),
                 Ok(killed("remainder", 32 * MIB - 4096)),
             ],
-            sim: Ok(sim(32 * MIB)),
+            sim: Ok(predicting(0, 32 * MIB)),
         });
         let edge = judge(CellRuns {
             cell: Cell {
@@ -388,11 +473,26 @@ mod tests {
                 Ok(killed("remainder", 32 * MIB)),
                 Ok(killed("remainder", 32 * MIB)),
             ],
-            sim: Ok(sim(31 * MIB)),
+            sim: Ok(predicting(3, 31 * MIB)),
+        });
+        let flipped = judge(CellRuns {
+            cell: Cell {
+                memory_limit: true,
+                ..Cell::base()
+            },
+            real: vec![
+                Ok(killed("remainder", 32 * MIB)),
+                Ok(RealRun {
+                    outcome: Outcome::Survived,
+                    died_in: None,
+                    ..killed("remainder", 31 * MIB)
+                }),
+            ],
+            sim: Ok(predicting(10, 32 * MIB)),
         });
         VersionTable {
             version: "go1.21.13".to_owned(),
-            cells: vec![seed, edge],
+            cells: vec![seed, edge, flipped],
         }
     }
 
@@ -402,18 +502,26 @@ mod tests {
         assert_eq!(
             Summary::of(&table),
             Summary {
-                cells: 2,
+                cells: 3,
                 stable: 1,
                 agree: 1,
                 disagree: 0,
                 false_survivals: 0,
-                timing_dependent: 1,
-                errors: 0
+                timing_dependent: 2,
+                errors: 0,
+                model_stable: 2,
+                model_right: 1,
+                model_false_survivals: 0,
+                model_false_deaths: 0,
+                model_marginal_on_stable: 1,
+                flipped: 1,
+                flipped_marginal: 1,
+                brier_milli: Some(0),
             }
         );
         assert_eq!(
             Summary::of(&table).line("go1.21.13"),
-            "go1.21.13: 2 cells, 1 stable, 1 agree, 0 disagree (0 false survivals), 1 timing-dependent, 0 errors"
+            "go1.21.13: 3 cells, 1 stable, 1 agree, 0 disagree (0 false survivals), 2 timing-dependent, 0 errors; the model's prediction: 1/2 right (0 false survivals, 0 false deaths, 1 marginal), marginal on 1/1 cells whose runs flipped, Brier 0.000"
         );
     }
 
@@ -467,6 +575,7 @@ mod tests {
         assert_eq!(seed[11], "0.01 %");
         assert_eq!(seed[14], "32.00");
         assert_eq!(seed[16], "agree");
+        assert_eq!(seed[17..], ["0/20", "right"]);
         let edge = &rows[1];
         assert_eq!(edge[7], "oom_killed (remainder) 2, oom_killed (spike) 1");
         assert_eq!(
@@ -480,16 +589,16 @@ mod tests {
         let table = sample();
         let text = text(&table);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4);
+        assert_eq!(lines.len(), 5);
         let verdict_at = lines[0].find("verdict");
         assert!(verdict_at.is_some());
         assert_eq!(lines[1].find("agree"), verdict_at);
-        assert!(lines[3].starts_with("go1.21.13: 2 cells"));
+        assert!(lines[4].starts_with("go1.21.13: 3 cells"));
 
         let md = markdown(&[table], "made by a test");
-        assert!(md.contains("## go1.21.13\n\ngo1.21.13: 2 cells, 1 stable, 1 agree"));
+        assert!(md.contains("## go1.21.13\n\ngo1.21.13: 3 cells, 1 stable, 1 agree"));
         let table_lines = md.lines().filter(|l| l.starts_with('|')).count();
-        assert_eq!(table_lines, 4, "{md}");
+        assert_eq!(table_lines, 5, "{md}");
         assert_eq!(md_cell("a|b"), "a\\|b");
     }
 
@@ -500,7 +609,7 @@ mod tests {
         let headers = reader.headers()?.clone();
         assert_eq!(&headers[0], "go");
         let records: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>()?;
-        assert_eq!(records.len(), 2);
+        assert_eq!(records.len(), 3);
         let get = |r: &csv::StringRecord, name: &str| {
             headers
                 .iter()
@@ -523,6 +632,12 @@ mod tests {
             get(&records[1], "real_endings").as_deref(),
             Some("oom_killed (remainder) 2; oom_killed (spike) 1")
         );
+        assert_eq!(get(&records[1], "model_survived").as_deref(), Some("3"));
+        assert_eq!(
+            get(&records[1], "model_call").as_deref(),
+            Some("marginal (real runs agreed)")
+        );
+        assert_eq!(get(&records[2], "model_call").as_deref(), Some("marginal"));
         Ok(())
     }
 }
