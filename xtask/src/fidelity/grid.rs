@@ -2,8 +2,8 @@
 //! harness runs, and how one cell becomes the reference program's command line and environment
 //! and the simulation's flags.
 //!
-//! The full product of the knobs (3 limits × 8 spikes × 4 GOGC × 2 memory limits × 2 remainders
-//! × 2 `-gc`, 768 cells) would take hours per Go version, and most of it repeats the same
+//! The full product of the knobs (3 limits × 8 spikes × 4 GOGC × 4 memory limits × 4 remainders
+//! × 2 `-gc`, 3,072 cells) would take hours per Go version, and most of it repeats the same
 //! mechanism. The grid is instead a base cell, the seed's (32 MiB, spike 0.9, GOGC=100, no soft
 //! limit, the remainder whole, no `-gc`), with one or two factors varied at a time:
 //!
@@ -18,14 +18,19 @@
 //!    0.45, 0.5, 0.52, 0.55, 0.56, 0.57 (where go1.19, go1.21 and go1.27 part ways), and 32 MiB
 //!    at spike 0.95 (go1.21 died in the spike or the remainder). Edge cells start with more
 //!    runs.
+//! 6. **GOMEMLIMIT's share** 80, 90 and 95 % × 32 and 64 MiB × spikes 0.5 and 0.9 × the
+//!    remainder whole and chunked (24 cells): the seed at 90 % with its remainder whole is the
+//!    known coin toss (issue 18).
+//! 7. **Chunk sizes** 512 KiB and 2 MiB × 32 and 256 MiB × spikes 0.5 and 0.9 (8 cells).
 //!
-//! Cells that two families share are run once: 98 cells per Go version. `--quick` is 10 of
-//! them: the seed with and without `-gc`, the edges at 32 MiB 0.95 and 256 MiB 0.5 and 0.6, and
-//! one cell each of 64 MiB, GOGC 200, GOGC off, and the soft limit with and without GOGC.
+//! Cells that two families share are run once: 126 cells per Go version. `--quick` is 11 of
+//! them: the seed with and without `-gc` and with GOMEMLIMIT at 90 %, the edges at 32 MiB 0.95
+//! and 256 MiB 0.5 and 0.6, and one cell each of 64 MiB, GOGC 200, GOGC off, and the soft limit
+//! with and without GOGC.
 //!
-//! Measured here (2 shared CPUs, `--jobs 1`, 5 runs): `--quick` takes 14-23 s per Go release
-//! (136 s for the five default releases, the release build of memspike included); the full
-//! grid 2.5-3 minutes per release (14 minutes for the five).
+//! Measured here (2 shared CPUs, `--jobs 1`, 5 runs), before families 6 and 7: `--quick` took
+//! 14-23 s per Go release (136 s for the five default releases, the release build of memspike
+//! included); the full grid 2.5-3 minutes per release (14 minutes for the five).
 
 use std::fmt;
 
@@ -56,10 +61,10 @@ pub struct Cell {
     pub limit: u64,
     pub spike: f64,
     pub gogc: Gogc,
-    /// GOMEMLIMIT at [`MEMORY_LIMIT_PERCENT`] of the limit.
-    pub memory_limit: bool,
-    /// The remainder in [`CHUNK`] pieces rather than whole.
-    pub chunked: bool,
+    /// GOMEMLIMIT at this percentage of the limit.
+    pub memory_limit: Option<u64>,
+    /// The remainder in pieces of this size (`1MiB`) rather than whole.
+    pub chunk: Option<&'static str>,
     /// The seed's `-gc`: `runtime.GC()` after dropping the spike.
     pub gc: bool,
     /// A known edge: starts with more runs.
@@ -68,8 +73,12 @@ pub struct Cell {
     pub quick: bool,
 }
 
-/// The soft memory limit's share of the cgroup's limit, in percent.
+/// The soft memory limit's usual share of the cgroup's limit, in percent.
 pub const MEMORY_LIMIT_PERCENT: u64 = 90;
+/// The soft memory limit's shares the memory-limit family tries.
+const MEMORY_LIMIT_PERCENTS: [u64; 3] = [80, MEMORY_LIMIT_PERCENT, 95];
+/// The chunk sizes the chunk family tries besides [`CHUNK`].
+const OTHER_CHUNKS: [&str; 2] = ["512KiB", "2MiB"];
 
 impl Cell {
     /// The seed's cell.
@@ -78,8 +87,8 @@ impl Cell {
             limit: 32 * MIB,
             spike: 0.9,
             gogc: Gogc::Percent(100),
-            memory_limit: false,
-            chunked: false,
+            memory_limit: None,
+            chunk: None,
             gc: false,
             edge: false,
             quick: false,
@@ -94,11 +103,11 @@ impl Cell {
             self.spike,
             self.gogc
         );
-        if self.memory_limit {
-            id.push_str(&format!("-memlimit{MEMORY_LIMIT_PERCENT}"));
+        if let Some(percent) = self.memory_limit {
+            id.push_str(&format!("-memlimit{percent}"));
         }
-        if self.chunked {
-            id.push_str(&format!("-chunk{CHUNK}"));
+        if let Some(chunk) = self.chunk {
+            id.push_str(&format!("-chunk{chunk}"));
         }
         if self.gc {
             id.push_str("-gc");
@@ -113,8 +122,7 @@ impl Cell {
 
     /// GOMEMLIMIT in bytes (rounded down, as memspike resolves `90%`), if the cell sets one.
     pub fn memory_limit_bytes(&self) -> Option<u64> {
-        self.memory_limit
-            .then(|| self.limit * MEMORY_LIMIT_PERCENT / 100)
+        self.memory_limit.map(|percent| self.limit * percent / 100)
     }
 
     /// The reference program's arguments.
@@ -125,8 +133,8 @@ impl Cell {
             "-spike".to_owned(),
             self.spike.to_string(),
         ];
-        if self.chunked {
-            args.extend(["-chunk".to_owned(), CHUNK.to_owned()]);
+        if let Some(chunk) = self.chunk {
+            args.extend(["-chunk".to_owned(), chunk.to_owned()]);
         }
         if self.gc {
             args.push("-gc".to_owned());
@@ -153,8 +161,8 @@ impl Cell {
             "--gogc".to_owned(),
             self.gogc.to_string(),
         ];
-        if self.chunked {
-            args.extend(["--chunk".to_owned(), CHUNK.to_owned()]);
+        if let Some(chunk) = self.chunk {
+            args.extend(["--chunk".to_owned(), chunk.to_owned()]);
         }
         if let Some(bytes) = self.memory_limit_bytes() {
             args.extend(["--memory-limit".to_owned(), bytes.to_string()]);
@@ -168,16 +176,13 @@ impl Cell {
 
     /// The remainder column: `whole` or the chunk size.
     pub fn remainder_text(&self) -> &'static str {
-        if self.chunked { CHUNK } else { "whole" }
+        self.chunk.unwrap_or("whole")
     }
 
     /// The soft limit column.
     pub fn memory_limit_text(&self) -> String {
-        if self.memory_limit {
-            format!("{MEMORY_LIMIT_PERCENT}%")
-        } else {
-            "off".to_owned()
-        }
+        self.memory_limit
+            .map_or_else(|| "off".to_owned(), |percent| format!("{percent}%"))
     }
 }
 
@@ -190,12 +195,12 @@ pub fn full() -> Vec<Cell> {
     let mut grid = Grid::default();
     let base = Cell::base();
     for limit in LIMITS {
-        for chunked in [false, true] {
+        for chunk in [None, Some(CHUNK)] {
             for spike in SPIKES {
                 grid.add(Cell {
                     limit,
                     spike,
-                    chunked,
+                    chunk,
                     ..base.clone()
                 });
             }
@@ -208,7 +213,7 @@ pub fn full() -> Vec<Cell> {
                     limit,
                     spike,
                     gogc,
-                    chunked: true,
+                    chunk: Some(CHUNK),
                     ..base.clone()
                 });
             }
@@ -221,8 +226,8 @@ pub fn full() -> Vec<Cell> {
                     limit,
                     spike,
                     gogc,
-                    memory_limit: true,
-                    chunked: true,
+                    memory_limit: Some(MEMORY_LIMIT_PERCENT),
+                    chunk: Some(CHUNK),
                     ..base.clone()
                 });
             }
@@ -242,7 +247,7 @@ pub fn full() -> Vec<Cell> {
         grid.add(Cell {
             limit: 256 * MIB,
             spike,
-            chunked: true,
+            chunk: Some(CHUNK),
             edge: true,
             ..base.clone()
         });
@@ -252,9 +257,41 @@ pub fn full() -> Vec<Cell> {
         edge: true,
         ..base.clone()
     });
+    for percent in MEMORY_LIMIT_PERCENTS {
+        for limit in [32 * MIB, 64 * MIB] {
+            for spike in [0.5, 0.9] {
+                for chunk in [None, Some(CHUNK)] {
+                    grid.add(Cell {
+                        limit,
+                        spike,
+                        memory_limit: Some(percent),
+                        chunk,
+                        ..base.clone()
+                    });
+                }
+            }
+        }
+    }
+    for chunk in OTHER_CHUNKS {
+        for limit in [32 * MIB, 256 * MIB] {
+            for spike in [0.5, 0.9] {
+                grid.add(Cell {
+                    limit,
+                    spike,
+                    chunk: Some(chunk),
+                    ..base.clone()
+                });
+            }
+        }
+    }
 
     let quick = [
         base.clone(),
+        // The known coin toss: real Go survives it some of the time.
+        Cell {
+            memory_limit: Some(MEMORY_LIMIT_PERCENT),
+            ..base.clone()
+        },
         Cell {
             gc: true,
             ..base.clone()
@@ -266,46 +303,46 @@ pub fn full() -> Vec<Cell> {
         Cell {
             limit: 64 * MIB,
             spike: 0.5,
-            chunked: true,
+            chunk: Some(CHUNK),
             ..base.clone()
         },
         Cell {
             limit: 256 * MIB,
             spike: 0.5,
-            chunked: true,
+            chunk: Some(CHUNK),
             ..base.clone()
         },
         Cell {
             limit: 256 * MIB,
             spike: 0.6,
-            chunked: true,
+            chunk: Some(CHUNK),
             ..base.clone()
         },
         Cell {
             limit: 256 * MIB,
             spike: 0.3,
             gogc: Gogc::Percent(200),
-            chunked: true,
+            chunk: Some(CHUNK),
             ..base.clone()
         },
         Cell {
             spike: 0.6,
             gogc: Gogc::Off,
-            chunked: true,
+            chunk: Some(CHUNK),
             ..base.clone()
         },
         Cell {
             limit: 256 * MIB,
             spike: 0.9,
-            memory_limit: true,
-            chunked: true,
+            memory_limit: Some(MEMORY_LIMIT_PERCENT),
+            chunk: Some(CHUNK),
             ..base.clone()
         },
         Cell {
             spike: 0.8,
             gogc: Gogc::Off,
-            memory_limit: true,
-            chunked: true,
+            memory_limit: Some(MEMORY_LIMIT_PERCENT),
+            chunk: Some(CHUNK),
             ..base.clone()
         },
     ];
@@ -350,7 +387,7 @@ mod tests {
     #[test]
     fn the_grid_has_its_documented_size_and_unique_cells() {
         let cells = full();
-        assert_eq!(cells.len(), 98);
+        assert_eq!(cells.len(), 126);
         let ids: HashSet<String> = cells.iter().map(Cell::id).collect();
         assert_eq!(ids.len(), cells.len());
         assert_eq!(
@@ -374,10 +411,15 @@ mod tests {
         for gogc in [50, 100, 200] {
             assert!(cells.iter().any(|c| c.gogc == Gogc::Percent(gogc)));
         }
-        assert!(cells.iter().any(|c| c.gogc == Gogc::Off && !c.memory_limit));
-        assert!(cells.iter().any(|c| c.gogc == Gogc::Off && c.memory_limit));
+        assert!(cells.iter().any(|c| c.gogc == Gogc::Off && c.memory_limit.is_none()));
+        assert!(cells.iter().any(|c| c.gogc == Gogc::Off && c.memory_limit.is_some()));
+        for percent in MEMORY_LIMIT_PERCENTS {
+            assert!(cells.iter().any(|c| c.memory_limit == Some(percent)));
+        }
         assert!(cells.iter().any(|c| c.gc));
-        assert!(cells.iter().any(|c| c.chunked) && cells.iter().any(|c| !c.chunked));
+        for chunk in [None, Some("512KiB"), Some(CHUNK), Some("2MiB")] {
+            assert!(cells.iter().any(|c| c.chunk == chunk), "{chunk:?}");
+        }
     }
 
     #[test]
@@ -392,7 +434,7 @@ mod tests {
         assert!(found[0].edge && found[0].quick);
         assert_eq!(cells.iter().filter(|c| c.edge).count(), 7);
         let quick = quick();
-        assert_eq!(quick.len(), 10);
+        assert_eq!(quick.len(), 11);
         assert!(quick.iter().any(|c| c.id() == Cell::base().id()));
     }
 
@@ -402,8 +444,8 @@ mod tests {
             limit: 256 * MIB,
             spike: 0.8,
             gogc: Gogc::Off,
-            memory_limit: true,
-            chunked: true,
+            memory_limit: Some(MEMORY_LIMIT_PERCENT),
+            chunk: Some(CHUNK),
             gc: true,
             ..Cell::base()
         };

@@ -477,7 +477,7 @@ mod tests {
         });
         let flipped = judge(CellRuns {
             cell: Cell {
-                memory_limit: true,
+                memory_limit: Some(90),
                 ..Cell::base()
             },
             real: vec![
