@@ -604,7 +604,7 @@ impl<M: Memory> Runtime<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{heap::Accounting, size::Amount, watchdog};
+    use crate::{event::Cycle, heap::Accounting, size::Amount, watchdog};
 
     const MIB: u64 = 1 << 20;
 
@@ -711,6 +711,82 @@ mod tests {
             rt.stats().next_gc.unwrap()
         };
         assert!(plain > 80 * MIB, "{plain}");
+    }
+
+    /// Issue 18's concurrent cycle: it ends after its mark time; a slab dropped while it marks
+    /// survives it and is swept by the next; the garbage there was at its start is reusable only
+    /// once it ends.
+    #[test]
+    fn a_release_while_a_cycle_marks_survives_it() {
+        let mut rt = runtime(RuntimeConfig {
+            timing: Timing {
+                mark_ns: 20_000_000,
+                ..Timing::default()
+            },
+            ..config(Policy::default())
+        });
+        let ended = |rt: &mut Runtime<Accounting>| -> Vec<Cycle> {
+            rt.drain()
+                .filter_map(|h| match h.what {
+                    What::Cycle(c) => Some(c),
+                    _ => None,
+                })
+                .collect()
+        };
+        // Past the first trigger (under 4 MiB): a cycle starts, and marks for 20 ms.
+        let a = rt.alloc(5 * MIB, &mut ()).unwrap();
+        assert!(ended(&mut rt).is_empty(), "still marking");
+        rt.wait(Duration::from_millis(20), &mut ()).unwrap();
+        assert_eq!(ended(&mut rt).len(), 1);
+        let b = rt.alloc(MIB, &mut ()).unwrap();
+        rt.release(a.id);
+        // 10 MiB is past the trigger (at most 61/64 of the way from 5 MiB marked to the
+        // 10.2 MiB goal): a cycle starts, with `a` garbage; `b` is dropped while it marks.
+        rt.alloc(4 * MIB, &mut ()).unwrap();
+        rt.release(b.id);
+        rt.wait(Duration::from_millis(25), &mut ()).unwrap();
+        let cycles = ended(&mut rt);
+        assert_eq!(cycles.len(), 1);
+        assert_eq!(cycles[0].swept, 5 * MIB, "a, dropped before it began");
+        assert_eq!(
+            cycles[0].heap_after,
+            5 * MIB,
+            "b and the black 4 MiB, marked"
+        );
+        assert_eq!(rt.stats().garbage, MIB, "b waits for the next cycle");
+        rt.gc(&mut ());
+        assert_eq!(rt.stats().garbage, 0);
+    }
+
+    /// Past its goal as a cycle begins, an allocation parks until the cycle ends and then
+    /// reuses what it swept; allowed to overshoot, it grows the heap instead.
+    #[test]
+    fn past_the_goal_an_allocation_waits_for_the_sweep_or_overshoots() {
+        let second_slab = |assists_park: bool| {
+            let mut rt = runtime(RuntimeConfig {
+                timing: Timing {
+                    mark_ns: 1_000_000,
+                    due_starts_after_release: true,
+                    assists_park,
+                },
+                ..config(Policy {
+                    memory_limit: Some(Amount::Bytes(24 * MIB)),
+                    ..Policy::default()
+                })
+            });
+            let spike = rt.alloc(24 * MIB, &mut ()).unwrap();
+            rt.release(spike.id);
+            // The heap is at its goal: the program's small allocations start the due cycle.
+            rt.dropped(&mut ());
+            let t = rt.now_ns();
+            let a = rt.alloc(2 * MIB, &mut ()).unwrap();
+            (a.grown, rt.now_ns() - t)
+        };
+        let (grown, took) = second_slab(true);
+        assert_eq!(grown, 0, "parked, then reused the swept spike");
+        assert!(took >= 1_000_000, "it waited for the cycle: {took} ns");
+        let (grown, _) = second_slab(false);
+        assert_eq!(grown, 2 * MIB, "overshot on credit: fresh pages");
     }
 
     /// Simulated time: the periodic collection comes 2 minutes after the last one, whatever the

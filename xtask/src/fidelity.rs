@@ -202,7 +202,9 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
         progress::say(Summary::of(table).line(&table.version));
     }
     let failed = tables.iter().flat_map(|t| &t.cells).any(|j| {
-        j.verdict.fails() || j.predicted.is_some_and(|p| p.call == compare::Call::FalseSurvival)
+        j.verdict.fails()
+            || j.predicted
+                .is_some_and(|p| p.call == compare::Call::FalseSurvival)
     });
     progress::say(format!(
         "wrote {} and {} in {:.0} s",
@@ -430,10 +432,22 @@ fn check_status(status: ExitStatus, name: &str, stderr: &Path) -> Result<(), Str
     ))
 }
 
-/// `go1.21.13 12/98 32MiB-spike0.9-gogc100: oom_killed (remainder) 5 | sim oom_killed (remainder): agree`
+/// `go1.21.13 12/126 32MiB-spike0.9-gogc100: oom_killed (remainder) 5 | sim oom_killed
+/// (remainder): agree | model 0/20: right`
 fn progress_line(runtime: &str, n: usize, total: usize, judged: &Judged) -> String {
+    let model = judged.predicted.map_or_else(
+        || "no prediction".to_owned(),
+        |p| {
+            format!(
+                "{}/{}: {}",
+                p.prediction.survived,
+                p.prediction.draws,
+                table::call_text(p.call)
+            )
+        },
+    );
     format!(
-        "{runtime} {n}/{total} {}: {} | sim {}: {}",
+        "{runtime} {n}/{total} {}: {} | sim {}: {} | model {model}",
         judged.runs.cell.id(),
         table::endings_text(judged, ", "),
         table::sim_ending(judged),

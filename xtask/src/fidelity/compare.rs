@@ -281,7 +281,10 @@ pub fn judge(runs: CellRuns) -> Judged {
         },
     };
     let survived = ok.iter().filter(|r| r.outcome == Outcome::Survived).count();
-    let killed = ok.iter().filter(|r| r.outcome == Outcome::OomKilled).count();
+    let killed = ok
+        .iter()
+        .filter(|r| r.outcome == Outcome::OomKilled)
+        .count();
     let predicted = sim
         .and_then(|s| s.prediction)
         .filter(|_| survived + killed > 0)

@@ -411,8 +411,16 @@ mod tests {
         for gogc in [50, 100, 200] {
             assert!(cells.iter().any(|c| c.gogc == Gogc::Percent(gogc)));
         }
-        assert!(cells.iter().any(|c| c.gogc == Gogc::Off && c.memory_limit.is_none()));
-        assert!(cells.iter().any(|c| c.gogc == Gogc::Off && c.memory_limit.is_some()));
+        assert!(
+            cells
+                .iter()
+                .any(|c| c.gogc == Gogc::Off && c.memory_limit.is_none())
+        );
+        assert!(
+            cells
+                .iter()
+                .any(|c| c.gogc == Gogc::Off && c.memory_limit.is_some())
+        );
         for percent in MEMORY_LIMIT_PERCENTS {
             assert!(cells.iter().any(|c| c.memory_limit == Some(percent)));
         }

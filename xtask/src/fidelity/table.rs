@@ -277,8 +277,10 @@ impl Summary {
             self.model_marginal_on_stable,
             self.flipped_marginal,
             self.flipped,
-            self.brier_milli
-                .map_or_else(|| "-".to_owned(), |b| format!("{:.3}", f64::from(b) / 1000.0))
+            self.brier_milli.map_or_else(
+                || "-".to_owned(),
+                |b| format!("{:.3}", f64::from(b) / 1000.0)
+            )
         )
     }
 }
