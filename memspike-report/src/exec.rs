@@ -189,6 +189,26 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
 
 /// Reads a runtime profile back from `text`, the `report.json` of `memspike exec --report
 /// DIR` at `path`: the message says what is wrong with it and what to do.
+/// The part of an exec report that [`read_profile`] reads, as JSON: what a sweep's pods get
+/// instead of the whole report (a ConfigMap holds at most 1 MiB). Its cycles are left out
+/// (`runtime_cycles` empty): the profile was derived from them already.
+pub fn calibration_only(text: &str, path: &str) -> Result<String, String> {
+    read_profile(text, path)?;
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let mut kept = serde_json::Map::new();
+    for key in [
+        "command",
+        "runtime",
+        "go_version",
+        "gc_cycles",
+        "runtime_profile",
+    ] {
+        kept.insert(key.to_owned(), json[key].clone());
+    }
+    kept.insert("runtime_cycles".to_owned(), serde_json::json!([]));
+    serde_json::to_string_pretty(&kept).map_err(|e| e.to_string())
+}
+
 pub fn read_profile(text: &str, path: &str) -> Result<Profile, String> {
     let refuse = |why: String| Err(format!("--calibrate {path}: {why}"));
     let json: serde_json::Value = match serde_json::from_str(text) {
@@ -988,6 +1008,11 @@ mod tests {
         );
         let p = read_profile(&report(go.clone()), "r.json").unwrap();
         assert_eq!(p.command, ["prog"]);
+        // Trimmed for a sweep's pods: the same profile, without the cycles and the timeline.
+        let trimmed = calibration_only(&report(go.clone()), "r.json").unwrap();
+        assert_eq!(read_profile(&trimmed, "c.json").unwrap(), p);
+        assert!(!trimmed.contains("timeline"), "{trimmed}");
+        assert!(calibration_only("not json", "r.json").is_err());
         let refused = |text: &str, says: &str| {
             let e = read_profile(text, "r.json").unwrap_err();
             assert!(e.starts_with("--calibrate r.json: "), "{e}");

@@ -240,20 +240,34 @@ fn finish(child: Child) -> io::Result<String> {
 pub const POD_PLAN_DIR: &str = "/etc/memspike";
 /// The plan's file name in the ConfigMap and in the pod.
 pub const POD_PLAN_FILE: &str = "plan.toml";
+/// `--calibrate`'s report, trimmed to what it reads, in the ConfigMap and in the pod.
+pub const POD_CALIBRATION_FILE: &str = "calibration.json";
 
 /// The plan as a Kubernetes `List` (JSON, which `kubectl apply -f` takes as YAML): a ConfigMap
 /// holding `plan_text`, and per limit an Indexed Job whose `completions` are that limit's cells
 /// and whose pods have that memory limit and run `memspike sweep --index` on their cell under
 /// it (`--inherit`). Tracing needs CAP_BPF and CAP_PERFMON in the pod; `trace: false` asks for
-/// none and passes `--no-trace`.
-pub fn kubernetes(plan: &Plan, plan_text: &str, image: &str, trace: bool) -> serde_json::Value {
+/// none and passes `--no-trace`. A `calibration` (an exec report trimmed to its profile) goes
+/// into the ConfigMap beside the plan, and every pod runs with `--calibrate` on it.
+pub fn kubernetes(
+    plan: &Plan,
+    plan_text: &str,
+    image: &str,
+    trace: bool,
+    calibration: Option<&str>,
+) -> serde_json::Value {
     use serde_json::json;
     let name = format!("memspike-sweep-{}", dns_label(&plan.name));
+    let mut data = serde_json::Map::new();
+    data.insert(POD_PLAN_FILE.to_owned(), json!(plan_text));
+    if let Some(c) = calibration {
+        data.insert(POD_CALIBRATION_FILE.to_owned(), json!(c));
+    }
     let mut items = vec![json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": { "name": name },
-        "data": { POD_PLAN_FILE: plan_text },
+        "data": data,
     })];
     for group in plan.by_limit() {
         let args = CellCommand {
@@ -262,7 +276,7 @@ pub fn kubernetes(plan: &Plan, plan_text: &str, image: &str, trace: bool) -> ser
             offset: group.offset,
             trace,
             user: None,
-            calibrate: None,
+            calibrate: calibration.map(|_| Path::new(POD_PLAN_DIR).join(POD_CALIBRATION_FILE)),
         }
         .args();
         // Every argument is ASCII here (the pod's plan path is fixed), so nothing is lost.
@@ -333,6 +347,32 @@ fn dns_label(name: &str) -> String {
 mod tests {
     use super::*;
     use std::os::unix::ffi::OsStrExt;
+
+    /// `--kubernetes --calibrate`: the trimmed report rides in the ConfigMap beside the plan,
+    /// and every Job's pods read it with `--calibrate`; without one, neither.
+    #[test]
+    fn a_calibration_goes_to_every_pod() {
+        let text = "name = \"k\"\nscenarios = [\"seed\"]\npolicies = [\"gogc100\"]\nlimits = [\"64MiB\", \"128MiB\"]\n";
+        let plan = Plan::from_toml(text, "k.toml").unwrap();
+        let calibrated = kubernetes(&plan, text, "img", false, Some("{\"runtime\": \"go\"}"));
+        let items = calibrated["items"].as_array().unwrap();
+        assert_eq!(
+            items[0]["data"][POD_CALIBRATION_FILE],
+            "{\"runtime\": \"go\"}"
+        );
+        let jobs: Vec<_> = items.iter().filter(|i| i["kind"] == "Job").collect();
+        assert_eq!(jobs.len(), 2);
+        for job in jobs {
+            let args = job["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+            assert!(
+                args.contains(r#""--calibrate","/etc/memspike/calibration.json""#),
+                "{args}"
+            );
+        }
+        let plain = kubernetes(&plan, text, "img", false, None);
+        assert!(plain["items"][0]["data"][POD_CALIBRATION_FILE].is_null());
+        assert!(!plain.to_string().contains("--calibrate"));
+    }
 
     /// Regression: the plan's path went through `display()`, so a path that is not UTF-8 named
     /// another file in the child's arguments.

@@ -297,8 +297,9 @@ pub struct SweepArgs {
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
     /// Every cell simulates your program instead of the reference one: the report.json of
-    /// `memspike exec --report DIR -- PROG` (with --local or --index).
-    #[arg(long, value_name = "REPORT", conflicts_with = "kubernetes")]
+    /// `memspike exec --report DIR -- PROG` (with --kubernetes, its profile goes into the
+    /// ConfigMap beside the plan).
+    #[arg(long, value_name = "REPORT")]
     pub calibrate: Option<PathBuf>,
 }
 
@@ -426,10 +427,22 @@ impl ExperimentArgs {
 
 /// The runtime profile in `--calibrate PATH` (an exec report), read and checked.
 pub fn calibration(path: &std::path::Path) -> Result<Profile, UsageError> {
+    let (text, shown) = calibration_text(path)?;
+    memspike_report::exec::read_profile(&text, &shown).map_err(UsageError::Calibration)
+}
+
+/// `--calibrate PATH` checked as [`calibration`] does, trimmed to what it reads (for a sweep's
+/// pods).
+pub fn calibration_only(path: &std::path::Path) -> Result<String, UsageError> {
+    let (text, shown) = calibration_text(path)?;
+    memspike_report::exec::calibration_only(&text, &shown).map_err(UsageError::Calibration)
+}
+
+fn calibration_text(path: &std::path::Path) -> Result<(String, String), UsageError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| UsageError::Calibration(format!("--calibrate {shown}: {e}")))?;
-    memspike_report::exec::read_profile(&text, &shown).map_err(UsageError::Calibration)
+    Ok((text, shown))
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

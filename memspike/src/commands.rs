@@ -335,7 +335,13 @@ pub fn sweep(args: &SweepArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCo
     let mut out = std::io::stdout().lock();
     if let Some(image) = &args.kubernetes {
         let text = std::fs::read_to_string(path)?;
-        let list = sweep::kubernetes(&plan, &text, image, !args.no_trace);
+        let calibration = args
+            .calibrate
+            .as_deref()
+            .map(crate::cli::calibration_only)
+            .transpose()
+            .map_err(settings)?;
+        let list = sweep::kubernetes(&plan, &text, image, !args.no_trace, calibration.as_deref());
         writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
         return Ok(ExitCode::SUCCESS);
     }
