@@ -644,7 +644,11 @@ impl Document for CompareReport {
         );
         about.row(
             &fig::WINNER,
-            "★ survived every run (and every draw of the model, where it predicts) with the least GC CPU (then the fewest GC cycles)",
+            if predicted {
+                "★ survived every run, and every draw of the model, with the least GC CPU (then the fewest GC cycles)"
+            } else {
+                "★ survived every run with the least GC CPU (then the fewest GC cycles)"
+            },
         );
         let mut blocks = vec![
             about.block(),
