@@ -45,9 +45,10 @@ fn predictions(c: &mut Criterion) {
     }
     let range = Range::new(Knob::Spike, 0.3, 0.6).expect("a spike range");
     let e = experiment(32 * MIB, "seed", Some(MIB));
-    c.bench_function("model band, spike 0.3..0.6, seed 32 MiB, 1 MiB pieces", |b| {
-        b.iter(|| model_band(&range, black_box(&e), Some(MIB)))
-    });
+    c.bench_function(
+        "model band, spike 0.3..0.6, seed 32 MiB, 1 MiB pieces",
+        |b| b.iter(|| model_band(&range, black_box(&e), Some(MIB))),
+    );
 }
 
 criterion_group!(benches, predictions);

@@ -204,6 +204,7 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
     let failed = tables.iter().flat_map(|t| &t.cells).any(|j| {
         j.verdict.fails()
             || j.predicted
+                .as_ref()
                 .is_some_and(|p| p.call == compare::Call::FalseSurvival)
     });
     progress::say(format!(
@@ -435,7 +436,7 @@ fn check_status(status: ExitStatus, name: &str, stderr: &Path) -> Result<(), Str
 /// `go1.21.13 12/126 32MiB-spike0.9-gogc100: oom_killed (remainder) 5 | sim oom_killed
 /// (remainder): agree | model 0/20: right`
 fn progress_line(runtime: &str, n: usize, total: usize, judged: &Judged) -> String {
-    let model = judged.predicted.map_or_else(
+    let model = judged.predicted.as_ref().map_or_else(
         || "no prediction".to_owned(),
         |p| {
             format!(

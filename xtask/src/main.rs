@@ -71,7 +71,8 @@ enum Command {
     /// memspike's simulation against the real Go runtime (as root): builds the reference
     /// program (reference/go) with each Go release, runs it cell by cell of a grid under
     /// `memspike exec` and the simulation with the same knobs, prints the agreement table and
-    /// writes target/fidelity/fidelity.{md,csv}. Exits 1 if a stable cell disagrees.
+    /// writes target/fidelity/fidelity.{md,csv}. Exits 1 if a stable cell disagrees or the
+    /// model's prediction says "survives" where every real run died.
     Fidelity(fidelity::Options),
     /// The architecture, checked: the crates in layer order (each uses only those below it),
     /// the pure ones free of libc, aya, tokio and the like, and no module cycles in any

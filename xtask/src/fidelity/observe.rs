@@ -244,10 +244,13 @@ pub struct SimRun {
 }
 
 /// `prediction` in memspike's report: how many of the model's draws survived.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct Prediction {
     pub draws: u32,
     pub survived: u32,
+    /// The step each killed draw died in, with how many died there.
+    #[serde(default)]
+    pub killed_in: std::collections::BTreeMap<String, u32>,
 }
 
 impl Prediction {
@@ -262,6 +265,15 @@ impl Prediction {
 
     pub fn survival_rate(&self) -> f64 {
         f64::from(self.survived) / f64::from(self.draws.max(1))
+    }
+
+    /// Whether some draw ended as a run that `outcome`, killed in `died_in`, did.
+    pub fn admits(&self, outcome: &Outcome, died_in: Option<&str>) -> bool {
+        match outcome {
+            Outcome::Survived => self.survived > 0,
+            Outcome::OomKilled => died_in.is_some_and(|step| self.killed_in.contains_key(step)),
+            _ => false,
+        }
     }
 }
 
@@ -418,7 +430,7 @@ phase=release t_ms=23.2 HeapAlloc=30199000 HeapSys=30900000 NextGC=60612192 NumG
         // Keys as `memspike run --json` printed them for the seed on go1.19 (trimmed).
         let json = r#"{"outcome": "oom_killed", "limit_bytes": 33554432, "died_in": "remainder",
             "gc_cycles": 1, "next_gc_after_spike_bytes": 60604416,
-            "prediction": {"draws": 20, "survived": 0, "oom_killed": 20},
+            "prediction": {"draws": 20, "survived": 0, "oom_killed": 20, "killed_in": {"remainder": 20}},
             "cgroup": {"version": "v1", "peak_bytes": 33554432},
             "settings": {"runtime": "go1.19"}}"#;
         assert_eq!(
@@ -431,7 +443,8 @@ phase=release t_ms=23.2 HeapAlloc=30199000 HeapSys=30900000 NextGC=60612192 NumG
                 peak_bytes: Some(33_554_432),
                 prediction: Some(Prediction {
                     draws: 20,
-                    survived: 0
+                    survived: 0,
+                    killed_in: [("remainder".to_owned(), 20)].into(),
                 }),
             }
         );

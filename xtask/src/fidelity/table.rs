@@ -99,6 +99,10 @@ pub fn verdict_text(judged: &Judged) -> String {
             format!("DISAGREE (false survival): {}", reasons.join("; "))
         }
         Verdict::Disagree(reasons) => format!("DISAGREE: {}", reasons.join("; ")),
+        Verdict::Marginal(reasons) => format!(
+            "marginal: the run alone disagrees ({}), the model's draws include the real ending",
+            reasons.join("; ")
+        ),
         Verdict::TimingDependent => {
             let limit = judged.runs.cell.limit;
             match judged.runs.sim.as_ref().ok().and_then(|s| s.peak_bytes) {
@@ -145,11 +149,12 @@ fn rows(table: &VersionTable) -> Vec<Vec<String>> {
                 sim.and_then(|s| s.peak_bytes)
                     .map_or_else(|| "-".to_owned(), mib),
                 verdict_text(j),
-                j.predicted.map_or_else(
+                j.predicted.as_ref().map_or_else(
                     || "-".to_owned(),
                     |p| format!("{}/{}", p.prediction.survived, p.prediction.draws),
                 ),
                 j.predicted
+                    .as_ref()
                     .map_or_else(|| "-".to_owned(), |p| call_text(p.call).to_owned()),
             ]
         })
@@ -189,6 +194,9 @@ pub struct Summary {
     pub stable: usize,
     /// Stable cells the simulation agrees with.
     pub agree: usize,
+    /// Stable cells where only the simulation's one run went the other way, and the prediction
+    /// is marginal with draws that end as the real runs did ([`Verdict::Marginal`]).
+    pub marginal: usize,
     pub disagree: usize,
     /// Of the disagreements, the cells where every real run was OOM-killed and the simulation
     /// survived: the worst answer the model can give, counted apart.
@@ -226,12 +234,16 @@ impl Summary {
                     s.disagree += 1;
                     s.false_survivals += usize::from(false_survival(j));
                 }
+                Verdict::Marginal(_) => {
+                    s.stable += 1;
+                    s.marginal += 1;
+                }
                 Verdict::TimingDependent => s.timing_dependent += 1,
                 Verdict::Error(_) => s.errors += 1,
             }
         }
         let mut brier = Vec::new();
-        for p in table.cells.iter().filter_map(|j| j.predicted) {
+        for p in table.cells.iter().filter_map(|j| j.predicted.as_ref()) {
             match p.call {
                 Call::Marginal | Call::Certain => {
                     s.flipped += 1;
@@ -254,10 +266,11 @@ impl Summary {
 
     pub fn line(&self, version: &str) -> String {
         format!(
-            "{version}: {} cells, {} stable, {} agree, {} disagree ({} false survivals), {} timing-dependent, {} errors; {}",
+            "{version}: {} cells, {} stable, {} agree, {} marginal, {} disagree ({} false survivals), {} timing-dependent, {} errors; {}",
             self.cells,
             self.stable,
             self.agree,
+            self.marginal,
             self.disagree,
             self.false_survivals,
             self.timing_dependent,
@@ -403,9 +416,9 @@ pub fn csv(tables: &[VersionTable]) -> Result<String> {
                     sim_peak_bytes: sim.and_then(|s| s.peak_bytes),
                     stable: j.stable(),
                     verdict: verdict_text(j),
-                    model_draws: j.predicted.map(|p| p.prediction.draws),
-                    model_survived: j.predicted.map(|p| p.prediction.survived),
-                    model_call: j.predicted.map(|p| call_text(p.call)),
+                    model_draws: j.predicted.as_ref().map(|p| p.prediction.draws),
+                    model_survived: j.predicted.as_ref().map(|p| p.prediction.survived),
+                    model_call: j.predicted.as_ref().map(|p| call_text(p.call)),
                 })
                 .context("writing a CSV row")?;
         }
@@ -451,6 +464,7 @@ mod tests {
             prediction: Some(Prediction {
                 draws: 20,
                 survived,
+                killed_in: [("remainder".to_owned(), 20 - survived)].into(),
             }),
             ..sim(peak)
         }
@@ -507,6 +521,7 @@ mod tests {
                 cells: 3,
                 stable: 1,
                 agree: 1,
+                marginal: 0,
                 disagree: 0,
                 false_survivals: 0,
                 timing_dependent: 2,
@@ -523,7 +538,7 @@ mod tests {
         );
         assert_eq!(
             Summary::of(&table).line("go1.21.13"),
-            "go1.21.13: 3 cells, 1 stable, 1 agree, 0 disagree (0 false survivals), 2 timing-dependent, 0 errors; the model's prediction: 1/2 right (0 false survivals, 0 false deaths, 1 marginal), marginal on 1/1 cells whose runs flipped, Brier 0.000"
+            "go1.21.13: 3 cells, 1 stable, 1 agree, 0 marginal, 0 disagree (0 false survivals), 2 timing-dependent, 0 errors; the model's prediction: 1/2 right (0 false survivals, 0 false deaths, 1 marginal), marginal on 1/1 cells whose runs flipped, Brier 0.000"
         );
     }
 
