@@ -333,16 +333,14 @@ impl<M: Memory> Runtime<M> {
         self.scavenge(scavenge, ScavengeReason::Allocation)?;
         self.heap.populate(&placed);
         self.grow_footprint();
-        if self.config.stop_at_limit && self.resident() > self.config.limit {
+        let resident = self.resident();
+        if self.config.stop_at_limit && resident > self.config.limit {
             return Err(HeapError::OverLimit {
-                resident: self.resident(),
+                resident,
                 limit: self.config.limit,
             });
         }
-        if self.marking.is_none()
-            && self.heap.heap_alloc() >= self.pace().trigger
-            && !self.limiter.limiting()
-        {
+        if self.due() {
             self.start_cycle(GcReason::Trigger, usage);
         }
         let write_ns = u64::try_from(
@@ -366,13 +364,16 @@ impl<M: Memory> Runtime<M> {
     /// The program goes on after dropping memory: with [`Timing::due_starts_after_release`],
     /// its small allocations start a cycle that is due.
     pub fn dropped(&mut self, usage: &mut impl Usage) {
-        if self.config.timing.due_starts_after_release
-            && self.marking.is_none()
-            && self.heap.heap_alloc() >= self.pace().trigger
-            && !self.limiter.limiting()
-        {
+        if self.config.timing.due_starts_after_release && self.due() {
             self.start_cycle(GcReason::Trigger, usage);
         }
+    }
+
+    /// A cycle is due: none runs, the heap reached the trigger, and the CPU limiter lets it.
+    fn due(&self) -> bool {
+        self.marking.is_none()
+            && self.heap.heap_alloc() >= self.pace().trigger
+            && !self.limiter.limiting()
     }
 
     /// The live slabs in `order`.
