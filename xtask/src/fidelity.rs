@@ -85,6 +85,11 @@ pub struct Options {
     /// `--calibrate` (issue 18's cross-binary check).
     #[arg(long)]
     calibrate: bool,
+    /// Run no real program: judge the real runs recorded by the last run of the same
+    /// `--binary` (and `--calibrate`'s recording) against a new simulation of each cell. For a
+    /// change to the model; cells with no recorded run are errors.
+    #[arg(long)]
+    rejudge: bool,
 }
 
 /// The reference program's arguments for its calibration run: a cell it survives with two
@@ -132,7 +137,7 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
     let mut tables = Vec::new();
     for (version, binary) in &programs {
         let runs_dir = out.join("runs").join(opts.binary.name()).join(version);
-        if runs_dir.exists() {
+        if runs_dir.exists() && !opts.rejudge {
             fs::remove_dir_all(&runs_dir)
                 .with_context(|| format!("clearing {}", runs_dir.display()))?;
         }
@@ -141,10 +146,10 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
             cells.len(),
             opts.reps
         ));
-        let calibration = if opts.calibrate {
-            Some(calibrate(&memspike, binary, &runs_dir.join("calibration"))?)
-        } else {
-            None
+        let calibration = match (opts.calibrate, opts.rejudge) {
+            (false, _) => None,
+            (true, false) => Some(calibrate(&memspike, binary, &runs_dir.join("calibration"))?),
+            (true, true) => Some(runs_dir.join("calibration").join("report.json")),
         };
         let setup = Setup {
             memspike: &memspike,
@@ -153,6 +158,7 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
             reps: opts.reps,
             runs_dir: &runs_dir,
             calibration: calibration.as_deref(),
+            rejudge: opts.rejudge,
         };
         let judged = setup.run_cells(&cells, opts.jobs);
         step.done();
@@ -166,7 +172,7 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
 
     let took = started.elapsed();
     let how = format!(
-        "Made by `cargo xtask fidelity --go {} --reps {}{} --binary {}{}` in {:.0} s (builds included), \
+        "Made by `cargo xtask fidelity --go {} --reps {}{} --binary {}{}{}` in {:.0} s (builds included), \
          kernel {}, {} CPUs. A cell is stable when all its real runs end the same way in the \
          same phase; on a stable cell the simulation must agree on both and its next GC after \
          the spike must be within {:.0} % of the real runs' median.",
@@ -179,6 +185,11 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
         if opts.quick { " --quick" } else { "" },
         opts.binary.name(),
         if opts.calibrate { " --calibrate" } else { "" },
+        if opts.rejudge {
+            " --rejudge (real runs recorded earlier)"
+        } else {
+            ""
+        },
         took.as_secs_f64(),
         fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
@@ -232,6 +243,8 @@ struct Setup<'a> {
     runs_dir: &'a Path,
     /// `--calibrate`: the exec report every simulation is calibrated from.
     calibration: Option<&'a Path>,
+    /// `--rejudge`: the real runs are the recorded ones.
+    rejudge: bool,
 }
 
 /// Records `program`'s runtime profile: one `memspike exec --report DIR` run of it at
@@ -308,6 +321,13 @@ impl Setup<'_> {
         // it here, outside the run's group, so that the group holds only what the run allocates.
         let _ = fs::read(self.program);
         let sim = self.simulate(cell, &dir);
+        if self.rejudge {
+            return compare::judge(CellRuns {
+                cell: cell.clone(),
+                real: recorded(&dir, cell),
+                sim,
+            });
+        }
         let first = self.reps + if cell.edge { EXTRA_RUNS } else { 0 };
         let mut real: Vec<Result<RealRun, String>> = (0..first)
             .map(|n| self.run_real(cell, &dir.join(format!("run-{n}"))))
@@ -327,6 +347,12 @@ impl Setup<'_> {
 
     /// One run of the real program under `memspike exec`.
     fn run_real(&self, cell: &Cell, dir: &Path) -> Result<RealRun, String> {
+        let real = self.start_real(cell, dir);
+        real.and_then(|()| read_real(cell, dir))
+    }
+
+    /// Runs the real program once, its report and output into `dir`.
+    fn start_real(&self, cell: &Cell, dir: &Path) -> Result<(), String> {
         let mut cmd = Command::new(self.memspike);
         cmd.arg("exec")
             .arg("--report")
@@ -338,13 +364,7 @@ impl Setup<'_> {
             cmd.env_remove(var);
         }
         cmd.envs(cell.program_env());
-        run_logged(&mut cmd, dir, ("stdout.txt", "stderr.txt"), RUN_TIMEOUT)?;
-        let read = |name: &str| {
-            fs::read_to_string(dir.join(name))
-                .map_err(|e| format!("{}: {e}", dir.join(name).display()))
-        };
-        RealRun::parse(&read("report.json")?, &read("stdout.txt")?, cell.gc)
-            .map_err(|e| format!("{}: {e:#}", dir.display()))
+        run_logged(&mut cmd, dir, ("stdout.txt", "stderr.txt"), RUN_TIMEOUT)
     }
 
     /// The simulation of the cell, once.
@@ -361,6 +381,32 @@ impl Setup<'_> {
         let json = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         SimRun::parse(&json).map_err(|e| format!("{}: {e:#}", path.display()))
     }
+}
+
+/// A real run's recorded report and output in `dir`, read.
+fn read_real(cell: &Cell, dir: &Path) -> Result<RealRun, String> {
+    let read = |name: &str| {
+        fs::read_to_string(dir.join(name)).map_err(|e| format!("{}: {e}", dir.join(name).display()))
+    };
+    RealRun::parse(&read("report.json")?, &read("stdout.txt")?, cell.gc)
+        .map_err(|e| format!("{}: {e:#}", dir.display()))
+}
+
+/// `--rejudge`: every real run recorded for a cell (`run-0`, `run-1`, ...), in order; one error
+/// when there is none.
+fn recorded(dir: &Path, cell: &Cell) -> Vec<Result<RealRun, String>> {
+    let runs: Vec<_> = (0..)
+        .map(|n| dir.join(format!("run-{n}")))
+        .take_while(|d| d.is_dir())
+        .map(|d| read_real(cell, &d))
+        .collect();
+    if runs.is_empty() {
+        return vec![Err(format!(
+            "{}: no recorded run to rejudge: run the harness without --rejudge first",
+            dir.display()
+        ))];
+    }
+    runs
 }
 
 /// Runs `cmd` with its output in `dir/out` and `dir/err` (files, so that no pipe can fill and
@@ -555,6 +601,19 @@ mod tests {
             Err("sim: still running after 0.05 s; stopped".to_owned())
         );
         fs::remove_dir_all(dir.parent().unwrap_or(&dir))?;
+        Ok(())
+    }
+
+    #[test]
+    fn rejudging_a_cell_without_recorded_runs_is_an_error() -> Result<()> {
+        let dir = scratch("rejudge-nothing");
+        let runs = recorded(&dir, &grid::Cell::base());
+        assert_eq!(runs.len(), 1);
+        assert!(runs[0].as_ref().is_err_and(|e| e.contains("no recorded run")));
+        // A recorded run that cannot be read is that run's error, not a panic.
+        fs::create_dir_all(dir.join("run-0"))?;
+        let runs = recorded(&dir, &grid::Cell::base());
+        assert!(runs[0].as_ref().is_err_and(|e| e.contains("report.json")));
         Ok(())
     }
 
