@@ -609,7 +609,11 @@ mod tests {
         let dir = scratch("rejudge-nothing");
         let runs = recorded(&dir, &grid::Cell::base());
         assert_eq!(runs.len(), 1);
-        assert!(runs[0].as_ref().is_err_and(|e| e.contains("no recorded run")));
+        assert!(
+            runs[0]
+                .as_ref()
+                .is_err_and(|e| e.contains("no recorded run"))
+        );
         // A recorded run that cannot be read is that run's error, not a panic.
         fs::create_dir_all(dir.join("run-0"))?;
         let runs = recorded(&dir, &grid::Cell::base());

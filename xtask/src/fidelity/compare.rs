@@ -16,10 +16,11 @@
 //!   right; a false survival (every draw survives, every real run died) fails the harness. On a
 //!   cell whose runs flipped it should be marginal, and the Brier score measures how far its
 //!   survival rate was from the real one.
-//! - Where the simulation's run ends otherwise than every real run, but the prediction is
-//!   marginal and some of its draws end as the real runs did (outcome and step), the cell is
-//!   **marginal**, not a disagreement: the run took one timing, the model says timing decides,
-//!   and every report shows that prediction beside the run. Its next GC must still agree.
+//! - Where the simulation's run ends otherwise than every real run, but draws of its prediction
+//!   end as the real runs did (outcome and step), the cell is **run alone**, not a
+//!   disagreement: the run took one timing (and, at the limit's edge, one kernel's reclaim), the
+//!   prediction covers the real ending, and every report shows it beside the run. Its next GC
+//!   must still agree.
 
 use std::collections::BTreeMap;
 
@@ -47,9 +48,9 @@ pub enum Verdict {
     Disagree(Vec<String>),
     /// The real runs did not all end the same way.
     TimingDependent,
-    /// The simulation's run ended otherwise than every real run, but the model's prediction is
-    /// marginal and some of its draws ended as they did: the reasons the run alone gives.
-    Marginal(Vec<String>),
+    /// The simulation's run ended otherwise than every real run, but draws of the model's
+    /// prediction ended as they did: the reasons the run alone gives.
+    RunAlone(Vec<String>),
     /// A run could not be made or read: the reason (the harness fails).
     Error(String),
 }
@@ -167,8 +168,8 @@ pub fn runs_disagree(runs: &[Result<RealRun, String>]) -> bool {
     endings(&ok).len() > 1
 }
 
-/// Whether the simulation's run is wrong only in its ending, and its prediction is marginal and
-/// admits the real ending: then the cell is [`Verdict::Marginal`].
+/// Whether the simulation's run is wrong only in its ending, and its prediction has draws that
+/// end as the real runs did: then the cell is [`Verdict::RunAlone`].
 fn timing_explains(
     outcome: &Outcome,
     died_in: Option<&str>,
@@ -184,8 +185,7 @@ fn timing_explains(
         died_in: died_in.map(str::to_owned),
         ..sim.clone()
     };
-    p.unanimous().is_none()
-        && p.admits(outcome, died_in)
+    p.admits(outcome, died_in)
         && compare(
             outcome,
             died_in,
@@ -315,7 +315,7 @@ pub fn judge(runs: CellRuns) -> Judged {
                                 sim,
                             ) =>
                     {
-                        Verdict::Marginal(r)
+                        Verdict::RunAlone(r)
                     }
                     (Verdict::Disagree(mut r), reasons) => {
                         r.extend(reasons);
@@ -426,10 +426,10 @@ mod tests {
     }
 
     /// The simulation's run survives where every real run died in the remainder: a false
-    /// survival, unless its prediction is marginal with draws killed in the remainder. A
-    /// prediction whose draws all survive, or die elsewhere, leaves it a disagreement.
+    /// survival, unless its prediction has draws killed in the remainder (marginal, or every
+    /// draw). A prediction whose draws all survive, or die elsewhere, leaves it a disagreement.
     #[test]
-    fn a_run_the_prediction_calls_marginal_is_marginal_not_wrong() {
+    fn a_run_the_prediction_covers_is_the_run_alone_not_wrong() {
         let real = vec![killed("remainder", 60_612_192); 5];
         let predicting = |survived: u32, step: &str| SimRun {
             prediction: Some(Prediction {
@@ -440,9 +440,15 @@ mod tests {
             ..sim(Outcome::Survived, None, Some(60_604_416))
         };
         let j = judge_runs(real.clone(), predicting(12, "remainder"));
-        assert!(matches!(&j.verdict, Verdict::Marginal(r) if r[0].starts_with("outcome")));
+        assert!(matches!(&j.verdict, Verdict::RunAlone(r) if r[0].starts_with("outcome")));
         assert!(!j.verdict.fails());
         assert_eq!(j.predicted.unwrap().call, Call::MarginalOnStable);
+        let j = judge_runs(real.clone(), predicting(0, "remainder"));
+        assert!(
+            matches!(&j.verdict, Verdict::RunAlone(_)),
+            "{:?}",
+            j.verdict
+        );
         for (survived, step) in [(12, "spike"), (20, "remainder")] {
             let j = judge_runs(real.clone(), predicting(survived, step));
             assert!(j.verdict.fails(), "{survived} {step}: {:?}", j.verdict);

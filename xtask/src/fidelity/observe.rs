@@ -271,7 +271,9 @@ impl Prediction {
     pub fn admits(&self, outcome: &Outcome, died_in: Option<&str>) -> bool {
         match outcome {
             Outcome::Survived => self.survived > 0,
-            Outcome::OomKilled => died_in.is_some_and(|step| self.killed_in.contains_key(step)),
+            Outcome::OomKilled => died_in
+                .and_then(|step| self.killed_in.get(step))
+                .is_some_and(|n| *n > 0),
             _ => false,
         }
     }

@@ -99,8 +99,8 @@ pub fn verdict_text(judged: &Judged) -> String {
             format!("DISAGREE (false survival): {}", reasons.join("; "))
         }
         Verdict::Disagree(reasons) => format!("DISAGREE: {}", reasons.join("; ")),
-        Verdict::Marginal(reasons) => format!(
-            "marginal: the run alone disagrees ({}), the model's draws include the real ending",
+        Verdict::RunAlone(reasons) => format!(
+            "run alone: the simulation's run disagrees ({}), the prediction's draws end as real Go did",
             reasons.join("; ")
         ),
         Verdict::TimingDependent => {
@@ -194,9 +194,9 @@ pub struct Summary {
     pub stable: usize,
     /// Stable cells the simulation agrees with.
     pub agree: usize,
-    /// Stable cells where only the simulation's one run went the other way, and the prediction
-    /// is marginal with draws that end as the real runs did ([`Verdict::Marginal`]).
-    pub marginal: usize,
+    /// Stable cells where only the simulation's one run went the other way, and draws of the
+    /// prediction end as the real runs did ([`Verdict::RunAlone`]).
+    pub run_alone: usize,
     pub disagree: usize,
     /// Of the disagreements, the cells where every real run was OOM-killed and the simulation
     /// survived: the worst answer the model can give, counted apart.
@@ -234,9 +234,9 @@ impl Summary {
                     s.disagree += 1;
                     s.false_survivals += usize::from(false_survival(j));
                 }
-                Verdict::Marginal(_) => {
+                Verdict::RunAlone(_) => {
                     s.stable += 1;
-                    s.marginal += 1;
+                    s.run_alone += 1;
                 }
                 Verdict::TimingDependent => s.timing_dependent += 1,
                 Verdict::Error(_) => s.errors += 1,
@@ -266,11 +266,11 @@ impl Summary {
 
     pub fn line(&self, version: &str) -> String {
         format!(
-            "{version}: {} cells, {} stable, {} agree, {} marginal, {} disagree ({} false survivals), {} timing-dependent, {} errors; {}",
+            "{version}: {} cells, {} stable, {} agree, {} run alone, {} disagree ({} false survivals), {} timing-dependent, {} errors; {}",
             self.cells,
             self.stable,
             self.agree,
-            self.marginal,
+            self.run_alone,
             self.disagree,
             self.false_survivals,
             self.timing_dependent,
@@ -521,7 +521,7 @@ mod tests {
                 cells: 3,
                 stable: 1,
                 agree: 1,
-                marginal: 0,
+                run_alone: 0,
                 disagree: 0,
                 false_survivals: 0,
                 timing_dependent: 2,
@@ -538,7 +538,7 @@ mod tests {
         );
         assert_eq!(
             Summary::of(&table).line("go1.21.13"),
-            "go1.21.13: 3 cells, 1 stable, 1 agree, 0 marginal, 0 disagree (0 false survivals), 2 timing-dependent, 0 errors; the model's prediction: 1/2 right (0 false survivals, 0 false deaths, 1 marginal), marginal on 1/1 cells whose runs flipped, Brier 0.000"
+            "go1.21.13: 3 cells, 1 stable, 1 agree, 0 run alone, 0 disagree (0 false survivals), 2 timing-dependent, 0 errors; the model's prediction: 1/2 right (0 false survivals, 0 false deaths, 1 marginal), marginal on 1/1 cells whose runs flipped, Brier 0.000"
         );
     }
 
