@@ -1,5 +1,5 @@
 //! The prediction's cost: [`predict`] (20 timing draws of an experiment over counted memory) on
-//! the seed and the churn scenario, and [`model_band`] (64 such predictions along a knob), as
+//! the seed and the churn scenario, and [`model_band`] (up to 101 such predictions along a knob), as
 //! every `run`, `compare` row and scenario `threshold` pays it. Pure model: no cgroup, no real
 //! memory.
 //!

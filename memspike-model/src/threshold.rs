@@ -167,14 +167,15 @@ impl Knob {
     }
 }
 
-/// Where along a range the model's prediction is not unanimous ([`model_band`]).
+/// The model's answer along a range ([`model_band`]), in the search's terms: the boundary
+/// nearest the risky end, and the band around it where the model's draws disagree.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelBand {
-    /// The value nearest the risky end, walking from the safe end, up to which every draw at
-    /// every value tried survived; `null` when not even the safe end did.
+    /// The value nearest the risky end at which every draw survived; `null` when none did.
     pub survives: Option<f64>,
-    /// The lowest and highest values tried where the draws disagreed; `null` when they never
-    /// did.
+    /// The values tried between it and the nearest value at which every draw died where the
+    /// draws disagreed, lowest and highest; `null` when there were none (the boundary is a
+    /// point) .
     pub marginal: Option<(f64, f64)>,
     /// Values tried, evenly on the search's scale, and draws at each.
     pub tried: u32,
@@ -182,7 +183,7 @@ pub struct ModelBand {
 }
 
 impl ModelBand {
-    /// For people: `survives to 0.52; marginal from 0.53 to 0.61`.
+    /// For people: `survives every draw to 0.4524; marginal from 0.4571 to 0.4857`.
     pub fn describe(&self, knob: Knob) -> String {
         let survives = self
             .survives
@@ -190,22 +191,28 @@ impl ModelBand {
                 format!("survives every draw to {}", knob.format(v))
             });
         match self.marginal {
-            Some((lo, hi)) => format!(
-                "{survives}; marginal from {} to {}",
-                knob.format(lo),
-                knob.format(hi)
-            ),
-            None => format!("{survives}; never marginal"),
+            Some(band) => format!("{survives}; marginal {}", band_text(knob, band)),
+            None => format!("{survives}; never marginal near it"),
         }
     }
 }
 
-/// Values tried by [`model_band`].
-pub const MODEL_POINTS: u32 = 64;
+/// A band of values for people: `at 0.9589`, or `from 0.8967 to 0.9589`.
+pub fn band_text(knob: Knob, (lo, hi): (f64, f64)) -> String {
+    if knob.format(lo) == knob.format(hi) {
+        format!("at {}", knob.format(lo))
+    } else {
+        format!("from {} to {}", knob.format(lo), knob.format(hi))
+    }
+}
+
+/// Values tried by [`model_band`]: 1 % apart on the search's scale, its precision.
+pub const MODEL_POINTS: u32 = 101;
 
 /// The model's answer along `range` for `experiment` (the knob set with [`Knob::set`]):
-/// [`MODEL_POINTS`] values evenly on the search's scale, safe end first, each predicted from
-/// [`predict::DRAWS`] draws. `None` when the model cannot run the experiment.
+/// [`MODEL_POINTS`] values evenly on the search's scale, each predicted from
+/// [`predict::DRAWS`] draws, walked from the risky end until every draw survives. `None` when
+/// the model cannot run the experiment.
 pub fn model_band(
     range: &Range,
     experiment: &Experiment,
@@ -217,21 +224,23 @@ pub fn model_band(
         tried: MODEL_POINTS,
         draws: predict::DRAWS,
     };
-    let mut surviving = true;
-    for i in 0..MODEL_POINTS {
+    for i in (0..MODEL_POINTS).rev() {
         let value = range.at(f64::from(i) / f64::from(MODEL_POINTS - 1));
         let mut e = experiment.clone();
         range.knob.set(&mut e, value, seed_chunk);
         let p: Prediction = predict::predict(&e, predict::DRAWS)?;
-        surviving &= p.unanimous() == Some(true);
-        if surviving {
-            band.survives = Some(value);
-        }
-        if p.marginal() {
-            band.marginal = Some(match band.marginal {
-                None => (value, value),
-                Some((lo, hi)) => (lo.min(value), hi.max(value)),
-            });
+        match p.unanimous() {
+            Some(true) => {
+                band.survives = Some(value);
+                break;
+            }
+            Some(false) if band.marginal.is_none() => {}
+            _ => {
+                band.marginal = Some(match band.marginal {
+                    None => (value, value),
+                    Some((lo, hi)) => (lo.min(value), hi.max(value)),
+                });
+            }
         }
     }
     Some(band)

@@ -8,7 +8,7 @@ use serde::Serialize;
 use memspike_model::{
     policy::Policy,
     size::human,
-    threshold::{Knob, ModelBand, Threshold},
+    threshold::{Knob, ModelBand, Threshold, band_text},
 };
 
 use crate::{
@@ -104,9 +104,7 @@ impl Document for ThresholdReport {
                     row.push(value(m.and_then(|m| m.survives)));
                     row.push(
                         m.and_then(|m| m.marginal)
-                            .map_or("-".to_owned(), |(lo, hi)| {
-                                format!("{} to {}", k.format(lo), k.format(hi))
-                            }),
+                            .map_or("-".to_owned(), |band| band_text(k, band)),
                     );
                 }
                 if costs {
