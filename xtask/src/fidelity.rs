@@ -88,8 +88,8 @@ pub struct Options {
     #[arg(long, value_name = "PATH", conflicts_with_all = ["go", "binary"])]
     program: Option<PathBuf>,
     /// Calibrate the simulation from the binary itself: one `memspike exec --report` run per
-    /// release at one cell (`CALIBRATION_ARGS` in a 256 MiB group), then every simulation with
-    /// `--calibrate` (issue 18's cross-binary check).
+    /// release at one cell (`CALIBRATION_ARGS`, a `--program`'s `PROGRAM_CALIBRATION_ARGS`, in a
+    /// 256 MiB group), then every simulation with `--calibrate` (issue 18's cross-binary check).
     #[arg(long)]
     calibrate: bool,
     /// Run no real program: judge the real runs recorded by the last run of the same
@@ -102,6 +102,10 @@ pub struct Options {
 /// The reference program's arguments for its calibration run: a cell it survives with two
 /// collections, the second with its heap written.
 const CALIBRATION_ARGS: [&str; 6] = ["-limit", "64MiB", "-spike", "0.5", "-chunk", "1MiB"];
+/// A `--program`'s: a smaller spike and a larger remainder, so that a program whose roots
+/// raise its goal (4 MiB of globals put go1.21's after the reference's cell at 71 MB, above
+/// its 64 MiB) still collects a second time with its heap written.
+const PROGRAM_CALIBRATION_ARGS: [&str; 6] = ["-limit", "128MiB", "-spike", "0.3", "-chunk", "1MiB"];
 /// The group the calibration run has.
 const CALIBRATION_LIMIT: &str = "256MiB";
 
@@ -170,7 +174,18 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
         ));
         let calibration = match (opts.calibrate, opts.rejudge) {
             (false, _) => None,
-            (true, false) => Some(calibrate(&memspike, binary, &runs_dir.join("calibration"))?),
+            (true, false) => {
+                let args = match opts.program {
+                    Some(_) => PROGRAM_CALIBRATION_ARGS,
+                    None => CALIBRATION_ARGS,
+                };
+                Some(calibrate(
+                    &memspike,
+                    binary,
+                    &args,
+                    &runs_dir.join("calibration"),
+                )?)
+            }
             (true, true) => Some(runs_dir.join("calibration").join("report.json")),
         };
         let setup = Setup {
@@ -275,16 +290,16 @@ struct Setup<'a> {
     rejudge: bool,
 }
 
-/// Records `program`'s runtime profile: one `memspike exec --report DIR` run of it at
-/// [`CALIBRATION_ARGS`]; the report's path.
-fn calibrate(memspike: &Path, program: &Path, dir: &Path) -> Result<PathBuf> {
+/// Records `program`'s runtime profile: one `memspike exec --report DIR` run of it with `args`;
+/// the report's path.
+fn calibrate(memspike: &Path, program: &Path, args: &[&str], dir: &Path) -> Result<PathBuf> {
     let mut cmd = Command::new(memspike);
     cmd.arg("exec")
         .arg("--report")
         .arg(dir)
         .args(["--limit", CALIBRATION_LIMIT, "--no-trace", "--"])
         .arg(program)
-        .args(CALIBRATION_ARGS);
+        .args(args);
     for var in GO_KNOBS {
         cmd.env_remove(var);
     }
