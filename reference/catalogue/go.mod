@@ -1,0 +1,3 @@
+module memspike/reference/catalogue
+
+go 1.19
