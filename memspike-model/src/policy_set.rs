@@ -533,7 +533,7 @@ watchdog_interval = "500ms"
 
     #[test]
     fn a_real_go_program_gets_the_catalogue_its_environment_can_express() {
-        let (set, skipped) = for_program(&crate::trace::GoTrace, 32 << 20);
+        let (set, skipped) = for_program(&crate::trace::GoTrace::default(), 32 << 20);
         assert_eq!(
             names(&set),
             [

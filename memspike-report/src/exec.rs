@@ -6,7 +6,7 @@ use serde::Serialize;
 use memspike_model::{
     profile::{Profile, release_of},
     size::human,
-    trace::{RuntimeCycle, next_goal_after},
+    trace::{RuntimeCycle, ScanWork, next_goal_after},
 };
 
 use crate::{
@@ -164,6 +164,18 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
             .filter_map(|c| Some((c.cycle.mark_ms?, c.cycle.heap_live_bytes)))
     };
     let mark_ms = crate::stats::median_f(marks().map(|(ms, _)| ms));
+    // The roots: the last cycle's scan work to the byte where the trace gave one, else its
+    // line's whole MiB.
+    let roots = f
+        .cycles
+        .iter()
+        .rev()
+        .find_map(|c| c.cycle.scan_work)
+        .unwrap_or(ScanWork {
+            heap_bytes: 0,
+            stacks_bytes: last.stacks_bytes.unwrap_or(0),
+            globals_bytes: last.globals_bytes.unwrap_or(0),
+        });
     let marked_bytes_per_ms = crate::stats::median_f(
         marks()
             .filter(|(ms, _)| *ms > 0.0)
@@ -176,8 +188,8 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
         release,
         outside_heap_bytes,
         at_heap_bytes,
-        stacks_bytes: last.stacks_bytes.unwrap_or(0),
-        globals_bytes: last.globals_bytes.unwrap_or(0),
+        stacks_bytes: roots.stacks_bytes,
+        globals_bytes: roots.globals_bytes,
         start_heap_bytes: first.heap_live_bytes,
         alloc_rate: (seconds > 0.0 && allocated > 0).then(|| (allocated as f64 / seconds) as u64),
         gomaxprocs: last.procs,
@@ -904,6 +916,7 @@ mod tests {
                 forced: false,
                 stacks_bytes: Some(0),
                 globals_bytes: Some(1 << 20),
+                scan_work: None,
                 procs: 2,
                 mark_ms: None,
             },
@@ -943,6 +956,7 @@ mod tests {
                     forced: false,
                     stacks_bytes: Some(0),
                     globals_bytes: Some(1 << 20),
+                    scan_work: None,
                     procs: 4,
                     mark_ms: Some(2.0),
                 },
@@ -987,6 +1001,16 @@ mod tests {
         );
         // (20 - 2) + (40 - 10) MiB allocated over the 70 ms between the first and last cycles.
         assert_eq!(p.alloc_rate, Some((48.0 * (1 << 20) as f64 / 0.070) as u64));
+        // Issue 18: the roots to the byte where the pacer's trace gave a cycle's scan work
+        // (the last such cycle's), in place of its line's whole MiB.
+        let mut exact = f.clone();
+        exact.cycles[1].cycle.scan_work = Some(ScanWork {
+            heap_bytes: 1,
+            stacks_bytes: 16_576,
+            globals_bytes: 4_436_144,
+        });
+        let p = profile(&exact).unwrap();
+        assert_eq!((p.stacks_bytes, p.globals_bytes), (16_576, 4_436_144));
         // Not a Go binary, or no sample after any cycle: no profile.
         let mut not_go = f.clone();
         not_go.go_version = None;

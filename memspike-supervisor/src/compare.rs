@@ -147,7 +147,7 @@ impl CommandBase {
     /// The run of `policy` under a group of `limit` bytes: its environment, or why the
     /// program's runtime cannot take it.
     pub fn with_policy(&self, policy: &Policy, limit: u64) -> Result<ExecConfig, String> {
-        let vars = GoTrace.policy_env(policy, limit)?;
+        let vars = GoTrace::default().policy_env(policy, limit)?;
         Ok(ExecConfig {
             limit,
             policy: Some((policy.clone(), vars)),

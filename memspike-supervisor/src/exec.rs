@@ -93,7 +93,7 @@ pub fn resolve(program: &str, path: Option<&std::ffi::OsStr>) -> Result<PathBuf,
 /// variables set and the runtime's trace turned on; and those it set, as `NAME=value`.
 fn environment(
     config: &ExecConfig,
-    tracer: &dyn RuntimeTrace,
+    tracer: &mut dyn RuntimeTrace,
 ) -> (Vec<(OsString, OsString)>, Vec<String>) {
     let env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| !config.clean_env || CLEAN_ENV.iter().any(|p| k == p))
@@ -212,8 +212,8 @@ fn run_in(
     config: &ExecConfig,
     program: &Path,
 ) -> Result<ExecFacts, SupervisorError> {
-    let tracer: Box<dyn RuntimeTrace> = Box::new(trace::GoTrace);
-    let (env, environment) = environment(config, tracer.as_ref());
+    let mut tracer: Box<dyn RuntimeTrace> = Box::new(trace::GoTrace::default());
+    let (env, environment) = environment(config, tracer.as_mut());
     let gogc = gogc_from_env(
         env.iter()
             .find(|(k, _)| k == "GOGC")
@@ -413,12 +413,13 @@ fn relay_stderr(
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
-            if echo {
+            let text = String::from_utf8_lossy(&line);
+            let echoes = tracer.echoes(&text);
+            if echo && echoes {
                 let mut out = io::stderr().lock();
                 let _ = out.write_all(&line);
                 let _ = out.flush();
             }
-            let text = String::from_utf8_lossy(&line);
             let mut relayed = shared.lock().unwrap_or_else(|e| e.into_inner());
             match tracer.parse_line(text.trim_end()) {
                 Some(cycle) => {
@@ -429,7 +430,8 @@ fn relay_stderr(
                     });
                     relayed.runtime = Some(tracer.name());
                 }
-                None => keep_tail(&mut relayed.tail, &text),
+                None if echoes => keep_tail(&mut relayed.tail, &text),
+                None => {}
             }
         }
         let _ = tell.send(());

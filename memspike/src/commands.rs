@@ -179,7 +179,7 @@ pub fn compare(args: &CompareArgs, interrupts: &Interrupts) -> anyhow::Result<Ex
 fn compare_command(args: &CompareArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     let base = command_base(&args.runs, args.scenario.limit, args.inherit)?;
     let (policies, not_applicable) = match &args.runs.policies {
-        None => policy_set::for_program(&GoTrace, base.config.limit),
+        None => policy_set::for_program(&GoTrace::default(), base.config.limit),
         Some(_) => (policies(&args.runs)?, Vec::new()),
     };
     if let Some(dir) = &args.report.dir {
@@ -265,7 +265,7 @@ fn threshold_command(args: &ThresholdArgs, interrupts: &Interrupts) -> anyhow::R
     let base = command_base(&args.runs, args.scenario.limit, false)?;
     let limit = base.config.limit;
     let policies = match &args.runs.policies {
-        None => distinct_under(knob, policy_set::for_program(&GoTrace, limit).0),
+        None => distinct_under(knob, policy_set::for_program(&GoTrace::default(), limit).0),
         Some(_) => policies(&args.runs)?,
     };
     let range = Range::parse(knob, args.range.as_deref(), limit)

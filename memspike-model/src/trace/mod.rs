@@ -23,8 +23,16 @@ pub trait RuntimeTrace: Send {
     /// The environment variable to set, and its value, to turn the trace on; `lookup` gives
     /// the value a variable has in the program's environment (`None` when unset). The user's
     /// other settings are kept, and a trace setting the user gave is left as given. `None`
-    /// when this runtime needs no variable.
-    fn env(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)>;
+    /// when this runtime needs no variable. The trace remembers which of the lines it asked
+    /// for the user did not ([`RuntimeTrace::echoes`]).
+    fn env(&mut self, lookup: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)>;
+
+    /// Whether a stderr line goes on to the user's stderr: `false` for a line of a trace that
+    /// memspike turned on for its own reading and the user did not ask for.
+    fn echoes(&self, line: &str) -> bool {
+        let _ = line;
+        true
+    }
 
     /// The cycle a stderr line reports, or `None` for any other line (the program's own
     /// output, the runtime's other traces, a malformed or truncated trace line). Never
@@ -50,6 +58,14 @@ pub struct PolicyVar {
     pub append: bool,
 }
 
+/// The bytes a cycle scanned, by kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ScanWork {
+    pub heap_bytes: u64,
+    pub stacks_bytes: u64,
+    pub globals_bytes: u64,
+}
+
 /// One completed collection as the runtime reported it. Sizes are in bytes, as precise as the
 /// runtime printed them (Go prints whole MiB: see [`go`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -70,10 +86,14 @@ pub struct RuntimeCycle {
     pub cpu_percent: f64,
     /// The program asked for this cycle (Go's `runtime.GC()`), rather than the pacer.
     pub forced: bool,
-    /// Scannable goroutine stacks, when the runtime reports them.
+    /// Scannable goroutine stacks, when the runtime reports them (Go: whole MiB, rounded down).
     pub stacks_bytes: Option<u64>,
-    /// Scannable globals, when the runtime reports them.
+    /// Scannable globals, when the runtime reports them (as precise as the stacks).
     pub globals_bytes: Option<u64>,
+    /// What the cycle scanned, to the byte, when the runtime said (Go's pacer trace, for most
+    /// cycles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_work: Option<ScanWork>,
     /// The number of processors (Go's GOMAXPROCS) the collector ran with.
     pub procs: u32,
     /// The wall time of the cycle's concurrent mark phase, in milliseconds, when the runtime
@@ -100,6 +120,7 @@ mod tests {
             forced: true,
             stacks_bytes: None,
             globals_bytes: Some(2 << 20),
+            scan_work: None,
             procs: 2,
             mark_ms: Some(0.93),
         };

@@ -161,6 +161,7 @@ mod tests {
                 forced: false,
                 stacks_bytes: None,
                 globals_bytes: None,
+                scan_work: None,
                 procs: 2,
                 mark_ms: None,
             },
