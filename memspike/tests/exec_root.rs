@@ -79,7 +79,9 @@ fn a_real_go_program_is_oom_killed_with_its_gctrace_cycles_in_the_report() {
     let cycles = r["runtime_cycles"].as_array().expect("cycles");
     assert_eq!(r["gc_cycles"], cycles.len() as u64);
     assert!(
-        cycles.iter().any(|c| c["scan_work"]["globals_bytes"].as_u64() > Some(0)),
+        cycles
+            .iter()
+            .any(|c| c["scan_work"]["globals_bytes"].as_u64() > Some(0)),
         "{cycles:#?}"
     );
     // The cycle that marked the spike: the goal after it is about twice what it left live.

@@ -351,7 +351,10 @@ fn the_environment_is_passed_whole_unless_asked_to_start_clean() {
     assert_eq!(code, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("JAVA_TOOL_OPTIONS=-Xmx64m\n"), "{stdout}");
-    assert!(stdout.contains("GODEBUG=gctrace=1,gcpacertrace=1\n"), "{stdout}");
+    assert!(
+        stdout.contains("GODEBUG=gctrace=1,gcpacertrace=1\n"),
+        "{stdout}"
+    );
     let (code, out) = memspike_env(
         &["exec", "--no-trace", "--clean-env", "--", "sh", "-c", show],
         &var,
@@ -359,7 +362,10 @@ fn the_environment_is_passed_whole_unless_asked_to_start_clean() {
     assert_eq!(code, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("JAVA_TOOL_OPTIONS=\n"), "{stdout}");
-    assert!(stdout.contains("GODEBUG=gctrace=1,gcpacertrace=1\n"), "{stdout}");
+    assert!(
+        stdout.contains("GODEBUG=gctrace=1,gcpacertrace=1\n"),
+        "{stdout}"
+    );
 }
 
 /// Each refused with exit 2 and one line, before any group exists.

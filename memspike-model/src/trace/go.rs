@@ -23,7 +23,8 @@
 //!
 //! memspike also asks for the pacer's trace (`gcpacertrace=1`) for one figure: before a cycle's
 //! line, the runtime prints the scan work it did, to the byte (`endCycle` in `mgcpacer.go`, the
-//! same from go1.18 to go1.27; not for every cycle):
+//! same from go1.18 to go1.27; not for a cycle during whose mark nothing was allocated, which
+//! `endCycle` skips):
 //!
 //! ```text
 //! pacer: 25% CPU (25 exp.) for 99376+16840+4437776 B work (4437776 B exp.) in 4229740 B -> 20153640 B (∆goal 15715864, cons/mark +0.000000e+000)
