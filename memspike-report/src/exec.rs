@@ -120,16 +120,12 @@ pub struct ExecReport {
     pub verdict: String,
 }
 
-/// Half of gctrace's MiB: the middle of what a size it printed stands for.
-const HALF_TRACE_MIB: u64 = 1 << 19;
-
 /// A Go program's runtime profile from its run: the release its build information names,
 /// and what its trace and the group show. The memory outside the heap is read at each cycle
 /// from the group as memspike read it with the cycle's line (in older facts: the first sample
 /// at or after the line; a sample after the program's exit is no reading of it): the group's
 /// charge less its page cache (which the kernel reclaims before it kills: the binary's pages
-/// read inside the group, say) less the heap in use at the cycle's end (half a MiB above what
-/// gctrace printed); the smallest is kept.
+/// read inside the group, say) less the heap in use at the cycle's end; the smallest is kept.
 pub fn profile(f: &ExecFacts) -> Option<Profile> {
     let go_version = f.go_version.clone()?;
     let release = release_of(&go_version)?;
@@ -143,14 +139,11 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
                 Some(at_line) => at_line,
                 None => samples.iter().find(|s| s.t_ms as f64 >= c.read_ms)?.reading,
             };
-            // gctrace prints the heap in whole MiB, rounded down: the heap is taken half a
-            // MiB above it, so that the reading errs either way by half a MiB at most.
-            let heap = c.cycle.heap_end_bytes + HALF_TRACE_MIB;
             let outside = r
                 .usage_bytes?
                 .saturating_sub(r.file_bytes.unwrap_or(0))
-                .checked_sub(heap)?;
-            Some((outside, heap))
+                .checked_sub(c.cycle.heap_end_bytes)?;
+            Some((outside, c.cycle.heap_end_bytes))
         })
         .min_by_key(|(outside, _)| *outside)?;
     // Allocated between the first cycle's end and the last one's: each cycle's heap at its
@@ -993,11 +986,7 @@ mod tests {
             &[(0, 1, 1), (20, 9, 1), (50, 26, 2), (90, 43, 1), (200, 1, 1)],
         );
         let p = profile(&f).expect("a profile");
-        // The heap half a MiB above gctrace's whole MiB, rounded down.
-        assert_eq!(
-            (p.outside_heap_bytes, p.at_heap_bytes),
-            ((2 << 20) - HALF_TRACE_MIB, (40 << 20) + HALF_TRACE_MIB)
-        );
+        assert_eq!((p.outside_heap_bytes, p.at_heap_bytes), (2 << 20, 40 << 20));
         assert_eq!(
             p.release,
             memspike_model::release::Release::go1(21).unwrap()
