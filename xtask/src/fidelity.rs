@@ -394,12 +394,12 @@ impl Setup<'_> {
 
     /// One run of the real program under `memspike exec`.
     fn run_real(&self, cell: &Cell, dir: &Path) -> Result<RealRun, String> {
-        let real = self.start_real(cell, dir);
-        real.and_then(|()| read_real(cell, dir))
+        self.exec_real(cell, dir)?;
+        read_real(cell, dir)
     }
 
-    /// Runs the real program once, its report and output into `dir`.
-    fn start_real(&self, cell: &Cell, dir: &Path) -> Result<(), String> {
+    /// Runs the real program once under `memspike exec`, its report and output into `dir`.
+    fn exec_real(&self, cell: &Cell, dir: &Path) -> Result<(), String> {
         let mut cmd = Command::new(self.memspike);
         cmd.arg("exec")
             .arg("--report")
