@@ -85,7 +85,12 @@ pub fn gogc_from_env(value: Option<&str>) -> Option<u64> {
 /// may have set a lower one; the line does not say.
 pub fn next_goal_after(cycle: &RuntimeCycle, gogc: Option<u64>) -> Option<u64> {
     let percent = u32::try_from(gogc?).unwrap_or(u32::MAX);
-    let roots = cycle.stacks_bytes.unwrap_or(0) + cycle.globals_bytes.unwrap_or(0);
+    // The scan work where the pacer's trace gave it: go1.19's line prints the stacks' space,
+    // not the bytes scanned that the goal counts.
+    let roots = match cycle.scan_work {
+        Some(work) => work.stacks_bytes + work.globals_bytes,
+        None => cycle.stacks_bytes.unwrap_or(0) + cycle.globals_bytes.unwrap_or(0),
+    };
     crate::pacer::gc_percent_goal(
         crate::pacer::Gogc::Percent(percent),
         cycle.heap_live_bytes,
@@ -426,6 +431,17 @@ mod tests {
             }
             assert!(exact > 0, "{version}: no cycle got its scan work");
         }
+        // go1.19: after cycle 2 (3 MB live) the runtime set the next goal at 12 MB, its scan
+        // work's 4.1 MiB of stacks counted, not the 8 MB its line prints.
+        let mut trace = GoTrace::default();
+        let second = PACER_FIXTURES[0]
+            .1
+            .lines()
+            .filter_map(|l| trace.parse_line(l))
+            .nth(1)
+            .unwrap();
+        let goal = next_goal_after(&second, Some(100)).unwrap() as f64 / MIB as f64;
+        assert!((11.0..13.0).contains(&goal), "{goal} MiB");
     }
 
     fn parse_line(line: &str) -> Option<RuntimeCycle> {
