@@ -114,6 +114,8 @@ pub fn predict(experiment: &Experiment, draws: u32) -> Option<Prediction> {
         oom_killed: 0,
         killed_in: BTreeMap::new(),
     };
+    // The address space a run can use before the limit stops it, and then some.
+    let capacity = experiment.limit.saturating_mul(4).max(1 << 30);
     for _ in 0..draws {
         let (timing, alloc_rate, outside_spread) = draw(&mut rng, experiment);
         let config = crate::runtime::RuntimeConfig {
@@ -123,8 +125,6 @@ pub fn predict(experiment: &Experiment, draws: u32) -> Option<Prediction> {
             stop_at_limit: true,
             ..experiment.runtime_config(0, 0)
         };
-        // The address space a run can use before the limit stops it, and then some.
-        let capacity = experiment.limit.saturating_mul(4).max(1 << 30);
         let rt = Runtime::new(
             Accounting::default(),
             Accounting::default(),

@@ -19,7 +19,7 @@ use crate::{
     duration,
     event::{Cycle, GcReason, HeapStats, ScavengeReason},
     footprint::Footprint,
-    heap::{Allocation, Heap, HeapError, Memory, Order, PAGE_SIZE, SlabId, Snapshot},
+    heap::{Allocation, Heap, HeapError, Memory, Order, SlabId, Snapshot, page_rounded},
     limiter::Limiter,
     pacer::{ConsMark, FORCE_GC_PERIOD, Gogc, Pace, Pacer, PacerConfig, Totals},
     policy::Policy,
@@ -314,12 +314,11 @@ impl<M: Memory> Runtime<M> {
     /// what the allocation would put over the memory limit or the retention goal, collects if
     /// the heap crossed the trigger, and lets the time of writing it pass.
     pub fn alloc(&mut self, bytes: u64, usage: &mut impl Usage) -> Result<Allocation, HeapError> {
-        if let Some(m) = self.marking {
-            let pages = bytes.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-            if self.heap.heap_alloc().saturating_add(pages) > m.cap {
-                // The assist parks until the cycle ends.
-                self.advance(m.ends_ns.saturating_sub(self.now_ns), usage)?;
-            }
+        if let Some(m) = self.marking
+            && self.heap.heap_alloc().saturating_add(page_rounded(bytes)) > m.cap
+        {
+            // The assist parks until the cycle ends.
+            self.advance(m.ends_ns.saturating_sub(self.now_ns), usage)?;
         }
         let placed = self.heap.place(bytes)?;
         let limit = self

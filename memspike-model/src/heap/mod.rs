@@ -203,6 +203,11 @@ fn pages_for(bytes: u64) -> u64 {
     bytes.div_ceil(PAGE_SIZE)
 }
 
+/// The bytes a slab of `bytes` takes in the heap: whole pages.
+pub fn page_rounded(bytes: u64) -> u64 {
+    pages_for(bytes) * PAGE_SIZE
+}
+
 impl<M: Memory> Heap<M> {
     /// A heap over `memory` that may grow to `capacity` bytes of address space.
     pub fn new(memory: M, capacity: u64) -> Heap<M> {
