@@ -26,9 +26,10 @@ pub struct Profile {
     /// memspike models.
     pub release: Release,
     /// The group's charge beyond the heap in use, at `at_heap_bytes` of heap: the smallest
-    /// over its traced cycles, each read as the cycle's line was. Good to about a MiB either
-    /// way: gctrace prints whole MiB (the heap rounded down), and a piece allocated but not yet
-    /// written counts as heap.
+    /// over its traced cycles, each read as the runtime printed the cycle's end. Runs of one
+    /// program read within about half a MiB of each other where the pacer's trace gave the
+    /// heap to the byte; high by up to a MiB more where only gctrace's whole MiB did; low where
+    /// a piece allocated but not yet written counts as heap.
     pub outside_heap_bytes: u64,
     pub at_heap_bytes: u64,
     /// Scannable stacks and globals at its last traced cycle (the goal counts them).

@@ -122,7 +122,7 @@ pub struct ExecReport {
 
 /// A Go program's runtime profile from its run: the release its build information names,
 /// and what its trace and the group show. The memory outside the heap is read at each cycle
-/// from the group as memspike read it with the cycle's line (in older facts: the first sample
+/// from the group as memspike read it at the cycle's end (in older facts: the first sample
 /// at or after the line; a sample after the program's exit is no reading of it): the group's
 /// charge less its page cache (which the kernel reclaims before it kills: the binary's pages
 /// read inside the group, say) less the heap in use at the cycle's end; the smallest is kept.

@@ -252,7 +252,7 @@ fn run_in(
     let kernel_pid = memspike_cgroup::pidns::procfs_pid(pid);
     interrupts.set_worker(pid as i32);
     tracing::info!("command {pid} started inside the group");
-    // The relay reads the group as it reads each cycle's line, through files of its own.
+    // The relay reads the group as it reads each cycle's end, through files of its own.
     let at_line = Sampler::open(session.group().dir(), session.group().version()).ok();
     let relay = child.stderr.take().map(|stderr| {
         relay_stderr(
@@ -407,6 +407,9 @@ fn relay_stderr(
     thread::spawn(move || {
         let mut reader = BufReader::new(stderr);
         let mut line = Vec::new();
+        // The group as read at the last line, when that line marked the end of a cycle's
+        // marking ([`RuntimeTrace::marks_end`]): the reading of the cycle line that follows it.
+        let mut at_end = None;
         loop {
             line.clear();
             match reader.read_until(b'\n', &mut line) {
@@ -414,6 +417,10 @@ fn relay_stderr(
                 Ok(_) => {}
             }
             let text = String::from_utf8_lossy(&line);
+            let ended = at_end.take();
+            if tracer.marks_end(&text) {
+                at_end = group.as_mut().map(Sampler::read);
+            }
             let echoes = tracer.echoes(&text);
             if echo && echoes {
                 let mut out = io::stderr().lock();
@@ -426,7 +433,7 @@ fn relay_stderr(
                     relayed.cycles.push(TimedCycle {
                         read_ms: started.elapsed().as_secs_f64() * 1e3,
                         cycle,
-                        group: group.as_mut().map(Sampler::read),
+                        group: ended.or_else(|| group.as_mut().map(Sampler::read)),
                     });
                     relayed.runtime = Some(tracer.name());
                 }
@@ -510,6 +517,62 @@ mod tests {
         assert!(v.starts_with("go1."), "{v}");
         assert_eq!(go_version(Path::new("/bin/sh")), None);
         assert_eq!(go_version(Path::new("/nonexistent")), None);
+    }
+
+    /// Each `read` first sets the fake group's usage to the line's figure, then hands over
+    /// the line: the usage a reading finds tells which line it was read at.
+    struct Lines {
+        lines: Vec<(&'static str, u64)>,
+        usage: PathBuf,
+    }
+
+    impl io::Read for Lines {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.lines.is_empty() {
+                return Ok(0);
+            }
+            let (line, usage) = self.lines.remove(0);
+            std::fs::write(&self.usage, format!("{usage}\n"))?;
+            buf[..line.len()].copy_from_slice(line.as_bytes());
+            Ok(line.len())
+        }
+    }
+
+    /// The group is read for a cycle at the pacer's line, printed as its marking ended, not
+    /// at the cycle's own line, printed after the program started again (issue 18: read late,
+    /// go1.19's calibration counted what the program allocated meanwhile as outside its
+    /// heap); a cycle whose line does not follow one is read at its line.
+    #[test]
+    fn a_cycle_is_read_where_its_marking_ended() {
+        const PACER: &str = "pacer: 25% CPU (25 exp.) for 89856+16576+4436144 B work (4541824 B exp.) in 44270280 B -> 45318864 B (∆goal 600160, cons/mark +0.000000e+000)\n";
+        const CYCLE: &str = "gc 2 @0.034s 1%: 0.048+1.1+0.049 ms clock, 0.096+0/0.36/0.60+0.098 ms cpu, 42->43->24 MB, 42 MB goal, 0 MB stacks, 4 MB globals, 2 P\n";
+        let dir = tempfile::tempdir().unwrap();
+        let usage = dir.path().join("memory.usage_in_bytes");
+        std::fs::write(&usage, "0\n").unwrap();
+        std::fs::write(dir.path().join("memory.stat"), "cache 0\nrss 0\n").unwrap();
+        let group = Sampler::open(dir.path(), memspike_cgroup::Version::V1).unwrap();
+        let lines = Lines {
+            lines: vec![
+                (PACER, 100),
+                (CYCLE, 110),
+                (CYCLE, 120),
+                (PACER, 130),
+                ("the program's own line\n", 140),
+                (CYCLE, 150),
+            ],
+            usage,
+        };
+        let mut trace = trace::go::GoTrace::default();
+        trace.env(&|_| None);
+        let relayed =
+            relay_stderr(lines, Box::new(trace), Instant::now(), false, Some(group)).finish();
+        let read: Vec<_> = relayed
+            .cycles
+            .iter()
+            .map(|c| c.group.and_then(|g| g.usage_bytes))
+            .collect();
+        assert_eq!(read, [Some(100), Some(120), Some(150)]);
+        assert_eq!(relayed.cycles[0].cycle.heap_end_bytes, 45_318_864);
     }
 
     #[test]

@@ -32,8 +32,13 @@
 //!
 //! `H+S+G B work` is the heap, stacks and globals it scanned: the next cycle line gets them as
 //! its `scan_work`, exact where its own line's stacks and globals are whole MiB (4.2 MiB of
-//! globals print as `4 MB`). Unless the user asked for the pacer's trace too, its lines are not
-//! passed on to the user's stderr ([`RuntimeTrace::echoes`]).
+//! globals print as `4 MB`). `in T B -> E B` is the heap in use at the trigger and as marking
+//! ended, to the byte: the cycle's `heap_end_bytes` is `E` where its line's whole MiB agrees.
+//! The runtime prints this line with the world stopped, as marking ends (`gcMarkDone`), and
+//! its cycle line only after restarting it: a group read at this line is read nearer the
+//! heap the cycle reports ([`RuntimeTrace::marks_end`]). Unless the user asked for the
+//! pacer's trace too, its lines are not passed on to the user's stderr
+//! ([`RuntimeTrace::echoes`]).
 //!
 //! Everything else on stderr is not a cycle: the program's own output, the scavenger's lines
 //! (`scav ...`, or `scvg...` from older runtimes), the pacer's other lines, a panic. Only a
@@ -127,14 +132,22 @@ pub fn build_version(section: &[u8]) -> Option<String> {
     version.starts_with("go").then(|| version.to_owned())
 }
 
-/// Go's `gctrace` reader: each cycle is one line, with the stacks and globals of the pacer's
-/// line before it, when there was one.
+/// Go's `gctrace` reader: each cycle is one line, with the scan work and exact heap of the
+/// pacer's line before it, when there was one.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GoTrace {
     /// The user asked for the pacer's trace: its lines are theirs to see.
     pacer_asked: bool,
-    /// The scan work of the pacer's line, for the next cycle line.
-    scan_work: Option<ScanWork>,
+    /// What the pacer's line said, for the next cycle line.
+    pacer: Option<PacerEnd>,
+}
+
+/// What the pacer's line at a cycle's end says: the scan work, and the heap in use as marking
+/// ended, to the byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PacerEnd {
+    scan_work: ScanWork,
+    heap_end_bytes: u64,
 }
 
 impl RuntimeTrace for GoTrace {
@@ -168,16 +181,27 @@ impl RuntimeTrace for GoTrace {
         self.pacer_asked || !line.starts_with(PACER_PREFIX)
     }
 
+    fn marks_end(&self, line: &str) -> bool {
+        line.starts_with(PACER_PREFIX) && line.contains(" B work")
+    }
+
     fn parse_line(&mut self, line: &str) -> Option<RuntimeCycle> {
         if line.starts_with(PACER_PREFIX) {
-            if let Some(work) = scan_work(line) {
-                self.scan_work = Some(work);
+            if let Some(end) = pacer_end(line) {
+                self.pacer = Some(end);
             }
             return None;
         }
         let cycle = parse(line)?;
+        let pacer = self.pacer.take();
+        // The exact heap, where it is the one the line printed in whole MiB.
+        let heap_end_bytes = pacer
+            .map(|p| p.heap_end_bytes)
+            .filter(|exact| exact >> 20 == cycle.heap_end_bytes >> 20)
+            .unwrap_or(cycle.heap_end_bytes);
         Some(RuntimeCycle {
-            scan_work: self.scan_work.take(),
+            scan_work: pacer.map(|p| p.scan_work),
+            heap_end_bytes,
             ..cycle
         })
     }
@@ -241,19 +265,25 @@ fn sets(settings: &str, key: &str) -> bool {
         .any(|setting| setting.split_once('=').is_some_and(|(k, _)| k == key))
 }
 
-/// What a pacer line's `for H+S+G B work` says was scanned, or `None` for any other line.
-fn scan_work(line: &str) -> Option<ScanWork> {
+/// What a pacer line's `for H+S+G B work ... in T B -> E B` says was scanned and was in use,
+/// or `None` for any other line.
+fn pacer_end(line: &str) -> Option<PacerEnd> {
     let (_, rest) = line.split_once(" for ")?;
-    let (work, _) = rest.split_once(" B work")?;
+    let (work, rest) = rest.split_once(" B work")?;
     let mut parts = work.split('+');
     let (heap, stacks, globals) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
         return None;
     }
-    Some(ScanWork {
-        heap_bytes: whole(heap)?,
-        stacks_bytes: whole(stacks)?,
-        globals_bytes: whole(globals)?,
+    let (_, rest) = rest.split_once(" B -> ")?;
+    let (end, _) = rest.split_once(" B ")?;
+    Some(PacerEnd {
+        scan_work: ScanWork {
+            heap_bytes: whole(heap)?,
+            stacks_bytes: whole(stacks)?,
+            globals_bytes: whole(globals)?,
+        },
+        heap_end_bytes: whole(end)?,
     })
 }
 
@@ -398,7 +428,8 @@ mod tests {
     /// pacer line kept from the user; some cycles get the scan work of the pacer's line before
     /// them, and its globals are what the cycle's own line prints, to the byte (its whole MiB
     /// rounded down). Its stacks too from go1.21 on; go1.19's line prints the stacks' space
-    /// (8 MB here), not the bytes scanned (4.1 MiB).
+    /// (8 MB here), not the bytes scanned (4.1 MiB). The pacer's heap at the end of marking is
+    /// the cycle line's, to the byte, on every release.
     #[test]
     fn the_pacers_scan_work_agrees_with_the_cycle_lines_on_every_release() {
         for (version, text) in PACER_FIXTURES {
@@ -410,6 +441,7 @@ mod tests {
                     Some(c) => {
                         let Some(work) = c.scan_work else { continue };
                         exact += 1;
+                        assert_ne!(c.heap_end_bytes % MIB, 0, "{version}: {line}");
                         assert_eq!(
                             Some(work.globals_bytes / MIB * MIB),
                             c.globals_bytes,
@@ -749,11 +781,12 @@ mod tests {
         }
     }
 
-    /// The pacer's line before a cycle gives its scan work to the byte (issue 18: the gctrace
-    /// line's whole MiB read 4.2 MiB of globals as 4); a cycle without one has none; the
-    /// pacer's lines reach the user only when they asked for them.
+    /// The pacer's line before a cycle gives its scan work and its heap at the end of marking
+    /// to the byte (issue 18: the gctrace line's whole MiB read 4.2 MiB of globals as 4, and
+    /// 43.2 MiB of heap as 43); a cycle without one has none; the pacer's lines reach the user
+    /// only when they asked for them, and only the one printed as marking ends marks it.
     #[test]
-    fn the_pacers_scan_work_gives_the_roots_to_the_byte() {
+    fn the_pacers_line_gives_the_roots_and_the_heap_to_the_byte() {
         // go1.21.13 and go1.27.3, reference/catalogue (4 MiB of pointer globals).
         const PACER: &str = "pacer: 25% CPU (25 exp.) for 89856+16576+4436144 B work (4541824 B exp.) in 44270280 B -> 45318864 B (∆goal 600160, cons/mark +0.000000e+000)";
         const ASSIST: &str =
@@ -762,6 +795,7 @@ mod tests {
         let mut trace = GoTrace::default();
         trace.env(&|_| None);
         assert!(!trace.echoes(PACER) && !trace.echoes(ASSIST) && trace.echoes(CYCLE));
+        assert!(trace.marks_end(PACER) && !trace.marks_end(ASSIST) && !trace.marks_end(CYCLE));
         assert_eq!(trace.parse_line(PACER), None);
         assert_eq!(trace.parse_line(ASSIST), None);
         let c = trace.parse_line(CYCLE).unwrap();
@@ -771,12 +805,29 @@ mod tests {
             globals_bytes: 4_436_144,
         };
         assert_eq!(c.scan_work, Some(exact));
+        assert_eq!(c.heap_end_bytes, 45_318_864);
         assert_eq!((c.stacks_bytes, c.globals_bytes), (Some(0), Some(4 << 20)));
-        // Used once: the next cycle without a pacer line of its own has none.
-        assert_eq!(trace.parse_line(CYCLE).unwrap().scan_work, None);
-        assert_eq!(scan_work("pacer: 25% CPU for 1+2 B work"), None);
-        assert_eq!(scan_work("pacer: for 1+2+3+4 B work"), None);
-        assert_eq!(scan_work("pacer: for 1+x+3 B work"), None);
+        // Used once: the next cycle without a pacer line of its own has none, and its line's
+        // whole MiB.
+        let alone = trace.parse_line(CYCLE).unwrap();
+        assert_eq!((alone.scan_work, alone.heap_end_bytes), (None, 43 << 20));
+        // A heap that is not the one the cycle line printed is not taken for it.
+        trace.parse_line(&PACER.replace("45318864", "50000000"));
+        let other = trace.parse_line(CYCLE).unwrap();
+        assert_eq!(
+            (other.scan_work, other.heap_end_bytes),
+            (Some(exact), 43 << 20)
+        );
+        for malformed in [
+            "pacer: 25% CPU for 1+2 B work in 1 B -> 2 B (",
+            "pacer: for 1+2+3+4 B work in 1 B -> 2 B (",
+            "pacer: for 1+x+3 B work in 1 B -> 2 B (",
+            "pacer: for 1+2+3 B work in 1 B -> x B (",
+            "pacer: for 1+2+3 B work",
+        ] {
+            assert_eq!(pacer_end(malformed), None, "{malformed}");
+        }
+        assert!(pacer_end("pacer: for 1+2+3 B work in 1 B -> 2 B (").is_some());
         // Asked for by the user: theirs to see.
         let mut theirs = GoTrace::default();
         theirs.env(&|_| Some("gcpacertrace=1".to_owned()));

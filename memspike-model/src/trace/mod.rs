@@ -34,6 +34,14 @@ pub trait RuntimeTrace: Send {
         true
     }
 
+    /// Whether the runtime printed `line` as a cycle's marking ended, before its cycle line:
+    /// the group read then is read nearer the heap the cycle reports. `false` by default: the
+    /// group is read at the cycle's own line.
+    fn marks_end(&self, line: &str) -> bool {
+        let _ = line;
+        false
+    }
+
     /// The cycle a stderr line reports, or `None` for any other line (the program's own
     /// output, the runtime's other traces, a malformed or truncated trace line). Never
     /// panics; allocates nothing on a line that cannot be a trace line.
@@ -76,7 +84,8 @@ pub struct RuntimeCycle {
     pub t_ms: f64,
     /// Heap in use when the cycle started.
     pub heap_start_bytes: u64,
-    /// Heap in use when marking ended (the start plus what was allocated during the cycle).
+    /// Heap in use when marking ended (the start plus what was allocated during the cycle); to
+    /// the byte where the runtime said (Go's pacer trace).
     pub heap_end_bytes: u64,
     /// Heap the cycle marked live: what survived it.
     pub heap_live_bytes: u64,
