@@ -181,6 +181,11 @@ pub struct Event {
     pub sim_ns: u64,
     /// The worker's cgroup's memory usage, read by the worker as it sent the event.
     pub cgroup_usage_bytes: Option<u64>,
+    /// The scenario's top-level step it happened in, from 1 (as run: with a policy's
+    /// collection after each release among them); 0 before the first, and in interactive mode,
+    /// which runs no scenario. What places it on a chart's story axis.
+    #[serde(default)]
+    pub step: u32,
     #[serde(flatten)]
     pub kind: Kind,
     pub heap: HeapStats,

@@ -76,6 +76,8 @@ pub struct Driver<M: Memory, S: Sink, H: Host> {
     last_usage: Option<u64>,
     /// Happenings taken from the runtime, reused between steps.
     pending: Vec<Happening>,
+    /// The scenario's top-level step running, from 1 ([`Event::step`]).
+    step: u32,
 }
 
 impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
@@ -87,6 +89,7 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
             pause_at: None,
             last_usage: None,
             pending: Vec::new(),
+            step: 0,
         }
     }
 
@@ -126,6 +129,7 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
             t_ns: self.host.now_ns(),
             sim_ns,
             cgroup_usage_bytes: self.last_usage,
+            step: self.step,
             kind,
             heap,
         };
@@ -334,7 +338,10 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
     /// done.
     pub fn run(&mut self, scenario: &Scenario, limit: u64) -> Result<(), StepError> {
         self.ready()?;
-        self.steps(&scenario.steps, limit)?;
+        for step in &scenario.steps {
+            self.step += 1;
+            self.step(step, limit)?;
+        }
         self.done()
     }
 

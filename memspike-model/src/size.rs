@@ -117,7 +117,9 @@ fn is_exponent(unit: &str) -> bool {
             .starts_with(|c: char| c.is_ascii_digit())
 }
 
-/// Formats bytes for people: `3.2 MiB`, `512 KiB`, `100 B`.
+/// Formats bytes for people: `3.2 MiB`, `512.0 KiB`, `100 B`, and `0.98 MiB` rather than
+/// `1000.0 KiB`: a figure never needs four digits before its point. The one formatter of
+/// sizes for every view.
 pub fn human(bytes: u64) -> Human {
     Human(bytes)
 }
@@ -128,21 +130,25 @@ pub struct Human(pub u64);
 
 impl fmt::Display for Human {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+        const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
         let b = self.0;
-        if b < 1024 {
+        if b < 1000 {
             return write!(f, "{b} B");
         }
-        let mut v = b as f64 / 1024.0;
+        let mut v = b as f64;
         let mut unit = UNITS[0];
         for u in &UNITS[1..] {
-            if v < 1024.0 {
+            if v < 1000.0 {
                 break;
             }
             v /= 1024.0;
             unit = u;
         }
-        write!(f, "{v:.1} {unit}")
+        if v < 1.0 {
+            write!(f, "{v:.2} {unit}")
+        } else {
+            write!(f, "{v:.1} {unit}")
+        }
     }
 }
 
@@ -339,5 +345,11 @@ mod tests {
         assert_eq!(human(3_355_443).to_string(), "3.2 MiB");
         assert_eq!(human(32 << 20).to_string(), "32.0 MiB");
         assert_eq!(human(3 << 29).to_string(), "1.5 GiB");
+        // Never four digits before the point (issue 19: a margin of `1000.0 KiB`).
+        assert_eq!(human(1000 << 10).to_string(), "0.98 MiB");
+        assert_eq!(human(1000).to_string(), "0.98 KiB");
+        assert_eq!(human(999).to_string(), "999 B");
+        assert_eq!(human(999 << 10).to_string(), "999.0 KiB");
+        assert_eq!(human((1 << 20) - 1).to_string(), "1.00 MiB");
     }
 }

@@ -153,6 +153,17 @@ fn every_built_in_under_every_policy_is_deterministic_and_finishes() {
                     first.windows(2).all(|w| w[0].sim_ns <= w[1].sim_ns),
                     "{what}: sim_ns goes backwards"
                 );
+                // Every event names the top-level step it happened in (as run), from ready
+                // (0) to the last step, one after the other: what places it on a chart.
+                let steps = e.effective_scenario().steps.len() as u32;
+                assert_eq!(first[0].step, 0, "{what}");
+                assert!(
+                    first
+                        .windows(2)
+                        .all(|w| w[1].step == w[0].step || w[1].step == w[0].step + 1),
+                    "{what}: steps skipped or out of order"
+                );
+                assert_eq!(first.last().map(|e| e.step), Some(steps), "{what}");
             }
         }
     }

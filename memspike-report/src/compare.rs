@@ -24,6 +24,7 @@ use crate::{
     outcome::Outcome,
     render::{
         chart::{Chart, Mark, MarkKind, Role, Series},
+        story::{self, Band, StoryAxis},
         view::{Block, Pairs, Tone, View},
     },
     run::Report,
@@ -115,10 +116,13 @@ fn victim(k: &crate::run::KernelSection) -> Option<String> {
         .map(|v| format!("pid {} ({})", v.pid, v.comm))
 }
 
-/// The cgroup's usage at one moment of a run.
+/// The cgroup's usage at one moment of a run: `t_ms` after it started, and where it stood on
+/// the scenario's story axis ([`StoryAxis`], percent; `null` for a real program).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UsagePoint {
     pub t_ms: f64,
+    #[serde(default)]
+    pub story: Option<f64>,
     pub usage_bytes: u64,
 }
 
@@ -156,6 +160,10 @@ pub struct PolicyRow {
     pub trials: Vec<Trial>,
     /// The first run's cgroup usage over time, for the chart.
     pub usage: Vec<UsagePoint>,
+    /// Where on the scenario's story axis the kernel killed its first run (percent; absent
+    /// when it was not killed, or ran a real program).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_at: Option<f64>,
 }
 
 impl PolicyRow {
@@ -199,6 +207,7 @@ impl PolicyRow {
             prediction: None,
             trials,
             usage,
+            killed_at: None,
         }
     }
 
@@ -206,6 +215,7 @@ impl PolicyRow {
     pub fn of_report(policy: &Policy, r: &Report) -> PolicyRow {
         PolicyRow {
             prediction: r.prediction.clone(),
+            killed_at: r.killed_at,
             ..PolicyRow::of(policy, r.limit_bytes, vec![Trial::of_run(r)], usage_of(r))
         }
     }
@@ -251,6 +261,7 @@ fn usage_of(r: &Report) -> Vec<UsagePoint> {
         .filter_map(|p| {
             p.cgroup_usage_bytes.map(|u| UsagePoint {
                 t_ms: p.t_ms,
+                story: p.story,
                 usage_bytes: u,
             })
         })
@@ -343,11 +354,15 @@ pub struct CompareReport {
     pub verdict: String,
     /// Set when the comparison stopped early (a stop signal): the runs not made are absent.
     pub error: Option<String>,
+    /// The scenario's steps, the chart's story axis (empty for a real program: wall time).
+    #[serde(skip)]
+    bands: Vec<Band>,
 }
 
 /// What a row takes from its policy's first run besides the trial.
 struct First {
     usage: Vec<UsagePoint>,
+    killed_at: Option<f64>,
     environment: Option<Vec<String>>,
     prediction: Option<Prediction>,
 }
@@ -382,6 +397,7 @@ fn rows<R>(
         .map(|g| PolicyRow {
             environment: g.first.environment,
             prediction: g.first.prediction,
+            killed_at: g.first.killed_at,
             ..PolicyRow::of(&g.policy, limit, g.trials, g.first.usage)
         })
         .collect()
@@ -402,6 +418,7 @@ impl CompareReport {
             let r = Report::build(run);
             let first = First {
                 usage: usage_of(&r),
+                killed_at: r.killed_at,
                 environment: None,
                 prediction: r.prediction.clone(),
             };
@@ -415,6 +432,7 @@ impl CompareReport {
             stopped(f.stopped_by, made, planned),
         );
         report.limit_source = f.limit_source.map(|p| p.display().to_string());
+        report.bands = StoryAxis::of(&f.base).bands().to_vec();
         report
     }
 
@@ -430,12 +448,14 @@ impl CompareReport {
                 .filter_map(|s| {
                     s.reading.usage_bytes.map(|u| UsagePoint {
                         t_ms: s.t_ms as f64,
+                        story: None,
                         usage_bytes: u,
                     })
                 })
                 .collect();
             let first = First {
                 usage,
+                killed_at: None,
                 environment: Some(run.environment.clone()),
                 prediction: None,
             };
@@ -481,6 +501,7 @@ impl CompareReport {
             limit_source: None,
             verdict,
             error,
+            bands: Vec::new(),
         }
     }
 }
@@ -707,39 +728,53 @@ impl Document for CompareReport {
 
 impl CompareReport {
     fn picture(&self) -> Chart {
+        let story = !self.bands.is_empty();
+        let x = |p: &UsagePoint| p.story.filter(|_| story).unwrap_or(p.t_ms);
         let mut lines: Vec<Series> = self
             .policies
             .iter()
             .enumerate()
-            .map(|(i, r)| Series {
-                role: Role::Policy(i),
-                label: r.name.clone(),
-                points: r
+            .map(|(i, r)| {
+                let mut points: Vec<(f64, f64)> = r
                     .usage
                     .iter()
-                    .map(|p| (p.t_ms, p.usage_bytes as f64))
-                    .collect(),
+                    .map(|p| (x(p), p.usage_bytes as f64))
+                    .collect();
+                // The kernel killed it with the group at its limit.
+                points.extend(r.killed_at.map(|at| (at, self.limit_bytes as f64)));
+                Series {
+                    role: Role::Policy(i),
+                    label: r.name.clone(),
+                    points,
+                }
             })
             .collect();
-        let t_end = lines
-            .iter()
-            .flat_map(|s| s.points.last().map(|p| p.0))
-            .fold(0.0, f64::max);
-        lines.push(Series::limit(self.limit_bytes, t_end));
+        let x_end = if story {
+            story::END
+        } else {
+            lines
+                .iter()
+                .flat_map(|s| s.points.last().map(|p| p.0))
+                .fold(0.0, f64::max)
+        };
+        lines.push(Series::level(Role::Limit, self.limit_bytes, x_end));
         let marks = self
             .policies
             .iter()
             .filter(|r| r.trials.first().map(|t| t.outcome) == Some(Outcome::OomKilled))
             .filter_map(|r| {
+                let at = r.killed_at.or_else(|| r.usage.last().map(x))?;
                 Some(Mark {
-                    t_ms: r.usage.last()?.t_ms,
+                    x: at,
                     kind: MarkKind::Oom,
                     label: format!("{} killed", r.name),
                 })
             })
             .collect();
         let x_label = match self.subject {
-            Subject::Scenario { .. } => "ms since each policy's worker was ready",
+            Subject::Scenario { .. } => {
+                "the scenario's steps, the same for every policy: half the width by the bytes each allocates, half shared equally"
+            }
             Subject::Command(_) => "ms since each policy's command started (wall time)",
         };
         Chart {
@@ -749,10 +784,12 @@ impl CompareReport {
                 human(self.limit_bytes)
             ),
             x_label: x_label.to_owned(),
+            bands: self.bands.clone(),
             stack: Vec::new(),
             lines,
             marks,
             rate: None,
+            rate_per_ms: false,
         }
     }
 }

@@ -632,19 +632,32 @@ impl ExecReport {
             .iter()
             .filter_map(|c| c.next_goal_bytes.map(|g| (c.read_ms, g as f64)))
             .collect();
+        // The heap as the runtime traced it: at each cycle's start and what it left live.
+        let heap = |f: fn(&RuntimeCycle) -> u64| -> Vec<(f64, f64)> {
+            cycles
+                .iter()
+                .map(|c| (c.read_ms, f(&c.cycle) as f64))
+                .collect()
+        };
         let mut marks: Vec<Mark> = cycles
             .iter()
             .map(|c| Mark {
-                t_ms: c.read_ms,
+                x: c.read_ms,
                 kind: MarkKind::Gc,
-                label: format!("gc {}", c.cycle.n),
+                label: match c.next_goal_bytes {
+                    Some(goal) => format!("gc {}: goal {}", c.cycle.n, human(goal)),
+                    None => format!("gc {}", c.cycle.n),
+                },
             })
             .collect();
         if self.outcome == Outcome::OomKilled {
             marks.push(Mark {
-                t_ms: t_end,
+                x: t_end,
                 kind: MarkKind::Oom,
-                label: "OOM kill".to_owned(),
+                label: match &self.kernel.oom_victim {
+                    Some(v) => format!("OOM kill: {} ({})", v.comm, v.pid),
+                    None => "OOM kill".to_owned(),
+                },
             });
         }
         let traced = self.kernel.tracing.is_ebpf();
@@ -660,20 +673,36 @@ impl ExecReport {
                 .flat_map(|(t, r)| [(t, r), (t + width, r)])
                 .collect(),
         });
+        let mut lines = Vec::new();
+        if !cycles.is_empty() {
+            lines.extend([
+                Series {
+                    label: "heap at a cycle's start (gctrace)".to_owned(),
+                    ..Series::of(Role::Garbage, heap(|c| c.heap_start_bytes))
+                },
+                Series {
+                    label: "heap live after it (gctrace)".to_owned(),
+                    ..Series::of(Role::Live, heap(|c| c.heap_live_bytes))
+                },
+                Series::of(Role::NextGc, goals).stepped(),
+            ]);
+        }
+        lines.extend([
+            Series::of(Role::CgroupUsage, usage),
+            Series::level(Role::Limit, self.limit_bytes, t_end),
+        ]);
         Chart {
             title: self.headline(),
-            x_label: "ms since the command started".to_owned(),
+            x_label: "ms since the command started (wall time)".to_owned(),
+            bands: Vec::new(),
             stack: vec![Series {
                 label: "anonymous memory".to_owned(),
-                ..Series::of(Role::Live, anon)
+                ..Series::of(Role::Free, anon)
             }],
-            lines: vec![
-                Series::of(Role::NextGc, goals),
-                Series::of(Role::CgroupUsage, usage),
-                Series::limit(self.limit_bytes, t_end),
-            ],
+            lines,
             marks,
             rate,
+            rate_per_ms: true,
         }
     }
 }

@@ -28,15 +28,19 @@ use crate::{
     outcome::Outcome,
     render::{
         chart::{Chart, Mark, MarkKind, Role, Series},
+        story::{self, StoryAxis},
         view::{Block, Pairs, View},
     },
 };
 
 /// One point of the chart: the heap and the group right after an event, `t_ms` after the
-/// worker was ready, in the step it belongs to.
+/// worker was ready, in the step it belongs to, and where it stands on the scenario's story
+/// axis ([`StoryAxis`], percent; `null` in interactive mode).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Point {
     pub t_ms: f64,
+    #[serde(default)]
+    pub story: Option<f64>,
     pub step: String,
     pub live: u64,
     pub garbage: u64,
@@ -49,9 +53,10 @@ pub struct Point {
 }
 
 impl Point {
-    /// The points of `events` (t = 0 at `t0_ns`); an event that names no step is in the
-    /// step before it (`startup` first, `done` after the script).
-    pub fn series(events: &[Event], t0_ns: u64) -> Vec<Point> {
+    /// The points of `events` (t = 0 at `t0_ns`, on `axis` when the run had a scenario); an
+    /// event that names no step is in the step before it (`startup` first, `done` after the
+    /// script).
+    pub fn series(events: &[Event], t0_ns: u64, axis: Option<&StoryAxis>) -> Vec<Point> {
         let mut step = STARTUP;
         events
             .iter()
@@ -62,6 +67,7 @@ impl Point {
                 };
                 Point {
                     t_ms: e.t_ns.saturating_sub(t0_ns) as f64 / 1e6,
+                    story: axis.map(|a| a.at(e.step, &e.kind, e.heap.total_alloc)),
                     step: step.to_owned(),
                     live: e.heap.live,
                     garbage: e.heap.garbage,
@@ -382,6 +388,12 @@ pub struct Report {
     /// The step names in the experiment's order (page faults are listed so).
     #[serde(skip)]
     step_names: Vec<String>,
+    /// The scenario's story axis (`None` in interactive mode), and where on it the kernel
+    /// killed the worker: the chart's x.
+    #[serde(skip)]
+    pub(crate) story: Option<StoryAxis>,
+    #[serde(skip)]
+    pub(crate) killed_at: Option<f64>,
 }
 
 /// One collection, milliseconds after the worker was ready, in the step it ran in.
@@ -566,6 +578,21 @@ impl Report {
             .flatten();
         let t0 = events.head().first().map_or(0, |e| e.t_ns);
         let (cycles, steps) = landmarks(events.iter(), t0);
+        let story = (!f.interactive).then(|| StoryAxis::of(&f.experiment));
+        // The kill, as far into its step as the room left below the limit at the last event.
+        let killed_at = match (outcome, &story, events.last()) {
+            (Outcome::OomKilled, Some(axis), Some(last)) => Some(
+                axis.killed_at(
+                    last.step,
+                    &last.kind,
+                    last.heap.total_alloc,
+                    f.experiment
+                        .limit
+                        .saturating_sub(last.cgroup_usage_bytes.unwrap_or(f.experiment.limit)),
+                ),
+            ),
+            _ => None,
+        };
         let timeline = events
             .ends()
             .map(|e| TimelineEvent {
@@ -618,11 +645,13 @@ impl Report {
             events: timeline,
             cycles,
             steps,
-            series: Point::series(&f.series, t0),
+            series: Point::series(&f.series, t0, story.as_ref()),
             events_total: events.total(),
             events_omitted: events.between(),
             omitted_at: events.head().len(),
             step_names: f.experiment.step_names(f.interactive),
+            story,
+            killed_at,
         };
         report.verdict = report.verdict_sentence(events, last_heap);
         if let Some(evidence) = report.kernel_evidence() {
@@ -953,68 +982,132 @@ impl Report {
         })
     }
 
-    /// The heap, its goals and the group over the run: the chart of `timeline.svg`.
+    /// The heap, its goals and the group over the run: the chart of `timeline.svg`. Along the
+    /// scenario's story (its steps as bands), or over wall time in interactive mode.
     pub fn chart_of(&self, title: String) -> Chart {
+        let x = |p: &Point| p.story.unwrap_or(p.t_ms);
         let pts = |f: fn(&Point) -> Option<u64>| -> Vec<(f64, f64)> {
             self.series
                 .iter()
-                .filter_map(|p| f(p).map(|v| (p.t_ms, v as f64)))
+                .filter_map(|p| f(p).map(|v| (x(p), v as f64)))
                 .collect()
         };
-        let t_end = self.series.last().map_or(0.0, |p| p.t_ms);
+        let mut usage = pts(|p| p.cgroup_usage_bytes);
         let mut marks: Vec<Mark> = self
             .series
             .iter()
             .filter_map(|p| {
                 p.gc.map(|n| Mark {
-                    t_ms: p.t_ms,
+                    x: x(p),
                     kind: MarkKind::Gc,
-                    label: format!("gc {n}"),
+                    label: match p.next_gc {
+                        Some(goal) => format!("gc {n}: goal {}", human(goal)),
+                        None => format!("gc {n}: no goal"),
+                    },
                 })
             })
             .collect();
+        let x_end = self.series.last().map_or(0.0, x);
         if self.outcome == Outcome::OomKilled {
+            let at = self.killed_at.unwrap_or(x_end);
+            // The kernel killed it with the group at its limit.
+            usage.push((at, self.limit_bytes as f64));
             marks.push(Mark {
-                t_ms: t_end,
+                x: at,
                 kind: MarkKind::Oom,
-                label: format!("OOM kill ({})", self.died_in.as_deref().unwrap_or("?")),
+                label: self.kill_label(),
             });
         }
+        let (bands, x_label) = match &self.story {
+            Some(axis) => (
+                axis.bands().to_vec(),
+                "the scenario's steps: half the width by the bytes each allocates, half shared equally".to_owned(),
+            ),
+            None => (Vec::new(), "ms since the worker was ready".to_owned()),
+        };
+        let x_max = if bands.is_empty() { x_end } else { story::END };
+        let mut lines = vec![
+            Series::of(Role::NextGc, pts(|p| p.next_gc)).stepped(),
+            Series::of(Role::Trigger, pts(|p| p.trigger)).stepped(),
+            Series::of(Role::CgroupUsage, usage),
+            Series::level(Role::Limit, self.limit_bytes, x_max),
+        ];
+        lines.extend(
+            self.experiment
+                .memory_limit_bytes()
+                .map(|m| Series::level(Role::MemoryLimit, m, x_max)),
+        );
         Chart {
             title,
-            x_label: "ms since the worker was ready".to_owned(),
+            x_label,
+            bands,
             stack: vec![
                 Series::of(Role::Live, pts(|p| Some(p.live))),
                 Series::of(Role::Garbage, pts(|p| Some(p.garbage))),
                 Series::of(Role::Free, pts(|p| Some(p.free))),
             ],
-            lines: vec![
-                Series::of(Role::NextGc, pts(|p| p.next_gc)).stepped(),
-                Series::of(Role::Trigger, pts(|p| p.trigger)).stepped(),
-                Series::of(Role::CgroupUsage, pts(|p| p.cgroup_usage_bytes)),
-                Series::limit(self.limit_bytes, t_end),
-            ],
+            lines,
             marks,
-            rate: self.fault_rate(),
+            rate: self.faults(),
+            rate_per_ms: self.story.is_none(),
         }
     }
 
-    /// Page faults per millisecond, step by step: each step's faults (from eBPF, or from
-    /// `memory.stat` untraced: both split by step) over the time the run spent in it. Start-up
-    /// and the time after the script are left out: their faults happen outside the timeline
-    /// (exec, exit).
-    fn fault_rate(&self) -> Option<Series> {
+    /// The kill's label: where, and whom the kernel chose.
+    pub(crate) fn kill_label(&self) -> String {
+        let step = self.died_in.as_deref().unwrap_or("?");
+        match &self.kernel.oom_victim {
+            Some(v) => format!("OOM kill in {step}: {} ({})", v.comm, v.pid),
+            None => format!("OOM kill in {step}"),
+        }
+    }
+
+    /// The page faults of the run on the chart's second axis. Along the story: how many so
+    /// far, each step's (from eBPF, or from `memory.stat` untraced: both split by step) spread
+    /// across its band, start-up's at the start. Over wall time (interactive mode): per
+    /// millisecond, each step's over the time the run spent in it (start-up and the time after
+    /// the script left out: their faults happen outside the timeline, in exec and exit).
+    fn faults(&self) -> Option<Series> {
         let faults = self.kernel.page_faults.as_ref()?;
+        let count = |step: &str| faults.per_phase.get(step).copied().unwrap_or(0) as f64;
+        if let Some(axis) = &self.story {
+            let end = self
+                .killed_at
+                .or_else(|| self.series.last().and_then(|p| p.story))
+                .unwrap_or(story::END);
+            // A name listed in several bands (two steps named alike) shares its count.
+            let bands_of = |step: &str| {
+                axis.bands()
+                    .iter()
+                    .filter(|b| b.steps.iter().any(|s| s == step))
+                    .count()
+                    .max(1) as f64
+            };
+            let mut so_far = count(STARTUP);
+            let mut points = vec![(0.0, so_far)];
+            for band in axis.bands().iter().take_while(|b| b.from < end) {
+                so_far += band
+                    .steps
+                    .iter()
+                    .map(|s| count(s) / bands_of(s))
+                    .sum::<f64>();
+                points.push((band.to.min(end), so_far));
+            }
+            return Some(Series {
+                role: Role::FaultRate,
+                label: format!("{} so far (each step's across it)", fig::PAGE_FAULTS.label),
+                points,
+            });
+        }
         let mut time_in: std::collections::BTreeMap<&str, f64> = Default::default();
         for w in self.series.windows(2) {
             *time_in.entry(w[1].step.as_str()).or_default() += w[1].t_ms - w[0].t_ms;
         }
         let rate = |step: &str| {
-            let n = faults.per_phase.get(step).copied().unwrap_or(0) as f64;
             time_in
                 .get(step)
                 .filter(|t| **t > 0.0)
-                .map_or(0.0, |t| n / t)
+                .map_or(0.0, |t| count(step) / t)
         };
         let mut points = Vec::new();
         for w in self.series.windows(2) {

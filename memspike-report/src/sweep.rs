@@ -343,6 +343,7 @@ impl SweepReport {
         Chart {
             title: format!("sweep {}: cgroup peak per cell", self.plan),
             x_label: "cell".to_owned(),
+            bands: Vec::new(),
             stack: Vec::new(),
             lines: vec![
                 Series::of(
@@ -367,6 +368,7 @@ impl SweepReport {
             // A killed cell's peak is its limit: the two lines meet there.
             marks: Vec::new(),
             rate: None,
+            rate_per_ms: false,
         }
     }
 }

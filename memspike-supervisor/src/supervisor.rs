@@ -822,6 +822,7 @@ mod tests {
                 t_ns: i,
                 sim_ns: i,
                 cgroup_usage_bytes: None,
+                step: 0,
                 kind: Kind::Ready { pid: i as u32 },
                 heap: HeapStats::default(),
             };

@@ -328,6 +328,7 @@ mod tests {
                 t_ns: 1,
                 sim_ns: 0,
                 cgroup_usage_bytes: None,
+                step: 0,
                 kind: Kind::Ready { pid: 42 },
                 heap: HeapStats::default(),
             },
@@ -335,6 +336,7 @@ mod tests {
                 t_ns: 2,
                 sim_ns: 3,
                 cgroup_usage_bytes: Some(4096),
+                step: 0,
                 kind: Kind::Begin {
                     phase: "spike".into(),
                     action: Action::Alloc,
@@ -365,6 +367,7 @@ mod tests {
             t_ns: 1,
             sim_ns: 0,
             cgroup_usage_bytes: None,
+            step: 0,
             kind: Kind::Begin {
                 phase: phase.into(),
                 action: Action::Alloc,

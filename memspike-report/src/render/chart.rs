@@ -1,13 +1,16 @@
-//! The chart every report draws: memory over time. A [`Chart`] is plain data: stacked areas
-//! (the heap's live, garbage and free parts), lines (the next-GC goal, the trigger, the
-//! cgroup's usage, its limit; one line per policy in a comparison), vertical marks
-//! (collections, the OOM kill) and an optional rate on a second axis (page faults).
-//! [`svg`](super::svg) draws it.
+//! The chart every report draws: memory along an axis. A [`Chart`] is plain data: stacked
+//! areas (the heap's live, garbage and free parts), lines (the next-GC goal, the trigger, the
+//! cgroup's usage, its limit and the memory limit; one line per policy in a comparison),
+//! vertical marks (collections with the goal each set, the OOM kill with its victim), an
+//! optional rate on a second axis (page faults) and, for a scenario, the bands of its steps.
+//! The x is a scenario's [story](super::story) (percent, when `bands` is not empty) or
+//! milliseconds of wall time. [`svg`](super::svg) draws it.
 //!
 //! Series are named and coloured by [`Role`], whose labels come from the named figures
 //! ([`crate::figures`]) and whose colours are the live page's (its CSS
 //! variables, in `memspike-worker`; a test there keeps the two the same), so the report and the page read alike.
 
+use super::story::{self, Band};
 use crate::figures::{self, Figure};
 
 /// An sRGB colour.
@@ -31,6 +34,8 @@ pub enum Role {
     Trigger,
     CgroupUsage,
     Limit,
+    /// The runtime's soft memory limit (Go's GOMEMLIMIT).
+    MemoryLimit,
     /// Page faults per millisecond (the second axis).
     FaultRate,
     /// The cgroup usage of the `n`th policy of a comparison.
@@ -78,6 +83,7 @@ impl Role {
             Role::Trigger => &figures::GC_TRIGGER,
             Role::CgroupUsage => &figures::CGROUP_USAGE,
             Role::Limit => &figures::LIMIT,
+            Role::MemoryLimit => &figures::MEMORY_LIMIT,
             Role::FaultRate | Role::Policy(_) => return None,
         })
     }
@@ -91,18 +97,21 @@ impl Role {
             Role::Trigger => palette("--nextgc"),
             Role::CgroupUsage => palette("--cgroup"),
             Role::Limit => palette("--limit"),
-            Role::FaultRate => palette("--muted"),
+            Role::MemoryLimit | Role::FaultRate => palette("--muted"),
             Role::Policy(n) => POLICY_COLOURS[n % POLICY_COLOURS.len()],
         }
     }
 
     /// Dashed, as on the page: goals and limits are plans, not memory.
     pub fn dashed(self) -> bool {
-        matches!(self, Role::NextGc | Role::Trigger | Role::Limit)
+        matches!(
+            self,
+            Role::NextGc | Role::Trigger | Role::Limit | Role::MemoryLimit
+        )
     }
 }
 
-/// One series: `(t_ms, value)` points, bytes for memory and faults per ms for the rate.
+/// One series: `(x, value)` points, bytes for memory and faults per ms for the rate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
     pub role: Role,
@@ -123,10 +132,10 @@ impl Series {
 }
 
 impl Series {
-    /// The group's limit, from t = 0 to `t_end`.
-    pub fn limit(limit_bytes: u64, t_end: f64) -> Series {
-        let v = limit_bytes as f64;
-        Series::of(Role::Limit, vec![(0.0, v), (t_end, v)])
+    /// A level held from x = 0 to `x_end`: the group's limit, the memory limit.
+    pub fn level(role: Role, bytes: u64, x_end: f64) -> Series {
+        let v = bytes as f64;
+        Series::of(role, vec![(0.0, v), (x_end, v)])
     }
 
     /// The same values held until the next point: a plan (a goal, a trigger) changes at an
@@ -151,33 +160,43 @@ pub enum MarkKind {
     Oom,
 }
 
+/// A vertical mark; its label may be left out where there is no room for it (a collection's;
+/// never the kill's).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mark {
-    pub t_ms: f64,
+    pub x: f64,
     pub kind: MarkKind,
     pub label: String,
 }
 
-/// Memory over time.
+/// Memory along the story of a scenario, or over wall time.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Chart {
     pub title: String,
-    /// What t = 0 is.
+    /// What the x-axis is.
     pub x_label: String,
+    /// The scenario's steps along the x-axis, which is then its story (0 to 100); empty for
+    /// an axis of milliseconds.
+    pub bands: Vec<Band>,
     /// Stacked bottom first.
     pub stack: Vec<Series>,
     pub lines: Vec<Series>,
     pub marks: Vec<Mark>,
+    /// Page faults on a second axis: per millisecond, or (`rate_per_ms` false) a count.
     pub rate: Option<Series>,
+    pub rate_per_ms: bool,
 }
 
 impl Chart {
-    /// The last time any series or mark reaches.
-    pub fn t_max(&self) -> f64 {
+    /// The axis's end: the story's, or the last time any series or mark reaches.
+    pub fn x_max(&self) -> f64 {
+        if !self.bands.is_empty() {
+            return story::END;
+        }
         let series = self.stack.iter().chain(&self.lines).chain(&self.rate);
         let points = series.flat_map(|s| s.points.iter().map(|p| p.0));
         points
-            .chain(self.marks.iter().map(|m| m.t_ms))
+            .chain(self.marks.iter().map(|m| m.x))
             .fold(0.0, f64::max)
     }
 
@@ -239,7 +258,7 @@ mod tests {
         let stacked = chart.stacked();
         assert_eq!(stacked[2].points, vec![(0.0, 4.0), (1.0, 7.0)]);
         assert_eq!(chart.y_max(), 7.0);
-        assert_eq!(chart.t_max(), 1.0);
+        assert_eq!(chart.x_max(), 1.0);
         assert_eq!(chart.stack[1].label, "garbage");
     }
 }

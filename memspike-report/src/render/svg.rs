@@ -1,6 +1,10 @@
 //! The SVG renderer: a [`Chart`] drawn with `plotters` (its SVG backend; text is left to the
 //! viewer's sans-serif font, so no font file is read). Memory in MiB on the left axis, the
-//! page-fault rate on the right, time in milliseconds along the bottom.
+//! page-fault rate on the right; along the bottom a scenario's steps as shaded, named bands,
+//! or wall time. Text never overlaps other text or a line: the marks' labels are placed in
+//! rows of a strip kept above the data (a collection's label is left out where there is no
+//! room; a kill's always has one), the steps' names in rows below the axis, and the legend in
+//! rows under the plot.
 
 use plotters::{
     coord::Shift,
@@ -12,11 +16,27 @@ use plotters::{
 };
 
 use super::chart::{Chart, MarkKind, Rgb, Role, Series};
+use super::story::Band;
+use crate::format::{count, millis, per_ms};
 
 /// The picture's size in pixels.
-pub const SIZE: (u32, u32) = (960, 480);
+pub const SIZE: (u32, u32) = (960, 540);
 
 const MIB: f64 = 1_048_576.0;
+/// Labels' font size, px.
+const FONT: u32 = 13;
+/// A character's width at [`FONT`] px in a sans-serif font, generously: labels are placed by
+/// it (the browser test measures the real boxes).
+const CHAR_PX: f64 = 7.6;
+/// A row of text, px.
+const ROW_PX: i32 = 18;
+/// Rows for the marks' labels, above the data.
+const LABEL_ROWS: i32 = 4;
+/// Space kept between two labels of a row, px.
+const GAP_PX: f64 = 10.0;
+const MARGIN: i32 = 14;
+const TITLE_PX: i32 = 30;
+const Y_LABELS_PX: i32 = 64;
 
 fn colour(c: Rgb) -> RGBColor {
     RGBColor(c.0, c.1, c.2)
@@ -33,7 +53,7 @@ pub fn render(chart: &Chart) -> String {
             let _ = root.draw(&Text::new(
                 format!("the chart could not be drawn: {e}"),
                 (20, 40),
-                ("sans-serif", 16).into_font(),
+                font(),
             ));
         }
         let _ = root.present();
@@ -44,67 +64,173 @@ pub fn render(chart: &Chart) -> String {
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 type DrawResult = Result<(), Box<dyn std::error::Error + 'static>>;
 
+fn font() -> TextStyle<'static> {
+    ("sans-serif", FONT).into_font().into()
+}
+
+/// A label's estimated width, px.
+fn text_px(s: &str) -> f64 {
+    s.chars().count() as f64 * CHAR_PX
+}
+
+/// An entry of the legend: its label and how its swatch is drawn.
+struct Entry {
+    label: String,
+    role: Role,
+    filled: bool,
+}
+
+fn entries(chart: &Chart) -> Vec<Entry> {
+    let entry = |s: &Series, filled| Entry {
+        label: s.label.clone(),
+        role: s.role,
+        filled,
+    };
+    let stack = chart.stack.iter().map(|s| entry(s, true));
+    let lines = chart
+        .lines
+        .iter()
+        .chain(&chart.rate)
+        .map(|s| entry(s, false));
+    stack.chain(lines).filter(|e| !e.label.is_empty()).collect()
+}
+
+const SWATCH_PX: f64 = 22.0;
+
+fn entry_px(e: &Entry) -> f64 {
+    SWATCH_PX + 6.0 + text_px(&e.label) + 18.0
+}
+
+/// The legend's entries in rows no wider than `width` px.
+fn legend_rows(entries: &[Entry], width: f64) -> Vec<Vec<&Entry>> {
+    let mut rows: Vec<Vec<&Entry>> = Vec::new();
+    let mut used = f64::INFINITY;
+    for e in entries {
+        let w = entry_px(e);
+        if used + w > width {
+            rows.push(Vec::new());
+            used = 0.0;
+        }
+        if let Some(row) = rows.last_mut() {
+            row.push(e);
+        }
+        used += w;
+    }
+    rows
+}
+
 fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
     root.fill(&WHITE)?;
-    let t_max = chart.t_max().max(1.0);
-    let y_max = (chart.y_max() / MIB * 1.08).max(1.0);
+    let (width, height) = (SIZE.0 as i32, SIZE.1 as i32);
+    let entries = entries(chart);
+    let legend = legend_rows(&entries, f64::from(width - 2 * MARGIN));
+    let legend_px = legend.len() as i32 * ROW_PX + 8;
+    let story = !chart.bands.is_empty();
+    // Below the plot: the steps' names in two rows (or the time's labels), and the axis's
+    // description.
+    let x_labels_px = if story { 2 * ROW_PX + 26 } else { 44 };
     let rate_max = chart
         .rate
         .as_ref()
-        .map(|r| r.points.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1)
+        .map(|r| r.points.iter().map(|p| p.1).fold(0.0, f64::max))
         .filter(|m| *m > 0.0);
-    let mut c = ChartBuilder::on(root)
-        .caption(&chart.title, ("sans-serif", 18).into_font())
-        .margin(14)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .right_y_label_area_size(if rate_max.is_some() { 60 } else { 0 })
-        .build_cartesian_2d(0f64..t_max, 0f64..y_max)?
-        .set_secondary_coord(0f64..t_max, 0f64..rate_max.unwrap_or(1.0));
-    c.configure_mesh()
-        .x_desc(chart.x_label.as_str())
+    let right_px = if rate_max.is_some() { Y_LABELS_PX } else { 0 };
+
+    root.draw(&Text::new(
+        chart.title.clone(),
+        (MARGIN, MARGIN),
+        TextStyle::from(("sans-serif", 17).into_font()).pos(Pos::new(HPos::Left, VPos::Top)),
+    ))?;
+    let area = root.margin(TITLE_PX, legend_px, 0, 0);
+    // The plot's height, and the data's top so that the label rows lie above it.
+    let plot_px = f64::from(height - TITLE_PX - legend_px - 2 * MARGIN - x_labels_px);
+    let strip_px = f64::from(LABEL_ROWS * ROW_PX + 8);
+    let data_top = (chart.y_max() / MIB).max(1.0);
+    // Both axes keep the strip free.
+    let headroom = plot_px / (plot_px - strip_px).max(1.0);
+    let y_top = data_top * headroom;
+    let x_max = chart.x_max().max(1.0);
+
+    let mut c = ChartBuilder::on(&area)
+        .margin(MARGIN)
+        .x_label_area_size(x_labels_px)
+        .y_label_area_size(Y_LABELS_PX)
+        .right_y_label_area_size(right_px)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_top)?
+        .set_secondary_coord(0f64..x_max, 0f64..rate_max.unwrap_or(1.0) * headroom);
+    let time_label = |v: &f64| millis(*v);
+    let mut mesh = c.configure_mesh();
+    mesh.x_desc(chart.x_label.as_str())
         .y_desc("MiB")
         .light_line_style(RGBColor(0xf0, 0xf2, 0xf5))
         .max_light_lines(2)
-        .label_style(("sans-serif", 13).into_font())
-        .draw()?;
+        .label_style(font());
+    if story {
+        mesh.x_labels(0).disable_x_mesh();
+    } else {
+        mesh.x_labels(8).x_label_formatter(&time_label);
+    }
+    mesh.draw()?;
     if rate_max.is_some() {
+        let per = chart.rate_per_ms;
         c.configure_secondary_axes()
-            .y_desc("page faults / ms")
-            .label_style(("sans-serif", 13).into_font())
+            .y_desc("page faults")
+            .y_label_formatter(&|v| if per { per_ms(*v) } else { count(*v) })
+            .label_style(font())
             .draw()?;
+    }
+    // The plot's corners in the picture's pixels.
+    let (x0, y0) = c.backend_coord(&(0.0, 0.0));
+    let (x1, y1) = c.backend_coord(&(x_max, y_top));
+    let (left, right) = (f64::from(x0), f64::from(x1));
+    let (plot_top, plot_bottom) = (y1, y0);
+
+    // The steps: every other band shaded, each named below the axis.
+    for (i, band) in chart.bands.iter().enumerate() {
+        if i % 2 == 1 {
+            c.draw_series(std::iter::once(Rectangle::new(
+                [(band.from, 0.0), (band.to, y_top)],
+                RGBColor(0xee, 0xf1, 0xf5).filled(),
+            )))?;
+        }
+    }
+    // The x-axis is linear: an x in px.
+    let px = move |x: f64| (left + (right - left) * x / x_max).round() as i32;
+    for (name, x, row) in band_names(&chart.bands, &px) {
+        root.draw(&Text::new(
+            name,
+            (x, plot_bottom + 6 + row * ROW_PX),
+            font().pos(Pos::new(HPos::Center, VPos::Top)),
+        ))?;
     }
 
     // The stack, top first, so each lower part paints over the one above it.
     for s in chart.stacked().iter().rev() {
         let col = colour(s.role.colour());
         // An opaque tint, so that each part hides the one above it where they overlap.
-        let fill = tint(s.role.colour());
-        c.draw_series(AreaSeries::new(mib(s), 0.0, fill).border_style(col.stroke_width(1)))?
-            .label(s.label.as_str())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], fill.filled()));
+        c.draw_series(
+            AreaSeries::new(mib(s), 0.0, tint(s.role.colour())).border_style(col.stroke_width(1)),
+        )?;
     }
     for s in &chart.lines {
         let style = line_style(s.role);
-        let points = mib(s);
         if s.role.dashed() {
-            c.draw_series(DashedLineSeries::new(points, 7, 4, style))?
+            c.draw_series(DashedLineSeries::new(mib(s), 7, 4, style))?;
         } else {
-            c.draw_series(LineSeries::new(points, style))?
+            c.draw_series(LineSeries::new(mib(s), style))?;
         }
-        .label(s.label.as_str())
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
     }
     if let Some(rate) = &chart.rate {
         let style = line_style(rate.role);
-        c.draw_secondary_series(LineSeries::new(rate.points.iter().copied(), style))?
-            .label(rate.label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+        c.draw_secondary_series(LineSeries::new(rate.points.iter().copied(), style))?;
     }
-    // Kill labels step down the chart, so that several kills at about the same time (a
-    // comparison's) stay readable.
-    let mut kills = 0.0;
-    for m in &chart.marks {
+
+    // The marks: lines up to the data's top; their labels in the strip above it.
+    let mut marks: Vec<_> = chart.marks.iter().collect();
+    // Kills first: theirs are the labels that must find room.
+    marks.sort_by_key(|m| m.kind != MarkKind::Oom);
+    let mut placed = Placed::default();
+    for m in marks {
         let (col, width) = match m.kind {
             MarkKind::Gc => (colour(Rgb(0x55, 0x5e, 0x69)).mix(0.5), 1),
             MarkKind::Oom => (colour(Role::Limit.colour()).mix(1.0), 2),
@@ -115,32 +241,134 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
             stroke_width: width,
         };
         c.draw_series(DashedLineSeries::new(
-            [(m.t_ms, 0.0), (m.t_ms, y_max)],
+            [(m.x, 0.0), (m.x, data_top)],
             3,
             3,
             style,
         ))?;
-        if m.kind == MarkKind::Oom {
-            // Right-aligned, left of the line: the kill is usually the chart's right edge.
-            let font = ("sans-serif", 13)
-                .into_font()
-                .color(&colour(Role::Limit.colour()))
-                .pos(Pos::new(HPos::Right, VPos::Top));
-            c.draw_series(std::iter::once(Text::new(
-                format!("{} ", m.label),
-                (m.t_ms, y_max * (0.99 - 0.05 * kills)),
-                font,
-            )))?;
-            kills += 1.0;
+        let anchor = f64::from(px(m.x));
+        let must = m.kind == MarkKind::Oom;
+        let Some((x, row)) = placed.place(anchor, text_px(&m.label), left, right, must) else {
+            continue;
+        };
+        let text_colour = match m.kind {
+            MarkKind::Gc => colour(Rgb(0x55, 0x5e, 0x69)),
+            MarkKind::Oom => colour(Role::Limit.colour()),
+        };
+        root.draw(&Text::new(
+            m.label.clone(),
+            (x as i32, plot_top + 4 + row * ROW_PX),
+            font()
+                .color(&text_colour)
+                .pos(Pos::new(HPos::Left, VPos::Top)),
+        ))?;
+    }
+
+    // The legend, under the plot.
+    let top = height - legend_px + 2;
+    for (r, row) in legend.iter().enumerate() {
+        let y = top + r as i32 * ROW_PX + ROW_PX / 2;
+        let mut x = f64::from(MARGIN);
+        for e in row {
+            let x0 = x as i32;
+            let sw = SWATCH_PX as i32;
+            if e.filled {
+                root.draw(&Rectangle::new(
+                    [(x0, y - 5), (x0 + sw, y + 5)],
+                    tint(e.role.colour()).filled(),
+                ))?;
+            } else {
+                let style = line_style(e.role);
+                if e.role.dashed() {
+                    root.draw(&PathElement::new(vec![(x0, y), (x0 + 8, y)], style))?;
+                    root.draw(&PathElement::new(vec![(x0 + 13, y), (x0 + sw, y)], style))?;
+                } else {
+                    root.draw(&PathElement::new(vec![(x0, y), (x0 + sw, y)], style))?;
+                }
+            }
+            root.draw(&Text::new(
+                e.label.clone(),
+                (x0 + sw + 6, y),
+                font().pos(Pos::new(HPos::Left, VPos::Center)),
+            ))?;
+            x += entry_px(e);
         }
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(0xd4, 0xd9, 0xe0))
-        .label_font(("sans-serif", 13).into_font())
-        .draw()?;
     Ok(())
+}
+
+/// Labels placed so far, by row: `(left, right)` in px.
+#[derive(Default)]
+struct Placed {
+    rows: Vec<Vec<(f64, f64)>>,
+}
+
+impl Placed {
+    /// Where a label `w` px wide for a mark at `anchor` px goes between `left` and `right`:
+    /// its left edge and row, the first row and position that overlaps nothing placed (centred
+    /// on the mark, else ending at it, else starting at it). `None` where none is free, unless
+    /// it `must` be shown: then the last row, centred.
+    fn place(
+        &mut self,
+        anchor: f64,
+        w: f64,
+        left: f64,
+        right: f64,
+        must: bool,
+    ) -> Option<(f64, i32)> {
+        let clamp = |x: f64| x.max(left).min((right - w).max(left));
+        let candidates = [clamp(anchor - w / 2.0), clamp(anchor - w), clamp(anchor)];
+        self.rows.resize(LABEL_ROWS as usize, Vec::new());
+        for (r, row) in self.rows.iter_mut().enumerate() {
+            let free = |x: f64| {
+                row.iter()
+                    .all(|&(a, b)| x + w + GAP_PX <= a || x >= b + GAP_PX)
+            };
+            if let Some(&x) = candidates.iter().find(|&&x| free(x)) {
+                row.push((x, x + w));
+                return Some((x, r as i32));
+            }
+        }
+        must.then(|| {
+            let r = LABEL_ROWS as usize - 1;
+            self.rows[r].push((candidates[0], candidates[0] + w));
+            (candidates[0], r as i32)
+        })
+    }
+}
+
+/// The bands' names, each centred under its band, in the first of two rows where it overlaps
+/// no other name; a name that fits neither is cut short to its band's width (`…`), or left
+/// out when not even that fits. `(text, centre px, row)`.
+fn band_names(bands: &[Band], px: &dyn Fn(f64) -> i32) -> Vec<(String, i32, i32)> {
+    let mut rows: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    let mut out = Vec::new();
+    for band in bands {
+        let (a, b) = (f64::from(px(band.from)), f64::from(px(band.to)));
+        let centre = (a + b) / 2.0;
+        let fits = |row: &Vec<(f64, f64)>, lo: f64, hi: f64| {
+            row.iter()
+                .all(|&(x, y)| hi + GAP_PX <= x || lo >= y + GAP_PX)
+        };
+        let w = text_px(&band.name);
+        let (lo, hi) = (centre - w / 2.0, centre + w / 2.0);
+        if let Some(r) = (0..2).find(|&r| fits(&rows[r], lo, hi)) {
+            rows[r].push((lo, hi));
+            out.push((band.name.clone(), centre as i32, r as i32));
+            continue;
+        }
+        let room = ((b - a - GAP_PX) / CHAR_PX).floor() as usize;
+        if room >= 2 {
+            let cut: String = band.name.chars().take(room - 1).chain(['…']).collect();
+            let w = text_px(&cut);
+            let (lo, hi) = (centre - w / 2.0, centre + w / 2.0);
+            if let Some(r) = (0..2).find(|&r| fits(&rows[r], lo, hi)) {
+                rows[r].push((lo, hi));
+                out.push((cut, centre as i32, r as i32));
+            }
+        }
+    }
+    out
 }
 
 /// The colour at 55 % over white.
@@ -166,33 +394,126 @@ mod tests {
     use super::*;
     use crate::render::chart::{Mark, Series};
 
-    #[test]
-    fn a_chart_becomes_an_svg_with_its_legend() {
+    fn chart() -> Chart {
         let pts = |ys: &[f64]| {
             ys.iter()
                 .enumerate()
-                .map(|(i, y)| (i as f64 * 10.0, y * MIB))
+                .map(|(i, y)| (i as f64 * 50.0, y * MIB))
                 .collect::<Vec<_>>()
         };
-        let chart = Chart {
+        Chart {
             title: "test".into(),
-            x_label: "ms".into(),
-            stack: vec![Series::of(Role::Live, pts(&[1.0, 20.0]))],
-            lines: vec![Series::of(Role::Limit, pts(&[32.0, 32.0]))],
-            marks: vec![Mark {
-                t_ms: 10.0,
-                kind: MarkKind::Oom,
-                label: "OOM kill".into(),
-            }],
+            x_label: "steps".into(),
+            bands: vec![
+                Band {
+                    name: "spike".into(),
+                    from: 0.0,
+                    to: 60.0,
+                    ..Band::default()
+                },
+                Band {
+                    name: "release".into(),
+                    from: 60.0,
+                    to: 80.0,
+                    ..Band::default()
+                },
+                Band {
+                    name: "remainder".into(),
+                    from: 80.0,
+                    to: 100.0,
+                    ..Band::default()
+                },
+            ],
+            stack: vec![Series::of(Role::Live, pts(&[1.0, 20.0, 1.0]))],
+            lines: vec![Series::of(Role::Limit, pts(&[32.0, 32.0, 32.0]))],
+            marks: vec![
+                Mark {
+                    x: 60.0,
+                    kind: MarkKind::Gc,
+                    label: "gc 1: goal 57.8 MiB".into(),
+                },
+                Mark {
+                    x: 90.0,
+                    kind: MarkKind::Oom,
+                    label: "OOM kill in remainder".into(),
+                },
+            ],
             rate: None,
-        };
-        let svg = render(&chart);
-        assert!(svg.starts_with("<svg"), "{svg}");
-        // plotters writes each text on its own line.
-        for text in ["cgroup limit", "live"] {
-            assert!(svg.contains(&format!(">\n{text}\n</text>")), "{text}");
+            rate_per_ms: false,
         }
-        assert!(svg.contains(">\nOOM kill"), "the kill is labelled");
+    }
+
+    #[test]
+    fn a_chart_becomes_an_svg_with_its_bands_marks_and_legend() {
+        let svg = render(&chart());
+        assert!(svg.starts_with("<svg"), "{svg}");
         assert!(!svg.contains("could not be drawn"), "{svg}");
+        // plotters writes each text on its own line.
+        for text in [
+            "cgroup limit",
+            "live",
+            "spike",
+            "release",
+            "remainder",
+            "gc 1: goal 57.8 MiB",
+            "OOM kill in remainder",
+        ] {
+            assert!(
+                svg.contains(&format!(">\n{text}\n</text>")),
+                "{text}: {svg}"
+            );
+        }
+    }
+
+    /// Labels of marks close together go to other rows; past the rows, a collection's is
+    /// left out and a kill's still shown.
+    #[test]
+    fn labels_take_free_rows_and_only_a_kills_must_be_shown() {
+        let mut p = Placed::default();
+        let rows: Vec<_> = (0..LABEL_ROWS)
+            .map(|_| p.place(500.0, 100.0, 0.0, 960.0, false).map(|(_, r)| r))
+            .collect();
+        assert_eq!(rows, (0..LABEL_ROWS).map(Some).collect::<Vec<_>>());
+        assert_eq!(p.place(500.0, 100.0, 0.0, 960.0, false), None);
+        assert_eq!(
+            p.place(500.0, 100.0, 0.0, 960.0, true).map(|(_, r)| r),
+            Some(LABEL_ROWS - 1)
+        );
+        // A mark 80 px away: its label starts at it, beside the first, in the first row.
+        let mut q = Placed::default();
+        q.place(500.0, 100.0, 0.0, 960.0, false);
+        assert_eq!(q.place(580.0, 100.0, 0.0, 960.0, false), Some((580.0, 0)));
+        // Kept inside the plot.
+        let (x, _) = Placed::default()
+            .place(955.0, 100.0, 0.0, 960.0, false)
+            .unwrap();
+        assert!(x + 100.0 <= 960.0);
+    }
+
+    /// A name wider than its band takes the second row or is cut short; names never share
+    /// a row where they would overlap.
+    #[test]
+    fn band_names_never_overlap() {
+        let bands: Vec<Band> = ["alpha-step", "b", "a-rather-long-step-name", "d"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Band {
+                name: (*n).into(),
+                from: i as f64 * 5.0,
+                to: i as f64 * 5.0 + 5.0,
+                ..Band::default()
+            })
+            .collect();
+        let names = band_names(&bands, &|x| (x * 8.0) as i32);
+        for (i, (a, xa, ra)) in names.iter().enumerate() {
+            for (b, xb, rb) in &names[i + 1..] {
+                if ra == rb {
+                    let (wa, wb) = (text_px(a) / 2.0, text_px(b) / 2.0);
+                    let apart = f64::from((xa - xb).abs());
+                    assert!(apart >= wa + wb, "{a} and {b} overlap: {names:?}");
+                }
+            }
+        }
+        assert!(names.iter().any(|(n, _, _)| n == "b"), "{names:?}");
     }
 }
