@@ -684,7 +684,8 @@ impl ExecReport {
                     label: "heap live after it (gctrace)".to_owned(),
                     ..Series::of(Role::Live, heap(|c| c.heap_live_bytes))
                 },
-                Series::of(Role::NextGc, goals).stepped(),
+                // A plan holds until the next cycle, the last one's to the end.
+                Series::of(Role::NextGc, goals).stepped().held_to(t_end),
             ]);
         }
         lines.extend([

@@ -59,6 +59,53 @@ fn the_seed_oom_killed_in_the_remainder() {
     snapshot("run-oom", &r);
 }
 
+/// Readable at a glance (issue 19): on the seed's chart the release, the goal of 57.8 MiB above
+/// the 32 MiB limit and the kill are three events at least 5 % of the axis apart (so of the
+/// plot's width: the axis is linear), though the spike took nearly all the wall time.
+#[test]
+fn the_seeds_chart_keeps_the_release_the_goal_and_the_kill_apart() {
+    use memspike_report::render::chart::MarkKind;
+    let r = Report::build(fixture::<RunFacts>("run-oom.json"));
+    let chart = r.chart().expect("a run has a chart");
+    let names: Vec<&str> = chart.bands.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["spike", "release", "remainder"]);
+    let release = &chart.bands[1];
+    let goal = chart
+        .marks
+        .iter()
+        .find(|m| m.kind == MarkKind::Gc && m.label.ends_with("goal 57.8 MiB"))
+        .expect("the collection that set the goal is marked with it");
+    let kill = chart
+        .marks
+        .iter()
+        .find(|m| m.kind == MarkKind::Oom)
+        .expect("the kill is marked");
+    assert!(
+        kill.label.starts_with("OOM kill in remainder: "),
+        "{}",
+        kill.label
+    );
+    let events = [(release.from + release.to) / 2.0, goal.x, kill.x];
+    let width = chart.x_max();
+    for (i, a) in events.iter().enumerate() {
+        for b in &events[i + 1..] {
+            assert!(
+                (a - b).abs() >= 0.05 * width,
+                "release, goal and kill at {events:?} of {width}"
+            );
+        }
+    }
+    // Wall time would have put all three in the last 2 % of the axis.
+    let t = |at: f64| {
+        r.series
+            .iter()
+            .find(|p| p.story >= Some(at))
+            .map(|p| p.t_ms)
+    };
+    let (spike_end, end) = (t(release.from).unwrap(), r.series.last().unwrap().t_ms);
+    assert!(spike_end / end > 0.9, "{spike_end} of {end} ms");
+}
+
 #[test]
 fn the_seed_survives_with_a_collection_after_the_release() {
     let r = Report::build(fixture::<RunFacts>("run-survived.json"));
@@ -156,6 +203,24 @@ fn a_comparison_marks_the_cheapest_survivors() {
         "{}",
         r.verdict
     );
+    // On the chart's shared axis, policies that behave alike until the release stand at the
+    // same x at every event until it (issue 19), whatever their wall times; the collection
+    // after the release parts them inside its band.
+    let chart = r.chart().expect("a comparison has a chart");
+    let release = chart.bands.iter().find(|b| b.name == "release").unwrap();
+    let before = |name: &str| -> Vec<f64> {
+        let row = r.policies.iter().find(|p| p.name == name).unwrap();
+        row.usage
+            .iter()
+            .filter_map(|p| p.story)
+            .filter(|x| *x <= release.from)
+            .collect()
+    };
+    let (plain, collected) = (before("gogc100"), before("gc-after-release"));
+    assert!(plain.len() >= 3, "{plain:?}");
+    assert_eq!(plain, collected);
+    let t = |name: &str| r.policies.iter().find(|p| p.name == name).unwrap().usage[2].t_ms;
+    assert_ne!(t("gogc100"), t("gc-after-release"), "the wall times differ");
     snapshot("compare", &r);
 }
 

@@ -226,7 +226,7 @@ fn the_html_report_opens_offline_with_its_chart() {
             "next GC goal",
             "cgroup usage",
             "cgroup limit",
-            "OOM kill (remainder)",
+            "OOM kill in remainder",
         ],
     );
 
@@ -268,6 +268,130 @@ fn the_html_report_opens_offline_with_its_chart() {
     session.screenshot(&shot);
     eprintln!("screenshot: {}", shot.display());
 }
+
+/// Every report kind with a timeline, as a person looks at it (issue 19): the seed's `run`, a
+/// `compare` of three policies and a real Go program's `exec`, each built in-process from a
+/// recorded run (no root), opened offline at 1280 px and 600 px wide. In the browser no two
+/// texts of the chart overlap (their bounding boxes, as laid out), every step's band is named
+/// under the plot, the kill's label and the limit's line lie inside the plot, and the page
+/// has no horizontal scrollbar. Screenshots go to `target/tmp/layout-<kind>-<width>.png`
+/// (docs/images keeps copies).
+#[test]
+fn every_report_lays_out_at_two_widths() {
+    let Some((chromium, chromedriver)) = browser() else {
+        return;
+    };
+    let fixture = |name: &str| {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../memspike-report/tests/fixtures")
+                .join(name),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let compare = memspike_report::compare::CompareReport::build(
+        serde_json::from_str(&fixture("compare.json")).expect("the recorded comparison"),
+    );
+    let exec = memspike_report::exec::ExecReport::build(
+        serde_json::from_str(&fixture("exec-go-oom.json")).expect("the recorded exec"),
+    );
+    let seed = ["spike", "release", "remainder"];
+    let kinds: [(&str, Vec<(&str, String)>, &[&str], &[&str]); 3] = [
+        (
+            "run",
+            seed_report().files().unwrap(),
+            &seed,
+            &["OOM kill in remainder"],
+        ),
+        (
+            "compare",
+            compare.files().unwrap(),
+            &seed,
+            &["gogc100 killed", "memlimit90 killed"],
+        ),
+        ("exec", exec.files().unwrap(), &[], &["OOM kill"]),
+    ];
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let profile = tempfile::tempdir().expect("a temporary Chromium profile directory");
+    let driver = ChromeDriver::start(&chromedriver, out_dir).expect("chromedriver starts");
+    let session = driver.new_session(&chromium, profile.path());
+    for (kind, files, bands, kills) in kinds {
+        let dir = tempfile::tempdir().expect("a temporary report directory");
+        for (name, body) in files {
+            std::fs::write(dir.path().join(name), body).expect("the report is written");
+        }
+        for width in [1280, 600] {
+            let what = format!("{kind} at {width} px");
+            session.block("resize", session.client().set_window_size(width, 1000));
+            session.navigate(&format!(
+                "file://{}",
+                dir.path().join("report.html").display()
+            ));
+            session.wait_for("the report to finish loading", |s| {
+                s.script("return document.readyState;", json!([])) == "complete"
+            });
+            let laid = session.script(LAYOUT, json!([bands, kills]));
+            assert_eq!(laid["overlaps"], json!([]), "{what}: texts overlap: {laid}");
+            assert_eq!(
+                laid["missing"],
+                json!([]),
+                "{what}: not drawn where it belongs: {laid}"
+            );
+            assert!(
+                laid["limit_lines"].as_u64().unwrap_or(0) > 0,
+                "{what}: no limit line: {laid}"
+            );
+            assert!(
+                laid["scroll_width"].as_f64() <= laid["client_width"].as_f64(),
+                "{what}: a horizontal scrollbar: {laid}"
+            );
+            let shot = out_dir.join(format!("layout-{kind}-{width}.png"));
+            session.screenshot(&shot);
+            eprintln!("screenshot: {}", shot.display());
+        }
+    }
+}
+
+/// The layout check, in the page: `arguments[0]` the band names expected under the plot,
+/// `arguments[1]` the kill labels expected inside it (each a label's start).
+const LAYOUT: &str = r#"
+var svg = document.querySelector('figure svg');
+var plot = svg.querySelector('rect.plot-area').getBoundingClientRect();
+var texts = Array.from(svg.querySelectorAll('text'))
+  .filter(function (t) { return t.textContent.trim().length > 0; })
+  .map(function (t) {
+    var b = t.getBoundingClientRect();
+    return { s: t.textContent.trim(), l: b.left, r: b.right, t: b.top, b: b.bottom };
+  });
+var overlaps = [];
+for (var i = 0; i < texts.length; i++) {
+  for (var j = i + 1; j < texts.length; j++) {
+    var a = texts[i], c = texts[j];
+    if (a.l < c.r - 0.5 && c.l < a.r - 0.5 && a.t < c.b - 0.5 && c.t < a.b - 0.5) {
+      overlaps.push([a.s, c.s]);
+    }
+  }
+}
+var missing = [];
+var across = function (t) { return t.l >= plot.left - 1 && t.r <= plot.right + 1; };
+arguments[0].forEach(function (name) {
+  var t = texts.find(function (x) { return x.s === name; });
+  if (!t || !across(t) || t.t < plot.bottom - 1) { missing.push('band ' + name); }
+});
+arguments[1].forEach(function (label) {
+  var t = texts.find(function (x) { return x.s.indexOf(label) === 0; });
+  if (!t || !across(t) || t.t < plot.top - 1 || t.b > plot.bottom + 1) { missing.push('kill ' + label); }
+});
+var limit = Array.from(svg.querySelectorAll('[stroke]')).filter(function (e) {
+  var b = e.getBoundingClientRect();
+  return (e.getAttribute('stroke') || '').toLowerCase() === '#c62828' && b.width > 0
+    && b.left >= plot.left - 1 && b.right <= plot.right + 1
+    && b.top >= plot.top - 1 && b.bottom <= plot.bottom + 1;
+});
+return { overlaps: overlaps, missing: missing, limit_lines: limit.length,
+         scroll_width: document.documentElement.scrollWidth,
+         client_width: document.documentElement.clientWidth };
+"#;
 
 /// The seed's report as a real traced run at 32 MiB recorded it (the report crate's fixture:
 /// OOM-killed in the remainder), built from its facts in-process (no root).

@@ -138,6 +138,16 @@ impl Series {
         Series::of(role, vec![(0.0, v), (x_end, v)])
     }
 
+    /// The last value held on to `x_end`, when the series ends before it.
+    pub fn held_to(mut self, x_end: f64) -> Series {
+        if let Some(&(x, v)) = self.points.last() {
+            if x < x_end {
+                self.points.push((x_end, v));
+            }
+        }
+        self
+    }
+
     /// The same values held until the next point: a plan (a goal, a trigger) changes at an
     /// instant, it does not slide between events.
     pub fn stepped(mut self) -> Series {

@@ -18,6 +18,9 @@ h1.bad { color: var(--danger); } h1.good { color: var(--ok); }
 h2 { font-size: 1rem; margin: 24px 0 8px; }
 section, figure { background:var(--card); border:1px solid var(--border); border-radius:8px;
                   padding:12px 16px; margin:16px 0; }
+section { overflow-x: auto; }
+td.label { overflow-wrap: anywhere; }
+@media (max-width: 700px) { main { padding: 12px 8px 32px; } td.label { width: auto; } }
 figure svg { width: 100%; height: auto; display: block; }
 p.verdict { font-size: 1.05rem; margin: 0; }
 p.error { color: var(--danger); }

@@ -44,11 +44,14 @@ fn colour(c: Rgb) -> RGBColor {
 
 /// The chart as an SVG document. A chart that cannot be drawn (nothing to draw) is an SVG that
 /// says so, never an error: the report's other files stand on their own.
+/// The plot's rectangle is marked with an invisible `<rect class="plot-area">`, for tools and
+/// the layout tests that check what lies inside it.
 pub fn render(chart: &Chart) -> String {
     let mut out = String::new();
-    {
+    let plot = {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
-        if let Err(e) = draw(&root, chart) {
+        let plot = draw(&root, chart);
+        if let Err(e) = &plot {
             let _ = root.fill(&WHITE);
             let _ = root.draw(&Text::new(
                 format!("the chart could not be drawn: {e}"),
@@ -57,12 +60,24 @@ pub fn render(chart: &Chart) -> String {
             ));
         }
         let _ = root.present();
+        plot.ok()
+    };
+    if let (Some([x0, y0, x1, y1]), Some(end)) = (plot, out.rfind("</svg>")) {
+        out.insert_str(
+            end,
+            &format!(
+                "<rect class=\"plot-area\" x=\"{x0}\" y=\"{y0}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"none\"/>\n",
+                x1 - x0,
+                y1 - y0
+            ),
+        );
     }
     out
 }
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
-type DrawResult = Result<(), Box<dyn std::error::Error + 'static>>;
+/// The plot's rectangle in px, `[left, top, right, bottom]`, once drawn.
+type DrawResult = Result<[i32; 4], Box<dyn std::error::Error + 'static>>;
 
 fn font() -> TextStyle<'static> {
     ("sans-serif", FONT).into_font().into()
@@ -214,7 +229,14 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
     }
     for s in &chart.lines {
         let style = line_style(s.role);
-        if s.role.dashed() {
+        if let [(x, v)] = s.points[..] {
+            // One point is no line: a dot.
+            c.draw_series(std::iter::once(Circle::new(
+                (x, v / MIB),
+                4,
+                style.filled(),
+            )))?;
+        } else if s.role.dashed() {
             c.draw_series(DashedLineSeries::new(mib(s), 7, 4, style))?;
         } else {
             c.draw_series(LineSeries::new(mib(s), style))?;
@@ -294,7 +316,7 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
             x += entry_px(e);
         }
     }
-    Ok(())
+    Ok([x0, plot_top, x1, plot_bottom])
 }
 
 /// Labels placed so far, by row: `(left, right)` in px.
@@ -448,6 +470,7 @@ mod tests {
         let svg = render(&chart());
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(!svg.contains("could not be drawn"), "{svg}");
+        assert!(svg.contains("<rect class=\"plot-area\""), "{svg}");
         // plotters writes each text on its own line.
         for text in [
             "cgroup limit",
