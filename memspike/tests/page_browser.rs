@@ -296,7 +296,9 @@ fn every_report_lays_out_at_two_widths() {
         serde_json::from_str(&fixture("exec-go-oom.json")).expect("the recorded exec"),
     );
     let seed = ["spike", "release", "remainder"];
-    let kinds: [(&str, Vec<(&str, String)>, &[&str], &[&str]); 3] = [
+    /// A report kind: its name, its files, the band names and kill labels its chart shows.
+    type Kind<'a> = (&'a str, Vec<(&'a str, String)>, &'a [&'a str], &'a [&'a str]);
+    let kinds: [Kind; 3] = [
         (
             "run",
             seed_report().files().unwrap(),

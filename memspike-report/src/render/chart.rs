@@ -140,10 +140,10 @@ impl Series {
 
     /// The last value held on to `x_end`, when the series ends before it.
     pub fn held_to(mut self, x_end: f64) -> Series {
-        if let Some(&(x, v)) = self.points.last() {
-            if x < x_end {
-                self.points.push((x_end, v));
-            }
+        if let Some(&(x, v)) = self.points.last()
+            && x < x_end
+        {
+            self.points.push((x_end, v));
         }
         self
     }
