@@ -22,6 +22,7 @@ use memspike_worker::telemetry::WorkerConfig;
 use crate::{
     exec::{self, ExecConfig, ProgramRunner},
     preflight::{self, UsageError},
+    progress::Progress,
     signals::{Interrupts, signal},
     supervisor::{self, RunOptions, Runner, SupervisorError},
 };
@@ -74,9 +75,10 @@ pub fn compare(
     })
 }
 
-/// Runs every policy's configuration `repeats` times, in order, each run said on stderr
-/// ([`Progress`]). A stop signal ends the runs: the runs made before it, and that signal (the
-/// run it interrupted is left out, as it ended by the signal rather than by its policy).
+/// Runs every policy's configuration `repeats` times, in order, each run said on stderr (a log
+/// line, and a [`Progress`] bar on a terminal). A stop signal ends the runs: the runs made
+/// before it, and that signal (the run it interrupted is left out, as it ended by the signal
+/// rather than by its policy).
 fn each_run<C, R>(
     policies: &[Policy],
     configs: &[C],
@@ -84,15 +86,26 @@ fn each_run<C, R>(
     stop: impl Fn() -> Option<i32>,
     mut run: impl FnMut(&C) -> Result<R, SupervisorError>,
 ) -> Result<(Vec<PolicyRun<R>>, Option<Signal>), SupervisorError> {
-    let progress = Progress::new(policies.len(), repeats);
-    let mut runs = Vec::with_capacity(policies.len() * repeats as usize);
+    let runs_in_all = policies.len() * repeats as usize;
+    let progress = Progress::new("runs", runs_in_all as u64);
+    let started = Instant::now();
+    let mut runs = Vec::with_capacity(runs_in_all);
     for (i, (policy, config)) in policies.iter().zip(configs).enumerate() {
         for j in 0..repeats {
-            progress.say(i, name(policy), j);
+            let what = format!(
+                "policy {}/{} {}, run {}/{repeats}",
+                i + 1,
+                policies.len(),
+                name(policy),
+                j + 1
+            );
+            tracing::info!("{what} ({:.1} s elapsed)", started.elapsed().as_secs_f64());
+            progress.now(what);
             let made = match run(config) {
                 Err(SupervisorError::Interrupted(sig)) => return Ok((runs, Some(signal(sig)))),
                 made => made?,
             };
+            progress.done_one();
             if let Some(sig) = stop() {
                 return Ok((runs, Some(signal(sig))));
             }
@@ -103,35 +116,6 @@ fn each_run<C, R>(
         }
     }
     Ok((runs, None))
-}
-
-/// Progress on stderr, one line per run: policy i of n, run j of N, time so far.
-struct Progress {
-    policies: usize,
-    repeats: u32,
-    started: Instant,
-}
-
-impl Progress {
-    fn new(policies: usize, repeats: u32) -> Progress {
-        Progress {
-            policies,
-            repeats,
-            started: Instant::now(),
-        }
-    }
-
-    /// Says that run `j` (from 0) of policy `i` (from 0), `name`, starts.
-    fn say(&self, i: usize, name: &str, j: u32) {
-        tracing::info!(
-            "policy {}/{} {name}, run {}/{} ({:.1} s elapsed)",
-            i + 1,
-            self.policies,
-            j + 1,
-            self.repeats,
-            self.started.elapsed().as_secs_f64()
-        );
-    }
 }
 
 /// A command, and how its runs go: what `compare -- CMD` and `threshold -- CMD` share.
@@ -265,13 +249,21 @@ pub fn threshold(
     }
     let mut runner = Runner::new(options, interrupts);
     let mut found = Vec::with_capacity(policies.len());
+    let progress = Progress::new("policies", policies.len() as u64);
     for (p, base) in policies.iter().zip(&bases) {
         tracing::info!("policy {}: {}", name(p), knob.goal());
         let options = threshold::Options {
             repeats,
             ..threshold::Options::default()
         };
+        let mut made = 0;
         let t = threshold::search_with(range, options, |value| {
+            made += 1;
+            progress.now(format!(
+                "{}: run {made} at {knob} {}",
+                name(p),
+                knob.format(value)
+            ));
             let facts = runner.run(&at(base, knob, value))?;
             match Outcome::of_run(&facts) {
                 (Outcome::Survived, _) => Ok(Survived(true)),
@@ -283,6 +275,7 @@ pub fn threshold(
                 ))),
             }
         })?;
+        progress.done_one();
         found.push(PolicySearch {
             policy: p.clone(),
             threshold: t,
@@ -318,6 +311,8 @@ struct Prober<'a> {
     runner: ProgramRunner<'a>,
     started: Instant,
     policies: usize,
+    /// Policies searched, on a terminal.
+    progress: Progress,
 }
 
 impl Prober<'_> {
@@ -333,13 +328,12 @@ impl Prober<'_> {
         edge: &str,
         probes: &mut Vec<Probe>,
     ) -> Result<Probe, SupervisorError> {
+        let doing = format!("policy {}/{} {}: {what}", i + 1, self.policies, name(p));
         tracing::info!(
-            "policy {}/{} {}: {what} ({:.1} s elapsed)",
-            i + 1,
-            self.policies,
-            name(p),
+            "{doing} ({:.1} s elapsed)",
             self.started.elapsed().as_secs_f64()
         );
+        self.progress.now(doing);
         let facts = self.runner.run(config)?;
         if let Some(sig) = &facts.group.stop_signal {
             return Err(SupervisorError::Worker(format!(
@@ -434,6 +428,7 @@ pub fn threshold_command(
         runner: ProgramRunner::new(base.trace_kernel, interrupts),
         started: Instant::now(),
         policies: policies.len(),
+        progress: Progress::new("policies", policies.len() as u64),
     };
     let mut found = Vec::with_capacity(policies.len());
     for (i, p) in policies.iter().enumerate() {
@@ -508,6 +503,7 @@ pub fn threshold_command(
             None
         };
         let (cost, cost_bound) = cost.unzip();
+        prober.progress.done_one();
         found.push(PolicySearch {
             policy: p.clone(),
             threshold: t,

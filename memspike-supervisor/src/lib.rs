@@ -3,6 +3,7 @@
 //! each run ([`memspike_report::facts`]). It builds no report: the binary does, from the facts.
 //!
 //! - [`preflight`]: checks what the user asked for before anything is created;
+//! - [`progress`]: a bar for long work on a terminal, and the log's writer that lifts it;
 //! - [`signals`]: the stop signals, waited for without handlers, and passed on;
 //! - [`supervisor`]: one group and its observer per session; the worker's runs in it;
 //! - [`exec`]: a real program in a group instead, sampled over time;
@@ -11,6 +12,7 @@
 pub mod compare;
 pub mod exec;
 pub mod preflight;
+pub mod progress;
 pub mod signals;
 pub mod supervisor;
 pub mod sweep;

@@ -27,6 +27,7 @@ use memspike_report::facts::{CellFacts, PolicyRun};
 use memspike_worker::{privilege::RunAs, telemetry::WorkerConfig};
 
 use crate::{
+    progress::Progress,
     signals::Interrupts,
     supervisor::{self, RunOptions, Runner, SupervisorError},
 };
@@ -157,6 +158,7 @@ pub fn run_local(
     let mut running: VecDeque<Running> = VecDeque::new();
     let mut lines: Vec<(usize, String)> = Vec::with_capacity(plan.len());
     let mut failed = Vec::new();
+    let progress = Progress::new("cells", plan.len() as u64);
     while !waiting.is_empty() || !running.is_empty() {
         while running.len() < jobs.max(1) && interrupts.received().is_none() {
             let Some(index) = waiting.pop_front() else {
@@ -179,6 +181,7 @@ pub fn run_local(
             supervisor::confine(&group, &mut cmd, None)?;
             let child = cmd.spawn().map_err(SupervisorError::Spawn)?;
             tracing::info!("cell {index} of {} started in {}", plan.len(), group.name());
+            progress.now(format!("cell {index} started"));
             running.push_back(Running {
                 index,
                 child,
@@ -197,6 +200,7 @@ pub fn run_local(
         // The group goes only once the child has been waited for (removing it kills members).
         let result = finish(child);
         drop(group);
+        progress.done_one();
         match result {
             Ok(line) => lines.push((index, line)),
             Err(e) => failed.push(format!("cell {index}: {e}")),

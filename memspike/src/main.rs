@@ -35,7 +35,8 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        // Stderr, with a progress bar lifted while a line prints.
+        .with_writer(|| memspike_supervisor::progress::LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .with_env_filter(

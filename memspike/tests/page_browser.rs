@@ -297,7 +297,12 @@ fn every_report_lays_out_at_two_widths() {
     );
     let seed = ["spike", "release", "remainder"];
     /// A report kind: its name, its files, the band names and kill labels its chart shows.
-    type Kind<'a> = (&'a str, Vec<(&'a str, String)>, &'a [&'a str], &'a [&'a str]);
+    type Kind<'a> = (
+        &'a str,
+        Vec<(&'a str, String)>,
+        &'a [&'a str],
+        &'a [&'a str],
+    );
     let kinds: [Kind; 3] = [
         (
             "run",

@@ -340,6 +340,7 @@ impl Setup<'_> {
         let done = AtomicUsize::new(0);
         let results: Mutex<Vec<Option<Judged>>> =
             Mutex::new(std::iter::repeat_with(|| None).take(cells.len()).collect());
+        let bar = progress::Bar::new("cells", cells.len() as u64);
         std::thread::scope(|scope| {
             for _ in 0..jobs {
                 scope.spawn(|| {
@@ -348,7 +349,7 @@ impl Setup<'_> {
                         let Some(cell) = cells.get(i) else { break };
                         let judged = self.run_cell(cell);
                         let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                        progress::say(progress_line(self.runtime, n, cells.len(), &judged));
+                        bar.done_one(progress_line(self.runtime, n, cells.len(), &judged));
                         results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(judged);
                     }
                 });
