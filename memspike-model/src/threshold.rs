@@ -76,7 +76,8 @@ impl Knob {
         !matches!(self, Knob::Limit)
     }
 
-    fn geometric(self) -> bool {
+    /// Searched on a geometric scale (each step a share of the value), and drawn on one.
+    pub fn geometric(self) -> bool {
         !matches!(self, Knob::Spike | Knob::Gomemlimit)
     }
 

@@ -30,7 +30,7 @@ pub mod sweep;
 pub mod threshold;
 
 pub use render::{
-    chart::Chart,
+    chart::{Chart, Picture},
     view::{Tone, View},
 };
 
@@ -39,9 +39,13 @@ pub use render::{
 pub trait Document: serde::Serialize {
     /// Headline, figures and verdict, for text and HTML.
     fn view(&self) -> View;
-    /// The report's picture, if it has one.
+    /// The report's chart of memory, if it has one.
     fn chart(&self) -> Option<Chart> {
         None
+    }
+    /// What its `timeline.svg` draws: its chart of memory, or another picture of its answers.
+    fn picture(&self) -> Option<Picture> {
+        self.chart().map(Picture::Timeline)
     }
     /// The report for a terminal.
     fn text(&self) -> String {
@@ -55,7 +59,7 @@ pub trait Document: serde::Serialize {
     /// order (the chart only for a report that has one). A `run`'s directory also holds its
     /// [`EVENT_LOG`], streamed by the supervisor during the run, not by this.
     fn files(&self) -> serde_json::Result<Vec<(&'static str, String)>> {
-        let svg = self.chart().map(|c| render::svg::render(&c));
+        let svg = self.picture().map(|p| render::svg::render(&p));
         let html = render::html::render(&self.view(), svg.as_deref());
         let bodies = [Some(self.json()?), svg, Some(html)];
         Ok(FILES

@@ -22,7 +22,7 @@ use crate::{
     format::{opt_bytes, opt_count, percent},
     outcome::Outcome,
     render::{
-        chart::{Chart, Role, Series},
+        chart::{Grid, GridRow, Picture},
         view::{Block, Tone, View},
     },
     run::Report,
@@ -332,43 +332,68 @@ impl Document for SweepReport {
     }
 
     /// Each cell's peak against its limit, cell by cell.
-    fn chart(&self) -> Option<Chart> {
-        Some(self.picture())
+    fn picture(&self) -> Option<Picture> {
+        Some(Picture::Grid(self.grid()))
     }
 }
 
 impl SweepReport {
-    fn picture(&self) -> Chart {
-        let at = |c: &SweepRow| c.cell.index as f64;
-        Chart {
-            title: format!("sweep {}: cgroup peak per cell", self.plan),
-            x_label: "cell".to_owned(),
-            bands: Vec::new(),
-            stack: Vec::new(),
-            lines: vec![
-                Series::of(
-                    Role::Limit,
-                    self.cells
-                        .iter()
-                        .map(|c| (at(c), c.cell.limit_bytes as f64))
-                        .collect(),
-                )
-                .stepped(),
-                Series {
-                    label: fig::CGROUP_PEAK.label.to_owned(),
-                    ..Series::of(
-                        Role::CgroupUsage,
-                        self.cells
-                            .iter()
-                            .filter_map(|c| c.row.peak_bytes.map(|p| (at(c), p as f64)))
-                            .collect(),
-                    )
-                },
-            ],
-            // A killed cell's peak is its limit: the two lines meet there.
-            marks: Vec::new(),
-            rate: None,
-            rate_per_ms: false,
+    /// Survival per policy (rows) and limit (columns; with the scenario where the plan has
+    /// more than one), in the plan's order.
+    fn grid(&self) -> Grid {
+        let scenarios: std::collections::BTreeSet<&str> = self
+            .cells
+            .iter()
+            .map(|c| c.cell.scenario.as_str())
+            .collect();
+        let column = |c: &SweepRow| match scenarios.len() {
+            1 => human(c.cell.limit_bytes).to_string(),
+            _ => format!("{}\n{}", c.cell.scenario, human(c.cell.limit_bytes)),
+        };
+        let mut keys: Vec<(&str, u64)> = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
+        for c in &self.cells {
+            let key = (c.cell.scenario.as_str(), c.cell.limit_bytes);
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+            if !names.contains(&c.row.name.as_str()) {
+                names.push(&c.row.name);
+            }
+        }
+        let columns = keys
+            .iter()
+            .map(|k| {
+                self.cells
+                    .iter()
+                    .find(|c| (c.cell.scenario.as_str(), c.cell.limit_bytes) == *k)
+                    .map(column)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let rows = names
+            .iter()
+            .map(|name| GridRow {
+                name: (*name).to_owned(),
+                cells: keys
+                    .iter()
+                    .map(|k| {
+                        let cells = self.cells.iter().filter(|c| {
+                            c.row.name == *name
+                                && (c.cell.scenario.as_str(), c.cell.limit_bytes) == *k
+                        });
+                        cells.fold(None, |sum: Option<(u32, u32)>, c| {
+                            let (s, n) = sum.unwrap_or_default();
+                            Some((s + c.row.survived, n + c.row.runs))
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        Grid {
+            title: format!("sweep {}: runs survived per policy and limit", self.plan),
+            columns,
+            rows,
         }
     }
 }

@@ -17,7 +17,10 @@ use crate::{
     facts::{CostBound, Probe, ThresholdFacts, ThresholdSubject},
     figures as fig,
     format::percent,
-    render::view::{Block, Pairs, Tone, View},
+    render::{
+        chart::{OutcomeRow, Outcomes, Picture},
+        view::{Block, Pairs, Tone, View},
+    },
 };
 
 /// One policy's threshold.
@@ -80,8 +83,39 @@ impl ThresholdReport {
     }
 }
 
-/// A threshold report has no chart yet: its answers are a table.
+/// A threshold report's answers are a table, and its picture the outcomes along the knob.
 impl Document for ThresholdReport {
+    /// Every policy's runs along the knob, the bands where real runs flipped and where the
+    /// model's draws disagreed, and each answer.
+    fn picture(&self) -> Option<Picture> {
+        let range = self.policies.first()?.threshold.range;
+        let rows = self
+            .policies
+            .iter()
+            .map(|p| {
+                let t = &p.threshold;
+                OutcomeRow {
+                    name: p.name.clone(),
+                    runs: t.runs.iter().map(|r| (r.value, r.survived)).collect(),
+                    flipped: t.survives.zip(t.dies).filter(|_| t.flaky),
+                    marginal: p.model.as_ref().and_then(|m| m.marginal),
+                    survives: t.survives,
+                }
+            })
+            .collect();
+        Some(Picture::Outcomes(Outcomes {
+            title: format!(
+                "threshold of {}: {}, limit {}",
+                self.knob,
+                self.subject,
+                human(self.limit_bytes)
+            ),
+            knob: self.knob,
+            range: (range.lo, range.hi),
+            rows,
+        }))
+    }
+
     /// Headline, the answers in a table, and each policy's answer in words as the verdict.
     fn view(&self) -> View {
         let k = self.knob;

@@ -28,8 +28,8 @@ fn snapshot(name: &str, doc: &impl Document) {
         ".cells[].usage" => "[usage]",
     });
     // Every form renders: the SVG parses, the page holds the verdict.
-    if let Some(chart) = doc.chart() {
-        let svg = memspike_report::render::svg::render(&chart);
+    if let Some(picture) = doc.picture() {
+        let svg = memspike_report::render::svg::render(&picture);
         assert!(
             svg.starts_with("<svg"),
             "{name}: {}",

@@ -269,12 +269,12 @@ fn the_html_report_opens_offline_with_its_chart() {
     eprintln!("screenshot: {}", shot.display());
 }
 
-/// Every report kind with a timeline, as a person looks at it (issue 19): the seed's `run`, a
-/// `compare` of three policies and a real Go program's `exec`, each built in-process from a
-/// recorded run (no root), opened offline at 1280 px and 600 px wide. In the browser no two
-/// texts of the chart overlap (their bounding boxes, as laid out), every step's band is named
-/// under the plot, the kill's label and the limit's line lie inside the plot, and the page
-/// has no horizontal scrollbar. Screenshots go to `target/tmp/layout-<kind>-<width>.png`
+/// Every report kind, as a person looks at it (issue 19): the seed's `run`, a `compare` of three
+/// policies, a real Go program's `exec`, a `threshold` search and a `sweep merge`, each built
+/// in-process from a recorded run (no root), opened offline at 1280 px and 600 px wide. In the
+/// browser no two texts of the picture overlap (their bounding boxes, as laid out), every
+/// step's band is named under the plot, the kill's label (a grid's counts) and the limit's
+/// line lie inside the plot, and the page has no horizontal scrollbar. Screenshots go to `target/tmp/layout-<kind>-<width>.png`
 /// (docs/images keeps copies).
 #[test]
 fn every_report_lays_out_at_two_widths() {
@@ -295,15 +295,30 @@ fn every_report_lays_out_at_two_widths() {
     let exec = memspike_report::exec::ExecReport::build(
         serde_json::from_str(&fixture("exec-go-oom.json")).expect("the recorded exec"),
     );
+    let threshold = memspike_report::threshold::ThresholdReport::build(
+        serde_json::from_str(&fixture("threshold.json")).expect("the recorded threshold"),
+    );
+    let cells: Vec<memspike_report::facts::CellFacts> =
+        serde_json::from_str(&fixture("sweep-cells.json")).expect("the recorded cells");
+    let sweep = memspike_report::sweep::SweepReport::merge(
+        cells
+            .into_iter()
+            .map(memspike_report::sweep::SweepRow::build)
+            .collect(),
+        Vec::new(),
+        None,
+    )
+    .expect("the cells merge");
     let seed = ["spike", "release", "remainder"];
-    /// A report kind: its name, its files, the band names and kill labels its chart shows.
+    /// A report kind: its name, its files, the texts its picture shows under the plot (a
+    /// timeline's bands) and inside it (a kill's label, a grid's counts).
     type Kind<'a> = (
         &'a str,
         Vec<(&'a str, String)>,
         &'a [&'a str],
         &'a [&'a str],
     );
-    let kinds: [Kind; 3] = [
+    let kinds: [Kind; 5] = [
         (
             "run",
             seed_report().files().unwrap(),
@@ -317,6 +332,8 @@ fn every_report_lays_out_at_two_widths() {
             &["gogc100 killed", "memlimit90 killed"],
         ),
         ("exec", exec.files().unwrap(), &[], &["OOM kill"]),
+        ("threshold", threshold.files().unwrap(), &[], &[]),
+        ("sweep", sweep.files().unwrap(), &[], &["1/1", "0/1"]),
     ];
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let profile = tempfile::tempdir().expect("a temporary Chromium profile directory");
@@ -344,10 +361,13 @@ fn every_report_lays_out_at_two_widths() {
                 json!([]),
                 "{what}: not drawn where it belongs: {laid}"
             );
-            assert!(
-                laid["limit_lines"].as_u64().unwrap_or(0) > 0,
-                "{what}: no limit line: {laid}"
-            );
+            // A timeline's limit (a threshold's or a sweep's picture has none).
+            if !matches!(kind, "threshold" | "sweep") {
+                assert!(
+                    laid["limit_lines"].as_u64().unwrap_or(0) > 0,
+                    "{what}: no limit line: {laid}"
+                );
+            }
             assert!(
                 laid["scroll_width"].as_f64() <= laid["client_width"].as_f64(),
                 "{what}: a horizontal scrollbar: {laid}"
@@ -360,10 +380,13 @@ fn every_report_lays_out_at_two_widths() {
 }
 
 /// The layout check, in the page: `arguments[0]` the band names expected under the plot,
-/// `arguments[1]` the kill labels expected inside it (each a label's start).
+/// `arguments[1]` the texts expected inside it (each a text's start).
 const LAYOUT: &str = r#"
 var svg = document.querySelector('figure svg');
-var plot = svg.querySelector('rect.plot-area').getBoundingClientRect();
+var marked = svg.querySelector('rect.plot-area');
+if (!marked) { return { overlaps: [], missing: ['the plot area'], limit_lines: 0,
+                        scroll_width: 0, client_width: 0 }; }
+var plot = marked.getBoundingClientRect();
 var texts = Array.from(svg.querySelectorAll('text'))
   .filter(function (t) { return t.textContent.trim().length > 0; })
   .map(function (t) {
@@ -387,7 +410,7 @@ arguments[0].forEach(function (name) {
 });
 arguments[1].forEach(function (label) {
   var t = texts.find(function (x) { return x.s.indexOf(label) === 0; });
-  if (!t || !across(t) || t.t < plot.top - 1 || t.b > plot.bottom + 1) { missing.push('kill ' + label); }
+  if (!t || !across(t) || t.t < plot.top - 1 || t.b > plot.bottom + 1) { missing.push('inside ' + label); }
 });
 var limit = Array.from(svg.querySelectorAll('[stroke]')).filter(function (e) {
   var b = e.getBoundingClientRect();

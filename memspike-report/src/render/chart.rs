@@ -10,6 +10,8 @@
 //! ([`crate::figures`]) and whose colours are the live page's (its CSS
 //! variables, in `memspike-worker`; a test there keeps the two the same), so the report and the page read alike.
 
+use memspike_model::threshold::Knob;
+
 use super::story::{self, Band};
 use crate::figures::{self, Figure};
 
@@ -242,6 +244,54 @@ impl Chart {
         }
         out
     }
+}
+
+/// What a report draws: memory along an axis ([`Chart`]), outcomes along a knob
+/// ([`Outcomes`]), or survival over a grid of cells ([`Grid`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Picture {
+    Timeline(Chart),
+    Outcomes(Outcomes),
+    Grid(Grid),
+}
+
+/// Outcomes along a knob, a row per policy: what `threshold` draws. Each run is a dot at the
+/// value it ran at (survived or killed); the band where real runs flipped, the band where the
+/// model's draws disagreed, and the value every run survived nearest the risky end are marked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcomes {
+    pub title: String,
+    pub knob: Knob,
+    /// The range searched, low to high.
+    pub range: (f64, f64),
+    pub rows: Vec<OutcomeRow>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OutcomeRow {
+    pub name: String,
+    /// Every run: the value, and whether it survived.
+    pub runs: Vec<(f64, bool)>,
+    pub flipped: Option<(f64, f64)>,
+    pub marginal: Option<(f64, f64)>,
+    pub survives: Option<f64>,
+}
+
+/// Survival over a grid, a row per policy and a column per limit (and scenario): what `sweep
+/// merge` draws. Each cell is coloured by the share of its runs that survived, and says it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grid {
+    pub title: String,
+    /// Each column's name, on up to two lines (`\n` between them).
+    pub columns: Vec<String>,
+    pub rows: Vec<GridRow>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GridRow {
+    pub name: String,
+    /// Per column: runs survived, and runs; `None` where none ran.
+    pub cells: Vec<Option<(u32, u32)>>,
 }
 
 #[cfg(test)]

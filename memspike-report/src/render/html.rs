@@ -72,7 +72,7 @@ pub fn render(view: &View, svg: Option<&str>) -> String {
     if let Some(svg) = svg {
         let _ = writeln!(
             out,
-            "<figure aria-label=\"memory over time\">{}</figure>",
+            "<figure aria-label=\"the report\u{2019}s picture\">{}</figure>",
             svg.trim_start_matches(|c: char| c != '<')
         );
     }
@@ -143,6 +143,10 @@ mod tests {
         assert!(html.contains("<h1 class=\"bad\">memspike: &lt;b&gt;</h1>"));
         assert!(html.contains("killed &amp; &quot;explained&quot;"));
         assert!(html.contains("<td colspan=\"2\">3 omitted</td>"));
-        assert!(html.contains("<figure aria-label=\"memory over time\"><svg></svg></figure>"));
+        assert!(
+            html.contains(
+                "<figure aria-label=\"the report\u{2019}s picture\"><svg></svg></figure>"
+            )
+        );
     }
 }

@@ -15,12 +15,28 @@ use plotters::{
     },
 };
 
-use super::chart::{Chart, MarkKind, Rgb, Role, Series};
+use super::chart::{Chart, Grid, MarkKind, Outcomes, Picture, Rgb, Role, Series};
 use super::story::Band;
 use crate::format::{count, millis, per_ms};
 
-/// The picture's size in pixels.
+/// A timeline's size in pixels; an outcome chart and a grid are as wide, and as tall as their
+/// rows need ([`size`]).
 pub const SIZE: (u32, u32) = (960, 540);
+
+/// A row of an outcome chart, and of a grid, px.
+const OUTCOME_ROW_PX: u32 = 90;
+const GRID_ROW_PX: u32 = 48;
+
+/// The picture's size in pixels: a timeline's is fixed; an outcome chart's and a grid's follow
+/// their rows.
+fn size(picture: &Picture) -> (u32, u32) {
+    let rows = |n: usize, each: u32, rest: u32| (SIZE.0, (n.max(1) as u32 * each + rest).max(240));
+    match picture {
+        Picture::Timeline(_) => SIZE,
+        Picture::Outcomes(o) => rows(o.rows.len(), OUTCOME_ROW_PX, 170),
+        Picture::Grid(g) => rows(g.rows.len(), GRID_ROW_PX, 150),
+    }
+}
 
 const MIB: f64 = 1_048_576.0;
 /// Labels' font size, px.
@@ -46,11 +62,15 @@ fn colour(c: Rgb) -> RGBColor {
 /// says so, never an error: the report's other files stand on their own.
 /// The plot's rectangle is marked with an invisible `<rect class="plot-area">`, for tools and
 /// the layout tests that check what lies inside it.
-pub fn render(chart: &Chart) -> String {
+pub fn render(picture: &Picture) -> String {
     let mut out = String::new();
     let plot = {
-        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
-        let plot = draw(&root, chart);
+        let root = SVGBackend::with_string(&mut out, size(picture)).into_drawing_area();
+        let plot = match picture {
+            Picture::Timeline(chart) => draw(&root, chart),
+            Picture::Outcomes(o) => outcomes(&root, o),
+            Picture::Grid(g) => grid(&root, g),
+        };
         if let Err(e) = &plot {
             let _ = root.fill(&WHITE);
             let _ = root.draw(&Text::new(
@@ -88,25 +108,34 @@ fn text_px(s: &str) -> f64 {
     s.chars().count() as f64 * CHAR_PX
 }
 
-/// An entry of the legend: its label and how its swatch is drawn.
+/// How a legend entry's swatch is drawn.
+#[derive(Clone, Copy)]
+enum Swatch {
+    /// A stacked area's tint.
+    Area(Role),
+    /// A series' line, dashed as it is.
+    Line(Role),
+    /// A band of this colour.
+    Band(RGBColor),
+    /// A run's dot.
+    Dot(RGBColor),
+}
+
+/// An entry of the legend: its label and its swatch.
 struct Entry {
     label: String,
-    role: Role,
-    filled: bool,
+    swatch: Swatch,
 }
 
 fn entries(chart: &Chart) -> Vec<Entry> {
-    let entry = |s: &Series, filled| Entry {
+    let stack = chart.stack.iter().map(|s| Entry {
         label: s.label.clone(),
-        role: s.role,
-        filled,
-    };
-    let stack = chart.stack.iter().map(|s| entry(s, true));
-    let lines = chart
-        .lines
-        .iter()
-        .chain(&chart.rate)
-        .map(|s| entry(s, false));
+        swatch: Swatch::Area(s.role),
+    });
+    let lines = chart.lines.iter().chain(&chart.rate).map(|s| Entry {
+        label: s.label.clone(),
+        swatch: Swatch::Line(s.role),
+    });
     stack.chain(lines).filter(|e| !e.label.is_empty()).collect()
 }
 
@@ -134,12 +163,66 @@ fn legend_rows(entries: &[Entry], width: f64) -> Vec<Vec<&Entry>> {
     rows
 }
 
+/// The legend's height in px, for `entries` laid out in rows.
+fn legend_px(entries: &[Entry]) -> i32 {
+    legend_rows(entries, f64::from(SIZE.0 as i32 - 2 * MARGIN)).len() as i32 * ROW_PX + 8
+}
+
+/// The legend in rows at the picture's bottom.
+fn legend(root: &Area<'_>, entries: &[Entry]) -> Result<(), Box<dyn std::error::Error>> {
+    let rows = legend_rows(entries, f64::from(SIZE.0 as i32 - 2 * MARGIN));
+    let top = root.dim_in_pixel().1 as i32 - legend_px(entries) + 2;
+    for (r, row) in rows.iter().enumerate() {
+        let y = top + r as i32 * ROW_PX + ROW_PX / 2;
+        let mut x = f64::from(MARGIN);
+        for e in row {
+            let x0 = x as i32;
+            let sw = SWATCH_PX as i32;
+            match e.swatch {
+                Swatch::Area(role) => root.draw(&Rectangle::new(
+                    [(x0, y - 5), (x0 + sw, y + 5)],
+                    tint(role.colour()).filled(),
+                ))?,
+                Swatch::Band(c) => {
+                    root.draw(&Rectangle::new([(x0, y - 6), (x0 + sw, y + 6)], c.filled()))?
+                }
+                Swatch::Dot(c) => root.draw(&Circle::new((x0 + sw / 2, y), 5, c.filled()))?,
+                Swatch::Line(role) => {
+                    let style = line_style(role);
+                    if role.dashed() {
+                        root.draw(&PathElement::new(vec![(x0, y), (x0 + 8, y)], style))?;
+                        root.draw(&PathElement::new(vec![(x0 + 13, y), (x0 + sw, y)], style))?;
+                    } else {
+                        root.draw(&PathElement::new(vec![(x0, y), (x0 + sw, y)], style))?;
+                    }
+                }
+            }
+            root.draw(&Text::new(
+                e.label.clone(),
+                (x0 + sw + 6, y),
+                font().pos(Pos::new(HPos::Left, VPos::Center)),
+            ))?;
+            x += entry_px(e);
+        }
+    }
+    Ok(())
+}
+
+/// The picture's title, at its top left.
+fn title(root: &Area<'_>, text: &str) -> Result<(), Box<dyn std::error::Error>> {
+    root.draw(&Text::new(
+        text.to_owned(),
+        (MARGIN, MARGIN),
+        TextStyle::from(("sans-serif", 17).into_font()).pos(Pos::new(HPos::Left, VPos::Top)),
+    ))?;
+    Ok(())
+}
+
 fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
     root.fill(&WHITE)?;
-    let (width, height) = (SIZE.0 as i32, SIZE.1 as i32);
+    let height = SIZE.1 as i32;
     let entries = entries(chart);
-    let legend = legend_rows(&entries, f64::from(width - 2 * MARGIN));
-    let legend_px = legend.len() as i32 * ROW_PX + 8;
+    let legend_px = legend_px(&entries);
     let story = !chart.bands.is_empty();
     // Below the plot: the steps' names in two rows (or the time's labels), and the axis's
     // description.
@@ -151,11 +234,7 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
         .filter(|m| *m > 0.0);
     let right_px = if rate_max.is_some() { Y_LABELS_PX } else { 0 };
 
-    root.draw(&Text::new(
-        chart.title.clone(),
-        (MARGIN, MARGIN),
-        TextStyle::from(("sans-serif", 17).into_font()).pos(Pos::new(HPos::Left, VPos::Top)),
-    ))?;
+    title(root, &chart.title)?;
     let area = root.margin(TITLE_PX, legend_px, 0, 0);
     // The plot's height, and the data's top so that the label rows lie above it.
     let plot_px = f64::from(height - TITLE_PX - legend_px - 2 * MARGIN - x_labels_px);
@@ -286,37 +365,220 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
         ))?;
     }
 
-    // The legend, under the plot.
-    let top = height - legend_px + 2;
-    for (r, row) in legend.iter().enumerate() {
-        let y = top + r as i32 * ROW_PX + ROW_PX / 2;
-        let mut x = f64::from(MARGIN);
-        for e in row {
-            let x0 = x as i32;
-            let sw = SWATCH_PX as i32;
-            if e.filled {
-                root.draw(&Rectangle::new(
-                    [(x0, y - 5), (x0 + sw, y + 5)],
-                    tint(e.role.colour()).filled(),
-                ))?;
-            } else {
-                let style = line_style(e.role);
-                if e.role.dashed() {
-                    root.draw(&PathElement::new(vec![(x0, y), (x0 + 8, y)], style))?;
-                    root.draw(&PathElement::new(vec![(x0 + 13, y), (x0 + sw, y)], style))?;
-                } else {
-                    root.draw(&PathElement::new(vec![(x0, y), (x0 + sw, y)], style))?;
-                }
-            }
-            root.draw(&Text::new(
-                e.label.clone(),
-                (x0 + sw + 6, y),
-                font().pos(Pos::new(HPos::Left, VPos::Center)),
+    legend(root, &entries)?;
+    Ok([x0, plot_top, x1, plot_bottom])
+}
+
+const SURVIVED: RGBColor = RGBColor(0x1d, 0x7a, 0x45);
+const KILLED: RGBColor = RGBColor(0xc6, 0x28, 0x28);
+const FLIPPED: RGBColor = RGBColor(0xf3, 0xc9, 0x7a);
+const MARGINAL: RGBColor = RGBColor(0xb9, 0xc8, 0xe6);
+
+/// The width of the widest of `names`, px, for the column that holds them.
+fn names_px(names: impl Iterator<Item = String>) -> i32 {
+    names.map(|n| text_px(&n) as i32).max().unwrap_or(0) + 16
+}
+
+/// `threshold`'s picture: a row per policy along the knob, each run a dot (survived or
+/// killed), the band where real runs flipped (upper half of the row), the band where the
+/// model's draws disagreed (lower half), the answer as a dashed tick.
+fn outcomes(root: &Area<'_>, o: &Outcomes) -> DrawResult {
+    root.fill(&WHITE)?;
+    let entries = [
+        ("run survived", Swatch::Dot(SURVIVED)),
+        ("run OOM-killed", Swatch::Dot(KILLED)),
+        ("real runs flipped", Swatch::Band(FLIPPED)),
+        ("the model's draws disagree", Swatch::Band(MARGINAL)),
+        ("every run survived to here", Swatch::Line(Role::Policy(7))),
+    ]
+    .map(|(label, swatch)| Entry {
+        label: label.to_owned(),
+        swatch,
+    });
+    title(root, &o.title)?;
+    let area = root.margin(TITLE_PX, legend_px(&entries), 0, 0);
+    let n = o.rows.len().max(1) as f64;
+    // A knob searched on a geometric scale is drawn on one: x is its logarithm.
+    let log = o.knob.geometric() && o.range.0 > 0.0 && o.range.1 > 0.0;
+    let to_x = |v: f64| if log { v.ln() } else { v };
+    let (lo, hi) = (
+        to_x(o.range.0.min(o.range.1)),
+        to_x(o.range.0.max(o.range.1)),
+    );
+    let span = (hi - lo).max(f64::EPSILON);
+    let names = names_px(o.rows.iter().map(|r| r.name.clone()));
+    let knob = o.knob;
+    let mut c = ChartBuilder::on(&area)
+        .margin(MARGIN)
+        .x_label_area_size(44)
+        .y_label_area_size(names.max(Y_LABELS_PX))
+        .build_cartesian_2d(lo - span * 0.02..hi + span * 0.02, 0f64..n)?;
+    let value = |x: &f64| knob.format(if log { x.exp() } else { *x });
+    let scale = if log { " (logarithmic scale)" } else { "" };
+    c.configure_mesh()
+        .x_desc(format!("{knob}: {}{scale}", o.knob.goal()))
+        .x_labels(8)
+        .x_label_formatter(&value)
+        .y_labels(0)
+        .disable_y_mesh()
+        .light_line_style(RGBColor(0xf0, 0xf2, 0xf5))
+        .label_style(font())
+        .draw()?;
+    // Row i (from the top) spans [n-1-i, n-i].
+    for (i, row) in o.rows.iter().enumerate() {
+        let base = n - 1.0 - i as f64;
+        if i % 2 == 1 {
+            c.draw_series(std::iter::once(Rectangle::new(
+                [(lo - span * 0.02, base), (hi + span * 0.02, base + 1.0)],
+                RGBColor(0xf4, 0xf6, 0xf9).filled(),
+            )))?;
+        }
+        let band = |(a, b): (f64, f64), y0: f64, y1: f64, colour: RGBColor| {
+            Rectangle::new(
+                [(a.min(b), base + y0), (a.max(b), base + y1)],
+                colour.filled(),
+            )
+        };
+        let on_x = |(a, b): (f64, f64)| (to_x(a), to_x(b));
+        if let Some(f) = row.flipped {
+            c.draw_series(std::iter::once(band(on_x(f), 0.5, 0.9, FLIPPED)))?;
+        }
+        if let Some(m) = row.marginal {
+            c.draw_series(std::iter::once(band(on_x(m), 0.1, 0.5, MARGINAL)))?;
+        }
+        if let Some(v) = row.survives.map(to_x) {
+            c.draw_series(DashedLineSeries::new(
+                [(v, base + 0.08), (v, base + 0.92)],
+                4,
+                3,
+                line_style(Role::Policy(7)),
             ))?;
-            x += entry_px(e);
+        }
+        // Runs at one value side by side, up and down the row's middle.
+        let mut seen: Vec<(f64, usize)> = Vec::new();
+        for &(v, survived) in &row.runs {
+            let v = to_x(v);
+            let k = match seen.iter_mut().find(|(x, _)| (*x - v).abs() < span * 1e-9) {
+                Some((_, k)) => {
+                    *k += 1;
+                    *k
+                }
+                None => {
+                    seen.push((v, 0));
+                    0
+                }
+            };
+            let offset = if k % 2 == 0 { 1.0 } else { -1.0 } * (k.div_ceil(2) as f64) * 0.07;
+            let colour = if survived { SURVIVED } else { KILLED };
+            c.draw_series(std::iter::once(Circle::new(
+                (v, base + 0.5 + offset.clamp(-0.4, 0.4)),
+                4,
+                colour.filled(),
+            )))?;
         }
     }
-    Ok([x0, plot_top, x1, plot_bottom])
+    let (x0, y0) = c.backend_coord(&(lo - span * 0.02, 0.0));
+    let (x1, y1) = c.backend_coord(&(hi + span * 0.02, n));
+    let row_px = f64::from(y0 - y1) / n;
+    for (i, row) in o.rows.iter().enumerate() {
+        let y = f64::from(y1) + row_px * (i as f64 + 0.5);
+        root.draw(&Text::new(
+            row.name.clone(),
+            (x0 - 8, y as i32),
+            font().pos(Pos::new(HPos::Right, VPos::Center)),
+        ))?;
+    }
+    legend(root, &entries)?;
+    Ok([x0, y1, x1, y0])
+}
+
+/// The colour of a cell where `share` of the runs survived: red through amber to green.
+fn share_colour(share: f64) -> RGBColor {
+    let mix = |a: u8, b: u8, t: f64| (f64::from(a) + (f64::from(b) - f64::from(a)) * t) as u8;
+    let (from, to, t) = if share < 0.5 {
+        ((0xe5, 0x73, 0x73), (0xf3, 0xc9, 0x7a), share * 2.0)
+    } else {
+        ((0xf3, 0xc9, 0x7a), (0x81, 0xc7, 0x84), share * 2.0 - 1.0)
+    };
+    RGBColor(
+        mix(from.0, to.0, t),
+        mix(from.1, to.1, t),
+        mix(from.2, to.2, t),
+    )
+}
+
+/// `sweep merge`'s picture: a cell per policy and column, coloured by the share of its runs
+/// that survived, with `k/N` in it.
+fn grid(root: &Area<'_>, g: &Grid) -> DrawResult {
+    root.fill(&WHITE)?;
+    let entries = [
+        ("none survived", share_colour(0.0)),
+        ("half survived", share_colour(0.5)),
+        ("all survived", share_colour(1.0)),
+    ]
+    .map(|(label, c)| Entry {
+        label: label.to_owned(),
+        swatch: Swatch::Band(c),
+    });
+    title(root, &g.title)?;
+    let top = TITLE_PX + MARGIN + 2 * ROW_PX;
+    let bottom = root.dim_in_pixel().1 as i32 - legend_px(&entries) - MARGIN;
+    let left = MARGIN + names_px(g.rows.iter().map(|r| r.name.clone()));
+    let right = SIZE.0 as i32 - MARGIN;
+    let (cols, rows) = (g.columns.len().max(1) as i32, g.rows.len().max(1) as i32);
+    let (w, h) = (
+        (right - left) / cols,
+        ((bottom - top) / rows).min(GRID_ROW_PX as i32),
+    );
+    for (j, name) in g.columns.iter().enumerate() {
+        // A column's name on up to two lines (the scenario, then the limit).
+        let x = left + w * j as i32 + w / 2;
+        let (a, b) = name.split_once('\n').unwrap_or((name, ""));
+        for (line, text) in [a, b].iter().enumerate().filter(|(_, t)| !t.is_empty()) {
+            let room = ((w - 6) as f64 / CHAR_PX) as usize;
+            let shown: String = if text.chars().count() > room {
+                text.chars()
+                    .take(room.saturating_sub(1))
+                    .chain(['…'])
+                    .collect()
+            } else {
+                (*text).to_owned()
+            };
+            root.draw(&Text::new(
+                shown,
+                (x, top - 2 * ROW_PX + line as i32 * ROW_PX + 2),
+                font().pos(Pos::new(HPos::Center, VPos::Top)),
+            ))?;
+        }
+    }
+    for (i, row) in g.rows.iter().enumerate() {
+        let y = top + h * i as i32;
+        root.draw(&Text::new(
+            row.name.clone(),
+            (left - 8, y + h / 2),
+            font().pos(Pos::new(HPos::Right, VPos::Center)),
+        ))?;
+        for (j, cell) in row.cells.iter().enumerate() {
+            let x = left + w * j as i32;
+            let corners = [(x + 1, y + 1), (x + w - 1, y + h - 1)];
+            let Some((survived, runs)) = *cell else {
+                root.draw(&Rectangle::new(
+                    corners,
+                    RGBColor(0xf4, 0xf6, 0xf9).filled(),
+                ))?;
+                continue;
+            };
+            let share = f64::from(survived) / f64::from(runs.max(1));
+            root.draw(&Rectangle::new(corners, share_colour(share).filled()))?;
+            root.draw(&Text::new(
+                format!("{survived}/{runs}"),
+                (x + w / 2, y + h / 2),
+                font().pos(Pos::new(HPos::Center, VPos::Center)),
+            ))?;
+        }
+    }
+    legend(root, &entries)?;
+    Ok([left, top, left + w * cols, top + h * rows])
 }
 
 /// Labels placed so far, by row: `(left, right)` in px.
@@ -467,7 +729,7 @@ mod tests {
 
     #[test]
     fn a_chart_becomes_an_svg_with_its_bands_marks_and_legend() {
-        let svg = render(&chart());
+        let svg = render(&Picture::Timeline(chart()));
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(!svg.contains("could not be drawn"), "{svg}");
         assert!(svg.contains("<rect class=\"plot-area\""), "{svg}");
