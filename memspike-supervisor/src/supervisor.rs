@@ -32,8 +32,8 @@ use memspike_report::{
     facts::{GroupFacts, History, RunFacts, Thinned},
 };
 use memspike_worker::telemetry::{
-    self, CGROUP_ENV, Control, Feed, Kind, LISTEN_FD_ENV, OomSummary, PhaseGate, WorkerConfig,
-    cgroup_env,
+    self, CGROUP_ENV, Control, Feed, Kind, LISTEN_FD_ENV, Moment, MomentMark, OomSummary,
+    PhaseGate, WorkerConfig, cgroup_env,
 };
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
@@ -360,7 +360,17 @@ pub fn run_interactive(
         };
         let g = &facts.group;
         if g.oom_killed() {
-            feed.last_oom = Some(on_oom(facts));
+            let summary = on_oom(facts);
+            // The kill, on the live page's chart: the group was at its limit.
+            feed.history.push(Moment {
+                t_unix_ms: unix_ms(),
+                cgroup_usage: Some(config.experiment.limit),
+                mark: Some(MomentMark::OomKill {
+                    died_in: summary.died_in.clone(),
+                }),
+                ..Moment::default()
+            });
+            feed.last_oom = Some(summary);
         } else if !facts.ready() {
             // A worker that never served fails the same way again: stop rather than loop.
             break Err(SupervisorError::Worker(format!(
@@ -380,6 +390,13 @@ pub fn run_interactive(
             break Ok(feed.restarts);
         }
         feed.restarts += 1;
+        feed.history.push(Moment {
+            t_unix_ms: unix_ms(),
+            mark: Some(MomentMark::Restart {
+                worker: feed.restarts + 1,
+            }),
+            ..Moment::default()
+        });
         tracing::info!("starting worker #{} in the same group", feed.restarts + 1);
     };
     // The group's counters carry over between workers; the probe and group go now.
@@ -667,6 +684,15 @@ impl<'k> Session<'k> {
                 ),
                 _ => {}
             }
+            if let Some(feed) = feed.as_deref_mut() {
+                feed.history.push(Moment {
+                    t_unix_ms: unix_ms(),
+                    heap_alloc: Some(event.heap.heap_alloc()),
+                    next_gc: event.heap.next_gc,
+                    cgroup_usage: event.cgroup_usage_bytes,
+                    mark: None,
+                });
+            }
             series.push(event.clone());
             events.record(event, !config.interactive);
         }
@@ -802,6 +828,13 @@ fn tail(stderr: &str) -> String {
 
 /// How often an interactive worker hears the kernel's counters.
 const FEED_PERIOD: Duration = Duration::from_millis(500);
+
+/// Now, in ms since the Unix epoch: the live page's clock.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 #[cfg(test)]
 mod tests {

@@ -126,6 +126,63 @@ pub struct Feed {
     /// Memory-cgroup reclaim stalls in the group so far and their total time, when traced.
     pub reclaim_stalls: Option<u64>,
     pub reclaim_ns: Option<u64>,
+    /// The session's recent moments, every worker's, with its kills and restarts: what the
+    /// live page draws when it opens ([`History`]).
+    #[serde(default)]
+    pub history: History,
+}
+
+/// A moment of an interactive session: the heap and the group then, or a kill, or a restart.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Moment {
+    /// Wall-clock time, ms since the Unix epoch (the page's clock).
+    pub t_unix_ms: u64,
+    pub heap_alloc: Option<u64>,
+    pub next_gc: Option<u64>,
+    pub cgroup_usage: Option<u64>,
+    /// Set on a kill (the step the worker died in) or a restart (the worker's number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<MomentMark>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MomentMark {
+    OomKill { died_in: Option<String> },
+    Restart { worker: u32 },
+}
+
+/// The session's recent moments, bounded: at most [`History::CAP`]; past it, the older half
+/// of the plain moments is thinned to every other one, so that the page still sees the whole
+/// recent past, coarser further back. Kills and restarts are always kept (the newest
+/// [`History::MARKS`] of them).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    pub moments: Vec<Moment>,
+}
+
+impl History {
+    pub const CAP: usize = 512;
+    pub const MARKS: usize = 32;
+
+    /// Keeps `m`, dropping what the bounds say.
+    pub fn push(&mut self, m: Moment) {
+        self.moments.push(m);
+        let marks = self.moments.iter().filter(|m| m.mark.is_some()).count();
+        if marks > Self::MARKS {
+            if let Some(i) = self.moments.iter().position(|m| m.mark.is_some()) {
+                self.moments.remove(i);
+            }
+        }
+        if self.moments.len() > Self::CAP {
+            let half = self.moments.len() / 2;
+            let mut i = 0;
+            self.moments.retain(|m| {
+                i += 1;
+                i > half || m.mark.is_some() || i % 2 == 1
+            });
+        }
+    }
 }
 
 /// The last OOM kill, in brief.
@@ -298,6 +355,51 @@ pub fn events(reader: impl BufRead) -> impl Iterator<Item = io::Result<Event>> {
                 )
             })
         })
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    fn at(t: u64) -> Moment {
+        Moment {
+            t_unix_ms: t,
+            heap_alloc: Some(t),
+            ..Moment::default()
+        }
+    }
+
+    /// However long a session, the history stays bounded, reaches its newest moment, spans its
+    /// whole past, and keeps its kills and restarts.
+    #[test]
+    fn the_history_stays_bounded_and_keeps_its_marks() {
+        let mut h = History::default();
+        for t in 0..10_000 {
+            let mut m = at(t);
+            if t % 1_000 == 500 {
+                m.mark = Some(MomentMark::OomKill { died_in: None });
+            }
+            h.push(m);
+        }
+        assert!(h.moments.len() <= History::CAP, "{}", h.moments.len());
+        assert_eq!(h.moments.last().map(|m| m.t_unix_ms), Some(9_999));
+        assert!(h.moments.first().map_or(u64::MAX, |m| m.t_unix_ms) < 1_000);
+        assert!(
+            h.moments
+                .windows(2)
+                .all(|w| w[0].t_unix_ms < w[1].t_unix_ms)
+        );
+        let kills = h.moments.iter().filter(|m| m.mark.is_some()).count();
+        assert_eq!(kills, 10);
+        for t in 0..100 {
+            let mut m = at(20_000 + t);
+            m.mark = Some(MomentMark::Restart { worker: t as u32 });
+            h.push(m);
+        }
+        let marks: Vec<_> = h.moments.iter().filter(|m| m.mark.is_some()).collect();
+        assert_eq!(marks.len(), History::MARKS);
+        assert_eq!(marks.last().map(|m| m.t_unix_ms), Some(20_099));
+    }
 }
 
 #[cfg(test)]

@@ -247,6 +247,26 @@ fn serves_unprivileged_restarts_after_an_oom_and_stops_cleanly() {
         stats["HeapAlloc"], 0,
         "the new worker starts with an empty heap"
     );
+    // The server remembers what led to the kill (issue 19): the first worker's 8 MiB, then
+    // the kill, then the restart, in order, for a page opened now.
+    let (status, history) = server.get("/history").unwrap();
+    assert_eq!(status, 200, "{history}");
+    let moments = history["moments"].as_array().expect("moments");
+    let at = |kind: &str| {
+        moments
+            .iter()
+            .position(|m| m["mark"]["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {history}"))
+    };
+    let (kill, restart) = (at("oom_kill"), at("restart"));
+    assert!(kill < restart, "{history}");
+    assert!(
+        moments[..kill]
+            .iter()
+            .any(|m| m["heap_alloc"].as_u64() >= Some(8 * MIB)),
+        "the heap before the kill: {history}"
+    );
+    assert_eq!(moments[restart]["mark"]["worker"], 2, "{history}");
 
     let (code, out) = server.stop();
     assert_eq!(code, 0);

@@ -269,6 +269,108 @@ fn the_html_report_opens_offline_with_its_chart() {
     eprintln!("screenshot: {}", shot.display());
 }
 
+/// The live page opened after an OOM kill (issue 19): the server hands it the session's
+/// history (here as the supervisor would have sent it: a heap growing for 20 s, the kill, the
+/// restart), and its chart shows what led to the kill, the kill and the restart, at 1280 and
+/// 600 px, with no horizontal scrollbar. Screenshots: `target/tmp/live-after-kill-WIDTH.png`.
+#[test]
+fn the_live_page_opened_after_a_kill_shows_it() {
+    use memspike_worker::telemetry::{Feed, History, Moment, MomentMark, OomSummary};
+    let Some((chromium, chromedriver)) = browser() else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut history = History::default();
+    for i in 0..=40u64 {
+        history.push(Moment {
+            t_unix_ms: now - 25_000 + i * 500,
+            heap_alloc: Some(i * 3 * MIB / 4),
+            next_gc: Some(60 * MIB),
+            cgroup_usage: Some(2 * MIB + i * 3 * MIB / 4),
+            mark: None,
+        });
+    }
+    let killed = now - 4_000;
+    history.push(Moment {
+        t_unix_ms: killed,
+        cgroup_usage: Some(32 * MIB),
+        mark: Some(MomentMark::OomKill {
+            died_in: Some("interactive".into()),
+        }),
+        ..Moment::default()
+    });
+    history.push(Moment {
+        t_unix_ms: killed + 100,
+        mark: Some(MomentMark::Restart { worker: 2 }),
+        ..Moment::default()
+    });
+    let feed = Feed {
+        restarts: 1,
+        last_oom: Some(OomSummary {
+            worker_pid: Some(4242),
+            died_in: Some("interactive".into()),
+            needed_bytes: Some(64 * MIB),
+            garbage_bytes: 0,
+            verdict: "killed while allocating 64.0 MiB".into(),
+        }),
+        history,
+        ..Feed::default()
+    };
+    let page = format!("http://{}/", start_server_with(feed));
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let profile = tempfile::tempdir().expect("a temporary Chromium profile directory");
+    let driver = ChromeDriver::start(&chromedriver, out_dir).expect("chromedriver starts");
+    let session = driver.new_session(&chromium, profile.path());
+    for width in [1280, 600] {
+        session.block("resize", session.client().set_window_size(width, 1000));
+        session.navigate(&page);
+        session.wait_for("the history and a poll of /stats drawn", |s| {
+            s.script(
+                "var c = document.getElementById('chart');
+                 return Number(c.dataset.history) > 0 && Number(c.dataset.samples) > 40;",
+                json!([]),
+            ) == true
+        });
+        let seen = session.script(
+            "var c = document.getElementById('chart');
+             var box = c.getBoundingClientRect();
+             var kill = c.querySelector('line.oom-mark');
+             var restart = c.querySelector('line.restart-mark');
+             var heap = c.querySelector('path.s-heap');
+             var label = Array.from(c.querySelectorAll('text.oom-label'))
+               .map(function (t) { return t.textContent; });
+             var kb = kill ? kill.getBoundingClientRect() : null;
+             var hb = heap ? heap.getBoundingClientRect() : null;
+             return { kill: kb ? kb.left : null, restart: !!restart, label: label,
+                      heap_from: hb ? hb.left : null, left: box.left, right: box.right,
+                      banner: !document.getElementById('oom').classList.contains('hidden'),
+                      scroll: document.documentElement.scrollWidth,
+                      client: document.documentElement.clientWidth };",
+            json!([]),
+        );
+        let what = format!("at {width} px: {seen}");
+        let kill = seen["kill"].as_f64().expect(&what);
+        assert!(
+            kill > seen["left"].as_f64().unwrap() && kill < seen["right"].as_f64().unwrap(),
+            "the kill is on the chart {what}"
+        );
+        assert_eq!(seen["label"], json!(["OOM kill"]), "{what}");
+        assert_eq!(seen["restart"], true, "the restart is marked {what}");
+        assert!(
+            seen["heap_from"].as_f64().unwrap() < kill,
+            "what led to the kill is drawn before it {what}"
+        );
+        assert_eq!(seen["banner"], true, "{what}");
+        assert!(seen["scroll"].as_f64() <= seen["client"].as_f64(), "{what}");
+        let shot = out_dir.join(format!("live-after-kill-{width}.png"));
+        session.screenshot(&shot);
+        eprintln!("screenshot: {}", shot.display());
+    }
+}
+
 /// Every report kind, as a person looks at it (issue 19): the seed's `run`, a `compare` of three
 /// policies, a real Go program's `exec`, a `threshold` search and a `sweep merge`, each built
 /// in-process from a recorded run (no root), opened offline at 1280 px and 600 px wide. In the
@@ -468,10 +570,15 @@ fn is_executable(path: &Path) -> bool {
 
 /// The real HTTP server, in a thread of this process, on a free loopback port.
 fn start_server() -> SocketAddr {
+    start_server_with(memspike_worker::telemetry::Feed::default())
+}
+
+/// The in-process server with `feed` as the supervisor would have sent it.
+fn start_server_with(feed: memspike_worker::telemetry::Feed) -> SocketAddr {
     use memspike_model::experiment::Experiment;
     use memspike_worker::host::{self, WorkerHost};
     use memspike_worker::serve::{ServeContext, serve};
-    use memspike_worker::telemetry::{Event, Feed};
+    use memspike_worker::telemetry::Event;
 
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
@@ -487,7 +594,7 @@ fn start_server() -> SocketAddr {
         memory_limit: None,
         runtime: Default::default(),
         cgroup: None,
-        feed: Arc::new(Mutex::new(Feed::default())),
+        feed: Arc::new(Mutex::new(feed)),
         max_bytes: 1 << 30,
         allowed_hosts: Vec::new(),
     };

@@ -45,6 +45,7 @@ enum Route {
     Stats,
     Reset,
     Metrics,
+    History,
 }
 
 impl Route {
@@ -58,6 +59,7 @@ impl Route {
             "/stats" => Route::Stats,
             "/reset" => Route::Reset,
             "/metrics" => Route::Metrics,
+            "/history" => Route::History,
             _ => return None,
         })
     }
@@ -101,6 +103,7 @@ async fn respond(shared: &Shared, req: Request<Incoming>, conn: &Conn) -> Result
     let op = match route {
         Route::Page => return Ok(page()),
         Route::Metrics => return metrics_answer(shared),
+        Route::History => return Ok(history_answer(shared)),
         Route::Stats => return Ok(stats_answer(shared, None, format)),
         Route::Add => Op::Add(query.bytes(max)?),
         Route::Rel => Op::Rel(query.bytes(max)?),
@@ -219,6 +222,15 @@ fn metrics_answer(shared: &Shared) -> Result<Answer, ApiError> {
         metrics::CONTENT_TYPE,
         text.into_bytes(),
     ))
+}
+
+/// The session's recent moments, every worker's, with its kills and restarts, as the
+/// supervisor last sent them: `{"moments": [...]}`, what the page draws when it opens.
+fn history_answer(shared: &Shared) -> Answer {
+    let feed = ops::lock(&shared.ctx.feed);
+    let body = serde_json::to_vec(&feed.history).unwrap_or_else(|_| b"{\"moments\":[]}".to_vec());
+    drop(feed);
+    answer(StatusCode::OK, "application/json", body)
 }
 
 /// The page, which no other site may frame (its buttons change the heap; framing would let
