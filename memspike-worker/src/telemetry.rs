@@ -169,10 +169,10 @@ impl History {
     pub fn push(&mut self, m: Moment) {
         self.moments.push(m);
         let marks = self.moments.iter().filter(|m| m.mark.is_some()).count();
-        if marks > Self::MARKS {
-            if let Some(i) = self.moments.iter().position(|m| m.mark.is_some()) {
-                self.moments.remove(i);
-            }
+        if marks > Self::MARKS
+            && let Some(i) = self.moments.iter().position(|m| m.mark.is_some())
+        {
+            self.moments.remove(i);
         }
         if self.moments.len() > Self::CAP {
             let half = self.moments.len() / 2;

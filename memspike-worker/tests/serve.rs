@@ -541,6 +541,7 @@ fn the_feed_and_the_group_show_in_every_answer() {
         page_faults: Some(1234),
         reclaim_stalls: Some(5),
         reclaim_ns: Some(2_500_000),
+        ..Feed::default()
     };
     let v = s.ok("/add?bytes=8KiB");
     assert_eq!(u(&v, "CgroupUsage"), 5 * MIB);
