@@ -25,14 +25,7 @@ pub(crate) fn from_source(source: Option<&str>) -> String {
 
 /// A rate per millisecond, for an axis: `140k/ms`, `2.5M/ms`, `12/ms`, `0.5/ms`.
 pub(crate) fn per_ms(v: f64) -> String {
-    let (v, suffix) = if v >= 1e6 {
-        (v / 1e6, "M")
-    } else if v >= 1e3 {
-        (v / 1e3, "k")
-    } else {
-        (v, "")
-    };
-    format!("{}{suffix}/ms", trim(v))
+    format!("{}/ms", count(v))
 }
 
 /// A count, for an axis: `8.2k`, `1.5M`, `566`.

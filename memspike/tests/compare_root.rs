@@ -132,6 +132,40 @@ fn compare_writes_its_report_in_three_forms() {
     assert!(html.contains("<svg"), "the chart is inline");
 }
 
+/// Progress (issue 19): on a terminal (a pseudo-terminal `script(1)` gives it) a bar shows the
+/// runs done of all, the time so far and an estimate; in a pipe only the log lines are written.
+#[test]
+fn compare_shows_progress_on_a_terminal_and_stays_quiet_in_a_pipe() {
+    if !common::require_root("compare in real cgroups") {
+        return;
+    }
+    let _serial = common::serial();
+    let args = "compare --no-trace --runs 2 --policies gogc100,gc-after-release";
+    let on_terminal = std::process::Command::new("script")
+        .args([
+            "-qfec",
+            &format!("{} {args} >/dev/null", env!("CARGO_BIN_EXE_memspike")),
+            "/dev/null",
+        ])
+        .output()
+        .expect("script(1) (util-linux's bsdutils) runs");
+    let seen = String::from_utf8_lossy(&on_terminal.stdout);
+    assert_eq!(on_terminal.status.code(), Some(0), "{seen}");
+    assert!(seen.contains("/4 runs"), "no bar: {seen}");
+    assert!(seen.contains("so far, ~"), "no time and estimate: {seen}");
+    let piped = common::memspike()
+        .args(args.split(' '))
+        .output()
+        .expect("memspike runs");
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert_eq!(piped.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("policy 2/2 gc-after-release, run 2/2"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("so far"), "a bar in a pipe: {stderr}");
+}
+
 /// The largest spike that survives under GOGC 100, the remainder in 1 MiB pieces, is found to
 /// 1 % by bisection: below the seed's 0.9 (which is killed), the answer survives, the next
 /// value up dies. (With the remainder whole no spike survives: the seed then allocates the

@@ -312,7 +312,8 @@ fn the_live_page_opened_after_a_kill_shows_it() {
         last_oom: Some(OomSummary {
             worker_pid: Some(4242),
             died_in: Some("interactive".into()),
-            needed_bytes: Some(64 * MIB),
+            // 1000 KiB: the page writes sizes as the reports do (issue 19).
+            needed_bytes: Some(1000 * 1024),
             garbage_bytes: 0,
             verdict: "killed while allocating 64.0 MiB".into(),
         }),
@@ -347,6 +348,7 @@ fn the_live_page_opened_after_a_kill_shows_it() {
              return { kill: kb ? kb.left : null, restart: !!restart, label: label,
                       heap_from: hb ? hb.left : null, left: box.left, right: box.right,
                       banner: !document.getElementById('oom').classList.contains('hidden'),
+                      detail: document.getElementById('oom-detail').textContent,
                       scroll: document.documentElement.scrollWidth,
                       client: document.documentElement.clientWidth };",
             json!([]),
@@ -364,6 +366,12 @@ fn the_live_page_opened_after_a_kill_shows_it() {
             "what led to the kill is drawn before it {what}"
         );
         assert_eq!(seen["banner"], true, "{what}");
+        assert!(
+            seen["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("needed 0.98 MiB")),
+            "one formatter for sizes {what}"
+        );
         assert!(seen["scroll"].as_f64() <= seen["client"].as_f64(), "{what}");
         let shot = out_dir.join(format!("live-after-kill-{width}.png"));
         session.screenshot(&shot);
