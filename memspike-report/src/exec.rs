@@ -607,9 +607,9 @@ impl Document for ExecReport {
         }
     }
 
-    /// The group's usage as sampled, the goals the runtime traced (each cycle's next goal
-    /// from its end on), cycles and the OOM kill marked, and the page-fault rate per time
-    /// bucket when traced.
+    /// Over wall time: the group's usage and anonymous memory as sampled, the heap and goals
+    /// the runtime traced, its cycles and the OOM kill marked, and the page-fault rate per
+    /// time bucket when traced.
     fn chart(&self) -> Option<Chart> {
         Some(self.picture())
     }

@@ -9,7 +9,8 @@
 //!   [`threshold::ThresholdReport`], [`sweep::SweepReport`]; serde gives their JSON;
 //! - views, behind one seam ([`Document`]): a [`View`] (headline, blocks of figures, the
 //!   verdict) that [`render::text`] renders for a terminal and [`render::html`] for a browser,
-//!   and a [`Chart`] (memory over time) that [`render::svg`] draws.
+//!   and a [`Picture`] ([`Chart`]: memory along a scenario's story or over wall time; a
+//!   threshold's outcomes; a sweep's survival grid) that [`render::svg`] draws.
 //!
 //! [`outcome`] is how any run ended, decided once from its facts. [`figures`] names every
 //! figure the reports, `/stats`, `/metrics` and the live page show.

@@ -331,7 +331,7 @@ impl Document for SweepReport {
         }
     }
 
-    /// Each cell's peak against its limit, cell by cell.
+    /// Survival per policy and limit, a grid.
     fn picture(&self) -> Option<Picture> {
         Some(Picture::Grid(self.grid()))
     }

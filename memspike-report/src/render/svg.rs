@@ -1,7 +1,8 @@
-//! The SVG renderer: a [`Chart`] drawn with `plotters` (its SVG backend; text is left to the
-//! viewer's sans-serif font, so no font file is read). Memory in MiB on the left axis, the
-//! page-fault rate on the right; along the bottom a scenario's steps as shaded, named bands,
-//! or wall time. Text never overlaps other text or a line: the marks' labels are placed in
+//! The SVG renderer: a [`Picture`] drawn with `plotters` (its SVG backend; text is left to the
+//! viewer's sans-serif font, so no font file is read). A [`Chart`]: memory in MiB on the left
+//! axis, page faults on the right; along the bottom a scenario's steps as shaded, named bands,
+//! or wall time. A threshold's [`Outcomes`]: a row per policy along its knob. A sweep's
+//! [`Grid`]: a cell per policy and limit. Text never overlaps other text or a line: the marks' labels are placed in
 //! rows of a strip kept above the data (a collection's label is left out where there is no
 //! room; a kill's always has one), the steps' names in rows below the axis, and the legend in
 //! rows under the plot.
