@@ -3,7 +3,7 @@
 //! cgroup's usage, its limit and the memory limit; one line per policy in a comparison),
 //! vertical marks (collections with the goal each set, the OOM kill with its victim), an
 //! optional rate on a second axis (page faults) and, for a scenario, the bands of its steps.
-//! The x is a scenario's [story](super::story) (percent, when `bands` is not empty) or
+//! The x is a scenario's [`super::story`] axis (percent, when `bands` is not empty) or
 //! milliseconds of wall time. [`svg`](super::svg) draws it.
 //!
 //! Series are named and coloured by [`Role`], whose labels come from the named figures

@@ -21,7 +21,7 @@ use super::story::Band;
 use crate::format::{count, millis, per_ms};
 
 /// A timeline's size in pixels; an outcome chart and a grid are as wide, and as tall as their
-/// rows need ([`size`]).
+/// rows need.
 pub const SIZE: (u32, u32) = (960, 540);
 
 /// A row of an outcome chart, and of a grid, px.
