@@ -788,8 +788,7 @@ impl CompareReport {
             stack: Vec::new(),
             lines,
             marks,
-            rate: None,
-            rate_per_ms: false,
+            faults: None,
         }
     }
 }

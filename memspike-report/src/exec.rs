@@ -662,8 +662,8 @@ impl ExecReport {
         }
         let traced = self.kernel.tracing.is_ebpf();
         let width = self.timeline.bucket_ms.max(1) as f64;
-        let rate = traced.then(|| Series {
-            role: Role::FaultRate,
+        let faults = traced.then(|| Series {
+            role: Role::Faults,
             label: format!("{} / ms", fig::PAGE_FAULTS.label),
             points: self
                 .timeline
@@ -702,8 +702,7 @@ impl ExecReport {
             }],
             lines,
             marks,
-            rate,
-            rate_per_ms: true,
+            faults,
         }
     }
 }

@@ -1048,13 +1048,12 @@ impl Report {
             ],
             lines,
             marks,
-            rate: self.faults(),
-            rate_per_ms: self.story.is_none(),
+            faults: self.faults(),
         }
     }
 
     /// The kill's label: where, and whom the kernel chose.
-    pub(crate) fn kill_label(&self) -> String {
+    fn kill_label(&self) -> String {
         let step = self.died_in.as_deref().unwrap_or("?");
         match &self.kernel.oom_victim {
             Some(v) => format!("OOM kill in {step}: {} ({})", v.comm, v.pid),
@@ -1094,7 +1093,7 @@ impl Report {
                 points.push((band.to.min(end), so_far));
             }
             return Some(Series {
-                role: Role::FaultRate,
+                role: Role::Faults,
                 label: format!("{} so far (each step's across it)", fig::PAGE_FAULTS.label),
                 points,
             });
@@ -1121,7 +1120,7 @@ impl Report {
             points.push((w[1].t_ms, r));
         }
         Some(Series {
-            role: Role::FaultRate,
+            role: Role::Faults,
             label: format!("{} / ms, per step", fig::PAGE_FAULTS.label),
             points,
         })

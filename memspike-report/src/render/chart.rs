@@ -1,8 +1,9 @@
-//! The chart every report draws: memory along an axis. A [`Chart`] is plain data: stacked
+//! What reports draw ([`Picture`]): memory along an axis, a threshold's outcomes, a sweep's
+//! survival grid. A [`Chart`] (memory) is plain data: stacked
 //! areas (the heap's live, garbage and free parts), lines (the next-GC goal, the trigger, the
 //! cgroup's usage, its limit and the memory limit; one line per policy in a comparison),
 //! vertical marks (collections with the goal each set, the OOM kill with its victim), an
-//! optional rate on a second axis (page faults) and, for a scenario, the bands of its steps.
+//! page faults on a second axis and, for a scenario, the bands of its steps.
 //! The x is a scenario's [`super::story`] axis (percent, when `bands` is not empty) or
 //! milliseconds of wall time. [`svg`](super::svg) draws it.
 //!
@@ -38,8 +39,8 @@ pub enum Role {
     Limit,
     /// The runtime's soft memory limit (Go's GOMEMLIMIT).
     MemoryLimit,
-    /// Page faults per millisecond (the second axis).
-    FaultRate,
+    /// Page faults (the second axis): per millisecond over wall time, so far along a story.
+    Faults,
     /// The cgroup usage of the `n`th policy of a comparison.
     Policy(usize),
 }
@@ -86,7 +87,7 @@ impl Role {
             Role::CgroupUsage => &figures::CGROUP_USAGE,
             Role::Limit => &figures::LIMIT,
             Role::MemoryLimit => &figures::MEMORY_LIMIT,
-            Role::FaultRate | Role::Policy(_) => return None,
+            Role::Faults | Role::Policy(_) => return None,
         })
     }
 
@@ -99,7 +100,7 @@ impl Role {
             Role::Trigger => palette("--nextgc"),
             Role::CgroupUsage => palette("--cgroup"),
             Role::Limit => palette("--limit"),
-            Role::MemoryLimit | Role::FaultRate => palette("--muted"),
+            Role::MemoryLimit | Role::Faults => palette("--muted"),
             Role::Policy(n) => POLICY_COLOURS[n % POLICY_COLOURS.len()],
         }
     }
@@ -194,9 +195,9 @@ pub struct Chart {
     pub stack: Vec<Series>,
     pub lines: Vec<Series>,
     pub marks: Vec<Mark>,
-    /// Page faults on a second axis: per millisecond, or (`rate_per_ms` false) a count.
-    pub rate: Option<Series>,
-    pub rate_per_ms: bool,
+    /// Page faults on a second axis ([`Role::Faults`]): per millisecond over wall time, a
+    /// count so far along a story.
+    pub faults: Option<Series>,
 }
 
 impl Chart {
@@ -205,7 +206,7 @@ impl Chart {
         if !self.bands.is_empty() {
             return story::END;
         }
-        let series = self.stack.iter().chain(&self.lines).chain(&self.rate);
+        let series = self.stack.iter().chain(&self.lines).chain(&self.faults);
         let points = series.flat_map(|s| s.points.iter().map(|p| p.0));
         points
             .chain(self.marks.iter().map(|m| m.x))

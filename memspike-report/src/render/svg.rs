@@ -133,7 +133,7 @@ fn entries(chart: &Chart) -> Vec<Entry> {
         label: s.label.clone(),
         swatch: Swatch::Area(s.role),
     });
-    let lines = chart.lines.iter().chain(&chart.rate).map(|s| Entry {
+    let lines = chart.lines.iter().chain(&chart.faults).map(|s| Entry {
         label: s.label.clone(),
         swatch: Swatch::Line(s.role),
     });
@@ -228,12 +228,12 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
     // Below the plot: the steps' names in two rows (or the time's labels), and the axis's
     // description.
     let x_labels_px = if story { 2 * ROW_PX + 26 } else { 44 };
-    let rate_max = chart
-        .rate
+    let faults_max = chart
+        .faults
         .as_ref()
         .map(|r| r.points.iter().map(|p| p.1).fold(0.0, f64::max))
         .filter(|m| *m > 0.0);
-    let right_px = if rate_max.is_some() { Y_LABELS_PX } else { 0 };
+    let right_px = if faults_max.is_some() { Y_LABELS_PX } else { 0 };
 
     title(root, &chart.title)?;
     let area = root.margin(TITLE_PX, legend_px, 0, 0);
@@ -252,7 +252,7 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
         .y_label_area_size(Y_LABELS_PX)
         .right_y_label_area_size(right_px)
         .build_cartesian_2d(0f64..x_max, 0f64..y_top)?
-        .set_secondary_coord(0f64..x_max, 0f64..rate_max.unwrap_or(1.0) * headroom);
+        .set_secondary_coord(0f64..x_max, 0f64..faults_max.unwrap_or(1.0) * headroom);
     let time_label = |v: &f64| millis(*v);
     let mut mesh = c.configure_mesh();
     mesh.x_desc(chart.x_label.as_str())
@@ -266,8 +266,9 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
         mesh.x_labels(8).x_label_formatter(&time_label);
     }
     mesh.draw()?;
-    if rate_max.is_some() {
-        let per = chart.rate_per_ms;
+    if faults_max.is_some() {
+        // Per millisecond over wall time; a count so far along a story.
+        let per = chart.bands.is_empty();
         c.configure_secondary_axes()
             .y_desc("page faults")
             .y_label_formatter(&|v| if per { per_ms(*v) } else { count(*v) })
@@ -322,9 +323,9 @@ fn draw(root: &Area<'_>, chart: &Chart) -> DrawResult {
             c.draw_series(LineSeries::new(mib(s), style))?;
         }
     }
-    if let Some(rate) = &chart.rate {
-        let style = line_style(rate.role);
-        c.draw_secondary_series(LineSeries::new(rate.points.iter().copied(), style))?;
+    if let Some(faults) = &chart.faults {
+        let style = line_style(faults.role);
+        c.draw_secondary_series(LineSeries::new(faults.points.iter().copied(), style))?;
     }
 
     // The marks: lines up to the data's top; their labels in the strip above it.
@@ -723,8 +724,7 @@ mod tests {
                     label: "OOM kill in remainder".into(),
                 },
             ],
-            rate: None,
-            rate_per_ms: false,
+            faults: None,
         }
     }
 
