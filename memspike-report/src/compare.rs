@@ -20,7 +20,7 @@ use crate::{
     exec::ExecReport,
     facts::{CommandCompareFacts, CompareFacts, PolicyRun, Signal},
     figures as fig,
-    format::{from_source, opt_bytes, opt_count, percent},
+    format::{from_source, millis, opt_bytes, opt_count, percent},
     outcome::Outcome,
     render::{
         chart::{Chart, Mark, MarkKind, Role, Series},
@@ -608,7 +608,7 @@ impl Document for CompareReport {
             .map(|r| {
                 let died = match (&r.died_in, r.died_at_ms) {
                     (Some(step), _) => step.clone(),
-                    (None, Some(ms)) => format!("{:.0} ms", ms),
+                    (None, Some(ms)) => millis(ms),
                     (None, None) => "-".to_owned(),
                 };
                 let mut exits: Vec<&str> = Vec::new();
@@ -634,7 +634,7 @@ impl Document for CompareReport {
                     opt_bytes(r.margin_bytes),
                     opt_count(r.gc_cycles.map(u64::from)),
                     percent(r.gc_cpu_share),
-                    format!("{:.0} ms", r.duration_ms),
+                    millis(r.duration_ms),
                     opt_count(r.page_faults),
                     opt_count(r.reclaim_stalls),
                     exits.join(", "),

@@ -13,7 +13,7 @@ use crate::{
     Document,
     facts::{ExecFacts, Exit, OomVictimReport, Signal, TimedCycle, Timeline},
     figures as fig,
-    format::{from_source, opt_bytes},
+    format::{from_source, millis, opt_bytes},
     outcome::Outcome,
     render::{
         chart::{Chart, Mark, MarkKind, Role, Series},
@@ -507,7 +507,7 @@ impl ExecReport {
                 t.bucket_ms
             ),
         );
-        p.row(&fig::WALL_TIME, format!("{:.0} ms", self.duration_ms));
+        p.row(&fig::WALL_TIME, millis(self.duration_ms));
         p
     }
 

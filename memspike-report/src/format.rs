@@ -39,14 +39,15 @@ pub(crate) fn count(v: f64) -> String {
     }
 }
 
-/// Milliseconds of wall time, for an axis: `250 ms`, `1.5 s`, `2 min`.
+/// Milliseconds of wall time, in every view (an axis, a table, a figure): `250 ms` (whole
+/// milliseconds), `1.5 s`, `3 min`.
 pub(crate) fn millis(v: f64) -> String {
     if v >= 120_000.0 {
         format!("{} min", trim(v / 60_000.0))
     } else if v >= 1_000.0 {
         format!("{} s", trim(v / 1_000.0))
     } else {
-        format!("{} ms", trim(v))
+        format!("{:.0} ms", v)
     }
 }
 
@@ -70,6 +71,7 @@ mod tests {
         assert_eq!(count(8_239.0), "8.2k");
         assert_eq!(count(566.0), "566");
         assert_eq!(millis(250.0), "250 ms");
+        assert_eq!(millis(329.4), "329 ms");
         assert_eq!(millis(1_500.0), "1.5 s");
         assert_eq!(millis(180_000.0), "3 min");
     }

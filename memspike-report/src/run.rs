@@ -24,7 +24,7 @@ use crate::{
         Pressure, Reclaim, RunFacts, Tracing,
     },
     figures as fig,
-    format::{from_source, opt_bytes, opt_count, percent},
+    format::{from_source, millis, opt_bytes, opt_count, percent},
     outcome::Outcome,
     render::{
         chart::{Chart, Mark, MarkKind, Role, Series},
@@ -898,7 +898,7 @@ impl Report {
         );
         p.row(&fig::PROFILE, self.settings.profile.clone());
         self.kernel.rows(&mut p, &self.step_names);
-        p.row(&fig::WALL_TIME, format!("{:.0} ms", self.duration_ms));
+        p.row(&fig::WALL_TIME, millis(self.duration_ms));
         p
     }
 

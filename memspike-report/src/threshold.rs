@@ -16,7 +16,7 @@ use crate::{
     compare::Subject,
     facts::{CostBound, Probe, ThresholdFacts, ThresholdSubject},
     figures as fig,
-    format::percent,
+    format::{millis, percent},
     render::{
         chart::{OutcomeRow, Outcomes, Picture},
         view::{Block, Pairs, Tone, View},
@@ -149,7 +149,7 @@ impl Document for ThresholdReport {
                         p.cost_bound
                             .as_ref()
                             .and_then(|b| b.baseline_wall_ms)
-                            .map_or("did not finish".to_owned(), |ms| format!("{ms:.0} ms")),
+                            .map_or("did not finish".to_owned(), millis),
                     );
                 }
                 // A command's every run, baselines included, or the simulated search's.
