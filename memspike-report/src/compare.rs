@@ -90,7 +90,7 @@ impl Trial {
             died_at_ms: (r.outcome == Outcome::OomKilled).then_some(r.duration_ms),
             peak_bytes: r.cgroup.counters.peak_bytes,
             gc_cycles: r.gc_cycles,
-            gc_cpu_share: last.map(|c| c.cycle.cpu_percent / 100.0),
+            gc_cpu_share: last.and_then(|c| c.cycle.go).map(|g| g.cpu_percent / 100.0),
             page_faults: traced(&r.kernel, |k| k.page_faults.as_ref().map(|f| f.total)),
             reclaim_stalls: traced(&r.kernel, |k| k.reclaim.as_ref().map(|f| f.stalls)),
             exit: r.worker.exit.clone(),

@@ -6,7 +6,7 @@ use serde::Serialize;
 use memspike_model::{
     profile::{Profile, release_of},
     size::human,
-    trace::{RuntimeCycle, ScanWork, next_goal_after},
+    trace::{GoCycle, RuntimeCycle, ScanWork, next_goal_after},
 };
 
 use crate::{
@@ -49,11 +49,14 @@ fn with_next_goals(cycles: &[TimedCycle], gogc: Option<u64>) -> Vec<TracedCycle>
                     read_ms, cycle: c, ..
                 },
             )| {
-                let next = cycles.get(i + 1).map(|n| n.cycle.goal_bytes);
+                let next = cycles
+                    .get(i + 1)
+                    .and_then(|n| n.cycle.go)
+                    .map(|g| g.goal_bytes);
                 let estimate = next_goal_after(c, gogc);
                 TracedCycle {
                     read_ms: *read_ms,
-                    cycle: *c,
+                    cycle: c.clone(),
                     next_goal_bytes: next.or(estimate),
                     next_goal_estimated: next.is_none() && estimate.is_some(),
                 }
@@ -129,12 +132,17 @@ pub struct ExecReport {
 pub fn profile(f: &ExecFacts) -> Option<Profile> {
     let go_version = f.go_version.clone()?;
     let release = release_of(&go_version)?;
-    let (first, last) = (&f.cycles.first()?.cycle, &f.cycles.last()?.cycle);
-    let samples = f.timeline.samples.split_last()?.1;
-    let (outside_heap_bytes, at_heap_bytes) = f
+    // Go's cycles, with what gctrace adds to them.
+    let cycles: Vec<(&TimedCycle, GoCycle)> = f
         .cycles
         .iter()
-        .filter_map(|c| {
+        .filter_map(|c| Some((c, c.cycle.go?)))
+        .collect();
+    let ((first, _), (last, last_go)) = (cycles.first()?, cycles.last()?);
+    let samples = f.timeline.samples.split_last()?.1;
+    let (outside_heap_bytes, at_heap_bytes) = cycles
+        .iter()
+        .filter_map(|(c, go)| {
             let r = match c.group {
                 Some(at_line) => at_line,
                 None => samples.iter().find(|s| s.t_ms as f64 >= c.read_ms)?.reading,
@@ -142,39 +150,37 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
             let outside = r
                 .usage_bytes?
                 .saturating_sub(r.file_bytes.unwrap_or(0))
-                .checked_sub(c.cycle.heap_end_bytes)?;
-            Some((outside, c.cycle.heap_end_bytes))
+                .checked_sub(go.heap_end_bytes)?;
+            Some((outside, go.heap_end_bytes))
         })
         .min_by_key(|(outside, _)| *outside)?;
     // Allocated between the first cycle's end and the last one's: each cycle's heap at its
     // end less what the one before left live.
-    let allocated: u64 = f
-        .cycles
+    let allocated: u64 = cycles
         .windows(2)
         .map(|w| {
-            w[1].cycle
+            w[1].1
                 .heap_end_bytes
-                .saturating_sub(w[0].cycle.heap_live_bytes)
+                .saturating_sub(w[0].0.cycle.heap_live_bytes)
         })
         .sum();
-    let seconds = (last.t_ms - first.t_ms) / 1e3;
+    let seconds = (last.cycle.t_ms - first.cycle.t_ms) / 1e3;
     let marks = || {
-        f.cycles
+        cycles
             .iter()
-            .filter_map(|c| Some((c.cycle.mark_ms?, c.cycle.heap_live_bytes)))
+            .filter_map(|(c, go)| Some((go.mark_ms?, c.cycle.heap_live_bytes)))
     };
     let mark_ms = crate::stats::median_f(marks().map(|(ms, _)| ms));
     // The roots: the last cycle's scan work to the byte where the trace gave one, else its
     // line's whole MiB.
-    let roots = f
-        .cycles
+    let roots = cycles
         .iter()
         .rev()
-        .find_map(|c| c.cycle.scan_work)
+        .find_map(|(_, go)| go.scan_work)
         .unwrap_or(ScanWork {
             heap_bytes: 0,
-            stacks_bytes: last.stacks_bytes.unwrap_or(0),
-            globals_bytes: last.globals_bytes.unwrap_or(0),
+            stacks_bytes: last_go.stacks_bytes.unwrap_or(0),
+            globals_bytes: last_go.globals_bytes.unwrap_or(0),
         });
     let marked_bytes_per_ms = crate::stats::median_f(
         marks()
@@ -190,12 +196,12 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
         at_heap_bytes,
         stacks_bytes: roots.stacks_bytes,
         globals_bytes: roots.globals_bytes,
-        start_heap_bytes: first.heap_live_bytes,
+        start_heap_bytes: first.cycle.heap_live_bytes,
         alloc_rate: (seconds > 0.0 && allocated > 0).then(|| (allocated as f64 / seconds) as u64),
-        gomaxprocs: last.procs,
+        gomaxprocs: last_go.procs,
         mark_ms,
         marked_bytes_per_ms,
-        cycles: f.cycles.len() as u32,
+        cycles: cycles.len() as u32,
     })
 }
 
@@ -559,13 +565,22 @@ impl ExecReport {
                 vec![
                     c.cycle.n.to_string(),
                     format!("{:.1}", c.read_ms),
-                    format!(
-                        "{} -> {} -> {}",
-                        human(c.cycle.heap_start_bytes),
-                        human(c.cycle.heap_end_bytes),
-                        human(c.cycle.heap_live_bytes)
-                    ),
-                    human(c.cycle.goal_bytes).to_string(),
+                    match c.cycle.go {
+                        Some(go) => format!(
+                            "{} -> {} -> {}",
+                            human(c.cycle.heap_start_bytes),
+                            human(go.heap_end_bytes),
+                            human(c.cycle.heap_live_bytes)
+                        ),
+                        None => format!(
+                            "{} -> {}",
+                            human(c.cycle.heap_start_bytes),
+                            human(c.cycle.heap_live_bytes)
+                        ),
+                    },
+                    c.cycle
+                        .go
+                        .map_or("-".to_owned(), |go| human(go.goal_bytes).to_string()),
                     c.next_goal_bytes.map_or("none".to_owned(), |g| {
                         let rule = if c.next_goal_estimated {
                             " (GOGC rule)"
@@ -937,17 +952,23 @@ mod tests {
             cycle: RuntimeCycle {
                 n,
                 t_ms: 0.0,
+                kind: "gc".into(),
+                cause: None,
                 heap_start_bytes: live_mib << 20,
-                heap_end_bytes: live_mib << 20,
                 heap_live_bytes: live_mib << 20,
-                goal_bytes: goal_mib << 20,
-                cpu_percent: 0.0,
-                forced: false,
-                stacks_bytes: Some(0),
-                globals_bytes: Some(1 << 20),
-                scan_work: None,
-                procs: 2,
-                mark_ms: None,
+                heap_capacity_bytes: None,
+                pause_ms: None,
+                go: Some(GoCycle {
+                    heap_end_bytes: live_mib << 20,
+                    goal_bytes: goal_mib << 20,
+                    cpu_percent: 0.0,
+                    forced: false,
+                    stacks_bytes: Some(0),
+                    globals_bytes: Some(1 << 20),
+                    scan_work: None,
+                    procs: 2,
+                    mark_ms: None,
+                }),
             },
         };
         let timed = [cycle(1, 1, 4), cycle(2, 28, 4)];
@@ -977,17 +998,23 @@ mod tests {
                 cycle: RuntimeCycle {
                     n: i as u32 + 1,
                     t_ms: read_ms - 1.0,
+                    kind: "gc".into(),
+                    cause: None,
                     heap_start_bytes: end << 20,
-                    heap_end_bytes: end << 20,
                     heap_live_bytes: live << 20,
-                    goal_bytes: (2 * end) << 20,
-                    cpu_percent: 1.0,
-                    forced: false,
-                    stacks_bytes: Some(0),
-                    globals_bytes: Some(1 << 20),
-                    scan_work: None,
-                    procs: 4,
-                    mark_ms: Some(2.0),
+                    heap_capacity_bytes: None,
+                    pause_ms: None,
+                    go: Some(GoCycle {
+                        heap_end_bytes: end << 20,
+                        goal_bytes: (2 * end) << 20,
+                        cpu_percent: 1.0,
+                        forced: false,
+                        stacks_bytes: Some(0),
+                        globals_bytes: Some(1 << 20),
+                        scan_work: None,
+                        procs: 4,
+                        mark_ms: Some(2.0),
+                    }),
                 },
             })
             .collect();
@@ -1033,7 +1060,7 @@ mod tests {
         // Issue 18: the roots to the byte where the pacer's trace gave a cycle's scan work
         // (the last such cycle's), in place of its line's whole MiB.
         let mut exact = f.clone();
-        exact.cycles[1].cycle.scan_work = Some(ScanWork {
+        exact.cycles[1].cycle.go.as_mut().unwrap().scan_work = Some(ScanWork {
             heap_bytes: 1,
             stacks_bytes: 16_576,
             globals_bytes: 4_436_144,

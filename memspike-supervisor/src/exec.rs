@@ -572,7 +572,10 @@ mod tests {
             .map(|c| c.group.and_then(|g| g.usage_bytes))
             .collect();
         assert_eq!(read, [Some(100), Some(120), Some(150)]);
-        assert_eq!(relayed.cycles[0].cycle.heap_end_bytes, 45_318_864);
+        assert_eq!(
+            relayed.cycles[0].cycle.go.map(|g| g.heap_end_bytes),
+            Some(45_318_864)
+        );
     }
 
     #[test]

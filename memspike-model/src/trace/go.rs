@@ -52,7 +52,7 @@
 //! `GOTOOLCHAIN=local go build`, run with `GODEBUG=gctrace=1,scavtrace=1`, and (`*.pacer.stderr`)
 //! with `GODEBUG=gctrace=1,gcpacertrace=1`.
 
-use super::{PolicyVar, RuntimeCycle, RuntimeTrace, ScanWork};
+use super::{GoCycle, PolicyVar, RuntimeCycle, RuntimeTrace, ScanWork};
 use crate::{pacer::Gogc, policy::Policy, size::human};
 
 /// The environment variable that holds the runtime's debugging settings.
@@ -66,6 +66,8 @@ const PACER_ON: &str = "gcpacertrace=1";
 const PACER_PREFIX: &str = "pacer: ";
 /// How every cycle line starts; a line without it is not read further.
 const PREFIX: &str = "gc ";
+/// A Go cycle's kind ([`RuntimeCycle::kind`]): gctrace has one.
+pub const KIND: &str = "gc";
 /// Go's "MB" in a trace line: the runtime prints `bytes >> 20`.
 const TRACE_MB: u64 = 1 << 20;
 
@@ -90,11 +92,12 @@ pub fn gogc_from_env(value: Option<&str>) -> Option<u64> {
 /// may have set a lower one; the line does not say.
 pub fn next_goal_after(cycle: &RuntimeCycle, gogc: Option<u64>) -> Option<u64> {
     let percent = u32::try_from(gogc?).unwrap_or(u32::MAX);
+    let go = cycle.go?;
     // The scan work where the pacer's trace gave it: go1.19's line prints the stacks' space,
     // not the bytes scanned that the goal counts.
-    let roots = match cycle.scan_work {
+    let roots = match go.scan_work {
         Some(work) => work.stacks_bytes + work.globals_bytes,
-        None => cycle.stacks_bytes.unwrap_or(0) + cycle.globals_bytes.unwrap_or(0),
+        None => go.stacks_bytes.unwrap_or(0) + go.globals_bytes.unwrap_or(0),
     };
     crate::pacer::gc_percent_goal(
         crate::pacer::Gogc::Percent(percent),
@@ -192,18 +195,19 @@ impl RuntimeTrace for GoTrace {
             }
             return None;
         }
-        let cycle = parse(line)?;
+        let mut cycle = parse(line)?;
         let pacer = self.pacer.take();
-        // The exact heap, where it is the one the line printed in whole MiB.
-        let heap_end_bytes = pacer
-            .map(|p| p.heap_end_bytes)
-            .filter(|exact| exact >> 20 == cycle.heap_end_bytes >> 20)
-            .unwrap_or(cycle.heap_end_bytes);
-        Some(RuntimeCycle {
-            scan_work: pacer.map(|p| p.scan_work),
-            heap_end_bytes,
-            ..cycle
-        })
+        if let Some(go) = cycle.go.as_mut() {
+            // The exact heap, where it is the one the line printed in whole MiB.
+            if let Some(exact) = pacer
+                .map(|p| p.heap_end_bytes)
+                .filter(|exact| exact >> 20 == go.heap_end_bytes >> 20)
+            {
+                go.heap_end_bytes = exact;
+            }
+            go.scan_work = pacer.map(|p| p.scan_work);
+        }
+        Some(cycle)
     }
 
     /// `GOGC` and `GOMEMLIMIT` always (`off` when the policy has no memory limit; a limit in
@@ -317,17 +321,23 @@ fn parse(line: &str) -> Option<RuntimeCycle> {
     Some(RuntimeCycle {
         n: whole(n)?,
         t_ms: seconds_as_ms(t)?,
+        kind: std::borrow::Cow::Borrowed(KIND),
+        cause: None,
         heap_start_bytes: mib(start)?,
-        heap_end_bytes: mib(end)?,
         heap_live_bytes: mib(live)?,
-        goal_bytes: mib(goal)?,
-        cpu_percent: f64::from(whole::<u32>(percent)?),
-        forced: notes_forced(notes)?,
-        stacks_bytes,
-        globals_bytes,
-        scan_work: None,
-        procs: whole(procs)?,
-        mark_ms: Some(mark_ms),
+        heap_capacity_bytes: None,
+        pause_ms: None,
+        go: Some(GoCycle {
+            heap_end_bytes: mib(end)?,
+            goal_bytes: mib(goal)?,
+            cpu_percent: f64::from(whole::<u32>(percent)?),
+            forced: notes_forced(notes)?,
+            stacks_bytes,
+            globals_bytes,
+            scan_work: None,
+            procs: whole(procs)?,
+            mark_ms: Some(mark_ms),
+        }),
     })
 }
 
@@ -439,18 +449,20 @@ mod tests {
             for line in text.lines() {
                 match trace.parse_line(line) {
                     Some(c) => {
-                        let Some(work) = c.scan_work else { continue };
+                        let Some(work) = c.go.unwrap().scan_work else {
+                            continue;
+                        };
                         exact += 1;
-                        assert_ne!(c.heap_end_bytes % MIB, 0, "{version}: {line}");
+                        assert_ne!(c.go.unwrap().heap_end_bytes % MIB, 0, "{version}: {line}");
                         assert_eq!(
                             Some(work.globals_bytes / MIB * MIB),
-                            c.globals_bytes,
+                            c.go.unwrap().globals_bytes,
                             "{version}: {line}"
                         );
                         if version != "go1.19" {
                             assert_eq!(
                                 Some(work.stacks_bytes / MIB * MIB),
-                                c.stacks_bytes,
+                                c.go.unwrap().stacks_bytes,
                                 "{version}: {line}"
                             );
                         }
@@ -498,17 +510,23 @@ mod tests {
             RuntimeCycle {
                 n: self.n,
                 t_ms: self.t_ms,
+                kind: KIND.into(),
+                cause: None,
                 heap_start_bytes: self.heap[0] * MIB,
-                heap_end_bytes: self.heap[1] * MIB,
                 heap_live_bytes: self.heap[2] * MIB,
-                goal_bytes: self.goal * MIB,
-                cpu_percent: self.percent,
-                forced: self.forced,
-                stacks_bytes: self.stacks_globals.map(|[s, _]| s * MIB),
-                globals_bytes: self.stacks_globals.map(|[_, g]| g * MIB),
-                scan_work: None,
-                procs: self.procs,
-                mark_ms: Some(self.mark_ms),
+                heap_capacity_bytes: None,
+                pause_ms: None,
+                go: Some(GoCycle {
+                    heap_end_bytes: self.heap[1] * MIB,
+                    goal_bytes: self.goal * MIB,
+                    cpu_percent: self.percent,
+                    forced: self.forced,
+                    stacks_bytes: self.stacks_globals.map(|[s, _]| s * MIB),
+                    globals_bytes: self.stacks_globals.map(|[_, g]| g * MIB),
+                    scan_work: None,
+                    procs: self.procs,
+                    mark_ms: Some(self.mark_ms),
+                }),
             }
         }
     }
@@ -573,22 +591,26 @@ mod tests {
                     c.n,
                     t / 1000,
                     t % 1000,
-                    c.cpu_percent
+                    c.go.unwrap().cpu_percent
                 );
                 assert!(line.starts_with(&start), "{version}: {start} / {line}");
                 let heap = format!(
                     " ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P",
                     c.heap_start_bytes / MIB,
-                    c.heap_end_bytes / MIB,
+                    c.go.unwrap().heap_end_bytes / MIB,
                     c.heap_live_bytes / MIB,
-                    c.goal_bytes / MIB,
-                    c.stacks_bytes.unwrap() / MIB,
-                    c.globals_bytes.unwrap() / MIB,
-                    c.procs,
+                    c.go.unwrap().goal_bytes / MIB,
+                    c.go.unwrap().stacks_bytes.unwrap() / MIB,
+                    c.go.unwrap().globals_bytes.unwrap() / MIB,
+                    c.go.unwrap().procs,
                 );
-                let end = if c.forced { " (forced)" } else { "" };
+                let end = if c.go.unwrap().forced {
+                    " (forced)"
+                } else {
+                    ""
+                };
                 assert!(line.ends_with(&format!("{heap}{end}")), "{version}: {line}");
-                forced += u32::from(c.forced);
+                forced += u32::from(c.go.unwrap().forced);
             }
             assert!(
                 cycles >= 9 && forced >= 2 && others >= 10,
@@ -699,7 +721,7 @@ mod tests {
         }
         let largest = GOOD.replacen("54 MB goal", "17592186044415 MB goal", 1);
         assert_eq!(
-            parse_line(&largest).unwrap().goal_bytes,
+            parse_line(&largest).unwrap().go.unwrap().goal_bytes,
             u64::MAX - (MIB - 1)
         );
     }
@@ -712,9 +734,12 @@ mod tests {
         let unforced_at = GOOD.len() - " (forced)".len();
         for (at, _) in GOOD.char_indices().skip(1) {
             let cut = &GOOD[..at];
-            let want = (at == unforced_at).then_some(RuntimeCycle {
-                forced: false,
-                ..whole_cycle
+            let want = (at == unforced_at).then(|| {
+                let mut unforced = whole_cycle.clone();
+                if let Some(go) = unforced.go.as_mut() {
+                    go.forced = false;
+                }
+                unforced
             });
             assert_eq!(parse_line(cut), want, "{cut}");
         }
@@ -804,18 +829,30 @@ mod tests {
             stacks_bytes: 16_576,
             globals_bytes: 4_436_144,
         };
-        assert_eq!(c.scan_work, Some(exact));
-        assert_eq!(c.heap_end_bytes, 45_318_864);
-        assert_eq!((c.stacks_bytes, c.globals_bytes), (Some(0), Some(4 << 20)));
+        assert_eq!(c.go.unwrap().scan_work, Some(exact));
+        assert_eq!(c.go.unwrap().heap_end_bytes, 45_318_864);
+        assert_eq!(
+            (c.go.unwrap().stacks_bytes, c.go.unwrap().globals_bytes),
+            (Some(0), Some(4 << 20))
+        );
         // Used once: the next cycle without a pacer line of its own has none, and its line's
         // whole MiB.
         let alone = trace.parse_line(CYCLE).unwrap();
-        assert_eq!((alone.scan_work, alone.heap_end_bytes), (None, 43 << 20));
+        assert_eq!(
+            (
+                alone.go.unwrap().scan_work,
+                alone.go.unwrap().heap_end_bytes
+            ),
+            (None, 43 << 20)
+        );
         // A heap that is not the one the cycle line printed is not taken for it.
         trace.parse_line(&PACER.replace("45318864", "50000000"));
         let other = trace.parse_line(CYCLE).unwrap();
         assert_eq!(
-            (other.scan_work, other.heap_end_bytes),
+            (
+                other.go.unwrap().scan_work,
+                other.go.unwrap().heap_end_bytes
+            ),
             (Some(exact), 43 << 20)
         );
         for malformed in [

@@ -5,6 +5,8 @@
 //! `memspike exec` calls [`RuntimeTrace::parse_line`] on every line the command writes to
 //! stderr, so a line that is not a trace line costs a prefix check and nothing is allocated.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::policy::Policy;
@@ -74,39 +76,65 @@ pub struct ScanWork {
     pub globals_bytes: u64,
 }
 
-/// One completed collection as the runtime reported it. Sizes are in bytes, as precise as the
-/// runtime printed them (Go prints whole MiB: see [`go`]).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+/// One completed collection as the runtime reported it, in terms every runtime shares: its
+/// kind and cause, the heap before and after it and the heap's capacity, and the pause. Sizes
+/// are in bytes, as precise as the runtime printed them (Go prints whole MiB: see [`go`]).
+/// A runtime's own figures are kept aside ([`GoCycle`]); in JSON they sit beside the shared
+/// ones, under the keys reports have always used.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuntimeCycle {
     /// The cycle's number, from 1.
     pub n: u32,
     /// When the cycle started, in milliseconds since the program started.
     pub t_ms: f64,
+    /// What kind of collection, as the runtime names it: Go's `gc`, a JVM's `Pause Young`.
+    #[serde(default = "go_kind")]
+    pub kind: Cow<'static, str>,
+    /// Why it ran, when the runtime says (a JVM's `Allocation Failure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
     /// Heap in use when the cycle started.
     pub heap_start_bytes: u64,
+    /// Heap in use after it: what it left live.
+    pub heap_live_bytes: u64,
+    /// The heap's capacity after it, when the runtime says (a JVM's committed heap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heap_capacity_bytes: Option<u64>,
+    /// How long the program stood still for it, in milliseconds, when the runtime says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_ms: Option<f64>,
+    /// Go's own figures, for a Go cycle.
+    #[serde(flatten)]
+    pub go: Option<GoCycle>,
+}
+
+fn go_kind() -> Cow<'static, str> {
+    Cow::Borrowed(go::KIND)
+}
+
+/// What Go's gctrace says of a cycle beyond what every runtime says.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GoCycle {
     /// Heap in use when marking ended (the start plus what was allocated during the cycle); to
     /// the byte where the runtime said (Go's pacer trace).
     pub heap_end_bytes: u64,
-    /// Heap the cycle marked live: what survived it.
-    pub heap_live_bytes: u64,
     /// The heap goal the cycle ran against.
     pub goal_bytes: u64,
     /// The share of the CPU the collector has used since the program started, in percent.
     pub cpu_percent: f64,
-    /// The program asked for this cycle (Go's `runtime.GC()`), rather than the pacer.
+    /// The program asked for this cycle (`runtime.GC()`), rather than the pacer.
     pub forced: bool,
-    /// Scannable goroutine stacks, when the runtime reports them (Go: whole MiB, rounded down).
+    /// Scannable goroutine stacks, when the runtime reports them (whole MiB, rounded down).
     pub stacks_bytes: Option<u64>,
     /// Scannable globals, when the runtime reports them (as precise as the stacks).
     pub globals_bytes: Option<u64>,
-    /// What the cycle scanned, to the byte, when the runtime said (Go's pacer trace, for most
-    /// cycles).
+    /// What the cycle scanned, to the byte, when the runtime said (the pacer's trace, for
+    /// most cycles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan_work: Option<ScanWork>,
-    /// The number of processors (Go's GOMAXPROCS) the collector ran with.
+    /// GOMAXPROCS, as the collector ran with it.
     pub procs: u32,
-    /// The wall time of the cycle's concurrent mark phase, in milliseconds, when the runtime
-    /// reports it.
+    /// The wall time of the cycle's concurrent mark phase, in milliseconds.
     #[serde(default)]
     pub mark_ms: Option<f64>,
 }
@@ -121,27 +149,50 @@ mod tests {
         let cycle = RuntimeCycle {
             n: 2,
             t_ms: 1133.0,
+            kind: "gc".into(),
+            cause: None,
             heap_start_bytes: 38 << 20,
-            heap_end_bytes: 39 << 20,
             heap_live_bytes: 24 << 20,
-            goal_bytes: 54 << 20,
-            cpu_percent: 7.0,
-            forced: true,
-            stacks_bytes: None,
-            globals_bytes: Some(2 << 20),
-            scan_work: None,
-            procs: 2,
-            mark_ms: Some(0.93),
+            heap_capacity_bytes: None,
+            pause_ms: None,
+            go: Some(GoCycle {
+                heap_end_bytes: 39 << 20,
+                goal_bytes: 54 << 20,
+                cpu_percent: 7.0,
+                forced: true,
+                stacks_bytes: None,
+                globals_bytes: Some(2 << 20),
+                scan_work: None,
+                procs: 2,
+                mark_ms: Some(0.93),
+            }),
         };
-        let json = serde_json::to_value(cycle).unwrap();
+        let json = serde_json::to_value(&cycle).unwrap();
         assert_eq!(
             json,
             serde_json::json!({
-                "n": 2, "t_ms": 1133.0, "heap_start_bytes": 39845888u64,
+                "n": 2, "t_ms": 1133.0, "kind": "gc", "heap_start_bytes": 39845888u64,
                 "heap_end_bytes": 40894464u64, "heap_live_bytes": 25165824u64,
                 "goal_bytes": 56623104u64, "cpu_percent": 7.0, "forced": true,
                 "stacks_bytes": null, "globals_bytes": 2097152u64, "procs": 2, "mark_ms": 0.93,
             })
         );
+        // Read back, and as facts recorded before cycles had a kind (issue 20) wrote them.
+        assert_eq!(
+            serde_json::from_value::<RuntimeCycle>(json.clone()).unwrap(),
+            cycle
+        );
+        let mut older = json;
+        older.as_object_mut().unwrap().remove("kind");
+        assert_eq!(
+            serde_json::from_value::<RuntimeCycle>(older).unwrap(),
+            cycle
+        );
+        // Another runtime's cycle has no Go figures.
+        let other = serde_json::json!({"n": 1, "t_ms": 21.0, "kind": "Pause Young",
+            "cause": "Allocation Failure", "heap_start_bytes": 1u64 << 20,
+            "heap_live_bytes": 0, "heap_capacity_bytes": 7u64 << 20, "pause_ms": 0.96});
+        let read: RuntimeCycle = serde_json::from_value(other).unwrap();
+        assert_eq!((read.go, read.heap_capacity_bytes), (None, Some(7 << 20)));
     }
 }
