@@ -555,54 +555,76 @@ impl ExecReport {
         })
     }
 
-    /// The last traced cycles (at most 16) as a table.
+    /// The last traced cycles (at most 16) as a table: Go's with the heap at the end of
+    /// marking and the goals, any other runtime's with each pause's kind, cause, capacity and
+    /// length.
     fn cycles_block(&self) -> Option<Block> {
         let cycles = self.runtime_cycles.as_ref()?;
         let shown = cycles.len().min(16);
-        let rows = cycles[cycles.len() - shown..]
+        let last = &cycles[cycles.len() - shown..];
+        let go = last.iter().any(|c| c.cycle.go.is_some());
+        let rows = last
             .iter()
             .map(|c| {
-                vec![
-                    c.cycle.n.to_string(),
-                    format!("{:.1}", c.read_ms),
-                    match c.cycle.go {
-                        Some(go) => format!(
+                let y = &c.cycle;
+                let mut row = vec![y.n.to_string(), format!("{:.1}", c.read_ms)];
+                match y.go {
+                    Some(g) => row.extend([
+                        format!(
                             "{} -> {} -> {}",
-                            human(c.cycle.heap_start_bytes),
-                            human(go.heap_end_bytes),
-                            human(c.cycle.heap_live_bytes)
+                            human(y.heap_start_bytes),
+                            human(g.heap_end_bytes),
+                            human(y.heap_live_bytes)
                         ),
-                        None => format!(
+                        human(g.goal_bytes).to_string(),
+                        c.next_goal_bytes.map_or("none".to_owned(), |goal| {
+                            let rule = if c.next_goal_estimated {
+                                " (GOGC rule)"
+                            } else {
+                                ""
+                            };
+                            format!("{}{rule}", human(goal))
+                        }),
+                    ]),
+                    None => row.extend([
+                        match &y.cause {
+                            Some(cause) => format!("{} ({cause})", y.kind),
+                            None => y.kind.to_string(),
+                        },
+                        format!(
                             "{} -> {}",
-                            human(c.cycle.heap_start_bytes),
-                            human(c.cycle.heap_live_bytes)
+                            human(y.heap_start_bytes),
+                            human(y.heap_live_bytes)
                         ),
-                    },
-                    c.cycle
-                        .go
-                        .map_or("-".to_owned(), |go| human(go.goal_bytes).to_string()),
-                    c.next_goal_bytes.map_or("none".to_owned(), |g| {
-                        let rule = if c.next_goal_estimated {
-                            " (GOGC rule)"
-                        } else {
-                            ""
-                        };
-                        format!("{}{rule}", human(g))
-                    }),
-                ]
+                        opt_bytes(y.heap_capacity_bytes),
+                        y.pause_ms
+                            .map_or("-".to_owned(), |ms| format!("{ms:.2} ms")),
+                    ]),
+                }
+                row
             })
             .collect();
-        Some(Block::Grid {
-            caption: format!("runtime cycles (the last {shown})"),
-            header: [
+        let header: &[&str] = if go {
+            &[
                 "gc",
                 "t (ms)",
                 "heap start -> end -> live",
                 "its goal",
                 "next goal",
             ]
-            .map(str::to_owned)
-            .to_vec(),
+        } else {
+            &[
+                "gc",
+                "t (ms)",
+                "collection (cause)",
+                "heap before -> after",
+                "capacity",
+                "pause",
+            ]
+        };
+        Some(Block::Grid {
+            caption: format!("runtime cycles (the last {shown})"),
+            header: header.iter().map(|h| (*h).to_owned()).collect(),
             rows,
         })
     }

@@ -55,6 +55,8 @@ pub struct ExecConfig {
     pub policy: Option<(Policy, Vec<PolicyVar>)>,
     /// Where the command's own output goes.
     pub output: Output,
+    /// Whose runtime trace to read (`--trace`).
+    pub trace: trace::TraceChoice,
 }
 
 /// Where a command's stdout and stderr go. Its stderr is always read for the runtime's trace.
@@ -212,7 +214,11 @@ fn run_in(
     config: &ExecConfig,
     program: &Path,
 ) -> Result<ExecFacts, SupervisorError> {
-    let mut tracer: Box<dyn RuntimeTrace> = Box::new(trace::GoTrace::default());
+    let name = program
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let mut tracer = config.trace.tracer(name);
     let (env, environment) = environment(config, tracer.as_mut());
     let gogc = gogc_from_env(
         env.iter()

@@ -14,6 +14,7 @@ use memspike_model::{
     scenario::{Scenario, builtin},
     size,
     threshold::Knob,
+    trace::TraceChoice,
 };
 use memspike_report::outcome::Expect;
 use memspike_supervisor::preflight::UsageError;
@@ -351,6 +352,10 @@ pub struct ExecArgs {
     /// Do not attach the eBPF observer.
     #[arg(long)]
     pub no_trace: bool,
+    /// Whose collection log to turn on and read: `auto` (the JVM for a `java` launcher, else
+    /// Go's gctrace), `go`, `jvm` (unified logging through JAVA_TOOL_OPTIONS), or `none`.
+    #[arg(long, value_enum, default_value_t = TraceChoice::Auto)]
+    pub trace: TraceChoice,
     /// Start the command from PATH, HOME, LANG and TERM only, instead of memspike's whole
     /// environment (the runtime's trace setting is added either way).
     #[arg(long)]

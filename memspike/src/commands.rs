@@ -6,6 +6,7 @@ use std::{io::Write, path::Path, process::ExitCode};
 
 use anyhow::Context;
 use memspike_cgroup::EffectiveLimit;
+use memspike_model::trace::TraceChoice;
 use memspike_model::{
     experiment::Experiment,
     policy::Policy,
@@ -128,6 +129,7 @@ pub fn exec(args: &ExecArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode
         } else {
             Output::Own
         },
+        trace: args.trace,
     };
     let facts = exec::run(
         &config,
@@ -218,6 +220,8 @@ fn command_base(
             } else {
                 Output::Quiet
             },
+            // Policies are Go's: so is the trace of the programs they are given to.
+            trace: TraceChoice::Go,
         },
         trace_kernel: !runs.no_trace,
     })

@@ -1,6 +1,7 @@
 //! `memspike exec` as root, for real: a real Go program (the reference, built with Debian's Go
-//! 1.19) is OOM-killed and its gctrace cycles are in the report; a program in another language
-//! gets the kernel's evidence only; exit codes and signals are passed on; Ctrl-C cleans up. (A
+//! 1.19) is OOM-killed and its gctrace cycles are in the report; a Java program's GC log is read
+//! too (the JVM's unified logging); a program in another language gets the kernel's evidence
+//! only; exit codes and signals are passed on; Ctrl-C cleans up. (A
 //! command that does not exist is among `experiment_root`'s bad command lines.)
 
 mod common;
@@ -36,6 +37,80 @@ fn exec(args: &[&str], stdin: &[u8]) -> (i32, Output, Value) {
     // With --json, stdout is the report alone (the command's own output went to stderr).
     let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out.status.code().unwrap_or(-1), out, report)
+}
+
+/// Issue 20: the seed on the JVM (reference/java, Debian's JDK 17). With a heap maximum of 512 MiB
+/// over a 128 MiB group the kernel kills it; with 32 MiB the JVM throws OutOfMemoryError itself
+/// and exits 1. Either way `exec` turned the GC log on through JAVA_TOOL_OPTIONS (the JVM's note
+/// about it kept from the user) and read its pauses: kind, cause, heap before and after, the
+/// committed heap, the pause.
+#[test]
+fn a_java_programs_gc_log_is_read_whether_the_kernel_or_the_jvm_ends_it() {
+    if !common::require_root("exec of the Java reference") {
+        return;
+    }
+    let Some(classes) = common::java_reference() else {
+        return;
+    };
+    let classes = classes.to_str().unwrap();
+    let run = |xmx: &str| {
+        exec(
+            &[
+                "--json",
+                "--limit",
+                "128MiB",
+                "--",
+                "java",
+                "-XX:+UseSerialGC",
+                xmx,
+                "-cp",
+                classes,
+                "Spike",
+                "134217728",
+                "0.9",
+            ],
+            b"",
+        )
+    };
+    let (code, out, killed) = run("-Xmx512m");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(killed["outcome"], "oom_killed", "{killed:#}\n{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(killed["runtime"], "jvm", "{killed:#}");
+    assert_eq!(killed["kernel"]["oom_victim"]["comm"], "java", "{killed:#}");
+    assert!(
+        killed["environment"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "JAVA_TOOL_OPTIONS=-Xlog:gc:stderr"),
+        "{killed:#}"
+    );
+    assert!(!stderr.contains("Picked up JAVA_TOOL_OPTIONS"), "{stderr}");
+    let cycles = killed["runtime_cycles"].as_array().unwrap();
+    assert!(!cycles.is_empty(), "{killed:#}");
+    for c in cycles {
+        assert!(c["kind"].as_str().unwrap().starts_with("Pause "), "{c}");
+        assert!(c["pause_ms"].as_f64().is_some(), "{c}");
+        assert!(
+            u(&c["heap_capacity_bytes"]) >= u(&c["heap_live_bytes"]),
+            "{c}"
+        );
+        assert!(c.get("goal_bytes").is_none(), "no Go figures: {c}");
+    }
+    let (_, out, thrown) = run("-Xmx32m");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(thrown["outcome"], "exited", "{thrown:#}\n{stderr}");
+    assert_eq!(thrown["exit"]["code"], 1, "{thrown:#}");
+    assert_eq!(thrown["runtime"], "jvm", "{thrown:#}");
+    assert!(
+        thrown["stderr_tail"]
+            .as_str()
+            .unwrap()
+            .contains("java.lang.OutOfMemoryError: Java heap space"),
+        "{thrown:#}"
+    );
+    assert!(u(&thrown["cgroup"]["peak_bytes"]) < 64 * MIB, "{thrown:#}");
 }
 
 #[test]

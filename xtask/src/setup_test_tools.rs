@@ -1,9 +1,9 @@
 //! Installs what the tests run besides memspike, from Debian: headless Chromium and
 //! chromedriver for the page test (memspike/tests/page_browser.rs, which drives the interactive
 //! mode's page at `/` over the W3C WebDriver protocol), python3 for the probe tests' page
-//! toucher (memspike/tests/probe_root.rs), and Go 1.19 for the `exec` tests' real Go program
-//! (reference/go, built by memspike/tests/exec_root.rs). Skipped when every package is already
-//! installed.
+//! toucher (memspike/tests/probe_root.rs), Go 1.19 for the `exec` tests' real Go program
+//! (reference/go, built by memspike/tests/exec_root.rs), and JDK 17 for their real Java program
+//! (reference/java). Skipped when every package is already installed.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,9 +21,12 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const PYTHON3: &str = "/usr/bin/python3";
 /// The Go toolchain the exec tests build the reference program with.
 pub const GO: &str = "/usr/bin/go";
+/// The JDK the exec tests compile and run the Java reference with.
+const JAVAC: &str = "/usr/bin/javac";
+const JAVA: &str = "/usr/bin/java";
 
 /// The Debian packages, each with the reason it is needed.
-const PACKAGES: [Package; 4] = [
+const PACKAGES: [Package; 5] = [
     (
         "chromium",
         "the browser that memspike/tests/page_browser.rs runs headless to test the page at `/`",
@@ -42,6 +45,11 @@ const PACKAGES: [Package; 4] = [
         "Go 1.19 (/usr/bin/go), which memspike/tests/exec_root.rs builds the reference program \
          (reference/go) with, to run a real Go program under `memspike exec`",
     ),
+    (
+        "openjdk-17-jdk-headless",
+        "JDK 17 (/usr/bin/javac, /usr/bin/java), which memspike/tests/exec_root.rs compiles and \
+         runs the Java reference (reference/java) with, to read a JVM's GC log under `memspike exec`",
+    ),
 ];
 
 /// Installs whatever is missing, or fails saying why and what to run by hand.
@@ -52,12 +60,17 @@ pub fn setup() -> Result<()> {
             bail!("{binary} is missing although its package is installed; reinstall it");
         }
     }
-    for (binary, package) in [(PYTHON3, "python3"), (GO, "golang-go")] {
+    for (binary, package) in [
+        (PYTHON3, "python3"),
+        (GO, "golang-go"),
+        (JAVAC, "openjdk-17-jdk-headless"),
+        (JAVA, "openjdk-17-jdk-headless"),
+    ] {
         if !privilege::is_executable(Path::new(binary)) {
             bail!("{binary} is missing although {package} is installed; reinstall it");
         }
     }
-    progress::say("headless Chromium, python3 and Go ready");
+    progress::say("headless Chromium, python3, Go and JDK 17 ready");
     Ok(())
 }
 

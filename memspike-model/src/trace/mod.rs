@@ -1,6 +1,7 @@
 //! The runtime's own account of its collections, read from a traced program's stderr: how to
 //! turn a runtime's trace on (an environment variable) and how to read one cycle from one
-//! line. One file per runtime implements [`RuntimeTrace`]; [`go`] reads Go's `gctrace`.
+//! line. One file per runtime implements [`RuntimeTrace`]; [`go`] reads Go's `gctrace`, [`jvm`]
+//! the JVM's unified GC log.
 //!
 //! `memspike exec` calls [`RuntimeTrace::parse_line`] on every line the command writes to
 //! stderr, so a line that is not a trace line costs a prefix check and nothing is allocated.
@@ -12,8 +13,61 @@ use serde::{Deserialize, Serialize};
 use crate::policy::Policy;
 
 pub mod go;
+pub mod jvm;
 
 pub use go::{GoTrace, gogc_from_env, next_goal_after};
+
+/// Whose trace `exec` reads: the runtime detected from the program, or the one given
+/// (`--trace`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum TraceChoice {
+    /// A `java` launcher's program is the JVM; any other, Go (whose `GODEBUG` a program of
+    /// another language ignores, and a wrapper passes on to the Go program it starts).
+    #[default]
+    Auto,
+    Go,
+    Jvm,
+    /// Read no runtime's trace: the kernel's evidence alone.
+    None,
+}
+
+impl TraceChoice {
+    /// The reader for a program whose file is named `program_name` (`java`, `node`, ...).
+    pub fn tracer(self, program_name: &str) -> Box<dyn RuntimeTrace> {
+        match self {
+            TraceChoice::Auto if program_name == "java" => Box::new(jvm::JvmTrace::default()),
+            TraceChoice::Auto | TraceChoice::Go => Box::new(GoTrace::default()),
+            TraceChoice::Jvm => Box::new(jvm::JvmTrace::default()),
+            TraceChoice::None => Box::new(NoTrace),
+        }
+    }
+}
+
+/// No runtime's trace: nothing is asked for, no line is a cycle.
+#[derive(Clone, Copy, Debug)]
+pub struct NoTrace;
+
+impl RuntimeTrace for NoTrace {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+
+    fn env(&mut self, _lookup: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)> {
+        None
+    }
+
+    fn parse_line(&mut self, _line: &str) -> Option<RuntimeCycle> {
+        None
+    }
+
+    fn policy_env(&self, _policy: &Policy, _limit: u64) -> Result<Vec<PolicyVar>, String> {
+        Err("no runtime was named (--trace none): its policies cannot be given".into())
+    }
+}
 
 /// A runtime whose collections can be traced on stderr.
 ///
@@ -144,6 +198,19 @@ mod tests {
     use super::*;
 
     /// `memspike exec`'s report carries cycles under these keys (issue 9).
+    /// `java` is the JVM, anything else Go unless told; `none` reads nothing.
+    #[test]
+    fn the_runtime_is_the_programs_or_the_one_given() {
+        let name = |choice: TraceChoice, program: &str| choice.tracer(program).name();
+        assert_eq!(name(TraceChoice::Auto, "java"), "jvm");
+        assert_eq!(name(TraceChoice::Auto, "my-service"), "go");
+        assert_eq!(name(TraceChoice::Go, "java"), "go");
+        assert_eq!(name(TraceChoice::Jvm, "launcher.sh"), "jvm");
+        let mut none = TraceChoice::None.tracer("java");
+        assert_eq!(none.env(&|_| None), None);
+        assert_eq!(none.parse_line("gc 1 @0.001s 5%: ..."), None);
+    }
+
     #[test]
     fn a_cycle_serializes_under_the_reports_keys() {
         let cycle = RuntimeCycle {

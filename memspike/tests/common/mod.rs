@@ -390,3 +390,35 @@ pub fn go_reference() -> Option<&'static std::path::Path> {
         })
         .as_deref()
 }
+
+/// The reference Java program (`reference/java/Spike.java`), compiled once per test binary with
+/// Debian's JDK into a directory for `java -cp`; `None` outside CI when there is no JDK here
+/// (under CI that is a failure: `cargo xtask test` installs openjdk-17-jdk-headless).
+pub fn java_reference() -> Option<&'static std::path::Path> {
+    use std::path::Path;
+    static BUILT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let javac = Path::new("/usr/bin/javac");
+            if !javac.exists() || !Path::new("/usr/bin/java").exists() {
+                assert!(
+                    !under_ci(),
+                    "CI needs a JDK for reference/java (cargo xtask test installs openjdk-17-jdk-headless)"
+                );
+                skip("a real Java program", "no /usr/bin/javac or /usr/bin/java");
+                return None;
+            }
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("java-reference");
+            std::fs::create_dir_all(&out).unwrap();
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reference/java/Spike.java");
+            let status = std::process::Command::new(javac)
+                .arg("-d")
+                .arg(&out)
+                .arg(&src)
+                .status()
+                .expect("javac runs");
+            assert!(status.success(), "javac of reference/java failed");
+            Some(out)
+        })
+        .as_deref()
+}

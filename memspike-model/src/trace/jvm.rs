@@ -1,0 +1,316 @@
+//! The JVM's collection log: unified logging (JEP 158, JEP 271) with the `gc` tag at `info`
+//! prints one line per pause, on stderr when memspike asks for it (`-Xlog:gc:stderr` in
+//! `JAVA_TOOL_OPTIONS`, which every JVM reads). From JDK 17 (Debian's):
+//!
+//! ```text
+//! [0.049s][info][gc] GC(0) Pause Young (Allocation Failure) 12M->12M(46M) 6.132ms
+//! [0.031s][info][gc] GC(0) Pause Young (Normal) (G1 Evacuation Pause) 6M->6M(48M) 2.101ms
+//! [0.045s][info][gc] GC(5) Pause Remark 41M->33M(48M) 0.387ms
+//! ```
+//!
+//! - `[T s]`: the uptime decoration, seconds since the JVM started (three decimals); the other
+//!   decorations (level, tags, and any the user adds) are skipped;
+//! - `GC(N)`: the collection's id, from 0 (a G1 concurrent cycle's remark and cleanup pauses
+//!   carry its id); the cycle's `n` is N + 1;
+//! - what follows up to the heap is the kind, its last parenthesised part the cause: Serial's
+//!   and Parallel's `Pause Young (Allocation Failure)`, `Pause Full (Ergonomics)`, G1's
+//!   `Pause Young (Normal) (G1 Evacuation Pause)` (kind `Pause Young (Normal)`), `Pause Remark`
+//!   (no cause);
+//! - `B->A(C)`: the heap in use before and after the pause and its capacity (the committed
+//!   heap), each a whole number of `K`, `M` or `G` (binary units, rounded down);
+//! - `P ms`: the pause.
+//!
+//! The format is documented as not stable across releases (JEP 271), so it is read
+//! defensively: a line without the uptime, the id, a heap transition or a pause (`Using G1`,
+//! `Concurrent Mark Cycle`, `To-space exhausted`, the program's own output) is not a cycle,
+//! and no input panics. The fixtures in `testdata/jdk17.*.stderr` are real stderr of OpenJDK
+//! 17.0.15 (Debian 12) with `-XX:+UseSerialGC`, `-XX:+UseParallelGC` and `-XX:+UseG1GC`
+//! (`-Xlog:gc:stderr`, on the command line or in `JAVA_TOOL_OPTIONS`).
+
+use std::borrow::Cow;
+
+use super::{PolicyVar, RuntimeCycle, RuntimeTrace};
+use crate::policy::Policy;
+
+/// The variable every JVM reads its extra options from, and the option memspike adds.
+const TOOL_OPTIONS: &str = "JAVA_TOOL_OPTIONS";
+const LOG_GC: &str = "-Xlog:gc:stderr";
+/// What the JVM says on stderr when it reads `JAVA_TOOL_OPTIONS`.
+const PICKED_UP: &str = "Picked up JAVA_TOOL_OPTIONS:";
+
+/// The JVM's unified GC log reader.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JvmTrace {
+    /// memspike set `JAVA_TOOL_OPTIONS`: the JVM's note that it read them is memspike's, not
+    /// the user's.
+    set_options: bool,
+}
+
+impl RuntimeTrace for JvmTrace {
+    fn name(&self) -> &'static str {
+        "jvm"
+    }
+
+    /// `JAVA_TOOL_OPTIONS` with `-Xlog:gc:stderr` appended to the user's options; when the
+    /// user's already configure the `gc` log (`-Xlog:gc…`), they are kept as given (the log
+    /// then goes where the user sent it).
+    fn env(&mut self, lookup: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)> {
+        let existing = lookup(TOOL_OPTIONS).unwrap_or_default();
+        if existing
+            .split_whitespace()
+            .any(|o| o.starts_with("-Xlog:gc"))
+        {
+            return None;
+        }
+        self.set_options = true;
+        let value = if existing.trim().is_empty() {
+            LOG_GC.to_owned()
+        } else {
+            format!("{} {LOG_GC}", existing.trim_end())
+        };
+        Some((TOOL_OPTIONS.to_owned(), value))
+    }
+
+    fn echoes(&self, line: &str) -> bool {
+        !(self.set_options && line.starts_with(PICKED_UP))
+    }
+
+    fn parse_line(&mut self, line: &str) -> Option<RuntimeCycle> {
+        parse(line)
+    }
+
+    fn policy_env(&self, policy: &Policy, _limit: u64) -> Result<Vec<PolicyVar>, String> {
+        Err(format!(
+            "policy {}: memspike's policies are Go's; the JVM's (-Xmx, MaxRAMPercentage, the collector) are not built yet",
+            policy.name.as_deref().unwrap_or("(unnamed)")
+        ))
+    }
+}
+
+/// One pause line, or `None`. Slices and number parsing; the kind and cause are the only
+/// allocations, for a line that is a cycle.
+fn parse(line: &str) -> Option<RuntimeCycle> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    if !line.starts_with('[') {
+        return None;
+    }
+    let t_ms = uptime_ms(line)?;
+    let (_, rest) = line.split_once("] GC(")?;
+    let (id, rest) = rest.split_once(") ")?;
+    let id: u32 = id.parse().ok()?;
+    // The last two words: the heap transition and the pause.
+    let (described, pause) = rest.rsplit_once(' ')?;
+    let (described, heap) = described.rsplit_once(' ')?;
+    let pause_ms = pause.strip_suffix("ms")?.parse::<f64>().ok()?;
+    if !pause_ms.is_finite() || pause_ms < 0.0 {
+        return None;
+    }
+    let (before, rest) = heap.split_once("->")?;
+    let (after, capacity) = rest.split_once('(')?;
+    let capacity = capacity.strip_suffix(')')?;
+    let (kind, cause) = match described
+        .strip_suffix(')')
+        .and_then(|d| d.rsplit_once(" ("))
+    {
+        Some((kind, cause)) => (kind, Some(cause)),
+        None => (described, None),
+    };
+    if kind.is_empty() {
+        return None;
+    }
+    Some(RuntimeCycle {
+        n: id.checked_add(1)?,
+        t_ms,
+        kind: Cow::Owned(kind.to_owned()),
+        cause: cause.map(str::to_owned),
+        heap_start_bytes: size(before)?,
+        heap_live_bytes: size(after)?,
+        heap_capacity_bytes: Some(size(capacity)?),
+        pause_ms: Some(pause_ms),
+        go: None,
+    })
+}
+
+/// The uptime decoration, `[0.049s]`, in milliseconds: the first decoration that is one.
+fn uptime_ms(line: &str) -> Option<f64> {
+    let mut rest = line;
+    while let Some(open) = rest.strip_prefix('[') {
+        let (decoration, after) = open.split_once(']')?;
+        if let Some(seconds) = decoration.strip_suffix('s')
+            && let Ok(s) = seconds.parse::<f64>()
+            && s.is_finite()
+            && s >= 0.0
+        {
+            return Some(s * 1e3);
+        }
+        rest = after;
+    }
+    None
+}
+
+/// A size as the log prints it: a whole number and `B`, `K`, `M` or `G` (binary units).
+fn size(text: &str) -> Option<u64> {
+    let unit = match text.chars().last()? {
+        'B' => 1,
+        'K' => 1 << 10,
+        'M' => 1 << 20,
+        'G' => 1 << 30,
+        _ => return None,
+    };
+    let digits = &text[..text.len() - 1];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+    const FIXTURES: [(&str, &str); 4] = [
+        ("serial", include_str!("testdata/jdk17.serial.stderr")),
+        ("parallel", include_str!("testdata/jdk17.parallel.stderr")),
+        ("g1", include_str!("testdata/jdk17.g1.stderr")),
+        (
+            "serial-oom",
+            include_str!("testdata/jdk17.serial-oom.stderr"),
+        ),
+    ];
+
+    /// Lines of each collector, read by hand, against what the parser makes of them.
+    #[test]
+    fn each_collectors_pauses_read_as_they_print() {
+        let read = |line: &str| parse(line).unwrap_or_else(|| panic!("not read: {line}"));
+        let c =
+            read("[0.049s][info][gc] GC(0) Pause Young (Allocation Failure) 12M->12M(46M) 6.132ms");
+        assert_eq!((c.n, c.t_ms), (1, 49.0));
+        assert_eq!(
+            (c.kind.as_ref(), c.cause.as_deref()),
+            ("Pause Young", Some("Allocation Failure"))
+        );
+        assert_eq!(
+            (
+                c.heap_start_bytes,
+                c.heap_live_bytes,
+                c.heap_capacity_bytes,
+                c.pause_ms
+            ),
+            (12 * MIB, 12 * MIB, Some(46 * MIB), Some(6.132))
+        );
+        assert_eq!(c.go, None);
+        let c = read("[0.060s][info][gc] GC(2) Pause Full (Ergonomics) 34M->16M(46M) 4.563ms");
+        assert_eq!(
+            (c.kind.as_ref(), c.cause.as_deref()),
+            ("Pause Full", Some("Ergonomics"))
+        );
+        let c = read(
+            "[0.031s][info][gc] GC(0) Pause Young (Normal) (G1 Evacuation Pause) 6M->6M(48M) 2.101ms",
+        );
+        assert_eq!(
+            (c.kind.as_ref(), c.cause.as_deref()),
+            ("Pause Young (Normal)", Some("G1 Evacuation Pause"))
+        );
+        let c = read("[0.045s][info][gc] GC(5) Pause Remark 41M->33M(48M) 0.387ms");
+        assert_eq!((c.n, c.kind.as_ref(), c.cause), (6, "Pause Remark", None));
+        let c = read("[0.065s][info][gc] GC(4) Pause Full (System.gc()) 32M->16M(46M) 2.478ms");
+        assert_eq!(c.cause.as_deref(), Some("System.gc()"));
+        let c = read("[1.5s][info][gc] GC(9) Pause Young (Allocation Failure) 512K->0K(1G) 0.1ms");
+        assert_eq!(
+            (c.heap_start_bytes, c.heap_live_bytes, c.heap_capacity_bytes),
+            (512 << 10, 0, Some(1 << 30))
+        );
+    }
+
+    /// Every line of the real logs is a pause or is turned away, and the pauses are those the
+    /// log numbers: as many as the lines with a heap transition, ids and times never going
+    /// back (a G1 cycle's remark keeps its cycle's id).
+    #[test]
+    fn the_fixtures_read_line_by_line() {
+        for (collector, text) in FIXTURES {
+            let pauses: Vec<RuntimeCycle> = text.lines().filter_map(parse).collect();
+            let with_heap = text.lines().filter(|l| l.contains("->")).count();
+            assert_eq!(pauses.len(), with_heap, "{collector}");
+            assert!(pauses.len() >= 3, "{collector}: {text}");
+            assert!(
+                pauses.windows(2).all(|w| w[0].t_ms <= w[1].t_ms),
+                "{collector}"
+            );
+            for c in &pauses {
+                assert!(
+                    c.heap_capacity_bytes >= Some(c.heap_live_bytes),
+                    "{collector}: {c:?}"
+                );
+                assert!(c.kind.starts_with("Pause "), "{collector}: {c:?}");
+            }
+        }
+        let g1 = FIXTURES[2].1;
+        assert!(g1.lines().any(|l| l.contains("Concurrent Mark Cycle")));
+        assert!(parse("[0.042s][info][gc] GC(5) Concurrent Mark Cycle").is_none());
+        assert!(parse("[0.054s][info][gc] GC(5) Concurrent Mark Cycle 11.761ms").is_none());
+        assert!(parse("[0.043s][info][gc] GC(6) To-space exhausted").is_none());
+        assert!(parse("[0.003s][info][gc] Using G1").is_none());
+        assert!(
+            parse("Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space")
+                .is_none()
+        );
+    }
+
+    /// memspike asks for the log through `JAVA_TOOL_OPTIONS`, keeping the user's options, and
+    /// hides the JVM's note that it read them; a user who logs `gc` already keeps theirs.
+    #[test]
+    fn the_log_is_asked_for_beside_the_users_options() {
+        let mut t = JvmTrace::default();
+        assert_eq!(
+            t.env(&|_| None),
+            Some((TOOL_OPTIONS.to_owned(), LOG_GC.to_owned()))
+        );
+        assert!(!t.echoes("Picked up JAVA_TOOL_OPTIONS: -Xlog:gc:stderr"));
+        assert!(t.echoes("[0.004s][info][gc] Using Serial"));
+        let mut t = JvmTrace::default();
+        assert_eq!(
+            t.env(&|_| Some("-Xss1m".into())),
+            Some((TOOL_OPTIONS.to_owned(), format!("-Xss1m {LOG_GC}")))
+        );
+        let mut theirs = JvmTrace::default();
+        assert_eq!(theirs.env(&|_| Some("-Xlog:gc*:file=gc.log".into())), None);
+        assert!(theirs.echoes("Picked up JAVA_TOOL_OPTIONS: -Xlog:gc*:file=gc.log"));
+        assert!(theirs.policy_env(&Policy::default(), 1).is_err());
+    }
+
+    #[test]
+    fn malformed_sizes_and_times_are_not_cycles() {
+        let good =
+            "[0.049s][info][gc] GC(0) Pause Young (Allocation Failure) 12M->12M(46M) 6.132ms";
+        assert!(parse(good).is_some());
+        for (from, to) in [
+            ("[0.049s]", "[0.049]"),
+            ("[0.049s]", "[-1s]"),
+            ("GC(0)", "GC(x)"),
+            ("12M->", "12X->"),
+            ("->12M", "->M"),
+            ("(46M)", "(46M"),
+            ("6.132ms", "6.132"),
+            ("6.132ms", "NaNms"),
+            ("6.132ms", "-1ms"),
+            ("12M->12M(46M)", "12M"),
+            ("Pause Young (Allocation Failure) ", ""),
+        ] {
+            let line = good.replacen(from, to, 1);
+            assert_ne!(line, good, "{from}");
+            assert_eq!(parse(&line), None, "{line}");
+        }
+        assert_eq!(size("18446744073709551615G"), None, "overflow");
+    }
+
+    proptest::proptest! {
+        /// Any text, and any text after a log's prefix, is read or refused without a panic.
+        #[test]
+        fn any_text_is_read_or_refused(text in ".{0,300}") {
+            let _ = parse(&text);
+            let _ = parse(&format!("[0.1s][info][gc] GC({text}"));
+            let _ = parse(&format!("[0.1s][info][gc] GC(0) {text}"));
+        }
+    }
+}
