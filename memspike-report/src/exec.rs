@@ -388,6 +388,42 @@ impl ExecReport {
     }
 
     /// The verdict; `oom_kills` is how many the group counted while the command ran.
+    /// A runtime's last collection other than Go's, in words: what it left in use of the
+    /// heap's capacity, and what the group held beyond that heap at its peak (memory outside
+    /// the heap: a JVM's metaspace, code cache, thread stacks, GC structures).
+    fn heap_clause(&self) -> String {
+        let Some(last) = self.runtime_cycles.as_ref().and_then(|c| c.last()) else {
+            return String::new();
+        };
+        let c = &last.cycle;
+        let Some(capacity) = c.heap_capacity_bytes else {
+            return String::new();
+        };
+        let outside = self
+            .cgroup
+            .counters
+            .peak_bytes
+            .and_then(|peak| peak.checked_sub(capacity))
+            .map_or(String::new(), |o| {
+                format!(
+                    "; the group's peak was {} beyond that heap: memory outside it",
+                    human(o)
+                )
+            });
+        format!(
+            "; after its last collection ({}, cycle {}) {} of its {} heap was in use{outside}",
+            c.kind,
+            c.n,
+            human(c.heap_live_bytes),
+            human(capacity)
+        )
+    }
+
+    /// The program's stderr ends with a JVM's own out-of-memory error.
+    fn threw_out_of_memory(&self) -> bool {
+        self.stderr_tail.contains("java.lang.OutOfMemoryError")
+    }
+
     fn verdict_sentence(&self, stop_signal: Option<&Signal>, oom_kills: u64) -> String {
         let limit = human(self.limit_bytes);
         let peak = self
@@ -409,7 +445,7 @@ impl ExecReport {
             _ if self.runtime.is_none() => {
                 "; no runtime trace was recognised (the kernel's evidence only)".to_owned()
             }
-            _ => String::new(),
+            _ => self.heap_clause(),
         };
         let at_limit = format!("with the group at its {limit} limit (peak {peak})");
         match self.outcome {
@@ -441,6 +477,10 @@ impl ExecReport {
             Outcome::Survived => {
                 format!("exited 0; cgroup peak {peak} of the {limit} limit{runtime}")
             }
+            Outcome::Exited if self.threw_out_of_memory() => format!(
+                "the JVM threw java.lang.OutOfMemoryError and exited with status {}: its own heap's limit ended it, not the kernel (cgroup peak {peak} of the {limit} limit){runtime}",
+                self.exit.code.unwrap_or(-1)
+            ),
             Outcome::Exited => format!(
                 "exited with status {}; cgroup peak {peak} of the {limit} limit{runtime}",
                 self.exit.code.unwrap_or(-1)
@@ -776,6 +816,50 @@ mod tests {
 
     /// `sh -c 'python3 -c "x=bytearray(256<<20)"; echo $?'` at 64 MiB, as the shell (pid 810)
     /// ended: `exit`, the group's counter at `oom_kills`, the observer's `victims`.
+    /// Issue 20: a JVM's run says which limit ended it. Killed by the kernel: what its last
+    /// pause left in use of the committed heap, and the group's charge beyond that heap. Ended
+    /// by its own OutOfMemoryError: that, and that the kernel did not kill it.
+    #[test]
+    fn a_jvms_verdict_says_which_limit_ended_it() {
+        let jvm = |exit, kills, tail: &str| {
+            let mut f = shell(exit, kills, Vec::new());
+            f.command = vec!["java".into(), "Spike".into()];
+            f.runtime = Some("jvm".into());
+            f.stderr_tail = tail.into();
+            f.cycles = vec![TimedCycle {
+                read_ms: 40.0,
+                group: None,
+                cycle: RuntimeCycle {
+                    n: 3,
+                    t_ms: 39.0,
+                    kind: "Pause Full".into(),
+                    cause: Some("Allocation Failure".into()),
+                    heap_start_bytes: 50 << 20,
+                    heap_live_bytes: 40 << 20,
+                    heap_capacity_bytes: Some(48 << 20),
+                    pause_ms: Some(1.5),
+                    go: None,
+                },
+            }];
+            ExecReport::build(f).verdict
+        };
+        let killed = jvm(sigkill(), 1, "");
+        assert!(
+            killed.contains("after its last collection (Pause Full, cycle 3) 40.0 MiB of its 48.0 MiB heap was in use; the group's peak was 16.0 MiB beyond that heap"),
+            "{killed}"
+        );
+        let thrown = jvm(
+            Exit::Code(1),
+            0,
+            "Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space\n",
+        );
+        assert!(
+            thrown.starts_with("the JVM threw java.lang.OutOfMemoryError and exited with status 1: its own heap's limit ended it, not the kernel"),
+            "{thrown}"
+        );
+        assert!(jvm(Exit::Code(1), 0, "other\n").starts_with("exited with status 1"));
+    }
+
     fn shell(exit: Exit, oom_kills: u64, victims: Vec<OomVictimReport>) -> ExecFacts {
         let mut kernel = KernelEvidence::unavailable("test");
         kernel.tracing = Tracing::Ebpf;

@@ -220,6 +220,14 @@ fn run_in(
         .unwrap_or_default();
     let mut tracer = config.trace.tracer(name);
     let (env, environment) = environment(config, tracer.as_mut());
+    let lookup = |var: &str| {
+        env.iter()
+            .find(|(k, _)| k == var)
+            .and_then(|(_, v)| v.to_str().map(str::to_owned))
+    };
+    if let Some(warning) = tracer.warning(&config.command[1..], &lookup, config.limit) {
+        tracing::warn!("{warning}");
+    }
     let gogc = gogc_from_env(
         env.iter()
             .find(|(k, _)| k == "GOGC")

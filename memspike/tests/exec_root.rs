@@ -87,6 +87,18 @@ fn a_java_programs_gc_log_is_read_whether_the_kernel_or_the_jvm_ends_it() {
         "{killed:#}"
     );
     assert!(!stderr.contains("Picked up JAVA_TOOL_OPTIONS"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the JVM's heap maximum -Xmx512m (512.0 MiB) is above the group's 128.0 MiB limit"
+        ),
+        "warned before the run: {stderr}"
+    );
+    let verdict = killed["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with("killed by the kernel's OOM killer")
+            && verdict.contains("after its last collection (Pause "),
+        "{verdict}"
+    );
     let cycles = killed["runtime_cycles"].as_array().unwrap();
     assert!(!cycles.is_empty(), "{killed:#}");
     for c in cycles {
@@ -100,9 +112,17 @@ fn a_java_programs_gc_log_is_read_whether_the_kernel_or_the_jvm_ends_it() {
     }
     let (_, out, thrown) = run("-Xmx32m");
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("heap maximum"), "{stderr}");
     assert_eq!(thrown["outcome"], "exited", "{thrown:#}\n{stderr}");
     assert_eq!(thrown["exit"]["code"], 1, "{thrown:#}");
     assert_eq!(thrown["runtime"], "jvm", "{thrown:#}");
+    assert!(
+        thrown["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("the JVM threw java.lang.OutOfMemoryError and exited with status 1"),
+        "{thrown:#}"
+    );
     assert!(
         thrown["stderr_tail"]
             .as_str()

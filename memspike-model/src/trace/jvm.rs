@@ -30,7 +30,7 @@
 use std::borrow::Cow;
 
 use super::{PolicyVar, RuntimeCycle, RuntimeTrace};
-use crate::policy::Policy;
+use crate::{policy::Policy, size::human};
 
 /// The variable every JVM reads its extra options from, and the option memspike adds.
 const TOOL_OPTIONS: &str = "JAVA_TOOL_OPTIONS";
@@ -73,6 +73,29 @@ impl RuntimeTrace for JvmTrace {
 
     fn echoes(&self, line: &str) -> bool {
         !(self.set_options && line.starts_with(PICKED_UP))
+    }
+
+    /// A heap maximum (`-Xmx`) above the group's limit: the kernel, not the JVM, then ends the
+    /// program if its heap grows that far.
+    fn warning(
+        &self,
+        args: &[String],
+        lookup: &dyn Fn(&str) -> Option<String>,
+        limit: u64,
+    ) -> Option<String> {
+        let options = lookup(TOOL_OPTIONS).unwrap_or_default();
+        let (given, max) = heap_max(
+            options
+                .split_whitespace()
+                .chain(args.iter().map(String::as_str)),
+        )?;
+        (max > limit).then(|| {
+            format!(
+                "the JVM's heap maximum {given} ({}) is above the group's {} limit: if its heap grows there, the kernel kills it before the JVM's own OutOfMemoryError can",
+                human(max),
+                human(limit)
+            )
+        })
     }
 
     fn parse_line(&mut self, line: &str) -> Option<RuntimeCycle> {
@@ -129,6 +152,26 @@ fn parse(line: &str) -> Option<RuntimeCycle> {
         pause_ms: Some(pause_ms),
         go: None,
     })
+}
+
+/// The heap maximum the JVM takes from `options` (its tool options, then its command line: the
+/// last `-Xmx` wins), as given and in bytes; `None` when none is given or it does not read.
+/// Sizes as the JVM reads them: a number with `k`, `m`, `g` or `t` (either case, binary
+/// units), or bytes.
+fn heap_max<'a>(options: impl Iterator<Item = &'a str>) -> Option<(&'a str, u64)> {
+    let given = options.filter(|o| o.starts_with("-Xmx")).last()?;
+    let text = &given["-Xmx".len()..];
+    let (digits, unit) = match text.chars().last()?.to_ascii_lowercase() {
+        'k' => (&text[..text.len() - 1], 1u64 << 10),
+        'm' => (&text[..text.len() - 1], 1 << 20),
+        'g' => (&text[..text.len() - 1], 1 << 30),
+        't' => (&text[..text.len() - 1], 1 << 40),
+        _ => (text, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((given, digits.parse::<u64>().ok()?.checked_mul(unit)?))
 }
 
 /// The uptime decoration, `[0.049s]`, in milliseconds: the first decoration that is one.
@@ -277,6 +320,43 @@ mod tests {
         assert_eq!(theirs.env(&|_| Some("-Xlog:gc*:file=gc.log".into())), None);
         assert!(theirs.echoes("Picked up JAVA_TOOL_OPTIONS: -Xlog:gc*:file=gc.log"));
         assert!(theirs.policy_env(&Policy::default(), 1).is_err());
+    }
+
+    /// Issue 20: a heap maximum above the group's limit is called out before the run, naming
+    /// both; the command line's `-Xmx` wins over the tool options', as in the JVM.
+    #[test]
+    fn a_heap_maximum_above_the_limit_is_called_out() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let t = JvmTrace::default();
+        let limit = 128 * MIB;
+        let warned = t
+            .warning(&args(&["-Xmx512m", "-cp", "b", "Spike"]), &|_| None, limit)
+            .unwrap();
+        assert!(
+            warned.contains("-Xmx512m (512.0 MiB)") && warned.contains("128.0 MiB limit"),
+            "{warned}"
+        );
+        assert_eq!(
+            t.warning(&args(&["-Xmx32m", "Spike"]), &|_| None, limit),
+            None
+        );
+        assert_eq!(t.warning(&args(&["Spike"]), &|_| None, limit), None);
+        let options = |_: &str| Some("-Xmx1G -Xss1m".to_owned());
+        assert!(t.warning(&args(&["Spike"]), &options, limit).is_some());
+        assert_eq!(
+            t.warning(&args(&["-Xmx64m", "Spike"]), &options, limit),
+            None
+        );
+        for (given, bytes) in [
+            ("-Xmx2g", 2 << 30),
+            ("-Xmx2048K", 2 << 20),
+            ("-Xmx1048576", 1 << 20),
+        ] {
+            assert_eq!(heap_max([given].into_iter()), Some((given, bytes)));
+        }
+        for bad in ["-Xmx", "-Xmxm", "-Xmx1.5g", "-Xmx99999999999999999999g"] {
+            assert_eq!(heap_max([bad].into_iter()), None, "{bad}");
+        }
     }
 
     #[test]

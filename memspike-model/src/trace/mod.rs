@@ -83,6 +83,19 @@ pub trait RuntimeTrace: Send {
     /// for the user did not ([`RuntimeTrace::echoes`]).
     fn env(&mut self, lookup: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)>;
 
+    /// What to warn of before the run: a setting of the runtime's own, given on the command
+    /// line (`args`, the program's arguments) or in the environment (`lookup`), that the group's
+    /// limit of `limit` bytes will overrule (a JVM's heap maximum above it). `None` by default.
+    fn warning(
+        &self,
+        args: &[String],
+        lookup: &dyn Fn(&str) -> Option<String>,
+        limit: u64,
+    ) -> Option<String> {
+        let _ = (args, lookup, limit);
+        None
+    }
+
     /// Whether a stderr line goes on to the user's stderr: `false` for a line of a trace that
     /// memspike turned on for its own reading and the user did not ask for.
     fn echoes(&self, line: &str) -> bool {
