@@ -102,11 +102,7 @@ fn environment(
         .collect();
     let vars = config.policy.iter().flat_map(|(_, vars)| vars.iter());
     let mut env = vars.fold(env, set);
-    let lookup = |var: &str| {
-        env.iter()
-            .find(|(k, _)| k == var)
-            .and_then(|(_, v)| v.to_str().map(str::to_owned))
-    };
+    let lookup = |var: &str| value_of(&env, var);
     let mut names: Vec<String> = config
         .policy
         .iter()
@@ -146,6 +142,13 @@ fn set(mut env: Vec<(OsString, OsString)>, var: &PolicyVar) -> Vec<(OsString, Os
     };
     env.push((var.name.clone().into(), value));
     env
+}
+
+/// The value of `var` in a command's environment, when it is text.
+fn value_of(env: &[(OsString, OsString)], var: &str) -> Option<String> {
+    env.iter()
+        .find(|(k, _)| k == var)
+        .and_then(|(_, v)| v.to_str().map(str::to_owned))
 }
 
 /// Checks the command before anything is created.
@@ -220,19 +223,11 @@ fn run_in(
         .unwrap_or_default();
     let mut tracer = config.trace.tracer(name);
     let (env, environment) = environment(config, tracer.as_mut());
-    let lookup = |var: &str| {
-        env.iter()
-            .find(|(k, _)| k == var)
-            .and_then(|(_, v)| v.to_str().map(str::to_owned))
-    };
+    let lookup = |var: &str| value_of(&env, var);
     if let Some(warning) = tracer.warning(&config.command[1..], &lookup, config.limit) {
         tracing::warn!("{warning}");
     }
-    let gogc = gogc_from_env(
-        env.iter()
-            .find(|(k, _)| k == "GOGC")
-            .and_then(|(_, v)| v.to_str()),
-    );
+    let gogc = gogc_from_env(value_of(&env, "GOGC").as_deref());
     let mut cmd = Command::new(program);
     cmd.args(&config.command[1..])
         .env_clear()

@@ -19,9 +19,7 @@ pub use go::{GoTrace, gogc_from_env, next_goal_after};
 
 /// Whose trace `exec` reads: the runtime detected from the program, or the one given
 /// (`--trace`).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum TraceChoice {
