@@ -1,11 +1,15 @@
-//! The runtime's memory policy: everything a Go program or its operator can set about its
-//! memory (GOGC, GOMEMLIMIT, a collection after releases, a watchdog). One type for every place
-//! a policy appears: the command line (`--gogc 50`; clap's derive, behind the `cli` feature), a
-//! policies file (`[[policy]]`), the experiment the worker runs, and every report's settings
-//! (serde, with the spellings of a policies file).
+//! The runtime's memory policy: everything a program or its operator can set about its
+//! memory. A Go program's (GOGC, GOMEMLIMIT, a collection after releases, a watchdog) are the
+//! simulation's and a real Go program's; a JVM's ([`JvmPolicy`]: its heap maximum, collector,
+//! exit on OutOfMemoryError) and Node.js's ([`NodePolicy`]: V8's old and semi spaces) are given
+//! to a real program only (`compare -- java …`). One type for every place a policy appears:
+//! the command line (`--gogc 50`; clap's derive, behind the `cli` feature), a policies file
+//! (`[[policy]]`), the experiment the worker runs, and every report's settings (serde, with the
+//! spellings of a policies file).
 //!
 //! A new setting is a field here (its flag, its key and its JSON come with it), its use in
-//! [`crate::runtime`], and, if it has a built-in policy, a line in [`crate::policy_set`].
+//! [`crate::runtime`] (Go's) or in its runtime's trace ([`crate::trace`]: how the runtime is
+//! given it), and, if it has a built-in policy, a line in [`crate::policy_set`].
 
 use std::time::Duration;
 
@@ -81,6 +85,98 @@ pub struct Policy {
     #[cfg_attr(feature = "cli", arg(skip))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub godebug: Option<String>,
+    /// A JVM's settings; a policy with them is the JVM's. Policies files only.
+    #[cfg_attr(feature = "cli", arg(skip))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jvm: Option<JvmPolicy>,
+    /// Node.js's settings (V8's heap); a policy with them is Node's. Policies files only.
+    #[cfg_attr(feature = "cli", arg(skip))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodePolicy>,
+}
+
+/// The runtime a policy is for, by the settings it makes: Go's unless it has a JVM's or
+/// Node's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    Go,
+    Jvm,
+    Node,
+}
+
+impl Runtime {
+    /// The runtime's short name, as reports show it (`"jvm"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Go => "go",
+            Runtime::Jvm => "jvm",
+            Runtime::Node => "node",
+        }
+    }
+
+    /// The runtime in a sentence ("the JVM").
+    pub fn title(self) -> &'static str {
+        match self {
+            Runtime::Go => "Go",
+            Runtime::Jvm => "the JVM",
+            Runtime::Node => "Node.js",
+        }
+    }
+}
+
+/// A JVM's memory settings, each given as its option (`-Xmx`, `-XX:…`); what is left out is the
+/// JVM's default (a heap maximum of 25 % of the memory it sees: the group's limit). In a
+/// policies file: `jvm = { heap_max = "50%", collector = "g1", exit_on_out_of_memory = true }`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct JvmPolicy {
+    /// The heap's maximum, `-Xmx`: a size, or a percentage of the group's limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heap_max: Option<Amount>,
+    /// `-XX:MaxRAMPercentage`: the heap's maximum as a percentage of the memory the JVM sees
+    /// (the group's limit, from JDK 10 on); an `-Xmx` wins over it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ram_percentage: Option<f64>,
+    /// The collector: `-XX:+UseSerialGC`, `-XX:+UseParallelGC` or `-XX:+UseG1GC`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collector: Option<Collector>,
+    /// `-XX:+ExitOnOutOfMemoryError`: the JVM exits (status 3) at its first OutOfMemoryError.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exit_on_out_of_memory: bool,
+}
+
+/// A JVM's collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Collector {
+    Serial,
+    Parallel,
+    G1,
+}
+
+impl Collector {
+    /// The JVM's option that picks it.
+    pub fn option(self) -> &'static str {
+        match self {
+            Collector::Serial => "-XX:+UseSerialGC",
+            Collector::Parallel => "-XX:+UseParallelGC",
+            Collector::G1 => "-XX:+UseG1GC",
+        }
+    }
+}
+
+/// Node.js's memory settings, V8's heap spaces, each a size or a percentage of the group's
+/// limit (V8 takes whole MiB). In a policies file: `node = { max_old_space = "50%" }`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodePolicy {
+    /// `--max-old-space-size`: the old generation's maximum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_old_space: Option<Amount>,
+    /// `--max-semi-space-size`: each of the young generation's semi-spaces' maximum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_semi_space: Option<Amount>,
 }
 
 /// The `GODEBUG` keys a policy may set: the runtime's settings that change how memory is
@@ -99,6 +195,7 @@ impl Policy {
     /// their defaults, as every reader of a policy (flags, a file) hands it on. The message
     /// says what to write instead.
     pub fn checked(mut self) -> Result<Policy, String> {
+        self.runtime()?;
         if let Some(settings) = &self.godebug {
             check_godebug(settings)?;
         }
@@ -136,6 +233,38 @@ impl Policy {
             interval: self.watchdog_interval.unwrap_or(defaults.interval),
             ..defaults
         })
+    }
+
+    /// The runtime the policy is for; `Err` when it mixes settings of two runtimes.
+    pub fn runtime(&self) -> Result<Runtime, String> {
+        let others = match (&self.jvm, &self.node) {
+            (None, None) => return Ok(Runtime::Go),
+            (Some(_), Some(_)) => return Err("a policy is for one runtime: give the JVM's settings (jvm) and Node's (node) in policies of their own".into()),
+            (Some(_), None) => Runtime::Jvm,
+            (None, Some(_)) => Runtime::Node,
+        };
+        match self.go_setting() {
+            Some(go) => Err(format!(
+                "a policy is for one runtime: {go} is Go's, and this one has {}'s settings; give them in policies of their own",
+                others.title()
+            )),
+            None => Ok(others),
+        }
+    }
+
+    /// The first of Go's settings the policy makes, by name; `None` when it leaves them all as
+    /// Go's defaults.
+    pub fn go_setting(&self) -> Option<&'static str> {
+        let defaults = Policy::default();
+        [
+            (self.gogc != defaults.gogc, "GOGC"),
+            (self.memory_limit.is_some(), "GOMEMLIMIT (memory_limit)"),
+            (self.gc_after_release, "a collection after releases"),
+            (self.watchdog.is_some(), "a watchdog"),
+            (self.godebug.is_some(), "GODEBUG"),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name))
     }
 
     /// The soft memory limit in bytes under a cgroup limit of `limit` bytes.

@@ -15,7 +15,18 @@
 //! watchdog_driver = "heap"             # or "cgroup"
 //! watchdog_force = "gc"                # or "free_os_memory"
 //! watchdog_interval = "1s"             # the cgroup driver's polls, simulated, at least 100ms
+//!
+//! [[policy]]                           # a JVM's (compare -- java …)
+//! name = "half-serial"
+//! jvm = { heap_max = "50%", collector = "serial", exit_on_out_of_memory = true }
+//! # or max_ram_percentage = 75; collector "parallel" or "g1"
+//!
+//! [[policy]]                           # Node's (compare -- node …)
+//! name = "old-half"
+//! node = { max_old_space = "50%", max_semi_space = "4MiB" }
 //! ```
+//!
+//! A policy is one runtime's: Go's keys, `jvm` or `node`, never two of them.
 //!
 //! Errors name the file, the line and the column, as scenario errors do.
 
@@ -25,39 +36,104 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     pacer::Gogc,
-    policy::Policy,
+    policy::{Collector, JvmPolicy, NodePolicy, Policy, Runtime},
     scenario::{line_column, toml_error},
     size::Amount,
-    trace::RuntimeTrace,
+    trace::{Invocation, RuntimeTrace},
 };
 
-/// The built-in policies, in the order `compare` runs them by default: name and what it is.
-pub const CATALOGUE: [(&str, &str); 8] = [
-    ("gogc100", "GOGC 100, no memory limit: Go's default"),
-    ("gogc50", "GOGC 50: collect twice as often"),
+/// The built-in policies, in the order `compare` runs them by default: name, runtime and what
+/// it is. Go's are the simulation's default set; a real program's default set is its runtime's
+/// ([`for_program`]).
+pub const CATALOGUE: [(&str, Runtime, &str); 21] = [
+    (
+        "gogc100",
+        Runtime::Go,
+        "GOGC 100, no memory limit: Go's default",
+    ),
+    ("gogc50", Runtime::Go, "GOGC 50: collect twice as often"),
     (
         "gc-after-release",
+        Runtime::Go,
         "GOGC 100 and a collection right after every release (the seed's -gc)",
     ),
     (
         "memlimit90",
+        Runtime::Go,
         "GOGC 100 and a memory limit at 90 % of the cgroup's",
     ),
     (
         "gogc-off-memlimit90",
+        Runtime::Go,
         "GOGC off and a memory limit at 90 %: collect only near the limit",
     ),
     (
         "memlimit95",
+        Runtime::Go,
         "GOGC 100 and a memory limit at 95 % of the cgroup's",
     ),
     (
         "watchdog-watermarks",
+        Runtime::Go,
         "go-watchdog, heap-driven, watermarks at 50, 75 and 90 % of the limit",
     ),
     (
         "watchdog-adaptive",
+        Runtime::Go,
         "go-watchdog, heap-driven, adaptive: the next collection halfway to the limit",
+    ),
+    (
+        "jvm-default",
+        Runtime::Jvm,
+        "the JVM's defaults: G1, a heap maximum of 25 % of the memory it sees (the group's limit)",
+    ),
+    ("xmx25", Runtime::Jvm, "-Xmx at 25 % of the group's limit"),
+    ("xmx50", Runtime::Jvm, "-Xmx at 50 % of the group's limit"),
+    ("xmx75", Runtime::Jvm, "-Xmx at 75 % of the group's limit"),
+    (
+        "xmx200",
+        Runtime::Jvm,
+        "-Xmx at 200 % of the group's limit: a heap allowed to outgrow its group",
+    ),
+    (
+        "maxram75",
+        Runtime::Jvm,
+        "-XX:MaxRAMPercentage=75, the common container setting",
+    ),
+    (
+        "xmx75-serial",
+        Runtime::Jvm,
+        "-Xmx at 75 % with the Serial collector",
+    ),
+    (
+        "xmx75-parallel",
+        Runtime::Jvm,
+        "-Xmx at 75 % with the Parallel collector",
+    ),
+    (
+        "node-default",
+        Runtime::Node,
+        "Node's defaults: V8 sizes its heap from the memory it sees (Node 20: 259 MiB in a 128 MiB group)",
+    ),
+    (
+        "old-space25",
+        Runtime::Node,
+        "--max-old-space-size at 25 % of the group's limit",
+    ),
+    (
+        "old-space50",
+        Runtime::Node,
+        "--max-old-space-size at 50 % of the group's limit",
+    ),
+    (
+        "old-space75",
+        Runtime::Node,
+        "--max-old-space-size at 75 % of the group's limit",
+    ),
+    (
+        "old-space50-semi-space1",
+        Runtime::Node,
+        "--max-old-space-size at 50 % and --max-semi-space-size=1: a young generation of 3 MiB",
     ),
 ];
 
@@ -83,6 +159,22 @@ pub fn by_name(name: &str) -> Option<Policy> {
     // The specs below are constants; a test (the_default_set_is_the_catalogue_with_its_settings)
     // checks that each parses.
     let watchdog = |p: &str| p.parse().ok();
+    let percent = |p: f64| Some(Amount::Percent(p));
+    let jvm = |heap_max: Option<Amount>, collector: Option<Collector>| Policy {
+        jvm: Some(JvmPolicy {
+            heap_max,
+            collector,
+            ..JvmPolicy::default()
+        }),
+        ..Policy::default()
+    };
+    let node = |old: Option<Amount>, semi: Option<Amount>| Policy {
+        node: Some(NodePolicy {
+            max_old_space: old,
+            max_semi_space: semi,
+        }),
+        ..Policy::default()
+    };
     let policy = match name {
         "gogc100" => Policy::default(),
         "gogc50" => Policy {
@@ -114,6 +206,25 @@ pub fn by_name(name: &str) -> Option<Policy> {
             watchdog: watchdog("adaptive:0.5"),
             ..Policy::default()
         },
+        "jvm-default" => jvm(None, None),
+        "xmx25" => jvm(percent(25.0), None),
+        "xmx50" => jvm(percent(50.0), None),
+        "xmx75" => jvm(percent(75.0), None),
+        "xmx200" => jvm(percent(200.0), None),
+        "maxram75" => Policy {
+            jvm: Some(JvmPolicy {
+                max_ram_percentage: Some(75.0),
+                ..JvmPolicy::default()
+            }),
+            ..Policy::default()
+        },
+        "xmx75-serial" => jvm(percent(75.0), Some(Collector::Serial)),
+        "xmx75-parallel" => jvm(percent(75.0), Some(Collector::Parallel)),
+        "node-default" => node(None, None),
+        "old-space25" => node(percent(25.0), None),
+        "old-space50" => node(percent(50.0), None),
+        "old-space75" => node(percent(75.0), None),
+        "old-space50-semi-space1" => node(percent(50.0), Some(Amount::Bytes(1 << 20))),
         _ => return None,
     };
     Policy {
@@ -124,22 +235,36 @@ pub fn by_name(name: &str) -> Option<Policy> {
     .ok()
 }
 
-/// The default set: the whole catalogue, in its order.
+/// The simulation's default set: Go's catalogue, in its order.
 pub fn defaults() -> Vec<Policy> {
+    of_runtime(Runtime::Go)
+}
+
+/// `runtime`'s catalogue, in its order.
+pub fn of_runtime(runtime: Runtime) -> Vec<Policy> {
     CATALOGUE
         .iter()
-        .filter_map(|(name, _)| by_name(name))
+        .filter(|(_, r, _)| *r == runtime)
+        .filter_map(|(name, _, _)| by_name(name))
         .collect()
 }
 
-/// The catalogue as a real program's runtime can take it (`trace`'s
-/// [`RuntimeTrace::policy_env`] under a group of `limit` bytes): the policies it can, in order,
-/// and the names of those it cannot with why.
-pub fn for_program(trace: &dyn RuntimeTrace, limit: u64) -> (Vec<Policy>, Vec<NotApplicable>) {
+/// The catalogue of a real program's runtime as the program can take it (`trace`'s
+/// [`RuntimeTrace::policy_env`] under a group of `limit` bytes, started as `program`): the
+/// policies it can, in order, and the names of those it cannot with why. Empty, with nothing
+/// turned away, when no runtime is traced.
+pub fn for_program(
+    trace: &dyn RuntimeTrace,
+    limit: u64,
+    program: &Invocation,
+) -> (Vec<Policy>, Vec<NotApplicable>) {
+    let Some(runtime) = trace.runtime() else {
+        return (Vec::new(), Vec::new());
+    };
     let mut not_applicable = Vec::new();
-    let set = defaults()
+    let set = of_runtime(runtime)
         .into_iter()
-        .filter(|p| match trace.policy_env(p, limit) {
+        .filter(|p| match trace.policy_env(p, limit, program) {
             Ok(_) => true,
             Err(why) => {
                 not_applicable.push(NotApplicable {
@@ -153,6 +278,26 @@ pub fn for_program(trace: &dyn RuntimeTrace, limit: u64) -> (Vec<Policy>, Vec<No
     (set, not_applicable)
 }
 
+/// `set` when every policy in it is Go's, which the simulation runs; else the first that is
+/// not, named, with where it can go instead.
+pub fn simulated(set: Vec<Policy>) -> Result<Vec<Policy>, PolicySetError> {
+    for p in &set {
+        let runtime = p.runtime().map_err(PolicySetError::List)?;
+        if runtime != Runtime::Go {
+            return Err(PolicySetError::List(format!(
+                "policy {} is {}'s: the simulation runs Go's runtime; give it to a real program (`compare -- {} …`)",
+                p.name.as_deref().unwrap_or("-"),
+                runtime.title(),
+                match runtime {
+                    Runtime::Jvm => "java",
+                    _ => "node",
+                }
+            )));
+        }
+    }
+    Ok(set)
+}
+
 /// A built-in policy a real program's runtime cannot take, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NotApplicable {
@@ -163,7 +308,7 @@ pub struct NotApplicable {
 fn known_names() -> String {
     CATALOGUE
         .iter()
-        .map(|(n, _)| *n)
+        .map(|(n, _, _)| *n)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -281,8 +426,18 @@ mod tests {
 
     #[test]
     fn the_default_set_is_the_catalogue_with_its_settings() {
+        // Every entry builds, for the runtime it is listed under.
+        for (name, runtime, _) in CATALOGUE {
+            let p = by_name(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(p.runtime(), Ok(runtime), "{name}");
+        }
         let set = defaults();
-        assert_eq!(names(&set), CATALOGUE.map(|(n, _)| n));
+        let go: Vec<&str> = CATALOGUE
+            .iter()
+            .filter(|(_, r, _)| *r == Runtime::Go)
+            .map(|(n, _, _)| *n)
+            .collect();
+        assert_eq!(names(&set), go);
         // name, gogc, memory_limit, gc_after_release, watchdog
         let want = [
             ("gogc100", "100", None, false, None),
@@ -533,7 +688,11 @@ watchdog_interval = "500ms"
 
     #[test]
     fn a_real_go_program_gets_the_catalogue_its_environment_can_express() {
-        let (set, skipped) = for_program(&crate::trace::GoTrace::default(), 32 << 20);
+        let (set, skipped) = for_program(
+            &crate::trace::GoTrace::default(),
+            32 << 20,
+            &Invocation::BARE,
+        );
         assert_eq!(
             names(&set),
             [

@@ -160,6 +160,7 @@ impl Plan {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let policies = policy_set::from_list(&raw.policies.join(","))
+            .and_then(policy_set::simulated)
             .map_err(|e| invalid(format!("policies: {e}")))?;
         let limits = raw
             .limits

@@ -516,13 +516,16 @@ fn verdict(rows: &[PolicyRow], limit: u64) -> String {
     };
     let survived = rows.iter().filter(|r| r.always_survived()).count();
     let killed = names(&|r| r.outcome == Some(Outcome::OomKilled));
+    let out_of_heap = names(&|r| r.outcome == Some(Outcome::OutOfHeap));
     let otherwise: Vec<String> = rows
         .iter()
         .flat_map(|r| {
             let mut ends: Vec<&str> = Vec::new();
             for t in &r.trials {
-                if !matches!(t.outcome, Outcome::Survived | Outcome::OomKilled)
-                    && !ends.contains(&t.exit.as_str())
+                if !matches!(
+                    t.outcome,
+                    Outcome::Survived | Outcome::OomKilled | Outcome::OutOfHeap
+                ) && !ends.contains(&t.exit.as_str())
                 {
                     ends.push(&t.exit);
                 }
@@ -567,6 +570,11 @@ fn verdict(rows: &[PolicyRow], limit: u64) -> String {
     };
     if !killed.is_empty() {
         v.push_str(&format!("; killed: {killed}"));
+    }
+    if !out_of_heap.is_empty() {
+        v.push_str(&format!(
+            "; out of heap (the runtime's own limit ended them, not the kernel): {out_of_heap}"
+        ));
     }
     if !flipped.is_empty() {
         v.push_str(&format!(

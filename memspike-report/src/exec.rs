@@ -103,6 +103,10 @@ pub struct ExecReport {
     /// that cycle left live.
     pub next_goal_bytes: Option<u64>,
     pub last_live_bytes: Option<u64>,
+    /// The heap's ceiling as the runtime reported it (a JVM's heap maximum, V8's
+    /// `heap_size_limit`), past which the runtime throws its own out-of-memory error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heap_limit_bytes: Option<u64>,
     /// The Go version the binary was built with (its build information), for a Go binary.
     pub go_version: Option<String>,
     /// A Go program's runtime profile, what `--calibrate` reads back
@@ -317,6 +321,7 @@ impl ExecReport {
             gc_cycles: recognised.then_some(cycles.len() as u32),
             next_goal_bytes: last.and_then(|c| c.next_goal_bytes),
             last_live_bytes: last.map(|c| c.cycle.heap_live_bytes),
+            heap_limit_bytes: f.heap_limit_bytes,
             go_version: f.go_version.clone(),
             runtime_profile,
             runtime_cycles: recognised.then_some(cycles),
@@ -419,9 +424,34 @@ impl ExecReport {
         )
     }
 
-    /// The program's stderr ends with a JVM's own out-of-memory error.
-    fn threw_out_of_memory(&self) -> bool {
-        self.stderr_tail.contains("java.lang.OutOfMemoryError")
+    /// The runtime's own heap limit beside the group's, in words; empty when it did not say.
+    fn heap_limit_clause(&self) -> String {
+        let (Some(heap), Some(runtime)) = (self.heap_limit_bytes, self.runtime_name()) else {
+            return String::new();
+        };
+        let limit = human(self.limit_bytes);
+        if heap > self.limit_bytes {
+            format!(
+                "; {runtime}'s own heap limit was {}, above the group's {limit}: the group's limit, not its own, is the one it meets",
+                human(heap)
+            )
+        } else {
+            format!(
+                "; {runtime}'s own heap limit was {}, {:.0} % of the group's {limit}",
+                human(heap),
+                heap as f64 * 100.0 / self.limit_bytes as f64
+            )
+        }
+    }
+
+    /// The runtime whose trace was read, as a sentence names it.
+    fn runtime_name(&self) -> Option<&'static str> {
+        match self.runtime.as_deref()? {
+            "jvm" => Some("the JVM"),
+            "node" => Some("V8"),
+            "go" => Some("the Go runtime"),
+            _ => None,
+        }
     }
 
     fn verdict_sentence(&self, stop_signal: Option<&Signal>, oom_kills: u64) -> String {
@@ -446,7 +476,7 @@ impl ExecReport {
                 "; no runtime trace was recognised (the kernel's evidence only)".to_owned()
             }
             _ => self.heap_clause(),
-        };
+        } + &self.heap_limit_clause();
         let at_limit = format!("with the group at its {limit} limit (peak {peak})");
         match self.outcome {
             // Any task of the group killed is the news, whatever the command's own end.
@@ -477,9 +507,11 @@ impl ExecReport {
             Outcome::Survived => {
                 format!("exited 0; cgroup peak {peak} of the {limit} limit{runtime}")
             }
-            Outcome::Exited if self.threw_out_of_memory() => format!(
-                "the JVM threw java.lang.OutOfMemoryError and exited with status {}: its own heap's limit ended it, not the kernel (cgroup peak {peak} of the {limit} limit){runtime}",
-                self.exit.code.unwrap_or(-1)
+            Outcome::OutOfHeap => format!(
+                "{} ({}): its own heap's limit ended it, not the kernel (cgroup peak {peak} of the {limit} limit){runtime}",
+                memspike_model::trace::out_of_heap(&self.stderr_tail)
+                    .map_or("the runtime ran out of heap", |o| o.words),
+                self.command_end()
             ),
             Outcome::Exited => format!(
                 "exited with status {}; cgroup peak {peak} of the {limit} limit{runtime}",
@@ -854,10 +886,57 @@ mod tests {
             "Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space\n",
         );
         assert!(
-            thrown.starts_with("the JVM threw java.lang.OutOfMemoryError and exited with status 1: its own heap's limit ended it, not the kernel"),
+            thrown.starts_with("the JVM threw java.lang.OutOfMemoryError (exited with status 1): its own heap's limit ended it, not the kernel"),
             "{thrown}"
         );
         assert!(jvm(Exit::Code(1), 0, "other\n").starts_with("exited with status 1"));
+    }
+
+    /// Issue 20: Node's run says which limit ended it: V8's abort at its heap's limit is its
+    /// own out-of-heap end, not a signal like any other, and V8's limit is set beside the
+    /// group's.
+    #[test]
+    fn a_node_verdict_says_which_limit_ended_it() {
+        let node = |exit, kills, tail: &str, heap_limit: u64| {
+            let mut f = shell(exit, kills, Vec::new());
+            f.command = vec!["node".into(), "spike.js".into()];
+            f.runtime = Some("node".into());
+            f.stderr_tail = tail.into();
+            f.heap_limit_bytes = Some(heap_limit);
+            ExecReport::build(f)
+        };
+        let abort = Exit::Signal(Signal {
+            number: 6,
+            name: "SIGABRT".into(),
+        });
+        let fatal = include_str!("../../memspike-model/src/trace/testdata/node20.oom.stderr");
+        let ran_out = node(abort.clone(), 0, fatal, 35 << 20);
+        assert_eq!(ran_out.outcome, Outcome::OutOfHeap);
+        assert!(
+            ran_out.verdict.starts_with("V8 ran out of heap (\"JavaScript heap out of memory\") and aborted (was killed by SIGABRT): its own heap's limit ended it, not the kernel"),
+            "{}",
+            ran_out.verdict
+        );
+        assert!(
+            ran_out
+                .verdict
+                .ends_with("V8's own heap limit was 35.0 MiB, 55 % of the group's 64.0 MiB"),
+            "{}",
+            ran_out.verdict
+        );
+        let killed = node(sigkill(), 1, "", 259 << 20);
+        assert_eq!(killed.outcome, Outcome::OomKilled);
+        assert!(
+            killed
+                .verdict
+                .contains("V8's own heap limit was 259.0 MiB, above the group's 64.0 MiB"),
+            "{}",
+            killed.verdict
+        );
+        assert_eq!(
+            node(abort, 0, "Aborted\n", 1 << 30).outcome,
+            Outcome::Signaled
+        );
     }
 
     fn shell(exit: Exit, oom_kills: u64, victims: Vec<OomVictimReport>) -> ExecFacts {
@@ -891,6 +970,7 @@ mod tests {
             policy: None,
             environment: vec!["GODEBUG=gctrace=1".into()],
             runtime: None,
+            heap_limit_bytes: None,
             cycles: Vec::new(),
             timeline: Timeline::new(),
             stderr_tail: String::new(),

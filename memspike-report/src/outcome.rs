@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use memspike_model::{event::Kind, predict::Prediction};
+use memspike_model::{event::Kind, predict::Prediction, trace};
 
 use crate::{
     facts::{ExecFacts, Exit, RunFacts},
@@ -59,6 +59,7 @@ impl Outcome {
         match &f.group.exit {
             _ if f.group.oom_kills_during() > 0 => Outcome::OomKilled,
             Exit::Code(0) => Outcome::Survived,
+            _ if trace::out_of_heap(&f.stderr_tail).is_some() => Outcome::OutOfHeap,
             Exit::Code(_) => Outcome::Exited,
             Exit::Signal(_) => Outcome::Signaled,
         }
@@ -69,6 +70,7 @@ impl Outcome {
         match self {
             Outcome::OomKilled => "OOM-KILLED",
             Outcome::Survived => "SURVIVED",
+            Outcome::OutOfHeap => "OUT OF HEAP",
             Outcome::Exited => "EXITED",
             Outcome::Signaled => "SIGNALED",
             Outcome::Interrupted => "INTERRUPTED",
@@ -79,7 +81,7 @@ impl Outcome {
     /// How the outcome reads: bad, good or neither.
     pub fn tone(self) -> Tone {
         match self {
-            Outcome::OomKilled | Outcome::Error => Tone::Bad,
+            Outcome::OomKilled | Outcome::OutOfHeap | Outcome::Error => Tone::Bad,
             Outcome::Survived => Tone::Good,
             Outcome::Exited | Outcome::Signaled | Outcome::Interrupted => Tone::Neutral,
         }

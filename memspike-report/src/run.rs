@@ -732,7 +732,11 @@ impl Report {
                 }
             }
             // The worker is memspike's own: it never exits otherwise without an error.
-            Outcome::Interrupted | Outcome::Error | Outcome::Exited | Outcome::Signaled => format!(
+            Outcome::Interrupted
+            | Outcome::Error
+            | Outcome::Exited
+            | Outcome::Signaled
+            | Outcome::OutOfHeap => format!(
                 "the experiment did not complete: {}",
                 self.error.as_deref().unwrap_or("unknown error")
             ),

@@ -29,10 +29,10 @@ use crate::{
 use memspike_model::{
     pacer::Gogc,
     policy::Policy,
+    policy_set,
     policy_set::NotApplicable,
     size::Amount,
     threshold::{self, Knob, Range, Survived},
-    trace::{GoTrace, RuntimeTrace},
 };
 
 /// `base` with `policy` in place of its own.
@@ -131,12 +131,28 @@ impl CommandBase {
     /// The run of `policy` under a group of `limit` bytes: its environment, or why the
     /// program's runtime cannot take it.
     pub fn with_policy(&self, policy: &Policy, limit: u64) -> Result<ExecConfig, String> {
-        let vars = GoTrace::default().policy_env(policy, limit)?;
+        let vars = exec::policy_vars(&self.config, policy, limit)?;
         Ok(ExecConfig {
             limit,
             policy: Some((policy.clone(), vars)),
             ..self.config.clone()
         })
+    }
+
+    /// The built-in policies of the command's runtime that it can take under a group of
+    /// `limit` bytes, and those it cannot with why; a usage error when its runtime has none
+    /// (`--trace none`).
+    pub fn catalogue(&self, limit: u64) -> Result<(Vec<Policy>, Vec<NotApplicable>), UsageError> {
+        let (set, not_applicable) = exec::with_program(&self.config, |trace, program| {
+            policy_set::for_program(trace, limit, program)
+        });
+        if set.is_empty() && not_applicable.is_empty() {
+            return Err(UsageError::Policy(format!(
+                "memspike reads no runtime for `{}` (--trace none), so it has no built-in policies to give it: name the runtime with --trace go|jvm|node",
+                self.config.command.join(" ")
+            )));
+        }
+        Ok((set, not_applicable))
     }
 }
 
@@ -449,9 +465,10 @@ pub fn threshold_command(
             let probe = at(&mut prober, value, "survival", &mut probes)?;
             match probe.outcome {
                 Outcome::Survived => Ok(Survived(true)),
-                Outcome::OomKilled => Ok(Survived(false)),
+                // Either limit ended it: the group's, or the runtime's own heap's.
+                Outcome::OomKilled | Outcome::OutOfHeap => Ok(Survived(false)),
                 _ => Err(SupervisorError::Worker(format!(
-                    "the run at {knob} {} neither survived nor was OOM-killed: it {}{}",
+                    "the run at {knob} {} neither survived nor ran out of memory: it {}{}",
                     knob.format(value),
                     probe.exit,
                     probe

@@ -26,7 +26,7 @@ use serde::Serialize;
 use memspike_cgroup::{EffectiveLimit, sampler::Sampler};
 use memspike_model::{
     policy::Policy,
-    trace::{self, PolicyVar, RuntimeTrace, gogc_from_env},
+    trace::{self, Invocation, PolicyVar, RuntimeTrace, gogc_from_env},
 };
 use memspike_probe::{Kernel, KernelEvidence};
 use memspike_report::facts::{
@@ -97,9 +97,7 @@ fn environment(
     config: &ExecConfig,
     tracer: &mut dyn RuntimeTrace,
 ) -> (Vec<(OsString, OsString)>, Vec<String>) {
-    let env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| !config.clean_env || CLEAN_ENV.iter().any(|p| k == p))
-        .collect();
+    let env = inherited_env(config.clean_env);
     let vars = config.policy.iter().flat_map(|(_, vars)| vars.iter());
     let mut env = vars.fold(env, set);
     let lookup = |var: &str| value_of(&env, var);
@@ -123,6 +121,53 @@ fn environment(
         })
         .collect();
     (env, set)
+}
+
+/// What the command gets of memspike's environment: all of it, or with `clean_env`
+/// [`CLEAN_ENV`].
+fn inherited_env(clean_env: bool) -> Vec<(OsString, OsString)> {
+    std::env::vars_os()
+        .filter(|(k, _)| !clean_env || CLEAN_ENV.iter().any(|p| k == p))
+        .collect()
+}
+
+/// The reader of the trace of `config`'s command's runtime (`--trace`, or the one its
+/// program's name says).
+pub fn tracer(config: &ExecConfig) -> Box<dyn RuntimeTrace> {
+    let name = config
+        .command
+        .first()
+        .and_then(|program| Path::new(program).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    config.trace.tracer(name)
+}
+
+/// The variables that give `config`'s command `policy` under a group of `limit` bytes, as its
+/// runtime takes them from the environment it starts with; or why it cannot.
+pub fn policy_vars(
+    config: &ExecConfig,
+    policy: &Policy,
+    limit: u64,
+) -> Result<Vec<PolicyVar>, String> {
+    with_program(config, |trace, program| {
+        trace.policy_env(policy, limit, program)
+    })
+}
+
+/// `f` of the reader of `config`'s command's runtime and how the command starts (its
+/// arguments, and the environment it gets before memspike's variables).
+pub fn with_program<T>(
+    config: &ExecConfig,
+    f: impl FnOnce(&dyn RuntimeTrace, &Invocation) -> T,
+) -> T {
+    let env = inherited_env(config.clean_env);
+    let lookup = |var: &str| value_of(&env, var);
+    let program = Invocation {
+        args: config.command.get(1..).unwrap_or_default(),
+        env: &lookup,
+    };
+    f(tracer(config).as_ref(), &program)
 }
 
 /// `env` with `var` set: in place of the variable's value, or, for a list, after it.
@@ -217,19 +262,36 @@ fn run_in(
     config: &ExecConfig,
     program: &Path,
 ) -> Result<ExecFacts, SupervisorError> {
-    let name = program
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let mut tracer = config.trace.tracer(name);
+    let mut tracer = tracer(config);
     let (env, environment) = environment(config, tracer.as_mut());
     let lookup = |var: &str| value_of(&env, var);
-    if let Some(warning) = tracer.warning(&config.command[1..], &lookup, config.limit) {
+    let invocation = Invocation {
+        args: &config.command[1..],
+        env: &lookup,
+    };
+    if let Some(warning) = tracer.warning(&invocation, config.limit) {
         tracing::warn!("{warning}");
     }
+    // Where the command's stdout goes; it is read, and passed on there, when the runtime
+    // traces on it (V8).
+    let stdout_sink = match config.output {
+        Output::Own => Sink::Stdout,
+        Output::Stderr => Sink::Stderr,
+        Output::Quiet => Sink::Nowhere,
+    };
+    let traced_stdout = tracer.on_stdout();
     let gogc = gogc_from_env(value_of(&env, "GOGC").as_deref());
+    let leading = tracer.leading_args(&config.command[1..]);
+    if !leading.is_empty() {
+        tracing::info!(
+            "{} gets {} ahead of its arguments: its runtime's trace",
+            config.command[0],
+            leading.join(" ")
+        );
+    }
     let mut cmd = Command::new(program);
-    cmd.args(&config.command[1..])
+    cmd.args(&leading)
+        .args(&config.command[1..])
         .env_clear()
         .envs(env)
         // Many runs of one command (`Quiet`) each start from no input, alike.
@@ -238,6 +300,7 @@ fn run_in(
             Output::Own | Output::Stderr => Stdio::inherit(),
         })
         .stdout(match config.output {
+            _ if traced_stdout => Stdio::piped(),
             Output::Own => Stdio::inherit(),
             Output::Stderr => io::stderr()
                 .as_fd()
@@ -261,17 +324,25 @@ fn run_in(
     let kernel_pid = memspike_cgroup::pidns::procfs_pid(pid);
     interrupts.set_worker(pid as i32);
     tracing::info!("command {pid} started inside the group");
-    // The relay reads the group as it reads each cycle's end, through files of its own.
-    let at_line = Sampler::open(session.group().dir(), session.group().version()).ok();
-    let relay = child.stderr.take().map(|stderr| {
-        relay_stderr(
-            stderr,
-            tracer,
-            started,
-            config.output != Output::Quiet,
-            at_line,
-        )
-    });
+    // The trace's relay reads the group as it reads each cycle's end, through files of its
+    // own. Stderr is always relayed, its tail kept; stdout too when the trace is there.
+    let mut at_line = Sampler::open(session.group().dir(), session.group().version()).ok();
+    let stderr_sink = match config.output {
+        Output::Quiet => Sink::Nowhere,
+        Output::Own | Output::Stderr => Sink::Stderr,
+    };
+    let (stderr_tracer, stdout_relay): (Box<dyn RuntimeTrace>, _) = if traced_stdout {
+        let stdout = child.stdout.take();
+        let relayed =
+            stdout.map(|out| relay(out, tracer, started, stdout_sink, false, at_line.take()));
+        (Box::new(trace::NoTrace), relayed)
+    } else {
+        (tracer, None)
+    };
+    let stderr_relay = child
+        .stderr
+        .take()
+        .map(|err| relay(err, stderr_tracer, started, stderr_sink, true, at_line));
 
     let mut timeline = Timeline::new();
     // The group as the command started: with the reading at its end, every timeline has at
@@ -316,7 +387,13 @@ fn run_in(
     // What the command left behind in its own group (a daemon) dies with it, as the group's
     // removal would have it: its stderr, which the relay reads, then closes.
     session.group().kill_members();
-    let relayed = relay.map(|r| r.finish()).unwrap_or_default();
+    let mut relayed = stderr_relay.map(Relay::finish).unwrap_or_default();
+    if let Some(traced) = stdout_relay.map(Relay::finish) {
+        relayed = Relayed {
+            tail: relayed.tail,
+            ..traced
+        };
+    }
     Ok(ExecFacts {
         group: GroupFacts {
             limit_bytes: config.limit,
@@ -337,6 +414,7 @@ fn run_in(
         policy: config.policy.as_ref().map(|(p, _)| p.clone()),
         environment,
         runtime: relayed.runtime.map(str::to_owned),
+        heap_limit_bytes: relayed.heap_limit,
         cycles: relayed.cycles,
         stderr_tail: relayed.tail,
         timeline,
@@ -365,12 +443,22 @@ fn delta(t: Duration, before: Option<Totals>, now: Option<Totals>) -> Bucket {
     }
 }
 
-/// What the command's stderr said: the runtime recognised, its cycles, and the last lines.
+/// What the command's output said: the runtime recognised, its cycles and its heap's ceiling,
+/// and the last lines of stderr.
 #[derive(Default)]
 struct Relayed {
     runtime: Option<&'static str>,
     cycles: Vec<TimedCycle>,
+    heap_limit: Option<u64>,
     tail: String,
+}
+
+/// Where a relayed stream's lines go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sink {
+    Stdout,
+    Stderr,
+    Nowhere,
 }
 
 /// The end of the command's stderr kept in its facts.
@@ -400,21 +488,22 @@ impl Relay {
     }
 }
 
-/// Reads the command's stderr line by line: copies it to ours unchanged when `echo`, reads the
-/// runtime's trace out of it (and, with each cycle, `group`), and keeps its last
-/// [`TAIL_BYTES`] of other lines.
-fn relay_stderr(
-    stderr: impl Read + Send + 'static,
+/// Reads one of the command's streams line by line: passes it on to `sink` unchanged, reads
+/// the runtime's trace out of it (and, with each cycle, `group`), and, when `keep_tail`, keeps
+/// its last [`TAIL_BYTES`] of other lines.
+fn relay(
+    stream: impl Read + Send + 'static,
     mut tracer: Box<dyn RuntimeTrace>,
     started: Instant,
-    echo: bool,
+    sink: Sink,
+    keep_tail: bool,
     mut group: Option<Sampler>,
 ) -> Relay {
     let read = Arc::new(Mutex::new(Relayed::default()));
     let (tell, done) = mpsc::channel();
     let shared = Arc::clone(&read);
     thread::spawn(move || {
-        let mut reader = BufReader::new(stderr);
+        let mut reader = BufReader::new(stream);
         let mut line = Vec::new();
         // The group as read at the last line, when that line marked the end of a cycle's
         // marking ([`RuntimeTrace::marks_end`]): the reading of the cycle line that follows it.
@@ -431,10 +520,12 @@ fn relay_stderr(
                 at_end = group.as_mut().map(Sampler::read);
             }
             let echoes = tracer.echoes(&text);
-            if echo && echoes {
-                let mut out = io::stderr().lock();
-                let _ = out.write_all(&line);
-                let _ = out.flush();
+            if echoes {
+                let _ = match sink {
+                    Sink::Stdout => pass_on(io::stdout().lock(), &line),
+                    Sink::Stderr => pass_on(io::stderr().lock(), &line),
+                    Sink::Nowhere => Ok(()),
+                };
             }
             let mut relayed = shared.lock().unwrap_or_else(|e| e.into_inner());
             match tracer.parse_line(text.trim_end()) {
@@ -446,18 +537,25 @@ fn relay_stderr(
                     });
                     relayed.runtime = Some(tracer.name());
                 }
-                None if echoes => keep_tail(&mut relayed.tail, &text),
+                None if echoes && keep_tail => keep_tail_of(&mut relayed.tail, &text),
                 None => {}
             }
+            relayed.heap_limit = tracer.heap_limit();
         }
         let _ = tell.send(());
     });
     Relay { read, done }
 }
 
+/// Writes a line to `out` at once.
+fn pass_on(mut out: impl Write, line: &[u8]) -> io::Result<()> {
+    out.write_all(line)?;
+    out.flush()
+}
+
 /// Appends `line` to `tail`, dropping whole lines from its front past [`TAIL_BYTES`] (and the
 /// front of a line longer than that).
-fn keep_tail(tail: &mut String, line: &str) {
+fn keep_tail_of(tail: &mut String, line: &str) {
     tail.push_str(line);
     while tail.len() > TAIL_BYTES {
         match tail.find('\n') {
@@ -573,8 +671,15 @@ mod tests {
         };
         let mut trace = trace::go::GoTrace::default();
         trace.env(&|_| None);
-        let relayed =
-            relay_stderr(lines, Box::new(trace), Instant::now(), false, Some(group)).finish();
+        let relayed = relay(
+            lines,
+            Box::new(trace),
+            Instant::now(),
+            Sink::Nowhere,
+            true,
+            Some(group),
+        )
+        .finish();
         let read: Vec<_> = relayed
             .cycles
             .iter()

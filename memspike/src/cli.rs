@@ -169,7 +169,7 @@ pub struct RunArgs {
 }
 
 /// How the supervisor runs many experiments (`compare`, `threshold`).
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct RunsArgs {
     /// Do not attach the eBPF observer.
     #[arg(long)]
@@ -205,8 +205,13 @@ pub struct ProgramArgs {
     /// of its stderr is kept in the report).
     #[arg(long, requires = "command")]
     pub show_output: bool,
+    /// A command: its runtime, whose policies it takes and whose collection log is read:
+    /// `auto` (the JVM for `java`, Node.js for `node`, else Go), `go`, `jvm`, `node`.
+    #[arg(long, value_enum, default_value_t = TraceChoice::Auto, requires = "command")]
+    pub trace: TraceChoice,
     /// Your program and its arguments, after `--`: it runs under each policy, given through
-    /// its runtime's environment (Go: GOGC, GOMEMLIMIT, GODEBUG), instead of the simulated one.
+    /// its runtime's environment (Go: GOGC, GOMEMLIMIT, GODEBUG; the JVM: JAVA_TOOL_OPTIONS;
+    /// Node.js: NODE_OPTIONS), instead of the simulated one.
     #[arg(last = true, value_name = "CMD",
           conflicts_with_all = ["scenario", "spike", "chunk", "runtime", "alloc_rate", "gomaxprocs", "calibrate", "user"])]
     pub command: Vec<String>,
@@ -352,8 +357,9 @@ pub struct ExecArgs {
     /// Do not attach the eBPF observer.
     #[arg(long)]
     pub no_trace: bool,
-    /// Whose collection log to turn on and read: `auto` (the JVM for a `java` launcher, else
-    /// Go's gctrace), `go`, `jvm` (unified logging through JAVA_TOOL_OPTIONS), or `none`.
+    /// Whose collection log to turn on and read: `auto` (the JVM for a `java` launcher,
+    /// Node.js for `node`, else Go's gctrace), `go`, `jvm` (unified logging through
+    /// JAVA_TOOL_OPTIONS), `node` (V8's --trace-gc through NODE_OPTIONS), or `none`.
     #[arg(long, value_enum, default_value_t = TraceChoice::Auto)]
     pub trace: TraceChoice,
     /// Start the command from PATH, HOME, LANG and TERM only, instead of memspike's whole

@@ -6,7 +6,6 @@ use std::{io::Write, path::Path, process::ExitCode};
 
 use anyhow::Context;
 use memspike_cgroup::EffectiveLimit;
-use memspike_model::trace::TraceChoice;
 use memspike_model::{
     experiment::Experiment,
     policy::Policy,
@@ -14,7 +13,6 @@ use memspike_model::{
     scenario::builtin,
     sweep::Plan,
     threshold::{Knob, REPEATS, Range},
-    trace::GoTrace,
 };
 use memspike_report::{
     Document,
@@ -181,7 +179,7 @@ pub fn compare(args: &CompareArgs, interrupts: &Interrupts) -> anyhow::Result<Ex
 fn compare_command(args: &CompareArgs, interrupts: &Interrupts) -> anyhow::Result<ExitCode> {
     let base = command_base(&args.runs, args.scenario.limit, args.inherit)?;
     let (policies, not_applicable) = match &args.runs.policies {
-        None => policy_set::for_program(&GoTrace::default(), base.config.limit),
+        None => base.catalogue(base.config.limit).map_err(settings)?,
         Some(_) => (policies(&args.runs)?, Vec::new()),
     };
     if let Some(dir) = &args.report.dir {
@@ -220,8 +218,7 @@ fn command_base(
             } else {
                 Output::Quiet
             },
-            // Policies are Go's: so is the trace of the programs they are given to.
-            trace: TraceChoice::Go,
+            trace: p.trace,
         },
         trace_kernel: !runs.no_trace,
     })
@@ -269,7 +266,7 @@ fn threshold_command(args: &ThresholdArgs, interrupts: &Interrupts) -> anyhow::R
     let base = command_base(&args.runs, args.scenario.limit, false)?;
     let limit = base.config.limit;
     let policies = match &args.runs.policies {
-        None => distinct_under(knob, policy_set::for_program(&GoTrace::default(), limit).0),
+        None => distinct_under(knob, base.catalogue(limit).map_err(settings)?.0),
         Some(_) => policies(&args.runs)?,
     };
     let range = Range::parse(knob, args.range.as_deref(), limit)
@@ -553,12 +550,15 @@ fn run_as(user: Option<&str>) -> Result<RunAs, SupervisorError> {
 
 /// The policies asked for (all the built-in ones by default).
 fn policies(runs: &RunsArgs) -> Result<Vec<Policy>, SupervisorError> {
-    match &runs.policies {
-        None => Ok(policy_set::defaults()),
-        Some(spec) => {
-            policy_set::load(spec).map_err(|e| settings(UsageError::Policies(e.to_string())))
-        }
-    }
+    let set = match &runs.policies {
+        None => return Ok(policy_set::defaults()),
+        Some(spec) => policy_set::load(spec),
+    };
+    set.and_then(|set| match runs.program.command.is_empty() {
+        true => policy_set::simulated(set),
+        false => Ok(set),
+    })
+    .map_err(|e| settings(UsageError::Policies(e.to_string())))
 }
 
 /// The worker's configuration for `experiment`, run as `--user`.
@@ -681,6 +681,7 @@ mod tests {
             program: crate::cli::ProgramArgs {
                 clean_env: false,
                 show_output: false,
+                trace: memspike_model::trace::TraceChoice::Auto,
                 command: Vec::new(),
             },
         };
@@ -689,11 +690,29 @@ mod tests {
             .into_iter()
             .filter_map(|p| p.name)
             .collect();
-        assert_eq!(names, policy_set::CATALOGUE.map(|(n, _)| n));
+        assert_eq!(
+            names,
+            policy_set::defaults()
+                .into_iter()
+                .filter_map(|p| p.name)
+                .collect::<Vec<_>>()
+        );
         let bad = RunsArgs {
             policies: Some("gogc75".into()),
-            ..runs
+            ..runs.clone()
         };
         assert_eq!(policies(&bad).unwrap_err().exit_code(), 2);
+        // Issue 20: a JVM's policy is a real program's; the simulation runs Go.
+        let jvm = RunsArgs {
+            policies: Some("gogc50,xmx50".into()),
+            ..runs
+        };
+        let e = policies(&jvm).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string()
+                .contains("policy xmx50 is the JVM's: the simulation runs Go's runtime"),
+            "{e}"
+        );
     }
 }

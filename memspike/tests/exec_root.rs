@@ -83,10 +83,15 @@ fn a_java_programs_gc_log_is_read_whether_the_kernel_or_the_jvm_ends_it() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|v| v == "JAVA_TOOL_OPTIONS=-Xlog:gc:stderr"),
+            .any(|v| v == "JAVA_TOOL_OPTIONS=-Xlog:gc,gc+init:stderr"),
         "{killed:#}"
     );
     assert!(!stderr.contains("Picked up JAVA_TOOL_OPTIONS"), "{stderr}");
+    assert!(
+        !stderr.contains("[gc,init]"),
+        "memspike's own lines: {stderr}"
+    );
+    assert_eq!(u(&killed["heap_limit_bytes"]), 512 * MIB, "{killed:#}");
     assert!(
         stderr.contains(
             "the JVM's heap maximum -Xmx512m (512.0 MiB) is above the group's 128.0 MiB limit"
@@ -113,14 +118,15 @@ fn a_java_programs_gc_log_is_read_whether_the_kernel_or_the_jvm_ends_it() {
     let (_, out, thrown) = run("-Xmx32m");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("heap maximum"), "{stderr}");
-    assert_eq!(thrown["outcome"], "exited", "{thrown:#}\n{stderr}");
+    assert_eq!(thrown["outcome"], "out_of_heap", "{thrown:#}\n{stderr}");
     assert_eq!(thrown["exit"]["code"], 1, "{thrown:#}");
     assert_eq!(thrown["runtime"], "jvm", "{thrown:#}");
+    assert_eq!(u(&thrown["heap_limit_bytes"]), 32 * MIB, "{thrown:#}");
     assert!(
         thrown["verdict"]
             .as_str()
             .unwrap()
-            .starts_with("the JVM threw java.lang.OutOfMemoryError and exited with status 1"),
+            .starts_with("the JVM threw java.lang.OutOfMemoryError (exited with status 1)"),
         "{thrown:#}"
     );
     assert!(
@@ -131,6 +137,96 @@ fn a_java_programs_gc_log_is_read_whether_the_kernel_or_the_jvm_ends_it() {
         "{thrown:#}"
     );
     assert!(u(&thrown["cgroup"]["peak_bytes"]) < 64 * MIB, "{thrown:#}");
+}
+
+/// Issue 20: the seed on Node.js (reference/javascript, Debian's Node). With an old space of 512
+/// MiB over a 128 MiB group the kernel kills it; with 32 MiB V8 aborts with "JavaScript heap
+/// out of memory" itself. Either way `exec` put `--trace-gc` on node's command line (node
+/// refuses it in NODE_OPTIONS), read the collections V8 printed on **stdout**, kept its
+/// verbose lines from the user, and read V8's heap limit from them.
+#[test]
+fn a_node_programs_gc_trace_is_read_whether_the_kernel_or_v8_ends_it() {
+    if !common::require_root("exec of the Node.js reference") {
+        return;
+    }
+    let Some(script) = common::node_reference() else {
+        return;
+    };
+    let script = script.to_str().unwrap();
+    let run = |old_space: &str| {
+        exec(
+            &[
+                "--json",
+                "--limit",
+                "128MiB",
+                "--",
+                "node",
+                old_space,
+                script,
+                "134217728",
+                "0.9",
+            ],
+            b"",
+        )
+    };
+    let (code, out, killed) = run("--max-old-space-size=512");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(killed["outcome"], "oom_killed", "{killed:#}\n{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(killed["runtime"], "node", "{killed:#}");
+    assert_eq!(killed["kernel"]["oom_victim"]["comm"], "node", "{killed:#}");
+    assert!(
+        stderr.contains("V8's old space --max-old-space-size=512 (512.0 MiB) is above the group's 128.0 MiB limit"),
+        "warned before the run: {stderr}"
+    );
+    // With --json the command's stdout goes to memspike's stderr: its own lines, not V8's.
+    assert!(stderr.contains("phase=spike"), "{stderr}");
+    assert!(!stderr.contains("Memory allocator,"), "{stderr}");
+    assert!(!stderr.contains(" ms: Scavenge"), "{stderr}");
+    let limit = u(&killed["heap_limit_bytes"]);
+    assert!(limit > 512 * MIB && limit < 600 * MIB, "{killed:#}");
+    let verdict = killed["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with("killed by the kernel's OOM killer")
+            && verdict.contains("V8's own heap limit was")
+            && verdict.contains("above the group's 128.0 MiB"),
+        "{verdict}"
+    );
+    let cycles = killed["runtime_cycles"].as_array().unwrap();
+    assert!(cycles.len() > 10, "{killed:#}");
+    for c in cycles {
+        assert!(c["pause_ms"].as_f64().is_some(), "{c}");
+        assert!(c["cause"].as_str().is_some(), "{c}");
+        assert!(c.get("goal_bytes").is_none(), "no Go figures: {c}");
+    }
+    let (code, out, aborted) = run("--max-old-space-size=32");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("old space"), "no warning: {stderr}");
+    assert_eq!(aborted["outcome"], "out_of_heap", "{aborted:#}\n{stderr}");
+    assert_eq!(aborted["exit"]["signal"], "SIGABRT", "{aborted:#}");
+    assert!(u(&aborted["heap_limit_bytes"]) < 64 * MIB, "{aborted:#}");
+    assert!(
+        aborted["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("V8 ran out of heap (\"JavaScript heap out of memory\") and aborted"),
+        "{aborted:#}"
+    );
+    assert!(
+        aborted["runtime_cycles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("Mark-Compact"))),
+        "{aborted:#}"
+    );
+    assert!(
+        u(&aborted["cgroup"]["peak_bytes"]) < 100 * MIB,
+        "{aborted:#}"
+    );
 }
 
 #[test]

@@ -52,8 +52,12 @@
 //! `GOTOOLCHAIN=local go build`, run with `GODEBUG=gctrace=1,scavtrace=1`, and (`*.pacer.stderr`)
 //! with `GODEBUG=gctrace=1,gcpacertrace=1`.
 
-use super::{GoCycle, PolicyVar, RuntimeCycle, RuntimeTrace, ScanWork};
-use crate::{pacer::Gogc, policy::Policy, size::human};
+use super::{GoCycle, Invocation, PolicyVar, RuntimeCycle, RuntimeTrace, ScanWork};
+use crate::{
+    pacer::Gogc,
+    policy::{Policy, Runtime},
+    size::human,
+};
 
 /// The environment variable that holds the runtime's debugging settings.
 const GODEBUG: &str = "GODEBUG";
@@ -68,6 +72,13 @@ const PACER_PREFIX: &str = "pacer: ";
 const PREFIX: &str = "gc ";
 /// A Go cycle's kind ([`RuntimeCycle::kind`]): gctrace has one.
 pub const KIND: &str = "gc";
+/// What the Go runtime writes on stderr as it dies because the kernel refused it memory (an
+/// address-space limit, not a group's: a group's limit kills instead).
+pub const OUT_OF_HEAP: super::OutOfHeap = super::OutOfHeap {
+    runtime: Runtime::Go,
+    said: "fatal error: runtime: out of memory",
+    words: "the Go runtime died of \"runtime: out of memory\"",
+};
 /// Go's "MB" in a trace line: the runtime prints `bytes >> 20`.
 const TRACE_MB: u64 = 1 << 20;
 
@@ -154,8 +165,8 @@ struct PacerEnd {
 }
 
 impl RuntimeTrace for GoTrace {
-    fn name(&self) -> &'static str {
-        "go"
+    fn runtime(&self) -> Option<Runtime> {
+        Some(Runtime::Go)
     }
 
     /// `GODEBUG` with `gctrace=1` and `gcpacertrace=1` appended to the user's settings; when
@@ -214,7 +225,13 @@ impl RuntimeTrace for GoTrace {
     /// bytes, which the runtime reads as such), and the policy's `GODEBUG` settings. A
     /// collection after releases and a watchdog are code inside the program; a memory limit
     /// above the group's would never be reached.
-    fn policy_env(&self, policy: &Policy, limit: u64) -> Result<Vec<PolicyVar>, String> {
+    fn policy_env(
+        &self,
+        policy: &Policy,
+        limit: u64,
+        _program: &Invocation,
+    ) -> Result<Vec<PolicyVar>, String> {
+        super::for_runtime(policy, Runtime::Go)?;
         if policy.gc_after_release {
             return Err(
                 "a collection after every release is a runtime.GC() call inside the program: the environment cannot ask for it".into(),
@@ -955,7 +972,7 @@ mod tests {
         use crate::policy_set::by_name;
         let env = |name: &str| {
             GoTrace::default()
-                .policy_env(&by_name(name).unwrap(), 32 << 20)
+                .policy_env(&by_name(name).unwrap(), 32 << 20, &Invocation::BARE)
                 .map(|vars| {
                     vars.into_iter()
                         .map(|v| format!("{}={}", v.name, v.value))
@@ -983,13 +1000,17 @@ mod tests {
             memory_limit: Some(crate::size::Amount::Bytes(64 << 20)),
             ..Policy::default()
         };
-        let e = GoTrace::default().policy_env(&above, 32 << 20).unwrap_err();
+        let e = GoTrace::default()
+            .policy_env(&above, 32 << 20, &Invocation::BARE)
+            .unwrap_err();
         assert!(e.contains("64.0 MiB is above the group's 32.0 MiB"), "{e}");
         let debug = Policy {
             godebug: Some("madvdontneed=1".into()),
             ..Policy::default()
         };
-        let vars = GoTrace::default().policy_env(&debug, 32 << 20).unwrap();
+        let vars = GoTrace::default()
+            .policy_env(&debug, 32 << 20, &Invocation::BARE)
+            .unwrap();
         assert_eq!(
             vars.last(),
             Some(&PolicyVar {

@@ -29,31 +29,49 @@
 
 use std::borrow::Cow;
 
-use super::{PolicyVar, RuntimeCycle, RuntimeTrace};
-use crate::{policy::Policy, size::human};
+use super::{Invocation, PolicyVar, RuntimeCycle, RuntimeTrace, options_var};
+use crate::{
+    policy::{Policy, Runtime},
+    size::human,
+};
 
-/// The variable every JVM reads its extra options from, and the option memspike adds.
+/// The variable every JVM reads its extra options from, and the option memspike adds: the
+/// `gc` log, and the `gc+init` lines that say the heap's maximum as the JVM settled it.
 const TOOL_OPTIONS: &str = "JAVA_TOOL_OPTIONS";
-const LOG_GC: &str = "-Xlog:gc:stderr";
+const LOG_GC: &str = "-Xlog:gc,gc+init:stderr";
 /// What the JVM says on stderr when it reads `JAVA_TOOL_OPTIONS`.
 const PICKED_UP: &str = "Picked up JAVA_TOOL_OPTIONS:";
+/// The `gc+init` line with the heap's maximum (JDK 17: `[0.004s][info][gc,init] Heap Max
+/// Capacity: 12056M`).
+const INIT_TAG: &str = "[gc,init] ";
+const HEAP_MAX: &str = "Heap Max Capacity: ";
+
+/// What the JVM writes on stderr when its heap's limit ends the program (uncaught in `main`,
+/// or with `-XX:+ExitOnOutOfMemoryError`: "Terminating due to java.lang.OutOfMemoryError").
+pub const OUT_OF_HEAP: super::OutOfHeap = super::OutOfHeap {
+    runtime: Runtime::Jvm,
+    said: "java.lang.OutOfMemoryError",
+    words: "the JVM threw java.lang.OutOfMemoryError",
+};
 
 /// The JVM's unified GC log reader.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct JvmTrace {
-    /// memspike set `JAVA_TOOL_OPTIONS`: the JVM's note that it read them is memspike's, not
-    /// the user's.
+    /// memspike set `JAVA_TOOL_OPTIONS`: the JVM's note that it read them, and the `gc+init`
+    /// lines, are memspike's, not the user's.
     set_options: bool,
+    /// The heap's maximum, from the `gc+init` lines.
+    heap_max: Option<u64>,
 }
 
 impl RuntimeTrace for JvmTrace {
-    fn name(&self) -> &'static str {
-        "jvm"
+    fn runtime(&self) -> Option<Runtime> {
+        Some(Runtime::Jvm)
     }
 
-    /// `JAVA_TOOL_OPTIONS` with `-Xlog:gc:stderr` appended to the user's options; when the
-    /// user's already configure the `gc` log (`-Xlog:gc…`), they are kept as given (the log
-    /// then goes where the user sent it).
+    /// `JAVA_TOOL_OPTIONS` with the log appended to the user's options; when the user's
+    /// already configure the `gc` log (`-Xlog:gc…`), they are kept as given (the log then goes
+    /// where the user sent it).
     fn env(&mut self, lookup: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)> {
         let existing = lookup(TOOL_OPTIONS).unwrap_or_default();
         if existing
@@ -72,22 +90,19 @@ impl RuntimeTrace for JvmTrace {
     }
 
     fn echoes(&self, line: &str) -> bool {
-        !(self.set_options && line.starts_with(PICKED_UP))
+        !(self.set_options && (line.starts_with(PICKED_UP) || line.contains(INIT_TAG)))
     }
 
-    /// A heap maximum (`-Xmx`) above the group's limit: the kernel, not the JVM, then ends the
-    /// program if its heap grows that far.
-    fn warning(
-        &self,
-        args: &[String],
-        lookup: &dyn Fn(&str) -> Option<String>,
-        limit: u64,
-    ) -> Option<String> {
-        let options = lookup(TOOL_OPTIONS).unwrap_or_default();
+    /// A heap maximum above the group's limit (`-Xmx`, `-XX:MaxHeapSize`, or
+    /// `-XX:MaxRAMPercentage` over 100): the kernel, not the JVM, then ends the program if its
+    /// heap grows that far.
+    fn warning(&self, program: &Invocation, limit: u64) -> Option<String> {
+        let options = (program.env)(TOOL_OPTIONS).unwrap_or_default();
         let (given, max) = heap_max(
             options
                 .split_whitespace()
-                .chain(args.iter().map(String::as_str)),
+                .chain(launcher_options(program.args)),
+            limit,
         )?;
         (max > limit).then(|| {
             format!(
@@ -99,14 +114,109 @@ impl RuntimeTrace for JvmTrace {
     }
 
     fn parse_line(&mut self, line: &str) -> Option<RuntimeCycle> {
+        if let Some((_, init)) = line.split_once(INIT_TAG) {
+            if let Some(max) = init.strip_prefix(HEAP_MAX).and_then(|m| size(m.trim_end())) {
+                self.heap_max = Some(max);
+            }
+            return None;
+        }
         parse(line)
     }
 
-    fn policy_env(&self, policy: &Policy, _limit: u64) -> Result<Vec<PolicyVar>, String> {
-        Err(format!(
-            "policy {}: memspike's policies are Go's; the JVM's (-Xmx, MaxRAMPercentage, the collector) are not built yet",
-            policy.name.as_deref().unwrap_or("(unnamed)")
-        ))
+    fn heap_limit(&self) -> Option<u64> {
+        self.heap_max
+    }
+
+    /// `JAVA_TOOL_OPTIONS`: the user's options without those the policy decides (the heap's
+    /// maximum, the collector, exit on OutOfMemoryError), then the policy's. The command line's
+    /// options win over `JAVA_TOOL_OPTIONS`, so a command that gives one of them itself cannot
+    /// take a policy.
+    fn policy_env(
+        &self,
+        policy: &Policy,
+        limit: u64,
+        program: &Invocation,
+    ) -> Result<Vec<PolicyVar>, String> {
+        super::for_runtime(policy, Runtime::Jvm)?;
+        if let Some(given) = launcher_options(program.args).find(|o| decided(o)) {
+            return Err(format!(
+                "its command line gives {given}, which wins over the policy's JAVA_TOOL_OPTIONS: take it off the command and let the policies set it"
+            ));
+        }
+        let jvm = policy.jvm.clone().unwrap_or_default();
+        let mut options = Vec::new();
+        if let Some(max) = jvm.heap_max {
+            options.push(format!("-Xmx{}", jvm_size(max.resolve(limit))));
+        }
+        if let Some(p) = jvm.max_ram_percentage {
+            if !(p > 0.0 && p <= 100.0) {
+                return Err(format!(
+                    "its max_ram_percentage {p} is outside the JVM's range: give more than 0 and at most 100"
+                ));
+            }
+            options.push(format!("-XX:MaxRAMPercentage={p}"));
+        }
+        options.extend(jvm.collector.map(|c| c.option().to_owned()));
+        if jvm.exit_on_out_of_memory {
+            options.push("-XX:+ExitOnOutOfMemoryError".to_owned());
+        }
+        Ok(vec![options_var(
+            TOOL_OPTIONS,
+            (program.env)(TOOL_OPTIONS),
+            decided,
+            &options,
+        )])
+    }
+}
+
+/// An option a JVM policy decides: the heap's maximum, the collector, exit on
+/// OutOfMemoryError.
+fn decided(option: &str) -> bool {
+    ["-Xmx", "-XX:MaxHeapSize=", "-XX:MaxRAMPercentage="]
+        .iter()
+        .any(|p| option.starts_with(p))
+        || ((option.starts_with("-XX:+Use") || option.starts_with("-XX:-Use"))
+            && option.ends_with("GC"))
+        || option.ends_with("ExitOnOutOfMemoryError") && option.starts_with("-XX:")
+}
+
+/// The options `java` reads itself: its arguments up to the main class, the source file,
+/// `-jar`'s file or `-m`'s module (what follows is the program's). The values of options that
+/// take one (`-cp PATH`) are skipped.
+fn launcher_options(args: &[String]) -> impl Iterator<Item = &str> {
+    const TAKE_VALUE: [&str; 13] = [
+        "-cp",
+        "-classpath",
+        "--class-path",
+        "-p",
+        "--module-path",
+        "--upgrade-module-path",
+        "--add-modules",
+        "--add-reads",
+        "--add-exports",
+        "--add-opens",
+        "--limit-modules",
+        "--patch-module",
+        "--enable-native-access",
+    ];
+    let mut args = args.iter().map(String::as_str);
+    std::iter::from_fn(move || {
+        let arg = args.next()?;
+        if !arg.starts_with('-') || matches!(arg, "-jar" | "-m" | "--module") {
+            return None;
+        }
+        if TAKE_VALUE.contains(&arg) {
+            args.next();
+        }
+        Some(arg)
+    })
+}
+
+/// A size as `-Xmx` takes it: whole MiB when it is, else KiB.
+fn jvm_size(bytes: u64) -> String {
+    match bytes % (1 << 20) {
+        0 => format!("{}m", bytes >> 20),
+        _ => format!("{}k", (bytes >> 10).max(1)),
     }
 }
 
@@ -154,13 +264,37 @@ fn parse(line: &str) -> Option<RuntimeCycle> {
     })
 }
 
-/// The heap maximum the JVM takes from `options` (its tool options, then its command line: the
-/// last `-Xmx` wins), as given and in bytes; `None` when none is given or it does not read.
-/// Sizes as the JVM reads them: a number with `k`, `m`, `g` or `t` (either case, binary
-/// units), or bytes.
-fn heap_max<'a>(options: impl Iterator<Item = &'a str>) -> Option<(&'a str, u64)> {
-    let given = options.filter(|o| o.starts_with("-Xmx")).last()?;
-    let text = &given["-Xmx".len()..];
+/// The heap maximum the JVM takes from `options` (its tool options, then its command line) under
+/// a group of `limit` bytes, as given and in bytes: the last `-Xmx` (or `-XX:MaxHeapSize`),
+/// else the last `-XX:MaxRAMPercentage` of the limit; `None` when neither is given or reads.
+/// Sizes as the JVM reads them: a number with `k`, `m`, `g` or `t` (either case, binary units),
+/// or bytes.
+fn heap_max<'a>(options: impl Iterator<Item = &'a str>, limit: u64) -> Option<(&'a str, u64)> {
+    let (mut size, mut percentage) = (None, None);
+    for o in options {
+        if let Some(text) = o
+            .strip_prefix("-Xmx")
+            .or_else(|| o.strip_prefix("-XX:MaxHeapSize="))
+        {
+            size = Some((o, text));
+        } else if let Some(p) = o.strip_prefix("-XX:MaxRAMPercentage=") {
+            percentage = Some((o, p));
+        }
+    }
+    if let Some((given, text)) = size {
+        return Some((given, option_size(text)?));
+    }
+    let (given, p) = percentage?;
+    let p = p
+        .parse::<f64>()
+        .ok()
+        .filter(|p| p.is_finite() && *p >= 0.0)?;
+    Some((given, (limit as f64 * p / 100.0) as u64))
+}
+
+/// A size as the JVM's options give it: a number with `k`, `m`, `g` or `t` (either case,
+/// binary units), or bytes.
+fn option_size(text: &str) -> Option<u64> {
     let (digits, unit) = match text.chars().last()?.to_ascii_lowercase() {
         'k' => (&text[..text.len() - 1], 1u64 << 10),
         'm' => (&text[..text.len() - 1], 1 << 20),
@@ -171,7 +305,7 @@ fn heap_max<'a>(options: impl Iterator<Item = &'a str>) -> Option<(&'a str, u64)
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some((given, digits.parse::<u64>().ok()?.checked_mul(unit)?))
+    digits.parse::<u64>().ok()?.checked_mul(unit)
 }
 
 /// The uptime decoration, `[0.049s]`, in milliseconds: the first decoration that is one.
@@ -301,7 +435,8 @@ mod tests {
     }
 
     /// memspike asks for the log through `JAVA_TOOL_OPTIONS`, keeping the user's options, and
-    /// hides the JVM's note that it read them; a user who logs `gc` already keeps theirs.
+    /// hides the JVM's note that it read them and the `gc+init` lines, whose heap maximum it
+    /// keeps; a user who logs `gc` already keeps theirs.
     #[test]
     fn the_log_is_asked_for_beside_the_users_options() {
         let mut t = JvmTrace::default();
@@ -311,6 +446,11 @@ mod tests {
         );
         assert!(!t.echoes("Picked up JAVA_TOOL_OPTIONS: -Xlog:gc:stderr"));
         assert!(t.echoes("[0.004s][info][gc] Using Serial"));
+        let init = "[0.004s][info][gc,init] Heap Max Capacity: 12056M";
+        assert!(!t.echoes(init));
+        assert_eq!(t.heap_limit(), None);
+        assert_eq!(t.parse_line(init), None);
+        assert_eq!(t.heap_limit(), Some(12056 * MIB));
         let mut t = JvmTrace::default();
         assert_eq!(
             t.env(&|_| Some("-Xss1m".into())),
@@ -319,44 +459,154 @@ mod tests {
         let mut theirs = JvmTrace::default();
         assert_eq!(theirs.env(&|_| Some("-Xlog:gc*:file=gc.log".into())), None);
         assert!(theirs.echoes("Picked up JAVA_TOOL_OPTIONS: -Xlog:gc*:file=gc.log"));
-        assert!(theirs.policy_env(&Policy::default(), 1).is_err());
+        assert!(theirs.echoes(init));
+    }
+
+    fn strings(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
     }
 
     /// Issue 20: a heap maximum above the group's limit is called out before the run, naming
-    /// both; the command line's `-Xmx` wins over the tool options', as in the JVM.
+    /// both; the command line's `-Xmx` wins over the tool options', as in the JVM, and an
+    /// `-Xmx` over `MaxRAMPercentage`.
     #[test]
     fn a_heap_maximum_above_the_limit_is_called_out() {
-        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let t = JvmTrace::default();
         let limit = 128 * MIB;
-        let warned = t
-            .warning(&args(&["-Xmx512m", "-cp", "b", "Spike"]), &|_| None, limit)
-            .unwrap();
+        let warning = |args: &[&str], env: &dyn Fn(&str) -> Option<String>| {
+            let args = strings(args);
+            t.warning(&Invocation { args: &args, env }, limit)
+        };
+        let none = |_: &str| None;
+        let warned = warning(&["-Xmx512m", "-cp", "b", "Spike"], &none).unwrap();
         assert!(
             warned.contains("-Xmx512m (512.0 MiB)") && warned.contains("128.0 MiB limit"),
             "{warned}"
         );
-        assert_eq!(
-            t.warning(&args(&["-Xmx32m", "Spike"]), &|_| None, limit),
-            None
-        );
-        assert_eq!(t.warning(&args(&["Spike"]), &|_| None, limit), None);
+        assert_eq!(warning(&["-Xmx32m", "Spike"], &none), None);
+        assert_eq!(warning(&["Spike"], &none), None);
+        // The program's own arguments are not the JVM's.
+        assert_eq!(warning(&["-cp", "b", "Spike", "-Xmx1g"], &none), None);
+        assert_eq!(warning(&["-jar", "app.jar", "-Xmx1g"], &none), None);
         let options = |_: &str| Some("-Xmx1G -Xss1m".to_owned());
-        assert!(t.warning(&args(&["Spike"]), &options, limit).is_some());
+        assert!(warning(&["Spike"], &options).is_some());
+        assert_eq!(warning(&["-Xmx64m", "Spike"], &options), None);
+        let warned = warning(&["-XX:MaxRAMPercentage=150", "Spike"], &none).unwrap();
+        assert!(
+            warned.contains("-XX:MaxRAMPercentage=150 (192.0 MiB)"),
+            "{warned}"
+        );
         assert_eq!(
-            t.warning(&args(&["-Xmx64m", "Spike"]), &options, limit),
+            warning(&["-XX:MaxRAMPercentage=150", "-Xmx64m", "Spike"], &none),
             None
         );
+        assert_eq!(warning(&["-XX:MaxRAMPercentage=80", "Spike"], &none), None);
         for (given, bytes) in [
             ("-Xmx2g", 2 << 30),
             ("-Xmx2048K", 2 << 20),
             ("-Xmx1048576", 1 << 20),
+            ("-XX:MaxHeapSize=3m", 3 << 20),
         ] {
-            assert_eq!(heap_max([given].into_iter()), Some((given, bytes)));
+            assert_eq!(heap_max([given].into_iter(), limit), Some((given, bytes)));
         }
-        for bad in ["-Xmx", "-Xmxm", "-Xmx1.5g", "-Xmx99999999999999999999g"] {
-            assert_eq!(heap_max([bad].into_iter()), None, "{bad}");
+        for bad in [
+            "-Xmx",
+            "-Xmxm",
+            "-Xmx1.5g",
+            "-Xmx99999999999999999999g",
+            "-XX:MaxRAMPercentage=x",
+        ] {
+            assert_eq!(heap_max([bad].into_iter(), limit), None, "{bad}");
         }
+    }
+
+    /// Issue 20: a JVM's policy is its options in `JAVA_TOOL_OPTIONS`, in place of the user's
+    /// own of the same settings; a command line that gives one itself, a Go policy and a
+    /// percentage the JVM refuses are turned away with why.
+    #[test]
+    fn a_jvm_policy_is_its_options() {
+        use crate::policy::{Collector, JvmPolicy};
+        let policy = |jvm: JvmPolicy| Policy {
+            jvm: Some(jvm),
+            ..Policy::default()
+        };
+        let limit = 128 * MIB;
+        let env = |p: &Policy, args: &[&str], options: Option<&str>| {
+            let args = strings(args);
+            let lookup = |_: &str| options.map(str::to_owned);
+            JvmTrace::default()
+                .policy_env(
+                    p,
+                    limit,
+                    &Invocation {
+                        args: &args,
+                        env: &lookup,
+                    },
+                )
+                .map(|vars| {
+                    assert_eq!(vars.len(), 1);
+                    assert_eq!(
+                        (vars[0].name.as_str(), vars[0].append),
+                        (TOOL_OPTIONS, false)
+                    );
+                    vars[0].value.clone()
+                })
+        };
+        let half = policy(JvmPolicy {
+            heap_max: Some(crate::size::Amount::Percent(50.0)),
+            collector: Some(Collector::Serial),
+            exit_on_out_of_memory: true,
+            ..JvmPolicy::default()
+        });
+        assert_eq!(
+            env(&half, &["-cp", "b", "Spike"], None).unwrap(),
+            "-Xmx64m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError"
+        );
+        assert_eq!(
+            env(
+                &half,
+                &["Spike"],
+                Some("-Xss1m -Xmx1g -XX:+UseG1GC -XX:MaxRAMPercentage=80")
+            )
+            .unwrap(),
+            "-Xss1m -Xmx64m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError"
+        );
+        let ram = policy(JvmPolicy {
+            max_ram_percentage: Some(75.0),
+            ..JvmPolicy::default()
+        });
+        assert_eq!(
+            env(&ram, &["Spike"], None).unwrap(),
+            "-XX:MaxRAMPercentage=75"
+        );
+        // The JVM's default: the user's heap settings are taken away.
+        assert_eq!(
+            env(&policy(JvmPolicy::default()), &["Spike"], Some("-Xmx1g")).unwrap(),
+            ""
+        );
+        let odd = policy(JvmPolicy {
+            heap_max: Some(crate::size::Amount::Bytes(1_000_000)),
+            ..JvmPolicy::default()
+        });
+        assert_eq!(env(&odd, &["Spike"], None).unwrap(), "-Xmx976k");
+        let e = env(&half, &["-Xmx512m", "Spike"], None).unwrap_err();
+        assert!(e.contains("gives -Xmx512m, which wins"), "{e}");
+        let e = env(&half, &["-XX:+UseG1GC", "-jar", "a.jar"], None).unwrap_err();
+        assert!(e.contains("-XX:+UseG1GC"), "{e}");
+        let e = env(&Policy::default(), &["Spike"], None).unwrap_err();
+        assert!(
+            e.contains("its settings are Go's, and this program runs the JVM"),
+            "{e}"
+        );
+        let over = policy(JvmPolicy {
+            max_ram_percentage: Some(150.0),
+            ..JvmPolicy::default()
+        });
+        assert!(
+            env(&over, &["Spike"], None)
+                .unwrap_err()
+                .contains("at most 100")
+        );
     }
 
     #[test]

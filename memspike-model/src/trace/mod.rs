@@ -1,19 +1,22 @@
-//! The runtime's own account of its collections, read from a traced program's stderr: how to
-//! turn a runtime's trace on (an environment variable) and how to read one cycle from one
-//! line. One file per runtime implements [`RuntimeTrace`]; [`go`] reads Go's `gctrace`, [`jvm`]
-//! the JVM's unified GC log.
+//! The runtime's own account of its collections, read from a traced program's output: how to
+//! turn a runtime's trace on (an environment variable), how to read one cycle from one line,
+//! how to give the runtime a policy, and what its settings mean under the group's limit. One
+//! file per runtime implements [`RuntimeTrace`]; [`go`] reads Go's `gctrace`, [`jvm`] the JVM's
+//! unified GC log, [`node`] V8's `--trace-gc`.
 //!
-//! `memspike exec` calls [`RuntimeTrace::parse_line`] on every line the command writes to
-//! stderr, so a line that is not a trace line costs a prefix check and nothing is allocated.
+//! `memspike exec` calls [`RuntimeTrace::parse_line`] on every line the command writes to the
+//! trace's stream (stderr, or stdout for Node), so a line that is not a trace line costs a
+//! prefix check and nothing is allocated.
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Policy;
+use crate::policy::{Policy, Runtime};
 
 pub mod go;
 pub mod jvm;
+pub mod node;
 
 pub use go::{GoTrace, gogc_from_env, next_goal_after};
 
@@ -23,12 +26,14 @@ pub use go::{GoTrace, gogc_from_env, next_goal_after};
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum TraceChoice {
-    /// A `java` launcher's program is the JVM; any other, Go (whose `GODEBUG` a program of
-    /// another language ignores, and a wrapper passes on to the Go program it starts).
+    /// A `java` launcher's program is the JVM, a `node`'s Node.js; any other, Go (whose
+    /// `GODEBUG` a program of another language ignores, and a wrapper passes on to the Go
+    /// program it starts).
     #[default]
     Auto,
     Go,
     Jvm,
+    Node,
     /// Read no runtime's trace: the kernel's evidence alone.
     None,
 }
@@ -36,10 +41,16 @@ pub enum TraceChoice {
 impl TraceChoice {
     /// The reader for a program whose file is named `program_name` (`java`, `node`, ...).
     pub fn tracer(self, program_name: &str) -> Box<dyn RuntimeTrace> {
+        let detected = match program_name {
+            "java" => TraceChoice::Jvm,
+            "node" | "nodejs" => TraceChoice::Node,
+            _ => TraceChoice::Go,
+        };
         match self {
-            TraceChoice::Auto if program_name == "java" => Box::new(jvm::JvmTrace::default()),
-            TraceChoice::Auto | TraceChoice::Go => Box::new(GoTrace::default()),
+            TraceChoice::Auto => detected.tracer(program_name),
+            TraceChoice::Go => Box::new(GoTrace::default()),
             TraceChoice::Jvm => Box::new(jvm::JvmTrace::default()),
+            TraceChoice::Node => Box::new(node::NodeTrace::default()),
             TraceChoice::None => Box::new(NoTrace),
         }
     }
@@ -50,8 +61,8 @@ impl TraceChoice {
 pub struct NoTrace;
 
 impl RuntimeTrace for NoTrace {
-    fn name(&self) -> &'static str {
-        "none"
+    fn runtime(&self) -> Option<Runtime> {
+        None
     }
 
     fn env(&mut self, _lookup: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)> {
@@ -61,18 +72,44 @@ impl RuntimeTrace for NoTrace {
     fn parse_line(&mut self, _line: &str) -> Option<RuntimeCycle> {
         None
     }
-
-    fn policy_env(&self, _policy: &Policy, _limit: u64) -> Result<Vec<PolicyVar>, String> {
-        Err("no runtime was named (--trace none): its policies cannot be given".into())
-    }
 }
 
-/// A runtime whose collections can be traced on stderr.
+/// How a program is started: its arguments (after the program itself) and its environment
+/// (`env` gives the value a variable has, `None` when unset).
+#[derive(Clone, Copy)]
+pub struct Invocation<'a> {
+    pub args: &'a [String],
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Invocation<'static> {
+    /// No arguments and an empty environment: a policy as the runtime takes it anywhere.
+    pub const BARE: Invocation<'static> = Invocation {
+        args: &[],
+        env: &unset,
+    };
+}
+
+fn unset(_: &str) -> Option<String> {
+    None
+}
+
+/// A runtime whose collections can be traced.
 ///
-/// `Send`, so that the reader of the traced program's stderr can own it on its own thread.
+/// `Send`, so that the reader of the traced program's output can own it on its own thread.
 pub trait RuntimeTrace: Send {
-    /// The runtime's short name, as reports show it (`"go"`).
-    fn name(&self) -> &'static str;
+    /// The runtime; `None` when no runtime's trace is read.
+    fn runtime(&self) -> Option<Runtime>;
+
+    /// The runtime's short name, as reports show it (`"go"`; `"none"` without one).
+    fn name(&self) -> &'static str {
+        self.runtime().map_or("none", Runtime::name)
+    }
+
+    /// The runtime prints its trace on stdout (V8), not stderr.
+    fn on_stdout(&self) -> bool {
+        false
+    }
 
     /// The environment variable to set, and its value, to turn the trace on; `lookup` gives
     /// the value a variable has in the program's environment (`None` when unset). The user's
@@ -81,21 +118,24 @@ pub trait RuntimeTrace: Send {
     /// for the user did not ([`RuntimeTrace::echoes`]).
     fn env(&mut self, lookup: &dyn Fn(&str) -> Option<String>) -> Option<(String, String)>;
 
+    /// Options to put before the program's own arguments to turn the trace on, for a runtime
+    /// that will not take it from its environment (V8's flags); it remembers, as
+    /// [`RuntimeTrace::env`] does, which lines the user asked for. Empty by default.
+    fn leading_args(&mut self, args: &[String]) -> Vec<String> {
+        let _ = args;
+        Vec::new()
+    }
+
     /// What to warn of before the run: a setting of the runtime's own, given on the command
-    /// line (`args`, the program's arguments) or in the environment (`lookup`), that the group's
-    /// limit of `limit` bytes will overrule (a JVM's heap maximum above it). `None` by default.
-    fn warning(
-        &self,
-        args: &[String],
-        lookup: &dyn Fn(&str) -> Option<String>,
-        limit: u64,
-    ) -> Option<String> {
-        let _ = (args, lookup, limit);
+    /// line or in the environment, that the group's limit of `limit` bytes will overrule (a
+    /// heap maximum above it). `None` by default.
+    fn warning(&self, program: &Invocation, limit: u64) -> Option<String> {
+        let _ = (program, limit);
         None
     }
 
-    /// Whether a stderr line goes on to the user's stderr: `false` for a line of a trace that
-    /// memspike turned on for its own reading and the user did not ask for.
+    /// Whether a line of the trace's stream goes on to the user: `false` for a line of a trace
+    /// that memspike turned on for its own reading and the user did not ask for.
     fn echoes(&self, line: &str) -> bool {
         let _ = line;
         true
@@ -109,18 +149,71 @@ pub trait RuntimeTrace: Send {
         false
     }
 
-    /// The cycle a stderr line reports, or `None` for any other line (the program's own
-    /// output, the runtime's other traces, a malformed or truncated trace line). Never
-    /// panics; allocates nothing on a line that cannot be a trace line.
+    /// The cycle a line reports, or `None` for any other line (the program's own output, the
+    /// runtime's other traces, a malformed or truncated trace line). Never panics; allocates
+    /// nothing on a line that cannot be a trace line.
     fn parse_line(&mut self, line: &str) -> Option<RuntimeCycle>;
+
+    /// The heap's ceiling as the runtime itself reported it in the lines read so far (a JVM's
+    /// heap maximum, V8's `heap_size_limit`): past it, the runtime throws its own out-of-memory
+    /// error. `None` when it did not say (Go has no ceiling but a soft limit).
+    fn heap_limit(&self) -> Option<u64> {
+        None
+    }
 
     /// The variables that give a program of this runtime `policy` under a group limit of
     /// `limit` bytes: each one the policy decides, so that none of the user's own settings of
-    /// them leaks into a comparison. A variable that holds a list of settings (Go's `GODEBUG`)
-    /// is returned with the policy's settings only, to be appended to the user's. `Err` says
-    /// why the runtime cannot take the policy from its environment (it needs code inside the
-    /// program, or it cannot run under the limit).
-    fn policy_env(&self, policy: &Policy, limit: u64) -> Result<Vec<PolicyVar>, String>;
+    /// them (in `program`'s environment) leaks into a comparison. A variable that holds a list
+    /// of settings (Go's `GODEBUG`) is returned with the policy's settings only, to be appended
+    /// to the user's. `Err` says why the program cannot take the policy from its environment
+    /// (a policy of another runtime, one that needs code inside the program, one its command
+    /// line overrides, or one that cannot run under the limit).
+    fn policy_env(
+        &self,
+        policy: &Policy,
+        limit: u64,
+        program: &Invocation,
+    ) -> Result<Vec<PolicyVar>, String> {
+        let _ = (limit, program);
+        Err(match policy.runtime() {
+            Ok(r) => format!(
+                "its settings are {}'s, and memspike reads no runtime's trace here (--trace none): name the runtime with --trace",
+                r.title()
+            ),
+            Err(why) => why,
+        })
+    }
+}
+
+/// What a runtime writes on stderr when its own heap's limit ends the program, and the news
+/// in words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfHeap {
+    pub runtime: Runtime,
+    /// What it writes (a part of the line).
+    pub said: &'static str,
+    /// What happened, as a verdict says it ("the JVM threw java.lang.OutOfMemoryError").
+    pub words: &'static str,
+}
+
+/// The runtime whose own out-of-memory error `stderr` shows (its last lines), if any: the
+/// runtime ended the program by its heap's limit.
+pub fn out_of_heap(stderr: &str) -> Option<OutOfHeap> {
+    [jvm::OUT_OF_HEAP, node::OUT_OF_HEAP, go::OUT_OF_HEAP]
+        .into_iter()
+        .find(|o| stderr.contains(o.said))
+}
+
+/// `Ok` when `policy` is for `runtime`, else why not, in words.
+pub fn for_runtime(policy: &Policy, runtime: Runtime) -> Result<(), String> {
+    match policy.runtime()? {
+        r if r == runtime => Ok(()),
+        r => Err(format!(
+            "its settings are {}'s, and this program runs {}",
+            r.title(),
+            runtime.title()
+        )),
+    }
 }
 
 /// One variable of a policy's environment.
@@ -131,6 +224,29 @@ pub struct PolicyVar {
     /// The value is a list of settings to append to the user's (comma-separated), not to
     /// replace it.
     pub append: bool,
+}
+
+/// A list of options in one variable (`JAVA_TOOL_OPTIONS`, `NODE_OPTIONS`), as `PolicyVar`:
+/// the user's options (`existing`) without those `decided` says the policy decides, then the
+/// policy's own.
+pub(crate) fn options_var(
+    name: &str,
+    existing: Option<String>,
+    decided: impl Fn(&str) -> bool,
+    policys: &[String],
+) -> PolicyVar {
+    let existing = existing.unwrap_or_default();
+    let value = existing
+        .split_whitespace()
+        .filter(|o| !decided(o))
+        .chain(policys.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
+    PolicyVar {
+        name: name.to_owned(),
+        value,
+        append: false,
+    }
 }
 
 /// The bytes a cycle scanned, by kind.
@@ -217,7 +333,10 @@ mod tests {
         assert_eq!(name(TraceChoice::Auto, "my-service"), "go");
         assert_eq!(name(TraceChoice::Go, "java"), "go");
         assert_eq!(name(TraceChoice::Jvm, "launcher.sh"), "jvm");
+        assert_eq!(name(TraceChoice::Auto, "node"), "node");
+        assert_eq!(name(TraceChoice::Node, "app"), "node");
         let mut none = TraceChoice::None.tracer("java");
+        assert_eq!(none.name(), "none");
         assert_eq!(none.env(&|_| None), None);
         assert_eq!(none.parse_line("gc 1 @0.001s 5%: ..."), None);
     }

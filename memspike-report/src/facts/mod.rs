@@ -184,6 +184,10 @@ pub struct ExecFacts {
     pub environment: Vec<String>,
     /// The runtime whose trace was read, if any line of it was.
     pub runtime: Option<String>,
+    /// The heap's ceiling as the runtime reported it (a JVM's heap maximum, V8's
+    /// `heap_size_limit`): past it, the runtime throws its own out-of-memory error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heap_limit_bytes: Option<u64>,
     /// The cycles the runtime traced, each when memspike read its line.
     pub cycles: Vec<TimedCycle>,
     /// The group over time.
@@ -345,6 +349,10 @@ pub enum Outcome {
     OomKilled,
     /// It finished: the scenario ran to its end, or the program exited with status 0.
     Survived,
+    /// A real program's runtime ended it by its own heap's limit: a JVM's
+    /// `java.lang.OutOfMemoryError`, V8's "JavaScript heap out of memory", Go's "runtime: out of
+    /// memory"; the kernel killed nothing.
+    OutOfHeap,
     /// A real program exited with another status.
     Exited,
     /// A signal other than an OOM kill ended a real program.

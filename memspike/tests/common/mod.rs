@@ -391,6 +391,21 @@ pub fn go_reference() -> Option<&'static std::path::Path> {
         .as_deref()
 }
 
+/// The reference JavaScript program (`reference/javascript/spike.js`), for `node`; `None`
+/// outside CI when there is no Debian `node` here (under CI that is a failure: `cargo xtask
+/// test` installs nodejs).
+pub fn node_reference() -> Option<PathBuf> {
+    if !std::path::Path::new("/usr/bin/node").exists() {
+        assert!(
+            !under_ci(),
+            "CI needs Node.js for reference/javascript (cargo xtask test installs nodejs)"
+        );
+        skip("a real Node.js program", "no /usr/bin/node");
+        return None;
+    }
+    Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../reference/javascript/spike.js"))
+}
+
 /// The reference Java program (`reference/java/Spike.java`), compiled once per test binary with
 /// Debian's JDK into a directory for `java -cp`; `None` outside CI when there is no JDK here
 /// (under CI that is a failure: `cargo xtask test` installs openjdk-17-jdk-headless).
