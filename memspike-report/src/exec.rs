@@ -124,6 +124,9 @@ pub struct ExecReport {
     /// empty).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stderr_tail: String,
+    /// The line where the runtime said it ran out of heap (an `out_of_heap` outcome).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_heap: Option<String>,
     pub verdict: String,
 }
 
@@ -344,6 +347,7 @@ impl ExecReport {
             timeline: f.timeline,
             duration_ms: g.duration.as_secs_f64() * 1e3,
             stderr_tail: f.stderr_tail.clone(),
+            out_of_heap: f.out_of_heap.clone(),
             verdict: String::new(),
         };
         report.verdict = report.verdict_sentence(g.stop_signal.as_ref(), oom_kills);
@@ -509,7 +513,9 @@ impl ExecReport {
             }
             Outcome::OutOfHeap => format!(
                 "{} ({}): its own heap's limit ended it, not the kernel (cgroup peak {peak} of the {limit} limit){runtime}",
-                memspike_model::trace::out_of_heap(&self.stderr_tail)
+                self.out_of_heap
+                    .as_deref()
+                    .and_then(memspike_model::trace::out_of_heap)
                     .map_or("the runtime ran out of heap", |o| o.words),
                 self.command_end()
             ),
@@ -858,6 +864,10 @@ mod tests {
             f.command = vec!["java".into(), "Spike".into()];
             f.runtime = Some("jvm".into());
             f.stderr_tail = tail.into();
+            f.out_of_heap = tail
+                .lines()
+                .find(|l| memspike_model::trace::out_of_heap(l).is_some())
+                .map(str::to_owned);
             f.cycles = vec![TimedCycle {
                 read_ms: 40.0,
                 group: None,
@@ -902,6 +912,10 @@ mod tests {
             f.command = vec!["node".into(), "spike.js".into()];
             f.runtime = Some("node".into());
             f.stderr_tail = tail.into();
+            f.out_of_heap = tail
+                .lines()
+                .find(|l| memspike_model::trace::out_of_heap(l).is_some())
+                .map(str::to_owned);
             f.heap_limit_bytes = Some(heap_limit);
             ExecReport::build(f)
         };
@@ -974,6 +988,7 @@ mod tests {
             cycles: Vec::new(),
             timeline: Timeline::new(),
             stderr_tail: String::new(),
+            out_of_heap: None,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use memspike_model::{event::Kind, predict::Prediction, trace};
+use memspike_model::{event::Kind, predict::Prediction};
 
 use crate::{
     facts::{ExecFacts, Exit, RunFacts},
@@ -59,7 +59,7 @@ impl Outcome {
         match &f.group.exit {
             _ if f.group.oom_kills_during() > 0 => Outcome::OomKilled,
             Exit::Code(0) => Outcome::Survived,
-            _ if trace::out_of_heap(&f.stderr_tail).is_some() => Outcome::OutOfHeap,
+            _ if f.out_of_heap.is_some() => Outcome::OutOfHeap,
             Exit::Code(_) => Outcome::Exited,
             Exit::Signal(_) => Outcome::Signaled,
         }

@@ -391,6 +391,7 @@ fn run_in(
     if let Some(traced) = stdout_relay.map(Relay::finish) {
         relayed = Relayed {
             tail: relayed.tail,
+            out_of_heap: relayed.out_of_heap,
             ..traced
         };
     }
@@ -417,6 +418,7 @@ fn run_in(
         heap_limit_bytes: relayed.heap_limit,
         cycles: relayed.cycles,
         stderr_tail: relayed.tail,
+        out_of_heap: relayed.out_of_heap,
         timeline,
     })
 }
@@ -451,6 +453,8 @@ struct Relayed {
     cycles: Vec<TimedCycle>,
     heap_limit: Option<u64>,
     tail: String,
+    /// The line where the runtime said its own heap's limit ended the program.
+    out_of_heap: Option<String>,
 }
 
 /// Where a relayed stream's lines go on.
@@ -489,8 +493,9 @@ impl Relay {
 }
 
 /// Reads one of the command's streams line by line: passes it on to `sink` unchanged, reads
-/// the runtime's trace out of it (and, with each cycle, `group`), and, when `keep_tail`, keeps
-/// its last [`TAIL_BYTES`] of other lines.
+/// the runtime's trace out of it (and, with each cycle, `group`), and, when `keep_tail` (its
+/// stderr), keeps its last [`TAIL_BYTES`] of other lines and the line where the runtime said it
+/// ran out of heap.
 fn relay(
     stream: impl Read + Send + 'static,
     mut tracer: Box<dyn RuntimeTrace>,
@@ -528,6 +533,9 @@ fn relay(
                 };
             }
             let mut relayed = shared.lock().unwrap_or_else(|e| e.into_inner());
+            if keep_tail && relayed.out_of_heap.is_none() && trace::out_of_heap(&text).is_some() {
+                relayed.out_of_heap = Some(text.trim_end().to_owned());
+            }
             match tracer.parse_line(text.trim_end()) {
                 Some(cycle) => {
                     relayed.cycles.push(TimedCycle {
@@ -689,6 +697,40 @@ mod tests {
         assert_eq!(
             relayed.cycles[0].cycle.go.map(|g| g.heap_end_bytes),
             Some(45_318_864)
+        );
+    }
+
+    /// Regression (issue 20): Debian's Node 18 follows "JavaScript heap out of memory" with a
+    /// native stack trace longer than the kept tail, and its abort read as a plain SIGABRT.
+    #[test]
+    fn a_runtimes_out_of_heap_line_is_kept_however_long_stderr_goes_on() {
+        let mut stderr = String::from(
+            "<--- Last few GCs --->\nFATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\n",
+        );
+        for frame in 0..100 {
+            stderr.push_str(&format!(
+                "{frame}: 0x7fd695e1c938 node::Abort() [/usr/lib/x86_64-linux-gnu/libnode.so.108]\n"
+            ));
+        }
+        let relayed = relay(
+            std::io::Cursor::new(stderr.into_bytes()),
+            Box::new(trace::NoTrace),
+            Instant::now(),
+            Sink::Nowhere,
+            true,
+            None,
+        )
+        .finish();
+        assert!(
+            !relayed.tail.contains("heap out of memory"),
+            "{}",
+            relayed.tail
+        );
+        assert_eq!(
+            relayed.out_of_heap.as_deref(),
+            Some(
+                "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory"
+            )
         );
     }
 

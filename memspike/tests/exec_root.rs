@@ -139,7 +139,7 @@ fn a_java_programs_gc_log_is_read_whether_the_kernel_or_the_jvm_ends_it() {
     assert!(u(&thrown["cgroup"]["peak_bytes"]) < 64 * MIB, "{thrown:#}");
 }
 
-/// Issue 20: the seed on Node.js (reference/javascript, Debian's Node). With an old space of 512
+/// Issue 20: the seed on Node.js (reference/javascript, Debian's Node 18, or Node 20). With an old space of 512
 /// MiB over a 128 MiB group the kernel kills it; with 32 MiB V8 aborts with "JavaScript heap
 /// out of memory" itself. Either way `exec` put `--trace-gc` on node's command line (node
 /// refuses it in NODE_OPTIONS), read the collections V8 printed on **stdout**, kept its
@@ -153,23 +153,24 @@ fn a_node_programs_gc_trace_is_read_whether_the_kernel_or_v8_ends_it() {
         return;
     };
     let script = script.to_str().unwrap();
-    let run = |old_space: &str| {
+    let run = |old_space: &str, work: &str| {
         exec(
             &[
-                "--json",
-                "--limit",
-                "128MiB",
-                "--",
-                "node",
-                old_space,
-                script,
-                "134217728",
-                "0.9",
+                "--json", "--limit", "128MiB", "--", "node", old_space, script, work, "0.9",
             ],
             b"",
         )
     };
-    let (code, out, killed) = run("--max-old-space-size=512");
+    // 32 MiB of work in 128 MiB: it survives, its own lines passed on (with --json, to
+    // memspike's stderr), V8's kept back.
+    let (_, out, survived) = run("--max-old-space-size=512", "33554432");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(survived["outcome"], "survived", "{survived:#}\n{stderr}");
+    assert!(stderr.contains("phase=done"), "{stderr}");
+    assert!(!stderr.contains("Memory allocator,"), "{stderr}");
+    assert!(!stderr.contains(" ms: Scavenge"), "{stderr}");
+    assert_eq!(survived["runtime"], "node", "{survived:#}");
+    let (code, out, killed) = run("--max-old-space-size=512", "134217728");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(killed["outcome"], "oom_killed", "{killed:#}\n{stderr}");
     assert_eq!(code, 0, "{stderr}");
@@ -179,10 +180,6 @@ fn a_node_programs_gc_trace_is_read_whether_the_kernel_or_v8_ends_it() {
         stderr.contains("V8's old space --max-old-space-size=512 (512.0 MiB) is above the group's 128.0 MiB limit"),
         "warned before the run: {stderr}"
     );
-    // With --json the command's stdout goes to memspike's stderr: its own lines, not V8's.
-    assert!(stderr.contains("phase=spike"), "{stderr}");
-    assert!(!stderr.contains("Memory allocator,"), "{stderr}");
-    assert!(!stderr.contains(" ms: Scavenge"), "{stderr}");
     let limit = u(&killed["heap_limit_bytes"]);
     assert!(limit > 512 * MIB && limit < 600 * MIB, "{killed:#}");
     let verdict = killed["verdict"].as_str().unwrap();
@@ -199,13 +196,15 @@ fn a_node_programs_gc_trace_is_read_whether_the_kernel_or_v8_ends_it() {
         assert!(c["cause"].as_str().is_some(), "{c}");
         assert!(c.get("goal_bytes").is_none(), "no Go figures: {c}");
     }
-    let (code, out, aborted) = run("--max-old-space-size=32");
+    let (code, out, aborted) = run("--max-old-space-size=32", "134217728");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code, 0, "{stderr}");
     assert!(!stderr.contains("old space"), "no warning: {stderr}");
     assert_eq!(aborted["outcome"], "out_of_heap", "{aborted:#}\n{stderr}");
     assert_eq!(aborted["exit"]["signal"], "SIGABRT", "{aborted:#}");
-    assert!(u(&aborted["heap_limit_bytes"]) < 64 * MIB, "{aborted:#}");
+    // V8's limit is below the group's (Node 20: 35 MiB, the old space and three 1 MiB
+    // semi-spaces; Node 18: 80 MiB, with 16 MiB semi-spaces).
+    assert!(u(&aborted["heap_limit_bytes"]) < 128 * MIB, "{aborted:#}");
     assert!(
         aborted["verdict"]
             .as_str()
@@ -218,9 +217,8 @@ fn a_node_programs_gc_trace_is_read_whether_the_kernel_or_v8_ends_it() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|c| c["kind"]
-                .as_str()
-                .is_some_and(|k| k.starts_with("Mark-Compact"))),
+            // Node 20's V8 says Mark-Compact, Node 18's Mark-sweep.
+            .any(|c| c["kind"].as_str().is_some_and(|k| k.starts_with("Mark-"))),
         "{aborted:#}"
     );
     assert!(

@@ -301,7 +301,14 @@ fn the_outcomes_match_the_real_go_runtime() {
     // other phase now and then.
     for (args, died_in) in [
         (
-            &["--limit", "128MiB", "--spike", "0.975", "--runtime", "go1.19"][..],
+            &[
+                "--limit",
+                "128MiB",
+                "--spike",
+                "0.975",
+                "--runtime",
+                "go1.19",
+            ][..],
             "spike",
         ),
         (&["--limit", "128MiB", "--spike", "0.975"], "remainder"),

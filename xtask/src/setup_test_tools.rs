@@ -2,8 +2,9 @@
 //! chromedriver for the page test (memspike/tests/page_browser.rs, which drives the interactive
 //! mode's page at `/` over the W3C WebDriver protocol), python3 for the probe tests' page
 //! toucher (memspike/tests/probe_root.rs), Go 1.19 for the `exec` tests' real Go program
-//! (reference/go, built by memspike/tests/exec_root.rs), and JDK 17 for their real Java program
-//! (reference/java). Skipped when every package is already installed.
+//! (reference/go, built by memspike/tests/exec_root.rs), JDK 17 for their real Java program
+//! (reference/java), and Node.js for their real JavaScript program (reference/javascript).
+//! Skipped when every package is already installed.
 
 use std::path::Path;
 use std::process::Command;
@@ -24,9 +25,11 @@ pub const GO: &str = "/usr/bin/go";
 /// The JDK the exec tests compile and run the Java reference with.
 const JAVAC: &str = "/usr/bin/javac";
 const JAVA: &str = "/usr/bin/java";
+/// The Node.js the exec tests run the JavaScript reference with.
+const NODE: &str = "/usr/bin/node";
 
 /// The Debian packages, each with the reason it is needed.
-const PACKAGES: [Package; 5] = [
+const PACKAGES: [Package; 6] = [
     (
         "chromium",
         "the browser that memspike/tests/page_browser.rs runs headless to test the page at `/`",
@@ -50,6 +53,11 @@ const PACKAGES: [Package; 5] = [
         "JDK 17 (/usr/bin/javac, /usr/bin/java), which memspike/tests/exec_root.rs compiles and \
          runs the Java reference (reference/java) with, to read a JVM's GC log under `memspike exec`",
     ),
+    (
+        "nodejs",
+        "Node.js (/usr/bin/node), which memspike/tests/exec_root.rs runs the JavaScript reference \
+         (reference/javascript) with, to read V8's collection trace under `memspike exec`",
+    ),
 ];
 
 /// Installs whatever is missing, or fails saying why and what to run by hand.
@@ -65,12 +73,13 @@ pub fn setup() -> Result<()> {
         (GO, "golang-go"),
         (JAVAC, "openjdk-17-jdk-headless"),
         (JAVA, "openjdk-17-jdk-headless"),
+        (NODE, "nodejs"),
     ] {
         if !privilege::is_executable(Path::new(binary)) {
             bail!("{binary} is missing although {package} is installed; reinstall it");
         }
     }
-    progress::say("headless Chromium, python3, Go and JDK 17 ready");
+    progress::say("headless Chromium, python3, Go, JDK 17 and Node.js ready");
     Ok(())
 }
 

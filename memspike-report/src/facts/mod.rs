@@ -192,6 +192,10 @@ pub struct ExecFacts {
     pub cycles: Vec<TimedCycle>,
     /// The group over time.
     pub timeline: Timeline,
+    /// The line of stderr where the runtime said its own heap's limit ended the program
+    /// ([`memspike_model::trace::out_of_heap`]), however long its stderr went on after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_heap: Option<String>,
     /// The end of what the command wrote on stderr, its runtime's trace left out.
     #[serde(default)]
     pub stderr_tail: String,
