@@ -612,3 +612,133 @@ fn every_run_of_a_command_starts_from_the_same_empty_input() {
     let r = json(&out);
     assert_eq!(row(&r, "gogc100")["survived"], 2, "{r:#}");
 }
+
+/// Issue 20: a Java program under the JVM's policies and a Node program under Node's, each
+/// given through its runtime's own variable (JAVA_TOOL_OPTIONS, NODE_OPTIONS) in place of the
+/// user's settings of the same options, each run told apart as survived, out of heap (the
+/// runtime's own limit) or OOM-killed (the group's), k/N each; a command line that sets them
+/// itself, and another runtime's policy, refused before any group exists.
+#[test]
+fn java_and_node_programs_under_their_runtimes_policies() {
+    if !common::require_root("compare -- java and node") {
+        return;
+    }
+    let Some(classes) = common::java_reference() else {
+        return;
+    };
+    let classes = classes.to_str().unwrap();
+    let java = |extra: &[&str]| {
+        let mut args = vec!["java"];
+        args.extend_from_slice(extra);
+        args.extend(["-cp", classes, "Spike", "134217728", "0.3"]);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    // The four heap maxima of the issue, the user's own -Xmx in JAVA_TOOL_OPTIONS set aside.
+    let mut args = vec!["compare", "--limit", "128MiB", "--runs", "2", "--json"];
+    args.extend(["--policies", "xmx25,xmx50,xmx75,xmx200", "--"]);
+    let command = java(&[]);
+    args.extend(command.iter().map(String::as_str));
+    let (code, out) = memspike_env(&args, &[("JAVA_TOOL_OPTIONS", "-Xmx1g -Xss1m")]);
+    let report = json(&out);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    for (name, xmx) in [
+        ("xmx25", "-Xmx32m"),
+        ("xmx50", "-Xmx64m"),
+        ("xmx75", "-Xmx96m"),
+        ("xmx200", "-Xmx256m"),
+    ] {
+        let r = row(&report, name);
+        assert_eq!(r["runs"], 2, "{r:#}");
+        let environment = r["environment"].to_string();
+        assert!(
+            environment.contains(&format!("JAVA_TOOL_OPTIONS=-Xss1m {xmx} -Xlog:gc")),
+            "{name}: {environment}"
+        );
+        assert!(!environment.contains("-Xmx1g"), "{name}: {environment}");
+        let outcomes: Vec<&str> = r["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["outcome"].as_str().unwrap())
+            .collect();
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| ["survived", "out_of_heap", "oom_killed"].contains(o)),
+            "{name}: {outcomes:?}"
+        );
+        assert_eq!(
+            u(&r["survived"]) as usize,
+            outcomes.iter().filter(|o| **o == "survived").count()
+        );
+    }
+    // A 38 MiB slab does not fit a 32 MiB heap: the JVM's own limit ends it, not the kernel.
+    assert_eq!(
+        row(&report, "xmx25")["outcome"],
+        "out_of_heap",
+        "{report:#}"
+    );
+    // At 256 MiB of heap the slab and the rest fit the heap, and (measured) the group.
+    assert_eq!(row(&report, "xmx200")["outcome"], "survived", "{report:#}");
+    let verdict = report["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("out of heap (the runtime's own limit ended them, not the kernel): xmx25"),
+        "{verdict}"
+    );
+
+    // The command's own -Xmx would win over JAVA_TOOL_OPTIONS; a Go policy is not the JVM's.
+    for (policies, extra, why) in [
+        ("xmx50", &["-Xmx512m"][..], "gives -Xmx512m, which wins"),
+        (
+            "gogc50",
+            &[][..],
+            "its settings are Go's, and this program runs the JVM",
+        ),
+    ] {
+        let mut args = vec!["compare", "--limit", "128MiB", "--policies", policies, "--"];
+        let command = java(extra);
+        args.extend(command.iter().map(String::as_str));
+        let (code, out) = memspike_run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+        assert!(!stderr.contains("created cgroup"), "{stderr}");
+    }
+
+    // Node: a quarter of the group for the old space is too little for the slab; V8 says so.
+    let Some(script) = common::node_reference() else {
+        return;
+    };
+    let (code, out) = memspike_run(&[
+        "compare",
+        "--limit",
+        "128MiB",
+        "--runs",
+        "1",
+        "--json",
+        "--policies",
+        "old-space25,node-default",
+        "--",
+        "node",
+        script.to_str().unwrap(),
+        "134217728",
+        "0.3",
+    ]);
+    let report = json(&out);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let quarter = row(&report, "old-space25");
+    assert_eq!(quarter["outcome"], "out_of_heap", "{quarter:#}");
+    assert!(
+        quarter["environment"]
+            .to_string()
+            .contains("NODE_OPTIONS=--max-old-space-size=32"),
+        "{quarter:#}"
+    );
+    // V8's own default (Node 18: from the machine's memory; Node 20: from the group's, twice
+    // it here) is never the limit that ends this one.
+    assert_ne!(
+        row(&report, "node-default")["outcome"],
+        "out_of_heap",
+        "{report:#}"
+    );
+}
