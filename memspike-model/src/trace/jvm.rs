@@ -20,6 +20,9 @@
 //!   heap), each a whole number of `K`, `M` or `G` (binary units, rounded down);
 //! - `P ms`: the pause.
 //!
+//! JDK 21 prints the same shape (`GCTraceTimeLoggerImpl::log_end`: the title, ` (cause)`,
+//! ` %zuM->%zuM(%zuM)`, ` %.3fms`); ZGC's lines (percentages, seconds) are not read.
+//!
 //! The format is documented as not stable across releases (JEP 271), so it is read
 //! defensively: a line without the uptime, the id, a heap transition or a pause (`Using G1`,
 //! `Concurrent Mark Cycle`, `To-space exhausted`, the program's own output) is not a cycle,
@@ -607,6 +610,69 @@ mod tests {
                 .unwrap_err()
                 .contains("at most 100")
         );
+    }
+
+    /// JDK 21's pause lines, built as its `GCTraceTimeLoggerImpl::log_end` (gcTraceTime.cpp)
+    /// prints them: the title, ` (cause)`, ` %zuM->%zuM(%zuM)`, ` %.3fms`; with G1's titles of
+    /// JDK 21 (mixed collections, humongous allocations, a full compaction) and the padded
+    /// level and tags of `-Xlog` decorations the user configured. ZGC's lines (sizes with
+    /// percentages, durations in seconds) are not pauses of this shape and are turned away.
+    #[test]
+    fn jdk21_lines_read_as_its_source_prints_them() {
+        for (line, kind, cause, heap) in [
+            (
+                "[2.744s][info ][gc          ] GC(4) Pause Young (Concurrent Start) (G1 Humongous Allocation) 374M->26M(1024M) 11.642ms",
+                "Pause Young (Concurrent Start)",
+                Some("G1 Humongous Allocation"),
+                (374, 26, 1024),
+            ),
+            (
+                "[5.001s][info][gc] GC(9) Pause Young (Prepare Mixed) (G1 Evacuation Pause) 60M->41M(256M) 3.101ms",
+                "Pause Young (Prepare Mixed)",
+                Some("G1 Evacuation Pause"),
+                (60, 41, 256),
+            ),
+            (
+                "[5.2s][info][gc] GC(10) Pause Young (Mixed) (G1 Evacuation Pause) 52M->30M(256M) 4.000ms",
+                "Pause Young (Mixed)",
+                Some("G1 Evacuation Pause"),
+                (52, 30, 256),
+            ),
+            (
+                "[9.100s][info][gc] GC(12) Pause Full (G1 Compaction Pause) 255M->250M(256M) 41.512ms",
+                "Pause Full",
+                Some("G1 Compaction Pause"),
+                (255, 250, 256),
+            ),
+            (
+                "[0.412s][info][gc] GC(3) Pause Cleanup 30M->30M(1024M) 0.241ms",
+                "Pause Cleanup",
+                None,
+                (30, 30, 1024),
+            ),
+        ] {
+            let c = parse(line).unwrap_or_else(|| panic!("not read: {line}"));
+            assert_eq!(
+                (c.kind.as_ref(), c.cause.as_deref()),
+                (kind, cause),
+                "{line}"
+            );
+            assert_eq!(
+                (
+                    c.heap_start_bytes / MIB,
+                    c.heap_live_bytes / MIB,
+                    c.heap_capacity_bytes.map(|b| b / MIB)
+                ),
+                (heap.0, heap.1, Some(heap.2)),
+                "{line}"
+            );
+        }
+        for zgc in [
+            "[0.512s][info][gc] GC(0) Major Collection (Warmup) 14M(7%)->12M(6%) 0.007s",
+            "[0.300s][info][gc] GC(0) Garbage Collection (Warmup) 10M(5%)->8M(4%)",
+        ] {
+            assert_eq!(parse(zgc), None, "{zgc}");
+        }
     }
 
     #[test]
