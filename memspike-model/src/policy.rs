@@ -29,8 +29,9 @@ pub const MIN_WATCHDOG_INTERVAL: Duration = Duration::from_millis(100);
 /// `{"gogc": "100", "memory_limit": "90%", "gc_after_release": false, "watchdog":
 /// "watermarks:0.5,0.75,0.9", "watchdog_driver": "heap", "watchdog_force": "gc",
 /// "watchdog_interval": "1s"}`; `memory_limit` is `null` when off, the `watchdog*` keys `null`
-/// without a watchdog, and `name` is there when the policy has one.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+/// without a watchdog, and `name` is there when the policy has one. A JVM's or Node's policy
+/// prints its name and its `jvm` or `node` settings only: Go's keys are not its own.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
@@ -93,6 +94,54 @@ pub struct Policy {
     #[cfg_attr(feature = "cli", arg(skip))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<NodePolicy>,
+}
+
+impl Serialize for Policy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        /// The policy as it prints: Go's keys for Go's policies only.
+        #[derive(Serialize)]
+        struct Printed<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            name: &'a Option<String>,
+            #[serde(flatten)]
+            go: Option<GoKeys<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            jvm: &'a Option<JvmPolicy>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            node: &'a Option<NodePolicy>,
+        }
+        #[derive(Serialize)]
+        struct GoKeys<'a> {
+            gogc: Gogc,
+            #[serde(with = "memory_limit")]
+            memory_limit: &'a Option<Amount>,
+            gc_after_release: bool,
+            watchdog: &'a Option<watchdog::Policy>,
+            watchdog_driver: Option<Driver>,
+            watchdog_force: Option<Force>,
+            #[serde(with = "crate::duration::option")]
+            watchdog_interval: &'a Option<Duration>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            godebug: &'a Option<String>,
+        }
+        let go = (self.jvm.is_none() && self.node.is_none()).then_some(GoKeys {
+            gogc: self.gogc,
+            memory_limit: &self.memory_limit,
+            gc_after_release: self.gc_after_release,
+            watchdog: &self.watchdog,
+            watchdog_driver: self.watchdog_driver,
+            watchdog_force: self.watchdog_force,
+            watchdog_interval: &self.watchdog_interval,
+            godebug: &self.godebug,
+        });
+        Printed {
+            name: &self.name,
+            go,
+            jvm: &self.jvm,
+            node: &self.node,
+        }
+        .serialize(s)
+    }
 }
 
 /// The runtime a policy is for, by the settings it makes: Go's unless it has a JVM's or
@@ -415,5 +464,53 @@ mod tests {
         assert_eq!(serde_json::from_value::<Policy>(json).unwrap(), p);
         let off: Policy = serde_json::from_str(r#"{"memory_limit": "off"}"#).unwrap();
         assert_eq!(off, Policy::default());
+        // Issue 20: a JVM's policy prints its own settings, not Go's defaults.
+        let jvm = Policy {
+            name: Some("xmx50".into()),
+            jvm: Some(JvmPolicy {
+                heap_max: Some(Amount::Percent(50.0)),
+                collector: Some(Collector::G1),
+                ..JvmPolicy::default()
+            }),
+            ..Policy::default()
+        };
+        let json = serde_json::to_value(&jvm).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"name": "xmx50", "jvm": {"heap_max": "50%", "collector": "g1"}})
+        );
+        assert_eq!(serde_json::from_value::<Policy>(json).unwrap(), jvm);
+    }
+
+    /// Issue 20: a policy is one runtime's; mixing two is refused with what to do.
+    #[test]
+    fn a_policy_is_one_runtimes() {
+        let node = Some(NodePolicy::default());
+        let mixed = Policy {
+            gogc: Gogc::Percent(50),
+            node: node.clone(),
+            ..Policy::default()
+        };
+        let e = mixed.checked().unwrap_err();
+        assert!(
+            e.contains("GOGC is Go's, and this one has Node.js's settings"),
+            "{e}"
+        );
+        let both = Policy {
+            jvm: Some(JvmPolicy::default()),
+            node: node.clone(),
+            ..Policy::default()
+        };
+        assert!(
+            both.checked()
+                .unwrap_err()
+                .contains("policies of their own")
+        );
+        let alone = Policy {
+            node,
+            ..Policy::default()
+        };
+        assert_eq!(alone.runtime(), Ok(Runtime::Node));
+        assert_eq!(Policy::default().runtime(), Ok(Runtime::Go));
     }
 }
