@@ -6,7 +6,11 @@ use serde::Serialize;
 use memspike_model::{
     profile::{Profile, release_of},
     size::human,
-    trace::{GoCycle, RuntimeCycle, ScanWork, next_goal_after},
+    trace::{
+        GoCycle, RuntimeCycle, ScanWork,
+        jvm::{self, NativeMemory},
+        next_goal_after,
+    },
 };
 
 use crate::{
@@ -107,6 +111,9 @@ pub struct ExecReport {
     /// `heap_size_limit`), past which the runtime throws its own out-of-memory error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heap_limit_bytes: Option<u64>,
+    /// A JVM's native memory by category, as Native Memory Tracking last accounted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_memory: Option<NativeMemory>,
     /// The Go version the binary was built with (its build information), for a Go binary.
     pub go_version: Option<String>,
     /// A Go program's runtime profile, what `--calibrate` reads back
@@ -325,6 +332,7 @@ impl ExecReport {
             next_goal_bytes: last.and_then(|c| c.next_goal_bytes),
             last_live_bytes: last.map(|c| c.cycle.heap_live_bytes),
             heap_limit_bytes: f.heap_limit_bytes,
+            native_memory: f.native_memory.clone(),
             go_version: f.go_version.clone(),
             runtime_profile,
             runtime_cycles: recognised.then_some(cycles),
@@ -396,35 +404,62 @@ impl ExecReport {
         }
     }
 
-    /// The verdict; `oom_kills` is how many the group counted while the command ran.
     /// A runtime's last collection other than Go's, in words: what it left in use of the
-    /// heap's capacity, and what the group held beyond that heap at its peak (memory outside
-    /// the heap: a JVM's metaspace, code cache, thread stacks, GC structures).
+    /// heap's capacity; then what lay outside the heap. Native Memory Tracking, where a JVM
+    /// kept it, says that by category; else the group's peak beyond that heap bounds it (the
+    /// heap may have grown since the collection: a JVM places a large array straight in its
+    /// old generation).
     fn heap_clause(&self) -> String {
         let Some(last) = self.runtime_cycles.as_ref().and_then(|c| c.last()) else {
-            return String::new();
+            return self.native_clause();
         };
         let c = &last.cycle;
         let Some(capacity) = c.heap_capacity_bytes else {
-            return String::new();
+            return self.native_clause();
         };
-        let outside = self
-            .cgroup
-            .counters
-            .peak_bytes
-            .and_then(|peak| peak.checked_sub(capacity))
-            .map_or(String::new(), |o| {
-                format!(
-                    "; the group's peak was {} beyond that heap: memory outside it",
-                    human(o)
-                )
-            });
+        let outside = match self.native_memory {
+            Some(_) => self.native_clause(),
+            None => self
+                .cgroup
+                .counters
+                .peak_bytes
+                .and_then(|peak| peak.checked_sub(capacity))
+                .map_or(String::new(), |o| {
+                    format!(
+                        "; the group's peak was {} beyond that heap: the heap's growth since, and memory outside it",
+                        human(o)
+                    )
+                }),
+        };
         format!(
             "; after its last collection ({}, cycle {}) {} of its {} heap was in use{outside}",
             c.kind,
             c.n,
             human(c.heap_live_bytes),
             human(capacity)
+        )
+    }
+
+    /// Native Memory Tracking's account, in words: the heap it counted committed, what was
+    /// outside it and its three largest categories; empty without it.
+    fn native_clause(&self) -> String {
+        let Some(nmt) = &self.native_memory else {
+            return String::new();
+        };
+        let heap = nmt.committed_bytes - nmt.outside_heap_bytes();
+        let largest: Vec<String> = nmt
+            .largest_first()
+            .into_iter()
+            .filter(|c| c.name != jvm::HEAP_CATEGORY)
+            .take(3)
+            .map(|c| format!("{} {}", c.name, human(c.committed_bytes)))
+            .collect();
+        format!(
+            "; Native Memory Tracking at {} counted {} of heap committed and {} outside it ({}, …)",
+            millis(nmt.t_ms),
+            human(heap),
+            human(nmt.outside_heap_bytes()),
+            largest.join(", ")
         )
     }
 
@@ -458,6 +493,7 @@ impl ExecReport {
         }
     }
 
+    /// The verdict; `oom_kills` is how many the group counted while the command ran.
     fn verdict_sentence(&self, stop_signal: Option<&Signal>, oom_kills: u64) -> String {
         let limit = human(self.limit_bytes);
         let peak = self
@@ -633,6 +669,39 @@ impl ExecReport {
         })
     }
 
+    /// A JVM's native memory by category, largest first, as Native Memory Tracking last saw
+    /// it; `None` without it.
+    fn native_block(&self) -> Option<Block> {
+        let nmt = self.native_memory.as_ref()?;
+        let rows = nmt
+            .largest_first()
+            .into_iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    human(c.committed_bytes).to_string(),
+                    if c.name == jvm::HEAP_CATEGORY {
+                        "the heap"
+                    } else {
+                        "outside the heap"
+                    }
+                    .to_owned(),
+                ]
+            })
+            .collect();
+        Some(Block::Grid {
+            caption: format!(
+                "{} at {}: {} committed, {} outside the heap",
+                fig::NATIVE_MEMORY.label,
+                millis(nmt.t_ms),
+                human(nmt.committed_bytes),
+                human(nmt.outside_heap_bytes())
+            ),
+            header: ["category", "committed", ""].map(str::to_owned).to_vec(),
+            rows,
+        })
+    }
+
     /// The last traced cycles (at most 16) as a table: Go's with the heap at the end of
     /// marking and the goals, any other runtime's with each pause's kind, cause, capacity and
     /// length.
@@ -712,6 +781,7 @@ impl Document for ExecReport {
     fn view(&self) -> View {
         let mut blocks = vec![self.figures().block()];
         blocks.extend(self.victims_block());
+        blocks.extend(self.native_block());
         blocks.extend(self.cycles_block());
         View {
             headline: self.headline(),
@@ -859,35 +929,10 @@ mod tests {
     /// by its own OutOfMemoryError: that, and that the kernel did not kill it.
     #[test]
     fn a_jvms_verdict_says_which_limit_ended_it() {
-        let jvm = |exit, kills, tail: &str| {
-            let mut f = shell(exit, kills, Vec::new());
-            f.command = vec!["java".into(), "Spike".into()];
-            f.runtime = Some("jvm".into());
-            f.stderr_tail = tail.into();
-            f.out_of_heap = tail
-                .lines()
-                .find(|l| memspike_model::trace::out_of_heap(l).is_some())
-                .map(str::to_owned);
-            f.cycles = vec![TimedCycle {
-                read_ms: 40.0,
-                group: None,
-                cycle: RuntimeCycle {
-                    n: 3,
-                    t_ms: 39.0,
-                    kind: "Pause Full".into(),
-                    cause: Some("Allocation Failure".into()),
-                    heap_start_bytes: 50 << 20,
-                    heap_live_bytes: 40 << 20,
-                    heap_capacity_bytes: Some(48 << 20),
-                    pause_ms: Some(1.5),
-                    go: None,
-                },
-            }];
-            ExecReport::build(f).verdict
-        };
+        let jvm = |exit, kills, tail: &str| jvm_run(exit, kills, tail, None).verdict;
         let killed = jvm(sigkill(), 1, "");
         assert!(
-            killed.contains("after its last collection (Pause Full, cycle 3) 40.0 MiB of its 48.0 MiB heap was in use; the group's peak was 16.0 MiB beyond that heap"),
+            killed.contains("after its last collection (Pause Full, cycle 3) 40.0 MiB of its 48.0 MiB heap was in use; the group's peak was 16.0 MiB beyond that heap: the heap's growth since, and memory outside it"),
             "{killed}"
         );
         let thrown = jvm(
@@ -900,6 +945,67 @@ mod tests {
             "{thrown}"
         );
         assert!(jvm(Exit::Code(1), 0, "other\n").starts_with("exited with status 1"));
+    }
+
+    /// Issue 20: where the user kept Native Memory Tracking on, a JVM's kill is split by its
+    /// account (the heap committed, what was outside it, by category) instead of bounded by
+    /// the group's peak, and the text has the categories as a table.
+    #[test]
+    fn native_memory_tracking_splits_what_lay_outside_the_heap() {
+        let nmt = jvm::native_memory(
+            include_str!("../../memspike-model/src/trace/testdata/jdk17.nmt-summary.txt"),
+            101.0,
+        );
+        let report = jvm_run(sigkill(), 1, "", nmt);
+        assert!(
+            report.verdict.contains("; Native Memory Tracking at 101 ms counted 64.0 MiB of heap committed and 60.9 MiB outside it (GC 38.6 MiB, Shared class space 11.8 MiB, Code 7.4 MiB, …)"),
+            "{}",
+            report.verdict
+        );
+        assert!(
+            !report.verdict.contains("beyond that heap"),
+            "{}",
+            report.verdict
+        );
+        let text = crate::render::text::render(&report.view());
+        assert!(
+            text.contains(
+                "native memory (NMT) at 101 ms: 124.9 MiB committed, 60.9 MiB outside the heap"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["native_memory"]["committed_bytes"], 127_856u64 * 1024);
+    }
+
+    /// A JVM's run that ended with `exit` and `tail` on stderr, the group counting `kills`,
+    /// its last pause a full one, with Native Memory Tracking's `nmt`.
+    fn jvm_run(exit: Exit, kills: u64, tail: &str, nmt: Option<NativeMemory>) -> ExecReport {
+        let mut f = shell(exit, kills, Vec::new());
+        f.native_memory = nmt;
+        f.command = vec!["java".into(), "Spike".into()];
+        f.runtime = Some("jvm".into());
+        f.stderr_tail = tail.into();
+        f.out_of_heap = tail
+            .lines()
+            .find(|l| memspike_model::trace::out_of_heap(l).is_some())
+            .map(str::to_owned);
+        f.cycles = vec![TimedCycle {
+            read_ms: 40.0,
+            group: None,
+            cycle: RuntimeCycle {
+                n: 3,
+                t_ms: 39.0,
+                kind: "Pause Full".into(),
+                cause: Some("Allocation Failure".into()),
+                heap_start_bytes: 50 << 20,
+                heap_live_bytes: 40 << 20,
+                heap_capacity_bytes: Some(48 << 20),
+                pause_ms: Some(1.5),
+                go: None,
+            },
+        }];
+        ExecReport::build(f)
     }
 
     /// Issue 20: Node's run says which limit ended it: V8's abort at its heap's limit is its
@@ -985,6 +1091,7 @@ mod tests {
             environment: vec!["GODEBUG=gctrace=1".into()],
             runtime: None,
             heap_limit_bytes: None,
+            native_memory: None,
             cycles: Vec::new(),
             timeline: Timeline::new(),
             stderr_tail: String::new(),

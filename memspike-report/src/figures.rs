@@ -573,6 +573,15 @@ pub const OOM_VICTIMS: Figure = figure(
     "Every task of the group the kernel's OOM killer killed while the command ran: its pid, name, parent pid (unknown where only the classic tracepoint or the kernel log saw it), whether it was the command, and its memory when chosen",
 )
 .at("oom_victims[].pid");
+pub const NATIVE_MEMORY: Figure = figure(
+    "NativeMemory",
+    None,
+    Bytes,
+    Gauge,
+    "native memory (NMT)",
+    "A JVM's memory by category as its Native Memory Tracking (on by the user's -XX:NativeMemoryTracking) last accounted it before the program ended: what it committed, the heap and what lies outside it (GC structures, class metadata, code, thread stacks)",
+)
+.at("native_memory.committed_bytes");
 pub const KERNEL_SOURCES: Figure = figure(
     "KernelSources",
     None,
@@ -740,7 +749,7 @@ impl Stat {
 }
 
 /// The figures only the reports show (not `/stats`).
-const REPORT_ONLY: [&Figure; 28] = [
+const REPORT_ONLY: [&Figure; 29] = [
     &KERNEL_PAGE_FAULTS,
     &DIED_IN,
     &FAILED_ALLOCATION,
@@ -758,6 +767,7 @@ const REPORT_ONLY: [&Figure; 28] = [
     &MEMORY_STALL,
     &OOM_VICTIM,
     &OOM_VICTIMS,
+    &NATIVE_MEMORY,
     &KERNEL_SOURCES,
     &KERNEL_NOTE,
     &SAMPLES,

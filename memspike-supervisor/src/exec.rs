@@ -25,8 +25,11 @@ use serde::Serialize;
 
 use memspike_cgroup::{EffectiveLimit, sampler::Sampler};
 use memspike_model::{
-    policy::Policy,
-    trace::{self, Invocation, PolicyVar, RuntimeTrace, gogc_from_env},
+    policy::{Policy, Runtime},
+    trace::{
+        self, Invocation, PolicyVar, RuntimeTrace, gogc_from_env,
+        jvm::{self, NativeTracking},
+    },
 };
 use memspike_probe::{Kernel, KernelEvidence};
 use memspike_report::facts::{
@@ -35,6 +38,7 @@ use memspike_report::facts::{
 };
 
 use crate::{
+    attach,
     preflight::{self, UsageError},
     signals::{Interrupts, exit_of, signal},
     supervisor::{Session, SupervisorError},
@@ -272,6 +276,15 @@ fn run_in(
     if let Some(warning) = tracer.warning(&invocation, config.limit) {
         tracing::warn!("{warning}");
     }
+    let native = match tracer.runtime() {
+        Some(Runtime::Jvm) => jvm::native_tracking(&invocation),
+        _ => NativeTracking::Off,
+    };
+    if let NativeTracking::Closed(why) = native {
+        tracing::warn!(
+            "Native Memory Tracking is on, but memspike will not ask the JVM for it: {why}"
+        );
+    }
     // Where the command's stdout goes; it is read, and passed on there, when the runtime
     // traces on it (V8).
     let stdout_sink = match config.output {
@@ -348,6 +361,8 @@ fn run_in(
     // The group as the command started: with the reading at its end, every timeline has at
     // least two samples, however short the command's life.
     timeline.sample(started.elapsed().as_millis() as u64, sampler.read());
+    let native_sampler =
+        (native == NativeTracking::Ask).then(|| attach::NativeSampler::start(pid, started));
     let exited = pidfd(pid);
     let mut bucket_start = Duration::ZERO;
     let mut last = session.snapshot().ok().map(|k| totals(&k));
@@ -379,6 +394,13 @@ fn run_in(
     }
     // The command's own wall time: from its start to the moment its exit was seen.
     let wall = started.elapsed();
+    // Before the command is reaped, while its pid is still its own.
+    let native_memory = native_sampler
+        .map(attach::NativeSampler::finish)
+        .and_then(|read| {
+            read.map_err(|why| tracing::warn!("no Native Memory Tracking summary: {why}"))
+                .ok()
+        });
     // The command has exited (the loop ends only then): no signal may go to its pid once it is
     // reaped and could be reused.
     interrupts.set_worker(0);
@@ -416,6 +438,7 @@ fn run_in(
         environment,
         runtime: relayed.runtime.map(str::to_owned),
         heap_limit_bytes: relayed.heap_limit,
+        native_memory,
         cycles: relayed.cycles,
         stderr_tail: relayed.tail,
         out_of_heap: relayed.out_of_heap,

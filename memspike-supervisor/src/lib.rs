@@ -7,8 +7,10 @@
 //! - [`signals`]: the stop signals, waited for without handlers, and passed on;
 //! - [`supervisor`]: one group and its observer per session; the worker's runs in it;
 //! - [`exec`]: a real program in a group instead, sampled over time;
+//! - [`attach`]: a JVM asked a diagnostic command (its native memory), as `jcmd` does;
 //! - [`compare`]: one scenario under many policies, and the threshold searches;
 //! - [`sweep`]: a plan's cells, here or one per Kubernetes pod.
+pub mod attach;
 pub mod compare;
 pub mod exec;
 pub mod preflight;

@@ -139,6 +139,77 @@ fn a_java_programs_gc_log_is_read_whether_the_kernel_or_the_jvm_ends_it() {
     assert!(u(&thrown["cgroup"]["peak_bytes"]) < 64 * MIB, "{thrown:#}");
 }
 
+/// Issue 20: with Native Memory Tracking on, `exec` asks the running JVM for its summary
+/// through the attach mechanism (as jcmd does) and splits what lay outside the heap by
+/// category; it leaves no attach file or socket behind. With `-Xrs` the JVM would die of the
+/// SIGQUIT that opens the mechanism: memspike says it will not ask, and the JVM ends as it
+/// would have.
+#[test]
+fn native_memory_tracking_splits_a_jvms_memory_outside_its_heap() {
+    if !common::require_root("exec of the Java reference with Native Memory Tracking") {
+        return;
+    }
+    let Some(classes) = common::java_reference() else {
+        return;
+    };
+    let classes = classes.to_str().unwrap();
+    let run = |options: &[&str]| {
+        let mut args = vec!["--json", "--limit", "128MiB", "--", "java"];
+        args.extend_from_slice(options);
+        // Half a second before the spike: the JVM is asked while it runs.
+        args.extend(["-cp", classes, "Spike", "134217728", "0.9", "500"]);
+        exec(&args, b"")
+    };
+    let (_, out, killed) = run(&["-XX:NativeMemoryTracking=summary", "-Xmx512m"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(killed["outcome"], "oom_killed", "{killed:#}\n{stderr}");
+    let nmt = &killed["native_memory"];
+    let categories = nmt["categories"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no summary: {killed:#}\n{stderr}"));
+    let committed = |name: &str| {
+        categories
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| u(&c["committed_bytes"]))
+    };
+    assert!(committed("Java Heap").is_some_and(|b| b > 0), "{nmt:#}");
+    assert!(committed("Thread").is_some_and(|b| b > 0), "{nmt:#}");
+    assert!(
+        u(&nmt["committed_bytes"]) > committed("Java Heap").unwrap(),
+        "{nmt:#}"
+    );
+    assert!(
+        nmt["t_ms"].as_f64().unwrap() >= 500.0,
+        "asked while it ran: {nmt:#}"
+    );
+    assert!(
+        killed["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("Native Memory Tracking at"),
+        "{killed:#}"
+    );
+    let pid = killed["worker"]["pid"].as_u64().unwrap();
+    for left in [
+        format!("/tmp/.java_pid{pid}"),
+        format!("/tmp/.attach_pid{pid}"),
+    ] {
+        assert!(!std::path::Path::new(&left).exists(), "{left} left behind");
+    }
+
+    let (_, out, closed) = run(&["-Xrs", "-XX:NativeMemoryTracking=summary", "-Xmx32m"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "Native Memory Tracking is on, but memspike will not ask the JVM for it: -Xrs"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(closed["outcome"], "out_of_heap", "{closed:#}\n{stderr}");
+    assert!(closed.get("native_memory").is_none(), "{closed:#}");
+}
+
 /// Issue 20: the seed on Node.js (reference/javascript, Debian's Node 18, or Node 20). With an old space of 512
 /// MiB over a 128 MiB group the kernel kills it; with 32 MiB V8 aborts with "JavaScript heap
 /// out of memory" itself. Either way `exec` put `--trace-gc` on node's command line (node

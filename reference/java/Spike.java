@@ -7,11 +7,19 @@
 //     memspike exec --limit 128MiB -- java -Xmx512m -cp build Spike 134217728 0.9
 //
 // With a heap maximum above the group's limit the kernel kills the JVM; with one below what the
-// slab needs the JVM throws java.lang.OutOfMemoryError itself (exit status 1).
+// slab needs the JVM throws java.lang.OutOfMemoryError itself (exit status 1). A third argument
+// waits that many milliseconds before the spike, as a service runs a while before its burst.
 public class Spike {
     public static void main(String[] args) {
         long limit = args.length > 0 ? Long.parseLong(args[0]) : 32L << 20;
         double spike = args.length > 1 ? Double.parseDouble(args[1]) : 0.9;
+        if (args.length > 2) {
+            try {
+                Thread.sleep(Long.parseLong(args[2]));
+            } catch (InterruptedException e) {
+                return;
+            }
+        }
         byte[] slab = fill((int) (limit * spike));
         System.out.println("phase=spike bytes=" + slab.length);
         slab = null;

@@ -136,7 +136,7 @@ fn prepare_ebpf(ci: bool) -> Result<Option<PathBuf>> {
 /// an error, since they would fail.
 fn prepare_test_tools(ci: bool) -> Result<()> {
     let step = Step::start(
-        "step 3/4: headless Chromium, python3 and Go for the tests (skipped where already installed)",
+        "step 3/4: headless Chromium, python3, Go, JDK 17 and Node.js for the tests (skipped where already installed)",
     );
     match setup_test_tools::setup() {
         Ok(()) => {

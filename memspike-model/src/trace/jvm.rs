@@ -172,6 +172,122 @@ impl RuntimeTrace for JvmTrace {
     }
 }
 
+/// Whether memspike may ask a running JVM for its Native Memory Tracking summary, as `jcmd PID
+/// VM.native_memory summary` does (`memspike-supervisor`'s attach): the user turned tracking on
+/// (`-XX:NativeMemoryTracking=summary` or `detail`, on the command line or in
+/// `JAVA_TOOL_OPTIONS`), and nothing shuts the JVM's door to an attach. Asking takes a SIGQUIT,
+/// which a JVM run with `-Xrs` does not catch (it would die of it) and one with
+/// `-XX:+DisableAttachMechanism` answers with a thread dump on the program's stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NativeTracking {
+    Off,
+    Ask,
+    /// Tracking is on, but the JVM cannot be asked: why.
+    Closed(&'static str),
+}
+
+/// How `program`'s JVM keeps and gives its native memory account.
+pub fn native_tracking(program: &Invocation) -> NativeTracking {
+    let options = (program.env)(TOOL_OPTIONS).unwrap_or_default();
+    let all: Vec<&str> = options
+        .split_whitespace()
+        .chain(launcher_options(program.args))
+        .collect();
+    let tracking = all
+        .iter()
+        .filter_map(|o| o.strip_prefix("-XX:NativeMemoryTracking="))
+        .next_back();
+    if !matches!(tracking, Some("summary" | "detail")) {
+        return NativeTracking::Off;
+    }
+    let closed = |option: &str| all.iter().rev().find(|o| o.ends_with(option)).copied();
+    if all.contains(&"-Xrs") || closed("ReduceSignalUsage") == Some("-XX:+ReduceSignalUsage") {
+        return NativeTracking::Closed(
+            "-Xrs: the JVM does not catch the SIGQUIT that opens its attach mechanism",
+        );
+    }
+    if closed("DisableAttachMechanism") == Some("-XX:+DisableAttachMechanism") {
+        return NativeTracking::Closed("-XX:+DisableAttachMechanism: the JVM takes no attach");
+    }
+    NativeTracking::Ask
+}
+
+/// The diagnostic command that gives Native Memory Tracking's summary.
+pub const NATIVE_MEMORY_COMMAND: &str = "VM.native_memory summary";
+
+/// A JVM's native memory as Native Memory Tracking accounted it at one moment.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct NativeMemory {
+    /// When it was read, in milliseconds since the program started.
+    pub t_ms: f64,
+    /// All the JVM committed, its heap included (the summary's `Total`).
+    pub committed_bytes: u64,
+    /// Each category's committed memory, as the summary lists them (`Java Heap`, `Class`,
+    /// `Thread`, `Code`, `GC`, …).
+    pub categories: Vec<NativeCategory>,
+}
+
+/// One category of a Native Memory Tracking summary.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct NativeCategory {
+    pub name: String,
+    pub committed_bytes: u64,
+}
+
+/// The name of the heap's category, which the memory outside the heap leaves out.
+pub const HEAP_CATEGORY: &str = "Java Heap";
+
+impl NativeMemory {
+    /// The categories, largest first.
+    pub fn largest_first(&self) -> Vec<&NativeCategory> {
+        let mut categories: Vec<&NativeCategory> = self.categories.iter().collect();
+        categories.sort_by_key(|c| std::cmp::Reverse(c.committed_bytes));
+        categories
+    }
+
+    /// Committed outside the heap: the total less the `Java Heap` category.
+    pub fn outside_heap_bytes(&self) -> u64 {
+        let heap = self
+            .categories
+            .iter()
+            .find(|c| c.name == HEAP_CATEGORY)
+            .map_or(0, |c| c.committed_bytes);
+        self.committed_bytes.saturating_sub(heap)
+    }
+}
+
+/// `jcmd PID VM.native_memory summary`'s output (JDK 17, 21), read at `t_ms`: its `Total:` line
+/// and each `- NAME (reserved=RKB, committed=CKB)` line; `None` when it has no total (tracking
+/// off: "Native memory tracking is not enabled").
+pub fn native_memory(summary: &str, t_ms: f64) -> Option<NativeMemory> {
+    let committed = |text: &str| -> Option<u64> {
+        let (_, rest) = text.split_once("committed=")?;
+        let (kb, _) = rest.split_once("KB")?;
+        kb.trim().parse::<u64>().ok()?.checked_mul(1024)
+    };
+    let mut total = None;
+    let mut categories = Vec::new();
+    for line in summary.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("Total:") {
+            total = committed(rest);
+        } else if let Some(rest) = line.strip_prefix('-')
+            && let Some((name, figures)) = rest.split_once(" (reserved=")
+            && let Some(bytes) = committed(figures)
+        {
+            categories.push(NativeCategory {
+                name: name.trim().to_owned(),
+                committed_bytes: bytes,
+            });
+        }
+    }
+    Some(NativeMemory {
+        t_ms,
+        committed_bytes: total?,
+        categories,
+    })
+}
+
 /// An option a JVM policy decides: the heap's maximum, the collector, exit on
 /// OutOfMemoryError.
 fn decided(option: &str) -> bool {
@@ -675,6 +791,90 @@ mod tests {
         }
     }
 
+    /// Issue 20: Native Memory Tracking's summary, read from `jcmd` on JDK 17: its total and
+    /// its categories; what is outside the heap is the total less `Java Heap`.
+    #[test]
+    fn a_native_memory_summary_reads_by_category() {
+        let nmt = native_memory(include_str!("testdata/jdk17.nmt-summary.txt"), 5.0).unwrap();
+        assert_eq!(nmt.committed_bytes, 127_856 * 1024);
+        let by = |name: &str| {
+            nmt.categories
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.committed_bytes / 1024)
+        };
+        assert_eq!(by("Java Heap"), Some(65_536));
+        assert_eq!(by("GC"), Some(39_547));
+        assert_eq!(by("Shared class space"), Some(12_060));
+        assert_eq!(by("Native Memory Tracking"), Some(69));
+        assert_eq!(nmt.categories.len(), 17);
+        assert_eq!(nmt.outside_heap_bytes(), (127_856 - 65_536) * 1024);
+        assert_eq!(
+            native_memory("Native memory tracking is not enabled\n", 1.0),
+            None
+        );
+        assert_eq!(native_memory("", 1.0), None);
+    }
+
+    /// Issue 20: memspike asks a JVM for its native memory only where the user turned
+    /// tracking on, and never where the SIGQUIT that opens the attach would harm it.
+    #[test]
+    fn native_memory_is_asked_for_only_where_tracking_is_on_and_safe() {
+        let tracking = |args: &[&str], options: Option<&str>| {
+            let args = strings(args);
+            let env = |_: &str| options.map(str::to_owned);
+            native_tracking(&Invocation {
+                args: &args,
+                env: &env,
+            })
+        };
+        assert_eq!(tracking(&["Spike"], None), NativeTracking::Off);
+        assert_eq!(
+            tracking(&["-XX:NativeMemoryTracking=summary", "Spike"], None),
+            NativeTracking::Ask
+        );
+        assert_eq!(
+            tracking(&["Spike"], Some("-XX:NativeMemoryTracking=detail")),
+            NativeTracking::Ask
+        );
+        assert_eq!(
+            tracking(
+                &["-XX:NativeMemoryTracking=off", "Spike"],
+                Some("-XX:NativeMemoryTracking=summary")
+            ),
+            NativeTracking::Off
+        );
+        assert_eq!(
+            tracking(&["Spike", "-XX:NativeMemoryTracking=summary"], None),
+            NativeTracking::Off,
+            "the program's argument, not the JVM's"
+        );
+        for closed in [
+            "-Xrs",
+            "-XX:+ReduceSignalUsage",
+            "-XX:+DisableAttachMechanism",
+        ] {
+            assert!(
+                matches!(
+                    tracking(&["-XX:NativeMemoryTracking=summary", closed, "Spike"], None),
+                    NativeTracking::Closed(_)
+                ),
+                "{closed}"
+            );
+        }
+        assert_eq!(
+            tracking(
+                &[
+                    "-XX:NativeMemoryTracking=summary",
+                    "-XX:-DisableAttachMechanism",
+                    "S"
+                ],
+                None
+            ),
+            NativeTracking::Ask
+        );
+    }
+
     #[test]
     fn malformed_sizes_and_times_are_not_cycles() {
         let good =
@@ -707,6 +907,8 @@ mod tests {
             let _ = parse(&text);
             let _ = parse(&format!("[0.1s][info][gc] GC({text}"));
             let _ = parse(&format!("[0.1s][info][gc] GC(0) {text}"));
+            let _ = native_memory(&text, 0.0);
+            let _ = native_memory(&format!("Total: reserved=1KB, committed={text}\n- {text}"), 0.0);
         }
     }
 }

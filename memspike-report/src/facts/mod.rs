@@ -188,6 +188,10 @@ pub struct ExecFacts {
     /// `heap_size_limit`): past it, the runtime throws its own out-of-memory error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heap_limit_bytes: Option<u64>,
+    /// A JVM's native memory by category, as Native Memory Tracking (which the user turned
+    /// on) last accounted it before the program ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_memory: Option<memspike_model::trace::jvm::NativeMemory>,
     /// The cycles the runtime traced, each when memspike read its line.
     pub cycles: Vec<TimedCycle>,
     /// The group over time.
