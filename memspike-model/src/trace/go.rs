@@ -324,8 +324,10 @@ fn parse(line: &str) -> Option<RuntimeCycle> {
     if !phase_times(clock, &['+', '+']) || !phase_times(cpu, &['+', '/', '/', '+']) {
         return None;
     }
-    // The clock's phases: sweep termination, concurrent mark, mark termination.
-    let mark_ms = clock.split('+').nth(1)?.parse::<f64>().ok()?;
+    // The clock's phases: sweep termination, concurrent mark, mark termination; the first and
+    // the last stop the world.
+    let mut phases = clock.split('+').map(|p| p.parse::<f64>().ok());
+    let (sweep_end, mark_ms, mark_end) = (phases.next()??, phases.next()??, phases.next()??);
 
     let (heap, rest) = rest.split_once(" MB, ")?;
     let (start, heap) = heap.split_once("->")?;
@@ -343,7 +345,7 @@ fn parse(line: &str) -> Option<RuntimeCycle> {
         heap_start_bytes: mib(start)?,
         heap_live_bytes: mib(live)?,
         heap_capacity_bytes: None,
-        pause_ms: None,
+        pause_ms: Some(sweep_end + mark_end),
         go: Some(GoCycle {
             heap_end_bytes: mib(end)?,
             goal_bytes: mib(goal)?,
@@ -518,7 +520,8 @@ mod tests {
         goal: u64,
         stacks_globals: Option<[u64; 2]>,
         procs: u32,
-        mark_ms: f64,
+        /// The clock's three phases.
+        clock: [f64; 3],
         forced: bool,
     }
 
@@ -532,7 +535,7 @@ mod tests {
                 heap_start_bytes: self.heap[0] * MIB,
                 heap_live_bytes: self.heap[2] * MIB,
                 heap_capacity_bytes: None,
-                pause_ms: None,
+                pause_ms: Some(self.clock[0] + self.clock[2]),
                 go: Some(GoCycle {
                     heap_end_bytes: self.heap[1] * MIB,
                     goal_bytes: self.goal * MIB,
@@ -542,7 +545,7 @@ mod tests {
                     globals_bytes: self.stacks_globals.map(|[_, g]| g * MIB),
                     scan_work: None,
                     procs: self.procs,
-                    mark_ms: Some(self.mark_ms),
+                    mark_ms: Some(self.clock[1]),
                 }),
             }
         }
@@ -555,25 +558,25 @@ mod tests {
         #[rustfmt::skip]
         let cases = [
             ("go1.19", "gc 8 @0.029s 29%: 0.009+0.52+0.034 ms clock, 0.019+0.20/0.31/0.17+0.069 ms cpu, 33->37->24 MB, 38 MB goal, 8 MB stacks, 2 MB globals, 2 P",
-             Read { n: 8, t_ms: 29.0, percent: 29.0, heap: [33, 37, 24], goal: 38, stacks_globals: Some([8, 2]), procs: 2, mark_ms: 0.52, forced: false }),
+             Read { n: 8, t_ms: 29.0, percent: 29.0, heap: [33, 37, 24], goal: 38, stacks_globals: Some([8, 2]), procs: 2, clock: [0.009, 0.52, 0.034], forced: false }),
             ("go1.19", "gc 9 @1.133s 0%: 0.057+0.93+0.003 ms clock, 0.11+0/0.38/0.82+0.007 ms cpu, 38->38->24 MB, 54 MB goal, 8 MB stacks, 2 MB globals, 2 P (forced)",
-             Read { n: 9, t_ms: 1133.0, percent: 0.0, heap: [38, 38, 24], goal: 54, stacks_globals: Some([8, 2]), procs: 2, mark_ms: 0.93, forced: true }),
+             Read { n: 9, t_ms: 1133.0, percent: 0.0, heap: [38, 38, 24], goal: 54, stacks_globals: Some([8, 2]), procs: 2, clock: [0.057, 0.93, 0.003], forced: true }),
             ("go1.21", "gc 2 @0.009s 60%: 10+0.62+0.003 ms clock, 20+0.24/0.55/0+0.007 ms cpu, 7->7->3 MB, 7 MB goal, 4 MB stacks, 2 MB globals, 2 P",
-             Read { n: 2, t_ms: 9.0, percent: 60.0, heap: [7, 7, 3], goal: 7, stacks_globals: Some([4, 2]), procs: 2, mark_ms: 0.62, forced: false }),
+             Read { n: 2, t_ms: 9.0, percent: 60.0, heap: [7, 7, 3], goal: 7, stacks_globals: Some([4, 2]), procs: 2, clock: [10.0, 0.62, 0.003], forced: false }),
             ("go1.21", "gc 8 @1.146s 1%: 0.069+0.82+0.003 ms clock, 0.13+0/0.056/0.74+0.006 ms cpu, 34->34->24 MB, 48 MB goal, 4 MB stacks, 2 MB globals, 2 P (forced)",
-             Read { n: 8, t_ms: 1146.0, percent: 1.0, heap: [34, 34, 24], goal: 48, stacks_globals: Some([4, 2]), procs: 2, mark_ms: 0.82, forced: true }),
+             Read { n: 8, t_ms: 1146.0, percent: 1.0, heap: [34, 34, 24], goal: 48, stacks_globals: Some([4, 2]), procs: 2, clock: [0.069, 0.82, 0.003], forced: true }),
             ("go1.23", "gc 5 @0.009s 22%: 0.006+0.33+0 ms clock, 0.006+0.33/0/0+0 ms cpu, 12->12->6 MB, 12 MB goal, 0 MB stacks, 2 MB globals, 1 P",
-             Read { n: 5, t_ms: 9.0, percent: 22.0, heap: [12, 12, 6], goal: 12, stacks_globals: Some([0, 2]), procs: 1, mark_ms: 0.33, forced: false }),
+             Read { n: 5, t_ms: 9.0, percent: 22.0, heap: [12, 12, 6], goal: 12, stacks_globals: Some([0, 2]), procs: 1, clock: [0.006, 0.33, 0.0], forced: false }),
             ("go1.23", "gc 11 @1.132s 0%: 0.006+0.57+0.001 ms clock, 0.006+0/0.085/0.48+0.001 ms cpu, 24->24->24 MB, 54 MB goal, 4 MB stacks, 2 MB globals, 1 P (forced)",
-             Read { n: 11, t_ms: 1132.0, percent: 0.0, heap: [24, 24, 24], goal: 54, stacks_globals: Some([4, 2]), procs: 1, mark_ms: 0.57, forced: true }),
+             Read { n: 11, t_ms: 1132.0, percent: 0.0, heap: [24, 24, 24], goal: 54, stacks_globals: Some([4, 2]), procs: 1, clock: [0.006, 0.57, 0.001], forced: true }),
             ("go1.25", "gc 1 @0.000s 42%: 0.75+0.69+0.038 ms clock, 1.5+0.64/0.38/0.025+0.076 ms cpu, 4->4->1 MB, 4 MB goal, 0 MB stacks, 2 MB globals, 2 P",
-             Read { n: 1, t_ms: 0.0, percent: 42.0, heap: [4, 4, 1], goal: 4, stacks_globals: Some([0, 2]), procs: 2, mark_ms: 0.69, forced: false }),
+             Read { n: 1, t_ms: 0.0, percent: 42.0, heap: [4, 4, 1], goal: 4, stacks_globals: Some([0, 2]), procs: 2, clock: [0.75, 0.69, 0.038], forced: false }),
             ("go1.25", "gc 6 @0.021s 16%: 0.009+0.97+0.006 ms clock, 0.018+0.030/0.31/0.76+0.013 ms cpu, 24->38->27 MB, 28 MB goal, 4 MB stacks, 2 MB globals, 2 P",
-             Read { n: 6, t_ms: 21.0, percent: 16.0, heap: [24, 38, 27], goal: 28, stacks_globals: Some([4, 2]), procs: 2, mark_ms: 0.97, forced: false }),
+             Read { n: 6, t_ms: 21.0, percent: 16.0, heap: [24, 38, 27], goal: 28, stacks_globals: Some([4, 2]), procs: 2, clock: [0.009, 0.97, 0.006], forced: false }),
             ("go1.27", "gc 8 @1.138s 0%: 0.76+0.74+0.006 ms clock, 1.5+0/0.61/1.3+0.012 ms cpu, 39->39->24 MB, 46 MB goal, 4 MB stacks, 2 MB globals, 2 P (forced)",
-             Read { n: 8, t_ms: 1138.0, percent: 0.0, heap: [39, 39, 24], goal: 46, stacks_globals: Some([4, 2]), procs: 2, mark_ms: 0.74, forced: true }),
+             Read { n: 8, t_ms: 1138.0, percent: 0.0, heap: [39, 39, 24], goal: 46, stacks_globals: Some([4, 2]), procs: 2, clock: [0.76, 0.74, 0.006], forced: true }),
             ("go1.27", "gc 10 @1.146s 0% (checking for goroutine leaks): 1.5+0.16+0.004 ms clock, 3.1+0/0.61/0.022+0.008 ms cpu, 24->24->24 MB, 54 MB goal, 0 MB stacks, 2 MB globals, 2 P (forced)",
-             Read { n: 10, t_ms: 1146.0, percent: 0.0, heap: [24, 24, 24], goal: 54, stacks_globals: Some([0, 2]), procs: 2, mark_ms: 0.16, forced: true }),
+             Read { n: 10, t_ms: 1146.0, percent: 0.0, heap: [24, 24, 24], goal: 54, stacks_globals: Some([0, 2]), procs: 2, clock: [1.5, 0.16, 0.004], forced: true }),
         ];
         for (version, line, read) in cases {
             let fixture = FIXTURES.iter().find(|(v, _)| *v == version).unwrap().1;
@@ -649,7 +652,7 @@ mod tests {
             goal: 5,
             stacks_globals: None,
             procs: 8,
-            mark_ms: 1.2,
+            clock: [0.018, 1.2, 0.014],
             forced: false,
         };
         assert_eq!(parse_line(line), Some(read.cycle()));
@@ -948,7 +951,8 @@ mod tests {
             line += &format!("{procs} P{}", if forced { " (forced)" } else { "" });
             let want = Read {
                 n, t_ms: t_ms as f64, percent: f64::from(percent), heap, goal, stacks_globals, procs,
-                mark_ms: clock[1].parse().unwrap(), forced,
+                clock: [clock[0].parse().unwrap(), clock[1].parse().unwrap(), clock[2].parse().unwrap()],
+                forced,
             };
             proptest::prop_assert_eq!(parse_line(&line), Some(want.cycle()), "{}", line);
         }

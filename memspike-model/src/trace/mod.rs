@@ -281,7 +281,8 @@ pub struct RuntimeCycle {
     /// The heap's capacity after it, when the runtime says (a JVM's committed heap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heap_capacity_bytes: Option<u64>,
-    /// How long the program stood still for it, in milliseconds, when the runtime says.
+    /// How long the program stood still for it, in milliseconds, when the runtime says (Go:
+    /// its two stop-the-world phases, sweep termination and mark termination, by the clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_ms: Option<f64>,
     /// Go's own figures, for a Go cycle.
