@@ -705,6 +705,23 @@ fn java_and_node_programs_under_their_runtimes_policies() {
         assert!(!stderr.contains("created cgroup"), "{stderr}");
     }
 
+    // threshold -- java: the smallest limit at which a heap allowed to outgrow the group
+    // survives (measured: about 107.5 MiB; the slab, the rest and the JVM's own memory).
+    let mut args = vec!["threshold", "--json", "--runs", "1", "--policies", "xmx200"];
+    args.extend(["--range", "96MiB,160MiB", "--"]);
+    args.extend(command.iter().map(String::as_str));
+    let (code, out) = memspike_run(&args);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let t = json(&out);
+    let p = &t["policies"][0];
+    let (Some(survives), Some(dies)) = (p["survives"].as_f64(), p["dies"].as_f64()) else {
+        panic!("no bracket: {t:#}");
+    };
+    assert!(
+        96.0 * MIB as f64 <= dies && dies < survives && survives <= 128.0 * MIB as f64,
+        "{t:#}"
+    );
+
     // Node: a quarter of the group for the old space is too little for the slab; V8 says so.
     let Some(script) = common::node_reference() else {
         return;
