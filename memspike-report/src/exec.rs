@@ -219,8 +219,6 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
     })
 }
 
-/// Reads a runtime profile back from `text`, the `report.json` of `memspike exec --report
-/// DIR` at `path`: the message says what is wrong with it and what to do.
 /// The part of an exec report that [`read_profile`] reads, as JSON: what a sweep's pods get
 /// instead of the whole report (a ConfigMap holds at most 1 MiB). Its cycles are left out
 /// (`runtime_cycles` empty): the profile was derived from them already.
@@ -241,6 +239,8 @@ pub fn calibration_only(text: &str, path: &str) -> Result<String, String> {
     serde_json::to_string_pretty(&kept).map_err(|e| e.to_string())
 }
 
+/// Reads a runtime profile back from `text`, the `report.json` of `memspike exec --report
+/// DIR` at `path`: the message says what is wrong with it and what to do.
 pub fn read_profile(text: &str, path: &str) -> Result<Profile, String> {
     let refuse = |why: String| Err(format!("--calibrate {path}: {why}"));
     let json: serde_json::Value = match serde_json::from_str(text) {
