@@ -25,11 +25,10 @@ pub struct Profile {
     /// The release whose rules the model applies to it: its minor version, or the nearest
     /// memspike models.
     pub release: Release,
-    /// The group's charge beyond the heap in use, at `at_heap_bytes` of heap: the smallest
-    /// over its traced cycles, each read as the runtime printed the cycle's end. Runs of one
-    /// program read within about half a MiB of each other where the pacer's trace gave the
-    /// heap to the byte; high by up to a MiB more where only gctrace's whole MiB did; low where
-    /// a piece allocated but not yet written counts as heap.
+    /// The group's charge beyond the heap's resident pages (in older reports, beyond the
+    /// heap in use), at `at_heap_bytes` of heap in use: the smallest over its traced cycles,
+    /// each read as the runtime printed the cycle's end. The reference program reads its own
+    /// curve so within about half a MiB whatever the size of the pieces it allocates.
     pub outside_heap_bytes: u64,
     pub at_heap_bytes: u64,
     /// Scannable stacks and globals at its last traced cycle (the goal counts them).

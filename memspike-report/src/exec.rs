@@ -142,7 +142,8 @@ pub struct ExecReport {
 /// from the group as memspike read it at the cycle's end (in older facts: the first sample
 /// at or after the line; a sample after the program's exit is no reading of it): the group's
 /// charge less its page cache (which the kernel reclaims before it kills: the binary's pages
-/// read inside the group, say) less the heap in use at the cycle's end; the smallest is kept.
+/// read inside the group, say) less the heap's resident pages read with it (in older facts,
+/// the heap in use at the cycle's end); the smallest is kept.
 pub fn profile(f: &ExecFacts) -> Option<Profile> {
     let go_version = f.go_version.clone()?;
     let release = release_of(&go_version)?;
@@ -161,10 +162,15 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
                 Some(at_line) => at_line,
                 None => samples.iter().find(|s| s.t_ms as f64 >= c.read_ms)?.reading,
             };
+            // The heap's resident pages where they were read with the group (what the
+            // footprint's curve is measured against), else the heap in use at the cycle's end,
+            // which counts a piece allocated but not yet written and leaves out freed pages
+            // still resident.
+            let heap = c.heap_resident_bytes.unwrap_or(go.heap_end_bytes);
             let outside = r
                 .usage_bytes?
                 .saturating_sub(r.file_bytes.unwrap_or(0))
-                .checked_sub(go.heap_end_bytes)?;
+                .checked_sub(heap)?;
             Some((outside, go.heap_end_bytes))
         })
         .min_by_key(|(outside, _)| *outside)?;
@@ -991,6 +997,7 @@ mod tests {
             .find(|l| memspike_model::trace::out_of_heap(l).is_some())
             .map(str::to_owned);
         f.cycles = vec![TimedCycle {
+            heap_resident_bytes: None,
             read_ms: 40.0,
             group: None,
             cycle: RuntimeCycle {
@@ -1255,6 +1262,7 @@ mod tests {
     #[test]
     fn the_next_goal_is_the_next_cycles_or_gogcs_rule() {
         let cycle = |n, live_mib: u64, goal_mib: u64| TimedCycle {
+            heap_resident_bytes: None,
             read_ms: 0.0,
             group: None,
             cycle: RuntimeCycle {
@@ -1301,6 +1309,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &(read_ms, end, live))| TimedCycle {
+                heap_resident_bytes: None,
                 read_ms,
                 group: None,
                 cycle: RuntimeCycle {
@@ -1385,6 +1394,29 @@ mod tests {
             None,
             "the only later sample is the exit's"
         );
+    }
+
+    /// Issue 18: where the heap's resident pages were read with the group, the memory outside
+    /// the heap is the charge less those pages, not less the heap in use: a piece allocated but
+    /// not yet written (in use, not charged) read low, freed pages not yet returned (charged,
+    /// not in use) high, by the program's allocation pattern.
+    #[test]
+    fn the_profile_sets_the_charge_against_the_heaps_resident_pages() {
+        let read = |usage_mib: u64, heap_resident_mib: Option<u64>| {
+            let mut f = go_run(&[(15.0, 40, 20)], &[(0, 1, 1), (100, 1, 1)]);
+            f.cycles[0].group = Some(crate::facts::Reading {
+                usage_bytes: Some(usage_mib << 20),
+                anon_bytes: None,
+                file_bytes: Some(1 << 20),
+            });
+            f.cycles[0].heap_resident_bytes = heap_resident_mib.map(|m| m << 20);
+            profile(&f).map(|p| (p.outside_heap_bytes >> 20, p.at_heap_bytes >> 20))
+        };
+        // 40 MiB in use, of which 8 not yet written: the charge is 35 MiB, 1 of it cache.
+        assert_eq!(read(35, Some(32)), Some((2, 40)));
+        // Older facts, or a program whose heap could not be read: the heap in use.
+        assert_eq!(read(45, None), Some((4, 40)));
+        assert_eq!(read(35, None), None, "less charged than in use: no reading");
     }
 
     #[test]

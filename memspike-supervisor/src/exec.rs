@@ -33,7 +33,7 @@ use memspike_model::{
 };
 use memspike_probe::{Kernel, KernelEvidence};
 use memspike_report::facts::{
-    Bucket, ExecFacts, GroupFacts, TimedCycle, Timeline,
+    Bucket, ExecFacts, GroupFacts, Reading, TimedCycle, Timeline,
     exec::{FIRST_BUCKET, SAMPLE_PERIOD},
 };
 
@@ -339,15 +339,27 @@ fn run_in(
     tracing::info!("command {pid} started inside the group");
     // The trace's relay reads the group as it reads each cycle's end, through files of its
     // own. Stderr is always relayed, its tail kept; stdout too when the trace is there.
-    let mut at_line = Sampler::open(session.group().dir(), session.group().version()).ok();
+    let mut ends = CycleEnds {
+        group: Sampler::open(session.group().dir(), session.group().version()).ok(),
+        go_heap_of: (tracer.runtime() == Some(Runtime::Go))
+            .then(|| (PathBuf::from(format!("/proc/{pid}/smaps")), HEAP_READINGS)),
+    };
     let stderr_sink = match config.output {
         Output::Quiet => Sink::Nowhere,
         Output::Own | Output::Stderr => Sink::Stderr,
     };
     let (stderr_tracer, stdout_relay): (Box<dyn RuntimeTrace>, _) = if traced_stdout {
         let stdout = child.stdout.take();
-        let relayed =
-            stdout.map(|out| relay(out, tracer, started, stdout_sink, false, at_line.take()));
+        let relayed = stdout.map(|out| {
+            relay(
+                out,
+                tracer,
+                started,
+                stdout_sink,
+                false,
+                std::mem::take(&mut ends),
+            )
+        });
         (Box::new(trace::NoTrace), relayed)
     } else {
         (tracer, None)
@@ -355,7 +367,7 @@ fn run_in(
     let stderr_relay = child
         .stderr
         .take()
-        .map(|err| relay(err, stderr_tracer, started, stderr_sink, true, at_line));
+        .map(|err| relay(err, stderr_tracer, started, stderr_sink, true, ends));
 
     let mut timeline = Timeline::new();
     // The group as the command started: with the reading at its end, every timeline has at
@@ -525,7 +537,7 @@ fn relay(
     started: Instant,
     sink: Sink,
     keep_tail: bool,
-    mut group: Option<Sampler>,
+    mut ends: CycleEnds,
 ) -> Relay {
     let read = Arc::new(Mutex::new(Relayed::default()));
     let (tell, done) = mpsc::channel();
@@ -533,8 +545,8 @@ fn relay(
     thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut line = Vec::new();
-        // The group as read at the last line, when that line marked the end of a cycle's
-        // marking ([`RuntimeTrace::marks_end`]): the reading of the cycle line that follows it.
+        // What was read at the last line, when that line marked the end of a cycle's marking
+        // ([`RuntimeTrace::marks_end`]): the reading of the cycle line that follows it.
         let mut at_end = None;
         loop {
             line.clear();
@@ -545,7 +557,7 @@ fn relay(
             let text = String::from_utf8_lossy(&line);
             let ended = at_end.take();
             if tracer.marks_end(&text) {
-                at_end = group.as_mut().map(Sampler::read);
+                at_end = Some(ends.read());
             }
             let echoes = tracer.echoes(&text);
             if echoes {
@@ -561,10 +573,12 @@ fn relay(
             }
             match tracer.parse_line(text.trim_end()) {
                 Some(cycle) => {
+                    let (group, heap_resident_bytes) = ended.unwrap_or_else(|| ends.read());
                     relayed.cycles.push(TimedCycle {
                         read_ms: started.elapsed().as_secs_f64() * 1e3,
                         cycle,
-                        group: ended.or_else(|| group.as_mut().map(Sampler::read)),
+                        group,
+                        heap_resident_bytes,
                     });
                     relayed.runtime = Some(tracer.name());
                 }
@@ -577,6 +591,53 @@ fn relay(
     });
     Relay { read, done }
 }
+
+/// What the relay reads as a cycle ends, at once: the group, and a Go program's heap's
+/// resident pages (its arenas in `/proc/PID/smaps`), which `memspike exec`'s profile sets
+/// against the group's charge read at the same moment.
+#[derive(Default)]
+struct CycleEnds {
+    group: Option<Sampler>,
+    /// The Go program's `/proc/PID/smaps`, and how many more times it may be read: each
+    /// reading costs a read of it whole, and the profile needs the first few cycles.
+    go_heap_of: Option<(PathBuf, u32)>,
+}
+
+/// How many cycles of a Go program have their heap's resident pages read.
+const HEAP_READINGS: u32 = 256;
+
+impl CycleEnds {
+    /// The group, the heap, and the group again. Pages the program writes meanwhile (it runs
+    /// on while a cycle's own line is read) are charged but not counted as heap, so the
+    /// second reading errs high, never low, and the profile's smallest is one read with the
+    /// world stopped. A group that shrank meanwhile (the program exiting, or returning memory)
+    /// gives no heap: its first reading stands alone.
+    fn read(&mut self) -> (Option<Reading>, Option<u64>) {
+        let before = self.group.as_mut().map(Sampler::read);
+        let heap = match &mut self.go_heap_of {
+            Some((smaps, left)) if *left > 0 => {
+                *left -= 1;
+                std::fs::read_to_string(smaps)
+                    .ok()
+                    .and_then(|smaps| trace::go::heap_resident(&smaps))
+            }
+            _ => None,
+        };
+        if heap.is_none() {
+            return (before, None);
+        }
+        let after = self.group.as_mut().map(Sampler::read);
+        let usage = |r: Option<Reading>| r.and_then(|r| r.usage_bytes);
+        match (usage(before), usage(after)) {
+            (Some(b), Some(a)) if a + CHARGE_BATCH >= b => (after, heap),
+            _ => (before, None),
+        }
+    }
+}
+
+/// How far the group's usage may seem to fall between two readings while nothing is
+/// returned: the kernel charges pages in batches of 64 per CPU (256 KiB), uncharging alike.
+const CHARGE_BATCH: u64 = 256 << 10;
 
 /// Writes a line to `out` at once.
 fn pass_on(mut out: impl Write, line: &[u8]) -> io::Result<()> {
@@ -708,7 +769,10 @@ mod tests {
             Instant::now(),
             Sink::Nowhere,
             true,
-            Some(group),
+            CycleEnds {
+                group: Some(group),
+                go_heap_of: None,
+            },
         )
         .finish();
         let read: Vec<_> = relayed
@@ -721,6 +785,32 @@ mod tests {
             relayed.cycles[0].cycle.go.map(|g| g.heap_end_bytes),
             Some(45_318_864)
         );
+    }
+
+    /// Issue 18: a Go program's cycle is read with its heap's resident pages (its smaps,
+    /// here go1.21's fixture), the group read after them; a program whose smaps holds no heap
+    /// (or no longer exists) gives none, and a limited number of readings is taken.
+    #[test]
+    fn a_go_cycles_end_is_read_with_its_heaps_resident_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("memory.usage_in_bytes"), "50000000\n").unwrap();
+        std::fs::write(dir.path().join("memory.stat"), "cache 0\nrss 0\n").unwrap();
+        let smaps = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../memspike-model/src/trace/testdata/go1.21.smaps");
+        let mut ends = CycleEnds {
+            group: Sampler::open(dir.path(), memspike_cgroup::Version::V1).ok(),
+            go_heap_of: Some((smaps, 2)),
+        };
+        let (group, heap) = ends.read();
+        assert_eq!(group.and_then(|g| g.usage_bytes), Some(50_000_000));
+        assert_eq!(heap, Some(33_332 * 1024));
+        assert!(ends.read().1.is_some());
+        assert_eq!(ends.read().1, None, "two readings were allowed");
+        let mut gone = CycleEnds {
+            group: None,
+            go_heap_of: Some((dir.path().join("no-such-smaps"), 5)),
+        };
+        assert_eq!(gone.read(), (None, None));
     }
 
     /// Regression (issue 20): Debian's Node 18 follows "JavaScript heap out of memory" with a
@@ -741,7 +831,7 @@ mod tests {
             Instant::now(),
             Sink::Nowhere,
             true,
-            None,
+            CycleEnds::default(),
         )
         .finish();
         assert!(

@@ -124,6 +124,56 @@ const BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
 const BUILDINFO_INLINE: u8 = 0x2;
 const BUILDINFO_HEADER: usize = 32;
 
+/// Where the Go runtime places its heap on 64-bit Linux (`mallocinit`, malloc.go): at arena
+/// hints from 0xc000000000 up, or, from go1.26, at a randomized base higher still; never among
+/// the shared libraries, threads and stacks (from 0x7f0000000000). A mapping there is the
+/// heap's when it is anonymous, read-write, not `MAP_NORESERVE` (glibc's malloc arenas are:
+/// `nr` in its flags) and not a binary's bss (which follows the binary's file mapping).
+const HEAP_FROM: u64 = 0xc0_0000_0000;
+const HEAP_BELOW: u64 = 0x7f00_0000_0000;
+
+/// The resident bytes of a Go program's heap, from its `/proc/PID/smaps`: the `Rss` of its
+/// mappings where the runtime places its heap ([`HEAP_FROM`]). `None` for text without such a
+/// mapping (not a Go program's, or not on 64-bit Linux).
+pub fn heap_resident(smaps: &str) -> Option<u64> {
+    let mut total: Option<u64> = None;
+    // The mapping being read: its first line says whether it may be the heap's, its `Rss`
+    // how much is resident, its `VmFlags` whether it is reserved without backing (`nr`).
+    let mut candidate = false;
+    let mut rss = 0;
+    // Where the last file mapping ended: an anonymous one that starts there is its bss.
+    let mut file_end = None;
+    let mut finish = |candidate: bool, rss: u64, no_reserve: bool| {
+        if candidate && !no_reserve {
+            total = Some(total.unwrap_or(0).saturating_add(rss));
+        }
+    };
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        if let Some((start, end)) = fields.next().and_then(|r| r.split_once('-'))
+            && let (Ok(start), Ok(end)) =
+                (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+        {
+            // A mapping's first line: range, permissions, offset, device, inode, path.
+            let permissions = fields.next();
+            let path = fields.nth(3);
+            candidate = path.is_none()
+                && permissions == Some("rw-p")
+                && (HEAP_FROM..HEAP_BELOW).contains(&start)
+                && file_end != Some(start);
+            rss = 0;
+            file_end = path.filter(|p| p.starts_with('/')).map(|_| end);
+        } else if let Some(kb) = line.strip_prefix("Rss:") {
+            let kib = kb.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
+            rss = kib.checked_mul(1024)?;
+        } else if let Some(flags) = line.strip_prefix("VmFlags:") {
+            finish(candidate, rss, flags.split_whitespace().any(|f| f == "nr"));
+            candidate = false;
+        }
+    }
+    total
+}
+
 /// The Go version (`go1.21.13`) in a binary's `.go.buildinfo` section, whose bytes are
 /// `section`; `None` for another section, or a binary older than go1.18 (which points at its
 /// version instead of holding it).
@@ -955,6 +1005,41 @@ mod tests {
                 forced,
             };
             proptest::prop_assert_eq!(parse_line(&line), Some(want.cycle()), "{}", line);
+        }
+    }
+
+    /// Issue 18: the heap's resident pages, read from a Go program's smaps (32 MiB added
+    /// through the interactive mode): go1.21.13's arena at 0xc000000000 (HeapInuse 34,275,328),
+    /// go1.27.3's at its randomized base; nothing of the binary's, its bss, the C heap's,
+    /// glibc's arenas, the threads' or the stack's.
+    #[test]
+    fn the_heap_is_the_arena_mappings_resident_pages() {
+        assert_eq!(
+            heap_resident(include_str!("testdata/go1.21.smaps")),
+            Some(33_332 * 1024)
+        );
+        assert_eq!(
+            heap_resident(include_str!("testdata/go1.27.smaps")),
+            Some(33_436 * 1024)
+        );
+        let binary = "00400000-0062d000 r-xp 00000000 fe:00 1 /bin/x\nRss: 8 kB\nVmFlags: rd\n";
+        assert_eq!(heap_resident(binary), None);
+        // A file mapped where a heap could be is no heap, nor a PIE binary's bss after it.
+        let pie = "55c000000000-55c000001000 rw-p 00000000 fe:00 9 /bin/pie\nRss: 4 kB\nVmFlags: rd wr\n\
+                   55c000001000-55c000100000 rw-p 00000000 00:00 0\nRss: 64 kB\nVmFlags: rd wr\n";
+        assert_eq!(heap_resident(pie), None);
+        // glibc's arenas are reserved without backing.
+        let arena =
+            "7e0000000000-7e0000021000 rw-p 00000000 00:00 0\nRss: 4 kB\nVmFlags: rd wr nr\n";
+        assert_eq!(heap_resident(arena), None);
+    }
+
+    proptest::proptest! {
+        /// Any text is read or refused without a panic.
+        #[test]
+        fn any_smaps_text_is_read_or_refused(text in ".{0,200}") {
+            let _ = heap_resident(&text);
+            let _ = heap_resident(&format!("c000000000-c002400000 rw-p 00000000 00:00 0\nRss: {text}"));
         }
     }
 

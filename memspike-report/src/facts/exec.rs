@@ -137,6 +137,10 @@ pub struct TimedCycle {
     /// The group's usage and `memory.stat` when the line was read (`null` in older facts).
     #[serde(default)]
     pub group: Option<Reading>,
+    /// A Go program's heap's resident pages, read with `group` (its arenas' `Rss` in
+    /// `/proc/PID/smaps`); absent for other programs and in older facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heap_resident_bytes: Option<u64>,
 }
 
 #[cfg(test)]
@@ -148,6 +152,7 @@ mod tests {
     #[test]
     fn a_timed_cycle_has_each_key_once_and_reads_back() {
         let timed = TimedCycle {
+            heap_resident_bytes: None,
             read_ms: 12.5,
             group: None,
             cycle: RuntimeCycle {
