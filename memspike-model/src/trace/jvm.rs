@@ -32,7 +32,7 @@
 
 use std::borrow::Cow;
 
-use super::{Invocation, PolicyVar, RuntimeCycle, RuntimeTrace, options_var};
+use super::{Invocation, PolicyVar, RuntimeCycle, RuntimeTrace};
 use crate::{
     policy::{Policy, Runtime},
     size::human,
@@ -140,35 +140,35 @@ impl RuntimeTrace for JvmTrace {
         limit: u64,
         program: &Invocation,
     ) -> Result<Vec<PolicyVar>, String> {
-        super::for_runtime(policy, Runtime::Jvm)?;
-        if let Some(given) = launcher_options(program.args).find(|o| decided(o)) {
-            return Err(format!(
-                "its command line gives {given}, which wins over the policy's JAVA_TOOL_OPTIONS: take it off the command and let the policies set it"
-            ));
-        }
-        let jvm = policy.jvm.clone().unwrap_or_default();
-        let mut options = Vec::new();
-        if let Some(max) = jvm.heap_max {
-            options.push(format!("-Xmx{}", jvm_size(max.resolve(limit))));
-        }
-        if let Some(p) = jvm.max_ram_percentage {
-            if !(p > 0.0 && p <= 100.0) {
-                return Err(format!(
-                    "its max_ram_percentage {p} is outside the JVM's range: give more than 0 and at most 100"
-                ));
-            }
-            options.push(format!("-XX:MaxRAMPercentage={p}"));
-        }
-        options.extend(jvm.collector.map(|c| c.option().to_owned()));
-        if jvm.exit_on_out_of_memory {
-            options.push("-XX:+ExitOnOutOfMemoryError".to_owned());
-        }
-        Ok(vec![options_var(
+        let command_line = launcher_options(program.args);
+        super::options_policy(
+            policy,
+            Runtime::Jvm,
             TOOL_OPTIONS,
-            (program.env)(TOOL_OPTIONS),
+            program,
+            command_line,
             decided,
-            &options,
-        )])
+            |policy| {
+                let jvm = policy.jvm.clone().unwrap_or_default();
+                let mut options = Vec::new();
+                if let Some(max) = jvm.heap_max {
+                    options.push(format!("-Xmx{}", jvm_size(max.resolve(limit))));
+                }
+                if let Some(p) = jvm.max_ram_percentage {
+                    if !(p > 0.0 && p <= 100.0) {
+                        return Err(format!(
+                            "its max_ram_percentage {p} is outside the JVM's range: give more than 0 and at most 100"
+                        ));
+                    }
+                    options.push(format!("-XX:MaxRAMPercentage={p}"));
+                }
+                options.extend(jvm.collector.map(|c| c.option().to_owned()));
+                if jvm.exit_on_out_of_memory {
+                    options.push("-XX:+ExitOnOutOfMemoryError".to_owned());
+                }
+                Ok(options)
+            },
+        )
     }
 }
 

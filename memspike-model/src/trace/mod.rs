@@ -226,27 +226,39 @@ pub struct PolicyVar {
     pub append: bool,
 }
 
-/// A list of options in one variable (`JAVA_TOOL_OPTIONS`, `NODE_OPTIONS`), as `PolicyVar`:
-/// the user's options (`existing`) without those `decided` says the policy decides, then the
-/// policy's own.
-pub(crate) fn options_var(
-    name: &str,
-    existing: Option<String>,
-    decided: impl Fn(&str) -> bool,
-    policys: &[String],
-) -> PolicyVar {
-    let existing = existing.unwrap_or_default();
+/// A policy of `runtime` given as options in one variable, `var` (`JAVA_TOOL_OPTIONS`,
+/// `NODE_OPTIONS`): the user's options there without those `decided` says the policy decides,
+/// then the policy's own (`options`). Refused when the policy is another runtime's, or when the
+/// runtime's own options on the command line (`command_line`) give one the policy decides: they
+/// would win over the variable.
+pub(crate) fn options_policy<'a>(
+    policy: &Policy,
+    runtime: Runtime,
+    var: &str,
+    program: &Invocation,
+    mut command_line: impl Iterator<Item = &'a str>,
+    decided: fn(&str) -> bool,
+    options: impl FnOnce(&Policy) -> Result<Vec<String>, String>,
+) -> Result<Vec<PolicyVar>, String> {
+    for_runtime(policy, runtime)?;
+    if let Some(given) = command_line.find(|o| decided(o)) {
+        return Err(format!(
+            "its command line gives {given}, which wins over the policy's {var}: take it off the command and let the policies set it"
+        ));
+    }
+    let options = options(policy)?;
+    let existing = (program.env)(var).unwrap_or_default();
     let value = existing
         .split_whitespace()
         .filter(|o| !decided(o))
-        .chain(policys.iter().map(String::as_str))
+        .chain(options.iter().map(String::as_str))
         .collect::<Vec<_>>()
         .join(" ");
-    PolicyVar {
-        name: name.to_owned(),
+    Ok(vec![PolicyVar {
+        name: var.to_owned(),
         value,
         append: false,
-    }
+    }])
 }
 
 /// The bytes a cycle scanned, by kind.

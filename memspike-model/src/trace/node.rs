@@ -33,7 +33,7 @@
 
 use std::borrow::Cow;
 
-use super::{Invocation, PolicyVar, RuntimeCycle, RuntimeTrace, options_var};
+use super::{Invocation, PolicyVar, RuntimeCycle, RuntimeTrace};
 use crate::{
     policy::{Policy, Runtime},
     size::{Amount, human},
@@ -159,27 +159,26 @@ impl RuntimeTrace for NodeTrace {
         limit: u64,
         program: &Invocation,
     ) -> Result<Vec<PolicyVar>, String> {
-        super::for_runtime(policy, Runtime::Node)?;
-        if let Some(given) = node_options(program.args).find(|o| decided(o)) {
-            return Err(format!(
-                "its command line gives {given}, which wins over the policy's NODE_OPTIONS: take it off the command and let the policies set it"
-            ));
-        }
-        let node = policy.node.clone().unwrap_or_default();
-        let mib = |a: Amount| (a.resolve(limit) / MIB).max(1);
-        let options: Vec<String> = [
-            (OLD_SPACE, node.max_old_space),
-            (SEMI_SPACE, node.max_semi_space),
-        ]
-        .into_iter()
-        .filter_map(|(flag, size)| Some(format!("{flag}={}", mib(size?))))
-        .collect();
-        Ok(vec![options_var(
+        let command_line = node_options(program.args);
+        super::options_policy(
+            policy,
+            Runtime::Node,
             NODE_OPTIONS,
-            (program.env)(NODE_OPTIONS),
+            program,
+            command_line,
             decided,
-            &options,
-        )])
+            |policy| {
+                let node = policy.node.clone().unwrap_or_default();
+                let mib = |a: Amount| (a.resolve(limit) / MIB).max(1);
+                Ok([
+                    (OLD_SPACE, node.max_old_space),
+                    (SEMI_SPACE, node.max_semi_space),
+                ]
+                .into_iter()
+                .filter_map(|(flag, size)| Some(format!("{flag}={}", mib(size?))))
+                .collect())
+            },
+        )
     }
 }
 
