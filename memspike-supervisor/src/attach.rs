@@ -38,6 +38,8 @@ use nix::{
 /// Why a JVM could not be asked.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
+    #[error("the JVM ended before it could be asked")]
+    Ended,
     #[error("the JVM did not catch SIGQUIT within {0:?}: its attach mechanism cannot be opened")]
     NotReady(Duration),
     #[error("the JVM opened no attach socket within {0:?}")]
@@ -102,13 +104,16 @@ impl Jvm {
     }
 
     /// Opens the JVM's attach mechanism, waiting up to `wait` for the JVM to be ready and then
-    /// for its socket.
-    pub fn open(&mut self, wait: Duration) -> Result<(), AttachError> {
+    /// for its socket; `stop` ends the wait early (the JVM has exited).
+    pub fn open(&mut self, wait: Duration, stop: &dyn Fn() -> bool) -> Result<(), AttachError> {
         let start = Instant::now();
         if self.socket().exists() {
             return Ok(());
         }
         while !self.catches_sigquit() {
+            if stop() {
+                return Err(AttachError::Ended);
+            }
             if start.elapsed() > wait {
                 return Err(AttachError::NotReady(wait));
             }
@@ -121,6 +126,9 @@ impl Jvm {
             .map_err(AttachError::from)
             .and_then(|()| {
                 while !self.socket().exists() {
+                    if stop() {
+                        return Err(AttachError::Ended);
+                    }
                     if start.elapsed() > wait {
                         return Err(AttachError::NoSocket(wait));
                     }
@@ -180,8 +188,9 @@ impl NativeSampler {
         let stopped = Arc::clone(&stop);
         let thread = thread::spawn(move || {
             let mut jvm = Jvm::new(pid);
-            let mut last = Err("the JVM ended before memspike could ask it".to_owned());
-            if let Err(e) = jvm.open(OPEN_WAIT) {
+            let mut last = Err(AttachError::Ended.to_string());
+            if let Err(e) = jvm.open(OPEN_WAIT, &|| stopped.load(Ordering::Relaxed)) {
+                jvm.tidy();
                 return Err(e.to_string());
             }
             while !stopped.load(Ordering::Relaxed) {
@@ -217,5 +226,31 @@ impl NativeSampler {
         self.thread
             .join()
             .unwrap_or_else(|_| Err("the sampler failed".to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{cell::Cell, process::Command};
+
+    /// A process that does not catch SIGQUIT (a JVM run with -Xrs, or one not yet started) is
+    /// never sent one: it would die of it. The wait for it ends when told to (the program
+    /// ended), not after the whole of it.
+    #[test]
+    fn a_process_that_does_not_catch_sigquit_is_never_sent_one() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let mut jvm = Jvm::new(child.id());
+        let polls = Cell::new(0);
+        let stop = || {
+            polls.set(polls.get() + 1);
+            polls.get() > 3
+        };
+        let e = jvm.open(Duration::from_secs(3600), &stop).unwrap_err();
+        assert!(matches!(e, AttachError::Ended), "{e}");
+        assert!(child.try_wait().unwrap().is_none(), "sleep is still alive");
+        assert!(!jvm.tmp.join(format!(".attach_pid{}", jvm.ns_pid)).exists());
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }
