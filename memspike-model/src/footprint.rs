@@ -37,6 +37,12 @@ pub struct Footprint {
     /// Added to every mapped figure: a calibrated program's difference from the reference's
     /// ([`Footprint::shifted`]); 0 for the reference.
     pub mapped_offset: i64,
+    /// The process's anonymous memory beyond its heap's resident pages (`RssAnon - heapRes`),
+    /// at start (intercept) and per MiB of heap: the runtime's own resident memory, without
+    /// the kernel's share of the charge (page tables, kernel stacks). What a calibrated
+    /// program's mapped difference is read against ([`crate::profile::Profile::footprint`]).
+    pub base_anonymous: u64,
+    pub per_heap_mib_anonymous: u64,
 }
 
 /// `Sys - HeapSys` of the reference program, median per heap size over every run of `cargo
@@ -131,12 +137,21 @@ impl Footprint {
             20 | 21 => (MIB, 19_500),
             _ => (1_300 * KIB, 2_700),
         };
+        // A line through the three heaps of reference/go/MEASUREMENTS.md, section a
+        // ("RssAnon - heapRes"), within 18 KiB of each.
+        let (base_anonymous, per_heap_mib_anonymous) = match release.minor() {
+            ..=19 => (583 * KIB, 33_569),
+            20 | 21 => (479 * KIB, 17_730),
+            _ => (727 * KIB, 1_216),
+        };
         Footprint {
             mapped_points,
             per_heap_mib_mapped,
             base_resident,
             per_heap_mib_resident,
             mapped_offset: 0,
+            base_anonymous,
+            per_heap_mib_anonymous,
         }
     }
 
@@ -144,13 +159,25 @@ impl Footprint {
     /// program that holds more, or less, outside its heap than the reference), never below
     /// nothing.
     pub fn shifted(self, delta: i64) -> Footprint {
-        // One shift for both curves: no lower than what takes the base to nothing.
-        let delta = delta.max(-(self.base_resident.min(i64::MAX as u64) as i64));
+        self.shifted_by(delta, delta)
+    }
+
+    /// This footprint with the charge beyond the heap moved by `resident` bytes and what the
+    /// runtime maps outside it by `mapped`, each no lower than what takes the base to nothing.
+    pub fn shifted_by(self, resident: i64, mapped: i64) -> Footprint {
+        let floor = -(self.base_resident.min(i64::MAX as u64) as i64);
         Footprint {
-            base_resident: self.base_resident.saturating_add_signed(delta),
-            mapped_offset: self.mapped_offset + delta,
+            base_resident: self
+                .base_resident
+                .saturating_add_signed(resident.max(floor)),
+            mapped_offset: self.mapped_offset + mapped.max(floor),
             ..self
         }
+    }
+
+    /// The process's anonymous memory beyond a heap of `heap_mapped` bytes (the reference's).
+    pub fn anonymous(&self, heap_mapped: u64) -> u64 {
+        self.base_anonymous + per_heap(heap_mapped, self.per_heap_mib_anonymous)
     }
 
     /// Mapped-and-ready bytes outside a heap of `heap_mapped` bytes.

@@ -31,6 +31,11 @@ pub struct Profile {
     /// curve so within about half a MiB whatever the size of the pieces it allocates.
     pub outside_heap_bytes: u64,
     pub at_heap_bytes: u64,
+    /// The process's anonymous memory beyond its heap's resident pages at that cycle: the
+    /// runtime's own memory outside the heap, without the kernel's share of the charge; absent
+    /// in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside_anonymous_bytes: Option<u64>,
     /// Scannable stacks and globals at its last traced cycle (the goal counts them).
     pub stacks_bytes: u64,
     pub globals_bytes: u64,
@@ -54,10 +59,19 @@ pub struct Profile {
 impl Profile {
     /// The memory outside the heap under `release`'s rules: the release's curve shifted so
     /// that it meets this program's measurement.
+    ///
+    /// What the runtime maps outside the heap (what a memory limit counts) moves by the
+    /// program's difference in the runtime's own resident memory, where it was read
+    /// (`outside_anonymous_bytes`); the group's charge holds the kernel's share too (page
+    /// tables, kernel stacks: a larger binary, more threads), which no memory limit counts.
     pub fn footprint(&self, release: Release) -> Footprint {
         let reference = Footprint::of(release);
-        let delta = self.outside_heap_bytes as i64 - reference.resident(self.at_heap_bytes) as i64;
-        reference.shifted(delta)
+        let at = self.at_heap_bytes;
+        let charged = self.outside_heap_bytes as i64 - reference.resident(at) as i64;
+        let mapped = self
+            .outside_anonymous_bytes
+            .map_or(charged, |anon| anon as i64 - reference.anonymous(at) as i64);
+        reference.shifted_by(charged, mapped)
     }
 }
 
@@ -101,6 +115,7 @@ mod tests {
             release: Release::go1(21).unwrap(),
             outside_heap_bytes: outside,
             at_heap_bytes: at_heap,
+            outside_anonymous_bytes: None,
             stacks_bytes: 0,
             globals_bytes: 0,
             start_heap_bytes: 0,
@@ -147,5 +162,16 @@ mod tests {
             reference.mapped(0) - less.mapped(0),
             reference.resident(0) - less.resident(0)
         );
+        // Issue 18: where the program's anonymous memory outside its heap was read, what the
+        // runtime maps moves by its difference there, not by the charge's: 3 MiB more charged,
+        // of which 1 MiB is the runtime's own, the rest the kernel's (a memory limit counts
+        // none of that).
+        let read = Profile {
+            outside_anonymous_bytes: Some(reference.anonymous(at) + MIB),
+            ..profile(reference.resident(at) + 3 * MIB, at)
+        }
+        .footprint(r);
+        assert_eq!(read.resident(at), reference.resident(at) + 3 * MIB);
+        assert_eq!(read.mapped(140 * MIB), reference.mapped(140 * MIB) + MIB);
     }
 }

@@ -393,6 +393,7 @@ fn a_calibrated_profile_moves_the_goal_and_the_memory_limit() {
         release: memspike_model::release::Release::NEWEST,
         outside_heap_bytes: outside,
         at_heap_bytes: 4 * MIB,
+        outside_anonymous_bytes: None,
         stacks_bytes: 0,
         globals_bytes: globals,
         start_heap_bytes: 0,

@@ -155,7 +155,7 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
         .collect();
     let ((first, _), (last, last_go)) = (cycles.first()?, cycles.last()?);
     let samples = f.timeline.samples.split_last()?.1;
-    let (outside_heap_bytes, at_heap_bytes) = cycles
+    let (outside_heap_bytes, at_heap_bytes, outside_anonymous_bytes) = cycles
         .iter()
         .filter_map(|(c, go)| {
             let r = match c.group {
@@ -171,9 +171,13 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
                 .usage_bytes?
                 .saturating_sub(r.file_bytes.unwrap_or(0))
                 .checked_sub(heap)?;
-            Some((outside, go.heap_end_bytes))
+            let anonymous = c
+                .anonymous_bytes
+                .zip(c.heap_resident_bytes)
+                .and_then(|(anon, heap)| anon.checked_sub(heap));
+            Some((outside, go.heap_end_bytes, anonymous))
         })
-        .min_by_key(|(outside, _)| *outside)?;
+        .min_by_key(|(outside, _, _)| *outside)?;
     // Allocated between the first cycle's end and the last one's: each cycle's heap at its
     // end less what the one before left live.
     let allocated: u64 = cycles
@@ -214,6 +218,7 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
         release,
         outside_heap_bytes,
         at_heap_bytes,
+        outside_anonymous_bytes,
         stacks_bytes: roots.stacks_bytes,
         globals_bytes: roots.globals_bytes,
         start_heap_bytes: first.cycle.heap_live_bytes,
@@ -998,6 +1003,7 @@ mod tests {
             .map(str::to_owned);
         f.cycles = vec![TimedCycle {
             heap_resident_bytes: None,
+            anonymous_bytes: None,
             read_ms: 40.0,
             group: None,
             cycle: RuntimeCycle {
@@ -1263,6 +1269,7 @@ mod tests {
     fn the_next_goal_is_the_next_cycles_or_gogcs_rule() {
         let cycle = |n, live_mib: u64, goal_mib: u64| TimedCycle {
             heap_resident_bytes: None,
+            anonymous_bytes: None,
             read_ms: 0.0,
             group: None,
             cycle: RuntimeCycle {
@@ -1310,6 +1317,7 @@ mod tests {
             .enumerate()
             .map(|(i, &(read_ms, end, live))| TimedCycle {
                 heap_resident_bytes: None,
+                anonymous_bytes: None,
                 read_ms,
                 group: None,
                 cycle: RuntimeCycle {

@@ -573,12 +573,13 @@ fn relay(
             }
             match tracer.parse_line(text.trim_end()) {
                 Some(cycle) => {
-                    let (group, heap_resident_bytes) = ended.unwrap_or_else(|| ends.read());
+                    let (group, resident) = ended.unwrap_or_else(|| ends.read());
                     relayed.cycles.push(TimedCycle {
                         read_ms: started.elapsed().as_secs_f64() * 1e3,
                         cycle,
                         group,
-                        heap_resident_bytes,
+                        heap_resident_bytes: resident.map(|r| r.heap_bytes),
+                        anonymous_bytes: resident.map(|r| r.anonymous_bytes),
                     });
                     relayed.runtime = Some(tracer.name());
                 }
@@ -612,14 +613,14 @@ impl CycleEnds {
     /// second reading errs high, never low, and the profile's smallest is one read with the
     /// world stopped. A group that shrank meanwhile (the program exiting, or returning memory)
     /// gives no heap: its first reading stands alone.
-    fn read(&mut self) -> (Option<Reading>, Option<u64>) {
+    fn read(&mut self) -> (Option<Reading>, Option<trace::go::Resident>) {
         let before = self.group.as_mut().map(Sampler::read);
         let heap = match &mut self.go_heap_of {
             Some((smaps, left)) if *left > 0 => {
                 *left -= 1;
                 std::fs::read_to_string(smaps)
                     .ok()
-                    .and_then(|smaps| trace::go::heap_resident(&smaps))
+                    .and_then(|smaps| trace::go::resident(&smaps))
             }
             _ => None,
         };
@@ -803,7 +804,7 @@ mod tests {
         };
         let (group, heap) = ends.read();
         assert_eq!(group.and_then(|g| g.usage_bytes), Some(50_000_000));
-        assert_eq!(heap, Some(33_332 * 1024));
+        assert_eq!(heap.map(|r| r.heap_bytes), Some(33_332 * 1024));
         assert!(ends.read().1.is_some());
         assert_eq!(ends.read().1, None, "two readings were allowed");
         let mut gone = CycleEnds {

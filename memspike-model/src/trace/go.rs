@@ -132,21 +132,34 @@ const BUILDINFO_HEADER: usize = 32;
 const HEAP_FROM: u64 = 0xc0_0000_0000;
 const HEAP_BELOW: u64 = 0x7f00_0000_0000;
 
-/// The resident bytes of a Go program's heap, from its `/proc/PID/smaps`: the `Rss` of its
-/// mappings where the runtime places its heap ([`HEAP_FROM`]). `None` for text without such a
+/// A Go program's resident memory as its `/proc/PID/smaps` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resident {
+    /// The `Rss` of its heap's mappings (where the runtime places its heap, [`HEAP_FROM`]).
+    pub heap_bytes: u64,
+    /// Its anonymous memory, all mappings together (`Anonymous`): the heap's, and what the
+    /// runtime and the C library hold outside it.
+    pub anonymous_bytes: u64,
+}
+
+/// A Go program's resident memory from its `/proc/PID/smaps`; `None` for text without a heap
 /// mapping (not a Go program's, or not on 64-bit Linux).
-pub fn heap_resident(smaps: &str) -> Option<u64> {
-    let mut total: Option<u64> = None;
+pub fn resident(smaps: &str) -> Option<Resident> {
+    let mut heap: Option<u64> = None;
+    let mut anonymous = 0u64;
     // The mapping being read: its first line says whether it may be the heap's, its `Rss`
     // how much is resident, its `VmFlags` whether it is reserved without backing (`nr`).
     let mut candidate = false;
     let mut rss = 0;
     // Where the last file mapping ended: an anonymous one that starts there is its bss.
     let mut file_end = None;
-    let mut finish = |candidate: bool, rss: u64, no_reserve: bool| {
-        if candidate && !no_reserve {
-            total = Some(total.unwrap_or(0).saturating_add(rss));
-        }
+    let kib = |text: &str| -> Option<u64> {
+        text.trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse::<u64>()
+            .ok()?
+            .checked_mul(1024)
     };
     for line in smaps.lines() {
         let mut fields = line.split_whitespace();
@@ -164,14 +177,20 @@ pub fn heap_resident(smaps: &str) -> Option<u64> {
             rss = 0;
             file_end = path.filter(|p| p.starts_with('/')).map(|_| end);
         } else if let Some(kb) = line.strip_prefix("Rss:") {
-            let kib = kb.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
-            rss = kib.checked_mul(1024)?;
+            rss = kib(kb)?;
+        } else if let Some(kb) = line.strip_prefix("Anonymous:") {
+            anonymous = anonymous.saturating_add(kib(kb)?);
         } else if let Some(flags) = line.strip_prefix("VmFlags:") {
-            finish(candidate, rss, flags.split_whitespace().any(|f| f == "nr"));
+            if candidate && !flags.split_whitespace().any(|f| f == "nr") {
+                heap = Some(heap.unwrap_or(0).saturating_add(rss));
+            }
             candidate = false;
         }
     }
-    total
+    Some(Resident {
+        heap_bytes: heap?,
+        anonymous_bytes: anonymous,
+    })
 }
 
 /// The Go version (`go1.21.13`) in a binary's `.go.buildinfo` section, whose bytes are
@@ -1014,32 +1033,37 @@ mod tests {
     /// glibc's arenas, the threads' or the stack's.
     #[test]
     fn the_heap_is_the_arena_mappings_resident_pages() {
+        let heap = |smaps: &str| resident(smaps).map(|r| r.heap_bytes);
         assert_eq!(
-            heap_resident(include_str!("testdata/go1.21.smaps")),
-            Some(33_332 * 1024)
+            resident(include_str!("testdata/go1.21.smaps")),
+            Some(Resident {
+                heap_bytes: 33_332 * 1024,
+                // Every mapping's Anonymous in the fixture, summed.
+                anonymous_bytes: (36 + 76 + 4 + 33_332 + 4 + 16) * 1024,
+            })
         );
         assert_eq!(
-            heap_resident(include_str!("testdata/go1.27.smaps")),
+            heap(include_str!("testdata/go1.27.smaps")),
             Some(33_436 * 1024)
         );
         let binary = "00400000-0062d000 r-xp 00000000 fe:00 1 /bin/x\nRss: 8 kB\nVmFlags: rd\n";
-        assert_eq!(heap_resident(binary), None);
+        assert_eq!(heap(binary), None);
         // A file mapped where a heap could be is no heap, nor a PIE binary's bss after it.
         let pie = "55c000000000-55c000001000 rw-p 00000000 fe:00 9 /bin/pie\nRss: 4 kB\nVmFlags: rd wr\n\
                    55c000001000-55c000100000 rw-p 00000000 00:00 0\nRss: 64 kB\nVmFlags: rd wr\n";
-        assert_eq!(heap_resident(pie), None);
+        assert_eq!(heap(pie), None);
         // glibc's arenas are reserved without backing.
         let arena =
             "7e0000000000-7e0000021000 rw-p 00000000 00:00 0\nRss: 4 kB\nVmFlags: rd wr nr\n";
-        assert_eq!(heap_resident(arena), None);
+        assert_eq!(heap(arena), None);
     }
 
     proptest::proptest! {
         /// Any text is read or refused without a panic.
         #[test]
         fn any_smaps_text_is_read_or_refused(text in ".{0,200}") {
-            let _ = heap_resident(&text);
-            let _ = heap_resident(&format!("c000000000-c002400000 rw-p 00000000 00:00 0\nRss: {text}"));
+            let _ = resident(&text);
+            let _ = resident(&format!("c000000000-c002400000 rw-p 00000000 00:00 0\nRss: {text}"));
         }
     }
 

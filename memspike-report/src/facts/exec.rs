@@ -141,6 +141,9 @@ pub struct TimedCycle {
     /// `/proc/PID/smaps`); absent for other programs and in older facts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heap_resident_bytes: Option<u64>,
+    /// Its anonymous memory, read with them (every mapping's `Anonymous`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymous_bytes: Option<u64>,
 }
 
 #[cfg(test)]
@@ -153,6 +156,7 @@ mod tests {
     fn a_timed_cycle_has_each_key_once_and_reads_back() {
         let timed = TimedCycle {
             heap_resident_bytes: None,
+            anonymous_bytes: None,
             read_ms: 12.5,
             group: None,
             cycle: RuntimeCycle {
