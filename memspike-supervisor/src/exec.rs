@@ -528,15 +528,15 @@ impl Relay {
 }
 
 /// Reads one of the command's streams line by line: passes it on to `sink` unchanged, reads
-/// the runtime's trace out of it (and, with each cycle, `group`), and, when `keep_tail` (its
-/// stderr), keeps its last [`TAIL_BYTES`] of other lines and the line where the runtime said it
+/// the runtime's trace out of it (and, with each cycle, what `ends` reads), and, when it is the command's
+/// `stderr`, keeps its last [`TAIL_BYTES`] of other lines and the line where the runtime said it
 /// ran out of heap.
 fn relay(
     stream: impl Read + Send + 'static,
     mut tracer: Box<dyn RuntimeTrace>,
     started: Instant,
     sink: Sink,
-    keep_tail: bool,
+    stderr: bool,
     mut ends: CycleEnds,
 ) -> Relay {
     let read = Arc::new(Mutex::new(Relayed::default()));
@@ -568,7 +568,7 @@ fn relay(
                 };
             }
             let mut relayed = shared.lock().unwrap_or_else(|e| e.into_inner());
-            if keep_tail && relayed.out_of_heap.is_none() && trace::out_of_heap(&text).is_some() {
+            if stderr && relayed.out_of_heap.is_none() && trace::out_of_heap(&text).is_some() {
                 relayed.out_of_heap = Some(text.trim_end().to_owned());
             }
             match tracer.parse_line(text.trim_end()) {
@@ -583,7 +583,7 @@ fn relay(
                     });
                     relayed.runtime = Some(tracer.name());
                 }
-                None if echoes && keep_tail => keep_tail_of(&mut relayed.tail, &text),
+                None if echoes && stderr => keep_tail_of(&mut relayed.tail, &text),
                 None => {}
             }
             relayed.heap_limit = tracer.heap_limit();
