@@ -21,6 +21,11 @@ const MIB: u64 = 1 << 20;
 /// the worker's real heap as for Go's, so not made resident again.
 pub const PAGE_TABLES_PER_HEAP_MIB: u64 = 2 * KIB;
 
+/// The reference's `HeapInuse - HeapAlloc` once its slab is allocated (32 MiB, spike 0.5, 8
+/// runs each with GOGC 100 and off): 222 to 378 KiB on go1.19.8, 1.21.13 and 1.27.3, a median
+/// near 300. The model's heap holds the experiment's slabs alone, with no room in their spans.
+const SPAN_SLACK: u64 = 300 * KIB;
+
 /// Memory outside the heap, as a function of the heap's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Footprint {
@@ -43,6 +48,11 @@ pub struct Footprint {
     /// program's mapped difference is read against ([`crate::profile::Profile::footprint`]).
     pub base_anonymous: u64,
     pub per_heap_mib_anonymous: u64,
+    /// Room in the spans of the program's small objects ([`crate::pacer::Totals::span_slack`]).
+    pub span_slack: u64,
+    /// The size of the reference's own mappings outside the heap with one arena, and what
+    /// each further arena adds ([`Footprint::runtime_mapped`]).
+    pub runtime_mapped_line: (u64, u64),
 }
 
 /// `Sys - HeapSys` of the reference program, median per heap size over every run of `cargo
@@ -144,6 +154,20 @@ impl Footprint {
             20 | 21 => (479 * KIB, 17_730),
             _ => (727 * KIB, 1_216),
         };
+        // The reference read by `memspike exec` at its cycles' ends (`-limit 48MiB, 128MiB and
+        // 200MiB -spike 0.3 -chunk 64KiB`, 5 runs each; every cycle after the first, whose
+        // metadata the runtime is still mapping): one figure per arena count, or 256 KiB more
+        // (one more chunk of the runtime's persistent allocator) in some runs. go1.19's heap
+        // metadata is 2,116 KiB an arena (the bitmap: 2 MiB), go1.21's 1,108 KiB.
+        let runtime_mapped_line = match release.minor() {
+            ..=19 => (8_688 * KIB, 2_116 * KIB),
+            // go1.20 as its mapped curve: go1.19's base, go1.21's steps (not measured).
+            20 => (8_688 * KIB, 1_108 * KIB),
+            21 => (3_560 * KIB, 1_108 * KIB),
+            22..=24 => (2_520 * KIB, 68 * KIB),
+            // go1.25.5 read 3,932 KiB, go1.27.3 3,940.
+            _ => (3_940 * KIB, 72 * KIB),
+        };
         Footprint {
             mapped_points,
             per_heap_mib_mapped,
@@ -152,6 +176,8 @@ impl Footprint {
             mapped_offset: 0,
             base_anonymous,
             per_heap_mib_anonymous,
+            runtime_mapped_line,
+            span_slack: SPAN_SLACK,
         }
     }
 
@@ -184,6 +210,14 @@ impl Footprint {
     pub fn mapped(&self, heap_mapped: u64) -> u64 {
         self.reference_mapped(heap_mapped)
             .saturating_add_signed(self.mapped_offset)
+    }
+
+    /// The size of the reference's own mappings outside its heap when the heap reaches into
+    /// `arenas` arenas, as [`crate::trace::go::Resident::runtime_mapped_bytes`] reads a
+    /// program's: what a calibrated program's mapped difference is read against.
+    pub fn runtime_mapped(&self, arenas: u32) -> u64 {
+        let (base, per_arena) = self.runtime_mapped_line;
+        base + per_arena * u64::from(arenas.saturating_sub(1))
     }
 
     /// [`Footprint::mapped`] before any shift.

@@ -157,6 +157,10 @@ pub struct Totals {
     pub released: u64,
     /// Mapped and ready memory outside the heap: stacks, metadata, the runtime's own.
     pub non_heap: u64,
+    /// In the heap's spans but in no object: the room a program's small objects leave in the
+    /// spans that hold them (`HeapInuse - HeapAlloc` before the experiment's slabs). The
+    /// memory limit counts it with the memory outside the heap.
+    pub span_slack: u64,
     /// Cycles completed (`NumGC`): the sweep distance holds only once one has.
     pub cycles: u32,
 }
@@ -180,6 +184,7 @@ impl Totals {
             mapped: allocated + free + released,
             released,
             non_heap,
+            span_slack: 0,
             cycles,
         }
     }
@@ -187,7 +192,7 @@ impl Totals {
     /// Memory the runtime holds ready for use (`mappedReady` = Sys - HeapReleased): what the
     /// soft memory limit counts.
     pub fn mapped_ready(&self) -> u64 {
-        (self.mapped - self.released) + self.non_heap
+        (self.mapped - self.released) + self.non_heap + self.span_slack
     }
 }
 

@@ -36,6 +36,14 @@ pub struct Profile {
     /// in older reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outside_anonymous_bytes: Option<u64>,
+    /// The size of the runtime's own mappings outside the heap, touched or not (what a
+    /// memory limit counts: [`crate::trace::go::Resident::runtime_mapped_bytes`]), at a
+    /// cycle after the first, and the arenas the heap reached into then; absent in older
+    /// reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside_mapped_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_heap_arenas: Option<u32>,
     /// Scannable stacks and globals at its last traced cycle (the goal counts them).
     pub stacks_bytes: u64,
     pub globals_bytes: u64,
@@ -61,16 +69,26 @@ impl Profile {
     /// that it meets this program's measurement.
     ///
     /// What the runtime maps outside the heap (what a memory limit counts) moves by the
-    /// program's difference in the runtime's own resident memory, where it was read
-    /// (`outside_anonymous_bytes`); the group's charge holds the kernel's share too (page
-    /// tables, kernel stacks: a larger binary, more threads), which no memory limit counts.
+    /// program's difference in the size of those mappings, where it was read
+    /// (`outside_mapped_bytes`): memory mapped and not yet touched counts as much as the
+    /// rest (go1.19 maps its heap bitmap whole). In older reports, by its difference in the
+    /// runtime's own resident memory (`outside_anonymous_bytes`), or else in the group's
+    /// charge, which holds the kernel's share too (page tables, kernel stacks: a larger
+    /// binary, more threads), which no memory limit counts.
     pub fn footprint(&self, release: Release) -> Footprint {
         let reference = Footprint::of(release);
         let at = self.at_heap_bytes;
         let charged = self.outside_heap_bytes as i64 - reference.resident(at) as i64;
+        let anonymous = || {
+            self.outside_anonymous_bytes
+                .map(|anon| anon as i64 - reference.anonymous(at) as i64)
+        };
         let mapped = self
-            .outside_anonymous_bytes
-            .map_or(charged, |anon| anon as i64 - reference.anonymous(at) as i64);
+            .outside_mapped_bytes
+            .zip(self.at_heap_arenas)
+            .map(|(outside, arenas)| outside as i64 - reference.runtime_mapped(arenas) as i64)
+            .or_else(anonymous)
+            .unwrap_or(charged);
         reference.shifted_by(charged, mapped)
     }
 }
@@ -116,6 +134,8 @@ mod tests {
             outside_heap_bytes: outside,
             at_heap_bytes: at_heap,
             outside_anonymous_bytes: None,
+            outside_mapped_bytes: None,
+            at_heap_arenas: None,
             stacks_bytes: 0,
             globals_bytes: 0,
             start_heap_bytes: 0,
@@ -166,12 +186,23 @@ mod tests {
         // runtime maps moves by its difference there, not by the charge's: 3 MiB more charged,
         // of which 1 MiB is the runtime's own, the rest the kernel's (a memory limit counts
         // none of that).
-        let read = Profile {
+        let anonymous = Profile {
             outside_anonymous_bytes: Some(reference.anonymous(at) + MIB),
             ..profile(reference.resident(at) + 3 * MIB, at)
-        }
-        .footprint(r);
+        };
+        let read = anonymous.footprint(r);
         assert_eq!(read.resident(at), reference.resident(at) + 3 * MIB);
         assert_eq!(read.mapped(140 * MIB), reference.mapped(140 * MIB) + MIB);
+        // Where the size of the runtime's mappings outside the heap was read, that decides:
+        // 2 MiB more than the reference's at the same heap (mapped, mostly untouched: the
+        // anonymous reading saw 1 MiB of it).
+        let sized = Profile {
+            outside_mapped_bytes: Some(reference.runtime_mapped(2) + 2 * MIB),
+            at_heap_arenas: Some(2),
+            ..anonymous
+        }
+        .footprint(r);
+        assert_eq!(sized.resident(at), reference.resident(at) + 3 * MIB);
+        assert_eq!(sized.mapped(140 * MIB), reference.mapped(140 * MIB) + 2 * MIB);
     }
 }

@@ -259,7 +259,10 @@ impl<M: Memory> Runtime<M> {
     }
 
     fn totals(&self) -> Totals {
-        self.heap.totals(self.non_heap(), self.num_gc)
+        Totals {
+            span_slack: self.footprint.span_slack,
+            ..self.heap.totals(self.non_heap(), self.num_gc)
+        }
     }
 
     fn pace(&self) -> Pace {

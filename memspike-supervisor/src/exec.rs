@@ -580,6 +580,8 @@ fn relay(
                         group,
                         heap_resident_bytes: resident.map(|r| r.heap_bytes),
                         anonymous_bytes: resident.map(|r| r.anonymous_bytes),
+                        runtime_mapped_bytes: resident.map(|r| r.runtime_mapped_bytes),
+                        heap_arenas: resident.map(|r| r.heap_arenas),
                     });
                     relayed.runtime = Some(tracer.name());
                 }
@@ -628,6 +630,7 @@ impl CycleEnds {
             return (before, None);
         }
         let after = self.group.as_mut().map(Sampler::read);
+        tracing::debug!(?before, ?heap, ?after, "a cycle's end");
         let usage = |r: Option<Reading>| r.and_then(|r| r.usage_bytes);
         match (usage(before), usage(after)) {
             (Some(b), Some(a)) if a + CHARGE_BATCH >= b => (after, heap),

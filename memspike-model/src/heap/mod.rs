@@ -425,6 +425,7 @@ impl<M: Memory> Heap<M> {
             mapped: self.mapped(),
             released: self.released(),
             non_heap,
+            span_slack: 0,
             cycles,
         }
     }

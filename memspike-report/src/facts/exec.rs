@@ -144,6 +144,12 @@ pub struct TimedCycle {
     /// Its anonymous memory, read with them (every mapping's `Anonymous`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anonymous_bytes: Option<u64>,
+    /// The size of the runtime's own mappings outside the heap, and the arenas the heap's
+    /// reach into, read with them ([`memspike_model::trace::go::Resident`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_mapped_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heap_arenas: Option<u32>,
 }
 
 #[cfg(test)]
@@ -157,6 +163,8 @@ mod tests {
         let timed = TimedCycle {
             heap_resident_bytes: None,
             anonymous_bytes: None,
+            runtime_mapped_bytes: None,
+            heap_arenas: None,
             read_ms: 12.5,
             group: None,
             cycle: RuntimeCycle {
