@@ -573,15 +573,16 @@ fn relay(
             }
             match tracer.parse_line(text.trim_end()) {
                 Some(cycle) => {
-                    let (group, resident) = ended.unwrap_or_else(|| ends.read());
+                    let end = ended.unwrap_or_else(|| ends.read());
+                    let with_group = end.smaps.filter(|_| end.paired);
                     relayed.cycles.push(TimedCycle {
                         read_ms: started.elapsed().as_secs_f64() * 1e3,
                         cycle,
-                        group,
-                        heap_resident_bytes: resident.map(|r| r.heap_bytes),
-                        anonymous_bytes: resident.map(|r| r.anonymous_bytes),
-                        runtime_mapped_bytes: resident.map(|r| r.runtime_mapped_bytes),
-                        heap_arenas: resident.map(|r| r.heap_arenas),
+                        group: end.group,
+                        heap_resident_bytes: with_group.map(|r| r.heap_bytes),
+                        anonymous_bytes: with_group.map(|r| r.anonymous_bytes),
+                        runtime_mapped_bytes: end.smaps.map(|r| r.runtime_mapped_bytes),
+                        heap_arenas: end.smaps.map(|r| r.heap_arenas),
                     });
                     relayed.runtime = Some(tracer.name());
                 }
@@ -595,9 +596,9 @@ fn relay(
     Relay { read, done }
 }
 
-/// What the relay reads as a cycle ends, at once: the group, and a Go program's heap's
-/// resident pages (its arenas in `/proc/PID/smaps`), which `memspike exec`'s profile sets
-/// against the group's charge read at the same moment.
+/// What the relay reads as a cycle ends, at once: the group, and a Go program's smaps (its
+/// heap's resident pages, which `memspike exec`'s profile sets against the group's charge read
+/// at the same moment, and the size of the runtime's mappings).
 #[derive(Default)]
 struct CycleEnds {
     group: Option<Sampler>,
@@ -609,15 +610,26 @@ struct CycleEnds {
 /// How many cycles of a Go program have their heap's resident pages read.
 const HEAP_READINGS: u32 = 256;
 
+/// What was read at one cycle's end.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct CycleEnd {
+    group: Option<Reading>,
+    /// The Go program's smaps, where read.
+    smaps: Option<trace::go::Resident>,
+    /// Whether `group` was read with the smaps, the group not shrinking meanwhile: only then
+    /// may the heap's resident pages be set against the group's charge.
+    paired: bool,
+}
+
 impl CycleEnds {
-    /// The group, the heap, and the group again. Pages the program writes meanwhile (it runs
+    /// The group, the smaps, and the group again. Pages the program writes meanwhile (it runs
     /// on while a cycle's own line is read) are charged but not counted as heap, so the
     /// second reading errs high, never low, and the profile's smallest is one read with the
     /// world stopped. A group that shrank meanwhile (the program exiting, or returning memory)
-    /// gives no heap: its first reading stands alone.
-    fn read(&mut self) -> (Option<Reading>, Option<trace::go::Resident>) {
+    /// is not paired with the smaps: its first reading stands alone.
+    fn read(&mut self) -> CycleEnd {
         let before = self.group.as_mut().map(Sampler::read);
-        let heap = match &mut self.go_heap_of {
+        let smaps = match &mut self.go_heap_of {
             Some((smaps, left)) if *left > 0 => {
                 *left -= 1;
                 std::fs::read_to_string(smaps)
@@ -626,15 +638,23 @@ impl CycleEnds {
             }
             _ => None,
         };
-        if heap.is_none() {
-            return (before, None);
+        let unpaired = CycleEnd {
+            group: before,
+            smaps,
+            paired: false,
+        };
+        if smaps.is_none() {
+            return unpaired;
         }
         let after = self.group.as_mut().map(Sampler::read);
-        tracing::debug!(?before, ?heap, ?after, "a cycle's end");
         let usage = |r: Option<Reading>| r.and_then(|r| r.usage_bytes);
         match (usage(before), usage(after)) {
-            (Some(b), Some(a)) if a + CHARGE_BATCH >= b => (after, heap),
-            _ => (before, None),
+            (Some(b), Some(a)) if a + CHARGE_BATCH >= b => CycleEnd {
+                group: after,
+                smaps,
+                paired: true,
+            },
+            _ => unpaired,
         }
     }
 }
@@ -805,16 +825,53 @@ mod tests {
             group: Sampler::open(dir.path(), memspike_cgroup::Version::V1).ok(),
             go_heap_of: Some((smaps, 2)),
         };
-        let (group, heap) = ends.read();
-        assert_eq!(group.and_then(|g| g.usage_bytes), Some(50_000_000));
-        assert_eq!(heap.map(|r| r.heap_bytes), Some(33_332 * 1024));
-        assert!(ends.read().1.is_some());
-        assert_eq!(ends.read().1, None, "two readings were allowed");
+        let end = ends.read();
+        assert_eq!(end.group.and_then(|g| g.usage_bytes), Some(50_000_000));
+        assert_eq!(end.smaps.map(|r| r.heap_bytes), Some(33_332 * 1024));
+        assert!(end.paired);
+        assert!(ends.read().smaps.is_some());
+        assert_eq!(ends.read().smaps, None, "two readings were allowed");
         let mut gone = CycleEnds {
             group: None,
             go_heap_of: Some((dir.path().join("no-such-smaps"), 5)),
         };
-        assert_eq!(gone.read(), (None, None));
+        assert_eq!(gone.read(), CycleEnd::default());
+    }
+
+    /// Regression (issue 18): a group that shrank while the smaps was read (the program
+    /// exiting after its last cycle, net/http's reference at its calibration cell) left the
+    /// cycle with no reading at all; the size of the runtime's mappings does not depend on
+    /// the group, and is kept. The smaps is a pipe: the group shrinks once it is being read.
+    #[test]
+    fn a_group_that_shrinks_keeps_the_runtimes_mappings_but_not_the_heaps_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let usage = dir.path().join("memory.usage_in_bytes");
+        std::fs::write(&usage, "50000000\n").unwrap();
+        std::fs::write(dir.path().join("memory.stat"), "cache 0\nrss 0\n").unwrap();
+        let smaps = dir.path().join("smaps");
+        nix::unistd::mkfifo(&smaps, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../memspike-model/src/trace/testdata/go1.19.smaps");
+        let writer = {
+            let (smaps, usage) = (smaps.clone(), usage.clone());
+            std::thread::spawn(move || {
+                // Opening a pipe for writing waits for its reader.
+                let mut pipe = std::fs::OpenOptions::new().write(true).open(smaps)?;
+                std::fs::write(usage, "20000000\n")?;
+                pipe.write_all(&std::fs::read(fixture)?)
+            })
+        };
+        let mut ends = CycleEnds {
+            group: Sampler::open(dir.path(), memspike_cgroup::Version::V1).ok(),
+            go_heap_of: Some((smaps, 1)),
+        };
+        let end = ends.read();
+        writer.join().unwrap().unwrap();
+        assert!(!end.paired);
+        assert_eq!(end.group.and_then(|g| g.usage_bytes), Some(50_000_000));
+        let read = end.smaps.expect("the smaps, read");
+        assert_eq!(read.heap_arenas, 1);
+        assert!(read.runtime_mapped_bytes > 8 << 20, "{read:?}");
     }
 
     /// Regression (issue 20): Debian's Node 18 follows "JavaScript heap out of memory" with a

@@ -26,7 +26,7 @@ mod table;
 mod toolchain;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -139,12 +139,7 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
     let kind = match &opts.program {
         Some(path) => {
             let version = toolchain::program_version(path)?;
-            // Copied where the unprivileged user memspike runs it as can reach it.
-            let copy = bin_dir.join(format!("program-{version}"));
-            fs::copy(path, &copy)
-                .with_context(|| format!("copying {} to {}", path.display(), copy.display()))?;
-            fs::set_permissions(&copy, fs::Permissions::from_mode(0o755))
-                .with_context(|| format!("making {} runnable", copy.display()))?;
+            let copy = stage_program(path, &bin_dir.join(format!("program-{version}")))?;
             programs.push((version, copy));
             "program"
         }
@@ -294,6 +289,25 @@ struct Setup<'a> {
     rejudge: bool,
 }
 
+/// Copies a `--program` to `copy`, where the unprivileged user memspike runs it as can reach
+/// it; a program given as its own copy (a rerun's `--program target/fidelity/bin/...`) stays
+/// as it is.
+fn stage_program(path: &Path, copy: &Path) -> Result<PathBuf> {
+    let same = |a: &Path, b: &Path| -> bool {
+        match (fs::metadata(a), fs::metadata(b)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
+    };
+    if !same(path, copy) {
+        fs::copy(path, copy)
+            .with_context(|| format!("copying {} to {}", path.display(), copy.display()))?;
+    }
+    fs::set_permissions(copy, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} runnable", copy.display()))?;
+    Ok(copy.to_path_buf())
+}
+
 /// Records `program`'s runtime profile: one `memspike exec --report DIR` run of it with `args`;
 /// the report's path.
 fn calibrate(memspike: &Path, program: &Path, args: &[&str], dir: &Path) -> Result<PathBuf> {
@@ -318,17 +332,19 @@ fn calibrate(memspike: &Path, program: &Path, args: &[&str], dir: &Path) -> Resu
             report.display()
         );
     }
+    let profile = &json["runtime_profile"];
+    let mib = |key: &str| profile[key].as_f64().map(|b| b / f64::from(1 << 20));
+    let mapped = match (mib("outside_mapped_bytes"), profile["at_heap_arenas"].as_u64()) {
+        (Some(outside), Some(arenas)) => {
+            format!(", the runtime's own mappings {outside:.2} MiB at {arenas} arenas")
+        }
+        _ => String::new(),
+    };
     progress::say(format!(
-        "calibrated from {}: {} MiB outside a {} MiB heap",
+        "calibrated from {}: {:.2} MiB charged outside a {:.1} MiB heap{mapped}",
         report.display(),
-        json["runtime_profile"]["outside_heap_bytes"]
-            .as_u64()
-            .unwrap_or(0)
-            >> 20,
-        json["runtime_profile"]["at_heap_bytes"]
-            .as_u64()
-            .unwrap_or(0)
-            >> 20
+        mib("outside_heap_bytes").unwrap_or(0.0),
+        mib("at_heap_bytes").unwrap_or(0.0),
     ));
     Ok(report)
 }
@@ -553,6 +569,21 @@ fn progress_line(runtime: &str, n: usize, total: usize, judged: &Judged) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: `--program` given as the harness's own copy of it (to rejudge a program
+    /// run earlier) copied the file onto itself, which left it empty.
+    #[test]
+    fn a_program_given_as_its_own_copy_is_left_whole() {
+        let dir = scratch("stage-program");
+        fs::create_dir_all(&dir).unwrap();
+        let program = dir.join("program-go1.21.13");
+        fs::write(&program, b"\x7fELF and the rest").unwrap();
+        let staged = stage_program(&program, &program).unwrap();
+        assert_eq!(fs::read(&staged).unwrap(), b"\x7fELF and the rest");
+        let elsewhere = dir.join("copy");
+        stage_program(&program, &elsewhere).unwrap();
+        assert_eq!(fs::read(&elsewhere).unwrap(), b"\x7fELF and the rest");
+    }
     use clap::Parser;
     use std::path::PathBuf;
 
