@@ -1446,6 +1446,34 @@ mod tests {
         assert_eq!(read(35, None), None, "less charged than in use: no reading");
     }
 
+    /// Issue 18: the runtime's own mappings are read at a cycle after the first (the first
+    /// maps its collector's metadata as it ends), the one nearest the reference's at as many
+    /// arenas: a reading 256 KiB higher (one more chunk of the persistent allocator) is the
+    /// same memory in another state, and the lower is kept.
+    #[test]
+    fn the_runtimes_mappings_are_read_after_its_first_cycle_nearest_the_reference() {
+        let mut f = go_run(
+            &[(15.0, 4, 2), (45.0, 20, 10), (75.0, 40, 20)],
+            &[(0, 1, 1), (20, 9, 1), (50, 26, 2), (80, 46, 3), (200, 1, 1)],
+        );
+        let reference = Footprint::of(release_of("go1.21.13").unwrap());
+        let read = [
+            (reference.runtime_mapped(1) - (1 << 20), 1),
+            (reference.runtime_mapped(1) + (600 << 10), 1),
+            (reference.runtime_mapped(2) + (344 << 10), 2),
+        ];
+        for (c, (mapped, arenas)) in f.cycles.iter_mut().zip(read) {
+            c.runtime_mapped_bytes = Some(mapped);
+            c.heap_arenas = Some(arenas);
+        }
+        let p = profile(&f).unwrap();
+        assert_eq!(p.outside_mapped_bytes, Some(read[2].0));
+        assert_eq!(p.at_heap_arenas, Some(2));
+        // A run with one cycle has no such reading.
+        f.cycles.truncate(1);
+        assert_eq!(profile(&f).unwrap().outside_mapped_bytes, None);
+    }
+
     #[test]
     fn a_calibration_file_is_an_exec_report_of_a_go_program_with_cycles() {
         let report = |f: ExecFacts| serde_json::to_string(&ExecReport::build(f)).unwrap();
