@@ -77,6 +77,7 @@ fn pacer(c: &mut Criterion) {
         mapped: 56 << 20,
         released: 8 << 20,
         non_heap: 4 << 20,
+        span_slack: 300 << 10,
         cycles: 3,
     };
     c.bench_function("pacer_pace", |b| {

@@ -203,6 +203,9 @@ mod tests {
         }
         .footprint(r);
         assert_eq!(sized.resident(at), reference.resident(at) + 3 * MIB);
-        assert_eq!(sized.mapped(140 * MIB), reference.mapped(140 * MIB) + 2 * MIB);
+        assert_eq!(
+            sized.mapped(140 * MIB),
+            reference.mapped(140 * MIB) + 2 * MIB
+        );
     }
 }

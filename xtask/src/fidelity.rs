@@ -334,7 +334,10 @@ fn calibrate(memspike: &Path, program: &Path, args: &[&str], dir: &Path) -> Resu
     }
     let profile = &json["runtime_profile"];
     let mib = |key: &str| profile[key].as_f64().map(|b| b / f64::from(1 << 20));
-    let mapped = match (mib("outside_mapped_bytes"), profile["at_heap_arenas"].as_u64()) {
+    let mapped = match (
+        mib("outside_mapped_bytes"),
+        profile["at_heap_arenas"].as_u64(),
+    ) {
         (Some(outside), Some(arenas)) => {
             format!(", the runtime's own mappings {outside:.2} MiB at {arenas} arenas")
         }

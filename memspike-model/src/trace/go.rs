@@ -237,8 +237,14 @@ pub fn resident(smaps: &str) -> Option<Resident> {
     }
     // The heap runs from HEAP_FROM up to the widest gap above it, below the kernel's half
     // (where the vsyscall page is).
-    let above = mappings.iter().position(|m| m.start >= HEAP_FROM).unwrap_or(mappings.len());
-    let user = mappings.iter().position(|m| m.start >= USER_TOP).unwrap_or(mappings.len());
+    let above = mappings
+        .iter()
+        .position(|m| m.start >= HEAP_FROM)
+        .unwrap_or(mappings.len());
+    let user = mappings
+        .iter()
+        .position(|m| m.start >= USER_TOP)
+        .unwrap_or(mappings.len());
     let heap_below = mappings[above..user.max(above)]
         .windows(2)
         .max_by_key(|w| w[1].start.saturating_sub(w[0].end))
@@ -1169,7 +1175,11 @@ mod tests {
     fn the_runtime_mapped_outside_the_heap_is_sys_less_heap_sys() {
         for (smaps, sys_less_heap_sys, heap_sys) in [
             (include_str!("testdata/go1.19.smaps"), 9_157_648, 33_292_288),
-            (include_str!("testdata/catalogue-go1.21.smaps"), 4_270_060, 37_388_288),
+            (
+                include_str!("testdata/catalogue-go1.21.smaps"),
+                4_270_060,
+                37_388_288,
+            ),
         ] {
             let r = resident(smaps).expect("a Go program's smaps");
             let in_heap = r.heap_mapped_bytes - heap_sys;
@@ -1189,7 +1199,9 @@ mod tests {
     #[test]
     fn the_heap_ends_at_the_widest_gap_wherever_the_kernel_maps() {
         let mapping = |start: u64, end: u64, permissions: &str, path: &str| {
-            format!("{start:x}-{end:x} {permissions} 00000000 00:00 0 {path}\nRss: 4 kB\nVmFlags: rd\n")
+            format!(
+                "{start:x}-{end:x} {permissions} 00000000 00:00 0 {path}\nRss: 4 kB\nVmFlags: rd\n"
+            )
         };
         let smaps = [
             mapping(0x40_0000, 0x60_0000, "r-xp", "/bin/prog"),
@@ -1197,7 +1209,12 @@ mod tests {
             mapping(0x574_b840_0000, 0x574_bc00_0000, "---p", ""),
             mapping(0x7eff_0000_0000, 0x7eff_0210_0000, "rw-p", ""),
             mapping(0x7ffc_0000_0000, 0x7ffc_0002_1000, "rw-p", "[stack]"),
-            mapping(0xffff_ffff_ff60_0000, 0xffff_ffff_ff60_1000, "--xp", "[vsyscall]"),
+            mapping(
+                0xffff_ffff_ff60_0000,
+                0xffff_ffff_ff60_1000,
+                "--xp",
+                "[vsyscall]",
+            ),
         ]
         .concat();
         let read = resident(&smaps).expect("a heap");
