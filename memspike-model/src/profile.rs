@@ -47,7 +47,8 @@ pub struct Profile {
     /// Scannable stacks and globals at its last traced cycle (the goal counts them).
     pub stacks_bytes: u64,
     pub globals_bytes: u64,
-    /// What its first traced cycle left live: the heap the program holds before its work.
+    /// What its first traced cycle left live: at most the heap the program holds before its
+    /// work (all of it, where the program collected before it began; recorded, not used).
     pub start_heap_bytes: u64,
     /// Bytes allocated per second between its first and last traced cycles, when it ran two.
     pub alloc_rate: Option<u64>,

@@ -173,7 +173,6 @@ pub struct Resident {
 }
 
 /// One mapping of `/proc/PID/smaps`, as [`resident`] needs it.
-#[derive(Default)]
 struct Mapping {
     start: u64,
     end: u64,
@@ -181,6 +180,7 @@ struct Mapping {
     anonymous_rw: bool,
     /// Anonymous and inaccessible, one page: a thread stack's guard.
     guard: bool,
+    /// Where the heap lies ([`HEAP_FROM`]), once every mapping has been read.
     heap: bool,
     rss: u64,
 }
