@@ -31,6 +31,12 @@ pub struct Profile {
     /// curve so within about half a MiB whatever the size of the pieces it allocates.
     pub outside_heap_bytes: u64,
     pub at_heap_bytes: u64,
+    /// How much higher, against the reference's curve at each one's heap, the charge beyond
+    /// the heap read at its other cycles: the calibration's own uncertainty (a runtime not yet
+    /// grown to its size at its first cycles, threads started later), which the prediction
+    /// draws over ([`crate::predict`]); absent in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside_heap_range_bytes: Option<u64>,
     /// The process's anonymous memory beyond its heap's resident pages at that cycle: the
     /// runtime's own memory outside the heap, without the kernel's share of the charge; absent
     /// in older reports.
@@ -44,6 +50,13 @@ pub struct Profile {
     pub outside_mapped_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_heap_arenas: Option<u32>,
+    /// The heap the program holds of its own, the collector's least scan of the heap over
+    /// its cycles (the pacer's heap scan work): its objects that hold pointers, which the
+    /// simulation holds live from the start. A lower bound: objects without pointers (byte
+    /// slices, strings' bytes) are not scanned, nor are the experiment's slabs. Absent in
+    /// older reports, and where the trace gave no scan work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_heap_bytes: Option<u64>,
     /// Scannable stacks and globals at its last traced cycle (the goal counts them).
     pub stacks_bytes: u64,
     pub globals_bytes: u64,
@@ -135,8 +148,10 @@ mod tests {
             outside_heap_bytes: outside,
             at_heap_bytes: at_heap,
             outside_anonymous_bytes: None,
+            outside_heap_range_bytes: None,
             outside_mapped_bytes: None,
             at_heap_arenas: None,
+            own_heap_bytes: None,
             stacks_bytes: 0,
             globals_bytes: 0,
             start_heap_bytes: 0,

@@ -210,6 +210,11 @@ impl<M: Memory> Runtime<M> {
             config,
         };
         rt.grow_footprint();
+        if let Some(own) = rt.config.profile.as_ref().and_then(|p| p.own_heap_bytes) {
+            // A heap of its own beyond the heap's address space (four times the limit, at
+            // least 1 GiB) cannot be held: the program would not start under that limit.
+            let _ = rt.heap.hold_own(own);
+        }
         rt
     }
 

@@ -401,8 +401,10 @@ fn a_calibrated_profile_moves_the_goal_and_the_memory_limit() {
         outside_heap_bytes: outside,
         at_heap_bytes: 4 * MIB,
         outside_anonymous_bytes: None,
+        outside_heap_range_bytes: None,
         outside_mapped_bytes: None,
         at_heap_arenas: None,
+        own_heap_bytes: None,
         stacks_bytes: 0,
         globals_bytes: globals,
         start_heap_bytes: 0,
@@ -437,4 +439,24 @@ fn a_calibrated_profile_moves_the_goal_and_the_memory_limit() {
     let light = next_gc_after_spike(None, limited.clone()).unwrap();
     let heavy = next_gc_after_spike(Some(profile(0, 24 * MIB)), limited).unwrap();
     assert!(heavy + 16 * MIB < light, "{heavy} vs {light}");
+
+    // A heap of its own, 8 MiB held from the start: the seed's spike fills what is left of
+    // its 32 MiB, and what the spike's cycle marked (the own heap and the slab) is what the
+    // reference's slab alone was: the same goal. Dropped and collected, only the own heap
+    // stays live; the slab the remainder may reuse is 8 MiB smaller.
+    let own = Profile {
+        own_heap_bytes: Some(8 * MIB),
+        ..profile(0, 2 * MIB)
+    };
+    let mut e = experiment(builtin::seed(0.5, None), 64 * MIB, Policy::default());
+    e.profile = Some(own);
+    let events = run(&e);
+    let spike = end_of(&events, "spike").heap;
+    assert_eq!(spike.live, 32 * MIB, "{spike:?}");
+    let mut plain = experiment(builtin::seed(0.5, None), 64 * MIB, Policy::default());
+    plain.profile = Some(profile(0, 2 * MIB));
+    let plain_spike = end_of(&run(&plain), "spike").heap;
+    assert_eq!(spike.next_gc, plain_spike.next_gc);
+    let remainder = end_of(&events, "remainder").heap;
+    assert!(remainder.live >= 8 * MIB + 32 * MIB, "{remainder:?}");
 }

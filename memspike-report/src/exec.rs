@@ -156,7 +156,7 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
         .collect();
     let ((first, _), (last, last_go)) = (cycles.first()?, cycles.last()?);
     let samples = f.timeline.samples.split_last()?.1;
-    let (outside_heap_bytes, at_heap_bytes, outside_anonymous_bytes) = cycles
+    let readings: Vec<(u64, u64, Option<u64>)> = cycles
         .iter()
         .filter_map(|(c, go)| {
             let r = match c.group {
@@ -178,12 +178,26 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
                 .and_then(|(anon, heap)| anon.checked_sub(heap));
             Some((outside, go.heap_end_bytes, anonymous))
         })
-        .min_by_key(|(outside, ..)| *outside)?;
+        .collect();
+    let &(outside_heap_bytes, at_heap_bytes, outside_anonymous_bytes) =
+        readings.iter().min_by_key(|(outside, ..)| *outside)?;
+    // How much more the other cycles read, each against the reference's curve at its heap: a
+    // runtime not yet grown to its size (the first cycles), threads started later; what the
+    // prediction draws over.
+    let reference = Footprint::of(release);
+    let beyond = |outside: u64, heap: u64| outside as i64 - reference.resident(heap) as i64;
+    let outside_heap_range_bytes = readings
+        .iter()
+        .map(|&(outside, heap, _)| beyond(outside, heap))
+        .max()
+        .map(|most| {
+            most.saturating_sub(beyond(outside_heap_bytes, at_heap_bytes))
+                .max(0) as u64
+        });
     // What the runtime maps outside the heap, read at a cycle after the first (during the
     // first, it is still mapping its collector's metadata: up to 0.6 MiB less): the one
     // nearest the reference's at as many arenas (the runtime's persistent allocator maps
     // 256 KiB more in some runs than in others, the reference's alike).
-    let reference = Footprint::of(release);
     let mapped = cycles
         .iter()
         .skip(1)
@@ -230,8 +244,13 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
         outside_heap_bytes,
         at_heap_bytes,
         outside_anonymous_bytes,
+        outside_heap_range_bytes,
         outside_mapped_bytes: mapped.map(|(outside, _)| outside),
         at_heap_arenas: mapped.map(|(_, arenas)| arenas),
+        own_heap_bytes: cycles
+            .iter()
+            .filter_map(|(_, go)| go.scan_work.map(|w| w.heap_bytes))
+            .min(),
         stacks_bytes: roots.stacks_bytes,
         globals_bytes: roots.globals_bytes,
         start_heap_bytes: first.cycle.heap_live_bytes,
@@ -1472,6 +1491,28 @@ mod tests {
         // A run with one cycle has no such reading.
         f.cycles.truncate(1);
         assert_eq!(profile(&f).unwrap().outside_mapped_bytes, None);
+    }
+
+    /// Issue 18: the program's own heap is the collector's least scan of the heap: the
+    /// experiment's byte slabs hold no pointers and are not scanned; a trace without scan
+    /// work gives none.
+    #[test]
+    fn the_own_heap_is_the_least_heap_scan_work() {
+        let mut f = go_run(
+            &[(15.0, 40, 39), (45.0, 60, 30)],
+            &[(0, 1, 1), (20, 41, 1), (50, 61, 2), (200, 1, 1)],
+        );
+        assert_eq!(profile(&f).unwrap().own_heap_bytes, None);
+        for (c, heap) in f.cycles.iter_mut().zip([845_624, 857_720]) {
+            if let Some(go) = c.cycle.go.as_mut() {
+                go.scan_work = Some(ScanWork {
+                    heap_bytes: heap,
+                    stacks_bytes: 42_640,
+                    globals_bytes: 224_496,
+                });
+            }
+        }
+        assert_eq!(profile(&f).unwrap().own_heap_bytes, Some(845_624));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! `GODEBUG=gctrace=1`) is asked to print it, and its cycles join the timeline.
 
 use std::{
+    collections::BTreeSet,
     ffi::OsString,
     io::{self, BufRead, BufReader, Read, Write},
     os::fd::{AsFd, OwnedFd},
@@ -273,7 +274,9 @@ fn run_in(
         args: &config.command[1..],
         env: &lookup,
     };
-    if let Some(warning) = tracer.warning(&invocation, config.limit) {
+    if let Some(warning) = tracer.warning(&invocation, config.limit)
+        && first_time(&warning)
+    {
         tracing::warn!("{warning}");
     }
     let native = match tracer.runtime() {
@@ -281,9 +284,12 @@ fn run_in(
         _ => NativeTracking::Off,
     };
     if let NativeTracking::Closed(why) = native {
-        tracing::warn!(
+        let warning = format!(
             "Native Memory Tracking is on, but memspike will not ask the JVM for it: {why}"
         );
+        if first_time(&warning) {
+            tracing::warn!("{warning}");
+        }
     }
     // Where the command's stdout goes; it is read, and passed on there, when the runtime
     // traces on it (V8).
@@ -296,11 +302,14 @@ fn run_in(
     let gogc = gogc_from_env(value_of(&env, "GOGC").as_deref());
     let leading = tracer.leading_args(&config.command[1..]);
     if !leading.is_empty() {
-        tracing::info!(
+        let note = format!(
             "{} gets {} ahead of its arguments: its runtime's trace",
             config.command[0],
             leading.join(" ")
         );
+        if first_time(&note) {
+            tracing::info!("{note}");
+        }
     }
     let mut cmd = Command::new(program);
     cmd.args(&leading)
@@ -574,6 +583,7 @@ fn relay(
             match tracer.parse_line(text.trim_end()) {
                 Some(cycle) => {
                     let end = ended.unwrap_or_else(|| ends.read());
+                    tracing::debug!(?end, "read at a cycle's end");
                     let with_group = end.smaps.filter(|_| end.paired);
                     relayed.cycles.push(TimedCycle {
                         read_ms: started.elapsed().as_secs_f64() * 1e3,
@@ -594,6 +604,16 @@ fn relay(
         let _ = tell.send(());
     });
     Relay { read, done }
+}
+
+/// Whether this memspike has not said `message` yet (and from now on, it has): `compare` and
+/// `threshold` run one command many times, and what is said of the command before each run is
+/// the same each time.
+fn first_time(message: &str) -> bool {
+    static SAID: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    SAID.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(message.to_owned())
 }
 
 /// What the relay reads as a cycle ends, at once: the group, and a Go program's smaps (its
@@ -836,6 +856,17 @@ mod tests {
             go_heap_of: Some((dir.path().join("no-such-smaps"), 5)),
         };
         assert_eq!(gone.read(), CycleEnd::default());
+    }
+
+    /// Regression (issue 20): `compare --runs 2 -- java -Xmx…` warned of the heap maximum
+    /// before each run, the same words each time.
+    #[test]
+    fn a_warning_is_said_once_per_memspike() {
+        let heap =
+            "the JVM's heap maximum -Xmx256m (256.0 MiB) is above the group's limit (a test)";
+        assert!(first_time(heap));
+        assert!(!first_time(heap));
+        assert!(first_time("another warning (a test)"));
     }
 
     /// Regression (issue 18): a group that shrank while the smaps was read (the program

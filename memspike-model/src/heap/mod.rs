@@ -237,6 +237,19 @@ impl<M: Memory> Heap<M> {
         Ok(placed.allocation)
     }
 
+    /// Places and writes the program's own heap: `bytes` it holds from its start and never
+    /// drops (a calibrated program's, [`crate::profile::Profile::own_heap_bytes`]). Live at
+    /// every cycle, resident, and counted in what the heap holds, but no slab of the
+    /// program's: nothing releases it.
+    pub fn hold_own(&mut self, bytes: u64) -> Result<(), HeapError> {
+        let placed = self.place(bytes)?;
+        self.populate(&placed);
+        if let Some(slab) = self.live.remove(&placed.allocation.id) {
+            self.totals.requested -= slab.bytes;
+        }
+        Ok(())
+    }
+
     /// Takes the pages for a slab of `bytes` (the bookkeeping of an allocation) without touching
     /// them yet: the runtime may scavenge other pages before the program writes these
     /// ([`Heap::populate`]).
@@ -463,6 +476,23 @@ mod tests {
         assert_eq!(h.mapped(), 3 * PAGE_SIZE);
         assert_eq!(h.objects(), 2);
         assert_eq!(h.memory().resident(), 3 * PAGE_SIZE);
+    }
+
+    /// Issue 18: a calibrated program's own heap is held from the start: live and marked at
+    /// every cycle, resident, counted in what the heap holds, and no slab the program drops.
+    #[test]
+    fn the_programs_own_heap_is_live_and_never_released() {
+        let mut h = heap();
+        h.hold_own(MIB + 1).unwrap();
+        let a = h.alloc(2 * MIB).unwrap();
+        assert_eq!((h.slab_count(), h.slab_bytes()), (1, 2 * MIB));
+        assert_eq!(h.heap_alloc(), 3 * MIB + PAGE_SIZE);
+        assert_eq!(h.release_all(), 2 * MIB);
+        assert_eq!(h.release(a.id), None);
+        let s = h.mark_and_sweep();
+        assert_eq!((s.marked, s.swept), (MIB + PAGE_SIZE, 2 * MIB));
+        assert_eq!(h.heap_alloc(), MIB + PAGE_SIZE);
+        assert_eq!(h.memory().resident(), 3 * MIB + PAGE_SIZE);
     }
 
     #[test]
