@@ -214,6 +214,45 @@ mod tests {
         }
     }
 
+    /// Issue 18: a calibrated program whose charge outside the heap read higher at its other
+    /// cycles is drawn there too: the seed with `-gc`, certain to survive as the reading kept
+    /// says, is marginal once that much more is as likely.
+    #[test]
+    fn a_calibrations_range_outside_the_heap_is_drawn() {
+        let gc = Policy {
+            gc_after_release: true,
+            ..Policy::default()
+        };
+        let mut e = seed(32 * MIB, gc, 21);
+        let reference = crate::footprint::Footprint::of(e.runtime);
+        let profile = |range: u64| crate::profile::Profile {
+            command: vec!["prog".into()],
+            go_version: "go1.21.13".into(),
+            release: e.runtime,
+            outside_heap_bytes: reference.resident(8 * MIB),
+            at_heap_bytes: 8 * MIB,
+            outside_heap_range_bytes: Some(range),
+            outside_anonymous_bytes: None,
+            outside_mapped_bytes: None,
+            at_heap_arenas: None,
+            own_heap_bytes: None,
+            stacks_bytes: 0,
+            globals_bytes: 0,
+            start_heap_bytes: 0,
+            alloc_rate: None,
+            gomaxprocs: 2,
+            mark_ms: None,
+            marked_bytes_per_ms: None,
+            cycles: 3,
+        };
+        e.profile = Some(profile(0));
+        let p = predict(&e, DRAWS).unwrap();
+        assert_eq!(p.unanimous(), Some(true), "{p:?}");
+        e.profile = Some(profile(8 * MIB));
+        let p = predict(&e, DRAWS).unwrap();
+        assert!(p.marginal(), "{p:?}");
+    }
+
     /// The same experiment, the same prediction.
     #[test]
     fn predictions_are_deterministic() {

@@ -1493,6 +1493,32 @@ mod tests {
         assert_eq!(profile(&f).unwrap().outside_mapped_bytes, None);
     }
 
+    /// Issue 18: the charge beyond the heap is the smallest reading; how much more the other
+    /// cycles read, each against the reference's curve at its own heap, is the range the
+    /// prediction draws over.
+    #[test]
+    fn the_profile_keeps_the_range_its_cycles_read_above_the_smallest() {
+        let mut f = go_run(
+            &[(15.0, 2, 1), (45.0, 40, 39), (75.0, 72, 30)],
+            &[(0, 1, 1), (20, 41, 1), (50, 61, 2), (80, 75, 2), (200, 1, 1)],
+        );
+        let reference = Footprint::of(release_of("go1.21.13").unwrap());
+        // Beyond the reference's curve: 0.1 MiB at 2 MiB of heap, 0 at 40, 0.6 at 72.
+        let heap = [2u64 << 20, 40 << 20, 72 << 20];
+        let beyond = [100 << 10, 0, 600 << 10];
+        for ((c, heap), beyond) in f.cycles.iter_mut().zip(heap).zip(beyond) {
+            c.heap_resident_bytes = Some(heap);
+            c.group = Some(crate::facts::Reading {
+                usage_bytes: Some(heap + reference.resident(heap) + beyond),
+                anon_bytes: None,
+                file_bytes: Some(0),
+            });
+        }
+        let p = profile(&f).unwrap();
+        assert_eq!(p.at_heap_bytes, 2 << 20, "the smallest charge, at the first cycle");
+        assert_eq!(p.outside_heap_range_bytes, Some(500 << 10));
+    }
+
     /// Issue 18: the program's own heap is the collector's least scan of the heap: the
     /// experiment's byte slabs hold no pointers and are not scanned; a trace without scan
     /// work gives none.
