@@ -359,9 +359,20 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
                 let mut total = size.resolve(limit);
                 if *fill {
                     let held = self.rt.heap().heap_alloc();
+                    let own = self
+                        .rt
+                        .config()
+                        .profile
+                        .as_ref()
+                        .and_then(|p| p.own_heap_bytes);
                     total = total.checked_sub(held).filter(|&t| t > 0).ok_or_else(|| {
+                        let whose = own.map_or_else(String::new, |own| {
+                            format!(
+                                " ({own} of them the calibrated program's own heap: give a larger --limit)"
+                            )
+                        });
                         StepError::Plan(format!(
-                            "step {name:?}: nothing to fill: the heap already holds {held} bytes of the {total} asked for"
+                            "step {name:?}: nothing to fill: the heap already holds {held} bytes of the {total} asked for{whose}"
                         ))
                     })?;
                 }

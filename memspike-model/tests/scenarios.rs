@@ -459,4 +459,27 @@ fn a_calibrated_profile_moves_the_goal_and_the_memory_limit() {
     assert_eq!(spike.next_gc, plain_spike.next_gc);
     let remainder = end_of(&events, "remainder").heap;
     assert!(remainder.live >= 8 * MIB + 32 * MIB, "{remainder:?}");
+
+    // An own heap above what the spike asks for leaves it nothing to fill, and says whose.
+    let mut e = experiment(builtin::seed(0.5, None), 8 * MIB, Policy::default());
+    e.profile = Some(Profile {
+        own_heap_bytes: Some(8 * MIB),
+        ..profile(0, 2 * MIB)
+    });
+    let rt = Runtime::new(
+        Accounting::default(),
+        Accounting::default(),
+        CAPACITY,
+        e.runtime_config(0, 0),
+    );
+    let mut driver = Driver::new(rt, Vec::new(), Detached::default());
+    let error = driver
+        .run(&e.effective_scenario(), e.limit)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("nothing to fill")
+            && error.contains("8388608 of them the calibrated program's own heap"),
+        "{error}"
+    );
 }

@@ -1500,7 +1500,13 @@ mod tests {
     fn the_profile_keeps_the_range_its_cycles_read_above_the_smallest() {
         let mut f = go_run(
             &[(15.0, 2, 1), (45.0, 40, 39), (75.0, 72, 30)],
-            &[(0, 1, 1), (20, 41, 1), (50, 61, 2), (80, 75, 2), (200, 1, 1)],
+            &[
+                (0, 1, 1),
+                (20, 41, 1),
+                (50, 61, 2),
+                (80, 75, 2),
+                (200, 1, 1),
+            ],
         );
         let reference = Footprint::of(release_of("go1.21.13").unwrap());
         // Beyond the reference's curve: 0.1 MiB at 2 MiB of heap, 0 at 40, 0.6 at 72.
@@ -1515,7 +1521,11 @@ mod tests {
             });
         }
         let p = profile(&f).unwrap();
-        assert_eq!(p.at_heap_bytes, 2 << 20, "the smallest charge, at the first cycle");
+        assert_eq!(
+            p.at_heap_bytes,
+            2 << 20,
+            "the smallest charge, at the first cycle"
+        );
         assert_eq!(p.outside_heap_range_bytes, Some(500 << 10));
     }
 
