@@ -26,8 +26,9 @@ pub struct Profile {
     /// memspike models.
     pub release: Release,
     /// The group's charge beyond the heap's resident pages (in older reports, beyond the
-    /// heap in use), at `at_heap_bytes` of heap in use: the smallest over its traced cycles,
-    /// each read as the runtime printed the cycle's end. The reference program reads its own
+    /// heap in use), at `at_heap_bytes` of heap in use: the smallest over its traced cycles
+    /// after the first (the first where no other was read), each read as the runtime printed
+    /// the cycle's end. The reference program reads its own
     /// curve so within about half a MiB whatever the size of the pieces it allocates.
     pub outside_heap_bytes: u64,
     pub at_heap_bytes: u64,

@@ -88,8 +88,8 @@ pub struct Options {
     #[arg(long, value_name = "PATH", conflicts_with_all = ["go", "binary"])]
     program: Option<PathBuf>,
     /// Calibrate the simulation from the binary itself: one `memspike exec --report` run per
-    /// release at one cell (`CALIBRATION_ARGS`, a `--program`'s `PROGRAM_CALIBRATION_ARGS`, in a
-    /// 256 MiB group), then every simulation with `--calibrate` (issue 18's cross-binary check).
+    /// release at one cell (`CALIBRATION_ARGS`, in a 256 MiB group), then every simulation
+    /// with `--calibrate` (issue 18's cross-binary check).
     #[arg(long)]
     calibrate: bool,
     /// Run no real program: judge the real runs recorded by the last run of the same
@@ -99,17 +99,14 @@ pub struct Options {
     rejudge: bool,
 }
 
-/// The reference program's arguments for its calibration run: a cell it survives with two
-/// collections, the second with its heap written.
-const CALIBRATION_ARGS: [&str; 6] = ["-limit", "64MiB", "-spike", "0.5", "-chunk", "1MiB"];
-/// A `--program`'s: a smaller spike and a larger remainder, so that a program whose roots
-/// raise its goal (4 MiB of globals put go1.21's after the reference's cell at 71 MB, above
-/// its 64 MiB) still collects a second time with its heap written; and small pieces, so that
-/// it allocates while each cycle marks and the runtime prints the cycle's scan work (the
-/// roots to the byte): with 1 MiB pieces go1.27.3 printed none in 2 runs of 6, with 64 KiB
-/// pieces it did in 5 of 5.
-const PROGRAM_CALIBRATION_ARGS: [&str; 6] =
-    ["-limit", "128MiB", "-spike", "0.3", "-chunk", "64KiB"];
+/// The arguments of every binary's calibration run: a cell each survives collecting at least
+/// twice with its heap written (a program whose roots raise its goal, 4 MiB of globals, still
+/// does), in pieces small enough that it allocates while each cycle marks, so that the runtime
+/// prints the cycle's pacer line (the roots to the byte, the smaps read with the world
+/// stopped): in 1 MiB pieces go1.27.3 printed none in 2 runs of 6, and net/http's reference,
+/// exiting right after its second cycle at `-limit 64MiB -spike 0.5`, left no reading of its
+/// mappings in 4 calibrations of 12.
+const CALIBRATION_ARGS: [&str; 6] = ["-limit", "128MiB", "-spike", "0.3", "-chunk", "64KiB"];
 /// The group the calibration run has.
 const CALIBRATION_LIMIT: &str = "256MiB";
 
@@ -173,18 +170,12 @@ pub fn fidelity(opts: &Options) -> Result<ExitCode> {
         ));
         let calibration = match (opts.calibrate, opts.rejudge) {
             (false, _) => None,
-            (true, false) => {
-                let args = match opts.program {
-                    Some(_) => PROGRAM_CALIBRATION_ARGS,
-                    None => CALIBRATION_ARGS,
-                };
-                Some(calibrate(
-                    &memspike,
-                    binary,
-                    &args,
-                    &runs_dir.join("calibration"),
-                )?)
-            }
+            (true, false) => Some(calibrate(
+                &memspike,
+                binary,
+                &CALIBRATION_ARGS,
+                &runs_dir.join("calibration"),
+            )?),
             (true, true) => Some(runs_dir.join("calibration").join("report.json")),
         };
         let setup = Setup {
