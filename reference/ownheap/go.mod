@@ -1,0 +1,3 @@
+module memspike/reference/ownheap
+
+go 1.19
