@@ -225,25 +225,10 @@ mod tests {
         };
         let mut e = seed(32 * MIB, gc, 21);
         let reference = crate::footprint::Footprint::of(e.runtime);
+        let at = 8 * MIB;
         let profile = |range: u64| crate::profile::Profile {
-            command: vec!["prog".into()],
-            go_version: "go1.21.13".into(),
-            release: e.runtime,
-            outside_heap_bytes: reference.resident(8 * MIB),
-            at_heap_bytes: 8 * MIB,
             outside_heap_range_bytes: Some(range),
-            outside_anonymous_bytes: None,
-            outside_mapped_bytes: None,
-            at_heap_arenas: None,
-            own_heap_bytes: None,
-            stacks_bytes: 0,
-            globals_bytes: 0,
-            start_heap_bytes: 0,
-            alloc_rate: None,
-            gomaxprocs: 2,
-            mark_ms: None,
-            marked_bytes_per_ms: None,
-            cycles: 3,
+            ..crate::profile::tests::profile(reference.resident(at), at)
         };
         e.profile = Some(profile(0));
         let p = predict(&e, DRAWS).unwrap();

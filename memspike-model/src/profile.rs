@@ -136,12 +136,14 @@ pub fn release_of(go_version: &str) -> Option<Release> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const MIB: u64 = 1 << 20;
 
-    fn profile(outside: u64, at_heap: u64) -> Profile {
+    /// A go1.21 program's profile read `outside` beyond a heap of `at_heap` bytes, nothing
+    /// else read.
+    pub(crate) fn profile(outside: u64, at_heap: u64) -> Profile {
         Profile {
             command: vec!["prog".into()],
             go_version: "go1.21.13".into(),

@@ -103,6 +103,13 @@ fn builtin(name: &str, limit: u64, policy: Policy) -> Experiment {
 
 /// The experiment's events, as a model-only run sends them.
 fn run(e: &Experiment) -> Vec<Event> {
+    let (events, outcome) = try_run(e);
+    outcome.unwrap();
+    events
+}
+
+/// The experiment run in the model: its events, and how its scenario ended.
+fn try_run(e: &Experiment) -> (Vec<Event>, Result<(), String>) {
     let rt = Runtime::new(
         Accounting::default(),
         Accounting::default(),
@@ -110,8 +117,11 @@ fn run(e: &Experiment) -> Vec<Event> {
         e.runtime_config(0, 0),
     );
     let mut driver = Driver::new(rt, Vec::new(), Detached::default());
-    driver.run(&e.effective_scenario(), e.limit).unwrap();
-    driver.into_sink()
+    let outcome = driver
+        .run(&e.effective_scenario(), e.limit)
+        .map(drop)
+        .map_err(|e| e.to_string());
+    (driver.into_sink(), outcome)
 }
 
 fn cycles(events: &[Event]) -> impl Iterator<Item = (&Event, GcReason)> {
@@ -466,17 +476,7 @@ fn a_calibrated_profile_moves_the_goal_and_the_memory_limit() {
         own_heap_bytes: Some(8 * MIB),
         ..profile(0, 2 * MIB)
     });
-    let rt = Runtime::new(
-        Accounting::default(),
-        Accounting::default(),
-        CAPACITY,
-        e.runtime_config(0, 0),
-    );
-    let mut driver = Driver::new(rt, Vec::new(), Detached::default());
-    let error = driver
-        .run(&e.effective_scenario(), e.limit)
-        .unwrap_err()
-        .to_string();
+    let error = try_run(&e).1.unwrap_err();
     assert!(
         error.contains("nothing to fill")
             && error.contains("8388608 of them the calibrated program's own heap"),
