@@ -144,7 +144,9 @@ pub struct ExecReport {
 /// at or after the line; a sample after the program's exit is no reading of it): the group's
 /// charge less its page cache (which the kernel reclaims before it kills: the binary's pages
 /// read inside the group, say) less the heap's resident pages read with it (in older facts,
-/// the heap in use at the cycle's end); the smallest is kept.
+/// the heap in use at the cycle's end); the smallest after the first cycle is kept. What the
+/// runtime maps outside the heap, and the program's own heap, come from the smaps and the
+/// pacer's scan work read at the same cycles.
 pub fn profile(f: &ExecFacts) -> Option<Profile> {
     let go_version = f.go_version.clone()?;
     let release = release_of(&go_version)?;
@@ -156,10 +158,17 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
         .collect();
     let ((first, _), (last, last_go)) = (cycles.first()?, cycles.last()?);
     let samples = f.timeline.samples.split_last()?.1;
-    let readings: Vec<(usize, u64, u64, Option<u64>)> = cycles
+    /// The charge beyond the heap at one cycle, and the heap it was read at.
+    struct Charged {
+        cycle: usize,
+        outside: u64,
+        heap: u64,
+        anonymous: Option<u64>,
+    }
+    let readings: Vec<Charged> = cycles
         .iter()
         .enumerate()
-        .filter_map(|(i, (c, go))| {
+        .filter_map(|(cycle, (c, go))| {
             let r = match c.group {
                 Some(at_line) => at_line,
                 None => samples.iter().find(|s| s.t_ms as f64 >= c.read_ms)?.reading,
@@ -177,17 +186,22 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
                 .anonymous_bytes
                 .zip(c.heap_resident_bytes)
                 .and_then(|(anon, heap)| anon.checked_sub(heap));
-            Some((i, outside, go.heap_end_bytes, anonymous))
+            Some(Charged {
+                cycle,
+                outside,
+                heap: go.heap_end_bytes,
+                anonymous,
+            })
         })
         .collect();
     // The first cycle only where no later one was read: a runtime still starting up (its
     // threads, its collector's workers) reads below its size there (a program that collects
     // at its start, before its work: 0.2 to 0.3 MiB on go1.27).
-    let after_first = readings.iter().any(|r| r.0 > 0);
-    let &(_, outside_heap_bytes, at_heap_bytes, outside_anonymous_bytes) = readings
+    let after_first = readings.iter().any(|r| r.cycle > 0);
+    let kept = readings
         .iter()
-        .filter(|r| r.0 > 0 || !after_first)
-        .min_by_key(|r| r.1)?;
+        .filter(|r| r.cycle > 0 || !after_first)
+        .min_by_key(|r| r.outside)?;
     // How much more the other cycles read, each against the reference's curve at its heap: a
     // runtime not yet grown to its size (the first cycles), threads started later; what the
     // prediction draws over.
@@ -195,12 +209,9 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
     let beyond = |outside: u64, heap: u64| outside as i64 - reference.resident(heap) as i64;
     let outside_heap_range_bytes = readings
         .iter()
-        .map(|&(_, outside, heap, _)| beyond(outside, heap))
+        .map(|r| beyond(r.outside, r.heap))
         .max()
-        .map(|most| {
-            most.saturating_sub(beyond(outside_heap_bytes, at_heap_bytes))
-                .max(0) as u64
-        });
+        .map(|most| most.saturating_sub(beyond(kept.outside, kept.heap)).max(0) as u64);
     // What the runtime maps outside the heap, read at a cycle after the first and at the most
     // arenas the heap reached: while it has just grown, the runtime is still mapping its
     // collector's metadata (the reference on go1.19 read 7.86 to 8.42 MiB at its first cycle
@@ -256,9 +267,9 @@ pub fn profile(f: &ExecFacts) -> Option<Profile> {
         command: f.command.clone(),
         go_version,
         release,
-        outside_heap_bytes,
-        at_heap_bytes,
-        outside_anonymous_bytes,
+        outside_heap_bytes: kept.outside,
+        at_heap_bytes: kept.heap,
+        outside_anonymous_bytes: kept.anonymous,
         outside_heap_range_bytes,
         outside_mapped_bytes: mapped.map(|(outside, _)| outside),
         at_heap_arenas: mapped.map(|(_, arenas)| arenas),
