@@ -176,6 +176,9 @@ pub struct OomVictim {
     pub file_rss_kb: u64,
     pub shmem_rss_kb: u64,
     pub pgtables_kb: u64,
+    /// The victim's process id (its thread group's) from the raw program; the classic
+    /// tracepoint's record has only the id of the thread the kernel marked, which differs
+    /// when the process's first thread has exited.
     pub pid: u32,
     pub uid: u32,
     /// NUL-padded command name.
@@ -253,9 +256,8 @@ impl OomFieldOffsets {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OomTaskLayout {
-    /// In `task_struct`: `pid` and `tgid` (int), `comm` (`char[16]`), `mm`, `signal` and
-    /// `real_parent` (pointers).
-    pub task_pid: u32,
+    /// In `task_struct`: `comm` (`char[16]`), `mm`, `signal`, `tgid` (int) and `real_parent`
+    /// (pointer).
     pub task_comm: u32,
     pub task_mm: u32,
     pub task_signal: u32,
@@ -277,7 +279,6 @@ pub struct OomTaskLayout {
 impl OomTaskLayout {
     /// Nothing known: the value compiled into the object (the program is then never attached).
     pub const NONE: OomTaskLayout = OomTaskLayout {
-        task_pid: 0,
         task_comm: 0,
         task_mm: 0,
         task_signal: 0,
@@ -338,6 +339,6 @@ mod tests {
         assert_eq!(align_of::<OomVictim>(), 8);
         assert_eq!(core::mem::offset_of!(OomVictim, parent_pid), 76);
         assert_eq!(size_of::<OomFieldOffsets>(), 9 * 4);
-        assert_eq!(size_of::<OomTaskLayout>(), 13 * 4);
+        assert_eq!(size_of::<OomTaskLayout>(), 12 * 4);
     }
 }

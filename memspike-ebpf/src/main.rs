@@ -18,8 +18,8 @@
 //!   (`memcg_reclaim_begin_tp` / `_end_tp`), in the loader's order of preference: the start
 //!   time per thread in `RECLAIM_START`, then one stall and its duration in `RECLAIM_STATS`.
 //! - `oom_mark_victim_raw` (`raw_tp/mark_victim`, whose arguments are the victim's
-//!   `task_struct *` and uid): reads the victim's figures, and its parent's tgid
-//!   (`real_parent->tgid`), from the kernel's structures at the
+//!   `task_struct *` and uid): reads the victim's figures, its process's id (`tgid`) and its
+//!   parent's (`real_parent->tgid`) from the kernel's structures at the
 //!   offsets in the `OOM_TASK_LAYOUT` global (taken from the kernel's BTF by the loader) and
 //!   sends an `OomVictim` through `OOM_EVENTS`. Detaching it costs nothing, unlike the classic
 //!   tracepoint, whose perf event makes the kernel wait for RCU grace periods (~70 ms) when
@@ -360,7 +360,10 @@ fn try_oom_mark_victim_raw(ctx: &RawTracePointContext) -> Result<(), i32> {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     v.t_ns = unsafe { bpf_ktime_get_ns() };
     v.uid = ctx.arg::<u64>(1) as u32;
-    v.pid = kernel_field::<i32>(task, l.task_pid) as u32;
+    // The process (thread group), not the thread: the kernel marks the first thread of the
+    // process that still has its memory, which is not the process's own when its first thread
+    // has exited (`pthread_exit` in `main`).
+    v.pid = kernel_field::<i32>(task, l.task_tgid) as u32;
     let mm = kernel_field::<u64>(task, l.task_mm);
     v.total_vm_kb = pages_kb(kernel_field::<i64>(mm, l.mm_total_vm), l.kb_shift);
     v.anon_rss_kb = pages_kb(kernel_field::<i64>(mm, l.mm_anon_rss), l.kb_shift);

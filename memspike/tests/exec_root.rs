@@ -582,6 +582,60 @@ fn a_child_oom_killed_under_a_shell_is_an_oom_kill_with_its_parent_named() {
     );
 }
 
+/// A process whose first thread has exited (`pthread_exit` in `main`) while another grows: the
+/// kernel marks that other thread, and the victim is still the command, under its process id.
+/// (Read as the thread's id, it was "a child of pid <memspike>, under the command".)
+#[test]
+fn a_victim_whose_first_thread_exited_is_the_command() {
+    if !common::require_root("exec of a program whose main thread exited") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let program = dir.path().join("grow");
+    let source = dir.path().join("grow.c");
+    std::fs::write(
+        &source,
+        "#include <pthread.h>\n#include <stdlib.h>\n#include <string.h>\n\
+         static void *grow(void *a) { for (;;) memset(malloc(1 << 20), 1, 1 << 20); return a; }\n\
+         int main(void) { pthread_t t; pthread_create(&t, 0, grow, 0); pthread_exit(0); }\n",
+    )
+    .expect("write the program");
+    // `cc`: the C compiler Rust links with.
+    let built = std::process::Command::new("cc")
+        .args(["-O1", "-pthread", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .status()
+        .expect("cc runs");
+    assert!(built.success(), "cc failed");
+    let (code, _, r) = exec(
+        &[
+            "--json",
+            "--limit",
+            "32MiB",
+            "--",
+            program.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["outcome"], "oom_killed", "{r:#}");
+    if r["kernel"]["oom_victim"]["source"] != "ebpf raw_tp/mark_victim" {
+        // The other sources have only the marked thread's id.
+        common::skip(
+            "a victim's process id",
+            "the raw mark_victim eBPF program is not attached here",
+        );
+        return;
+    }
+    let victims = r["oom_victims"].as_array().expect("oom_victims");
+    assert_eq!(victims.len(), 1, "{r:#}");
+    assert_eq!(victims[0]["pid"], r["worker"]["pid"], "{r:#}");
+    assert_eq!(victims[0]["is_command"], true, "{r:#}");
+    let verdict = r["verdict"].as_str().unwrap_or_default();
+    assert!(verdict.contains("the command) holding"), "{verdict}");
+}
+
 /// What follows `tag` on the first line of memspike's output that starts with it, on stdout
 /// or on stderr (where a command's own output goes depends on the output options).
 fn line_of(out: &Output, tag: &str) -> Option<String> {

@@ -250,7 +250,6 @@ pub fn from_btf(data: &[u8], page_size: u64) -> Result<OomTaskLayout, String> {
         return Err(format!("a page size of {page_size} bytes"));
     }
     Ok(OomTaskLayout {
-        task_pid: member(&task, "task_struct", "pid")?.0,
         task_comm: member(&task, "task_struct", "comm")?.0,
         task_mm: member(&task, "task_struct", "mm")?.0,
         task_signal: member(&task, "task_struct", "signal")?.0,
@@ -412,7 +411,6 @@ mod tests {
         assert_eq!(
             l,
             OomTaskLayout {
-                task_pid: 1500,
                 task_comm: 1900,
                 task_mm: 1000,
                 task_signal: 2000,
@@ -451,7 +449,7 @@ mod tests {
         };
         let layout = from_btf(&data, 4096).expect("this kernel's layout");
         assert_eq!(layout.kb_shift, 2);
-        assert_ne!(layout.task_pid, layout.task_comm);
+        assert_ne!(layout.task_tgid, layout.task_comm);
         assert_ne!(layout.mm_anon_rss, layout.mm_file_rss);
     }
 }

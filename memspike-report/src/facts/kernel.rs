@@ -311,6 +311,9 @@ pub struct PsiAverages {
 /// One OOM kill of a task in the group, sizes in bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OomVictimReport {
+    /// The victim's process id from the raw eBPF program; from the classic tracepoint and the
+    /// kernel log, the id of the thread the kernel marked, which is another of the process's
+    /// threads when its first thread has exited.
     pub pid: u32,
     pub comm: String,
     /// The pid (thread-group id) of the victim's parent when it was chosen, as the kernel
