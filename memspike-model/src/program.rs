@@ -291,7 +291,7 @@ impl<M: Memory, S: Sink, H: Host> Driver<M, S, H> {
     pub fn collect(&mut self, phase: &str) -> Result<Cycle, StepError> {
         let action = ActionKind::Gc;
         self.begin(phase, action, 0)?;
-        let cycle = self.rt.gc(&mut self.host);
+        let cycle = self.rt.gc(&mut self.host)?;
         self.end(phase, action, cycle.swept, 0, 0)?;
         Ok(cycle)
     }

@@ -64,9 +64,9 @@ pub struct RuntimeConfig {
     pub outside_spread: i64,
 }
 
-/// When the collector's work happens in one run: what real timing decides and the model draws
-/// ([`crate::predict`]). The default is the model's deterministic collector: every cycle
-/// instantaneous.
+/// When the collector's work happens in one run, and where the small allocator's spans fall:
+/// what real timing decides and the model draws ([`crate::predict`]). The default is the
+/// model's deterministic collector: every cycle instantaneous, no span in a slab's way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timing {
     /// How long a cycle's concurrent mark lasts, simulated ns (gctrace's second clock figure);
@@ -84,6 +84,13 @@ pub struct Timing {
     /// (mgcpacer.go's `maxOvershoot`) on credit the background workers flushed. Which one
     /// happens depends on when the workers flush their credit.
     pub assists_park: bool,
+    /// Whether, after a forced collection (which sweeps everything and flushes every cache of
+    /// small objects), the program's next small allocations take a fresh span at the lowest
+    /// free page, the start of the run the collection freed, with a span of the program's
+    /// already just above that run: what is left of it then takes only what fits, and a slab
+    /// that needs the whole run goes above the heap's end ([`Heap::box_in_lowest_free_run`]).
+    /// Where the small allocator's spans lie is nothing the model knows.
+    pub spans_box_in: bool,
 }
 
 /// A cycle in progress (concurrent mark).
@@ -340,13 +347,7 @@ impl<M: Memory> Runtime<M> {
         self.scavenge(scavenge, ScavengeReason::Allocation)?;
         self.heap.populate(&placed);
         self.grow_footprint();
-        let resident = self.resident();
-        if self.config.stop_at_limit && resident > self.config.limit {
-            return Err(HeapError::OverLimit {
-                resident,
-                limit: self.config.limit,
-            });
-        }
+        self.check_limit()?;
         if self.due() {
             self.start_cycle(GcReason::Trigger, usage);
         }
@@ -356,6 +357,18 @@ impl<M: Memory> Runtime<M> {
         .unwrap_or(u64::MAX);
         self.advance(write_ns, usage)?;
         Ok(placed.allocation)
+    }
+
+    /// In a model-only run, [`HeapError::OverLimit`] once resident memory is past the limit.
+    fn check_limit(&self) -> Result<(), HeapError> {
+        let resident = self.resident();
+        if self.config.stop_at_limit && resident > self.config.limit {
+            return Err(HeapError::OverLimit {
+                resident,
+                limit: self.config.limit,
+            });
+        }
+        Ok(())
     }
 
     /// Drops the program's reference to a slab; returns its size.
@@ -389,14 +402,20 @@ impl<M: Memory> Runtime<M> {
     }
 
     /// `runtime.GC()`: the cycle in progress ends, then a full cycle runs.
-    pub fn gc(&mut self, usage: &mut impl Usage) -> Cycle {
+    pub fn gc(&mut self, usage: &mut impl Usage) -> Result<Cycle, HeapError> {
         self.finish_marking(usage);
-        self.collect(GcReason::Forced, usage)
+        let cycle = self.collect(GcReason::Forced, usage);
+        if self.config.timing.spans_box_in {
+            self.heap.box_in_lowest_free_run()?;
+            self.grow_footprint();
+            self.check_limit()?;
+        }
+        Ok(cycle)
     }
 
     /// `debug.FreeOSMemory()`: a full cycle, then every free page back to the OS.
     pub fn free_os_memory(&mut self, usage: &mut impl Usage) -> Result<Cycle, HeapError> {
-        let cycle = self.gc(usage);
+        let cycle = self.gc(usage)?;
         self.scavenge(u64::MAX, ScavengeReason::FreeOsMemory)?;
         Ok(cycle)
     }
@@ -690,7 +709,7 @@ mod tests {
         let mut rt = runtime(config(Policy::default()));
         assert_eq!(rt.stats().gc_cpu_ns, 0);
         rt.alloc(16 * MIB, &mut ()).unwrap();
-        rt.gc(&mut ());
+        rt.gc(&mut ()).unwrap();
         let stats = rt.stats();
         assert!(stats.num_gc >= 2, "{stats:?}");
         assert_eq!(stats.gc_cpu_ns, u64::from(stats.num_gc) * CYCLE_CPU_NS);
@@ -762,7 +781,7 @@ mod tests {
             "b and the black 4 MiB, marked"
         );
         assert_eq!(rt.stats().garbage, MIB, "b waits for the next cycle");
-        rt.gc(&mut ());
+        rt.gc(&mut ()).unwrap();
         assert_eq!(rt.stats().garbage, 0);
     }
 
@@ -776,6 +795,7 @@ mod tests {
                     mark_ns: 1_000_000,
                     due_starts_after_release: true,
                     assists_park,
+                    spans_box_in: false,
                 },
                 ..config(Policy {
                     memory_limit: Some(Amount::Bytes(24 * MIB)),
@@ -806,7 +826,7 @@ mod tests {
                 gogc,
                 ..Policy::default()
             }));
-            rt.gc(&mut ());
+            rt.gc(&mut ()).unwrap();
             cycles(&mut rt);
             rt.wait(FORCE_GC_PERIOD, &mut ()).unwrap();
             assert_eq!(cycles(&mut rt), 0, "{gogc}: not at exactly 2 minutes");

@@ -243,28 +243,56 @@ impl<M: Memory> Heap<M> {
     /// program's: nothing releases it.
     pub fn hold_own(&mut self, bytes: u64) -> Result<(), HeapError> {
         let placed = self.place(bytes)?;
-        self.populate(&placed);
+        self.hold(&placed);
+        Ok(())
+    }
+
+    /// Boxes the lowest free run in, as the program's small spans do after a forced collection
+    /// ([`crate::runtime::Timing::spans_box_in`]): one page of small objects held at its start,
+    /// and one past the heap's end when the run reached it, so what is left of the run takes
+    /// only what fits in it, and a slab that needs all of it goes above. Held as the own heap is.
+    pub fn box_in_lowest_free_run(&mut self) -> Result<(), HeapError> {
+        let Some(run) = self.pages.lowest_free().filter(|r| r.len > 1) else {
+            return Ok(());
+        };
+        self.hold_own(PAGE_SIZE)?;
+        if run.start + run.len == self.pages.end() {
+            let placed = self.place_by(PAGE_SIZE, PageAlloc::alloc_past_end)?;
+            self.hold(&placed);
+        }
+        Ok(())
+    }
+
+    /// Writes placed pages and keeps them live, as no slab of the program's.
+    fn hold(&mut self, placed: &Placed) {
+        self.populate(placed);
         if let Some(slab) = self.live.remove(&placed.allocation.id) {
             self.totals.requested -= slab.bytes;
         }
-        Ok(())
     }
 
     /// Takes the pages for a slab of `bytes` (the bookkeeping of an allocation) without touching
     /// them yet: the runtime may scavenge other pages before the program writes these
     /// ([`Heap::populate`]).
     pub fn place(&mut self, bytes: u64) -> Result<Placed, HeapError> {
+        self.place_by(bytes, PageAlloc::alloc)
+    }
+
+    /// [`Heap::place`] with the page allocator's way to find `n` pages under a limit.
+    fn place_by(
+        &mut self,
+        bytes: u64,
+        find: fn(&mut PageAlloc, u64, u64) -> Option<Placement>,
+    ) -> Result<Placed, HeapError> {
         if bytes == 0 {
             return Err(HeapError::Empty);
         }
         let n = pages_for(bytes);
         let placement =
-            self.pages
-                .alloc(n, self.capacity_pages)
-                .ok_or(HeapError::AddressSpace {
-                    requested: bytes,
-                    capacity: self.capacity_pages * PAGE_SIZE,
-                })?;
+            find(&mut self.pages, n, self.capacity_pages).ok_or(HeapError::AddressSpace {
+                requested: bytes,
+                capacity: self.capacity_pages * PAGE_SIZE,
+            })?;
         let run = placement.run;
         let id = SlabId(self.next_id);
         self.next_id += 1;
@@ -493,6 +521,32 @@ mod tests {
         assert_eq!((s.marked, s.swept), (MIB + PAGE_SIZE, 2 * MIB));
         assert_eq!(h.heap_alloc(), MIB + PAGE_SIZE);
         assert_eq!(h.memory().resident(), 3 * MIB + PAGE_SIZE);
+    }
+
+    /// A freed run boxed in by small spans: one page held at its start, one past the heap's
+    /// end, and a slab the size of the run no longer fits in it: the heap grows by all of it.
+    /// Without them the slab reuses the run.
+    #[test]
+    fn a_freed_run_boxed_in_takes_only_what_fits() {
+        for boxed in [false, true] {
+            let mut h = heap();
+            let a = h.alloc(4 * MIB).unwrap();
+            h.release(a.id);
+            h.mark_and_sweep();
+            if boxed {
+                h.box_in_lowest_free_run().unwrap();
+                assert_eq!(h.heap_alloc(), 2 * PAGE_SIZE);
+                assert_eq!(h.mapped(), 4 * MIB + PAGE_SIZE);
+                assert_eq!(h.slab_count(), 0);
+            }
+            let b = h.alloc(4 * MIB).unwrap();
+            let (reused, grown) = if boxed { (0, 4 * MIB) } else { (4 * MIB, 0) };
+            assert_eq!((b.reused, b.grown), (reused, grown), "boxed in: {boxed}");
+            // What is left of the run still takes what fits.
+            if boxed {
+                assert_eq!(h.alloc(MIB).unwrap().grown, 0);
+            }
+        }
     }
 
     #[test]

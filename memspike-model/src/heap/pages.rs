@@ -60,6 +60,27 @@ impl PageAlloc {
         self.free.iter().map(|(&start, &len)| Run { start, len })
     }
 
+    /// The lowest-addressed free run.
+    pub fn lowest_free(&self) -> Option<Run> {
+        self.free
+            .first_key_value()
+            .map(|(&start, &len)| Run { start, len })
+    }
+
+    /// Allocates `n` pages past the heap's end, leaving a free run that touches it free;
+    /// `None` when that would pass `limit` pages.
+    pub fn alloc_past_end(&mut self, n: u64, limit: u64) -> Option<Placement> {
+        assert!(n > 0, "zero-page allocation");
+        let start = self.end;
+        let end = start.checked_add(n).filter(|&e| e <= limit)?;
+        self.end = end;
+        Some(Placement {
+            run: Run { start, len: n },
+            grown: n,
+            unreleased: 0,
+        })
+    }
+
     /// Allocates `n` pages, the lowest-addressed free run that fits first. When none fits,
     /// the heap grows at its end by what is missing (a free run touching the end is used).
     /// Returns `None` when growing would pass `limit` pages.
