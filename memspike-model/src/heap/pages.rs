@@ -72,8 +72,7 @@ impl PageAlloc {
     pub fn alloc_past_end(&mut self, n: u64, limit: u64) -> Option<Placement> {
         assert!(n > 0, "zero-page allocation");
         let start = self.end;
-        let end = start.checked_add(n).filter(|&e| e <= limit)?;
-        self.end = end;
+        self.grow(n, limit)?;
         Some(Placement {
             run: Run { start, len: n },
             grown: n,
@@ -101,20 +100,23 @@ impl PageAlloc {
             .filter(|&(&s, &l)| s + l == self.end);
         let (start, have) = tail.map_or((self.end, 0), |(&s, &l)| (s, l));
         let grown = n - have;
-        if self.end.checked_add(grown).is_none_or(|e| e > limit) {
-            return None;
-        }
+        self.grow(grown, limit)?;
         let mut unreleased = 0;
         if have > 0 {
             self.take(start, have, have);
             unreleased = self.unrelease(start, have);
         }
-        self.end += grown;
         Some(Placement {
             run: Run { start, len: n },
             grown,
             unreleased,
         })
+    }
+
+    /// Moves the heap's end `n` pages on; `None`, and nothing moved, past `limit` pages.
+    fn grow(&mut self, n: u64, limit: u64) -> Option<()> {
+        self.end = self.end.checked_add(n).filter(|&e| e <= limit)?;
+        Some(())
     }
 
     /// Forgets that pages in `[start, start + n)` were released (they are in use again);
